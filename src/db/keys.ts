@@ -1,0 +1,84 @@
+import { createHash, randomBytes } from "node:crypto";
+import type { Queryable } from "./pool.js";
+import { CHANNEL, notify } from "./signals.js";
+
+/** API keys: `hf_` plus 32 random bytes; only their SHA-256 is stored. */
+
+export type KeyRow = {
+  id: string;
+  tenant_id: string;
+  prefix: string;
+  scopes: string[];
+  description: string;
+  create_time: Date;
+  revoke_time: Date | null;
+};
+
+const COLUMNS = "id, tenant_id, prefix, scopes, description, create_time, revoke_time";
+
+export function hashSecret(secret: string): Buffer {
+  return createHash("sha256").update(secret).digest();
+}
+
+export async function insertKey(
+  q: Queryable,
+  tenantId: string,
+  scopes: readonly string[],
+  description: string,
+): Promise<{ secret: string; key: KeyRow }> {
+  const secret = `hf_${randomBytes(32).toString("base64url")}`;
+  const { rows } = await q.query<KeyRow>(
+    `INSERT INTO api_keys (tenant_id, secret_hash, prefix, scopes, description)
+     VALUES ($1, $2, $3, $4::text[], $5)
+     RETURNING ${COLUMNS}`,
+    [tenantId, hashSecret(secret), secret.slice(0, 10), [...scopes], description],
+  );
+  return { secret, key: rows[0] as KeyRow };
+}
+
+/** The active key with this secret hash, if any. */
+export async function findActiveKey(q: Queryable, secretHash: Buffer): Promise<KeyRow | undefined> {
+  const { rows } = await q.query<KeyRow>(
+    `SELECT ${COLUMNS} FROM api_keys WHERE secret_hash = $1 AND revoke_time IS NULL`,
+    [secretHash],
+  );
+  return rows[0];
+}
+
+export async function listKeys(
+  q: Queryable,
+  tenantId: string,
+  opts: { after: string | undefined; limit: number; includeRevoked: boolean },
+): Promise<KeyRow[]> {
+  const { rows } = await q.query<KeyRow>(
+    `SELECT ${COLUMNS} FROM api_keys
+     WHERE tenant_id = $1 AND ($2::text IS NULL OR id > $2) AND ($3 OR revoke_time IS NULL)
+     ORDER BY id LIMIT $4`,
+    [tenantId, opts.after ?? null, opts.includeRevoked, opts.limit],
+  );
+  return rows;
+}
+
+/**
+ * Revokes a key and tells every instance to forget it at once (the
+ * notification is delivered when the transaction commits). Revoking a
+ * revoked key returns it unchanged.
+ */
+export async function revokeKey(
+  q: Queryable,
+  tenantId: string,
+  id: string,
+): Promise<{ key: KeyRow; secretHashHex: string } | undefined> {
+  const { rows } = await q.query<KeyRow & { secret_hash: Buffer }>(
+    `UPDATE api_keys SET revoke_time = coalesce(revoke_time, now())
+     WHERE tenant_id = $1 AND id = $2
+     RETURNING ${COLUMNS}, secret_hash`,
+    [tenantId, id],
+  );
+  const row = rows[0];
+  if (!row) return undefined;
+  const secretHashHex = row.secret_hash.toString("hex");
+  await notify(q, CHANNEL.keys, secretHashHex);
+  const { secret_hash: _, ...key } = row;
+  return { key, secretHashHex };
+}

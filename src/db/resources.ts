@@ -1,0 +1,141 @@
+import type { JsonObject } from "@bufbuild/protobuf";
+import type { WeeklyWindow } from "../domain/catalog.js";
+import type { Queryable } from "./pool.js";
+import { CHANNEL, notify } from "./signals.js";
+
+export type ResourceKindName = "person" | "room" | "equipment" | "location" | "other";
+
+export type ResourceRow = {
+  tenant_id: string;
+  id: string;
+  name: string;
+  kind: ResourceKindName;
+  time_zone: string;
+  capacity: number;
+  metadata: JsonObject;
+  weekly_schedule: WeeklyWindow[] | null;
+  active: boolean;
+  revision: number;
+  create_time: Date;
+  update_time: Date;
+};
+
+const COLUMNS =
+  "tenant_id, id, name, kind, time_zone, capacity, metadata, weekly_schedule, active, revision, create_time, update_time";
+
+export type ResourceFields = {
+  name: string;
+  kind: ResourceKindName;
+  timeZone: string;
+  capacity: number;
+  metadata: JsonObject;
+  weeklySchedule: WeeklyWindow[] | null;
+};
+
+export async function insertResource(
+  q: Queryable,
+  tenantId: string,
+  f: ResourceFields,
+): Promise<ResourceRow> {
+  const { rows } = await q.query<ResourceRow>(
+    `INSERT INTO resources (tenant_id, name, kind, time_zone, capacity, metadata, weekly_schedule)
+     VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb)
+     RETURNING ${COLUMNS}`,
+    [tenantId, f.name, f.kind, f.timeZone, f.capacity, f.metadata, jsonOrNull(f.weeklySchedule)],
+  );
+  return rows[0] as ResourceRow;
+}
+
+export async function getResource(
+  q: Queryable,
+  tenantId: string,
+  id: string,
+): Promise<ResourceRow | undefined> {
+  const { rows } = await q.query<ResourceRow>(
+    `SELECT ${COLUMNS} FROM resources WHERE tenant_id = $1 AND id = $2`,
+    [tenantId, id],
+  );
+  return rows[0];
+}
+
+export async function listResources(
+  q: Queryable,
+  tenantId: string,
+  opts: {
+    after: string | undefined;
+    limit: number;
+    includeInactive: boolean;
+    kind: ResourceKindName | undefined;
+  },
+): Promise<ResourceRow[]> {
+  const { rows } = await q.query<ResourceRow>(
+    `SELECT ${COLUMNS} FROM resources
+     WHERE tenant_id = $1 AND ($2::text IS NULL OR id > $2) AND ($3 OR active) AND ($4::text IS NULL OR kind = $4)
+     ORDER BY id LIMIT $5`,
+    [tenantId, opts.after ?? null, opts.includeInactive, opts.kind ?? null, opts.limit],
+  );
+  return rows;
+}
+
+export type ResourceChanges = Partial<
+  Omit<ResourceFields, "weeklySchedule"> & { active: boolean }
+> & {
+  weeklySchedule?: WeeklyWindow[] | null;
+};
+
+const COLUMN_OF: Record<keyof ResourceChanges, string> = {
+  name: "name",
+  kind: "kind",
+  timeZone: "time_zone",
+  capacity: "capacity",
+  metadata: "metadata",
+  active: "active",
+  weeklySchedule: "weekly_schedule",
+};
+
+/**
+ * Applies the given changes and bumps the revision, which tells booking
+ * writes that a cached copy of this resource is stale.
+ */
+export async function updateResource(
+  q: Queryable,
+  tenantId: string,
+  id: string,
+  changes: ResourceChanges,
+): Promise<ResourceRow | undefined> {
+  const sets: string[] = [];
+  const values: unknown[] = [tenantId, id];
+  for (const [field, value] of Object.entries(changes) as [keyof ResourceChanges, unknown][]) {
+    if (value === undefined) continue;
+    const column = COLUMN_OF[field];
+    const isJson = column === "metadata" || column === "weekly_schedule";
+    values.push(isJson ? jsonOrNull(value) : value);
+    sets.push(`${column} = $${values.length}${isJson ? "::jsonb" : ""}`);
+  }
+  const { rows } = await q.query<ResourceRow>(
+    `UPDATE resources SET ${[...sets, "revision = revision + 1", "update_time = now()"].join(", ")}
+     WHERE tenant_id = $1 AND id = $2
+     RETURNING ${COLUMNS}`,
+    values,
+  );
+  if (rows[0]) await notify(q, CHANNEL.catalog, tenantId);
+  return rows[0];
+}
+
+/** The ids among `ids` that name no resource of the tenant. */
+export async function missingResources(
+  q: Queryable,
+  tenantId: string,
+  ids: readonly string[],
+): Promise<string[]> {
+  const { rows } = await q.query<{ id: string }>(
+    `SELECT want.id FROM unnest($2::text[]) AS want(id)
+     WHERE NOT EXISTS (SELECT 1 FROM resources r WHERE r.tenant_id = $1 AND r.id = want.id)`,
+    [tenantId, [...ids]],
+  );
+  return rows.map((r) => r.id);
+}
+
+function jsonOrNull(value: unknown): string | null {
+  return value === null ? null : JSON.stringify(value);
+}

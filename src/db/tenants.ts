@@ -1,0 +1,82 @@
+import { Rejection } from "../domain/rejection.js";
+import { OPERATOR_SCOPE, TENANT_SCOPES } from "../domain/scopes.js";
+import { isUniqueViolation } from "./errors.js";
+import { insertKey } from "./keys.js";
+import { inTransaction, type Pool, type Queryable } from "./pool.js";
+
+export type TenantRow = { id: string; name: string; create_time: Date };
+
+export const DEFAULT_TENANT = "default";
+
+/** Creates a tenant with its first all-scopes key, in one transaction. */
+export async function createTenant(
+  pool: Pool,
+  name: string,
+): Promise<{
+  tenant: TenantRow;
+  secret: string;
+  key: Awaited<ReturnType<typeof insertKey>>["key"];
+}> {
+  try {
+    return await inTransaction(pool, async (tx) => {
+      const { rows } = await tx.query<TenantRow>(
+        "INSERT INTO tenants (name) VALUES ($1) RETURNING id, name, create_time",
+        [name],
+      );
+      const tenant = rows[0] as TenantRow;
+      const { secret, key } = await insertKey(tx, tenant.id, TENANT_SCOPES, "first key");
+      return { tenant, secret, key };
+    });
+  } catch (err) {
+    if (isUniqueViolation(err, "tenants_name_key")) {
+      throw new Rejection("TENANT_NAME_TAKEN", `a tenant named "${name}" already exists`, {
+        fieldViolations: [{ field: "name", description: "is already taken" }],
+      });
+    }
+    throw err;
+  }
+}
+
+export async function listTenants(
+  q: Queryable,
+  opts: { after: string | undefined; limit: number },
+): Promise<TenantRow[]> {
+  const { rows } = await q.query<TenantRow>(
+    "SELECT id, name, create_time FROM tenants WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2",
+    [opts.after ?? null, opts.limit],
+  );
+  return rows;
+}
+
+/**
+ * Makes sure tenant `default` exists. The instance that creates it also
+ * creates the operator key and returns its secret, to be printed once;
+ * unless an operator key comes from the environment, in which case none is
+ * made. Safe when several instances start at once: only one insert wins.
+ */
+export async function bootstrapDefaultTenant(
+  pool: Pool,
+  withOperatorKey: boolean,
+): Promise<{ tenantId: string; operatorSecret: string | undefined }> {
+  return inTransaction(pool, async (tx) => {
+    const inserted = await tx.query<{ id: string }>(
+      "INSERT INTO tenants (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id",
+      [DEFAULT_TENANT],
+    );
+    const created = inserted.rows[0];
+    if (!created) {
+      const { rows } = await tx.query<{ id: string }>("SELECT id FROM tenants WHERE name = $1", [
+        DEFAULT_TENANT,
+      ]);
+      return { tenantId: (rows[0] as { id: string }).id, operatorSecret: undefined };
+    }
+    if (!withOperatorKey) return { tenantId: created.id, operatorSecret: undefined };
+    const { secret } = await insertKey(
+      tx,
+      created.id,
+      [...TENANT_SCOPES, OPERATOR_SCOPE],
+      "operator key (bootstrap)",
+    );
+    return { tenantId: created.id, operatorSecret: secret };
+  });
+}

@@ -1,0 +1,101 @@
+/**
+ * Why a request was refused, in the booking domain's own terms. Each stable
+ * reason has exactly one status class here; the RPC layer turns a Rejection
+ * into a Connect error with the same reason in a google.rpc.ErrorInfo.
+ * Clients branch on the reason, never on the message.
+ */
+export const REASONS = {
+  // Bad input.
+  VALIDATION_ERROR: "invalid_argument",
+  MALFORMED_REQUEST: "invalid_argument",
+  REQUEST_TOO_LARGE: "invalid_argument",
+  INVALID_PAGE_TOKEN: "invalid_argument",
+  INVALID_SLOT_ID: "invalid_argument",
+  INVALID_CURSOR: "invalid_argument",
+  IDEMPOTENCY_KEY_INVALID: "invalid_argument",
+  IDEMPOTENCY_KEY_REUSED: "invalid_argument",
+  // Who is calling.
+  UNAUTHENTICATED: "unauthenticated",
+  MISSING_SCOPE: "permission_denied",
+  // What the request names.
+  RESOURCE_NOT_FOUND: "not_found",
+  SERVICE_NOT_FOUND: "not_found",
+  BOOKING_NOT_FOUND: "not_found",
+  OVERRIDE_NOT_FOUND: "not_found",
+  API_KEY_NOT_FOUND: "not_found",
+  WEBHOOK_NOT_FOUND: "not_found",
+  DELIVERY_NOT_FOUND: "not_found",
+  POLICY_VERSION_NOT_FOUND: "not_found",
+  HEALTH_SERVICE_NOT_FOUND: "not_found",
+  TENANT_NAME_TAKEN: "already_exists",
+  // Booking rules.
+  SLOT_UNAVAILABLE: "aborted",
+  HOLD_EXPIRED: "failed_precondition",
+  INVALID_STATE: "failed_precondition",
+  NOT_STARTED: "failed_precondition",
+  RESOURCE_INACTIVE: "failed_precondition",
+  SERVICE_INACTIVE: "failed_precondition",
+  RESOURCE_NOT_IN_SERVICE: "failed_precondition",
+  INVALID_DURATION: "failed_precondition",
+  OUTSIDE_WORKING_HOURS: "failed_precondition",
+  SCHEDULE_BLOCKED: "failed_precondition",
+  OFF_GRID: "failed_precondition",
+  TOO_SOON: "failed_precondition",
+  TOO_FAR_AHEAD: "failed_precondition",
+  CURSOR_EXPIRED: "failed_precondition",
+  // Capacity of the server or of a consumer.
+  CONSUMER_TOO_SLOW: "resource_exhausted",
+  // Everything else.
+  METHOD_NOT_FOUND: "unimplemented",
+  DEADLINE_EXCEEDED: "deadline_exceeded",
+  CANCELLED: "canceled",
+  UNAVAILABLE: "unavailable",
+  INTERNAL: "internal",
+} as const;
+
+export type Reason = keyof typeof REASONS;
+export type RejectionCode = (typeof REASONS)[Reason];
+
+/** One bad field of a request, named by its proto path (`policy.durations[0]`). */
+export type FieldViolation = { field: string; description: string };
+
+/** A booked range in the way of a request; never carries another caller's data. */
+export type ConflictingRange = { startMs: number; endMs: number; status: string };
+
+/** A free time offered instead. */
+export type FreeSlot = {
+  resourceId: string;
+  startMs: number;
+  endMs: number;
+  remaining: number;
+  slotId: string;
+};
+
+export type RejectionDetails = {
+  fieldViolations?: FieldViolation[];
+  conflicts?: ConflictingRange[];
+  alternatives?: FreeSlot[];
+  /** Extra ErrorInfo metadata (string values), e.g. a resume cursor. */
+  metadata?: Record<string, string>;
+};
+
+export class Rejection extends Error {
+  readonly code: RejectionCode;
+  constructor(
+    readonly reason: Reason,
+    message: string,
+    readonly details: RejectionDetails = {},
+  ) {
+    super(message);
+    this.name = "Rejection";
+    this.code = REASONS[reason];
+  }
+}
+
+/** A VALIDATION_ERROR naming every bad field at once. */
+export function invalid(violations: FieldViolation[]): Rejection {
+  const summary = violations.map((v) => `${v.field}: ${v.description}`).join("; ");
+  return new Rejection("VALIDATION_ERROR", `invalid request: ${summary}`, {
+    fieldViolations: violations,
+  });
+}

@@ -1,0 +1,201 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { z } from "zod";
+import type {
+  CatalogService,
+  Policy as PolicyMessage,
+  PolicySchema,
+  ServiceSchema,
+} from "../../gen/holdfast/v1/catalog_pb.js";
+import type { Pool } from "../db/pool.js";
+import {
+  getService,
+  insertService,
+  listPolicyVersions,
+  listServices,
+  type ServiceRow,
+  updateService,
+} from "../db/services.js";
+import { checkPolicy, type Policy, weeklyWindowsForDisplay } from "../domain/catalog.js";
+import { invalid, Rejection } from "../domain/rejection.js";
+import { principalOf } from "./auth.js";
+import { durationOfMs, msOfDuration, timestampOfDate } from "./convert.js";
+import { readPage, writePage } from "./paging.js";
+import * as v from "./validate.js";
+
+/** A policy message, checked against the domain's rules, with defaults filled in. */
+const policy = v.message<PolicyMessage>().transform((p, ctx) => {
+  if (p === undefined) {
+    ctx.addIssue({ code: "custom", message: "is required (at least its durations)" });
+    return z.NEVER;
+  }
+  const ms = (d: PolicyMessage["holdTtl"]) => (d === undefined ? null : msOfDuration(d));
+  const checked = checkPolicy(
+    {
+      durationsMs: p.durations.map(msOfDuration),
+      slotIntervalMs: ms(p.slotInterval),
+      bufferBeforeMs: ms(p.bufferBefore),
+      bufferAfterMs: ms(p.bufferAfter),
+      minNoticeMs: ms(p.minNotice),
+      maxAdvanceMs: ms(p.maxAdvance),
+      businessHours: p.businessHours,
+      holdTtlMs: ms(p.holdTtl),
+      maxHoldTtlMs: ms(p.maxHoldTtl),
+    },
+    "",
+  );
+  v.reportViolations(ctx, checked.violations);
+  return checked.value;
+});
+
+const resourceIds = z
+  .array(v.id)
+  .max(500, "must list at most 500 resources")
+  .superRefine((ids, ctx) => {
+    ids.forEach((id, i) => {
+      if (ids.indexOf(id) !== i)
+        ctx.addIssue({ code: "custom", message: "is listed twice", path: [i] });
+    });
+  });
+
+const timeZoneOrUtc = z
+  .string()
+  .transform((tz) => tz || "UTC")
+  .pipe(v.timeZone);
+
+const createSchema = z.object({
+  name: v.name,
+  resourceIds,
+  policy,
+  timeZone: timeZoneOrUtc,
+  metadata: v.metadata,
+});
+
+const UPDATABLE = ["name", "resource_ids", "policy", "time_zone", "metadata", "active"] as const;
+const updateSchema = z.object({
+  name: v.name.optional(),
+  resourceIds: resourceIds.optional(),
+  policy: policy.optional(),
+  timeZone: timeZoneOrUtc.optional(),
+  metadata: v.metadata.optional(),
+  active: z.boolean().optional(),
+});
+
+export function policyOf(p: Policy): MessageInitShape<typeof PolicySchema> {
+  const d = (ms: number | null) => (ms === null ? undefined : durationOfMs(ms));
+  return {
+    durations: p.durationsMs.map(durationOfMs),
+    slotInterval: d(p.slotIntervalMs),
+    bufferBefore: d(p.bufferBeforeMs),
+    bufferAfter: d(p.bufferAfterMs),
+    minNotice: d(p.minNoticeMs),
+    maxAdvance: d(p.maxAdvanceMs),
+    businessHours: weeklyWindowsForDisplay(p.businessHours),
+    holdTtl: d(p.holdTtlMs),
+    maxHoldTtl: d(p.maxHoldTtlMs),
+  };
+}
+
+export function serviceOf(s: ServiceRow): MessageInitShape<typeof ServiceSchema> {
+  return {
+    id: s.id,
+    name: s.name,
+    resourceIds: s.resource_ids,
+    policy: policyOf(s.policy),
+    policyVersion: s.policy_version,
+    timeZone: s.time_zone,
+    metadata: s.metadata,
+    active: s.active,
+    createTime: timestampOfDate(s.create_time),
+    updateTime: timestampOfDate(s.update_time),
+  };
+}
+
+export function serviceNotFound(id: string, field = "id"): Rejection {
+  return new Rejection("SERVICE_NOT_FOUND", `no service with id "${id}"`, {
+    fieldViolations: [{ field, description: "no such service" }],
+  });
+}
+
+export function catalogService(pool: Pool): ServiceImpl<typeof CatalogService> {
+  return {
+    async createService(req, ctx) {
+      const f = v.parseRequest(createSchema, req);
+      return { service: serviceOf(await insertService(pool, principalOf(ctx).tenantId, f)) };
+    },
+
+    async getService(req, ctx) {
+      const { policyVersion } = v.parseRequest(
+        z.object({ policyVersion: z.number().int().min(0) }),
+        req,
+      );
+      const tenantId = principalOf(ctx).tenantId;
+      const row =
+        req.id === ""
+          ? undefined
+          : await getService(pool, tenantId, req.id, policyVersion || undefined);
+      if (row) return { service: serviceOf(row) };
+      if (policyVersion > 0 && (await getService(pool, tenantId, req.id))) {
+        throw new Rejection(
+          "POLICY_VERSION_NOT_FOUND",
+          `service "${req.id}" has no policy version ${policyVersion}`,
+          {
+            fieldViolations: [{ field: "policy_version", description: "no such version" }],
+          },
+        );
+      }
+      throw serviceNotFound(req.id);
+    },
+
+    async listServices(req, ctx) {
+      const filters = v.parseRequest(
+        z.object({ ...v.pageFields, includeInactive: z.boolean(), resourceId: v.optionalId }),
+        req,
+      );
+      const page = readPage(req, { i: filters.includeInactive, r: filters.resourceId });
+      const rows = await listServices(pool, principalOf(ctx).tenantId, {
+        after: page.after,
+        limit: page.size + 1,
+        includeInactive: filters.includeInactive,
+        resourceId: filters.resourceId || undefined,
+      });
+      const { items, nextPageToken } = writePage(rows, page, (s) => s.id);
+      return { services: items.map(serviceOf), nextPageToken };
+    },
+
+    async updateService(req, ctx) {
+      const target = req.service;
+      if (!target || target.id === "")
+        throw invalid([{ field: "service.id", description: "is required" }]);
+      const paths = v.updatePaths(req.updateMask, target, UPDATABLE);
+      const { service: changes } = v.parseRequest(z.object({ service: updateSchema }), {
+        service: v.pick(target, paths),
+      });
+      const row = await updateService(pool, principalOf(ctx).tenantId, target.id, changes);
+      if (!row) throw serviceNotFound(target.id, "service.id");
+      return { service: serviceOf(row) };
+    },
+
+    async listPolicyVersions(req, ctx) {
+      v.parseRequest(z.object({ ...v.pageFields, serviceId: v.id }), req);
+      const tenantId = principalOf(ctx).tenantId;
+      if (!(await getService(pool, tenantId, req.serviceId)))
+        throw serviceNotFound(req.serviceId, "service_id");
+      const page = readPage(req, { s: req.serviceId });
+      const rows = await listPolicyVersions(pool, tenantId, req.serviceId, {
+        before: page.after === undefined ? undefined : Number(page.after),
+        limit: page.size + 1,
+      });
+      const { items, nextPageToken } = writePage(rows, page, (r) => String(r.version));
+      return {
+        versions: items.map((r) => ({
+          version: r.version,
+          policy: policyOf(r.policy),
+          timeZone: r.time_zone,
+          createTime: timestampOfDate(r.create_time),
+        })),
+        nextPageToken,
+      };
+    },
+  };
+}

@@ -1,0 +1,65 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import {
+  type Duration,
+  durationFromMs,
+  type Timestamp,
+  timestampFromMs,
+} from "@bufbuild/protobuf/wkt";
+import type { SlotSchema } from "../../gen/holdfast/v1/availability_pb.js";
+import { BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
+import type { FreeSlot } from "../domain/rejection.js";
+
+/**
+ * Conversions between protobuf well-known types and the plain numbers the
+ * domain works in (milliseconds since the epoch, milliseconds of duration).
+ */
+
+export function timestampOfMs(ms: number): Timestamp {
+  return timestampFromMs(ms);
+}
+
+export function timestampOfDate(d: Date): Timestamp {
+  return timestampFromMs(d.getTime());
+}
+
+export function durationOfMs(ms: number): Duration {
+  return durationFromMs(ms);
+}
+
+/** Milliseconds of a Timestamp; sub-millisecond precision is dropped. */
+export function msOfTimestamp(t: Timestamp): number {
+  return Number(t.seconds) * 1000 + Math.floor(t.nanos / 1_000_000);
+}
+
+/** Milliseconds of a Duration, or NaN when it is negative or has mixed signs. */
+export function msOfDuration(d: Duration): number {
+  if (d.seconds < 0n || d.nanos < 0) return Number.NaN;
+  return Number(d.seconds) * 1000 + d.nanos / 1_000_000;
+}
+
+const STATUS: Record<string, BookingStatus> = {
+  held: BookingStatus.HELD,
+  confirmed: BookingStatus.CONFIRMED,
+  cancelled: BookingStatus.CANCELLED,
+  expired: BookingStatus.EXPIRED,
+  completed: BookingStatus.COMPLETED,
+  no_show: BookingStatus.NO_SHOW,
+};
+
+export function bookingStatusOf(status: string): BookingStatus {
+  return STATUS[status] ?? BookingStatus.UNSPECIFIED;
+}
+
+export function bookingStatusName(status: BookingStatus): string | undefined {
+  return Object.entries(STATUS).find(([, v]) => v === status)?.[0];
+}
+
+export function slotOf(s: FreeSlot): MessageInitShape<typeof SlotSchema> {
+  return {
+    slotId: s.slotId,
+    resourceId: s.resourceId,
+    startTime: timestampOfMs(s.startMs),
+    endTime: timestampOfMs(s.endMs),
+    remaining: s.remaining,
+  };
+}

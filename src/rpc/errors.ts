@@ -1,0 +1,118 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { BadRequestSchema, ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { SlotConflictSchema } from "../../gen/holdfast/v1/errors_pb.js";
+import { rejectionFromDatabase } from "../db/errors.js";
+import { type Reason, Rejection, type RejectionCode } from "../domain/rejection.js";
+import { log } from "../log.js";
+import { bookingStatusOf, slotOf, timestampOfMs } from "./convert.js";
+
+export const ERROR_DOMAIN = "holdfast";
+
+const CODE: Record<RejectionCode, Code> = {
+  invalid_argument: Code.InvalidArgument,
+  unauthenticated: Code.Unauthenticated,
+  permission_denied: Code.PermissionDenied,
+  not_found: Code.NotFound,
+  already_exists: Code.AlreadyExists,
+  aborted: Code.Aborted,
+  failed_precondition: Code.FailedPrecondition,
+  resource_exhausted: Code.ResourceExhausted,
+  unimplemented: Code.Unimplemented,
+  deadline_exceeded: Code.DeadlineExceeded,
+  canceled: Code.Canceled,
+  unavailable: Code.Unavailable,
+  internal: Code.Internal,
+};
+
+/** Reasons for errors raised by the Connect framework itself, which carry none. */
+const FRAMEWORK_REASON: Partial<Record<Code, Reason>> = {
+  [Code.InvalidArgument]: "MALFORMED_REQUEST",
+  [Code.ResourceExhausted]: "REQUEST_TOO_LARGE",
+  [Code.Unimplemented]: "METHOD_NOT_FOUND",
+  [Code.DeadlineExceeded]: "DEADLINE_EXCEEDED",
+  [Code.Canceled]: "CANCELLED",
+  [Code.Unavailable]: "UNAVAILABLE",
+};
+
+/** A Connect error carrying the rejection's reason, field violations and conflicts. */
+export function connectErrorOf(r: Rejection, cause?: unknown): ConnectError {
+  const details = [
+    {
+      desc: ErrorInfoSchema,
+      value: create(ErrorInfoSchema, {
+        reason: r.reason,
+        domain: ERROR_DOMAIN,
+        metadata: r.details.metadata ?? {},
+      }),
+    },
+  ] as ConstructorParameters<typeof ConnectError>[3] & object[];
+  if (r.details.fieldViolations?.length) {
+    details.push({
+      desc: BadRequestSchema,
+      value: create(BadRequestSchema, {
+        fieldViolations: r.details.fieldViolations.map((v) => ({
+          field: v.field,
+          description: v.description,
+        })),
+      }),
+    });
+  }
+  if (r.details.conflicts || r.details.alternatives) {
+    details.push({
+      desc: SlotConflictSchema,
+      value: create(SlotConflictSchema, {
+        conflicts: (r.details.conflicts ?? []).map((c) => ({
+          startTime: timestampOfMs(c.startMs),
+          endTime: timestampOfMs(c.endMs),
+          status: bookingStatusOf(c.status),
+        })),
+        alternatives: (r.details.alternatives ?? []).map(slotOf),
+      }),
+    });
+  }
+  return new ConnectError(r.message, CODE[r.code], undefined, details, cause);
+}
+
+/**
+ * Every error leaving the server as a Connect error with a stable reason:
+ * rejections keep theirs, database errors are mapped in one place, framework
+ * errors get one from their code, and anything else becomes a bare Internal
+ * error whose cause is logged but never sent.
+ */
+export function toConnectError(err: unknown, procedure?: string): ConnectError {
+  if (err instanceof Rejection) return connectErrorOf(err);
+  if (err instanceof ConnectError) {
+    if (err.details.length > 0) return err;
+    const reason = FRAMEWORK_REASON[err.code];
+    if (reason) return connectErrorOf(new Rejection(reason, err.rawMessage), err);
+  }
+  const fromDb = rejectionFromDatabase(err);
+  if (fromDb) {
+    if (fromDb.reason === "UNAVAILABLE") log.warn("database unavailable", { procedure, err });
+    return connectErrorOf(fromDb, err);
+  }
+  log.error("internal error", { procedure, err });
+  return connectErrorOf(new Rejection("INTERNAL", "internal error"));
+}
+
+export const errorInterceptor: Interceptor = (next) => async (req) => {
+  try {
+    const res = await next(req);
+    if (!res.stream) return res;
+    return { ...res, message: mapStreamErrors(res.message, req.url) };
+  } catch (err) {
+    throw toConnectError(err, req.url);
+  }
+};
+
+async function* mapStreamErrors<T>(
+  messages: AsyncIterable<T>,
+  procedure: string,
+): AsyncIterable<T> {
+  try {
+    yield* messages;
+  } catch (err) {
+    throw toConnectError(err, procedure);
+  }
+}

@@ -1,0 +1,82 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { z } from "zod";
+import type { ApiKeySchema, KeyService } from "../../gen/holdfast/v1/key_pb.js";
+import { insertKey, type KeyRow, listKeys, revokeKey } from "../db/keys.js";
+import type { Pool } from "../db/pool.js";
+import { Rejection } from "../domain/rejection.js";
+import { isTenantScope, scopesBeyond, TENANT_SCOPES } from "../domain/scopes.js";
+import { type Keyring, principalOf } from "./auth.js";
+import { timestampOfDate } from "./convert.js";
+import { readPage, writePage } from "./paging.js";
+import * as v from "./validate.js";
+
+export function apiKeyOf(k: KeyRow): MessageInitShape<typeof ApiKeySchema> {
+  return {
+    id: k.id,
+    prefix: k.prefix,
+    scopes: k.scopes,
+    description: k.description,
+    createTime: timestampOfDate(k.create_time),
+    revokeTime: k.revoke_time ? timestampOfDate(k.revoke_time) : undefined,
+  };
+}
+
+const createSchema = z.object({
+  scopes: z
+    .array(
+      z.string().refine(isTenantScope, {
+        message: `is not a scope; scopes are ${TENANT_SCOPES.join(", ")}`,
+      }),
+    )
+    .min(1, "must list at least one scope")
+    .transform((s) => [...new Set(s)]),
+  description: z.string().max(500, "must be at most 500 characters"),
+});
+
+export function keyService(pool: Pool, keyring: Keyring): ServiceImpl<typeof KeyService> {
+  return {
+    async createApiKey(req, ctx) {
+      const f = v.parseRequest(createSchema, req);
+      const principal = principalOf(ctx);
+      const beyond = scopesBeyond(principal.scopes, f.scopes);
+      if (beyond.length > 0) {
+        throw new Rejection(
+          "MISSING_SCOPE",
+          `a key cannot grant scopes it does not hold: ${beyond.join(", ")}`,
+          {
+            fieldViolations: [
+              { field: "scopes", description: `not held by the calling key: ${beyond.join(", ")}` },
+            ],
+          },
+        );
+      }
+      const { secret, key } = await insertKey(pool, principal.tenantId, f.scopes, f.description);
+      return { apiKey: secret, key: apiKeyOf(key) };
+    },
+
+    async listApiKeys(req, ctx) {
+      v.parseRequest(z.object(v.pageFields), req);
+      const page = readPage(req, { r: req.includeRevoked });
+      const rows = await listKeys(pool, principalOf(ctx).tenantId, {
+        after: page.after,
+        limit: page.size + 1,
+        includeRevoked: req.includeRevoked,
+      });
+      const { items, nextPageToken } = writePage(rows, page, (k) => k.id);
+      return { keys: items.map(apiKeyOf), nextPageToken };
+    },
+
+    async revokeApiKey(req, ctx) {
+      const revoked = await revokeKey(pool, principalOf(ctx).tenantId, req.id);
+      if (!revoked) {
+        throw new Rejection("API_KEY_NOT_FOUND", `no API key with id "${req.id}"`, {
+          fieldViolations: [{ field: "id", description: "no such key" }],
+        });
+      }
+      // Other instances forget it through the notification; this one at once.
+      keyring.forget(revoked.secretHashHex);
+      return { key: apiKeyOf(revoked.key) };
+    },
+  };
+}

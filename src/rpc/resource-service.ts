@@ -1,0 +1,184 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { z } from "zod";
+import {
+  ResourceKind,
+  ResourceKindSchema,
+  type ResourceSchema,
+  type ResourceService,
+  type WeeklyScheduleSchema,
+} from "../../gen/holdfast/v1/resource_pb.js";
+import type { Pool } from "../db/pool.js";
+import {
+  getResource,
+  insertResource,
+  listResources,
+  type ResourceKindName,
+  type ResourceRow,
+  updateResource,
+} from "../db/resources.js";
+import { checkWeeklyWindows, weeklyWindowsForDisplay } from "../domain/catalog.js";
+import { invalid, Rejection } from "../domain/rejection.js";
+import { principalOf } from "./auth.js";
+import { timestampOfDate } from "./convert.js";
+import { readPage, writePage } from "./paging.js";
+import * as v from "./validate.js";
+
+const KIND_NAME: Record<number, ResourceKindName> = {
+  [ResourceKind.PERSON]: "person",
+  [ResourceKind.ROOM]: "room",
+  [ResourceKind.EQUIPMENT]: "equipment",
+  [ResourceKind.LOCATION]: "location",
+  [ResourceKind.OTHER]: "other",
+};
+const KIND_OF = Object.fromEntries(
+  Object.entries(KIND_NAME).map(([k, n]) => [n, Number(k)]),
+) as Record<ResourceKindName, ResourceKind>;
+
+const kind = v
+  .enumValue<ResourceKind>(ResourceKindSchema, ResourceKind.OTHER)
+  .transform((k) => KIND_NAME[k] as ResourceKindName);
+const capacity = z
+  .number()
+  .int()
+  .min(0)
+  .max(10_000, "must be at most 10000")
+  .transform((c) => (c === 0 ? 1 : c));
+
+type ScheduleInput =
+  | { windows: { weekday: number; startTime: string; endTime: string }[] }
+  | undefined;
+
+/** A weekly schedule, validated and normalised; null when unset (available at all hours). */
+const weeklySchedule = v.message<NonNullable<ScheduleInput>>().transform((s, ctx) => {
+  if (s === undefined) return null;
+  if (s.windows.length > 100) {
+    ctx.addIssue({ code: "custom", message: "must have at most 100 windows", path: ["windows"] });
+    return z.NEVER;
+  }
+  const checked = checkWeeklyWindows(s.windows, "windows");
+  v.reportViolations(ctx, checked.violations);
+  return checked.value;
+});
+
+const createSchema = z.object({
+  name: v.name,
+  kind,
+  timeZone: v.timeZone,
+  capacity,
+  metadata: v.metadata,
+  weeklySchedule,
+});
+
+const UPDATABLE = ["name", "kind", "time_zone", "capacity", "metadata", "active"] as const;
+const updateSchema = z.object({
+  name: v.name.optional(),
+  kind: kind.optional(),
+  timeZone: v.timeZone.optional(),
+  capacity: capacity.optional(),
+  metadata: v.metadata.optional(),
+  active: z.boolean().optional(),
+});
+
+export function resourceOf(r: ResourceRow): MessageInitShape<typeof ResourceSchema> {
+  return {
+    id: r.id,
+    name: r.name,
+    kind: KIND_OF[r.kind],
+    timeZone: r.time_zone,
+    capacity: r.capacity,
+    metadata: r.metadata,
+    active: r.active,
+    createTime: timestampOfDate(r.create_time),
+    updateTime: timestampOfDate(r.update_time),
+    weeklySchedule: scheduleOf(r.weekly_schedule),
+  };
+}
+
+function scheduleOf(
+  windows: ResourceRow["weekly_schedule"],
+): MessageInitShape<typeof WeeklyScheduleSchema> | undefined {
+  return windows === null ? undefined : { windows: weeklyWindowsForDisplay(windows) };
+}
+
+export function resourceNotFound(id: string, field = "id"): Rejection {
+  return new Rejection("RESOURCE_NOT_FOUND", `no resource with id "${id}"`, {
+    fieldViolations: [{ field, description: "no such resource" }],
+  });
+}
+
+export function resourceService(pool: Pool): ServiceImpl<typeof ResourceService> {
+  async function existing(tenantId: string, id: string, field = "id"): Promise<ResourceRow> {
+    const row = id === "" ? undefined : await getResource(pool, tenantId, id);
+    if (!row) throw resourceNotFound(id, field);
+    return row;
+  }
+
+  return {
+    async createResource(req, ctx) {
+      const f = v.parseRequest(createSchema, req);
+      const row = await insertResource(pool, principalOf(ctx).tenantId, f);
+      return { resource: resourceOf(row) };
+    },
+
+    async getResource(req, ctx) {
+      return { resource: resourceOf(await existing(principalOf(ctx).tenantId, req.id)) };
+    },
+
+    async listResources(req, ctx) {
+      const filters = v.parseRequest(
+        z.object({ ...v.pageFields, includeInactive: z.boolean(), kind: z.number() }),
+        req,
+      );
+      const kindName =
+        filters.kind === 0 ? undefined : v.parseRequest(z.object({ kind }), req).kind;
+      const page = readPage(req, { i: filters.includeInactive, k: kindName });
+      const rows = await listResources(pool, principalOf(ctx).tenantId, {
+        after: page.after,
+        limit: page.size + 1,
+        includeInactive: filters.includeInactive,
+        kind: kindName,
+      });
+      const { items, nextPageToken } = writePage(rows, page, (r) => r.id);
+      return { resources: items.map(resourceOf), nextPageToken };
+    },
+
+    async updateResource(req, ctx) {
+      const tenantId = principalOf(ctx).tenantId;
+      const target = req.resource;
+      if (!target || target.id === "")
+        throw invalid([{ field: "resource.id", description: "is required" }]);
+      const paths = v.updatePaths(req.updateMask, target, UPDATABLE);
+      const { resource: changes } = v.parseRequest(z.object({ resource: updateSchema }), {
+        resource: v.pick(target, paths),
+      });
+      const row = await updateResource(pool, tenantId, target.id, changes);
+      if (!row) throw resourceNotFound(target.id, "resource.id");
+      return { resource: resourceOf(row) };
+    },
+
+    async deleteResource(req, ctx) {
+      const row = await updateResource(pool, principalOf(ctx).tenantId, req.id, { active: false });
+      if (!row) throw resourceNotFound(req.id);
+      return { resource: resourceOf(row) };
+    },
+
+    async setWeeklySchedule(req, ctx) {
+      const tenantId = principalOf(ctx).tenantId;
+      const { weeklySchedule: windows } = v.parseRequest(z.object({ weeklySchedule }), req);
+      const row = await updateResource(pool, tenantId, req.resourceId, { weeklySchedule: windows });
+      if (!row) throw resourceNotFound(req.resourceId, "resource_id");
+      return { resource: resourceOf(row) };
+    },
+
+    async createOverride() {
+      throw new Rejection("METHOD_NOT_FOUND", "overrides are not available yet");
+    },
+    async listOverrides() {
+      throw new Rejection("METHOD_NOT_FOUND", "overrides are not available yet");
+    },
+    async deleteOverride() {
+      throw new Rejection("METHOD_NOT_FOUND", "overrides are not available yet");
+    },
+  };
+}

@@ -1,0 +1,203 @@
+import type { DescEnum, JsonObject } from "@bufbuild/protobuf";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { z } from "zod";
+import { type FieldViolation, invalid } from "../domain/rejection.js";
+import { canonicalTimeZone } from "../domain/time.js";
+import { msOfDuration, msOfTimestamp } from "./convert.js";
+
+/**
+ * Request validation with zod, for what protobuf types cannot express
+ * (lengths, ranges, formats, time zones). Violations name fields by their
+ * proto path, e.g. `policy.durations[0]`, whatever the wire format.
+ */
+
+/** Parses `message` with `schema`, or throws VALIDATION_ERROR naming every bad field. */
+export function parseRequest<T>(schema: z.ZodType<T>, message: unknown): T {
+  const result = schema.safeParse(message);
+  if (result.success) return result.data;
+  throw invalid(result.error.issues.map(violationOf));
+}
+
+function violationOf(issue: z.core.$ZodIssue): FieldViolation {
+  return { field: protoPath(issue.path), description: issue.message };
+}
+
+/**
+ * Reports violations found by a domain check (fields named like
+ * `windows[0].start_time`) as issues of the zod value being parsed, so their
+ * paths are prefixed with where that value sits in the request.
+ */
+export function reportViolations(
+  ctx: z.core.$RefinementCtx,
+  violations: readonly FieldViolation[],
+): void {
+  for (const violation of violations) {
+    const path = violation.field
+      .split(/[.[\]]+/)
+      .filter(Boolean)
+      .map((p) => (/^\d+$/.test(p) ? Number(p) : p));
+    ctx.addIssue({ code: "custom", message: violation.description, path });
+  }
+}
+
+/** ["policy", "holdTtl"] -> "policy.hold_ttl"; array indexes become [i]. */
+export function protoPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const part of path) {
+    if (typeof part === "number") out += `[${part}]`;
+    else out += `${out ? "." : ""}${String(part).replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`;
+  }
+  return out || "request";
+}
+
+/**
+ * A message-typed field, which protobuf leaves undefined when unset. Marked
+ * optional so that zod hands `undefined` to the transform that follows,
+ * which decides whether it is allowed.
+ */
+export function message<T>() {
+  return z.custom<T>().optional();
+}
+
+export const name = z
+  .string()
+  .trim()
+  .min(1, "must not be empty")
+  .max(200, "must be at most 200 characters");
+
+export const id = z.string().min(1, "must not be empty").max(64, "is not a valid id");
+
+export const optionalId = z.string().max(64, "is not a valid id");
+
+export const timeZone = z
+  .string()
+  .min(1, "must not be empty")
+  .transform((tz, ctx) => {
+    const canonical = canonicalTimeZone(tz);
+    if (canonical === undefined) {
+      ctx.addIssue({
+        code: "custom",
+        message: `"${tz}" is not an IANA time zone name (e.g. Europe/London)`,
+      });
+      return z.NEVER;
+    }
+    return canonical;
+  });
+
+const MAX_METADATA_BYTES = 16 * 1024;
+
+/** Caller metadata (a google.protobuf.Struct): at most 16 KiB as JSON. */
+export const metadata = message<JsonObject>().transform((m, ctx) => {
+  const value = m ?? {};
+  if (JSON.stringify(value).length > MAX_METADATA_BYTES) {
+    ctx.addIssue({ code: "custom", message: "must be at most 16 KiB as JSON" });
+    return z.NEVER;
+  }
+  return value;
+});
+
+const EARLIEST_MS = Date.UTC(2000, 0, 1);
+const LATEST_MS = Date.UTC(2200, 0, 1);
+
+function checkedMs(t: Timestamp, ctx: z.core.$RefinementCtx): number {
+  const ms = msOfTimestamp(t);
+  if (!Number.isFinite(ms) || ms < EARLIEST_MS || ms >= LATEST_MS) {
+    ctx.addIssue({ code: "custom", message: "must be between 2000-01-01 and 2200-01-01" });
+    return z.NEVER;
+  }
+  return ms;
+}
+
+/** A required google.protobuf.Timestamp, as epoch milliseconds. */
+export const timestampMs = message<Timestamp>().transform((t, ctx) => {
+  if (t !== undefined) return checkedMs(t, ctx);
+  ctx.addIssue({ code: "custom", message: "is required" });
+  return z.NEVER;
+});
+
+/** An optional google.protobuf.Timestamp, as epoch milliseconds or null. */
+export const optionalTimestampMs = message<Timestamp>().transform((t, ctx) =>
+  t === undefined ? null : checkedMs(t, ctx),
+);
+
+/** An optional non-negative google.protobuf.Duration, as milliseconds or null. */
+export const durationMs = message<Duration>().transform((d, ctx) => {
+  if (d === undefined) return null;
+  const ms = msOfDuration(d);
+  if (!Number.isFinite(ms)) {
+    ctx.addIssue({ code: "custom", message: "must not be negative" });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+/**
+ * A protobuf enum value that the schema defines. Binary requests may carry
+ * numbers the schema does not know; those, and UNSPECIFIED unless a default
+ * is given, are refused.
+ */
+export function enumValue<T extends number>(desc: DescEnum, defaultValue?: T) {
+  return z.number().transform((v, ctx) => {
+    if (v === 0 && defaultValue !== undefined) return defaultValue;
+    if (v === 0 || !desc.values.some((e) => e.number === v)) {
+      const names = desc.values.filter((e) => e.number !== 0).map((e) => e.name);
+      ctx.addIssue({ code: "custom", message: `must be one of ${names.join(", ")}` });
+      return z.NEVER;
+    }
+    return v as T;
+  });
+}
+
+export const pageFields = {
+  pageSize: z.number().int().min(0, "must not be negative"),
+  pageToken: z.string().max(1024, "is not a valid page token"),
+};
+
+/**
+ * The fields an Update call changes, per AIP-134: the paths of
+ * `update_mask` when given, else every allowed field that is set (non-empty,
+ * non-zero) in the message. Unknown paths are refused.
+ */
+export function updatePaths(
+  mask: { paths: string[] } | undefined,
+  message: object,
+  allowed: readonly string[],
+): Set<string> {
+  if (mask && mask.paths.length > 0) {
+    const unknown = mask.paths.filter((p) => !allowed.includes(p));
+    if (unknown.length > 0) {
+      throw invalid([
+        {
+          field: "update_mask",
+          description: `unknown path ${unknown.join(", ")}; allowed: ${allowed.join(", ")}`,
+        },
+      ]);
+    }
+    return new Set(mask.paths);
+  }
+  const set = new Set<string>();
+  for (const path of allowed) {
+    const value = (message as Record<string, unknown>)[camelCase(path)];
+    if (isPopulated(value)) set.add(path);
+  }
+  return set;
+}
+
+function camelCase(snake: string): string {
+  return snake.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+function isPopulated(value: unknown): boolean {
+  if (value === undefined || value === null || value === "" || value === 0 || value === false)
+    return false;
+  if (Array.isArray(value)) return value.length > 0;
+  return true;
+}
+
+/** Picks the listed snake_case paths out of a message, as camelCase keys. */
+export function pick(message: object, paths: Set<string>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const path of paths)
+    out[camelCase(path)] = (message as Record<string, unknown>)[camelCase(path)];
+  return out;
+}
