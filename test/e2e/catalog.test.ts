@@ -1,0 +1,365 @@
+import { Code } from "@connectrpc/connect";
+import { beforeAll, describe, expect, it } from "vitest";
+import { CatalogService } from "../../gen/holdfast/v1/catalog_pb.js";
+import { ResourceKind, ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
+import { clientFor, fieldViolations, newTenant, rejected } from "../support/clients.js";
+import { startTestServer } from "../support/server.js";
+
+const minutes = (n: number) => ({ seconds: BigInt(n * 60), nanos: 0 });
+const seconds = (n: number) => ({ seconds: BigInt(n), nanos: 0 });
+
+let resources: ReturnType<typeof clientFor<typeof ResourceService>>;
+let catalog: ReturnType<typeof clientFor<typeof CatalogService>>;
+
+beforeAll(async () => {
+  const server = await startTestServer();
+  const { key } = await newTenant(server.url);
+  resources = clientFor(ResourceService, server.url, key);
+  catalog = clientFor(CatalogService, server.url, key, "connect");
+});
+
+describe("resources", () => {
+  it("are created with defaults and a canonical time zone", async () => {
+    const { resource } = await resources.createResource({
+      name: "Dr Smith",
+      kind: ResourceKind.PERSON,
+      timeZone: "america/new_york",
+      metadata: { specialty: "dermatology", floor: 2 },
+    });
+    expect(resource).toMatchObject({
+      name: "Dr Smith",
+      kind: ResourceKind.PERSON,
+      timeZone: "America/New_York",
+      capacity: 1,
+      active: true,
+      metadata: { specialty: "dermatology", floor: 2 },
+    });
+    expect(resource?.id).toMatch(/^rsc_/);
+    expect(resource?.weeklySchedule).toBeUndefined();
+    const room = await resources.createResource({ name: "Room", timeZone: "UTC", capacity: 3 });
+    expect(room.resource).toMatchObject({ kind: ResourceKind.OTHER, capacity: 3 });
+  });
+
+  it("refuse invalid time zones, capacities and kinds, naming each field", async () => {
+    const err = await rejected(
+      resources.createResource({
+        name: "",
+        timeZone: "Mars/Olympus",
+        capacity: -1,
+        kind: 42 as ResourceKind,
+      }),
+      Code.InvalidArgument,
+      "VALIDATION_ERROR",
+    );
+    expect(fieldViolations(err).sort()).toEqual(["capacity", "kind", "name", "time_zone"]);
+    await rejected(
+      resources.createResource({ name: "x", timeZone: "+02:00" }),
+      Code.InvalidArgument,
+      "VALIDATION_ERROR",
+    );
+    await rejected(
+      resources.createResource({ name: "x", timeZone: "EST5EDT!" }),
+      Code.InvalidArgument,
+      "VALIDATION_ERROR",
+    );
+  });
+
+  it("update the fields in the mask, or every set field without one", async () => {
+    const { resource } = await resources.createResource({
+      name: "Chair",
+      timeZone: "Europe/London",
+      capacity: 2,
+    });
+    const id = resource?.id as string;
+    const renamed = await resources.updateResource({
+      resource: { id, name: "Chair 1", capacity: 5 },
+      updateMask: { paths: ["name"] },
+    });
+    expect(renamed.resource).toMatchObject({ name: "Chair 1", capacity: 2 });
+    const implied = await resources.updateResource({
+      resource: { id, capacity: 4, timeZone: "Asia/Kolkata" },
+    });
+    expect(implied.resource).toMatchObject({
+      name: "Chair 1",
+      capacity: 4,
+      timeZone: "Asia/Kolkata",
+    });
+    expect(implied.resource?.updateTime?.seconds).toBeGreaterThanOrEqual(
+      resource?.updateTime?.seconds ?? 0n,
+    );
+    const err = await rejected(
+      resources.updateResource({ resource: { id }, updateMask: { paths: ["weekly_schedule"] } }),
+      Code.InvalidArgument,
+      "VALIDATION_ERROR",
+    );
+    expect(fieldViolations(err)).toEqual(["update_mask"]);
+    await rejected(
+      resources.updateResource({ resource: { id, timeZone: "Nowhere/City" } }),
+      Code.InvalidArgument,
+      "VALIDATION_ERROR",
+    );
+    await rejected(
+      resources.updateResource({ resource: { name: "x" } }),
+      Code.InvalidArgument,
+      "VALIDATION_ERROR",
+    );
+  });
+
+  it("delete softly: hidden from lists unless asked, history kept", async () => {
+    const { resource } = await resources.createResource({
+      name: "Projector",
+      kind: ResourceKind.EQUIPMENT,
+      timeZone: "UTC",
+    });
+    const id = resource?.id as string;
+    const deleted = await resources.deleteResource({ id });
+    expect(deleted.resource?.active).toBe(false);
+    expect((await resources.getResource({ id })).resource?.active).toBe(false);
+    const all = async (includeInactive: boolean) => {
+      const ids: string[] = [];
+      let pageToken = "";
+      do {
+        const page = await resources.listResources({ includeInactive, pageToken });
+        ids.push(...page.resources.map((r) => r.id));
+        pageToken = page.nextPageToken;
+      } while (pageToken);
+      return ids;
+    };
+    expect(await all(false)).not.toContain(id);
+    expect(await all(true)).toContain(id);
+    const equipment = await resources.listResources({
+      includeInactive: true,
+      kind: ResourceKind.EQUIPMENT,
+    });
+    expect(equipment.resources.map((r) => r.id)).toEqual([id]);
+    await rejected(resources.getResource({ id: "rsc_nope" }), Code.NotFound, "RESOURCE_NOT_FOUND");
+  });
+
+  it("keep a weekly schedule, merged and sorted, and clear it", async () => {
+    const { resource } = await resources.createResource({
+      name: "Dr Lee",
+      timeZone: "Europe/London",
+    });
+    const id = resource?.id as string;
+    const set = await resources.setWeeklySchedule({
+      resourceId: id,
+      weeklySchedule: {
+        windows: [
+          { weekday: 2, startTime: "13:00", endTime: "24:00" },
+          { weekday: 1, startTime: "09:00", endTime: "12:00" },
+          { weekday: 1, startTime: "11:00", endTime: "12:30" },
+        ],
+      },
+    });
+    expect(
+      set.resource?.weeklySchedule?.windows.map((w) => [w.weekday, w.startTime, w.endTime]),
+    ).toEqual([
+      [1, "09:00", "12:30"],
+      [2, "13:00", "24:00"],
+    ]);
+    const err = await rejected(
+      resources.setWeeklySchedule({
+        resourceId: id,
+        weeklySchedule: {
+          windows: [
+            { weekday: 8, startTime: "9:00", endTime: "08:00" },
+            { weekday: 1, startTime: "10:00", endTime: "09:00" },
+          ],
+        },
+      }),
+      Code.InvalidArgument,
+      "VALIDATION_ERROR",
+    );
+    expect(fieldViolations(err)).toEqual([
+      "weekly_schedule.windows[0].weekday",
+      "weekly_schedule.windows[0].start_time",
+      "weekly_schedule.windows[1].end_time",
+    ]);
+    const cleared = await resources.setWeeklySchedule({ resourceId: id });
+    expect(cleared.resource?.weeklySchedule).toBeUndefined();
+    const closed = await resources.setWeeklySchedule({
+      resourceId: id,
+      weeklySchedule: { windows: [] },
+    });
+    expect(closed.resource?.weeklySchedule?.windows).toEqual([]);
+  });
+});
+
+describe("services", () => {
+  it("start at policy version 1 with defaults filled in", async () => {
+    const r = (await resources.createResource({ name: "Advisor", timeZone: "UTC" })).resource;
+    const { service } = await catalog.createService({
+      name: "Consultation",
+      resourceIds: [r?.id as string],
+      policy: { durations: [minutes(30), minutes(60)] },
+    });
+    expect(service).toMatchObject({
+      name: "Consultation",
+      policyVersion: 1,
+      timeZone: "UTC",
+      active: true,
+      resourceIds: [r?.id],
+    });
+    expect(service?.policy?.holdTtl).toMatchObject(seconds(120));
+    expect(service?.policy?.maxHoldTtl).toMatchObject(minutes(30));
+    expect(service?.policy?.durations.map((d) => d.seconds)).toEqual([1800n, 3600n]);
+  });
+
+  it("version every policy change and keep the old versions", async () => {
+    const r1 = (await resources.createResource({ name: "A", timeZone: "UTC" })).resource
+      ?.id as string;
+    const r2 = (await resources.createResource({ name: "B", timeZone: "UTC" })).resource
+      ?.id as string;
+    const created = await catalog.createService({
+      name: "Table",
+      resourceIds: [r1],
+      policy: { durations: [minutes(90)] },
+    });
+    const id = created.service?.id as string;
+
+    const renamed = await catalog.updateService({
+      service: { id, name: "Table for two", resourceIds: [r2, r1] },
+    });
+    expect(renamed.service).toMatchObject({
+      name: "Table for two",
+      policyVersion: 1,
+      resourceIds: [r2, r1],
+    });
+
+    const samePolicy = await catalog.updateService({
+      service: { id, policy: { durations: [minutes(90)], holdTtl: seconds(120) } },
+    });
+    expect(samePolicy.service?.policyVersion).toBe(1);
+
+    const v2 = await catalog.updateService({
+      service: {
+        id,
+        policy: { durations: [minutes(60)], bufferAfter: minutes(15), holdTtl: seconds(300) },
+      },
+    });
+    expect(v2.service?.policyVersion).toBe(2);
+    const v3 = await catalog.updateService({
+      service: { id, timeZone: "Europe/Paris" },
+      updateMask: { paths: ["time_zone"] },
+    });
+    expect(v3.service?.policyVersion).toBe(3);
+
+    const old = await catalog.getService({ id, policyVersion: 1 });
+    expect(old.service?.policy?.durations.map((d) => d.seconds)).toEqual([5400n]);
+    expect(old.service?.policyVersion).toBe(1);
+    expect((await catalog.getService({ id })).service?.policyVersion).toBe(3);
+    await rejected(
+      catalog.getService({ id, policyVersion: 9 }),
+      Code.NotFound,
+      "POLICY_VERSION_NOT_FOUND",
+    );
+
+    const versions = await catalog.listPolicyVersions({ serviceId: id, pageSize: 2 });
+    expect(versions.versions.map((v) => v.version)).toEqual([3, 2]);
+    const rest = await catalog.listPolicyVersions({
+      serviceId: id,
+      pageSize: 2,
+      pageToken: versions.nextPageToken,
+    });
+    expect(rest.versions.map((v) => [v.version, v.timeZone])).toEqual([[1, "UTC"]]);
+    expect(rest.nextPageToken).toBe("");
+
+    const inactive = await catalog.updateService({
+      service: { id, active: false },
+      updateMask: { paths: ["active"] },
+    });
+    expect(inactive.service?.active).toBe(false);
+    expect((await catalog.listServices({})).services.map((s) => s.id)).not.toContain(id);
+    expect(
+      (await catalog.listServices({ includeInactive: true, resourceId: r2 })).services.map(
+        (s) => s.id,
+      ),
+    ).toEqual([id]);
+  });
+
+  it("refuse bad policies, naming each field", async () => {
+    const err = await rejected(
+      catalog.createService({
+        name: "Bad",
+        resourceIds: ["rsc_a", "rsc_a"],
+        timeZone: "Moon/Base",
+        policy: {
+          durations: [seconds(90), { seconds: -60n, nanos: 0 }],
+          holdTtl: minutes(40),
+          maxHoldTtl: minutes(30),
+          businessHours: [{ weekday: 0, startTime: "09:00", endTime: "17:00" }],
+        },
+      }),
+      Code.InvalidArgument,
+      "VALIDATION_ERROR",
+    );
+    expect(fieldViolations(err).sort()).toEqual([
+      "policy.business_hours[0].weekday",
+      "policy.durations[0]",
+      "policy.durations[1]",
+      "policy.hold_ttl",
+      "resource_ids[1]",
+      "time_zone",
+    ]);
+    const noPolicy = await rejected(
+      catalog.createService({ name: "None" }),
+      Code.InvalidArgument,
+      "VALIDATION_ERROR",
+    );
+    expect(fieldViolations(noPolicy)).toEqual(["policy"]);
+    const missing = await rejected(
+      catalog.createService({
+        name: "Ghost",
+        resourceIds: ["rsc_ghost"],
+        policy: { durations: [minutes(30)] },
+      }),
+      Code.NotFound,
+      "RESOURCE_NOT_FOUND",
+    );
+    expect(fieldViolations(missing)).toEqual(["resource_ids[0]"]);
+  });
+});
+
+describe("paging", () => {
+  it("walks every row once, caps the page size, and refuses foreign tokens", async () => {
+    const server = await startTestServer();
+    const { key } = await newTenant(server.url);
+    const client = clientFor(ResourceService, server.url, key);
+    const made: string[] = [];
+    for (let i = 0; i < 7; i++)
+      made.push(
+        (await client.createResource({ name: `R${i}`, timeZone: "UTC" })).resource?.id as string,
+      );
+
+    const seen: string[] = [];
+    const sizes: number[] = [];
+    let pageToken = "";
+    do {
+      const page = await client.listResources({ pageSize: 3, pageToken });
+      seen.push(...page.resources.map((r) => r.id));
+      sizes.push(page.resources.length);
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    expect(sizes).toEqual([3, 3, 1]);
+    expect(seen).toEqual(made);
+    expect((await client.listResources({ pageSize: 1000 })).resources).toHaveLength(7);
+    expect((await client.listResources({})).nextPageToken).toBe("");
+
+    const first = await client.listResources({ pageSize: 2 });
+    await rejected(
+      client.listResources({ pageSize: 2, pageToken: first.nextPageToken, includeInactive: true }),
+      Code.InvalidArgument,
+      "INVALID_PAGE_TOKEN",
+    );
+    await rejected(
+      client.listResources({ pageToken: "garbage!" }),
+      Code.InvalidArgument,
+      "INVALID_PAGE_TOKEN",
+    );
+    await rejected(
+      client.listResources({ pageSize: -1 }),
+      Code.InvalidArgument,
+      "VALIDATION_ERROR",
+    );
+  });
+});

@@ -1,0 +1,231 @@
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { Code } from "@connectrpc/connect";
+import type * as grpc from "@grpc/grpc-js";
+import { beforeAll, describe, expect, it } from "vitest";
+import { Health, HealthCheckResponse_ServingStatus } from "../../gen/health/v1/health_pb.js";
+import { ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
+import {
+  clientFor,
+  grpcJsClient,
+  grpcJsReason,
+  jsonReason,
+  newTenant,
+  postJson,
+  rejected,
+} from "../support/clients.js";
+import { startTestServer, type TestServer } from "../support/server.js";
+
+const run = promisify(execFile);
+let server: TestServer;
+let key: string;
+
+beforeAll(async () => {
+  server = await startTestServer({ HOLDFAST_MAX_REQUEST_BYTES: "65536" });
+  key = (await newTenant(server.url)).key;
+});
+
+const CREATE = "holdfast.v1.ResourceService/CreateResource";
+
+describe("bad input gets InvalidArgument with a reason, never Internal", () => {
+  it.each([
+    ["malformed JSON", '{"name": "x",', "MALFORMED_REQUEST", undefined],
+    [
+      "a wrong type",
+      { name: "Room", timeZone: "UTC", capacity: "many" },
+      "MALFORMED_REQUEST",
+      "capacity",
+    ],
+    [
+      "an unknown enum value",
+      { name: "Room", timeZone: "UTC", kind: "RESOURCE_KIND_SPACESHIP" },
+      "MALFORMED_REQUEST",
+      undefined,
+    ],
+    [
+      "an unknown field",
+      { name: "Room", timeZone: "UTC", colour: "red" },
+      "MALFORMED_REQUEST",
+      "colour",
+    ],
+    [
+      "an invalid time zone",
+      { name: "Room", timeZone: "Europe/Atlantis" },
+      "VALIDATION_ERROR",
+      "time_zone",
+    ],
+    ["a JSON array", "[1,2]", "MALFORMED_REQUEST", undefined],
+  ])("over Connect JSON: %s", async (_, body, reason, field) => {
+    const reply = await postJson(server.url, CREATE, body, key);
+    expect(reply.status).toBe(400);
+    expect(reply.body.code).toBe("invalid_argument");
+    expect(jsonReason(reply)).toBe(reason);
+    if (field) {
+      const violations = (
+        reply.body.details as { type: string; debug: { fieldViolations?: { field: string }[] } }[]
+      )
+        .flatMap((d) => d.debug.fieldViolations ?? [])
+        .map((v) => v.field);
+      expect(violations).toContain(field);
+    }
+  });
+
+  it("caps the body size for every protocol", async () => {
+    const big = { name: "Room", timeZone: "UTC", metadata: { blob: "x".repeat(70_000) } };
+    const reply = await postJson(server.url, CREATE, big, key);
+    expect(reply.status).toBe(400);
+    expect(jsonReason(reply)).toBe("REQUEST_TOO_LARGE");
+    for (const protocol of ["grpc", "grpc-web", "connect"] as const) {
+      await rejected(
+        clientFor(ResourceService, server.url, key, protocol).createResource(big),
+        Code.InvalidArgument,
+        "REQUEST_TOO_LARGE",
+      );
+    }
+    // The server is fine afterwards.
+    expect(
+      (await clientFor(ResourceService, server.url, key).listResources({})).resources,
+    ).toBeDefined();
+  });
+
+  it("refuses metadata over 16 KiB with a field violation", async () => {
+    const reply = await postJson(
+      server.url,
+      CREATE,
+      { name: "R", timeZone: "UTC", metadata: { a: "y".repeat(17_000) } },
+      key,
+    );
+    expect(jsonReason(reply)).toBe("VALIDATION_ERROR");
+  });
+
+  it("answers an unknown procedure with 404", async () => {
+    const reply = await postJson(server.url, "holdfast.v1.ResourceService/Explode", {}, key);
+    expect(reply.status).toBe(404);
+  });
+});
+
+describe("health checking", () => {
+  it("reports SERVING over gRPC and Connect JSON, and NOT_FOUND for unknown services", async () => {
+    const health = clientFor(Health, server.url, undefined);
+    expect((await health.check({})).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
+    expect((await health.check({ service: "holdfast.v1.ResourceService" })).status).toBe(
+      HealthCheckResponse_ServingStatus.SERVING,
+    );
+    await rejected(
+      health.check({ service: "nope.Service" }),
+      Code.NotFound,
+      "HEALTH_SERVICE_NOT_FOUND",
+    );
+    const reply = await postJson(server.url, "grpc.health.v1.Health/Check", {});
+    expect(reply.body).toEqual({ status: "SERVING" });
+  });
+});
+
+describe("server reflection", () => {
+  const buf = "node_modules/.bin/buf";
+  const auth = () => ["-H", `Authorization: Bearer ${key}`];
+
+  it("lists the services for buf curl", async () => {
+    const { stdout } = await run(buf, [
+      "curl",
+      "--protocol",
+      "grpc",
+      "--http2-prior-knowledge",
+      "--list-services",
+      server.url,
+    ]);
+    const services = stdout.trim().split("\n");
+    expect(services).toEqual(
+      expect.arrayContaining([
+        "holdfast.v1.ResourceService",
+        "holdfast.v1.CatalogService",
+        "holdfast.v1.KeyService",
+        "holdfast.v1.TenantService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+      ]),
+    );
+  });
+
+  it("lets buf curl call a method without a local schema (reflection v1 and v1alpha)", async () => {
+    for (const reflectProtocol of ["grpc-v1", "grpc-v1alpha"]) {
+      const { stdout } = await run(buf, [
+        "curl",
+        "--protocol",
+        "grpc",
+        "--http2-prior-knowledge",
+        "--reflect-protocol",
+        reflectProtocol,
+        ...auth(),
+        "-d",
+        JSON.stringify({
+          name: `Reflected ${reflectProtocol}`,
+          timeZone: "Europe/Berlin",
+          kind: "RESOURCE_KIND_ROOM",
+        }),
+        `${server.url}/holdfast.v1.ResourceService/CreateResource`,
+      ]);
+      expect(JSON.parse(stdout).resource).toMatchObject({
+        name: `Reflected ${reflectProtocol}`,
+        kind: "RESOURCE_KIND_ROOM",
+      });
+    }
+  });
+});
+
+describe("an outside backend on @grpc/grpc-js with proto-loader", () => {
+  it("creates and reads resources, and sees reasons in the status details", async () => {
+    const client = grpcJsClient(server.url, "holdfast/v1/resource.proto", "ResourceService", key);
+    try {
+      const created = (await client.call("createResource", {
+        name: "Van",
+        kind: "RESOURCE_KIND_EQUIPMENT",
+        timeZone: "Asia/Kolkata",
+        capacity: 2,
+      })) as {
+        resource: { id: string; kind: string; capacity: number; timeZone: string };
+      };
+      expect(created.resource).toMatchObject({
+        kind: "RESOURCE_KIND_EQUIPMENT",
+        capacity: 2,
+        timeZone: "Asia/Kolkata",
+      });
+      const got = (await client.call("getResource", { id: created.resource.id })) as {
+        resource: { id: string };
+      };
+      expect(got.resource.id).toBe(created.resource.id);
+
+      const notFound = (await client
+        .call("getResource", { id: "rsc_missing" })
+        .catch((e: unknown) => e)) as grpc.ServiceError;
+      expect(notFound.code).toBe(5);
+      expect(grpcJsReason(notFound)).toBe("RESOURCE_NOT_FOUND");
+
+      const invalid = (await client
+        .call("createResource", { name: "x", timeZone: "Not/AZone" })
+        .catch((e: unknown) => e)) as grpc.ServiceError;
+      expect(invalid.code).toBe(3);
+      expect(grpcJsReason(invalid)).toBe("VALIDATION_ERROR");
+    } finally {
+      client.close();
+    }
+  });
+
+  it("is refused without a key, with reason UNAUTHENTICATED", async () => {
+    const client = grpcJsClient(
+      server.url,
+      "holdfast/v1/resource.proto",
+      "ResourceService",
+      "hf_wrong",
+    );
+    try {
+      const err = (await client
+        .call("listResources", {})
+        .catch((e: unknown) => e)) as grpc.ServiceError;
+      expect(err.code).toBe(16);
+      expect(grpcJsReason(err)).toBe("UNAUTHENTICATED");
+    } finally {
+      client.close();
+    }
+  });
+});

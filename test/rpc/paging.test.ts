@@ -1,0 +1,43 @@
+import { describe, expect, it } from "vitest";
+import type { Rejection } from "../../src/domain/rejection.js";
+import { readPage, writePage } from "../../src/rpc/paging.js";
+
+describe("paging", () => {
+  it("defaults to 50 and lowers sizes above 100 to 100", () => {
+    expect(readPage({ pageSize: 0, pageToken: "" }, {}).size).toBe(50);
+    expect(readPage({ pageSize: 7, pageToken: "" }, {}).size).toBe(7);
+    expect(readPage({ pageSize: 5000, pageToken: "" }, {}).size).toBe(100);
+  });
+
+  it("hands out a token only when there is more, and resumes after its key", () => {
+    const page = readPage({ pageSize: 2, pageToken: "" }, { f: 1 });
+    expect(writePage(["a", "b"], page, (x) => x)).toEqual({ items: ["a", "b"], nextPageToken: "" });
+    const { items, nextPageToken } = writePage(["a", "b", "c"], page, (x) => x);
+    expect(items).toEqual(["a", "b"]);
+    expect(readPage({ pageSize: 2, pageToken: nextPageToken }, { f: 1 }).after).toBe("b");
+  });
+
+  it("refuses tokens for other filters, garbage and negative sizes", () => {
+    const page = readPage({ pageSize: 1, pageToken: "" }, { f: 1 });
+    const { nextPageToken } = writePage(["a", "b"], page, (x) => x);
+    const reason = (fn: () => unknown) => {
+      try {
+        fn();
+      } catch (e) {
+        return (e as Rejection).reason;
+      }
+    };
+    expect(reason(() => readPage({ pageSize: 1, pageToken: nextPageToken }, { f: 2 }))).toBe(
+      "INVALID_PAGE_TOKEN",
+    );
+    expect(reason(() => readPage({ pageSize: 1, pageToken: "%%%" }, {}))).toBe(
+      "INVALID_PAGE_TOKEN",
+    );
+    expect(
+      reason(() =>
+        readPage({ pageSize: 1, pageToken: Buffer.from("[]").toString("base64url") }, {}),
+      ),
+    ).toBe("INVALID_PAGE_TOKEN");
+    expect(reason(() => readPage({ pageSize: -5, pageToken: "" }, {}))).toBe("VALIDATION_ERROR");
+  });
+});

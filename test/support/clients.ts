@@ -1,0 +1,173 @@
+import { create, type DescService, fromBinary } from "@bufbuild/protobuf";
+import {
+  type Client,
+  Code,
+  ConnectError,
+  createClient,
+  type Interceptor,
+} from "@connectrpc/connect";
+import {
+  createConnectTransport,
+  createGrpcTransport,
+  createGrpcWebTransport,
+} from "@connectrpc/connect-node";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import { expect } from "vitest";
+import { BadRequestSchema, ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
+import { CreateTenantRequestSchema, TenantService } from "../../gen/holdfast/v1/tenant_pb.js";
+import { ADMIN_KEY } from "./server.js";
+
+export type Protocol = "grpc" | "connect" | "grpc-web";
+
+function bearer(key: string | undefined): Interceptor {
+  return (next) => (req) => {
+    if (key !== undefined) req.header.set("authorization", `Bearer ${key}`);
+    return next(req);
+  };
+}
+
+/** A typed Connect client for `service` on the given protocol (gRPC and gRPC-Web over h2c, Connect over HTTP/1.1). */
+export function clientFor<S extends DescService>(
+  service: S,
+  baseUrl: string,
+  key: string | undefined,
+  protocol: Protocol = "grpc",
+): Client<S> {
+  const interceptors = [bearer(key)];
+  const transport =
+    protocol === "grpc"
+      ? createGrpcTransport({ baseUrl, interceptors })
+      : protocol === "grpc-web"
+        ? createGrpcWebTransport({ baseUrl, httpVersion: "2", interceptors })
+        : createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors });
+  return createClient(service, transport);
+}
+
+export type JsonReply = { status: number; body: Record<string, unknown>; headers: Headers };
+
+/** A plain Connect JSON POST over HTTP/1.1, as curl would send it. */
+export async function postJson(
+  baseUrl: string,
+  procedure: string,
+  body: unknown,
+  key?: string,
+  headers: Record<string, string> = {},
+): Promise<JsonReply> {
+  const res = await fetch(`${baseUrl}/${procedure}`, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      ...(key === undefined ? {} : { authorization: `Bearer ${key}` }),
+      ...headers,
+    },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return {
+    status: res.status,
+    body: text ? (JSON.parse(text) as Record<string, unknown>) : {},
+    headers: res.headers,
+  };
+}
+
+/** The `reason` of the ErrorInfo detail in a Connect JSON error body. */
+export function jsonReason(reply: JsonReply): string | undefined {
+  const details = (reply.body.details ?? []) as { type: string; debug?: { reason?: string } }[];
+  return details.find((d) => d.type === "google.rpc.ErrorInfo")?.debug?.reason;
+}
+
+/** Awaits `call`, expecting a Connect error with this code and reason; returns the error. */
+export async function rejected(
+  call: Promise<unknown>,
+  code: Code,
+  reason: string,
+): Promise<ConnectError> {
+  let error: unknown;
+  try {
+    await call;
+  } catch (err) {
+    error = err;
+  }
+  expect(error, `expected ${Code[code]} ${reason}`).toBeInstanceOf(ConnectError);
+  const ce = error as ConnectError;
+  expect({ code: Code[ce.code], reason: ce.findDetails(ErrorInfoSchema)[0]?.reason }).toEqual({
+    code: Code[code],
+    reason,
+  });
+  return ce;
+}
+
+export function fieldViolations(err: ConnectError): string[] {
+  return err.findDetails(BadRequestSchema).flatMap((b) => b.fieldViolations.map((v) => v.field));
+}
+
+/** Creates a tenant through the operator key and returns its all-scopes key. */
+export async function newTenant(
+  baseUrl: string,
+  name = `t-${Math.random().toString(36).slice(2)}`,
+) {
+  const tenants = clientFor(TenantService, baseUrl, ADMIN_KEY);
+  const res = await tenants.createTenant(create(CreateTenantRequestSchema, { name }));
+  return { tenantId: res.tenant?.id as string, key: res.apiKey };
+}
+
+export type GrpcJsClient = {
+  /** Calls a unary method by its grpc-js name (lowerCamelCase), with the key's metadata. */
+  call<T = Record<string, unknown>>(
+    method: string,
+    request: object,
+    metadata?: grpc.Metadata,
+  ): Promise<T>;
+  close(): void;
+};
+
+/**
+ * A client for a Holdfast service the way an outside backend builds one:
+ * @grpc/grpc-js with @grpc/proto-loader reading proto/ at run time.
+ */
+export function grpcJsClient(
+  baseUrl: string,
+  protoFile: string,
+  serviceName: string,
+  key: string,
+): GrpcJsClient {
+  const definition = protoLoader.loadSync(protoFile, {
+    includeDirs: ["proto"],
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
+  const pkg = grpc.loadPackageDefinition(definition) as unknown as {
+    holdfast: { v1: Record<string, grpc.ServiceClientConstructor> };
+  };
+  const Ctor = pkg.holdfast.v1[serviceName] as grpc.ServiceClientConstructor;
+  const client = new Ctor(new URL(baseUrl).host, grpc.credentials.createInsecure());
+  const auth = new grpc.Metadata();
+  auth.set("authorization", `Bearer ${key}`);
+  return {
+    call<T>(method: string, request: object, extra?: grpc.Metadata): Promise<T> {
+      const metadata = auth.clone();
+      if (extra) metadata.merge(extra);
+      const fn = (client as unknown as Record<string, (...args: unknown[]) => void>)[method];
+      if (typeof fn !== "function") throw new Error(`no method ${method} on ${serviceName}`);
+      return new Promise((resolve, reject) => {
+        fn.call(client, request, metadata, (err: grpc.ServiceError | null, res: T) =>
+          err ? reject(err) : resolve(res),
+        );
+      });
+    },
+    close: () => client.close(),
+  };
+}
+
+/** The ErrorInfo reason a grpc-js error carries in its grpc-status-details-bin trailer. */
+export function grpcJsReason(err: grpc.ServiceError): string | undefined {
+  const bin = err.metadata.get("grpc-status-details-bin")[0];
+  if (!(bin instanceof Buffer)) return undefined;
+  const status = fromBinary(StatusSchema, bin);
+  const info = status.details.find((d) => d.typeUrl.endsWith("google.rpc.ErrorInfo"));
+  return info ? fromBinary(ErrorInfoSchema, info.value).reason : undefined;
+}

@@ -1,0 +1,30 @@
+import { afterAll } from "vitest";
+import { type Config, loadConfig } from "../../src/config.js";
+import { type Holdfast, startHoldfast } from "../../src/server.js";
+import { freshDatabase } from "./database.js";
+
+/** The operator key every test server accepts (HOLDFAST_ADMIN_KEY). */
+export const ADMIN_KEY = "hf_test_operator_key_0123456789";
+
+export type TestServer = Holdfast & { databaseUrl: string };
+
+/**
+ * A real Holdfast instance on a free port over a fresh database, closed
+ * after the calling file's tests. `env` adds or overrides configuration.
+ */
+export async function startTestServer(
+  env: Record<string, string> = {},
+  databaseUrl?: string,
+): Promise<TestServer> {
+  const url = databaseUrl ?? (await freshDatabase());
+  const config: Config = loadConfig({
+    PORT: "0",
+    HOLDFAST_ADMIN_KEY: ADMIN_KEY,
+    HOLDFAST_LOG_LEVEL: "error",
+    HOLDFAST_DB_POOL_SIZE: "10",
+    ...env,
+  });
+  const server = await startHoldfast(config, url);
+  afterAll(() => server.close());
+  return Object.assign(server, { databaseUrl: url });
+}
