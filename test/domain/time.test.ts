@@ -65,8 +65,7 @@ describe("parseClockTime", () => {
 
 describe("isCalendarDate", () => {
   it.each(["2026-01-01", "2024-02-29", "2026-12-31"])("accepts %s", (d) =>
-    expect(isCalendarDate(d)).toBe(true),
-  );
+    expect(isCalendarDate(d)).toBe(true));
   it.each([
     "2026-02-29",
     "2026-13-01",
