@@ -1,10 +1,19 @@
 import pg from "pg";
 
-/** Anything a repository can run SQL on: the pool, or a client inside a transaction. */
-export type Queryable = Pick<pg.Pool | pg.PoolClient, "query">;
+/** Anything a single statement can run on: the pool, or a client inside a transaction. */
+export type Queryable = Pick<pg.PoolClient, "query">;
 
 export type Pool = pg.Pool;
-export type Transaction = pg.PoolClient;
+
+/**
+ * Where a unit of work runs: on the pool, where `transaction` opens one, or
+ * inside a transaction that is already open (an idempotent mutation's),
+ * where `transaction` joins it. Repositories that write several statements
+ * take a Db, so the same code is atomic either way.
+ */
+export type Db = Queryable & {
+  transaction<T>(work: (tx: Db) => Promise<T>): Promise<T>;
+};
 
 export function createPool(connectionString: string, max: number): pg.Pool {
   const pool = new pg.Pool({
@@ -20,6 +29,22 @@ export function createPool(connectionString: string, max: number): pg.Pool {
   // the process; the pool replaces it on the next checkout.
   pool.on("error", () => {});
   return pool;
+}
+
+export function poolDb(pool: pg.Pool): Db {
+  return {
+    query: pool.query.bind(pool) as Queryable["query"],
+    transaction: (work) => inTransaction(pool, (client) => work(clientDb(client))),
+  };
+}
+
+/** A Db bound to a client whose transaction is already open. */
+export function clientDb(client: pg.PoolClient): Db {
+  const db: Db = {
+    query: client.query.bind(client) as Queryable["query"],
+    transaction: (work) => work(db),
+  };
+  return db;
 }
 
 /**

@@ -2,7 +2,7 @@ import type { JsonObject } from "@bufbuild/protobuf";
 import { canonicalJson } from "../domain/canonical-json.js";
 import type { Policy } from "../domain/catalog.js";
 import { Rejection } from "../domain/rejection.js";
-import { inTransaction, type Pool, type Queryable } from "./pool.js";
+import type { Db, Queryable } from "./pool.js";
 import { missingResources } from "./resources.js";
 import { CHANNEL, notify } from "./signals.js";
 
@@ -40,11 +40,11 @@ export type ServiceFields = {
 };
 
 export async function insertService(
-  pool: Pool,
+  db: Db,
   tenantId: string,
   f: ServiceFields,
 ): Promise<ServiceRow> {
-  return inTransaction(pool, async (tx) => {
+  return db.transaction(async (tx) => {
     await requireResources(tx, tenantId, f.resourceIds);
     const { rows } = await tx.query<{ id: string }>(
       "INSERT INTO services (tenant_id, name, metadata) VALUES ($1, $2, $3::jsonb) RETURNING id",
@@ -99,12 +99,12 @@ export type ServiceChanges = Partial<ServiceFields & { active: boolean }>;
  * the current one becomes a new policy version; the old versions stay.
  */
 export async function updateService(
-  pool: Pool,
+  db: Db,
   tenantId: string,
   id: string,
   changes: ServiceChanges,
 ): Promise<ServiceRow | undefined> {
-  return inTransaction(pool, async (tx) => {
+  return db.transaction(async (tx) => {
     const locked = await tx.query(
       "SELECT 1 FROM services WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
       [tenantId, id],

@@ -2,7 +2,7 @@ import { Rejection } from "../domain/rejection.js";
 import { OPERATOR_SCOPE, TENANT_SCOPES } from "../domain/scopes.js";
 import { isUniqueViolation } from "./errors.js";
 import { insertKey } from "./keys.js";
-import { inTransaction, type Pool, type Queryable } from "./pool.js";
+import type { Db, Queryable } from "./pool.js";
 
 export type TenantRow = { id: string; name: string; create_time: Date };
 
@@ -10,7 +10,7 @@ export const DEFAULT_TENANT = "default";
 
 /** Creates a tenant with its first all-scopes key, in one transaction. */
 export async function createTenant(
-  pool: Pool,
+  db: Db,
   name: string,
 ): Promise<{
   tenant: TenantRow;
@@ -18,7 +18,7 @@ export async function createTenant(
   key: Awaited<ReturnType<typeof insertKey>>["key"];
 }> {
   try {
-    return await inTransaction(pool, async (tx) => {
+    return await db.transaction(async (tx) => {
       const { rows } = await tx.query<TenantRow>(
         "INSERT INTO tenants (name) VALUES ($1) RETURNING id, name, create_time",
         [name],
@@ -55,10 +55,10 @@ export async function listTenants(
  * made. Safe when several instances start at once: only one insert wins.
  */
 export async function bootstrapDefaultTenant(
-  pool: Pool,
+  db: Db,
   withOperatorKey: boolean,
 ): Promise<{ tenantId: string; operatorSecret: string | undefined }> {
-  return inTransaction(pool, async (tx) => {
+  return db.transaction(async (tx) => {
     const inserted = await tx.query<{ id: string }>(
       "INSERT INTO tenants (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id",
       [DEFAULT_TENANT],

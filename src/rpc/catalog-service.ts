@@ -7,7 +7,7 @@ import type {
   PolicySchema,
   ServiceSchema,
 } from "../../gen/holdfast/v1/catalog_pb.js";
-import type { Pool } from "../db/pool.js";
+import type { Db } from "../db/pool.js";
 import {
   getService,
   insertService,
@@ -20,6 +20,7 @@ import { checkPolicy, type Policy, weeklyWindowsForDisplay } from "../domain/cat
 import { invalid, Rejection } from "../domain/rejection.js";
 import { principalOf } from "./auth.js";
 import { durationOfMs, msOfDuration, timestampOfDate } from "./convert.js";
+import { dbOf } from "./idempotency.js";
 import { readPage, writePage } from "./paging.js";
 import * as v from "./validate.js";
 
@@ -117,11 +118,13 @@ export function serviceNotFound(id: string, field = "id"): Rejection {
   });
 }
 
-export function catalogService(pool: Pool): ServiceImpl<typeof CatalogService> {
+export function catalogService(base: Db): ServiceImpl<typeof CatalogService> {
   return {
     async createService(req, ctx) {
       const f = v.parseRequest(createSchema, req);
-      return { service: serviceOf(await insertService(pool, principalOf(ctx).tenantId, f)) };
+      return {
+        service: serviceOf(await insertService(dbOf(ctx, base), principalOf(ctx).tenantId, f)),
+      };
     },
 
     async getService(req, ctx) {
@@ -133,9 +136,9 @@ export function catalogService(pool: Pool): ServiceImpl<typeof CatalogService> {
       const row =
         req.id === ""
           ? undefined
-          : await getService(pool, tenantId, req.id, policyVersion || undefined);
+          : await getService(base, tenantId, req.id, policyVersion || undefined);
       if (row) return { service: serviceOf(row) };
-      if (policyVersion > 0 && (await getService(pool, tenantId, req.id))) {
+      if (policyVersion > 0 && (await getService(base, tenantId, req.id))) {
         throw new Rejection(
           "POLICY_VERSION_NOT_FOUND",
           `service "${req.id}" has no policy version ${policyVersion}`,
@@ -153,7 +156,7 @@ export function catalogService(pool: Pool): ServiceImpl<typeof CatalogService> {
         req,
       );
       const page = readPage(req, { i: filters.includeInactive, r: filters.resourceId });
-      const rows = await listServices(pool, principalOf(ctx).tenantId, {
+      const rows = await listServices(base, principalOf(ctx).tenantId, {
         after: page.after,
         limit: page.size + 1,
         includeInactive: filters.includeInactive,
@@ -171,7 +174,12 @@ export function catalogService(pool: Pool): ServiceImpl<typeof CatalogService> {
       const { service: changes } = v.parseRequest(z.object({ service: updateSchema }), {
         service: v.pick(target, paths),
       });
-      const row = await updateService(pool, principalOf(ctx).tenantId, target.id, changes);
+      const row = await updateService(
+        dbOf(ctx, base),
+        principalOf(ctx).tenantId,
+        target.id,
+        changes,
+      );
       if (!row) throw serviceNotFound(target.id, "service.id");
       return { service: serviceOf(row) };
     },
@@ -179,10 +187,10 @@ export function catalogService(pool: Pool): ServiceImpl<typeof CatalogService> {
     async listPolicyVersions(req, ctx) {
       v.parseRequest(z.object({ ...v.pageFields, serviceId: v.id }), req);
       const tenantId = principalOf(ctx).tenantId;
-      if (!(await getService(pool, tenantId, req.serviceId)))
+      if (!(await getService(base, tenantId, req.serviceId)))
         throw serviceNotFound(req.serviceId, "service_id");
       const page = readPage(req, { s: req.serviceId });
-      const rows = await listPolicyVersions(pool, tenantId, req.serviceId, {
+      const rows = await listPolicyVersions(base, tenantId, req.serviceId, {
         before: page.after === undefined ? undefined : Number(page.after),
         limit: page.size + 1,
       });

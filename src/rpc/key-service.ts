@@ -3,11 +3,12 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { z } from "zod";
 import type { ApiKeySchema, KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { insertKey, type KeyRow, listKeys, revokeKey } from "../db/keys.js";
-import type { Pool } from "../db/pool.js";
+import type { Db } from "../db/pool.js";
 import { Rejection } from "../domain/rejection.js";
 import { isTenantScope, scopesBeyond, TENANT_SCOPES } from "../domain/scopes.js";
 import { type Keyring, principalOf } from "./auth.js";
 import { timestampOfDate } from "./convert.js";
+import { dbOf } from "./idempotency.js";
 import { readPage, writePage } from "./paging.js";
 import * as v from "./validate.js";
 
@@ -34,7 +35,7 @@ const createSchema = z.object({
   description: z.string().max(500, "must be at most 500 characters"),
 });
 
-export function keyService(pool: Pool, keyring: Keyring): ServiceImpl<typeof KeyService> {
+export function keyService(base: Db, keyring: Keyring): ServiceImpl<typeof KeyService> {
   return {
     async createApiKey(req, ctx) {
       const f = v.parseRequest(createSchema, req);
@@ -51,14 +52,19 @@ export function keyService(pool: Pool, keyring: Keyring): ServiceImpl<typeof Key
           },
         );
       }
-      const { secret, key } = await insertKey(pool, principal.tenantId, f.scopes, f.description);
+      const { secret, key } = await insertKey(
+        dbOf(ctx, base),
+        principal.tenantId,
+        f.scopes,
+        f.description,
+      );
       return { apiKey: secret, key: apiKeyOf(key) };
     },
 
     async listApiKeys(req, ctx) {
       v.parseRequest(z.object(v.pageFields), req);
       const page = readPage(req, { r: req.includeRevoked });
-      const rows = await listKeys(pool, principalOf(ctx).tenantId, {
+      const rows = await listKeys(base, principalOf(ctx).tenantId, {
         after: page.after,
         limit: page.size + 1,
         includeRevoked: req.includeRevoked,
@@ -68,7 +74,7 @@ export function keyService(pool: Pool, keyring: Keyring): ServiceImpl<typeof Key
     },
 
     async revokeApiKey(req, ctx) {
-      const revoked = await revokeKey(pool, principalOf(ctx).tenantId, req.id);
+      const revoked = await revokeKey(dbOf(ctx, base), principalOf(ctx).tenantId, req.id);
       if (!revoked) {
         throw new Rejection("API_KEY_NOT_FOUND", `no API key with id "${req.id}"`, {
           fieldViolations: [{ field: "id", description: "no such key" }],

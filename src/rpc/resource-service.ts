@@ -8,7 +8,7 @@ import {
   type ResourceService,
   type WeeklyScheduleSchema,
 } from "../../gen/holdfast/v1/resource_pb.js";
-import type { Pool } from "../db/pool.js";
+import type { Db } from "../db/pool.js";
 import {
   getResource,
   insertResource,
@@ -21,6 +21,7 @@ import { checkWeeklyWindows, weeklyWindowsForDisplay } from "../domain/catalog.j
 import { invalid, Rejection } from "../domain/rejection.js";
 import { principalOf } from "./auth.js";
 import { timestampOfDate } from "./convert.js";
+import { dbOf } from "./idempotency.js";
 import { readPage, writePage } from "./paging.js";
 import * as v from "./validate.js";
 
@@ -107,9 +108,9 @@ export function resourceNotFound(id: string, field = "id"): Rejection {
   });
 }
 
-export function resourceService(pool: Pool): ServiceImpl<typeof ResourceService> {
+export function resourceService(base: Db): ServiceImpl<typeof ResourceService> {
   async function existing(tenantId: string, id: string, field = "id"): Promise<ResourceRow> {
-    const row = id === "" ? undefined : await getResource(pool, tenantId, id);
+    const row = id === "" ? undefined : await getResource(base, tenantId, id);
     if (!row) throw resourceNotFound(id, field);
     return row;
   }
@@ -117,7 +118,7 @@ export function resourceService(pool: Pool): ServiceImpl<typeof ResourceService>
   return {
     async createResource(req, ctx) {
       const f = v.parseRequest(createSchema, req);
-      const row = await insertResource(pool, principalOf(ctx).tenantId, f);
+      const row = await insertResource(dbOf(ctx, base), principalOf(ctx).tenantId, f);
       return { resource: resourceOf(row) };
     },
 
@@ -133,7 +134,7 @@ export function resourceService(pool: Pool): ServiceImpl<typeof ResourceService>
       const kindName =
         filters.kind === 0 ? undefined : v.parseRequest(z.object({ kind }), req).kind;
       const page = readPage(req, { i: filters.includeInactive, k: kindName });
-      const rows = await listResources(pool, principalOf(ctx).tenantId, {
+      const rows = await listResources(base, principalOf(ctx).tenantId, {
         after: page.after,
         limit: page.size + 1,
         includeInactive: filters.includeInactive,
@@ -152,13 +153,15 @@ export function resourceService(pool: Pool): ServiceImpl<typeof ResourceService>
       const { resource: changes } = v.parseRequest(z.object({ resource: updateSchema }), {
         resource: v.pick(target, paths),
       });
-      const row = await updateResource(pool, tenantId, target.id, changes);
+      const row = await updateResource(dbOf(ctx, base), tenantId, target.id, changes);
       if (!row) throw resourceNotFound(target.id, "resource.id");
       return { resource: resourceOf(row) };
     },
 
     async deleteResource(req, ctx) {
-      const row = await updateResource(pool, principalOf(ctx).tenantId, req.id, { active: false });
+      const row = await updateResource(dbOf(ctx, base), principalOf(ctx).tenantId, req.id, {
+        active: false,
+      });
       if (!row) throw resourceNotFound(req.id);
       return { resource: resourceOf(row) };
     },
@@ -166,7 +169,9 @@ export function resourceService(pool: Pool): ServiceImpl<typeof ResourceService>
     async setWeeklySchedule(req, ctx) {
       const tenantId = principalOf(ctx).tenantId;
       const { weeklySchedule: windows } = v.parseRequest(z.object({ weeklySchedule }), req);
-      const row = await updateResource(pool, tenantId, req.resourceId, { weeklySchedule: windows });
+      const row = await updateResource(dbOf(ctx, base), tenantId, req.resourceId, {
+        weeklySchedule: windows,
+      });
       if (!row) throw resourceNotFound(req.resourceId, "resource_id");
       return { resource: resourceOf(row) };
     },

@@ -1,9 +1,10 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { z } from "zod";
 import type { TenantService } from "../../gen/holdfast/v1/tenant_pb.js";
-import type { Pool } from "../db/pool.js";
+import type { Db } from "../db/pool.js";
 import { createTenant, listTenants, type TenantRow } from "../db/tenants.js";
 import { timestampOfDate } from "./convert.js";
+import { dbOf } from "./idempotency.js";
 import { apiKeyOf } from "./key-service.js";
 import { readPage, writePage } from "./paging.js";
 import * as v from "./validate.js";
@@ -12,18 +13,18 @@ function tenantOf(t: TenantRow) {
   return { id: t.id, name: t.name, createTime: timestampOfDate(t.create_time) };
 }
 
-export function tenantService(pool: Pool): ServiceImpl<typeof TenantService> {
+export function tenantService(base: Db): ServiceImpl<typeof TenantService> {
   return {
-    async createTenant(req) {
+    async createTenant(req, ctx) {
       const f = v.parseRequest(z.object({ name: v.name }), req);
-      const { tenant, secret, key } = await createTenant(pool, f.name);
+      const { tenant, secret, key } = await createTenant(dbOf(ctx, base), f.name);
       return { tenant: tenantOf(tenant), apiKey: secret, key: apiKeyOf(key) };
     },
 
     async listTenants(req) {
       v.parseRequest(z.object(v.pageFields), req);
       const page = readPage(req, {});
-      const rows = await listTenants(pool, { after: page.after, limit: page.size + 1 });
+      const rows = await listTenants(base, { after: page.after, limit: page.size + 1 });
       const { items, nextPageToken } = writePage(rows, page, (t) => t.id);
       return { tenants: items.map(tenantOf), nextPageToken };
     },

@@ -4,14 +4,14 @@
 
 import type { GenExtension, GenFile } from "@bufbuild/protobuf/codegenv2";
 import { extDesc, fileDesc } from "@bufbuild/protobuf/codegenv2";
-import type { MethodOptions } from "@bufbuild/protobuf/wkt";
+import type { FieldOptions, MethodOptions } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_descriptor } from "@bufbuild/protobuf/wkt";
 
 /**
  * Describes the file holdfast/v1/options.proto.
  */
 export const file_holdfast_v1_options: GenFile = /*@__PURE__*/
-  fileDesc("Chlob2xkZmFzdC92MS9vcHRpb25zLnByb3RvEgtob2xkZmFzdC52MTpHCg5yZXF1aXJlZF9zY29wZRIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGNGGAyABKAlSDXJlcXVpcmVkU2NvcGViBnByb3RvMw", [file_google_protobuf_descriptor]);
+  fileDesc("Chlob2xkZmFzdC92MS9vcHRpb25zLnByb3RvEgtob2xkZmFzdC52MTpHCg5yZXF1aXJlZF9zY29wZRIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGNGGAyABKAlSDXJlcXVpcmVkU2NvcGU6NwoGc2VjcmV0Eh0uZ29vZ2xlLnByb3RvYnVmLkZpZWxkT3B0aW9ucxjShgMgASgIUgZzZWNyZXRiBnByb3RvMw", [file_google_protobuf_descriptor]);
 
 /**
  * The API key scope a call needs. Every Holdfast RPC declares one; the
@@ -21,4 +21,14 @@ export const file_holdfast_v1_options: GenFile = /*@__PURE__*/
  */
 export const required_scope: GenExtension<MethodOptions, string> = /*@__PURE__*/
   extDesc(file_holdfast_v1_options, 0);
+
+/**
+ * The field carries a secret shown once (an API key, a signing secret).
+ * It is never stored in plaintext: a replayed idempotent response returns
+ * it empty.
+ *
+ * @generated from extension: bool secret = 50002;
+ */
+export const secret: GenExtension<FieldOptions, boolean> = /*@__PURE__*/
+  extDesc(file_holdfast_v1_options, 1);
 

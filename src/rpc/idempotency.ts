@@ -1,0 +1,214 @@
+import { createHash } from "node:crypto";
+import {
+  create,
+  type DescMessage,
+  type DescService,
+  fromJson,
+  getOption,
+  type JsonObject,
+  type Message,
+  type MessageShape,
+  toJson,
+} from "@bufbuild/protobuf";
+import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
+import { createContextKey, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { secret } from "../../gen/holdfast/v1/options_pb.js";
+import {
+  claimKey,
+  finishKey,
+  type IdempotencyClaim,
+  type Outcome,
+  type StoredRejection,
+  storedOutcome,
+} from "../db/idempotency.js";
+import { clientDb, type Db, inTransaction, type Pool, type Queryable } from "../db/pool.js";
+import { canonicalJson } from "../domain/canonical-json.js";
+import { REASONS, type Reason, Rejection } from "../domain/rejection.js";
+import { principalOf } from "./auth.js";
+
+/**
+ * Idempotency-Key for every mutation (every RPC not marked NO_SIDE_EFFECTS
+ * in the proto). Same key and same request: the stored first outcome, with
+ * `Idempotent-Replayed: true`. Same key, different request:
+ * IDEMPOTENCY_KEY_REUSED. A concurrent duplicate waits for the first and
+ * replays it. Keys are scoped to tenant and method and kept 24 hours.
+ *
+ * Most mutations run inside one transaction that claims the key, runs the
+ * handler on that transaction (see `dbOf`) and stores the outcome before
+ * committing. Booking writes instead pass the claim into their single SQL
+ * call (see `claimOf`), which does the same inside the statement.
+ */
+
+export const REPLAYED_HEADER = "idempotent-replayed";
+
+const claimKeyOf = createContextKey<IdempotencyClaim | undefined>(undefined, {
+  description: "idempotency claim",
+});
+const unitKey = createContextKey<Db | undefined>(undefined, {
+  description: "idempotent transaction",
+});
+
+/** The transaction of an idempotent mutation, or `fallback` (the pool) when there is none. */
+export function dbOf(ctx: HandlerContext, fallback: Db): Db {
+  return ctx.values.get(unitKey) ?? fallback;
+}
+
+/** For handlers that store outcomes themselves: the key this call came with, if any. */
+export function claimOf(ctx: HandlerContext): IdempotencyClaim | undefined {
+  return ctx.values.get(claimKeyOf);
+}
+
+/** Validation, auth and internal errors are not stored: a retry may succeed. */
+export function isStoredRejection(r: Rejection): boolean {
+  return (
+    r.code === "not_found" ||
+    r.code === "already_exists" ||
+    r.code === "aborted" ||
+    r.code === "failed_precondition"
+  );
+}
+
+export function outcomeOfRejection(r: Rejection): Outcome {
+  const error: StoredRejection = { reason: r.reason, message: r.message };
+  if (r.details.fieldViolations) error.fieldViolations = r.details.fieldViolations;
+  if (r.details.metadata) error.metadata = r.details.metadata;
+  return { error };
+}
+
+export function rejectionOfOutcome(e: StoredRejection): Rejection {
+  const reason = (e.reason in REASONS ? e.reason : "INTERNAL") as Reason;
+  return new Rejection(reason, e.message, {
+    fieldViolations: e.fieldViolations,
+    metadata: e.metadata,
+    conflicts: e.conflicts?.map((c) => ({
+      startMs: Date.parse(c.startTime),
+      endMs: Date.parse(c.endTime),
+      status: c.status,
+    })),
+  });
+}
+
+/**
+ * Turns a stored or fresh outcome into the RPC's answer: the response
+ * message, or the rejection thrown. A replay is marked in the response
+ * headers.
+ */
+export function answer<D extends DescMessage>(
+  ctx: HandlerContext,
+  schema: D,
+  outcome: Outcome,
+): MessageShape<D> {
+  if (outcome.replayed) ctx.responseHeader.set(REPLAYED_HEADER, "true");
+  if (outcome.error) throw rejectionOfOutcome(outcome.error);
+  return fromJson(schema, (outcome.response ?? {}) as JsonObject);
+}
+
+/**
+ * For handlers that check rules before their write: a rejection found
+ * before the write gives way to an outcome already stored under the same
+ * key, so a retry of a request that once succeeded replays that success
+ * even if the rules would refuse it now.
+ */
+export async function replayOr(
+  q: Queryable,
+  ctx: HandlerContext,
+  rejection: Rejection,
+): Promise<Outcome> {
+  const claim = claimOf(ctx);
+  const stored = claim ? await storedOutcome(q, claim) : undefined;
+  if (stored) return stored;
+  throw rejection;
+}
+
+/** The response as protobuf JSON, with fields marked `secret` in the proto left out. */
+function storableJson(schema: DescMessage, message: Message): JsonObject {
+  const json = toJson(schema, message) as JsonObject;
+  for (const field of schema.fields) {
+    if (getOption(field, secret)) delete json[field.jsonName];
+  }
+  return json;
+}
+
+function validKey(key: string): boolean {
+  return key.length >= 1 && key.length <= 255 && /^[\x21-\x7e]+$/.test(key);
+}
+
+/**
+ * Gives every mutation of a service idempotency keys. With `storesOwnOutcomes`
+ * the handlers pass the claim into their own single SQL call (BookingService);
+ * otherwise each mutation runs in one transaction that claims the key, runs
+ * the handler on that transaction (see `dbOf`) and stores the outcome before
+ * committing.
+ */
+export function idempotent<S extends DescService>(
+  service: S,
+  impl: ServiceImpl<S>,
+  pool: Pool,
+  opts: { storesOwnOutcomes: boolean } = { storesOwnOutcomes: false },
+): ServiceImpl<S> {
+  const wrapped: Record<string, unknown> = { ...impl };
+  for (const method of service.methods) {
+    if (
+      method.methodKind !== "unary" ||
+      method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS
+    )
+      continue;
+    const handler = (impl as unknown as Record<string, UnaryHandler>)[
+      method.localName
+    ] as UnaryHandler;
+    wrapped[method.localName] = async (req: Message, ctx: HandlerContext) => {
+      const claim = claimFor(ctx, `${service.typeName}/${method.name}`, method.input, req);
+      if (!claim) return handler(req, ctx);
+      ctx.values.set(claimKeyOf, claim);
+      if (opts.storesOwnOutcomes) return handler(req, ctx);
+      const done = await inTransaction(
+        pool,
+        async (tx): Promise<{ outcome: Outcome } | { response: Message }> => {
+          const prior = await claimKey(tx, claim);
+          if (prior) return { outcome: prior };
+          ctx.values.set(unitKey, clientDb(tx));
+          try {
+            const response = create(method.output, await handler(req, ctx));
+            await finishKey(tx, claim, { response: storableJson(method.output, response) });
+            return { response };
+          } catch (err) {
+            if (!(err instanceof Rejection) || !isStoredRejection(err)) throw err;
+            // A business rejection is an outcome too: store it, commit, then answer with it.
+            const outcome = outcomeOfRejection(err);
+            await finishKey(tx, claim, outcome);
+            return { outcome };
+          }
+        },
+      );
+      return "response" in done ? done.response : answer(ctx, method.output, done.outcome);
+    };
+  }
+  return wrapped as ServiceImpl<S>;
+}
+
+type UnaryHandler = (req: Message, ctx: HandlerContext) => Promise<Message>;
+
+/** The claim for this call's Idempotency-Key header, if it sent one. */
+function claimFor(
+  ctx: HandlerContext,
+  method: string,
+  input: DescMessage,
+  req: Message,
+): IdempotencyClaim | undefined {
+  const key = ctx.requestHeader.get("idempotency-key");
+  if (key === null) return undefined;
+  if (!validKey(key)) {
+    throw new Rejection(
+      "IDEMPOTENCY_KEY_INVALID",
+      "Idempotency-Key must be 1 to 255 printable ASCII characters",
+    );
+  }
+  return {
+    tenantId: principalOf(ctx).tenantId,
+    method,
+    key,
+    hash: createHash("sha256")
+      .update(canonicalJson(toJson(input, req)))
+      .digest(),
+  };
+}
