@@ -23,6 +23,7 @@ const schema = z.object({
   HOLDFAST_DB_POOL_SIZE: positiveInt.max(500).default(24),
   HOLDFAST_MAX_REQUEST_BYTES: positiveInt.max(16 * 1024 * 1024).default(256 * 1024),
   HOLDFAST_LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
+  HOLDFAST_SWEEP_INTERVAL_MS: positiveInt.max(60_000).default(500),
 });
 
 export type Config = {
@@ -34,6 +35,7 @@ export type Config = {
   dbPoolSize: number;
   maxRequestBytes: number;
   logLevel: "debug" | "info" | "warn" | "error";
+  sweepIntervalMs: number;
 };
 
 export class ConfigError extends Error {}
@@ -59,5 +61,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dbPoolSize: c.HOLDFAST_DB_POOL_SIZE,
     maxRequestBytes: c.HOLDFAST_MAX_REQUEST_BYTES,
     logLevel: c.HOLDFAST_LOG_LEVEL,
+    sweepIntervalMs: c.HOLDFAST_SWEEP_INTERVAL_MS,
   };
 }

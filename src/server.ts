@@ -5,21 +5,26 @@ import { Duplex } from "node:stream";
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { Health } from "../gen/health/v1/health_pb.js";
+import { BookingService } from "../gen/holdfast/v1/booking_pb.js";
 import { CatalogService } from "../gen/holdfast/v1/catalog_pb.js";
 import { KeyService } from "../gen/holdfast/v1/key_pb.js";
 import { ResourceService } from "../gen/holdfast/v1/resource_pb.js";
 import { TenantService } from "../gen/holdfast/v1/tenant_pb.js";
 import type { Config } from "./config.js";
+import { CatalogCache } from "./db/catalog-cache.js";
+import { startMaintenance } from "./db/maintenance.js";
 import { migrate, readMigrations } from "./db/migrate.js";
-import { createPool, type Pool } from "./db/pool.js";
+import { createPool, type Pool, poolDb } from "./db/pool.js";
 import { Signals } from "./db/signals.js";
 import { bootstrapDefaultTenant } from "./db/tenants.js";
 import { log, setLogLevel } from "./log.js";
 import { authInterceptor, Keyring } from "./rpc/auth.js";
+import { bookingService } from "./rpc/booking-service.js";
 import { catalogService } from "./rpc/catalog-service.js";
 import { errorInterceptor } from "./rpc/errors.js";
 import { registerHealth } from "./rpc/health.js";
 import { rpcRequestHandler } from "./rpc/http.js";
+import { idempotent } from "./rpc/idempotency.js";
 import { keyService } from "./rpc/key-service.js";
 import { registerReflection } from "./rpc/reflection.js";
 import { resourceService } from "./rpc/resource-service.js";
@@ -56,18 +61,26 @@ export async function startHoldfast(config: Config, databaseUrl: string): Promis
   try {
     await migrate(pool);
     const schemaVersion = Math.max(...(await readMigrations()).map((m) => m.version));
+    const db = poolDb(pool);
     const { tenantId, operatorSecret } = await bootstrapDefaultTenant(
-      pool,
+      db,
       config.adminKey === undefined,
     );
     await signals.start();
     const keyring = new Keyring(pool, tenantId, config.adminKey, signals);
+    const catalogCache = new CatalogCache(pool, signals);
 
     const routes = (router: ConnectRouter) => {
-      router.service(TenantService, tenantService(pool));
-      router.service(KeyService, keyService(pool, keyring));
-      router.service(ResourceService, resourceService(pool));
-      router.service(CatalogService, catalogService(pool));
+      router.service(TenantService, idempotent(TenantService, tenantService(db), pool));
+      router.service(KeyService, idempotent(KeyService, keyService(db, keyring), pool));
+      router.service(ResourceService, idempotent(ResourceService, resourceService(db), pool));
+      router.service(CatalogService, idempotent(CatalogService, catalogService(db), pool));
+      router.service(
+        BookingService,
+        idempotent(BookingService, bookingService(db, catalogCache), pool, {
+          storesOwnOutcomes: true,
+        }),
+      );
       registerHealth(
         router,
         pool,
@@ -82,6 +95,7 @@ export async function startHoldfast(config: Config, databaseUrl: string): Promis
       maxRequestBytes: config.maxRequestBytes,
       shutdownSignal: shutdown.signal,
     });
+    const maintenance = startMaintenance(pool, { sweepIntervalMs: config.sweepIntervalMs });
     const listener = await listenOnOnePort(handler, config.host, config.port);
     const port = listener.port;
     log.info("holdfast listening", { host: config.host, port });
@@ -94,6 +108,7 @@ export async function startHoldfast(config: Config, databaseUrl: string): Promis
       async close() {
         shutdown.abort();
         await listener.close();
+        await maintenance.stop();
         await signals.stop();
         await pool.end();
       },
@@ -224,6 +239,12 @@ class ReplayedSocket extends Duplex {
 
   override _write(chunk: Buffer, encoding: BufferEncoding, done: (err?: Error | null) => void) {
     this.socket.write(chunk, encoding, done);
+  }
+
+  // HTTP/2 writes several frames at a time (headers, data, trailers): send
+  // them as one write instead of one system call each.
+  override _writev(chunks: { chunk: Buffer }[], done: (err?: Error | null) => void) {
+    this.socket.write(Buffer.concat(chunks.map((c) => c.chunk)), done);
   }
 
   override _final(done: (err?: Error | null) => void) {
