@@ -1,0 +1,369 @@
+/**
+ * `npm run bench [-- --json FILE]`: Holdfast's speed, measured. Not part of
+ * `npm test`. Starts Postgres (embedded, fsync on; or a fresh database on
+ * the server in DATABASE_URL), runs the server as its own process, and
+ * drives it over loopback from this one. Prints a table; --json also
+ * writes the figures to FILE.
+ */
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import pg from "pg";
+import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
+import { CatalogService } from "../../gen/holdfast/v1/catalog_pb.js";
+import { ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
+import { TenantService } from "../../gen/holdfast/v1/tenant_pb.js";
+import { startEmbeddedPostgres } from "../../src/db/embedded.js";
+
+const ADMIN_KEY = `hf_bench_${randomBytes(12).toString("hex")}`;
+const MINUTE = 60_000;
+
+type Row = {
+  scenario: string;
+  protocol: string;
+  concurrency: number;
+  calls: number;
+  perSecond: number;
+  p50: number;
+  p95: number;
+  p99: number;
+};
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+/** Runs `call(i)` for i = 0..total-1 with `concurrency` in flight; latencies in ms. */
+async function drive(total: number, concurrency: number, call: (i: number) => Promise<unknown>) {
+  const latencies: number[] = [];
+  let next = 0;
+  let failures = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < total) {
+        const i = next++;
+        const t0 = performance.now();
+        try {
+          await call(i);
+        } catch {
+          failures++;
+        }
+        latencies.push(performance.now() - t0);
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  return { latencies, seconds, failures };
+}
+
+function row(
+  scenario: string,
+  protocol: string,
+  concurrency: number,
+  r: Awaited<ReturnType<typeof drive>>,
+): Row {
+  if (r.failures > 0)
+    throw new Error(`${scenario} ${protocol} c=${concurrency}: ${r.failures} calls failed`);
+  return {
+    scenario,
+    protocol,
+    concurrency,
+    calls: r.latencies.length,
+    perSecond: Math.round(r.latencies.length / r.seconds),
+    p50: round(percentile(r.latencies, 50)),
+    p95: round(percentile(r.latencies, 95)),
+    p99: round(percentile(r.latencies, 99)),
+  };
+}
+
+const round = (n: number) => Math.round(n * 100) / 100;
+
+function bearer(key: string): Interceptor {
+  return (next) => (req) => {
+    req.header.set("authorization", `Bearer ${key}`);
+    return next(req);
+  };
+}
+
+function bookingClient(
+  url: string,
+  key: string,
+  protocol: "grpc" | "connect-json",
+): Client<typeof BookingService> {
+  const interceptors = [bearer(key)];
+  const transport =
+    protocol === "grpc"
+      ? createGrpcTransport({ baseUrl: url, interceptors })
+      : createConnectTransport({
+          baseUrl: url,
+          httpVersion: "1.1",
+          useBinaryFormat: false,
+          interceptors,
+        });
+  return createClient(BookingService, transport);
+}
+
+/** A tenant with `resources` resources (UTC, always open) and a 30-minute service over them. */
+async function world(url: string, resources: number) {
+  const operator = createClient(
+    TenantService,
+    createGrpcTransport({ baseUrl: url, interceptors: [bearer(ADMIN_KEY)] }),
+  );
+  const { apiKey } = await operator.createTenant({
+    name: `bench-${randomBytes(4).toString("hex")}`,
+  });
+  const transport = createGrpcTransport({ baseUrl: url, interceptors: [bearer(apiKey)] });
+  const rc = createClient(ResourceService, transport);
+  const ids: string[] = [];
+  for (let i = 0; i < resources; i++) {
+    ids.push((await rc.createResource({ name: `R${i}`, timeZone: "UTC" })).resource?.id as string);
+  }
+  const svc = await createClient(CatalogService, transport).createService({
+    name: "Bench",
+    resourceIds: ids,
+    policy: { durations: [{ seconds: 1800n, nanos: 0 }], maxHoldTtl: { seconds: 1800n, nanos: 0 } },
+  });
+  return { key: apiKey, serviceId: svc.service?.id as string, resourceIds: ids };
+}
+
+/** Slot i of a world: spread round-robin over its resources, each slot used once. */
+function slot(w: Awaited<ReturnType<typeof world>>, i: number, dayOffset: number) {
+  const resourceId = w.resourceIds[i % w.resourceIds.length] as string;
+  const n = Math.floor(i / w.resourceIds.length);
+  const start = Date.UTC(2031, 0, 1) + dayOffset * 86_400_000 * 400 + n * 30 * MINUTE;
+  return {
+    serviceId: w.serviceId,
+    resourceId,
+    startTime: timestampFromMs(start),
+    endTime: timestampFromMs(start + 30 * MINUTE),
+  };
+}
+
+async function main() {
+  const jsonFile = process.argv.includes("--json")
+    ? process.argv[process.argv.indexOf("--json") + 1]
+    : undefined;
+  const quick = process.argv.includes("--quick");
+  const scale = quick ? 0.2 : 1;
+
+  // Postgres: a fresh database, fsync on.
+  let adminUrl = process.env.DATABASE_URL;
+  let stopPostgres = async () => {};
+  let dataDir: string | undefined;
+  if (!adminUrl) {
+    dataDir = await mkdtemp(join(tmpdir(), "holdfast-bench-"));
+    const embedded = await startEmbeddedPostgres({
+      dataDir: join(dataDir, "pg"),
+      persistent: false,
+      fsync: true,
+    });
+    adminUrl = embedded.adminUrl;
+    stopPostgres = embedded.stop;
+  }
+  const dbName = `holdfast_bench_${randomBytes(4).toString("hex")}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${dbName}`);
+  const dbUrl = new URL(adminUrl);
+  dbUrl.pathname = `/${dbName}`;
+  const fsync = (await admin.query("SHOW fsync")).rows[0].fsync;
+  const syncCommit = (await admin.query("SHOW synchronous_commit")).rows[0].synchronous_commit;
+
+  // The server, as its own process.
+  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+    env: {
+      ...process.env,
+      DATABASE_URL: dbUrl.toString(),
+      PORT: "0",
+      HOLDFAST_ADMIN_KEY: ADMIN_KEY,
+      HOLDFAST_LOG_LEVEL: "warn",
+    },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = "";
+    child.stdout?.on("data", (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) resolve(m[1] as string);
+    });
+    child.once("exit", (code) => reject(new Error(`server exited with ${code}`)));
+  });
+
+  const rows: Row[] = [];
+  const extra: Record<string, unknown> = { postgres: { fsync, synchronous_commit: syncCommit } };
+  try {
+    // Warm-up: JIT, connections, plan caches.
+    {
+      const w = await world(url, 16);
+      const c = bookingClient(url, w.key, "grpc");
+      await drive(Math.round(1000 * scale), 16, (i) => c.createHold(slot(w, i, 0)));
+    }
+
+    // CreateHold on distinct slots spread over 64 resources.
+    for (const protocol of ["grpc", "connect-json"] as const) {
+      for (const concurrency of [1, 16, 64]) {
+        const w = await world(url, 64);
+        const c = bookingClient(url, w.key, protocol);
+        const total = Math.round((concurrency === 1 ? 1000 : 6000) * scale);
+        rows.push(
+          row(
+            "CreateHold, 64 resources",
+            protocol,
+            concurrency,
+            await drive(total, concurrency, (i) => c.createHold(slot(w, i, 1))),
+          ),
+        );
+      }
+    }
+
+    // CreateHold on distinct slots of one busy resource: every write takes the same lock.
+    for (const protocol of ["grpc", "connect-json"] as const) {
+      const w = await world(url, 1);
+      const c = bookingClient(url, w.key, protocol);
+      rows.push(
+        row(
+          "CreateHold, one resource",
+          protocol,
+          16,
+          await drive(Math.round(4000 * scale), 16, (i) => c.createHold(slot(w, i, 2))),
+        ),
+      );
+    }
+
+    // With an Idempotency-Key on every call, as the typed client sends.
+    {
+      const w = await world(url, 64);
+      const c = bookingClient(url, w.key, "grpc");
+      const keyed = (i: number) =>
+        c.createHold(slot(w, i, 3), { headers: { "idempotency-key": `k-${i}` } });
+      rows.push(
+        row(
+          "CreateHold + Idempotency-Key, 64 resources",
+          "grpc",
+          16,
+          await drive(Math.round(6000 * scale), 16, keyed),
+        ),
+      );
+    }
+
+    // The 50-way race for one slot: time until all 50 have their answer.
+    const races: Record<string, number[]> = {};
+    for (const protocol of ["grpc", "connect-json"] as const) {
+      const w = await world(url, 1);
+      const clients = Array.from({ length: 10 }, () => bookingClient(url, w.key, protocol));
+      await Promise.all(
+        clients.map((c) => c.getBooking({ bookingId: "bkg_warm" }).catch(() => {})),
+      );
+      races[protocol] = [];
+      for (let r = 0; r < 20; r++) {
+        const s = slot(w, r, 4);
+        const t0 = performance.now();
+        const results = await Promise.allSettled(
+          Array.from({ length: 50 }, (_, i) =>
+            (clients[i % 10] as Client<typeof BookingService>).createHold(s),
+          ),
+        );
+        races[protocol].push(performance.now() - t0);
+        const won = results.filter((x) => x.status === "fulfilled").length;
+        if (won !== 1) throw new Error(`race ${r}: ${won} winners`);
+      }
+      races[protocol].sort((a, b) => a - b);
+    }
+    extra.race50 = Object.fromEntries(
+      Object.entries(races).map(([p, t]) => [
+        p,
+        { p50: round(percentile(t, 50)), max: round(t[t.length - 1] as number), runs: t.length },
+      ]),
+    );
+
+    // The floor: the same hold transaction as raw SQL through pg, no server.
+    {
+      const w = await world(url, 64);
+      const pool = new pg.Pool({ connectionString: dbUrl.toString(), max: 24 });
+      const { rows: ctx } = await pool.query(
+        `SELECT s.tenant_id, s.revision AS srev, s.policy_version FROM services s WHERE s.id = $1`,
+        [w.serviceId],
+      );
+      const { tenant_id: tenantId, srev, policy_version: version } = ctx[0];
+      const revs = new Map(
+        (
+          await pool.query("SELECT id, revision FROM resources WHERE tenant_id = $1", [tenantId])
+        ).rows.map((r) => [r.id, r.revision]),
+      );
+      const hold = (i: number) => {
+        const s = slot(w, i, 5);
+        return pool.query(
+          `SELECT create_booking($1, $2, $3, $4, $5, $6, $7, $8, '0 ms', '0 ms', '0 ms', NULL, '120 s', '{}', '{}', NULL, NULL, NULL)`,
+          [
+            tenantId,
+            w.serviceId,
+            s.resourceId,
+            srev,
+            revs.get(s.resourceId),
+            version,
+            new Date(Number(s.startTime.seconds) * 1000),
+            new Date(Number(s.endTime.seconds) * 1000),
+          ],
+        );
+      };
+      await drive(200, 16, hold);
+      rows.push(
+        row(
+          "same hold as raw SQL (floor)",
+          "pg",
+          16,
+          await drive(Math.round(6000 * scale), 16, (i) => hold(i + 200)),
+        ),
+      );
+      await pool.end();
+    }
+  } finally {
+    child.kill("SIGTERM");
+    await new Promise((resolve) => child.once("exit", resolve));
+    await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => {});
+    await admin.end();
+    await stopPostgres();
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  }
+
+  const header = ["scenario", "protocol", "conc", "calls", "per s", "p50 ms", "p95 ms", "p99 ms"];
+  const lines = rows.map((r) =>
+    [r.scenario, r.protocol, r.concurrency, r.calls, r.perSecond, r.p50, r.p95, r.p99].map(String),
+  );
+  const widths = header.map((h, i) =>
+    Math.max(h.length, ...lines.map((l) => (l[i] as string).length)),
+  );
+  const fmt = (cells: string[]) =>
+    cells
+      .map((c, i) => (i < 2 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number)))
+      .join("  ");
+  console.log(
+    `\nHoldfast benchmark (Postgres fsync=${fsync}, synchronous_commit=${syncCommit}; server and load on this machine)\n`,
+  );
+  console.log(fmt(header));
+  console.log(widths.map((w) => "-".repeat(w)).join("  "));
+  for (const l of lines) console.log(fmt(l));
+  const race = extra.race50 as Record<string, { p50: number; max: number; runs: number }>;
+  console.log("\n50-way race for one slot, time until all 50 answered (20 races each):");
+  for (const [p, r] of Object.entries(race))
+    console.log(`  ${p.padEnd(12)} p50 ${r.p50} ms, max ${r.max} ms`);
+  if (jsonFile) {
+    await writeFile(jsonFile, `${JSON.stringify({ rows, ...extra }, null, 2)}\n`);
+    console.log(`\nfigures written to ${jsonFile}`);
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,74 @@
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { rejectionFromDatabase } from "../../src/db/errors.js";
+import { freshDatabase } from "../support/database.js";
+
+let pool: pg.Pool;
+beforeAll(async () => {
+  pool = new pg.Pool({ connectionString: await freshDatabase(), max: 2 });
+  await pool.query(`
+    INSERT INTO tenants (id, name) VALUES ('ten_a', 'a');
+    INSERT INTO resources (tenant_id, id, name, kind, time_zone) VALUES ('ten_a', 'rsc_1', 'R', 'room', 'UTC');
+    INSERT INTO services (tenant_id, id, name) VALUES ('ten_a', 'svc_1', 'S');
+    INSERT INTO policy_versions (tenant_id, service_id, version, policy, time_zone) VALUES ('ten_a', 'svc_1', 1, '{}', 'UTC');
+  `);
+});
+afterAll(() => pool.end());
+
+const insert = (
+  start: string,
+  end: string,
+  opts: { status?: string; exclusive?: boolean; blockEnd?: string } = {},
+) =>
+  pool.query(
+    `INSERT INTO bookings (tenant_id, service_id, resource_id, start_time, end_time, block_start, block_end,
+                           status, expire_time, policy_version, exclusive, create_time, update_time)
+     VALUES ('ten_a', 'svc_1', 'rsc_1', $1, $2, $1, $3, $4, CASE WHEN $4 = 'held' THEN now() + interval '1 hour' END,
+             1, $5, now(), now())`,
+    [start, end, opts.blockEnd ?? end, opts.status ?? "confirmed", opts.exclusive ?? true],
+  );
+
+describe("the exclusion constraint behind the lock", () => {
+  it("refuses overlapping live blocks of a one-at-a-time resource, even bypassing the lock", async () => {
+    await insert("2030-01-01T10:00Z", "2030-01-01T10:30Z");
+    // Touching is fine: ranges are half-open.
+    await insert("2030-01-01T10:30Z", "2030-01-01T11:00Z", { status: "held" });
+    const err = await insert("2030-01-01T10:15Z", "2030-01-01T10:45Z").catch((e: unknown) => e);
+    expect((err as { code?: string }).code).toBe("23P01");
+    expect(rejectionFromDatabase(err)?.reason).toBe("SLOT_UNAVAILABLE");
+  });
+
+  it("counts buffers: a block reaching into another booking is refused", async () => {
+    const err = await insert("2030-01-01T09:30Z", "2030-01-01T09:45Z", {
+      blockEnd: "2030-01-01T10:05Z",
+    }).catch((e: unknown) => e);
+    expect((err as { code?: string }).code).toBe("23P01");
+  });
+
+  it("ignores finished bookings and resources that take several at once", async () => {
+    await insert("2030-01-01T10:00Z", "2030-01-01T10:30Z", { status: "cancelled" });
+    await insert("2030-01-01T10:00Z", "2030-01-01T10:30Z", { status: "expired" });
+    await insert("2030-01-01T10:00Z", "2030-01-01T10:30Z", { exclusive: false });
+  });
+
+  it("refuses blocks longer than the 72 hours the overlap queries rely on", async () => {
+    const err = await insert("2030-02-01T00:00Z", "2030-02-04T00:01Z").catch((e: unknown) => e);
+    expect((err as { code?: string }).code).toBe("23514");
+  });
+});
+
+describe("database errors", () => {
+  it("map connection failures and overload to UNAVAILABLE, and leave the rest internal", () => {
+    expect(
+      rejectionFromDatabase(Object.assign(new Error("x"), { code: "ECONNREFUSED" }))?.reason,
+    ).toBe("UNAVAILABLE");
+    expect(rejectionFromDatabase(Object.assign(new Error("x"), { code: "40P01" }))?.reason).toBe(
+      "UNAVAILABLE",
+    );
+    expect(rejectionFromDatabase(Object.assign(new Error("x"), { code: "57P01" }))?.reason).toBe(
+      "UNAVAILABLE",
+    );
+    expect(rejectionFromDatabase(Object.assign(new Error("x"), { code: "42P01" }))).toBeUndefined();
+    expect(rejectionFromDatabase("not an error")).toBeUndefined();
+  });
+});
