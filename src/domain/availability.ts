@@ -1,0 +1,513 @@
+import { Temporal } from "temporal-polyfill";
+import type { Policy, WeeklyWindow } from "./catalog.js";
+import { calendarDate, isoWeekday, occurrenceDays } from "./recurrence.js";
+import { DAY_MS, MINUTE_MS } from "./time.js";
+
+/**
+ * When a resource can be booked for a service: one implementation of every
+ * rule, used both to list free slots and to check a hold or booking before
+ * it is written. Pure: no clock (the caller passes the database's `now`),
+ * no I/O. Times are epoch milliseconds; intervals are half-open [start, end).
+ * Wall-clock rules are read in each resource's IANA time zone (business
+ * hours in the service's) with the Temporal API, across daylight-saving
+ * changes.
+ */
+
+export type Interval = { start: number; end: number };
+
+export type Recurrence = {
+  frequency: "weekly" | "monthly";
+  /** Every `interval` weeks or months, counted from the override's start_date. >= 1. */
+  interval: number;
+  /** Weekly: ISO weekdays 1 (Monday) .. 7 (Sunday); empty means the weekday of start_date. */
+  weekdays: number[];
+  /** Monthly by date: 1..31; months without that day are skipped. */
+  monthDay: number | null;
+  /** Monthly by weekday: 1..5 (first..fifth) or -1 (last), together with `weekday`. */
+  weekOfMonth: number | null;
+  weekday: number | null;
+  /** "YYYY-MM-DD", inclusive; null: no end (other than end_date). */
+  until: string | null;
+};
+
+/** A BLOCK (removes time) or OPEN (adds time) exception to a resource's weekly schedule. */
+export type OverrideRule = {
+  id: string;
+  kind: "block" | "open";
+  allDay: boolean;
+  /** "YYYY-MM-DD" in the resource's zone. */
+  startDate: string;
+  /**
+   * "YYYY-MM-DD", inclusive, or null. Without recurrence: the override
+   * covers every day from startDate to endDate (startDate alone when null).
+   * With recurrence: occurrences stop after endDate (as well as `until`).
+   */
+  endDate: string | null;
+  /** Minutes since local midnight when not all day (end may be 1440 = 24:00). */
+  startMinute: number | null;
+  endMinute: number | null;
+  recurrence: Recurrence | null;
+};
+
+/** A resource's calendar: zone, capacity, weekly schedule (null: all hours) and overrides. */
+export type ResourceCalendar = {
+  resourceId: string;
+  timeZone: string;
+  capacity: number;
+  weeklySchedule: WeeklyWindow[] | null;
+  overrides: OverrideRule[];
+};
+
+/** The service's rules: its policy, and the zone its business hours are read in. */
+export type ServiceRules = { policy: Policy; timeZone: string };
+
+/** The block (range widened by its own buffers) of an existing HELD-unexpired or CONFIRMED booking. */
+export type BusyBlock = { resourceId: string; start: number; end: number };
+
+/**
+ * The resource's working time for the service within `range`, as sorted,
+ * merged intervals: ((weekly schedule ∩ business hours) ∪ opens) − blocks.
+ * Blocks beat opens where both apply. A resource without a schedule works
+ * all hours; a service without business hours does not limit it. Intervals
+ * that touch across midnight are merged, so a booking may span midnight.
+ * `blocked` is the blocks' time within range (to tell SCHEDULE_BLOCKED from
+ * OUTSIDE_WORKING_HOURS).
+ */
+export function workingTime(
+  resource: ResourceCalendar,
+  service: ServiceRules,
+  range: Interval,
+): { open: Interval[]; blocked: Interval[] } {
+  const { open, blocked } = layers(resource, service, range);
+  return { open, blocked };
+}
+
+export type SlotQuery = {
+  service: ServiceRules;
+  resources: ResourceCalendar[];
+  /** Slots whose start lies in [range.start, range.end). */
+  range: Interval;
+  durationMs: number;
+  /** The database's clock, for min_notice and max_advance. */
+  nowMs: number;
+  /** Existing blocks of these resources around the range (already widened by their own buffers). */
+  busy: BusyBlock[];
+};
+
+export type FreeSlot = { resourceId: string; start: number; end: number; remaining: number };
+
+/**
+ * Every bookable slot: starts on the grid (local midnight of the
+ * resource's zone + k × (policy.slotIntervalMs ?? durationMs), counted in
+ * elapsed time, so no start is produced twice or lost across a DST change),
+ * [start, start + duration) inside working time, start >= now + min_notice,
+ * start <= now + max_advance (when set), and remaining = capacity − the most
+ * busy blocks overlapping at any instant of the slot's own block
+ * [start − buffer_before, end + buffer_after) > 0. Sorted by start, then
+ * resource id.
+ */
+export function computeSlots(q: SlotQuery): FreeSlot[] {
+  const { policy } = q.service;
+  const step = policy.slotIntervalMs ?? q.durationMs;
+  const earliest = Math.max(q.range.start, q.nowMs + policy.minNoticeMs);
+  const latest =
+    policy.maxAdvanceMs === null
+      ? q.range.end - 1
+      : Math.min(q.range.end - 1, q.nowMs + policy.maxAdvanceMs);
+  if (earliest > latest || q.durationMs <= 0 || step <= 0) return [];
+
+  const busyByResource = new Map<string, BusyBlock[]>();
+  for (const block of q.busy) {
+    const blocks = busyByResource.get(block.resourceId);
+    if (blocks) blocks.push(block);
+    else busyByResource.set(block.resourceId, [block]);
+  }
+  const slots: FreeSlot[] = [];
+  // Resources in id order, and a stable sort by start below, give ties by id
+  // without comparing ids slot by slot.
+  for (const resource of [...q.resources].sort((a, b) => compareIds(a.resourceId, b.resourceId))) {
+    // Reaching one duration past the last start judges slots that end after
+    // the range, or run past midnight, against the time they really cover.
+    const { open } = layers(resource, q.service, { start: earliest, end: latest + q.durationMs });
+    if (open.length === 0) continue;
+    const occupancy = new Occupancy(busyByResource.get(resource.resourceId) ?? []);
+    const local = zoneDays(resource.timeZone);
+    let w = 0;
+    for (let day = local.dayOf(earliest); w < open.length; day++) {
+      const midnight = local.midnight(day);
+      if (midnight > latest) break;
+      const nextMidnight = local.midnight(day + 1);
+      const skipped = Math.max(0, Math.ceil((earliest - midnight) / step));
+      for (
+        let start = midnight + skipped * step;
+        start < nextMidnight && start <= latest;
+        start += step
+      ) {
+        const end = start + q.durationMs;
+        // Slot ends only grow, so an interval ending before this one can hold no later slot.
+        while (w < open.length && (open[w]?.end ?? 0) < end) w++;
+        const interval = open[w];
+        if (!interval) break;
+        if (interval.start > start) continue;
+        const remaining =
+          resource.capacity -
+          occupancy.peak(start - policy.bufferBeforeMs, end + policy.bufferAfterMs);
+        if (remaining > 0) slots.push({ resourceId: resource.resourceId, start, end, remaining });
+      }
+    }
+  }
+  return slots.sort((a, b) => a.start - b.start);
+}
+
+export type TimeRuleViolation =
+  | "INVALID_DURATION"
+  | "OFF_GRID"
+  | "OUTSIDE_WORKING_HOURS"
+  | "SCHEDULE_BLOCKED";
+
+/**
+ * The first rule a requested [start, end) breaks, checked in this order:
+ * INVALID_DURATION (not one of the policy's durations), OFF_GRID (start not
+ * on the grid), SCHEDULE_BLOCKED (inside working time but for a block),
+ * OUTSIDE_WORKING_HOURS (not inside one working interval). undefined when
+ * it breaks none. Exactly the rules computeSlots applies, minus the clock
+ * and occupancy, which the write checks under the lock.
+ */
+export function checkRequestedTime(
+  service: ServiceRules,
+  resource: ResourceCalendar,
+  start: number,
+  end: number,
+): TimeRuleViolation | undefined {
+  const duration = end - start;
+  if (!service.policy.durationsMs.includes(duration)) return "INVALID_DURATION";
+  const local = zoneDays(resource.timeZone);
+  const midnight = local.midnight(local.dayOf(start));
+  if ((start - midnight) % (service.policy.slotIntervalMs ?? duration) !== 0) return "OFF_GRID";
+  const { available, open } = layers(resource, service, { start, end });
+  if (covers(open, start, end)) return undefined;
+  return covers(available, start, end) ? "SCHEDULE_BLOCKED" : "OUTSIDE_WORKING_HOURS";
+}
+
+/**
+ * Up to `limit` free slots nearest to a requested start, for a
+ * SLOT_UNAVAILABLE answer: slots of the requested resource first (nearest
+ * first, ties to the earlier), then other resources' (nearest first, ties
+ * to the earlier, then by resource id). The requested slot itself is never
+ * offered.
+ */
+export function nearestAlternatives(
+  slots: readonly FreeSlot[],
+  requested: { resourceId: string; start: number },
+  limit: number,
+): FreeSlot[] {
+  if (limit <= 0) return [];
+  const byNearness = (a: FreeSlot, b: FreeSlot) =>
+    Math.abs(a.start - requested.start) - Math.abs(b.start - requested.start) ||
+    a.start - b.start ||
+    compareIds(a.resourceId, b.resourceId);
+  const own: FreeSlot[] = [];
+  const others: FreeSlot[] = [];
+  for (const slot of slots) {
+    if (slot.resourceId !== requested.resourceId) others.push(slot);
+    else if (slot.start !== requested.start) own.push(slot);
+  }
+  return [...own.sort(byNearness), ...others.sort(byNearness)].slice(0, limit);
+}
+
+/**
+ * The fair pick among resources free at a time: fewest bookings on that
+ * day first, then the service's own order of resources. Returns resource
+ * ids in the order to try.
+ */
+export function fairOrder(
+  candidates: readonly string[],
+  bookingsThatDay: ReadonlyMap<string, number>,
+  serviceOrder: readonly string[],
+): string[] {
+  // Resources the service no longer lists go last, in id order, rather than being dropped.
+  const rank = (id: string) => {
+    const i = serviceOrder.indexOf(id);
+    return i === -1 ? serviceOrder.length : i;
+  };
+  return [...candidates].sort(
+    (a, b) =>
+      (bookingsThatDay.get(a) ?? 0) - (bookingsThatDay.get(b) ?? 0) ||
+      rank(a) - rank(b) ||
+      compareIds(a, b),
+  );
+}
+
+/** The local calendar day [midnight, next midnight) containing `instant` in `timeZone`. */
+export function localDay(instant: number, timeZone: string): Interval {
+  const local = zoneDays(timeZone);
+  const day = local.dayOf(instant);
+  return { start: local.midnight(day), end: local.midnight(day + 1) };
+}
+
+/** Local midnights of one zone by day number, each read from the zone database once. */
+class ZoneDays {
+  private readonly midnights = new Map<number, number>();
+
+  constructor(readonly timeZone: string) {}
+
+  /** The day number of the local date containing `instant`. */
+  dayOf(instant: number): number {
+    // Start from the UTC date, at most a day off, and let the (cached) midnights settle it.
+    let day = Math.floor(instant / DAY_MS);
+    while (instant < this.midnight(day)) day--;
+    while (instant >= this.midnight(day + 1)) day++;
+    return day;
+  }
+
+  /** The first instant of the local day. */
+  midnight(day: number): number {
+    let midnight = this.midnights.get(day);
+    if (midnight === undefined) {
+      const { year, month, day: dayOfMonth } = calendarDate(day);
+      midnight = new Temporal.PlainDate(year, month, dayOfMonth).toZonedDateTime(
+        this.timeZone,
+      ).epochMilliseconds;
+      if (this.midnights.size >= MAX_CACHED_DAYS) this.midnights.clear();
+      this.midnights.set(day, midnight);
+    }
+    return midnight;
+  }
+
+  /**
+   * The instant of a minute (0..1440) of a local day. A minute skipped by a
+   * spring-forward change moves forward; a repeated one takes its earlier
+   * occurrence; 1440 is the next day's midnight.
+   */
+  wallTime(day: number, minute: number): number {
+    const midnight = this.midnight(day);
+    if (minute === 0) return midnight;
+    const nextMidnight = this.midnight(day + 1);
+    if (minute === 1440) return nextMidnight;
+    // A day of exactly 24 hours keeps one offset throughout (no zone has had
+    // two changes within two days since 1970), so its minutes need no lookup.
+    if (nextMidnight - midnight === DAY_MS) return midnight + minute * MINUTE_MS;
+    const { year, month, day: dayOfMonth } = calendarDate(day);
+    return new Temporal.PlainDateTime(
+      year,
+      month,
+      dayOfMonth,
+      Math.floor(minute / 60),
+      minute % 60,
+    ).toZonedDateTime(this.timeZone, { disambiguation: "compatible" }).epochMilliseconds;
+  }
+}
+
+/**
+ * Midnights are fixed facts of the zone database, so they are kept across
+ * calls; both maps are bounded, as a long-running server meets ever more
+ * dates.
+ */
+const zoneCache = new Map<string, ZoneDays>();
+const MAX_CACHED_ZONES = 1000;
+const MAX_CACHED_DAYS = 10_000;
+
+function zoneDays(timeZone: string): ZoneDays {
+  let days = zoneCache.get(timeZone);
+  if (!days) {
+    if (zoneCache.size >= MAX_CACHED_ZONES) zoneCache.clear();
+    days = new ZoneDays(timeZone);
+    zoneCache.set(timeZone, days);
+  }
+  return days;
+}
+
+/**
+ * Working time within `range` in layers: `available` is working time with
+ * blocks ignored, `blocked` the blocks, `open` what is left of available.
+ */
+function layers(
+  resource: ResourceCalendar,
+  service: ServiceRules,
+  range: Interval,
+): { available: Interval[]; blocked: Interval[]; open: Interval[] } {
+  if (range.end <= range.start) return { available: [], blocked: [], open: [] };
+  const local = zoneDays(resource.timeZone);
+  const firstDay = local.dayOf(range.start);
+  const lastDay = local.dayOf(range.end - 1);
+
+  let scheduled =
+    resource.weeklySchedule === null
+      ? [{ start: local.midnight(firstDay), end: local.midnight(lastDay + 1) }]
+      : weeklyIntervals(resource.weeklySchedule, local, firstDay, lastDay);
+  const { businessHours } = service.policy;
+  if (businessHours.length > 0) {
+    const business = zoneDays(service.timeZone);
+    scheduled = intersect(
+      scheduled,
+      weeklyIntervals(
+        businessHours,
+        business,
+        business.dayOf(range.start),
+        business.dayOf(range.end - 1),
+      ),
+    );
+  }
+
+  const opens: Interval[] = [];
+  const blocks: Interval[] = [];
+  for (const rule of resource.overrides) {
+    const into = rule.kind === "open" ? opens : blocks;
+    for (const day of occurrenceDays(rule, firstDay, lastDay)) {
+      if (rule.allDay || rule.startMinute === null || rule.endMinute === null) {
+        into.push({ start: local.midnight(day), end: local.midnight(day + 1) });
+      } else {
+        into.push({
+          start: local.wallTime(day, rule.startMinute),
+          end: local.wallTime(day, rule.endMinute),
+        });
+      }
+    }
+  }
+
+  const available = clip(merge([...scheduled, ...opens]), range);
+  const blocked = clip(merge(blocks), range);
+  return { available, blocked, open: subtract(available, blocked) };
+}
+
+/** Weekly windows as instants on local days firstDay..lastDay, sorted and merged. */
+function weeklyIntervals(
+  windows: readonly WeeklyWindow[],
+  zone: ZoneDays,
+  firstDay: number,
+  lastDay: number,
+): Interval[] {
+  const intervals: Interval[] = [];
+  for (let day = firstDay; day <= lastDay; day++) {
+    const weekday = isoWeekday(day);
+    for (const w of windows) {
+      if (w.weekday === weekday) {
+        intervals.push({ start: zone.wallTime(day, w.start), end: zone.wallTime(day, w.end) });
+      }
+    }
+  }
+  return merge(intervals);
+}
+
+/** Sorted, with overlapping and touching intervals joined and empty ones (skipped wall time) dropped. */
+function merge(intervals: Interval[]): Interval[] {
+  const merged: Interval[] = [];
+  for (const i of [...intervals].sort((a, b) => a.start - b.start)) {
+    if (i.end <= i.start) continue;
+    const last = merged[merged.length - 1];
+    if (last && i.start <= last.end) last.end = Math.max(last.end, i.end);
+    else merged.push({ ...i });
+  }
+  return merged;
+}
+
+/** Where both sorted, merged lists have time. */
+function intersect(a: readonly Interval[], b: readonly Interval[]): Interval[] {
+  const result: Interval[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length && j < b.length) {
+    const x = a[i] as Interval;
+    const y = b[j] as Interval;
+    const start = Math.max(x.start, y.start);
+    const end = Math.min(x.end, y.end);
+    if (start < end) result.push({ start, end });
+    if (x.end < y.end) i++;
+    else j++;
+  }
+  return result;
+}
+
+/** The time of sorted, merged `a` outside sorted, merged `b`. */
+function subtract(a: readonly Interval[], b: readonly Interval[]): Interval[] {
+  const result: Interval[] = [];
+  let j = 0;
+  for (const x of a) {
+    let start = x.start;
+    while (j < b.length && (b[j] as Interval).end <= start) j++;
+    for (let k = j; k < b.length; k++) {
+      const y = b[k] as Interval;
+      if (y.start >= x.end) break;
+      if (y.start > start) result.push({ start, end: y.start });
+      start = Math.max(start, y.end);
+    }
+    if (start < x.end) result.push({ start, end: x.end });
+  }
+  return result;
+}
+
+function clip(intervals: readonly Interval[], range: Interval): Interval[] {
+  const result: Interval[] = [];
+  for (const i of intervals) {
+    const start = Math.max(i.start, range.start);
+    const end = Math.min(i.end, range.end);
+    if (start < end) result.push({ start, end });
+  }
+  return result;
+}
+
+/** Whether intervals clipped to [start, end) fill it in one piece. */
+function covers(clipped: readonly Interval[], start: number, end: number): boolean {
+  const first = clipped[0];
+  return first !== undefined && first.start === start && first.end === end;
+}
+
+/**
+ * How many of a resource's busy blocks overlap at each instant, as a step
+ * function, so the peak within a slot's block is read off a few steps
+ * rather than by testing every busy block against every slot.
+ */
+class Occupancy {
+  /** counts[k] blocks overlap during [times[k], times[k + 1]); none before times[0] or from the last time on. */
+  private readonly times: number[] = [];
+  private readonly counts: number[] = [];
+  /** The last step starting at or before the previous query's start; -1 before the first. */
+  private cursor = -1;
+
+  constructor(blocks: readonly BusyBlock[]) {
+    const real = blocks.filter((b) => b.end > b.start);
+    // Typed arrays sort numerically without a comparator call per step.
+    const starts = new Float64Array(real.length);
+    const ends = new Float64Array(real.length);
+    real.forEach((b, k) => {
+      starts[k] = b.start;
+      ends[k] = b.end;
+    });
+    starts.sort();
+    ends.sort();
+    let i = 0;
+    let j = 0;
+    let count = 0;
+    while (i < starts.length || j < ends.length) {
+      const t = Math.min(starts[i] ?? Infinity, ends[j] ?? Infinity);
+      // Half-open blocks: one ending when another starts never overlap it.
+      while (ends[j] === t) {
+        count--;
+        j++;
+      }
+      while (starts[i] === t) {
+        count++;
+        i++;
+      }
+      this.times.push(t);
+      this.counts.push(count);
+    }
+  }
+
+  /** The most blocks overlapping at one instant of [from, to). Calls must not decrease `from`. */
+  peak(from: number, to: number): number {
+    while (this.cursor + 1 < this.times.length && (this.times[this.cursor + 1] as number) <= from) {
+      this.cursor++;
+    }
+    let peak = this.counts[this.cursor] ?? 0;
+    for (let k = this.cursor + 1; k < this.times.length && (this.times[k] as number) < to; k++) {
+      peak = Math.max(peak, this.counts[k] as number);
+    }
+    return peak;
+  }
+}
+
+/** Ids in code-unit order, the same on every machine and locale. */
+function compareIds(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

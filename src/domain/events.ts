@@ -1,0 +1,48 @@
+/** Every event type the outbox carries. */
+export const EVENT_TYPES = [
+  "booking.held",
+  "booking.confirmed",
+  "booking.cancelled",
+  "booking.expired",
+  "booking.rescheduled",
+  "booking.completed",
+  "booking.no_show",
+  "booking.hold_extended",
+  "webhook.disabled",
+] as const;
+
+export type EventType = (typeof EVENT_TYPES)[number];
+
+export function isEventType(t: string): t is EventType {
+  return (EVENT_TYPES as readonly string[]).includes(t);
+}
+
+/**
+ * A position in the outbox: the writing transaction's id (xid8) and the
+ * event's sequence number within the table. Readers only take events of
+ * transactions older than every transaction still running, so ordering by
+ * (xid, seq) never skips a transaction that commits late: by the time any
+ * reader can see past a position, every event before it is visible.
+ */
+export type Position = { xid: bigint; seq: bigint };
+
+export const BEGINNING: Position = { xid: 0n, seq: 0n };
+
+export function isAfter(a: Position, b: Position): boolean {
+  return a.xid > b.xid || (a.xid === b.xid && a.seq > b.seq);
+}
+
+const PREFIX = "ev1_";
+
+/** Opaque and URL-safe. */
+export function encodeCursor(p: Position): string {
+  return `${PREFIX}${p.xid.toString(36)}_${p.seq.toString(36)}`;
+}
+
+export function decodeCursor(cursor: string): Position | undefined {
+  const m = /^ev1_([0-9a-z]{1,14})_([0-9a-z]{1,14})$/.exec(cursor);
+  if (!m) return undefined;
+  const parse = (s: string) =>
+    [...s].reduce((n, c) => n * 36n + BigInt(Number.parseInt(c, 36)), 0n);
+  return { xid: parse(m[1] as string), seq: parse(m[2] as string) };
+}

@@ -1,0 +1,148 @@
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
+import { isIP } from "node:net";
+import { DAY_MS, HOUR_MS, MINUTE_MS } from "./time.js";
+
+/**
+ * Webhook rules: which URLs may receive events, how deliveries are signed
+ * (the Standard Webhooks specification, so receivers verify with any of its
+ * libraries), and when failed deliveries are tried again.
+ */
+
+/** Why a URL cannot receive webhooks, or undefined when it can. */
+export function urlProblem(raw: string, allowPrivate: boolean): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return "is not a URL";
+  }
+  if (raw.length > 2048) return "must be at most 2048 characters";
+  if (url.protocol !== "https:" && url.protocol !== "http:") return "must be an http or https URL";
+  if (url.username || url.password) return "must not carry credentials";
+  if (url.hash) return "must not have a fragment";
+  if (allowPrivate) return undefined;
+  if (url.protocol !== "https:")
+    return "must be https (http is allowed only with HOLDFAST_WEBHOOK_ALLOW_PRIVATE)";
+  const host = url.hostname.replace(/^\[|\]$/g, "");
+  if (
+    host === "localhost" ||
+    host.endsWith(".localhost") ||
+    host.endsWith(".local") ||
+    host.endsWith(".internal")
+  ) {
+    return "must not point at a local host name";
+  }
+  if (isIP(host) && isPrivateAddress(host))
+    return "must not point at a private, loopback or link-local address";
+  return undefined;
+}
+
+/** Loopback, private, link-local, unique-local, carrier-grade NAT, unspecified or multicast. */
+export function isPrivateAddress(ip: string): boolean {
+  if (isIP(ip) === 4) {
+    const [a, b] = ip.split(".").map(Number) as [number, number];
+    return (
+      a === 0 ||
+      a === 10 ||
+      a === 127 ||
+      (a === 100 && b >= 64 && b <= 127) ||
+      (a === 169 && b === 254) ||
+      (a === 172 && b >= 16 && b <= 31) ||
+      (a === 192 && b === 168) ||
+      a >= 224
+    );
+  }
+  const v6 = ip.toLowerCase();
+  if (v6 === "::" || v6 === "::1") return true;
+  // IPv4-mapped addresses, dotted or (as URL parsing writes them) in hex.
+  const dotted = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(v6);
+  if (dotted) return isPrivateAddress(dotted[1] as string);
+  const hex = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(v6);
+  if (hex) {
+    const [hi, lo] = [Number.parseInt(hex[1] as string, 16), Number.parseInt(hex[2] as string, 16)];
+    return isPrivateAddress(`${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`);
+  }
+  return /^(fc|fd|fe8|fe9|fea|feb|ff)/.test(v6);
+}
+
+/** A new signing secret in the Standard Webhooks format: whsec_ and base64 of 32 random bytes. */
+export function newSigningSecret(): string {
+  return `whsec_${randomBytes(32).toString("base64")}`;
+}
+
+/**
+ * The webhook-signature header: "v1,<base64 HMAC-SHA256>" for each secret,
+ * space-separated, over "<webhook-id>.<webhook-timestamp>.<body>".
+ */
+export function signatureHeader(
+  secrets: readonly string[],
+  id: string,
+  timestampSec: number,
+  body: string,
+): string {
+  return secrets
+    .map((secret) => {
+      const key = Buffer.from(secret.replace(/^whsec_/, ""), "base64");
+      return `v1,${createHmac("sha256", key).update(`${id}.${timestampSec}.${body}`).digest("base64")}`;
+    })
+    .join(" ");
+}
+
+/** The body every attempt POSTs: {type, timestamp, data}. */
+export function deliveryBody(type: string, occurTime: Date, data: Record<string, unknown>): string {
+  return JSON.stringify({ type, timestamp: occurTime.toISOString(), data });
+}
+
+/** About a day of retries: 5 s, 30 s, 2 min, 10 min, 30 min, 1 h, 2 h, 4 h, 8 h, 8 h. */
+export const DEFAULT_RETRY_SCHEDULE_MS = [
+  5_000,
+  30_000,
+  2 * MINUTE_MS,
+  10 * MINUTE_MS,
+  30 * MINUTE_MS,
+  HOUR_MS,
+  2 * HOUR_MS,
+  4 * HOUR_MS,
+  8 * HOUR_MS,
+  8 * HOUR_MS,
+];
+
+/** "5s,30s,2m,1h,1d" → milliseconds; undefined when any item is not a duration. */
+export function parseRetrySchedule(text: string): number[] | undefined {
+  const unit: Record<string, number> = { ms: 1, s: 1000, m: MINUTE_MS, h: HOUR_MS, d: DAY_MS };
+  const items = text.split(",").map((t) => /^\s*(\d+)\s*(ms|s|m|h|d)\s*$/.exec(t));
+  if (items.length === 0 || items.some((m) => !m)) return undefined;
+  return items.map(
+    (m) =>
+      Number((m as RegExpExecArray)[1]) * (unit[(m as RegExpExecArray)[2] as string] as number),
+  );
+}
+
+/**
+ * The wait before attempt `attempt + 1` after `attempt` attempts failed, with
+ * ±20% jitter so many failing deliveries do not retry in lockstep; undefined
+ * when the schedule is used up.
+ */
+export function retryDelay(
+  scheduleMs: readonly number[],
+  attempt: number,
+  random: number,
+): number | undefined {
+  const base = scheduleMs[attempt - 1];
+  if (base === undefined) return undefined;
+  return Math.round(base * (0.8 + 0.4 * random));
+}
+
+/** Secrets at rest: AES-256-GCM under the server's key, as iv | tag | ciphertext. */
+export function seal(key: Buffer, plaintext: string): Buffer {
+  const iv = randomBytes(12);
+  const cipher = createCipheriv("aes-256-gcm", key, iv);
+  const data = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);
+  return Buffer.concat([iv, cipher.getAuthTag(), data]);
+}
+
+export function unseal(key: Buffer, sealed: Buffer): string {
+  const decipher = createDecipheriv("aes-256-gcm", key, sealed.subarray(0, 12));
+  decipher.setAuthTag(sealed.subarray(12, 28));
+  return Buffer.concat([decipher.update(sealed.subarray(28)), decipher.final()]).toString("utf8");
+}
