@@ -1,10 +1,25 @@
 import { z } from "zod";
+import { parseRetrySchedule } from "./domain/webhooks.js";
 
 /**
  * Everything the server reads from its environment, validated in one place.
  * A bad value stops start-up with a message that names the variable.
  */
 const positiveInt = z.coerce.number().int().positive();
+
+const boolean = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
+
+/** 32 bytes, as base64 or 64 hex digits. */
+const key32 = z.string().transform((text, ctx) => {
+  const bytes = /^[0-9a-f]{64}$/i.test(text)
+    ? Buffer.from(text, "hex")
+    : Buffer.from(text, "base64");
+  if (bytes.length !== 32) {
+    ctx.addIssue({ code: "custom", message: "must be 32 bytes, as base64 or 64 hex digits" });
+    return z.NEVER;
+  }
+  return bytes;
+});
 
 const schema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
@@ -24,6 +39,28 @@ const schema = z.object({
   HOLDFAST_MAX_REQUEST_BYTES: positiveInt.max(16 * 1024 * 1024).default(256 * 1024),
   HOLDFAST_LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
   HOLDFAST_SWEEP_INTERVAL_MS: positiveInt.max(60_000).default(500),
+  HOLDFAST_SECRET_KEY: key32.optional(),
+  HOLDFAST_EVENT_RETENTION_DAYS: positiveInt.max(3650).default(7),
+  HOLDFAST_STREAM_BUFFER: positiveInt.max(1_000_000).default(10_000),
+  HOLDFAST_EVENT_POLL_MS: positiveInt.max(600_000).default(1_000),
+  HOLDFAST_STREAM_MAX_LAG_MS: positiveInt.max(3_600_000).default(30_000),
+  HOLDFAST_WEBHOOK_ALLOW_PRIVATE: boolean.default(false),
+  HOLDFAST_WEBHOOK_TIMEOUT_MS: positiveInt.max(120_000).default(10_000),
+  HOLDFAST_WEBHOOK_RETRY_SCHEDULE: z
+    .string()
+    .default("5s,30s,2m,10m,30m,1h,2h,4h,8h,8h")
+    .transform((text, ctx) => {
+      const schedule = parseRetrySchedule(text);
+      if (!schedule) {
+        ctx.addIssue({
+          code: "custom",
+          message: 'must be a comma-separated list of durations such as "5s,1m,1h"',
+        });
+        return z.NEVER;
+      }
+      return schedule;
+    }),
+  HOLDFAST_WEBHOOK_DISABLE_AFTER: positiveInt.max(10_000).default(25),
 });
 
 export type Config = {
@@ -36,6 +73,17 @@ export type Config = {
   maxRequestBytes: number;
   logLevel: "debug" | "info" | "warn" | "error";
   sweepIntervalMs: number;
+  /** Seals webhook signing secrets at rest; without it a key kept in the database is used. */
+  secretKey: Buffer | undefined;
+  eventRetentionDays: number;
+  streamBuffer: number;
+  streamMaxLagMs: number;
+  /** How often the outbox is read without a notification, as a safety net. */
+  eventPollMs: number;
+  webhookAllowPrivate: boolean;
+  webhookTimeoutMs: number;
+  webhookRetryScheduleMs: number[];
+  webhookDisableAfter: number;
 };
 
 export class ConfigError extends Error {}
@@ -62,5 +110,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxRequestBytes: c.HOLDFAST_MAX_REQUEST_BYTES,
     logLevel: c.HOLDFAST_LOG_LEVEL,
     sweepIntervalMs: c.HOLDFAST_SWEEP_INTERVAL_MS,
+    secretKey: c.HOLDFAST_SECRET_KEY,
+    eventRetentionDays: c.HOLDFAST_EVENT_RETENTION_DAYS,
+    streamBuffer: c.HOLDFAST_STREAM_BUFFER,
+    streamMaxLagMs: c.HOLDFAST_STREAM_MAX_LAG_MS,
+    eventPollMs: c.HOLDFAST_EVENT_POLL_MS,
+    webhookAllowPrivate: c.HOLDFAST_WEBHOOK_ALLOW_PRIVATE,
+    webhookTimeoutMs: c.HOLDFAST_WEBHOOK_TIMEOUT_MS,
+    webhookRetryScheduleMs: c.HOLDFAST_WEBHOOK_RETRY_SCHEDULE,
+    webhookDisableAfter: c.HOLDFAST_WEBHOOK_DISABLE_AFTER,
   };
 }

@@ -5,30 +5,40 @@ import { Duplex } from "node:stream";
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { Health } from "../gen/health/v1/health_pb.js";
+import { AvailabilityService } from "../gen/holdfast/v1/availability_pb.js";
 import { BookingService } from "../gen/holdfast/v1/booking_pb.js";
 import { CatalogService } from "../gen/holdfast/v1/catalog_pb.js";
+import { EventService } from "../gen/holdfast/v1/event_pb.js";
 import { KeyService } from "../gen/holdfast/v1/key_pb.js";
 import { ResourceService } from "../gen/holdfast/v1/resource_pb.js";
 import { TenantService } from "../gen/holdfast/v1/tenant_pb.js";
+import { WebhookService } from "../gen/holdfast/v1/webhook_pb.js";
 import type { Config } from "./config.js";
 import { CatalogCache } from "./db/catalog-cache.js";
 import { startMaintenance } from "./db/maintenance.js";
 import { migrate, readMigrations } from "./db/migrate.js";
 import { createPool, type Pool, poolDb } from "./db/pool.js";
+import { sharedSecret } from "./db/secrets.js";
 import { Signals } from "./db/signals.js";
 import { bootstrapDefaultTenant } from "./db/tenants.js";
+import { EventFeed } from "./events/feed.js";
+import { startWebhookDelivery } from "./events/webhooks.js";
 import { log, setLogLevel } from "./log.js";
 import { authInterceptor, Keyring } from "./rpc/auth.js";
+import { availabilityService } from "./rpc/availability-service.js";
 import { bookingService } from "./rpc/booking-service.js";
 import { catalogService } from "./rpc/catalog-service.js";
 import { errorInterceptor } from "./rpc/errors.js";
+import { eventService } from "./rpc/event-service.js";
 import { registerHealth } from "./rpc/health.js";
 import { rpcRequestHandler } from "./rpc/http.js";
 import { idempotent } from "./rpc/idempotency.js";
 import { keyService } from "./rpc/key-service.js";
 import { registerReflection } from "./rpc/reflection.js";
 import { resourceService } from "./rpc/resource-service.js";
+import { SlotFinder } from "./rpc/slots.js";
 import { tenantService } from "./rpc/tenant-service.js";
+import { webhookService } from "./rpc/webhook-service.js";
 
 /** The Holdfast API services, in the order reflection lists them. */
 export const API_SERVICES: readonly DescService[] = [
@@ -36,6 +46,10 @@ export const API_SERVICES: readonly DescService[] = [
   KeyService,
   ResourceService,
   CatalogService,
+  AvailabilityService,
+  BookingService,
+  EventService,
+  WebhookService,
 ];
 
 export type Holdfast = {
@@ -69,15 +83,38 @@ export async function startHoldfast(config: Config, databaseUrl: string): Promis
     await signals.start();
     const keyring = new Keyring(pool, tenantId, config.adminKey, signals);
     const catalogCache = new CatalogCache(pool, signals);
+    const slotFinder = new SlotFinder(pool, catalogCache, await sharedSecret(pool, "slot-ids"));
+    const feed = new EventFeed(pool, signals, config.eventPollMs);
+    if (!config.secretKey) {
+      log.warn(
+        "HOLDFAST_SECRET_KEY is not set: webhook secrets are sealed with a key kept in the database",
+      );
+    }
+    const webhookSettings = {
+      allowPrivate: config.webhookAllowPrivate,
+      timeoutMs: config.webhookTimeoutMs,
+      retryScheduleMs: config.webhookRetryScheduleMs,
+      disableAfter: config.webhookDisableAfter,
+      secretKey: config.secretKey ?? (await sharedSecret(pool, "webhook-secrets")),
+    };
 
     const routes = (router: ConnectRouter) => {
       router.service(TenantService, idempotent(TenantService, tenantService(db), pool));
       router.service(KeyService, idempotent(KeyService, keyService(db, keyring), pool));
       router.service(ResourceService, idempotent(ResourceService, resourceService(db), pool));
       router.service(CatalogService, idempotent(CatalogService, catalogService(db), pool));
+      router.service(AvailabilityService, availabilityService(catalogCache, slotFinder));
+      router.service(
+        EventService,
+        eventService(pool, feed, { buffer: config.streamBuffer, maxLagMs: config.streamMaxLagMs }),
+      );
+      router.service(
+        WebhookService,
+        idempotent(WebhookService, webhookService(db, feed, webhookSettings), pool),
+      );
       router.service(
         BookingService,
-        idempotent(BookingService, bookingService(db, catalogCache), pool, {
+        idempotent(BookingService, bookingService(db, catalogCache, slotFinder, feed), pool, {
           storesOwnOutcomes: true,
         }),
       );
@@ -95,7 +132,12 @@ export async function startHoldfast(config: Config, databaseUrl: string): Promis
       maxRequestBytes: config.maxRequestBytes,
       shutdownSignal: shutdown.signal,
     });
-    const maintenance = startMaintenance(pool, { sweepIntervalMs: config.sweepIntervalMs });
+    const maintenance = startMaintenance(pool, {
+      sweepIntervalMs: config.sweepIntervalMs,
+      eventRetentionMs: config.eventRetentionDays * 86_400_000,
+      onExpired: () => feed.committed(),
+    });
+    const delivery = startWebhookDelivery(db, feed, webhookSettings);
     const listener = await listenOnOnePort(handler, config.host, config.port);
     const port = listener.port;
     log.info("holdfast listening", { host: config.host, port });
@@ -107,7 +149,9 @@ export async function startHoldfast(config: Config, databaseUrl: string): Promis
       pool,
       async close() {
         shutdown.abort();
+        await feed.stop();
         await listener.close();
+        await delivery.stop();
         await maintenance.stop();
         await signals.stop();
         await pool.end();

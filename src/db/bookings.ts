@@ -1,6 +1,6 @@
 import type { JsonObject } from "@bufbuild/protobuf";
 import type { ResourceSnapshot, ServiceSnapshot } from "../domain/booking.js";
-import type { Policy, WeeklyWindow } from "../domain/catalog.js";
+import type { Policy } from "../domain/catalog.js";
 import type { IdempotencyClaim, Outcome } from "./idempotency.js";
 import type { Queryable } from "./pool.js";
 
@@ -9,41 +9,11 @@ import type { Queryable } from "./pool.js";
  * that return protobuf JSON built by the same booking_json() the writes use.
  */
 
-/** The service and resource a booking names, read in one round trip. */
-export async function loadBookingTarget(
-  q: Queryable,
-  tenantId: string,
-  serviceId: string,
-  resourceId: string,
-): Promise<{ service: ServiceSnapshot | undefined; resource: ResourceSnapshot | undefined }> {
-  const { rows } = await q.query<{
-    service: (Omit<ServiceSnapshot, "policy"> & { policy: Policy }) | null;
-    resource:
-      | (Omit<ResourceSnapshot, "weeklySchedule"> & { weeklySchedule: WeeklyWindow[] | null })
-      | null;
-  }>(
-    `SELECT
-       (SELECT jsonb_build_object('id', s.id, 'active', s.active, 'revision', s.revision,
-                 'policyVersion', s.policy_version, 'policy', p.policy, 'timeZone', p.time_zone,
-                 'resourceIds', coalesce((SELECT jsonb_agg(sr.resource_id ORDER BY sr.position)
-                                          FROM service_resources sr
-                                          WHERE sr.tenant_id = s.tenant_id AND sr.service_id = s.id), '[]'))
-        FROM services s
-        JOIN policy_versions p ON p.tenant_id = s.tenant_id AND p.service_id = s.id AND p.version = s.policy_version
-        WHERE s.tenant_id = $1 AND s.id = $2) AS service,
-       (SELECT jsonb_build_object('id', r.id, 'active', r.active, 'revision', r.revision, 'capacity', r.capacity,
-                 'timeZone', r.time_zone, 'weeklySchedule', r.weekly_schedule)
-        FROM resources r WHERE r.tenant_id = $1 AND r.id = $3) AS resource`,
-    [tenantId, serviceId, resourceId],
-  );
-  const row = rows[0];
-  return { service: row?.service ?? undefined, resource: row?.resource ?? undefined };
-}
-
 export type NewBooking = {
   tenantId: string;
   service: ServiceSnapshot;
-  resource: ResourceSnapshot;
+  /** Candidates in order of preference; the first with room gets the booking. */
+  resources: ResourceSnapshot[];
   startMs: number;
   endMs: number;
   /** null: book straight to CONFIRMED. */
@@ -70,14 +40,14 @@ export async function createBooking(
   // Named, so each connection parses and plans the call once.
   const { rows } = await q.query<{ outcome: Outcome }>({
     name: "create_booking",
-    text: `SELECT create_booking($1, $2, $3, $4, $5, $6, $7, $8, $9::interval, $10::interval, $11::interval,
-                                 $12::interval, $13::interval, $14::jsonb, $15::jsonb, $16, $17, $18) AS outcome`,
+    text: `SELECT create_booking($1, $2, $3::text[], $4, $5::integer[], $6, $7, $8, $9::interval, $10::interval,
+                                 $11::interval, $12::interval, $13::interval, $14::jsonb, $15::jsonb, $16, $17, $18) AS outcome`,
     values: [
       b.tenantId,
       b.service.id,
-      b.resource.id,
+      b.resources.map((r) => r.id),
       b.service.revision,
-      b.resource.revision,
+      b.resources.map((r) => r.revision),
       b.service.policyVersion,
       new Date(b.startMs),
       new Date(b.endMs),
@@ -191,4 +161,113 @@ export async function listBookings(
 export async function expireLapsedHolds(q: Queryable, limit: number): Promise<number> {
   const { rows } = await q.query<{ n: number }>("SELECT expire_lapsed_holds($1) AS n", [limit]);
   return rows[0]?.n ?? 0;
+}
+
+/** Blocks of live bookings near a range, with the database's clock and the catalog's current revisions. */
+export type Occupancy = {
+  nowMs: number;
+  busy: { resourceId: string; start: number; end: number; bookingStart: number }[];
+  resourceRevisions: Map<string, number>;
+  serviceRevision: number | undefined;
+};
+
+/**
+ * Everything ListSlots, alternatives and the fair pick read from the
+ * database, in one round trip: now(), the blocks of HELD-unexpired and
+ * CONFIRMED bookings of the resources overlapping [from, to), and the
+ * revisions of the service and resources, to tell whether cached copies
+ * are current.
+ */
+export async function loadOccupancy(
+  q: Queryable,
+  tenantId: string,
+  serviceId: string,
+  resourceIds: readonly string[],
+  from: number,
+  to: number,
+): Promise<Occupancy> {
+  // The blocks come as one JSON array of [resource, start, end, booking
+  // start] in epoch ms: parsed natively, it costs a fraction of pg's
+  // array parsing for the hundreds of bookings a month can hold.
+  const { rows } = await q.query<{
+    now_ms: number;
+    service_revision: number | null;
+    revisions: Record<string, number>;
+    busy: [string, number, number, number][] | null;
+  }>({
+    name: "load_occupancy",
+    text: `SELECT (extract(epoch FROM now()) * 1000)::float8 AS now_ms,
+              (SELECT s.revision FROM services s WHERE s.tenant_id = $1 AND s.id = $2) AS service_revision,
+              (SELECT coalesce(jsonb_object_agg(r.id, r.revision), '{}') FROM resources r
+               WHERE r.tenant_id = $1 AND r.id = ANY ($3::text[])) AS revisions,
+              json_agg(json_build_array(b.resource_id,
+                (extract(epoch FROM b.block_start) * 1000)::bigint, (extract(epoch FROM b.block_end) * 1000)::bigint,
+                (extract(epoch FROM b.start_time) * 1000)::bigint)) AS busy
+       FROM bookings b
+       WHERE b.tenant_id = $1 AND b.resource_id = ANY ($3::text[]) AND b.status IN ('held', 'confirmed')
+         AND (b.status = 'confirmed' OR b.expire_time > now())
+         AND b.block_start < $5 AND b.block_start > $4::timestamptz - interval '72 hours' AND b.block_end > $4`,
+    values: [tenantId, serviceId, [...resourceIds], new Date(from), new Date(to)],
+  });
+  const row = rows[0];
+  if (!row) throw new Error("occupancy query returned no row");
+  return {
+    nowMs: row.now_ms,
+    busy: (row.busy ?? []).map(([resourceId, start, end, bookingStart]) => ({
+      resourceId,
+      start,
+      end,
+      bookingStart,
+    })),
+    resourceRevisions: new Map(Object.entries(row.revisions)),
+    serviceRevision: row.service_revision ?? undefined,
+  };
+}
+
+const SQLSTATE_BOOKING_MOVED = "HF002";
+
+/** A concurrent reschedule moved the booking between reading and writing: read again and retry. */
+export function isBookingMoved(err: unknown): boolean {
+  return (err as { code?: string })?.code === SQLSTATE_BOOKING_MOVED;
+}
+
+export type Move = {
+  tenantId: string;
+  bookingId: string;
+  fromResourceId: string;
+  service: ServiceSnapshot;
+  resource: ResourceSnapshot;
+  policy: Policy;
+  startMs: number;
+  endMs: number;
+};
+
+export async function rescheduleBooking(
+  q: Queryable,
+  m: Move,
+  claim: IdempotencyClaim | undefined,
+): Promise<Outcome> {
+  const { rows } = await q.query<{ outcome: Outcome }>({
+    name: "reschedule_booking",
+    text: `SELECT reschedule_booking($1, $2, $3, $4, $5, $6, $7, $8, $9::interval, $10::interval, $11::interval,
+                                     $12::interval, $13, $14, $15) AS outcome`,
+    values: [
+      m.tenantId,
+      m.bookingId,
+      m.fromResourceId,
+      m.resource.id,
+      m.service.revision,
+      m.resource.revision,
+      new Date(m.startMs),
+      new Date(m.endMs),
+      ms(m.policy.bufferBeforeMs),
+      ms(m.policy.bufferAfterMs),
+      ms(m.policy.minNoticeMs),
+      m.policy.maxAdvanceMs === null ? null : ms(m.policy.maxAdvanceMs),
+      claim?.method ?? null,
+      claim?.key ?? null,
+      claim?.hash ?? null,
+    ],
+  });
+  return (rows[0] as { outcome: Outcome }).outcome;
 }

@@ -1,6 +1,7 @@
 import { log } from "../log.js";
 import { expireLapsedHolds } from "./bookings.js";
 import { pruneKeys } from "./idempotency.js";
+import { pruneEvents } from "./outbox.js";
 import type { Queryable } from "./pool.js";
 
 const BATCH = 500;
@@ -9,13 +10,14 @@ const PRUNE_EVERY_MS = 60_000;
 /**
  * Background upkeep that every instance runs: marking lapsed holds EXPIRED
  * (which only records the transition and emits booking.expired; a lapsed
- * hold stops blocking at its expire_time whether or not this has run) and
- * dropping idempotency keys older than a day. Safe in many instances at
- * once: the sweep skips rows another instance holds.
+ * hold stops blocking at its expire_time whether or not this has run),
+ * dropping idempotency keys older than a day and events older than the
+ * retention. Safe in many instances at once: the sweep skips rows another
+ * instance holds.
  */
 export function startMaintenance(
   db: Queryable,
-  opts: { sweepIntervalMs: number; onExpired?: (count: number) => void },
+  opts: { sweepIntervalMs: number; eventRetentionMs: number; onExpired?: (count: number) => void },
 ): { stop(): Promise<void> } {
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
@@ -32,6 +34,7 @@ export function startMaintenance(
       if (Date.now() - lastPrune > PRUNE_EVERY_MS) {
         lastPrune = Date.now();
         await pruneKeys(db, 5_000);
+        await pruneEvents(db, opts.eventRetentionMs, 5_000);
       }
     } catch (err) {
       if (!stopped) log.warn("maintenance pass failed; retrying", { err });

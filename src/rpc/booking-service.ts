@@ -1,4 +1,4 @@
-import { type DescMessage, fromJson, type JsonObject } from "@bufbuild/protobuf";
+import { type DescMessage, fromJson, type JsonObject, type MessageShape } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { z } from "zod";
 import {
@@ -14,26 +14,39 @@ import {
   CreateHoldResponseSchema,
   ExtendHoldResponseSchema,
   MarkNoShowResponseSchema,
+  RescheduleBookingResponseSchema,
 } from "../../gen/holdfast/v1/booking_pb.js";
 import {
   type BookingAction,
   changeBooking,
   createBooking,
   getBooking,
+  isBookingMoved,
   isStaleCatalog,
   listBookings,
+  rescheduleBooking,
 } from "../db/bookings.js";
 import type { CatalogCache } from "../db/catalog-cache.js";
 import type { Outcome } from "../db/idempotency.js";
 import type { Db } from "../db/pool.js";
-import { checkBookable, holdTtlMs } from "../domain/booking.js";
+import { fairOrder, localDay } from "../domain/availability.js";
+import {
+  checkBookable,
+  checkResource,
+  checkTime,
+  holdTtlMs,
+  type ResourceSnapshot,
+  type ServiceSnapshot,
+} from "../domain/booking.js";
 import { Rejection } from "../domain/rejection.js";
+import { HOUR_MS } from "../domain/time.js";
 import { principalOf } from "./auth.js";
 import { serviceNotFound } from "./catalog-service.js";
 import { bookingStatusName } from "./convert.js";
 import { answer, claimOf, replayOr } from "./idempotency.js";
 import { readPage, writePage } from "./paging.js";
 import { resourceNotFound } from "./resource-service.js";
+import type { SlotFinder } from "./slots.js";
 import * as v from "./validate.js";
 
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
@@ -62,27 +75,76 @@ const attendee = v.message<Attendee>().transform((a, ctx) => {
 const MIN_TTL_MS = 1_000;
 const ttl = v.durationMs.refine((ms) => ms === null || ms >= MIN_TTL_MS, "must be at least 1 s");
 
+/** A time to book: a slot_id from ListSlots, or a service with start and end (and maybe a resource). */
 const timeFields = {
-  serviceId: v.id,
-  resourceId: v.id,
-  startTime: v.timestampMs,
-  endTime: v.timestampMs,
-  attendee,
-  metadata: v.metadata,
-  slotId: z.string().max(0, "slot ids are not accepted by this server yet"),
+  serviceId: v.optionalId,
+  resourceId: v.optionalId,
+  startTime: v.optionalTimestampMs,
+  endTime: v.optionalTimestampMs,
+  slotId: z.string().max(400, "is not a slot id"),
 };
 
-/** end_time after start_time, checked even when other fields are wrong, so every violation is named at once. */
-function endsAfterStart<T extends z.ZodType<{ startTime: number; endTime: number }>>(schema: T) {
-  return schema.refine((t) => t.endTime > t.startTime, {
-    message: "must be after start_time",
-    path: ["endTime"],
-    when: (p) => !p.issues.some((i) => i.path?.[0] === "startTime" || i.path?.[0] === "endTime"),
-  });
+type TimeFields = {
+  serviceId: string;
+  resourceId: string;
+  startTime: number | null;
+  endTime: number | null;
+  slotId: string;
+};
+
+/**
+ * Either slot_id alone, or service_id with start_time before end_time;
+ * checked even when other fields are wrong, so every violation is named at
+ * once (fields that failed their own checks are skipped here).
+ */
+function oneWayToName<T extends z.ZodType<TimeFields>>(schema: T, needsService: boolean) {
+  return schema.superRefine(
+    (f, ctx) => {
+      const given = (v: unknown) => v !== "" && v !== null && v !== undefined;
+      if (f.slotId !== "" && typeof f.slotId === "string") {
+        for (const field of ["serviceId", "resourceId", "startTime", "endTime"] as const) {
+          if (given(f[field]))
+            ctx.addIssue({
+              code: "custom",
+              path: [field],
+              message: "must be empty when slot_id is given",
+            });
+        }
+        return;
+      }
+      if (needsService && f.serviceId === "") {
+        ctx.addIssue({
+          code: "custom",
+          path: ["serviceId"],
+          message: "is required (or give a slot_id)",
+        });
+      }
+      if (f.startTime === null)
+        ctx.addIssue({ code: "custom", path: ["startTime"], message: "is required" });
+      if (f.endTime === null)
+        ctx.addIssue({ code: "custom", path: ["endTime"], message: "is required" });
+      if (
+        typeof f.startTime === "number" &&
+        typeof f.endTime === "number" &&
+        f.endTime <= f.startTime
+      ) {
+        ctx.addIssue({ code: "custom", path: ["endTime"], message: "must be after start_time" });
+      }
+    },
+    { when: () => true },
+  );
 }
 
-const holdSchema = endsAfterStart(z.object({ ...timeFields, ttl }));
-const bookSchema = endsAfterStart(z.object(timeFields));
+const holdSchema = oneWayToName(
+  z.object({ ...timeFields, attendee, metadata: v.metadata, ttl }),
+  true,
+);
+const bookSchema = oneWayToName(z.object({ ...timeFields, attendee, metadata: v.metadata }), true);
+// RescheduleBookingRequest has no service_id: a booking stays with its service.
+const rescheduleSchema = oneWayToName(
+  z.object({ ...timeFields, serviceId: z.string().default(""), bookingId: v.id }),
+  false,
+);
 const bookingId = z.object({ bookingId: v.id });
 
 const statusFilter = z
@@ -104,10 +166,134 @@ export function bookingNotFound(id: string): Rejection {
   });
 }
 
+/** The service, resource (if named) and time a request names, by slot id or by fields. */
+type Target = { service: ServiceSnapshot; resourceId: string; startMs: number; endMs: number };
+
+/** A write is retried when the catalog or the booking changed between checking and writing. */
+const MAX_ATTEMPTS = 3;
+
 export function bookingService(
   base: Db,
   catalog: CatalogCache,
+  finder: SlotFinder,
+  feed: { committed(): void },
 ): ServiceImpl<typeof BookingService> {
+  async function target(tenantId: string, f: TimeFields, serviceId: string): Promise<Target> {
+    if (f.slotId !== "") {
+      const slot = await finder.resolve(tenantId, f.slotId);
+      return {
+        service: slot.service,
+        resourceId: slot.resourceId,
+        startMs: slot.startMs,
+        endMs: slot.endMs,
+      };
+    }
+    const service = await catalog.service(tenantId, serviceId);
+    if (!service) throw serviceNotFound(serviceId, "service_id");
+    return {
+      service,
+      resourceId: f.resourceId,
+      startMs: f.startTime as number,
+      endMs: f.endTime as number,
+    };
+  }
+
+  async function resource(tenantId: string, id: string): Promise<ResourceSnapshot> {
+    const found = await catalog.resource(tenantId, id);
+    if (!found) throw resourceNotFound(id, "resource_id");
+    return found;
+  }
+
+  /**
+   * Without a named resource: every active resource of the service that the
+   * rules allow at that time, fewest bookings that local day first, then the
+   * service's order. The write books the first with room.
+   */
+  async function candidates(tenantId: string, t: Target): Promise<ResourceSnapshot[]> {
+    if (!t.service.active) {
+      throw new Rejection(
+        "SERVICE_INACTIVE",
+        `service "${t.service.id}" is inactive and takes no new bookings`,
+      );
+    }
+    const all = await finder.resourcesOf(tenantId, t.service, []);
+    let firstRefusal: Rejection | undefined;
+    const allowed = all.filter((r) => {
+      try {
+        checkTime({ policy: t.service.policy, timeZone: t.service.timeZone }, r, {
+          startMs: t.startMs,
+          endMs: t.endMs,
+        });
+        return true;
+      } catch (err) {
+        if (!(err instanceof Rejection)) throw err;
+        firstRefusal ??= err;
+        return false;
+      }
+    });
+    if (allowed.length === 0) {
+      throw (
+        firstRefusal ??
+        new Rejection("RESOURCE_INACTIVE", `service "${t.service.id}" has no active resources`)
+      );
+    }
+    // Any zone's local day lies within 26 hours of the instant.
+    const { occupancy } = await finder.free(
+      tenantId,
+      t.service,
+      allowed,
+      { start: t.startMs, end: t.startMs + 1 },
+      t.endMs - t.startMs,
+      undefined,
+      { start: t.startMs - 26 * HOUR_MS, end: t.startMs + 26 * HOUR_MS },
+    );
+    const counts = new Map<string, number>();
+    for (const r of allowed) {
+      const day = localDay(t.startMs, r.timeZone);
+      const n = occupancy.busy.filter(
+        (b) => b.resourceId === r.id && b.bookingStart >= day.start && b.bookingStart < day.end,
+      ).length;
+      counts.set(r.id, n);
+    }
+    const order = fairOrder(
+      allowed.map((r) => r.id),
+      counts,
+      t.service.resourceIds,
+    );
+    return order.map((id) => allowed.find((r) => r.id === id) as ResourceSnapshot);
+  }
+
+  /** Adds up to three free alternatives to a SLOT_UNAVAILABLE answer, the same resource first. */
+  async function withAlternatives<D extends DescMessage>(
+    ctx: HandlerContext,
+    schema: D,
+    outcome: Outcome,
+    near:
+      | {
+          tenantId: string;
+          service: ServiceSnapshot;
+          resourceId: string;
+          startMs: number;
+          endMs: number;
+        }
+      | undefined,
+  ): Promise<MessageShape<D>> {
+    try {
+      return answer(ctx, schema, outcome);
+    } catch (err) {
+      if (err instanceof Rejection && err.reason === "SLOT_UNAVAILABLE" && near) {
+        err.details.alternatives = await finder
+          .alternatives(near.tenantId, near.service, {
+            resourceId: near.resourceId,
+            startMs: near.startMs,
+            durationMs: near.endMs - near.startMs,
+          })
+          .catch(() => []);
+      }
+      throw err;
+    }
+  }
+
   /** CreateHold and CreateBooking: check the rules, then one locked write. */
   async function book<D extends DescMessage>(
     ctx: HandlerContext,
@@ -116,41 +302,120 @@ export function bookingService(
     hold: boolean,
   ) {
     const tenantId = principalOf(ctx).tenantId;
-    for (let attempt = 1; ; attempt++) {
-      let outcome: Outcome;
+    let near: Parameters<typeof withAlternatives>[3];
+    let outcome: Outcome | undefined;
+    for (let attempt = 1; outcome === undefined; attempt++) {
       try {
-        const { service, resource } = await catalog.bookingTarget(
+        const t = await target(tenantId, f, f.serviceId);
+        let resources: ResourceSnapshot[];
+        if (t.resourceId !== "") {
+          const r = await resource(tenantId, t.resourceId);
+          checkBookable(t.service, r, t);
+          resources = [r];
+        } else {
+          resources = await candidates(tenantId, t);
+        }
+        near = {
           tenantId,
-          f.serviceId,
-          f.resourceId,
-        );
-        if (!service) throw serviceNotFound(f.serviceId, "service_id");
-        if (!resource) throw resourceNotFound(f.resourceId, "resource_id");
-        checkBookable(service, resource, { startMs: f.startTime, endMs: f.endTime });
+          service: t.service,
+          resourceId: resources[0]?.id ?? "",
+          startMs: t.startMs,
+          endMs: t.endMs,
+        };
         outcome = await createBooking(
           base,
           {
             tenantId,
-            service,
-            resource,
-            startMs: f.startTime,
-            endMs: f.endTime,
-            holdTtlMs: hold ? holdTtlMs(service.policy, f.ttl ?? null) : null,
+            service: t.service,
+            resources,
+            startMs: t.startMs,
+            endMs: t.endMs,
+            holdTtlMs: hold ? holdTtlMs(t.service.policy, f.ttl ?? null) : null,
             attendee: f.attendee,
             metadata: f.metadata,
           },
           claimOf(ctx),
         );
+        feed.committed();
       } catch (err) {
-        if (isStaleCatalog(err) && attempt < 3) {
+        if (isStaleCatalog(err) && attempt < MAX_ATTEMPTS) {
           catalog.forget(tenantId);
           continue;
         }
         if (!(err instanceof Rejection)) throw err;
         outcome = await replayOr(base, ctx, err);
       }
-      return answer(ctx, schema, outcome);
     }
+    return withAlternatives(ctx, schema, outcome, near);
+  }
+
+  /**
+   * RescheduleBooking: the booking's own policy version decides the rules
+   * of its new time, as it decided those of the old one.
+   */
+  async function reschedule(ctx: HandlerContext, f: z.infer<typeof rescheduleSchema>) {
+    const tenantId = principalOf(ctx).tenantId;
+    let near: Parameters<typeof withAlternatives>[3];
+    let outcome: Outcome | undefined;
+    for (let attempt = 1; outcome === undefined; attempt++) {
+      try {
+        const json = await getBooking(base, tenantId, f.bookingId);
+        if (!json) throw bookingNotFound(f.bookingId);
+        const current = fromJson(BookingSchema, json);
+        const t = await target(tenantId, f, current.serviceId);
+        if (t.service.id !== current.serviceId) {
+          throw new Rejection(
+            "INVALID_SLOT_ID",
+            "slot_id is for another service than the booking's",
+            {
+              fieldViolations: [{ field: "slot_id", description: "names another service" }],
+            },
+          );
+        }
+        const rules = await catalog.policyVersion(
+          tenantId,
+          current.serviceId,
+          current.policyVersion,
+        );
+        if (!rules)
+          throw new Error(
+            `policy version ${current.policyVersion} of ${current.serviceId} is missing`,
+          );
+        const r = await resource(tenantId, t.resourceId || current.resourceId);
+        checkResource(t.service, r);
+        checkTime(rules, r, t);
+        near = {
+          tenantId,
+          service: t.service,
+          resourceId: r.id,
+          startMs: t.startMs,
+          endMs: t.endMs,
+        };
+        outcome = await rescheduleBooking(
+          base,
+          {
+            tenantId,
+            bookingId: f.bookingId,
+            fromResourceId: current.resourceId,
+            service: t.service,
+            resource: r,
+            policy: rules.policy,
+            startMs: t.startMs,
+            endMs: t.endMs,
+          },
+          claimOf(ctx),
+        );
+        feed.committed();
+      } catch (err) {
+        if ((isStaleCatalog(err) || isBookingMoved(err)) && attempt < MAX_ATTEMPTS) {
+          catalog.forget(tenantId);
+          continue;
+        }
+        if (!(err instanceof Rejection)) throw err;
+        outcome = await replayOr(base, ctx, err);
+      }
+    }
+    return withAlternatives(ctx, RescheduleBookingResponseSchema, outcome, near);
   }
 
   async function change<D extends DescMessage>(
@@ -165,6 +430,7 @@ export function bookingService(
       { tenantId: principalOf(ctx).tenantId, bookingId: id, action, ...extra },
       claimOf(ctx),
     );
+    feed.committed();
     return answer(ctx, schema, outcome);
   }
 
@@ -208,8 +474,8 @@ export function bookingService(
       return change(ctx, MarkNoShowResponseSchema, id, "no_show");
     },
 
-    async rescheduleBooking() {
-      throw new Rejection("METHOD_NOT_FOUND", "RescheduleBooking is not available yet");
+    async rescheduleBooking(req, ctx) {
+      return reschedule(ctx, v.parseRequest(rescheduleSchema, req));
     },
 
     async getBooking(req, ctx) {

@@ -7,7 +7,7 @@ import {
 } from "@bufbuild/protobuf/wkt";
 import type { SlotSchema } from "../../gen/holdfast/v1/availability_pb.js";
 import { BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
-import type { FreeSlot } from "../domain/rejection.js";
+import type { OfferedSlot } from "../domain/rejection.js";
 
 /**
  * Conversions between protobuf well-known types and the plain numbers the
@@ -54,7 +54,7 @@ export function bookingStatusName(status: BookingStatus): string | undefined {
   return Object.entries(STATUS).find(([, v]) => v === status)?.[0];
 }
 
-export function slotOf(s: FreeSlot): MessageInitShape<typeof SlotSchema> {
+export function slotOf(s: OfferedSlot): MessageInitShape<typeof SlotSchema> {
   return {
     slotId: s.slotId,
     resourceId: s.resourceId,

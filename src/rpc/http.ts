@@ -37,6 +37,9 @@ export function rpcRequestHandler(
     interceptors: opts.interceptors,
     jsonOptions: { ignoreUnknownFields: false },
     acceptCompression: [compressionGzip],
+    // Compressing costs more than it saves for all but large answers (long
+    // slot lists): gzip only above 64 KiB.
+    compressMinBytes: 64 * 1024,
     // Our own cap below fires first with a clear reason; this one only
     // bounds decompressed sizes.
     readMaxBytes: opts.maxRequestBytes * 8,

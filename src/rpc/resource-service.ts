@@ -2,12 +2,23 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { z } from "zod";
 import {
+  type CreateOverrideRequest,
+  OverrideKind,
+  OverrideKindSchema,
+  type OverrideSchema,
+  RecurrenceFrequency,
   ResourceKind,
   ResourceKindSchema,
   type ResourceSchema,
   type ResourceService,
   type WeeklyScheduleSchema,
 } from "../../gen/holdfast/v1/resource_pb.js";
+import {
+  deleteOverride,
+  insertOverride,
+  listOverrides,
+  type OverrideRow,
+} from "../db/overrides.js";
 import type { Db } from "../db/pool.js";
 import {
   getResource,
@@ -18,7 +29,9 @@ import {
   updateResource,
 } from "../db/resources.js";
 import { checkWeeklyWindows, weeklyWindowsForDisplay } from "../domain/catalog.js";
+import { checkOverride } from "../domain/overrides.js";
 import { invalid, Rejection } from "../domain/rejection.js";
+import { formatClockTime } from "../domain/time.js";
 import { principalOf } from "./auth.js";
 import { timestampOfDate } from "./convert.js";
 import { dbOf } from "./idempotency.js";
@@ -80,6 +93,78 @@ const updateSchema = z.object({
   metadata: v.metadata.optional(),
   active: z.boolean().optional(),
 });
+
+const KIND_OF_OVERRIDE = { block: OverrideKind.BLOCK, open: OverrideKind.OPEN } as const;
+const FREQUENCY_OF = {
+  weekly: RecurrenceFrequency.WEEKLY,
+  monthly: RecurrenceFrequency.MONTHLY,
+} as const;
+
+/** An override request checked by the domain's rules: the rule availability reads, and its title. */
+const overrideSchema = z
+  .object({
+    resourceId: v.id,
+    kind: v.enumValue<OverrideKind>(OverrideKindSchema),
+    title: z.string().trim().max(200, "must be at most 200 characters"),
+  })
+  .loose()
+  .transform((f, ctx) => {
+    const req = f as unknown as CreateOverrideRequest;
+    const r = req.recurrence;
+    const checked = checkOverride({
+      kind: f.kind === OverrideKind.BLOCK ? "block" : "open",
+      allDay: req.allDay,
+      startDate: req.startDate,
+      endDate: req.endDate,
+      startTime: req.startTime,
+      endTime: req.endTime,
+      recurrence: r
+        ? {
+            frequency:
+              r.frequency === RecurrenceFrequency.WEEKLY
+                ? "weekly"
+                : r.frequency === RecurrenceFrequency.MONTHLY
+                  ? "monthly"
+                  : "unspecified",
+            interval: r.interval,
+            weekdays: r.weekdays,
+            monthDay: r.monthDay,
+            weekOfMonth: r.weekOfMonth,
+            weekday: r.weekday,
+            until: r.until,
+          }
+        : null,
+    });
+    v.reportViolations(ctx, checked.violations);
+    return { title: f.title, rule: checked.value };
+  });
+
+function overrideOf(o: OverrideRow): MessageInitShape<typeof OverrideSchema> {
+  const r = o.recurrence;
+  return {
+    id: o.id,
+    resourceId: o.resourceId,
+    kind: KIND_OF_OVERRIDE[o.kind],
+    title: o.title,
+    allDay: o.allDay,
+    startDate: o.startDate,
+    endDate: o.endDate ?? "",
+    startTime: o.startMinute === null ? "" : formatClockTime(o.startMinute),
+    endTime: o.endMinute === null ? "" : formatClockTime(o.endMinute),
+    recurrence: r
+      ? {
+          frequency: FREQUENCY_OF[r.frequency],
+          interval: r.interval,
+          weekdays: r.weekdays,
+          monthDay: r.monthDay ?? 0,
+          weekOfMonth: r.weekOfMonth ?? 0,
+          weekday: r.weekday ?? 0,
+          until: r.until ?? "",
+        }
+      : undefined,
+    createTime: timestampOfDate(o.createTime),
+  };
+}
 
 export function resourceOf(r: ResourceRow): MessageInitShape<typeof ResourceSchema> {
   return {
@@ -176,14 +261,46 @@ export function resourceService(base: Db): ServiceImpl<typeof ResourceService> {
       return { resource: resourceOf(row) };
     },
 
-    async createOverride() {
-      throw new Rejection("METHOD_NOT_FOUND", "overrides are not available yet");
+    async createOverride(req, ctx) {
+      const f = v.parseRequest(overrideSchema, req);
+      const row = await insertOverride(
+        dbOf(ctx, base),
+        principalOf(ctx).tenantId,
+        f.title,
+        f.rule,
+        req.resourceId,
+      );
+      if (!row) throw resourceNotFound(req.resourceId, "resource_id");
+      return { override: overrideOf(row) };
     },
-    async listOverrides() {
-      throw new Rejection("METHOD_NOT_FOUND", "overrides are not available yet");
+
+    async listOverrides(req, ctx) {
+      v.parseRequest(z.object({ ...v.pageFields, resourceId: v.id }), req);
+      const tenantId = principalOf(ctx).tenantId;
+      await existing(tenantId, req.resourceId, "resource_id");
+      const page = readPage(req, { r: req.resourceId });
+      const rows = await listOverrides(base, tenantId, req.resourceId, {
+        after: page.after,
+        limit: page.size + 1,
+      });
+      const { items, nextPageToken } = writePage(rows, page, (o) => o.id);
+      return { overrides: items.map(overrideOf), nextPageToken };
     },
-    async deleteOverride() {
-      throw new Rejection("METHOD_NOT_FOUND", "overrides are not available yet");
+
+    async deleteOverride(req, ctx) {
+      v.parseRequest(z.object({ resourceId: v.id, id: v.id }), req);
+      const tenantId = principalOf(ctx).tenantId;
+      if (!(await deleteOverride(dbOf(ctx, base), tenantId, req.resourceId, req.id))) {
+        await existing(tenantId, req.resourceId, "resource_id");
+        throw new Rejection(
+          "OVERRIDE_NOT_FOUND",
+          `resource "${req.resourceId}" has no override "${req.id}"`,
+          {
+            fieldViolations: [{ field: "id", description: "no such override" }],
+          },
+        );
+      }
+      return {};
     },
   };
 }

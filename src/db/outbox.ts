@@ -1,0 +1,128 @@
+import type { JsonObject } from "@bufbuild/protobuf";
+import type { Position } from "../domain/events.js";
+import type { Queryable } from "./pool.js";
+
+/** One committed event, as stored. */
+export type OutboxEvent = {
+  position: Position;
+  tenantId: string;
+  eventId: string;
+  type: string;
+  occurTime: Date;
+  bookingId: string | null;
+  resourceId: string | null;
+  serviceId: string | null;
+  /** holdfast.v1.Event fields as protobuf JSON: booking, previous*, webhookId, detail. */
+  payload: JsonObject;
+};
+
+export type EventFilter = {
+  types: readonly string[];
+  resourceIds: readonly string[];
+  serviceIds: readonly string[];
+};
+
+type Row = Omit<OutboxEvent, "position"> & { xid: string; seq: string };
+
+const COLUMNS = `xid::text AS xid, seq::text AS seq, tenant_id AS "tenantId", event_id AS "eventId", type,
+  occur_time AS "occurTime", booking_id AS "bookingId", resource_id AS "resourceId", service_id AS "serviceId", payload`;
+
+function eventOf(r: Row): OutboxEvent {
+  const { xid, seq, ...rest } = r;
+  return { position: { xid: BigInt(xid), seq: BigInt(seq) }, ...rest };
+}
+
+/**
+ * Events after `after` in (xid, seq) order, of transactions older than
+ * every running one (so none can still appear before the last returned),
+ * for one tenant (or all, for the in-process fan-out), matching `filter`.
+ */
+export async function readEvents(
+  q: Queryable,
+  opts: {
+    tenantId: string | undefined;
+    after: Position;
+    filter: EventFilter | undefined;
+    limit: number;
+  },
+): Promise<OutboxEvent[]> {
+  const f = opts.filter;
+  const { rows } = await q.query<Row>({
+    name: opts.tenantId === undefined ? "read_events_all" : "read_events",
+    text: `SELECT ${COLUMNS} FROM outbox
+           WHERE ${opts.tenantId === undefined ? "$1::text IS NULL" : "tenant_id = $1"}
+             AND (xid, seq) > ($2::xid8, $3::bigint)
+             AND xid < pg_snapshot_xmin(pg_current_snapshot())
+             AND (cardinality($4::text[]) = 0 OR type = ANY ($4))
+             AND (cardinality($5::text[]) = 0 OR resource_id = ANY ($5))
+             AND (cardinality($6::text[]) = 0 OR service_id = ANY ($6))
+           ORDER BY outbox.xid, outbox.seq -- the columns, not the text aliases above
+           LIMIT $7`,
+    values: [
+      opts.tenantId ?? null,
+      opts.after.xid.toString(),
+      opts.after.seq.toString(),
+      [...(f?.types ?? [])],
+      [...(f?.resourceIds ?? [])],
+      [...(f?.serviceIds ?? [])],
+      opts.limit,
+    ],
+  });
+  return rows.map(eventOf);
+}
+
+/** "Now": events of transactions that have not finished yet come after it, all others before. */
+export async function currentPosition(q: Queryable): Promise<Position> {
+  const { rows } = await q.query<{ xid: string }>(
+    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xid",
+  );
+  return { xid: BigInt((rows[0] as { xid: string }).xid), seq: 0n };
+}
+
+/** The newest position retention has deleted, if any. */
+export async function prunedThrough(q: Queryable): Promise<Position | undefined> {
+  const { rows } = await q.query<{ xid: string; seq: string }>(
+    "SELECT xid::text, seq::text FROM outbox_pruned",
+  );
+  const r = rows[0];
+  return r ? { xid: BigInt(r.xid), seq: BigInt(r.seq) } : undefined;
+}
+
+/**
+ * Deletes up to `limit` events older than `retentionMs`, oldest first, and
+ * records the newest position deleted. Returns how many were deleted.
+ */
+export async function pruneEvents(
+  q: Queryable,
+  retentionMs: number,
+  limit: number,
+): Promise<number> {
+  const { rows } = await q.query<{ n: number }>(
+    `WITH gone AS (
+       DELETE FROM outbox WHERE seq IN (
+         SELECT seq FROM outbox WHERE occur_time < now() - $1 * interval '1 millisecond'
+         ORDER BY xid, seq LIMIT $2)
+       RETURNING xid, seq),
+     newest AS (SELECT xid, seq FROM gone ORDER BY xid DESC, seq DESC LIMIT 1),
+     saved AS (
+       INSERT INTO outbox_pruned (xid, seq) SELECT xid, seq FROM newest
+       ON CONFLICT (only_row) DO UPDATE SET xid = excluded.xid, seq = excluded.seq
+         WHERE (outbox_pruned.xid, outbox_pruned.seq) < (excluded.xid, excluded.seq))
+     SELECT count(*)::int AS n FROM gone`,
+    [retentionMs, limit],
+  );
+  return rows[0]?.n ?? 0;
+}
+
+/** Records a webhook.disabled event (the only event without a booking). */
+export async function recordWebhookDisabled(
+  q: Queryable,
+  tenantId: string,
+  webhookId: string,
+  detail: string,
+): Promise<void> {
+  await q.query(
+    `INSERT INTO outbox (tenant_id, type, payload) VALUES ($1, 'webhook.disabled', jsonb_build_object('webhookId', $2::text, 'detail', $3::text))`,
+    [tenantId, webhookId, detail],
+  );
+}

@@ -1,0 +1,330 @@
+import { recordWebhookDisabled } from "./outbox.js";
+import type { Db, Queryable } from "./pool.js";
+
+export type WebhookState = "active" | "paused" | "disabled";
+
+export type WebhookRow = {
+  id: string;
+  url: string;
+  eventTypes: string[];
+  description: string;
+  state: WebhookState;
+  disabledReason: string;
+  consecutiveFailures: number;
+  createTime: Date;
+  updateTime: Date;
+};
+
+const COLUMNS = `id, url, event_types AS "eventTypes", description, state, disabled_reason AS "disabledReason",
+  consecutive_failures AS "consecutiveFailures", create_time AS "createTime", update_time AS "updateTime"`;
+
+export async function insertWebhook(
+  q: Queryable,
+  tenantId: string,
+  w: { url: string; eventTypes: string[]; description: string; sealedSecret: Buffer },
+): Promise<WebhookRow> {
+  const { rows } = await q.query<WebhookRow>(
+    `INSERT INTO webhooks (tenant_id, url, event_types, description, secret) VALUES ($1, $2, $3::text[], $4, $5)
+     RETURNING ${COLUMNS}`,
+    [tenantId, w.url, w.eventTypes, w.description, w.sealedSecret],
+  );
+  return rows[0] as WebhookRow;
+}
+
+export async function getWebhook(
+  q: Queryable,
+  tenantId: string,
+  id: string,
+): Promise<WebhookRow | undefined> {
+  const { rows } = await q.query<WebhookRow>(
+    `SELECT ${COLUMNS} FROM webhooks WHERE tenant_id = $1 AND id = $2`,
+    [tenantId, id],
+  );
+  return rows[0];
+}
+
+export async function listWebhooks(
+  q: Queryable,
+  tenantId: string,
+  page: { after: string | undefined; limit: number },
+): Promise<WebhookRow[]> {
+  const { rows } = await q.query<WebhookRow>(
+    `SELECT ${COLUMNS} FROM webhooks WHERE tenant_id = $1 AND ($2::text IS NULL OR id > $2) ORDER BY id LIMIT $3`,
+    [tenantId, page.after ?? null, page.limit],
+  );
+  return rows;
+}
+
+/** Changes the given fields. Moving to active (resume, or re-enable) clears the failure count. */
+export async function updateWebhook(
+  q: Queryable,
+  tenantId: string,
+  id: string,
+  c: { url?: string; eventTypes?: string[]; description?: string; state?: WebhookState },
+): Promise<WebhookRow | undefined> {
+  const { rows } = await q.query<WebhookRow>(
+    `UPDATE webhooks SET url = coalesce($3, url), event_types = coalesce($4::text[], event_types),
+       description = coalesce($5, description), state = coalesce($6, state),
+       disabled_reason = CASE WHEN $6 = 'active' THEN '' ELSE disabled_reason END,
+       consecutive_failures = CASE WHEN $6 = 'active' THEN 0 ELSE consecutive_failures END,
+       update_time = now()
+     WHERE tenant_id = $1 AND id = $2
+     RETURNING ${COLUMNS}`,
+    [tenantId, id, c.url ?? null, c.eventTypes ?? null, c.description ?? null, c.state ?? null],
+  );
+  return rows[0];
+}
+
+export async function deleteWebhook(q: Queryable, tenantId: string, id: string): Promise<boolean> {
+  const { rowCount } = await q.query("DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2", [
+    tenantId,
+    id,
+  ]);
+  return (rowCount ?? 0) > 0;
+}
+
+/** A new secret; the current one keeps signing, next to it, for 24 hours. */
+export async function rotateSecret(
+  q: Queryable,
+  tenantId: string,
+  id: string,
+  sealedSecret: Buffer,
+): Promise<WebhookRow | undefined> {
+  const { rows } = await q.query<WebhookRow>(
+    `UPDATE webhooks SET previous_secret = secret, previous_secret_expires = now() + interval '24 hours',
+       secret = $3, update_time = now()
+     WHERE tenant_id = $1 AND id = $2
+     RETURNING ${COLUMNS}`,
+    [tenantId, id, sealedSecret],
+  );
+  return rows[0];
+}
+
+export type DeliveryStatus = "pending" | "succeeded" | "failed";
+
+export type DeliveryRow = {
+  id: string;
+  webhookId: string;
+  eventId: string;
+  eventType: string;
+  status: DeliveryStatus;
+  nextAttemptTime: Date | null;
+  createTime: Date;
+  attempts: { attemptTime: string; statusCode: number; latencyMs: number; error: string }[];
+};
+
+const DELIVERY_COLUMNS = `d.id, d.webhook_id AS "webhookId", d.event_id AS "eventId", d.event_type AS "eventType",
+  d.status, d.next_attempt_time AS "nextAttemptTime", d.create_time AS "createTime",
+  coalesce((SELECT jsonb_agg(jsonb_build_object('attemptTime', ts_json(a.attempt_time), 'statusCode', a.status_code,
+                     'latencyMs', a.latency_ms, 'error', a.error) ORDER BY a.attempt)
+            FROM delivery_attempts a WHERE a.tenant_id = d.tenant_id AND a.delivery_id = d.id), '[]') AS attempts`;
+
+export async function listDeliveries(
+  q: Queryable,
+  tenantId: string,
+  webhookId: string,
+  opts: { status: DeliveryStatus | undefined; before: string | undefined; limit: number },
+): Promise<DeliveryRow[]> {
+  const { rows } = await q.query<DeliveryRow>(
+    `SELECT ${DELIVERY_COLUMNS} FROM deliveries d
+     WHERE d.tenant_id = $1 AND d.webhook_id = $2 AND ($3::text IS NULL OR d.status = $3)
+       AND ($4::text IS NULL OR d.id < $4)
+     ORDER BY d.id DESC LIMIT $5`,
+    [tenantId, webhookId, opts.status ?? null, opts.before ?? null, opts.limit],
+  );
+  return rows;
+}
+
+export async function getDelivery(
+  q: Queryable,
+  tenantId: string,
+  id: string,
+): Promise<DeliveryRow | undefined> {
+  const { rows } = await q.query<DeliveryRow>(
+    `SELECT ${DELIVERY_COLUMNS} FROM deliveries d WHERE d.tenant_id = $1 AND d.id = $2`,
+    [tenantId, id],
+  );
+  return rows[0];
+}
+
+/** Schedules another attempt now, whatever the delivery's status. */
+export async function retryDelivery(
+  q: Queryable,
+  tenantId: string,
+  webhookId: string,
+  id: string,
+): Promise<boolean> {
+  const { rowCount } = await q.query(
+    `UPDATE deliveries SET status = 'pending', next_attempt_time = now(), lease_until = NULL
+     WHERE tenant_id = $1 AND webhook_id = $2 AND id = $3`,
+    [tenantId, webhookId, id],
+  );
+  return (rowCount ?? 0) > 0;
+}
+
+/** Queues a delivery outside the outbox (webhook.test); returns its id. */
+export async function insertDelivery(
+  q: Queryable,
+  tenantId: string,
+  d: { webhookId: string; eventId: string; eventType: string; body: string },
+): Promise<string> {
+  const { rows } = await q.query<{ id: string }>(
+    `INSERT INTO deliveries (tenant_id, webhook_id, event_id, event_type, body, next_attempt_time)
+     VALUES ($1, $2, $3, $4, $5, now()) RETURNING id`,
+    [tenantId, d.webhookId, d.eventId, d.eventType, d.body],
+  );
+  return (rows[0] as { id: string }).id;
+}
+
+/**
+ * Turns the next outbox events into deliveries for the active endpoints
+ * that want them, and moves the dispatch cursor past them, atomically. Only one instance dispatches at a time (the cursor row is
+ * locked with SKIP LOCKED); the others find nothing to do. Returns how many
+ * events were dispatched (0 when up to date or another instance holds it).
+ */
+export async function dispatchEvents(q: Queryable, limit: number): Promise<number> {
+  // One statement, so one round trip: it locks the cursor, reads, inserts
+  // and moves the cursor in its own transaction.
+  const { rows } = await q.query<{ n: number }>({
+    name: "dispatch_events",
+    text: `WITH cursor AS (SELECT xid, seq FROM webhook_dispatch FOR UPDATE SKIP LOCKED),
+       ev AS (
+         SELECT o.* FROM outbox o, cursor c
+         WHERE (o.xid, o.seq) > (c.xid, c.seq) AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
+         ORDER BY o.xid, o.seq LIMIT $1),
+       queued AS (
+         INSERT INTO deliveries (tenant_id, webhook_id, event_id, event_type, body, next_attempt_time)
+         SELECT ev.tenant_id, w.id, ev.event_id, ev.type,
+                jsonb_build_object('type', ev.type, 'timestamp', ts_json(ev.occur_time), 'data', ev.payload)::text, now()
+         FROM ev JOIN webhooks w ON w.tenant_id = ev.tenant_id AND w.state = 'active'
+           AND (ev.type = ANY (w.event_types) OR '*' = ANY (w.event_types))
+         ON CONFLICT DO NOTHING
+         RETURNING 1),
+       newest AS (SELECT xid, seq FROM ev ORDER BY xid DESC, seq DESC LIMIT 1),
+       moved AS (UPDATE webhook_dispatch SET xid = newest.xid, seq = newest.seq FROM newest RETURNING 1)
+       SELECT (SELECT count(*) FROM ev)::int AS n, (SELECT count(*) FROM queued) AS queued, (SELECT count(*) FROM moved) AS moved`,
+    values: [limit],
+  });
+  return rows[0]?.n ?? 0;
+}
+
+/** A delivery a worker has leased, with what it needs to send it. */
+export type LeasedDelivery = {
+  tenantId: string;
+  id: string;
+  webhookId: string;
+  eventId: string;
+  eventType: string;
+  body: string;
+  attempt: number;
+  url: string;
+  secret: Buffer;
+  previousSecret: Buffer | null;
+};
+
+/**
+ * Leases up to `limit` due deliveries of active endpoints for `leaseMs`
+ * (a paused endpoint's deliveries wait for it to resume). SKIP LOCKED lets
+ * workers in every instance share the queue without sending anything twice
+ * while they are healthy; a worker that dies loses its lease and another
+ * takes the delivery over.
+ */
+export async function leaseDue(
+  q: Queryable,
+  limit: number,
+  leaseMs: number,
+): Promise<LeasedDelivery[]> {
+  const { rows } = await q.query<LeasedDelivery>(
+    `WITH due AS (
+       SELECT d.tenant_id, d.id FROM deliveries d
+       JOIN webhooks w ON w.tenant_id = d.tenant_id AND w.id = d.webhook_id AND w.state = 'active'
+       WHERE d.status = 'pending' AND d.next_attempt_time <= now() AND (d.lease_until IS NULL OR d.lease_until < now())
+       ORDER BY d.next_attempt_time LIMIT $1
+       FOR UPDATE OF d SKIP LOCKED)
+     UPDATE deliveries d SET lease_until = now() + $2 * interval '1 millisecond', attempt_count = d.attempt_count + 1
+     FROM due, webhooks w
+     WHERE d.tenant_id = due.tenant_id AND d.id = due.id AND w.tenant_id = d.tenant_id AND w.id = d.webhook_id
+     RETURNING d.tenant_id AS "tenantId", d.id, d.webhook_id AS "webhookId", d.event_id AS "eventId",
+               d.event_type AS "eventType", d.body, d.attempt_count AS attempt, w.url, w.secret,
+               CASE WHEN w.previous_secret_expires > now() THEN w.previous_secret END AS "previousSecret"`,
+    [limit, leaseMs],
+  );
+  return rows;
+}
+
+export type AttemptResult = { statusCode: number; latencyMs: number; error: string };
+
+/**
+ * Records an attempt and what follows from it, in one transaction: success
+ * ends the delivery and resets the endpoint's failure count; a failure
+ * schedules the next attempt (or gives up); the first failure of each
+ * delivery counts towards disabling the endpoint, and 410 Gone or too many
+ * failing events in a row disable it, recording webhook.disabled. Returns
+ * true when the endpoint was disabled.
+ */
+export async function recordAttempt(
+  db: Db,
+  d: LeasedDelivery,
+  result: AttemptResult,
+  next: { retryInMs: number | undefined; disableAfter: number },
+): Promise<boolean> {
+  return db.transaction(async (tx) => {
+    await tx.query(
+      `INSERT INTO delivery_attempts (tenant_id, delivery_id, attempt, attempt_time, status_code, latency_ms, error)
+       VALUES ($1, $2, $3, now() - $4 * interval '1 millisecond', $5, $4, $6)
+       ON CONFLICT DO NOTHING`,
+      [
+        d.tenantId,
+        d.id,
+        d.attempt,
+        result.latencyMs,
+        result.statusCode,
+        result.error.slice(0, 500),
+      ],
+    );
+    const ok = result.statusCode >= 200 && result.statusCode < 300;
+    if (ok) {
+      await tx.query(
+        "UPDATE deliveries SET status = 'succeeded', next_attempt_time = NULL, lease_until = NULL WHERE tenant_id = $1 AND id = $2",
+        [d.tenantId, d.id],
+      );
+      await tx.query(
+        "UPDATE webhooks SET consecutive_failures = 0 WHERE tenant_id = $1 AND id = $2 AND consecutive_failures > 0",
+        [d.tenantId, d.webhookId],
+      );
+      return false;
+    }
+    await tx.query(
+      `UPDATE deliveries SET status = CASE WHEN $3::bigint IS NULL
+           OR (SELECT w.state FROM webhooks w WHERE w.tenant_id = $1 AND w.id = deliveries.webhook_id) = 'disabled'
+         THEN 'failed' ELSE 'pending' END,
+         next_attempt_time = now() + $3::bigint * interval '1 millisecond', lease_until = NULL
+       WHERE tenant_id = $1 AND id = $2`,
+      [d.tenantId, d.id, next.retryInMs ?? null],
+    );
+    const { rows } = await tx.query<{ failures: number; state: string }>(
+      `UPDATE webhooks SET consecutive_failures = consecutive_failures + CASE WHEN $3 = 1 THEN 1 ELSE 0 END
+       WHERE tenant_id = $1 AND id = $2 RETURNING consecutive_failures AS failures, state`,
+      [d.tenantId, d.webhookId, d.attempt],
+    );
+    const w = rows[0];
+    const reason =
+      result.statusCode === 410
+        ? "the endpoint answered 410 Gone"
+        : w && w.failures >= next.disableAfter
+          ? `deliveries of ${w.failures} events in a row failed`
+          : undefined;
+    if (!w || w.state !== "active" || reason === undefined) return false;
+    await tx.query(
+      `UPDATE webhooks SET state = 'disabled', disabled_reason = $3, update_time = now() WHERE tenant_id = $1 AND id = $2`,
+      [d.tenantId, d.webhookId, reason],
+    );
+    await tx.query(
+      `UPDATE deliveries SET status = 'failed', next_attempt_time = NULL, lease_until = NULL
+       WHERE tenant_id = $1 AND webhook_id = $2 AND status = 'pending'`,
+      [d.tenantId, d.webhookId],
+    );
+    await recordWebhookDisabled(tx, d.tenantId, d.webhookId, reason);
+    return true;
+  });
+}

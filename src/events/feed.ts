@@ -1,0 +1,165 @@
+import { EventEmitter } from "node:events";
+import { currentPosition, type EventFilter, type OutboxEvent, readEvents } from "../db/outbox.js";
+import type { Queryable } from "../db/pool.js";
+import { CHANNEL, notify, type Signals } from "../db/signals.js";
+import type { Position } from "../domain/events.js";
+import { Pacer } from "./pacer.js";
+
+const BATCH = 1_000;
+
+/**
+ * The live side of the outbox in one process. Writers call `committed()`
+ * after a transaction that wrote events; that wakes this process at once
+ * and, through one coalesced NOTIFY, every other instance. On each wake-up
+ * the feed reads the new events once, for all subscribers, and hands each
+ * subscriber the ones of its tenant that match its filter. The outbox
+ * stays the source of truth: a notification is only a wake-up.
+ */
+export class EventFeed extends EventEmitter {
+  private readonly subscribers = new Set<Subscription>();
+  private head: Position | undefined;
+  private readonly reader: Pacer;
+  private readonly notifier: Pacer;
+  private readonly timer: NodeJS.Timeout;
+  private stopped = false;
+
+  /** `pollMs`: a wake-up every so often even without a notification, for anything a lost one missed. */
+  constructor(
+    private readonly db: Queryable,
+    signals: Signals | undefined,
+    pollMs: number,
+  ) {
+    super();
+    this.setMaxListeners(0);
+    this.reader = new Pacer("reading the outbox", () => this.read(), 0);
+    // Other instances only need a wake-up: one NOTIFY covers every commit of
+    // the last few milliseconds.
+    this.notifier = new Pacer(
+      "notifying other instances",
+      () => notify(this.db, CHANNEL.outbox),
+      10,
+    );
+    signals?.on(CHANNEL.outbox, () => this.wake());
+    signals?.on("reconnected", () => this.wake());
+    this.timer = setInterval(() => this.wake(), pollMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    for (const s of this.subscribers) s.end();
+    await Promise.all([this.reader.stop(), this.notifier.stop()]);
+  }
+
+  /** A transaction of this process committed events: wake this process and the others. */
+  committed(): void {
+    this.wake();
+    this.notifier.poke();
+  }
+
+  /** Start receiving live events of a tenant that match `filter`, at most `capacity` unread at a time. */
+  subscribe(tenantId: string, filter: EventFilter, capacity: number): Subscription {
+    const sub = new Subscription(tenantId, filter, capacity, () => this.subscribers.delete(sub));
+    this.subscribers.add(sub);
+    this.wake();
+    return sub;
+  }
+
+  private wake(): void {
+    if (this.stopped) return;
+    this.emit("wake");
+    if (this.subscribers.size === 0) {
+      // Nobody listens: forget the head, so the next subscriber starts from now.
+      this.head = undefined;
+      return;
+    }
+    this.reader.poke();
+  }
+
+  private async read(): Promise<void> {
+    this.head ??= await currentPosition(this.db);
+    for (;;) {
+      const events = await readEvents(this.db, {
+        tenantId: undefined,
+        after: this.head,
+        filter: undefined,
+        limit: BATCH,
+      });
+      for (const e of events) {
+        this.head = e.position;
+        for (const s of this.subscribers) s.offer(e);
+      }
+      if (events.length < BATCH) return;
+    }
+  }
+}
+
+/**
+ * A live stream's queue. It fills from the feed and drains as the stream
+ * sends; if the consumer falls `capacity` events behind, it is marked
+ * overflowed and takes no more, so memory stays bounded.
+ */
+export class Subscription {
+  private readonly queue: OutboxEvent[] = [];
+  private waiting: (() => void) | undefined;
+  overflowed = false;
+  ended = false;
+
+  constructor(
+    private readonly tenantId: string,
+    private readonly filter: EventFilter,
+    private readonly capacity: number,
+    private readonly onClose: () => void,
+  ) {}
+
+  offer(e: OutboxEvent): void {
+    if (e.tenantId !== this.tenantId || this.overflowed || !matches(e, this.filter)) return;
+    if (this.queue.length >= this.capacity) {
+      this.overflowed = true;
+      this.queue.length = 0;
+    } else {
+      this.queue.push(e);
+    }
+    this.wakeReader();
+  }
+
+  /** The next queued event; undefined when overflowed, ended or aborted. */
+  async next(signal: AbortSignal): Promise<OutboxEvent | undefined> {
+    while (this.queue.length === 0 && !this.overflowed && !this.ended && !signal.aborted) {
+      await new Promise<void>((resolve) => {
+        const onAbort = () => resolve();
+        signal.addEventListener("abort", onAbort, { once: true });
+        this.waiting = () => {
+          signal.removeEventListener("abort", onAbort);
+          resolve();
+        };
+      });
+      this.waiting = undefined;
+    }
+    return this.overflowed ? undefined : this.queue.shift();
+  }
+
+  end(): void {
+    this.ended = true;
+    this.wakeReader();
+  }
+
+  close(): void {
+    this.end();
+    this.onClose();
+  }
+
+  private wakeReader(): void {
+    this.waiting?.();
+  }
+}
+
+export function matches(e: OutboxEvent, f: EventFilter): boolean {
+  return (
+    (f.types.length === 0 || f.types.includes(e.type)) &&
+    (f.resourceIds.length === 0 ||
+      (e.resourceId !== null && f.resourceIds.includes(e.resourceId))) &&
+    (f.serviceIds.length === 0 || (e.serviceId !== null && f.serviceIds.includes(e.serviceId)))
+  );
+}

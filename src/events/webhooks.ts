@@ -1,0 +1,121 @@
+import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
+import { performance } from "node:perf_hooks";
+import type { Db } from "../db/pool.js";
+import { dispatchEvents, type LeasedDelivery, leaseDue, recordAttempt } from "../db/webhooks.js";
+import { isPrivateAddress, retryDelay, signatureHeader, unseal } from "../domain/webhooks.js";
+import type { EventFeed } from "./feed.js";
+import { Pacer } from "./pacer.js";
+
+export type WebhookSettings = {
+  allowPrivate: boolean;
+  timeoutMs: number;
+  retryScheduleMs: number[];
+  disableAfter: number;
+  /** Key that seals signing secrets at rest. */
+  secretKey: Buffer;
+};
+
+const DISPATCH_BATCH = 500;
+const LEASE_BATCH = 16;
+/**
+ * Long enough for a timed-out attempt to be recorded before another worker
+ * may take the delivery; if the worker dies, the delivery waits this long.
+ */
+const leaseMs = (s: WebhookSettings) => 2 * s.timeoutMs + 5_000;
+const IDLE_POLL_MS = 500;
+const PASS_GAP_MS = 50;
+
+/**
+ * Webhook delivery, run by every instance: turn committed outbox events
+ * into deliveries (one instance at a time), then POST due deliveries,
+ * signed per Standard Webhooks, at least once. Woken by the event feed
+ * whenever events commit, and every half second for retries that fall due.
+ */
+export function startWebhookDelivery(
+  db: Db,
+  feed: EventFeed,
+  settings: WebhookSettings,
+): { stop(): Promise<void> } {
+  let stopped = false;
+  const pass = async () => {
+    while (!stopped && (await dispatchEvents(db, DISPATCH_BATCH)) === DISPATCH_BATCH) {}
+    for (;;) {
+      if (stopped) return;
+      const due = await leaseDue(db, LEASE_BATCH, leaseMs(settings));
+      if (due.length === 0) return;
+      const disabled = await Promise.all(due.map((d) => deliver(db, d, settings)));
+      if (disabled.some(Boolean)) feed.committed();
+    }
+  };
+  // A burst of commits is one pass every PASS_GAP_MS, not one pass each.
+  const pacer = new Pacer("webhook delivery", pass, PASS_GAP_MS);
+  const wake = () => pacer.poke();
+  feed.on("wake", wake);
+  const timer = setInterval(wake, IDLE_POLL_MS);
+  timer.unref();
+  wake();
+
+  return {
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      feed.off("wake", wake);
+      await pacer.stop();
+    },
+  };
+}
+
+/** One attempt at one delivery; returns true when it disabled the endpoint. */
+async function deliver(db: Db, d: LeasedDelivery, s: WebhookSettings): Promise<boolean> {
+  const secrets = [unseal(s.secretKey, d.secret)];
+  if (d.previousSecret) secrets.push(unseal(s.secretKey, d.previousSecret));
+  const timestamp = Math.floor(Date.now() / 1000);
+  const started = performance.now();
+  let statusCode = 0;
+  let error = "";
+  try {
+    await refusePrivateTarget(d.url, s.allowPrivate);
+    const res = await fetch(d.url, {
+      method: "POST",
+      redirect: "manual",
+      signal: AbortSignal.timeout(s.timeoutMs),
+      headers: {
+        "content-type": "application/json",
+        "user-agent": "Holdfast-Webhooks/1",
+        "webhook-id": d.eventId,
+        "webhook-timestamp": String(timestamp),
+        "webhook-signature": signatureHeader(secrets, d.eventId, timestamp, d.body),
+      },
+      body: d.body,
+    });
+    statusCode = res.status;
+    await res.body?.cancel().catch(() => {});
+    if (statusCode < 200 || statusCode >= 300) error = `answered ${statusCode}`;
+  } catch (err) {
+    error =
+      (err as Error).name === "TimeoutError"
+        ? `no answer within ${s.timeoutMs} ms`
+        : (err as Error).message;
+  }
+  const latencyMs = Math.round(performance.now() - started);
+  const ok = statusCode >= 200 && statusCode < 300;
+  return recordAttempt(
+    db,
+    d,
+    { statusCode, latencyMs, error },
+    {
+      retryInMs: ok ? undefined : retryDelay(s.retryScheduleMs, d.attempt, Math.random()),
+      disableAfter: s.disableAfter,
+    },
+  );
+}
+
+/** The URL was checked at creation; its name is checked again now, since DNS answers change. */
+async function refusePrivateTarget(url: string, allowPrivate: boolean): Promise<void> {
+  if (allowPrivate) return;
+  const host = new URL(url).hostname.replace(/^\[|\]$/g, "");
+  const addresses = isIP(host) ? [host] : (await lookup(host, { all: true })).map((a) => a.address);
+  if (addresses.some(isPrivateAddress))
+    throw new Error(`refused: ${host} resolves to a private address`);
+}

@@ -1,0 +1,176 @@
+import { fromJson, type JsonObject } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { z } from "zod";
+import { type Event, EventSchema, type EventService } from "../../gen/holdfast/v1/event_pb.js";
+import {
+  currentPosition,
+  type EventFilter,
+  type OutboxEvent,
+  prunedThrough,
+  readEvents,
+} from "../db/outbox.js";
+import type { Queryable } from "../db/pool.js";
+import {
+  BEGINNING,
+  decodeCursor,
+  EVENT_TYPES,
+  encodeCursor,
+  isAfter,
+  isEventType,
+  type Position,
+} from "../domain/events.js";
+import { Rejection } from "../domain/rejection.js";
+import type { EventFeed } from "../events/feed.js";
+import { principalOf } from "./auth.js";
+import * as v from "./validate.js";
+
+const CATCH_UP_PAGE = 500;
+
+const filterSchema = v
+  .message<{ types: string[]; resourceIds: string[]; serviceIds: string[] }>()
+  .transform((f, ctx): EventFilter => {
+    const types = f?.types ?? [];
+    types.forEach((t, i) => {
+      if (!isEventType(t)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["types", i],
+          message: `is not an event type; types are ${EVENT_TYPES.join(", ")}`,
+        });
+      }
+    });
+    for (const list of ["resourceIds", "serviceIds"] as const) {
+      if ((f?.[list].length ?? 0) > 100)
+        ctx.addIssue({ code: "custom", path: [list], message: "must list at most 100 ids" });
+    }
+    return { types, resourceIds: f?.resourceIds ?? [], serviceIds: f?.serviceIds ?? [] };
+  });
+
+export function eventOf(e: OutboxEvent): Event {
+  return fromJson(EventSchema, {
+    ...e.payload,
+    id: e.eventId,
+    type: e.type,
+    occurTime: e.occurTime.toISOString(),
+    cursor: encodeCursor(e.position),
+  } as JsonObject);
+}
+
+/**
+ * EventService: booking events from the outbox, for push (WatchEvents) and
+ * pull (ListEvents) consumers. From any cursor, every later event arrives
+ * exactly once, in commit-safe order (see src/domain/cursor.ts).
+ */
+export type StreamLimits = {
+  /** Live events a stream may have queued before it falls back to reading the table. */
+  buffer: number;
+  /** How long a stream may stay behind before it is closed with CONSUMER_TOO_SLOW. */
+  maxLagMs: number;
+};
+
+export function eventService(
+  db: Queryable,
+  feed: EventFeed,
+  limits: StreamLimits,
+): ServiceImpl<typeof EventService> {
+  /** The position a cursor names; CURSOR_EXPIRED when retention has deleted events after it. */
+  async function positionOf(cursor: string, otherwise: () => Promise<Position>): Promise<Position> {
+    if (cursor === "") return otherwise();
+    const p = decodeCursor(cursor);
+    if (!p) {
+      throw new Rejection("INVALID_CURSOR", "the cursor is not one Holdfast issued", {
+        fieldViolations: [{ field: "after", description: "is not a cursor" }],
+      });
+    }
+    const pruned = await prunedThrough(db);
+    if (pruned && isAfter(pruned, p)) {
+      throw new Rejection(
+        "CURSOR_EXPIRED",
+        "events after this cursor have been deleted by retention; start over with ListEvents",
+      );
+    }
+    return p;
+  }
+
+  return {
+    async *watchEvents(req, ctx) {
+      const tenantId = principalOf(ctx).tenantId;
+      const { filter } = v.parseRequest(
+        z.object({ filter: filterSchema, after: z.string().max(100) }),
+        req,
+      );
+      let cursor = await positionOf(req.after, () =>
+        req.fromBeginning ? Promise.resolve(BEGINNING) : currentPosition(db),
+      );
+      // Since when the stream has been behind the live feed, if it is.
+      let behindSince: number | undefined;
+      while (!ctx.signal.aborted) {
+        // Listen first, then catch up from the table: an event is either read
+        // by the catch-up or queued live (or both; the cursor drops repeats).
+        const live = feed.subscribe(tenantId, filter, limits.buffer);
+        try {
+          for (;;) {
+            const page = await readEvents(db, {
+              tenantId,
+              after: cursor,
+              filter,
+              limit: CATCH_UP_PAGE,
+            });
+            for (const e of page) {
+              yield { event: eventOf(e) };
+              cursor = e.position;
+              if (behindSince !== undefined && Date.now() - behindSince > limits.maxLagMs) {
+                throw new Rejection(
+                  "CONSUMER_TOO_SLOW",
+                  `the stream stayed behind for more than ${limits.maxLagMs} ms; resume from the cursor`,
+                  { metadata: { cursor: encodeCursor(cursor) } },
+                );
+              }
+            }
+            if (page.length < CATCH_UP_PAGE) break;
+          }
+          behindSince = undefined;
+          for (;;) {
+            const e = await live.next(ctx.signal);
+            if (live.overflowed) {
+              // More arrived than the buffer holds: catch up from the table
+              // again, and close the stream if that takes too long.
+              behindSince ??= Date.now();
+              break;
+            }
+            if (!e) return;
+            if (!isAfter(e.position, cursor)) continue;
+            yield { event: eventOf(e) };
+            cursor = e.position;
+          }
+        } finally {
+          live.close();
+        }
+      }
+    },
+
+    async listEvents(req, ctx) {
+      const tenantId = principalOf(ctx).tenantId;
+      const f = v.parseRequest(
+        z.object({
+          filter: filterSchema,
+          after: z.string().max(100),
+          pageSize: z.number().int().min(0).max(1000, "must be at most 1000"),
+        }),
+        req,
+      );
+      const after = await positionOf(req.after, () => Promise.resolve(BEGINNING));
+      const events = await readEvents(db, {
+        tenantId,
+        after,
+        filter: f.filter,
+        limit: f.pageSize || 100,
+      });
+      const last = events[events.length - 1];
+      return {
+        events: events.map(eventOf),
+        nextCursor: encodeCursor(last ? last.position : after),
+      };
+    },
+  };
+}

@@ -1,0 +1,181 @@
+import { loadOccupancy, type Occupancy } from "../db/bookings.js";
+import type { CatalogCache } from "../db/catalog-cache.js";
+import type { Queryable } from "../db/pool.js";
+import {
+  computeSlots,
+  type FreeSlot,
+  type Interval,
+  nearestAlternatives,
+  type ServiceRules,
+} from "../domain/availability.js";
+import { calendarOf, type ResourceSnapshot, type ServiceSnapshot } from "../domain/booking.js";
+import { type OfferedSlot, Rejection } from "../domain/rejection.js";
+import { type SlotRef, SlotSigner } from "../domain/slot-id.js";
+import { HOUR_MS } from "../domain/time.js";
+
+/** How far around a taken time alternatives are looked for. */
+const ALTERNATIVES_BEFORE_MS = 12 * HOUR_MS;
+const ALTERNATIVES_AFTER_MS = 48 * HOUR_MS;
+
+/**
+ * Free slots of a service, as ListSlots, SLOT_UNAVAILABLE alternatives and
+ * the fair pick of a resource all need them: one round trip for the
+ * database's clock and the bookings of the range, cached catalog copies
+ * checked against the revisions read with them, then the pure engine.
+ */
+export class SlotFinder {
+  private readonly signer: SlotSigner;
+
+  constructor(
+    private readonly db: Queryable,
+    private readonly catalog: CatalogCache,
+    key: Buffer,
+  ) {
+    this.signer = new SlotSigner(key);
+  }
+
+  /**
+   * The resources to search: `ids` (each must belong to the service), or
+   * every resource of the service. Inactive ones are left out.
+   */
+  async resourcesOf(
+    tenantId: string,
+    service: ServiceSnapshot,
+    ids: readonly string[],
+  ): Promise<ResourceSnapshot[]> {
+    const wanted = ids.length > 0 ? ids : service.resourceIds;
+    ids.forEach((id, i) => {
+      if (!service.resourceIds.includes(id)) {
+        throw new Rejection(
+          "RESOURCE_NOT_IN_SERVICE",
+          `resource "${id}" does not deliver service "${service.id}"`,
+          {
+            fieldViolations: [
+              { field: `resource_ids[${i}]`, description: "is not one of the service's resources" },
+            ],
+          },
+        );
+      }
+    });
+    const found = await this.catalog.resources(tenantId, wanted);
+    return wanted
+      .map((id) => found.get(id))
+      .filter((r): r is ResourceSnapshot => r?.active === true);
+  }
+
+  /**
+   * Free slots of `durationMs` starting in `range`, on `resources`, under
+   * `rules` (the service's current policy unless given). Cached copies the
+   * database shows to be stale are reloaded before the slots are computed.
+   * The bookings read cover `around` as well, for callers that need more of
+   * them than the slots do.
+   */
+  async free(
+    tenantId: string,
+    service: ServiceSnapshot,
+    resources: ResourceSnapshot[],
+    range: Interval,
+    durationMs: number,
+    rules: ServiceRules = { policy: service.policy, timeZone: service.timeZone },
+    around?: Interval,
+  ): Promise<{ slots: FreeSlot[]; occupancy: Occupancy; resources: ResourceSnapshot[] }> {
+    const from = Math.min(
+      range.start - rules.policy.bufferBeforeMs,
+      around?.start ?? Number.POSITIVE_INFINITY,
+    );
+    const to = Math.max(range.end + durationMs + rules.policy.bufferAfterMs, around?.end ?? 0);
+    const ids = resources.map((r) => r.id);
+    const occupancy = await loadOccupancy(this.db, tenantId, service.id, ids, from, to);
+    let current = resources;
+    if (resources.some((r) => occupancy.resourceRevisions.get(r.id) !== r.revision)) {
+      this.catalog.forget(tenantId);
+      const fresh = await this.catalog.resources(tenantId, ids);
+      current = ids
+        .map((id) => fresh.get(id))
+        .filter((r): r is ResourceSnapshot => r?.active === true);
+    }
+    const slots = computeSlots({
+      service: rules,
+      resources: current.map(calendarOf),
+      range,
+      durationMs,
+      nowMs: occupancy.nowMs,
+      busy: occupancy.busy,
+    });
+    return { slots, occupancy, resources: current };
+  }
+
+  /** Up to three free slots near a taken time, the same resource first, as offers with ids. */
+  async alternatives(
+    tenantId: string,
+    service: ServiceSnapshot,
+    requested: { resourceId: string; startMs: number; durationMs: number },
+  ): Promise<OfferedSlot[]> {
+    const resources = await this.resourcesOf(tenantId, service, []);
+    const { slots } = await this.free(
+      tenantId,
+      service,
+      resources,
+      {
+        start: requested.startMs - ALTERNATIVES_BEFORE_MS,
+        end: requested.startMs + ALTERNATIVES_AFTER_MS,
+      },
+      requested.durationMs,
+    );
+    const near = nearestAlternatives(
+      slots,
+      { resourceId: requested.resourceId, start: requested.startMs },
+      3,
+    );
+    return this.offerAll(tenantId, service, near);
+  }
+
+  /** Free slots as offers with ids, the ids of each resource's slots made in one batch. */
+  offerAll(tenantId: string, service: ServiceSnapshot, slots: readonly FreeSlot[]): OfferedSlot[] {
+    const byResource = new Map<string, number[]>();
+    slots.forEach((s, i) => {
+      const list = byResource.get(s.resourceId) ?? [];
+      list.push(i);
+      byResource.set(s.resourceId, list);
+    });
+    const ids: string[] = new Array(slots.length);
+    for (const [resourceId, indexes] of byResource) {
+      const batch = indexes.map((i) => ({
+        startMs: (slots[i] as FreeSlot).start,
+        endMs: (slots[i] as FreeSlot).end,
+      }));
+      const made = this.signer.idsFor(
+        tenantId,
+        service.id,
+        resourceId,
+        service.policyVersion,
+        batch,
+      );
+      indexes.forEach((i, k) => {
+        ids[i] = made[k] as string;
+      });
+    }
+    return slots.map((s, i) => ({
+      resourceId: s.resourceId,
+      startMs: s.start,
+      endMs: s.end,
+      remaining: s.remaining,
+      slotId: ids[i] as string,
+    }));
+  }
+
+  /** The slot an id names; INVALID_SLOT_ID when forged, altered, another tenant's, or for an older policy. */
+  async resolve(tenantId: string, slotId: string): Promise<SlotRef & { service: ServiceSnapshot }> {
+    const invalid = (why: string) =>
+      new Rejection("INVALID_SLOT_ID", `slot_id ${why}; list slots again`, {
+        fieldViolations: [{ field: "slot_id", description: why }],
+      });
+    const ref = this.signer.decode(tenantId, slotId);
+    if (!ref) throw invalid("is not a slot id this server issued");
+    const service = await this.catalog.service(tenantId, ref.serviceId);
+    if (!service) throw invalid("names a service that no longer exists");
+    if (service.policyVersion !== ref.policyVersion)
+      throw invalid("is stale: the service's policy has changed since");
+    return { ...ref, service };
+  }
+}

@@ -1,0 +1,258 @@
+import { randomUUID } from "node:crypto";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { z } from "zod";
+import {
+  type DeliverySchema,
+  DeliveryStatus,
+  type WebhookSchema,
+  type WebhookService,
+  WebhookState,
+  WebhookStateSchema,
+} from "../../gen/holdfast/v1/webhook_pb.js";
+import type { Db } from "../db/pool.js";
+import {
+  type DeliveryRow,
+  type DeliveryStatus as DeliveryStatusName,
+  deleteWebhook,
+  getDelivery,
+  getWebhook,
+  insertDelivery,
+  insertWebhook,
+  listDeliveries,
+  listWebhooks,
+  retryDelivery,
+  rotateSecret,
+  updateWebhook,
+  type WebhookRow,
+  type WebhookState as WebhookStateName,
+} from "../db/webhooks.js";
+import { isEventType } from "../domain/events.js";
+import { invalid, Rejection } from "../domain/rejection.js";
+import { deliveryBody, newSigningSecret, seal, urlProblem } from "../domain/webhooks.js";
+import type { EventFeed } from "../events/feed.js";
+import { principalOf } from "./auth.js";
+import { durationOfMs, timestampOfDate } from "./convert.js";
+import { dbOf } from "./idempotency.js";
+import { readPage, writePage } from "./paging.js";
+import * as v from "./validate.js";
+
+const STATE_NAME: Record<number, WebhookStateName> = {
+  [WebhookState.ACTIVE]: "active",
+  [WebhookState.PAUSED]: "paused",
+  [WebhookState.DISABLED]: "disabled",
+};
+const STATE_OF: Record<WebhookStateName, WebhookState> = {
+  active: WebhookState.ACTIVE,
+  paused: WebhookState.PAUSED,
+  disabled: WebhookState.DISABLED,
+};
+const DELIVERY_STATUS_OF: Record<DeliveryStatusName, DeliveryStatus> = {
+  pending: DeliveryStatus.PENDING,
+  succeeded: DeliveryStatus.SUCCEEDED,
+  failed: DeliveryStatus.FAILED,
+};
+
+function webhookOf(w: WebhookRow): MessageInitShape<typeof WebhookSchema> {
+  return {
+    id: w.id,
+    url: w.url,
+    eventTypes: w.eventTypes,
+    description: w.description,
+    state: STATE_OF[w.state],
+    disabledReason: w.disabledReason,
+    consecutiveFailures: w.consecutiveFailures,
+    createTime: timestampOfDate(w.createTime),
+    updateTime: timestampOfDate(w.updateTime),
+  };
+}
+
+function deliveryOf(d: DeliveryRow): MessageInitShape<typeof DeliverySchema> {
+  return {
+    id: d.id,
+    webhookId: d.webhookId,
+    eventId: d.eventId,
+    eventType: d.eventType,
+    status: DELIVERY_STATUS_OF[d.status],
+    attempts: d.attempts.map((a) => ({
+      attemptTime: timestampOfDate(new Date(a.attemptTime)),
+      statusCode: a.statusCode,
+      latency: durationOfMs(a.latencyMs),
+      error: a.error,
+    })),
+    nextAttemptTime: d.nextAttemptTime ? timestampOfDate(d.nextAttemptTime) : undefined,
+    createTime: timestampOfDate(d.createTime),
+  };
+}
+
+/** A delivery status filter; UNSPECIFIED for all. */
+const deliveryStatus = z.number().transform((s, ctx) => {
+  if (s === 0) return undefined;
+  const name = (Object.keys(DELIVERY_STATUS_OF) as DeliveryStatusName[]).find(
+    (n) => DELIVERY_STATUS_OF[n] === s,
+  );
+  if (name) return name;
+  ctx.addIssue({ code: "custom", message: "must be PENDING, SUCCEEDED or FAILED" });
+  return z.NEVER;
+});
+
+function webhookNotFound(id: string, field = "id"): Rejection {
+  return new Rejection("WEBHOOK_NOT_FOUND", `no webhook with id "${id}"`, {
+    fieldViolations: [{ field, description: "no such webhook" }],
+  });
+}
+
+export function webhookService(
+  base: Db,
+  feed: EventFeed,
+  settings: { allowPrivate: boolean; secretKey: Buffer },
+): ServiceImpl<typeof WebhookService> {
+  const url = z.string().superRefine((u, ctx) => {
+    const problem = urlProblem(u, settings.allowPrivate);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  });
+  const eventTypes = z
+    .array(z.string().refine((t) => t === "*" || isEventType(t), "is not an event type (or *)"))
+    .min(1, "must list at least one event type, or *")
+    .transform((t) => [...new Set(t)]);
+  const description = z.string().max(500, "must be at most 500 characters");
+  const createSchema = z.object({ url, eventTypes, description });
+  const UPDATABLE = ["url", "event_types", "description", "state"] as const;
+  const updateSchema = z.object({
+    url: url.optional(),
+    eventTypes: eventTypes.optional(),
+    description: description.optional(),
+    state: v
+      .enumValue<WebhookState>(WebhookStateSchema)
+      .refine(
+        (s) => s !== WebhookState.DISABLED,
+        "can be ACTIVE or PAUSED; DISABLED is set by Holdfast",
+      )
+      .transform((s) => STATE_NAME[s] as WebhookStateName)
+      .optional(),
+  });
+
+  async function existing(tenantId: string, id: string, field = "id"): Promise<WebhookRow> {
+    const w = id === "" ? undefined : await getWebhook(base, tenantId, id);
+    if (!w) throw webhookNotFound(id, field);
+    return w;
+  }
+
+  return {
+    async createWebhook(req, ctx) {
+      const f = v.parseRequest(createSchema, req);
+      const secret = newSigningSecret();
+      const w = await insertWebhook(dbOf(ctx, base), principalOf(ctx).tenantId, {
+        url: f.url,
+        eventTypes: f.eventTypes,
+        description: f.description,
+        sealedSecret: seal(settings.secretKey, secret),
+      });
+      return { webhook: webhookOf(w), secret };
+    },
+
+    async listWebhooks(req, ctx) {
+      v.parseRequest(z.object(v.pageFields), req);
+      const page = readPage(req, {});
+      const rows = await listWebhooks(base, principalOf(ctx).tenantId, {
+        after: page.after,
+        limit: page.size + 1,
+      });
+      const { items, nextPageToken } = writePage(rows, page, (w) => w.id);
+      return { webhooks: items.map(webhookOf), nextPageToken };
+    },
+
+    async getWebhook(req, ctx) {
+      return { webhook: webhookOf(await existing(principalOf(ctx).tenantId, req.id)) };
+    },
+
+    async updateWebhook(req, ctx) {
+      const target = req.webhook;
+      if (!target || target.id === "")
+        throw invalid([{ field: "webhook.id", description: "is required" }]);
+      const paths = v.updatePaths(req.updateMask, target, UPDATABLE);
+      const { webhook: changes } = v.parseRequest(z.object({ webhook: updateSchema }), {
+        webhook: v.pick(target, paths),
+      });
+      const w = await updateWebhook(dbOf(ctx, base), principalOf(ctx).tenantId, target.id, changes);
+      if (!w) throw webhookNotFound(target.id, "webhook.id");
+      return { webhook: webhookOf(w) };
+    },
+
+    async deleteWebhook(req, ctx) {
+      if (!(await deleteWebhook(dbOf(ctx, base), principalOf(ctx).tenantId, req.id)))
+        throw webhookNotFound(req.id);
+      return {};
+    },
+
+    async rotateWebhookSecret(req, ctx) {
+      const secret = newSigningSecret();
+      const w = await rotateSecret(
+        dbOf(ctx, base),
+        principalOf(ctx).tenantId,
+        req.id,
+        seal(settings.secretKey, secret),
+      );
+      if (!w) throw webhookNotFound(req.id);
+      return { webhook: webhookOf(w), secret };
+    },
+
+    async listDeliveries(req, ctx) {
+      const f = v.parseRequest(
+        z.object({ ...v.pageFields, webhookId: v.id, status: deliveryStatus }),
+        req,
+      );
+      const status = f.status;
+      const tenantId = principalOf(ctx).tenantId;
+      await existing(tenantId, f.webhookId, "webhook_id");
+      const page = readPage(req, { w: f.webhookId, s: status });
+      const rows = await listDeliveries(base, tenantId, f.webhookId, {
+        status,
+        before: page.after,
+        limit: page.size + 1,
+      });
+      const { items, nextPageToken } = writePage(rows, page, (d) => d.id);
+      return { deliveries: items.map(deliveryOf), nextPageToken };
+    },
+
+    async retryDelivery(req, ctx) {
+      const tenantId = principalOf(ctx).tenantId;
+      await existing(tenantId, req.webhookId, "webhook_id");
+      if (!(await retryDelivery(dbOf(ctx, base), tenantId, req.webhookId, req.deliveryId))) {
+        throw new Rejection(
+          "DELIVERY_NOT_FOUND",
+          `webhook "${req.webhookId}" has no delivery "${req.deliveryId}"`,
+          {
+            fieldViolations: [{ field: "delivery_id", description: "no such delivery" }],
+          },
+        );
+      }
+      feed.committed();
+      return {
+        delivery: deliveryOf(
+          (await getDelivery(dbOf(ctx, base), tenantId, req.deliveryId)) as DeliveryRow,
+        ),
+      };
+    },
+
+    async sendTestEvent(req, ctx) {
+      const tenantId = principalOf(ctx).tenantId;
+      const w = await existing(tenantId, req.id);
+      const eventId = `evt_test_${randomUUID().replaceAll("-", "")}`;
+      const body = deliveryBody("webhook.test", new Date(), {
+        webhookId: w.id,
+        detail: "a test event from Holdfast",
+      });
+      const id = await insertDelivery(dbOf(ctx, base), tenantId, {
+        webhookId: w.id,
+        eventId,
+        eventType: "webhook.test",
+        body,
+      });
+      feed.committed();
+      return {
+        delivery: deliveryOf((await getDelivery(dbOf(ctx, base), tenantId, id)) as DeliveryRow),
+      };
+    },
+  };
+}
