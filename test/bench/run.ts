@@ -8,6 +8,7 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer as createHttpServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -15,10 +16,13 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import pg from "pg";
+import { AvailabilityService } from "../../gen/holdfast/v1/availability_pb.js";
 import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
 import { CatalogService } from "../../gen/holdfast/v1/catalog_pb.js";
-import { ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
+import { EventService } from "../../gen/holdfast/v1/event_pb.js";
+import { OverrideKind, ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
 import { TenantService } from "../../gen/holdfast/v1/tenant_pb.js";
+import { WebhookService } from "../../gen/holdfast/v1/webhook_pb.js";
 import { startEmbeddedPostgres } from "../../src/db/embedded.js";
 
 const ADMIN_KEY = `hf_bench_${randomBytes(12).toString("hex")}`;
@@ -112,8 +116,8 @@ function bookingClient(
   return createClient(BookingService, transport);
 }
 
-/** A tenant with `resources` resources (UTC, always open) and a 30-minute service over them. */
-async function world(url: string, resources: number) {
+/** A fresh tenant for one scenario, and a gRPC transport carrying its key. */
+async function benchTenant(url: string) {
   const operator = createClient(
     TenantService,
     createGrpcTransport({ baseUrl: url, interceptors: [bearer(ADMIN_KEY)] }),
@@ -121,7 +125,15 @@ async function world(url: string, resources: number) {
   const { apiKey } = await operator.createTenant({
     name: `bench-${randomBytes(4).toString("hex")}`,
   });
-  const transport = createGrpcTransport({ baseUrl: url, interceptors: [bearer(apiKey)] });
+  return {
+    apiKey,
+    transport: createGrpcTransport({ baseUrl: url, interceptors: [bearer(apiKey)] }),
+  };
+}
+
+/** A tenant with `resources` resources (UTC, always open) and a 30-minute service over them. */
+async function world(url: string, resources: number) {
+  const { apiKey, transport } = await benchTenant(url);
   const rc = createClient(ResourceService, transport);
   const ids: string[] = [];
   for (let i = 0; i < resources; i++) {
@@ -146,6 +158,99 @@ function slot(w: Awaited<ReturnType<typeof world>>, i: number, dayOffset: number
     startTime: timestampFromMs(start),
     endTime: timestampFromMs(start + 30 * MINUTE),
   };
+}
+
+function slotsClient(
+  url: string,
+  key: string,
+  protocol: "grpc" | "connect-json",
+): Client<typeof AvailabilityService> {
+  const interceptors = [bearer(key)];
+  const transport =
+    protocol === "grpc"
+      ? createGrpcTransport({ baseUrl: url, interceptors })
+      : createConnectTransport({
+          baseUrl: url,
+          httpVersion: "1.1",
+          useBinaryFormat: false,
+          interceptors,
+        });
+  return createClient(AvailabilityService, transport);
+}
+
+/**
+ * A service over `resources` resources working Monday to Saturday, 07:00 to
+ * 21:00 Berlin time, 30-minute bookings on a 15-minute grid, and 10
+ * overrides per resource blocking one afternoon in three.
+ */
+async function availabilityWorld(url: string, resources: number, start: number) {
+  const { apiKey, transport } = await benchTenant(url);
+  const rc = createClient(ResourceService, transport);
+  const ids: string[] = [];
+  for (let i = 0; i < resources; i++) {
+    const id = (
+      await rc.createResource({
+        name: `R${i}`,
+        timeZone: "Europe/Berlin",
+        weeklySchedule: {
+          windows: [1, 2, 3, 4, 5, 6].map((weekday) => ({
+            weekday,
+            startTime: "07:00",
+            endTime: "21:00",
+          })),
+        },
+      })
+    ).resource?.id as string;
+    for (let o = 0; o < 10; o++) {
+      const day = new Date(start + o * 3 * 86_400_000).toISOString().slice(0, 10);
+      await rc.createOverride({
+        resourceId: id,
+        kind: OverrideKind.BLOCK,
+        title: "off",
+        startDate: day,
+        startTime: "13:00",
+        endTime: "17:00",
+      });
+    }
+    ids.push(id);
+  }
+  const svc = await createClient(CatalogService, transport).createService({
+    name: "Bench slots",
+    resourceIds: ids,
+    policy: {
+      durations: [{ seconds: 1800n, nanos: 0 }],
+      slotInterval: { seconds: 900n, nanos: 0 },
+    },
+  });
+  return { key: apiKey, serviceId: svc.service?.id as string, resourceIds: ids };
+}
+
+/** Books up to `count` confirmed half-hours spread over `days` days; returns how many were made. */
+async function fill(
+  url: string,
+  w: Awaited<ReturnType<typeof availabilityWorld>>,
+  start: number,
+  days: number,
+  count: number,
+) {
+  const c = bookingClient(url, w.key, "grpc");
+  let made = 0;
+  for (let i = 0; made < count && i < count * 4; i++) {
+    const at = start + ((i * 7919) % (days * 48)) * 30 * MINUTE;
+    const resourceId = w.resourceIds[i % w.resourceIds.length] as string;
+    await c
+      .createBooking({
+        serviceId: w.serviceId,
+        resourceId,
+        startTime: timestampFromMs(at),
+        endTime: timestampFromMs(at + 30 * MINUTE),
+      })
+      .then(
+        () => made++,
+        () => {},
+      );
+  }
+  return made;
 }
 
 async function main() {
@@ -186,6 +291,8 @@ async function main() {
       PORT: "0",
       HOLDFAST_ADMIN_KEY: ADMIN_KEY,
       HOLDFAST_LOG_LEVEL: "warn",
+      // The bench's webhook receiver listens on loopback.
+      HOLDFAST_WEBHOOK_ALLOW_PRIVATE: "true",
     },
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -286,6 +393,141 @@ async function main() {
       ]),
     );
 
+    // ListSlots: one resource over 30 days on a 15-minute grid, with 10
+    // overrides and 500 bookings; and a service of 20 resources over 7 days.
+    {
+      const start = Date.UTC(2032, 0, 5);
+      const one = await availabilityWorld(url, 1, start);
+      const made = await fill(url, one, start, 30, 500);
+      if (made < 500) throw new Error(`only ${made} of 500 bookings could be made`);
+      const twenty = await availabilityWorld(url, 20, start);
+      await fill(url, twenty, start, 7, 200);
+      for (const protocol of ["grpc", "connect-json"] as const) {
+        const c1 = slotsClient(url, one.key, protocol);
+        const c20 = slotsClient(url, twenty.key, protocol);
+        const month = {
+          serviceId: one.serviceId,
+          startTime: timestampFromMs(start),
+          endTime: timestampFromMs(start + 30 * 86_400_000),
+        };
+        const week = {
+          serviceId: twenty.serviceId,
+          startTime: timestampFromMs(start),
+          endTime: timestampFromMs(start + 7 * 86_400_000),
+        };
+        const check = await c1.listSlots(month);
+        extra[`slots30d_${protocol}`] = check.slots.length;
+        await drive(Math.round(100 * scale), 4, () => c1.listSlots(month));
+        rows.push(
+          row(
+            "ListSlots 1 resource x 30 days",
+            protocol,
+            1,
+            await drive(Math.round(300 * scale), 1, () => c1.listSlots(month)),
+          ),
+        );
+        rows.push(
+          row(
+            "ListSlots 1 resource x 30 days",
+            protocol,
+            16,
+            await drive(Math.round(1000 * scale), 16, () => c1.listSlots(month)),
+          ),
+        );
+        await drive(Math.round(50 * scale), 4, () => c20.listSlots(week));
+        rows.push(
+          row(
+            "ListSlots 20 resources x 7 days",
+            protocol,
+            1,
+            await drive(Math.round(200 * scale), 1, () => c20.listSlots(week)),
+          ),
+        );
+        rows.push(
+          row(
+            "ListSlots 20 resources x 7 days",
+            protocol,
+            16,
+            await drive(Math.round(600 * scale), 16, () => c20.listSlots(week)),
+          ),
+        );
+      }
+    }
+
+    // Events: commit -> stream receipt and commit -> webhook receipt, under a
+    // steady load of holds and confirms. Latency is receipt time minus the
+    // event's occur_time (stamped in the writing transaction, just before
+    // its commit); Postgres and this process share the machine's clock.
+    {
+      const w = await world(url, 64);
+      const streamLatency: number[] = [];
+      const hookLatency: number[] = [];
+      const receiver = createHttpServer((req, res) => {
+        let body = "";
+        req.on("data", (c: Buffer) => {
+          body += c.toString();
+        });
+        req.on("end", () => {
+          hookLatency.push(Date.now() - Date.parse(JSON.parse(body).timestamp));
+          res.writeHead(204).end();
+        });
+      });
+      await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
+      const hookUrl = `http://127.0.0.1:${(receiver.address() as { port: number }).port}/hook`;
+      const interceptors = [bearer(w.key)];
+      await createClient(
+        WebhookService,
+        createGrpcTransport({ baseUrl: url, interceptors }),
+      ).createWebhook({
+        url: hookUrl,
+        eventTypes: ["booking.held", "booking.confirmed"],
+      });
+      const events = createClient(
+        EventService,
+        createGrpcTransport({ baseUrl: url, interceptors }),
+      );
+      const abort = new AbortController();
+      const streaming = (async () => {
+        try {
+          for await (const r of events.watchEvents({}, { signal: abort.signal })) {
+            const at = r.event?.occurTime;
+            if (at) streamLatency.push(Date.now() - (Number(at.seconds) * 1000 + at.nanos / 1e6));
+          }
+        } catch {}
+      })();
+      await new Promise((r) => setTimeout(r, 300));
+      const c = bookingClient(url, w.key, "grpc");
+      const pairs = Math.round(1000 * scale);
+      const started = performance.now();
+      // About 200 holds and 200 confirms a second, 8 callers.
+      await drive(pairs, 8, async (i) => {
+        const due = started + i * 5;
+        const wait = due - performance.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        const { booking } = await c.createHold(slot(w, i, 6));
+        await c.confirmBooking({ bookingId: booking?.id as string });
+      });
+      const deadline = Date.now() + 15_000;
+      while (
+        (streamLatency.length < 2 * pairs || hookLatency.length < 2 * pairs) &&
+        Date.now() < deadline
+      ) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      abort.abort();
+      await streaming;
+      receiver.close();
+      const stats = (l: number[]) => {
+        const s = [...l].sort((a, b) => a - b);
+        return { received: s.length, p50: round(percentile(s, 50)), p99: round(percentile(s, 99)) };
+      };
+      extra.eventLatency = {
+        expected: 2 * pairs,
+        stream: stats(streamLatency),
+        webhook: stats(hookLatency),
+      };
+    }
+
     // The floor: the same hold transaction as raw SQL through pg, no server.
     {
       const w = await world(url, 64);
@@ -303,13 +545,14 @@ async function main() {
       const hold = (i: number) => {
         const s = slot(w, i, 5);
         return pool.query(
-          `SELECT create_booking($1, $2, $3, $4, $5, $6, $7, $8, '0 ms', '0 ms', '0 ms', NULL, '120 s', '{}', '{}', NULL, NULL, NULL)`,
+          `SELECT create_booking($1, $2, $3::text[], $4, $5::integer[], $6, $7, $8, '0 ms', '0 ms', '0 ms', NULL,
+                                 '120 s', '{}', '{}', NULL, NULL, NULL)`,
           [
             tenantId,
             w.serviceId,
-            s.resourceId,
+            [s.resourceId],
             srev,
-            revs.get(s.resourceId),
+            [revs.get(s.resourceId)],
             version,
             new Date(Number(s.startTime.seconds) * 1000),
             new Date(Number(s.endTime.seconds) * 1000),
@@ -357,6 +600,21 @@ async function main() {
   console.log("\n50-way race for one slot, time until all 50 answered (20 races each):");
   for (const [p, r] of Object.entries(race))
     console.log(`  ${p.padEnd(12)} p50 ${r.p50} ms, max ${r.max} ms`);
+  const ev = extra.eventLatency as {
+    expected: number;
+    stream: { received: number; p50: number; p99: number };
+    webhook: { received: number; p50: number; p99: number };
+  };
+  console.log(
+    `\nCommit to receipt under ~200 holds + 200 confirms a second (${ev.expected} events):`,
+  );
+  console.log(
+    `  WatchEvents stream  p50 ${ev.stream.p50} ms, p99 ${ev.stream.p99} ms (${ev.stream.received} received)`,
+  );
+  console.log(
+    `  webhook             p50 ${ev.webhook.p50} ms, p99 ${ev.webhook.p99} ms (${ev.webhook.received} received)`,
+  );
+  console.log("\nListSlots results checked:", extra.slots30d_grpc, "slots in the 30-day month");
   if (jsonFile) {
     await writeFile(jsonFile, `${JSON.stringify({ rows, ...extra }, null, 2)}\n`);
     console.log(`\nfigures written to ${jsonFile}`);

@@ -61,7 +61,11 @@ describe("the typed client", () => {
       let replayed = false;
       const { booking } = await hf.bookings.createHold(
         { serviceId: w.serviceId, resourceId: w.resourceId, ...at(1, 10) },
-        { onHeader: (h) => (replayed = h.get("idempotent-replayed") === "true") },
+        {
+          onHeader: (h) => {
+            replayed = h.get("idempotent-replayed") === "true";
+          },
+        },
       );
       expect(proxy.connections()).toBeGreaterThanOrEqual(3);
       expect(replayed).toBe(true);

@@ -22,6 +22,19 @@ beforeAll(async () => {
   server = await startTestServer({ HOLDFAST_SWEEP_INTERVAL_MS: "60000" });
 });
 
+/**
+ * Moves a booking's time into the past behind the API's back: no call can
+ * book the past, and waiting for a real start would make the test slow.
+ */
+async function startedAlready(bookingId: string): Promise<void> {
+  await server.pool.query(
+    `UPDATE bookings SET start_time = now() - interval '5 minutes', end_time = now() + interval '25 minutes',
+       block_start = now() - interval '5 minutes', block_end = now() + interval '25 minutes'
+     WHERE id = $1`,
+    [bookingId],
+  );
+}
+
 async function outboxTypes(bookingId: string): Promise<string[]> {
   const { rows } = await server.pool.query<{ type: string }>(
     "SELECT type FROM outbox WHERE booking_id = $1 ORDER BY xid, seq",
@@ -216,15 +229,13 @@ describe("cancel, complete, no-show", () => {
   });
 
   it("complete and no-show only once the booking has started", async () => {
-    const w = await bookingWorld(server.url, { policy: { durations: [minutes(1), minutes(30)] } });
-    // Starts in ~2 s (the minute grid is not enforced by this policy yet).
-    const startMs = Date.now() + 2_000;
-    const soon = {
-      startTime: timestampFromMs(startMs),
-      endTime: timestampFromMs(startMs + MINUTE),
-    };
+    const w = await bookingWorld(server.url);
     const a = (
-      await w.bookings.createBooking({ serviceId: w.serviceId, resourceId: w.resourceId, ...soon })
+      await w.bookings.createBooking({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(1, 9),
+      })
     ).booking;
     const later = (
       await w.bookings.createBooking({
@@ -238,7 +249,7 @@ describe("cancel, complete, no-show", () => {
       Code.FailedPrecondition,
       "NOT_STARTED",
     );
-    await sleep(2_100);
+    await startedAlready(a?.id as string);
     expect((await w.bookings.completeBooking({ bookingId: a?.id as string })).booking?.status).toBe(
       BookingStatus.COMPLETED,
     );
@@ -268,15 +279,13 @@ describe("cancel, complete, no-show", () => {
   });
 
   it("marks a started booking as a no-show", async () => {
-    const w = await bookingWorld(server.url, { policy: { durations: [minutes(1)] } });
-    const startMs = Date.now() + 1_500;
+    const w = await bookingWorld(server.url);
     const { booking } = await w.bookings.createBooking({
       serviceId: w.serviceId,
       resourceId: w.resourceId,
-      startTime: timestampFromMs(startMs),
-      endTime: timestampFromMs(startMs + MINUTE),
+      ...at(1, 10),
     });
-    await sleep(1_600);
+    await startedAlready(booking?.id as string);
     expect(
       (await w.bookings.markNoShow({ bookingId: booking?.id as string })).booking?.status,
     ).toBe(BookingStatus.NO_SHOW);
@@ -325,7 +334,7 @@ describe("conflicts", () => {
 
   it("keeps the policy's buffers free around every booking", async () => {
     const w = await bookingWorld(server.url, {
-      policy: { durations: [minutes(30)], bufferAfter: minutes(15) },
+      policy: { durations: [minutes(30)], bufferAfter: minutes(15), slotInterval: minutes(15) },
     });
     const base = { serviceId: w.serviceId, resourceId: w.resourceId };
     await w.bookings.createBooking({ ...base, ...at(1, 10) });
@@ -378,7 +387,8 @@ describe("rules and reasons", () => {
       },
     });
     const base = { serviceId: w.serviceId, resourceId: w.resourceId };
-    const soon = Date.now() + 30 * MINUTE;
+    // On the 30-minute grid, within the hour of notice the policy asks for.
+    const soon = Math.ceil((Date.now() + MINUTE) / (30 * MINUTE)) * 30 * MINUTE;
     const tooSoon = await rejected(
       w.bookings.createHold({
         ...base,
@@ -394,7 +404,7 @@ describe("rules and reasons", () => {
       Code.FailedPrecondition,
       "TOO_FAR_AHEAD",
     );
-    const past = Date.now() - HOUR;
+    const past = Math.floor(Date.now() / (30 * MINUTE)) * 30 * MINUTE - HOUR;
     await rejected(
       clientFor(BookingService, server.url, w.key).createBooking({
         ...base,

@@ -131,6 +131,7 @@ describe("random interleavings of holds, bookings, confirms, extends, cancels an
           policy: {
             durations: [minutes(30), minutes(60)],
             bufferBefore: minutes(15),
+            slotInterval: minutes(15),
             holdTtl: seconds(60),
           },
         });

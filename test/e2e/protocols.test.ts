@@ -108,7 +108,7 @@ describe("health checking", () => {
   it("reports SERVING over gRPC and Connect JSON, and NOT_FOUND for unknown services", async () => {
     const health = clientFor(Health, server.url, undefined);
     expect((await health.check({})).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
-    expect((await health.check({ service: "holdfast.v1.ResourceService" })).status).toBe(
+    expect((await health.check({ service: "holdfast.v1.BookingService" })).status).toBe(
       HealthCheckResponse_ServingStatus.SERVING,
     );
     await rejected(
@@ -141,6 +141,8 @@ describe("server reflection", () => {
         "holdfast.v1.CatalogService",
         "holdfast.v1.KeyService",
         "holdfast.v1.TenantService",
+        "holdfast.v1.BookingService",
+        "holdfast.v1.AvailabilityService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
       ]),

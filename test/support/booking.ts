@@ -58,7 +58,7 @@ export async function bookingWorld(
   const { service } = await catalog.createService({
     name: "Consultation",
     resourceIds,
-    policy: opts.policy ?? { durations: [minutes(30), minutes(60)] },
+    policy: opts.policy ?? { durations: [minutes(30), minutes(60)], slotInterval: minutes(15) },
   });
   return {
     key,

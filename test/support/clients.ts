@@ -163,11 +163,15 @@ export function grpcJsClient(
   };
 }
 
-/** The ErrorInfo reason a grpc-js error carries in its grpc-status-details-bin trailer. */
-export function grpcJsReason(err: grpc.ServiceError): string | undefined {
+/** The ErrorInfo a grpc-js error carries in its grpc-status-details-bin trailer. */
+export function grpcJsErrorInfo(err: grpc.ServiceError) {
   const bin = err.metadata.get("grpc-status-details-bin")[0];
   if (!(bin instanceof Buffer)) return undefined;
   const status = fromBinary(StatusSchema, bin);
   const info = status.details.find((d) => d.typeUrl.endsWith("google.rpc.ErrorInfo"));
-  return info ? fromBinary(ErrorInfoSchema, info.value).reason : undefined;
+  return info ? fromBinary(ErrorInfoSchema, info.value) : undefined;
+}
+
+export function grpcJsReason(err: grpc.ServiceError): string | undefined {
+  return grpcJsErrorInfo(err)?.reason;
 }

@@ -1,0 +1,310 @@
+import { Code } from "@connectrpc/connect";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Event, EventService } from "../../gen/holdfast/v1/event_pb.js";
+import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
+import { decodeCursor, isAfter, type Position } from "../../src/domain/events.js";
+import { at, bookingWorld, seconds, sleep } from "../support/booking.js";
+import { clientFor, grpcJsErrorInfo, rejected } from "../support/clients.js";
+import { type ServerProcess, spawnServer } from "../support/process.js";
+import { ADMIN_KEY, startTestServer, type TestServer } from "../support/server.js";
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await startTestServer({
+    HOLDFAST_SWEEP_INTERVAL_MS: "200",
+    HOLDFAST_STREAM_BUFFER: "20",
+    HOLDFAST_STREAM_MAX_LAG_MS: "500",
+  });
+});
+
+/** Reads a stream in the background, collecting events until stopped. */
+function watch(
+  client: ReturnType<typeof clientFor<typeof EventService>>,
+  req: Parameters<typeof client.watchEvents>[0],
+) {
+  const abort = new AbortController();
+  const events: Event[] = [];
+  let failure: unknown;
+  const done = (async () => {
+    try {
+      for await (const res of client.watchEvents(req, { signal: abort.signal })) {
+        if (res.event) events.push(res.event);
+      }
+    } catch (err) {
+      if (!abort.signal.aborted) failure = err;
+    }
+  })();
+  return {
+    events,
+    failure: () => failure,
+    async until(count: number, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (events.length < count && Date.now() < deadline && failure === undefined)
+        await sleep(20);
+      return events;
+    },
+    async stop() {
+      abort.abort();
+      await done;
+    },
+  };
+}
+
+const kinds = (events: Event[]) => events.map((e) => `${e.type}:${e.booking?.id.slice(-6)}`);
+
+describe("WatchEvents", () => {
+  it("streams held then confirmed, and held then expired, in order, with full bookings", async () => {
+    const w = await bookingWorld(server.url);
+    const stream = watch(clientFor(EventService, server.url, w.key), {});
+    await sleep(200);
+    const a = (
+      await w.bookings.createHold({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(1, 9),
+        metadata: { call: "a" },
+      })
+    ).booking;
+    await w.bookings.confirmBooking({ bookingId: a?.id as string });
+    const b = (
+      await w.bookings.createHold({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(1, 10),
+        ttl: seconds(1),
+      })
+    ).booking;
+    const events = await stream.until(4);
+    await stream.stop();
+    expect(kinds(events)).toEqual([
+      `booking.held:${a?.id.slice(-6)}`,
+      `booking.confirmed:${a?.id.slice(-6)}`,
+      `booking.held:${b?.id.slice(-6)}`,
+      `booking.expired:${b?.id.slice(-6)}`,
+    ]);
+    expect(events[0]?.booking?.metadata).toEqual({ call: "a" });
+    expect(
+      events.every((e) => e.id.startsWith("evt_") && e.cursor.startsWith("ev1_") && e.occurTime),
+    ).toBe(true);
+    expect(new Set(events.map((e) => e.id)).size).toBe(4);
+  });
+
+  it("resumes from any cursor with every later event exactly once, then live ones", async () => {
+    const w = await bookingWorld(server.url);
+    const events = clientFor(EventService, server.url, w.key);
+    for (let h = 9; h < 15; h++) {
+      const { booking } = await w.bookings.createHold({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(2, h),
+      });
+      await w.bookings.cancelBooking({ bookingId: booking?.id as string });
+    }
+    const all = (await events.listEvents({})).events;
+    expect(all).toHaveLength(12);
+    const middle = all[5]?.cursor as string;
+    const stream = watch(events, { after: middle });
+    const replayed = await stream.until(6);
+    expect(replayed.map((e) => e.id)).toEqual(all.slice(6).map((e) => e.id));
+    await w.bookings.createBooking({
+      serviceId: w.serviceId,
+      resourceId: w.resourceId,
+      ...at(2, 16),
+    });
+    const withLive = await stream.until(7);
+    await stream.stop();
+    expect(withLive).toHaveLength(7);
+    expect(withLive[6]?.type).toBe("booking.confirmed");
+    // Paging the same range gives the same events.
+    const paged: string[] = [];
+    let after = middle;
+    for (;;) {
+      const page = await events.listEvents({ after, pageSize: 4 });
+      paged.push(...page.events.map((e) => e.id));
+      if (page.events.length === 0) break;
+      after = page.nextCursor;
+    }
+    expect(paged).toEqual(withLive.map((e) => e.id));
+  });
+
+  it("delivers two overlapping transactions that commit out of order, each once", async () => {
+    const w = await bookingWorld(server.url);
+    const stream = watch(clientFor(EventService, server.url, w.key), {});
+    await sleep(200);
+    const first = new pg.Client({ connectionString: server.databaseUrl });
+    const second = new pg.Client({ connectionString: server.databaseUrl });
+    await Promise.all([first.connect(), second.connect()]);
+    try {
+      const insert = (c: pg.Client, id: string) =>
+        c.query(
+          `INSERT INTO outbox (tenant_id, type, booking_id, resource_id, service_id, payload)
+           VALUES ($1, 'booking.held', $2, $3, $4, jsonb_build_object('booking', jsonb_build_object('id', $2::text)))`,
+          [w.tenantId, id, w.resourceId, w.serviceId],
+        );
+      await first.query("BEGIN");
+      await insert(first, "bkg_first_started");
+      await second.query("BEGIN");
+      await insert(second, "bkg_second_started");
+      await second.query("COMMIT");
+      // The later transaction has committed, but the earlier one may still
+      // write before it: nothing is delivered past it yet.
+      await sleep(1_500);
+      expect(stream.events).toEqual([]);
+      expect((await clientFor(EventService, server.url, w.key).listEvents({})).events).toEqual([]);
+      await first.query("COMMIT");
+    } finally {
+      await Promise.all([first.end(), second.end()]);
+    }
+    const events = await stream.until(2);
+    await sleep(300);
+    await stream.stop();
+    expect(events.map((e) => e.booking?.id)).toEqual(["bkg_first_started", "bkg_second_started"]);
+    const listed = (await clientFor(EventService, server.url, w.key).listEvents({})).events;
+    expect(listed.map((e) => e.booking?.id)).toEqual(["bkg_first_started", "bkg_second_started"]);
+  });
+
+  it("filters by type, resource and service, and shows a tenant only its own events", async () => {
+    const w = await bookingWorld(server.url, { resources: 2 });
+    const other = await bookingWorld(server.url);
+    const events = clientFor(EventService, server.url, w.key);
+    const [r1, r2] = w.resourceIds as [string, string];
+    const byType = watch(events, { filter: { types: ["booking.confirmed"] } });
+    const byResource = watch(events, { filter: { resourceIds: [r2] } });
+    const theirs = watch(clientFor(EventService, server.url, other.key), {});
+    await sleep(200);
+    await w.bookings.createHold({ serviceId: w.serviceId, resourceId: r1, ...at(3, 9) });
+    await w.bookings.createBooking({ serviceId: w.serviceId, resourceId: r2, ...at(3, 9) });
+    await w.bookings.createBooking({ serviceId: w.serviceId, resourceId: r1, ...at(3, 10) });
+    expect((await byType.until(2)).map((e) => e.booking?.resourceId)).toEqual([r2, r1]);
+    expect((await byResource.until(1)).map((e) => e.type)).toEqual(["booking.confirmed"]);
+    await sleep(300);
+    expect(byType.events).toHaveLength(2);
+    expect(byResource.events).toHaveLength(1);
+    expect(theirs.events).toEqual([]);
+    await Promise.all([byType.stop(), byResource.stop(), theirs.stop()]);
+    const listed = await events.listEvents({
+      filter: { serviceIds: [w.serviceId], types: ["booking.held"] },
+    });
+    expect(listed.events.map((e) => e.booking?.resourceId)).toEqual([r1]);
+    await rejected(
+      events.listEvents({ filter: { types: ["booking.exploded"] } }),
+      Code.InvalidArgument,
+      "VALIDATION_ERROR",
+    );
+    await rejected(events.listEvents({ after: "garbage" }), Code.InvalidArgument, "INVALID_CURSOR");
+  });
+
+  it("needs events.read", async () => {
+    const w = await bookingWorld(server.url);
+    const limited = await clientFor(KeyService, server.url, w.key).createApiKey({
+      scopes: ["bookings.read"],
+    });
+    await rejected(
+      clientFor(EventService, server.url, limited.apiKey).listEvents({}),
+      Code.PermissionDenied,
+      "MISSING_SCOPE",
+    );
+  });
+});
+
+describe("a consumer that falls behind", () => {
+  it("is closed with ResourceExhausted and a cursor that resumes without loss", async () => {
+    const w = await bookingWorld(server.url);
+    const definition = protoLoader.loadSync("holdfast/v1/event.proto", {
+      includeDirs: ["proto"],
+      enums: String,
+      longs: String,
+    });
+    const pkg = grpc.loadPackageDefinition(definition) as unknown as {
+      holdfast: { v1: { EventService: grpc.ServiceClientConstructor } };
+    };
+    const client = new pkg.holdfast.v1.EventService(
+      new URL(server.url).host,
+      grpc.credentials.createInsecure(),
+    );
+    const metadata = new grpc.Metadata();
+    metadata.set("authorization", `Bearer ${w.key}`);
+    const watchEvents = client.watchEvents as (
+      req: object,
+      md: grpc.Metadata,
+    ) => grpc.ClientReadableStream<unknown>;
+    const call = watchEvents.call(client, {}, metadata) as grpc.ClientReadableStream<{
+      event: { id: string };
+    }>;
+    const received: { id: string; cursor: string }[] = [];
+    call.on("data", (d: { event: { id: string; cursor: string } }) => received.push(d.event));
+    const failed = new Promise<grpc.ServiceError>((resolve) => call.on("error", resolve));
+    // grpc-js may report the status before it hands over messages it buffered while paused.
+    const closed = new Promise<void>((resolve) => call.on("close", () => resolve()));
+    await sleep(300);
+    call.pause();
+    // Far more than the stream's buffer (20) and its connection's windows hold.
+    await server.pool.query(
+      `INSERT INTO outbox (tenant_id, type, booking_id, resource_id, service_id, payload)
+       SELECT $1, 'booking.held', 'bkg_' || g, $2, $3, jsonb_build_object('booking', jsonb_build_object('id', 'bkg_' || g,
+                'metadata', jsonb_build_object('padding', repeat('x', 1000))))
+       FROM generate_series(1, 600) AS g`,
+      [w.tenantId, w.resourceId, w.serviceId],
+    );
+    await sleep(2_000);
+    call.resume();
+    const err = await failed;
+    await closed;
+    client.close();
+    expect(err.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    const info = grpcJsErrorInfo(err);
+    expect(info?.reason).toBe("CONSUMER_TOO_SLOW");
+    // The server names how far it sent; grpc-js drops what it had buffered
+    // while paused once the error arrives, so a consumer resumes from the
+    // last event it processed, which the server's cursor is never before.
+    const sent = decodeCursor(info?.metadata.cursor as string);
+    const last = received.at(-1);
+    expect(sent).toBeDefined();
+    expect(received.length).toBeLessThan(600);
+    if (last) expect(isAfter(decodeCursor(last.cursor) as Position, sent as Position)).toBe(false);
+    // Resuming from the last processed event yields exactly the rest.
+    const events = clientFor(EventService, server.url, w.key);
+    const rest: string[] = [];
+    let after = last?.cursor ?? "";
+    for (;;) {
+      const page = await events.listEvents({ after, pageSize: 1000 });
+      if (page.events.length === 0) break;
+      rest.push(...page.events.map((e) => e.id));
+      after = page.nextCursor;
+    }
+    const all = [...received.map((e) => e.id), ...rest];
+    expect(all).toHaveLength(600);
+    expect(new Set(all).size).toBe(600);
+  });
+});
+
+describe("across instances", () => {
+  let other: ServerProcess;
+  afterAll(async () => {
+    await other?.stop();
+  });
+
+  it("an event committed through one process reaches a stream held open on another", async () => {
+    // With its fallback poll a minute apart, only the notification can bring the event in time.
+    other = await spawnServer({
+      DATABASE_URL: server.databaseUrl,
+      PORT: "0",
+      HOLDFAST_ADMIN_KEY: ADMIN_KEY,
+      HOLDFAST_EVENT_POLL_MS: "60000",
+    });
+    const w = await bookingWorld(server.url);
+    const stream = watch(clientFor(EventService, other.url, w.key), {});
+    await sleep(300);
+    const { booking } = await w.bookings.createHold({
+      serviceId: w.serviceId,
+      resourceId: w.resourceId,
+      ...at(4, 9),
+    });
+    const [event] = await stream.until(1, 20_000);
+    await stream.stop();
+    expect(event?.booking?.id).toBe(booking?.id);
+  });
+});

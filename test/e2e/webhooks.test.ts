@@ -1,0 +1,385 @@
+import { toJson } from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EventService } from "../../gen/holdfast/v1/event_pb.js";
+import {
+  DeliveryStatus,
+  GetWebhookResponseSchema,
+  WebhookService,
+  WebhookState,
+} from "../../gen/holdfast/v1/webhook_pb.js";
+import { at, bookingWorld, sleep } from "../support/booking.js";
+import { clientFor, fieldViolations, rejected } from "../support/clients.js";
+import { freshDatabase } from "../support/database.js";
+import { type ServerProcess, spawnServer } from "../support/process.js";
+import { webhookReceiver } from "../support/receiver.js";
+import { ADMIN_KEY, startTestServer, type TestServer } from "../support/server.js";
+
+const FAST_RETRIES = {
+  HOLDFAST_WEBHOOK_ALLOW_PRIVATE: "true",
+  HOLDFAST_WEBHOOK_RETRY_SCHEDULE: "200ms,300ms,500ms,1s,2s,3s",
+  HOLDFAST_WEBHOOK_DISABLE_AFTER: "3",
+  HOLDFAST_WEBHOOK_TIMEOUT_MS: "1000",
+};
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await startTestServer(FAST_RETRIES);
+});
+
+async function endpoint(
+  w: Awaited<ReturnType<typeof bookingWorld>>,
+  url: string,
+  eventTypes = ["*"],
+) {
+  const webhooks = clientFor(WebhookService, server.url, w.key);
+  const created = await webhooks.createWebhook({ url, eventTypes, description: "test receiver" });
+  return { webhooks, id: created.webhook?.id as string, secret: created.secret };
+}
+
+describe("managing webhooks", () => {
+  it("shows the secret once, and pauses, resumes, edits and deletes", async () => {
+    const w = await bookingWorld(server.url);
+    const { webhooks, id, secret } = await endpoint(w, "https://hooks.example.com/a", [
+      "booking.confirmed",
+    ]);
+    expect(secret).toMatch(/^whsec_/);
+    const got = await webhooks.getWebhook({ id });
+    expect(got.webhook).toMatchObject({
+      url: "https://hooks.example.com/a",
+      eventTypes: ["booking.confirmed"],
+      state: WebhookState.ACTIVE,
+    });
+    expect(JSON.stringify(toJson(GetWebhookResponseSchema, got))).not.toContain(secret.slice(6));
+    const { rows } = await server.pool.query(
+      "SELECT secret::text AS s FROM webhooks WHERE id = $1",
+      [id],
+    );
+    expect(rows[0].s).not.toContain(secret.slice(6, 20));
+    const paused = await webhooks.updateWebhook({ webhook: { id, state: WebhookState.PAUSED } });
+    expect(paused.webhook?.state).toBe(WebhookState.PAUSED);
+    const edited = await webhooks.updateWebhook({
+      webhook: { id, eventTypes: ["booking.held", "booking.expired"], state: WebhookState.ACTIVE },
+    });
+    expect(edited.webhook).toMatchObject({
+      state: WebhookState.ACTIVE,
+      eventTypes: ["booking.held", "booking.expired"],
+    });
+    expect((await webhooks.listWebhooks({})).webhooks.map((x) => x.id)).toEqual([id]);
+    await webhooks.deleteWebhook({ id });
+    await rejected(webhooks.getWebhook({ id }), Code.NotFound, "WEBHOOK_NOT_FOUND");
+  });
+
+  it("refuses bad URLs and event types, naming the fields", async () => {
+    const w = await bookingWorld(server.url);
+    const webhooks = clientFor(WebhookService, server.url, w.key);
+    const err = await rejected(
+      webhooks.createWebhook({ url: "ftp://x", eventTypes: ["booking.exploded"] }),
+      Code.InvalidArgument,
+      "VALIDATION_ERROR",
+    );
+    expect(fieldViolations(err).sort()).toEqual(["event_types[0]", "url"]);
+    await rejected(
+      webhooks.createWebhook({ url: "https://ok.example.com" }),
+      Code.InvalidArgument,
+      "VALIDATION_ERROR",
+    );
+    await rejected(
+      webhooks.updateWebhook({ webhook: { id: "whk_x", state: WebhookState.DISABLED } }),
+      Code.InvalidArgument,
+      "VALIDATION_ERROR",
+    );
+  });
+
+  it("refuses private and loopback addresses unless HOLDFAST_WEBHOOK_ALLOW_PRIVATE is set", async () => {
+    const strict = await startTestServer({}, await freshDatabase());
+    const w = await bookingWorld(strict.url);
+    const webhooks = clientFor(WebhookService, strict.url, w.key);
+    for (const url of [
+      "http://127.0.0.1:9000/h",
+      "https://10.0.0.5/h",
+      "https://localhost/h",
+      "https://[::1]/h",
+    ]) {
+      const err = await rejected(
+        webhooks.createWebhook({ url, eventTypes: ["*"] }),
+        Code.InvalidArgument,
+        "VALIDATION_ERROR",
+      );
+      expect(fieldViolations(err)).toEqual(["url"]);
+    }
+  });
+});
+
+describe("delivery", () => {
+  it("signs per Standard Webhooks, retries failures with backoff, and delivers the event with its metadata", async () => {
+    const w = await bookingWorld(server.url);
+    let secret = "";
+    const receiver = await webhookReceiver({
+      secrets: () => [secret],
+      respond: (n) => (n <= 2 ? 500 : 200),
+    });
+    try {
+      const e = await endpoint(w, receiver.url(), ["booking.held"]);
+      secret = e.secret;
+      const { booking } = await w.bookings.createHold({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(1, 9),
+        metadata: { leadId: "lead-7" },
+      });
+      const got = await receiver.waitFor((r) => r.length >= 3);
+      await sleep(500);
+      expect(got).toHaveLength(3);
+      expect(new Set(got.map((r) => r.id)).size).toBe(1);
+      expect(got.every((r) => r.verified !== undefined)).toBe(true);
+      expect(got[2]?.verified).toMatchObject({
+        type: "booking.held",
+        data: { booking: { id: booking?.id, metadata: { leadId: "lead-7" } } },
+      });
+      const [delivery] = (await e.webhooks.listDeliveries({ webhookId: e.id })).deliveries;
+      expect(delivery).toMatchObject({
+        status: DeliveryStatus.SUCCEEDED,
+        eventType: "booking.held",
+        eventId: got[0]?.id,
+      });
+      expect(delivery?.attempts.map((a) => a.statusCode)).toEqual([500, 500, 200]);
+      expect(delivery?.attempts[0]?.error).toContain("500");
+      expect((await e.webhooks.getWebhook({ id: e.id })).webhook?.consecutiveFailures).toBe(0);
+    } finally {
+      await receiver.stop();
+    }
+  });
+
+  it("gets everything to a receiver that was down for a while, once it is back", async () => {
+    const w = await bookingWorld(server.url);
+    let secret = "";
+    const receiver = await webhookReceiver({ secrets: () => [secret] });
+    try {
+      const e = await endpoint(w, receiver.url());
+      secret = e.secret;
+      await receiver.stop();
+      // Two events: fewer than the three failing in a row that disable an endpoint.
+      for (let h = 9; h < 11; h++) {
+        await w.bookings.createBooking({
+          serviceId: w.serviceId,
+          resourceId: w.resourceId,
+          ...at(1, h),
+        });
+      }
+      await sleep(700);
+      expect(receiver.received).toEqual([]);
+      await receiver.start();
+      const got = await receiver.waitFor((r) => new Set(r.map((x) => x.id)).size >= 2);
+      expect(new Set(got.map((x) => x.id)).size).toBe(2);
+      expect(got.every((r) => r.verified !== undefined)).toBe(true);
+      const deliveries = (await e.webhooks.listDeliveries({ webhookId: e.id })).deliveries;
+      expect(
+        deliveries.every((d) => d.status === DeliveryStatus.SUCCEEDED && d.attempts.length >= 2),
+      ).toBe(true);
+      expect(deliveries[0]?.attempts[0]?.statusCode).toBe(0);
+    } finally {
+      await receiver.stop();
+    }
+  });
+
+  it("disables an endpoint that answers 410 Gone, and records webhook.disabled", async () => {
+    const w = await bookingWorld(server.url);
+    const receiver = await webhookReceiver({ secrets: () => [], respond: () => 410 });
+    try {
+      const e = await endpoint(w, receiver.url());
+      await w.bookings.createHold({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(1, 9),
+      });
+      await receiver.waitFor((r) => r.length >= 1);
+      await sleep(400);
+      const hook = (await e.webhooks.getWebhook({ id: e.id })).webhook;
+      expect(hook).toMatchObject({
+        state: WebhookState.DISABLED,
+        disabledReason: "the endpoint answered 410 Gone",
+      });
+      const events = await clientFor(EventService, server.url, w.key).listEvents({
+        filter: { types: ["webhook.disabled"] },
+      });
+      expect(events.events.map((x) => [x.webhookId, x.detail])).toEqual([
+        [e.id, "the endpoint answered 410 Gone"],
+      ]);
+      expect(receiver.received).toHaveLength(1);
+      // Re-enabling clears the state; the failed delivery can be retried by hand.
+      const again = await e.webhooks.updateWebhook({
+        webhook: { id: e.id, state: WebhookState.ACTIVE },
+      });
+      expect(again.webhook?.disabledReason).toBe("");
+    } finally {
+      await receiver.stop();
+    }
+  });
+
+  it("disables an endpoint after N events in a row fail", async () => {
+    const w = await bookingWorld(server.url);
+    const receiver = await webhookReceiver({ secrets: () => [], respond: () => 503 });
+    try {
+      const e = await endpoint(w, receiver.url(), ["booking.confirmed"]);
+      for (let h = 9; h < 13; h++)
+        await w.bookings.createBooking({
+          serviceId: w.serviceId,
+          resourceId: w.resourceId,
+          ...at(2, h),
+        });
+      const deadline = Date.now() + 15_000;
+      let state = WebhookState.ACTIVE;
+      while (state === WebhookState.ACTIVE && Date.now() < deadline) {
+        await sleep(100);
+        state = (await e.webhooks.getWebhook({ id: e.id })).webhook?.state ?? state;
+      }
+      const hook = (await e.webhooks.getWebhook({ id: e.id })).webhook;
+      expect(hook?.state).toBe(WebhookState.DISABLED);
+      expect(hook?.disabledReason).toBe("deliveries of 3 events in a row failed");
+      const deliveries = (await e.webhooks.listDeliveries({ webhookId: e.id })).deliveries;
+      expect(deliveries.every((d) => d.status === DeliveryStatus.FAILED)).toBe(true);
+    } finally {
+      await receiver.stop();
+    }
+  });
+
+  it("queues nothing for a paused endpoint, and delivers again once resumed", async () => {
+    const w = await bookingWorld(server.url);
+    const receiver = await webhookReceiver({ secrets: () => [] });
+    try {
+      const e = await endpoint(w, receiver.url(), ["booking.confirmed"]);
+      await e.webhooks.updateWebhook({ webhook: { id: e.id, state: WebhookState.PAUSED } });
+      await w.bookings.createBooking({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(4, 9),
+      });
+      await sleep(800);
+      expect(receiver.received).toEqual([]);
+      expect((await e.webhooks.listDeliveries({ webhookId: e.id })).deliveries).toEqual([]);
+      await e.webhooks.updateWebhook({ webhook: { id: e.id, state: WebhookState.ACTIVE } });
+      const { booking } = await w.bookings.createBooking({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(4, 10),
+      });
+      const [got] = await receiver.waitFor((r) => r.length >= 1);
+      expect(JSON.parse(got?.body ?? "{}").data.booking.id).toBe(booking?.id);
+    } finally {
+      await receiver.stop();
+    }
+  });
+
+  it("signs with both secrets for a day after a rotation", async () => {
+    const w = await bookingWorld(server.url);
+    let accepted: string[] = [];
+    const receiver = await webhookReceiver({ secrets: () => accepted });
+    try {
+      const e = await endpoint(w, receiver.url());
+      const rotated = await e.webhooks.rotateWebhookSecret({ id: e.id });
+      expect(rotated.secret).not.toBe(e.secret);
+      accepted = [e.secret];
+      await w.bookings.createHold({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(3, 9),
+      });
+      const [first] = await receiver.waitFor((r) => r.length >= 1);
+      expect(first?.verified).toBeDefined();
+      expect(String(first?.headers["webhook-signature"]).split(" ")).toHaveLength(2);
+      accepted = [rotated.secret];
+      await e.webhooks.sendTestEvent({ id: e.id });
+      const got = await receiver.waitFor((r) => r.length >= 2);
+      expect(got[1]?.verified).toMatchObject({ type: "webhook.test" });
+    } finally {
+      await receiver.stop();
+    }
+  });
+
+  it("retries a delivery on request (at least once: the same webhook-id again)", async () => {
+    const w = await bookingWorld(server.url);
+    let secret = "";
+    const receiver = await webhookReceiver({ secrets: () => [secret] });
+    try {
+      const e = await endpoint(w, receiver.url());
+      secret = e.secret;
+      await w.bookings.createHold({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(3, 10),
+      });
+      const [first] = await receiver.waitFor((r) => r.length >= 1);
+      const [delivery] = (await e.webhooks.listDeliveries({ webhookId: e.id })).deliveries;
+      await e.webhooks.retryDelivery({ webhookId: e.id, deliveryId: delivery?.id as string });
+      const got = await receiver.waitFor((r) => r.length >= 2);
+      expect(got[1]?.id).toBe(first?.id);
+      await rejected(
+        e.webhooks.retryDelivery({ webhookId: e.id, deliveryId: "dlv_nope" }),
+        Code.NotFound,
+        "DELIVERY_NOT_FOUND",
+      );
+    } finally {
+      await receiver.stop();
+    }
+  });
+});
+
+describe("a server killed during delivery", () => {
+  let first: ServerProcess | undefined;
+  let second: ServerProcess | undefined;
+  afterAll(async () => {
+    first?.child.kill("SIGKILL");
+    await second?.stop();
+  });
+
+  it("loses nothing: another instance delivers once the dead one's lease runs out", async () => {
+    const databaseUrl = await freshDatabase();
+    const env = {
+      DATABASE_URL: databaseUrl,
+      PORT: "0",
+      HOLDFAST_ADMIN_KEY: ADMIN_KEY,
+      ...FAST_RETRIES,
+    };
+    first = await spawnServer(env);
+    const w = await bookingWorld(first.url);
+    let secret = "";
+    const receiver = await webhookReceiver({
+      secrets: () => [secret],
+      respond: (n) => (n === 1 ? "hang" : 200),
+    });
+    try {
+      const created = await clientFor(WebhookService, first.url, w.key).createWebhook({
+        url: receiver.url(),
+        eventTypes: ["*"],
+      });
+      secret = created.secret;
+      const { booking } = await w.bookings.createBooking({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(1, 9),
+      });
+      await receiver.waitFor((r) => r.length >= 1);
+      // The first attempt is in flight: kill the server mid-delivery.
+      first.child.kill("SIGKILL");
+      first = undefined;
+      second = await spawnServer(env);
+      const got = await receiver.waitFor((r) => r.length >= 2, 20_000);
+      expect(got[1]?.id).toBe(got[0]?.id);
+      expect(got[1]?.verified).toMatchObject({
+        type: "booking.confirmed",
+        data: { booking: { id: booking?.id } },
+      });
+      // The receiver has answered; the attempt is recorded right after.
+      const webhooks = clientFor(WebhookService, second.url, w.key);
+      const deliveryStatus = async () =>
+        (await webhooks.listDeliveries({ webhookId: created.webhook?.id as string })).deliveries[0]
+          ?.status;
+      for (let i = 0; i < 50 && (await deliveryStatus()) !== DeliveryStatus.SUCCEEDED; i++)
+        await sleep(100);
+      expect(await deliveryStatus()).toBe(DeliveryStatus.SUCCEEDED);
+    } finally {
+      await receiver.stop();
+    }
+  });
+});

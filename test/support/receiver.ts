@@ -1,0 +1,81 @@
+import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
+import { Webhook } from "standardwebhooks";
+
+export type Received = {
+  id: string;
+  headers: IncomingHttpHeaders;
+  body: string;
+  verified: unknown;
+};
+
+/**
+ * A webhook receiver on loopback that verifies each delivery with the
+ * standardwebhooks library (against any of `secrets`) and answers as
+ * `respond` says: a status code, or "hang" to never answer.
+ */
+export async function webhookReceiver(opts: {
+  secrets: () => string[];
+  respond?: (n: number, r: Received) => number | "hang";
+}) {
+  const received: Received[] = [];
+  const open = new Set<import("node:net").Socket>();
+  let server: Server | undefined;
+  let port = 0;
+
+  const handler = (
+    req: import("node:http").IncomingMessage,
+    res: import("node:http").ServerResponse,
+  ) => {
+    let body = "";
+    req.on("data", (c: Buffer) => {
+      body += c.toString();
+    });
+    req.on("end", () => {
+      let verified: unknown;
+      for (const s of opts.secrets()) {
+        try {
+          verified = new Webhook(s).verify(body, req.headers as Record<string, string>);
+          break;
+        } catch {}
+      }
+      const r: Received = {
+        id: String(req.headers["webhook-id"]),
+        headers: req.headers,
+        body,
+        verified,
+      };
+      received.push(r);
+      const answer = opts.respond?.(received.length, r) ?? 200;
+      if (answer === "hang") return;
+      res.writeHead(answer).end();
+    });
+  };
+
+  const start = async () => {
+    server = createServer(handler);
+    server.on("connection", (s) => {
+      open.add(s);
+      s.on("close", () => open.delete(s));
+    });
+    await new Promise<void>((resolve) => (server as Server).listen(port, "127.0.0.1", resolve));
+    port = (server.address() as { port: number }).port;
+  };
+  await start();
+
+  return {
+    received,
+    url: () => `http://127.0.0.1:${port}/hooks`,
+    /** Stops listening (connections are refused) until `start` again, on the same port. */
+    async stop() {
+      for (const s of open) s.destroy();
+      await new Promise<void>((resolve) => server?.close(() => resolve()));
+    },
+    start,
+    async waitFor(predicate: (r: Received[]) => boolean, timeoutMs = 15_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!predicate(received) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 25));
+      return received;
+    },
+  };
+}
