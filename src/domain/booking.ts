@@ -1,11 +1,17 @@
+import {
+  checkRequestedTime,
+  type OverrideRule,
+  type ResourceCalendar,
+  type ServiceRules,
+} from "./availability.js";
 import type { Policy, WeeklyWindow } from "./catalog.js";
 import { Rejection } from "./rejection.js";
 import { MINUTE_MS } from "./time.js";
 
 /**
- * The rules a hold or booking must pass before it is written, checked
- * against the service and resource as read (their revisions go with the
- * write, which refuses if either changed meanwhile). Rules that need the
+ * The rules a hold, booking or move must pass before it is written,
+ * checked against the service and resource as read (their revisions go with
+ * the write, which refuses if either changed meanwhile). Rules that need the
  * clock (min notice, max advance) and occupancy are checked inside the
  * write, against the database's clock, under the resource's lock.
  */
@@ -27,10 +33,27 @@ export type ResourceSnapshot = {
   capacity: number;
   timeZone: string;
   weeklySchedule: WeeklyWindow[] | null;
+  overrides: OverrideRule[];
 };
 
 export type RequestedTime = { startMs: number; endMs: number };
 
+/** The part of a resource availability reads. */
+export function calendarOf(r: ResourceSnapshot): ResourceCalendar {
+  return {
+    resourceId: r.id,
+    timeZone: r.timeZone,
+    capacity: r.capacity,
+    weeklySchedule: r.weeklySchedule,
+    overrides: r.overrides,
+  };
+}
+
+export function rulesOf(s: ServiceSnapshot): ServiceRules {
+  return { policy: s.policy, timeZone: s.timeZone };
+}
+
+/** A new hold or booking: an active service, and a resource and time it allows. */
 export function checkBookable(
   service: ServiceSnapshot,
   resource: ResourceSnapshot,
@@ -42,6 +65,12 @@ export function checkBookable(
       `service "${service.id}" is inactive and takes no new bookings`,
     );
   }
+  checkResource(service, resource);
+  checkTime(rulesOf(service), resource, time);
+}
+
+/** The resource delivers the service and takes bookings. */
+export function checkResource(service: ServiceSnapshot, resource: ResourceSnapshot): void {
   if (!service.resourceIds.includes(resource.id)) {
     throw new Rejection(
       "RESOURCE_NOT_IN_SERVICE",
@@ -59,19 +88,46 @@ export function checkBookable(
       `resource "${resource.id}" is inactive and takes no new bookings`,
     );
   }
-  checkDuration(service.policy, time.endMs - time.startMs);
 }
 
-export function checkDuration(policy: Policy, durationMs: number): void {
+/** The time's length, grid and working time, by the same rules ListSlots applies. */
+export function checkTime(
+  rules: ServiceRules,
+  resource: ResourceSnapshot,
+  time: RequestedTime,
+): void {
+  const violation = checkRequestedTime(rules, calendarOf(resource), time.startMs, time.endMs);
+  if (violation === undefined) return;
+  if (violation === "INVALID_DURATION") checkDuration(rules.policy, time.endMs - time.startMs);
+  if (violation === "OFF_GRID") {
+    const step = (rules.policy.slotIntervalMs ?? time.endMs - time.startMs) / MINUTE_MS;
+    throw new Rejection(
+      "OFF_GRID",
+      `bookings start every ${step} min from midnight in ${resource.timeZone}; list slots for the exact times`,
+      {
+        fieldViolations: [
+          { field: "start_time", description: `must be on the ${step}-minute grid` },
+        ],
+      },
+    );
+  }
+  if (violation === "SCHEDULE_BLOCKED") {
+    throw new Rejection("SCHEDULE_BLOCKED", `resource "${resource.id}" has that time blocked`);
+  }
+  throw new Rejection(
+    "OUTSIDE_WORKING_HOURS",
+    `resource "${resource.id}" is not available for this service at that time`,
+  );
+}
+
+export function checkDuration(policy: Policy, durationMs: number, field = "end_time"): void {
   if (policy.durationsMs.includes(durationMs)) return;
   const allowed = policy.durationsMs.map((ms) => `${ms / MINUTE_MS} min`).join(", ");
   throw new Rejection(
     "INVALID_DURATION",
     `a booking of ${durationMs / MINUTE_MS} min is not offered; allowed: ${allowed}`,
     {
-      fieldViolations: [
-        { field: "end_time", description: `the duration must be one of ${allowed}` },
-      ],
+      fieldViolations: [{ field, description: `the duration must be one of ${allowed}` }],
     },
   );
 }

@@ -62,8 +62,8 @@ export type FieldViolation = { field: string; description: string };
 /** A booked range in the way of a request; never carries another caller's data. */
 export type ConflictingRange = { startMs: number; endMs: number; status: string };
 
-/** A free time offered instead. */
-export type FreeSlot = {
+/** A free time offered instead of a taken one. */
+export type OfferedSlot = {
   resourceId: string;
   startMs: number;
   endMs: number;
@@ -74,7 +74,7 @@ export type FreeSlot = {
 export type RejectionDetails = {
   fieldViolations?: FieldViolation[];
   conflicts?: ConflictingRange[];
-  alternatives?: FreeSlot[];
+  alternatives?: OfferedSlot[];
   /** Extra ErrorInfo metadata (string values), e.g. a resume cursor. */
   metadata?: Record<string, string>;
 };
