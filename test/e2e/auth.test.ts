@@ -1,10 +1,14 @@
 import { toJson } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { beforeAll, describe, expect, it } from "vitest";
+import { AvailabilityService } from "../../gen/holdfast/v1/availability_pb.js";
 import { CatalogService } from "../../gen/holdfast/v1/catalog_pb.js";
+import { EventService } from "../../gen/holdfast/v1/event_pb.js";
 import { KeyService, ListApiKeysResponseSchema } from "../../gen/holdfast/v1/key_pb.js";
-import { ResourceKind, ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
+import { OverrideKind, ResourceKind, ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
 import { TenantService } from "../../gen/holdfast/v1/tenant_pb.js";
+import { WebhookService } from "../../gen/holdfast/v1/webhook_pb.js";
+import { at, bookingWorld } from "../support/booking.js";
 import {
   clientFor,
   fieldViolations,
@@ -118,6 +122,67 @@ describe("API keys", () => {
     expect((await limited.createApiKey({ scopes: ["catalog.read"] })).key?.scopes).toEqual([
       "catalog.read",
     ]);
+  });
+});
+
+describe("tenant isolation beyond the catalog", () => {
+  it("keeps overrides, slots, bookings, events and webhooks of tenant A out of tenant B's reach", async () => {
+    const a = await bookingWorld(server.url);
+    const b = await bookingWorld(server.url);
+    const theirs = (
+      await a.bookings.createHold({ serviceId: a.serviceId, resourceId: a.resourceId, ...at(1, 9) })
+    ).booking;
+    const bResources = clientFor(ResourceService, server.url, b.key);
+    await rejected(
+      bResources.createOverride({
+        resourceId: a.resourceId,
+        kind: OverrideKind.BLOCK,
+        startDate: "2031-01-06",
+        allDay: true,
+      }),
+      Code.NotFound,
+      "RESOURCE_NOT_FOUND",
+    );
+    await rejected(
+      bResources.listOverrides({ resourceId: a.resourceId }),
+      Code.NotFound,
+      "RESOURCE_NOT_FOUND",
+    );
+    const range = at(1, 0, 0, 24 * 60);
+    await rejected(
+      clientFor(AvailabilityService, server.url, b.key).listSlots({
+        serviceId: a.serviceId,
+        ...range,
+      }),
+      Code.NotFound,
+      "SERVICE_NOT_FOUND",
+    );
+    await rejected(
+      b.bookings.rescheduleBooking({ bookingId: theirs?.id as string, ...at(1, 10) }),
+      Code.NotFound,
+      "BOOKING_NOT_FOUND",
+    );
+    expect((await clientFor(EventService, server.url, b.key).listEvents({})).events).toEqual([]);
+    const hook = await clientFor(WebhookService, server.url, a.key).createWebhook({
+      url: "https://hooks.example.com/a",
+      eventTypes: ["*"],
+    });
+    const bHooks = clientFor(WebhookService, server.url, b.key);
+    const id = hook.webhook?.id as string;
+    expect((await bHooks.listWebhooks({})).webhooks).toEqual([]);
+    await rejected(bHooks.getWebhook({ id }), Code.NotFound, "WEBHOOK_NOT_FOUND");
+    await rejected(
+      bHooks.updateWebhook({ webhook: { id, description: "mine" } }),
+      Code.NotFound,
+      "WEBHOOK_NOT_FOUND",
+    );
+    await rejected(bHooks.rotateWebhookSecret({ id }), Code.NotFound, "WEBHOOK_NOT_FOUND");
+    await rejected(bHooks.listDeliveries({ webhookId: id }), Code.NotFound, "WEBHOOK_NOT_FOUND");
+    await rejected(bHooks.sendTestEvent({ id }), Code.NotFound, "WEBHOOK_NOT_FOUND");
+    await rejected(bHooks.deleteWebhook({ id }), Code.NotFound, "WEBHOOK_NOT_FOUND");
+    expect(
+      (await clientFor(WebhookService, server.url, a.key).getWebhook({ id })).webhook?.description,
+    ).toBe("");
   });
 });
 
