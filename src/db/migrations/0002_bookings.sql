@@ -243,14 +243,37 @@ LANGUAGE sql STABLE AS $$
   FROM (SELECT * FROM active_blocks(p_tenant, p_resource, p_from, p_to, p_now, p_except) LIMIT 20) c
 $$;
 
+-- The clock rules of a new time, in one place: not before now + min notice
+-- (nor in the past), not after now + max advance. NULL when it passes.
+CREATE FUNCTION notice_rejection(
+  p_start timestamptz, p_now timestamptz, p_min_notice interval, p_max_advance interval
+) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+  SELECT CASE
+    WHEN p_start < p_now + p_min_notice THEN rejection('TOO_SOON',
+      CASE WHEN p_min_notice = interval '0' THEN 'the requested time has already begun'
+           ELSE format('bookings must start at least %s min from now', extract(epoch FROM p_min_notice)::bigint / 60) END,
+      jsonb_build_object('metadata', jsonb_build_object('earliest_start', ts_json(p_now + p_min_notice))))
+    WHEN p_max_advance IS NOT NULL AND p_start > p_now + p_max_advance THEN rejection('TOO_FAR_AHEAD',
+      format('bookings can start at most %s min from now', extract(epoch FROM p_max_advance)::bigint / 60),
+      jsonb_build_object('metadata', jsonb_build_object('latest_start', ts_json(p_now + p_max_advance))))
+  END
+$$;
+
 -- CreateHold (p_hold_ttl set) and CreateBooking (p_hold_ttl NULL), in one
--- call. The caller has checked the pure rules against the service and
--- resource at the given revisions; if either changed since, this raises
--- HF001 and the caller re-reads and retries. Returns the outcome:
--- {"response": {"booking": ...}} or {"error": {...}}, plus "replayed".
+-- call. The caller has checked the clock-free rules against the service and
+-- resources at the given revisions; if any changed since, this raises HF001
+-- and the caller re-reads and retries. Candidates come in order of
+-- preference and the first with room gets the booking: a hold that names
+-- its resource passes one; a hold that lets Holdfast pick passes the
+-- service's free resources in fair order. All candidates are locked first,
+-- in the order of their lock keys, so concurrent picks over overlapping sets
+-- cannot deadlock, and the idempotency key records the one outcome of the
+-- whole attempt. Returns {"response": {"booking": ...}} or {"error": {...}},
+-- plus "replayed".
 CREATE FUNCTION create_booking(
-  p_tenant text, p_service text, p_resource text,
-  p_service_revision integer, p_resource_revision integer, p_policy_version integer,
+  p_tenant text, p_service text, p_resources text[],
+  p_service_revision integer, p_resource_revisions integer[], p_policy_version integer,
   p_start timestamptz, p_end timestamptz,
   p_buffer_before interval, p_buffer_after interval,
   p_min_notice interval, p_max_advance interval,
@@ -263,6 +286,8 @@ DECLARE
   v_outcome jsonb;
   v_now timestamptz;
   v_capacity integer;
+  v_resource text;
+  v_key bigint;
   v_from timestamptz := p_start - p_buffer_before;
   v_to timestamptz := p_end + p_buffer_after;
   b bookings;
@@ -274,42 +299,49 @@ BEGIN
     END IF;
   END IF;
 
-  PERFORM pg_advisory_xact_lock(hashtextextended(p_tenant || '/' || p_resource, 0));
+  IF cardinality(p_resources) = 1 THEN
+    PERFORM pg_advisory_xact_lock(hashtextextended(p_tenant || '/' || p_resources[1], 0));
+  ELSE
+    FOR v_key IN
+      SELECT DISTINCT hashtextextended(p_tenant || '/' || r, 0) AS k FROM unnest(p_resources) AS r ORDER BY k
+    LOOP
+      PERFORM pg_advisory_xact_lock(v_key);
+    END LOOP;
+  END IF;
   v_now := clock_timestamp();
 
-  SELECT r.capacity INTO v_capacity FROM resources r
-  WHERE r.tenant_id = p_tenant AND r.id = p_resource AND r.revision = p_resource_revision
-    AND EXISTS (SELECT 1 FROM services s
-                WHERE s.tenant_id = p_tenant AND s.id = p_service AND s.revision = p_service_revision);
+  PERFORM 1 FROM services s WHERE s.tenant_id = p_tenant AND s.id = p_service AND s.revision = p_service_revision;
   IF NOT FOUND THEN
-    RAISE EXCEPTION 'the service or resource changed while the request was checked' USING ERRCODE = 'HF001';
+    RAISE EXCEPTION 'the service changed while the request was checked' USING ERRCODE = 'HF001';
   END IF;
 
-  IF p_start < v_now + p_min_notice THEN
-    v_outcome := rejection('TOO_SOON',
-      CASE WHEN p_min_notice = interval '0' THEN 'the requested time has already begun'
-           ELSE format('bookings must start at least %s min from now', extract(epoch FROM p_min_notice)::bigint / 60) END,
-      jsonb_build_object('metadata', jsonb_build_object('earliest_start', ts_json(v_now + p_min_notice))));
-  ELSIF p_max_advance IS NOT NULL AND p_start > v_now + p_max_advance THEN
-    v_outcome := rejection('TOO_FAR_AHEAD',
-      format('bookings can start at most %s min from now', extract(epoch FROM p_max_advance)::bigint / 60),
-      jsonb_build_object('metadata', jsonb_build_object('latest_start', ts_json(v_now + p_max_advance))));
-  ELSE
-    PERFORM expire_overlapping_holds(p_tenant, p_resource, v_from, v_to, v_now);
-    IF peak_occupancy(p_tenant, p_resource, v_from, v_to, v_now, NULL, v_capacity) >= v_capacity THEN
+  v_outcome := notice_rejection(p_start, v_now, p_min_notice, p_max_advance);
+  IF v_outcome IS NULL THEN
+    FOR i IN 1 .. cardinality(p_resources) LOOP
+      v_resource := p_resources[i];
+      SELECT r.capacity INTO v_capacity FROM resources r
+      WHERE r.tenant_id = p_tenant AND r.id = v_resource AND r.revision = p_resource_revisions[i];
+      IF NOT FOUND THEN
+        RAISE EXCEPTION 'a resource changed while the request was checked' USING ERRCODE = 'HF001';
+      END IF;
+      PERFORM expire_overlapping_holds(p_tenant, v_resource, v_from, v_to, v_now);
+      IF peak_occupancy(p_tenant, v_resource, v_from, v_to, v_now, NULL, v_capacity) < v_capacity THEN
+        INSERT INTO bookings (tenant_id, service_id, resource_id, start_time, end_time, block_start, block_end,
+                              status, expire_time, attendee, metadata, policy_version, exclusive,
+                              create_time, update_time)
+        VALUES (p_tenant, p_service, v_resource, p_start, p_end, v_from, v_to,
+                CASE WHEN p_hold_ttl IS NULL THEN 'confirmed' ELSE 'held' END,
+                v_now + p_hold_ttl, p_attendee, p_metadata, p_policy_version, v_capacity = 1,
+                clock_timestamp(), clock_timestamp())
+        RETURNING * INTO b;
+        v_outcome := jsonb_build_object('response', jsonb_build_object('booking',
+          emit_booking_event(CASE WHEN p_hold_ttl IS NULL THEN 'booking.confirmed' ELSE 'booking.held' END, b)));
+        EXIT;
+      END IF;
+    END LOOP;
+    IF v_outcome IS NULL THEN
       v_outcome := rejection('SLOT_UNAVAILABLE', 'the requested time is no longer available',
-        jsonb_build_object('conflicts', conflicts_json(p_tenant, p_resource, v_from, v_to, v_now, NULL)));
-    ELSE
-      INSERT INTO bookings (tenant_id, service_id, resource_id, start_time, end_time, block_start, block_end,
-                            status, expire_time, attendee, metadata, policy_version, exclusive,
-                            create_time, update_time)
-      VALUES (p_tenant, p_service, p_resource, p_start, p_end, v_from, v_to,
-              CASE WHEN p_hold_ttl IS NULL THEN 'confirmed' ELSE 'held' END,
-              v_now + p_hold_ttl, p_attendee, p_metadata, p_policy_version, v_capacity = 1,
-              clock_timestamp(), clock_timestamp())
-      RETURNING * INTO b;
-      v_outcome := jsonb_build_object('response', jsonb_build_object('booking',
-        emit_booking_event(CASE WHEN p_hold_ttl IS NULL THEN 'booking.confirmed' ELSE 'booking.held' END, b)));
+        jsonb_build_object('conflicts', conflicts_json(p_tenant, p_resources[1], v_from, v_to, v_now, NULL)));
     END IF;
   END IF;
 
