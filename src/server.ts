@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { createServer as createHttp1Server } from "node:http";
 import { createServer as createHttp2Server, type Http2Session } from "node:http2";
 import { createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
@@ -72,6 +73,9 @@ export async function startHoldfast(config: Config, databaseUrl: string): Promis
   const pool = createPool(databaseUrl, config.dbPoolSize);
   const signals = new Signals(databaseUrl);
   const shutdown = new AbortController();
+  // Every request in flight listens on it, so the default cap of 10 would
+  // warn about a leak under ordinary concurrency.
+  setMaxListeners(0, shutdown.signal);
   try {
     await migrate(pool);
     const schemaVersion = Math.max(...(await readMigrations()).map((m) => m.version));

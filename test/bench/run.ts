@@ -3,7 +3,9 @@
  * `npm test`. Starts Postgres (embedded, fsync on; or a fresh database on
  * the server in DATABASE_URL), runs the server as its own process, and
  * drives it over loopback from this one. Prints a table; --json also
- * writes the figures to FILE.
+ * writes the figures to FILE; --only holds,race,... runs just those sections
+ * (holds, one-resource, idempotency, race, slots, events, floor); --quick
+ * runs a fifth of the calls.
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -259,6 +261,10 @@ async function main() {
     : undefined;
   const quick = process.argv.includes("--quick");
   const scale = quick ? 0.2 : 1;
+  const only = process.argv.includes("--only")
+    ? (process.argv[process.argv.indexOf("--only") + 1] ?? "").split(",")
+    : undefined;
+  const runs = (section: string) => !only || only.includes(section);
 
   // Postgres: a fresh database, fsync on.
   let adminUrl = process.env.DATABASE_URL;
@@ -284,7 +290,7 @@ async function main() {
   const syncCommit = (await admin.query("SHOW synchronous_commit")).rows[0].synchronous_commit;
 
   // The server, as its own process.
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+  const child = spawn(process.execPath, [...(process.env.BENCH_SERVER_FLAGS?.split(" ") ?? []), "--import", "tsx", "src/main.ts"], {
     env: {
       ...process.env,
       DATABASE_URL: dbUrl.toString(),
@@ -317,7 +323,7 @@ async function main() {
     }
 
     // CreateHold on distinct slots spread over 64 resources.
-    for (const protocol of ["grpc", "connect-json"] as const) {
+    for (const protocol of runs("holds") ? (["grpc", "connect-json"] as const) : []) {
       for (const concurrency of [1, 16, 64]) {
         const w = await world(url, 64);
         const c = bookingClient(url, w.key, protocol);
@@ -334,7 +340,7 @@ async function main() {
     }
 
     // CreateHold on distinct slots of one busy resource: every write takes the same lock.
-    for (const protocol of ["grpc", "connect-json"] as const) {
+    for (const protocol of runs("one-resource") ? (["grpc", "connect-json"] as const) : []) {
       const w = await world(url, 1);
       const c = bookingClient(url, w.key, protocol);
       rows.push(
@@ -348,7 +354,7 @@ async function main() {
     }
 
     // With an Idempotency-Key on every call, as the typed client sends.
-    {
+    if (runs("idempotency")) {
       const w = await world(url, 64);
       const c = bookingClient(url, w.key, "grpc");
       const keyed = (i: number) =>
@@ -365,7 +371,7 @@ async function main() {
 
     // The 50-way race for one slot: time until all 50 have their answer.
     const races: Record<string, number[]> = {};
-    for (const protocol of ["grpc", "connect-json"] as const) {
+    for (const protocol of runs("race") ? (["grpc", "connect-json"] as const) : []) {
       const w = await world(url, 1);
       const clients = Array.from({ length: 10 }, () => bookingClient(url, w.key, protocol));
       await Promise.all(
@@ -395,7 +401,7 @@ async function main() {
 
     // ListSlots: one resource over 30 days on a 15-minute grid, with 10
     // overrides and 500 bookings; and a service of 20 resources over 7 days.
-    {
+    if (runs("slots")) {
       const start = Date.UTC(2032, 0, 5);
       const one = await availabilityWorld(url, 1, start);
       const made = await fill(url, one, start, 30, 500);
@@ -458,7 +464,7 @@ async function main() {
     // steady load of holds and confirms. Latency is receipt time minus the
     // event's occur_time (stamped in the writing transaction, just before
     // its commit); Postgres and this process share the machine's clock.
-    {
+    if (runs("events")) {
       const w = await world(url, 64);
       const streamLatency: number[] = [];
       const hookLatency: number[] = [];
@@ -529,7 +535,7 @@ async function main() {
     }
 
     // The floor: the same hold transaction as raw SQL through pg, no server.
-    {
+    if (runs("floor")) {
       const w = await world(url, 64);
       const pool = new pg.Pool({ connectionString: dbUrl.toString(), max: 24 });
       const { rows: ctx } = await pool.query(
@@ -598,23 +604,28 @@ async function main() {
   for (const l of lines) console.log(fmt(l));
   const race = extra.race50 as Record<string, { p50: number; max: number; runs: number }>;
   console.log("\n50-way race for one slot, time until all 50 answered (20 races each):");
-  for (const [p, r] of Object.entries(race))
+  for (const [p, r] of Object.entries(race ?? {}))
     console.log(`  ${p.padEnd(12)} p50 ${r.p50} ms, max ${r.max} ms`);
-  const ev = extra.eventLatency as {
-    expected: number;
-    stream: { received: number; p50: number; p99: number };
-    webhook: { received: number; p50: number; p99: number };
-  };
-  console.log(
-    `\nCommit to receipt under ~200 holds + 200 confirms a second (${ev.expected} events):`,
-  );
-  console.log(
-    `  WatchEvents stream  p50 ${ev.stream.p50} ms, p99 ${ev.stream.p99} ms (${ev.stream.received} received)`,
-  );
-  console.log(
-    `  webhook             p50 ${ev.webhook.p50} ms, p99 ${ev.webhook.p99} ms (${ev.webhook.received} received)`,
-  );
-  console.log("\nListSlots results checked:", extra.slots30d_grpc, "slots in the 30-day month");
+  const ev = extra.eventLatency as
+    | {
+        expected: number;
+        stream: { received: number; p50: number; p99: number };
+        webhook: { received: number; p50: number; p99: number };
+      }
+    | undefined;
+  if (ev) {
+    console.log(
+      `\nCommit to receipt under ~200 holds + 200 confirms a second (${ev.expected} events):`,
+    );
+    console.log(
+      `  WatchEvents stream  p50 ${ev.stream.p50} ms, p99 ${ev.stream.p99} ms (${ev.stream.received} received)`,
+    );
+    console.log(
+      `  webhook             p50 ${ev.webhook.p50} ms, p99 ${ev.webhook.p99} ms (${ev.webhook.received} received)`,
+    );
+  }
+  if (extra.slots30d_grpc !== undefined)
+    console.log("\nListSlots results checked:", extra.slots30d_grpc, "slots in the 30-day month");
   if (jsonFile) {
     await writeFile(jsonFile, `${JSON.stringify({ rows, ...extra }, null, 2)}\n`);
     console.log(`\nfigures written to ${jsonFile}`);
