@@ -268,46 +268,47 @@ export async function recordAttempt(
   result: AttemptResult,
   next: { retryInMs: number | undefined; disableAfter: number },
 ): Promise<boolean> {
-  return db.transaction(async (tx) => {
-    await tx.query(
-      `INSERT INTO delivery_attempts (tenant_id, delivery_id, attempt, attempt_time, status_code, latency_ms, error)
+  const attempt = [
+    d.tenantId,
+    d.id,
+    d.attempt,
+    result.latencyMs,
+    result.statusCode,
+    result.error.slice(0, 500),
+  ];
+  const insertAttempt = `INSERT INTO delivery_attempts (tenant_id, delivery_id, attempt, attempt_time, status_code, latency_ms, error)
        VALUES ($1, $2, $3, now() - $4 * interval '1 millisecond', $5, $4, $6)
-       ON CONFLICT DO NOTHING`,
-      [
-        d.tenantId,
-        d.id,
-        d.attempt,
-        result.latencyMs,
-        result.statusCode,
-        result.error.slice(0, 500),
-      ],
-    );
-    const ok = result.statusCode >= 200 && result.statusCode < 300;
-    if (ok) {
-      await tx.query(
-        "UPDATE deliveries SET status = 'succeeded', next_attempt_time = NULL, lease_until = NULL WHERE tenant_id = $1 AND id = $2",
-        [d.tenantId, d.id],
-      );
-      await tx.query(
-        "UPDATE webhooks SET consecutive_failures = 0 WHERE tenant_id = $1 AND id = $2 AND consecutive_failures > 0",
-        [d.tenantId, d.webhookId],
-      );
-      return false;
-    }
-    await tx.query(
-      `UPDATE deliveries SET status = CASE WHEN $3::bigint IS NULL
-           OR (SELECT w.state FROM webhooks w WHERE w.tenant_id = $1 AND w.id = deliveries.webhook_id) = 'disabled'
-         THEN 'failed' ELSE 'pending' END,
-         next_attempt_time = now() + $3::bigint * interval '1 millisecond', lease_until = NULL
-       WHERE tenant_id = $1 AND id = $2`,
-      [d.tenantId, d.id, next.retryInMs ?? null],
-    );
+       ON CONFLICT DO NOTHING`;
+  if (result.statusCode >= 200 && result.statusCode < 300) {
+    // The common case in one statement, so one round trip and one commit.
+    await db.query({
+      name: "record_delivered",
+      text: `WITH attempt AS (${insertAttempt}),
+             done AS (UPDATE deliveries SET status = 'succeeded', next_attempt_time = NULL, lease_until = NULL
+                      WHERE tenant_id = $1 AND id = $2)
+             UPDATE webhooks SET consecutive_failures = 0
+             WHERE tenant_id = $1 AND id = $7 AND consecutive_failures > 0`,
+      values: [...attempt, d.webhookId],
+    });
+    return false;
+  }
+  return db.transaction(async (tx) => {
+    await tx.query(insertAttempt, attempt);
+    // The endpoint's row first: its lock orders this failure after any
+    // concurrent one that disabled the endpoint, whose state it then sees.
     const { rows } = await tx.query<{ failures: number; state: string }>(
       `UPDATE webhooks SET consecutive_failures = consecutive_failures + CASE WHEN $3 = 1 THEN 1 ELSE 0 END
        WHERE tenant_id = $1 AND id = $2 RETURNING consecutive_failures AS failures, state`,
       [d.tenantId, d.webhookId, d.attempt],
     );
     const w = rows[0];
+    await tx.query(
+      `UPDATE deliveries SET status = CASE WHEN $3::bigint IS NULL OR $4 THEN 'failed' ELSE 'pending' END,
+         next_attempt_time = CASE WHEN NOT $4 THEN now() + $3::bigint * interval '1 millisecond' END,
+         lease_until = NULL
+       WHERE tenant_id = $1 AND id = $2`,
+      [d.tenantId, d.id, next.retryInMs ?? null, w?.state !== "active" && w?.state !== "paused"],
+    );
     const reason =
       result.statusCode === 410
         ? "the endpoint answered 410 Gone"

@@ -4,6 +4,7 @@ import { performance } from "node:perf_hooks";
 import type { Db } from "../db/pool.js";
 import { dispatchEvents, type LeasedDelivery, leaseDue, recordAttempt } from "../db/webhooks.js";
 import { isPrivateAddress, retryDelay, signatureHeader, unseal } from "../domain/webhooks.js";
+import { log } from "../log.js";
 import type { EventFeed } from "./feed.js";
 import { Pacer } from "./pacer.js";
 
@@ -17,20 +18,24 @@ export type WebhookSettings = {
 };
 
 const DISPATCH_BATCH = 500;
-const LEASE_BATCH = 16;
+/** Deliveries one instance has in flight at most; each is one POST. */
+const MAX_IN_FLIGHT = 64;
 /**
  * Long enough for a timed-out attempt to be recorded before another worker
  * may take the delivery; if the worker dies, the delivery waits this long.
  */
 const leaseMs = (s: WebhookSettings) => 2 * s.timeoutMs + 5_000;
 const IDLE_POLL_MS = 500;
-const PASS_GAP_MS = 50;
+const PASS_GAP_MS = 20;
 
 /**
  * Webhook delivery, run by every instance: turn committed outbox events
  * into deliveries (one instance at a time), then POST due deliveries,
  * signed per Standard Webhooks, at least once. Woken by the event feed
  * whenever events commit, and every half second for retries that fall due.
+ * Up to MAX_IN_FLIGHT deliveries run at once; a pass leases only as many
+ * as there is room for, and each one that finishes makes room for the next
+ * pass, so one slow endpoint never holds back the others.
  */
 export function startWebhookDelivery(
   db: Db,
@@ -38,14 +43,26 @@ export function startWebhookDelivery(
   settings: WebhookSettings,
 ): { stop(): Promise<void> } {
   let stopped = false;
+  const inFlight = new Set<Promise<void>>();
+  const send = (d: LeasedDelivery) => {
+    const sending: Promise<void> = deliver(db, d, settings)
+      .then((disabled) => {
+        if (disabled) feed.committed();
+      })
+      .catch((err: unknown) => log.warn("recording a webhook attempt failed", { err }))
+      .finally(() => {
+        inFlight.delete(sending);
+        pacer.poke();
+      });
+    inFlight.add(sending);
+  };
   const pass = async () => {
     while (!stopped && (await dispatchEvents(db, DISPATCH_BATCH)) === DISPATCH_BATCH) {}
-    for (;;) {
-      if (stopped) return;
-      const due = await leaseDue(db, LEASE_BATCH, leaseMs(settings));
-      if (due.length === 0) return;
-      const disabled = await Promise.all(due.map((d) => deliver(db, d, settings)));
-      if (disabled.some(Boolean)) feed.committed();
+    while (!stopped && inFlight.size < MAX_IN_FLIGHT) {
+      const room = MAX_IN_FLIGHT - inFlight.size;
+      const due = await leaseDue(db, room, leaseMs(settings));
+      for (const d of due) send(d);
+      if (due.length < room) return;
     }
   };
   // A burst of commits is one pass every PASS_GAP_MS, not one pass each.
@@ -62,6 +79,7 @@ export function startWebhookDelivery(
       clearInterval(timer);
       feed.off("wake", wake);
       await pacer.stop();
+      await Promise.all(inFlight);
     },
   };
 }

@@ -178,6 +178,15 @@ export function bookingService(
   finder: SlotFinder,
   feed: { committed(): void },
 ): ServiceImpl<typeof BookingService> {
+  /**
+   * After every booking write: wake the event readers and, if it changed a
+   * booking, forget alternatives offered before.
+   */
+  function written(tenantId: string, outcome: Outcome): void {
+    feed.committed();
+    if (outcome.response && !outcome.replayed) finder.bookingsChanged(tenantId);
+  }
+
   async function target(tenantId: string, f: TimeFields, serviceId: string): Promise<Target> {
     if (f.slotId !== "") {
       const slot = await finder.resolve(tenantId, f.slotId);
@@ -336,7 +345,7 @@ export function bookingService(
           },
           claimOf(ctx),
         );
-        feed.committed();
+        written(tenantId, outcome);
       } catch (err) {
         if (isStaleCatalog(err) && attempt < MAX_ATTEMPTS) {
           catalog.forget(tenantId);
@@ -405,7 +414,7 @@ export function bookingService(
           },
           claimOf(ctx),
         );
-        feed.committed();
+        written(tenantId, outcome);
       } catch (err) {
         if ((isStaleCatalog(err) || isBookingMoved(err)) && attempt < MAX_ATTEMPTS) {
           catalog.forget(tenantId);
@@ -425,12 +434,9 @@ export function bookingService(
     action: BookingAction,
     extra: { ttlMs?: number | null; reason?: string } = {},
   ) {
-    const outcome = await changeBooking(
-      base,
-      { tenantId: principalOf(ctx).tenantId, bookingId: id, action, ...extra },
-      claimOf(ctx),
-    );
-    feed.committed();
+    const change = { tenantId: principalOf(ctx).tenantId, bookingId: id, action, ...extra };
+    const outcome = await changeBooking(base, change, claimOf(ctx));
+    written(change.tenantId, outcome);
     return answer(ctx, schema, outcome);
   }
 

@@ -16,6 +16,15 @@ import { HOUR_MS } from "../domain/time.js";
 /** How far around a taken time alternatives are looked for. */
 const ALTERNATIVES_BEFORE_MS = 12 * HOUR_MS;
 const ALTERNATIVES_AFTER_MS = 48 * HOUR_MS;
+/**
+ * When many callers lose the same slot at once, the first computes the
+ * alternatives and the rest reuse them for this long, unless a booking of
+ * the tenant changes through this instance meanwhile.
+ */
+const ALTERNATIVES_REUSE_MS = 250;
+const MAX_REUSE_TENANTS = 1_000;
+
+type Reusable = { madeAt: number; offers: Promise<OfferedSlot[]> };
 
 /**
  * Free slots of a service, as ListSlots, SLOT_UNAVAILABLE alternatives and
@@ -25,6 +34,8 @@ const ALTERNATIVES_AFTER_MS = 48 * HOUR_MS;
  */
 export class SlotFinder {
   private readonly signer: SlotSigner;
+  /** Recent alternatives, per tenant, by the request they answered. */
+  private readonly recentAlternatives = new Map<string, Map<string, Reusable>>();
 
   constructor(
     private readonly db: Queryable,
@@ -106,7 +117,34 @@ export class SlotFinder {
   }
 
   /** Up to three free slots near a taken time, the same resource first, as offers with ids. */
-  async alternatives(
+  alternatives(
+    tenantId: string,
+    service: ServiceSnapshot,
+    requested: { resourceId: string; startMs: number; durationMs: number },
+  ): Promise<OfferedSlot[]> {
+    const key = `${service.id}/${service.policyVersion}/${requested.resourceId}/${requested.startMs}/${requested.durationMs}`;
+    const now = performance.now();
+    let recent = this.recentAlternatives.get(tenantId);
+    const reusable = recent?.get(key);
+    if (reusable && now - reusable.madeAt < ALTERNATIVES_REUSE_MS) return reusable.offers;
+    if (!recent) {
+      if (this.recentAlternatives.size >= MAX_REUSE_TENANTS) this.recentAlternatives.clear();
+      recent = new Map();
+      this.recentAlternatives.set(tenantId, recent);
+    }
+    for (const [k, r] of recent) if (now - r.madeAt >= ALTERNATIVES_REUSE_MS) recent.delete(k);
+    const offers = this.findAlternatives(tenantId, service, requested);
+    recent.set(key, { madeAt: now, offers });
+    offers.catch(() => recent.delete(key));
+    return offers;
+  }
+
+  /** A booking of the tenant changed: alternatives computed before may be wrong now. */
+  bookingsChanged(tenantId: string): void {
+    this.recentAlternatives.delete(tenantId);
+  }
+
+  private async findAlternatives(
     tenantId: string,
     service: ServiceSnapshot,
     requested: { resourceId: string; startMs: number; durationMs: number },

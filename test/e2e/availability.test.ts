@@ -467,6 +467,32 @@ describe("holds follow the same rules", () => {
     expect((await c.bookings.createHold({ slotId: offered })).booking?.status).toBe(
       BookingStatus.HELD,
     );
+    // The next caller to lose 10:00, straight after, is not offered 11:00.
+    const again = await rejected(c.bookings.createHold(ten), Code.Aborted, "SLOT_UNAVAILABLE");
+    const next = again.findDetails(SlotConflictSchema)[0]?.alternatives ?? [];
+    expect(next.map((a) => iso(ms(a.startTime)).slice(11, 16))).not.toContain("11:00");
+    expect(next).toHaveLength(3);
+  });
+
+  it("give every caller that loses the same slot at once the same alternatives", async () => {
+    const c = await clinic({ resources: 1, policy: { durations: [minutes(60)] } });
+    const monday = nextMonday();
+    const ten = {
+      serviceId: c.serviceId,
+      resourceId: c.resourceId,
+      ...range(monday + 10 * HOUR, monday + 11 * HOUR),
+    };
+    await c.bookings.createBooking(ten);
+    const losers = await Promise.all(
+      Array.from({ length: 12 }, () =>
+        rejected(c.bookings.createHold(ten), Code.Aborted, "SLOT_UNAVAILABLE"),
+      ),
+    );
+    const offers = losers.map((e) =>
+      (e.findDetails(SlotConflictSchema)[0]?.alternatives ?? []).map((a) => a.slotId),
+    );
+    expect(offers[0]).toHaveLength(3);
+    for (const o of offers) expect(o).toEqual(offers[0]);
   });
 });
 
