@@ -96,6 +96,13 @@ export type SlotQuery = {
 
 export type FreeSlot = { resourceId: string; start: number; end: number; remaining: number };
 
+/** Whether `s` comes after `key` in slot order: by start, then resource id. */
+export function slotFollows(s: FreeSlot, key: { start: number; resourceId: string }): boolean {
+  return (
+    s.start > key.start || (s.start === key.start && compareIds(s.resourceId, key.resourceId) > 0)
+  );
+}
+
 /**
  * Every bookable slot: starts on the grid (local midnight of the
  * resource's zone + k × (policy.slotIntervalMs ?? durationMs), counted in

@@ -2,15 +2,25 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { z } from "zod";
 import type { AvailabilityService } from "../../gen/holdfast/v1/availability_pb.js";
 import type { CatalogCache } from "../db/catalog-cache.js";
+import { type FreeSlot, slotFollows } from "../domain/availability.js";
 import { checkDuration } from "../domain/booking.js";
 import { DAY_MS } from "../domain/time.js";
 import { principalOf } from "./auth.js";
 import { serviceNotFound } from "./catalog-service.js";
 import { slotOf } from "./convert.js";
+import { invalidPageToken, readPage, writePage } from "./paging.js";
 import type { SlotFinder } from "./slots.js";
 import * as v from "./validate.js";
 
 const MAX_RANGE_MS = 62 * DAY_MS;
+const SLOT_PAGES = { defaultSize: 1000, maxSize: 5000 };
+/**
+ * Slots are computed in rounds of at most this many grid starts (resources
+ * x starts in the round's time) until a page is full, so a page of a long
+ * window over many resources costs about what its own slots cost, while a
+ * month of one resource is still one round and one round trip.
+ */
+const GRID_STARTS_PER_ROUND = 20_000;
 
 const listSchema = z
   .object({
@@ -22,6 +32,7 @@ const listSchema = z
     startTime: v.timestampMs,
     endTime: v.timestampMs,
     duration: v.durationMs,
+    ...v.pageFields,
   })
   .refine((f) => f.endTime > f.startTime, {
     message: "must be after start_time",
@@ -33,6 +44,14 @@ const listSchema = z
     path: ["endTime"],
     when: (p) => !p.issues.some((i) => i.path?.[0] === "startTime" || i.path?.[0] === "endTime"),
   });
+
+/** The last slot of the previous page, from its token's key `start|resource`. */
+function afterKey(key: string): { start: number; resourceId: string } {
+  const bar = key.indexOf("|");
+  const start = Number(key.slice(0, bar));
+  if (bar < 1 || !Number.isSafeInteger(start)) throw invalidPageToken();
+  return { start, resourceId: key.slice(bar + 1) };
+}
 
 export function availabilityService(
   catalog: CatalogCache,
@@ -47,17 +66,40 @@ export function availabilityService(
       const durationMs = f.duration ?? (service.policy.durationsMs[0] as number);
       checkDuration(service.policy, durationMs, "duration");
       if (!service.active) return { slots: [], timeZones: {} };
-      const resources = await finder.resourcesOf(tenantId, service, f.resourceIds);
-      const found = await finder.free(
-        tenantId,
-        service,
-        resources,
-        { start: f.startTime, end: f.endTime },
-        durationMs,
+      const page = readPage(
+        req,
+        [f.serviceId, f.resourceIds, f.startTime, f.endTime, durationMs],
+        SLOT_PAGES,
       );
+      const after = page.after === undefined ? undefined : afterKey(page.after);
+      let resources = await finder.resourcesOf(tenantId, service, f.resourceIds);
+      const slots: FreeSlot[] = [];
+      const stepMs = service.policy.slotIntervalMs ?? durationMs;
+      const roundMs = Math.max(
+        DAY_MS,
+        Math.floor(GRID_STARTS_PER_ROUND / Math.max(1, resources.length)) * stepMs,
+      );
+      for (
+        let from = after?.start ?? f.startTime;
+        from < f.endTime && slots.length <= page.size;
+      ) {
+        const to = Math.min(f.endTime, from + roundMs);
+        const found = await finder.free(
+          tenantId,
+          service,
+          resources,
+          { start: from, end: to },
+          durationMs,
+        );
+        for (const s of found.slots) if (!after || slotFollows(s, after)) slots.push(s);
+        resources = found.resources;
+        from = to;
+      }
+      const { items, nextPageToken } = writePage(slots, page, (s) => `${s.start}|${s.resourceId}`);
       return {
-        slots: finder.offerAll(tenantId, service, found.slots).map(slotOf),
-        timeZones: Object.fromEntries(found.resources.map((r) => [r.id, r.timeZone])),
+        slots: finder.offerAll(tenantId, service, items).map(slotOf),
+        timeZones: Object.fromEntries(resources.map((r) => [r.id, r.timeZone])),
+        nextPageToken,
       };
     },
   };

@@ -35,16 +35,16 @@ export function readPage(
     token = undefined;
   }
   const t = token as { k?: unknown; f?: unknown } | undefined;
-  if (typeof t?.k !== "string" || t.f !== fingerprint) {
-    throw new Rejection(
-      "INVALID_PAGE_TOKEN",
-      "page_token is not one this list returned for these filters",
-      {
-        fieldViolations: [{ field: "page_token", description: "is not valid for this request" }],
-      },
-    );
-  }
+  if (typeof t?.k !== "string" || t.f !== fingerprint) throw invalidPageToken();
   return { size, after: t.k, fingerprint };
+}
+
+export function invalidPageToken(): Rejection {
+  return new Rejection(
+    "INVALID_PAGE_TOKEN",
+    "page_token is not one this list returned for these filters",
+    { fieldViolations: [{ field: "page_token", description: "is not valid for this request" }] },
+  );
 }
 
 /**

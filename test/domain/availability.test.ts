@@ -15,6 +15,7 @@ import {
   type ResourceCalendar,
   type ServiceRules,
   type SlotQuery,
+  slotFollows,
   workingTime,
 } from "../../src/domain/availability.js";
 import type { Policy, WeeklyWindow } from "../../src/domain/catalog.js";
@@ -1368,5 +1369,40 @@ describe("localDay", () => {
     const day = localDay(at(instant), timeZone);
     expect(day).toEqual(span(start, end));
     expect((day.end - day.start) / HOUR).toBe(hours);
+  });
+});
+
+describe("slotFollows", () => {
+  const slot = (start: number, resourceId: string) => ({
+    resourceId,
+    start,
+    end: start + 1,
+    remaining: 1,
+  });
+  it("orders by start, then resource id in code-unit order", () => {
+    const key = { start: 100, resourceId: "rsc_b" };
+    expect(slotFollows(slot(101, "rsc_a"), key)).toBe(true);
+    expect(slotFollows(slot(100, "rsc_c"), key)).toBe(true);
+    expect(slotFollows(slot(100, "rsc_b"), key)).toBe(false);
+    expect(slotFollows(slot(100, "rsc_B"), key)).toBe(false);
+    expect(slotFollows(slot(99, "rsc_z"), key)).toBe(false);
+  });
+
+  it("splits any sorted list exactly once at any of its slots", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 20 }), fc.constantFrom("a", "b", "c", "B")), {
+          minLength: 1,
+        }),
+        fc.nat(),
+        (pairs, pick) => {
+          const unique = [...new Map(pairs.map(([t, r]) => [`${t}|${r}`, slot(t, r)])).values()];
+          unique.sort((x, y) => x.start - y.start || (x.resourceId < y.resourceId ? -1 : 1));
+          const at = pick % unique.length;
+          const key = unique[at] as { start: number; resourceId: string };
+          expect(unique.filter((s) => slotFollows(s, key))).toEqual(unique.slice(at + 1));
+        },
+      ),
+    );
   });
 });

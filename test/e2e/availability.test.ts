@@ -240,6 +240,64 @@ describe("ListSlots", () => {
       "SERVICE_NOT_FOUND",
     );
   });
+
+  it("pages long answers: every slot once, in order, across pages and computation rounds", async () => {
+    // A one-minute grid: 3 resources x 7 days is 30,240 grid starts, two rounds of computation.
+    const c = await clinic({
+      resources: 3,
+      policy: { durations: [minutes(30)], slotInterval: minutes(1) },
+    });
+    const monday = nextMonday();
+    const window = { serviceId: c.serviceId, ...range(monday, monday + 7 * DAY) };
+    const paged: Slot[] = [];
+    let pageToken = "";
+    let pages = 0;
+    do {
+      const page = await c.slots.listSlots({ ...window, pageSize: 777, pageToken });
+      expect(page.slots.length).toBeLessThanOrEqual(777);
+      paged.push(...page.slots);
+      pageToken = page.nextPageToken;
+      pages++;
+    } while (pageToken !== "" && pages < 100);
+    // Each weekday: 151 starts in 09:00-12:00 and 211 in 13:00-17:00, per resource.
+    const total = 3 * (151 + 211) * 5;
+    expect(paged).toHaveLength(total);
+    expect(pages).toBe(Math.ceil(total / 777));
+    const byDay: Slot[] = [];
+    for (let d = 0; d < 7; d++) {
+      const day = range(monday + d * DAY, monday + (d + 1) * DAY);
+      byDay.push(...(await c.slots.listSlots({ ...window, ...day, pageSize: 5000 })).slots);
+    }
+    const key = (s: Slot) => `${ms(s.startTime)} ${s.resourceId}`;
+    expect(paged.map(key)).toEqual(byDay.map(key));
+  });
+
+  it("returns 1000 slots by default and refuses a token used with another query", async () => {
+    const c = await clinic({ resources: 3 });
+    const monday = nextMonday();
+    const window = { serviceId: c.serviceId, ...range(monday, monday + 62 * DAY) };
+    const first = await c.slots.listSlots(window);
+    expect(first.slots).toHaveLength(1000);
+    expect(first.nextPageToken).not.toBe("");
+    const second = await c.slots.listSlots({ ...window, pageToken: first.nextPageToken });
+    expect(ms(second.slots[0]?.startTime)).toBeGreaterThanOrEqual(ms(first.slots[999]?.startTime));
+    await rejected(
+      c.slots.listSlots({ ...window, duration: minutes(60), pageToken: first.nextPageToken }),
+      Code.InvalidArgument,
+      "INVALID_PAGE_TOKEN",
+    );
+    await rejected(
+      c.slots.listSlots({ ...window, pageToken: "bm90IGEgdG9rZW4" }),
+      Code.InvalidArgument,
+      "INVALID_PAGE_TOKEN",
+    );
+    const negative = await rejected(
+      c.slots.listSlots({ ...window, pageSize: -1 }),
+      Code.InvalidArgument,
+      "VALIDATION_ERROR",
+    );
+    expect(fieldViolations(negative)).toEqual(["page_size"]);
+  });
 });
 
 describe("overrides", () => {

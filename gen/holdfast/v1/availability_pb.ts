@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file holdfast/v1/availability.proto.
  */
 export const file_holdfast_v1_availability: GenFile = /*@__PURE__*/
-  fileDesc("Ch5ob2xkZmFzdC92MS9hdmFpbGFiaWxpdHkucHJvdG8SC2hvbGRmYXN0LnYxIscBChBMaXN0U2xvdHNSZXF1ZXN0EhIKCnNlcnZpY2VfaWQYASABKAkSFAoMcmVzb3VyY2VfaWRzGAIgAygJEi4KCnN0YXJ0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCghkdXJhdGlvbhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKqAQoRTGlzdFNsb3RzUmVzcG9uc2USIAoFc2xvdHMYASADKAsyES5ob2xkZmFzdC52MS5TbG90EkEKCnRpbWVfem9uZXMYAiADKAsyLS5ob2xkZmFzdC52MS5MaXN0U2xvdHNSZXNwb25zZS5UaW1lWm9uZXNFbnRyeRowCg5UaW1lWm9uZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIp0BCgRTbG90Eg8KB3Nsb3RfaWQYASABKAkSEwoLcmVzb3VyY2VfaWQYAiABKAkSLgoKc3RhcnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXJlbWFpbmluZxgFIAEoBTJ3ChNBdmFpbGFiaWxpdHlTZXJ2aWNlEmAKCUxpc3RTbG90cxIdLmhvbGRmYXN0LnYxLkxpc3RTbG90c1JlcXVlc3QaHi5ob2xkZmFzdC52MS5MaXN0U2xvdHNSZXNwb25zZSIUkAIBirUYDWJvb2tpbmdzLnJlYWRiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_holdfast_v1_options]);
+  fileDesc("Ch5ob2xkZmFzdC92MS9hdmFpbGFiaWxpdHkucHJvdG8SC2hvbGRmYXN0LnYxIu4BChBMaXN0U2xvdHNSZXF1ZXN0EhIKCnNlcnZpY2VfaWQYASABKAkSFAoMcmVzb3VyY2VfaWRzGAIgAygJEi4KCnN0YXJ0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCghkdXJhdGlvbhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIRCglwYWdlX3NpemUYBiABKAUSEgoKcGFnZV90b2tlbhgHIAEoCSLDAQoRTGlzdFNsb3RzUmVzcG9uc2USIAoFc2xvdHMYASADKAsyES5ob2xkZmFzdC52MS5TbG90EkEKCnRpbWVfem9uZXMYAiADKAsyLS5ob2xkZmFzdC52MS5MaXN0U2xvdHNSZXNwb25zZS5UaW1lWm9uZXNFbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAyABKAkaMAoOVGltZVpvbmVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKdAQoEU2xvdBIPCgdzbG90X2lkGAEgASgJEhMKC3Jlc291cmNlX2lkGAIgASgJEi4KCnN0YXJ0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglyZW1haW5pbmcYBSABKAUydwoTQXZhaWxhYmlsaXR5U2VydmljZRJgCglMaXN0U2xvdHMSHS5ob2xkZmFzdC52MS5MaXN0U2xvdHNSZXF1ZXN0Gh4uaG9sZGZhc3QudjEuTGlzdFNsb3RzUmVzcG9uc2UiFJACAYq1GA1ib29raW5ncy5yZWFkYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_holdfast_v1_options]);
 
 /**
  * @generated from message holdfast.v1.ListSlotsRequest
@@ -49,6 +49,20 @@ export type ListSlotsRequest = Message<"holdfast.v1.ListSlotsRequest"> & {
    * @generated from field: google.protobuf.Duration duration = 5;
    */
   duration?: Duration | undefined;
+
+  /**
+   * Most slots to return: default 1000, at most 5000.
+   *
+   * @generated from field: int32 page_size = 6;
+   */
+  pageSize: number;
+
+  /**
+   * From a previous response's next_page_token, with the same other fields.
+   *
+   * @generated from field: string page_token = 7;
+   */
+  pageToken: string;
 };
 
 /**
@@ -75,6 +89,13 @@ export type ListSlotsResponse = Message<"holdfast.v1.ListSlotsResponse"> & {
    * @generated from field: map<string, string> time_zones = 2;
    */
   timeZones: { [key: string]: string };
+
+  /**
+   * Set when more slots follow: pass it as page_token to get them.
+   *
+   * @generated from field: string next_page_token = 3;
+   */
+  nextPageToken: string;
 };
 
 /**
