@@ -72,3 +72,51 @@ describe("database errors", () => {
     expect(rejectionFromDatabase("not an error")).toBeUndefined();
   });
 });
+
+describe("create_booking and the resource lock", () => {
+  const hold = (q: pg.Pool | pg.PoolClient, start: string, end: string, minNotice = "0 ms") =>
+    q
+      .query(
+        `SELECT create_booking('ten_a', 'svc_1', ARRAY['rsc_1'], 1, ARRAY[1], 1, $1, $2, '0 ms', '0 ms', $3, NULL,
+                               '120 s', '{}', '{}', NULL, NULL, NULL) AS outcome`,
+        [start, end, minNotice],
+      )
+      .then((r) => r.rows[0].outcome as { response?: unknown; error?: { reason: string } });
+
+  it("refuses a time committed bookings fill without waiting for the lock, and waits to book a free one", async () => {
+    await hold(pool, "2031-05-01T10:00Z", "2031-05-01T11:00Z");
+    const holder = await pool.connect();
+    const other = await pool.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query("SELECT pg_advisory_xact_lock(resource_lock_key('ten_a', 'rsc_1'))");
+      await other.query("SET statement_timeout = '3s'");
+      // Taken: answered while the lock is held elsewhere.
+      const taken = await hold(other, "2031-05-01T10:30Z", "2031-05-01T11:30Z");
+      expect(taken.error?.reason).toBe("SLOT_UNAVAILABLE");
+      // Free: the write queues for the lock, so it cannot finish while the lock is held.
+      const free = await hold(other, "2031-05-01T12:00Z", "2031-05-01T13:00Z").catch(
+        (e: { code?: string }) => e.code,
+      );
+      expect(free).toBe("57014");
+    } finally {
+      await holder.query("ROLLBACK");
+      await other.query("RESET statement_timeout");
+      holder.release();
+      other.release();
+    }
+    expect((await hold(pool, "2031-05-01T12:00Z", "2031-05-01T13:00Z")).response).toBeDefined();
+  });
+
+  it("names the clock rule first when a time is both taken and too soon", async () => {
+    const past = new Date(Date.now() - 3_600_000).toISOString();
+    const pastEnd = new Date(Date.now() - 1_800_000).toISOString();
+    await pool.query(
+      `INSERT INTO bookings (tenant_id, service_id, resource_id, start_time, end_time, block_start, block_end,
+                             status, policy_version, exclusive, create_time, update_time)
+       VALUES ('ten_a', 'svc_1', 'rsc_1', $1, $2, $1, $2, 'confirmed', 1, true, now(), now())`,
+      [past, pastEnd],
+    );
+    expect((await hold(pool, past, pastEnd)).error?.reason).toBe("TOO_SOON");
+  });
+});

@@ -306,49 +306,66 @@ BEGIN
     END IF;
   END IF;
 
+  -- A time that committed bookings already fill is refused before queueing
+  -- for the lock, so when many callers race for one slot the late ones
+  -- answer at once rather than one after another. Only a refusal is decided
+  -- without the lock: it is true of the committed state this statement
+  -- reads. Everything else is decided under the lock.
   IF cardinality(p_resources) = 1 THEN
-    PERFORM pg_advisory_xact_lock(hashtextextended(p_tenant || '/' || p_resources[1], 0));
-  ELSE
-    FOR v_key IN
-      SELECT DISTINCT hashtextextended(p_tenant || '/' || r, 0) AS k FROM unnest(p_resources) AS r ORDER BY k
-    LOOP
-      PERFORM pg_advisory_xact_lock(v_key);
-    END LOOP;
-  END IF;
-  v_now := clock_timestamp();
-
-  PERFORM 1 FROM services s WHERE s.tenant_id = p_tenant AND s.id = p_service AND s.revision = p_service_revision;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'the service changed while the request was checked' USING ERRCODE = 'HF001';
-  END IF;
-
-  v_outcome := notice_rejection(p_start, v_now, p_min_notice, p_max_advance);
-  IF v_outcome IS NULL THEN
-    FOR i IN 1 .. cardinality(p_resources) LOOP
-      v_resource := p_resources[i];
-      SELECT r.capacity INTO v_capacity FROM resources r
-      WHERE r.tenant_id = p_tenant AND r.id = v_resource AND r.revision = p_resource_revisions[i];
-      IF NOT FOUND THEN
-        RAISE EXCEPTION 'a resource changed while the request was checked' USING ERRCODE = 'HF001';
-      END IF;
-      PERFORM expire_overlapping_holds(p_tenant, v_resource, v_from, v_to, v_now);
-      IF peak_occupancy(p_tenant, v_resource, v_from, v_to, v_now, NULL, v_capacity) < v_capacity THEN
-        INSERT INTO bookings (tenant_id, service_id, resource_id, start_time, end_time, block_start, block_end,
-                              status, expire_time, attendee, metadata, policy_version, exclusive,
-                              create_time, update_time)
-        VALUES (p_tenant, p_service, v_resource, p_start, p_end, v_from, v_to,
-                CASE WHEN p_hold_ttl IS NULL THEN 'confirmed' ELSE 'held' END,
-                v_now + p_hold_ttl, p_attendee, p_metadata, p_policy_version, v_capacity = 1,
-                clock_timestamp(), clock_timestamp())
-        RETURNING * INTO b;
-        v_outcome := jsonb_build_object('response', jsonb_build_object('booking',
-          emit_booking_event(CASE WHEN p_hold_ttl IS NULL THEN 'booking.confirmed' ELSE 'booking.held' END, b)));
-        EXIT;
-      END IF;
-    END LOOP;
-    IF v_outcome IS NULL THEN
+    v_now := clock_timestamp();
+    SELECT r.capacity INTO v_capacity FROM resources r WHERE r.tenant_id = p_tenant AND r.id = p_resources[1];
+    IF notice_rejection(p_start, v_now, p_min_notice, p_max_advance) IS NULL
+       AND peak_occupancy(p_tenant, p_resources[1], v_from, v_to, v_now, NULL, v_capacity) >= v_capacity THEN
       v_outcome := rejection('SLOT_UNAVAILABLE', 'the requested time is no longer available',
         jsonb_build_object('conflicts', conflicts_json(p_tenant, p_resources[1], v_from, v_to, v_now, NULL)));
+    END IF;
+  END IF;
+
+  IF v_outcome IS NULL THEN
+    IF cardinality(p_resources) = 1 THEN
+      PERFORM pg_advisory_xact_lock(hashtextextended(p_tenant || '/' || p_resources[1], 0));
+    ELSE
+      FOR v_key IN
+        SELECT DISTINCT hashtextextended(p_tenant || '/' || r, 0) AS k FROM unnest(p_resources) AS r ORDER BY k
+      LOOP
+        PERFORM pg_advisory_xact_lock(v_key);
+      END LOOP;
+    END IF;
+    v_now := clock_timestamp();
+
+    PERFORM 1 FROM services s WHERE s.tenant_id = p_tenant AND s.id = p_service AND s.revision = p_service_revision;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'the service changed while the request was checked' USING ERRCODE = 'HF001';
+    END IF;
+
+    v_outcome := notice_rejection(p_start, v_now, p_min_notice, p_max_advance);
+    IF v_outcome IS NULL THEN
+      FOR i IN 1 .. cardinality(p_resources) LOOP
+        v_resource := p_resources[i];
+        SELECT r.capacity INTO v_capacity FROM resources r
+        WHERE r.tenant_id = p_tenant AND r.id = v_resource AND r.revision = p_resource_revisions[i];
+        IF NOT FOUND THEN
+          RAISE EXCEPTION 'a resource changed while the request was checked' USING ERRCODE = 'HF001';
+        END IF;
+        PERFORM expire_overlapping_holds(p_tenant, v_resource, v_from, v_to, v_now);
+        IF peak_occupancy(p_tenant, v_resource, v_from, v_to, v_now, NULL, v_capacity) < v_capacity THEN
+          INSERT INTO bookings (tenant_id, service_id, resource_id, start_time, end_time, block_start, block_end,
+                                status, expire_time, attendee, metadata, policy_version, exclusive,
+                                create_time, update_time)
+          VALUES (p_tenant, p_service, v_resource, p_start, p_end, v_from, v_to,
+                  CASE WHEN p_hold_ttl IS NULL THEN 'confirmed' ELSE 'held' END,
+                  v_now + p_hold_ttl, p_attendee, p_metadata, p_policy_version, v_capacity = 1,
+                  clock_timestamp(), clock_timestamp())
+          RETURNING * INTO b;
+          v_outcome := jsonb_build_object('response', jsonb_build_object('booking',
+            emit_booking_event(CASE WHEN p_hold_ttl IS NULL THEN 'booking.confirmed' ELSE 'booking.held' END, b)));
+          EXIT;
+        END IF;
+      END LOOP;
+      IF v_outcome IS NULL THEN
+        v_outcome := rejection('SLOT_UNAVAILABLE', 'the requested time is no longer available',
+          jsonb_build_object('conflicts', conflicts_json(p_tenant, p_resources[1], v_from, v_to, v_now, NULL)));
+      END IF;
     END IF;
   END IF;
 
