@@ -22,11 +22,18 @@ export type NewBooking = {
   metadata: JsonObject;
 };
 
-const SQLSTATE_STALE_CATALOG = "HF001";
+/**
+ * SQLSTATEs the write functions raise when something changed between the
+ * caller's checks and the write, which rolled back: read again and retry.
+ */
+const SQLSTATE_RETRY = new Set([
+  "HF001", // the service or a resource changed (catalog revision)
+  "HF002", // a concurrent reschedule moved the booking
+  "HF003", // a request with the same Idempotency-Key committed first; the retry replays it
+]);
 
-/** The catalog changed between reading it and writing: read again and retry. */
-export function isStaleCatalog(err: unknown): boolean {
-  return (err as { code?: string })?.code === SQLSTATE_STALE_CATALOG;
+export function mustRetry(err: unknown): boolean {
+  return SQLSTATE_RETRY.has((err as { code?: string })?.code ?? "");
 }
 
 const ms = (n: number) => `${n} milliseconds`;
@@ -229,13 +236,6 @@ export async function loadOccupancy(
     resourceRevisions: new Map(Object.entries(row.revisions)),
     serviceRevision: row.service_revision ?? undefined,
   };
-}
-
-const SQLSTATE_BOOKING_MOVED = "HF002";
-
-/** A concurrent reschedule moved the booking between reading and writing: read again and retry. */
-export function isBookingMoved(err: unknown): boolean {
-  return (err as { code?: string })?.code === SQLSTATE_BOOKING_MOVED;
 }
 
 export type Move = {

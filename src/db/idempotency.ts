@@ -2,10 +2,11 @@ import type { JsonObject } from "@bufbuild/protobuf";
 import type { Queryable } from "./pool.js";
 
 /**
- * Idempotency keys, stored in the transaction that does the work. The
- * claim and finish steps are SQL functions (migration 0002) shared by the
- * booking functions, which call them inside their single statement, and by
- * the generic path below, which calls them inside an open transaction.
+ * Idempotency keys, stored in the transaction that does the work, by SQL
+ * functions of migration 0002: the booking functions look a key up first
+ * and store their outcome with one insert at the end of their single
+ * statement; the generic path below claims the key at the start of an open
+ * transaction and finishes it at the end.
  */
 
 /** What a mutation produced: its response as protobuf JSON, or a business rejection. */
@@ -54,22 +55,11 @@ export async function storedOutcome(
   q: Queryable,
   c: IdempotencyClaim,
 ): Promise<Outcome | undefined> {
-  const { rows } = await q.query<{ outcome: Outcome | null; same: boolean }>(
-    `SELECT outcome, request_hash = $4 AS same FROM idempotency_keys
-     WHERE tenant_id = $1 AND method = $2 AND key = $3 AND create_time > now() - interval '24 hours'`,
+  const { rows } = await q.query<{ outcome: Outcome | null }>(
+    "SELECT idempotent_replay($1, $2, $3, $4) AS outcome",
     [c.tenantId, c.method, c.key, c.hash],
   );
-  const row = rows[0];
-  if (!row?.outcome) return undefined;
-  if (!row.same) {
-    return {
-      error: {
-        reason: "IDEMPOTENCY_KEY_REUSED",
-        message: "this Idempotency-Key was already used with a different request",
-      },
-    };
-  }
-  return { ...row.outcome, replayed: true };
+  return rows[0]?.outcome ?? undefined;
 }
 
 /** Keys older than a day are dead; drop them in batches. */

@@ -21,9 +21,8 @@ import {
   changeBooking,
   createBooking,
   getBooking,
-  isBookingMoved,
-  isStaleCatalog,
   listBookings,
+  mustRetry,
   rescheduleBooking,
 } from "../db/bookings.js";
 import type { CatalogCache } from "../db/catalog-cache.js";
@@ -169,7 +168,7 @@ export function bookingNotFound(id: string): Rejection {
 /** The service, resource (if named) and time a request names, by slot id or by fields. */
 type Target = { service: ServiceSnapshot; resourceId: string; startMs: number; endMs: number };
 
-/** A write is retried when the catalog or the booking changed between checking and writing. */
+/** A write is retried when something changed between checking and writing (see mustRetry). */
 const MAX_ATTEMPTS = 3;
 
 export function bookingService(
@@ -347,7 +346,7 @@ export function bookingService(
         );
         written(tenantId, outcome);
       } catch (err) {
-        if (isStaleCatalog(err) && attempt < MAX_ATTEMPTS) {
+        if (mustRetry(err) && attempt < MAX_ATTEMPTS) {
           catalog.forget(tenantId);
           continue;
         }
@@ -416,7 +415,7 @@ export function bookingService(
         );
         written(tenantId, outcome);
       } catch (err) {
-        if ((isStaleCatalog(err) || isBookingMoved(err)) && attempt < MAX_ATTEMPTS) {
+        if (mustRetry(err) && attempt < MAX_ATTEMPTS) {
           catalog.forget(tenantId);
           continue;
         }
@@ -435,7 +434,14 @@ export function bookingService(
     extra: { ttlMs?: number | null; reason?: string } = {},
   ) {
     const change = { tenantId: principalOf(ctx).tenantId, bookingId: id, action, ...extra };
-    const outcome = await changeBooking(base, change, claimOf(ctx));
+    let outcome: Outcome | undefined;
+    for (let attempt = 1; outcome === undefined; attempt++) {
+      try {
+        outcome = await changeBooking(base, change, claimOf(ctx));
+      } catch (err) {
+        if (!mustRetry(err) || attempt >= MAX_ATTEMPTS) throw err;
+      }
+    }
     written(change.tenantId, outcome);
     return answer(ctx, schema, outcome);
   }

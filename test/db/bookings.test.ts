@@ -4,8 +4,10 @@ import { rejectionFromDatabase } from "../../src/db/errors.js";
 import { freshDatabase } from "../support/database.js";
 
 let pool: pg.Pool;
+let poolUrl: string;
 beforeAll(async () => {
-  pool = new pg.Pool({ connectionString: await freshDatabase(), max: 2 });
+  poolUrl = await freshDatabase();
+  pool = new pg.Pool({ connectionString: poolUrl, max: 2 });
   await pool.query(`
     INSERT INTO tenants (id, name) VALUES ('ten_a', 'a');
     INSERT INTO resources (tenant_id, id, name, kind, time_zone) VALUES ('ten_a', 'rsc_1', 'R', 'room', 'UTC');
@@ -118,5 +120,72 @@ describe("create_booking and the resource lock", () => {
       [past, pastEnd],
     );
     expect((await hold(pool, past, pastEnd)).error?.reason).toBe("TOO_SOON");
+  });
+});
+
+/** Waits until the session of `client` is waiting for a lock another holds. */
+async function waitUntilBlocked(client: pg.PoolClient): Promise<void> {
+  const pid = (client as unknown as { processID: number }).processID;
+  const watcher = new pg.Client({ connectionString: poolUrl });
+  await watcher.connect();
+  try {
+    for (;;) {
+      const { rows } = await watcher.query(
+        "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1",
+        [pid],
+      );
+      if (rows[0]?.wait_event_type === "Lock") return;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  } finally {
+    await watcher.end();
+  }
+}
+
+describe("idempotency keys in the booking functions", () => {
+  const keyed = (q: pg.PoolClient, resource: string, start: string, hash: string) =>
+    q
+      .query(
+        `SELECT create_booking('ten_a', 'svc_1', ARRAY[$1], 1, ARRAY[1], 1, $2::timestamptz,
+                               $2::timestamptz + interval '1 hour', '0 ms', '0 ms', '0 ms', NULL, '120 s',
+                               '{}', '{}', 'CreateHold', 'key-1', $3::bytea) AS outcome`,
+        [resource, start, hash],
+      )
+      .then((r) => r.rows[0].outcome as { response?: unknown; error?: { reason: string } });
+
+  it("let the first of two requests racing with one key win; the other rolls back and says so", async () => {
+    await pool.query(
+      "INSERT INTO resources (tenant_id, id, name, kind, time_zone) VALUES ('ten_a', 'rsc_2', 'R2', 'room', 'UTC')",
+    );
+    const first = await pool.connect();
+    const second = await pool.connect();
+    try {
+      await first.query("BEGIN");
+      expect((await keyed(first, "rsc_1", "2031-06-01T10:00Z", "\\x01")).response).toBeDefined();
+      // Another request, same key, another resource: it books, then meets the
+      // first's key, waits for its commit, and must undo its own booking.
+      const racing = keyed(second, "rsc_2", "2031-06-01T10:00Z", "\\x02").catch(
+        (e: { code?: string }) => e.code,
+      );
+      await waitUntilBlocked(second);
+      await first.query("COMMIT");
+      expect(await racing).toBe("HF003");
+      const { rows } = await second.query(
+        "SELECT count(*)::int AS n FROM bookings WHERE resource_id = 'rsc_2'",
+      );
+      expect(rows[0].n).toBe(0);
+      // Run again, as the server does, it answers from the key.
+      expect((await keyed(second, "rsc_2", "2031-06-01T10:00Z", "\\x02")).error?.reason).toBe(
+        "IDEMPOTENCY_KEY_REUSED",
+      );
+      const replay = await keyed(second, "rsc_1", "2031-06-01T10:00Z", "\\x01");
+      expect(replay).toMatchObject({
+        replayed: true,
+        response: { booking: { resourceId: "rsc_1" } },
+      });
+    } finally {
+      first.release();
+      second.release();
+    }
   });
 });

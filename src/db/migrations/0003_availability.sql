@@ -48,9 +48,11 @@ DECLARE
   v_key bigint;
   b bookings;
   old bookings;
+  v_wrote boolean := false;
+  v_stored jsonb;
 BEGIN
   IF p_idem_key IS NOT NULL THEN
-    v_outcome := claim_idempotency_key(p_tenant, p_idem_method, p_idem_key, p_idem_hash);
+    v_outcome := idempotent_replay(p_tenant, p_idem_method, p_idem_key, p_idem_hash);
     IF v_outcome IS NOT NULL THEN
       RETURN v_outcome;
     END IF;
@@ -83,6 +85,7 @@ BEGIN
       UPDATE bookings SET status = 'expired', update_time = v_now
       WHERE tenant_id = p_tenant AND id = p_id RETURNING * INTO old;
       PERFORM emit_booking_event('booking.expired', old);
+      v_wrote := true;
       v_outcome := rejection('HOLD_EXPIRED', format('the hold lapsed at %s; hold the time again', ts_json(old.expire_time)));
     ELSIF old.status = 'expired' THEN
       v_outcome := rejection('HOLD_EXPIRED', format('the hold lapsed at %s; hold the time again', ts_json(old.expire_time)));
@@ -102,6 +105,7 @@ BEGIN
             block_start = v_from, block_end = v_to, exclusive = (v_capacity = 1), update_time = v_now
         WHERE tenant_id = p_tenant AND id = p_id
         RETURNING * INTO b;
+        v_wrote := true;
         v_outcome := jsonb_build_object('response', jsonb_build_object('booking',
           emit_booking_event('booking.rescheduled', b, jsonb_build_object(
             'previousStartTime', ts_json(old.start_time),
@@ -112,7 +116,11 @@ BEGIN
   END IF;
 
   IF p_idem_key IS NOT NULL THEN
-    PERFORM finish_idempotency_key(p_tenant, p_idem_method, p_idem_key, v_outcome);
+    v_stored := keep_idempotent_outcome(p_tenant, p_idem_method, p_idem_key, p_idem_hash, v_outcome,
+      v_wrote);
+    IF v_stored IS NOT NULL THEN
+      RETURN v_stored;
+    END IF;
   END IF;
   RETURN v_outcome;
 END
