@@ -184,7 +184,10 @@ export async function insertDelivery(
  */
 export async function dispatchEvents(q: Queryable, limit: number): Promise<number> {
   // One statement, so one round trip: it locks the cursor, reads, inserts
-  // and moves the cursor in its own transaction.
+  // and moves the cursor in its own transaction. FOR SHARE on the endpoints
+  // orders it against a concurrent disabling (which fails the endpoint's
+  // pending deliveries): it waits for that to commit and then sees the
+  // endpoint disabled, rather than queueing a delivery nothing would send.
   const { rows } = await q.query<{ n: number }>({
     name: "dispatch_events",
     text: `WITH cursor AS (SELECT xid, seq FROM webhook_dispatch FOR UPDATE SKIP LOCKED),
@@ -198,6 +201,7 @@ export async function dispatchEvents(q: Queryable, limit: number): Promise<numbe
                 jsonb_build_object('type', ev.type, 'timestamp', ts_json(ev.occur_time), 'data', ev.payload)::text, now()
          FROM ev JOIN webhooks w ON w.tenant_id = ev.tenant_id AND w.state = 'active'
            AND (ev.type = ANY (w.event_types) OR '*' = ANY (w.event_types))
+         FOR SHARE OF w
          ON CONFLICT DO NOTHING
          RETURNING 1),
        newest AS (SELECT xid, seq FROM ev ORDER BY xid DESC, seq DESC LIMIT 1),

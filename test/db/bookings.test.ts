@@ -1,7 +1,7 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rejectionFromDatabase } from "../../src/db/errors.js";
-import { freshDatabase } from "../support/database.js";
+import { freshDatabase, waitUntilBlocked } from "../support/database.js";
 
 let pool: pg.Pool;
 let poolUrl: string;
@@ -123,25 +123,6 @@ describe("create_booking and the resource lock", () => {
   });
 });
 
-/** Waits until the session of `client` is waiting for a lock another holds. */
-async function waitUntilBlocked(client: pg.PoolClient): Promise<void> {
-  const pid = (client as unknown as { processID: number }).processID;
-  const watcher = new pg.Client({ connectionString: poolUrl });
-  await watcher.connect();
-  try {
-    for (;;) {
-      const { rows } = await watcher.query(
-        "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1",
-        [pid],
-      );
-      if (rows[0]?.wait_event_type === "Lock") return;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  } finally {
-    await watcher.end();
-  }
-}
-
 describe("idempotency keys in the booking functions", () => {
   const keyed = (q: pg.PoolClient, resource: string, start: string, hash: string) =>
     q
@@ -167,7 +148,7 @@ describe("idempotency keys in the booking functions", () => {
       const racing = keyed(second, "rsc_2", "2031-06-01T10:00Z", "\\x02").catch(
         (e: { code?: string }) => e.code,
       );
-      await waitUntilBlocked(second);
+      await waitUntilBlocked(second, poolUrl);
       await first.query("COMMIT");
       expect(await racing).toBe("HF003");
       const { rows } = await second.query(

@@ -24,3 +24,38 @@ export async function freshDatabase(): Promise<string> {
   });
   return databaseUrl(adminUrl, name);
 }
+
+/**
+ * Waits until the session of `client` is waiting for a lock another holds,
+ * or until `orDone` settles (the statement did not wait at all).
+ */
+export async function waitUntilBlocked(
+  client: pg.PoolClient,
+  url: string,
+  orDone?: Promise<unknown>,
+): Promise<void> {
+  let done = false;
+  orDone?.then(
+    () => {
+      done = true;
+    },
+    () => {
+      done = true;
+    },
+  );
+  const pid = (client as unknown as { processID: number }).processID;
+  const watcher = new pg.Client({ connectionString: url });
+  await watcher.connect();
+  try {
+    while (!done) {
+      const { rows } = await watcher.query(
+        "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1",
+        [pid],
+      );
+      if (rows[0]?.wait_event_type === "Lock") return;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  } finally {
+    await watcher.end();
+  }
+}

@@ -1,0 +1,55 @@
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { dispatchEvents } from "../../src/db/webhooks.js";
+import { freshDatabase, waitUntilBlocked } from "../support/database.js";
+
+let pool: pg.Pool;
+let poolUrl: string;
+beforeAll(async () => {
+  poolUrl = await freshDatabase();
+  pool = new pg.Pool({ connectionString: poolUrl, max: 3 });
+  await pool.query(`
+    INSERT INTO tenants (id, name) VALUES ('ten_a', 'a');
+    INSERT INTO resources (tenant_id, id, name, kind, time_zone) VALUES ('ten_a', 'rsc_1', 'R', 'room', 'UTC');
+    INSERT INTO services (tenant_id, id, name) VALUES ('ten_a', 'svc_1', 'S');
+    INSERT INTO policy_versions (tenant_id, service_id, version, policy, time_zone) VALUES ('ten_a', 'svc_1', 1, '{}', 'UTC');
+    INSERT INTO webhooks (tenant_id, id, url, event_types, secret) VALUES ('ten_a', 'whk_1', 'http://x', '{*}', '\\x00');
+  `);
+});
+afterAll(() => pool.end());
+
+describe("dispatching events to endpoints", () => {
+  it("queues nothing for an endpoint whose disabling commits while it dispatches", async () => {
+    // An event to dispatch: a hold, through the booking function.
+    await pool.query(
+      `SELECT create_booking('ten_a', 'svc_1', ARRAY['rsc_1'], 1, ARRAY[1], 1, '2031-01-01T10:00Z',
+                             '2031-01-01T11:00Z', '0 ms', '0 ms', '0 ms', NULL, '120 s',
+                             '{}', '{}', 'CreateHold', NULL, NULL)`,
+    );
+    const disabling = await pool.connect();
+    const dispatcher = await pool.connect();
+    try {
+      // What recordAttempt does when an endpoint fails too often: disable it
+      // and fail its pending deliveries, in one transaction not yet committed.
+      await disabling.query("BEGIN");
+      await disabling.query("UPDATE webhooks SET state = 'disabled' WHERE id = 'whk_1'");
+      await disabling.query(
+        "UPDATE deliveries SET status = 'failed' WHERE webhook_id = 'whk_1' AND status = 'pending'",
+      );
+      // A dispatch that read the endpoint as active and committed after the
+      // disabling would leave a delivery pending forever: nothing leases the
+      // deliveries of a disabled endpoint. It must wait and see it disabled.
+      const dispatched = dispatchEvents(dispatcher, 100);
+      await waitUntilBlocked(dispatcher, poolUrl, dispatched);
+      await disabling.query("COMMIT");
+      expect(await dispatched).toBe(1);
+      const { rows } = await pool.query(
+        "SELECT status FROM deliveries WHERE webhook_id = 'whk_1' AND status = 'pending'",
+      );
+      expect(rows).toEqual([]);
+    } finally {
+      disabling.release();
+      dispatcher.release();
+    }
+  });
+});
