@@ -188,12 +188,15 @@ export async function dispatchEvents(q: Queryable, limit: number): Promise<numbe
   // orders it against a concurrent disabling (which fails the endpoint's
   // pending deliveries): it waits for that to commit and then sees the
   // endpoint disabled, rather than queueing a delivery nothing would send.
+  // The cursor is compared as scalar subqueries, not joined, so the outbox
+  // index starts at the cursor instead of scanning every event before it.
   const { rows } = await q.query<{ n: number }>({
     name: "dispatch_events",
     text: `WITH cursor AS (SELECT xid, seq FROM webhook_dispatch FOR UPDATE SKIP LOCKED),
        ev AS (
-         SELECT o.* FROM outbox o, cursor c
-         WHERE (o.xid, o.seq) > (c.xid, c.seq) AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
+         SELECT o.* FROM outbox o
+         WHERE (o.xid, o.seq) > ((SELECT xid FROM cursor), (SELECT seq FROM cursor))
+           AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
          ORDER BY o.xid, o.seq LIMIT $1),
        queued AS (
          INSERT INTO deliveries (tenant_id, webhook_id, event_id, event_type, body, next_attempt_time)
