@@ -1,21 +1,13 @@
-import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type pg from "pg";
+import { beforeAll, describe, expect, it } from "vitest";
 import { rejectionFromDatabase } from "../../src/db/errors.js";
-import { freshDatabase, waitUntilBlocked } from "../support/database.js";
+import { seededDatabase, waitUntilBlocked } from "../support/database.js";
 
 let pool: pg.Pool;
 let poolUrl: string;
 beforeAll(async () => {
-  poolUrl = await freshDatabase();
-  pool = new pg.Pool({ connectionString: poolUrl, max: 2 });
-  await pool.query(`
-    INSERT INTO tenants (id, name) VALUES ('ten_a', 'a');
-    INSERT INTO resources (tenant_id, id, name, kind, time_zone) VALUES ('ten_a', 'rsc_1', 'R', 'room', 'UTC');
-    INSERT INTO services (tenant_id, id, name) VALUES ('ten_a', 'svc_1', 'S');
-    INSERT INTO policy_versions (tenant_id, service_id, version, policy, time_zone) VALUES ('ten_a', 'svc_1', 1, '{}', 'UTC');
-  `);
+  ({ pool, url: poolUrl } = await seededDatabase());
 });
-afterAll(() => pool.end());
 
 const insert = (
   start: string,

@@ -1,22 +1,16 @@
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { dispatchEvents } from "../../src/db/webhooks.js";
-import { freshDatabase, waitUntilBlocked } from "../support/database.js";
+import { seededDatabase, waitUntilBlocked } from "../support/database.js";
 
 let pool: pg.Pool;
 let poolUrl: string;
 beforeAll(async () => {
-  poolUrl = await freshDatabase();
-  pool = new pg.Pool({ connectionString: poolUrl, max: 3 });
-  await pool.query(`
-    INSERT INTO tenants (id, name) VALUES ('ten_a', 'a');
-    INSERT INTO resources (tenant_id, id, name, kind, time_zone) VALUES ('ten_a', 'rsc_1', 'R', 'room', 'UTC');
-    INSERT INTO services (tenant_id, id, name) VALUES ('ten_a', 'svc_1', 'S');
-    INSERT INTO policy_versions (tenant_id, service_id, version, policy, time_zone) VALUES ('ten_a', 'svc_1', 1, '{}', 'UTC');
-    INSERT INTO webhooks (tenant_id, id, url, event_types, secret) VALUES ('ten_a', 'whk_1', 'http://x', '{*}', '\\x00');
-  `);
+  ({ pool, url: poolUrl } = await seededDatabase());
+  await pool.query(
+    "INSERT INTO webhooks (tenant_id, id, url, event_types, secret) VALUES ('ten_a', 'whk_1', 'http://x', '{*}', '\\x00')",
+  );
 });
-afterAll(() => pool.end());
 
 describe("dispatching events to endpoints", () => {
   it("queues nothing for an endpoint whose disabling commits while it dispatches", async () => {

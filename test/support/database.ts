@@ -26,6 +26,24 @@ export async function freshDatabase(): Promise<string> {
 }
 
 /**
+ * A fresh database with one tenant (`ten_a`), a one-at-a-time room
+ * (`rsc_1`) and a service (`svc_1`, policy version 1), and a pool on it
+ * closed after the file's tests: for tests of the SQL below the server.
+ */
+export async function seededDatabase(): Promise<{ pool: pg.Pool; url: string }> {
+  const url = await freshDatabase();
+  const pool = new pg.Pool({ connectionString: url, max: 3 });
+  afterAll(() => pool.end());
+  await pool.query(`
+    INSERT INTO tenants (id, name) VALUES ('ten_a', 'a');
+    INSERT INTO resources (tenant_id, id, name, kind, time_zone) VALUES ('ten_a', 'rsc_1', 'R', 'room', 'UTC');
+    INSERT INTO services (tenant_id, id, name) VALUES ('ten_a', 'svc_1', 'S');
+    INSERT INTO policy_versions (tenant_id, service_id, version, policy, time_zone) VALUES ('ten_a', 'svc_1', 1, '{}', 'UTC');
+  `);
+  return { pool, url };
+}
+
+/**
  * Waits until the session of `client` is waiting for a lock another holds,
  * or until `orDone` settles (the statement did not wait at all).
  */
