@@ -186,6 +186,33 @@ export function bookingService(
     if (outcome.response && !outcome.replayed) finder.bookingsChanged(tenantId);
   }
 
+  /**
+   * Runs `attempt` (its checks, then its one locked write) again, with the
+   * catalog reloaded, when the database says the catalog changed under it
+   * or a duplicate with the same Idempotency-Key committed first. A
+   * rejection the checks raise gives way to the key's stored outcome.
+   */
+  async function write(
+    ctx: HandlerContext,
+    tenantId: string,
+    attempt: () => Promise<Outcome>,
+  ): Promise<Outcome> {
+    for (let n = 1; ; n++) {
+      try {
+        const outcome = await attempt();
+        written(tenantId, outcome);
+        return outcome;
+      } catch (err) {
+        if (mustRetry(err) && n < MAX_ATTEMPTS) {
+          catalog.forget(tenantId);
+          continue;
+        }
+        if (!(err instanceof Rejection)) throw err;
+        return replayOr(base, ctx, err);
+      }
+    }
+  }
+
   async function target(tenantId: string, f: TimeFields, serviceId: string): Promise<Target> {
     if (f.slotId !== "") {
       const slot = await finder.resolve(tenantId, f.slotId);
@@ -311,49 +338,38 @@ export function bookingService(
   ) {
     const tenantId = principalOf(ctx).tenantId;
     let near: Parameters<typeof withAlternatives>[3];
-    let outcome: Outcome | undefined;
-    for (let attempt = 1; outcome === undefined; attempt++) {
-      try {
-        const t = await target(tenantId, f, f.serviceId);
-        let resources: ResourceSnapshot[];
-        if (t.resourceId !== "") {
-          const r = await resource(tenantId, t.resourceId);
-          checkBookable(t.service, r, t);
-          resources = [r];
-        } else {
-          resources = await candidates(tenantId, t);
-        }
-        near = {
+    const outcome = await write(ctx, tenantId, async () => {
+      const t = await target(tenantId, f, f.serviceId);
+      let resources: ResourceSnapshot[];
+      if (t.resourceId !== "") {
+        const r = await resource(tenantId, t.resourceId);
+        checkBookable(t.service, r, t);
+        resources = [r];
+      } else {
+        resources = await candidates(tenantId, t);
+      }
+      near = {
+        tenantId,
+        service: t.service,
+        resourceId: resources[0]?.id ?? "",
+        startMs: t.startMs,
+        endMs: t.endMs,
+      };
+      return createBooking(
+        base,
+        {
           tenantId,
           service: t.service,
-          resourceId: resources[0]?.id ?? "",
+          resources,
           startMs: t.startMs,
           endMs: t.endMs,
-        };
-        outcome = await createBooking(
-          base,
-          {
-            tenantId,
-            service: t.service,
-            resources,
-            startMs: t.startMs,
-            endMs: t.endMs,
-            holdTtlMs: hold ? holdTtlMs(t.service.policy, f.ttl ?? null) : null,
-            attendee: f.attendee,
-            metadata: f.metadata,
-          },
-          claimOf(ctx),
-        );
-        written(tenantId, outcome);
-      } catch (err) {
-        if (mustRetry(err) && attempt < MAX_ATTEMPTS) {
-          catalog.forget(tenantId);
-          continue;
-        }
-        if (!(err instanceof Rejection)) throw err;
-        outcome = await replayOr(base, ctx, err);
-      }
-    }
+          holdTtlMs: hold ? holdTtlMs(t.service.policy, f.ttl ?? null) : null,
+          attendee: f.attendee,
+          metadata: f.metadata,
+        },
+        claimOf(ctx),
+      );
+    });
     return withAlternatives(ctx, schema, outcome, near);
   }
 
@@ -364,65 +380,50 @@ export function bookingService(
   async function reschedule(ctx: HandlerContext, f: z.infer<typeof rescheduleSchema>) {
     const tenantId = principalOf(ctx).tenantId;
     let near: Parameters<typeof withAlternatives>[3];
-    let outcome: Outcome | undefined;
-    for (let attempt = 1; outcome === undefined; attempt++) {
-      try {
-        const json = await getBooking(base, tenantId, f.bookingId);
-        if (!json) throw bookingNotFound(f.bookingId);
-        const current = fromJson(BookingSchema, json);
-        const t = await target(tenantId, f, current.serviceId);
-        if (t.service.id !== current.serviceId) {
-          throw new Rejection(
-            "INVALID_SLOT_ID",
-            "slot_id is for another service than the booking's",
-            {
-              fieldViolations: [{ field: "slot_id", description: "names another service" }],
-            },
-          );
-        }
-        const rules = await catalog.policyVersion(
-          tenantId,
-          current.serviceId,
-          current.policyVersion,
+    const outcome = await write(ctx, tenantId, async () => {
+      const json = await getBooking(base, tenantId, f.bookingId);
+      if (!json) throw bookingNotFound(f.bookingId);
+      const current = fromJson(BookingSchema, json);
+      const t = await target(tenantId, f, current.serviceId);
+      if (t.service.id !== current.serviceId) {
+        throw new Rejection(
+          "INVALID_SLOT_ID",
+          "slot_id is for another service than the booking's",
+          {
+            fieldViolations: [{ field: "slot_id", description: "names another service" }],
+          },
         );
-        if (!rules)
-          throw new Error(
-            `policy version ${current.policyVersion} of ${current.serviceId} is missing`,
-          );
-        const r = await resource(tenantId, t.resourceId || current.resourceId);
-        checkResource(t.service, r);
-        checkTime(rules, r, t);
-        near = {
+      }
+      const rules = await catalog.policyVersion(tenantId, current.serviceId, current.policyVersion);
+      if (!rules)
+        throw new Error(
+          `policy version ${current.policyVersion} of ${current.serviceId} is missing`,
+        );
+      const r = await resource(tenantId, t.resourceId || current.resourceId);
+      checkResource(t.service, r);
+      checkTime(rules, r, t);
+      near = {
+        tenantId,
+        service: t.service,
+        resourceId: r.id,
+        startMs: t.startMs,
+        endMs: t.endMs,
+      };
+      return rescheduleBooking(
+        base,
+        {
           tenantId,
+          bookingId: f.bookingId,
+          fromResourceId: current.resourceId,
           service: t.service,
-          resourceId: r.id,
+          resource: r,
+          policy: rules.policy,
           startMs: t.startMs,
           endMs: t.endMs,
-        };
-        outcome = await rescheduleBooking(
-          base,
-          {
-            tenantId,
-            bookingId: f.bookingId,
-            fromResourceId: current.resourceId,
-            service: t.service,
-            resource: r,
-            policy: rules.policy,
-            startMs: t.startMs,
-            endMs: t.endMs,
-          },
-          claimOf(ctx),
-        );
-        written(tenantId, outcome);
-      } catch (err) {
-        if (mustRetry(err) && attempt < MAX_ATTEMPTS) {
-          catalog.forget(tenantId);
-          continue;
-        }
-        if (!(err instanceof Rejection)) throw err;
-        outcome = await replayOr(base, ctx, err);
-      }
-    }
+        },
+        claimOf(ctx),
+      );
+    });
     return withAlternatives(ctx, RescheduleBookingResponseSchema, outcome, near);
   }
 
@@ -434,15 +435,9 @@ export function bookingService(
     extra: { ttlMs?: number | null; reason?: string } = {},
   ) {
     const change = { tenantId: principalOf(ctx).tenantId, bookingId: id, action, ...extra };
-    let outcome: Outcome | undefined;
-    for (let attempt = 1; outcome === undefined; attempt++) {
-      try {
-        outcome = await changeBooking(base, change, claimOf(ctx));
-      } catch (err) {
-        if (!mustRetry(err) || attempt >= MAX_ATTEMPTS) throw err;
-      }
-    }
-    written(change.tenantId, outcome);
+    const outcome = await write(ctx, change.tenantId, () =>
+      changeBooking(base, change, claimOf(ctx)),
+    );
     return answer(ctx, schema, outcome);
   }
 
