@@ -14,6 +14,7 @@ import { createServer as createHttpServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
+import type { DescService } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
@@ -100,11 +101,13 @@ function bearer(key: string): Interceptor {
   };
 }
 
-function bookingClient(
+/** A client of `service` as the given API key, over gRPC or Connect JSON on HTTP/1.1. */
+function clientOf<S extends DescService>(
+  service: S,
   url: string,
   key: string,
   protocol: "grpc" | "connect-json",
-): Client<typeof BookingService> {
+): Client<S> {
   const interceptors = [bearer(key)];
   const transport =
     protocol === "grpc"
@@ -115,8 +118,11 @@ function bookingClient(
           useBinaryFormat: false,
           interceptors,
         });
-  return createClient(BookingService, transport);
+  return createClient(service, transport);
 }
+
+const bookingClient = (url: string, key: string, protocol: "grpc" | "connect-json") =>
+  clientOf(BookingService, url, key, protocol);
 
 /** A fresh tenant for one scenario, and a gRPC transport carrying its key. */
 async function benchTenant(url: string) {
@@ -160,24 +166,6 @@ function slot(w: Awaited<ReturnType<typeof world>>, i: number, dayOffset: number
     startTime: timestampFromMs(start),
     endTime: timestampFromMs(start + 30 * MINUTE),
   };
-}
-
-function slotsClient(
-  url: string,
-  key: string,
-  protocol: "grpc" | "connect-json",
-): Client<typeof AvailabilityService> {
-  const interceptors = [bearer(key)];
-  const transport =
-    protocol === "grpc"
-      ? createGrpcTransport({ baseUrl: url, interceptors })
-      : createConnectTransport({
-          baseUrl: url,
-          httpVersion: "1.1",
-          useBinaryFormat: false,
-          interceptors,
-        });
-  return createClient(AvailabilityService, transport);
 }
 
 /**
@@ -414,8 +402,8 @@ async function main() {
       const twenty = await availabilityWorld(url, 20, start);
       await fill(url, twenty, start, 7, 200);
       for (const protocol of ["grpc", "connect-json"] as const) {
-        const c1 = slotsClient(url, one.key, protocol);
-        const c20 = slotsClient(url, twenty.key, protocol);
+        const c1 = clientOf(AvailabilityService, url, one.key, protocol);
+        const c20 = clientOf(AvailabilityService, url, twenty.key, protocol);
         const month = {
           serviceId: one.serviceId,
           startTime: timestampFromMs(start),
