@@ -166,6 +166,10 @@ export function idempotent<S extends DescService>(
         async (tx): Promise<{ outcome: Outcome } | { response: Message }> => {
           const prior = await claimKey(tx, claim);
           if (prior) return { outcome: prior };
+          // The handler's writes can be undone without losing the claim: a
+          // rejection must leave nothing behind (nor an aborted transaction,
+          // when the database raised it).
+          await tx.query("SAVEPOINT handler");
           ctx.values.set(unitKey, clientDb(tx));
           try {
             const response = create(method.output, await handler(req, ctx));
@@ -173,7 +177,9 @@ export function idempotent<S extends DescService>(
             return { response };
           } catch (err) {
             if (!(err instanceof Rejection) || !isStoredRejection(err)) throw err;
-            // A business rejection is an outcome too: store it, commit, then answer with it.
+            // A business rejection is an outcome too: undo what the handler
+            // wrote, store the rejection, commit, then answer with it.
+            await tx.query("ROLLBACK TO SAVEPOINT handler");
             const outcome = outcomeOfRejection(err);
             await finishKey(tx, claim, outcome);
             return { outcome };

@@ -3,9 +3,10 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
 import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
+import { TenantService } from "../../gen/holdfast/v1/tenant_pb.js";
 import { at, bookingWorld } from "../support/booking.js";
 import { clientFor, jsonReason, postJson, rejected } from "../support/clients.js";
-import { startTestServer, type TestServer } from "../support/server.js";
+import { ADMIN_KEY, startTestServer, type TestServer } from "../support/server.js";
 
 let server: TestServer;
 beforeAll(async () => {
@@ -241,6 +242,56 @@ describe("other mutations", () => {
       client.deleteResource({ id: "rsc_ghost" }, keyed("del").options),
       Code.NotFound,
       "RESOURCE_NOT_FOUND",
+    );
+    expect(again.metadata.get("idempotent-replayed")).toBe("true");
+  });
+
+  it("store a rejection without the writes made before it: a refused update changes nothing", async () => {
+    const w = await bookingWorld(server.url);
+    const update = {
+      service: {
+        id: w.serviceId,
+        resourceIds: [w.resourceId, "rsc_ghost"],
+        policy: { durations: [{ seconds: 45n * 60n }] },
+      },
+      updateMask: { paths: ["policy", "resource_ids"] },
+    };
+    // The new policy version is written before the resources are checked.
+    await rejected(
+      w.catalog.updateService(update, keyed("upd").options),
+      Code.NotFound,
+      "RESOURCE_NOT_FOUND",
+    );
+    const again = await rejected(
+      w.catalog.updateService(update, keyed("upd").options),
+      Code.NotFound,
+      "RESOURCE_NOT_FOUND",
+    );
+    expect(again.metadata.get("idempotent-replayed")).toBe("true");
+    const { service } = await w.catalog.getService({ id: w.serviceId });
+    expect(service?.policyVersion).toBe(1);
+    expect(service?.policy?.durations.map((d) => d.seconds)).toEqual([30n * 60n, 60n * 60n]);
+    // And the next policy change gets version 2, as if the refused one never happened.
+    const { service: changed } = await w.catalog.updateService({
+      ...update,
+      service: { ...update.service, resourceIds: [w.resourceId] },
+    });
+    expect(changed?.policyVersion).toBe(2);
+  });
+
+  it("store a rejection the database raised, in a transaction that goes on to commit", async () => {
+    const operator = clientFor(TenantService, server.url, ADMIN_KEY);
+    const name = `taken-${Math.random().toString(36).slice(2)}`;
+    await operator.createTenant({ name });
+    await rejected(
+      operator.createTenant({ name }, keyed(`dup-${name}`).options),
+      Code.AlreadyExists,
+      "TENANT_NAME_TAKEN",
+    );
+    const again = await rejected(
+      operator.createTenant({ name }, keyed(`dup-${name}`).options),
+      Code.AlreadyExists,
+      "TENANT_NAME_TAKEN",
     );
     expect(again.metadata.get("idempotent-replayed")).toBe("true");
   });
