@@ -36,6 +36,15 @@ export function rejectionFromDatabase(err: unknown): Rejection | undefined {
   if (NETWORK_CODES.has(code) || code.startsWith("08")) {
     return new Rejection("UNAVAILABLE", "the database is unreachable; retry shortly");
   }
+  // Class 22, data exception: a value Postgres will not store or compute
+  // with (a NUL character in text or JSON, a number or date out of its
+  // range). Validation catches the ones it knows; this catches the rest.
+  if (code.startsWith("22")) {
+    return new Rejection(
+      "VALIDATION_ERROR",
+      "a value in the request cannot be stored (a NUL character, or a number or date out of range)",
+    );
+  }
   switch (code) {
     // The exclusion constraint backs up the locked booking path: if it ever
     // fires, the answer is the same one the lock path would have given.

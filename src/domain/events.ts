@@ -33,6 +33,7 @@ export function isAfter(a: Position, b: Position): boolean {
 }
 
 const PREFIX = "ev1_";
+const MAX_POSITION = 2n ** 63n;
 
 /** Opaque and URL-safe. */
 export function encodeCursor(p: Position): string {
@@ -44,5 +45,7 @@ export function decodeCursor(cursor: string): Position | undefined {
   if (!m) return undefined;
   const parse = (s: string) =>
     [...s].reduce((n, c) => n * 36n + BigInt(Number.parseInt(c, 36)), 0n);
-  return { xid: parse(m[1] as string), seq: parse(m[2] as string) };
+  const p = { xid: parse(m[1] as string), seq: parse(m[2] as string) };
+  // Both are stored as 64-bit integers; anything larger was never issued.
+  return p.xid < MAX_POSITION && p.seq < MAX_POSITION ? p : undefined;
 }

@@ -8,7 +8,7 @@ import { DAY_MS } from "../domain/time.js";
 import { principalOf } from "./auth.js";
 import { serviceNotFound } from "./catalog-service.js";
 import { slotOf } from "./convert.js";
-import { invalidPageToken, readPage, writePage } from "./paging.js";
+import { numberedKey, readPage, writePage } from "./paging.js";
 import type { SlotFinder } from "./slots.js";
 import * as v from "./validate.js";
 
@@ -47,10 +47,8 @@ const listSchema = z
 
 /** The last slot of the previous page, from its token's key `start|resource`. */
 function afterKey(key: string): { start: number; resourceId: string } {
-  const bar = key.indexOf("|");
-  const start = Number(key.slice(0, bar));
-  if (bar < 1 || !Number.isSafeInteger(start)) throw invalidPageToken();
-  return { start, resourceId: key.slice(bar + 1) };
+  const { n, rest } = numberedKey(key);
+  return { start: n, resourceId: rest };
 }
 
 export function availabilityService(

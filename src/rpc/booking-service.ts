@@ -43,7 +43,7 @@ import { principalOf } from "./auth.js";
 import { serviceNotFound } from "./catalog-service.js";
 import { bookingStatusName } from "./convert.js";
 import { answer, claimOf, replayOr } from "./idempotency.js";
-import { readPage, writePage } from "./paging.js";
+import { numberedKey, readPage, writePage } from "./paging.js";
 import { resourceNotFound } from "./resource-service.js";
 import type { SlotFinder } from "./slots.js";
 import * as v from "./validate.js";
@@ -503,9 +503,9 @@ export function bookingService(
         metadata: f.metadata,
       };
       const page = readPage(req, filter);
-      const [startMs, id] = page.after?.split("|") ?? [];
+      const after = page.after === undefined ? undefined : numberedKey(page.after);
       const rows = await listBookings(base, principalOf(ctx).tenantId, filter, {
-        after: page.after ? { startMs: Number(startMs), id: id ?? "" } : undefined,
+        after: after && { startMs: after.n, id: after.rest },
         limit: page.size + 1,
       });
       const { items, nextPageToken } = writePage(rows, page, (r) => `${r.startMs}|${r.id}`);

@@ -21,7 +21,7 @@ import { invalid, Rejection } from "../domain/rejection.js";
 import { principalOf } from "./auth.js";
 import { durationOfMs, msOfDuration, timestampOfDate } from "./convert.js";
 import { dbOf } from "./idempotency.js";
-import { readPage, writePage } from "./paging.js";
+import { numberedKey, readPage, writePage } from "./paging.js";
 import * as v from "./validate.js";
 
 /** A policy message, checked against the domain's rules, with defaults filled in. */
@@ -191,7 +191,7 @@ export function catalogService(base: Db): ServiceImpl<typeof CatalogService> {
         throw serviceNotFound(req.serviceId, "service_id");
       const page = readPage(req, { s: req.serviceId });
       const rows = await listPolicyVersions(base, tenantId, req.serviceId, {
-        before: page.after === undefined ? undefined : Number(page.after),
+        before: page.after === undefined ? undefined : numberedKey(page.after).n,
         limit: page.size + 1,
       });
       const { items, nextPageToken } = writePage(rows, page, (r) => String(r.version));

@@ -23,7 +23,7 @@ import {
 } from "../db/idempotency.js";
 import { clientDb, type Db, inTransaction, type Pool, type Queryable } from "../db/pool.js";
 import { canonicalJson } from "../domain/canonical-json.js";
-import { REASONS, type Reason, Rejection } from "../domain/rejection.js";
+import { invalid, REASONS, type Reason, Rejection } from "../domain/rejection.js";
 import { principalOf } from "./auth.js";
 
 /**
@@ -209,12 +209,18 @@ function claimFor(
       "Idempotency-Key must be 1 to 255 printable ASCII characters",
     );
   }
+  let json: ReturnType<typeof toJson>;
+  try {
+    json = toJson(input, req);
+  } catch (err) {
+    // A binary request can carry what JSON cannot say (a Timestamp or
+    // Duration out of its range): the request is invalid, with or without a key.
+    throw invalid([{ field: "", description: (err as Error).message }]);
+  }
   return {
     tenantId: principalOf(ctx).tenantId,
     method,
     key,
-    hash: createHash("sha256")
-      .update(canonicalJson(toJson(input, req)))
-      .digest(),
+    hash: createHash("sha256").update(canonicalJson(json)).digest(),
   };
 }

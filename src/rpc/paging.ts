@@ -39,6 +39,19 @@ export function readPage(
   return { size, after: t.k, fingerprint };
 }
 
+/**
+ * The parts of a page key made as `<integer>|<text>` (a time and an id,
+ * say; the text may be empty). Tokens are opaque, not secret: one edited by
+ * hand gets INVALID_PAGE_TOKEN, not a database error.
+ */
+export function numberedKey(key: string): { n: number; rest: string } {
+  const bar = key.indexOf("|");
+  const head = bar < 0 ? key : key.slice(0, bar);
+  const n = Number(head);
+  if (!/^-?\d+$/.test(head) || !Number.isSafeInteger(n)) throw invalidPageToken();
+  return { n, rest: bar < 0 ? "" : key.slice(bar + 1) };
+}
+
 export function invalidPageToken(): Rejection {
   return new Rejection(
     "INVALID_PAGE_TOKEN",

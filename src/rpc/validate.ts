@@ -96,6 +96,7 @@ export const metadata = message<JsonObject>().transform((m, ctx) => {
   return value;
 });
 
+const MAX_DURATION_SECONDS = 315_576_000_000n;
 const EARLIEST_MS = Date.UTC(2000, 0, 1);
 const LATEST_MS = Date.UTC(2200, 0, 1);
 
@@ -126,6 +127,12 @@ export const durationMs = message<Duration>().transform((d, ctx) => {
   const ms = msOfDuration(d);
   if (!Number.isFinite(ms)) {
     ctx.addIssue({ code: "custom", message: "must not be negative" });
+    return z.NEVER;
+  }
+  // google.protobuf.Duration's own range; binary requests are not checked
+  // against it before they reach here.
+  if (d.seconds > MAX_DURATION_SECONDS || d.nanos > 999_999_999) {
+    ctx.addIssue({ code: "custom", message: "is out of range for a Duration" });
     return z.NEVER;
   }
   return ms;

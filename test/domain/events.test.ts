@@ -30,6 +30,9 @@ describe("event cursors", () => {
       "ev1_-1_2",
       "ev1_ZZ_1",
       `ev1_${"z".repeat(15)}_1`,
+      // Fourteen digits fit the pattern but not the 64-bit columns.
+      `ev1_${"z".repeat(14)}_1`,
+      `ev1_1_${"z".repeat(14)}`,
     ]) {
       expect(decodeCursor(c)).toBeUndefined();
     }

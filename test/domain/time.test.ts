@@ -74,5 +74,6 @@ describe("isCalendarDate", () => {
     "26-01-01",
     "2026-1-1",
     "2026-01-00",
+    "0000-01-01",
   ])("refuses %s", (d) => expect(isCalendarDate(d)).toBe(false));
 });

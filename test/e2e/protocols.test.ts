@@ -4,7 +4,9 @@ import { Code } from "@connectrpc/connect";
 import type * as grpc from "@grpc/grpc-js";
 import { beforeAll, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus } from "../../gen/health/v1/health_pb.js";
+import { EventService } from "../../gen/holdfast/v1/event_pb.js";
 import { ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
+import { at, bookingWorld } from "../support/booking.js";
 import {
   clientFor,
   grpcJsClient,
@@ -55,6 +57,18 @@ describe("bad input gets InvalidArgument with a reason, never Internal", () => {
       "time_zone",
     ],
     ["a JSON array", "[1,2]", "MALFORMED_REQUEST", undefined],
+    [
+      "a NUL character in text",
+      { name: "Ro\u0000om", timeZone: "UTC" },
+      "VALIDATION_ERROR",
+      undefined,
+    ],
+    [
+      "a NUL character in metadata",
+      { name: "Room", timeZone: "UTC", metadata: { note: "a\u0000b" } },
+      "VALIDATION_ERROR",
+      undefined,
+    ],
   ])("over Connect JSON: %s", async (_, body, reason, field) => {
     const reply = await postJson(server.url, CREATE, body, key);
     expect(reply.status).toBe(400);
@@ -96,6 +110,47 @@ describe("bad input gets InvalidArgument with a reason, never Internal", () => {
       key,
     );
     expect(jsonReason(reply)).toBe("VALIDATION_ERROR");
+  });
+
+  it("refuses what only a binary request can carry, with an Idempotency-Key or without", async () => {
+    const w = await bookingWorld(server.url);
+    const { booking } = await w.bookings.createHold({
+      serviceId: w.serviceId,
+      resourceId: w.resourceId,
+      ...at(1, 9),
+    });
+    // Beyond google.protobuf.Duration's range, which JSON could not even say.
+    const extend = { bookingId: booking?.id as string, ttl: { seconds: 10n ** 15n } };
+    await rejected(w.bookings.extendHold(extend), Code.InvalidArgument, "VALIDATION_ERROR");
+    await rejected(
+      w.bookings.extendHold(extend, { headers: { "Idempotency-Key": "far-future" } }),
+      Code.InvalidArgument,
+      "VALIDATION_ERROR",
+    );
+  });
+
+  it("refuses edited page tokens and cursors, not only garbage ones", async () => {
+    const w = await bookingWorld(server.url);
+    for (const h of [9, 10]) {
+      await w.bookings.createHold({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(1, h),
+      });
+    }
+    const { nextPageToken } = await w.bookings.listBookings({ pageSize: 1 });
+    const token = JSON.parse(Buffer.from(nextPageToken, "base64url").toString());
+    const edited = Buffer.from(JSON.stringify({ ...token, k: "soon|bkg_1" })).toString("base64url");
+    await rejected(
+      w.bookings.listBookings({ pageSize: 1, pageToken: edited }),
+      Code.InvalidArgument,
+      "INVALID_PAGE_TOKEN",
+    );
+    await rejected(
+      clientFor(EventService, server.url, w.key).listEvents({ after: `ev1_${"z".repeat(14)}_0` }),
+      Code.InvalidArgument,
+      "INVALID_CURSOR",
+    );
   });
 
   it("answers an unknown procedure with 404", async () => {

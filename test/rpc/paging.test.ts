@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Rejection } from "../../src/domain/rejection.js";
-import { readPage, writePage } from "../../src/rpc/paging.js";
+import { numberedKey, readPage, writePage } from "../../src/rpc/paging.js";
 
 describe("paging", () => {
   it("defaults to 50 and lowers sizes above 100 to 100", () => {
@@ -39,5 +39,13 @@ describe("paging", () => {
       ),
     ).toBe("INVALID_PAGE_TOKEN");
     expect(reason(() => readPage({ pageSize: -5, pageToken: "" }, {}))).toBe("VALIDATION_ERROR");
+  });
+
+  it("reads integer-led keys and refuses edited ones", () => {
+    expect(numberedKey("1767225600000|bkg_1")).toEqual({ n: 1767225600000, rest: "bkg_1" });
+    expect(numberedKey("7")).toEqual({ n: 7, rest: "" });
+    for (const bad of ["x|bkg_1", "|bkg_1", "", "1e3|a", "99999999999999999999|a", " 1|a"]) {
+      expect(() => numberedKey(bad), bad).toThrow("page_token");
+    }
   });
 });
