@@ -58,10 +58,26 @@ export class EventFeed extends EventEmitter {
     this.notifier.poke();
   }
 
-  /** Start receiving live events of a tenant that match `filter`, at most `capacity` unread at a time. */
-  subscribe(tenantId: string, filter: EventFilter, capacity: number): Subscription {
+  /**
+   * Start receiving live events of a tenant that match `filter`, at most
+   * `capacity` unread at a time. Resolves once the feed has a starting
+   * position, so a caller that then catches up from the table has read
+   * everything before it: nothing falls between the two.
+   */
+  async subscribe(tenantId: string, filter: EventFilter, capacity: number): Promise<Subscription> {
     const sub = new Subscription(tenantId, filter, capacity, () => this.subscribers.delete(sub));
     this.subscribers.add(sub);
+    if (this.head === undefined) {
+      try {
+        const now = await currentPosition(this.db);
+        // Another subscriber's query may have set it meanwhile: its position
+        // is older than this caller's catch-up too.
+        this.head ??= now;
+      } catch (err) {
+        sub.close();
+        throw err;
+      }
+    }
     this.wake();
     return sub;
   }
@@ -78,11 +94,12 @@ export class EventFeed extends EventEmitter {
   }
 
   private async read(): Promise<void> {
-    this.head ??= await currentPosition(this.db);
-    for (;;) {
+    // Only a subscriber sets the starting position (see subscribe); the
+    // reader never jumps ahead on its own.
+    for (let after = this.head; after !== undefined; after = this.head) {
       const events = await readEvents(this.db, {
         tenantId: undefined,
-        after: this.head,
+        after,
         filter: undefined,
         limit: BATCH,
       });

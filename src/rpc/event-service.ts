@@ -107,7 +107,7 @@ export function eventService(
       while (!ctx.signal.aborted) {
         // Listen first, then catch up from the table: an event is either read
         // by the catch-up or queued live (or both; the cursor drops repeats).
-        const live = feed.subscribe(tenantId, filter, limits.buffer);
+        const live = await feed.subscribe(tenantId, filter, limits.buffer);
         try {
           for (;;) {
             const page = await readEvents(db, {

@@ -1,0 +1,41 @@
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EventFeed } from "../../src/events/feed.js";
+import { seededDatabase } from "../support/database.js";
+
+let pool: pg.Pool;
+let url: string;
+beforeAll(async () => {
+  ({ pool, url } = await seededDatabase());
+});
+
+const everything = { types: [], resourceIds: [], serviceIds: [] };
+
+describe("the live feed", () => {
+  it("misses nothing that commits while it is starting for its first subscriber", async () => {
+    // The feed's own connection is busy, so whatever it asks Postgres waits.
+    const feedPool = new pg.Pool({ connectionString: url, max: 1 });
+    afterAll(() => feedPool.end());
+    const feed = new EventFeed(feedPool, undefined, 60_000);
+    const busy = await feedPool.connect();
+    setTimeout(() => busy.release(), 300);
+    try {
+      // A stream subscribes, then catches up from the table (nothing there),
+      // then an event commits: the feed must deliver it live, even though it
+      // could only start reading after the commit.
+      const sub = await feed.subscribe("ten_a", everything, 100);
+      const { rows } = await pool.query("SELECT count(*)::int AS n FROM outbox");
+      expect(rows[0].n).toBe(0);
+      await pool.query(
+        "INSERT INTO outbox (tenant_id, type, payload) VALUES ('ten_a', 'booking.held', '{}')",
+      );
+      feed.committed();
+      const deadline = AbortSignal.timeout(10_000);
+      const e = await sub.next(deadline);
+      expect(e?.type).toBe("booking.held");
+      sub.close();
+    } finally {
+      await feed.stop();
+    }
+  });
+});
