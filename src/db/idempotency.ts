@@ -62,6 +62,24 @@ export async function storedOutcome(
   return rows[0]?.outcome ?? undefined;
 }
 
+/**
+ * Stores an outcome decided before any write (a rule's refusal) under the
+ * key, in one statement. If the key already has an outcome, that one is
+ * returned instead (replayed, or IDEMPOTENCY_KEY_REUSED); undefined when
+ * this one was stored.
+ */
+export async function keepOutcome(
+  q: Queryable,
+  c: IdempotencyClaim,
+  outcome: Outcome,
+): Promise<Outcome | undefined> {
+  const { rows } = await q.query<{ outcome: Outcome | null }>(
+    "SELECT keep_idempotent_outcome($1, $2, $3, $4, $5::jsonb, false) AS outcome",
+    [c.tenantId, c.method, c.key, c.hash, outcome],
+  );
+  return rows[0]?.outcome ?? undefined;
+}
+
 /** Keys older than a day are dead; drop them in batches. */
 export async function pruneKeys(q: Queryable, limit: number): Promise<number> {
   const { rowCount } = await q.query(

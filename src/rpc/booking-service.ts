@@ -203,9 +203,12 @@ export function bookingService(
         written(tenantId, outcome);
         return outcome;
       } catch (err) {
-        if (mustRetry(err) && n < MAX_ATTEMPTS) {
-          catalog.forget(tenantId);
-          continue;
+        if (mustRetry(err)) {
+          if (n < MAX_ATTEMPTS) {
+            catalog.forget(tenantId);
+            continue;
+          }
+          throw new Rejection("UNAVAILABLE", "the booking kept changing under the request; retry");
         }
         if (!(err instanceof Rejection)) throw err;
         return replayOr(base, ctx, err);

@@ -17,6 +17,7 @@ import {
   claimKey,
   finishKey,
   type IdempotencyClaim,
+  keepOutcome,
   type Outcome,
   type StoredRejection,
   storedOutcome,
@@ -107,7 +108,9 @@ export function answer<D extends DescMessage>(
  * For handlers that check rules before their write: a rejection found
  * before the write gives way to an outcome already stored under the same
  * key, so a retry of a request that once succeeded replays that success
- * even if the rules would refuse it now.
+ * even if the rules would refuse it now. A business rejection is stored
+ * under the key itself, as the generic path stores it, so a retry replays
+ * it even if the rules would accept the request now.
  */
 export async function replayOr(
   q: Queryable,
@@ -115,7 +118,12 @@ export async function replayOr(
   rejection: Rejection,
 ): Promise<Outcome> {
   const claim = claimOf(ctx);
-  const stored = claim ? await storedOutcome(q, claim) : undefined;
+  if (!claim) throw rejection;
+  if (isStoredRejection(rejection)) {
+    const outcome = outcomeOfRejection(rejection);
+    return (await keepOutcome(q, claim, outcome)) ?? outcome;
+  }
+  const stored = await storedOutcome(q, claim);
   if (stored) return stored;
   throw rejection;
 }

@@ -95,6 +95,36 @@ describe("booking writes", () => {
     );
   });
 
+  it("store a rule's refusal too: the same key replays it after the rules change", async () => {
+    const w = await bookingWorld(server.url);
+    const days = [1, 2, 3, 4, 5, 6, 7].map((weekday) => ({
+      weekday,
+      startTime: "09:00",
+      endTime: "17:00",
+    }));
+    await w.resources.setWeeklySchedule({
+      resourceId: w.resourceId,
+      weeklySchedule: { windows: days },
+    });
+    const early = { serviceId: w.serviceId, resourceId: w.resourceId, ...at(1, 6) };
+    await rejected(
+      w.bookings.createHold(early, keyed("early").options),
+      Code.FailedPrecondition,
+      "OUTSIDE_WORKING_HOURS",
+    );
+    // Open all hours: a new request books, the keyed one still gets its first answer.
+    await w.resources.setWeeklySchedule({ resourceId: w.resourceId });
+    const again = await rejected(
+      w.bookings.createHold(early, keyed("early").options),
+      Code.FailedPrecondition,
+      "OUTSIDE_WORKING_HOURS",
+    );
+    expect(again.metadata.get("idempotent-replayed")).toBe("true");
+    expect((await w.bookings.createHold(early, keyed("early-2").options)).booking?.status).toBe(
+      BookingStatus.HELD,
+    );
+  });
+
   it("replay a success even when the rules would now refuse the request", async () => {
     const w = await bookingWorld(server.url);
     const req = { serviceId: w.serviceId, resourceId: w.resourceId, ...at(1, 13) };
