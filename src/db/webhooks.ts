@@ -264,9 +264,9 @@ export type AttemptResult = { statusCode: number; latencyMs: number; error: stri
 /**
  * Records an attempt and what follows from it, in one transaction: success
  * ends the delivery and resets the endpoint's failure count; a failure
- * schedules the next attempt (or gives up); the first failure of each
- * delivery counts towards disabling the endpoint, and 410 Gone or too many
- * failing events in a row disable it, recording webhook.disabled. Returns
+ * schedules the next attempt (or gives up); a delivery given up counts
+ * towards disabling the endpoint, and 410 Gone or too many given-up
+ * events in a row disable it, recording webhook.disabled. Returns
  * true when the endpoint was disabled.
  */
 export async function recordAttempt(
@@ -303,10 +303,13 @@ export async function recordAttempt(
     await tx.query(insertAttempt, attempt);
     // The endpoint's row first: its lock orders this failure after any
     // concurrent one that disabled the endpoint, whose state it then sees.
+    // An event counts as failed once its delivery is given up (every retry
+    // used), not at its first failed attempt: a receiver down for a minute
+    // while events pour in must get them all once it is back.
     const { rows } = await tx.query<{ failures: number; state: string }>(
-      `UPDATE webhooks SET consecutive_failures = consecutive_failures + CASE WHEN $3 = 1 THEN 1 ELSE 0 END
+      `UPDATE webhooks SET consecutive_failures = consecutive_failures + CASE WHEN $3 THEN 1 ELSE 0 END
        WHERE tenant_id = $1 AND id = $2 RETURNING consecutive_failures AS failures, state`,
-      [d.tenantId, d.webhookId, d.attempt],
+      [d.tenantId, d.webhookId, next.retryInMs === undefined],
     );
     const w = rows[0];
     await tx.query(

@@ -86,13 +86,23 @@ export function startWebhookDelivery(
 
 /** One attempt at one delivery; returns true when it disabled the endpoint. */
 async function deliver(db: Db, d: LeasedDelivery, s: WebhookSettings): Promise<boolean> {
-  const secrets = [unseal(s.secretKey, d.secret)];
-  if (d.previousSecret) secrets.push(unseal(s.secretKey, d.previousSecret));
   const timestamp = Math.floor(Date.now() / 1000);
   const started = performance.now();
   let statusCode = 0;
   let error = "";
   try {
+    // Inside the try: a secret sealed with another HOLDFAST_SECRET_KEY is a
+    // failed attempt, recorded and retried, not a delivery stuck in a loop.
+    const current = openSecret(s.secretKey, d.secret);
+    if (!current) {
+      throw new Error(
+        "the signing secret cannot be decrypted (was HOLDFAST_SECRET_KEY changed?): rotate it",
+      );
+    }
+    const secrets = [current];
+    // A previous secret that cannot be opened just stops signing early.
+    const previous = d.previousSecret && openSecret(s.secretKey, d.previousSecret);
+    if (previous) secrets.push(previous);
     await refusePrivateTarget(d.url, s.allowPrivate);
     const res = await fetch(d.url, {
       method: "POST",
@@ -127,6 +137,14 @@ async function deliver(db: Db, d: LeasedDelivery, s: WebhookSettings): Promise<b
       disableAfter: s.disableAfter,
     },
   );
+}
+
+function openSecret(key: Buffer, sealed: Buffer): string | undefined {
+  try {
+    return unseal(key, sealed);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The URL was checked at creation; its name is checked again now, since DNS answers change. */

@@ -159,8 +159,9 @@ describe("delivery", () => {
       const e = await endpoint(w, receiver.url());
       secret = e.secret;
       await receiver.stop();
-      // Two events: fewer than the three failing in a row that disable an endpoint.
-      for (let h = 9; h < 11; h++) {
+      // Five events fail their first attempts, more than the three given-up
+      // events in a row that disable an endpoint: none of them is given up.
+      for (let h = 9; h < 14; h++) {
         await w.bookings.createBooking({
           serviceId: w.serviceId,
           resourceId: w.resourceId,
@@ -170,14 +171,44 @@ describe("delivery", () => {
       await sleep(700);
       expect(receiver.received).toEqual([]);
       await receiver.start();
-      const got = await receiver.waitFor((r) => new Set(r.map((x) => x.id)).size >= 2);
-      expect(new Set(got.map((x) => x.id)).size).toBe(2);
+      const got = await receiver.waitFor((r) => new Set(r.map((x) => x.id)).size >= 5);
+      expect(new Set(got.map((x) => x.id)).size).toBe(5);
+      expect((await e.webhooks.getWebhook({ id: e.id })).webhook?.state).toBe(WebhookState.ACTIVE);
       expect(got.every((r) => r.verified !== undefined)).toBe(true);
       const deliveries = (await e.webhooks.listDeliveries({ webhookId: e.id })).deliveries;
       expect(
         deliveries.every((d) => d.status === DeliveryStatus.SUCCEEDED && d.attempts.length >= 2),
       ).toBe(true);
       expect(deliveries[0]?.attempts[0]?.statusCode).toBe(0);
+    } finally {
+      await receiver.stop();
+    }
+  });
+
+  it("records a secret it cannot decrypt as a failed attempt, and delivers after a rotation", async () => {
+    const w = await bookingWorld(server.url);
+    let secret = "";
+    const receiver = await webhookReceiver({ secrets: () => [secret] });
+    try {
+      const e = await endpoint(w, receiver.url(), ["booking.confirmed"]);
+      // As if sealed under another HOLDFAST_SECRET_KEY.
+      await server.pool.query("UPDATE webhooks SET secret = '\\x0102' WHERE id = $1", [e.id]);
+      await w.bookings.createBooking({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(3, 9),
+      });
+      let attempts: { error: string }[] = [];
+      for (let i = 0; i < 100 && attempts.length === 0; i++) {
+        await sleep(50);
+        attempts =
+          (await e.webhooks.listDeliveries({ webhookId: e.id })).deliveries[0]?.attempts ?? [];
+      }
+      expect(attempts[0]?.error).toContain("cannot be decrypted");
+      expect(receiver.received).toEqual([]);
+      secret = (await e.webhooks.rotateWebhookSecret({ id: e.id })).secret;
+      const got = await receiver.waitFor((r) => r.length >= 1);
+      expect(got[0]?.verified).toBeDefined();
     } finally {
       await receiver.stop();
     }
