@@ -172,6 +172,7 @@ type NodeHandler = Parameters<typeof createHttp1Server>[1] &
   Parameters<typeof createHttp2Server>[1];
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+const FIRST_BYTES_TIMEOUT_MS = 5_000;
 
 /**
  * One port for HTTP/1.1 and HTTP/2 without TLS (h2c with prior knowledge).
@@ -185,6 +186,10 @@ async function listenOnOnePort(
   port: number,
 ): Promise<{ port: number; close(): Promise<void> }> {
   const http1 = createHttp1Server({ keepAliveTimeout: 65_000 }, handler);
+  // Node checks headersTimeout and requestTimeout (slow or stalled
+  // requests) from a timer it starts when a server starts listening; this
+  // one never listens itself, so start it.
+  http1.emit("listening");
   const http2 = createHttp2Server({}, handler);
   const sockets = new Set<Socket>();
   const sessions = new Set<Http2Session>();
@@ -197,6 +202,9 @@ async function listenOnOnePort(
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     socket.on("error", () => socket.destroy());
+    // A client sends its first bytes at once; a connection that stays
+    // silent (or stops inside the HTTP/2 preface) is not kept open.
+    socket.setTimeout(FIRST_BYTES_TIMEOUT_MS, () => socket.destroy());
     let seen = Buffer.alloc(0);
     const sniff = (chunk: Buffer) => {
       seen = Buffer.concat([seen, chunk]);
@@ -204,6 +212,7 @@ async function listenOnOnePort(
       const couldBeH2 = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
       if (couldBeH2 && seen.length < H2_PREFACE.length) return;
       socket.off("data", sniff);
+      socket.setTimeout(0);
       socket.pause();
       if (couldBeH2) {
         // http2 reads from the socket's handle, past anything unshifted:

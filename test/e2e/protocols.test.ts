@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { createConnection } from "node:net";
 import { promisify } from "node:util";
 import { Code } from "@connectrpc/connect";
 import type * as grpc from "@grpc/grpc-js";
@@ -156,6 +157,19 @@ describe("bad input gets InvalidArgument with a reason, never Internal", () => {
   it("answers an unknown procedure with 404", async () => {
     const reply = await postJson(server.url, "holdfast.v1.ResourceService/Explode", {}, key);
     expect(reply.status).toBe(404);
+  });
+});
+
+describe("connections", () => {
+  it("closes one that never says which protocol it speaks", async () => {
+    const { port } = new URL(server.url);
+    const socket = createConnection(Number(port), "127.0.0.1");
+    const closed = await new Promise<boolean>((resolve) => {
+      socket.once("close", () => resolve(true));
+      setTimeout(() => resolve(false), 15_000);
+    });
+    socket.destroy();
+    expect(closed).toBe(true);
   });
 });
 
