@@ -8,7 +8,7 @@ import { DAY_MS } from "../domain/time.js";
 import { principalOf } from "./auth.js";
 import { serviceNotFound } from "./catalog-service.js";
 import { slotOf } from "./convert.js";
-import { numberedKey, readPage, writePage } from "./paging.js";
+import { invalidPageToken, numberedKey, readPage, writePage } from "./paging.js";
 import type { SlotFinder } from "./slots.js";
 import * as v from "./validate.js";
 
@@ -70,6 +70,10 @@ export function availabilityService(
         SLOT_PAGES,
       );
       const after = page.after === undefined ? undefined : afterKey(page.after);
+      // A token names a slot of this range; one edited to reach outside it
+      // would widen the search past the 62-day limit.
+      if (after && (after.start < f.startTime || after.start >= f.endTime))
+        throw invalidPageToken();
       let resources = await finder.resourcesOf(tenantId, service, f.resourceIds);
       const slots: FreeSlot[] = [];
       const stepMs = service.policy.slotIntervalMs ?? durationMs;

@@ -291,6 +291,18 @@ describe("ListSlots", () => {
       Code.InvalidArgument,
       "INVALID_PAGE_TOKEN",
     );
+    // A token edited to start before the range would search past the 62-day limit.
+    const token = JSON.parse(Buffer.from(first.nextPageToken, "base64url").toString());
+    for (const k of [`${monday - 3650 * DAY}|`, "-9007199254740991|"]) {
+      await rejected(
+        c.slots.listSlots({
+          ...window,
+          pageToken: Buffer.from(JSON.stringify({ ...token, k })).toString("base64url"),
+        }),
+        Code.InvalidArgument,
+        "INVALID_PAGE_TOKEN",
+      );
+    }
     const negative = await rejected(
       c.slots.listSlots({ ...window, pageSize: -1 }),
       Code.InvalidArgument,
