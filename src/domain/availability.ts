@@ -1,7 +1,7 @@
 import { Temporal } from "temporal-polyfill";
 import type { Policy, WeeklyWindow } from "./catalog.js";
 import { calendarDate, isoWeekday, occurrenceDays } from "./recurrence.js";
-import { DAY_MS, MINUTE_MS } from "./time.js";
+import { DAY_MS, HOUR_MS, MINUTE_MS } from "./time.js";
 
 /**
  * When a resource can be booked for a service: one implementation of every
@@ -104,9 +104,10 @@ export function slotFollows(s: FreeSlot, key: { start: number; resourceId: strin
 }
 
 /**
- * Every bookable slot: starts on the grid (local midnight of the
- * resource's zone + k × (policy.slotIntervalMs ?? durationMs), counted in
- * elapsed time, so no start is produced twice or lost across a DST change),
+ * Every bookable slot: starts on the grid (the instants whose wall-clock
+ * time in the resource's zone is a multiple of policy.slotIntervalMs ??
+ * durationMs after local midnight: a time skipped by a DST change has no
+ * start, a repeated one has two, so none is produced twice or lost),
  * [start, start + duration) inside working time, start >= now + min_notice,
  * start <= now + max_advance (when set), and remaining = capacity − the most
  * busy blocks overlapping at any instant of the slot's own block
@@ -141,15 +142,9 @@ export function computeSlots(q: SlotQuery): FreeSlot[] {
     const local = zoneDays(resource.timeZone);
     let w = 0;
     for (let day = local.dayOf(earliest); w < open.length; day++) {
-      const midnight = local.midnight(day);
-      if (midnight > latest) break;
-      const nextMidnight = local.midnight(day + 1);
-      const skipped = Math.max(0, Math.ceil((earliest - midnight) / step));
-      for (
-        let start = midnight + skipped * step;
-        start < nextMidnight && start <= latest;
-        start += step
-      ) {
+      if (local.midnight(day) > latest) break;
+      for (const start of local.gridStarts(day, step, earliest)) {
+        if (start > latest) break;
         const end = start + q.durationMs;
         // Slot ends only grow, so an interval ending before this one can hold no later slot.
         while (w < open.length && (open[w]?.end ?? 0) < end) w++;
@@ -188,9 +183,8 @@ export function checkRequestedTime(
 ): TimeRuleViolation | undefined {
   const duration = end - start;
   if (!service.policy.durationsMs.includes(duration)) return "INVALID_DURATION";
-  const local = zoneDays(resource.timeZone);
-  const midnight = local.midnight(local.dayOf(start));
-  if ((start - midnight) % (service.policy.slotIntervalMs ?? duration) !== 0) return "OFF_GRID";
+  if (!zoneDays(resource.timeZone).onGrid(start, service.policy.slotIntervalMs ?? duration))
+    return "OFF_GRID";
   const { available, open } = layers(resource, service, { start, end });
   if (covers(open, start, end)) return undefined;
   return covers(available, start, end) ? "SCHEDULE_BLOCKED" : "OUTSIDE_WORKING_HOURS";
@@ -279,6 +273,55 @@ class ZoneDays {
       this.midnights.set(day, midnight);
     }
     return midnight;
+  }
+
+  /**
+   * The grid of a local day from `from` on, ascending: the instants whose
+   * wall-clock time is a multiple of `stepMs` (whole minutes) after local
+   * midnight. A wall time skipped by a spring-forward change gives none; a
+   * repeated one gives both of its instants.
+   */
+  gridStarts(day: number, stepMs: number, from: number): number[] {
+    const midnight = this.midnight(day);
+    const nextMidnight = this.midnight(day + 1);
+    const starts: number[] = [];
+    if (nextMidnight - midnight === DAY_MS) {
+      // One offset all day (see wallTime): wall time is elapsed time.
+      const first = Math.max(0, Math.ceil((from - midnight) / stepMs));
+      for (let t = midnight + first * stepMs; t < nextMidnight; t += stepMs) starts.push(t);
+      return starts;
+    }
+    const { year, month, day: dayOfMonth } = calendarDate(day);
+    for (let wall = 0; wall < DAY_MS; wall += stepMs) {
+      const local = new Temporal.PlainDateTime(
+        year,
+        month,
+        dayOfMonth,
+        Math.floor(wall / HOUR_MS),
+        (wall % HOUR_MS) / MINUTE_MS,
+      );
+      const earlier = local.toZonedDateTime(this.timeZone, { disambiguation: "earlier" });
+      // In a spring-forward gap the nearest instant has another wall time.
+      if (!earlier.toPlainDateTime().equals(local)) continue;
+      const later = local.toZonedDateTime(this.timeZone, { disambiguation: "later" });
+      for (const t of new Set([earlier.epochMilliseconds, later.epochMilliseconds])) {
+        if (t >= from) starts.push(t);
+      }
+    }
+    return starts.sort((a, b) => a - b);
+  }
+
+  /** Whether `instant` is on the grid of its local day (see gridStarts). */
+  onGrid(instant: number, stepMs: number): boolean {
+    const day = this.dayOf(instant);
+    const midnight = this.midnight(day);
+    if (this.midnight(day + 1) - midnight === DAY_MS) {
+      return (instant - midnight) % stepMs === 0;
+    }
+    const wall = Temporal.Instant.fromEpochMilliseconds(instant).toZonedDateTimeISO(this.timeZone);
+    const msOfDay =
+      wall.hour * HOUR_MS + wall.minute * MINUTE_MS + wall.second * 1000 + wall.millisecond;
+    return msOfDay % stepMs === 0;
   }
 
   /**

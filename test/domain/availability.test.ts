@@ -753,7 +753,7 @@ describe("computeSlots across DST", () => {
     ["Australia/Lord_Howe", "2026-04-05", 49],
     ["Asia/Kolkata", "2026-03-10", 48],
     ["America/Santiago", "2026-09-06", 46],
-  ])("%s on %s: an all-hours 30-minute grid has %i distinct starts, 30 elapsed minutes apart from local midnight", (timeZone, date, count) => {
+  ])("%s on %s: an all-hours 30-minute grid has %i distinct starts, one per half hour of the day's wall clock", (timeZone, date, count) => {
     const day = localDate(date, timeZone);
     const list = slots({ resources: [calendar({ timeZone })], range: day });
     expect(list).toHaveLength(count);
@@ -765,7 +765,7 @@ describe("computeSlots across DST", () => {
     expect(day.end - day.start).toBe(count * 30 * MIN);
   });
 
-  it("Lord Howe spring-forward: an hourly grid counts elapsed hours, so starts move to :30 after the 30-minute change", () => {
+  it("Lord Howe spring-forward: an hourly grid keeps to the clock's hours, and 02:00 does not exist", () => {
     const day = localDate("2026-10-04", "Australia/Lord_Howe");
     const list = slots({
       service: service({ durationsMs: [HOUR] }),
@@ -773,15 +773,36 @@ describe("computeSlots across DST", () => {
       durationMs: HOUR,
       range: day,
     });
-    expect(list).toHaveLength(24);
+    expect(list).toHaveLength(23);
     expect(startsOf(list).slice(0, 4)).toEqual(
       times(
         "2026-10-04T00:00:00+10:30",
         "2026-10-04T01:00:00+10:30",
-        "2026-10-04T02:30:00+11:00",
-        "2026-10-04T03:30:00+11:00",
+        "2026-10-04T03:00:00+11:00",
+        "2026-10-04T04:00:00+11:00",
       ),
     );
+    expect(startsOf(list).at(-1)).toBe(at("2026-10-04T23:00:00+11:00"));
+  });
+
+  it("a 45-minute grid on New York's change days keeps to the clock: 09:00, 09:45, 10:30", () => {
+    for (const date of ["2026-03-08", "2026-11-01"]) {
+      const resource = calendar({ weeklySchedule: [win(7, "09:00", "11:15")] });
+      const list = slots({
+        service: service({ durationsMs: [45 * MIN] }),
+        resources: [resource],
+        durationMs: 45 * MIN,
+        range: localDate(date, NY),
+      });
+      const offset = date === "2026-03-08" ? "-04:00" : "-05:00";
+      expect(startsOf(list)).toEqual(
+        times(
+          `${date}T09:00:00${offset}`,
+          `${date}T09:45:00${offset}`,
+          `${date}T10:30:00${offset}`,
+        ),
+      );
+    }
   });
 
   it("Kolkata's half-hour offset: local midnight is 18:30Z the day before and an hourly grid starts there", () => {
@@ -838,8 +859,8 @@ describe("computeSlots across DST", () => {
     };
     const whole = span("2026-10-31T00:00:00-04:00", "2026-11-03T00:00:00-05:00");
     const all = slots({ ...query, range: whole });
-    // Sunday's 25 hours hold 34 starts (0..24:45 elapsed), Monday's 24 hold 32.
-    expect(all).toHaveLength(34 + 32);
+    // Each day's clock has 32 quarter-to starts (00:00 .. 23:15); on Sunday 01:30 comes twice.
+    expect(all).toHaveLength(33 + 32);
     expect(new Set(startsOf(all)).size).toBe(all.length);
     fc.assert(
       fc.property(fc.integer({ min: whole.start, max: whole.end }), (split) => {
@@ -866,8 +887,13 @@ function referenceSlots(q: SlotQuery): FreeSlot[] {
       if (midnight >= q.range.end) break;
       date = date.add({ days: 1 });
       const next = date.toZonedDateTime(resource.timeZone).epochMilliseconds;
-      for (let start = midnight; start < next; start += step) {
+      // Every minute of the day; on the grid if its wall-clock time is a multiple of the step.
+      for (let start = midnight; start < next; start += MIN) {
         if (start < q.range.start || start >= q.range.end) continue;
+        const wall = Temporal.Instant.fromEpochMilliseconds(start).toZonedDateTimeISO(
+          resource.timeZone,
+        );
+        if (((wall.hour * 60 + wall.minute) * MIN) % step !== 0) continue;
         if (start < q.nowMs + p.minNoticeMs) continue;
         if (p.maxAdvanceMs !== null && start > q.nowMs + p.maxAdvanceMs) continue;
         const end = start + q.durationMs;
@@ -1107,11 +1133,11 @@ describe("checkRequestedTime", () => {
     expect(checkRequestedTime(byDuration, resource, offGrid, offGrid + HOUR)).toBe("OFF_GRID");
   });
 
-  it("the grid counts elapsed time: on Lord Howe's spring-forward day 02:30 is on an hourly grid and 03:00 is not", () => {
+  it("the grid keeps to the clock: on Lord Howe's spring-forward day 03:00 is on an hourly grid and 02:30 is not", () => {
     const lordHowe = calendar({ timeZone: "Australia/Lord_Howe" });
     const hourly = service({ durationsMs: [HOUR] });
-    const onGrid = at("2026-10-04T02:30:00+11:00");
-    const offGrid = at("2026-10-04T03:00:00+11:00");
+    const onGrid = at("2026-10-04T03:00:00+11:00");
+    const offGrid = at("2026-10-04T02:30:00+11:00");
     expect(checkRequestedTime(hourly, lordHowe, onGrid, onGrid + HOUR)).toBeUndefined();
     expect(checkRequestedTime(hourly, lordHowe, offGrid, offGrid + HOUR)).toBe("OFF_GRID");
   });
