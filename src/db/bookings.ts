@@ -36,6 +36,13 @@ export function mustRetry(err: unknown): boolean {
   return SQLSTATE_RETRY.has((err as { code?: string })?.code ?? "");
 }
 
+/** What a read that finds the cached service stale throws: HF001, as the writes do. */
+export function serviceChanged(): Error {
+  return Object.assign(new Error("the service changed while the request was checked"), {
+    code: "HF001",
+  });
+}
+
 const ms = (n: number) => `${n} milliseconds`;
 
 export async function createBooking(

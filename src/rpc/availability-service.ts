@@ -1,6 +1,10 @@
-import type { ServiceImpl } from "@connectrpc/connect";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { z } from "zod";
-import type { AvailabilityService } from "../../gen/holdfast/v1/availability_pb.js";
+import type {
+  AvailabilityService,
+  ListSlotsRequest,
+} from "../../gen/holdfast/v1/availability_pb.js";
+import { mustRetry } from "../db/bookings.js";
 import type { CatalogCache } from "../db/catalog-cache.js";
 import { type FreeSlot, slotFollows } from "../domain/availability.js";
 import { checkDuration } from "../domain/booking.js";
@@ -57,52 +61,59 @@ export function availabilityService(
 ): ServiceImpl<typeof AvailabilityService> {
   return {
     async listSlots(req, ctx) {
-      const f = v.parseRequest(listSchema, req);
-      const tenantId = principalOf(ctx).tenantId;
-      const service = await catalog.service(tenantId, f.serviceId);
-      if (!service) throw serviceNotFound(f.serviceId, "service_id");
-      const durationMs = f.duration ?? (service.policy.durationsMs[0] as number);
-      checkDuration(service.policy, durationMs, "duration");
-      if (!service.active) return { slots: [], timeZones: {} };
-      const page = readPage(
-        req,
-        [f.serviceId, f.resourceIds, f.startTime, f.endTime, durationMs],
-        SLOT_PAGES,
-      );
-      const after = page.after === undefined ? undefined : afterKey(page.after);
-      // A token names a slot of this range; one edited to reach outside it
-      // would widen the search past the 62-day limit.
-      if (after && (after.start < f.startTime || after.start >= f.endTime))
-        throw invalidPageToken();
-      let resources = await finder.resourcesOf(tenantId, service, f.resourceIds);
-      const slots: FreeSlot[] = [];
-      const stepMs = service.policy.slotIntervalMs ?? durationMs;
-      const roundMs = Math.max(
-        DAY_MS,
-        Math.floor(GRID_STARTS_PER_ROUND / Math.max(1, resources.length)) * stepMs,
-      );
-      for (
-        let from = after?.start ?? f.startTime;
-        from < f.endTime && slots.length <= page.size;
-      ) {
-        const to = Math.min(f.endTime, from + roundMs);
-        const found = await finder.free(
-          tenantId,
-          service,
-          resources,
-          { start: from, end: to },
-          durationMs,
-        );
-        for (const s of found.slots) if (!after || slotFollows(s, after)) slots.push(s);
-        resources = found.resources;
-        from = to;
+      // Computed again if the service changed under it (see SlotFinder.free).
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await listSlots(req, ctx);
+        } catch (err) {
+          if (!mustRetry(err) || attempt >= 3) throw err;
+        }
       }
-      const { items, nextPageToken } = writePage(slots, page, (s) => `${s.start}|${s.resourceId}`);
-      return {
-        slots: finder.offerAll(tenantId, service, items).map(slotOf),
-        timeZones: Object.fromEntries(resources.map((r) => [r.id, r.timeZone])),
-        nextPageToken,
-      };
     },
   };
+
+  async function listSlots(req: ListSlotsRequest, ctx: HandlerContext) {
+    const f = v.parseRequest(listSchema, req);
+    const tenantId = principalOf(ctx).tenantId;
+    const service = await catalog.service(tenantId, f.serviceId);
+    if (!service) throw serviceNotFound(f.serviceId, "service_id");
+    const durationMs = f.duration ?? (service.policy.durationsMs[0] as number);
+    checkDuration(service.policy, durationMs, "duration");
+    if (!service.active) return { slots: [], timeZones: {} };
+    const page = readPage(
+      req,
+      [f.serviceId, f.resourceIds, f.startTime, f.endTime, durationMs],
+      SLOT_PAGES,
+    );
+    const after = page.after === undefined ? undefined : afterKey(page.after);
+    // A token names a slot of this range; one edited to reach outside it
+    // would widen the search past the 62-day limit.
+    if (after && (after.start < f.startTime || after.start >= f.endTime)) throw invalidPageToken();
+    let resources = await finder.resourcesOf(tenantId, service, f.resourceIds);
+    const slots: FreeSlot[] = [];
+    const stepMs = service.policy.slotIntervalMs ?? durationMs;
+    const roundMs = Math.max(
+      DAY_MS,
+      Math.floor(GRID_STARTS_PER_ROUND / Math.max(1, resources.length)) * stepMs,
+    );
+    for (let from = after?.start ?? f.startTime; from < f.endTime && slots.length <= page.size; ) {
+      const to = Math.min(f.endTime, from + roundMs);
+      const found = await finder.free(
+        tenantId,
+        service,
+        resources,
+        { start: from, end: to },
+        durationMs,
+      );
+      for (const s of found.slots) if (!after || slotFollows(s, after)) slots.push(s);
+      resources = found.resources;
+      from = to;
+    }
+    const { items, nextPageToken } = writePage(slots, page, (s) => `${s.start}|${s.resourceId}`);
+    return {
+      slots: finder.offerAll(tenantId, service, items).map(slotOf),
+      timeZones: Object.fromEntries(resources.map((r) => [r.id, r.timeZone])),
+      nextPageToken,
+    };
+  }
 }

@@ -1,4 +1,4 @@
-import { loadOccupancy, type Occupancy } from "../db/bookings.js";
+import { loadOccupancy, type Occupancy, serviceChanged } from "../db/bookings.js";
 import type { CatalogCache } from "../db/catalog-cache.js";
 import type { Queryable } from "../db/pool.js";
 import {
@@ -97,6 +97,11 @@ export class SlotFinder {
     const to = Math.max(range.end + durationMs + rules.policy.bufferAfterMs, around?.end ?? 0);
     const ids = resources.map((r) => r.id);
     const occupancy = await loadOccupancy(this.db, tenantId, service.id, ids, from, to);
+    if (occupancy.serviceRevision !== undefined && occupancy.serviceRevision !== service.revision) {
+      // The caller decided with a stale copy of the service: it starts over.
+      this.catalog.forget(tenantId);
+      throw serviceChanged();
+    }
     let current = resources;
     if (resources.some((r) => occupancy.resourceRevisions.get(r.id) !== r.revision)) {
       this.catalog.forget(tenantId);

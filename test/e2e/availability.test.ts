@@ -272,6 +272,19 @@ describe("ListSlots", () => {
     expect(paged.map(key)).toEqual(byDay.map(key));
   });
 
+  it("notices a service changed elsewhere before its notification arrives", async () => {
+    const c = await clinic();
+    const monday = nextMonday();
+    const window = { serviceId: c.serviceId, ...range(monday, monday + DAY) };
+    expect((await c.slots.listSlots(window)).slots.length).toBeGreaterThan(0);
+    // As another instance would, without the notification that drops cached copies.
+    await server.pool.query(
+      "UPDATE services SET active = false, revision = revision + 1 WHERE id = $1",
+      [c.serviceId],
+    );
+    expect((await c.slots.listSlots(window)).slots).toEqual([]);
+  });
+
   it("returns 1000 slots by default and refuses a token used with another query", async () => {
     const c = await clinic({ resources: 3 });
     const monday = nextMonday();
