@@ -42,7 +42,7 @@ import { HOUR_MS } from "../domain/time.js";
 import { principalOf } from "./auth.js";
 import { serviceNotFound } from "./catalog-service.js";
 import { bookingStatusName } from "./convert.js";
-import { answer, claimOf, replayOr } from "./idempotency.js";
+import { answer, claimOf, keepOrReplay } from "./idempotency.js";
 import { numberedKey, readPage, writePage } from "./paging.js";
 import { resourceNotFound } from "./resource-service.js";
 import type { SlotFinder } from "./slots.js";
@@ -211,7 +211,7 @@ export function bookingService(
           throw new Rejection("UNAVAILABLE", "the booking kept changing under the request; retry");
         }
         if (!(err instanceof Rejection)) throw err;
-        return replayOr(base, ctx, err);
+        return keepOrReplay(base, ctx, err);
       }
     }
   }

@@ -112,7 +112,7 @@ export function answer<D extends DescMessage>(
  * under the key itself, as the generic path stores it, so a retry replays
  * it even if the rules would accept the request now.
  */
-export async function replayOr(
+export async function keepOrReplay(
   q: Queryable,
   ctx: HandlerContext,
   rejection: Rejection,
