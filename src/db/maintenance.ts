@@ -6,6 +6,9 @@ import type { Queryable } from "./pool.js";
 
 const BATCH = 500;
 const PRUNE_EVERY_MS = 60_000;
+const PRUNE_BATCH = 5_000;
+/** How long one pass may prune before it lets the sweep run again. */
+const PRUNE_SLICE_MS = 1_000;
 
 /**
  * Background upkeep that every instance runs: marking lapsed holds EXPIRED
@@ -32,9 +35,20 @@ export function startMaintenance(
         if (n > 0) opts.onExpired?.(n);
       } while (n === BATCH && !stopped);
       if (Date.now() - lastPrune > PRUNE_EVERY_MS) {
-        lastPrune = Date.now();
-        await pruneKeys(db, 5_000);
-        await pruneEvents(db, opts.eventRetentionMs, 5_000);
+        // Everything due goes, batch by batch, however fast it was written;
+        // a backlog is taken a slice at a time, the next slice on the next pass.
+        const until = Date.now() + PRUNE_SLICE_MS;
+        let backlog = false;
+        for (const prune of [
+          () => pruneKeys(db, PRUNE_BATCH),
+          () => pruneEvents(db, opts.eventRetentionMs, PRUNE_BATCH),
+        ]) {
+          let n: number;
+          do n = await prune();
+          while (n === PRUNE_BATCH && !stopped && Date.now() < until);
+          if (n === PRUNE_BATCH) backlog = true;
+        }
+        lastPrune = backlog ? 0 : Date.now();
       }
     } catch (err) {
       if (!stopped) log.warn("maintenance pass failed; retrying", { err });
