@@ -1,11 +1,13 @@
 import { type DescMessage, fromJson, type JsonObject, type MessageShape } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { z } from "zod";
 import {
   type Attendee,
+  type Booking,
   BookingSchema,
   type BookingService,
-  type BookingStatus,
+  BookingStatus,
   BookingStatusSchema,
   CancelBookingResponseSchema,
   CompleteBookingResponseSchema,
@@ -163,6 +165,24 @@ export function bookingNotFound(id: string): Rejection {
   return new Rejection("BOOKING_NOT_FOUND", `no booking with id "${id}"`, {
     fieldViolations: [{ field: "booking_id", description: "no such booking" }],
   });
+}
+
+/**
+ * A booking that can no longer move answers for its state before any rule
+ * about the new time is checked (the move itself checks again under the
+ * lock).
+ */
+function checkMovable(b: Booking): void {
+  if (b.status === BookingStatus.EXPIRED) {
+    const lapsed = b.expireTime ? timestampDate(b.expireTime).toISOString() : "its expiry";
+    throw new Rejection("HOLD_EXPIRED", `the hold lapsed at ${lapsed}; hold the time again`);
+  }
+  if (b.status !== BookingStatus.HELD && b.status !== BookingStatus.CONFIRMED) {
+    const status = BookingStatus[b.status].toLowerCase();
+    throw new Rejection("INVALID_STATE", `cannot reschedule a booking that is ${status}`, {
+      metadata: { status },
+    });
+  }
 }
 
 /** The service, resource (if named) and time a request names, by slot id or by fields. */
@@ -387,6 +407,7 @@ export function bookingService(
       const json = await getBooking(base, tenantId, f.bookingId);
       if (!json) throw bookingNotFound(f.bookingId);
       const current = fromJson(BookingSchema, json);
+      checkMovable(current);
       const t = await target(tenantId, f, current.serviceId);
       if (t.service.id !== current.serviceId) {
         throw new Rejection(

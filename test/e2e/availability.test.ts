@@ -690,11 +690,25 @@ describe("RescheduleBooking", () => {
       (await c.bookings.rescheduleBooking({ bookingId: mine, ...at(9) })).booking?.status,
     ).toBe(BookingStatus.HELD);
     await c.bookings.cancelBooking({ bookingId: mine });
-    await rejected(
-      c.bookings.rescheduleBooking({ bookingId: mine, ...at(11) }),
-      Code.FailedPrecondition,
-      "INVALID_STATE",
-    );
+    // A booking that cannot move answers for its state, whatever time is asked for.
+    for (const h of [11, 9.5, 12]) {
+      await rejected(
+        c.bookings.rescheduleBooking({ bookingId: mine, ...at(h) }),
+        Code.FailedPrecondition,
+        "INVALID_STATE",
+      );
+    }
+    const lapsing = (
+      await c.bookings.createHold({ serviceId: c.serviceId, ...at(14), ttl: { seconds: 1n } })
+    ).booking?.id as string;
+    await new Promise((r) => setTimeout(r, 1_100));
+    for (const h of [15, 9.5]) {
+      await rejected(
+        c.bookings.rescheduleBooking({ bookingId: lapsing, ...at(h) }),
+        Code.FailedPrecondition,
+        "HOLD_EXPIRED",
+      );
+    }
     await rejected(
       c.bookings.rescheduleBooking({ bookingId: "bkg_nope", ...at(11) }),
       Code.NotFound,
