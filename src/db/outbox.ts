@@ -54,7 +54,8 @@ export async function readEvents(
              AND (xid, seq) > ($2::xid8, $3::bigint)
              AND xid < pg_snapshot_xmin(pg_current_snapshot())
              AND (cardinality($4::text[]) = 0 OR type = ANY ($4))
-             AND (cardinality($5::text[]) = 0 OR resource_id = ANY ($5))
+             AND (cardinality($5::text[]) = 0 OR resource_id = ANY ($5)
+                  OR payload->>'previousResourceId' = ANY ($5))
              AND (cardinality($6::text[]) = 0 OR service_id = ANY ($6))
            ORDER BY outbox.xid, outbox.seq -- the columns, not the text aliases above
            LIMIT $7`,

@@ -176,7 +176,10 @@ export function matches(e: OutboxEvent, f: EventFilter): boolean {
   return (
     (f.types.length === 0 || f.types.includes(e.type)) &&
     (f.resourceIds.length === 0 ||
-      (e.resourceId !== null && f.resourceIds.includes(e.resourceId))) &&
+      (e.resourceId !== null && f.resourceIds.includes(e.resourceId)) ||
+      // A move away from a watched resource is news to its watchers too.
+      (typeof e.payload.previousResourceId === "string" &&
+        f.resourceIds.includes(e.payload.previousResourceId))) &&
     (f.serviceIds.length === 0 || (e.serviceId !== null && f.serviceIds.includes(e.serviceId)))
   );
 }

@@ -189,6 +189,32 @@ describe("WatchEvents", () => {
       filter: { serviceIds: [w.serviceId], types: ["booking.held"] },
     });
     expect(listed.events.map((e) => e.booking?.resourceId)).toEqual([r1]);
+    // A booking moving off a resource is news to that resource's watchers, live and listed.
+    const watchingR2 = watch(events, { filter: { resourceIds: [r2] } });
+    await sleep(200);
+    const { booking: onR2 } = await w.bookings.createBooking({
+      serviceId: w.serviceId,
+      resourceId: r2,
+      ...at(3, 11),
+    });
+    await w.bookings.rescheduleBooking({
+      bookingId: onR2?.id as string,
+      resourceId: r1,
+      ...at(3, 12),
+    });
+    const live = await watchingR2.until(2);
+    expect(live.map((e) => [e.type, e.previousResourceId])).toEqual([
+      ["booking.confirmed", ""],
+      ["booking.rescheduled", r2],
+    ]);
+    await watchingR2.stop();
+    const movedOff = await events.listEvents({
+      filter: { resourceIds: [r2], types: ["booking.rescheduled"] },
+    });
+    expect(movedOff.events.map((e) => [e.booking?.resourceId, e.previousResourceId])).toEqual([
+      [r1, r2],
+    ]);
+
     await rejected(
       events.listEvents({ filter: { types: ["booking.exploded"] } }),
       Code.InvalidArgument,
