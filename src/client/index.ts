@@ -108,6 +108,19 @@ const idempotencyKeys: Interceptor = (next) => (req) => {
   return next(req);
 };
 
+/** Waits `ms`, or less if the caller gives up (abort or deadline) meanwhile. */
+function backoff(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
 function retries(maxAttempts: number, initialBackoffMs: number): Interceptor {
   return (next) => async (req) => {
     if (req.stream) return next(req);
@@ -119,9 +132,8 @@ function retries(maxAttempts: number, initialBackoffMs: number): Interceptor {
         const retryable = RETRYABLE.has(ce.code) || isBrokenConnection(ce);
         if (attempt >= maxAttempts || !retryable || req.signal.aborted) throw err;
         const ceiling = Math.min(initialBackoffMs * 2 ** (attempt - 1), MAX_BACKOFF_MS);
-        await new Promise((resolve) =>
-          setTimeout(resolve, ceiling / 2 + Math.random() * (ceiling / 2)),
-        );
+        await backoff(ceiling / 2 + Math.random() * (ceiling / 2), req.signal);
+        if (req.signal.aborted) throw err;
       }
     }
   };

@@ -1,5 +1,9 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { beforeAll, describe, expect, it } from "vitest";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
 import { createHoldfastClient } from "../../src/client/index.js";
 import { at, bookingWorld } from "../support/booking.js";
@@ -17,6 +21,37 @@ async function bookingsOf(tenantId: string): Promise<number> {
     [tenantId],
   );
   return rows[0].n;
+}
+
+/**
+ * A Connect server that answers every call with one error, with the
+ * ErrorInfo detail every Holdfast error carries, counting the calls.
+ */
+async function answeringServer(status: number, code: string, answered?: () => void) {
+  let requests = 0;
+  const info = create(ErrorInfoSchema, { reason: code.toUpperCase(), domain: "holdfast" });
+  const body = JSON.stringify({
+    code,
+    message: `answered ${code}`,
+    details: [
+      {
+        type: ErrorInfoSchema.typeName,
+        value: Buffer.from(toBinary(ErrorInfoSchema, info)).toString("base64"),
+      },
+    ],
+  });
+  const server = createServer((req, res) => {
+    requests++;
+    req.resume();
+    res.writeHead(status, { "content-type": "application/json" });
+    res.end(body, answered);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    requests: () => requests,
+    close: () => new Promise((resolve) => server.close(resolve)),
+  };
 }
 
 describe("the typed client", () => {
@@ -99,15 +134,63 @@ describe("the typed client", () => {
     } finally {
       await proxy.close();
     }
-    const hf = createHoldfastClient({ baseUrl: server.url, apiKey: w.key });
-    const before = Date.now();
-    const conflict = await hf.bookings
-      .createHold({ serviceId: w.serviceId, resourceId: w.resourceId, ...at(1, 11) })
-      .then(() =>
-        hf.bookings.createHold({ serviceId: w.serviceId, resourceId: w.resourceId, ...at(1, 11) }),
-      )
-      .catch((e: unknown) => ConnectError.from(e));
-    expect((conflict as ConnectError).code).toBe(Code.Aborted);
-    expect(Date.now() - before).toBeLessThan(2_000);
+    // A business rejection is answered once: the server sees one request.
+    const refusing = await answeringServer(409, "aborted");
+    try {
+      const hf = createHoldfastClient({
+        baseUrl: refusing.url,
+        apiKey: "hf_test",
+        protocol: "connect",
+        maxAttempts: 5,
+        initialBackoffMs: 10,
+      });
+      const conflict = await hf.bookings
+        .createHold({ serviceId: w.serviceId, resourceId: w.resourceId, ...at(1, 11) })
+        .catch((e: unknown) => ConnectError.from(e));
+      expect((conflict as ConnectError).code).toBe(Code.Aborted);
+      expect(refusing.requests()).toBe(1);
+    } finally {
+      await refusing.close();
+    }
+  });
+
+  it("stops waiting to retry when the caller gives up", async () => {
+    // A server that is always unavailable, at once; the caller aborts just
+    // after the first answer, while the client waits to retry.
+    let controller = new AbortController();
+    const down = await answeringServer(503, "unavailable", () => {
+      const caller = controller;
+      setTimeout(() => caller.abort(), 20);
+    });
+    try {
+      const hf = createHoldfastClient({
+        baseUrl: down.url,
+        apiKey: "hf_test",
+        protocol: "connect",
+        maxAttempts: 5,
+        initialBackoffMs: 60_000,
+      });
+      const hold = { serviceId: "svc_1", resourceId: "rsc_1", ...at(1, 12) };
+      // The retry's wait is at least a second (half the longest backoff):
+      // a call still pending after 900 ms did not hear the caller.
+      const outcome = (call: Promise<unknown>) =>
+        Promise.race([
+          call.then(
+            () => "answered",
+            (e: unknown) => ConnectError.from(e).code,
+          ),
+          new Promise((resolve) => setTimeout(() => resolve("still waiting"), 900)),
+        ]);
+      expect(await outcome(hf.bookings.createHold(hold, { signal: controller.signal }))).toBe(
+        Code.Canceled,
+      );
+      controller = new AbortController();
+      expect(await outcome(hf.bookings.createHold(hold, { timeoutMs: 300 }))).toBe(
+        Code.DeadlineExceeded,
+      );
+      expect(down.requests()).toBe(2);
+    } finally {
+      await down.close();
+    }
   });
 });
