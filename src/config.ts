@@ -54,7 +54,8 @@ const schema = z.object({
       if (!schedule) {
         ctx.addIssue({
           code: "custom",
-          message: 'must be a comma-separated list of durations such as "5s,1m,1h"',
+          message:
+            'must be a comma-separated list of up to 100 durations of at most 7d, such as "5s,1m,1h"',
         });
         return z.NEVER;
       }

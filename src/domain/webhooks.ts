@@ -111,12 +111,17 @@ export const DEFAULT_RETRY_SCHEDULE_MS = [
 export function parseRetrySchedule(text: string): number[] | undefined {
   const unit: Record<string, number> = { ms: 1, s: 1000, m: MINUTE_MS, h: HOUR_MS, d: DAY_MS };
   const items = text.split(",").map((t) => /^\s*(\d+)\s*(ms|s|m|h|d)\s*$/.exec(t));
-  if (items.length === 0 || items.some((m) => !m)) return undefined;
-  return items.map(
+  if (items.length === 0 || items.length > MAX_RETRIES || items.some((m) => !m)) return undefined;
+  const waits = items.map(
     (m) =>
       Number((m as RegExpExecArray)[1]) * (unit[(m as RegExpExecArray)[2] as string] as number),
   );
+  return waits.every((ms) => ms <= MAX_RETRY_WAIT_MS) ? waits : undefined;
 }
+
+/** Bounds that keep every scheduled retry a time Postgres can store. */
+const MAX_RETRIES = 100;
+const MAX_RETRY_WAIT_MS = 7 * DAY_MS;
 
 /**
  * The wait before attempt `attempt + 1` after `attempt` attempts failed, with

@@ -102,7 +102,16 @@ describe("retries", () => {
     expect(parseRetrySchedule("5s, 1m,2h,1d,250ms")).toEqual([
       5_000, 60_000, 7_200_000, 86_400_000, 250,
     ]);
-    for (const bad of ["", "5", "5x", "1m,,2m", "-1s"])
+    for (const bad of [
+      "",
+      "5",
+      "5x",
+      "1m,,2m",
+      "-1s",
+      "8d",
+      "100000000d",
+      Array(101).fill("1s").join(),
+    ])
       expect(parseRetrySchedule(bad)).toBeUndefined();
   });
 
