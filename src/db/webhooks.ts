@@ -83,7 +83,11 @@ export async function deleteWebhook(q: Queryable, tenantId: string, id: string):
   return (rowCount ?? 0) > 0;
 }
 
-/** A new secret; the current one keeps signing, next to it, for 24 hours. */
+/**
+ * A new secret; the current one keeps signing, next to it, for 24 hours, as
+ * do secrets retired earlier until their own 24 hours are up (the newest
+ * nine of them at most).
+ */
 export async function rotateSecret(
   q: Queryable,
   tenantId: string,
@@ -91,7 +95,13 @@ export async function rotateSecret(
   sealedSecret: Buffer,
 ): Promise<WebhookRow | undefined> {
   const { rows } = await q.query<WebhookRow>(
-    `UPDATE webhooks SET previous_secret = secret, previous_secret_expires = now() + interval '24 hours',
+    `UPDATE webhooks SET
+       previous_secrets = ARRAY(
+         SELECT p.s FROM unnest(previous_secrets, previous_secrets_expire) WITH ORDINALITY AS p(s, e, n)
+         WHERE p.e > now() ORDER BY p.e DESC, p.n DESC LIMIT 9) || secret,
+       previous_secrets_expire = ARRAY(
+         SELECT p.e FROM unnest(previous_secrets, previous_secrets_expire) WITH ORDINALITY AS p(s, e, n)
+         WHERE p.e > now() ORDER BY p.e DESC, p.n DESC LIMIT 9) || (now() + interval '24 hours'),
        secret = $3, update_time = now()
      WHERE tenant_id = $1 AND id = $2
      RETURNING ${COLUMNS}`,
@@ -226,7 +236,8 @@ export type LeasedDelivery = {
   attempt: number;
   url: string;
   secret: Buffer;
-  previousSecret: Buffer | null;
+  /** Retired secrets still signing. */
+  previousSecrets: Buffer[];
 };
 
 /**
@@ -253,7 +264,8 @@ export async function leaseDue(
      WHERE d.tenant_id = due.tenant_id AND d.id = due.id AND w.tenant_id = d.tenant_id AND w.id = d.webhook_id
      RETURNING d.tenant_id AS "tenantId", d.id, d.webhook_id AS "webhookId", d.event_id AS "eventId",
                d.event_type AS "eventType", d.body, d.attempt_count AS attempt, w.url, w.secret,
-               CASE WHEN w.previous_secret_expires > now() THEN w.previous_secret END AS "previousSecret"`,
+               ARRAY(SELECT p.s FROM unnest(w.previous_secrets, w.previous_secrets_expire) AS p(s, e)
+                     WHERE p.e > now()) AS "previousSecrets"`,
     [limit, leaseMs],
   );
   return rows;

@@ -100,9 +100,11 @@ async function deliver(db: Db, d: LeasedDelivery, s: WebhookSettings): Promise<b
       );
     }
     const secrets = [current];
-    // A previous secret that cannot be opened just stops signing early.
-    const previous = d.previousSecret && openSecret(s.secretKey, d.previousSecret);
-    if (previous) secrets.push(previous);
+    // A retired secret that cannot be opened just stops signing early.
+    for (const sealed of d.previousSecrets) {
+      const previous = openSecret(s.secretKey, sealed);
+      if (previous) secrets.push(previous);
+    }
     await refusePrivateTarget(d.url, s.allowPrivate);
     const res = await fetch(d.url, {
       method: "POST",

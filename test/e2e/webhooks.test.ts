@@ -323,6 +323,15 @@ describe("delivery", () => {
       await e.webhooks.sendTestEvent({ id: e.id });
       const got = await receiver.waitFor((r) => r.length >= 2);
       expect(got[1]?.verified).toMatchObject({ type: "webhook.test" });
+      // Rotating again within the day retires neither earlier secret early.
+      const again = await e.webhooks.rotateWebhookSecret({ id: e.id });
+      for (const [i, secret] of [e.secret, rotated.secret, again.secret].entries()) {
+        accepted = [secret];
+        await e.webhooks.sendTestEvent({ id: e.id });
+        const all = await receiver.waitFor((r) => r.length >= 3 + i);
+        expect(all[2 + i]?.verified).toMatchObject({ type: "webhook.test" });
+        expect(String(all[2 + i]?.headers["webhook-signature"]).split(" ")).toHaveLength(3);
+      }
     } finally {
       await receiver.stop();
     }
