@@ -12,6 +12,21 @@ beforeAll(async () => {
   );
 });
 
+/**
+ * Waits until every outbox event is older than every running transaction
+ * of the cluster, which is when dispatch may take it: other test files'
+ * transactions, in other databases, hold that horizon back for a moment.
+ */
+async function settled(): Promise<void> {
+  for (;;) {
+    const { rows } = await pool.query(
+      "SELECT coalesce(bool_and(xid < pg_snapshot_xmin(pg_current_snapshot())), true) AS ok FROM outbox",
+    );
+    if (rows[0].ok) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 describe("dispatching events to endpoints", () => {
   it("queues nothing for an endpoint whose disabling commits while it dispatches", async () => {
     // An event to dispatch: a hold, through the booking function.
@@ -20,6 +35,7 @@ describe("dispatching events to endpoints", () => {
                              '2031-01-01T11:00Z', '0 ms', '0 ms', '0 ms', NULL, '120 s',
                              '{}', '{}', 'CreateHold', NULL, NULL)`,
     );
+    await settled();
     const disabling = await pool.connect();
     const dispatcher = await pool.connect();
     try {
@@ -55,10 +71,12 @@ describe("dispatching events to endpoints", () => {
        SELECT 'ten_a', 'booking.held', '{}' FROM generate_series(1, 20000)`,
     );
     await pool.query("ANALYZE outbox");
+    await settled();
     while ((await dispatchEvents(pool, 100_000)) > 0);
     await pool.query(
       "INSERT INTO outbox (tenant_id, type, payload) VALUES ('ten_a', 'booking.held', '{}')",
     );
+    await settled();
     // A new session: its transaction statistics are this pass's alone.
     const c = new pg.Client({ connectionString: poolUrl });
     await c.connect();
