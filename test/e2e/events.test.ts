@@ -103,7 +103,12 @@ describe("WatchEvents", () => {
       });
       await w.bookings.cancelBooking({ bookingId: booking?.id as string });
     }
-    const all = (await events.listEvents({})).events;
+    // Events show once every older transaction of the server has ended.
+    let all = (await events.listEvents({})).events;
+    for (let i = 0; i < 200 && all.length < 12; i++) {
+      await sleep(50);
+      all = (await events.listEvents({})).events;
+    }
     expect(all).toHaveLength(12);
     const middle = all[5]?.cursor as string;
     const stream = watch(events, { after: middle });

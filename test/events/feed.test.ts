@@ -16,7 +16,10 @@ describe("the live feed", () => {
     // The feed's own connection is busy, so whatever it asks Postgres waits.
     const feedPool = new pg.Pool({ connectionString: url, max: 1 });
     afterAll(() => feedPool.end());
-    const feed = new EventFeed(feedPool, undefined, 60_000);
+    // Polling often: an event another test's open transaction keeps
+    // invisible for a moment still arrives, and a feed that started after
+    // the commit would still have skipped it.
+    const feed = new EventFeed(feedPool, undefined, 50);
     const busy = await feedPool.connect();
     setTimeout(() => busy.release(), 300);
     try {
