@@ -112,7 +112,7 @@ export function serviceOf(s: ServiceRow): MessageInitShape<typeof ServiceSchema>
   };
 }
 
-export function serviceNotFound(id: string, field = "id"): Rejection {
+export function serviceNotFound(id: string, field = "service_id"): Rejection {
   return new Rejection("SERVICE_NOT_FOUND", `no service with id "${id}"`, {
     fieldViolations: [{ field, description: "no such service" }],
   });
@@ -134,20 +134,20 @@ export function catalogService(base: Db): ServiceImpl<typeof CatalogService> {
       );
       const tenantId = principalOf(ctx).tenantId;
       const row =
-        req.id === ""
+        req.serviceId === ""
           ? undefined
-          : await getService(base, tenantId, req.id, policyVersion || undefined);
+          : await getService(base, tenantId, req.serviceId, policyVersion || undefined);
       if (row) return { service: serviceOf(row) };
-      if (policyVersion > 0 && (await getService(base, tenantId, req.id))) {
+      if (policyVersion > 0 && (await getService(base, tenantId, req.serviceId))) {
         throw new Rejection(
           "POLICY_VERSION_NOT_FOUND",
-          `service "${req.id}" has no policy version ${policyVersion}`,
+          `service "${req.serviceId}" has no policy version ${policyVersion}`,
           {
             fieldViolations: [{ field: "policy_version", description: "no such version" }],
           },
         );
       }
-      throw serviceNotFound(req.id);
+      throw serviceNotFound(req.serviceId);
     },
 
     async listServices(req, ctx) {

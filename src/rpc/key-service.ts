@@ -74,10 +74,10 @@ export function keyService(base: Db, keyring: Keyring): ServiceImpl<typeof KeySe
     },
 
     async revokeApiKey(req, ctx) {
-      const revoked = await revokeKey(dbOf(ctx, base), principalOf(ctx).tenantId, req.id);
+      const revoked = await revokeKey(dbOf(ctx, base), principalOf(ctx).tenantId, req.apiKeyId);
       if (!revoked) {
-        throw new Rejection("API_KEY_NOT_FOUND", `no API key with id "${req.id}"`, {
-          fieldViolations: [{ field: "id", description: "no such key" }],
+        throw new Rejection("API_KEY_NOT_FOUND", `no API key with id "${req.apiKeyId}"`, {
+          fieldViolations: [{ field: "api_key_id", description: "no such key" }],
         });
       }
       // Other instances forget it through the notification; this one at once.

@@ -187,14 +187,18 @@ function scheduleOf(
   return windows === null ? undefined : { windows: weeklyWindowsForDisplay(windows) };
 }
 
-export function resourceNotFound(id: string, field = "id"): Rejection {
+export function resourceNotFound(id: string, field = "resource_id"): Rejection {
   return new Rejection("RESOURCE_NOT_FOUND", `no resource with id "${id}"`, {
     fieldViolations: [{ field, description: "no such resource" }],
   });
 }
 
 export function resourceService(base: Db): ServiceImpl<typeof ResourceService> {
-  async function existing(tenantId: string, id: string, field = "id"): Promise<ResourceRow> {
+  async function existing(
+    tenantId: string,
+    id: string,
+    field = "resource_id",
+  ): Promise<ResourceRow> {
     const row = id === "" ? undefined : await getResource(base, tenantId, id);
     if (!row) throw resourceNotFound(id, field);
     return row;
@@ -208,7 +212,7 @@ export function resourceService(base: Db): ServiceImpl<typeof ResourceService> {
     },
 
     async getResource(req, ctx) {
-      return { resource: resourceOf(await existing(principalOf(ctx).tenantId, req.id)) };
+      return { resource: resourceOf(await existing(principalOf(ctx).tenantId, req.resourceId)) };
     },
 
     async listResources(req, ctx) {
@@ -244,10 +248,10 @@ export function resourceService(base: Db): ServiceImpl<typeof ResourceService> {
     },
 
     async deleteResource(req, ctx) {
-      const row = await updateResource(dbOf(ctx, base), principalOf(ctx).tenantId, req.id, {
+      const row = await updateResource(dbOf(ctx, base), principalOf(ctx).tenantId, req.resourceId, {
         active: false,
       });
-      if (!row) throw resourceNotFound(req.id);
+      if (!row) throw resourceNotFound(req.resourceId);
       return { resource: resourceOf(row) };
     },
 
@@ -288,15 +292,15 @@ export function resourceService(base: Db): ServiceImpl<typeof ResourceService> {
     },
 
     async deleteOverride(req, ctx) {
-      v.parseRequest(z.object({ resourceId: v.id, id: v.id }), req);
+      v.parseRequest(z.object({ resourceId: v.id, overrideId: v.id }), req);
       const tenantId = principalOf(ctx).tenantId;
-      if (!(await deleteOverride(dbOf(ctx, base), tenantId, req.resourceId, req.id))) {
+      if (!(await deleteOverride(dbOf(ctx, base), tenantId, req.resourceId, req.overrideId))) {
         await existing(tenantId, req.resourceId, "resource_id");
         throw new Rejection(
           "OVERRIDE_NOT_FOUND",
-          `resource "${req.resourceId}" has no override "${req.id}"`,
+          `resource "${req.resourceId}" has no override "${req.overrideId}"`,
           {
-            fieldViolations: [{ field: "id", description: "no such override" }],
+            fieldViolations: [{ field: "override_id", description: "no such override" }],
           },
         );
       }

@@ -96,7 +96,7 @@ const deliveryStatus = z.number().transform((s, ctx) => {
   return z.NEVER;
 });
 
-function webhookNotFound(id: string, field = "id"): Rejection {
+function webhookNotFound(id: string, field = "webhook_id"): Rejection {
   return new Rejection("WEBHOOK_NOT_FOUND", `no webhook with id "${id}"`, {
     fieldViolations: [{ field, description: "no such webhook" }],
   });
@@ -132,7 +132,7 @@ export function webhookService(
       .optional(),
   });
 
-  async function existing(tenantId: string, id: string, field = "id"): Promise<WebhookRow> {
+  async function existing(tenantId: string, id: string, field = "webhook_id"): Promise<WebhookRow> {
     const w = id === "" ? undefined : await getWebhook(base, tenantId, id);
     if (!w) throw webhookNotFound(id, field);
     return w;
@@ -163,7 +163,7 @@ export function webhookService(
     },
 
     async getWebhook(req, ctx) {
-      return { webhook: webhookOf(await existing(principalOf(ctx).tenantId, req.id)) };
+      return { webhook: webhookOf(await existing(principalOf(ctx).tenantId, req.webhookId)) };
     },
 
     async updateWebhook(req, ctx) {
@@ -180,8 +180,8 @@ export function webhookService(
     },
 
     async deleteWebhook(req, ctx) {
-      if (!(await deleteWebhook(dbOf(ctx, base), principalOf(ctx).tenantId, req.id)))
-        throw webhookNotFound(req.id);
+      if (!(await deleteWebhook(dbOf(ctx, base), principalOf(ctx).tenantId, req.webhookId)))
+        throw webhookNotFound(req.webhookId);
       return {};
     },
 
@@ -190,10 +190,10 @@ export function webhookService(
       const w = await rotateSecret(
         dbOf(ctx, base),
         principalOf(ctx).tenantId,
-        req.id,
+        req.webhookId,
         seal(settings.secretKey, secret),
       );
-      if (!w) throw webhookNotFound(req.id);
+      if (!w) throw webhookNotFound(req.webhookId);
       return { webhook: webhookOf(w), secret };
     },
 
@@ -237,7 +237,7 @@ export function webhookService(
 
     async sendTestEvent(req, ctx) {
       const tenantId = principalOf(ctx).tenantId;
-      const w = await existing(tenantId, req.id);
+      const w = await existing(tenantId, req.webhookId);
       const eventId = `evt_test_${randomUUID().replaceAll("-", "")}`;
       const body = deliveryBody("webhook.test", new Date(), {
         webhookId: w.id,

@@ -89,7 +89,7 @@ describe("API keys", () => {
 
     const agent = clientFor(ResourceService, server.url, created.apiKey);
     await rejected(agent.listResources({}), Code.PermissionDenied, "MISSING_SCOPE");
-    const revoked = await keys.revokeApiKey({ id: created.key?.id as string });
+    const revoked = await keys.revokeApiKey({ apiKeyId: created.key?.id as string });
     expect(revoked.key?.revokeTime).toBeDefined();
     await rejected(agent.listResources({}), Code.Unauthenticated, "UNAUTHENTICATED");
 
@@ -170,18 +170,23 @@ describe("tenant isolation beyond the catalog", () => {
     const bHooks = clientFor(WebhookService, server.url, b.key);
     const id = hook.webhook?.id as string;
     expect((await bHooks.listWebhooks({})).webhooks).toEqual([]);
-    await rejected(bHooks.getWebhook({ id }), Code.NotFound, "WEBHOOK_NOT_FOUND");
+    await rejected(bHooks.getWebhook({ webhookId: id }), Code.NotFound, "WEBHOOK_NOT_FOUND");
     await rejected(
       bHooks.updateWebhook({ webhook: { id, description: "mine" } }),
       Code.NotFound,
       "WEBHOOK_NOT_FOUND",
     );
-    await rejected(bHooks.rotateWebhookSecret({ id }), Code.NotFound, "WEBHOOK_NOT_FOUND");
+    await rejected(
+      bHooks.rotateWebhookSecret({ webhookId: id }),
+      Code.NotFound,
+      "WEBHOOK_NOT_FOUND",
+    );
     await rejected(bHooks.listDeliveries({ webhookId: id }), Code.NotFound, "WEBHOOK_NOT_FOUND");
-    await rejected(bHooks.sendTestEvent({ id }), Code.NotFound, "WEBHOOK_NOT_FOUND");
-    await rejected(bHooks.deleteWebhook({ id }), Code.NotFound, "WEBHOOK_NOT_FOUND");
+    await rejected(bHooks.sendTestEvent({ webhookId: id }), Code.NotFound, "WEBHOOK_NOT_FOUND");
+    await rejected(bHooks.deleteWebhook({ webhookId: id }), Code.NotFound, "WEBHOOK_NOT_FOUND");
     expect(
-      (await clientFor(WebhookService, server.url, a.key).getWebhook({ id })).webhook?.description,
+      (await clientFor(WebhookService, server.url, a.key).getWebhook({ webhookId: id })).webhook
+        ?.description,
     ).toBe("");
   });
 });
@@ -227,14 +232,18 @@ describe("tenant isolation", () => {
     ).resource;
     const id = room?.id as string;
 
-    await rejected(bResources.getResource({ id }), Code.NotFound, "RESOURCE_NOT_FOUND");
+    await rejected(bResources.getResource({ resourceId: id }), Code.NotFound, "RESOURCE_NOT_FOUND");
     expect((await bResources.listResources({ includeInactive: true })).resources).toEqual([]);
     await rejected(
       bResources.updateResource({ resource: { id, name: "mine now" } }),
       Code.NotFound,
       "RESOURCE_NOT_FOUND",
     );
-    await rejected(bResources.deleteResource({ id }), Code.NotFound, "RESOURCE_NOT_FOUND");
+    await rejected(
+      bResources.deleteResource({ resourceId: id }),
+      Code.NotFound,
+      "RESOURCE_NOT_FOUND",
+    );
     await rejected(
       bResources.setWeeklySchedule({ resourceId: id }),
       Code.NotFound,
@@ -249,7 +258,7 @@ describe("tenant isolation", () => {
       policy: { durations: [minutes(30)] },
     });
     const svcId = svc.service?.id as string;
-    await rejected(bCatalog.getService({ id: svcId }), Code.NotFound, "SERVICE_NOT_FOUND");
+    await rejected(bCatalog.getService({ serviceId: svcId }), Code.NotFound, "SERVICE_NOT_FOUND");
     await rejected(
       bCatalog.updateService({ service: { id: svcId, name: "x" } }),
       Code.NotFound,
@@ -277,11 +286,11 @@ describe("tenant isolation", () => {
     const bKeys = clientFor(KeyService, server.url, b.key);
     expect((await bKeys.listApiKeys({})).keys.map((k) => k.id)).not.toContain(aKeys.keys[0]?.id);
     await rejected(
-      bKeys.revokeApiKey({ id: aKeys.keys[0]?.id as string }),
+      bKeys.revokeApiKey({ apiKeyId: aKeys.keys[0]?.id as string }),
       Code.NotFound,
       "API_KEY_NOT_FOUND",
     );
     // A's key still works: B's attempt changed nothing.
-    expect((await aResources.getResource({ id })).resource?.name).toBe("A room");
+    expect((await aResources.getResource({ resourceId: id })).resource?.name).toBe("A room");
   });
 });

@@ -385,7 +385,7 @@ describe("overrides", () => {
     expect(listed.overrides[1]?.recurrence?.weekdays).toEqual([1, 4]);
     await c.resources.deleteOverride({
       resourceId: c.resourceId,
-      id: vacation.override?.id as string,
+      overrideId: vacation.override?.id as string,
     });
     const after = await c.slots.listSlots({
       serviceId: c.serviceId,
@@ -393,7 +393,10 @@ describe("overrides", () => {
     });
     expect(after.slots).toHaveLength(7);
     await rejected(
-      c.resources.deleteOverride({ resourceId: c.resourceId, id: vacation.override?.id as string }),
+      c.resources.deleteOverride({
+        resourceId: c.resourceId,
+        overrideId: vacation.override?.id as string,
+      }),
       Code.NotFound,
       "OVERRIDE_NOT_FOUND",
     );

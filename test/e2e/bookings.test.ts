@@ -459,7 +459,7 @@ describe("rules and reasons", () => {
       Code.FailedPrecondition,
       "RESOURCE_NOT_IN_SERVICE",
     );
-    await w.resources.deleteResource({ id: w.resourceIds[1] as string });
+    await w.resources.deleteResource({ resourceId: w.resourceIds[1] as string });
     await rejected(
       w.bookings.createHold({
         serviceId: w.serviceId,

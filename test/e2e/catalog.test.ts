@@ -112,9 +112,9 @@ describe("resources", () => {
       timeZone: "UTC",
     });
     const id = resource?.id as string;
-    const deleted = await resources.deleteResource({ id });
+    const deleted = await resources.deleteResource({ resourceId: id });
     expect(deleted.resource?.active).toBe(false);
-    expect((await resources.getResource({ id })).resource?.active).toBe(false);
+    expect((await resources.getResource({ resourceId: id })).resource?.active).toBe(false);
     const all = async (includeInactive: boolean) => {
       const ids: string[] = [];
       let pageToken = "";
@@ -132,7 +132,11 @@ describe("resources", () => {
       kind: ResourceKind.EQUIPMENT,
     });
     expect(equipment.resources.map((r) => r.id)).toEqual([id]);
-    await rejected(resources.getResource({ id: "rsc_nope" }), Code.NotFound, "RESOURCE_NOT_FOUND");
+    await rejected(
+      resources.getResource({ resourceId: "rsc_nope" }),
+      Code.NotFound,
+      "RESOURCE_NOT_FOUND",
+    );
   });
 
   it("keep a weekly schedule, merged and sorted, and clear it", async () => {
@@ -244,12 +248,12 @@ describe("services", () => {
     });
     expect(v3.service?.policyVersion).toBe(3);
 
-    const old = await catalog.getService({ id, policyVersion: 1 });
+    const old = await catalog.getService({ serviceId: id, policyVersion: 1 });
     expect(old.service?.policy?.durations.map((d) => d.seconds)).toEqual([5400n]);
     expect(old.service?.policyVersion).toBe(1);
-    expect((await catalog.getService({ id })).service?.policyVersion).toBe(3);
+    expect((await catalog.getService({ serviceId: id })).service?.policyVersion).toBe(3);
     await rejected(
-      catalog.getService({ id, policyVersion: 9 }),
+      catalog.getService({ serviceId: id, policyVersion: 9 }),
       Code.NotFound,
       "POLICY_VERSION_NOT_FOUND",
     );

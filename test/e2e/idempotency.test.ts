@@ -129,7 +129,7 @@ describe("booking writes", () => {
     const w = await bookingWorld(server.url);
     const req = { serviceId: w.serviceId, resourceId: w.resourceId, ...at(1, 13) };
     const a = await w.bookings.createBooking(req, keyed("then").options);
-    await w.resources.deleteResource({ id: w.resourceId });
+    await w.resources.deleteResource({ resourceId: w.resourceId });
     const again = keyed("then");
     expect(await w.bookings.createBooking(req, again.options)).toEqual(a);
     expect(again.seen.replayed).toBe(true);
@@ -264,12 +264,12 @@ describe("other mutations", () => {
     const w = await bookingWorld(server.url);
     const client = clientFor(ResourceService, server.url, w.key);
     await rejected(
-      client.deleteResource({ id: "rsc_ghost" }, keyed("del").options),
+      client.deleteResource({ resourceId: "rsc_ghost" }, keyed("del").options),
       Code.NotFound,
       "RESOURCE_NOT_FOUND",
     );
     const again = await rejected(
-      client.deleteResource({ id: "rsc_ghost" }, keyed("del").options),
+      client.deleteResource({ resourceId: "rsc_ghost" }, keyed("del").options),
       Code.NotFound,
       "RESOURCE_NOT_FOUND",
     );
@@ -298,7 +298,7 @@ describe("other mutations", () => {
       "RESOURCE_NOT_FOUND",
     );
     expect(again.metadata.get("idempotent-replayed")).toBe("true");
-    const { service } = await w.catalog.getService({ id: w.serviceId });
+    const { service } = await w.catalog.getService({ serviceId: w.serviceId });
     expect(service?.policyVersion).toBe(1);
     expect(service?.policy?.durations.map((d) => d.seconds)).toEqual([30n * 60n, 60n * 60n]);
     // And the next policy change gets version 2, as if the refused one never happened.

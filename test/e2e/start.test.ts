@@ -51,9 +51,9 @@ describe("npm start", () => {
 
     const second = await spawnServer(env);
     const again = clientFor(ResourceService, second.url, env.HOLDFAST_ADMIN_KEY);
-    expect((await again.getResource({ id: made.resource?.id as string })).resource?.name).toBe(
-      "Kept",
-    );
+    expect(
+      (await again.getResource({ resourceId: made.resource?.id as string })).resource?.name,
+    ).toBe("Kept");
     expect(await second.stop()).toBe(0);
   });
 

@@ -44,7 +44,7 @@ describe("managing webhooks", () => {
       "booking.confirmed",
     ]);
     expect(secret).toMatch(/^whsec_/);
-    const got = await webhooks.getWebhook({ id });
+    const got = await webhooks.getWebhook({ webhookId: id });
     expect(got.webhook).toMatchObject({
       url: "https://hooks.example.com/a",
       eventTypes: ["booking.confirmed"],
@@ -66,8 +66,8 @@ describe("managing webhooks", () => {
       eventTypes: ["booking.held", "booking.expired"],
     });
     expect((await webhooks.listWebhooks({})).webhooks.map((x) => x.id)).toEqual([id]);
-    await webhooks.deleteWebhook({ id });
-    await rejected(webhooks.getWebhook({ id }), Code.NotFound, "WEBHOOK_NOT_FOUND");
+    await webhooks.deleteWebhook({ webhookId: id });
+    await rejected(webhooks.getWebhook({ webhookId: id }), Code.NotFound, "WEBHOOK_NOT_FOUND");
   });
 
   it("refuses bad URLs and event types, naming the fields", async () => {
@@ -145,7 +145,9 @@ describe("delivery", () => {
       });
       expect(delivery?.attempts.map((a) => a.statusCode)).toEqual([500, 500, 200]);
       expect(delivery?.attempts[0]?.error).toContain("500");
-      expect((await e.webhooks.getWebhook({ id: e.id })).webhook?.consecutiveFailures).toBe(0);
+      expect((await e.webhooks.getWebhook({ webhookId: e.id })).webhook?.consecutiveFailures).toBe(
+        0,
+      );
     } finally {
       await receiver.stop();
     }
@@ -173,7 +175,9 @@ describe("delivery", () => {
       await receiver.start();
       const got = await receiver.waitFor((r) => new Set(r.map((x) => x.id)).size >= 5);
       expect(new Set(got.map((x) => x.id)).size).toBe(5);
-      expect((await e.webhooks.getWebhook({ id: e.id })).webhook?.state).toBe(WebhookState.ACTIVE);
+      expect((await e.webhooks.getWebhook({ webhookId: e.id })).webhook?.state).toBe(
+        WebhookState.ACTIVE,
+      );
       expect(got.every((r) => r.verified !== undefined)).toBe(true);
       const deliveries = (await e.webhooks.listDeliveries({ webhookId: e.id })).deliveries;
       expect(
@@ -206,7 +210,7 @@ describe("delivery", () => {
       }
       expect(attempts[0]?.error).toContain("cannot be decrypted");
       expect(receiver.received).toEqual([]);
-      secret = (await e.webhooks.rotateWebhookSecret({ id: e.id })).secret;
+      secret = (await e.webhooks.rotateWebhookSecret({ webhookId: e.id })).secret;
       const got = await receiver.waitFor((r) => r.length >= 1);
       expect(got[0]?.verified).toBeDefined();
     } finally {
@@ -226,7 +230,7 @@ describe("delivery", () => {
       });
       await receiver.waitFor((r) => r.length >= 1);
       await sleep(400);
-      const hook = (await e.webhooks.getWebhook({ id: e.id })).webhook;
+      const hook = (await e.webhooks.getWebhook({ webhookId: e.id })).webhook;
       expect(hook).toMatchObject({
         state: WebhookState.DISABLED,
         disabledReason: "the endpoint answered 410 Gone",
@@ -263,9 +267,9 @@ describe("delivery", () => {
       let state = WebhookState.ACTIVE;
       while (state === WebhookState.ACTIVE && Date.now() < deadline) {
         await sleep(100);
-        state = (await e.webhooks.getWebhook({ id: e.id })).webhook?.state ?? state;
+        state = (await e.webhooks.getWebhook({ webhookId: e.id })).webhook?.state ?? state;
       }
-      const hook = (await e.webhooks.getWebhook({ id: e.id })).webhook;
+      const hook = (await e.webhooks.getWebhook({ webhookId: e.id })).webhook;
       expect(hook?.state).toBe(WebhookState.DISABLED);
       expect(hook?.disabledReason).toBe("deliveries of 3 events in a row failed");
       const deliveries = (await e.webhooks.listDeliveries({ webhookId: e.id })).deliveries;
@@ -308,7 +312,7 @@ describe("delivery", () => {
     const receiver = await webhookReceiver({ secrets: () => accepted });
     try {
       const e = await endpoint(w, receiver.url());
-      const rotated = await e.webhooks.rotateWebhookSecret({ id: e.id });
+      const rotated = await e.webhooks.rotateWebhookSecret({ webhookId: e.id });
       expect(rotated.secret).not.toBe(e.secret);
       accepted = [e.secret];
       await w.bookings.createHold({
@@ -320,14 +324,14 @@ describe("delivery", () => {
       expect(first?.verified).toBeDefined();
       expect(String(first?.headers["webhook-signature"]).split(" ")).toHaveLength(2);
       accepted = [rotated.secret];
-      await e.webhooks.sendTestEvent({ id: e.id });
+      await e.webhooks.sendTestEvent({ webhookId: e.id });
       const got = await receiver.waitFor((r) => r.length >= 2);
       expect(got[1]?.verified).toMatchObject({ type: "webhook.test" });
       // Rotating again within the day retires neither earlier secret early.
-      const again = await e.webhooks.rotateWebhookSecret({ id: e.id });
+      const again = await e.webhooks.rotateWebhookSecret({ webhookId: e.id });
       for (const [i, secret] of [e.secret, rotated.secret, again.secret].entries()) {
         accepted = [secret];
-        await e.webhooks.sendTestEvent({ id: e.id });
+        await e.webhooks.sendTestEvent({ webhookId: e.id });
         const all = await receiver.waitFor((r) => r.length >= 3 + i);
         expect(all[2 + i]?.verified).toMatchObject({ type: "webhook.test" });
         expect(String(all[2 + i]?.headers["webhook-signature"]).split(" ")).toHaveLength(3);
