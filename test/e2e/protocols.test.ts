@@ -261,13 +261,13 @@ describe("an outside backend on @grpc/grpc-js with proto-loader", () => {
         capacity: 2,
         timeZone: "Asia/Kolkata",
       });
-      const got = (await client.call("getResource", { id: created.resource.id })) as {
+      const got = (await client.call("getResource", { resourceId: created.resource.id })) as {
         resource: { id: string };
       };
       expect(got.resource.id).toBe(created.resource.id);
 
       const notFound = (await client
-        .call("getResource", { id: "rsc_missing" })
+        .call("getResource", { resourceId: "rsc_missing" })
         .catch((e: unknown) => e)) as grpc.ServiceError;
       expect(notFound.code).toBe(5);
       expect(grpcJsReason(notFound)).toBe("RESOURCE_NOT_FOUND");
