@@ -5,7 +5,7 @@ import type { IdempotencyClaim, Outcome } from "./idempotency.js";
 import type { Queryable } from "./pool.js";
 
 /**
- * Bookings: the single-call write functions of migration 0002, and reads
+ * Bookings: the single-call write functions (src/db/functions/), and reads
  * that return protobuf JSON built by the same booking_json() the writes use.
  */
 

@@ -2,11 +2,11 @@ import type { JsonObject } from "@bufbuild/protobuf";
 import type { Queryable } from "./pool.js";
 
 /**
- * Idempotency keys, stored in the transaction that does the work, by SQL
- * functions of migration 0002: the booking functions look a key up first
- * and store their outcome with one insert at the end of their single
- * statement; the generic path below claims the key at the start of an open
- * transaction and finishes it at the end.
+ * Idempotency keys, stored in the transaction that does the work, by the
+ * SQL functions of src/db/functions/03_idempotency.sql: the booking
+ * functions look a key up first and store their outcome with one insert at
+ * the end of their single statement; the generic path below claims the key
+ * at the start of an open transaction and finishes it at the end.
  */
 
 /** What a mutation produced: its response as protobuf JSON, or a business rejection. */

@@ -4,6 +4,7 @@ import type pg from "pg";
 import { log } from "../log.js";
 
 const MIGRATIONS_DIR = new URL("./migrations/", import.meta.url);
+const FUNCTIONS_DIR = new URL("./functions/", import.meta.url);
 
 // Any constant works; it only has to be the same in every instance so that
 // instances booting together apply migrations one at a time.
@@ -19,10 +20,15 @@ export type Migration = {
   checksum: string;
 };
 
+/** A file of src/db/functions (`NN_name.sql`): functions, re-created when it changes. */
+export type FunctionFile = { file: string; sql: string; checksum: string };
+
 /** What one call to `migrate` did. */
 export type MigrationReport = {
   /** Versions of the numbered migrations applied, in order. */
   migrations: number[];
+  /** The function files run, in order: all of them when any changed, else none. */
+  functions: string[];
 };
 
 /**
@@ -67,18 +73,33 @@ export async function readMigrations(): Promise<Migration[]> {
   );
 }
 
+/** The files in src/db/functions (`NN_name.sql`), in the order they run. */
+export async function readFunctionFiles(): Promise<FunctionFile[]> {
+  const files = (await readdir(FUNCTIONS_DIR))
+    .filter((f) => /^\d{2}_[a-z0-9_]+\.sql$/.test(f))
+    .sort();
+  return Promise.all(
+    files.map(async (file) => {
+      const sql = await readFile(new URL(file, FUNCTIONS_DIR), "utf8");
+      return { file, sql, checksum: checksum(sql) };
+    }),
+  );
+}
+
 /**
  * Brings the database up to the code: checks that every migration it
  * already applied is unchanged (else MigrationChangedError, before anything
  * is written), then applies the rest, each in its own transaction that
- * records its version and checksum first. A session-level advisory lock
- * makes instances that boot at once take turns; the later ones find nothing
- * left to do.
+ * records its version and checksum first; then re-creates the functions if
+ * any function file changed (see refreshFunctions). A session-level advisory
+ * lock makes instances that boot at once take turns; the later ones find
+ * nothing left to do.
  */
 export async function migrate(pool: pg.Pool): Promise<MigrationReport> {
   const migrations = await readMigrations();
+  const functionFiles = await readFunctionFiles();
   const client = await pool.connect();
-  const report: MigrationReport = { migrations: [] };
+  const report: MigrationReport = { migrations: [], functions: [] };
   try {
     await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK_KEY]);
     // Databases migrated before checksums were recorded have the table
@@ -135,9 +156,85 @@ export async function migrate(pool: pg.Pool): Promise<MigrationReport> {
       }
       report.migrations.push(m.version);
     }
+    report.functions = await refreshFunctions(client, functionFiles, report.migrations.length > 0);
   } finally {
     await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY]).catch(() => {});
     client.release();
   }
   return report;
+}
+
+// The functions of this schema that a DROP could remove: those of
+// extensions (btree_gist's) belong to their extension.
+const OWN_FUNCTIONS = `
+  SELECT p.oid::regprocedure::text AS signature FROM pg_proc p
+  WHERE p.pronamespace = current_schema()::regnamespace
+    AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                    WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')`;
+
+/**
+ * Makes the database's functions exactly what the function files create,
+ * in one transaction: when a file was added, removed or changed (or a
+ * migration just ran), every function the files created last time is
+ * dropped and every file runs again, in order. Dropping first lets a file
+ * change a function's arguments or result, which CREATE OR REPLACE cannot,
+ * and leaves no stale overload behind; running every file checks each SQL
+ * function body against the schema and functions as they are now. The
+ * functions each file created are recorded, found as the functions that
+ * did not exist before it ran. Returns the files run.
+ */
+async function refreshFunctions(
+  client: pg.PoolClient,
+  files: FunctionFile[],
+  migrated: boolean,
+): Promise<string[]> {
+  await client.query(`CREATE TABLE IF NOT EXISTS schema_functions (
+    file text PRIMARY KEY,
+    checksum text NOT NULL,
+    -- What the file created (regprocedure), dropped before it runs again.
+    functions text[] NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+  )`);
+  const recorded = (
+    await client.query<{ file: string; checksum: string; functions: string[] }>(
+      "SELECT file, checksum, functions FROM schema_functions",
+    )
+  ).rows;
+  const current =
+    !migrated &&
+    recorded.length === files.length &&
+    files.every((f) => recorded.some((r) => r.file === f.file && r.checksum === f.checksum));
+  if (current) return [];
+
+  const own = async () =>
+    new Set(
+      (await client.query<{ signature: string }>(OWN_FUNCTIONS)).rows.map((r) => r.signature),
+    );
+  await client.query("BEGIN");
+  try {
+    for (const signature of recorded.flatMap((r) => r.functions)) {
+      await client.query(`DROP ROUTINE IF EXISTS ${signature}`);
+    }
+    await client.query("DELETE FROM schema_functions");
+    for (const f of files) {
+      const before = await own();
+      try {
+        await client.query(f.sql);
+      } catch (err) {
+        throw new Error(`function file ${f.file} failed: ${(err as Error).message}`, {
+          cause: err,
+        });
+      }
+      const created = [...(await own())].filter((s) => !before.has(s)).sort();
+      await client.query(
+        "INSERT INTO schema_functions (file, checksum, functions) VALUES ($1, $2, $3)",
+        [f.file, f.checksum, created],
+      );
+    }
+    await client.query("COMMIT");
+  } catch (err) {
+    await client.query("ROLLBACK");
+    throw err;
+  }
+  return files.map((f) => f.file);
 }

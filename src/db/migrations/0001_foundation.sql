@@ -5,17 +5,13 @@
 -- Time-ordered ids with a readable type prefix (`rsc_0193...`): 12 hex digits
 -- of milliseconds, then 16 random hex digits. Time order keeps B-tree inserts
 -- at the right edge and makes id order creation order, which list paging uses.
+-- Unlike the functions in src/db/functions/, this one lives in a migration:
+-- column defaults depend on it, so it cannot be dropped and re-created.
 CREATE FUNCTION new_id(prefix text) RETURNS text
 LANGUAGE sql VOLATILE AS $$
   SELECT prefix || '_'
     || lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0')
     || substr(md5(random()::text || clock_timestamp()::text), 1, 16)
-$$;
-
--- Timestamps as protobuf JSON (RFC 3339, UTC, microseconds).
-CREATE FUNCTION ts_json(t timestamptz) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-  SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 $$;
 
 CREATE TABLE tenants (

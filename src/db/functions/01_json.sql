@@ -1,0 +1,35 @@
+-- How rows and refusals read as protobuf JSON, in one place, so responses,
+-- stored idempotent outcomes and event payloads are the same documents.
+
+-- Timestamps as protobuf JSON (RFC 3339, UTC, microseconds).
+CREATE FUNCTION ts_json(t timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$$;
+
+-- A booking as protobuf JSON (holdfast.v1.Booking). The one mapping from
+-- rows: used for responses, stored idempotent outcomes and event payloads.
+-- A hold past its expire_time reads as expired whether or not the sweeper
+-- has marked it yet.
+CREATE FUNCTION booking_json(b bookings) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+  SELECT jsonb_strip_nulls(jsonb_build_object(
+      'id', b.id,
+      'serviceId', b.service_id,
+      'resourceId', b.resource_id,
+      'startTime', ts_json(b.start_time),
+      'endTime', ts_json(b.end_time),
+      'status', 'BOOKING_STATUS_' || upper(
+        CASE WHEN b.status = 'held' AND b.expire_time <= now() THEN 'expired' ELSE b.status END),
+      'expireTime', ts_json(b.expire_time),
+      'policyVersion', b.policy_version,
+      'cancelReason', nullif(b.cancel_reason, ''),
+      'createTime', ts_json(b.create_time),
+      'updateTime', ts_json(b.update_time)))
+    || jsonb_build_object('attendee', b.attendee, 'metadata', b.metadata)
+$$;
+
+CREATE FUNCTION rejection(p_reason text, p_message text, p_details jsonb DEFAULT '{}') RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT jsonb_build_object('error', jsonb_build_object('reason', p_reason, 'message', p_message) || p_details)
+$$;
