@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { migrate, readFunctionFiles, readMigrations } from "../../src/db/migrate.js";
+import { dumpSchema } from "../../src/db/schema-dump.js";
 import { freshDatabase } from "../support/database.js";
 import { startTestServer } from "../support/server.js";
 
@@ -71,19 +72,6 @@ describe("migrations", () => {
   });
 });
 
-/** Every function of the database's schema with its definition, in a stable order. */
-async function functionDefinitions(db: pg.Pool): Promise<{ sig: string; def: string }[]> {
-  const { rows } = await db.query<{ sig: string; def: string }>(
-    `SELECT p.oid::regprocedure::text AS sig, pg_get_functiondef(p.oid) AS def
-     FROM pg_proc p
-     WHERE p.pronamespace = current_schema()::regnamespace
-       AND NOT EXISTS (SELECT 1 FROM pg_depend d
-                       WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
-     ORDER BY p.oid::regprocedure::text COLLATE "C"`,
-  );
-  return rows;
-}
-
 describe("function files", () => {
   it("are re-created when their text changes, and functions no file defines any more are dropped", async () => {
     const { pool } = await migratedDatabase();
@@ -95,7 +83,7 @@ describe("function files", () => {
         )
         .then((r) => r.rows);
     expect(await recorded()).toEqual(files.map((f) => ({ file: f.file, checksum: f.checksum })));
-    const current = await functionDefinitions(pool);
+    const current = await dumpSchema(pool);
 
     // A database whose functions came from older texts: another body under
     // the checksum of that text, and a function whose file was removed since.
@@ -110,14 +98,14 @@ describe("function files", () => {
 
     const { rows } = await pool.query("SELECT rejection('X', 'm') AS r");
     expect(rows[0].r).toEqual({ error: { reason: "X", message: "m" } });
-    expect(await functionDefinitions(pool)).toEqual(current);
+    expect(await dumpSchema(pool)).toBe(current);
     expect(await recorded()).toEqual(files.map((f) => ({ file: f.file, checksum: f.checksum })));
     expect(await migrate(pool)).toEqual({ migrations: [], functions: [] });
   });
 
   it("take over cleanly on a database migrated when functions lived in migrations and nothing had checksums", async () => {
     const { pool } = await migratedDatabase();
-    const fresh = await functionDefinitions(pool);
+    const fresh = await dumpSchema(pool);
     await pool.query("DROP SCHEMA public CASCADE; CREATE SCHEMA public");
     await pool.query(
       await readFile(new URL("./fixtures/migrated-before-checksums.sql", import.meta.url), "utf8"),
@@ -142,8 +130,9 @@ describe("function files", () => {
       "SELECT version, checksum FROM schema_migrations ORDER BY version",
     );
     expect(rows).toEqual(migrations.map((m) => ({ version: m.version, checksum: m.checksum })));
-    // The old functions are gone; the files' functions, and only those, are there.
-    expect(await functionDefinitions(pool)).toEqual(fresh);
+    // The old functions are gone; the files' functions, and only those, are
+    // there, and the whole schema is what a new database gets.
+    expect(await dumpSchema(pool)).toBe(fresh);
 
     // The old booking still holds its time against the new functions.
     const outcome = await pool.query(

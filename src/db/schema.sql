@@ -1,0 +1,785 @@
+-- The schema a freshly migrated Holdfast database has: written by
+-- `npm run schema` from the catalogs, checked by CI. Do not edit: change
+-- src/db/migrations/ or src/db/functions/ and run `npm run schema`.
+
+-- Extensions
+CREATE EXTENSION IF NOT EXISTS btree_gist;
+
+-- Functions created by migrations (tables depend on them)
+
+CREATE OR REPLACE FUNCTION public.new_id(prefix text)
+ RETURNS text
+ LANGUAGE sql
+AS $function$
+  SELECT prefix || '_'
+    || lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0')
+    || substr(md5(random()::text || clock_timestamp()::text), 1, 16)
+$function$;
+
+CREATE TABLE api_keys (
+  id text NOT NULL DEFAULT new_id('key'::text),
+  tenant_id text NOT NULL,
+  secret_hash bytea NOT NULL,
+  prefix text NOT NULL,
+  scopes text[] NOT NULL,
+  description text NOT NULL DEFAULT ''::text,
+  create_time timestamp with time zone NOT NULL DEFAULT now(),
+  revoke_time timestamp with time zone,
+  CONSTRAINT api_keys_pkey PRIMARY KEY (id),
+  CONSTRAINT api_keys_secret_hash_key UNIQUE (secret_hash),
+  CONSTRAINT api_keys_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES tenants(id)
+);
+CREATE INDEX api_keys_by_tenant ON public.api_keys USING btree (tenant_id, id);
+
+CREATE TABLE bookings (
+  tenant_id text NOT NULL,
+  id text NOT NULL DEFAULT new_id('bkg'::text),
+  service_id text NOT NULL,
+  resource_id text NOT NULL,
+  start_time timestamp with time zone NOT NULL,
+  end_time timestamp with time zone NOT NULL,
+  block_start timestamp with time zone NOT NULL,
+  block_end timestamp with time zone NOT NULL,
+  status text NOT NULL,
+  expire_time timestamp with time zone,
+  attendee jsonb NOT NULL DEFAULT '{}'::jsonb,
+  metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
+  policy_version integer NOT NULL,
+  cancel_reason text NOT NULL DEFAULT ''::text,
+  exclusive boolean NOT NULL,
+  create_time timestamp with time zone NOT NULL,
+  update_time timestamp with time zone NOT NULL,
+  CONSTRAINT bookings_check CHECK ((end_time > start_time)),
+  CONSTRAINT bookings_check1 CHECK (((block_start <= start_time) AND (block_end >= end_time))),
+  CONSTRAINT bookings_check2 CHECK (((block_end - block_start) <= '72:00:00'::interval)),
+  CONSTRAINT bookings_check3 CHECK (((status <> 'held'::text) OR (expire_time IS NOT NULL))),
+  CONSTRAINT bookings_no_overlap EXCLUDE USING gist (hashtextextended(((tenant_id || '/'::text) || resource_id), (0)::bigint) WITH =, tstzrange(block_start, block_end) WITH &&) WHERE ((exclusive AND (status = ANY (ARRAY['held'::text, 'confirmed'::text])))),
+  CONSTRAINT bookings_pkey PRIMARY KEY (tenant_id, id),
+  CONSTRAINT bookings_status_check CHECK ((status = ANY (ARRAY['held'::text, 'confirmed'::text, 'cancelled'::text, 'expired'::text, 'completed'::text, 'no_show'::text])))
+);
+CREATE INDEX bookings_by_start ON public.bookings USING btree (tenant_id, start_time, id);
+CREATE INDEX bookings_holds_by_expiry ON public.bookings USING btree (expire_time) WHERE (status = 'held'::text);
+CREATE INDEX bookings_occupancy ON public.bookings USING btree (tenant_id, resource_id, block_start) INCLUDE (block_end, status, expire_time) WHERE (status = ANY (ARRAY['held'::text, 'confirmed'::text]));
+
+CREATE TABLE deliveries (
+  tenant_id text NOT NULL,
+  id text NOT NULL DEFAULT new_id('dlv'::text),
+  webhook_id text NOT NULL,
+  event_id text NOT NULL,
+  event_type text NOT NULL,
+  body text NOT NULL,
+  status text NOT NULL DEFAULT 'pending'::text,
+  attempt_count integer NOT NULL DEFAULT 0,
+  next_attempt_time timestamp with time zone,
+  lease_until timestamp with time zone,
+  create_time timestamp with time zone NOT NULL DEFAULT now(),
+  CONSTRAINT deliveries_pkey PRIMARY KEY (tenant_id, id),
+  CONSTRAINT deliveries_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'succeeded'::text, 'failed'::text]))),
+  CONSTRAINT deliveries_tenant_id_webhook_id_event_id_key UNIQUE (tenant_id, webhook_id, event_id),
+  CONSTRAINT deliveries_tenant_id_webhook_id_fkey FOREIGN KEY (tenant_id, webhook_id) REFERENCES webhooks(tenant_id, id) ON DELETE CASCADE
+);
+CREATE INDEX deliveries_by_webhook ON public.deliveries USING btree (tenant_id, webhook_id, id DESC);
+CREATE INDEX deliveries_due ON public.deliveries USING btree (next_attempt_time) WHERE (status = 'pending'::text);
+
+CREATE TABLE delivery_attempts (
+  tenant_id text NOT NULL,
+  delivery_id text NOT NULL,
+  attempt integer NOT NULL,
+  attempt_time timestamp with time zone NOT NULL,
+  status_code integer NOT NULL,
+  latency_ms integer NOT NULL,
+  error text NOT NULL DEFAULT ''::text,
+  CONSTRAINT delivery_attempts_pkey PRIMARY KEY (tenant_id, delivery_id, attempt),
+  CONSTRAINT delivery_attempts_tenant_id_delivery_id_fkey FOREIGN KEY (tenant_id, delivery_id) REFERENCES deliveries(tenant_id, id) ON DELETE CASCADE
+);
+
+CREATE TABLE idempotency_keys (
+  tenant_id text NOT NULL,
+  method text NOT NULL,
+  key text NOT NULL,
+  request_hash bytea NOT NULL,
+  outcome jsonb,
+  create_time timestamp with time zone NOT NULL DEFAULT now(),
+  CONSTRAINT idempotency_keys_pkey PRIMARY KEY (tenant_id, method, key)
+);
+CREATE INDEX idempotency_keys_by_age ON public.idempotency_keys USING btree (create_time);
+
+CREATE TABLE outbox (
+  seq bigint NOT NULL GENERATED ALWAYS AS IDENTITY,
+  xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+  tenant_id text NOT NULL,
+  event_id text NOT NULL DEFAULT new_id('evt'::text),
+  type text NOT NULL,
+  booking_id text,
+  resource_id text,
+  service_id text,
+  occur_time timestamp with time zone NOT NULL DEFAULT clock_timestamp(),
+  payload jsonb NOT NULL,
+  CONSTRAINT outbox_pkey PRIMARY KEY (seq)
+);
+CREATE INDEX outbox_by_tenant ON public.outbox USING btree (tenant_id, xid, seq);
+CREATE INDEX outbox_by_time ON public.outbox USING btree (occur_time);
+CREATE INDEX outbox_order ON public.outbox USING btree (xid, seq);
+
+CREATE TABLE outbox_pruned (
+  only_row boolean NOT NULL DEFAULT true,
+  xid xid8 NOT NULL,
+  seq bigint NOT NULL,
+  CONSTRAINT outbox_pruned_only_row_check CHECK (only_row),
+  CONSTRAINT outbox_pruned_pkey PRIMARY KEY (only_row)
+);
+
+CREATE TABLE overrides (
+  tenant_id text NOT NULL,
+  id text NOT NULL DEFAULT new_id('ovr'::text),
+  resource_id text NOT NULL,
+  kind text NOT NULL,
+  title text NOT NULL DEFAULT ''::text,
+  all_day boolean NOT NULL,
+  start_date date NOT NULL,
+  end_date date,
+  start_minute integer,
+  end_minute integer,
+  recurrence jsonb,
+  create_time timestamp with time zone NOT NULL DEFAULT now(),
+  CONSTRAINT overrides_check CHECK (((all_day = (start_minute IS NULL)) AND (all_day = (end_minute IS NULL)))),
+  CONSTRAINT overrides_check1 CHECK (((end_date IS NULL) OR (end_date >= start_date))),
+  CONSTRAINT overrides_end_minute_check CHECK (((end_minute >= 1) AND (end_minute <= 1440))),
+  CONSTRAINT overrides_kind_check CHECK ((kind = ANY (ARRAY['block'::text, 'open'::text]))),
+  CONSTRAINT overrides_pkey PRIMARY KEY (tenant_id, id),
+  CONSTRAINT overrides_start_minute_check CHECK (((start_minute >= 0) AND (start_minute <= 1439))),
+  CONSTRAINT overrides_tenant_id_resource_id_fkey FOREIGN KEY (tenant_id, resource_id) REFERENCES resources(tenant_id, id)
+);
+CREATE INDEX overrides_by_resource ON public.overrides USING btree (tenant_id, resource_id, id);
+
+CREATE TABLE policy_versions (
+  tenant_id text NOT NULL,
+  service_id text NOT NULL,
+  version integer NOT NULL,
+  policy jsonb NOT NULL,
+  time_zone text NOT NULL,
+  create_time timestamp with time zone NOT NULL DEFAULT now(),
+  CONSTRAINT policy_versions_pkey PRIMARY KEY (tenant_id, service_id, version),
+  CONSTRAINT policy_versions_tenant_id_service_id_fkey FOREIGN KEY (tenant_id, service_id) REFERENCES services(tenant_id, id),
+  CONSTRAINT policy_versions_version_check CHECK ((version >= 1))
+);
+
+CREATE TABLE resources (
+  tenant_id text NOT NULL,
+  id text NOT NULL DEFAULT new_id('rsc'::text),
+  name text NOT NULL,
+  kind text NOT NULL,
+  time_zone text NOT NULL,
+  capacity integer NOT NULL DEFAULT 1,
+  metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
+  weekly_schedule jsonb,
+  active boolean NOT NULL DEFAULT true,
+  revision integer NOT NULL DEFAULT 1,
+  create_time timestamp with time zone NOT NULL DEFAULT now(),
+  update_time timestamp with time zone NOT NULL DEFAULT now(),
+  CONSTRAINT resources_capacity_check CHECK (((capacity >= 1) AND (capacity <= 10000))),
+  CONSTRAINT resources_kind_check CHECK ((kind = ANY (ARRAY['person'::text, 'room'::text, 'equipment'::text, 'location'::text, 'other'::text]))),
+  CONSTRAINT resources_pkey PRIMARY KEY (tenant_id, id),
+  CONSTRAINT resources_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES tenants(id)
+);
+
+CREATE TABLE schema_functions (
+  file text NOT NULL,
+  checksum text NOT NULL,
+  functions text[] NOT NULL,
+  applied_at timestamp with time zone NOT NULL DEFAULT now(),
+  CONSTRAINT schema_functions_pkey PRIMARY KEY (file)
+);
+
+CREATE TABLE schema_migrations (
+  version integer NOT NULL,
+  name text NOT NULL,
+  applied_at timestamp with time zone NOT NULL DEFAULT now(),
+  checksum text,
+  CONSTRAINT schema_migrations_pkey PRIMARY KEY (version)
+);
+
+CREATE TABLE server_secrets (
+  name text NOT NULL,
+  secret bytea NOT NULL,
+  create_time timestamp with time zone NOT NULL DEFAULT now(),
+  CONSTRAINT server_secrets_pkey PRIMARY KEY (name)
+);
+
+CREATE TABLE service_resources (
+  tenant_id text NOT NULL,
+  service_id text NOT NULL,
+  resource_id text NOT NULL,
+  "position" integer NOT NULL,
+  CONSTRAINT service_resources_pkey PRIMARY KEY (tenant_id, service_id, resource_id),
+  CONSTRAINT service_resources_tenant_id_resource_id_fkey FOREIGN KEY (tenant_id, resource_id) REFERENCES resources(tenant_id, id),
+  CONSTRAINT service_resources_tenant_id_service_id_fkey FOREIGN KEY (tenant_id, service_id) REFERENCES services(tenant_id, id)
+);
+CREATE INDEX service_resources_by_resource ON public.service_resources USING btree (tenant_id, resource_id);
+
+CREATE TABLE services (
+  tenant_id text NOT NULL,
+  id text NOT NULL DEFAULT new_id('svc'::text),
+  name text NOT NULL,
+  metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
+  active boolean NOT NULL DEFAULT true,
+  policy_version integer NOT NULL DEFAULT 1,
+  revision integer NOT NULL DEFAULT 1,
+  create_time timestamp with time zone NOT NULL DEFAULT now(),
+  update_time timestamp with time zone NOT NULL DEFAULT now(),
+  CONSTRAINT services_pkey PRIMARY KEY (tenant_id, id),
+  CONSTRAINT services_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES tenants(id)
+);
+
+CREATE TABLE tenants (
+  id text NOT NULL DEFAULT new_id('ten'::text),
+  name text NOT NULL,
+  create_time timestamp with time zone NOT NULL DEFAULT now(),
+  CONSTRAINT tenants_name_key UNIQUE (name),
+  CONSTRAINT tenants_pkey PRIMARY KEY (id)
+);
+
+CREATE TABLE webhook_dispatch (
+  only_row boolean NOT NULL DEFAULT true,
+  xid xid8 NOT NULL,
+  seq bigint NOT NULL,
+  CONSTRAINT webhook_dispatch_only_row_check CHECK (only_row),
+  CONSTRAINT webhook_dispatch_pkey PRIMARY KEY (only_row)
+);
+
+CREATE TABLE webhooks (
+  tenant_id text NOT NULL,
+  id text NOT NULL DEFAULT new_id('whk'::text),
+  url text NOT NULL,
+  event_types text[] NOT NULL,
+  description text NOT NULL DEFAULT ''::text,
+  state text NOT NULL DEFAULT 'active'::text,
+  disabled_reason text NOT NULL DEFAULT ''::text,
+  consecutive_failures integer NOT NULL DEFAULT 0,
+  secret bytea NOT NULL,
+  create_time timestamp with time zone NOT NULL DEFAULT now(),
+  update_time timestamp with time zone NOT NULL DEFAULT now(),
+  previous_secrets bytea[] NOT NULL DEFAULT '{}'::bytea[],
+  previous_secrets_expire timestamp with time zone[] NOT NULL DEFAULT '{}'::timestamp with time zone[],
+  CONSTRAINT previous_secrets_paired CHECK ((cardinality(previous_secrets) = cardinality(previous_secrets_expire))),
+  CONSTRAINT webhooks_pkey PRIMARY KEY (tenant_id, id),
+  CONSTRAINT webhooks_state_check CHECK ((state = ANY (ARRAY['active'::text, 'paused'::text, 'disabled'::text]))),
+  CONSTRAINT webhooks_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES tenants(id)
+);
+
+-- Functions from src/db/functions/01_json.sql
+
+CREATE OR REPLACE FUNCTION public.booking_json(b bookings)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE
+AS $function$
+  SELECT jsonb_strip_nulls(jsonb_build_object(
+      'id', b.id,
+      'serviceId', b.service_id,
+      'resourceId', b.resource_id,
+      'startTime', ts_json(b.start_time),
+      'endTime', ts_json(b.end_time),
+      'status', 'BOOKING_STATUS_' || upper(
+        CASE WHEN b.status = 'held' AND b.expire_time <= now() THEN 'expired' ELSE b.status END),
+      'expireTime', ts_json(b.expire_time),
+      'policyVersion', b.policy_version,
+      'cancelReason', nullif(b.cancel_reason, ''),
+      'createTime', ts_json(b.create_time),
+      'updateTime', ts_json(b.update_time)))
+    || jsonb_build_object('attendee', b.attendee, 'metadata', b.metadata)
+$function$;
+
+CREATE OR REPLACE FUNCTION public.rejection(p_reason text, p_message text, p_details jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE sql
+ IMMUTABLE
+AS $function$
+  SELECT jsonb_build_object('error', jsonb_build_object('reason', p_reason, 'message', p_message) || p_details)
+$function$;
+
+CREATE OR REPLACE FUNCTION public.ts_json(t timestamp with time zone)
+ RETURNS text
+ LANGUAGE sql
+ IMMUTABLE
+AS $function$
+  SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$function$;
+
+-- Functions from src/db/functions/02_outbox.sql
+
+CREATE OR REPLACE FUNCTION public.emit_booking_event(p_type text, b bookings, p_extra jsonb DEFAULT '{}'::jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+  v_json jsonb := booking_json(b);
+BEGIN
+  INSERT INTO outbox (tenant_id, type, booking_id, resource_id, service_id, payload)
+  VALUES (b.tenant_id, p_type, b.id, b.resource_id, b.service_id, jsonb_build_object('booking', v_json) || p_extra);
+  RETURN v_json;
+END
+$function$;
+
+-- Functions from src/db/functions/03_idempotency.sql
+
+CREATE OR REPLACE FUNCTION public.claim_idempotency_key(p_tenant text, p_method text, p_key text, p_hash bytea)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+  INSERT INTO idempotency_keys AS i (tenant_id, method, key, request_hash)
+  VALUES (p_tenant, p_method, p_key, p_hash)
+  ON CONFLICT (tenant_id, method, key) DO UPDATE
+    SET request_hash = excluded.request_hash, outcome = NULL, create_time = now()
+    WHERE i.create_time < now() - interval '24 hours';
+  IF FOUND THEN
+    RETURN NULL;
+  END IF;
+  RETURN idempotent_replay(p_tenant, p_method, p_key, p_hash);
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION public.finish_idempotency_key(p_tenant text, p_method text, p_key text, p_outcome jsonb)
+ RETURNS void
+ LANGUAGE sql
+AS $function$
+  UPDATE idempotency_keys SET outcome = p_outcome
+  WHERE tenant_id = p_tenant AND method = p_method AND key = p_key
+$function$;
+
+CREATE OR REPLACE FUNCTION public.idempotent_replay(p_tenant text, p_method text, p_key text, p_hash bytea)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE
+AS $function$
+DECLARE
+  k idempotency_keys;
+BEGIN
+  SELECT * INTO k FROM idempotency_keys
+  WHERE tenant_id = p_tenant AND method = p_method AND key = p_key
+    AND create_time >= now() - interval '24 hours' AND outcome IS NOT NULL;
+  IF NOT FOUND THEN
+    RETURN NULL;
+  END IF;
+  IF k.request_hash <> p_hash THEN
+    RETURN rejection('IDEMPOTENCY_KEY_REUSED',
+      'this Idempotency-Key was already used with a different request');
+  END IF;
+  RETURN k.outcome || '{"replayed": true}';
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION public.keep_idempotent_outcome(p_tenant text, p_method text, p_key text, p_hash bytea, p_outcome jsonb, p_wrote boolean)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+  INSERT INTO idempotency_keys AS i (tenant_id, method, key, request_hash, outcome)
+  VALUES (p_tenant, p_method, p_key, p_hash, p_outcome)
+  ON CONFLICT (tenant_id, method, key) DO UPDATE
+    SET request_hash = excluded.request_hash, outcome = excluded.outcome, create_time = now()
+    WHERE i.create_time < now() - interval '24 hours';
+  IF FOUND THEN
+    RETURN NULL;
+  END IF;
+  IF p_wrote THEN
+    RAISE EXCEPTION 'a request with the same Idempotency-Key committed first' USING ERRCODE = 'HF003';
+  END IF;
+  RETURN idempotent_replay(p_tenant, p_method, p_key, p_hash);
+END
+$function$;
+
+-- Functions from src/db/functions/04_occupancy.sql
+
+CREATE OR REPLACE FUNCTION public.active_blocks(p_tenant text, p_resource text, p_from timestamp with time zone, p_to timestamp with time zone, p_now timestamp with time zone, p_except text)
+ RETURNS TABLE(block_start timestamp with time zone, block_end timestamp with time zone, start_time timestamp with time zone, end_time timestamp with time zone, status text)
+ LANGUAGE sql
+ STABLE
+AS $function$
+  SELECT greatest(b.block_start, p_from), least(b.block_end, p_to), b.start_time, b.end_time, b.status
+  FROM bookings b
+  WHERE b.tenant_id = p_tenant AND b.resource_id = p_resource AND b.status IN ('held', 'confirmed')
+    AND (b.status = 'confirmed' OR b.expire_time > p_now)
+    AND b.block_start < p_to AND b.block_start > p_from - interval '72 hours' AND b.block_end > p_from
+    AND b.id IS DISTINCT FROM p_except
+$function$;
+
+CREATE OR REPLACE FUNCTION public.conflicts_json(p_tenant text, p_resource text, p_from timestamp with time zone, p_to timestamp with time zone, p_now timestamp with time zone, p_except text)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE
+AS $function$
+  SELECT coalesce(jsonb_agg(jsonb_build_object(
+           'startTime', ts_json(c.start_time), 'endTime', ts_json(c.end_time), 'status', c.status)
+           ORDER BY c.start_time), '[]')
+  FROM (SELECT * FROM active_blocks(p_tenant, p_resource, p_from, p_to, p_now, p_except) LIMIT 20) c
+$function$;
+
+CREATE OR REPLACE FUNCTION public.expire_overlapping_holds(p_tenant text, p_resource text, p_from timestamp with time zone, p_to timestamp with time zone, p_now timestamp with time zone)
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+  b bookings;
+BEGIN
+  FOR b IN
+    UPDATE bookings SET status = 'expired', update_time = p_now
+    WHERE tenant_id = p_tenant AND resource_id = p_resource AND status = 'held' AND expire_time <= p_now
+      AND block_start < p_to AND block_start > p_from - interval '72 hours' AND block_end > p_from
+    RETURNING *
+  LOOP
+    PERFORM emit_booking_event('booking.expired', b);
+  END LOOP;
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION public.notice_rejection(p_start timestamp with time zone, p_now timestamp with time zone, p_min_notice interval, p_max_advance interval)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE
+AS $function$
+  SELECT CASE
+    WHEN p_start < p_now + p_min_notice THEN rejection('TOO_SOON',
+      CASE WHEN p_min_notice = interval '0' THEN 'the requested time has already begun'
+           ELSE format('bookings must start at least %s min from now', extract(epoch FROM p_min_notice)::bigint / 60) END,
+      jsonb_build_object('metadata', jsonb_build_object('earliest_start', ts_json(p_now + p_min_notice))))
+    WHEN p_max_advance IS NOT NULL AND p_start > p_now + p_max_advance THEN rejection('TOO_FAR_AHEAD',
+      format('bookings can start at most %s min from now', extract(epoch FROM p_max_advance)::bigint / 60),
+      jsonb_build_object('metadata', jsonb_build_object('latest_start', ts_json(p_now + p_max_advance))))
+  END
+$function$;
+
+CREATE OR REPLACE FUNCTION public.peak_occupancy(p_tenant text, p_resource text, p_from timestamp with time zone, p_to timestamp with time zone, p_now timestamp with time zone, p_except text, p_capacity integer)
+ RETURNS integer
+ LANGUAGE plpgsql
+ STABLE
+AS $function$
+DECLARE
+  v_peak integer;
+BEGIN
+  IF p_capacity = 1 THEN
+    PERFORM 1 FROM bookings b
+    WHERE b.tenant_id = p_tenant AND b.resource_id = p_resource AND b.status IN ('held', 'confirmed')
+      AND (b.status = 'confirmed' OR b.expire_time > p_now)
+      AND b.block_start < p_to AND b.block_start > p_from - interval '72 hours' AND b.block_end > p_from
+      AND b.id IS DISTINCT FROM p_except
+    LIMIT 1;
+    RETURN CASE WHEN FOUND THEN 1 ELSE 0 END;
+  END IF;
+  WITH a AS (SELECT * FROM active_blocks(p_tenant, p_resource, p_from, p_to, p_now, p_except))
+  SELECT coalesce(max((SELECT count(*) FROM a a2 WHERE a2.block_start <= a1.block_start AND a2.block_end > a1.block_start)), 0)
+    INTO v_peak
+  FROM a a1;
+  RETURN v_peak;
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION public.resource_lock_key(p_tenant text, p_resource text)
+ RETURNS bigint
+ LANGUAGE sql
+ IMMUTABLE
+AS $function$
+  SELECT hashtextextended(p_tenant || '/' || p_resource, 0)
+$function$;
+
+-- Functions from src/db/functions/05_booking_writes.sql
+
+CREATE OR REPLACE FUNCTION public.change_booking(p_tenant text, p_id text, p_action text, p_ttl interval, p_reason text, p_idem_method text, p_idem_key text, p_idem_hash bytea)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+  v_outcome jsonb;
+  v_now timestamptz;
+  v_hold interval;
+  v_max interval;
+  v_was text;
+  v_json jsonb;
+  v_stored jsonb;
+  b bookings;
+BEGIN
+  IF p_idem_key IS NOT NULL THEN
+    v_outcome := idempotent_replay(p_tenant, p_idem_method, p_idem_key, p_idem_hash);
+    IF v_outcome IS NOT NULL THEN
+      RETURN v_outcome;
+    END IF;
+  END IF;
+
+  SELECT * INTO b FROM bookings WHERE tenant_id = p_tenant AND id = p_id FOR UPDATE;
+  v_now := clock_timestamp();
+  IF NOT FOUND THEN
+    v_outcome := rejection('BOOKING_NOT_FOUND', format('no booking with id "%s"', p_id));
+  ELSE
+    IF b.status = 'held' AND b.expire_time <= v_now THEN
+      -- The hold lapsed and the sweeper has not marked it yet: record it now.
+      UPDATE bookings SET status = 'expired', update_time = v_now
+      WHERE tenant_id = p_tenant AND id = p_id RETURNING * INTO b;
+      v_json := emit_booking_event('booking.expired', b);
+    END IF;
+    v_was := b.status;
+
+    IF p_action = 'confirm' AND b.status = 'held' THEN
+      UPDATE bookings SET status = 'confirmed', expire_time = NULL, update_time = v_now
+      WHERE tenant_id = p_tenant AND id = p_id RETURNING * INTO b;
+      v_json := emit_booking_event('booking.confirmed', b);
+    ELSIF p_action = 'extend' AND b.status = 'held' THEN
+      SELECT make_interval(secs => (p.policy->>'holdTtlMs')::numeric / 1000),
+             make_interval(secs => (p.policy->>'maxHoldTtlMs')::numeric / 1000)
+        INTO v_hold, v_max
+      FROM policy_versions p
+      WHERE p.tenant_id = p_tenant AND p.service_id = b.service_id AND p.version = b.policy_version;
+      UPDATE bookings
+      SET expire_time = greatest(b.expire_time, v_now + least(coalesce(p_ttl, v_hold), v_max)), update_time = v_now
+      WHERE tenant_id = p_tenant AND id = p_id RETURNING * INTO b;
+      v_json := emit_booking_event('booking.hold_extended', b);
+    ELSIF p_action = 'cancel' AND b.status IN ('held', 'confirmed') THEN
+      UPDATE bookings SET status = 'cancelled', cancel_reason = coalesce(p_reason, ''), update_time = v_now
+      WHERE tenant_id = p_tenant AND id = p_id RETURNING * INTO b;
+      v_json := emit_booking_event('booking.cancelled', b);
+    ELSIF p_action IN ('complete', 'no_show') AND b.status = 'confirmed' AND b.start_time > v_now THEN
+      v_outcome := rejection('NOT_STARTED', format('the booking starts at %s; it can be marked %s once it has started',
+        ts_json(b.start_time), CASE p_action WHEN 'complete' THEN 'completed' ELSE 'a no-show' END));
+    ELSIF p_action IN ('complete', 'no_show') AND b.status = 'confirmed' THEN
+      UPDATE bookings SET status = CASE p_action WHEN 'complete' THEN 'completed' ELSE 'no_show' END, update_time = v_now
+      WHERE tenant_id = p_tenant AND id = p_id RETURNING * INTO b;
+      v_json := emit_booking_event(CASE p_action WHEN 'complete' THEN 'booking.completed' ELSE 'booking.no_show' END, b);
+    ELSIF (p_action = 'confirm' AND b.status = 'confirmed')
+       OR (p_action = 'cancel' AND b.status = 'cancelled')
+       OR (p_action = 'complete' AND b.status = 'completed')
+       OR (p_action = 'no_show' AND b.status = 'no_show') THEN
+      NULL; -- already there: the booking unchanged
+    ELSIF b.status = 'expired' THEN
+      v_outcome := rejection('HOLD_EXPIRED', format('the hold lapsed at %s; hold the time again', ts_json(b.expire_time)));
+    ELSE
+      v_outcome := rejection('INVALID_STATE', format('cannot %s a booking that is %s', replace(p_action, '_', ' '), v_was),
+        jsonb_build_object('metadata', jsonb_build_object('status', v_was)));
+    END IF;
+    IF v_outcome IS NULL THEN
+      v_outcome := jsonb_build_object('response', jsonb_build_object('booking', coalesce(v_json, booking_json(b))));
+    END IF;
+  END IF;
+
+  IF p_idem_key IS NOT NULL THEN
+    v_stored := keep_idempotent_outcome(p_tenant, p_idem_method, p_idem_key, p_idem_hash, v_outcome,
+      v_json IS NOT NULL);
+    IF v_stored IS NOT NULL THEN
+      RETURN v_stored;
+    END IF;
+  END IF;
+  RETURN v_outcome;
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION public.create_booking(p_tenant text, p_service text, p_resources text[], p_service_revision integer, p_resource_revisions integer[], p_policy_version integer, p_start timestamp with time zone, p_end timestamp with time zone, p_buffer_before interval, p_buffer_after interval, p_min_notice interval, p_max_advance interval, p_hold_ttl interval, p_attendee jsonb, p_metadata jsonb, p_idem_method text, p_idem_key text, p_idem_hash bytea)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+  v_outcome jsonb;
+  v_now timestamptz;
+  v_capacity integer;
+  v_resource text;
+  v_key bigint;
+  v_from timestamptz := p_start - p_buffer_before;
+  v_to timestamptz := p_end + p_buffer_after;
+  v_stored jsonb;
+  b bookings;
+BEGIN
+  IF p_idem_key IS NOT NULL THEN
+    v_outcome := idempotent_replay(p_tenant, p_idem_method, p_idem_key, p_idem_hash);
+    IF v_outcome IS NOT NULL THEN
+      RETURN v_outcome;
+    END IF;
+  END IF;
+
+  -- A time that committed bookings already fill is refused before queueing
+  -- for the lock, so when many callers race for one slot the late ones
+  -- answer at once rather than one after another. Only a refusal is decided
+  -- without the lock: it is true of the committed state this statement
+  -- reads. Everything else is decided under the lock.
+  IF cardinality(p_resources) = 1 THEN
+    v_now := clock_timestamp();
+    SELECT r.capacity INTO v_capacity FROM resources r WHERE r.tenant_id = p_tenant AND r.id = p_resources[1];
+    IF notice_rejection(p_start, v_now, p_min_notice, p_max_advance) IS NULL
+       AND peak_occupancy(p_tenant, p_resources[1], v_from, v_to, v_now, NULL, v_capacity) >= v_capacity THEN
+      v_outcome := rejection('SLOT_UNAVAILABLE', 'the requested time is no longer available',
+        jsonb_build_object('conflicts', conflicts_json(p_tenant, p_resources[1], v_from, v_to, v_now, NULL)));
+    END IF;
+  END IF;
+
+  IF v_outcome IS NULL THEN
+    IF cardinality(p_resources) = 1 THEN
+      PERFORM pg_advisory_xact_lock(hashtextextended(p_tenant || '/' || p_resources[1], 0));
+    ELSE
+      FOR v_key IN
+        SELECT DISTINCT hashtextextended(p_tenant || '/' || r, 0) AS k FROM unnest(p_resources) AS r ORDER BY k
+      LOOP
+        PERFORM pg_advisory_xact_lock(v_key);
+      END LOOP;
+    END IF;
+    v_now := clock_timestamp();
+
+    PERFORM 1 FROM services s WHERE s.tenant_id = p_tenant AND s.id = p_service AND s.revision = p_service_revision;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'the service changed while the request was checked' USING ERRCODE = 'HF001';
+    END IF;
+
+    v_outcome := notice_rejection(p_start, v_now, p_min_notice, p_max_advance);
+    IF v_outcome IS NULL THEN
+      FOR i IN 1 .. cardinality(p_resources) LOOP
+        v_resource := p_resources[i];
+        SELECT r.capacity INTO v_capacity FROM resources r
+        WHERE r.tenant_id = p_tenant AND r.id = v_resource AND r.revision = p_resource_revisions[i];
+        IF NOT FOUND THEN
+          RAISE EXCEPTION 'a resource changed while the request was checked' USING ERRCODE = 'HF001';
+        END IF;
+        PERFORM expire_overlapping_holds(p_tenant, v_resource, v_from, v_to, v_now);
+        IF peak_occupancy(p_tenant, v_resource, v_from, v_to, v_now, NULL, v_capacity) < v_capacity THEN
+          INSERT INTO bookings (tenant_id, service_id, resource_id, start_time, end_time, block_start, block_end,
+                                status, expire_time, attendee, metadata, policy_version, exclusive,
+                                create_time, update_time)
+          VALUES (p_tenant, p_service, v_resource, p_start, p_end, v_from, v_to,
+                  CASE WHEN p_hold_ttl IS NULL THEN 'confirmed' ELSE 'held' END,
+                  v_now + p_hold_ttl, p_attendee, p_metadata, p_policy_version, v_capacity = 1,
+                  clock_timestamp(), clock_timestamp())
+          RETURNING * INTO b;
+          v_outcome := jsonb_build_object('response', jsonb_build_object('booking',
+            emit_booking_event(CASE WHEN p_hold_ttl IS NULL THEN 'booking.confirmed' ELSE 'booking.held' END, b)));
+          EXIT;
+        END IF;
+      END LOOP;
+      IF v_outcome IS NULL THEN
+        v_outcome := rejection('SLOT_UNAVAILABLE', 'the requested time is no longer available',
+          jsonb_build_object('conflicts', conflicts_json(p_tenant, p_resources[1], v_from, v_to, v_now, NULL)));
+      END IF;
+    END IF;
+  END IF;
+
+  IF p_idem_key IS NOT NULL THEN
+    v_stored := keep_idempotent_outcome(p_tenant, p_idem_method, p_idem_key, p_idem_hash, v_outcome,
+      b.id IS NOT NULL);
+    IF v_stored IS NOT NULL THEN
+      RETURN v_stored;
+    END IF;
+  END IF;
+  RETURN v_outcome;
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION public.expire_lapsed_holds(p_limit integer)
+ RETURNS integer
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+  b bookings;
+  n integer := 0;
+BEGIN
+  FOR b IN
+    WITH lapsed AS (
+      SELECT tenant_id, id FROM bookings
+      WHERE status = 'held' AND expire_time <= now()
+      ORDER BY expire_time LIMIT p_limit
+      FOR UPDATE SKIP LOCKED
+    )
+    UPDATE bookings x SET status = 'expired', update_time = now()
+    FROM lapsed l WHERE x.tenant_id = l.tenant_id AND x.id = l.id AND x.status = 'held'
+    RETURNING x.*
+  LOOP
+    PERFORM emit_booking_event('booking.expired', b);
+    n := n + 1;
+  END LOOP;
+  RETURN n;
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION public.reschedule_booking(p_tenant text, p_id text, p_from_resource text, p_resource text, p_service_revision integer, p_resource_revision integer, p_start timestamp with time zone, p_end timestamp with time zone, p_buffer_before interval, p_buffer_after interval, p_min_notice interval, p_max_advance interval, p_idem_method text, p_idem_key text, p_idem_hash bytea)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+  v_outcome jsonb;
+  v_now timestamptz;
+  v_capacity integer;
+  v_from timestamptz := p_start - p_buffer_before;
+  v_to timestamptz := p_end + p_buffer_after;
+  v_key bigint;
+  b bookings;
+  old bookings;
+  v_wrote boolean := false;
+  v_stored jsonb;
+BEGIN
+  IF p_idem_key IS NOT NULL THEN
+    v_outcome := idempotent_replay(p_tenant, p_idem_method, p_idem_key, p_idem_hash);
+    IF v_outcome IS NOT NULL THEN
+      RETURN v_outcome;
+    END IF;
+  END IF;
+
+  FOR v_key IN
+    SELECT DISTINCT k FROM unnest(ARRAY[hashtextextended(p_tenant || '/' || p_from_resource, 0),
+                                         hashtextextended(p_tenant || '/' || p_resource, 0)]) AS k
+    ORDER BY k
+  LOOP
+    PERFORM pg_advisory_xact_lock(v_key);
+  END LOOP;
+  v_now := clock_timestamp();
+
+  SELECT * INTO old FROM bookings WHERE tenant_id = p_tenant AND id = p_id FOR UPDATE;
+  IF NOT FOUND THEN
+    v_outcome := rejection('BOOKING_NOT_FOUND', format('no booking with id "%s"', p_id));
+  ELSIF old.resource_id <> p_from_resource THEN
+    RAISE EXCEPTION 'the booking moved while the request was checked' USING ERRCODE = 'HF002';
+  ELSE
+    SELECT r.capacity INTO v_capacity FROM resources r
+    WHERE r.tenant_id = p_tenant AND r.id = p_resource AND r.revision = p_resource_revision
+      AND EXISTS (SELECT 1 FROM services s
+                  WHERE s.tenant_id = p_tenant AND s.id = old.service_id AND s.revision = p_service_revision);
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'the service or resource changed while the request was checked' USING ERRCODE = 'HF001';
+    END IF;
+
+    IF old.status = 'held' AND old.expire_time <= v_now THEN
+      UPDATE bookings SET status = 'expired', update_time = v_now
+      WHERE tenant_id = p_tenant AND id = p_id RETURNING * INTO old;
+      PERFORM emit_booking_event('booking.expired', old);
+      v_wrote := true;
+      v_outcome := rejection('HOLD_EXPIRED', format('the hold lapsed at %s; hold the time again', ts_json(old.expire_time)));
+    ELSIF old.status = 'expired' THEN
+      v_outcome := rejection('HOLD_EXPIRED', format('the hold lapsed at %s; hold the time again', ts_json(old.expire_time)));
+    ELSIF old.status NOT IN ('held', 'confirmed') THEN
+      v_outcome := rejection('INVALID_STATE', format('cannot reschedule a booking that is %s', old.status),
+        jsonb_build_object('metadata', jsonb_build_object('status', old.status)));
+    ELSIF notice_rejection(p_start, v_now, p_min_notice, p_max_advance) IS NOT NULL THEN
+      v_outcome := notice_rejection(p_start, v_now, p_min_notice, p_max_advance);
+    ELSE
+      PERFORM expire_overlapping_holds(p_tenant, p_resource, v_from, v_to, v_now);
+      IF peak_occupancy(p_tenant, p_resource, v_from, v_to, v_now, p_id, v_capacity) >= v_capacity THEN
+        v_outcome := rejection('SLOT_UNAVAILABLE', 'the requested time is no longer available',
+          jsonb_build_object('conflicts', conflicts_json(p_tenant, p_resource, v_from, v_to, v_now, p_id)));
+      ELSE
+        UPDATE bookings
+        SET resource_id = p_resource, start_time = p_start, end_time = p_end,
+            block_start = v_from, block_end = v_to, exclusive = (v_capacity = 1), update_time = v_now
+        WHERE tenant_id = p_tenant AND id = p_id
+        RETURNING * INTO b;
+        v_wrote := true;
+        v_outcome := jsonb_build_object('response', jsonb_build_object('booking',
+          emit_booking_event('booking.rescheduled', b, jsonb_build_object(
+            'previousStartTime', ts_json(old.start_time),
+            'previousEndTime', ts_json(old.end_time),
+            'previousResourceId', old.resource_id))));
+      END IF;
+    END IF;
+  END IF;
+
+  IF p_idem_key IS NOT NULL THEN
+    v_stored := keep_idempotent_outcome(p_tenant, p_idem_method, p_idem_key, p_idem_hash, v_outcome,
+      v_wrote);
+    IF v_stored IS NOT NULL THEN
+      RETURN v_stored;
+    END IF;
+  END IF;
+  RETURN v_outcome;
+END
+$function$;
