@@ -37,6 +37,14 @@ export async function createTenant(
   }
 }
 
+export async function getTenant(q: Queryable, id: string): Promise<TenantRow | undefined> {
+  const { rows } = await q.query<TenantRow>(
+    "SELECT id, name, create_time FROM tenants WHERE id = $1",
+    [id],
+  );
+  return rows[0];
+}
+
 export async function listTenants(
   q: Queryable,
   opts: { after: string | undefined; limit: number },

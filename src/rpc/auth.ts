@@ -1,6 +1,11 @@
 import { timingSafeEqual } from "node:crypto";
 import { type DescMethod, getOption } from "@bufbuild/protobuf";
-import { createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+import {
+  type ContextValues,
+  createContextKey,
+  type HandlerContext,
+  type Interceptor,
+} from "@connectrpc/connect";
 import { required_scope } from "../../gen/holdfast/v1/options_pb.js";
 import { findActiveKey, hashSecret } from "../db/keys.js";
 import type { Queryable } from "../db/pool.js";
@@ -17,15 +22,23 @@ const principalKey = createContextKey<Principal | undefined>(undefined, {
 
 /** The caller of an authenticated RPC. */
 export function principalOf(ctx: HandlerContext): Principal {
-  const p = ctx.values.get(principalKey);
+  const p = callerIn(ctx.values);
   if (!p) throw new Error("principalOf called on an RPC without a required scope");
   return p;
+}
+
+/** The caller, for interceptors: undefined on RPCs that need no key (health, reflection). */
+export function callerIn(values: ContextValues): Principal | undefined {
+  return values.get(principalKey);
 }
 
 /** Reads `required_scope` from the RPC's proto options; empty for health and reflection. */
 export function requiredScopeOf(method: DescMethod): string {
   return getOption(method, required_scope);
 }
+
+/** The `required_scope` of RPCs that any valid key may call, whatever its scopes. */
+export const ANY_SCOPE = "*";
 
 const CACHE_TTL_MS = 30_000;
 const CACHE_MAX = 10_000;
@@ -85,23 +98,32 @@ export function authInterceptor(keyring: Keyring): Interceptor {
   return (next) => async (req) => {
     const scope = requiredScopeOf(req.method);
     if (scope === "") return next(req);
-    const header = req.header.get("authorization") ?? "";
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!match) {
-      throw new Rejection(
-        "UNAUTHENTICATED",
-        "missing API key: send the header Authorization: Bearer hf_...",
-      );
-    }
-    const principal = await keyring.resolve(match[1] as string);
-    if (!principal)
-      throw new Rejection("UNAUTHENTICATED", "the API key is not valid or has been revoked");
-    if (!principal.scopes.includes(scope)) {
-      throw new Rejection("MISSING_SCOPE", `this API key lacks the scope "${scope}"`, {
-        metadata: { required_scope: scope },
-      });
-    }
+    const principal = await authenticate(keyring, req.header.get("authorization"), scope);
     req.contextValues.set(principalKey, principal);
     return next(req);
   };
+}
+
+/** The caller behind an Authorization header, if its key holds `scope` (or ANY_SCOPE is asked). */
+export async function authenticate(
+  keyring: Keyring,
+  header: string | null | undefined,
+  scope: string,
+): Promise<Principal> {
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "");
+  if (!match) {
+    throw new Rejection(
+      "UNAUTHENTICATED",
+      "missing API key: send the header Authorization: Bearer hf_...",
+    );
+  }
+  const principal = await keyring.resolve(match[1] as string);
+  if (!principal)
+    throw new Rejection("UNAUTHENTICATED", "the API key is not valid or has been revoked");
+  if (scope !== ANY_SCOPE && !principal.scopes.includes(scope)) {
+    throw new Rejection("MISSING_SCOPE", `this API key lacks the scope "${scope}"`, {
+      metadata: { required_scope: scope },
+    });
+  }
+  return principal;
 }

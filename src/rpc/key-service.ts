@@ -4,6 +4,7 @@ import { z } from "zod";
 import type { ApiKeySchema, KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { insertKey, type KeyRow, listKeys, revokeKey } from "../db/keys.js";
 import type { Db } from "../db/pool.js";
+import { getTenant } from "../db/tenants.js";
 import { Rejection } from "../domain/rejection.js";
 import { isTenantScope, scopesBeyond, TENANT_SCOPES } from "../domain/scopes.js";
 import { type Keyring, principalOf } from "./auth.js";
@@ -83,6 +84,18 @@ export function keyService(base: Db, keyring: Keyring): ServiceImpl<typeof KeySe
       // Other instances forget it through the notification; this one at once.
       keyring.forget(revoked.secretHashHex);
       return { key: apiKeyOf(revoked.key) };
+    },
+
+    async getCaller(_req, ctx) {
+      const caller = principalOf(ctx);
+      // Keys reference their tenant's row, so it exists whenever a key resolved.
+      const tenant = await getTenant(base, caller.tenantId);
+      return {
+        tenantId: caller.tenantId,
+        tenantName: tenant?.name ?? "",
+        apiKeyId: caller.keyId,
+        scopes: [...caller.scopes],
+      };
     },
   };
 }

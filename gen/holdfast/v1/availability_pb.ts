@@ -13,9 +13,11 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file holdfast/v1/availability.proto.
  */
 export const file_holdfast_v1_availability: GenFile = /*@__PURE__*/
-  fileDesc("Ch5ob2xkZmFzdC92MS9hdmFpbGFiaWxpdHkucHJvdG8SC2hvbGRmYXN0LnYxIu4BChBMaXN0U2xvdHNSZXF1ZXN0EhIKCnNlcnZpY2VfaWQYASABKAkSFAoMcmVzb3VyY2VfaWRzGAIgAygJEi4KCnN0YXJ0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCghkdXJhdGlvbhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIRCglwYWdlX3NpemUYBiABKAUSEgoKcGFnZV90b2tlbhgHIAEoCSLDAQoRTGlzdFNsb3RzUmVzcG9uc2USIAoFc2xvdHMYASADKAsyES5ob2xkZmFzdC52MS5TbG90EkEKCnRpbWVfem9uZXMYAiADKAsyLS5ob2xkZmFzdC52MS5MaXN0U2xvdHNSZXNwb25zZS5UaW1lWm9uZXNFbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAyABKAkaMAoOVGltZVpvbmVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKdAQoEU2xvdBIPCgdzbG90X2lkGAEgASgJEhMKC3Jlc291cmNlX2lkGAIgASgJEi4KCnN0YXJ0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglyZW1haW5pbmcYBSABKAUydwoTQXZhaWxhYmlsaXR5U2VydmljZRJgCglMaXN0U2xvdHMSHS5ob2xkZmFzdC52MS5MaXN0U2xvdHNSZXF1ZXN0Gh4uaG9sZGZhc3QudjEuTGlzdFNsb3RzUmVzcG9uc2UiFJACAYq1GA1ib29raW5ncy5yZWFkYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_holdfast_v1_options]);
+  fileDesc("Ch5ob2xkZmFzdC92MS9hdmFpbGFiaWxpdHkucHJvdG8SC2hvbGRmYXN0LnYxIu4BChBMaXN0U2xvdHNSZXF1ZXN0EhIKCnNlcnZpY2VfaWQYASABKAkSFAoMcmVzb3VyY2VfaWRzGAIgAygJEi4KCnN0YXJ0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCghkdXJhdGlvbhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIRCglwYWdlX3NpemUYBiABKAUSEgoKcGFnZV90b2tlbhgHIAEoCSLDAQoRTGlzdFNsb3RzUmVzcG9uc2USIAoFc2xvdHMYASADKAsyES5ob2xkZmFzdC52MS5TbG90EkEKCnRpbWVfem9uZXMYAiADKAsyLS5ob2xkZmFzdC52MS5MaXN0U2xvdHNSZXNwb25zZS5UaW1lWm9uZXNFbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAyABKAkaMAoOVGltZVpvbmVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLiAQoEU2xvdBIPCgdzbG90X2lkGAEgASgJEhMKC3Jlc291cmNlX2lkGAIgASgJEi4KCnN0YXJ0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglyZW1haW5pbmcYBSABKAUSGAoQbG9jYWxfc3RhcnRfdGltZRgGIAEoCRIWCg5sb2NhbF9lbmRfdGltZRgHIAEoCRIRCgl0aW1lX3pvbmUYCCABKAkydwoTQXZhaWxhYmlsaXR5U2VydmljZRJgCglMaXN0U2xvdHMSHS5ob2xkZmFzdC52MS5MaXN0U2xvdHNSZXF1ZXN0Gh4uaG9sZGZhc3QudjEuTGlzdFNsb3RzUmVzcG9uc2UiFJACAYq1GA1ib29raW5ncy5yZWFkYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_holdfast_v1_options]);
 
 /**
+ * The service, resources, window and length to search.
+ *
  * @generated from message holdfast.v1.ListSlotsRequest
  */
 export type ListSlotsRequest = Message<"holdfast.v1.ListSlotsRequest"> & {
@@ -140,6 +142,27 @@ export type Slot = Message<"holdfast.v1.Slot"> & {
    * @generated from field: int32 remaining = 5;
    */
   remaining: number;
+
+  /**
+   * start_time and end_time as wall-clock times of the resource's time
+   * zone, in RFC 3339 with that zone's UTC offset at each instant, e.g.
+   * "2030-03-04T09:00:00-05:00".
+   *
+   * @generated from field: string local_start_time = 6;
+   */
+  localStartTime: string;
+
+  /**
+   * @generated from field: string local_end_time = 7;
+   */
+  localEndTime: string;
+
+  /**
+   * The resource's IANA time zone that the local times are in.
+   *
+   * @generated from field: string time_zone = 8;
+   */
+  timeZone: string;
 };
 
 /**
@@ -157,6 +180,9 @@ export const SlotSchema: GenMessage<Slot> = /*@__PURE__*/
  */
 export const AvailabilityService: GenService<{
   /**
+   * Lists the free slots of a service's resources in a time window: exactly
+   * the times CreateHold would accept now.
+   *
    * @generated from rpc holdfast.v1.AvailabilityService.ListSlots
    */
   listSlots: {

@@ -13,7 +13,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file holdfast/v1/booking.proto.
  */
 export const file_holdfast_v1_booking: GenFile = /*@__PURE__*/
-  fileDesc("Chlob2xkZmFzdC92MS9ib29raW5nLnByb3RvEgtob2xkZmFzdC52MSI2CghBdHRlbmRlZRIMCgRuYW1lGAEgASgJEg0KBWVtYWlsGAIgASgJEg0KBXBob25lGAMgASgJIt4DCgdCb29raW5nEgoKAmlkGAEgASgJEhIKCnNlcnZpY2VfaWQYAiABKAkSEwoLcmVzb3VyY2VfaWQYAyABKAkSLgoKc3RhcnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKBnN0YXR1cxgGIAEoDjIaLmhvbGRmYXN0LnYxLkJvb2tpbmdTdGF0dXMSLwoLZXhwaXJlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKCGF0dGVuZGVlGAggASgLMhUuaG9sZGZhc3QudjEuQXR0ZW5kZWUSKQoIbWV0YWRhdGEYCSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhYKDnBvbGljeV92ZXJzaW9uGAogASgFEhUKDWNhbmNlbF9yZWFzb24YCyABKAkSLwoLY3JlYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKnAgoRQ3JlYXRlSG9sZFJlcXVlc3QSEgoKc2VydmljZV9pZBgBIAEoCRITCgtyZXNvdXJjZV9pZBgCIAEoCRIuCgpzdGFydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoDdHRsGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEicKCGF0dGVuZGVlGAYgASgLMhUuaG9sZGZhc3QudjEuQXR0ZW5kZWUSKQoIbWV0YWRhdGEYByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg8KB3Nsb3RfaWQYCCABKAkiOwoSQ3JlYXRlSG9sZFJlc3BvbnNlEiUKB2Jvb2tpbmcYASABKAsyFC5ob2xkZmFzdC52MS5Cb29raW5nIoICChRDcmVhdGVCb29raW5nUmVxdWVzdBISCgpzZXJ2aWNlX2lkGAEgASgJEhMKC3Jlc291cmNlX2lkGAIgASgJEi4KCnN0YXJ0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCghhdHRlbmRlZRgFIAEoCzIVLmhvbGRmYXN0LnYxLkF0dGVuZGVlEikKCG1ldGFkYXRhGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgdzbG90X2lkGAcgASgJIj4KFUNyZWF0ZUJvb2tpbmdSZXNwb25zZRIlCgdib29raW5nGAEgASgLMhQuaG9sZGZhc3QudjEuQm9va2luZyIrChVDb25maXJtQm9va2luZ1JlcXVlc3QSEgoKYm9va2luZ19pZBgBIAEoCSI/ChZDb25maXJtQm9va2luZ1Jlc3BvbnNlEiUKB2Jvb2tpbmcYASABKAsyFC5ob2xkZmFzdC52MS5Cb29raW5nIk8KEUV4dGVuZEhvbGRSZXF1ZXN0EhIKCmJvb2tpbmdfaWQYASABKAkSJgoDdHRsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIjsKEkV4dGVuZEhvbGRSZXNwb25zZRIlCgdib29raW5nGAEgASgLMhQuaG9sZGZhc3QudjEuQm9va2luZyI6ChRDYW5jZWxCb29raW5nUmVxdWVzdBISCgpib29raW5nX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI+ChVDYW5jZWxCb29raW5nUmVzcG9uc2USJQoHYm9va2luZxgBIAEoCzIULmhvbGRmYXN0LnYxLkJvb2tpbmciLAoWQ29tcGxldGVCb29raW5nUmVxdWVzdBISCgpib29raW5nX2lkGAEgASgJIkAKF0NvbXBsZXRlQm9va2luZ1Jlc3BvbnNlEiUKB2Jvb2tpbmcYASABKAsyFC5ob2xkZmFzdC52MS5Cb29raW5nIicKEU1hcmtOb1Nob3dSZXF1ZXN0EhIKCmJvb2tpbmdfaWQYASABKAkiOwoSTWFya05vU2hvd1Jlc3BvbnNlEiUKB2Jvb2tpbmcYASABKAsyFC5ob2xkZmFzdC52MS5Cb29raW5nIrIBChhSZXNjaGVkdWxlQm9va2luZ1JlcXVlc3QSEgoKYm9va2luZ19pZBgBIAEoCRITCgtyZXNvdXJjZV9pZBgCIAEoCRIuCgpzdGFydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHc2xvdF9pZBgFIAEoCSJCChlSZXNjaGVkdWxlQm9va2luZ1Jlc3BvbnNlEiUKB2Jvb2tpbmcYASABKAsyFC5ob2xkZmFzdC52MS5Cb29raW5nIicKEUdldEJvb2tpbmdSZXF1ZXN0EhIKCmJvb2tpbmdfaWQYASABKAkiOwoSR2V0Qm9va2luZ1Jlc3BvbnNlEiUKB2Jvb2tpbmcYASABKAsyFC5ob2xkZmFzdC52MS5Cb29raW5nIu4CChNMaXN0Qm9va2luZ3NSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhMKC3Jlc291cmNlX2lkGAMgASgJEhIKCnNlcnZpY2VfaWQYBCABKAkSLAoIc3RhdHVzZXMYBSADKA4yGi5ob2xkZmFzdC52MS5Cb29raW5nU3RhdHVzEjMKD3N0YXJ0X3RpbWVfZnJvbRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNc3RhcnRfdGltZV90bxgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASQAoIbWV0YWRhdGEYCCADKAsyLi5ob2xkZmFzdC52MS5MaXN0Qm9va2luZ3NSZXF1ZXN0Lk1ldGFkYXRhRW50cnkaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlcKFExpc3RCb29raW5nc1Jlc3BvbnNlEiYKCGJvb2tpbmdzGAEgAygLMhQuaG9sZGZhc3QudjEuQm9va2luZxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkq2gEKDUJvb2tpbmdTdGF0dXMSHgoaQk9PS0lOR19TVEFUVVNfVU5TUEVDSUZJRUQQABIXChNCT09LSU5HX1NUQVRVU19IRUxEEAESHAoYQk9PS0lOR19TVEFUVVNfQ09ORklSTUVEEAISHAoYQk9PS0lOR19TVEFUVVNfQ0FOQ0VMTEVEEAMSGgoWQk9PS0lOR19TVEFUVVNfRVhQSVJFRBAEEhwKGEJPT0tJTkdfU1RBVFVTX0NPTVBMRVRFRBAFEhoKFkJPT0tJTkdfU1RBVFVTX05PX1NIT1cQBjK6CAoOQm9va2luZ1NlcnZpY2USYQoKQ3JlYXRlSG9sZBIeLmhvbGRmYXN0LnYxLkNyZWF0ZUhvbGRSZXF1ZXN0Gh8uaG9sZGZhc3QudjEuQ3JlYXRlSG9sZFJlc3BvbnNlIhKKtRgOYm9va2luZ3Mud3JpdGUSagoNQ3JlYXRlQm9va2luZxIhLmhvbGRmYXN0LnYxLkNyZWF0ZUJvb2tpbmdSZXF1ZXN0GiIuaG9sZGZhc3QudjEuQ3JlYXRlQm9va2luZ1Jlc3BvbnNlIhKKtRgOYm9va2luZ3Mud3JpdGUSbQoOQ29uZmlybUJvb2tpbmcSIi5ob2xkZmFzdC52MS5Db25maXJtQm9va2luZ1JlcXVlc3QaIy5ob2xkZmFzdC52MS5Db25maXJtQm9va2luZ1Jlc3BvbnNlIhKKtRgOYm9va2luZ3Mud3JpdGUSYQoKRXh0ZW5kSG9sZBIeLmhvbGRmYXN0LnYxLkV4dGVuZEhvbGRSZXF1ZXN0Gh8uaG9sZGZhc3QudjEuRXh0ZW5kSG9sZFJlc3BvbnNlIhKKtRgOYm9va2luZ3Mud3JpdGUSagoNQ2FuY2VsQm9va2luZxIhLmhvbGRmYXN0LnYxLkNhbmNlbEJvb2tpbmdSZXF1ZXN0GiIuaG9sZGZhc3QudjEuQ2FuY2VsQm9va2luZ1Jlc3BvbnNlIhKKtRgOYm9va2luZ3Mud3JpdGUScAoPQ29tcGxldGVCb29raW5nEiMuaG9sZGZhc3QudjEuQ29tcGxldGVCb29raW5nUmVxdWVzdBokLmhvbGRmYXN0LnYxLkNvbXBsZXRlQm9va2luZ1Jlc3BvbnNlIhKKtRgOYm9va2luZ3Mud3JpdGUSYQoKTWFya05vU2hvdxIeLmhvbGRmYXN0LnYxLk1hcmtOb1Nob3dSZXF1ZXN0Gh8uaG9sZGZhc3QudjEuTWFya05vU2hvd1Jlc3BvbnNlIhKKtRgOYm9va2luZ3Mud3JpdGUSdgoRUmVzY2hlZHVsZUJvb2tpbmcSJS5ob2xkZmFzdC52MS5SZXNjaGVkdWxlQm9va2luZ1JlcXVlc3QaJi5ob2xkZmFzdC52MS5SZXNjaGVkdWxlQm9va2luZ1Jlc3BvbnNlIhKKtRgOYm9va2luZ3Mud3JpdGUSYwoKR2V0Qm9va2luZxIeLmhvbGRmYXN0LnYxLkdldEJvb2tpbmdSZXF1ZXN0Gh8uaG9sZGZhc3QudjEuR2V0Qm9va2luZ1Jlc3BvbnNlIhSQAgGKtRgNYm9va2luZ3MucmVhZBJpCgxMaXN0Qm9va2luZ3MSIC5ob2xkZmFzdC52MS5MaXN0Qm9va2luZ3NSZXF1ZXN0GiEuaG9sZGZhc3QudjEuTGlzdEJvb2tpbmdzUmVzcG9uc2UiFJACAYq1GA1ib29raW5ncy5yZWFkYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_holdfast_v1_options]);
+  fileDesc("Chlob2xkZmFzdC92MS9ib29raW5nLnByb3RvEgtob2xkZmFzdC52MSI2CghBdHRlbmRlZRIMCgRuYW1lGAEgASgJEg0KBWVtYWlsGAIgASgJEg0KBXBob25lGAMgASgJIqMECgdCb29raW5nEgoKAmlkGAEgASgJEhIKCnNlcnZpY2VfaWQYAiABKAkSEwoLcmVzb3VyY2VfaWQYAyABKAkSLgoKc3RhcnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKBnN0YXR1cxgGIAEoDjIaLmhvbGRmYXN0LnYxLkJvb2tpbmdTdGF0dXMSLwoLZXhwaXJlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKCGF0dGVuZGVlGAggASgLMhUuaG9sZGZhc3QudjEuQXR0ZW5kZWUSKQoIbWV0YWRhdGEYCSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhYKDnBvbGljeV92ZXJzaW9uGAogASgFEhUKDWNhbmNlbF9yZWFzb24YCyABKAkSLwoLY3JlYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYChBsb2NhbF9zdGFydF90aW1lGA4gASgJEhYKDmxvY2FsX2VuZF90aW1lGA8gASgJEhEKCXRpbWVfem9uZRgQIAEoCSKnAgoRQ3JlYXRlSG9sZFJlcXVlc3QSEgoKc2VydmljZV9pZBgBIAEoCRITCgtyZXNvdXJjZV9pZBgCIAEoCRIuCgpzdGFydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoDdHRsGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEicKCGF0dGVuZGVlGAYgASgLMhUuaG9sZGZhc3QudjEuQXR0ZW5kZWUSKQoIbWV0YWRhdGEYByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg8KB3Nsb3RfaWQYCCABKAkiOwoSQ3JlYXRlSG9sZFJlc3BvbnNlEiUKB2Jvb2tpbmcYASABKAsyFC5ob2xkZmFzdC52MS5Cb29raW5nIoICChRDcmVhdGVCb29raW5nUmVxdWVzdBISCgpzZXJ2aWNlX2lkGAEgASgJEhMKC3Jlc291cmNlX2lkGAIgASgJEi4KCnN0YXJ0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCghhdHRlbmRlZRgFIAEoCzIVLmhvbGRmYXN0LnYxLkF0dGVuZGVlEikKCG1ldGFkYXRhGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgdzbG90X2lkGAcgASgJIj4KFUNyZWF0ZUJvb2tpbmdSZXNwb25zZRIlCgdib29raW5nGAEgASgLMhQuaG9sZGZhc3QudjEuQm9va2luZyIrChVDb25maXJtQm9va2luZ1JlcXVlc3QSEgoKYm9va2luZ19pZBgBIAEoCSI/ChZDb25maXJtQm9va2luZ1Jlc3BvbnNlEiUKB2Jvb2tpbmcYASABKAsyFC5ob2xkZmFzdC52MS5Cb29raW5nIk8KEUV4dGVuZEhvbGRSZXF1ZXN0EhIKCmJvb2tpbmdfaWQYASABKAkSJgoDdHRsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIjsKEkV4dGVuZEhvbGRSZXNwb25zZRIlCgdib29raW5nGAEgASgLMhQuaG9sZGZhc3QudjEuQm9va2luZyI6ChRDYW5jZWxCb29raW5nUmVxdWVzdBISCgpib29raW5nX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI+ChVDYW5jZWxCb29raW5nUmVzcG9uc2USJQoHYm9va2luZxgBIAEoCzIULmhvbGRmYXN0LnYxLkJvb2tpbmciLAoWQ29tcGxldGVCb29raW5nUmVxdWVzdBISCgpib29raW5nX2lkGAEgASgJIkAKF0NvbXBsZXRlQm9va2luZ1Jlc3BvbnNlEiUKB2Jvb2tpbmcYASABKAsyFC5ob2xkZmFzdC52MS5Cb29raW5nIicKEU1hcmtOb1Nob3dSZXF1ZXN0EhIKCmJvb2tpbmdfaWQYASABKAkiOwoSTWFya05vU2hvd1Jlc3BvbnNlEiUKB2Jvb2tpbmcYASABKAsyFC5ob2xkZmFzdC52MS5Cb29raW5nIrIBChhSZXNjaGVkdWxlQm9va2luZ1JlcXVlc3QSEgoKYm9va2luZ19pZBgBIAEoCRITCgtyZXNvdXJjZV9pZBgCIAEoCRIuCgpzdGFydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHc2xvdF9pZBgFIAEoCSJCChlSZXNjaGVkdWxlQm9va2luZ1Jlc3BvbnNlEiUKB2Jvb2tpbmcYASABKAsyFC5ob2xkZmFzdC52MS5Cb29raW5nIicKEUdldEJvb2tpbmdSZXF1ZXN0EhIKCmJvb2tpbmdfaWQYASABKAkiOwoSR2V0Qm9va2luZ1Jlc3BvbnNlEiUKB2Jvb2tpbmcYASABKAsyFC5ob2xkZmFzdC52MS5Cb29raW5nIu4CChNMaXN0Qm9va2luZ3NSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhMKC3Jlc291cmNlX2lkGAMgASgJEhIKCnNlcnZpY2VfaWQYBCABKAkSLAoIc3RhdHVzZXMYBSADKA4yGi5ob2xkZmFzdC52MS5Cb29raW5nU3RhdHVzEjMKD3N0YXJ0X3RpbWVfZnJvbRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNc3RhcnRfdGltZV90bxgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASQAoIbWV0YWRhdGEYCCADKAsyLi5ob2xkZmFzdC52MS5MaXN0Qm9va2luZ3NSZXF1ZXN0Lk1ldGFkYXRhRW50cnkaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlcKFExpc3RCb29raW5nc1Jlc3BvbnNlEiYKCGJvb2tpbmdzGAEgAygLMhQuaG9sZGZhc3QudjEuQm9va2luZxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkq2gEKDUJvb2tpbmdTdGF0dXMSHgoaQk9PS0lOR19TVEFUVVNfVU5TUEVDSUZJRUQQABIXChNCT09LSU5HX1NUQVRVU19IRUxEEAESHAoYQk9PS0lOR19TVEFUVVNfQ09ORklSTUVEEAISHAoYQk9PS0lOR19TVEFUVVNfQ0FOQ0VMTEVEEAMSGgoWQk9PS0lOR19TVEFUVVNfRVhQSVJFRBAEEhwKGEJPT0tJTkdfU1RBVFVTX0NPTVBMRVRFRBAFEhoKFkJPT0tJTkdfU1RBVFVTX05PX1NIT1cQBjK6CAoOQm9va2luZ1NlcnZpY2USYQoKQ3JlYXRlSG9sZBIeLmhvbGRmYXN0LnYxLkNyZWF0ZUhvbGRSZXF1ZXN0Gh8uaG9sZGZhc3QudjEuQ3JlYXRlSG9sZFJlc3BvbnNlIhKKtRgOYm9va2luZ3Mud3JpdGUSagoNQ3JlYXRlQm9va2luZxIhLmhvbGRmYXN0LnYxLkNyZWF0ZUJvb2tpbmdSZXF1ZXN0GiIuaG9sZGZhc3QudjEuQ3JlYXRlQm9va2luZ1Jlc3BvbnNlIhKKtRgOYm9va2luZ3Mud3JpdGUSbQoOQ29uZmlybUJvb2tpbmcSIi5ob2xkZmFzdC52MS5Db25maXJtQm9va2luZ1JlcXVlc3QaIy5ob2xkZmFzdC52MS5Db25maXJtQm9va2luZ1Jlc3BvbnNlIhKKtRgOYm9va2luZ3Mud3JpdGUSYQoKRXh0ZW5kSG9sZBIeLmhvbGRmYXN0LnYxLkV4dGVuZEhvbGRSZXF1ZXN0Gh8uaG9sZGZhc3QudjEuRXh0ZW5kSG9sZFJlc3BvbnNlIhKKtRgOYm9va2luZ3Mud3JpdGUSagoNQ2FuY2VsQm9va2luZxIhLmhvbGRmYXN0LnYxLkNhbmNlbEJvb2tpbmdSZXF1ZXN0GiIuaG9sZGZhc3QudjEuQ2FuY2VsQm9va2luZ1Jlc3BvbnNlIhKKtRgOYm9va2luZ3Mud3JpdGUScAoPQ29tcGxldGVCb29raW5nEiMuaG9sZGZhc3QudjEuQ29tcGxldGVCb29raW5nUmVxdWVzdBokLmhvbGRmYXN0LnYxLkNvbXBsZXRlQm9va2luZ1Jlc3BvbnNlIhKKtRgOYm9va2luZ3Mud3JpdGUSYQoKTWFya05vU2hvdxIeLmhvbGRmYXN0LnYxLk1hcmtOb1Nob3dSZXF1ZXN0Gh8uaG9sZGZhc3QudjEuTWFya05vU2hvd1Jlc3BvbnNlIhKKtRgOYm9va2luZ3Mud3JpdGUSdgoRUmVzY2hlZHVsZUJvb2tpbmcSJS5ob2xkZmFzdC52MS5SZXNjaGVkdWxlQm9va2luZ1JlcXVlc3QaJi5ob2xkZmFzdC52MS5SZXNjaGVkdWxlQm9va2luZ1Jlc3BvbnNlIhKKtRgOYm9va2luZ3Mud3JpdGUSYwoKR2V0Qm9va2luZxIeLmhvbGRmYXN0LnYxLkdldEJvb2tpbmdSZXF1ZXN0Gh8uaG9sZGZhc3QudjEuR2V0Qm9va2luZ1Jlc3BvbnNlIhSQAgGKtRgNYm9va2luZ3MucmVhZBJpCgxMaXN0Qm9va2luZ3MSIC5ob2xkZmFzdC52MS5MaXN0Qm9va2luZ3NSZXF1ZXN0GiEuaG9sZGZhc3QudjEuTGlzdEJvb2tpbmdzUmVzcG9uc2UiFJACAYq1GA1ib29raW5ncy5yZWFkYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_holdfast_v1_options]);
 
 /**
  * Who the booking is for. Never shown to other callers in conflicts.
@@ -45,6 +45,8 @@ export const AttendeeSchema: GenMessage<Attendee> = /*@__PURE__*/
   messageDesc(file_holdfast_v1_booking, 0);
 
 /**
+ * A hold or a booking of one resource for one service, in any status.
+ *
  * @generated from message holdfast.v1.Booking
  */
 export type Booking = Message<"holdfast.v1.Booking"> & {
@@ -118,6 +120,29 @@ export type Booking = Message<"holdfast.v1.Booking"> & {
    * @generated from field: google.protobuf.Timestamp update_time = 13;
    */
   updateTime?: Timestamp | undefined;
+
+  /**
+   * start_time and end_time as wall-clock times of the resource's time
+   * zone, in RFC 3339 with that zone's UTC offset at each instant, e.g.
+   * "2030-03-04T09:00:00-05:00", so a caller can say "9 AM" without
+   * converting. Computed when the booking is returned, in the resource's
+   * current zone.
+   *
+   * @generated from field: string local_start_time = 14;
+   */
+  localStartTime: string;
+
+  /**
+   * @generated from field: string local_end_time = 15;
+   */
+  localEndTime: string;
+
+  /**
+   * The resource's IANA time zone that the local times are in.
+   *
+   * @generated from field: string time_zone = 16;
+   */
+  timeZone: string;
 };
 
 /**
@@ -128,6 +153,8 @@ export const BookingSchema: GenMessage<Booking> = /*@__PURE__*/
   messageDesc(file_holdfast_v1_booking, 1);
 
 /**
+ * What to hold, for whom, and for how long.
+ *
  * @generated from message holdfast.v1.CreateHoldRequest
  */
 export type CreateHoldRequest = Message<"holdfast.v1.CreateHoldRequest"> & {
@@ -203,10 +230,15 @@ export const CreateHoldResponseSchema: GenMessage<CreateHoldResponse> = /*@__PUR
   messageDesc(file_holdfast_v1_booking, 3);
 
 /**
+ * What to book straight to CONFIRMED, and for whom.
+ *
  * @generated from message holdfast.v1.CreateBookingRequest
  */
 export type CreateBookingRequest = Message<"holdfast.v1.CreateBookingRequest"> & {
   /**
+   * Either slot_id (from ListSlots), or service_id with start_time and
+   * end_time, as in CreateHoldRequest.
+   *
    * @generated from field: string service_id = 1;
    */
   serviceId: string;
@@ -267,6 +299,8 @@ export const CreateBookingResponseSchema: GenMessage<CreateBookingResponse> = /*
   messageDesc(file_holdfast_v1_booking, 5);
 
 /**
+ * The hold to confirm.
+ *
  * @generated from message holdfast.v1.ConfirmBookingRequest
  */
 export type ConfirmBookingRequest = Message<"holdfast.v1.ConfirmBookingRequest"> & {
@@ -301,6 +335,8 @@ export const ConfirmBookingResponseSchema: GenMessage<ConfirmBookingResponse> = 
   messageDesc(file_holdfast_v1_booking, 7);
 
 /**
+ * The hold to extend, and by how much.
+ *
  * @generated from message holdfast.v1.ExtendHoldRequest
  */
 export type ExtendHoldRequest = Message<"holdfast.v1.ExtendHoldRequest"> & {
@@ -342,6 +378,8 @@ export const ExtendHoldResponseSchema: GenMessage<ExtendHoldResponse> = /*@__PUR
   messageDesc(file_holdfast_v1_booking, 9);
 
 /**
+ * The hold or booking to cancel.
+ *
  * @generated from message holdfast.v1.CancelBookingRequest
  */
 export type CancelBookingRequest = Message<"holdfast.v1.CancelBookingRequest"> & {
@@ -383,6 +421,8 @@ export const CancelBookingResponseSchema: GenMessage<CancelBookingResponse> = /*
   messageDesc(file_holdfast_v1_booking, 11);
 
 /**
+ * The confirmed booking that took place.
+ *
  * @generated from message holdfast.v1.CompleteBookingRequest
  */
 export type CompleteBookingRequest = Message<"holdfast.v1.CompleteBookingRequest"> & {
@@ -417,6 +457,8 @@ export const CompleteBookingResponseSchema: GenMessage<CompleteBookingResponse> 
   messageDesc(file_holdfast_v1_booking, 13);
 
 /**
+ * The confirmed booking whose attendee did not come.
+ *
  * @generated from message holdfast.v1.MarkNoShowRequest
  */
 export type MarkNoShowRequest = Message<"holdfast.v1.MarkNoShowRequest"> & {
@@ -451,6 +493,8 @@ export const MarkNoShowResponseSchema: GenMessage<MarkNoShowResponse> = /*@__PUR
   messageDesc(file_holdfast_v1_booking, 15);
 
 /**
+ * The booking to move, and where to.
+ *
  * @generated from message holdfast.v1.RescheduleBookingRequest
  */
 export type RescheduleBookingRequest = Message<"holdfast.v1.RescheduleBookingRequest"> & {
@@ -508,6 +552,8 @@ export const RescheduleBookingResponseSchema: GenMessage<RescheduleBookingRespon
   messageDesc(file_holdfast_v1_booking, 17);
 
 /**
+ * The booking to return.
+ *
  * @generated from message holdfast.v1.GetBookingRequest
  */
 export type GetBookingRequest = Message<"holdfast.v1.GetBookingRequest"> & {
@@ -542,25 +588,35 @@ export const GetBookingResponseSchema: GenMessage<GetBookingResponse> = /*@__PUR
   messageDesc(file_holdfast_v1_booking, 19);
 
 /**
+ * Filters and paging for ListBookings.
+ *
  * @generated from message holdfast.v1.ListBookingsRequest
  */
 export type ListBookingsRequest = Message<"holdfast.v1.ListBookingsRequest"> & {
   /**
+   * 1 to 100, default 50.
+   *
    * @generated from field: int32 page_size = 1;
    */
   pageSize: number;
 
   /**
+   * From a previous response's next_page_token, with the same filters.
+   *
    * @generated from field: string page_token = 2;
    */
   pageToken: string;
 
   /**
+   * Only bookings of this resource, when set.
+   *
    * @generated from field: string resource_id = 3;
    */
   resourceId: string;
 
   /**
+   * Only bookings of this service, when set.
+   *
    * @generated from field: string service_id = 4;
    */
   serviceId: string;
@@ -767,6 +823,8 @@ export const BookingService: GenService<{
     output: typeof RescheduleBookingResponseSchema;
   },
   /**
+   * Returns one booking of the caller's tenant, in any status.
+   *
    * @generated from rpc holdfast.v1.BookingService.GetBooking
    */
   getBooking: {
@@ -775,6 +833,8 @@ export const BookingService: GenService<{
     output: typeof GetBookingResponseSchema;
   },
   /**
+   * Lists the tenant's bookings that match every filter given.
+   *
    * @generated from rpc holdfast.v1.BookingService.ListBookings
    */
   listBookings: {

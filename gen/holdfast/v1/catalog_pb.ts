@@ -167,15 +167,22 @@ export const PolicySchema: GenMessage<Policy> = /*@__PURE__*/
   messageDesc(file_holdfast_v1_catalog, 1);
 
 /**
+ * The new service: what it is called, who delivers it, and its rules.
+ *
  * @generated from message holdfast.v1.CreateServiceRequest
  */
 export type CreateServiceRequest = Message<"holdfast.v1.CreateServiceRequest"> & {
   /**
+   * 1 to 200 characters.
+   *
    * @generated from field: string name = 1;
    */
   name: string;
 
   /**
+   * Resources of the tenant that deliver it; the order is the tie-break
+   * when a hold names no resource.
+   *
    * @generated from field: repeated string resource_ids = 2;
    */
   resourceIds: string[];
@@ -186,6 +193,8 @@ export type CreateServiceRequest = Message<"holdfast.v1.CreateServiceRequest"> &
   policy?: Policy | undefined;
 
   /**
+   * IANA zone of `policy.business_hours`. Default "UTC".
+   *
    * @generated from field: string time_zone = 4;
    */
   timeZone: string;
@@ -221,6 +230,8 @@ export const CreateServiceResponseSchema: GenMessage<CreateServiceResponse> = /*
   messageDesc(file_holdfast_v1_catalog, 3);
 
 /**
+ * The service to return, and which policy version with it.
+ *
  * @generated from message holdfast.v1.GetServiceRequest
  */
 export type GetServiceRequest = Message<"holdfast.v1.GetServiceRequest"> & {
@@ -262,20 +273,28 @@ export const GetServiceResponseSchema: GenMessage<GetServiceResponse> = /*@__PUR
   messageDesc(file_holdfast_v1_catalog, 5);
 
 /**
+ * Filters and paging for ListServices.
+ *
  * @generated from message holdfast.v1.ListServicesRequest
  */
 export type ListServicesRequest = Message<"holdfast.v1.ListServicesRequest"> & {
   /**
+   * 1 to 100, default 50.
+   *
    * @generated from field: int32 page_size = 1;
    */
   pageSize: number;
 
   /**
+   * From a previous response's next_page_token, with the same filters.
+   *
    * @generated from field: string page_token = 2;
    */
   pageToken: string;
 
   /**
+   * Inactive services are left out unless this is true.
+   *
    * @generated from field: bool include_inactive = 3;
    */
   includeInactive: boolean;
@@ -318,6 +337,8 @@ export const ListServicesResponseSchema: GenMessage<ListServicesResponse> = /*@_
   messageDesc(file_holdfast_v1_catalog, 7);
 
 /**
+ * The changes to a service.
+ *
  * @generated from message holdfast.v1.UpdateServiceRequest
  */
 export type UpdateServiceRequest = Message<"holdfast.v1.UpdateServiceRequest"> & {
@@ -362,6 +383,8 @@ export const UpdateServiceResponseSchema: GenMessage<UpdateServiceResponse> = /*
   messageDesc(file_holdfast_v1_catalog, 9);
 
 /**
+ * The service whose policy versions to list, newest first.
+ *
  * @generated from message holdfast.v1.ListPolicyVersionsRequest
  */
 export type ListPolicyVersionsRequest = Message<"holdfast.v1.ListPolicyVersionsRequest"> & {
@@ -371,11 +394,15 @@ export type ListPolicyVersionsRequest = Message<"holdfast.v1.ListPolicyVersionsR
   serviceId: string;
 
   /**
+   * 1 to 100, default 50.
+   *
    * @generated from field: int32 page_size = 2;
    */
   pageSize: number;
 
   /**
+   * From a previous response's next_page_token.
+   *
    * @generated from field: string page_token = 3;
    */
   pageToken: string;
@@ -451,6 +478,8 @@ export const ListPolicyVersionsResponseSchema: GenMessage<ListPolicyVersionsResp
  */
 export const CatalogService: GenService<{
   /**
+   * Creates a service on some resources, with its policy as version 1.
+   *
    * @generated from rpc holdfast.v1.CatalogService.CreateService
    */
   createService: {
@@ -470,6 +499,8 @@ export const CatalogService: GenService<{
     output: typeof GetServiceResponseSchema;
   },
   /**
+   * Lists the tenant's services, by id.
+   *
    * @generated from rpc holdfast.v1.CatalogService.ListServices
    */
   listServices: {

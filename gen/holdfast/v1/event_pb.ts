@@ -94,6 +94,8 @@ export const EventSchema: GenMessage<Event> = /*@__PURE__*/
   messageDesc(file_holdfast_v1_event, 0);
 
 /**
+ * Which events a reader wants. Every non-empty list must match.
+ *
  * @generated from message holdfast.v1.EventFilter
  */
 export type EventFilter = Message<"holdfast.v1.EventFilter"> & {
@@ -105,11 +107,16 @@ export type EventFilter = Message<"holdfast.v1.EventFilter"> & {
   types: string[];
 
   /**
+   * Events of bookings of any of these resources (also a booking moved
+   * away from one); all when empty. At most 100.
+   *
    * @generated from field: repeated string resource_ids = 2;
    */
   resourceIds: string[];
 
   /**
+   * Events of bookings of any of these services; all when empty. At most 100.
+   *
    * @generated from field: repeated string service_ids = 3;
    */
   serviceIds: string[];
@@ -123,6 +130,8 @@ export const EventFilterSchema: GenMessage<EventFilter> = /*@__PURE__*/
   messageDesc(file_holdfast_v1_event, 1);
 
 /**
+ * Where to start a stream of events, and which ones it carries.
+ *
  * @generated from message holdfast.v1.WatchEventsRequest
  */
 export type WatchEventsRequest = Message<"holdfast.v1.WatchEventsRequest"> & {
@@ -172,6 +181,8 @@ export const WatchEventsResponseSchema: GenMessage<WatchEventsResponse> = /*@__P
   messageDesc(file_holdfast_v1_event, 3);
 
 /**
+ * Which page of events to read, and which events count.
+ *
  * @generated from message holdfast.v1.ListEventsRequest
  */
 export type ListEventsRequest = Message<"holdfast.v1.ListEventsRequest"> & {

@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file holdfast/v1/key.proto.
  */
 export const file_holdfast_v1_key: GenFile = /*@__PURE__*/
-  fileDesc("ChVob2xkZmFzdC92MS9rZXkucHJvdG8SC2hvbGRmYXN0LnYxIqsBCgZBcGlLZXkSCgoCaWQYASABKAkSDgoGcHJlZml4GAIgASgJEg4KBnNjb3BlcxgDIAMoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2b2tlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjoKE0NyZWF0ZUFwaUtleVJlcXVlc3QSDgoGc2NvcGVzGAEgAygJEhMKC2Rlc2NyaXB0aW9uGAIgASgJIk8KFENyZWF0ZUFwaUtleVJlc3BvbnNlEhUKB2FwaV9rZXkYASABKAlCBJC1GAESIAoDa2V5GAIgASgLMhMuaG9sZGZhc3QudjEuQXBpS2V5IlQKEkxpc3RBcGlLZXlzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIXCg9pbmNsdWRlX3Jldm9rZWQYAyABKAgiUQoTTGlzdEFwaUtleXNSZXNwb25zZRIhCgRrZXlzGAEgAygLMhMuaG9sZGZhc3QudjEuQXBpS2V5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIpChNSZXZva2VBcGlLZXlSZXF1ZXN0EhIKCmFwaV9rZXlfaWQYASABKAkiOAoUUmV2b2tlQXBpS2V5UmVzcG9uc2USIAoDa2V5GAEgASgLMhMuaG9sZGZhc3QudjEuQXBpS2V5Mr4CCgpLZXlTZXJ2aWNlEmQKDENyZWF0ZUFwaUtleRIgLmhvbGRmYXN0LnYxLkNyZWF0ZUFwaUtleVJlcXVlc3QaIS5ob2xkZmFzdC52MS5DcmVhdGVBcGlLZXlSZXNwb25zZSIPirUYC2tleXMubWFuYWdlEmQKC0xpc3RBcGlLZXlzEh8uaG9sZGZhc3QudjEuTGlzdEFwaUtleXNSZXF1ZXN0GiAuaG9sZGZhc3QudjEuTGlzdEFwaUtleXNSZXNwb25zZSISkAIBirUYC2tleXMubWFuYWdlEmQKDFJldm9rZUFwaUtleRIgLmhvbGRmYXN0LnYxLlJldm9rZUFwaUtleVJlcXVlc3QaIS5ob2xkZmFzdC52MS5SZXZva2VBcGlLZXlSZXNwb25zZSIPirUYC2tleXMubWFuYWdlYgZwcm90bzM", [file_google_protobuf_timestamp, file_holdfast_v1_options]);
+  fileDesc("ChVob2xkZmFzdC92MS9rZXkucHJvdG8SC2hvbGRmYXN0LnYxIqsBCgZBcGlLZXkSCgoCaWQYASABKAkSDgoGcHJlZml4GAIgASgJEg4KBnNjb3BlcxgDIAMoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2b2tlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjoKE0NyZWF0ZUFwaUtleVJlcXVlc3QSDgoGc2NvcGVzGAEgAygJEhMKC2Rlc2NyaXB0aW9uGAIgASgJIk8KFENyZWF0ZUFwaUtleVJlc3BvbnNlEhUKB2FwaV9rZXkYASABKAlCBJC1GAESIAoDa2V5GAIgASgLMhMuaG9sZGZhc3QudjEuQXBpS2V5IlQKEkxpc3RBcGlLZXlzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIXCg9pbmNsdWRlX3Jldm9rZWQYAyABKAgiUQoTTGlzdEFwaUtleXNSZXNwb25zZRIhCgRrZXlzGAEgAygLMhMuaG9sZGZhc3QudjEuQXBpS2V5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIpChNSZXZva2VBcGlLZXlSZXF1ZXN0EhIKCmFwaV9rZXlfaWQYASABKAkiOAoUUmV2b2tlQXBpS2V5UmVzcG9uc2USIAoDa2V5GAEgASgLMhMuaG9sZGZhc3QudjEuQXBpS2V5IhIKEEdldENhbGxlclJlcXVlc3QiXwoRR2V0Q2FsbGVyUmVzcG9uc2USEQoJdGVuYW50X2lkGAEgASgJEhMKC3RlbmFudF9uYW1lGAIgASgJEhIKCmFwaV9rZXlfaWQYAyABKAkSDgoGc2NvcGVzGAQgAygJMpQDCgpLZXlTZXJ2aWNlEmQKDENyZWF0ZUFwaUtleRIgLmhvbGRmYXN0LnYxLkNyZWF0ZUFwaUtleVJlcXVlc3QaIS5ob2xkZmFzdC52MS5DcmVhdGVBcGlLZXlSZXNwb25zZSIPirUYC2tleXMubWFuYWdlEmQKC0xpc3RBcGlLZXlzEh8uaG9sZGZhc3QudjEuTGlzdEFwaUtleXNSZXF1ZXN0GiAuaG9sZGZhc3QudjEuTGlzdEFwaUtleXNSZXNwb25zZSISkAIBirUYC2tleXMubWFuYWdlEmQKDFJldm9rZUFwaUtleRIgLmhvbGRmYXN0LnYxLlJldm9rZUFwaUtleVJlcXVlc3QaIS5ob2xkZmFzdC52MS5SZXZva2VBcGlLZXlSZXNwb25zZSIPirUYC2tleXMubWFuYWdlElQKCUdldENhbGxlchIdLmhvbGRmYXN0LnYxLkdldENhbGxlclJlcXVlc3QaHi5ob2xkZmFzdC52MS5HZXRDYWxsZXJSZXNwb25zZSIIkAIBirUYASpiBnByb3RvMw", [file_google_protobuf_timestamp, file_holdfast_v1_options]);
 
 /**
  * The record of an API key. The secret itself is never stored or returned
@@ -69,15 +69,21 @@ export const ApiKeySchema: GenMessage<ApiKey> = /*@__PURE__*/
   messageDesc(file_holdfast_v1_key, 0);
 
 /**
+ * The scopes the new key gets, and a note on what it is for.
+ *
  * @generated from message holdfast.v1.CreateApiKeyRequest
  */
 export type CreateApiKeyRequest = Message<"holdfast.v1.CreateApiKeyRequest"> & {
   /**
+   * At least one; only scopes the calling key holds itself.
+   *
    * @generated from field: repeated string scopes = 1;
    */
   scopes: string[];
 
   /**
+   * Up to 500 characters.
+   *
    * @generated from field: string description = 2;
    */
   description: string;
@@ -115,20 +121,28 @@ export const CreateApiKeyResponseSchema: GenMessage<CreateApiKeyResponse> = /*@_
   messageDesc(file_holdfast_v1_key, 2);
 
 /**
+ * Paging for ListApiKeys.
+ *
  * @generated from message holdfast.v1.ListApiKeysRequest
  */
 export type ListApiKeysRequest = Message<"holdfast.v1.ListApiKeysRequest"> & {
   /**
+   * 1 to 100, default 50.
+   *
    * @generated from field: int32 page_size = 1;
    */
   pageSize: number;
 
   /**
+   * From a previous response's next_page_token, with the same filters.
+   *
    * @generated from field: string page_token = 2;
    */
   pageToken: string;
 
   /**
+   * Revoked keys are left out unless this is true.
+   *
    * @generated from field: bool include_revoked = 3;
    */
   includeRevoked: boolean;
@@ -164,6 +178,8 @@ export const ListApiKeysResponseSchema: GenMessage<ListApiKeysResponse> = /*@__P
   messageDesc(file_holdfast_v1_key, 4);
 
 /**
+ * The key to revoke.
+ *
  * @generated from message holdfast.v1.RevokeApiKeyRequest
  */
 export type RevokeApiKeyRequest = Message<"holdfast.v1.RevokeApiKeyRequest"> & {
@@ -198,8 +214,65 @@ export const RevokeApiKeyResponseSchema: GenMessage<RevokeApiKeyResponse> = /*@_
   messageDesc(file_holdfast_v1_key, 6);
 
 /**
- * KeyService manages the API keys of the caller's tenant. Needs `keys.manage`.
- * A key can only grant scopes that it holds itself.
+ * Nothing: the key in the Authorization header is the question.
+ *
+ * @generated from message holdfast.v1.GetCallerRequest
+ */
+export type GetCallerRequest = Message<"holdfast.v1.GetCallerRequest"> & {
+};
+
+/**
+ * Describes the message holdfast.v1.GetCallerRequest.
+ * Use `create(GetCallerRequestSchema)` to create a new message.
+ */
+export const GetCallerRequestSchema: GenMessage<GetCallerRequest> = /*@__PURE__*/
+  messageDesc(file_holdfast_v1_key, 7);
+
+/**
+ * The calling key and its tenant.
+ *
+ * @generated from message holdfast.v1.GetCallerResponse
+ */
+export type GetCallerResponse = Message<"holdfast.v1.GetCallerResponse"> & {
+  /**
+   * Every call of this key reads and writes only this tenant's rows.
+   *
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * @generated from field: string tenant_name = 2;
+   */
+  tenantName: string;
+
+  /**
+   * The key's id, as ListApiKeys and RevokeApiKey name it; for the operator
+   * key from HOLDFAST_ADMIN_KEY, "env:HOLDFAST_ADMIN_KEY".
+   *
+   * @generated from field: string api_key_id = 3;
+   */
+  apiKeyId: string;
+
+  /**
+   * What the key may do.
+   *
+   * @generated from field: repeated string scopes = 4;
+   */
+  scopes: string[];
+};
+
+/**
+ * Describes the message holdfast.v1.GetCallerResponse.
+ * Use `create(GetCallerResponseSchema)` to create a new message.
+ */
+export const GetCallerResponseSchema: GenMessage<GetCallerResponse> = /*@__PURE__*/
+  messageDesc(file_holdfast_v1_key, 8);
+
+/**
+ * KeyService manages the API keys of the caller's tenant. Needs `keys.manage`,
+ * except GetCaller, which any valid key may call. A key can only grant scopes
+ * that it holds itself.
  *
  * @generated from service holdfast.v1.KeyService
  */
@@ -215,6 +288,8 @@ export const KeyService: GenService<{
     output: typeof CreateApiKeyResponseSchema;
   },
   /**
+   * Lists the tenant's keys (records only, never secrets).
+   *
    * @generated from rpc holdfast.v1.KeyService.ListApiKeys
    */
   listApiKeys: {
@@ -231,6 +306,17 @@ export const KeyService: GenService<{
     methodKind: "unary";
     input: typeof RevokeApiKeyRequestSchema;
     output: typeof RevokeApiKeyResponseSchema;
+  },
+  /**
+   * Tells the calling key who it is: its tenant, its id and its scopes. Any
+   * valid key may ask, whatever its scopes.
+   *
+   * @generated from rpc holdfast.v1.KeyService.GetCaller
+   */
+  getCaller: {
+    methodKind: "unary";
+    input: typeof GetCallerRequestSchema;
+    output: typeof GetCallerResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_holdfast_v1_key, 0);

@@ -16,6 +16,7 @@ export const file_holdfast_v1_options: GenFile = /*@__PURE__*/
 /**
  * The API key scope a call needs. Every Holdfast RPC declares one; the
  * server's auth check reads it from here, so the proto is the only list.
+ * "*" asks for a valid key of any scopes (GetCaller).
  *
  * @generated from extension: string required_scope = 50001;
  */

@@ -140,20 +140,28 @@ export const WeeklyWindowSchema: GenMessage<WeeklyWindow> = /*@__PURE__*/
   messageDesc(file_holdfast_v1_resource, 2);
 
 /**
+ * The new resource.
+ *
  * @generated from message holdfast.v1.CreateResourceRequest
  */
 export type CreateResourceRequest = Message<"holdfast.v1.CreateResourceRequest"> & {
   /**
+   * 1 to 200 characters.
+   *
    * @generated from field: string name = 1;
    */
   name: string;
 
   /**
+   * Default RESOURCE_KIND_OTHER.
+   *
    * @generated from field: holdfast.v1.ResourceKind kind = 2;
    */
   kind: ResourceKind;
 
   /**
+   * IANA time zone name, e.g. "America/New_York". Required.
+   *
    * @generated from field: string time_zone = 3;
    */
   timeZone: string;
@@ -166,11 +174,15 @@ export type CreateResourceRequest = Message<"holdfast.v1.CreateResourceRequest">
   capacity: number;
 
   /**
+   * Any JSON object, up to 16 KiB.
+   *
    * @generated from field: google.protobuf.Struct metadata = 5;
    */
   metadata?: JsonObject | undefined;
 
   /**
+   * Unset: available at all hours.
+   *
    * @generated from field: holdfast.v1.WeeklySchedule weekly_schedule = 6;
    */
   weeklySchedule?: WeeklySchedule | undefined;
@@ -201,6 +213,8 @@ export const CreateResourceResponseSchema: GenMessage<CreateResourceResponse> = 
   messageDesc(file_holdfast_v1_resource, 4);
 
 /**
+ * The resource to return.
+ *
  * @generated from message holdfast.v1.GetResourceRequest
  */
 export type GetResourceRequest = Message<"holdfast.v1.GetResourceRequest"> & {
@@ -235,6 +249,8 @@ export const GetResourceResponseSchema: GenMessage<GetResourceResponse> = /*@__P
   messageDesc(file_holdfast_v1_resource, 6);
 
 /**
+ * Filters and paging for ListResources.
+ *
  * @generated from message holdfast.v1.ListResourcesRequest
  */
 export type ListResourcesRequest = Message<"holdfast.v1.ListResourcesRequest"> & {
@@ -246,6 +262,8 @@ export type ListResourcesRequest = Message<"holdfast.v1.ListResourcesRequest"> &
   pageSize: number;
 
   /**
+   * From a previous response's next_page_token, with the same filters.
+   *
    * @generated from field: string page_token = 2;
    */
   pageToken: string;
@@ -295,6 +313,8 @@ export const ListResourcesResponseSchema: GenMessage<ListResourcesResponse> = /*
   messageDesc(file_holdfast_v1_resource, 8);
 
 /**
+ * The changes to a resource.
+ *
  * @generated from message holdfast.v1.UpdateResourceRequest
  */
 export type UpdateResourceRequest = Message<"holdfast.v1.UpdateResourceRequest"> & {
@@ -338,6 +358,8 @@ export const UpdateResourceResponseSchema: GenMessage<UpdateResourceResponse> = 
   messageDesc(file_holdfast_v1_resource, 10);
 
 /**
+ * The resource to deactivate.
+ *
  * @generated from message holdfast.v1.DeleteResourceRequest
  */
 export type DeleteResourceRequest = Message<"holdfast.v1.DeleteResourceRequest"> & {
@@ -372,6 +394,8 @@ export const DeleteResourceResponseSchema: GenMessage<DeleteResourceResponse> = 
   messageDesc(file_holdfast_v1_resource, 12);
 
 /**
+ * A resource's new weekly working time.
+ *
  * @generated from message holdfast.v1.SetWeeklyScheduleRequest
  */
 export type SetWeeklyScheduleRequest = Message<"holdfast.v1.SetWeeklyScheduleRequest"> & {
@@ -553,6 +577,9 @@ export const OverrideSchema: GenMessage<Override> = /*@__PURE__*/
   messageDesc(file_holdfast_v1_resource, 16);
 
 /**
+ * The resource and the override to add to it; the fields mean what they
+ * mean in Override.
+ *
  * @generated from message holdfast.v1.CreateOverrideRequest
  */
 export type CreateOverrideRequest = Message<"holdfast.v1.CreateOverrideRequest"> & {
@@ -627,6 +654,8 @@ export const CreateOverrideResponseSchema: GenMessage<CreateOverrideResponse> = 
   messageDesc(file_holdfast_v1_resource, 18);
 
 /**
+ * The resource whose overrides to list, and paging.
+ *
  * @generated from message holdfast.v1.ListOverridesRequest
  */
 export type ListOverridesRequest = Message<"holdfast.v1.ListOverridesRequest"> & {
@@ -636,11 +665,15 @@ export type ListOverridesRequest = Message<"holdfast.v1.ListOverridesRequest"> &
   resourceId: string;
 
   /**
+   * 1 to 100, default 50.
+   *
    * @generated from field: int32 page_size = 2;
    */
   pageSize: number;
 
   /**
+   * From a previous response's next_page_token.
+   *
    * @generated from field: string page_token = 3;
    */
   pageToken: string;
@@ -676,6 +709,8 @@ export const ListOverridesResponseSchema: GenMessage<ListOverridesResponse> = /*
   messageDesc(file_holdfast_v1_resource, 20);
 
 /**
+ * The override to remove, and its resource.
+ *
  * @generated from message holdfast.v1.DeleteOverrideRequest
  */
 export type DeleteOverrideRequest = Message<"holdfast.v1.DeleteOverrideRequest"> & {
@@ -816,6 +851,8 @@ export const RecurrenceFrequencySchema: GenEnum<RecurrenceFrequency> = /*@__PURE
  */
 export const ResourceService: GenService<{
   /**
+   * Creates a bookable resource, with its working time if given.
+   *
    * @generated from rpc holdfast.v1.ResourceService.CreateResource
    */
   createResource: {
@@ -824,6 +861,8 @@ export const ResourceService: GenService<{
     output: typeof CreateResourceResponseSchema;
   },
   /**
+   * Returns one resource, with its weekly schedule.
+   *
    * @generated from rpc holdfast.v1.ResourceService.GetResource
    */
   getResource: {
@@ -832,6 +871,8 @@ export const ResourceService: GenService<{
     output: typeof GetResourceResponseSchema;
   },
   /**
+   * Lists the tenant's resources, by id.
+   *
    * @generated from rpc holdfast.v1.ResourceService.ListResources
    */
   listResources: {
@@ -872,6 +913,9 @@ export const ResourceService: GenService<{
     output: typeof SetWeeklyScheduleResponseSchema;
   },
   /**
+   * Adds a one-off or repeating change to a resource's working time: a
+   * block (vacation, a meeting) or extra open time.
+   *
    * @generated from rpc holdfast.v1.ResourceService.CreateOverride
    */
   createOverride: {
@@ -880,6 +924,8 @@ export const ResourceService: GenService<{
     output: typeof CreateOverrideResponseSchema;
   },
   /**
+   * Lists a resource's overrides, by id.
+   *
    * @generated from rpc holdfast.v1.ResourceService.ListOverrides
    */
   listOverrides: {
@@ -888,6 +934,9 @@ export const ResourceService: GenService<{
     output: typeof ListOverridesResponseSchema;
   },
   /**
+   * Removes an override; the time it blocked or opened goes back to the
+   * weekly schedule.
+   *
    * @generated from rpc holdfast.v1.ResourceService.DeleteOverride
    */
   deleteOverride: {

@@ -47,6 +47,8 @@ export const TenantSchema: GenMessage<Tenant> = /*@__PURE__*/
   messageDesc(file_holdfast_v1_tenant, 0);
 
 /**
+ * The new tenant.
+ *
  * @generated from message holdfast.v1.CreateTenantRequest
  */
 export type CreateTenantRequest = Message<"holdfast.v1.CreateTenantRequest"> & {
@@ -95,15 +97,21 @@ export const CreateTenantResponseSchema: GenMessage<CreateTenantResponse> = /*@_
   messageDesc(file_holdfast_v1_tenant, 2);
 
 /**
+ * Paging for ListTenants.
+ *
  * @generated from message holdfast.v1.ListTenantsRequest
  */
 export type ListTenantsRequest = Message<"holdfast.v1.ListTenantsRequest"> & {
   /**
+   * 1 to 100, default 50.
+   *
    * @generated from field: int32 page_size = 1;
    */
   pageSize: number;
 
   /**
+   * From a previous response's next_page_token.
+   *
    * @generated from field: string page_token = 2;
    */
   pageToken: string;

@@ -81,15 +81,22 @@ export const WebhookSchema: GenMessage<Webhook> = /*@__PURE__*/
   messageDesc(file_holdfast_v1_webhook, 0);
 
 /**
+ * The new endpoint and what it receives.
+ *
  * @generated from message holdfast.v1.CreateWebhookRequest
  */
 export type CreateWebhookRequest = Message<"holdfast.v1.CreateWebhookRequest"> & {
   /**
+   * https URL without credentials or fragment, on a public address (see
+   * HOLDFAST_WEBHOOK_ALLOW_PRIVATE).
+   *
    * @generated from field: string url = 1;
    */
   url: string;
 
   /**
+   * Event types to deliver (see Event.type); "*" for all. At least one.
+   *
    * @generated from field: repeated string event_types = 2;
    */
   eventTypes: string[];
@@ -132,15 +139,21 @@ export const CreateWebhookResponseSchema: GenMessage<CreateWebhookResponse> = /*
   messageDesc(file_holdfast_v1_webhook, 2);
 
 /**
+ * Paging for ListWebhooks.
+ *
  * @generated from message holdfast.v1.ListWebhooksRequest
  */
 export type ListWebhooksRequest = Message<"holdfast.v1.ListWebhooksRequest"> & {
   /**
+   * 1 to 100, default 50.
+   *
    * @generated from field: int32 page_size = 1;
    */
   pageSize: number;
 
   /**
+   * From a previous response's next_page_token.
+   *
    * @generated from field: string page_token = 2;
    */
   pageToken: string;
@@ -176,6 +189,8 @@ export const ListWebhooksResponseSchema: GenMessage<ListWebhooksResponse> = /*@_
   messageDesc(file_holdfast_v1_webhook, 4);
 
 /**
+ * The endpoint to return.
+ *
  * @generated from message holdfast.v1.GetWebhookRequest
  */
 export type GetWebhookRequest = Message<"holdfast.v1.GetWebhookRequest"> & {
@@ -210,6 +225,8 @@ export const GetWebhookResponseSchema: GenMessage<GetWebhookResponse> = /*@__PUR
   messageDesc(file_holdfast_v1_webhook, 6);
 
 /**
+ * The changes to an endpoint.
+ *
  * @generated from message holdfast.v1.UpdateWebhookRequest
  */
 export type UpdateWebhookRequest = Message<"holdfast.v1.UpdateWebhookRequest"> & {
@@ -253,6 +270,8 @@ export const UpdateWebhookResponseSchema: GenMessage<UpdateWebhookResponse> = /*
   messageDesc(file_holdfast_v1_webhook, 8);
 
 /**
+ * The endpoint to remove.
+ *
  * @generated from message holdfast.v1.DeleteWebhookRequest
  */
 export type DeleteWebhookRequest = Message<"holdfast.v1.DeleteWebhookRequest"> & {
@@ -283,6 +302,8 @@ export const DeleteWebhookResponseSchema: GenMessage<DeleteWebhookResponse> = /*
   messageDesc(file_holdfast_v1_webhook, 10);
 
 /**
+ * The endpoint whose signing secret to replace.
+ *
  * @generated from message holdfast.v1.RotateWebhookSecretRequest
  */
 export type RotateWebhookSecretRequest = Message<"holdfast.v1.RotateWebhookSecretRequest"> & {
@@ -410,6 +431,8 @@ export const DeliverySchema: GenMessage<Delivery> = /*@__PURE__*/
   messageDesc(file_holdfast_v1_webhook, 14);
 
 /**
+ * The endpoint whose deliveries to list, and filters and paging.
+ *
  * @generated from message holdfast.v1.ListDeliveriesRequest
  */
 export type ListDeliveriesRequest = Message<"holdfast.v1.ListDeliveriesRequest"> & {
@@ -419,11 +442,15 @@ export type ListDeliveriesRequest = Message<"holdfast.v1.ListDeliveriesRequest">
   webhookId: string;
 
   /**
+   * 1 to 100, default 50.
+   *
    * @generated from field: int32 page_size = 2;
    */
   pageSize: number;
 
   /**
+   * From a previous response's next_page_token, with the same filters.
+   *
    * @generated from field: string page_token = 3;
    */
   pageToken: string;
@@ -468,6 +495,8 @@ export const ListDeliveriesResponseSchema: GenMessage<ListDeliveriesResponse> = 
   messageDesc(file_holdfast_v1_webhook, 16);
 
 /**
+ * The delivery to attempt again now, and its endpoint.
+ *
  * @generated from message holdfast.v1.RetryDeliveryRequest
  */
 export type RetryDeliveryRequest = Message<"holdfast.v1.RetryDeliveryRequest"> & {
@@ -507,6 +536,8 @@ export const RetryDeliveryResponseSchema: GenMessage<RetryDeliveryResponse> = /*
   messageDesc(file_holdfast_v1_webhook, 18);
 
 /**
+ * The endpoint to send a `webhook.test` event to.
+ *
  * @generated from message holdfast.v1.SendTestEventRequest
  */
 export type SendTestEventRequest = Message<"holdfast.v1.SendTestEventRequest"> & {
@@ -628,6 +659,8 @@ export const WebhookService: GenService<{
     output: typeof CreateWebhookResponseSchema;
   },
   /**
+   * Lists the tenant's endpoints (never their secrets).
+   *
    * @generated from rpc holdfast.v1.WebhookService.ListWebhooks
    */
   listWebhooks: {
@@ -636,6 +669,8 @@ export const WebhookService: GenService<{
     output: typeof ListWebhooksResponseSchema;
   },
   /**
+   * Returns one endpoint, with its state and failure count.
+   *
    * @generated from rpc holdfast.v1.WebhookService.GetWebhook
    */
   getWebhook: {
@@ -655,6 +690,8 @@ export const WebhookService: GenService<{
     output: typeof UpdateWebhookResponseSchema;
   },
   /**
+   * Removes an endpoint and its deliveries; nothing more is sent to it.
+   *
    * @generated from rpc holdfast.v1.WebhookService.DeleteWebhook
    */
   deleteWebhook: {
@@ -674,6 +711,8 @@ export const WebhookService: GenService<{
     output: typeof RotateWebhookSecretResponseSchema;
   },
   /**
+   * Lists an endpoint's deliveries with their attempts, newest first.
+   *
    * @generated from rpc holdfast.v1.WebhookService.ListDeliveries
    */
   listDeliveries: {
@@ -692,7 +731,9 @@ export const WebhookService: GenService<{
     output: typeof RetryDeliveryResponseSchema;
   },
   /**
-   * Sends a `webhook.test` event to the endpoint.
+   * Queues a `webhook.test` event for the endpoint, outside the outbox (no
+   * stream sees it), and returns its delivery to follow with
+   * ListDeliveries. A paused endpoint gets it once resumed.
    *
    * @generated from rpc holdfast.v1.WebhookService.SendTestEvent
    */
