@@ -35,6 +35,7 @@ import { registerHealth } from "./rpc/health.js";
 import { rpcRequestHandler } from "./rpc/http.js";
 import { idempotent } from "./rpc/idempotency.js";
 import { keyService } from "./rpc/key-service.js";
+import { localizeDeliveryBody, localTimesInterceptor, zonesOf } from "./rpc/local-times.js";
 import { registerReflection } from "./rpc/reflection.js";
 import { resourceService } from "./rpc/resource-service.js";
 import { SlotFinder } from "./rpc/slots.js";
@@ -89,6 +90,7 @@ export async function startHoldfast(config: Config, databaseUrl: string): Promis
     const catalogCache = new CatalogCache(pool, signals);
     const slotFinder = new SlotFinder(pool, catalogCache, await sharedSecret(pool, "slot-ids"));
     const feed = new EventFeed(pool, signals, config.eventPollMs);
+    const zones = zonesOf(catalogCache);
     if (!config.secretKey) {
       log.warn(
         "HOLDFAST_SECRET_KEY is not set: webhook secrets are sealed with a key kept in the database",
@@ -132,7 +134,7 @@ export async function startHoldfast(config: Config, databaseUrl: string): Promis
     };
     const handler = rpcRequestHandler({
       routes,
-      interceptors: [errorInterceptor, authInterceptor(keyring)],
+      interceptors: [errorInterceptor, authInterceptor(keyring), localTimesInterceptor(zones)],
       maxRequestBytes: config.maxRequestBytes,
       shutdownSignal: shutdown.signal,
     });
@@ -141,7 +143,9 @@ export async function startHoldfast(config: Config, databaseUrl: string): Promis
       eventRetentionMs: config.eventRetentionDays * 86_400_000,
       onExpired: () => feed.committed(),
     });
-    const delivery = startWebhookDelivery(db, feed, webhookSettings);
+    const delivery = startWebhookDelivery(db, feed, webhookSettings, (d) =>
+      localizeDeliveryBody(d.body, d.tenantId, zones),
+    );
     const listener = await listenOnOnePort(handler, config.host, config.port);
     const port = listener.port;
     log.info("holdfast listening", { host: config.host, port });

@@ -69,6 +69,8 @@ export type OfferedSlot = {
   endMs: number;
   remaining: number;
   slotId: string;
+  /** The resource's IANA zone, for the slot's local wall-clock times. */
+  timeZone: string;
 };
 
 export type RejectionDetails = {

@@ -54,3 +54,57 @@ export function daysInMonth(year: number, month: number): number {
 export const MINUTE_MS = 60_000;
 export const HOUR_MS = 60 * MINUTE_MS;
 export const DAY_MS = 24 * HOUR_MS;
+
+/**
+ * An instant as the wall-clock time of a zone, in RFC 3339 with the zone's
+ * UTC offset at that instant ("2030-03-04T09:00:00-05:00"), so a caller
+ * can say "9 AM" without converting. Offsets are whole minutes, as RFC 3339
+ * requires: for the seconds-precise local mean times of before about 1900,
+ * the offset is rounded and the wall time follows it, so the text still
+ * names the exact instant.
+ */
+export function localDateTime(ms: number, timeZone: string): string {
+  const offsetMin = Math.round(utcOffsetMs(ms, timeZone) / MINUTE_MS);
+  const wall = new Date(ms + offsetMin * MINUTE_MS).toISOString(); // "YYYY-MM-DDTHH:MM:SS.sssZ"
+  const text = ms % 1000 === 0 ? wall.slice(0, 19) : wall.slice(0, 23);
+  const sign = offsetMin < 0 ? "-" : "+";
+  const abs = Math.abs(offsetMin);
+  return `${text}${sign}${formatClockTime(abs)}`;
+}
+
+/**
+ * Offsets change a few times a year at most, and reading one through the
+ * Temporal polyfill costs about 80 µs: a page of slots or bookings would
+ * spend milliseconds on it. So each zone keeps the spans between its
+ * transitions it has met, each read from the zone database once.
+ */
+type OffsetSpan = { start: number; end: number; offsetMs: number };
+const offsetSpans = new Map<string, OffsetSpan[]>();
+const MAX_OFFSET_ZONES = 1000;
+const MAX_SPANS_PER_ZONE = 64;
+
+/** The zone's UTC offset at `ms`, in milliseconds (negative west of Greenwich). */
+export function utcOffsetMs(ms: number, timeZone: string): number {
+  let spans = offsetSpans.get(timeZone);
+  const known = spans?.find((s) => s.start <= ms && ms < s.end);
+  if (known) return known.offsetMs;
+  const here = Temporal.Instant.fromEpochMilliseconds(ms).toZonedDateTimeISO(timeZone);
+  // "previous" is strictly before its instant: asked from just after `ms`,
+  // it is the transition at `ms` itself when there is one.
+  const since = Temporal.Instant.fromEpochMilliseconds(ms + 1)
+    .toZonedDateTimeISO(timeZone)
+    .getTimeZoneTransition("previous");
+  const until = here.getTimeZoneTransition("next");
+  const span = {
+    start: since?.epochMilliseconds ?? Number.NEGATIVE_INFINITY,
+    end: until?.epochMilliseconds ?? Number.POSITIVE_INFINITY,
+    offsetMs: here.offsetNanoseconds / 1_000_000,
+  };
+  if (!spans || spans.length >= MAX_SPANS_PER_ZONE) {
+    if (!spans && offsetSpans.size >= MAX_OFFSET_ZONES) offsetSpans.clear();
+    spans = [];
+    offsetSpans.set(timeZone, spans);
+  }
+  spans.push(span);
+  return span.offsetMs;
+}

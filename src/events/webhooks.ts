@@ -41,11 +41,14 @@ export function startWebhookDelivery(
   db: Db,
   feed: EventFeed,
   settings: WebhookSettings,
+  /** The body as sent: bookings get their local times on the way out, as in every answer. */
+  bodyOf: (d: LeasedDelivery) => Promise<string>,
 ): { stop(): Promise<void> } {
   let stopped = false;
   const inFlight = new Set<Promise<void>>();
   const send = (d: LeasedDelivery) => {
-    const sending: Promise<void> = deliver(db, d, settings)
+    const sending: Promise<void> = bodyOf(d)
+      .then((body) => deliver(db, { ...d, body }, settings))
       .then((disabled) => {
         if (disabled) feed.committed();
       })

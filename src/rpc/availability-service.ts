@@ -111,7 +111,7 @@ export function availabilityService(
     }
     const { items, nextPageToken } = writePage(slots, page, (s) => `${s.start}|${s.resourceId}`);
     return {
-      slots: finder.offerAll(tenantId, service, items).map(slotOf),
+      slots: finder.offerAll(tenantId, service, items, resources).map(slotOf),
       timeZones: Object.fromEntries(resources.map((r) => [r.id, r.timeZone])),
       nextPageToken,
     };

@@ -8,6 +8,7 @@ import {
 import type { SlotSchema } from "../../gen/holdfast/v1/availability_pb.js";
 import { BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
 import type { OfferedSlot } from "../domain/rejection.js";
+import { localDateTime } from "../domain/time.js";
 
 /**
  * Conversions between protobuf well-known types and the plain numbers the
@@ -61,5 +62,20 @@ export function slotOf(s: OfferedSlot): MessageInitShape<typeof SlotSchema> {
     startTime: timestampOfMs(s.startMs),
     endTime: timestampOfMs(s.endMs),
     remaining: s.remaining,
+    ...localTimesOf(s.startMs, s.endMs, s.timeZone),
+  };
+}
+
+/** The local wall-clock fields that slots and bookings carry; empty without a zone. */
+export function localTimesOf(
+  startMs: number,
+  endMs: number,
+  timeZone: string,
+): { localStartTime: string; localEndTime: string; timeZone: string } {
+  if (timeZone === "") return { localStartTime: "", localEndTime: "", timeZone };
+  return {
+    localStartTime: localDateTime(startMs, timeZone),
+    localEndTime: localDateTime(endMs, timeZone),
+    timeZone,
   };
 }

@@ -154,11 +154,10 @@ export class SlotFinder {
     service: ServiceSnapshot,
     requested: { resourceId: string; startMs: number; durationMs: number },
   ): Promise<OfferedSlot[]> {
-    const resources = await this.resourcesOf(tenantId, service, []);
-    const { slots } = await this.free(
+    const { slots, resources } = await this.free(
       tenantId,
       service,
-      resources,
+      await this.resourcesOf(tenantId, service, []),
       {
         start: requested.startMs - ALTERNATIVES_BEFORE_MS,
         end: requested.startMs + ALTERNATIVES_AFTER_MS,
@@ -170,11 +169,20 @@ export class SlotFinder {
       { resourceId: requested.resourceId, start: requested.startMs },
       3,
     );
-    return this.offerAll(tenantId, service, near);
+    return this.offerAll(tenantId, service, near, resources);
   }
 
-  /** Free slots as offers with ids, the ids of each resource's slots made in one batch. */
-  offerAll(tenantId: string, service: ServiceSnapshot, slots: readonly FreeSlot[]): OfferedSlot[] {
+  /**
+   * Free slots of `resources` as offers with ids and zones, the ids of each
+   * resource's slots made in one batch.
+   */
+  offerAll(
+    tenantId: string,
+    service: ServiceSnapshot,
+    slots: readonly FreeSlot[],
+    resources: readonly ResourceSnapshot[],
+  ): OfferedSlot[] {
+    const zones = new Map(resources.map((r) => [r.id, r.timeZone]));
     const byResource = new Map<string, number[]>();
     slots.forEach((s, i) => {
       const list = byResource.get(s.resourceId) ?? [];
@@ -204,6 +212,7 @@ export class SlotFinder {
       endMs: s.end,
       remaining: s.remaining,
       slotId: ids[i] as string,
+      timeZone: zones.get(s.resourceId) ?? "",
     }));
   }
 

@@ -1,9 +1,13 @@
+import fc from "fast-check";
+import { Temporal } from "temporal-polyfill";
 import { describe, expect, it } from "vitest";
 import {
   canonicalTimeZone,
   formatClockTime,
   isCalendarDate,
+  localDateTime,
   parseClockTime,
+  utcOffsetMs,
 } from "../../src/domain/time.js";
 
 describe("canonicalTimeZone", () => {
@@ -76,4 +80,64 @@ describe("isCalendarDate", () => {
     "2026-01-00",
     "0000-01-01",
   ])("refuses %s", (d) => expect(isCalendarDate(d)).toBe(false));
+});
+
+describe("localDateTime", () => {
+  it.each([
+    // New York before, at and after the 2030 spring-forward (02:00 -> 03:00 on 10 March).
+    ["2030-03-04T14:00:00Z", "America/New_York", "2030-03-04T09:00:00-05:00"],
+    ["2030-03-10T06:59:59Z", "America/New_York", "2030-03-10T01:59:59-05:00"],
+    ["2030-03-10T06:59:59.999Z", "America/New_York", "2030-03-10T01:59:59.999-05:00"],
+    ["2030-03-10T07:00:00Z", "America/New_York", "2030-03-10T03:00:00-04:00"],
+    // The repeated hour of the fall-back (3 November) twice, told apart by the offset.
+    ["2030-11-03T05:30:00Z", "America/New_York", "2030-11-03T01:30:00-04:00"],
+    ["2030-11-03T06:30:00Z", "America/New_York", "2030-11-03T01:30:00-05:00"],
+    // Half- and three-quarter-hour zones.
+    ["2030-03-04T03:30:00Z", "Asia/Kolkata", "2030-03-04T09:00:00+05:30"],
+    ["2030-03-04T03:15:00Z", "Asia/Kathmandu", "2030-03-04T09:00:00+05:45"],
+    ["2030-03-04T14:00:00Z", "America/St_Johns", "2030-03-04T10:30:00-03:30"],
+    // A half-hour zone with daylight saving: Adelaide falls back from
+    // 03:00 +10:30 to 02:00 +09:30 on 7 April 2030 (16:30 UTC the day before).
+    ["2030-04-06T16:00:00Z", "Australia/Adelaide", "2030-04-07T02:30:00+10:30"],
+    ["2030-04-06T16:30:00Z", "Australia/Adelaide", "2030-04-07T02:00:00+09:30"],
+    ["2030-04-06T17:00:00Z", "Australia/Adelaide", "2030-04-07T02:30:00+09:30"],
+    ["2030-03-04T09:00:00Z", "UTC", "2030-03-04T09:00:00+00:00"],
+    ["2030-03-04T14:00:00.250Z", "America/New_York", "2030-03-04T09:00:00.250-05:00"],
+  ])("%s in %s is %s", (utc, zone, local) => {
+    expect(localDateTime(Date.parse(utc), zone)).toBe(local);
+  });
+
+  it("rounds a local mean time offset to minutes and keeps the instant", () => {
+    // New York kept -04:56:02 until 1883.
+    const ms = Date.UTC(1850, 0, 1, 12);
+    const text = localDateTime(ms, "America/New_York");
+    expect(text).toBe("1850-01-01T07:04:00-04:56");
+    expect(Date.parse(text)).toBe(ms);
+  });
+
+  it("names the same instant, with Temporal's wall clock, at any instant of any zone", () => {
+    const zones = [
+      "America/New_York",
+      "Australia/Adelaide",
+      "Asia/Kolkata",
+      "Europe/London",
+      "Pacific/Chatham",
+      "Australia/Lord_Howe",
+      "UTC",
+    ];
+    fc.assert(
+      fc.property(
+        fc.integer({ min: Date.UTC(1990, 0, 1), max: Date.UTC(2060, 0, 1) }),
+        fc.constantFrom(...zones),
+        (ms, zone) => {
+          const text = localDateTime(ms, zone);
+          expect(Date.parse(text)).toBe(ms);
+          const wall = Temporal.Instant.fromEpochMilliseconds(ms).toZonedDateTimeISO(zone);
+          expect(text.slice(0, 19)).toBe(wall.toPlainDateTime().toString().slice(0, 19));
+          expect(utcOffsetMs(ms, zone)).toBe(wall.offsetNanoseconds / 1_000_000);
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
 });
