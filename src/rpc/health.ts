@@ -1,3 +1,4 @@
+import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter } from "@connectrpc/connect";
 import {
   Health,
@@ -32,7 +33,20 @@ export function registerHealth(
     }
   }
 
-  router.service(Health, {
+  // grpc.health.v1 comes from the grpc-health-check package, whose Check
+  // carries no idempotency_level although its contract says "side effect
+  // free". Registered as NO_SIDE_EFFECTS here, it answers Connect GET
+  // requests like every other read (load balancers and curl probe with GET).
+  const check = {
+    ...Health.method.check,
+    idempotency: MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS,
+  };
+  const health: typeof Health = {
+    ...Health,
+    methods: Health.methods.map((m) => (m === Health.method.check ? check : m)),
+    method: { ...Health.method, check },
+  };
+  router.service(health, {
     async check(req) {
       return { status: await status(req.service) };
     },
