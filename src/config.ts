@@ -44,6 +44,7 @@ const schema = z.object({
   HOLDFAST_STREAM_BUFFER: positiveInt.max(1_000_000).default(10_000),
   HOLDFAST_EVENT_POLL_MS: positiveInt.max(600_000).default(1_000),
   HOLDFAST_STREAM_MAX_LAG_MS: positiveInt.max(3_600_000).default(30_000),
+  HOLDFAST_STREAM_HEARTBEAT_MS: positiveInt.max(600_000).default(15_000),
   HOLDFAST_WEBHOOK_ALLOW_PRIVATE: boolean.default(false),
   HOLDFAST_WEBHOOK_TIMEOUT_MS: positiveInt.max(120_000).default(10_000),
   HOLDFAST_WEBHOOK_RETRY_SCHEDULE: z
@@ -79,6 +80,8 @@ export type Config = {
   eventRetentionDays: number;
   streamBuffer: number;
   streamMaxLagMs: number;
+  /** How often an idle Server-Sent Events stream sends a comment, so proxies keep it open. */
+  streamHeartbeatMs: number;
   /** How often the outbox is read without a notification, as a safety net. */
   eventPollMs: number;
   webhookAllowPrivate: boolean;
@@ -115,6 +118,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     eventRetentionDays: c.HOLDFAST_EVENT_RETENTION_DAYS,
     streamBuffer: c.HOLDFAST_STREAM_BUFFER,
     streamMaxLagMs: c.HOLDFAST_STREAM_MAX_LAG_MS,
+    streamHeartbeatMs: c.HOLDFAST_STREAM_HEARTBEAT_MS,
     eventPollMs: c.HOLDFAST_EVENT_POLL_MS,
     webhookAllowPrivate: c.HOLDFAST_WEBHOOK_ALLOW_PRIVATE,
     webhookTimeoutMs: c.HOLDFAST_WEBHOOK_TIMEOUT_MS,

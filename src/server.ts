@@ -30,7 +30,8 @@ import { availabilityService } from "./rpc/availability-service.js";
 import { bookingService } from "./rpc/booking-service.js";
 import { catalogService } from "./rpc/catalog-service.js";
 import { errorInterceptor } from "./rpc/errors.js";
-import { eventService } from "./rpc/event-service.js";
+import { eventService, eventStreams } from "./rpc/event-service.js";
+import { EVENT_STREAM_PATH, eventStreamHandler } from "./rpc/event-stream.js";
 import { registerHealth } from "./rpc/health.js";
 import { rpcRequestHandler } from "./rpc/http.js";
 import { idempotent } from "./rpc/idempotency.js";
@@ -91,6 +92,10 @@ export async function startHoldfast(config: Config, databaseUrl: string): Promis
     const slotFinder = new SlotFinder(pool, catalogCache, await sharedSecret(pool, "slot-ids"));
     const feed = new EventFeed(pool, signals, config.eventPollMs);
     const zones = zonesOf(catalogCache);
+    const openEventStream = eventStreams(pool, feed, {
+      buffer: config.streamBuffer,
+      maxLagMs: config.streamMaxLagMs,
+    });
     if (!config.secretKey) {
       log.warn(
         "HOLDFAST_SECRET_KEY is not set: webhook secrets are sealed with a key kept in the database",
@@ -110,10 +115,7 @@ export async function startHoldfast(config: Config, databaseUrl: string): Promis
       router.service(ResourceService, idempotent(ResourceService, resourceService(db), pool));
       router.service(CatalogService, idempotent(CatalogService, catalogService(db), pool));
       router.service(AvailabilityService, availabilityService(catalogCache, slotFinder));
-      router.service(
-        EventService,
-        eventService(pool, feed, { buffer: config.streamBuffer, maxLagMs: config.streamMaxLagMs }),
-      );
+      router.service(EventService, eventService(pool, openEventStream));
       router.service(
         WebhookService,
         idempotent(WebhookService, webhookService(db, feed, webhookSettings), pool),
@@ -132,12 +134,25 @@ export async function startHoldfast(config: Config, databaseUrl: string): Promis
       );
       registerReflection(router, [...API_SERVICES, Health]);
     };
-    const handler = rpcRequestHandler({
+    const rpc = rpcRequestHandler({
       routes,
       interceptors: [errorInterceptor, authInterceptor(keyring), localTimesInterceptor(zones)],
       maxRequestBytes: config.maxRequestBytes,
       shutdownSignal: shutdown.signal,
     });
+    const eventStream = eventStreamHandler({
+      keyring,
+      open: openEventStream,
+      zones,
+      heartbeatMs: config.streamHeartbeatMs,
+      maxLagMs: config.streamMaxLagMs,
+      shutdownSignal: shutdown.signal,
+    });
+    // One path outside the RPC router: WatchEvents as Server-Sent Events.
+    const handler: NodeHandler = (req, res) =>
+      (req.url ?? "").split("?", 1)[0] === EVENT_STREAM_PATH
+        ? eventStream(req, res)
+        : rpc(req, res);
     const maintenance = startMaintenance(pool, {
       sweepIntervalMs: config.sweepIntervalMs,
       eventRetentionMs: config.eventRetentionDays * 86_400_000,

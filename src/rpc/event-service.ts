@@ -1,7 +1,12 @@
 import { fromJson, type JsonObject } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { z } from "zod";
-import { type Event, EventSchema, type EventService } from "../../gen/holdfast/v1/event_pb.js";
+import {
+  type Event,
+  EventSchema,
+  type EventService,
+  type WatchEventsRequest,
+} from "../../gen/holdfast/v1/event_pb.js";
 import {
   currentPosition,
   type EventFilter,
@@ -56,11 +61,6 @@ export function eventOf(e: OutboxEvent): Event {
   } as JsonObject);
 }
 
-/**
- * EventService: booking events from the outbox, for push (WatchEvents) and
- * pull (ListEvents) consumers. From any cursor, every later event arrives
- * exactly once, in commit-safe order (see src/domain/cursor.ts).
- */
 export type StreamLimits = {
   /** Live events a stream may have queued before it falls back to reading the table. */
   buffer: number;
@@ -68,85 +68,126 @@ export type StreamLimits = {
   maxLagMs: number;
 };
 
-export function eventService(
+/**
+ * Opens a WatchEvents stream of a tenant, for the RPC and for the
+ * Server-Sent Events endpoint alike: checks the request and fixes where the
+ * stream starts (a bad filter or cursor is refused before anything is
+ * sent), then yields every matching event after that point, replayed from
+ * the table and then live, until `signal` aborts or the feed stops.
+ */
+export type OpenEventStream = (
+  tenantId: string,
+  req: WatchEventsRequest,
+  signal: AbortSignal,
+) => Promise<AsyncIterable<Event>>;
+
+/** The position a cursor names; CURSOR_EXPIRED when retention has deleted events after it. */
+async function positionOf(
+  db: Queryable,
+  cursor: string,
+  otherwise: () => Promise<Position>,
+): Promise<Position> {
+  if (cursor === "") return otherwise();
+  const p = decodeCursor(cursor);
+  if (!p) {
+    throw new Rejection("INVALID_CURSOR", "the cursor is not one Holdfast issued", {
+      fieldViolations: [{ field: "after", description: "is not a cursor" }],
+    });
+  }
+  const pruned = await prunedThrough(db);
+  if (pruned && isAfter(pruned, p)) {
+    throw new Rejection(
+      "CURSOR_EXPIRED",
+      "events after this cursor have been deleted by retention; start over with ListEvents",
+    );
+  }
+  return p;
+}
+
+export function eventStreams(
   db: Queryable,
   feed: EventFeed,
   limits: StreamLimits,
-): ServiceImpl<typeof EventService> {
-  /** The position a cursor names; CURSOR_EXPIRED when retention has deleted events after it. */
-  async function positionOf(cursor: string, otherwise: () => Promise<Position>): Promise<Position> {
-    if (cursor === "") return otherwise();
-    const p = decodeCursor(cursor);
-    if (!p) {
-      throw new Rejection("INVALID_CURSOR", "the cursor is not one Holdfast issued", {
-        fieldViolations: [{ field: "after", description: "is not a cursor" }],
-      });
-    }
-    const pruned = await prunedThrough(db);
-    if (pruned && isAfter(pruned, p)) {
-      throw new Rejection(
-        "CURSOR_EXPIRED",
-        "events after this cursor have been deleted by retention; start over with ListEvents",
-      );
-    }
-    return p;
-  }
+): OpenEventStream {
+  return async (tenantId, req, signal) => {
+    const { filter } = v.parseRequest(
+      z.object({ filter: filterSchema, after: z.string().max(100) }),
+      req,
+    );
+    const start = await positionOf(db, req.after, () =>
+      req.fromBeginning ? Promise.resolve(BEGINNING) : currentPosition(db),
+    );
+    return follow(tenantId, filter, start, signal);
+  };
 
+  async function* follow(
+    tenantId: string,
+    filter: EventFilter,
+    start: Position,
+    signal: AbortSignal,
+  ): AsyncGenerator<Event> {
+    let cursor = start;
+    // Since when the stream has been behind the live feed, if it is.
+    let behindSince: number | undefined;
+    while (!signal.aborted) {
+      // Listen first, then catch up from the table: an event is either read
+      // by the catch-up or queued live (or both; the cursor drops repeats).
+      const live = await feed.subscribe(tenantId, filter, limits.buffer);
+      try {
+        for (;;) {
+          const page = await readEvents(db, {
+            tenantId,
+            after: cursor,
+            filter,
+            limit: CATCH_UP_PAGE,
+          });
+          for (const e of page) {
+            yield eventOf(e);
+            cursor = e.position;
+            if (behindSince !== undefined && Date.now() - behindSince > limits.maxLagMs) {
+              throw new Rejection(
+                "CONSUMER_TOO_SLOW",
+                `the stream stayed behind for more than ${limits.maxLagMs} ms; resume from the cursor`,
+                { metadata: { cursor: encodeCursor(cursor) } },
+              );
+            }
+          }
+          if (page.length < CATCH_UP_PAGE) break;
+        }
+        behindSince = undefined;
+        for (;;) {
+          const e = await live.next(signal);
+          if (live.overflowed) {
+            // More arrived than the buffer holds: catch up from the table
+            // again, and close the stream if that takes too long.
+            behindSince ??= Date.now();
+            break;
+          }
+          if (!e) return;
+          if (!isAfter(e.position, cursor)) continue;
+          yield eventOf(e);
+          cursor = e.position;
+        }
+      } finally {
+        live.close();
+      }
+    }
+  }
+}
+
+/**
+ * EventService: booking events from the outbox, for push (WatchEvents) and
+ * pull (ListEvents) consumers. From any cursor, every later event arrives
+ * exactly once, in commit-safe order (see src/domain/events.ts).
+ */
+export function eventService(
+  db: Queryable,
+  open: OpenEventStream,
+): ServiceImpl<typeof EventService> {
   return {
     async *watchEvents(req, ctx) {
-      const tenantId = principalOf(ctx).tenantId;
-      const { filter } = v.parseRequest(
-        z.object({ filter: filterSchema, after: z.string().max(100) }),
-        req,
-      );
-      let cursor = await positionOf(req.after, () =>
-        req.fromBeginning ? Promise.resolve(BEGINNING) : currentPosition(db),
-      );
-      // Since when the stream has been behind the live feed, if it is.
-      let behindSince: number | undefined;
-      while (!ctx.signal.aborted) {
-        // Listen first, then catch up from the table: an event is either read
-        // by the catch-up or queued live (or both; the cursor drops repeats).
-        const live = await feed.subscribe(tenantId, filter, limits.buffer);
-        try {
-          for (;;) {
-            const page = await readEvents(db, {
-              tenantId,
-              after: cursor,
-              filter,
-              limit: CATCH_UP_PAGE,
-            });
-            for (const e of page) {
-              yield { event: eventOf(e) };
-              cursor = e.position;
-              if (behindSince !== undefined && Date.now() - behindSince > limits.maxLagMs) {
-                throw new Rejection(
-                  "CONSUMER_TOO_SLOW",
-                  `the stream stayed behind for more than ${limits.maxLagMs} ms; resume from the cursor`,
-                  { metadata: { cursor: encodeCursor(cursor) } },
-                );
-              }
-            }
-            if (page.length < CATCH_UP_PAGE) break;
-          }
-          behindSince = undefined;
-          for (;;) {
-            const e = await live.next(ctx.signal);
-            if (live.overflowed) {
-              // More arrived than the buffer holds: catch up from the table
-              // again, and close the stream if that takes too long.
-              behindSince ??= Date.now();
-              break;
-            }
-            if (!e) return;
-            if (!isAfter(e.position, cursor)) continue;
-            yield { event: eventOf(e) };
-            cursor = e.position;
-          }
-        } finally {
-          live.close();
-        }
-      }
+      const events = await open(principalOf(ctx).tenantId, req, ctx.signal);
+      for await (const event of events) yield { event };
     },
 
     async listEvents(req, ctx) {
@@ -159,7 +200,7 @@ export function eventService(
         }),
         req,
       );
-      const after = await positionOf(req.after, () => Promise.resolve(BEGINNING));
+      const after = await positionOf(db, req.after, () => Promise.resolve(BEGINNING));
       const events = await readEvents(db, {
         tenantId,
         after,

@@ -1,0 +1,177 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import { create, toJson } from "@bufbuild/protobuf";
+import { codeToHttpStatus, errorToJson } from "@connectrpc/connect/protocol-connect";
+import {
+  type Event,
+  EventSchema,
+  EventService,
+  type WatchEventsRequest,
+  WatchEventsRequestSchema,
+} from "../../gen/holdfast/v1/event_pb.js";
+import { Rejection } from "../domain/rejection.js";
+import { log } from "../log.js";
+import { authenticate, type Keyring, requiredScopeOf } from "./auth.js";
+import { toConnectError } from "./errors.js";
+import type { OpenEventStream } from "./event-service.js";
+import { localizeBookings, type ZoneLookup } from "./local-times.js";
+
+/**
+ * WatchEvents for JSON-only consumers (browsers, curl, low-code tools), as
+ * Server-Sent Events: `GET /v1/events/stream` with the bearer key. It sits
+ * outside the `/holdfast.v1.*` paths because those are the RPC router's,
+ * where every path is a method of the schema and clients of every protocol
+ * expect its framing; `/v1/` is the API's version, as in `holdfast.v1`.
+ * The query takes WatchEventsRequest's fields by their proto names, and
+ * `Last-Event-ID` (every event's SSE id is its cursor) takes the place of
+ * `after`, so an EventSource that reconnects resumes where it was.
+ */
+export const EVENT_STREAM_PATH = "/v1/events/stream";
+
+type NodeRequest = IncomingMessage | Http2ServerRequest;
+type NodeResponse = ServerResponse | Http2ServerResponse;
+
+export type EventStreamOptions = {
+  keyring: Keyring;
+  open: OpenEventStream;
+  zones: ZoneLookup;
+  /** An idle stream sends a comment this often, so proxies keep it open. */
+  heartbeatMs: number;
+  /** How long a client may leave sent bytes unread before it is cut off. */
+  maxLagMs: number;
+  /** Aborts when the server stops: every stream then ends. */
+  shutdownSignal: AbortSignal;
+};
+
+/** Suggested wait before an EventSource reconnects, e.g. after a restart. */
+const RETRY_MS = 2_000;
+const LISTS = { types: "types", resource_ids: "resourceIds", service_ids: "serviceIds" } as const;
+const PARAMS = ["after", "from_beginning", ...Object.keys(LISTS)];
+
+export function eventStreamHandler(
+  opts: EventStreamOptions,
+): (req: NodeRequest, res: NodeResponse) => void {
+  const scope = requiredScopeOf(EventService.method.watchEvents);
+  return (req, res) => {
+    serve(req, res).catch((err: unknown) => log.debug("event stream ended", { err }));
+  };
+
+  async function serve(req: NodeRequest, res: NodeResponse): Promise<void> {
+    if (req.method !== "GET") {
+      res.writeHead(405, { allow: "GET", "content-type": "application/json" });
+      res.end(JSON.stringify({ code: "unimplemented", message: `use GET ${EVENT_STREAM_PATH}` }));
+      return;
+    }
+    // The stream ends when the client goes or the server stops.
+    const gone = new AbortController();
+    res.once("close", () => gone.abort());
+    const signal = AbortSignal.any([gone.signal, opts.shutdownSignal]);
+    let events: AsyncIterable<Event>;
+    let tenantId: string;
+    try {
+      tenantId = (await authenticate(opts.keyring, req.headers.authorization, scope)).tenantId;
+      const watch = requestOf(new URL(req.url ?? "", "http://holdfast").searchParams);
+      const lastEventId = req.headers["last-event-id"];
+      if (typeof lastEventId === "string" && lastEventId.trim() !== "")
+        watch.after = lastEventId.trim();
+      events = await opts.open(tenantId, watch, signal);
+    } catch (err) {
+      const error = toConnectError(err, EVENT_STREAM_PATH);
+      res.writeHead(codeToHttpStatus(error.code), { "content-type": "application/json" });
+      res.end(JSON.stringify(errorToJson(error, undefined)));
+      return;
+    }
+
+    // HTTP/1.1 and HTTP/2 responses write alike; their types do not unite.
+    const write = (text: string) => (res as { write(chunk: string): boolean }).write(text);
+    res.writeHead(200, {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-store",
+      // Reverse proxies such as nginx would otherwise hold events back.
+      "x-accel-buffering": "no",
+    });
+    // The first bytes tell the client the stream is open: every event that
+    // commits from now on (or after its cursor) will follow.
+    let writable = write(`retry: ${RETRY_MS}\n: open\n\n`);
+    const heartbeat = setInterval(() => {
+      if (writable) writable = write(": heartbeat\n\n");
+    }, opts.heartbeatMs);
+    try {
+      for await (const event of events) {
+        await localizeBookings(EventSchema, event, tenantId, opts.zones);
+        const data = JSON.stringify(toJson(EventSchema, event));
+        writable = write(`id: ${event.cursor}\ndata: ${data}\n\n`);
+        // A client that stops reading fills the socket's buffer: wait for it
+        // (the feed meanwhile keeps at most its bounded queue), and cut it
+        // off if it stays full, as WatchEvents closes a consumer too slow.
+        if (!writable) writable = await drained(res, signal, opts.maxLagMs);
+        if (!writable) {
+          if (!signal.aborted) cutOff(res);
+          return;
+        }
+      }
+    } catch (err) {
+      // Mid-stream failures (CONSUMER_TOO_SLOW, the database gone) end the
+      // stream with an `error` event carrying the same JSON as an RPC error.
+      const error = errorToJson(toConnectError(err, EVENT_STREAM_PATH), undefined);
+      if (!signal.aborted) write(`event: error\ndata: ${JSON.stringify(error)}\n\n`);
+    } finally {
+      clearInterval(heartbeat);
+    }
+    res.end();
+  }
+}
+
+/** The WatchEventsRequest a query string names; unknown or malformed parameters are refused. */
+function requestOf(query: URLSearchParams): WatchEventsRequest {
+  const req = create(WatchEventsRequestSchema, { filter: {} });
+  const filter = req.filter as NonNullable<WatchEventsRequest["filter"]>;
+  for (const name of new Set(query.keys())) {
+    const values = query.getAll(name);
+    if (name === "after" || name === "from_beginning") {
+      if (values.length > 1) throw malformed(name, "must be given once");
+      const value = values[0] as string;
+      if (name === "after") req.after = value;
+      else if (value === "true" || value === "1" || value === "") req.fromBeginning = true;
+      else if (value !== "false" && value !== "0")
+        throw malformed(name, 'must be "true" or "false"');
+    } else if (name in LISTS) {
+      // Repeated (types=a&types=b) or comma-separated (types=a,b).
+      filter[LISTS[name as keyof typeof LISTS]].push(
+        ...values.flatMap((v) => v.split(",")).filter((v) => v !== ""),
+      );
+    } else {
+      throw malformed(name, `is not a parameter; parameters are ${PARAMS.join(", ")}`);
+    }
+  }
+  return req;
+}
+
+function malformed(field: string, description: string): Rejection {
+  return new Rejection("MALFORMED_REQUEST", `query parameter ${field} ${description}`, {
+    fieldViolations: [{ field, description }],
+  });
+}
+
+/** Drops a client that does not read: its connection (HTTP/1.1) or its stream (HTTP/2). */
+function cutOff(res: NodeResponse): void {
+  if ("stream" in res) res.stream.close();
+  else res.destroy();
+}
+
+/** Resolves true once `res` drains, false if it has not within `timeoutMs` or the stream ends. */
+function drained(res: NodeResponse, signal: AbortSignal, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      res.off("drain", onDrain);
+      signal.removeEventListener("abort", onAbort);
+      resolve(ok);
+    };
+    const onDrain = () => done(true);
+    const onAbort = () => done(false);
+    const timer = setTimeout(() => done(false), timeoutMs);
+    res.once("drain", onDrain);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}

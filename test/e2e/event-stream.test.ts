@@ -1,0 +1,201 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
+import { loadConfig } from "../../src/config.js";
+import { startHoldfast } from "../../src/server.js";
+import { at, bookingWorld, sleep } from "../support/booking.js";
+import { clientFor } from "../support/clients.js";
+import { freshDatabase } from "../support/database.js";
+import { ADMIN_KEY, startTestServer, type TestServer } from "../support/server.js";
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await startTestServer({ HOLDFAST_STREAM_HEARTBEAT_MS: "200" });
+});
+
+/** One Server-Sent Events block: its fields, and its comment lines. */
+type Block = { id?: string; event?: string; data?: string; retry?: string; comments: string[] };
+
+/**
+ * Reads /v1/events/stream with fetch, as a browser's or a script's HTTP
+ * client would, parsing blocks as they arrive until stopped.
+ */
+async function follow(
+  baseUrl: string,
+  key: string | undefined,
+  query = "",
+  headers: Record<string, string> = {},
+) {
+  const abort = new AbortController();
+  const res = await fetch(`${baseUrl}/v1/events/stream${query}`, {
+    headers: { ...(key ? { authorization: `Bearer ${key}` } : {}), ...headers },
+    signal: abort.signal,
+  });
+  const blocks: Block[] = [];
+  let ended = false;
+  let failure: unknown;
+  const reading = (async () => {
+    if (!res.ok || !res.body) return;
+    const decoder = new TextDecoder();
+    let text = "";
+    try {
+      for await (const chunk of res.body) {
+        text += decoder.decode(chunk as Uint8Array, { stream: true });
+        for (let end = text.indexOf("\n\n"); end >= 0; end = text.indexOf("\n\n")) {
+          const block: Block = { comments: [] };
+          for (const line of text.slice(0, end).split("\n")) {
+            if (line.startsWith(":")) block.comments.push(line.slice(1).trim());
+            else {
+              const at = line.indexOf(":");
+              const field = line.slice(0, at) as "id" | "event" | "data" | "retry";
+              block[field] = line.slice(at + 1).replace(/^ /, "");
+            }
+          }
+          blocks.push(block);
+          text = text.slice(end + 2);
+        }
+      }
+      ended = true;
+    } catch (err) {
+      if (!abort.signal.aborted) failure = err;
+    }
+  })();
+  const events = () =>
+    blocks
+      .filter((b) => b.data !== undefined && b.event === undefined)
+      .map((b) => ({ ...(JSON.parse(b.data as string) as Record<string, unknown>), sseId: b.id }));
+  return {
+    res,
+    blocks,
+    events,
+    ended: () => ended,
+    failure: () => failure,
+    async until(predicate: () => boolean, timeoutMs = 15_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!predicate() && Date.now() < deadline && failure === undefined) await sleep(20);
+      expect(failure).toBeUndefined();
+      expect(predicate()).toBe(true);
+    },
+    async stop() {
+      abort.abort();
+      await reading;
+    },
+    reading,
+  };
+}
+
+type Streamed = {
+  sseId: string;
+  type: string;
+  cursor: string;
+  booking: { id: string; resourceId: string; localStartTime: string; timeZone: string };
+};
+
+describe("GET /v1/events/stream", () => {
+  it("streams matching events as Server-Sent Events, and resumes after Last-Event-ID", async () => {
+    const w = await bookingWorld(server.url, { resources: 2 });
+    const [r0, r1] = w.resourceIds as [string, string];
+    const filter = `?types=booking.held,booking.confirmed&resource_ids=${r0}`;
+    const first = await follow(server.url, w.key, filter);
+    expect(first.res.status).toBe(200);
+    expect(first.res.headers.get("content-type")).toBe("text/event-stream; charset=utf-8");
+    // The opening comment says the stream has its starting point.
+    await first.until(() => first.blocks.some((b) => b.comments.includes("open")));
+    expect(first.blocks[0]?.retry).toBe("2000");
+
+    const hold = async (resourceId: string, hour: number) =>
+      (await w.bookings.createHold({ serviceId: w.serviceId, resourceId, ...at(1, hour) })).booking
+        ?.id as string;
+    const a = await hold(r0, 9);
+    await hold(r1, 9); // another resource: filtered out
+    await w.bookings.confirmBooking({ bookingId: a });
+    await w.bookings.cancelBooking({ bookingId: a }); // another type: filtered out
+    await first.until(() => first.events().length >= 2);
+    await sleep(300);
+    await first.stop();
+    const seen = first.events() as Streamed[];
+    expect(seen.map((e) => [e.type, e.booking.id])).toEqual([
+      ["booking.held", a],
+      ["booking.confirmed", a],
+    ]);
+    // Each event's SSE id is its cursor; bookings carry their local times.
+    for (const e of seen) expect(e.sseId).toBe(e.cursor);
+    expect(seen[0]?.booking.localStartTime).toMatch(/T09:00:00\+00:00$/);
+    expect(seen[0]?.booking.timeZone).toBe("UTC");
+
+    // While nobody listens, more happens; the reconnect resumes after the last id seen.
+    const b = await hold(r0, 11);
+    await w.bookings.confirmBooking({ bookingId: b });
+    const resumed = await follow(server.url, w.key, filter, {
+      "Last-Event-ID": seen[1]?.sseId as string,
+    });
+    await resumed.until(() => resumed.events().length >= 2);
+    await sleep(300);
+    await resumed.stop();
+    expect((resumed.events() as Streamed[]).map((e) => [e.type, e.booking.id])).toEqual([
+      ["booking.held", b],
+      ["booking.confirmed", b],
+    ]);
+
+    // from_beginning replays everything the filter matches.
+    const all = await follow(server.url, w.key, `${filter}&from_beginning=true`);
+    await all.until(() => all.events().length >= 4);
+    await all.stop();
+    expect((all.events() as Streamed[]).map((e) => e.booking.id)).toEqual([a, a, b, b]);
+  });
+
+  it("sends heartbeat comments while idle", async () => {
+    const w = await bookingWorld(server.url);
+    const s = await follow(server.url, w.key);
+    await s.until(() => s.blocks.some((b) => b.comments.includes("heartbeat")));
+    await s.stop();
+    expect(s.events()).toEqual([]);
+  });
+
+  it("refuses bad requests before streaming, with the JSON errors of the RPCs", async () => {
+    const w = await bookingWorld(server.url);
+    const { apiKey: bookingsOnly } = await clientFor(KeyService, server.url, w.key).createApiKey({
+      scopes: ["bookings.read"],
+    });
+    const cases: [string | undefined, string, Record<string, string>, number, string][] = [
+      [undefined, "", {}, 401, "UNAUTHENTICATED"],
+      ["hf_not_a_key", "", {}, 401, "UNAUTHENTICATED"],
+      [bookingsOnly, "", {}, 403, "MISSING_SCOPE"],
+      [w.key, "?type=booking.held", {}, 400, "MALFORMED_REQUEST"],
+      [w.key, "?from_beginning=maybe", {}, 400, "MALFORMED_REQUEST"],
+      [w.key, "?types=booking.exploded", {}, 400, "VALIDATION_ERROR"],
+      [w.key, "?after=ev1_nope", {}, 400, "INVALID_CURSOR"],
+      [w.key, "", { "Last-Event-ID": "not-a-cursor" }, 400, "INVALID_CURSOR"],
+    ];
+    for (const [key, query, headers, status, reason] of cases) {
+      const s = await follow(server.url, key, query, headers);
+      const body = (await s.res.json()) as {
+        code: string;
+        details?: { type: string; debug?: { reason?: string } }[];
+      };
+      expect({ query, status: s.res.status, reason: body.details?.[0]?.debug?.reason }).toEqual({
+        query,
+        status,
+        reason,
+      });
+    }
+    const post = await fetch(`${server.url}/v1/events/stream`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${w.key}` },
+    });
+    expect(post.status).toBe(405);
+    expect(post.headers.get("allow")).toBe("GET");
+  });
+
+  it("ends cleanly when the server stops", async () => {
+    const own = await startHoldfast(
+      loadConfig({ PORT: "0", HOLDFAST_ADMIN_KEY: ADMIN_KEY, HOLDFAST_LOG_LEVEL: "error" }),
+      await freshDatabase(),
+    );
+    const s = await follow(own.url, ADMIN_KEY);
+    await s.until(() => s.blocks.length >= 1);
+    await own.close();
+    await s.reading;
+    expect(s.failure()).toBeUndefined();
+    expect(s.ended()).toBe(true);
+  });
+});
