@@ -117,7 +117,12 @@ describe("local times", () => {
     let replayed = false;
     const again = await w.bookings.createHold(
       { slotId: across.slotId },
-      { ...withKey, onHeader: (h) => (replayed = h.get("idempotent-replayed") === "true") },
+      {
+        ...withKey,
+        onHeader: (h) => {
+          replayed = h.get("idempotent-replayed") === "true";
+        },
+      },
     );
     expect(replayed).toBe(true);
     expect(again.booking?.localStartTime).toBe(held.localStartTime);
