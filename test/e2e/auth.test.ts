@@ -125,6 +125,54 @@ describe("API keys", () => {
   });
 });
 
+describe("GetCaller", () => {
+  it("tells any valid key its tenant, id and scopes, over gRPC and Connect JSON", async () => {
+    const name = `caller-${Math.random().toString(36).slice(2)}`;
+    const { key, tenantId } = await newTenant(server.url, name);
+    const created = await clientFor(KeyService, server.url, key).createApiKey({
+      scopes: ["catalog.read"],
+      description: "a key without keys.manage",
+    });
+    const narrow = clientFor(KeyService, server.url, created.apiKey);
+    expect(await narrow.getCaller({})).toMatchObject({
+      tenantId,
+      tenantName: name,
+      apiKeyId: created.key?.id,
+      scopes: ["catalog.read"],
+    });
+    // The narrow key may still not manage keys.
+    await rejected(narrow.listApiKeys({}), Code.PermissionDenied, "MISSING_SCOPE");
+    const json = await postJson(server.url, "holdfast.v1.KeyService/GetCaller", {}, created.apiKey);
+    expect(json.body).toEqual({
+      tenantId,
+      tenantName: name,
+      apiKeyId: created.key?.id,
+      scopes: ["catalog.read"],
+    });
+
+    const operator = await clientFor(KeyService, server.url, ADMIN_KEY).getCaller({});
+    expect(operator).toMatchObject({
+      tenantName: "default",
+      apiKeyId: "env:HOLDFAST_ADMIN_KEY",
+    });
+    expect(operator.scopes).toContain("tenants.manage");
+  });
+
+  it("refuses a missing or revoked key", async () => {
+    const { key } = await newTenant(server.url);
+    const keys = clientFor(KeyService, server.url, key);
+    const created = await keys.createApiKey({ scopes: ["bookings.read"] });
+    await keys.revokeApiKey({ apiKeyId: created.key?.id as string });
+    for (const k of [undefined, created.apiKey]) {
+      await rejected(
+        clientFor(KeyService, server.url, k).getCaller({}),
+        Code.Unauthenticated,
+        "UNAUTHENTICATED",
+      );
+    }
+  });
+});
+
 describe("tenant isolation beyond the catalog", () => {
   it("keeps overrides, slots, bookings, events and webhooks of tenant A out of tenant B's reach", async () => {
     const a = await bookingWorld(server.url);
