@@ -65,11 +65,29 @@ export const DAY_MS = 24 * HOUR_MS;
  */
 export function localDateTime(ms: number, timeZone: string): string {
   const offsetMin = Math.round(utcOffsetMs(ms, timeZone) / MINUTE_MS);
-  const wall = new Date(ms + offsetMin * MINUTE_MS).toISOString(); // "YYYY-MM-DDTHH:MM:SS.sssZ"
-  const text = ms % 1000 === 0 ? wall.slice(0, 19) : wall.slice(0, 23);
+  const wall = ms + offsetMin * MINUTE_MS;
+  const day = Math.floor(wall / DAY_MS);
+  const msOfDay = wall - day * DAY_MS;
+  const seconds = Math.floor(msOfDay / 1000) % 60;
+  const millis = msOfDay % 1000;
+  const time =
+    formatClockTime(Math.floor(msOfDay / MINUTE_MS)) +
+    `:${String(seconds).padStart(2, "0")}` +
+    (millis === 0 ? "" : `.${String(millis).padStart(3, "0")}`);
   const sign = offsetMin < 0 ? "-" : "+";
-  const abs = Math.abs(offsetMin);
-  return `${text}${sign}${formatClockTime(abs)}`;
+  return `${isoDate(day)}T${time}${sign}${formatClockTime(Math.abs(offsetMin))}`;
+}
+
+/** "YYYY-MM-DD" of a day number (days since 1970-01-01); a page of times shares a few days. */
+const isoDates = new Map<number, string>();
+function isoDate(day: number): string {
+  let text = isoDates.get(day);
+  if (text === undefined) {
+    text = new Date(day * DAY_MS).toISOString().slice(0, 10);
+    if (isoDates.size >= 10_000) isoDates.clear();
+    isoDates.set(day, text);
+  }
+  return text;
 }
 
 /**
