@@ -1,3 +1,4 @@
+import { connect } from "node:http2";
 import { beforeAll, describe, expect, it } from "vitest";
 import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { loadConfig } from "../../src/config.js";
@@ -141,6 +142,37 @@ describe("GET /v1/events/stream", () => {
     await all.until(() => all.events().length >= 4);
     await all.stop();
     expect((all.events() as Streamed[]).map((e) => e.booking.id)).toEqual([a, a, b, b]);
+  });
+
+  it("streams over HTTP/2 (h2c) too, as every path of the port does", async () => {
+    const w = await bookingWorld(server.url);
+    const session = connect(server.url);
+    try {
+      const stream = session.request({
+        ":path": `/v1/events/stream?types=booking.held`,
+        authorization: `Bearer ${w.key}`,
+      });
+      let text = "";
+      stream.setEncoding("utf8");
+      stream.on("data", (chunk: string) => {
+        text += chunk;
+      });
+      const until = async (needle: string) => {
+        for (let i = 0; i < 750 && !text.includes(needle); i++) await sleep(20);
+        expect(text).toContain(needle);
+      };
+      await until(": open");
+      const { booking } = await w.bookings.createHold({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(1, 9),
+      });
+      await until(booking?.id as string);
+      expect(text).toContain('"type":"booking.held"');
+      stream.close();
+    } finally {
+      session.close();
+    }
   });
 
   it("sends heartbeat comments while idle", async () => {
