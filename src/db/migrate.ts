@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import type pg from "pg";
 import { log } from "../log.js";
+import type { Queryable } from "./pool.js";
 
 const MIGRATIONS_DIR = new URL("./migrations/", import.meta.url);
 const FUNCTIONS_DIR = new URL("./functions/", import.meta.url);
@@ -237,4 +238,22 @@ async function refreshFunctions(
     throw err;
   }
   return files.map((f) => f.file);
+}
+
+/** The newest migration this code ships. */
+export async function latestVersion(): Promise<number> {
+  return Math.max(0, ...(await readMigrations()).map((m) => m.version));
+}
+
+/** The newest migration applied to the database (0 when none has been). */
+export async function appliedVersion(q: Queryable): Promise<number> {
+  // The table is made by the first migrate(); a query naming it would fail before.
+  const { rows: exists } = await q.query<{ found: boolean }>(
+    "SELECT to_regclass('schema_migrations') IS NOT NULL AS found",
+  );
+  if (!exists[0]?.found) return 0;
+  const { rows } = await q.query<{ version: number | null }>(
+    "SELECT max(version) AS version FROM schema_migrations",
+  );
+  return rows[0]?.version ?? 0;
 }

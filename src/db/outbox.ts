@@ -127,3 +127,13 @@ export async function recordWebhookDisabled(
     [tenantId, webhookId, detail],
   );
 }
+
+/** The time span of the events retention has kept (both undefined when there are none). */
+export async function outboxSpan(
+  q: Queryable,
+): Promise<{ oldest: Date | undefined; newest: Date | undefined }> {
+  const { rows } = await q.query<{ oldest: Date | null; newest: Date | null }>(
+    "SELECT min(occur_time) AS oldest, max(occur_time) AS newest FROM outbox",
+  );
+  return { oldest: rows[0]?.oldest ?? undefined, newest: rows[0]?.newest ?? undefined };
+}

@@ -24,6 +24,25 @@ export async function notify(q: Queryable, channel: Channel, payload = ""): Prom
   await q.query("SELECT pg_notify($1, $2)", [channel, payload]);
 }
 
+/** The application_name of each instance's LISTEN connection, by which instances are counted. */
+const LISTENER_NAME = "holdfast-signals";
+
+/**
+ * The instances running on this database, as far as this role may see
+ * (Postgres shows other roles' sessions only to superusers and
+ * pg_read_all_stats): one LISTEN connection each.
+ */
+export async function runningInstances(q: Queryable): Promise<{ client: string; since: Date }[]> {
+  const { rows } = await q.query<{ client: string; since: Date }>(
+    `SELECT coalesce(host(client_addr), 'local socket') AS client, backend_start AS since
+     FROM pg_stat_activity
+     WHERE application_name = $1 AND datname = current_database()
+     ORDER BY backend_start`,
+    [LISTENER_NAME],
+  );
+  return rows;
+}
+
 /**
  * One LISTEN connection per process, outside the pool, that reconnects with
  * capped backoff and checks itself with a heartbeat.
@@ -54,7 +73,7 @@ export class Signals extends EventEmitter {
   private async connect(): Promise<void> {
     const client = new pg.Client({
       connectionString: this.connectionString,
-      application_name: "holdfast-signals",
+      application_name: LISTENER_NAME,
     });
     client.on("notification", (n) => this.emit(n.channel, n.payload ?? ""));
     client.on("error", (err) => this.lost(client, err));

@@ -1,7 +1,7 @@
 import { Rejection } from "../domain/rejection.js";
 import { OPERATOR_SCOPE, TENANT_SCOPES } from "../domain/scopes.js";
 import { isUniqueViolation } from "./errors.js";
-import { insertKey } from "./keys.js";
+import { insertKey, type KeyRow, revokeKeysWithScope } from "./keys.js";
 import type { Db, Queryable } from "./pool.js";
 
 export type TenantRow = { id: string; name: string; create_time: Date };
@@ -41,6 +41,15 @@ export async function getTenant(q: Queryable, id: string): Promise<TenantRow | u
   const { rows } = await q.query<TenantRow>(
     "SELECT id, name, create_time FROM tenants WHERE id = $1",
     [id],
+  );
+  return rows[0];
+}
+
+/** The tenant with this id or, failing that, this name. */
+export async function findTenant(q: Queryable, idOrName: string): Promise<TenantRow | undefined> {
+  const { rows } = await q.query<TenantRow>(
+    "SELECT id, name, create_time FROM tenants WHERE id = $1 OR name = $1 ORDER BY id = $1 DESC LIMIT 1",
+    [idOrName],
   );
   return rows[0];
 }
@@ -86,5 +95,27 @@ export async function bootstrapDefaultTenant(
       "operator key (bootstrap)",
     );
     return { tenantId: created.id, operatorSecret: secret };
+  });
+}
+
+/**
+ * The way back when the operator key is lost or leaked: in one transaction,
+ * revokes every operator key of tenant `default` (creating the tenant if it
+ * is missing) and makes a new one, whose secret is returned to be shown
+ * once. A key set with HOLDFAST_ADMIN_KEY is not stored, so not revoked.
+ */
+export async function rotateOperatorKey(
+  db: Db,
+): Promise<{ secret: string; key: KeyRow; revoked: KeyRow[] }> {
+  return db.transaction(async (tx) => {
+    const { tenantId } = await bootstrapDefaultTenant(tx, false);
+    const revoked = await revokeKeysWithScope(tx, tenantId, OPERATOR_SCOPE);
+    const { secret, key } = await insertKey(
+      tx,
+      tenantId,
+      [...TENANT_SCOPES, OPERATOR_SCOPE],
+      "operator key (rotated)",
+    );
+    return { secret, key, revoked };
   });
 }

@@ -351,3 +351,51 @@ export async function recordAttempt(
     return true;
   });
 }
+
+/**
+ * How far webhook delivery is behind, for operators: committed events not
+ * yet turned into deliveries, and pending deliveries (those due now, and
+ * the longest a due one has waited). Counts stop at `cap`, so asking stays
+ * cheap however large the backlog.
+ */
+export async function deliveryBacklog(
+  q: Queryable,
+  cap: number,
+): Promise<{
+  undispatched: number;
+  oldestUndispatched: Date | undefined;
+  pending: number;
+  due: number;
+  oldestDue: Date | undefined;
+}> {
+  const { rows } = await q.query<{
+    undispatched: number;
+    oldest_undispatched: Date | null;
+    pending: number;
+    due: number;
+    oldest_due: Date | null;
+  }>(
+    `WITH cursor AS (SELECT xid, seq FROM webhook_dispatch),
+     behind AS (
+       SELECT o.occur_time FROM outbox o
+       WHERE (o.xid, o.seq) > ((SELECT xid FROM cursor), (SELECT seq FROM cursor))
+       ORDER BY o.xid, o.seq LIMIT $1),
+     pending AS (
+       SELECT next_attempt_time FROM deliveries WHERE status = 'pending'
+       ORDER BY next_attempt_time LIMIT $1)
+     SELECT (SELECT count(*) FROM behind)::int AS undispatched,
+            (SELECT min(occur_time) FROM behind) AS oldest_undispatched,
+            (SELECT count(*) FROM pending)::int AS pending,
+            (SELECT count(*) FROM pending WHERE next_attempt_time <= now())::int AS due,
+            (SELECT min(next_attempt_time) FROM pending WHERE next_attempt_time <= now()) AS oldest_due`,
+    [cap],
+  );
+  const r = rows[0];
+  return {
+    undispatched: r?.undispatched ?? 0,
+    oldestUndispatched: r?.oldest_undispatched ?? undefined,
+    pending: r?.pending ?? 0,
+    due: r?.due ?? 0,
+    oldestDue: r?.oldest_due ?? undefined,
+  };
+}

@@ -51,6 +51,14 @@ export function daysInMonth(year: number, month: number): number {
   return new Date(Date.UTC(year, month, 0)).getUTCDate();
 }
 
+/** "90s", "30m", "2h", "1d", "500ms" → milliseconds; undefined when it is not one such duration. */
+export function parseDuration(text: string): number | undefined {
+  const m = /^\s*(\d+)\s*(ms|s|m|h|d)\s*$/.exec(text);
+  if (!m) return undefined;
+  const unit = { ms: 1, s: 1000, m: MINUTE_MS, h: HOUR_MS, d: DAY_MS }[m[2] as string] as number;
+  return Number(m[1]) * unit;
+}
+
 export const MINUTE_MS = 60_000;
 export const HOUR_MS = 60 * MINUTE_MS;
 export const DAY_MS = 24 * HOUR_MS;

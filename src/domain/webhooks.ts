@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
 import { isIP } from "node:net";
-import { DAY_MS, HOUR_MS, MINUTE_MS } from "./time.js";
+import { DAY_MS, HOUR_MS, MINUTE_MS, parseDuration } from "./time.js";
 
 /**
  * Webhook rules: which URLs may receive events, how deliveries are signed
@@ -109,14 +109,11 @@ export const DEFAULT_RETRY_SCHEDULE_MS = [
 
 /** "5s,30s,2m,1h,1d" → milliseconds; undefined when any item is not a duration. */
 export function parseRetrySchedule(text: string): number[] | undefined {
-  const unit: Record<string, number> = { ms: 1, s: 1000, m: MINUTE_MS, h: HOUR_MS, d: DAY_MS };
-  const items = text.split(",").map((t) => /^\s*(\d+)\s*(ms|s|m|h|d)\s*$/.exec(t));
-  if (items.length === 0 || items.length > MAX_RETRIES || items.some((m) => !m)) return undefined;
-  const waits = items.map(
-    (m) =>
-      Number((m as RegExpExecArray)[1]) * (unit[(m as RegExpExecArray)[2] as string] as number),
-  );
-  return waits.every((ms) => ms <= MAX_RETRY_WAIT_MS) ? waits : undefined;
+  const waits = text.split(",").map(parseDuration);
+  if (waits.length === 0 || waits.length > MAX_RETRIES) return undefined;
+  return waits.every((ms) => ms !== undefined && ms <= MAX_RETRY_WAIT_MS)
+    ? (waits as number[])
+    : undefined;
 }
 
 /** Bounds that keep every scheduled retry a time Postgres can store. */

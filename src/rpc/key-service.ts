@@ -24,7 +24,8 @@ export function apiKeyOf(k: KeyRow): MessageInitShape<typeof ApiKeySchema> {
   };
 }
 
-const createSchema = z.object({
+/** What CreateApiKey accepts; the `holdfast keys create` command checks the same. */
+export const newKeySchema = z.object({
   scopes: z
     .array(
       z.string().refine(isTenantScope, {
@@ -39,7 +40,7 @@ const createSchema = z.object({
 export function keyService(base: Db, keyring: Keyring): ServiceImpl<typeof KeyService> {
   return {
     async createApiKey(req, ctx) {
-      const f = v.parseRequest(createSchema, req);
+      const f = v.parseRequest(newKeySchema, req);
       const principal = principalOf(ctx);
       const beyond = scopesBeyond(principal.scopes, f.scopes);
       if (beyond.length > 0) {

@@ -9,7 +9,7 @@ import { apiKeyOf } from "./key-service.js";
 import { readPage, writePage } from "./paging.js";
 import * as v from "./validate.js";
 
-function tenantOf(t: TenantRow) {
+export function tenantOf(t: TenantRow) {
   return { id: t.id, name: t.name, createTime: timestampOfDate(t.create_time) };
 }
 

@@ -7,6 +7,7 @@ import {
   isCalendarDate,
   localDateTime,
   parseClockTime,
+  parseDuration,
   utcOffsetMs,
 } from "../../src/domain/time.js";
 
@@ -140,4 +141,27 @@ describe("localDateTime", () => {
       { numRuns: 500 },
     );
   });
+});
+
+describe("parseDuration", () => {
+  it("reads one whole number with a unit", () => {
+    expect(parseDuration("250ms")).toBe(250);
+    expect(parseDuration("90s")).toBe(90_000);
+    expect(parseDuration(" 30m ")).toBe(1_800_000);
+    expect(parseDuration("2h")).toBe(7_200_000);
+    expect(parseDuration("1d")).toBe(86_400_000);
+    expect(parseDuration("0s")).toBe(0);
+  });
+
+  it.each([
+    "",
+    "30",
+    "m",
+    "1.5h",
+    "-1s",
+    "1w",
+    "1h30m",
+    "1m,2m",
+    "30 minutes",
+  ])("refuses %j", (text) => expect(parseDuration(text)).toBeUndefined());
 });

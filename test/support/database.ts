@@ -8,12 +8,21 @@ import { databaseUrl } from "./urls.js";
  * run's template and dropped after the file's tests.
  */
 export async function freshDatabase(): Promise<string> {
+  return createDatabase(`TEMPLATE ${inject("templateDatabase")}`);
+}
+
+/** A database without Holdfast's schema, dropped after the file's tests. */
+export function emptyDatabase(): Promise<string> {
+  return createDatabase("");
+}
+
+async function createDatabase(options: string): Promise<string> {
   const adminUrl = inject("adminUrl");
   const name = `${inject("runPrefix")}_${randomBytes(4).toString("hex")}`;
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
   try {
-    await admin.query(`CREATE DATABASE ${name} TEMPLATE ${inject("templateDatabase")}`);
+    await admin.query(`CREATE DATABASE ${name} ${options}`);
   } finally {
     await admin.end();
   }

