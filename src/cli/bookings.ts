@@ -99,6 +99,14 @@ function requestedTime(o: TimeOptions, lengthMs?: number) {
   return { startTime: timestampFromMs(o.start), endTime: timestampFromMs(end) };
 }
 
+/** Every write: `--idempotency-key`, so a command run again after a lost answer is not done twice. */
+function write(cmd: Command): Command {
+  return cmd.option(
+    "--idempotency-key <key>",
+    "send this key: running the command again with it returns the first answer",
+  );
+}
+
 function timeOptions(cmd: Command): Command {
   return cmd
     .option("--slot <slot-id>", "a slot id from `holdfast slots`")
@@ -172,9 +180,9 @@ export function bookingCommands(program: Command): void {
     });
 
   timeOptions(
-    program
-      .command("hold")
-      .description("hold a time while the caller decides; confirm it before the hold lapses"),
+    write(program.command("hold")).description(
+      "hold a time while the caller decides; confirm it before the hold lapses",
+    ),
   )
     .option("--service <service-id>", "the service (not needed with --slot)")
     .option("--resource <resource-id>", "the resource (default: any free one of the service)")
@@ -186,7 +194,6 @@ export function bookingCommands(program: Command): void {
     .option("--name <name>", "attendee name")
     .option("--email <email>", "attendee email")
     .option("--phone <phone>", "attendee phone")
-    .option("--idempotency-key <key>", "send this key, so a retried command cannot hold twice")
     .action(async (o, cmd: Command) => {
       const time = requestedTime(o);
       if (!("slotId" in time) && o.service === undefined) {
@@ -207,11 +214,9 @@ export function bookingCommands(program: Command): void {
       });
     });
 
-  program
-    .command("confirm")
+  write(program.command("confirm"))
     .description("confirm a held booking")
     .argument("<booking-id>")
-    .option("--idempotency-key <key>", "send this key, so a retried command is answered the same")
     .action(async (bookingId: string, o, cmd: Command) => {
       await withApi(cmd, async (api, globals) => {
         const answer = await api.client.bookings.confirmBooking(
@@ -222,12 +227,10 @@ export function bookingCommands(program: Command): void {
       });
     });
 
-  program
-    .command("cancel")
+  write(program.command("cancel"))
     .description("cancel a held or confirmed booking; its time is free at once")
     .argument("<booking-id>")
     .option("--reason <text>", "why, kept with the booking")
-    .option("--idempotency-key <key>", "send this key, so a retried command is answered the same")
     .action(async (bookingId: string, o, cmd: Command) => {
       await withApi(cmd, async (api, globals) => {
         const answer = await api.client.bookings.cancelBooking(
@@ -239,13 +242,11 @@ export function bookingCommands(program: Command): void {
     });
 
   timeOptions(
-    program
-      .command("reschedule")
+    write(program.command("reschedule"))
       .description("move a booking to another time (and resource); it keeps its id and status")
       .argument("<booking-id>"),
   )
     .option("--resource <resource-id>", "move to this resource of the service")
-    .option("--idempotency-key <key>", "send this key, so a retried command cannot move twice")
     .action(async (bookingId: string, o, cmd: Command) => {
       await withApi(cmd, async (api, globals) => {
         let length: number | undefined;
