@@ -14,7 +14,7 @@ import { localRange, zoneLabel } from "./output.js";
  * HOLDFAST_URL with the key in HOLDFAST_KEY (the key is read from the
  * environment only, so it never shows in a process list or shell history).
  */
-export type Api = { client: HoldfastClient; zones: ResourceZones; url: string };
+export type Api = { client: HoldfastClient; url: string };
 
 export function connect(url: string): Api {
   const apiKey = process.env.HOLDFAST_KEY;
@@ -29,39 +29,12 @@ export function connect(url: string): Api {
     );
   }
   const client = createHoldfastClient({ baseUrl: url, apiKey, protocol: "grpc" });
-  return { client, zones: new ResourceZones(client), url };
-}
-
-/**
- * Each resource's time zone, so times show on the wall clock of the place
- * they happen. Read once per resource; a key without `catalog.read` (or a
- * resource it cannot see) gets UTC.
- */
-export class ResourceZones {
-  private readonly known = new Map<string, Promise<string>>();
-
-  constructor(private readonly client: HoldfastClient) {}
-
-  learn(zones: Record<string, string>): void {
-    for (const [id, zone] of Object.entries(zones)) this.known.set(id, Promise.resolve(zone));
-  }
-
-  of(resourceId: string): Promise<string> {
-    let zone = this.known.get(resourceId);
-    if (!zone) {
-      zone = this.client.resources.getResource({ resourceId }).then(
-        (r) => r.resource?.timeZone || "UTC",
-        () => "UTC",
-      );
-      this.known.set(resourceId, zone);
-    }
-    return zone;
-  }
+  return { client, url };
 }
 
 /** A slot's time on its resource's clock: "Mon 2030-03-04 09:00-09:30  America/New_York (-05:00)". */
-export async function describeSlot(slot: Slot, zones: ResourceZones): Promise<string> {
-  const zone = await zones.of(slot.resourceId);
+export function describeSlot(slot: Slot): string {
+  const zone = slot.timeZone || "UTC";
   const start = slot.startTime ? msOfTimestamp(slot.startTime) : 0;
   const end = slot.endTime ? msOfTimestamp(slot.endTime) : 0;
   return `${localRange(start, end, zone)}  ${zoneLabel(start, zone)}  ${slot.resourceId}  ${slot.slotId}`;
@@ -97,8 +70,7 @@ export async function explainApiError(err: unknown, api: Api): Promise<CommandFa
       );
     }
     if (conflict.alternatives.length > 0) lines.push("free instead:");
-    for (const slot of conflict.alternatives)
-      lines.push(`  ${await describeSlot(slot, api.zones)}`);
+    for (const slot of conflict.alternatives) lines.push(`  ${describeSlot(slot)}`);
   }
   return new CommandFailed(lines.join("\n"));
 }

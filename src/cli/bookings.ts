@@ -48,10 +48,8 @@ function untilExpiry(b: Booking): string {
   return left > 0 ? `in ${left}s` : "lapsing";
 }
 
-async function printBookings(api: Api, bookings: readonly Booking[]): Promise<void> {
-  const zones = new Map<string, string>();
-  for (const b of bookings) zones.set(b.resourceId, await api.zones.of(b.resourceId));
-  const zone = (b: Booking) => zones.get(b.resourceId) ?? "UTC";
+function printBookings(bookings: readonly Booking[]): void {
+  const zone = (b: Booking) => b.timeZone || "UTC";
   printTable(bookings, [
     { header: "BOOKING", value: (b) => b.id },
     { header: "STATUS", value: (b) => statusName(b.status) },
@@ -65,14 +63,13 @@ async function printBookings(api: Api, bookings: readonly Booking[]): Promise<vo
 }
 
 /** Prints the booking of a write's answer, as a table row or as the answer's JSON. */
-async function printAnswer<S extends DescMessage>(
-  api: Api,
+function printAnswer<S extends DescMessage>(
   globals: Globals,
   schema: S,
   answer: MessageShape<S> & { booking?: Booking },
-): Promise<void> {
+): void {
   if (globals.json) printJson(toJson(schema, answer));
-  else await printBookings(api, answer.booking ? [answer.booking] : []);
+  else printBookings(answer.booking ? [answer.booking] : []);
 }
 
 /**
@@ -152,8 +149,7 @@ export function bookingCommands(program: Command): void {
           duration: o.duration === undefined ? undefined : durationFromMs(o.duration),
           pageSize: day === undefined ? o.limit : 5000,
         });
-        api.zones.learn(answer.timeZones);
-        const zone = (s: Slot) => answer.timeZones[s.resourceId] ?? "UTC";
+        const zone = (s: Slot) => s.timeZone || "UTC";
         const inRange =
           o.date === undefined
             ? answer.slots
@@ -210,7 +206,7 @@ export function bookingCommands(program: Command): void {
           },
           { headers: idempotencyHeader(o.idempotencyKey) },
         );
-        await printAnswer(api, globals, CreateHoldResponseSchema, answer);
+        printAnswer(globals, CreateHoldResponseSchema, answer);
       });
     });
 
@@ -223,7 +219,7 @@ export function bookingCommands(program: Command): void {
           { bookingId },
           { headers: idempotencyHeader(o.idempotencyKey) },
         );
-        await printAnswer(api, globals, ConfirmBookingResponseSchema, answer);
+        printAnswer(globals, ConfirmBookingResponseSchema, answer);
       });
     });
 
@@ -237,7 +233,7 @@ export function bookingCommands(program: Command): void {
           { bookingId, reason: o.reason ?? "" },
           { headers: idempotencyHeader(o.idempotencyKey) },
         );
-        await printAnswer(api, globals, CancelBookingResponseSchema, answer);
+        printAnswer(globals, CancelBookingResponseSchema, answer);
       });
     });
 
@@ -259,7 +255,7 @@ export function bookingCommands(program: Command): void {
           { bookingId, resourceId: o.resource ?? "", ...requestedTime(o, length) },
           { headers: idempotencyHeader(o.idempotencyKey) },
         );
-        await printAnswer(api, globals, RescheduleBookingResponseSchema, answer);
+        printAnswer(globals, RescheduleBookingResponseSchema, answer);
       });
     });
 
@@ -298,7 +294,7 @@ export function bookingCommands(program: Command): void {
           printMessage(ListBookingsResponseSchema, { bookings, nextPageToken: pageToken });
           return;
         }
-        await printBookings(api, bookings);
+        printBookings(bookings);
         if (pageToken !== "")
           process.stderr.write("(more bookings: narrow the filter or raise --limit)\n");
       });

@@ -6,7 +6,7 @@ import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
 import { type Event, EventSchema } from "../../gen/holdfast/v1/event_pb.js";
 import { msOfTimestamp } from "../rpc/convert.js";
-import { type Api, connect, explainApiError } from "./api.js";
+import { connect, explainApiError } from "./api.js";
 import { count, list } from "./arguments.js";
 import { UsageError } from "./failure.js";
 import { localRange, printJson, zoneLabel } from "./output.js";
@@ -60,7 +60,7 @@ export function eventCommands(program: Command): void {
           for await (const { event } of stream) {
             if (!event) continue;
             if (globals.json) printJson(toJson(EventSchema, event));
-            else process.stdout.write(`${await eventLine(api, event)}\n`);
+            else process.stdout.write(`${eventLine(event)}\n`);
             after = event.cursor;
             fromBeginning = false;
             received++;
@@ -94,11 +94,11 @@ function resumable(err: unknown): boolean {
   );
 }
 
-async function eventLine(api: Api, e: Event): Promise<string> {
+function eventLine(e: Event): string {
   const occurred = e.occurTime ? new Date(msOfTimestamp(e.occurTime)).toISOString() : "";
   const b = e.booking;
   if (!b) return [occurred, e.type, e.webhookId, e.detail].join("  ");
-  const zone = await api.zones.of(b.resourceId);
+  const zone = b.timeZone || "UTC";
   const start = b.startTime ? msOfTimestamp(b.startTime) : 0;
   const end = b.endTime ? msOfTimestamp(b.endTime) : 0;
   return [

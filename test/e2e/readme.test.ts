@@ -122,7 +122,7 @@ describe("README", () => {
 
     // 6: three slots, the first at 09:00 New York time next Monday, whatever today is.
     const listed = JSON.parse(out[5] as string) as {
-      slots: { slotId: string; startTime: string }[];
+      slots: { slotId: string; startTime: string; localStartTime: string }[];
       timeZones: Record<string, string>;
     };
     expect(listed.slots.map((s) => newYork(s.startTime))).toEqual([
@@ -131,6 +131,7 @@ describe("README", () => {
       "Mon 10:00",
     ]);
     expect(listed.slots[0]?.startTime.slice(0, 10)).toBe(variables.MONDAY);
+    expect(listed.slots[0]?.localStartTime).toMatch(/^\d{4}-\d\d-\d\dT09:00:00-0[45]:00$/);
     expect(Date.parse(listed.slots[0]?.startTime ?? "")).toBeGreaterThan(Date.now());
     expect(listed.timeZones[variables.RESOURCE_ID as string]).toBe("America/New_York");
     expect(variables.SLOT_ID).toBe(listed.slots[0]?.slotId);
