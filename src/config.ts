@@ -21,49 +21,60 @@ const key32 = z.string().transform((text, ctx) => {
   return bytes;
 });
 
-const schema = z.object({
-  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
-  HOST: z.string().min(1).default("127.0.0.1"),
-  DATABASE_URL: z
-    .string()
-    .regex(/^postgres(ql)?:\/\//, "must be a postgres:// or postgresql:// URL")
-    .optional(),
-  HOLDFAST_DATA_DIR: z.string().min(1).default(".data"),
-  HOLDFAST_ADMIN_KEY: z
-    .string()
-    .min(16, "must be at least 16 characters")
-    .max(256)
-    .regex(/^[\x21-\x7e]+$/, "must be printable ASCII without spaces")
-    .optional(),
-  HOLDFAST_DB_POOL_SIZE: positiveInt.max(500).default(24),
-  HOLDFAST_MAX_REQUEST_BYTES: positiveInt.max(16 * 1024 * 1024).default(256 * 1024),
-  HOLDFAST_LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
-  HOLDFAST_SWEEP_INTERVAL_MS: positiveInt.max(60_000).default(500),
-  HOLDFAST_SECRET_KEY: key32.optional(),
-  HOLDFAST_EVENT_RETENTION_DAYS: positiveInt.max(3650).default(7),
-  HOLDFAST_STREAM_BUFFER: positiveInt.max(1_000_000).default(10_000),
-  HOLDFAST_EVENT_POLL_MS: positiveInt.max(600_000).default(1_000),
-  HOLDFAST_STREAM_MAX_LAG_MS: positiveInt.max(3_600_000).default(30_000),
-  HOLDFAST_STREAM_HEARTBEAT_MS: positiveInt.max(600_000).default(15_000),
-  HOLDFAST_WEBHOOK_ALLOW_PRIVATE: boolean.default(false),
-  HOLDFAST_WEBHOOK_TIMEOUT_MS: positiveInt.max(120_000).default(10_000),
-  HOLDFAST_WEBHOOK_RETRY_SCHEDULE: z
-    .string()
-    .default("5s,30s,2m,10m,30m,1h,2h,4h,8h,8h")
-    .transform((text, ctx) => {
-      const schedule = parseRetrySchedule(text);
-      if (!schedule) {
-        ctx.addIssue({
-          code: "custom",
-          message:
-            'must be a comma-separated list of up to 100 durations of at most 7d, such as "5s,1m,1h"',
-        });
-        return z.NEVER;
-      }
-      return schedule;
-    }),
-  HOLDFAST_WEBHOOK_DISABLE_AFTER: positiveInt.max(10_000).default(25),
-});
+const schema = z
+  .object({
+    PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+    HOST: z.string().min(1).default("127.0.0.1"),
+    DATABASE_URL: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, "must be a postgres:// or postgresql:// URL")
+      .optional(),
+    HOLDFAST_DATA_DIR: z.string().min(1).default(".data"),
+    HOLDFAST_ADMIN_KEY: z
+      .string()
+      .min(16, "must be at least 16 characters")
+      .max(256)
+      .regex(/^[\x21-\x7e]+$/, "must be printable ASCII without spaces")
+      .optional(),
+    HOLDFAST_DB_POOL_SIZE: positiveInt.max(500).default(24),
+    HOLDFAST_DB_STATEMENT_TIMEOUT_MS: positiveInt.max(3_600_000).default(30_000),
+    HOLDFAST_DB_LOCK_TIMEOUT_MS: positiveInt.max(3_600_000).default(5_000),
+    HOLDFAST_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: positiveInt.max(3_600_000).default(10_000),
+    HOLDFAST_SHUTDOWN_GRACE_MS: positiveInt.max(600_000).default(5_000),
+    HOLDFAST_MAX_REQUEST_BYTES: positiveInt.max(16 * 1024 * 1024).default(256 * 1024),
+    HOLDFAST_LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
+    HOLDFAST_SWEEP_INTERVAL_MS: positiveInt.max(60_000).default(500),
+    HOLDFAST_SECRET_KEY: key32.optional(),
+    HOLDFAST_EVENT_RETENTION_DAYS: positiveInt.max(3650).default(7),
+    HOLDFAST_STREAM_BUFFER: positiveInt.max(1_000_000).default(10_000),
+    HOLDFAST_EVENT_POLL_MS: positiveInt.max(600_000).default(1_000),
+    HOLDFAST_STREAM_MAX_LAG_MS: positiveInt.max(3_600_000).default(30_000),
+    HOLDFAST_STREAM_HEARTBEAT_MS: positiveInt.max(600_000).default(15_000),
+    HOLDFAST_WEBHOOK_ALLOW_PRIVATE: boolean.default(false),
+    HOLDFAST_WEBHOOK_TIMEOUT_MS: positiveInt.max(120_000).default(10_000),
+    HOLDFAST_WEBHOOK_RETRY_SCHEDULE: z
+      .string()
+      .default("5s,30s,2m,10m,30m,1h,2h,4h,8h,8h")
+      .transform((text, ctx) => {
+        const schedule = parseRetrySchedule(text);
+        if (!schedule) {
+          ctx.addIssue({
+            code: "custom",
+            message:
+              'must be a comma-separated list of up to 100 durations of at most 7d, such as "5s,1m,1h"',
+          });
+          return z.NEVER;
+        }
+        return schedule;
+      }),
+    HOLDFAST_WEBHOOK_DISABLE_AFTER: positiveInt.max(10_000).default(25),
+  })
+  // A lock wait is part of a statement: a lock timeout above the statement
+  // timeout would never fire, and lock waits would be reported as slow statements.
+  .refine((c) => c.HOLDFAST_DB_LOCK_TIMEOUT_MS <= c.HOLDFAST_DB_STATEMENT_TIMEOUT_MS, {
+    path: ["HOLDFAST_DB_LOCK_TIMEOUT_MS"],
+    message: "must not exceed HOLDFAST_DB_STATEMENT_TIMEOUT_MS",
+  });
 
 export type Config = {
   port: number;
@@ -72,6 +83,10 @@ export type Config = {
   dataDir: string;
   adminKey: string | undefined;
   dbPoolSize: number;
+  /** Limits Postgres enforces on every pool connection (see docs/operations.md). */
+  dbTimeouts: DbTimeouts;
+  /** How long a stop waits for calls in flight before it cuts them. */
+  shutdownGraceMs: number;
   maxRequestBytes: number;
   logLevel: "debug" | "info" | "warn" | "error";
   sweepIntervalMs: number;
@@ -90,7 +105,19 @@ export type Config = {
   webhookDisableAfter: number;
 };
 
+export type DbTimeouts = {
+  statementMs: number;
+  lockMs: number;
+  idleInTransactionMs: number;
+};
+
 export class ConfigError extends Error {}
+
+/**
+ * Start-up cannot go on for a reason the operator can fix (the port or the
+ * data directory is taken): printed as one plain line, without a stack.
+ */
+export class StartError extends Error {}
 
 /** Reads the configuration from `env`; throws ConfigError naming each bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -111,6 +138,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dataDir: c.HOLDFAST_DATA_DIR,
     adminKey: c.HOLDFAST_ADMIN_KEY,
     dbPoolSize: c.HOLDFAST_DB_POOL_SIZE,
+    dbTimeouts: {
+      statementMs: c.HOLDFAST_DB_STATEMENT_TIMEOUT_MS,
+      lockMs: c.HOLDFAST_DB_LOCK_TIMEOUT_MS,
+      idleInTransactionMs: c.HOLDFAST_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+    },
+    shutdownGraceMs: c.HOLDFAST_SHUTDOWN_GRACE_MS,
     maxRequestBytes: c.HOLDFAST_MAX_REQUEST_BYTES,
     logLevel: c.HOLDFAST_LOG_LEVEL,
     sweepIntervalMs: c.HOLDFAST_SWEEP_INTERVAL_MS,

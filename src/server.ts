@@ -1,6 +1,11 @@
 import { setMaxListeners } from "node:events";
-import { createServer as createHttp1Server } from "node:http";
-import { createServer as createHttp2Server, type Http2Session } from "node:http2";
+import { createServer as createHttp1Server, type IncomingMessage, ServerResponse } from "node:http";
+import {
+  createServer as createHttp2Server,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  type Http2Session,
+} from "node:http2";
 import { createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
 import { Duplex } from "node:stream";
 import type { DescService } from "@bufbuild/protobuf";
@@ -14,7 +19,7 @@ import { KeyService } from "../gen/holdfast/v1/key_pb.js";
 import { ResourceService } from "../gen/holdfast/v1/resource_pb.js";
 import { TenantService } from "../gen/holdfast/v1/tenant_pb.js";
 import { WebhookService } from "../gen/holdfast/v1/webhook_pb.js";
-import type { Config } from "./config.js";
+import { type Config, StartError } from "./config.js";
 import { CatalogCache } from "./db/catalog-cache.js";
 import { startMaintenance } from "./db/maintenance.js";
 import { migrate, readMigrations } from "./db/migrate.js";
@@ -62,6 +67,11 @@ export type Holdfast = {
   /** Set when this start created tenant `default` and its operator key: print it once. */
   operatorKey: string | undefined;
   pool: Pool;
+  /**
+   * Stops gracefully: stops accepting, ends every WatchEvents stream with
+   * Unavailable so consumers resume from their cursor, lets the calls in
+   * flight finish (at most HOLDFAST_SHUTDOWN_GRACE_MS), then closes.
+   */
   close(): Promise<void>;
 };
 
@@ -69,33 +79,39 @@ export type Holdfast = {
  * Starts one Holdfast instance on `databaseUrl`: applies migrations, makes
  * sure tenant `default` exists, opens the notification connection, and
  * serves every protocol on one port. Several instances may share a database.
+ *
+ * The port is bound first (or handed in already bound, see bindPort) and
+ * tenant `default` is created last, after everything that can fail: a
+ * start that fails never creates an operator key it cannot show.
  */
-export async function startHoldfast(config: Config, databaseUrl: string): Promise<Holdfast> {
+export async function startHoldfast(
+  config: Config,
+  databaseUrl: string,
+  bound?: Listener,
+): Promise<Holdfast> {
   setLogLevel(config.logLevel);
-  const pool = createPool(databaseUrl, config.dbPoolSize);
+  const listener = bound ?? (await bindPort(config.host, config.port));
+  const pool = createPool(databaseUrl, config.dbPoolSize, config.dbTimeouts);
+  // Health checks get their own connection, so a busy pool cannot make a
+  // healthy instance look down, nor a hung health check take a request's.
+  const healthPool = createPool(databaseUrl, 1, config.dbTimeouts);
   const signals = new Signals(databaseUrl);
+  // Aborted first when stopping: streams end, health says NOT_SERVING.
+  const stopping = new AbortController();
+  // Aborted when the grace period is over: whatever still runs is cut.
   const shutdown = new AbortController();
   // Every request in flight listens on it, so the default cap of 10 would
   // warn about a leak under ordinary concurrency.
-  setMaxListeners(0, shutdown.signal);
+  setMaxListeners(0, shutdown.signal, stopping.signal);
   try {
-    await migrate(pool);
+    // Migrations run without the time limits: one may rightly take long,
+    // and an instance waits for another's to finish.
+    const migrationPool = createPool(databaseUrl, 1);
+    await migrate(migrationPool).finally(() => migrationPool.end());
     const schemaVersion = Math.max(...(await readMigrations()).map((m) => m.version));
     const db = poolDb(pool);
-    const { tenantId, operatorSecret } = await bootstrapDefaultTenant(
-      db,
-      config.adminKey === undefined,
-    );
     await signals.start();
-    const keyring = new Keyring(pool, tenantId, config.adminKey, signals);
-    const catalogCache = new CatalogCache(pool, signals);
-    const slotFinder = new SlotFinder(pool, catalogCache, await sharedSecret(pool, "slot-ids"));
-    const feed = new EventFeed(pool, signals, config.eventPollMs);
-    const zones = zonesOf(catalogCache);
-    const openEventStream = eventStreams(pool, feed, {
-      buffer: config.streamBuffer,
-      maxLagMs: config.streamMaxLagMs,
-    });
+    const slotSecret = await sharedSecret(pool, "slot-ids");
     if (!config.secretKey) {
       log.warn(
         "HOLDFAST_SECRET_KEY is not set: webhook secrets are sealed with a key kept in the database",
@@ -108,6 +124,23 @@ export async function startHoldfast(config: Config, databaseUrl: string): Promis
       disableAfter: config.webhookDisableAfter,
       secretKey: config.secretKey ?? (await sharedSecret(pool, "webhook-secrets")),
     };
+    // The last step that can fail; nothing after it touches the database
+    // before serving.
+    const { tenantId, operatorSecret } = await bootstrapDefaultTenant(
+      db,
+      config.adminKey === undefined,
+    );
+    const keyring = new Keyring(pool, tenantId, config.adminKey, signals);
+    const catalogCache = new CatalogCache(pool, signals);
+    const slotFinder = new SlotFinder(pool, catalogCache, slotSecret);
+    const feed = new EventFeed(pool, signals, config.eventPollMs);
+    const zones = zonesOf(catalogCache);
+    const openEventStream = eventStreams(
+      pool,
+      feed,
+      { buffer: config.streamBuffer, maxLagMs: config.streamMaxLagMs },
+      stopping.signal,
+    );
 
     const routes = (router: ConnectRouter) => {
       router.service(TenantService, idempotent(TenantService, tenantService(db), pool));
@@ -128,9 +161,10 @@ export async function startHoldfast(config: Config, databaseUrl: string): Promis
       );
       registerHealth(
         router,
-        pool,
+        healthPool,
         API_SERVICES.map((s) => s.typeName),
         schemaVersion,
+        stopping.signal,
       );
       registerReflection(router, [...API_SERVICES, Health]);
     };
@@ -161,7 +195,7 @@ export async function startHoldfast(config: Config, databaseUrl: string): Promis
     const delivery = startWebhookDelivery(db, feed, webhookSettings, (d) =>
       localizeDeliveryBody(d.body, d.tenantId, zones),
     );
-    const listener = await listenOnOnePort(handler, config.host, config.port);
+    listener.serve(handler);
     const port = listener.port;
     log.info("holdfast listening", { host: config.host, port });
 
@@ -171,56 +205,96 @@ export async function startHoldfast(config: Config, databaseUrl: string): Promis
       operatorKey: operatorSecret,
       pool,
       async close() {
+        listener.stopAccepting();
+        stopping.abort();
+        const drained = await listener.drained(config.shutdownGraceMs);
+        if (!drained) log.warn("calls still running after the grace period were cut");
         shutdown.abort();
+        listener.destroy();
         await feed.stop();
-        await listener.close();
         await delivery.stop();
         await maintenance.stop();
         await signals.stop();
-        await pool.end();
+        await Promise.all([pool.end(), healthPool.end()]);
       },
     };
   } catch (err) {
+    listener.stopAccepting();
+    listener.destroy();
     await signals.stop();
-    await pool.end();
+    await Promise.all([pool.end(), healthPool.end()]);
     throw err;
   }
 }
 
-type NodeHandler = Parameters<typeof createHttp1Server>[1] &
-  Parameters<typeof createHttp2Server>[1];
+type NodeHandler = (
+  req: IncomingMessage | Http2ServerRequest,
+  res: ServerResponse | Http2ServerResponse,
+) => void;
+
+/** The one port every protocol is served on; see bindPort. */
+export type Listener = {
+  port: number;
+  /** Hands connections to `handler`, those that arrived while starting included. */
+  serve(handler: NodeHandler): void;
+  /** Refuses new connections and asks clients of open ones to go elsewhere. */
+  stopAccepting(): void;
+  /** Resolves true once no call is in flight, or false after `ms`. */
+  drained(ms: number): Promise<boolean>;
+  /** Closes every connection that is left. */
+  destroy(): void;
+};
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 const FIRST_BYTES_TIMEOUT_MS = 5_000;
 
 /**
- * One port for HTTP/1.1 and HTTP/2 without TLS (h2c with prior knowledge).
- * Plain HTTP/2 has no ALPN to choose with, so the first bytes decide: the
- * HTTP/2 connection preface goes to the h2c server, anything else to the
- * HTTP/1.1 server.
+ * Binds HOST:PORT before anything else is done, so that a port in use
+ * stops a start before it has created anything. Connections that arrive
+ * before `serve` wait, unread.
+ *
+ * One port serves HTTP/1.1 and HTTP/2 without TLS (h2c with prior
+ * knowledge). Plain HTTP/2 has no ALPN to choose with, so the first bytes
+ * decide: the HTTP/2 connection preface goes to the h2c server, anything
+ * else to the HTTP/1.1 server.
  */
-async function listenOnOnePort(
-  handler: NodeHandler,
-  host: string,
-  port: number,
-): Promise<{ port: number; close(): Promise<void> }> {
-  const http1 = createHttp1Server({ keepAliveTimeout: 65_000 }, handler);
+export async function bindPort(host: string, port: number): Promise<Listener> {
+  let handler: NodeHandler | undefined;
+  const waiting: Socket[] = [];
+  let accepting = true;
+  const sockets = new Set<Socket>();
+  const sessions = new Set<Http2Session>();
+  const inFlight = new Set<ServerResponse | Http2ServerResponse>();
+  let onIdle: (() => void) | undefined;
+
+  const http1 = createHttp1Server({ keepAliveTimeout: 65_000 }, (req, res) => track(req, res));
   // Node checks headersTimeout and requestTimeout (slow or stalled
   // requests) from a timer it starts when a server starts listening; this
   // one never listens itself, so start it.
   http1.emit("listening");
-  const http2 = createHttp2Server({}, handler);
-  const sockets = new Set<Socket>();
-  const sessions = new Set<Http2Session>();
+  const http2 = createHttp2Server({}, (req, res) => track(req, res));
   http2.on("session", (session: Http2Session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
+    if (!accepting) session.close();
   });
 
-  const net: NetServer = createNetServer({ noDelay: true }, (socket) => {
-    sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
-    socket.on("error", () => socket.destroy());
+  function track(
+    req: IncomingMessage | Http2ServerRequest,
+    res: ServerResponse | Http2ServerResponse,
+  ): void {
+    inFlight.add(res);
+    res.once("close", () => {
+      inFlight.delete(res);
+      if (inFlight.size === 0) onIdle?.();
+    });
+    // An HTTP/1.1 connection kept alive would bring further calls while
+    // stopping: this answer is its last.
+    if (!accepting && res instanceof ServerResponse) res.setHeader("connection", "close");
+    handler?.(req, res);
+  }
+
+  function dispatch(socket: Socket): void {
     // A client sends its first bytes at once; a connection that stays
     // silent (or stops inside the HTTP/2 preface) is not kept open.
     socket.setTimeout(FIRST_BYTES_TIMEOUT_MS, () => socket.destroy());
@@ -244,27 +318,69 @@ async function listenOnOnePort(
       }
     };
     socket.on("data", sniff);
+    socket.resume();
+  }
+
+  const net: NetServer = createNetServer({ noDelay: true, pauseOnConnect: true }, (socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    socket.on("error", () => socket.destroy());
+    if (handler) dispatch(socket);
+    else waiting.push(socket);
   });
 
   await new Promise<void>((resolve, reject) => {
-    net.once("error", reject);
+    net.once("error", (err: NodeJS.ErrnoException) => {
+      const where = `${host.includes(":") ? `[${host}]` : host}:${port}`;
+      if (err.code === "EADDRINUSE") {
+        reject(
+          new StartError(
+            `${where} is already in use (another Holdfast, or another program, listens there): stop it or choose another PORT`,
+          ),
+        );
+      } else if (err.code === "EACCES" || err.code === "EADDRNOTAVAIL") {
+        reject(
+          new StartError(`cannot listen on ${where} (${err.code}): choose another HOST or PORT`),
+        );
+      } else reject(err);
+    });
     net.listen(port, host, () => resolve());
   });
   const address = net.address();
+
   return {
     port: typeof address === "object" && address ? address.port : port,
-    async close() {
-      await new Promise<void>((resolve) => {
-        net.close(() => resolve());
-        // Idle connections go now; HTTP/2 sessions get GOAWAY and finish
-        // their in-flight calls. Whatever is left after a grace period
-        // (long-lived streams) is cut.
-        http1.closeIdleConnections();
-        for (const session of sessions) session.close();
-        setTimeout(() => {
-          for (const socket of sockets) socket.destroy();
-        }, 3_000).unref();
+    serve(h) {
+      handler = h;
+      for (const socket of waiting.splice(0)) dispatch(socket);
+    },
+    stopAccepting() {
+      if (!accepting) return;
+      accepting = false;
+      net.close();
+      // Idle connections go now; HTTP/2 sessions get GOAWAY and finish
+      // their in-flight calls; HTTP/1.1 answers still to come carry
+      // `Connection: close`.
+      http1.closeIdleConnections();
+      for (const session of sessions) session.close();
+      for (const res of inFlight) {
+        if (res instanceof ServerResponse && !res.headersSent) res.setHeader("connection", "close");
+      }
+      for (const socket of waiting.splice(0)) socket.destroy();
+    },
+    drained(ms) {
+      if (inFlight.size === 0) return Promise.resolve(true);
+      return new Promise((resolve) => {
+        const timer = setTimeout(() => resolve(false), ms);
+        onIdle = () => {
+          clearTimeout(timer);
+          resolve(true);
+        };
       });
+    },
+    destroy() {
+      for (const session of sessions) session.destroy();
+      for (const socket of sockets) socket.destroy();
     },
   };
 }

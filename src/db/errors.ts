@@ -13,6 +13,8 @@ const SQLSTATE = {
   deadlockDetected: "40P01",
   lockNotAvailable: "55P03",
   queryCanceled: "57014",
+  idleInTransactionTimeout: "25P03",
+  transactionTimeout: "25P04",
   adminShutdown: "57P01",
   crashShutdown: "57P02",
   cannotConnectNow: "57P03",
@@ -28,7 +30,13 @@ export function rejectionFromDatabase(err: unknown): Rejection | undefined {
   if (!(err instanceof Error)) return undefined;
   const code = (err as PgError).code;
   if (code === undefined) {
-    if (/Connection terminated|timeout exceeded when trying to connect/.test(err.message)) {
+    // "not queryable": the session was ended between two statements (see
+    // createPool), and this is the next statement on it.
+    if (
+      /Connection terminated|timeout exceeded when trying to connect|not queryable/.test(
+        err.message,
+      )
+    ) {
       return new Rejection("UNAVAILABLE", "the database is unreachable; retry shortly");
     }
     return undefined;
@@ -50,10 +58,19 @@ export function rejectionFromDatabase(err: unknown): Rejection | undefined {
     // fires, the answer is the same one the lock path would have given.
     case SQLSTATE.exclusionViolation:
       return new Rejection("SLOT_UNAVAILABLE", "the requested time is no longer available");
-    case SQLSTATE.serializationFailure:
-    case SQLSTATE.deadlockDetected:
+    // The time limits every pool connection carries (lock_timeout,
+    // statement_timeout, idle_in_transaction_session_timeout): the work was
+    // rolled back, so the same request can simply be sent again.
     case SQLSTATE.lockNotAvailable:
     case SQLSTATE.queryCanceled:
+    case SQLSTATE.idleInTransactionTimeout:
+    case SQLSTATE.transactionTimeout:
+      return new Rejection(
+        "UNAVAILABLE",
+        "the database did not finish in time (a lock or statement time limit); retry shortly",
+      );
+    case SQLSTATE.serializationFailure:
+    case SQLSTATE.deadlockDetected:
     case SQLSTATE.adminShutdown:
     case SQLSTATE.crashShutdown:
     case SQLSTATE.cannotConnectNow:

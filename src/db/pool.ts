@@ -1,4 +1,5 @@
 import pg from "pg";
+import type { DbTimeouts } from "../config.js";
 
 /** Anything a single statement can run on: the pool, or a client inside a transaction. */
 export type Queryable = Pick<pg.PoolClient, "query">;
@@ -15,7 +16,15 @@ export type Db = Queryable & {
   transaction<T>(work: (tx: Db) => Promise<T>): Promise<T>;
 };
 
-export function createPool(connectionString: string, max: number): pg.Pool {
+/**
+ * A pool whose every connection carries the time limits, set in the
+ * startup packet so no connection ever runs without them: a statement, a
+ * lock wait (the booking function's pg_advisory_xact_lock included) and a
+ * transaction left idle are each ended by Postgres itself, so one stuck
+ * session cannot park every writer of a resource for ever. Without
+ * `timeouts` (migrations, which may legitimately run long) none is set.
+ */
+export function createPool(connectionString: string, max: number, timeouts?: DbTimeouts): pg.Pool {
   const pool = new pg.Pool({
     connectionString,
     max,
@@ -24,10 +33,21 @@ export function createPool(connectionString: string, max: number): pg.Pool {
     connectionTimeoutMillis: 10_000,
     idleTimeoutMillis: 30_000,
     keepAlive: true,
+    ...(timeouts && {
+      statement_timeout: timeouts.statementMs,
+      lock_timeout: timeouts.lockMs,
+      idle_in_transaction_session_timeout: timeouts.idleInTransactionMs,
+    }),
   });
   // An idle client losing its connection (database restart) must not crash
   // the process; the pool replaces it on the next checkout.
   pool.on("error", () => {});
+  // Nor may a checked-out one: pg-pool listens for errors only on idle
+  // clients, and Postgres ends a session between two statements (the idle
+  // transaction timeout, a restart) with an error no query is waiting for.
+  // The client is then unusable: its next query fails, and it is discarded
+  // when released.
+  pool.on("connect", (client) => client.on("error", () => {}));
   return pool;
 }
 

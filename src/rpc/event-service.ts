@@ -104,10 +104,17 @@ async function positionOf(
   return p;
 }
 
+/**
+ * `stopping` aborts when the server begins a graceful stop: every stream
+ * then ends with Unavailable (reason UNAVAILABLE, ErrorInfo metadata
+ * `cursor`), which consumers treat as "resume from your cursor elsewhere",
+ * rather than ending as if nothing more would come.
+ */
 export function eventStreams(
   db: Queryable,
   feed: EventFeed,
   limits: StreamLimits,
+  stopping: AbortSignal,
 ): OpenEventStream {
   return async (tenantId, req, signal) => {
     const { filter } = v.parseRequest(
@@ -129,12 +136,14 @@ export function eventStreams(
     let cursor = start;
     // Since when the stream has been behind the live feed, if it is.
     let behindSince: number | undefined;
-    while (!signal.aborted) {
+    const ended = AbortSignal.any([signal, stopping]);
+    streaming: while (!ended.aborted) {
       // Listen first, then catch up from the table: an event is either read
       // by the catch-up or queued live (or both; the cursor drops repeats).
       const live = await feed.subscribe(tenantId, filter, limits.buffer);
       try {
         for (;;) {
+          if (ended.aborted) break streaming;
           const page = await readEvents(db, {
             tenantId,
             after: cursor,
@@ -156,14 +165,14 @@ export function eventStreams(
         }
         behindSince = undefined;
         for (;;) {
-          const e = await live.next(signal);
+          const e = await live.next(ended);
           if (live.overflowed) {
             // More arrived than the buffer holds: catch up from the table
             // again, and close the stream if that takes too long.
             behindSince ??= Date.now();
             break;
           }
-          if (!e) return;
+          if (!e) break streaming;
           if (!isAfter(e.position, cursor)) continue;
           yield eventOf(e);
           cursor = e.position;
@@ -171,6 +180,13 @@ export function eventStreams(
       } finally {
         live.close();
       }
+    }
+    if (stopping.aborted && !signal.aborted) {
+      throw new Rejection(
+        "UNAVAILABLE",
+        "the server is stopping; resume from the cursor of the last event you processed",
+        { metadata: { cursor: encodeCursor(cursor) } },
+      );
     }
   }
 }

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter } from "@connectrpc/connect";
 import {
@@ -8,28 +9,59 @@ import type { Queryable } from "../db/pool.js";
 import { Rejection } from "../domain/rejection.js";
 
 /**
+ * How long a check waits for the database. A Postgres that hangs (stopped,
+ * swapping, its disk stalled) answers nothing and trips no timeout of its
+ * own, so the check bounds itself: load balancers give up after a few
+ * seconds, and an unanswered check tells them nothing.
+ */
+const PROBE_WAIT_MS = 1_000;
+const WATCH_EVERY_MS = 1_000;
+
+/**
  * Standard gRPC health checking. SERVING only once migrations have run and
- * the database answers right now; otherwise NOT_SERVING. The empty service
- * name means the whole server; each Holdfast service can be asked by name.
+ * the database answered within PROBE_WAIT_MS; NOT_SERVING otherwise, and
+ * from the moment the server starts stopping. The empty service name means
+ * the whole server; each Holdfast service can be asked by name.
  */
 export function registerHealth(
   router: ConnectRouter,
   db: Queryable,
   serviceNames: readonly string[],
   schemaVersion: number,
+  stopping: AbortSignal,
 ): void {
   const known = new Set(["", ...serviceNames]);
+
+  // One query at a time, shared by every check: while the database hangs,
+  // checks keep answering NOT_SERVING without piling up queries, and the
+  // first check after it resumes asks afresh.
+  let probe: Promise<Status> | undefined;
+  function probeDatabase(): Promise<Status> {
+    probe ??= db
+      .query<{ version: number | null }>("SELECT max(version) AS version FROM schema_migrations")
+      .then(
+        ({ rows }) =>
+          (rows[0]?.version ?? 0) >= schemaVersion ? Status.SERVING : Status.NOT_SERVING,
+        () => Status.NOT_SERVING,
+      )
+      .finally(() => {
+        probe = undefined;
+      });
+    return probe;
+  }
 
   async function status(service: string): Promise<Status> {
     if (!known.has(service))
       throw new Rejection("HEALTH_SERVICE_NOT_FOUND", `unknown service "${service}"`);
+    if (stopping.aborted) return Status.NOT_SERVING;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<Status>((resolve) => {
+      timer = setTimeout(() => resolve(Status.NOT_SERVING), PROBE_WAIT_MS);
+    });
     try {
-      const { rows } = await db.query<{ version: number | null }>(
-        "SELECT max(version) AS version FROM schema_migrations",
-      );
-      return (rows[0]?.version ?? 0) >= schemaVersion ? Status.SERVING : Status.NOT_SERVING;
-    } catch {
-      return Status.NOT_SERVING;
+      return await Promise.race([probeDatabase(), late]);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -51,12 +83,18 @@ export function registerHealth(
       return { status: await status(req.service) };
     },
     async *watch(req, ctx) {
+      const ended = AbortSignal.any([ctx.signal, stopping]);
       let last: Status | undefined;
-      while (!ctx.signal.aborted) {
+      while (!ended.aborted) {
         const now = await status(req.service);
         if (now !== last) yield { status: now };
         last = now;
-        await new Promise((resolve) => setTimeout(resolve, 1_000));
+        // Rejects when `ended` aborts: the loop then ends.
+        await sleep(WATCH_EVERY_MS, undefined, { signal: ended }).catch(() => {});
+      }
+      if (stopping.aborted) {
+        if (last !== Status.NOT_SERVING) yield { status: Status.NOT_SERVING };
+        throw new Rejection("UNAVAILABLE", "the server is stopping; watch another instance");
       }
     },
   });

