@@ -43,8 +43,24 @@ describe("loadConfig", () => {
     ["HOLDFAST_ADMIN_KEY", "has a space in it okay"],
     ["HOLDFAST_DB_POOL_SIZE", "0"],
     ["HOLDFAST_LOG_LEVEL", "loud"],
+    ["HOLDFAST_DB_LOCK_TIMEOUT_MS", "0"],
+    ["HOLDFAST_DB_STATEMENT_TIMEOUT_MS", "-1"],
+    ["HOLDFAST_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", "soon"],
+    ["HOLDFAST_SHUTDOWN_GRACE_MS", "0"],
   ])("refuses %s=%s, naming the variable", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(name);
+  });
+
+  it("has time limits toward Postgres that never exceed one another", () => {
+    expect(loadConfig({})).toMatchObject({
+      dbTimeouts: { statementMs: 30_000, lockMs: 5_000, idleInTransactionMs: 10_000 },
+      shutdownGraceMs: 5_000,
+    });
+    const tooLong = { HOLDFAST_DB_LOCK_TIMEOUT_MS: "40000" };
+    expect(() => loadConfig(tooLong)).toThrow("HOLDFAST_DB_LOCK_TIMEOUT_MS");
+    expect(
+      loadConfig({ ...tooLong, HOLDFAST_DB_STATEMENT_TIMEOUT_MS: "60000" }).dbTimeouts,
+    ).toMatchObject({ lockMs: 40_000, statementMs: 60_000 });
   });
 });
