@@ -50,10 +50,12 @@ export function spawnServer(
     child.once("exit", (code) => resolve(code)),
   );
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`server did not start:\n${out}\n${err}`)),
-      30_000,
-    );
+    // Only a failure detector: a first start runs initdb, slow on a busy machine.
+    const timer = setTimeout(() => {
+      // Not left running behind a failed test.
+      child.kill("SIGTERM");
+      reject(new Error(`server did not start:\n${out}\n${err}`));
+    }, 90_000);
     const check = () => {
       const m = /Holdfast listening on (http:\/\/\S+)/.exec(out);
       if (!m) return;
