@@ -266,5 +266,9 @@ export async function findRunningEmbeddedPostgres(
   }
   const base = `postgres://${USER}:${PASSWORD}@localhost:${port}`;
   const via = `?host=${encodeURIComponent(socketDir)}`;
-  return { url: `${base}/holdfast${via}`, adminUrl: `${base}/postgres${via}`, stop: async () => {} };
+  return {
+    url: `${base}/holdfast${via}`,
+    adminUrl: `${base}/postgres${via}`,
+    stop: async () => {},
+  };
 }
