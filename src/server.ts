@@ -30,6 +30,8 @@ import { bootstrapDefaultTenant } from "./db/tenants.js";
 import { EventFeed } from "./events/feed.js";
 import { startWebhookDelivery } from "./events/webhooks.js";
 import { log, setLogLevel } from "./log.js";
+import { MCP_PATH, mcpHttpHandler } from "./mcp/http.js";
+import { inProcessTransport } from "./mcp/transport.js";
 import { authInterceptor, Keyring } from "./rpc/auth.js";
 import { availabilityService } from "./rpc/availability-service.js";
 import { bookingService } from "./rpc/booking-service.js";
@@ -182,11 +184,18 @@ export async function startHoldfast(
       maxLagMs: config.streamMaxLagMs,
       shutdownSignal: shutdown.signal,
     });
-    // One path outside the RPC router: WatchEvents as Server-Sent Events.
-    const handler: NodeHandler = (req, res) =>
-      (req.url ?? "").split("?", 1)[0] === EVENT_STREAM_PATH
-        ? eventStream(req, res)
-        : rpc(req, res);
+    // MCP tools call the API through this same router, in-process.
+    const mcp = mcpHttpHandler({
+      transport: inProcessTransport(rpc.handlers),
+      maxRequestBytes: config.maxRequestBytes,
+    });
+    // Paths outside the RPC router: WatchEvents as Server-Sent Events, and MCP.
+    const handler: NodeHandler = (req, res) => {
+      const path = (req.url ?? "").split("?", 1)[0];
+      if (path === EVENT_STREAM_PATH) eventStream(req, res);
+      else if (path === MCP_PATH) mcp(req, res);
+      else rpc(req, res);
+    };
     const maintenance = startMaintenance(pool, {
       sweepIntervalMs: config.sweepIntervalMs,
       eventRetentionMs: config.eventRetentionDays * 86_400_000,

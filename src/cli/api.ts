@@ -17,6 +17,13 @@ import { localRange, zoneLabel } from "./output.js";
 export type Api = { client: HoldfastClient; url: string };
 
 export function connect(url: string): Api {
+  const { apiKey } = apiSettings(url);
+  const client = createHoldfastClient({ baseUrl: url, apiKey, protocol: "grpc" });
+  return { client, url };
+}
+
+/** HOLDFAST_KEY, and `url` once checked; refuses with a usage error what cannot work. */
+export function apiSettings(url: string): { url: string; apiKey: string } {
   const apiKey = process.env.HOLDFAST_KEY;
   if (!apiKey) {
     throw new UsageError(
@@ -28,8 +35,7 @@ export function connect(url: string): Api {
       `HOLDFAST_URL (or --url) must look like http://127.0.0.1:8080, not "${url}"`,
     );
   }
-  const client = createHoldfastClient({ baseUrl: url, apiKey, protocol: "grpc" });
-  return { client, url };
+  return { url, apiKey };
 }
 
 /** A slot's time on its resource's clock: "Mon 2030-03-04 09:00-09:30  America/New_York (-05:00)". */

@@ -4,6 +4,7 @@ import { Rejection } from "../domain/rejection.js";
 import { bookingCommands } from "./bookings.js";
 import { eventCommands } from "./events.js";
 import { CommandFailed, UsageError } from "./failure.js";
+import { mcpCommand } from "./mcp.js";
 import { operatorCommands } from "./operator.js";
 
 /**
@@ -23,7 +24,8 @@ database: DATABASE_URL, or the embedded Postgres under HOLDFAST_DATA_DIR
 
 API commands (slots, hold, confirm, cancel, reschedule, bookings, events) call
 the server at HOLDFAST_URL with the API key in HOLDFAST_KEY, and show times on
-each resource's local clock.
+each resource's local clock. \`mcp\` serves the same API to an MCP client over
+stdio.
 
 Exit codes: 0 done, 1 refused or failed, 2 bad arguments or settings.`,
   )
@@ -39,6 +41,7 @@ Exit codes: 0 done, 1 refused or failed, 2 bad arguments or settings.`,
 operatorCommands(program);
 bookingCommands(program);
 eventCommands(program);
+mcpCommand(program);
 
 /** The command being run, to point a usage error at its own usage. */
 let running: Command = program;

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { type DescMethod, fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { type ConnectRouter, createConnectRouter, type Interceptor } from "@connectrpc/connect";
-import type { UniversalServerRequest } from "@connectrpc/connect/protocol";
+import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
 import {
   compressionGzip,
   universalRequestFromNodeRequest,
@@ -22,6 +22,11 @@ export type RpcHandlerOptions = {
 type NodeRequest = IncomingMessage | Http2ServerRequest;
 type NodeResponse = ServerResponse | Http2ServerResponse;
 
+/** The Node handler, and the router's handlers for calls made in-process (see src/mcp/transport.ts). */
+export type RpcRequestHandler = ((req: NodeRequest, res: NodeResponse) => void) & {
+  handlers: readonly UniversalHandler[];
+};
+
 /**
  * The Node request handler for every protocol (Connect, gRPC, gRPC-Web).
  * Like connect-node's adapter, plus a guard on request bodies: the size cap
@@ -30,9 +35,7 @@ type NodeResponse = ServerResponse | Http2ServerResponse;
  * values come back as InvalidArgument with a reason instead of a bare
  * framework error. The parsed body is handed on, so it is parsed once.
  */
-export function rpcRequestHandler(
-  opts: RpcHandlerOptions,
-): (req: NodeRequest, res: NodeResponse) => void {
+export function rpcRequestHandler(opts: RpcHandlerOptions): RpcRequestHandler {
   const router = createConnectRouter({
     interceptors: opts.interceptors,
     jsonOptions: { ignoreUnknownFields: false },
@@ -48,7 +51,7 @@ export function rpcRequestHandler(
   opts.routes(router);
   const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
 
-  return (req, res) => {
+  const handle = (req: NodeRequest, res: NodeResponse) => {
     const path = (req.url ?? "").split("?", 1)[0] ?? "";
     const handler = handlers.get(path);
     if (!handler) {
@@ -62,6 +65,7 @@ export function rpcRequestHandler(
       .then((uRes) => universalResponseToNodeResponse(uRes, res as never))
       .catch((err: unknown) => log.debug("rpc response not written", { path, err }));
   };
+  return Object.assign(handle, { handlers: router.handlers });
 }
 
 function tooLarge(max: number): Rejection {

@@ -1,0 +1,77 @@
+import { readFileSync } from "node:fs";
+import { Server } from "@modelcontextprotocol/sdk/server/index.js";
+import {
+  CallToolRequestSchema,
+  type CallToolResult,
+  ListToolsRequestSchema,
+} from "@modelcontextprotocol/sdk/types.js";
+import type { McpApi } from "./api.js";
+import { failed, hintOf } from "./results.js";
+import { listing, scopeOf, TOOLS, toolsFor } from "./tools.js";
+
+const VERSION = (
+  JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+    version: string;
+  }
+).version;
+
+/** What the server tells a client about itself when it connects. */
+const INSTRUCTIONS = `Holdfast books appointments and other resources.
+Typical flow: list_services -> find_slots -> hold_slot (the time is locked for a few minutes) -> confirm_booking once the caller agrees.
+If a time was just taken, the failure lists free alternatives with slot_ids: offer those.
+Times are given in UTC and as local wall-clock time of the resource's zone; say the local time to the caller.`;
+
+/**
+ * One MCP server for one caller: tools/list shows the tools the caller's key
+ * may use; tools/call checks the arguments, then runs the tool through the
+ * API as that caller. Every failure, even an unknown tool or a bad
+ * argument, is a tool result with a reason and a hint.
+ */
+export function holdfastMcpServer(api: McpApi): Server {
+  const server = new Server(
+    { name: "holdfast", version: VERSION },
+    { capabilities: { tools: {} }, instructions: INSTRUCTIONS },
+  );
+  const allowed = toolsFor(api.caller.scopes);
+  server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: allowed.map(listing) }));
+  server.setRequestHandler(CallToolRequestSchema, async (request): Promise<CallToolResult> => {
+    const { name, arguments: args } = request.params;
+    const tool = allowed.find((t) => t.name === name);
+    if (!tool) {
+      const known = TOOLS.find((t) => t.name === name);
+      if (known) {
+        const scope = scopeOf(known);
+        return failed({
+          reason: "MISSING_SCOPE",
+          message: `this API key lacks the scope "${scope}" that ${name} needs`,
+          hint: hintOf("MISSING_SCOPE"),
+        });
+      }
+      return failed({
+        reason: "UNKNOWN_TOOL",
+        message: `there is no tool "${name}"`,
+        hint: `Use one of: ${allowed.map((t) => t.name).join(", ")}.`,
+      });
+    }
+    const parsed = tool.input.safeParse(args ?? {});
+    if (!parsed.success) {
+      const violations = parsed.error.issues.map((i) => ({
+        field: i.path.length > 0 ? i.path.join(".") : keysOf(i) || "(arguments)",
+        description: i.message,
+      }));
+      return failed({
+        reason: "VALIDATION_ERROR",
+        message: `invalid arguments: ${violations.map((v) => `${v.field}: ${v.description}`).join("; ")}`,
+        hint: hintOf("VALIDATION_ERROR"),
+        field_violations: violations,
+      });
+    }
+    return tool.run(api, parsed.data);
+  });
+  return server;
+}
+
+/** zod names unknown keys in the issue, not in its path. */
+function keysOf(issue: { code: string; keys?: string[] }): string {
+  return issue.code === "unrecognized_keys" ? (issue.keys ?? []).join(", ") : "";
+}

@@ -1,0 +1,62 @@
+import { Temporal } from "temporal-polyfill";
+import { isCalendarDate } from "../domain/time.js";
+import { badArgument } from "./results.js";
+
+/**
+ * Times as a model gives them: an instant in RFC 3339 with "Z" or an
+ * offset ("2030-03-04T14:00:00Z", "2030-03-04T09:00-05:00"), or a local
+ * wall-clock time without one ("2030-03-04T09:00"), read in the resource's
+ * zone. A wall time that a clock change skips or repeats takes its earlier
+ * instant.
+ */
+
+const WITH_OFFSET = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/i;
+const WALL = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}):(\d{2})(?::(\d{2}))?$/;
+
+export const TIME_FORMATS =
+  'RFC 3339 in UTC ("2030-03-04T14:00:00Z") or with an offset ("2030-03-04T09:00:00-05:00"), or the local wall-clock time of the resource\'s time zone without an offset ("2030-03-04T09:00")';
+
+/** Whether `text` needs a time zone to be read (a wall-clock time). */
+export function isWallTime(text: string): boolean {
+  return WALL.test(text.trim());
+}
+
+/** `text` as milliseconds since the epoch; `zone` is asked for only for a wall-clock time. */
+export async function readTime(
+  field: string,
+  text: string,
+  zone: () => Promise<string>,
+): Promise<number> {
+  const t = text.trim();
+  if (WITH_OFFSET.test(t)) {
+    const ms = Date.parse(t);
+    if (!Number.isNaN(ms) && isCalendarDate(t.slice(0, 10))) return ms;
+  }
+  const wall = WALL.exec(t);
+  if (wall) {
+    const [, date, hh, mm, ss] = wall;
+    const hour = Number(hh);
+    const minute = Number(mm);
+    const second = Number(ss ?? "0");
+    if (isCalendarDate(date as string) && hour < 24 && minute < 60 && second < 60) {
+      const [y, mo, d] = (date as string).split("-").map(Number) as [number, number, number];
+      return new Temporal.PlainDateTime(y, mo, d, hour, minute, second).toZonedDateTime(
+        await zone(),
+        { disambiguation: "earlier" },
+      ).epochMilliseconds;
+    }
+  }
+  throw badArgument(field, `"${text}" is not a time: give ${TIME_FORMATS}`);
+}
+
+/** A local calendar day "YYYY-MM-DD" in `zone`, as [its first instant, the next day's). */
+export function localDayRange(field: string, date: string, zone: string): [number, number] {
+  if (!isCalendarDate(date)) {
+    throw badArgument(field, `"${date}" is not a date: give one such as "2030-03-04"`);
+  }
+  const day = Temporal.PlainDate.from(date);
+  return [
+    day.toZonedDateTime({ timeZone: zone }).epochMilliseconds,
+    day.add({ days: 1 }).toZonedDateTime({ timeZone: zone }).epochMilliseconds,
+  ];
+}

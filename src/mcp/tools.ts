@@ -1,0 +1,784 @@
+import type { DescMethod } from "@bufbuild/protobuf";
+import { type Duration, durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { CallToolResult, Tool } from "@modelcontextprotocol/sdk/types.js";
+import { z } from "zod";
+import { AvailabilityService } from "../../gen/holdfast/v1/availability_pb.js";
+import { type Booking, BookingService } from "../../gen/holdfast/v1/booking_pb.js";
+import { CatalogService } from "../../gen/holdfast/v1/catalog_pb.js";
+import { ResourceKind, ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
+import { DAY_MS, MINUTE_MS } from "../domain/time.js";
+import { ANY_SCOPE, requiredScopeOf } from "../rpc/auth.js";
+import { bookingStatusOf, msOfDuration, msOfTimestamp } from "../rpc/convert.js";
+import type { McpApi } from "./api.js";
+import {
+  badArgument,
+  bookingView,
+  describeBooking,
+  type FailureView,
+  failed,
+  failureOf,
+  ok,
+  type SlotView,
+  slotView,
+} from "./results.js";
+import { retrySafe } from "./retry-safety.js";
+import { isWallTime, localDayRange, readTime, TIME_FORMATS } from "./times.js";
+
+/**
+ * The Holdfast tools for MCP clients. Each tool calls one RPC of the API
+ * (plus reads that help it), through the caller's own key: a tool is listed
+ * only when the key holds that RPC's `required_scope` from the proto.
+ */
+
+type ToolDef<S extends z.ZodObject> = {
+  name: string;
+  /** The RPC the tool exists for; its required_scope decides who sees the tool. */
+  rpc: DescMethod;
+  title: string;
+  description: string;
+  input: S;
+  readOnly: boolean;
+  run(api: McpApi, args: z.infer<S>): Promise<CallToolResult>;
+};
+
+const id = (what: string) => z.string().min(1).max(200).describe(what);
+const time = (what: string) => z.string().min(1).max(64).describe(`${what} ${TIME_FORMATS}.`);
+const idempotencyKey = z
+  .string()
+  .min(1)
+  .max(255)
+  .optional()
+  .describe(
+    "Optional. A unique string for this one request (e.g. a UUID); send the same value when you retry the same request. Without it, a retry with identical arguments is still recognised and never books twice.",
+  );
+const durationMinutes = z
+  .number()
+  .int()
+  .min(1)
+  .max(1440)
+  .optional()
+  .describe("Length in minutes; one of the service's durations. Default: the service's first.");
+
+const slotIdArg = id(
+  "A slot_id copied exactly from find_slots or from the `alternatives` of a failure.",
+);
+
+function methodOf(service: { method: Record<string, DescMethod> }, name: string): DescMethod {
+  return service.method[name] as DescMethod;
+}
+
+/** The time zone that wall-clock arguments are read in: the resource's, or the service's first resource's. */
+function zoneFinder(api: McpApi, serviceId: string | undefined, resourceId: string | undefined) {
+  let found: Promise<string> | undefined;
+  return () => {
+    found ??= (async () => {
+      if (!api.caller.scopes.includes("catalog.read")) {
+        throw badArgument(
+          "start_time",
+          "this API key cannot read the catalog to learn the resource's time zone: give the time with a UTC offset or Z",
+        );
+      }
+      let rid = resourceId;
+      if (!rid && serviceId) {
+        const { service } = await api.catalog.getService({ serviceId });
+        rid = service?.resourceIds[0];
+        if (!rid) return service?.timeZone || "UTC";
+      }
+      if (!rid) throw badArgument("resource_id", "needed to read a local wall-clock time");
+      const { resource } = await api.resources.getResource({ resourceId: rid });
+      return resource?.timeZone || "UTC";
+    })();
+    return found;
+  };
+}
+
+/** Wraps a tool's work: any failure becomes a tool result, never a protocol error. */
+async function guarded(
+  work: () => Promise<CallToolResult>,
+  onFailure?: (f: FailureView) => Promise<void>,
+) {
+  try {
+    return await work();
+  } catch (err) {
+    const view = failureOf(err);
+    if (onFailure) await onFailure(view).catch(() => undefined);
+    return failed(view);
+  }
+}
+
+const NEAR_REASONS = new Set([
+  "SLOT_UNAVAILABLE",
+  "OUTSIDE_WORKING_HOURS",
+  "SCHEDULE_BLOCKED",
+  "OFF_GRID",
+  "TOO_SOON",
+]);
+
+/**
+ * For refusals of a time that carry no alternatives (the API adds them to
+ * SLOT_UNAVAILABLE only), the nearest free slots of the same service and
+ * length, the same resource first among equals, found with ListSlots.
+ */
+async function addNearest(
+  api: McpApi,
+  view: FailureView,
+  want: { serviceId: string; resourceId?: string; startMs: number; durationMs?: number },
+): Promise<void> {
+  if (!NEAR_REASONS.has(view.reason) || (view.alternatives?.length ?? 0) > 0) return;
+  if (!api.caller.scopes.includes("bookings.read")) return;
+  const from = Math.max(Date.now(), want.startMs - DAY_MS);
+  const { slots } = await api.availability.listSlots({
+    serviceId: want.serviceId,
+    startTime: timestampFromMs(from),
+    endTime: timestampFromMs(Math.max(from, want.startMs) + 7 * DAY_MS),
+    duration: want.durationMs ? durationFromMs(want.durationMs) : undefined,
+    pageSize: 500,
+  });
+  const distance = (ms: number) => Math.abs(ms - want.startMs);
+  view.alternatives = slots
+    .map((s) => ({ s, d: distance(s.startTime ? msOfTimestamp(s.startTime) : 0) }))
+    .sort(
+      (a, b) =>
+        a.d - b.d ||
+        Number(b.s.resourceId === want.resourceId) - Number(a.s.resourceId === want.resourceId),
+    )
+    .slice(0, 3)
+    .map((x) => slotView(x.s));
+}
+
+function bookingAnswer(b: Booking | undefined, replayed: boolean, next: string): CallToolResult {
+  if (!b) return ok("Done.", {});
+  const data: Record<string, unknown> = { booking: bookingView(b) };
+  if (replayed) data.replayed = true;
+  const again = replayed
+    ? " (the answer to an identical earlier call: nothing was done twice)"
+    : "";
+  return ok(`${describeBooking(b)}${again} ${next}`.trim(), data);
+}
+
+// ---- find_slots paging: the token carries the whole search, so a follow-up needs nothing else.
+
+type SlotSearch = {
+  service_id: string;
+  resource_id?: string;
+  from: number;
+  to: number;
+  duration_ms?: number;
+  api_token: string;
+};
+
+function encodeSearch(s: SlotSearch): string {
+  return Buffer.from(JSON.stringify(s)).toString("base64url");
+}
+
+function decodeSearch(token: string): SlotSearch {
+  try {
+    const s = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as SlotSearch;
+    if (
+      typeof s.service_id === "string" &&
+      typeof s.from === "number" &&
+      typeof s.to === "number"
+    ) {
+      return s;
+    }
+  } catch {
+    // falls through
+  }
+  throw badArgument("page_token", "is not a page_token from find_slots: search again without it");
+}
+
+const findSlots: ToolDef<z.ZodObject> = {
+  name: "find_slots",
+  rpc: methodOf(AvailabilityService, "listSlots"),
+  title: "Find free times",
+  description:
+    "Lists free, bookable times of a service, earliest first, each with a slot_id to pass to hold_slot or reschedule_booking. Use it before offering times to the caller. Give `date` for one local day, or a start_time/end_time window (default: the next 7 days). Returns at most `limit` slots (default 10); when `page_token` is in the answer, more follow: call find_slots with only that page_token (and limit) to get them. Times come in UTC and as local wall-clock time of the resource's time zone. An empty list means nothing is free in that range: try a later range or another resource.",
+  input: z.strictObject({
+    service_id: id("The service to book (from list_services).").optional(),
+    resource_id: id(
+      "Only this resource (from list_resources). Default: any resource of the service.",
+    ).optional(),
+    date: z
+      .string()
+      .max(10)
+      .optional()
+      .describe(
+        'One local calendar day, "YYYY-MM-DD", in the resource\'s time zone. Instead of start_time/end_time.',
+      ),
+    start_time: time("Earliest start. Default: now.").optional(),
+    end_time: time(
+      "Latest start (exclusive). Default: 7 days after start_time; at most 62 days after it.",
+    ).optional(),
+    duration_minutes: durationMinutes,
+    limit: z
+      .number()
+      .int()
+      .min(1)
+      .max(50)
+      .optional()
+      .describe("Most slots to return, 1 to 50. Default 10."),
+    page_token: z
+      .string()
+      .max(4096)
+      .optional()
+      .describe(
+        "From a previous find_slots answer: returns the next slots of the same search. Pass it without the other arguments.",
+      ),
+  }),
+  readOnly: true,
+  async run(api, a) {
+    const args = a as Record<string, string | number | undefined>;
+    return guarded(async () => {
+      const limit = (args.limit as number | undefined) ?? 10;
+      let search: SlotSearch;
+      if (typeof args.page_token === "string") {
+        search = decodeSearch(args.page_token);
+      } else {
+        const serviceId = args.service_id as string | undefined;
+        if (!serviceId) throw badArgument("service_id", "is required (see list_services)");
+        const resourceId = args.resource_id as string | undefined;
+        const zone = zoneFinder(api, serviceId, resourceId);
+        let from: number;
+        let to: number;
+        if (typeof args.date === "string") {
+          if (args.start_time !== undefined || args.end_time !== undefined) {
+            throw badArgument("date", "give date, or start_time/end_time, not both");
+          }
+          [from, to] = localDayRange("date", args.date, await zone());
+        } else {
+          from =
+            args.start_time === undefined
+              ? Date.now()
+              : await readTime("start_time", args.start_time as string, zone);
+          to =
+            args.end_time === undefined
+              ? from + 7 * DAY_MS
+              : await readTime("end_time", args.end_time as string, zone);
+          if (to <= from) throw badArgument("end_time", "must be after start_time");
+        }
+        search = {
+          service_id: serviceId,
+          resource_id: resourceId,
+          from,
+          to,
+          duration_ms:
+            args.duration_minutes === undefined
+              ? undefined
+              : (args.duration_minutes as number) * MINUTE_MS,
+          api_token: "",
+        };
+      }
+      const answer = await api.availability.listSlots({
+        serviceId: search.service_id,
+        resourceIds: search.resource_id ? [search.resource_id] : [],
+        startTime: timestampFromMs(search.from),
+        endTime: timestampFromMs(search.to),
+        duration: search.duration_ms ? durationFromMs(search.duration_ms) : undefined,
+        pageSize: limit,
+        pageToken: search.api_token,
+      });
+      const slots: SlotView[] = answer.slots.map(slotView);
+      const data: Record<string, unknown> = { slots };
+      let summary =
+        slots.length === 0
+          ? `No free time between ${new Date(search.from).toISOString()} and ${new Date(search.to).toISOString()}: try a later range or another resource.`
+          : `${slots.length} free slot(s), earliest ${slots[0]?.local_start_time} ${slots[0]?.time_zone}. Hold one with hold_slot(slot_id).`;
+      if (answer.nextPageToken) {
+        data.page_token = encodeSearch({ ...search, api_token: answer.nextPageToken });
+        summary += " More slots follow: call find_slots with page_token.";
+      }
+      return ok(summary, data);
+    });
+  },
+};
+
+const attendee = {
+  attendee_name: z.string().max(200).optional().describe("The caller's name, as they said it."),
+  attendee_email: z.string().max(320).optional().describe("The caller's email address, if given."),
+  attendee_phone: z.string().max(50).optional().describe("The caller's phone number, if given."),
+};
+
+const holdSlot: ToolDef<z.ZodObject> = {
+  name: "hold_slot",
+  rpc: methodOf(BookingService, "createHold"),
+  title: "Hold a time",
+  description:
+    "Holds a time for a few minutes while the caller decides; nobody else can take it meanwhile. Give slot_id from find_slots, or service_id with start_time (and optionally resource_id and duration_minutes). The answer says when the hold lapses (hold_seconds_left): call confirm_booking before then, extend_hold if the caller needs longer, cancel_booking if they decline. If the time was just taken (SLOT_UNAVAILABLE) or is not bookable, the failure lists `alternatives` with slot_ids: offer those. Safe to retry: a retry never holds twice.",
+  input: z.strictObject({
+    slot_id: slotIdArg.optional(),
+    service_id: id(
+      "The service (from list_services), when holding by time instead of slot_id.",
+    ).optional(),
+    resource_id: id(
+      "A specific resource, when holding by time. Default: any free resource of the service.",
+    ).optional(),
+    start_time: time("When holding by time: the start.").optional(),
+    duration_minutes: durationMinutes,
+    hold_minutes: z
+      .number()
+      .int()
+      .min(1)
+      .max(1440)
+      .optional()
+      .describe("How long to hold. Default: the service's hold time; never more than its maximum."),
+    ...attendee,
+    idempotency_key: idempotencyKey,
+  }),
+  readOnly: false,
+  async run(api, a) {
+    const args = a as Record<string, string | number | undefined>;
+    let near: Parameters<typeof addNearest>[2] | undefined;
+    return guarded(
+      async () => {
+        const request = await bookingTarget(api, args);
+        if (request.startMs !== undefined && request.serviceId) {
+          near = {
+            serviceId: request.serviceId,
+            resourceId: request.resourceId,
+            startMs: request.startMs,
+            durationMs: request.durationMs,
+          };
+        }
+        const { answer, replayed } = await retrySafe(api, "hold_slot", a, (key, onHeader) =>
+          api.bookings.createHold(
+            {
+              slotId: request.slotId,
+              serviceId: request.serviceId,
+              resourceId: request.resourceId,
+              startTime:
+                request.startMs === undefined ? undefined : timestampFromMs(request.startMs),
+              endTime: request.endMs === undefined ? undefined : timestampFromMs(request.endMs),
+              ttl:
+                args.hold_minutes === undefined
+                  ? undefined
+                  : durationFromMs((args.hold_minutes as number) * MINUTE_MS),
+              attendee: {
+                name: (args.attendee_name as string) ?? "",
+                email: (args.attendee_email as string) ?? "",
+                phone: (args.attendee_phone as string) ?? "",
+              },
+            },
+            { headers: { "idempotency-key": key }, onHeader },
+          ),
+        );
+        return bookingAnswer(answer.booking, replayed, "");
+      },
+      async (view) => {
+        if (near) await addNearest(api, view, near);
+      },
+    );
+  },
+};
+
+/**
+ * The time a hold or a reschedule asks for: a slot id, or a start (UTC or
+ * local) with a length (given, or the service's first duration).
+ */
+async function bookingTarget(
+  api: McpApi,
+  args: Record<string, string | number | undefined>,
+  current?: Booking,
+): Promise<{
+  slotId: string;
+  serviceId: string;
+  resourceId: string;
+  startMs?: number;
+  endMs?: number;
+  durationMs?: number;
+}> {
+  const slotId = args.slot_id as string | undefined;
+  const start = args.start_time as string | undefined;
+  if (slotId && start !== undefined)
+    throw badArgument("slot_id", "give slot_id or start_time, not both");
+  if (slotId) return { slotId, serviceId: "", resourceId: (args.resource_id as string) ?? "" };
+  const serviceId = (args.service_id as string | undefined) ?? current?.serviceId;
+  if (start === undefined) {
+    throw badArgument(
+      "slot_id",
+      `give slot_id (from find_slots), or start_time${current ? "" : " with service_id"}`,
+    );
+  }
+  if (!serviceId)
+    throw badArgument("service_id", "is required with start_time (see list_services)");
+  const resourceId = (args.resource_id as string | undefined) ?? current?.resourceId ?? "";
+  const zone = zoneFinder(api, serviceId, resourceId || undefined);
+  const startMs = await readTime(
+    "start_time",
+    start,
+    isWallTime(start) && current?.timeZone ? async () => current.timeZone : zone,
+  );
+  let durationMs =
+    args.duration_minutes === undefined ? undefined : (args.duration_minutes as number) * MINUTE_MS;
+  if (durationMs === undefined && current?.startTime && current.endTime) {
+    durationMs = msOfTimestamp(current.endTime) - msOfTimestamp(current.startTime);
+  }
+  if (durationMs === undefined) {
+    if (!api.caller.scopes.includes("catalog.read")) {
+      throw badArgument(
+        "duration_minutes",
+        "is required: this API key cannot read the service's durations",
+      );
+    }
+    const { service } = await api.catalog.getService({ serviceId });
+    const first = service?.policy?.durations[0];
+    durationMs = first ? msOfDuration(first) : 30 * MINUTE_MS;
+  }
+  return { slotId: "", serviceId, resourceId, startMs, endMs: startMs + durationMs, durationMs };
+}
+
+const bookingIdArg = id("The booking_id from hold_slot, get_booking or list_bookings.");
+
+const confirmBooking: ToolDef<z.ZodObject> = {
+  name: "confirm_booking",
+  rpc: methodOf(BookingService, "confirmBooking"),
+  title: "Confirm a held time",
+  description:
+    "Turns a hold into a confirmed booking. Call it once the caller has agreed, before the hold lapses. If it fails with HOLD_EXPIRED the time was released: call find_slots and hold again. Confirming an already confirmed booking returns it unchanged, so it is safe to retry.",
+  input: z.strictObject({ booking_id: bookingIdArg, idempotency_key: idempotencyKey }),
+  readOnly: false,
+  async run(api, args) {
+    return guarded(async () => {
+      const { answer, replayed } = await retrySafe(api, "confirm_booking", args, (key, onHeader) =>
+        api.bookings.confirmBooking(
+          { bookingId: args.booking_id as string },
+          { headers: { "idempotency-key": key }, onHeader },
+        ),
+      );
+      return bookingAnswer(answer.booking, replayed, "");
+    });
+  },
+};
+
+const extendHold: ToolDef<z.ZodObject> = {
+  name: "extend_hold",
+  rpc: methodOf(BookingService, "extendHold"),
+  title: "Keep a hold longer",
+  description:
+    "Gives the caller more time to decide: the hold then lapses `minutes` from now (never past the service's maximum hold). Only for a booking that is still held. Repeating it is harmless.",
+  input: z.strictObject({
+    booking_id: bookingIdArg,
+    minutes: z
+      .number()
+      .int()
+      .min(1)
+      .max(1440)
+      .optional()
+      .describe("Minutes from now. Default: the service's hold time."),
+    idempotency_key: idempotencyKey,
+  }),
+  readOnly: false,
+  async run(api, args) {
+    return guarded(async () => {
+      const headers: Record<string, string> = {};
+      if (typeof args.idempotency_key === "string")
+        headers["idempotency-key"] = args.idempotency_key;
+      const answer = await api.bookings.extendHold(
+        {
+          bookingId: args.booking_id as string,
+          ttl:
+            args.minutes === undefined
+              ? undefined
+              : durationFromMs((args.minutes as number) * MINUTE_MS),
+        },
+        { headers },
+      );
+      return bookingAnswer(answer.booking, false, "");
+    });
+  },
+};
+
+const cancelBooking: ToolDef<z.ZodObject> = {
+  name: "cancel_booking",
+  rpc: methodOf(BookingService, "cancelBooking"),
+  title: "Cancel a hold or booking",
+  description:
+    "Cancels a held or confirmed booking; its time is free for others at once. Use it when the caller declines a held time or calls off a booking. Safe to retry.",
+  input: z.strictObject({
+    booking_id: bookingIdArg,
+    reason: z.string().max(500).optional().describe("Why, in a few words (kept with the booking)."),
+    idempotency_key: idempotencyKey,
+  }),
+  readOnly: false,
+  async run(api, args) {
+    return guarded(async () => {
+      const { answer, replayed } = await retrySafe(api, "cancel_booking", args, (key, onHeader) =>
+        api.bookings.cancelBooking(
+          { bookingId: args.booking_id as string, reason: (args.reason as string) ?? "" },
+          { headers: { "idempotency-key": key }, onHeader },
+        ),
+      );
+      return bookingAnswer(answer.booking, replayed, "");
+    });
+  },
+};
+
+const rescheduleBooking: ToolDef<z.ZodObject> = {
+  name: "reschedule_booking",
+  rpc: methodOf(BookingService, "rescheduleBooking"),
+  title: "Move a booking",
+  description:
+    "Moves a held or confirmed booking to another time (and optionally another resource of the same service), atomically: the new time is secured before the old one is freed, so a failure leaves the booking as it was. Give slot_id from find_slots, or start_time (the length stays the same unless duration_minutes is given). On SLOT_UNAVAILABLE the failure lists `alternatives`. Safe to retry.",
+  input: z.strictObject({
+    booking_id: bookingIdArg,
+    slot_id: slotIdArg.optional(),
+    start_time: time("The new start, instead of slot_id.").optional(),
+    resource_id: id(
+      "Move to this resource of the same service. Default: the same resource.",
+    ).optional(),
+    duration_minutes: durationMinutes,
+    idempotency_key: idempotencyKey,
+  }),
+  readOnly: false,
+  async run(api, a) {
+    const args = a as Record<string, string | number | undefined>;
+    let near: Parameters<typeof addNearest>[2] | undefined;
+    return guarded(
+      async () => {
+        let current: Booking | undefined;
+        if (args.slot_id === undefined && api.caller.scopes.includes("bookings.read")) {
+          current = (await api.bookings.getBooking({ bookingId: args.booking_id as string }))
+            .booking;
+        }
+        const target = await bookingTarget(api, args, current);
+        if (target.startMs !== undefined && target.serviceId) {
+          near = {
+            serviceId: target.serviceId,
+            resourceId: target.resourceId,
+            startMs: target.startMs,
+            durationMs: target.durationMs,
+          };
+        }
+        const { answer, replayed } = await retrySafe(
+          api,
+          "reschedule_booking",
+          a,
+          (key, onHeader) =>
+            api.bookings.rescheduleBooking(
+              {
+                bookingId: args.booking_id as string,
+                slotId: target.slotId,
+                resourceId: target.slotId ? "" : ((args.resource_id as string) ?? ""),
+                startTime:
+                  target.startMs === undefined ? undefined : timestampFromMs(target.startMs),
+                endTime: target.endMs === undefined ? undefined : timestampFromMs(target.endMs),
+              },
+              { headers: { "idempotency-key": key }, onHeader },
+            ),
+        );
+        return bookingAnswer(answer.booking, replayed, "");
+      },
+      async (view) => {
+        if (near) await addNearest(api, view, near);
+      },
+    );
+  },
+};
+
+const getBooking: ToolDef<z.ZodObject> = {
+  name: "get_booking",
+  rpc: methodOf(BookingService, "getBooking"),
+  title: "Look up a booking",
+  description:
+    "Returns one booking in any status (held, confirmed, cancelled, expired, completed, no_show), with its times in UTC and local time and, for a hold, how many seconds are left.",
+  input: z.strictObject({ booking_id: bookingIdArg }),
+  readOnly: true,
+  async run(api, args) {
+    return guarded(async () => {
+      const { booking } = await api.bookings.getBooking({ bookingId: args.booking_id as string });
+      return bookingAnswer(booking, false, "");
+    });
+  },
+};
+
+const STATUS_NAMES = ["held", "confirmed", "cancelled", "expired", "completed", "no_show"] as const;
+
+const listBookings: ToolDef<z.ZodObject> = {
+  name: "list_bookings",
+  rpc: methodOf(BookingService, "listBookings"),
+  title: "List bookings",
+  description:
+    "Lists bookings, ordered by start time, filtered by any of status, resource, service and a start-time range; e.g. to find a caller's upcoming booking before moving or cancelling it. Returns at most `limit` (default 20); when `page_token` is in the answer, call again with the same filters and that page_token for more.",
+  input: z.strictObject({
+    statuses: z
+      .array(z.enum(STATUS_NAMES))
+      .max(6)
+      .optional()
+      .describe("Only these statuses. Default: all."),
+    resource_id: id("Only this resource.").optional(),
+    service_id: id("Only this service.").optional(),
+    start_time_from: time("Only bookings starting at or after this.").optional(),
+    start_time_to: time("Only bookings starting before this.").optional(),
+    limit: z
+      .number()
+      .int()
+      .min(1)
+      .max(50)
+      .optional()
+      .describe("Most bookings to return, 1 to 50. Default 20."),
+    page_token: z
+      .string()
+      .max(4096)
+      .optional()
+      .describe("From a previous list_bookings answer, with the same filters."),
+  }),
+  readOnly: true,
+  async run(api, a) {
+    const args = a as Record<string, unknown>;
+    return guarded(async () => {
+      const zone = zoneFinder(
+        api,
+        args.service_id as string | undefined,
+        args.resource_id as string | undefined,
+      );
+      const from =
+        args.start_time_from === undefined
+          ? undefined
+          : await readTime("start_time_from", args.start_time_from as string, zone);
+      const to =
+        args.start_time_to === undefined
+          ? undefined
+          : await readTime("start_time_to", args.start_time_to as string, zone);
+      const answer = await api.bookings.listBookings({
+        pageSize: (args.limit as number | undefined) ?? 20,
+        pageToken: (args.page_token as string | undefined) ?? "",
+        resourceId: (args.resource_id as string | undefined) ?? "",
+        serviceId: (args.service_id as string | undefined) ?? "",
+        statuses: ((args.statuses as string[] | undefined) ?? []).map(bookingStatusOf),
+        startTimeFrom: from === undefined ? undefined : timestampFromMs(from),
+        startTimeTo: to === undefined ? undefined : timestampFromMs(to),
+      });
+      const data: Record<string, unknown> = {
+        bookings: answer.bookings.map((b) => bookingView(b)),
+      };
+      if (answer.nextPageToken) data.page_token = answer.nextPageToken;
+      return ok(
+        `${answer.bookings.length} booking(s)${answer.nextPageToken ? "; more follow: call again with page_token" : ""}.`,
+        data,
+      );
+    });
+  },
+};
+
+const listResources: ToolDef<z.ZodObject> = {
+  name: "list_resources",
+  rpc: methodOf(ResourceService, "listResources"),
+  title: "List resources",
+  description:
+    'Lists the bookable resources (people, rooms, equipment, locations) with their ids, time zones and capacity. Use it to learn which resource the caller means ("Dr. Lee") and its time zone.',
+  input: z.strictObject({
+    limit: z
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .optional()
+      .describe("Most resources to return, 1 to 100. Default 50."),
+    page_token: z.string().max(4096).optional().describe("From a previous list_resources answer."),
+  }),
+  readOnly: true,
+  async run(api, args) {
+    return guarded(async () => {
+      const answer = await api.resources.listResources({
+        pageSize: (args.limit as number | undefined) ?? 50,
+        pageToken: (args.page_token as string | undefined) ?? "",
+      });
+      const data: Record<string, unknown> = {
+        resources: answer.resources.map((r) => ({
+          resource_id: r.id,
+          name: r.name,
+          kind: (ResourceKind[r.kind] ?? "UNSPECIFIED").toLowerCase(),
+          time_zone: r.timeZone,
+          capacity: r.capacity,
+        })),
+      };
+      if (answer.nextPageToken) data.page_token = answer.nextPageToken;
+      return ok(`${answer.resources.length} resource(s).`, data);
+    });
+  },
+};
+
+const listServices: ToolDef<z.ZodObject> = {
+  name: "list_services",
+  rpc: methodOf(CatalogService, "listServices"),
+  title: "List services",
+  description:
+    'Lists what can be booked (e.g. "Consultation"), with service_id, the resources that deliver it, the lengths offered (minutes) and how long a hold lasts. Call it first to get the service_id that find_slots needs.',
+  input: z.strictObject({
+    resource_id: id("Only services this resource delivers.").optional(),
+    limit: z
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .optional()
+      .describe("Most services to return, 1 to 100. Default 50."),
+    page_token: z.string().max(4096).optional().describe("From a previous list_services answer."),
+  }),
+  readOnly: true,
+  async run(api, args) {
+    return guarded(async () => {
+      const answer = await api.catalog.listServices({
+        resourceId: (args.resource_id as string | undefined) ?? "",
+        pageSize: (args.limit as number | undefined) ?? 50,
+        pageToken: (args.page_token as string | undefined) ?? "",
+      });
+      const minutes = (d: Duration | undefined) => (d ? msOfDuration(d) / MINUTE_MS : undefined);
+      const data: Record<string, unknown> = {
+        services: answer.services.map((s) => ({
+          service_id: s.id,
+          name: s.name,
+          resource_ids: s.resourceIds,
+          duration_minutes: s.policy?.durations.map(minutes) ?? [],
+          hold_minutes: minutes(s.policy?.holdTtl),
+          time_zone: s.timeZone,
+        })),
+      };
+      if (answer.nextPageToken) data.page_token = answer.nextPageToken;
+      return ok(`${answer.services.length} service(s).`, data);
+    });
+  },
+};
+
+export const TOOLS: readonly ToolDef<z.ZodObject>[] = [
+  listServices,
+  listResources,
+  findSlots,
+  holdSlot,
+  confirmBooking,
+  extendHold,
+  cancelBooking,
+  rescheduleBooking,
+  getBooking,
+  listBookings,
+];
+
+/** The scope a tool needs: its RPC's required_scope, from the proto. */
+export function scopeOf(tool: { rpc: DescMethod }): string {
+  return requiredScopeOf(tool.rpc);
+}
+
+export function toolsFor(scopes: readonly string[]): ToolDef<z.ZodObject>[] {
+  return TOOLS.filter((t) => {
+    const s = scopeOf(t);
+    return s === ANY_SCOPE || scopes.includes(s);
+  });
+}
+
+/** A tool as tools/list shows it. */
+export function listing(t: ToolDef<z.ZodObject>): Tool {
+  const schema = z.toJSONSchema(t.input, { io: "input" }) as Record<string, unknown>;
+  delete schema.$schema;
+  return {
+    name: t.name,
+    title: t.title,
+    description: t.description,
+    inputSchema: schema as Tool["inputSchema"],
+    annotations: {
+      title: t.title,
+      readOnlyHint: t.readOnly,
+      destructiveHint: t.name === "cancel_booking",
+      idempotentHint: true,
+      openWorldHint: false,
+    },
+  };
+}

@@ -1,0 +1,379 @@
+import { describe, expect, it } from "vitest";
+import { callTool, clinic, mcpOverHttp } from "../support/mcp.js";
+import { startTestServer } from "../support/server.js";
+
+/**
+ * The MCP server at /mcp, driven by the MCP SDK's own client over
+ * Streamable HTTP: what each key sees, the whole flow of a voice agent, retry
+ * safety, and failures as tool results.
+ */
+
+const server = await startTestServer();
+const DAY = 86_400_000;
+
+/** A local date in New York `days` from now. */
+function nyDate(days: number): string {
+  return new Date(Date.now() + days * DAY).toLocaleDateString("en-CA", {
+    timeZone: "America/New_York",
+  });
+}
+
+const ALL_TOOLS = [
+  "cancel_booking",
+  "confirm_booking",
+  "extend_hold",
+  "find_slots",
+  "get_booking",
+  "hold_slot",
+  "list_bookings",
+  "list_resources",
+  "list_services",
+  "reschedule_booking",
+];
+
+describe("tools/list", () => {
+  it("shows each key only the tools its scopes allow", async () => {
+    const c = await clinic(server.url);
+    const names = async (key: string) =>
+      (await (await mcpOverHttp(server.url, key)).listTools()).tools.map((t) => t.name).sort();
+    expect(await names(c.key)).toEqual(ALL_TOOLS);
+    expect(await names(await c.keyWith(["bookings.read"]))).toEqual([
+      "find_slots",
+      "get_booking",
+      "list_bookings",
+    ]);
+    expect(await names(await c.keyWith(["catalog.read"]))).toEqual([
+      "list_resources",
+      "list_services",
+    ]);
+    expect(await names(await c.keyWith(["bookings.write"]))).toEqual([
+      "cancel_booking",
+      "confirm_booking",
+      "extend_hold",
+      "hold_slot",
+      "reschedule_booking",
+    ]);
+    expect(await names(await c.keyWith(["events.read"]))).toEqual([]);
+  });
+
+  it("describes every tool and every argument", async () => {
+    const c = await clinic(server.url);
+    const { tools } = await (await mcpOverHttp(server.url, c.key)).listTools();
+    for (const tool of tools) {
+      expect(tool.description?.length, tool.name).toBeGreaterThan(80);
+      const props = (tool.inputSchema.properties ?? {}) as Record<string, { description?: string }>;
+      for (const [arg, schema] of Object.entries(props)) {
+        expect(schema.description?.length, `${tool.name}.${arg}`).toBeGreaterThan(10);
+      }
+    }
+  });
+});
+
+describe("the voice-agent flow", () => {
+  it("finds, holds, loses a race with alternatives, confirms, reschedules and cancels", async () => {
+    const c = await clinic(server.url);
+    const agent = await mcpOverHttp(server.url, c.key);
+    const rival = await mcpOverHttp(
+      server.url,
+      await c.keyWith(["bookings.read", "bookings.write"]),
+    );
+
+    const services = await callTool(agent, "list_services", {});
+    expect(services.isError).toBe(false);
+    expect(services.data.services).toEqual([
+      expect.objectContaining({
+        service_id: c.serviceId,
+        name: "Consultation",
+        duration_minutes: [30],
+      }),
+    ]);
+
+    const day = nyDate(2);
+    const found = await callTool(agent, "find_slots", {
+      service_id: c.serviceId,
+      date: day,
+      limit: 3,
+    });
+    expect(found.isError).toBe(false);
+    expect(found.data.slots).toHaveLength(3);
+    const [first, _second] = found.data.slots;
+    expect(first.local_start_time).toBe(`${day}T09:00:00${first.local_start_time.slice(19)}`);
+    expect(first.time_zone).toBe("America/New_York");
+    expect(first.start_time).toMatch(/Z$/);
+    expect(Date.parse(first.start_time)).toBe(Date.parse(first.local_start_time));
+    expect(found.data.page_token).toEqual(expect.any(String));
+
+    // More slots of the same search, with the page token alone.
+    const more = await callTool(agent, "find_slots", {
+      page_token: found.data.page_token,
+      limit: 3,
+    });
+    expect(more.isError).toBe(false);
+    expect(more.data.slots[0].local_start_time).toBe(
+      `${day}T10:30:00${first.local_start_time.slice(19)}`,
+    );
+
+    // The rival takes the first slot just before our agent.
+    const theirs = await callTool(rival, "hold_slot", {
+      slot_id: first.slot_id,
+      attendee_name: "Sam",
+    });
+    expect(theirs.isError).toBe(false);
+
+    const lost = await callTool(agent, "hold_slot", {
+      slot_id: first.slot_id,
+      attendee_name: "Ada",
+    });
+    expect(lost.isError).toBe(true);
+    expect(lost.data.error).toMatchObject({
+      reason: "SLOT_UNAVAILABLE",
+      hint: expect.stringContaining("alternatives"),
+    });
+    expect(lost.data.error.alternatives.length).toBeGreaterThan(0);
+    expect(lost.data.error.alternatives[0]).toMatchObject({
+      slot_id: expect.any(String),
+      local_start_time: expect.stringContaining(day),
+      time_zone: "America/New_York",
+    });
+    expect(lost.text).toContain("Free instead:");
+    expect(JSON.stringify(lost.data)).not.toContain("Sam");
+
+    const alt = lost.data.error.alternatives[0];
+    const held = await callTool(agent, "hold_slot", {
+      slot_id: alt.slot_id,
+      attendee_name: "Ada",
+      attendee_phone: "+15550100",
+    });
+    expect(held.isError).toBe(false);
+    const booking = held.data.booking;
+    expect(booking).toMatchObject({
+      status: "held",
+      start_time: alt.start_time,
+      local_start_time: alt.local_start_time,
+    });
+    expect(booking.hold_seconds_left).toBeGreaterThan(0);
+    expect(held.text).toMatch(/the hold lapses in \d+ s/);
+
+    const extended = await callTool(agent, "extend_hold", {
+      booking_id: booking.booking_id,
+      minutes: 10,
+    });
+    expect(extended.isError).toBe(false);
+    expect(extended.data.booking.hold_seconds_left).toBeGreaterThan(500);
+
+    const confirmed = await callTool(agent, "confirm_booking", { booking_id: booking.booking_id });
+    expect(confirmed.data.booking).toMatchObject({
+      status: "confirmed",
+      booking_id: booking.booking_id,
+    });
+    expect(confirmed.data.booking.hold_seconds_left).toBeUndefined();
+
+    // The caller asks for 2 PM local instead, said as wall-clock time.
+    const moved = await callTool(agent, "reschedule_booking", {
+      booking_id: booking.booking_id,
+      start_time: `${day}T14:00`,
+    });
+    expect(moved.isError).toBe(false);
+    expect(moved.data.booking.local_start_time).toBe(
+      `${day}T14:00:00${first.local_start_time.slice(19)}`,
+    );
+    expect(moved.data.booking.status).toBe("confirmed");
+
+    // Moving onto the rival's hold fails and offers other times.
+    const clash = await callTool(agent, "reschedule_booking", {
+      booking_id: booking.booking_id,
+      slot_id: first.slot_id,
+    });
+    expect(clash.data.error.reason).toBe("SLOT_UNAVAILABLE");
+    expect(clash.data.error.alternatives.length).toBeGreaterThan(0);
+
+    const got = await callTool(agent, "get_booking", { booking_id: booking.booking_id });
+    expect(got.data.booking.local_start_time).toBe(moved.data.booking.local_start_time);
+
+    const cancelled = await callTool(agent, "cancel_booking", {
+      booking_id: booking.booking_id,
+      reason: "caller changed plans",
+    });
+    expect(cancelled.data.booking).toMatchObject({
+      status: "cancelled",
+      cancel_reason: "caller changed plans",
+    });
+
+    const listed = await callTool(agent, "list_bookings", { statuses: ["held", "confirmed"] });
+    expect(
+      listed.data.bookings.map((b: { attendee?: { name: string } }) => b.attendee?.name),
+    ).toEqual(["Sam"]);
+  });
+
+  it("holds by local wall-clock time or UTC, and offers the nearest free times outside working hours", async () => {
+    const c = await clinic(server.url);
+    const agent = await mcpOverHttp(server.url, c.key);
+    const day = nyDate(3);
+    const local = await callTool(agent, "hold_slot", {
+      service_id: c.serviceId,
+      start_time: `${day}T11:00`,
+    });
+    expect(local.isError).toBe(false);
+    expect(local.data.booking.local_start_time.slice(0, 16)).toBe(`${day}T11:00`);
+    const utcStart = new Date(Date.parse(local.data.booking.start_time) + 3_600_000).toISOString();
+    const utc = await callTool(agent, "hold_slot", {
+      service_id: c.serviceId,
+      start_time: utcStart,
+    });
+    expect(utc.data.booking.local_start_time.slice(0, 16)).toBe(`${day}T12:00`);
+
+    const night = await callTool(agent, "hold_slot", {
+      service_id: c.serviceId,
+      start_time: `${day}T20:00`,
+    });
+    expect(night.isError).toBe(true);
+    expect(night.data.error.reason).toBe("OUTSIDE_WORKING_HOURS");
+    expect(
+      night.data.error.alternatives.map((s: { local_start_time: string }) =>
+        s.local_start_time.slice(11, 16),
+      ),
+    ).toEqual(["16:30", "16:00", "15:30"]);
+  });
+});
+
+describe("retry safety", () => {
+  it("a retried hold without an idempotency_key returns the same hold, never a second one", async () => {
+    const c = await clinic(server.url);
+    const agent = await mcpOverHttp(server.url, c.key);
+    const day = nyDate(4);
+    const args = { service_id: c.serviceId, start_time: `${day}T09:00`, attendee_name: "Ada" };
+    const first = await callTool(agent, "hold_slot", args);
+    const again = await Promise.all([1, 2, 3].map(() => callTool(agent, "hold_slot", args)));
+    expect(first.isError).toBe(false);
+    for (const r of again) {
+      expect(r.isError).toBe(false);
+      expect(r.data.booking.booking_id).toBe(first.data.booking.booking_id);
+      expect(r.data.replayed).toBe(true);
+    }
+    const listed = await callTool(agent, "list_bookings", {});
+    expect(listed.data.bookings).toHaveLength(1);
+
+    // Once that hold is cancelled, the same request is a new request.
+    await callTool(agent, "cancel_booking", { booking_id: first.data.booking.booking_id });
+    const anew = await callTool(agent, "hold_slot", args);
+    expect(anew.isError).toBe(false);
+    expect(anew.data.booking.booking_id).not.toBe(first.data.booking.booking_id);
+    expect(anew.data.replayed).toBeUndefined();
+    // ...and a retry of that one finds it again.
+    const retried = await callTool(agent, "hold_slot", args);
+    expect(retried.data.booking.booking_id).toBe(anew.data.booking.booking_id);
+  });
+
+  it("a retried hold that was refused is tried anew, so a freed time can be held", async () => {
+    const c = await clinic(server.url);
+    const agent = await mcpOverHttp(server.url, c.key);
+    const day = nyDate(4);
+    const blocker = await callTool(agent, "hold_slot", {
+      service_id: c.serviceId,
+      start_time: `${day}T10:00`,
+      attendee_name: "X",
+    });
+    const args = { service_id: c.serviceId, start_time: `${day}T10:00`, attendee_name: "Ada" };
+    expect((await callTool(agent, "hold_slot", args)).data.error.reason).toBe("SLOT_UNAVAILABLE");
+    await callTool(agent, "cancel_booking", { booking_id: blocker.data.booking.booking_id });
+    const now = await callTool(agent, "hold_slot", args);
+    expect(now.isError).toBe(false);
+  });
+
+  it("honours an explicit idempotency_key", async () => {
+    const c = await clinic(server.url);
+    const agent = await mcpOverHttp(server.url, c.key);
+    const day = nyDate(5);
+    const found = await callTool(agent, "find_slots", {
+      service_id: c.serviceId,
+      date: day,
+      limit: 2,
+    });
+    const [a, b] = found.data.slots;
+    const one = await callTool(agent, "hold_slot", {
+      slot_id: a.slot_id,
+      idempotency_key: "call-42",
+    });
+    const two = await callTool(agent, "hold_slot", {
+      slot_id: a.slot_id,
+      idempotency_key: "call-42",
+    });
+    expect(two.data.booking.booking_id).toBe(one.data.booking.booking_id);
+    const reused = await callTool(agent, "hold_slot", {
+      slot_id: b.slot_id,
+      idempotency_key: "call-42",
+    });
+    expect(reused.data.error.reason).toBe("IDEMPOTENCY_KEY_REUSED");
+  });
+});
+
+describe("failures", () => {
+  it("refuses a wrong key before any MCP message, with 401", async () => {
+    await expect(mcpOverHttp(server.url, "hf_not_a_real_key")).rejects.toThrow();
+    const res = await fetch(`${server.url}/mcp`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+      },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" }),
+    });
+    expect(res.status).toBe(401);
+    expect(res.headers.get("www-authenticate")).toMatch(/^Bearer/);
+    expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(
+      /^UNAUTHENTICATED/,
+    );
+  });
+
+  it("answers a tool outside the key's scopes with MISSING_SCOPE", async () => {
+    const c = await clinic(server.url);
+    const reader = await mcpOverHttp(server.url, await c.keyWith(["bookings.read"]));
+    const r = await callTool(reader, "hold_slot", { slot_id: "x" });
+    expect(r.isError).toBe(true);
+    expect(r.data.error).toMatchObject({
+      reason: "MISSING_SCOPE",
+      message: expect.stringContaining("bookings.write"),
+    });
+  });
+
+  it("names the bad argument", async () => {
+    const c = await clinic(server.url);
+    const agent = await mcpOverHttp(server.url, c.key);
+    const cases: [string, Record<string, unknown>, string][] = [
+      ["hold_slot", { slot_id: 5 }, "slot_id"],
+      ["hold_slot", {}, "slot_id"],
+      ["hold_slot", { service_id: c.serviceId }, "slot_id"],
+      ["hold_slot", { service_id: c.serviceId, start_time: "next tuesday at 3" }, "start_time"],
+      ["hold_slot", { service_id: c.serviceId, start_time: "2030-02-30T10:00" }, "start_time"],
+      ["hold_slot", { slot_id: "abc", nme: "Ada" }, "nme"],
+      ["find_slots", { service_id: c.serviceId, date: "tomorrow" }, "date"],
+      ["find_slots", { service_id: c.serviceId, limit: 0 }, "limit"],
+      ["find_slots", { page_token: "garbage" }, "page_token"],
+      ["find_slots", {}, "service_id"],
+      ["list_bookings", { statuses: ["booked"] }, "statuses.0"],
+      ["extend_hold", { booking_id: "" }, "booking_id"],
+    ];
+    for (const [tool, args, field] of cases) {
+      const r = await callTool(agent, tool, args);
+      expect(r.isError, `${tool} ${JSON.stringify(args)}`).toBe(true);
+      expect(r.data.error.reason).toMatch(/VALIDATION_ERROR|MALFORMED_REQUEST/);
+      expect(
+        r.data.error.field_violations.map((v: { field: string }) => v.field),
+        `${tool} ${JSON.stringify(args)}`,
+      ).toContain(field);
+    }
+    const bogus = await callTool(agent, "hold_slot", { slot_id: "not-a-slot" });
+    expect(bogus.data.error).toMatchObject({ reason: "INVALID_SLOT_ID", hint: expect.any(String) });
+    const missing = await callTool(agent, "get_booking", {
+      booking_id: "00000000-0000-0000-0000-000000000000",
+    });
+    expect(missing.data.error.reason).toMatch(/BOOKING_NOT_FOUND|VALIDATION_ERROR/);
+    const unknown = await callTool(agent, "book_everything", {});
+    expect(unknown.data.error.reason).toBe("UNKNOWN_TOOL");
+  });
+
+  it("answers GET with 405: the server is stateless", async () => {
+    const res = await fetch(`${server.url}/mcp`, { headers: { accept: "text/event-stream" } });
+    expect(res.status).toBe(405);
+  });
+});
