@@ -29,7 +29,8 @@ export async function mcpOverHttp(url: string, key: string): Promise<Client> {
 export async function mcpOverStdio(
   url: string,
   key: string,
-): Promise<{ client: Client; stderr: () => string }> {
+  stderr: string[] = [],
+): Promise<Client> {
   const client = new Client({ name: "holdfast-test", version: "1.0.0" });
   const transport = new StdioClientTransport({
     command: process.execPath,
@@ -42,13 +43,12 @@ export async function mcpOverStdio(
     },
     stderr: "pipe",
   });
-  let err = "";
   transport.stderr?.on("data", (d: Buffer) => {
-    err += d.toString();
+    stderr.push(d.toString());
   });
   await client.connect(transport);
   opened.push(client);
-  return { client, stderr: () => err };
+  return client;
 }
 
 export type ToolAnswer = {
