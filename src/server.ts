@@ -32,6 +32,7 @@ import { startWebhookDelivery } from "./events/webhooks.js";
 import { log, setLogLevel } from "./log.js";
 import { MCP_PATH, mcpHttpHandler } from "./mcp/http.js";
 import { inProcessTransport } from "./mcp/transport.js";
+import { apiDocsHandler, isApiDocsPath } from "./rpc/api-docs.js";
 import { authInterceptor, Keyring } from "./rpc/auth.js";
 import { availabilityService } from "./rpc/availability-service.js";
 import { bookingService } from "./rpc/booking-service.js";
@@ -189,11 +190,13 @@ export async function startHoldfast(
       transport: inProcessTransport(rpc.handlers),
       maxRequestBytes: config.maxRequestBytes,
     });
-    // Paths outside the RPC router: WatchEvents as Server-Sent Events, and MCP.
+    // Paths outside the RPC router: WatchEvents as Server-Sent Events, MCP,
+    // and the OpenAPI document with its reference page.
     const handler: NodeHandler = (req, res) => {
-      const path = (req.url ?? "").split("?", 1)[0];
+      const path = (req.url ?? "").split("?", 1)[0] ?? "";
       if (path === EVENT_STREAM_PATH) eventStream(req, res);
       else if (path === MCP_PATH) mcp(req, res);
+      else if (isApiDocsPath(path)) apiDocsHandler(req, res);
       else rpc(req, res);
     };
     const maintenance = startMaintenance(pool, {

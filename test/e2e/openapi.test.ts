@@ -1,0 +1,275 @@
+import { readFileSync } from "node:fs";
+import { Validator } from "@seriousme/openapi-schema-validator";
+import { Ajv2020 } from "ajv/dist/2020.js";
+import addFormatsModule from "ajv-formats";
+import { describe, expect, it } from "vitest";
+import { requiredScopeOf } from "../../src/rpc/auth.js";
+import { API_SERVICES } from "../../src/server.js";
+import { ADMIN_KEY, startTestServer } from "../support/server.js";
+
+/**
+ * The OpenAPI document of the Connect JSON API: valid OpenAPI 3.1 by a
+ * maintained validator, complete against the proto, served as generated,
+ * and true to the running server: a client that knows only the document
+ * completes the booking flow, and every answer matches its schema.
+ */
+
+// biome-ignore lint/suspicious/noExplicitAny: an OpenAPI document is plain JSON
+type Json = any;
+
+const server = await startTestServer();
+const doc: Json = JSON.parse(readFileSync("gen/openapi/holdfast.v1.openapi.json", "utf8"));
+
+const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => void;
+const ajv = new Ajv2020({ strict: false, allErrors: true });
+addFormats(ajv);
+ajv.addFormat("int32", true);
+ajv.addFormat("int64", true);
+ajv.addSchema({ $id: "openapi.json", components: doc.components });
+
+function operation(operationId: string): { path: string; op: Json } {
+  for (const [path, item] of Object.entries<Json>(doc.paths)) {
+    if (item.post?.operationId === operationId) return { path, op: item.post };
+  }
+  throw new Error(`no operation ${operationId}`);
+}
+
+function schemaRef(schema: Json): Json {
+  return { $ref: `openapi.json${schema.$ref}` };
+}
+
+type Answer = { status: number; body: Json; reason?: string };
+
+/**
+ * A client that knows only the document: the path and the header names come
+ * from it, and every answer is checked against the schema it declares.
+ */
+async function call(
+  operationId: string,
+  body: Json,
+  key: string,
+  opts: { idempotencyKey?: string } = {},
+): Promise<Answer> {
+  const { path, op } = operation(operationId);
+  const headers: Record<string, string> = {
+    "content-type": Object.keys(op.requestBody.content)[0] as string,
+    authorization: `Bearer ${key}`,
+  };
+  if (opts.idempotencyKey) {
+    const param = (op.parameters as Json[]).map(
+      (p) => doc.components.parameters[p.$ref.split("/").pop()],
+    );
+    const name = param.find((p) => p.in === "header")?.name;
+    expect(name, `${operationId} takes an Idempotency-Key`).toBe("Idempotency-Key");
+    headers[name] = opts.idempotencyKey;
+  }
+  // The request itself matches the document.
+  const requestSchema = op.requestBody.content["application/json"].schema;
+  const validRequest = ajv.validate(schemaRef(requestSchema), body);
+  expect(validRequest, `${operationId} request: ${ajv.errorsText()}`).toBe(true);
+  const res = await fetch(`${server.url}${path}`, {
+    method: "POST",
+    headers,
+    body: JSON.stringify(body),
+  });
+  const answer: Answer = { status: res.status, body: await res.json() };
+  const declared = op.responses[String(res.status)] ?? op.responses.default;
+  const valid = ajv.validate(schemaRef(declared.content["application/json"].schema), answer.body);
+  expect(
+    valid,
+    `${operationId} ${res.status}: ${ajv.errorsText()} in ${JSON.stringify(answer.body)}`,
+  ).toBe(true);
+  if (res.status !== 200) {
+    answer.reason = answer.body.details?.find(
+      (d: Json) => d.type === "google.rpc.ErrorInfo",
+    )?.debug?.reason;
+    expect(op["x-holdfast-reasons"], `${operationId} lists ${answer.reason}`).toContain(
+      answer.reason,
+    );
+  }
+  return answer;
+}
+
+describe("the OpenAPI document", () => {
+  it("is valid OpenAPI 3.1", async () => {
+    const result = await new Validator().validate(doc);
+    expect(result.errors ?? []).toEqual([]);
+    expect(result.valid).toBe(true);
+    expect(doc.openapi).toBe("3.1.0");
+  });
+
+  it("describes every unary RPC with its scope, bearer auth and, for mutations, Idempotency-Key", () => {
+    for (const service of API_SERVICES) {
+      for (const method of service.methods) {
+        if (method.methodKind !== "unary") continue;
+        const item = doc.paths[`/${service.typeName}/${method.name}`];
+        expect(item, `${service.name}.${method.name}`).toBeDefined();
+        const scope = requiredScopeOf(method);
+        expect(item.post["x-holdfast-required-scope"]).toBe(scope);
+        expect(item.post.security).toEqual([{ bearer: scope === "*" ? [] : [scope] }]);
+        const mutation = method.idempotency !== 1;
+        expect(item.post.parameters.length > 0, `${method.name} Idempotency-Key`).toBe(mutation);
+        expect(item.post.responses.default.content["application/json"].schema.$ref).toBe(
+          "#/components/schemas/connect.Error",
+        );
+      }
+    }
+    expect(doc.components.securitySchemes.bearer).toMatchObject({ type: "http", scheme: "bearer" });
+  });
+
+  it("follows the proto3 JSON mapping", () => {
+    const s = doc.components.schemas;
+    expect(s["holdfast.v1.Booking"].properties.startTime).toMatchObject({
+      type: "string",
+      format: "date-time",
+    });
+    const status = s["holdfast.v1.Booking"].properties.status;
+    expect(status.$ref ?? status.allOf[0].$ref).toBe(
+      "#/components/schemas/holdfast.v1.BookingStatus",
+    );
+    expect(s["holdfast.v1.BookingStatus"].enum).toContain("BOOKING_STATUS_HELD");
+    expect(s["holdfast.v1.Booking"].properties.metadata).toMatchObject({ type: "object" });
+    expect(s["holdfast.v1.CreateHoldRequest"].properties.ttl).toMatchObject({
+      type: "string",
+      examples: ["1800s"],
+    });
+    expect(s["holdfast.v1.ListBookingsRequest"].properties.pageSize).toMatchObject({
+      type: "integer",
+    });
+    expect(s["holdfast.v1.UpdateResourceRequest"].properties.updateMask).toMatchObject({
+      type: "string",
+    });
+    expect(s["holdfast.v1.ListSlotsResponse"].properties.timeZones).toMatchObject({
+      type: "object",
+      additionalProperties: { type: "string" },
+    });
+  });
+
+  it("is served at GET /openapi.json exactly as generated, and rendered at /docs without a CDN", async () => {
+    const res = await fetch(`${server.url}/openapi.json`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("application/json");
+    expect(await res.json()).toEqual(doc);
+
+    const page = await fetch(`${server.url}/docs`);
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    const sources = [...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1] as string);
+    expect(sources.length).toBeGreaterThan(1);
+    for (const src of sources) {
+      expect(src, "served from this server").toMatch(/^\/docs\//);
+      const asset = await fetch(`${server.url}${src}`);
+      expect(asset.status, src).toBe(200);
+      expect((await asset.arrayBuffer()).byteLength).toBeGreaterThan(10);
+    }
+  });
+});
+
+describe("a client built from the document", () => {
+  it("completes the booking flow, and every answer matches the document", async () => {
+    const tenant = await call("TenantService_CreateTenant", { name: "openapi-clinic" }, ADMIN_KEY);
+    expect(tenant.status).toBe(200);
+    const key = tenant.body.apiKey as string;
+    const caller = await call("KeyService_GetCaller", {}, key);
+    expect(caller.body.scopes).toContain("bookings.write");
+
+    const resource = await call(
+      "ResourceService_CreateResource",
+      {
+        name: "Dr Lee",
+        kind: "RESOURCE_KIND_PERSON",
+        timeZone: "America/New_York",
+        capacity: 1,
+        metadata: { floor: 2 },
+      },
+      key,
+      { idempotencyKey: "res-1" },
+    );
+    const resourceId = resource.body.resource.id;
+    const service = await call(
+      "CatalogService_CreateService",
+      {
+        name: "Consultation",
+        resourceIds: [resourceId],
+        policy: { durations: ["1800s"], holdTtl: "300s" },
+      },
+      key,
+    );
+    const serviceId = service.body.service.id;
+    const start = new Date(Math.ceil(Date.now() / 3_600_000) * 3_600_000 + 2 * 86_400_000);
+    const end = new Date(start.getTime() + 86_400_000);
+    const slots = await call(
+      "AvailabilityService_ListSlots",
+      { serviceId, startTime: start.toISOString(), endTime: end.toISOString(), pageSize: 3 },
+      key,
+    );
+    expect(slots.body.slots).toHaveLength(3);
+    const [first, second] = slots.body.slots;
+
+    const held = await call(
+      "BookingService_CreateHold",
+      { slotId: first.slotId, attendee: { name: "Ada" } },
+      key,
+      {
+        idempotencyKey: "hold-1",
+      },
+    );
+    expect(held.body.booking.status).toBe("BOOKING_STATUS_HELD");
+    const replay = await call(
+      "BookingService_CreateHold",
+      { slotId: first.slotId, attendee: { name: "Ada" } },
+      key,
+      {
+        idempotencyKey: "hold-1",
+      },
+    );
+    expect(replay.body.booking.id).toBe(held.body.booking.id);
+
+    const clash = await call("BookingService_CreateHold", { slotId: first.slotId }, key);
+    expect(clash.status).toBe(409);
+    expect(clash.reason).toBe("SLOT_UNAVAILABLE");
+
+    const id = held.body.booking.id;
+    const confirmed = await call("BookingService_ConfirmBooking", { bookingId: id }, key);
+    expect(confirmed.body.booking.status).toBe("BOOKING_STATUS_CONFIRMED");
+    const moved = await call(
+      "BookingService_RescheduleBooking",
+      { bookingId: id, slotId: second.slotId },
+      key,
+    );
+    expect(moved.body.booking.startTime).toBe(second.startTime);
+    const got = await call("BookingService_GetBooking", { bookingId: id }, key);
+    expect(got.body.booking.localStartTime).toBe(second.localStartTime);
+    const listed = await call(
+      "BookingService_ListBookings",
+      { statuses: ["BOOKING_STATUS_CONFIRMED"], pageSize: 10 },
+      key,
+    );
+    expect(listed.body.bookings).toHaveLength(1);
+    const cancelled = await call(
+      "BookingService_CancelBooking",
+      { bookingId: id, reason: "changed plans" },
+      key,
+    );
+    expect(cancelled.body.booking.status).toBe("BOOKING_STATUS_CANCELLED");
+
+    // Failures match the error body and name a reason the document lists.
+    expect((await call("BookingService_ConfirmBooking", { bookingId: id }, key)).reason).toBe(
+      "INVALID_STATE",
+    );
+    expect(
+      (await call("BookingService_GetBooking", { bookingId: "nope" }, key)).status,
+    ).toBeGreaterThanOrEqual(400);
+    expect((await call("BookingService_GetBooking", { bookingId: id }, "hf_wrong")).reason).toBe(
+      "UNAUTHENTICATED",
+    );
+    const reader = await call("KeyService_CreateApiKey", { scopes: ["bookings.read"] }, key);
+    expect(
+      (await call("BookingService_CancelBooking", { bookingId: id }, reader.body.apiKey)).reason,
+    ).toBe("MISSING_SCOPE");
+    const events = await call("EventService_ListEvents", { pageSize: 5 }, key);
+    expect(events.status).toBe(200);
+    const resources = await call("ResourceService_ListResources", {}, key);
+    expect(resources.body.resources[0].metadata).toEqual({ floor: 2 });
+  });
+});
