@@ -1,17 +1,13 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
 import { log } from "../log.js";
+import type { NodeRequest, NodeResponse } from "../rpc/http.js";
 import { apiFor } from "./api.js";
 import { failureOf } from "./results.js";
 import { holdfastMcpServer } from "./server.js";
 
 /** The path of the MCP endpoint, on the API's own port. */
 export const MCP_PATH = "/mcp";
-
-type NodeRequest = IncomingMessage | Http2ServerRequest;
-type NodeResponse = ServerResponse | Http2ServerResponse;
 
 export type McpHttpOptions = {
   /** The server's own router, in-process (see transport.ts). */

@@ -59,6 +59,17 @@ const durationMinutes = z
   .optional()
   .describe("Length in minutes; one of the service's durations. Default: the service's first.");
 
+const limitArg = (what: string, max: number, fallback: number) =>
+  z
+    .number()
+    .int()
+    .min(1)
+    .max(max)
+    .optional()
+    .describe(`Most ${what} to return, 1 to ${max}. Default ${fallback}.`);
+const pageTokenArg = (tool: string) =>
+  z.string().max(4096).optional().describe(`From a previous ${tool} answer.`);
+
 const slotIdArg = id(
   "A slot_id copied exactly from find_slots or from the `alternatives` of a failure.",
 );
@@ -68,13 +79,18 @@ function methodOf(service: { method: Record<string, DescMethod> }, name: string)
 }
 
 /** The time zone that wall-clock arguments are read in: the resource's, or the service's first resource's. */
-function zoneFinder(api: McpApi, serviceId: string | undefined, resourceId: string | undefined) {
+function zoneFinder(
+  api: McpApi,
+  serviceId: string | undefined,
+  resourceId: string | undefined,
+  field = "start_time",
+) {
   let found: Promise<string> | undefined;
   return () => {
     found ??= (async () => {
       if (!api.caller.scopes.includes("catalog.read")) {
         throw badArgument(
-          "start_time",
+          field,
           "this API key cannot read the catalog to learn the resource's time zone: give the time with a UTC offset or Z",
         );
       }
@@ -210,13 +226,7 @@ const findSlots: ToolDef<z.ZodObject> = {
       "Latest start (exclusive). Default: 7 days after start_time; at most 62 days after it.",
     ).optional(),
     duration_minutes: durationMinutes,
-    limit: z
-      .number()
-      .int()
-      .min(1)
-      .max(50)
-      .optional()
-      .describe("Most slots to return, 1 to 50. Default 10."),
+    limit: limitArg("slots", 50, 10),
     page_token: z
       .string()
       .max(4096)
@@ -327,18 +337,11 @@ const holdSlot: ToolDef<z.ZodObject> = {
   readOnly: false,
   async run(api, a) {
     const args = a as Record<string, string | number | undefined>;
-    let near: Parameters<typeof addNearest>[2] | undefined;
+    let near: Near | undefined;
     return guarded(
       async () => {
         const request = await bookingTarget(api, args);
-        if (request.startMs !== undefined && request.serviceId) {
-          near = {
-            serviceId: request.serviceId,
-            resourceId: request.resourceId,
-            startMs: request.startMs,
-            durationMs: request.durationMs,
-          };
-        }
+        near = nearOf(request);
         const { answer, replayed } = await retrySafe(api, "hold_slot", a, (key, onHeader) =>
           api.bookings.createHold(
             {
@@ -390,7 +393,8 @@ async function bookingTarget(
   const start = args.start_time as string | undefined;
   if (slotId && start !== undefined)
     throw badArgument("slot_id", "give slot_id or start_time, not both");
-  if (slotId) return { slotId, serviceId: "", resourceId: (args.resource_id as string) ?? "" };
+  // A slot id names its resource and time itself.
+  if (slotId) return { slotId, serviceId: "", resourceId: "" };
   const serviceId = (args.service_id as string | undefined) ?? current?.serviceId;
   if (start === undefined) {
     throw badArgument(
@@ -426,6 +430,37 @@ async function bookingTarget(
   return { slotId: "", serviceId, resourceId, startMs, endMs: startMs + durationMs, durationMs };
 }
 
+/** A write of one booking, retry-safe (see retry-safety.ts), answered with the booking. */
+function writeBooking(
+  api: McpApi,
+  tool: string,
+  args: Record<string, unknown>,
+  call: (options: {
+    headers: Record<string, string>;
+    onHeader: (h: Headers) => void;
+  }) => Promise<{ booking?: Booking }>,
+): Promise<CallToolResult> {
+  return guarded(async () => {
+    const { answer, replayed } = await retrySafe(api, tool, args, (key, onHeader) =>
+      call({ headers: { "idempotency-key": key }, onHeader }),
+    );
+    return bookingAnswer(answer.booking, replayed, "");
+  });
+}
+
+type Near = Parameters<typeof addNearest>[2];
+
+/** What to look for free times near, when a time (not a slot id) was asked for. */
+function nearOf(t: Awaited<ReturnType<typeof bookingTarget>>): Near | undefined {
+  if (t.startMs === undefined || !t.serviceId) return undefined;
+  return {
+    serviceId: t.serviceId,
+    resourceId: t.resourceId,
+    startMs: t.startMs,
+    durationMs: t.durationMs,
+  };
+}
+
 const bookingIdArg = id("The booking_id from hold_slot, get_booking or list_bookings.");
 
 const confirmBooking: ToolDef<z.ZodObject> = {
@@ -437,15 +472,9 @@ const confirmBooking: ToolDef<z.ZodObject> = {
   input: z.strictObject({ booking_id: bookingIdArg, idempotency_key: idempotencyKey }),
   readOnly: false,
   async run(api, args) {
-    return guarded(async () => {
-      const { answer, replayed } = await retrySafe(api, "confirm_booking", args, (key, onHeader) =>
-        api.bookings.confirmBooking(
-          { bookingId: args.booking_id as string },
-          { headers: { "idempotency-key": key }, onHeader },
-        ),
-      );
-      return bookingAnswer(answer.booking, replayed, "");
-    });
+    return writeBooking(api, "confirm_booking", args, (options) =>
+      api.bookings.confirmBooking({ bookingId: args.booking_id as string }, options),
+    );
   },
 };
 
@@ -500,15 +529,12 @@ const cancelBooking: ToolDef<z.ZodObject> = {
   }),
   readOnly: false,
   async run(api, args) {
-    return guarded(async () => {
-      const { answer, replayed } = await retrySafe(api, "cancel_booking", args, (key, onHeader) =>
-        api.bookings.cancelBooking(
-          { bookingId: args.booking_id as string, reason: (args.reason as string) ?? "" },
-          { headers: { "idempotency-key": key }, onHeader },
-        ),
-      );
-      return bookingAnswer(answer.booking, replayed, "");
-    });
+    return writeBooking(api, "cancel_booking", args, (options) =>
+      api.bookings.cancelBooking(
+        { bookingId: args.booking_id as string, reason: (args.reason as string) ?? "" },
+        options,
+      ),
+    );
   },
 };
 
@@ -531,7 +557,7 @@ const rescheduleBooking: ToolDef<z.ZodObject> = {
   readOnly: false,
   async run(api, a) {
     const args = a as Record<string, string | number | undefined>;
-    let near: Parameters<typeof addNearest>[2] | undefined;
+    let near: Near | undefined;
     return guarded(
       async () => {
         let current: Booking | undefined;
@@ -540,14 +566,7 @@ const rescheduleBooking: ToolDef<z.ZodObject> = {
             .booking;
         }
         const target = await bookingTarget(api, args, current);
-        if (target.startMs !== undefined && target.serviceId) {
-          near = {
-            serviceId: target.serviceId,
-            resourceId: target.resourceId,
-            startMs: target.startMs,
-            durationMs: target.durationMs,
-          };
-        }
+        near = nearOf(target);
         const { answer, replayed } = await retrySafe(
           api,
           "reschedule_booking",
@@ -608,13 +627,7 @@ const listBookings: ToolDef<z.ZodObject> = {
     service_id: id("Only this service.").optional(),
     start_time_from: time("Only bookings starting at or after this.").optional(),
     start_time_to: time("Only bookings starting before this.").optional(),
-    limit: z
-      .number()
-      .int()
-      .min(1)
-      .max(50)
-      .optional()
-      .describe("Most bookings to return, 1 to 50. Default 20."),
+    limit: limitArg("bookings", 50, 20),
     page_token: z
       .string()
       .max(4096)
@@ -629,6 +642,7 @@ const listBookings: ToolDef<z.ZodObject> = {
         api,
         args.service_id as string | undefined,
         args.resource_id as string | undefined,
+        "start_time_from",
       );
       const from =
         args.start_time_from === undefined
@@ -666,14 +680,8 @@ const listResources: ToolDef<z.ZodObject> = {
   description:
     'Lists the bookable resources (people, rooms, equipment, locations) with their ids, time zones and capacity. Use it to learn which resource the caller means ("Dr. Lee") and its time zone.',
   input: z.strictObject({
-    limit: z
-      .number()
-      .int()
-      .min(1)
-      .max(100)
-      .optional()
-      .describe("Most resources to return, 1 to 100. Default 50."),
-    page_token: z.string().max(4096).optional().describe("From a previous list_resources answer."),
+    limit: limitArg("resources", 100, 50),
+    page_token: pageTokenArg("list_resources"),
   }),
   readOnly: true,
   async run(api, args) {
@@ -705,14 +713,8 @@ const listServices: ToolDef<z.ZodObject> = {
     'Lists what can be booked (e.g. "Consultation"), with service_id, the resources that deliver it, the lengths offered (minutes) and how long a hold lasts. Call it first to get the service_id that find_slots needs.',
   input: z.strictObject({
     resource_id: id("Only services this resource delivers.").optional(),
-    limit: z
-      .number()
-      .int()
-      .min(1)
-      .max(100)
-      .optional()
-      .describe("Most services to return, 1 to 100. Default 50."),
-    page_token: z.string().max(4096).optional().describe("From a previous list_services answer."),
+    limit: limitArg("services", 100, 50),
+    page_token: pageTokenArg("list_services"),
   }),
   readOnly: true,
   async run(api, args) {

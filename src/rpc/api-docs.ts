@@ -1,8 +1,7 @@
 import { readFileSync } from "node:fs";
-import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
+import type { NodeRequest, NodeResponse } from "./http.js";
 
 /**
  * GET /openapi.json: the OpenAPI 3.1 description of the Connect JSON API,
@@ -13,9 +12,6 @@ import { dirname, join } from "node:path";
 
 export const OPENAPI_PATH = "/openapi.json";
 const DOCS_PATH = "/docs";
-
-type NodeRequest = IncomingMessage | Http2ServerRequest;
-type NodeResponse = ServerResponse | Http2ServerResponse;
 
 const openapi = readFileSync(
   new URL("../../gen/openapi/holdfast.v1.openapi.json", import.meta.url),

@@ -19,8 +19,8 @@ export type RpcHandlerOptions = {
   shutdownSignal?: AbortSignal;
 };
 
-type NodeRequest = IncomingMessage | Http2ServerRequest;
-type NodeResponse = ServerResponse | Http2ServerResponse;
+export type NodeRequest = IncomingMessage | Http2ServerRequest;
+export type NodeResponse = ServerResponse | Http2ServerResponse;
 
 /** The Node handler, and the router's handlers for calls made in-process (see src/mcp/transport.ts). */
 export type RpcRequestHandler = ((req: NodeRequest, res: NodeResponse) => void) & {
