@@ -422,7 +422,7 @@ describe("holdfast (command line)", () => {
       const first = (await hold(1)).booking?.id as string;
       await until(() => tail.output().stdout.includes(first), "the first event");
       expect(tail.output().stdout).toMatch(
-        /booking\.held +bkg_\S+ +HELD +\w{3} \S+ \d\d:00-\d\d:00 +Europe\/London/,
+        /booking\.held +bkg_\S+ +HELD +\w{3} \S+ \d\d:00(-| - \w{3} \S+ )\d\d:00 +Europe\/London/,
       );
 
       await instance.close();
