@@ -28,6 +28,7 @@ import { sharedSecret } from "./db/secrets.js";
 import { Signals } from "./db/signals.js";
 import { bootstrapDefaultTenant } from "./db/tenants.js";
 import { EventFeed } from "./events/feed.js";
+import type { Resolve } from "./events/webhook-target.js";
 import { startWebhookDelivery } from "./events/webhooks.js";
 import { log, setLogLevel } from "./log.js";
 import { MCP_PATH, mcpHttpHandler } from "./mcp/http.js";
@@ -78,6 +79,12 @@ export type Holdfast = {
   close(): Promise<void>;
 };
 
+/** What a caller embedding Holdfast may replace; the environment configures the rest. */
+export type StartOptions = {
+  /** Resolves webhook target names (tests use their own, to control DNS answers). */
+  webhookResolve?: Resolve;
+};
+
 /**
  * Starts one Holdfast instance on `databaseUrl`: applies migrations, makes
  * sure tenant `default` exists, opens the notification connection, and
@@ -91,6 +98,7 @@ export async function startHoldfast(
   config: Config,
   databaseUrl: string,
   bound?: Listener,
+  options: StartOptions = {},
 ): Promise<Holdfast> {
   setLogLevel(config.logLevel);
   const listener = bound ?? (await bindPort(config.host, config.port));
@@ -126,6 +134,7 @@ export async function startHoldfast(
       retryScheduleMs: config.webhookRetryScheduleMs,
       disableAfter: config.webhookDisableAfter,
       secretKey: config.secretKey ?? (await sharedSecret(pool, "webhook-secrets")),
+      resolve: options.webhookResolve,
     };
     // The last step that can fail; nothing after it touches the database
     // before serving.

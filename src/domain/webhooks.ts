@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
 import { isIP } from "node:net";
+import ipaddr from "ipaddr.js";
 import { DAY_MS, HOUR_MS, MINUTE_MS, parseDuration } from "./time.js";
 
 /**
@@ -32,38 +33,45 @@ export function urlProblem(raw: string, allowPrivate: boolean): string | undefin
   ) {
     return "must not point at a local host name";
   }
-  if (isIP(host) && isPrivateAddress(host))
-    return "must not point at a private, loopback or link-local address";
+  const range = isIP(host) ? addressProblem(host) : undefined;
+  if (range)
+    return `must not point at a private, loopback, link-local or other non-public address (${host} is ${range})`;
   return undefined;
 }
 
-/** Loopback, private, link-local, unique-local, carrier-grade NAT, unspecified or multicast. */
-export function isPrivateAddress(ip: string): boolean {
-  if (isIP(ip) === 4) {
-    const [a, b] = ip.split(".").map(Number) as [number, number];
-    return (
-      a === 0 ||
-      a === 10 ||
-      a === 127 ||
-      (a === 100 && b >= 64 && b <= 127) ||
-      (a === 169 && b === 254) ||
-      (a === 172 && b >= 16 && b <= 31) ||
-      (a === 192 && b === 168) ||
-      a >= 224
-    );
+/**
+ * Why an address may not receive webhooks (the name of its special range),
+ * or undefined for a public unicast address. ipaddr.js classifies: every
+ * range it does not call "unicast" is refused (private, loopback,
+ * link-local, carrier-grade NAT, benchmarking 198.18.0.0/15, documentation,
+ * multicast, broadcast, unique-local, site-local fec0::/10, ...), and so is
+ * every IPv6 address outside 2000::/3, the only block allocated for global
+ * unicast (which covers IPv4-compatible ::a.b.c.d). Addresses that carry an
+ * IPv4 address inside an IPv6 one and lead to it through a translator or a
+ * tunnel (NAT64 64:ff9b::/96, 6to4 2002::/16, Teredo 2001::/32) are refused
+ * whatever the IPv4 address, since the translator may reach private
+ * networks; an IPv4-mapped address (::ffff:a.b.c.d) is the IPv4 address
+ * itself and is judged as that.
+ */
+export function addressProblem(ip: string): string | undefined {
+  const family = isIP(ip);
+  if (family === 0) return "not an IP address";
+  // ipaddr.js reads the dotted IPv4-compatible form ::a.b.c.d as IPv4-mapped
+  // ::ffff:a.b.c.d: parse the canonical text (::7f00:1) the URL parser writes.
+  const parsed = ipaddr.parse(family === 6 ? new URL(`http://[${ip}]/`).hostname.slice(1, -1) : ip);
+  if (parsed.kind() === "ipv6") {
+    const v6 = parsed as ipaddr.IPv6;
+    if (v6.isIPv4MappedAddress()) return addressProblem(v6.toIPv4Address().toString());
+    const range = v6.range();
+    if (range !== "unicast") return range;
+    if (!v6.match(GLOBAL_UNICAST_V6)) return "notGlobalUnicast";
+    return undefined;
   }
-  const v6 = ip.toLowerCase();
-  if (v6 === "::" || v6 === "::1") return true;
-  // IPv4-mapped addresses, dotted or (as URL parsing writes them) in hex.
-  const dotted = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(v6);
-  if (dotted) return isPrivateAddress(dotted[1] as string);
-  const hex = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(v6);
-  if (hex) {
-    const [hi, lo] = [Number.parseInt(hex[1] as string, 16), Number.parseInt(hex[2] as string, 16)];
-    return isPrivateAddress(`${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`);
-  }
-  return /^(fc|fd|fe8|fe9|fea|feb|ff)/.test(v6);
+  const range = parsed.range();
+  return range === "unicast" ? undefined : range;
 }
+
+const GLOBAL_UNICAST_V6 = ipaddr.IPv6.parseCIDR("2000::/3");
 
 /** A new signing secret in the Standard Webhooks format: whsec_ and base64 of 32 random bytes. */
 export function newSigningSecret(): string {

@@ -1,12 +1,12 @@
-import { lookup } from "node:dns/promises";
-import { isIP } from "node:net";
 import { performance } from "node:perf_hooks";
+import { type Dispatcher, fetch } from "undici";
 import type { Db } from "../db/pool.js";
 import { dispatchEvents, type LeasedDelivery, leaseDue, recordAttempt } from "../db/webhooks.js";
-import { isPrivateAddress, retryDelay, signatureHeader, unseal } from "../domain/webhooks.js";
+import { retryDelay, signatureHeader, unseal } from "../domain/webhooks.js";
 import { log } from "../log.js";
 import type { EventFeed } from "./feed.js";
 import { Pacer } from "./pacer.js";
+import { type Resolve, refuseLiteral, webhookDispatcher } from "./webhook-target.js";
 
 export type WebhookSettings = {
   allowPrivate: boolean;
@@ -15,6 +15,8 @@ export type WebhookSettings = {
   disableAfter: number;
   /** Key that seals signing secrets at rest. */
   secretKey: Buffer;
+  /** How target names are resolved; the system resolver unless a test controls DNS. */
+  resolve?: Resolve | undefined;
 };
 
 const DISPATCH_BATCH = 500;
@@ -45,10 +47,11 @@ export function startWebhookDelivery(
   bodyOf: (d: LeasedDelivery) => Promise<string>,
 ): { stop(): Promise<void> } {
   let stopped = false;
+  const dispatcher = webhookDispatcher(settings);
   const inFlight = new Set<Promise<void>>();
   const send = (d: LeasedDelivery) => {
     const sending: Promise<void> = bodyOf(d)
-      .then((body) => deliver(db, { ...d, body }, settings))
+      .then((body) => deliver(db, { ...d, body }, settings, dispatcher))
       .then((disabled) => {
         if (disabled) feed.committed();
       })
@@ -83,12 +86,18 @@ export function startWebhookDelivery(
       feed.off("wake", wake);
       await pacer.stop();
       await Promise.all(inFlight);
+      await dispatcher.close();
     },
   };
 }
 
 /** One attempt at one delivery; returns true when it disabled the endpoint. */
-async function deliver(db: Db, d: LeasedDelivery, s: WebhookSettings): Promise<boolean> {
+async function deliver(
+  db: Db,
+  d: LeasedDelivery,
+  s: WebhookSettings,
+  dispatcher: Dispatcher,
+): Promise<boolean> {
   const timestamp = Math.floor(Date.now() / 1000);
   const started = performance.now();
   let statusCode = 0;
@@ -108,8 +117,9 @@ async function deliver(db: Db, d: LeasedDelivery, s: WebhookSettings): Promise<b
       const previous = openSecret(s.secretKey, sealed);
       if (previous) secrets.push(previous);
     }
-    await refusePrivateTarget(d.url, s.allowPrivate);
+    refuseLiteral(d.url, s.allowPrivate);
     const res = await fetch(d.url, {
+      dispatcher,
       method: "POST",
       redirect: "manual",
       signal: AbortSignal.timeout(s.timeoutMs),
@@ -127,9 +137,7 @@ async function deliver(db: Db, d: LeasedDelivery, s: WebhookSettings): Promise<b
     if (statusCode < 200 || statusCode >= 300) error = `answered ${statusCode}`;
   } catch (err) {
     error =
-      (err as Error).name === "TimeoutError"
-        ? `no answer within ${s.timeoutMs} ms`
-        : (err as Error).message;
+      (err as Error).name === "TimeoutError" ? `no answer within ${s.timeoutMs} ms` : failure(err);
   }
   const latencyMs = Math.round(performance.now() - started);
   const ok = statusCode >= 200 && statusCode < 300;
@@ -152,11 +160,8 @@ function openSecret(key: Buffer, sealed: Buffer): string | undefined {
   }
 }
 
-/** The URL was checked at creation; its name is checked again now, since DNS answers change. */
-async function refusePrivateTarget(url: string, allowPrivate: boolean): Promise<void> {
-  if (allowPrivate) return;
-  const host = new URL(url).hostname.replace(/^\[|\]$/g, "");
-  const addresses = isIP(host) ? [host] : (await lookup(host, { all: true })).map((a) => a.address);
-  if (addresses.some(isPrivateAddress))
-    throw new Error(`refused: ${host} resolves to a private address`);
+/** What went wrong, from fetch's "fetch failed" down to its cause (refused, ECONNREFUSED, ...). */
+function failure(err: unknown): string {
+  const cause = (err as Error).cause;
+  return cause instanceof Error ? cause.message : (err as Error).message;
 }

@@ -1,9 +1,9 @@
 import { Webhook } from "standardwebhooks";
 import { describe, expect, it } from "vitest";
 import {
+  addressProblem,
   DEFAULT_RETRY_SCHEDULE_MS,
   deliveryBody,
-  isPrivateAddress,
   newSigningSecret,
   parseRetrySchedule,
   retryDelay,
@@ -49,18 +49,79 @@ describe("webhook URLs", () => {
     expect(urlProblem("gopher://127.0.0.1/", true)).toBeDefined();
   });
 
-  it("classify addresses", () => {
-    expect(["8.8.8.8", "1.1.1.1", "2606:4700::1111"].map(isPrivateAddress)).toEqual([
-      false,
-      false,
-      false,
-    ]);
-    expect(["0.0.0.0", "224.0.0.1", "fe80::1", "::"].map(isPrivateAddress)).toEqual([
-      true,
-      true,
-      true,
-      true,
-    ]);
+  it("refuse addresses that are written in hex, mapped or embedded", () => {
+    expect(urlProblem("https://0x7f.1/x", false)).toContain("loopback");
+    expect(urlProblem("https://[::ffff:7f00:1]/x", false)).toContain("loopback");
+    expect(urlProblem("https://[64:ff9b::a00:1]/x", false)).toContain("rfc6052");
+    expect(urlProblem("https://198.18.0.1/x", false)).toContain("reserved");
+  });
+});
+
+describe("address classification", () => {
+  it.each([
+    ["8.8.8.8"],
+    ["1.1.1.1"],
+    ["93.184.216.34"],
+    ["2606:4700::1111"],
+    ["2a00:1450:4001:80b::200e"],
+    // IPv4-mapped is the IPv4 address itself.
+    ["::ffff:8.8.8.8"],
+  ])("%s is public", (ip) => {
+    expect(addressProblem(ip)).toBeUndefined();
+  });
+
+  it.each([
+    ["0.0.0.0", "unspecified"],
+    ["0.1.2.3", "unspecified"],
+    ["10.1.2.3", "private"],
+    ["172.16.0.1", "private"],
+    ["172.31.255.255", "private"],
+    ["192.168.1.1", "private"],
+    ["127.0.0.1", "loopback"],
+    ["127.255.255.254", "loopback"],
+    ["169.254.169.254", "linkLocal"],
+    ["100.64.0.1", "carrierGradeNat"],
+    ["100.127.255.255", "carrierGradeNat"],
+    ["198.18.0.1", "reserved"],
+    ["198.19.255.255", "reserved"],
+    ["192.0.0.8", "reserved"],
+    ["192.0.2.1", "reserved"],
+    ["203.0.113.9", "reserved"],
+    ["240.0.0.1", "reserved"],
+    ["224.0.0.1", "multicast"],
+    ["239.255.255.250", "multicast"],
+    ["255.255.255.255", "broadcast"],
+    ["::", "unspecified"],
+    ["::1", "loopback"],
+    ["fe80::1", "linkLocal"],
+    ["fc00::1", "uniqueLocal"],
+    ["fd12:3456::1", "uniqueLocal"],
+    ["fec0::1", "deprecatedSiteLocal"],
+    ["ff02::1", "multicast"],
+    ["::ffff:127.0.0.1", "loopback"],
+    ["::ffff:7f00:1", "loopback"],
+    ["::ffff:10.0.0.1", "private"],
+    ["::ffff:169.254.169.254", "linkLocal"],
+    // NAT64, 6to4 and Teredo lead to an IPv4 address, whichever it is.
+    ["64:ff9b::7f00:1", "rfc6052"],
+    ["64:ff9b::808:808", "rfc6052"],
+    ["64:ff9b:1::a00:1", "rfc6052"],
+    ["2002:7f00:1::1", "6to4"],
+    ["2002:808:808::1", "6to4"],
+    ["2001:0:4136:e378:8000:63bf:3fff:fdd2", "teredo"],
+    // IPv4-compatible (deprecated) and everything else outside 2000::/3.
+    ["::127.0.0.1", "notGlobalUnicast"],
+    ["::7f00:1", "notGlobalUnicast"],
+    ["::8.8.8.8", "notGlobalUnicast"],
+    ["100::1", "discard"],
+    ["4000::1", "notGlobalUnicast"],
+    ["2001:db8::1", "reserved"],
+    ["2001:2::1", "benchmarking"],
+    ["::ffff:0:7f00:1", "rfc6145"],
+    ["not-an-ip", "not an IP address"],
+    ["127.1", "not an IP address"],
+  ])("%s is refused as %s", (ip, range) => {
+    expect(addressProblem(ip)).toBe(range);
   });
 });
 

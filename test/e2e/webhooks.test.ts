@@ -1,3 +1,4 @@
+import { type AddressInfo, createServer as createNetServer, isIP } from "node:net";
 import { toJson } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -22,9 +23,60 @@ const FAST_RETRIES = {
   HOLDFAST_WEBHOOK_TIMEOUT_MS: "1000",
 };
 
+/**
+ * DNS under the test's control: each name answers its addresses in turn
+ * (the last one from then on), and every question is counted.
+ */
+function controlledDns(answers: Record<string, string[]>) {
+  const asked = new Map<string, number>();
+  return {
+    asked: (name: string) => asked.get(name) ?? 0,
+    resolve: async (name: string) => {
+      const n = asked.get(name) ?? 0;
+      asked.set(name, n + 1);
+      const list = answers[name];
+      const address = list?.[Math.min(n, list.length - 1)];
+      if (!address)
+        throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${name}`), { code: "ENOTFOUND" });
+      return [{ address, family: isIP(address) }];
+    },
+  };
+}
+
+/** A loopback port that counts the connections made to it and closes them. */
+async function connectionCounter() {
+  let connections = 0;
+  const srv = createNetServer((socket) => {
+    connections++;
+    socket.destroy();
+  });
+  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (srv.address() as AddressInfo).port,
+    connections: () => connections,
+    close: () => new Promise<void>((resolve) => srv.close(() => resolve())),
+  };
+}
+
+/** The attempts of a webhook's first delivery, once there are `n`. */
+async function attemptsOf(
+  webhooks: ReturnType<typeof clientFor<typeof WebhookService>>,
+  id: string,
+  n = 1,
+) {
+  let attempts: { error: string; statusCode: number }[] = [];
+  for (let i = 0; i < 200 && attempts.length < n; i++) {
+    await sleep(50);
+    attempts = (await webhooks.listDeliveries({ webhookId: id })).deliveries[0]?.attempts ?? [];
+  }
+  return attempts;
+}
+
+const dns = controlledDns({ "hooks.test": ["127.0.0.1"] });
+
 let server: TestServer;
 beforeAll(async () => {
-  server = await startTestServer(FAST_RETRIES);
+  server = await startTestServer(FAST_RETRIES, undefined, { webhookResolve: dns.resolve });
 });
 
 async function endpoint(
@@ -107,6 +159,78 @@ describe("managing webhooks", () => {
         "VALIDATION_ERROR",
       );
       expect(fieldViolations(err)).toEqual(["url"]);
+    }
+  });
+});
+
+describe("where deliveries may go", () => {
+  it("dials the address the name resolves to when it connects", async () => {
+    const w = await bookingWorld(server.url);
+    let secret = "";
+    const receiver = await webhookReceiver({ secrets: () => [secret] });
+    try {
+      const port = new URL(receiver.url()).port;
+      const e = await endpoint(w, `http://hooks.test:${port}/hooks`, ["booking.confirmed"]);
+      secret = e.secret;
+      await w.bookings.createBooking({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(5, 9),
+      });
+      const got = await receiver.waitFor((r) => r.length >= 1);
+      expect(got[0]?.verified).toBeDefined();
+      expect(dns.asked("hooks.test")).toBeGreaterThan(0);
+    } finally {
+      await receiver.stop();
+    }
+  });
+
+  it("refuses, when it dials, a name that resolved to a public address before and to loopback now (DNS rebinding)", async () => {
+    const rebinding = controlledDns({ "rebind.example": ["93.184.216.34", "127.0.0.1"] });
+    const strict = await startTestServer(
+      { HOLDFAST_WEBHOOK_RETRY_SCHEDULE: "100ms,100ms,100ms", HOLDFAST_WEBHOOK_TIMEOUT_MS: "1000" },
+      await freshDatabase(),
+      { webhookResolve: rebinding.resolve },
+    );
+    const loopback = await connectionCounter();
+    try {
+      // Any check made apart from the connection sees the public answer.
+      expect((await rebinding.resolve("rebind.example"))[0]?.address).toBe("93.184.216.34");
+      const w = await bookingWorld(strict.url);
+      const webhooks = clientFor(WebhookService, strict.url, w.key);
+      const byName = await webhooks.createWebhook({
+        url: `https://rebind.example:${loopback.port}/hooks`,
+        eventTypes: ["booking.confirmed"],
+      });
+      await w.bookings.createBooking({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(1, 9),
+      });
+      const attempts = await attemptsOf(webhooks, byName.webhook?.id as string, 2);
+      expect(attempts.map((a) => a.error)).toEqual([
+        "refused: rebind.example resolves to 127.0.0.1, a non-public address (loopback)",
+        "refused: rebind.example resolves to 127.0.0.1, a non-public address (loopback)",
+      ]);
+      expect(rebinding.asked("rebind.example")).toBeGreaterThanOrEqual(3);
+      expect(loopback.connections()).toBe(0);
+
+      // An address in the URL is checked too, however it got there.
+      const literal = await webhooks.createWebhook({
+        url: "https://hooks.example.com/x",
+        eventTypes: ["booking.cancelled"],
+      });
+      await strict.pool.query("UPDATE webhooks SET url = $1 WHERE id = $2", [
+        `https://[::ffff:7f00:1]:${loopback.port}/hooks`,
+        literal.webhook?.id,
+      ]);
+      const { bookings } = await w.bookings.listBookings({});
+      await w.bookings.cancelBooking({ bookingId: bookings[0]?.id as string });
+      const [first] = await attemptsOf(webhooks, literal.webhook?.id as string);
+      expect(first?.error).toBe("refused: ::ffff:7f00:1 is a non-public address (loopback)");
+      expect(loopback.connections()).toBe(0);
+    } finally {
+      await loopback.close();
     }
   });
 });

@@ -1,6 +1,6 @@
 import { afterAll } from "vitest";
 import { type Config, loadConfig } from "../../src/config.js";
-import { type Holdfast, startHoldfast } from "../../src/server.js";
+import { type Holdfast, type StartOptions, startHoldfast } from "../../src/server.js";
 import { freshDatabase } from "./database.js";
 
 /** The operator key every test server accepts (HOLDFAST_ADMIN_KEY). */
@@ -15,6 +15,7 @@ export type TestServer = Holdfast & { databaseUrl: string };
 export async function startTestServer(
   env: Record<string, string> = {},
   databaseUrl?: string,
+  options: StartOptions = {},
 ): Promise<TestServer> {
   const url = databaseUrl ?? (await freshDatabase());
   const config: Config = loadConfig({
@@ -24,7 +25,7 @@ export async function startTestServer(
     HOLDFAST_DB_POOL_SIZE: "10",
     ...env,
   });
-  const server = await startHoldfast(config, url);
+  const server = await startHoldfast(config, url, undefined, options);
   afterAll(() => server.close());
   return Object.assign(server, { databaseUrl: url });
 }
