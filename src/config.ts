@@ -40,6 +40,8 @@ const schema = z
     HOLDFAST_DB_STATEMENT_TIMEOUT_MS: positiveInt.max(3_600_000).default(30_000),
     HOLDFAST_DB_LOCK_TIMEOUT_MS: positiveInt.max(3_600_000).default(5_000),
     HOLDFAST_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: positiveInt.max(3_600_000).default(10_000),
+    HOLDFAST_KEY_CACHE_SIZE: positiveInt.max(1_000_000).default(10_000),
+    HOLDFAST_KEY_CACHE_TTL_MS: positiveInt.max(3_600_000).default(30_000),
     HOLDFAST_SHUTDOWN_GRACE_MS: positiveInt.max(600_000).default(5_000),
     HOLDFAST_MAX_REQUEST_BYTES: positiveInt.max(16 * 1024 * 1024).default(256 * 1024),
     HOLDFAST_LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
@@ -85,6 +87,8 @@ export type Config = {
   dbPoolSize: number;
   /** Limits Postgres enforces on every pool connection (see docs/operations.md). */
   dbTimeouts: DbTimeouts;
+  /** The cache of valid API keys: how many, and how long each is trusted without the database. */
+  keyCache: { size: number; ttlMs: number };
   /** How long a stop waits for calls in flight before it cuts them. */
   shutdownGraceMs: number;
   maxRequestBytes: number;
@@ -143,6 +147,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       lockMs: c.HOLDFAST_DB_LOCK_TIMEOUT_MS,
       idleInTransactionMs: c.HOLDFAST_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS,
     },
+    keyCache: { size: c.HOLDFAST_KEY_CACHE_SIZE, ttlMs: c.HOLDFAST_KEY_CACHE_TTL_MS },
     shutdownGraceMs: c.HOLDFAST_SHUTDOWN_GRACE_MS,
     maxRequestBytes: c.HOLDFAST_MAX_REQUEST_BYTES,
     logLevel: c.HOLDFAST_LOG_LEVEL,

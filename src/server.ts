@@ -71,6 +71,8 @@ export type Holdfast = {
   /** Set when this start created tenant `default` and its operator key: print it once. */
   operatorKey: string | undefined;
   pool: Pool;
+  /** Resolves API keys, with its cache (its lookup count is for tests and diagnostics). */
+  keyring: Keyring;
   /**
    * Stops gracefully: stops accepting, ends every WatchEvents stream with
    * Unavailable so consumers resume from their cursor, lets the calls in
@@ -142,7 +144,7 @@ export async function startHoldfast(
       db,
       config.adminKey === undefined,
     );
-    const keyring = new Keyring(pool, tenantId, config.adminKey, signals);
+    const keyring = new Keyring(pool, tenantId, config.adminKey, signals, config.keyCache);
     const catalogCache = new CatalogCache(pool, signals);
     const slotFinder = new SlotFinder(pool, catalogCache, slotSecret);
     const feed = new EventFeed(pool, signals, config.eventPollMs);
@@ -225,6 +227,7 @@ export async function startHoldfast(
       port,
       operatorKey: operatorSecret,
       pool,
+      keyring,
       async close() {
         listener.stopAccepting();
         stopping.abort();

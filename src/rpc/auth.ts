@@ -8,6 +8,7 @@ import {
 } from "@connectrpc/connect";
 import { required_scope } from "../../gen/holdfast/v1/options_pb.js";
 import { findActiveKey, hashSecret } from "../db/keys.js";
+import { LoadingCache } from "../db/loading-cache.js";
 import type { Queryable } from "../db/pool.js";
 import { CHANNEL, type Signals } from "../db/signals.js";
 import { Rejection } from "../domain/rejection.js";
@@ -40,32 +41,56 @@ export function requiredScopeOf(method: DescMethod): string {
 /** The `required_scope` of RPCs that any valid key may call, whatever its scopes. */
 export const ANY_SCOPE = "*";
 
-const CACHE_TTL_MS = 30_000;
-const CACHE_MAX = 10_000;
+export type KeyCacheSettings = {
+  /** Valid keys kept at most. */
+  size: number;
+  /** How long a key is trusted without asking the database, in ms. */
+  ttlMs: number;
+};
+
+/** Unknown keys remembered at most (apart from the valid ones, which they never evict). */
+const UNKNOWN_KEYS_MAX = 1_000;
 
 /**
- * Resolves bearer secrets to principals, with a small cache so that a
- * request costs no database round trip for its key. Revocation clears the
- * entry on every instance through a notification; the TTL bounds staleness
- * if that notification is ever missed.
+ * Resolves bearer secrets to principals, with a cache so that a request
+ * costs no database round trip for its key. Revocation clears the entry on
+ * every instance through a notification; the TTL bounds staleness if that
+ * notification is ever missed. Unknown keys are remembered apart, a few
+ * and as briefly, so a flood of made-up keys cannot push out valid ones.
  */
 export class Keyring {
-  private readonly cache = new Map<string, { principal: Principal | null; expires: number }>();
+  private readonly cache: LoadingCache<Principal>;
   private readonly adminHash: Buffer | undefined;
 
   constructor(
-    private readonly db: Queryable,
+    db: Queryable,
     private readonly defaultTenantId: string,
     adminKey: string | undefined,
     signals: Signals | undefined,
+    settings: KeyCacheSettings,
   ) {
     this.adminHash = adminKey === undefined ? undefined : hashSecret(adminKey);
-    signals?.on(CHANNEL.keys, (hashHex: string) => this.cache.delete(hashHex));
+    this.cache = new LoadingCache<Principal>({
+      max: settings.size,
+      ttlMs: settings.ttlMs,
+      missMax: UNKNOWN_KEYS_MAX,
+      missTtlMs: settings.ttlMs,
+      load: async (hex) => {
+        const row = await findActiveKey(db, Buffer.from(hex, "hex"));
+        return row ? { tenantId: row.tenant_id, keyId: row.id, scopes: row.scopes } : undefined;
+      },
+    });
+    signals?.on(CHANNEL.keys, (hashHex: string) => this.cache.forget(hashHex));
     signals?.on("reconnected", () => this.cache.clear());
   }
 
   forget(hashHex: string): void {
-    this.cache.delete(hashHex);
+    this.cache.forget(hashHex);
+  }
+
+  /** Database lookups of keys so far (each one a round trip). */
+  get lookups(): number {
+    return this.cache.loadCount;
   }
 
   async resolve(secret: string): Promise<Principal | null> {
@@ -77,15 +102,7 @@ export class Keyring {
         scopes: [...TENANT_SCOPES, OPERATOR_SCOPE],
       };
     }
-    const hex = hash.toString("hex");
-    const now = Date.now();
-    const cached = this.cache.get(hex);
-    if (cached && cached.expires > now) return cached.principal;
-    const row = await findActiveKey(this.db, hash);
-    const principal = row ? { tenantId: row.tenant_id, keyId: row.id, scopes: row.scopes } : null;
-    if (this.cache.size >= CACHE_MAX) this.cache.clear();
-    this.cache.set(hex, { principal, expires: now + CACHE_TTL_MS });
-    return principal;
+    return (await this.cache.get(hash.toString("hex"))) ?? null;
   }
 }
 
