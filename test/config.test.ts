@@ -47,6 +47,8 @@ describe("loadConfig", () => {
     ["HOLDFAST_DB_STATEMENT_TIMEOUT_MS", "-1"],
     ["HOLDFAST_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", "soon"],
     ["HOLDFAST_SHUTDOWN_GRACE_MS", "0"],
+    ["HOLDFAST_KEY_CACHE_SIZE", "0"],
+    ["HOLDFAST_KEY_CACHE_TTL_MS", "forever"],
   ])("refuses %s=%s, naming the variable", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(name);
@@ -56,6 +58,7 @@ describe("loadConfig", () => {
     expect(loadConfig({})).toMatchObject({
       dbTimeouts: { statementMs: 30_000, lockMs: 5_000, idleInTransactionMs: 10_000 },
       shutdownGraceMs: 5_000,
+      keyCache: { size: 10_000, ttlMs: 30_000 },
     });
     const tooLong = { HOLDFAST_DB_LOCK_TIMEOUT_MS: "40000" };
     expect(() => loadConfig(tooLong)).toThrow("HOLDFAST_DB_LOCK_TIMEOUT_MS");
