@@ -23,7 +23,7 @@ import { type Config, StartError } from "./config.js";
 import { CatalogCache } from "./db/catalog-cache.js";
 import { startMaintenance } from "./db/maintenance.js";
 import { migrate, readMigrations } from "./db/migrate.js";
-import { createPool, type Pool, poolDb } from "./db/pool.js";
+import { createPool, endBusySessions, type Pool, poolDb } from "./db/pool.js";
 import { sharedSecret } from "./db/secrets.js";
 import { Signals } from "./db/signals.js";
 import { bootstrapDefaultTenant } from "./db/tenants.js";
@@ -232,8 +232,12 @@ export async function startHoldfast(
         listener.stopAccepting();
         stopping.abort();
         const drained = await listener.drained(config.shutdownGraceMs);
-        if (!drained) log.warn("calls still running after the grace period were cut");
         shutdown.abort();
+        if (!drained) {
+          // Their sessions too: a cut call's statement must not go on, nor commit, without it.
+          const ended = await endBusySessions(pool, healthPool).catch(() => 0);
+          log.warn("calls still running after the grace period were cut", { sessions: ended });
+        }
         listener.destroy();
         await feed.stop();
         await delivery.stop();

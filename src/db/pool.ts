@@ -48,7 +48,35 @@ export function createPool(connectionString: string, max: number, timeouts?: DbT
   // The client is then unusable: its next query fails, and it is discarded
   // when released.
   pool.on("connect", (client) => client.on("error", () => {}));
+  const busy = new Set<pg.PoolClient>();
+  pool.on("acquire", (client) => busy.add(client));
+  pool.on("release", (_err, client) => busy.delete(client));
+  pool.on("remove", (client) => busy.delete(client as pg.PoolClient));
+  busyClients.set(pool, busy);
   return pool;
+}
+
+/** The clients each pool has checked out (for a plain query or a transaction). */
+const busyClients = new WeakMap<pg.Pool, Set<pg.PoolClient>>();
+
+/**
+ * Ends, on the server, the Postgres sessions `pool` has checked out: a
+ * stop's grace period is over and the calls they serve are cut. Their
+ * transactions roll back there and then (a statement waiting for a lock
+ * would otherwise go on, and might even commit, after the call was given
+ * up), their clients fail and leave the pool, and the pool can close.
+ * `via` runs the statement: a connection of another pool.
+ */
+export async function endBusySessions(pool: pg.Pool, via: Queryable): Promise<number> {
+  const pids = [...(busyClients.get(pool) ?? [])]
+    .map((c) => (c as unknown as { processID: number | null }).processID)
+    .filter((pid): pid is number => typeof pid === "number");
+  if (pids.length === 0) return 0;
+  const { rows } = await via.query<{ n: number }>(
+    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::int AS n FROM unnest($1::int[]) AS pid",
+    [pids],
+  );
+  return rows[0]?.n ?? 0;
 }
 
 export function poolDb(pool: pg.Pool): Db {

@@ -1,14 +1,23 @@
+import { existsSync } from "node:fs";
+import { chmod, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import pg from "pg";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { Health } from "../../gen/health/v1/health_pb.js";
+import {
+  Health,
+  HealthCheckResponse_ServingStatus as Status,
+} from "../../gen/health/v1/health_pb.js";
 import { BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
 import { type Event, EventService } from "../../gen/holdfast/v1/event_pb.js";
+import { loadConfig } from "../../src/config.js";
+import { startHoldfast } from "../../src/server.js";
 import { at, bookingWorld, sleep } from "../support/booking.js";
 import { clientFor } from "../support/clients.js";
 import { freshDatabase } from "../support/database.js";
-import { spawnServer } from "../support/process.js";
+import { descendants, spawnRaw, spawnServer, stillRunningAfter } from "../support/process.js";
 import { ADMIN_KEY } from "../support/server.js";
 
 /** Waits until a session of the server waits for a lock (bounded: fails after `ms`). */
@@ -104,5 +113,133 @@ describe("graceful stop", () => {
     const { booking } = await inFlight;
     expect(booking?.status).toBe(BookingStatus.HELD);
     expect(await server.exited).toBe(0);
+  });
+});
+
+describe("stopping", { timeout: 120_000 }, () => {
+  it("ends every Health/Watch stream: NOT_SERVING, then UNAVAILABLE", async () => {
+    const holdfast = await startHoldfast(
+      loadConfig({
+        PORT: "0",
+        HOLDFAST_ADMIN_KEY: ADMIN_KEY,
+        HOLDFAST_LOG_LEVEL: "error",
+        // Generous: the streams end because the stop ends them, not because a limit passed.
+        HOLDFAST_SHUTDOWN_GRACE_MS: "60000",
+      }),
+      await freshDatabase(),
+    );
+    let closed: Promise<void> | undefined;
+    onTestFinished(() => closed ?? holdfast.close());
+    const watch = async (protocol: "grpc" | "grpc-web" | "connect") => {
+      const seen: string[] = [];
+      try {
+        for await (const res of clientFor(Health, holdfast.url, undefined, protocol).watch({})) {
+          seen.push(Status[res.status]);
+        }
+        seen.push("ended with OK");
+      } catch (err) {
+        const e = ConnectError.from(err);
+        seen.push(`${Code[e.code]} ${e.findDetails(ErrorInfoSchema)[0]?.reason}`);
+      }
+      return seen;
+    };
+    const streams = (["grpc", "grpc-web", "connect"] as const).map(watch);
+    // Every stream has said SERVING before the stop: a check answers once they all have.
+    const health = clientFor(Health, holdfast.url, undefined);
+    expect((await health.check({})).status).toBe(Status.SERVING);
+    await sleep(300);
+    closed = holdfast.close();
+    const outcomes = await Promise.all(streams);
+    await closed;
+    for (const seen of outcomes) {
+      expect(seen).toEqual(["SERVING", "NOT_SERVING", "Unavailable UNAVAILABLE"]);
+    }
+  });
+
+  it("when asked to stop while starting: finishes starting, stops everything and exits 0", async () => {
+    const parent = await mkdtemp(join(tmpdir(), "holdfast-stop-"));
+    onTestFinished(() => rm(parent, { recursive: true, force: true }));
+    await chmod(parent, 0o755);
+    const dataDir = join(parent, "data");
+    const server = spawnRaw({ HOLDFAST_DATA_DIR: dataDir, PORT: "0", HOLDFAST_LOG_LEVEL: "info" });
+    onTestFinished(() => {
+      if (server.child.exitCode === null && server.child.signalCode === null)
+        server.child.kill("SIGKILL");
+    });
+    // The embedded Postgres is being created (initdb, then its start): stop now.
+    while (!server.stderr().includes("starting embedded Postgres")) {
+      if (server.child.exitCode !== null) throw new Error(`exited early:\n${server.stderr()}`);
+      await sleep(10);
+    }
+    const tree = () => descendants(server.child.pid as number);
+    server.child.kill("SIGTERM");
+    let seenBelow: number[] = [];
+    const exited = server.exited;
+    // Whatever it started below it (initdb, Postgres) while stopping is gone after it.
+    while (server.child.exitCode === null) {
+      seenBelow = [...new Set([...seenBelow, ...tree()])];
+      await sleep(20);
+    }
+    expect(await exited).toBe(0);
+    expect(await stillRunningAfter(seenBelow, 10_000)).toEqual([]);
+    expect(server.stdout()).not.toContain("Holdfast listening");
+    // The data directory is released: the next start takes it without complaint.
+    expect(existsSync(join(dataDir, "holdfast.pid"))).toBe(false);
+    expect(existsSync(join(dataDir, "pg", "postmaster.pid"))).toBe(false);
+  });
+
+  it("cuts calls still running after HOLDFAST_SHUTDOWN_GRACE_MS and exits 0", async () => {
+    const databaseUrl = await freshDatabase();
+    const server = await spawnServer({
+      DATABASE_URL: databaseUrl,
+      PORT: "0",
+      HOLDFAST_ADMIN_KEY: ADMIN_KEY,
+      // The call below would wait a minute for its lock; the grace is 1 s.
+      HOLDFAST_DB_LOCK_TIMEOUT_MS: "60000",
+      HOLDFAST_DB_STATEMENT_TIMEOUT_MS: "60000",
+      HOLDFAST_SHUTDOWN_GRACE_MS: "1000",
+    });
+    onTestFinished(async () => {
+      if (server.child.exitCode === null && server.child.signalCode === null)
+        server.child.kill("SIGKILL");
+    });
+    const w = await bookingWorld(server.url);
+    const holder = new pg.Client({ connectionString: databaseUrl });
+    await holder.connect();
+    onTestFinished(() => holder.end());
+    await holder.query("BEGIN");
+    await holder.query("SELECT pg_advisory_xact_lock(resource_lock_key($1, $2))", [
+      w.tenantId,
+      w.resourceId,
+    ]);
+    const inFlight = w.bookings
+      .createHold({ serviceId: w.serviceId, resourceId: w.resourceId, ...at(2, 11) })
+      .then(
+        () => "answered",
+        (err: unknown) => Code[ConnectError.from(err).code],
+      );
+    await untilServerWaitsForLock(databaseUrl);
+
+    server.child.kill("SIGTERM");
+    // It exits while the lock is still held: the call was cut, not waited for.
+    expect(await server.exited).toBe(0);
+    expect(await inFlight).not.toBe("answered");
+    expect(server.stderr()).toContain("calls still running after the grace period were cut");
+    await holder.query("ROLLBACK");
+    // Nothing of the cut call is left in Postgres, and it changed nothing.
+    let left = -1;
+    for (let i = 0; i < 500 && left !== 0; i++) {
+      if (i > 0) await sleep(20);
+      const { rows } = await holder.query(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'holdfast'",
+      );
+      left = rows[0].n;
+    }
+    expect(left).toBe(0);
+    const { rows } = await holder.query(
+      "SELECT count(*)::int AS n FROM bookings WHERE tenant_id = $1",
+      [w.tenantId],
+    );
+    expect(rows[0].n).toBe(0);
   });
 });

@@ -81,6 +81,26 @@ export function spawnServer(
   });
 }
 
+/**
+ * Runs main.ts without waiting for anything: for tests that act while it
+ * starts. Resolves `exited` with the exit code.
+ */
+export function spawnRaw(env: Record<string, string>) {
+  const child = spawnMain(env, "node");
+  let out = "";
+  let err = "";
+  child.stdout?.on("data", (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr?.on("data", (d: Buffer) => {
+    err += d.toString();
+  });
+  const exited = new Promise<number | null>((resolve) =>
+    child.once("exit", (code) => resolve(code)),
+  );
+  return { child, stdout: () => out, stderr: () => err, exited };
+}
+
 /** Runs main.ts expecting it to fail at start-up; resolves with its exit code and output. */
 export function spawnFailing(
   env: Record<string, string>,
