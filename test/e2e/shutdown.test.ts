@@ -40,23 +40,46 @@ async function untilServerWaitsForLock(url: string, ms = 30_000): Promise<void> 
   }
 }
 
+/**
+ * A server in a process of its own on a fresh database, killed if the test
+ * leaves it running. Lock waits and statements may last a minute, so a
+ * call waiting for a lock ends only as the test (or the stop) decides.
+ */
+async function serverProcess(shutdownGraceMs: string) {
+  const databaseUrl = await freshDatabase();
+  const server = await spawnServer({
+    DATABASE_URL: databaseUrl,
+    PORT: "0",
+    HOLDFAST_ADMIN_KEY: ADMIN_KEY,
+    HOLDFAST_DB_LOCK_TIMEOUT_MS: "60000",
+    HOLDFAST_DB_STATEMENT_TIMEOUT_MS: "60000",
+    HOLDFAST_SHUTDOWN_GRACE_MS: shutdownGraceMs,
+  });
+  onTestFinished(async () => {
+    if (server.child.exitCode === null && server.child.signalCode === null)
+      server.child.kill("SIGKILL");
+  });
+  return { databaseUrl, server };
+}
+
+/** Takes a resource's lock in a transaction of the test's own, held until ROLLBACK. */
+async function holdResourceLock(databaseUrl: string, tenantId: string, resourceId: string) {
+  const holder = new pg.Client({ connectionString: databaseUrl });
+  await holder.connect();
+  onTestFinished(() => holder.end());
+  await holder.query("BEGIN");
+  await holder.query("SELECT pg_advisory_xact_lock(resource_lock_key($1, $2))", [
+    tenantId,
+    resourceId,
+  ]);
+  return holder;
+}
+
 describe("graceful stop", () => {
   it("on SIGTERM: refuses new connections, ends streams with UNAVAILABLE, finishes calls in flight, exits 0", async () => {
-    const databaseUrl = await freshDatabase();
-    const server = await spawnServer({
-      DATABASE_URL: databaseUrl,
-      PORT: "0",
-      HOLDFAST_ADMIN_KEY: ADMIN_KEY,
-      // Generous, so the test depends on no timing: the call in flight
-      // finishes because the test lets it, not because a limit passed.
-      HOLDFAST_DB_LOCK_TIMEOUT_MS: "60000",
-      HOLDFAST_DB_STATEMENT_TIMEOUT_MS: "60000",
-      HOLDFAST_SHUTDOWN_GRACE_MS: "60000",
-    });
-    onTestFinished(async () => {
-      if (server.child.exitCode === null && server.child.signalCode === null)
-        server.child.kill("SIGKILL");
-    });
+    // Generous, so the test depends on no timing: the call in flight
+    // finishes because the test lets it, not because a limit passed.
+    const { databaseUrl, server } = await serverProcess("60000");
     const w = await bookingWorld(server.url);
 
     // A consumer, live: it has received the first hold's event.
@@ -75,14 +98,7 @@ describe("graceful stop", () => {
     while (received.length === 0) await sleep(20);
 
     // A call in flight: its hold waits for the resource's lock, held here.
-    const holder = new pg.Client({ connectionString: databaseUrl });
-    await holder.connect();
-    onTestFinished(() => holder.end());
-    await holder.query("BEGIN");
-    await holder.query("SELECT pg_advisory_xact_lock(resource_lock_key($1, $2))", [
-      w.tenantId,
-      w.resourceId,
-    ]);
+    const holder = await holdResourceLock(databaseUrl, w.tenantId, w.resourceId);
     const inFlight = w.bookings.createHold({
       serviceId: w.serviceId,
       resourceId: w.resourceId,
@@ -189,29 +205,10 @@ describe("stopping", { timeout: 120_000 }, () => {
   });
 
   it("cuts calls still running after HOLDFAST_SHUTDOWN_GRACE_MS and exits 0", async () => {
-    const databaseUrl = await freshDatabase();
-    const server = await spawnServer({
-      DATABASE_URL: databaseUrl,
-      PORT: "0",
-      HOLDFAST_ADMIN_KEY: ADMIN_KEY,
-      // The call below would wait a minute for its lock; the grace is 1 s.
-      HOLDFAST_DB_LOCK_TIMEOUT_MS: "60000",
-      HOLDFAST_DB_STATEMENT_TIMEOUT_MS: "60000",
-      HOLDFAST_SHUTDOWN_GRACE_MS: "1000",
-    });
-    onTestFinished(async () => {
-      if (server.child.exitCode === null && server.child.signalCode === null)
-        server.child.kill("SIGKILL");
-    });
+    // The call below would wait a minute for its lock; the grace is 1 s.
+    const { databaseUrl, server } = await serverProcess("1000");
     const w = await bookingWorld(server.url);
-    const holder = new pg.Client({ connectionString: databaseUrl });
-    await holder.connect();
-    onTestFinished(() => holder.end());
-    await holder.query("BEGIN");
-    await holder.query("SELECT pg_advisory_xact_lock(resource_lock_key($1, $2))", [
-      w.tenantId,
-      w.resourceId,
-    ]);
+    const holder = await holdResourceLock(databaseUrl, w.tenantId, w.resourceId);
     const inFlight = w.bookings
       .createHold({ serviceId: w.serviceId, resourceId: w.resourceId, ...at(2, 11) })
       .then(

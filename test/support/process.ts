@@ -37,35 +37,27 @@ export function spawnServer(
   env: Record<string, string>,
   options: SpawnOptions = {},
 ): Promise<ServerProcess> {
-  const child = spawnMain({ HOLDFAST_LOG_LEVEL: "warn", ...env }, options.via ?? "node");
-  let out = "";
-  let err = "";
-  child.stdout?.on("data", (d: Buffer) => {
-    out += d.toString();
-  });
-  child.stderr?.on("data", (d: Buffer) => {
-    err += d.toString();
-  });
-  const exited = new Promise<number | null>((resolve) =>
-    child.once("exit", (code) => resolve(code)),
+  const { child, stdout, stderr, exited } = spawnRaw(
+    { HOLDFAST_LOG_LEVEL: "warn", ...env },
+    options.via,
   );
   return new Promise((resolve, reject) => {
     // Only a failure detector: a first start runs initdb, slow on a busy machine.
     const timer = setTimeout(() => {
       // Not left running behind a failed test.
       child.kill("SIGTERM");
-      reject(new Error(`server did not start:\n${out}\n${err}`));
+      reject(new Error(`server did not start:\n${stdout()}\n${stderr()}`));
     }, 90_000);
     const check = () => {
-      const m = /Holdfast listening on (http:\/\/\S+)/.exec(out);
+      const m = /Holdfast listening on (http:\/\/\S+)/.exec(stdout());
       if (!m) return;
       clearTimeout(timer);
       child.stdout?.off("data", check);
       resolve({
         child,
         url: m[1] as string,
-        stdout: () => out,
-        stderr: () => err,
+        stdout,
+        stderr,
         exited,
         stop: async (signal = "SIGTERM") => {
           child.kill(signal);
@@ -76,17 +68,18 @@ export function spawnServer(
     child.stdout?.on("data", check);
     exited.then((code) => {
       clearTimeout(timer);
-      reject(new Error(`server exited with ${code} before listening:\n${out}\n${err}`));
+      reject(new Error(`server exited with ${code} before listening:\n${stdout()}\n${stderr()}`));
     });
   });
 }
 
 /**
- * Runs main.ts without waiting for anything: for tests that act while it
- * starts. Resolves `exited` with the exit code.
+ * Runs main.ts (or `npm start`) without waiting for anything, collecting
+ * its output: for tests that act while it starts. `exited` resolves with
+ * the exit code.
  */
-export function spawnRaw(env: Record<string, string>) {
-  const child = spawnMain(env, "node");
+export function spawnRaw(env: Record<string, string>, via: "node" | "npm" = "node") {
+  const child = spawnMain(env, via);
   let out = "";
   let err = "";
   child.stdout?.on("data", (d: Buffer) => {
@@ -105,17 +98,10 @@ export function spawnRaw(env: Record<string, string>) {
 export function spawnFailing(
   env: Record<string, string>,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawnMain(env, "node");
-  let out = "";
-  let err = "";
-  child.stdout?.on("data", (d: Buffer) => {
-    out += d.toString();
-  });
-  child.stderr?.on("data", (d: Buffer) => {
-    err += d.toString();
-  });
+  const { child, stdout, stderr } = spawnRaw(env);
+  // "close", not "exit": all of its output has been read by then.
   return new Promise((resolve) =>
-    child.once("close", (code) => resolve({ code, stdout: out, stderr: err })),
+    child.once("close", (code) => resolve({ code, stdout: stdout(), stderr: stderr() })),
   );
 }
 
