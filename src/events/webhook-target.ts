@@ -46,7 +46,12 @@ function guardedLookup(resolve: Resolve, allowPrivate: boolean): LookupFunction 
             }
           }
         }
-        const family = options.family === 4 || options.family === 6 ? options.family : 0;
+        const family =
+          options.family === 4 || options.family === "IPv4"
+            ? 4
+            : options.family === 6 || options.family === "IPv6"
+              ? 6
+              : 0;
         const usable = family === 0 ? all : all.filter((a) => a.family === family);
         const first = usable[0];
         if (!first) {

@@ -1,4 +1,3 @@
-import { type AddressInfo, createServer as createNetServer, isIP } from "node:net";
 import { toJson } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,7 +12,7 @@ import { at, bookingWorld, sleep } from "../support/booking.js";
 import { clientFor, fieldViolations, rejected } from "../support/clients.js";
 import { freshDatabase } from "../support/database.js";
 import { type ServerProcess, spawnServer } from "../support/process.js";
-import { webhookReceiver } from "../support/receiver.js";
+import { connectionCounter, controlledDns, webhookReceiver } from "../support/receiver.js";
 import { ADMIN_KEY, startTestServer, type TestServer } from "../support/server.js";
 
 const FAST_RETRIES = {
@@ -23,41 +22,6 @@ const FAST_RETRIES = {
   HOLDFAST_WEBHOOK_TIMEOUT_MS: "1000",
 };
 
-/**
- * DNS under the test's control: each name answers its addresses in turn
- * (the last one from then on), and every question is counted.
- */
-function controlledDns(answers: Record<string, string[]>) {
-  const asked = new Map<string, number>();
-  return {
-    asked: (name: string) => asked.get(name) ?? 0,
-    resolve: async (name: string) => {
-      const n = asked.get(name) ?? 0;
-      asked.set(name, n + 1);
-      const list = answers[name];
-      const address = list?.[Math.min(n, list.length - 1)];
-      if (!address)
-        throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${name}`), { code: "ENOTFOUND" });
-      return [{ address, family: isIP(address) }];
-    },
-  };
-}
-
-/** A loopback port that counts the connections made to it and closes them. */
-async function connectionCounter() {
-  let connections = 0;
-  const srv = createNetServer((socket) => {
-    connections++;
-    socket.destroy();
-  });
-  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
-  return {
-    port: (srv.address() as AddressInfo).port,
-    connections: () => connections,
-    close: () => new Promise<void>((resolve) => srv.close(() => resolve())),
-  };
-}
-
 /** The attempts of a webhook's first delivery, once there are `n`. */
 async function attemptsOf(
   webhooks: ReturnType<typeof clientFor<typeof WebhookService>>,
@@ -65,7 +29,7 @@ async function attemptsOf(
   n = 1,
 ) {
   let attempts: { error: string; statusCode: number }[] = [];
-  for (let i = 0; i < 200 && attempts.length < n; i++) {
+  for (let i = 0; i < 600 && attempts.length < n; i++) {
     await sleep(50);
     attempts = (await webhooks.listDeliveries({ webhookId: id })).deliveries[0]?.attempts ?? [];
   }

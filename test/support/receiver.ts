@@ -1,4 +1,5 @@
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
+import { type AddressInfo, createServer as createNetServer, isIP } from "node:net";
 import { Webhook } from "standardwebhooks";
 
 export type Received = {
@@ -77,5 +78,40 @@ export async function webhookReceiver(opts: {
         await new Promise((r) => setTimeout(r, 25));
       return received;
     },
+  };
+}
+
+/**
+ * DNS under the test's control: each name answers its addresses in turn
+ * (the last one from then on), and every question is counted.
+ */
+export function controlledDns(answers: Record<string, string[]>) {
+  const asked = new Map<string, number>();
+  return {
+    asked: (name: string) => asked.get(name) ?? 0,
+    resolve: async (name: string) => {
+      const n = asked.get(name) ?? 0;
+      asked.set(name, n + 1);
+      const list = answers[name];
+      const address = list?.[Math.min(n, list.length - 1)];
+      if (!address)
+        throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${name}`), { code: "ENOTFOUND" });
+      return [{ address, family: isIP(address) }];
+    },
+  };
+}
+
+/** A loopback port that counts the connections made to it and closes them. */
+export async function connectionCounter() {
+  let connections = 0;
+  const srv = createNetServer((socket) => {
+    connections++;
+    socket.destroy();
+  });
+  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (srv.address() as AddressInfo).port,
+    connections: () => connections,
+    close: () => new Promise<void>((resolve) => srv.close(() => resolve())),
   };
 }
