@@ -128,8 +128,11 @@ describe("the typed client", () => {
       const err = await hf.bookings
         .createHold({ serviceId: w.serviceId, resourceId: w.resourceId, ...at(1, 11) })
         .catch((e: unknown) => ConnectError.from(e));
-      // The connection broke every time: the last failure is passed on.
-      expect([Code.Canceled, Code.Unavailable]).toContain((err as ConnectError).code);
+      // The connection broke every time: the last failure is passed on. How a
+      // cut shows depends on when it lands (stream reset, refused, or "socket
+      // hang up"), but it never carries the server's ErrorInfo.
+      expect([Code.Canceled, Code.Unavailable, Code.Aborted]).toContain((err as ConnectError).code);
+      expect((err as ConnectError).findDetails(ErrorInfoSchema)).toHaveLength(0);
       expect(proxy.connections()).toBe(3);
     } finally {
       await proxy.close();
