@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { MAX_RATE, type RateLimit } from "./domain/rate-limit.js";
 import { parseRetrySchedule } from "./domain/webhooks.js";
 
 /**
@@ -70,6 +71,10 @@ const schema = z
         return schedule;
       }),
     HOLDFAST_WEBHOOK_DISABLE_AFTER: positiveInt.max(10_000).default(25),
+    HOLDFAST_TENANT_RATE_PER_SECOND: positiveInt.max(MAX_RATE).default(200),
+    HOLDFAST_TENANT_RATE_BURST: positiveInt.max(MAX_RATE).default(400),
+    HOLDFAST_KEY_RATE_PER_SECOND: positiveInt.max(MAX_RATE).default(50),
+    HOLDFAST_KEY_RATE_BURST: positiveInt.max(MAX_RATE).default(100),
   })
   // A lock wait is part of a statement: a lock timeout above the statement
   // timeout would never fire, and lock waits would be reported as slow statements.
@@ -107,6 +112,8 @@ export type Config = {
   webhookTimeoutMs: number;
   webhookRetryScheduleMs: number[];
   webhookDisableAfter: number;
+  /** Rate limits for tenants and keys without their own (see docs/limits.md). */
+  rateLimits: { tenant: RateLimit; key: RateLimit };
 };
 
 export type DbTimeouts = {
@@ -162,5 +169,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookTimeoutMs: c.HOLDFAST_WEBHOOK_TIMEOUT_MS,
     webhookRetryScheduleMs: c.HOLDFAST_WEBHOOK_RETRY_SCHEDULE,
     webhookDisableAfter: c.HOLDFAST_WEBHOOK_DISABLE_AFTER,
+    rateLimits: {
+      tenant: { perSecond: c.HOLDFAST_TENANT_RATE_PER_SECOND, burst: c.HOLDFAST_TENANT_RATE_BURST },
+      key: { perSecond: c.HOLDFAST_KEY_RATE_PER_SECOND, burst: c.HOLDFAST_KEY_RATE_BURST },
+    },
   };
 }

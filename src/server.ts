@@ -46,6 +46,7 @@ import { rpcRequestHandler } from "./rpc/http.js";
 import { idempotent } from "./rpc/idempotency.js";
 import { keyService } from "./rpc/key-service.js";
 import { localizeDeliveryBody, localTimesInterceptor, zonesOf } from "./rpc/local-times.js";
+import { rateLimitInterceptor } from "./rpc/rate-limit.js";
 import { registerReflection } from "./rpc/reflection.js";
 import { resourceService } from "./rpc/resource-service.js";
 import { SlotFinder } from "./rpc/slots.js";
@@ -157,8 +158,14 @@ export async function startHoldfast(
     );
 
     const routes = (router: ConnectRouter) => {
-      router.service(TenantService, idempotent(TenantService, tenantService(db), pool));
-      router.service(KeyService, idempotent(KeyService, keyService(db, keyring), pool));
+      router.service(
+        TenantService,
+        idempotent(TenantService, tenantService(db, config.rateLimits), pool),
+      );
+      router.service(
+        KeyService,
+        idempotent(KeyService, keyService(db, keyring, config.rateLimits), pool),
+      );
       router.service(ResourceService, idempotent(ResourceService, resourceService(db), pool));
       router.service(CatalogService, idempotent(CatalogService, catalogService(db), pool));
       router.service(AvailabilityService, availabilityService(catalogCache, slotFinder));
@@ -184,7 +191,12 @@ export async function startHoldfast(
     };
     const rpc = rpcRequestHandler({
       routes,
-      interceptors: [errorInterceptor, authInterceptor(keyring), localTimesInterceptor(zones)],
+      interceptors: [
+        errorInterceptor,
+        authInterceptor(keyring),
+        rateLimitInterceptor(pool, config.rateLimits),
+        localTimesInterceptor(zones),
+      ],
       maxRequestBytes: config.maxRequestBytes,
       shutdownSignal: shutdown.signal,
     });

@@ -13,6 +13,17 @@ describe("loadConfig", () => {
     });
   });
 
+  it("limits tenants and keys by default, the tenant above the key", () => {
+    expect(loadConfig({}).rateLimits).toEqual({
+      tenant: { perSecond: 200, burst: 400 },
+      key: { perSecond: 50, burst: 100 },
+    });
+    expect(
+      loadConfig({ HOLDFAST_KEY_RATE_PER_SECOND: "5", HOLDFAST_KEY_RATE_BURST: "7" }).rateLimits
+        .key,
+    ).toEqual({ perSecond: 5, burst: 7 });
+  });
+
   it("treats empty variables as unset", () => {
     expect(loadConfig({ PORT: "", DATABASE_URL: "" })).toMatchObject({
       port: 8080,
@@ -49,6 +60,10 @@ describe("loadConfig", () => {
     ["HOLDFAST_SHUTDOWN_GRACE_MS", "0"],
     ["HOLDFAST_KEY_CACHE_SIZE", "0"],
     ["HOLDFAST_KEY_CACHE_TTL_MS", "forever"],
+    ["HOLDFAST_TENANT_RATE_PER_SECOND", "0"],
+    ["HOLDFAST_TENANT_RATE_BURST", "-3"],
+    ["HOLDFAST_KEY_RATE_PER_SECOND", "2.5"],
+    ["HOLDFAST_KEY_RATE_BURST", "1000001"],
   ])("refuses %s=%s, naming the variable", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(name);

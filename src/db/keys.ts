@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
+import type { RateLimit } from "../domain/rate-limit.js";
 import type { Queryable } from "./pool.js";
 import { CHANNEL, notify } from "./signals.js";
 
@@ -12,9 +13,13 @@ export type KeyRow = {
   description: string;
   create_time: Date;
   revoke_time: Date | null;
+  /** The key's own rate limit (both or neither); null: the configured default. */
+  rate_per_second: number | null;
+  rate_burst: number | null;
 };
 
-const COLUMNS = "id, tenant_id, prefix, scopes, description, create_time, revoke_time";
+const COLUMNS =
+  "id, tenant_id, prefix, scopes, description, create_time, revoke_time, rate_per_second, rate_burst";
 
 export function hashSecret(secret: string): Buffer {
   return createHash("sha256").update(secret).digest();
@@ -25,13 +30,22 @@ export async function insertKey(
   tenantId: string,
   scopes: readonly string[],
   description: string,
+  rateLimit?: RateLimit,
 ): Promise<{ secret: string; key: KeyRow }> {
   const secret = `hf_${randomBytes(32).toString("base64url")}`;
   const { rows } = await q.query<KeyRow>(
-    `INSERT INTO api_keys (tenant_id, secret_hash, prefix, scopes, description)
-     VALUES ($1, $2, $3, $4::text[], $5)
+    `INSERT INTO api_keys (tenant_id, secret_hash, prefix, scopes, description, rate_per_second, rate_burst)
+     VALUES ($1, $2, $3, $4::text[], $5, $6, $7)
      RETURNING ${COLUMNS}`,
-    [tenantId, hashSecret(secret), secret.slice(0, 10), [...scopes], description],
+    [
+      tenantId,
+      hashSecret(secret),
+      secret.slice(0, 10),
+      [...scopes],
+      description,
+      rateLimit?.perSecond ?? null,
+      rateLimit?.burst ?? null,
+    ],
   );
   return { secret, key: rows[0] as KeyRow };
 }

@@ -25,7 +25,12 @@ CREATE TABLE api_keys (
   description text NOT NULL DEFAULT ''::text,
   create_time timestamp with time zone NOT NULL DEFAULT now(),
   revoke_time timestamp with time zone,
+  rate_per_second integer,
+  rate_burst integer,
   CONSTRAINT api_keys_pkey PRIMARY KEY (id),
+  CONSTRAINT api_keys_rate_burst_check CHECK (((rate_burst >= 1) AND (rate_burst <= 1000000))),
+  CONSTRAINT api_keys_rate_limit_whole CHECK (((rate_per_second IS NULL) = (rate_burst IS NULL))),
+  CONSTRAINT api_keys_rate_per_second_check CHECK (((rate_per_second >= 1) AND (rate_per_second <= 1000000))),
   CONSTRAINT api_keys_secret_hash_key UNIQUE (secret_hash),
   CONSTRAINT api_keys_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES tenants(id)
 );
@@ -164,6 +169,12 @@ CREATE TABLE policy_versions (
   CONSTRAINT policy_versions_version_check CHECK ((version >= 1))
 );
 
+CREATE UNLOGGED TABLE rate_buckets (
+  bucket text NOT NULL,
+  tat timestamp with time zone NOT NULL,
+  CONSTRAINT rate_buckets_pkey PRIMARY KEY (bucket)
+);
+
 CREATE TABLE resources (
   tenant_id text NOT NULL,
   id text NOT NULL DEFAULT new_id('rsc'::text),
@@ -235,8 +246,13 @@ CREATE TABLE tenants (
   id text NOT NULL DEFAULT new_id('ten'::text),
   name text NOT NULL,
   create_time timestamp with time zone NOT NULL DEFAULT now(),
+  rate_per_second integer,
+  rate_burst integer,
   CONSTRAINT tenants_name_key UNIQUE (name),
-  CONSTRAINT tenants_pkey PRIMARY KEY (id)
+  CONSTRAINT tenants_pkey PRIMARY KEY (id),
+  CONSTRAINT tenants_rate_burst_check CHECK (((rate_burst >= 1) AND (rate_burst <= 1000000))),
+  CONSTRAINT tenants_rate_limit_whole CHECK (((rate_per_second IS NULL) = (rate_burst IS NULL))),
+  CONSTRAINT tenants_rate_per_second_check CHECK (((rate_per_second >= 1) AND (rate_per_second <= 1000000)))
 );
 
 CREATE TABLE webhook_dispatch (
@@ -781,5 +797,67 @@ BEGIN
     END IF;
   END IF;
   RETURN v_outcome;
+END
+$function$;
+
+-- Functions from src/db/functions/10_rate_limits.sql
+
+CREATE OR REPLACE FUNCTION public.take_rate(p_tenant text, p_key text, p_defaults integer[])
+ RETURNS TABLE(allowed boolean, retry_ms double precision, rates integer[], bursts integer[], remaining integer[], reset_ms double precision[])
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+  t_rate integer;
+  t_burst integer;
+  k_rate integer;
+  k_burst integer;
+  names text[] := ARRAY['t/' || p_tenant, 'k/' || p_key];
+  tats timestamptz[] := '{}';
+  backlog double precision[] := '{}';
+  after double precision[] := '{}';
+  t0 timestamptz;
+  b timestamptz;
+  i integer;
+BEGIN
+  SELECT t.rate_per_second, t.rate_burst INTO t_rate, t_burst FROM tenants t WHERE t.id = p_tenant;
+  SELECT k.rate_per_second, k.rate_burst INTO k_rate, k_burst
+  FROM api_keys k WHERE k.id = p_key AND k.tenant_id = p_tenant;
+  t_rate := coalesce(t_rate, p_defaults[1]);
+  t_burst := coalesce(t_burst, p_defaults[2]);
+  rates := ARRAY[t_rate, least(coalesce(k_rate, p_defaults[3]), t_rate)];
+  bursts := ARRAY[t_burst, least(coalesce(k_burst, p_defaults[4]), t_burst)];
+
+  FOR i IN 1..2 LOOP
+    INSERT INTO rate_buckets (bucket, tat) VALUES (names[i], '-infinity') ON CONFLICT DO NOTHING;
+    SELECT r.tat INTO b FROM rate_buckets r WHERE r.bucket = names[i] FOR UPDATE;
+    -- Read the clock once both locks are held: a wait for a lock is no credit.
+    IF i = 2 THEN t0 := clock_timestamp(); END IF;
+    tats := tats || b;
+  END LOOP;
+
+  allowed := true;
+  retry_ms := 0;
+  FOR i IN 1..2 LOOP
+    -- Seconds of backlog before and after this request.
+    backlog := backlog || extract(epoch FROM (greatest(tats[i], t0) - t0))::double precision;
+    after := after || (backlog[i] + 1.0 / rates[i]);
+    -- A microsecond of slack absorbs the rounding of timestamps.
+    IF after[i] > bursts[i]::double precision / rates[i] + 1e-6 THEN
+      allowed := false;
+      retry_ms := greatest(retry_ms, (after[i] - bursts[i]::double precision / rates[i]) * 1000);
+    END IF;
+  END LOOP;
+
+  remaining := '{}';
+  reset_ms := '{}';
+  FOR i IN 1..2 LOOP
+    IF allowed THEN
+      UPDATE rate_buckets SET tat = t0 + make_interval(secs => after[i]) WHERE bucket = names[i];
+      backlog[i] := after[i];
+    END IF;
+    remaining := remaining || greatest(floor((bursts[i]::double precision / rates[i] - backlog[i]) * rates[i] + 1e-6), 0)::integer;
+    reset_ms := reset_ms || backlog[i] * 1000;
+  END LOOP;
+  RETURN NEXT;
 END
 $function$;

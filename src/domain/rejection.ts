@@ -23,6 +23,7 @@ export const REASONS = {
   BOOKING_NOT_FOUND: "not_found",
   OVERRIDE_NOT_FOUND: "not_found",
   API_KEY_NOT_FOUND: "not_found",
+  TENANT_NOT_FOUND: "not_found",
   WEBHOOK_NOT_FOUND: "not_found",
   DELIVERY_NOT_FOUND: "not_found",
   POLICY_VERSION_NOT_FOUND: "not_found",
@@ -45,6 +46,8 @@ export const REASONS = {
   CURSOR_EXPIRED: "failed_precondition",
   // Capacity of the server or of a consumer.
   CONSUMER_TOO_SLOW: "resource_exhausted",
+  // Over a rate limit (of the API key or its tenant): retry after the delay given.
+  RATE_LIMITED: "resource_exhausted",
   // Everything else.
   METHOD_NOT_FOUND: "unimplemented",
   DEADLINE_EXCEEDED: "deadline_exceeded",
@@ -77,6 +80,8 @@ export type RejectionDetails = {
   fieldViolations?: FieldViolation[];
   conflicts?: ConflictingRange[];
   alternatives?: OfferedSlot[];
+  /** When to try again, sent as a google.rpc.RetryInfo. */
+  retryDelayMs?: number;
   /** Extra ErrorInfo metadata (string values), e.g. a resume cursor. */
   metadata?: Record<string, string>;
 };

@@ -1,6 +1,10 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { BadRequestSchema, ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import {
+  BadRequestSchema,
+  ErrorInfoSchema,
+  RetryInfoSchema,
+} from "../../gen/google/rpc/error_details_pb.js";
 import { SlotConflictSchema } from "../../gen/holdfast/v1/errors_pb.js";
 import { rejectionFromDatabase } from "../db/errors.js";
 import { type Reason, Rejection, type RejectionCode } from "../domain/rejection.js";
@@ -55,6 +59,15 @@ export function connectErrorOf(r: Rejection, cause?: unknown): ConnectError {
           field: v.field,
           description: v.description,
         })),
+      }),
+    });
+  }
+  if (r.details.retryDelayMs !== undefined) {
+    const ms = Math.max(0, Math.ceil(r.details.retryDelayMs));
+    details.push({
+      desc: RetryInfoSchema,
+      value: create(RetryInfoSchema, {
+        retryDelay: { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 },
       }),
     });
   }

@@ -4,8 +4,10 @@ import { z } from "zod";
 import type { ApiKeySchema, KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { insertKey, type KeyRow, listKeys, revokeKey } from "../db/keys.js";
 import type { Db } from "../db/pool.js";
+import { type RateDefaults, tenantRateLimit } from "../db/rate-limits.js";
 import { getTenant } from "../db/tenants.js";
-import { Rejection } from "../domain/rejection.js";
+import { keyLimitExcess } from "../domain/rate-limit.js";
+import { invalid, Rejection } from "../domain/rejection.js";
 import { isTenantScope, scopesBeyond, TENANT_SCOPES } from "../domain/scopes.js";
 import { type Keyring, principalOf } from "./auth.js";
 import { timestampOfDate } from "./convert.js";
@@ -21,6 +23,10 @@ export function apiKeyOf(k: KeyRow): MessageInitShape<typeof ApiKeySchema> {
     description: k.description,
     createTime: timestampOfDate(k.create_time),
     revokeTime: k.revoke_time ? timestampOfDate(k.revoke_time) : undefined,
+    rateLimit:
+      k.rate_per_second !== null && k.rate_burst !== null
+        ? { requestsPerSecond: k.rate_per_second, burst: k.rate_burst }
+        : undefined,
   };
 }
 
@@ -35,9 +41,14 @@ export const newKeySchema = z.object({
     .min(1, "must list at least one scope")
     .transform((s) => [...new Set(s)]),
   description: z.string().max(500, "must be at most 500 characters"),
+  rateLimit: v.rateLimit,
 });
 
-export function keyService(base: Db, keyring: Keyring): ServiceImpl<typeof KeyService> {
+export function keyService(
+  base: Db,
+  keyring: Keyring,
+  rateDefaults: RateDefaults,
+): ServiceImpl<typeof KeyService> {
   return {
     async createApiKey(req, ctx) {
       const f = v.parseRequest(newKeySchema, req);
@@ -54,11 +65,25 @@ export function keyService(base: Db, keyring: Keyring): ServiceImpl<typeof KeySe
           },
         );
       }
+      const db = dbOf(ctx, base);
+      if (f.rateLimit) {
+        const tenant = await tenantRateLimit(db, principal.tenantId, rateDefaults);
+        const over = keyLimitExcess(f.rateLimit, tenant);
+        if (over.length > 0) {
+          throw invalid(
+            over.map((field) => ({
+              field: field === "burst" ? "rate_limit.burst" : "rate_limit.requests_per_second",
+              description: `must not exceed the tenant's (${field === "burst" ? tenant.burst : tenant.perSecond})`,
+            })),
+          );
+        }
+      }
       const { secret, key } = await insertKey(
-        dbOf(ctx, base),
+        db,
         principal.tenantId,
         f.scopes,
         f.description,
+        f.rateLimit,
       );
       return { apiKey: secret, key: apiKeyOf(key) };
     },

@@ -2,7 +2,9 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { z } from "zod";
 import type { TenantService } from "../../gen/holdfast/v1/tenant_pb.js";
 import type { Db } from "../db/pool.js";
+import { type RateDefaults, setTenantRateLimit } from "../db/rate-limits.js";
 import { createTenant, listTenants, type TenantRow } from "../db/tenants.js";
+import { Rejection } from "../domain/rejection.js";
 import { timestampOfDate } from "./convert.js";
 import { dbOf } from "./idempotency.js";
 import { apiKeyOf } from "./key-service.js";
@@ -13,12 +15,30 @@ export function tenantOf(t: TenantRow) {
   return { id: t.id, name: t.name, createTime: timestampOfDate(t.create_time) };
 }
 
-export function tenantService(base: Db): ServiceImpl<typeof TenantService> {
+export function tenantService(
+  base: Db,
+  rateDefaults: RateDefaults,
+): ServiceImpl<typeof TenantService> {
   return {
     async createTenant(req, ctx) {
       const f = v.parseRequest(z.object({ name: v.name }), req);
       const { tenant, secret, key } = await createTenant(dbOf(ctx, base), f.name);
       return { tenant: tenantOf(tenant), apiKey: secret, key: apiKeyOf(key) };
+    },
+
+    async setTenantRateLimit(req, ctx) {
+      const f = v.parseRequest(z.object({ tenantId: v.id, rateLimit: v.rateLimit }), req);
+      const db = dbOf(ctx, base);
+      if (!(await setTenantRateLimit(db, f.tenantId, f.rateLimit))) {
+        throw new Rejection("TENANT_NOT_FOUND", `no tenant with id "${f.tenantId}"`, {
+          fieldViolations: [{ field: "tenant_id", description: "no such tenant" }],
+        });
+      }
+      const limit = f.rateLimit ?? rateDefaults.tenant;
+      return {
+        rateLimit: { requestsPerSecond: limit.perSecond, burst: limit.burst },
+        isDefault: f.rateLimit === undefined,
+      };
     },
 
     async listTenants(req) {

@@ -1,6 +1,7 @@
 import type { DescEnum, JsonObject } from "@bufbuild/protobuf";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { z } from "zod";
+import { MAX_RATE, type RateLimit } from "../domain/rate-limit.js";
 import { type FieldViolation, invalid } from "../domain/rejection.js";
 import { canonicalTimeZone } from "../domain/time.js";
 import { msOfDuration, msOfTimestamp } from "./convert.js";
@@ -208,3 +209,19 @@ export function pick(message: object, paths: Set<string>): Record<string, unknow
     out[camelCase(path)] = (message as Record<string, unknown>)[camelCase(path)];
   return out;
 }
+
+const rateNumber = z
+  .number()
+  .int("must be a whole number")
+  .min(1, "must be at least 1")
+  .max(MAX_RATE, `must be at most ${MAX_RATE}`);
+
+/** A RateLimit message, or undefined when unset (the configured default). */
+export const rateLimit = message<{ requestsPerSecond: number; burst: number }>().pipe(
+  z
+    .object({ requestsPerSecond: rateNumber, burst: rateNumber })
+    .optional()
+    .transform((r): RateLimit | undefined =>
+      r ? { perSecond: r.requestsPerSecond, burst: r.burst } : undefined,
+    ),
+);

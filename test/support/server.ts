@@ -23,6 +23,11 @@ export async function startTestServer(
     HOLDFAST_ADMIN_KEY: ADMIN_KEY,
     HOLDFAST_LOG_LEVEL: "error",
     HOLDFAST_DB_POOL_SIZE: "10",
+    // Generous, so that only the tests about rate limits meet them.
+    HOLDFAST_TENANT_RATE_PER_SECOND: "100000",
+    HOLDFAST_TENANT_RATE_BURST: "100000",
+    HOLDFAST_KEY_RATE_PER_SECOND: "100000",
+    HOLDFAST_KEY_RATE_BURST: "100000",
     ...env,
   });
   const server = await startHoldfast(config, url, undefined, options);

@@ -6,6 +6,8 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { RateLimit } from "./limits_pb.js";
+import { file_holdfast_v1_limits } from "./limits_pb.js";
 import { file_holdfast_v1_options } from "./options_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -13,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file holdfast/v1/key.proto.
  */
 export const file_holdfast_v1_key: GenFile = /*@__PURE__*/
-  fileDesc("ChVob2xkZmFzdC92MS9rZXkucHJvdG8SC2hvbGRmYXN0LnYxIqsBCgZBcGlLZXkSCgoCaWQYASABKAkSDgoGcHJlZml4GAIgASgJEg4KBnNjb3BlcxgDIAMoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2b2tlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjoKE0NyZWF0ZUFwaUtleVJlcXVlc3QSDgoGc2NvcGVzGAEgAygJEhMKC2Rlc2NyaXB0aW9uGAIgASgJIk8KFENyZWF0ZUFwaUtleVJlc3BvbnNlEhUKB2FwaV9rZXkYASABKAlCBJC1GAESIAoDa2V5GAIgASgLMhMuaG9sZGZhc3QudjEuQXBpS2V5IlQKEkxpc3RBcGlLZXlzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIXCg9pbmNsdWRlX3Jldm9rZWQYAyABKAgiUQoTTGlzdEFwaUtleXNSZXNwb25zZRIhCgRrZXlzGAEgAygLMhMuaG9sZGZhc3QudjEuQXBpS2V5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIpChNSZXZva2VBcGlLZXlSZXF1ZXN0EhIKCmFwaV9rZXlfaWQYASABKAkiOAoUUmV2b2tlQXBpS2V5UmVzcG9uc2USIAoDa2V5GAEgASgLMhMuaG9sZGZhc3QudjEuQXBpS2V5IhIKEEdldENhbGxlclJlcXVlc3QiXwoRR2V0Q2FsbGVyUmVzcG9uc2USEQoJdGVuYW50X2lkGAEgASgJEhMKC3RlbmFudF9uYW1lGAIgASgJEhIKCmFwaV9rZXlfaWQYAyABKAkSDgoGc2NvcGVzGAQgAygJMpQDCgpLZXlTZXJ2aWNlEmQKDENyZWF0ZUFwaUtleRIgLmhvbGRmYXN0LnYxLkNyZWF0ZUFwaUtleVJlcXVlc3QaIS5ob2xkZmFzdC52MS5DcmVhdGVBcGlLZXlSZXNwb25zZSIPirUYC2tleXMubWFuYWdlEmQKC0xpc3RBcGlLZXlzEh8uaG9sZGZhc3QudjEuTGlzdEFwaUtleXNSZXF1ZXN0GiAuaG9sZGZhc3QudjEuTGlzdEFwaUtleXNSZXNwb25zZSISkAIBirUYC2tleXMubWFuYWdlEmQKDFJldm9rZUFwaUtleRIgLmhvbGRmYXN0LnYxLlJldm9rZUFwaUtleVJlcXVlc3QaIS5ob2xkZmFzdC52MS5SZXZva2VBcGlLZXlSZXNwb25zZSIPirUYC2tleXMubWFuYWdlElQKCUdldENhbGxlchIdLmhvbGRmYXN0LnYxLkdldENhbGxlclJlcXVlc3QaHi5ob2xkZmFzdC52MS5HZXRDYWxsZXJSZXNwb25zZSIIkAIBirUYASpiBnByb3RvMw", [file_google_protobuf_timestamp, file_holdfast_v1_options]);
+  fileDesc("ChVob2xkZmFzdC92MS9rZXkucHJvdG8SC2hvbGRmYXN0LnYxItcBCgZBcGlLZXkSCgoCaWQYASABKAkSDgoGcHJlZml4GAIgASgJEg4KBnNjb3BlcxgDIAMoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2b2tlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKCnJhdGVfbGltaXQYByABKAsyFi5ob2xkZmFzdC52MS5SYXRlTGltaXQiZgoTQ3JlYXRlQXBpS2V5UmVxdWVzdBIOCgZzY29wZXMYASADKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSKgoKcmF0ZV9saW1pdBgDIAEoCzIWLmhvbGRmYXN0LnYxLlJhdGVMaW1pdCJPChRDcmVhdGVBcGlLZXlSZXNwb25zZRIVCgdhcGlfa2V5GAEgASgJQgSQtRgBEiAKA2tleRgCIAEoCzITLmhvbGRmYXN0LnYxLkFwaUtleSJUChJMaXN0QXBpS2V5c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSFwoPaW5jbHVkZV9yZXZva2VkGAMgASgIIlEKE0xpc3RBcGlLZXlzUmVzcG9uc2USIQoEa2V5cxgBIAMoCzITLmhvbGRmYXN0LnYxLkFwaUtleRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKQoTUmV2b2tlQXBpS2V5UmVxdWVzdBISCgphcGlfa2V5X2lkGAEgASgJIjgKFFJldm9rZUFwaUtleVJlc3BvbnNlEiAKA2tleRgBIAEoCzITLmhvbGRmYXN0LnYxLkFwaUtleSISChBHZXRDYWxsZXJSZXF1ZXN0Il8KEUdldENhbGxlclJlc3BvbnNlEhEKCXRlbmFudF9pZBgBIAEoCRITCgt0ZW5hbnRfbmFtZRgCIAEoCRISCgphcGlfa2V5X2lkGAMgASgJEg4KBnNjb3BlcxgEIAMoCTKUAwoKS2V5U2VydmljZRJkCgxDcmVhdGVBcGlLZXkSIC5ob2xkZmFzdC52MS5DcmVhdGVBcGlLZXlSZXF1ZXN0GiEuaG9sZGZhc3QudjEuQ3JlYXRlQXBpS2V5UmVzcG9uc2UiD4q1GAtrZXlzLm1hbmFnZRJkCgtMaXN0QXBpS2V5cxIfLmhvbGRmYXN0LnYxLkxpc3RBcGlLZXlzUmVxdWVzdBogLmhvbGRmYXN0LnYxLkxpc3RBcGlLZXlzUmVzcG9uc2UiEpACAYq1GAtrZXlzLm1hbmFnZRJkCgxSZXZva2VBcGlLZXkSIC5ob2xkZmFzdC52MS5SZXZva2VBcGlLZXlSZXF1ZXN0GiEuaG9sZGZhc3QudjEuUmV2b2tlQXBpS2V5UmVzcG9uc2UiD4q1GAtrZXlzLm1hbmFnZRJUCglHZXRDYWxsZXISHS5ob2xkZmFzdC52MS5HZXRDYWxsZXJSZXF1ZXN0Gh4uaG9sZGZhc3QudjEuR2V0Q2FsbGVyUmVzcG9uc2UiCJACAYq1GAEqYgZwcm90bzM", [file_google_protobuf_timestamp, file_holdfast_v1_limits, file_holdfast_v1_options]);
 
 /**
  * The record of an API key. The secret itself is never stored or returned
@@ -59,6 +61,15 @@ export type ApiKey = Message<"holdfast.v1.ApiKey"> & {
    * @generated from field: google.protobuf.Timestamp revoke_time = 6;
    */
   revokeTime?: Timestamp | undefined;
+
+  /**
+   * The key's own rate limit, set when it was created; unset for keys that
+   * use the configured default (HOLDFAST_KEY_RATE_*). Either way the tenant's
+   * limit caps it.
+   *
+   * @generated from field: holdfast.v1.RateLimit rate_limit = 7;
+   */
+  rateLimit?: RateLimit | undefined;
 };
 
 /**
@@ -87,6 +98,14 @@ export type CreateApiKeyRequest = Message<"holdfast.v1.CreateApiKeyRequest"> & {
    * @generated from field: string description = 2;
    */
   description: string;
+
+  /**
+   * The key's rate limit; unset for the configured default. Neither its
+   * rate nor its burst may exceed the tenant's limit.
+   *
+   * @generated from field: holdfast.v1.RateLimit rate_limit = 3;
+   */
+  rateLimit?: RateLimit | undefined;
 };
 
 /**

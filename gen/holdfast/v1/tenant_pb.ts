@@ -8,6 +8,8 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { ApiKey } from "./key_pb.js";
 import { file_holdfast_v1_key } from "./key_pb.js";
+import type { RateLimit } from "./limits_pb.js";
+import { file_holdfast_v1_limits } from "./limits_pb.js";
 import { file_holdfast_v1_options } from "./options_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -15,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file holdfast/v1/tenant.proto.
  */
 export const file_holdfast_v1_tenant: GenFile = /*@__PURE__*/
-  fileDesc("Chhob2xkZmFzdC92MS90ZW5hbnQucHJvdG8SC2hvbGRmYXN0LnYxIlMKBlRlbmFudBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEi8KC2NyZWF0ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIjChNDcmVhdGVUZW5hbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkidAoUQ3JlYXRlVGVuYW50UmVzcG9uc2USIwoGdGVuYW50GAEgASgLMhMuaG9sZGZhc3QudjEuVGVuYW50EhUKB2FwaV9rZXkYAiABKAlCBJC1GAESIAoDa2V5GAMgASgLMhMuaG9sZGZhc3QudjEuQXBpS2V5IjsKEkxpc3RUZW5hbnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJUChNMaXN0VGVuYW50c1Jlc3BvbnNlEiQKB3RlbmFudHMYASADKAsyEy5ob2xkZmFzdC52MS5UZW5hbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMuEBCg1UZW5hbnRTZXJ2aWNlEmcKDENyZWF0ZVRlbmFudBIgLmhvbGRmYXN0LnYxLkNyZWF0ZVRlbmFudFJlcXVlc3QaIS5ob2xkZmFzdC52MS5DcmVhdGVUZW5hbnRSZXNwb25zZSISirUYDnRlbmFudHMubWFuYWdlEmcKC0xpc3RUZW5hbnRzEh8uaG9sZGZhc3QudjEuTGlzdFRlbmFudHNSZXF1ZXN0GiAuaG9sZGZhc3QudjEuTGlzdFRlbmFudHNSZXNwb25zZSIVkAIBirUYDnRlbmFudHMubWFuYWdlYgZwcm90bzM", [file_google_protobuf_timestamp, file_holdfast_v1_key, file_holdfast_v1_options]);
+  fileDesc("Chhob2xkZmFzdC92MS90ZW5hbnQucHJvdG8SC2hvbGRmYXN0LnYxIlMKBlRlbmFudBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEi8KC2NyZWF0ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIjChNDcmVhdGVUZW5hbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkidAoUQ3JlYXRlVGVuYW50UmVzcG9uc2USIwoGdGVuYW50GAEgASgLMhMuaG9sZGZhc3QudjEuVGVuYW50EhUKB2FwaV9rZXkYAiABKAlCBJC1GAESIAoDa2V5GAMgASgLMhMuaG9sZGZhc3QudjEuQXBpS2V5IjsKEkxpc3RUZW5hbnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJUChNMaXN0VGVuYW50c1Jlc3BvbnNlEiQKB3RlbmFudHMYASADKAsyEy5ob2xkZmFzdC52MS5UZW5hbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIloKGVNldFRlbmFudFJhdGVMaW1pdFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEioKCnJhdGVfbGltaXQYAiABKAsyFi5ob2xkZmFzdC52MS5SYXRlTGltaXQiXAoaU2V0VGVuYW50UmF0ZUxpbWl0UmVzcG9uc2USKgoKcmF0ZV9saW1pdBgBIAEoCzIWLmhvbGRmYXN0LnYxLlJhdGVMaW1pdBISCgppc19kZWZhdWx0GAIgASgIMtwCCg1UZW5hbnRTZXJ2aWNlEmcKDENyZWF0ZVRlbmFudBIgLmhvbGRmYXN0LnYxLkNyZWF0ZVRlbmFudFJlcXVlc3QaIS5ob2xkZmFzdC52MS5DcmVhdGVUZW5hbnRSZXNwb25zZSISirUYDnRlbmFudHMubWFuYWdlEmcKC0xpc3RUZW5hbnRzEh8uaG9sZGZhc3QudjEuTGlzdFRlbmFudHNSZXF1ZXN0GiAuaG9sZGZhc3QudjEuTGlzdFRlbmFudHNSZXNwb25zZSIVkAIBirUYDnRlbmFudHMubWFuYWdlEnkKElNldFRlbmFudFJhdGVMaW1pdBImLmhvbGRmYXN0LnYxLlNldFRlbmFudFJhdGVMaW1pdFJlcXVlc3QaJy5ob2xkZmFzdC52MS5TZXRUZW5hbnRSYXRlTGltaXRSZXNwb25zZSISirUYDnRlbmFudHMubWFuYWdlYgZwcm90bzM", [file_google_protobuf_timestamp, file_holdfast_v1_key, file_holdfast_v1_limits, file_holdfast_v1_options]);
 
 /**
  * A tenant owns every other row: resources, services, bookings, keys, events.
@@ -147,6 +149,61 @@ export const ListTenantsResponseSchema: GenMessage<ListTenantsResponse> = /*@__P
   messageDesc(file_holdfast_v1_tenant, 4);
 
 /**
+ * The tenant and its new rate limit.
+ *
+ * @generated from message holdfast.v1.SetTenantRateLimitRequest
+ */
+export type SetTenantRateLimitRequest = Message<"holdfast.v1.SetTenantRateLimitRequest"> & {
+  /**
+   * The tenant's id.
+   *
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * The new limit; unset puts the tenant back to the configured default
+   * (HOLDFAST_TENANT_RATE_PER_SECOND, HOLDFAST_TENANT_RATE_BURST).
+   *
+   * @generated from field: holdfast.v1.RateLimit rate_limit = 2;
+   */
+  rateLimit?: RateLimit | undefined;
+};
+
+/**
+ * Describes the message holdfast.v1.SetTenantRateLimitRequest.
+ * Use `create(SetTenantRateLimitRequestSchema)` to create a new message.
+ */
+export const SetTenantRateLimitRequestSchema: GenMessage<SetTenantRateLimitRequest> = /*@__PURE__*/
+  messageDesc(file_holdfast_v1_tenant, 5);
+
+/**
+ * @generated from message holdfast.v1.SetTenantRateLimitResponse
+ */
+export type SetTenantRateLimitResponse = Message<"holdfast.v1.SetTenantRateLimitResponse"> & {
+  /**
+   * The limit in force for the tenant from now on.
+   *
+   * @generated from field: holdfast.v1.RateLimit rate_limit = 1;
+   */
+  rateLimit?: RateLimit | undefined;
+
+  /**
+   * True when that is the configured default.
+   *
+   * @generated from field: bool is_default = 2;
+   */
+  isDefault: boolean;
+};
+
+/**
+ * Describes the message holdfast.v1.SetTenantRateLimitResponse.
+ * Use `create(SetTenantRateLimitResponseSchema)` to create a new message.
+ */
+export const SetTenantRateLimitResponseSchema: GenMessage<SetTenantRateLimitResponse> = /*@__PURE__*/
+  messageDesc(file_holdfast_v1_tenant, 6);
+
+/**
  * TenantService is for the operator of a Holdfast installation. It needs the
  * scope `tenants.manage`, which only the operator key of tenant `default`
  * holds (the key printed on first start, or HOLDFAST_ADMIN_KEY).
@@ -173,6 +230,19 @@ export const TenantService: GenService<{
     methodKind: "unary";
     input: typeof ListTenantsRequestSchema;
     output: typeof ListTenantsResponseSchema;
+  },
+  /**
+   * Sets a tenant's rate limit (requests per second with a burst, over all
+   * its keys together), or puts it back to the configured default. Takes
+   * effect at once on every instance. Keys whose own limit is higher are
+   * capped by the tenant's.
+   *
+   * @generated from rpc holdfast.v1.TenantService.SetTenantRateLimit
+   */
+  setTenantRateLimit: {
+    methodKind: "unary";
+    input: typeof SetTenantRateLimitRequestSchema;
+    output: typeof SetTenantRateLimitResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_holdfast_v1_tenant, 0);

@@ -1,0 +1,69 @@
+/**
+ * Rate limits: requests per second with a burst, one token bucket per
+ * tenant and per API key. The buckets live in Postgres (see
+ * src/db/functions/10_rate_limits.sql); this module holds the rules and the
+ * IETF RateLimit fields (draft-ietf-httpapi-ratelimit-headers-10).
+ */
+
+export type RateLimit = { perSecond: number; burst: number };
+
+/** The largest rate or burst accepted anywhere (configuration, tenants, keys). */
+export const MAX_RATE = 1_000_000;
+
+/** What one request's check found, for the buckets in order: tenant, then key. */
+export type RateCheck = {
+  allowed: boolean;
+  /** When refused: milliseconds until this request would be admitted. */
+  retryMs: number;
+  buckets: RateBucket[];
+};
+
+export type RateBucket = {
+  /** The policy name in the RateLimit fields: "tenant" or "key". */
+  policy: "tenant" | "key";
+  limit: RateLimit;
+  /** Requests that would be admitted right now. */
+  remaining: number;
+  /** Milliseconds until the bucket is full again. */
+  resetMs: number;
+};
+
+/**
+ * A key's limit may not exceed its tenant's, in rate or in burst: the names
+ * of the fields that do (empty when the key's limit fits).
+ */
+export function keyLimitExcess(key: RateLimit, tenant: RateLimit): ("perSecond" | "burst")[] {
+  const over: ("perSecond" | "burst")[] = [];
+  if (key.perSecond > tenant.perSecond) over.push("perSecond");
+  if (key.burst > tenant.burst) over.push("burst");
+  return over;
+}
+
+/**
+ * The window the RateLimit-Policy field states for a bucket: q = burst
+ * requests per w seconds. A token bucket has no window; burst/rate seconds
+ * (rounded up, so the rate stated is never above the real one) is the time
+ * an empty bucket takes to fill.
+ */
+export function policyWindowSeconds(limit: RateLimit): number {
+  return Math.max(1, Math.ceil(limit.burst / limit.perSecond));
+}
+
+/** `RateLimit-Policy: "tenant";q=400;w=2, "key";q=100;w=2` */
+export function rateLimitPolicyField(check: RateCheck): string {
+  return check.buckets
+    .map((b) => `"${b.policy}";q=${b.limit.burst};w=${policyWindowSeconds(b.limit)}`)
+    .join(", ");
+}
+
+/** `RateLimit: "tenant";r=399;t=1, "key";r=99;t=1` (t: whole seconds until full again). */
+export function rateLimitField(check: RateCheck): string {
+  return check.buckets
+    .map((b) => `"${b.policy}";r=${b.remaining};t=${Math.ceil(b.resetMs / 1000)}`)
+    .join(", ");
+}
+
+/** The bucket that refused a request: the first with nothing left. */
+export function refusingPolicy(check: RateCheck): RateBucket | undefined {
+  return check.buckets.find((b) => b.remaining === 0) ?? check.buckets[0];
+}

@@ -1,0 +1,64 @@
+import type { Interceptor } from "@connectrpc/connect";
+import type { Queryable } from "../db/pool.js";
+import { type RateDefaults, takeRate } from "../db/rate-limits.js";
+import {
+  type RateCheck,
+  rateLimitField,
+  rateLimitPolicyField,
+  refusingPolicy,
+} from "../domain/rate-limit.js";
+import { Rejection } from "../domain/rejection.js";
+import { callerIn } from "./auth.js";
+import { toConnectError } from "./errors.js";
+
+export const RATE_LIMIT_POLICY_HEADER = "ratelimit-policy";
+export const RATE_LIMIT_HEADER = "ratelimit";
+
+/**
+ * The rate limits of the calling key and its tenant, after authentication
+ * and before anything else touches the database. Calls without a caller
+ * (health, reflection) are not limited. Every limited answer, refused or
+ * not, carries the RateLimit-Policy and RateLimit fields: as HTTP headers,
+ * or as gRPC response metadata (a refusal's in its trailers). A refusal is
+ * RATE_LIMITED with a RetryInfo, and over HTTP a Retry-After header too.
+ */
+export function rateLimitInterceptor(db: Queryable, defaults: RateDefaults): Interceptor {
+  return (next) => async (req) => {
+    const caller = callerIn(req.contextValues);
+    if (!caller) return next(req);
+    const check = await takeRate(db, caller.tenantId, caller.keyId, defaults);
+    const fields = fieldsOf(check);
+    if (!check.allowed) {
+      const policy = refusingPolicy(check)?.policy ?? "key";
+      const err = toConnectError(
+        new Rejection(
+          "RATE_LIMITED",
+          `over the ${policy === "key" ? "API key's" : "tenant's"} rate limit: retry in ${Math.ceil(check.retryMs)} ms`,
+          {
+            retryDelayMs: check.retryMs,
+            metadata: { policy, retry_delay_ms: String(Math.ceil(check.retryMs)) },
+          },
+        ),
+      );
+      for (const [k, v] of fields) err.metadata.set(k, v);
+      err.metadata.set("retry-after", String(Math.max(1, Math.ceil(check.retryMs / 1000))));
+      throw err;
+    }
+    try {
+      const res = await next(req);
+      for (const [k, v] of fields) res.header.set(k, v);
+      return res;
+    } catch (err) {
+      const ce = toConnectError(err, req.url);
+      for (const [k, v] of fields) ce.metadata.set(k, v);
+      throw ce;
+    }
+  };
+}
+
+function fieldsOf(check: RateCheck): [string, string][] {
+  return [
+    [RATE_LIMIT_POLICY_HEADER, rateLimitPolicyField(check)],
+    [RATE_LIMIT_HEADER, rateLimitField(check)],
+  ];
+}
