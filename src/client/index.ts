@@ -9,7 +9,7 @@ import {
   type Transport,
 } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { AvailabilityService } from "../../gen/holdfast/v1/availability_pb.js";
 import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
 import { CatalogService } from "../../gen/holdfast/v1/catalog_pb.js";
@@ -26,7 +26,9 @@ import { WebhookService } from "../../gen/holdfast/v1/webhook_pb.js";
  * broke before an answer arrived, are retried with the same key and
  * exponential backoff with jitter: the server answers a retry of a call that
  * did go through with the stored first response, so a retried call can
- * never book twice.
+ * never book twice. A call refused with RATE_LIMITED is retried, with the
+ * same key, after the delay its google.rpc.RetryInfo names (bounded by
+ * `maxRateLimitWaitMs`).
  */
 export type HoldfastClientOptions = {
   /** e.g. "http://127.0.0.1:8080" */
@@ -39,6 +41,11 @@ export type HoldfastClientOptions = {
   maxAttempts?: number;
   /** Backoff before the first retry, doubled after each, capped at 2 s. Default 100 ms. */
   initialBackoffMs?: number;
+  /**
+   * The longest wait a RATE_LIMITED answer's RetryInfo may ask for; a longer
+   * one is passed on to the caller at once. Default 60 s.
+   */
+  maxRateLimitWaitMs?: number;
 };
 
 export type HoldfastClient = {
@@ -84,7 +91,11 @@ export function createHoldfastClient(options: HoldfastClientOptions): HoldfastCl
 export function holdfastTransport(options: HoldfastClientOptions): Transport {
   const interceptors = [
     idempotencyKeys,
-    retries(options.maxAttempts ?? 4, options.initialBackoffMs ?? 100),
+    retries(
+      options.maxAttempts ?? 4,
+      options.initialBackoffMs ?? 100,
+      options.maxRateLimitWaitMs ?? 60_000,
+    ),
     bearer(options.apiKey),
   ];
   return options.protocol === "connect"
@@ -121,7 +132,22 @@ function backoff(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-function retries(maxAttempts: number, initialBackoffMs: number): Interceptor {
+/**
+ * How long a RATE_LIMITED answer asks the caller to wait (its RetryInfo),
+ * or undefined for any other error.
+ */
+export function rateLimitDelayMs(err: ConnectError): number | undefined {
+  if (err.code !== Code.ResourceExhausted) return undefined;
+  if (err.findDetails(ErrorInfoSchema)[0]?.reason !== "RATE_LIMITED") return undefined;
+  const delay = err.findDetails(RetryInfoSchema)[0]?.retryDelay;
+  return delay ? Number(delay.seconds) * 1000 + delay.nanos / 1e6 : 0;
+}
+
+function retries(
+  maxAttempts: number,
+  initialBackoffMs: number,
+  maxRateLimitWaitMs: number,
+): Interceptor {
   return (next) => async (req) => {
     if (req.stream) return next(req);
     for (let attempt = 1; ; attempt++) {
@@ -129,10 +155,20 @@ function retries(maxAttempts: number, initialBackoffMs: number): Interceptor {
         return await next(req);
       } catch (err) {
         const ce = ConnectError.from(err);
-        const retryable = RETRYABLE.has(ce.code) || isBrokenConnection(ce);
+        const told = rateLimitDelayMs(ce);
+        const retryable =
+          RETRYABLE.has(ce.code) ||
+          isBrokenConnection(ce) ||
+          (told !== undefined && told <= maxRateLimitWaitMs);
         if (attempt >= maxAttempts || !retryable || req.signal.aborted) throw err;
         const ceiling = Math.min(initialBackoffMs * 2 ** (attempt - 1), MAX_BACKOFF_MS);
-        await backoff(ceiling / 2 + Math.random() * (ceiling / 2), req.signal);
+        // Told when to come back: then, plus a little jitter so that callers
+        // told the same time do not all arrive at once.
+        const wait =
+          told !== undefined
+            ? told + Math.random() * Math.min(told / 10, 100)
+            : ceiling / 2 + Math.random() * (ceiling / 2);
+        await backoff(wait, req.signal);
         if (req.signal.aborted) throw err;
       }
     }

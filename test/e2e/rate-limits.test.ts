@@ -1,0 +1,338 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import * as grpc from "@grpc/grpc-js";
+import { beforeAll, describe, expect, it } from "vitest";
+import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { Health } from "../../gen/health/v1/health_pb.js";
+import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
+import { ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
+import { TenantService } from "../../gen/holdfast/v1/tenant_pb.js";
+import { createHoldfastClient } from "../../src/client/index.js";
+import {
+  clientFor,
+  fieldViolations,
+  grpcJsClient,
+  grpcJsReason,
+  jsonReason,
+  newTenant,
+  postJson,
+  rejected,
+} from "../support/clients.js";
+import { ADMIN_KEY, startTestServer, type TestServer } from "../support/server.js";
+
+/**
+ * Rate limits per key and per tenant, shared by two instances on one
+ * database. Counts only: how many calls were admitted and refused, never
+ * how long anything took.
+ */
+
+let one: TestServer;
+let two: TestServer;
+beforeAll(async () => {
+  one = await startTestServer();
+  two = await startTestServer({}, one.databaseUrl);
+});
+
+const operator = () => clientFor(TenantService, one.url, ADMIN_KEY);
+
+/** A tenant with this rate limit, and a key of it. */
+async function limitedTenant(requestsPerSecond: number, burst: number) {
+  const t = await newTenant(one.url);
+  await operator().setTenantRateLimit({
+    tenantId: t.tenantId,
+    rateLimit: { requestsPerSecond, burst },
+  });
+  return t;
+}
+
+/**
+ * The first refusal of `call`, tried up to three times: with a limit of one
+ * per second, a call is admitted again only if a second went by.
+ */
+async function refused(call: () => Promise<unknown>): Promise<ConnectError> {
+  for (let i = 0; ; i++) {
+    try {
+      await call();
+    } catch (err) {
+      const ce = ConnectError.from(err);
+      expect(ce.findDetails(ErrorInfoSchema)[0]?.reason).toBe("RATE_LIMITED");
+      expect(ce.code).toBe(Code.ResourceExhausted);
+      return ce;
+    }
+    if (i === 2) throw new Error("never refused");
+  }
+}
+
+type Tally = { admitted: number; limited: number; other: string[] };
+
+/** Calls GetCaller `n` times at once, alternating between the two instances. */
+async function flood(key: string, n: number): Promise<Tally> {
+  const clients = [one, two].map((s) => clientFor(KeyService, s.url, key));
+  const tally: Tally = { admitted: 0, limited: 0, other: [] };
+  await Promise.all(
+    Array.from({ length: n }, async (_, i) => {
+      try {
+        await (clients[i % 2] as (typeof clients)[0]).getCaller({});
+        tally.admitted++;
+      } catch (err) {
+        const ce = ConnectError.from(err);
+        const reason = ce.findDetails(ErrorInfoSchema)[0]?.reason;
+        if (ce.code === Code.ResourceExhausted && reason === "RATE_LIMITED") tally.limited++;
+        else tally.other.push(`${Code[ce.code]} ${reason}`);
+      }
+    }),
+  );
+  return tally;
+}
+
+describe("the shared budget of two instances", () => {
+  it("admits a whole burst sent to both at once, and no more than one burst plus the rate", async () => {
+    // 1 request per second: whatever the machine's speed, the refill over
+    // the test's few seconds is small next to the 40 calls over the burst.
+    const t = await limitedTenant(1, 20);
+    const started = Date.now();
+    // Under the limit: the burst, split over the instances, all admitted.
+    const first = await flood(t.key, 20);
+    expect(first).toEqual({ admitted: 20, limited: 0, other: [] });
+    // Over it: a bucket per instance would admit up to twice the burst.
+    const second = await flood(t.key, 40);
+    const elapsedSeconds = (Date.now() - started) / 1000;
+    expect(second.other).toEqual([]);
+    expect(second.admitted + second.limited).toBe(40);
+    // Limit plus one burst: 20 at once plus 1 per second since the start.
+    expect(first.admitted + second.admitted).toBeLessThanOrEqual(20 + Math.ceil(elapsedSeconds));
+    expect(second.limited).toBeGreaterThan(0);
+  });
+
+  it("limits each key of a tenant by its own limit, and never by another tenant's traffic", async () => {
+    const busy = await limitedTenant(1, 5);
+    const quiet = await limitedTenant(1, 10);
+    const [noisy, calm] = await Promise.all([flood(busy.key, 30), flood(quiet.key, 10)]);
+    expect(noisy.limited).toBeGreaterThan(0);
+    expect(calm).toEqual({ admitted: 10, limited: 0, other: [] });
+
+    // A key with its own lower limit is held to it; the tenant's other keys are not.
+    const roomy = await limitedTenant(100, 100);
+    const created = await clientFor(KeyService, one.url, roomy.key).createApiKey({
+      scopes: ["bookings.read"],
+      description: "slow agent",
+      rateLimit: { requestsPerSecond: 1, burst: 2 },
+    });
+    expect(created.key?.rateLimit).toMatchObject({ requestsPerSecond: 1, burst: 2 });
+    const [slow, others] = await Promise.all([flood(created.apiKey, 6), flood(roomy.key, 10)]);
+    expect(slow.limited).toBeGreaterThan(0);
+    expect(slow.admitted).toBeGreaterThanOrEqual(2);
+    expect(others).toEqual({ admitted: 10, limited: 0, other: [] });
+  });
+});
+
+describe("a refusal", () => {
+  it("is RESOURCE_EXHAUSTED, RATE_LIMITED, with RetryInfo and the RateLimit fields, in every protocol", async () => {
+    const t = await limitedTenant(1, 1);
+    const keys = clientFor(KeyService, one.url, t.key, "connect");
+    let header: Headers | undefined;
+    await keys.getCaller(
+      {},
+      {
+        onHeader: (h) => {
+          header = h;
+        },
+      },
+    );
+    expect(header?.get("ratelimit-policy")).toBe('"tenant";q=1;w=1, "key";q=1;w=1');
+    expect(header?.get("ratelimit")).toMatch(/^"tenant";r=0;t=1, "key";r=0;t=1$/);
+
+    const err = await refused(() => keys.getCaller({}));
+    const delay = err.findDetails(RetryInfoSchema)[0]?.retryDelay;
+    expect(delay).toBeDefined();
+    const ms = Number(delay?.seconds) * 1000 + (delay?.nanos ?? 0) / 1e6;
+    expect(ms).toBeGreaterThan(0);
+    expect(ms).toBeLessThanOrEqual(1000);
+    expect(err.metadata.get("ratelimit-policy")).toBe('"tenant";q=1;w=1, "key";q=1;w=1');
+    expect(err.metadata.get("ratelimit")).toMatch(/"key";r=0;t=1$/);
+
+    // Connect JSON, as curl sees it: 429 with Retry-After.
+    let reply = await postJson(one.url, "holdfast.v1.KeyService/GetCaller", {}, t.key);
+    // Admitted only if a second went by since the last admitted call.
+    if (reply.status === 200)
+      reply = await postJson(one.url, "holdfast.v1.KeyService/GetCaller", {}, t.key);
+    expect(reply.status).toBe(429);
+    expect(jsonReason(reply)).toBe("RATE_LIMITED");
+    expect(reply.headers.get("retry-after")).toBe("1");
+    expect(reply.headers.get("ratelimit")).toMatch(/^"tenant";r=0;t=1, "key";r=0;t=1$/);
+
+    // gRPC, as a grpc-js backend sees it: the fields in the error's metadata.
+    const g = grpcJsClient(two.url, "holdfast/v1/key.proto", "KeyService", t.key);
+    try {
+      const call = () =>
+        g.call("getCaller", {}).then(
+          () => undefined,
+          (e: grpc.ServiceError) => e,
+        );
+      const gErr = (await call()) ?? (await call());
+      expect(gErr?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      expect(grpcJsReason(gErr as grpc.ServiceError)).toBe("RATE_LIMITED");
+      expect(gErr?.metadata.get("ratelimit-policy")).toEqual(['"tenant";q=1;w=1, "key";q=1;w=1']);
+    } finally {
+      g.close();
+    }
+  });
+
+  it("is not stored under the Idempotency-Key: the same call later goes through", async () => {
+    const t = await limitedTenant(1, 1);
+    const resources = clientFor(ResourceService, one.url, t.key, "connect");
+    const headers = { "idempotency-key": "rate-limited-once" };
+    await flood(t.key, 4);
+    await rejected(
+      resources.createResource({ name: "A", timeZone: "UTC", capacity: 1 }, { headers }),
+      Code.ResourceExhausted,
+      "RATE_LIMITED",
+    );
+    // The typed client waits as told and retries with the same key.
+    const hf = createHoldfastClient({ baseUrl: two.url, apiKey: t.key, protocol: "connect" });
+    let replayed: string | null = "unset";
+    const { resource } = await hf.resources.createResource(
+      { name: "A", timeZone: "UTC", capacity: 1 },
+      {
+        headers,
+        onHeader: (h) => {
+          replayed = h.get("idempotent-replayed");
+        },
+      },
+    );
+    expect(resource?.name).toBe("A");
+    expect(replayed).toBeNull();
+    const { rows } = await one.pool.query(
+      "SELECT count(*)::int AS n FROM resources WHERE tenant_id = $1",
+      [t.tenantId],
+    );
+    expect(rows[0].n).toBe(1);
+  });
+});
+
+describe("the typed client", () => {
+  it("waits as RetryInfo says and retries with the same Idempotency-Key", async () => {
+    const t = await limitedTenant(2, 1);
+    const hf = createHoldfastClient({ baseUrl: one.url, apiKey: t.key, maxAttempts: 10 });
+    // Each call after the first is refused once, then admitted after the wait.
+    const names = ["A", "B", "C"];
+    for (const name of names) {
+      await hf.resources.createResource({ name, timeZone: "UTC", capacity: 1 });
+    }
+    const { rows } = await one.pool.query(
+      "SELECT name FROM resources WHERE tenant_id = $1 ORDER BY name",
+      [t.tenantId],
+    );
+    expect(rows.map((r) => r.name)).toEqual(names);
+  });
+
+  it("passes the refusal on when its attempts run out", async () => {
+    const t = await limitedTenant(1, 1);
+    const hf = createHoldfastClient({ baseUrl: one.url, apiKey: t.key, maxAttempts: 1 });
+    await hf.keys.getCaller({});
+    await refused(() => hf.keys.getCaller({}));
+  });
+});
+
+describe("what is not limited", () => {
+  it("health checks carry no RateLimit fields and are never refused", async () => {
+    const health = clientFor(Health, one.url, undefined, "connect");
+    for (let i = 0; i < 5; i++) {
+      let header: Headers | undefined;
+      await health.check(
+        { service: "" },
+        {
+          onHeader: (h) => {
+            header = h;
+          },
+        },
+      );
+      expect(header?.get("ratelimit")).toBeNull();
+    }
+  });
+});
+
+describe("setting limits", () => {
+  it("lets the operator set and reset a tenant's limit", async () => {
+    const t = await newTenant(one.url);
+    const set = await operator().setTenantRateLimit({
+      tenantId: t.tenantId,
+      rateLimit: { requestsPerSecond: 7, burst: 9 },
+    });
+    expect(set).toMatchObject({ rateLimit: { requestsPerSecond: 7, burst: 9 }, isDefault: false });
+    let header: Headers | undefined;
+    await clientFor(KeyService, two.url, t.key).getCaller(
+      {},
+      {
+        onHeader: (h) => {
+          header = h;
+        },
+      },
+    );
+    expect(header?.get("ratelimit-policy")).toMatch(/^"tenant";q=9;w=2, "key";q=9;w=2$/);
+    const reset = await operator().setTenantRateLimit({ tenantId: t.tenantId });
+    expect(reset).toMatchObject({ rateLimit: { requestsPerSecond: 100000 }, isDefault: true });
+  });
+
+  it("refuses zero, negative, absurd and fractional limits, naming the fields", async () => {
+    const t = await newTenant(one.url);
+    for (const rateLimit of [
+      { requestsPerSecond: 0, burst: 1 },
+      { requestsPerSecond: -5, burst: 1 },
+      { requestsPerSecond: 1, burst: 2_000_000_000 },
+    ]) {
+      const err = await rejected(
+        operator().setTenantRateLimit({ tenantId: t.tenantId, rateLimit }),
+        Code.InvalidArgument,
+        "VALIDATION_ERROR",
+      );
+      expect(fieldViolations(err)).toHaveLength(1);
+      expect(fieldViolations(err)[0]).toMatch(/^rate_limit\.(requests_per_second|burst)$/);
+    }
+    const fractional = await postJson(
+      one.url,
+      "holdfast.v1.TenantService/SetTenantRateLimit",
+      { tenantId: t.tenantId, rateLimit: { requestsPerSecond: 1.5, burst: 2 } },
+      ADMIN_KEY,
+    );
+    expect(fractional.status).toBe(400);
+    expect(jsonReason(fractional)).toBe("MALFORMED_REQUEST");
+
+    await rejected(
+      operator().setTenantRateLimit({ tenantId: "ten_nope", rateLimit: undefined }),
+      Code.NotFound,
+      "TENANT_NOT_FOUND",
+    );
+    // Only the operator sets tenants' limits.
+    await rejected(
+      clientFor(TenantService, one.url, t.key).setTenantRateLimit({ tenantId: t.tenantId }),
+      Code.PermissionDenied,
+      "MISSING_SCOPE",
+    );
+  });
+
+  it("refuses a key limit above its tenant's", async () => {
+    const t = await limitedTenant(10, 20);
+    const keys = clientFor(KeyService, one.url, t.key);
+    const err = await rejected(
+      keys.createApiKey({
+        scopes: ["bookings.read"],
+        description: "",
+        rateLimit: { requestsPerSecond: 11, burst: 21 },
+      }),
+      Code.InvalidArgument,
+      "VALIDATION_ERROR",
+    );
+    expect(fieldViolations(err).sort()).toEqual([
+      "rate_limit.burst",
+      "rate_limit.requests_per_second",
+    ]);
+    const ok = await keys.createApiKey({
+      scopes: ["bookings.read"],
+      description: "",
+      rateLimit: { requestsPerSecond: 10, burst: 20 },
+    });
+    expect(ok.key?.rateLimit).toMatchObject({ requestsPerSecond: 10, burst: 20 });
+    const listed = await keys.listApiKeys({});
+    expect(listed.keys.find((k) => k.id === ok.key?.id)?.rateLimit?.burst).toBe(20);
+  });
+});
