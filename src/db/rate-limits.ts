@@ -21,11 +21,7 @@ export async function takeRate(
     bursts: number[];
     remaining: number[];
     reset_ms: number[];
-  }>("SELECT * FROM take_rate($1, $2, $3::integer[])", [
-    tenantId,
-    keyId,
-    [defaults.tenant.perSecond, defaults.tenant.burst, defaults.key.perSecond, defaults.key.burst],
-  ]);
+  }>("SELECT * FROM take_rate($1, $2, $3::integer[])", [tenantId, keyId, defaultsArray(defaults)]);
   const r = rows[0];
   if (!r) throw new Error("take_rate returned no row");
   return {
@@ -53,18 +49,39 @@ export async function setTenantRateLimit(
   return rowCount === 1;
 }
 
-/** The limits in force for a tenant: its override, else the default. */
+function defaultsArray(d: RateDefaults): number[] {
+  return [d.tenant.perSecond, d.tenant.burst, d.key.perSecond, d.key.burst];
+}
+
+/** The limit in force for a tenant: its own, else the default. */
 export async function tenantRateLimit(
   q: Queryable,
   tenantId: string,
   defaults: RateDefaults,
 ): Promise<RateLimit> {
-  const { rows } = await q.query<{ rate_per_second: number | null; rate_burst: number | null }>(
-    "SELECT rate_per_second, rate_burst FROM tenants WHERE id = $1",
-    [tenantId],
+  const { rows } = await q.query<{ rates: number[]; bursts: number[] }>(
+    "SELECT rates, bursts FROM rate_limits_in_force($1, NULL, $2::integer[])",
+    [tenantId, defaultsArray(defaults)],
   );
-  const r = rows[0];
-  return r?.rate_per_second && r.rate_burst
-    ? { perSecond: r.rate_per_second, burst: r.rate_burst }
-    : defaults.tenant;
+  const r = rows[0] as { rates: number[]; bursts: number[] };
+  return { perSecond: r.rates[0] as number, burst: r.bursts[0] as number };
+}
+
+/** The limits in force for a tenant and a key of it, and what each bucket would admit now. */
+export async function rateRemaining(
+  q: Queryable,
+  tenantId: string,
+  keyId: string,
+  defaults: RateDefaults,
+): Promise<{ policy: "tenant" | "key"; limit: RateLimit; remaining: number }[]> {
+  const { rows } = await q.query<{ rates: number[]; bursts: number[]; remaining: number[] }>(
+    "SELECT rates, bursts, remaining FROM rate_remaining($1, $2, $3::integer[])",
+    [tenantId, keyId, defaultsArray(defaults)],
+  );
+  const r = rows[0] as { rates: number[]; bursts: number[]; remaining: number[] };
+  return (["tenant", "key"] as const).map((policy, i) => ({
+    policy,
+    limit: { perSecond: r.rates[i] as number, burst: r.bursts[i] as number },
+    remaining: r.remaining[i] as number,
+  }));
 }

@@ -62,6 +62,8 @@ CREATE TABLE bookings (
   CONSTRAINT bookings_pkey PRIMARY KEY (tenant_id, id),
   CONSTRAINT bookings_status_check CHECK ((status = ANY (ARRAY['held'::text, 'confirmed'::text, 'cancelled'::text, 'expired'::text, 'completed'::text, 'no_show'::text])))
 );
+CREATE INDEX bookings_active_holds ON public.bookings USING btree (tenant_id, expire_time) WHERE (status = 'held'::text);
+CREATE INDEX bookings_by_create_time ON public.bookings USING btree (tenant_id, create_time);
 CREATE INDEX bookings_by_start ON public.bookings USING btree (tenant_id, start_time, id);
 CREATE INDEX bookings_holds_by_expiry ON public.bookings USING btree (expire_time) WHERE (status = 'held'::text);
 CREATE INDEX bookings_occupancy ON public.bookings USING btree (tenant_id, resource_id, block_start) INCLUDE (block_end, status, expire_time) WHERE (status = ANY (ARRAY['held'::text, 'confirmed'::text]));
@@ -248,8 +250,20 @@ CREATE TABLE tenants (
   create_time timestamp with time zone NOT NULL DEFAULT now(),
   rate_per_second integer,
   rate_burst integer,
+  quota_bookings_per_month integer,
+  quota_active_holds integer,
+  quota_resources integer,
+  quota_services integer,
+  quota_webhooks integer,
+  quota_api_keys integer,
   CONSTRAINT tenants_name_key UNIQUE (name),
   CONSTRAINT tenants_pkey PRIMARY KEY (id),
+  CONSTRAINT tenants_quota_active_holds_check CHECK (((quota_active_holds >= 1) AND (quota_active_holds <= 1000000000))),
+  CONSTRAINT tenants_quota_api_keys_check CHECK (((quota_api_keys >= 1) AND (quota_api_keys <= 1000000000))),
+  CONSTRAINT tenants_quota_bookings_per_month_check CHECK (((quota_bookings_per_month >= 1) AND (quota_bookings_per_month <= 1000000000))),
+  CONSTRAINT tenants_quota_resources_check CHECK (((quota_resources >= 1) AND (quota_resources <= 1000000000))),
+  CONSTRAINT tenants_quota_services_check CHECK (((quota_services >= 1) AND (quota_services <= 1000000000))),
+  CONSTRAINT tenants_quota_webhooks_check CHECK (((quota_webhooks >= 1) AND (quota_webhooks <= 1000000000))),
   CONSTRAINT tenants_rate_burst_check CHECK (((rate_burst >= 1) AND (rate_burst <= 1000000))),
   CONSTRAINT tenants_rate_limit_whole CHECK (((rate_per_second IS NULL) = (rate_burst IS NULL))),
   CONSTRAINT tenants_rate_per_second_check CHECK (((rate_per_second >= 1) AND (rate_per_second <= 1000000)))
@@ -641,7 +655,10 @@ BEGIN
       RAISE EXCEPTION 'the service changed while the request was checked' USING ERRCODE = 'HF001';
     END IF;
 
-    v_outcome := notice_rejection(p_start, v_now, p_min_notice, p_max_advance);
+    -- The tenant's booking quotas, if it has any (11_quotas.sql): locked after the resources.
+    v_outcome := quota_rejection(p_tenant, 'bookings', CASE WHEN p_hold_ttl IS NULL
+      THEN ARRAY['bookings_per_month'] ELSE ARRAY['active_holds', 'bookings_per_month'] END, v_now);
+    v_outcome := coalesce(v_outcome, notice_rejection(p_start, v_now, p_min_notice, p_max_advance));
     IF v_outcome IS NULL THEN
       FOR i IN 1 .. cardinality(p_resources) LOOP
         v_resource := p_resources[i];
@@ -802,22 +819,16 @@ $function$;
 
 -- Functions from src/db/functions/10_rate_limits.sql
 
-CREATE OR REPLACE FUNCTION public.take_rate(p_tenant text, p_key text, p_defaults integer[])
- RETURNS TABLE(allowed boolean, retry_ms double precision, rates integer[], bursts integer[], remaining integer[], reset_ms double precision[])
+CREATE OR REPLACE FUNCTION public.rate_limits_in_force(p_tenant text, p_key text, p_defaults integer[], OUT rates integer[], OUT bursts integer[])
+ RETURNS record
  LANGUAGE plpgsql
+ STABLE
 AS $function$
 DECLARE
   t_rate integer;
   t_burst integer;
   k_rate integer;
   k_burst integer;
-  names text[] := ARRAY['t/' || p_tenant, 'k/' || p_key];
-  tats timestamptz[] := '{}';
-  backlog double precision[] := '{}';
-  after double precision[] := '{}';
-  t0 timestamptz;
-  b timestamptz;
-  i integer;
 BEGIN
   SELECT t.rate_per_second, t.rate_burst INTO t_rate, t_burst FROM tenants t WHERE t.id = p_tenant;
   SELECT k.rate_per_second, k.rate_burst INTO k_rate, k_burst
@@ -826,6 +837,43 @@ BEGIN
   t_burst := coalesce(t_burst, p_defaults[2]);
   rates := ARRAY[t_rate, least(coalesce(k_rate, p_defaults[3]), t_rate)];
   bursts := ARRAY[t_burst, least(coalesce(k_burst, p_defaults[4]), t_burst)];
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION public.rate_remaining(p_tenant text, p_key text, p_defaults integer[], OUT rates integer[], OUT bursts integer[], OUT remaining integer[])
+ RETURNS record
+ LANGUAGE plpgsql
+ STABLE
+AS $function$
+DECLARE
+  v_now timestamptz := clock_timestamp();
+  v_tat timestamptz;
+  names text[] := ARRAY['t/' || p_tenant, 'k/' || p_key];
+BEGIN
+  SELECT l.rates, l.bursts INTO rates, bursts FROM rate_limits_in_force(p_tenant, p_key, p_defaults) l;
+  remaining := '{}';
+  FOR i IN 1..2 LOOP
+    SELECT r.tat INTO v_tat FROM rate_buckets r WHERE r.bucket = names[i];
+    remaining := remaining || greatest(floor((bursts[i]::double precision / rates[i]
+      - coalesce(extract(epoch FROM (greatest(v_tat, v_now) - v_now))::double precision, 0)) * rates[i] + 1e-6), 0)::integer;
+  END LOOP;
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION public.take_rate(p_tenant text, p_key text, p_defaults integer[])
+ RETURNS TABLE(allowed boolean, retry_ms double precision, rates integer[], bursts integer[], remaining integer[], reset_ms double precision[])
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+  names text[] := ARRAY['t/' || p_tenant, 'k/' || p_key];
+  tats timestamptz[] := '{}';
+  backlog double precision[] := '{}';
+  after double precision[] := '{}';
+  t0 timestamptz;
+  b timestamptz;
+  i integer;
+BEGIN
+  SELECT l.rates, l.bursts INTO rates, bursts FROM rate_limits_in_force(p_tenant, p_key, p_defaults) l;
 
   FOR i IN 1..2 LOOP
     INSERT INTO rate_buckets (bucket, tat) VALUES (names[i], '-infinity') ON CONFLICT DO NOTHING;
@@ -859,5 +907,79 @@ BEGIN
     reset_ms := reset_ms || backlog[i] * 1000;
   END LOOP;
   RETURN NEXT;
+END
+$function$;
+
+-- Functions from src/db/functions/11_quotas.sql
+
+CREATE OR REPLACE FUNCTION public.quota_limits(p_tenant text)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE
+AS $function$
+  SELECT jsonb_build_object(
+    'bookings_per_month', t.quota_bookings_per_month, 'active_holds', t.quota_active_holds,
+    'resources', t.quota_resources, 'services', t.quota_services,
+    'webhooks', t.quota_webhooks, 'api_keys', t.quota_api_keys)
+  FROM tenants t WHERE t.id = p_tenant
+$function$;
+
+CREATE OR REPLACE FUNCTION public.quota_rejection(p_tenant text, p_group text, p_quotas text[], p_now timestamp with time zone)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+  v_limits jsonb := quota_limits(p_tenant);
+  v_quota text;
+  v_limit bigint;
+  v_usage bigint;
+  v_locked boolean := false;
+BEGIN
+  FOREACH v_quota IN ARRAY p_quotas LOOP
+    v_limit := (v_limits->>v_quota)::bigint;
+    CONTINUE WHEN v_limit IS NULL;
+    IF NOT v_locked THEN
+      PERFORM pg_advisory_xact_lock(hashtextextended('quota/' || p_tenant || '/' || p_group, 0));
+      v_locked := true;
+    END IF;
+    v_usage := quota_usage(p_tenant, v_quota, p_now);
+    IF v_usage >= v_limit THEN
+      RETURN rejection('LIMIT_REACHED',
+        format('the tenant''s quota %s is used up: %s in use of %s', v_quota, v_usage, v_limit),
+        jsonb_build_object('metadata', jsonb_build_object(
+          'quota', v_quota, 'limit', v_limit::text, 'usage', v_usage::text)));
+    END IF;
+  END LOOP;
+  RETURN NULL;
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION public.quota_usage(p_tenant text, p_quota text, p_now timestamp with time zone)
+ RETURNS bigint
+ LANGUAGE plpgsql
+ STABLE
+AS $function$
+DECLARE
+  n bigint;
+BEGIN
+  CASE p_quota
+    WHEN 'bookings_per_month' THEN
+      SELECT count(*) INTO n FROM bookings b
+      WHERE b.tenant_id = p_tenant
+        AND b.create_time >= date_trunc('month', p_now AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+        AND b.status <> 'expired' AND NOT (b.status = 'held' AND b.expire_time <= p_now);
+    WHEN 'active_holds' THEN
+      SELECT count(*) INTO n FROM bookings b
+      WHERE b.tenant_id = p_tenant AND b.status = 'held' AND b.expire_time > p_now;
+    WHEN 'resources' THEN
+      SELECT count(*) INTO n FROM resources r WHERE r.tenant_id = p_tenant AND r.active;
+    WHEN 'services' THEN
+      SELECT count(*) INTO n FROM services s WHERE s.tenant_id = p_tenant AND s.active;
+    WHEN 'webhooks' THEN
+      SELECT count(*) INTO n FROM webhooks w WHERE w.tenant_id = p_tenant;
+    WHEN 'api_keys' THEN
+      SELECT count(*) INTO n FROM api_keys k WHERE k.tenant_id = p_tenant AND k.revoke_time IS NULL;
+  END CASE;
+  RETURN n;
 END
 $function$;

@@ -37,6 +37,13 @@ export async function createTenant(
   }
 }
 
+/** The operator named a tenant that does not exist. */
+export function tenantNotFound(id: string): Rejection {
+  return new Rejection("TENANT_NOT_FOUND", `no tenant with id "${id}"`, {
+    fieldViolations: [{ field: "tenant_id", description: "no such tenant" }],
+  });
+}
+
 export async function getTenant(q: Queryable, id: string): Promise<TenantRow | undefined> {
   const { rows } = await q.query<TenantRow>(
     "SELECT id, name, create_time FROM tenants WHERE id = $1",

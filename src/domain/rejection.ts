@@ -48,6 +48,8 @@ export const REASONS = {
   CONSUMER_TOO_SLOW: "resource_exhausted",
   // Over a rate limit (of the API key or its tenant): retry after the delay given.
   RATE_LIMITED: "resource_exhausted",
+  // A tenant quota is used up (ErrorInfo metadata quota, limit, usage; a QuotaFailure detail).
+  LIMIT_REACHED: "resource_exhausted",
   // Everything else.
   METHOD_NOT_FOUND: "unimplemented",
   DEADLINE_EXCEEDED: "deadline_exceeded",

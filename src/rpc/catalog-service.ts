@@ -22,6 +22,7 @@ import { principalOf } from "./auth.js";
 import { durationOfMs, msOfDuration, timestampOfDate } from "./convert.js";
 import { dbOf } from "./idempotency.js";
 import { numberedKey, readPage, writePage } from "./paging.js";
+import { withinQuota } from "./quota.js";
 import * as v from "./validate.js";
 
 /** A policy message, checked against the domain's rules, with defaults filled in. */
@@ -122,9 +123,11 @@ export function catalogService(base: Db): ServiceImpl<typeof CatalogService> {
   return {
     async createService(req, ctx) {
       const f = v.parseRequest(createSchema, req);
-      return {
-        service: serviceOf(await insertService(dbOf(ctx, base), principalOf(ctx).tenantId, f)),
-      };
+      const tenantId = principalOf(ctx).tenantId;
+      const row = await withinQuota(dbOf(ctx, base), tenantId, "services", (tx) =>
+        insertService(tx, tenantId, f),
+      );
+      return { service: serviceOf(row) };
     },
 
     async getService(req, ctx) {
@@ -174,12 +177,16 @@ export function catalogService(base: Db): ServiceImpl<typeof CatalogService> {
       const { service: changes } = v.parseRequest(z.object({ service: updateSchema }), {
         service: v.pick(target, paths),
       });
-      const row = await updateService(
-        dbOf(ctx, base),
-        principalOf(ctx).tenantId,
-        target.id,
-        changes,
-      );
+      const db = dbOf(ctx, base);
+      const tenantId = principalOf(ctx).tenantId;
+      // Bringing an inactive service back adds one to the services quota.
+      const revives =
+        changes.active === true && (await getService(db, tenantId, target.id))?.active === false;
+      const row = revives
+        ? await withinQuota(db, tenantId, "services", (tx) =>
+            updateService(tx, tenantId, target.id, changes),
+          )
+        : await updateService(db, tenantId, target.id, changes);
       if (!row) throw serviceNotFound(target.id, "service.id");
       return { service: serviceOf(row) };
     },

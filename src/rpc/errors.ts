@@ -3,6 +3,7 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import {
   BadRequestSchema,
   ErrorInfoSchema,
+  QuotaFailureSchema,
   RetryInfoSchema,
 } from "../../gen/google/rpc/error_details_pb.js";
 import { SlotConflictSchema } from "../../gen/holdfast/v1/errors_pb.js";
@@ -68,6 +69,23 @@ export function connectErrorOf(r: Rejection, cause?: unknown): ConnectError {
       desc: RetryInfoSchema,
       value: create(RetryInfoSchema, {
         retryDelay: { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 },
+      }),
+    });
+  }
+  const quota = r.reason === "LIMIT_REACHED" ? r.details.metadata : undefined;
+  if (quota?.quota !== undefined) {
+    // Kept in the ErrorInfo metadata, which stored outcomes keep too.
+    details.push({
+      desc: QuotaFailureSchema,
+      value: create(QuotaFailureSchema, {
+        violations: [
+          {
+            subject: "tenant",
+            quotaId: quota.quota,
+            quotaValue: BigInt(quota.limit ?? "0"),
+            description: `${quota.usage} in use of ${quota.limit}`,
+          },
+        ],
       }),
     });
   }

@@ -59,9 +59,13 @@ export function claimOf(ctx: HandlerContext): IdempotencyClaim | undefined {
   return ctx.values.get(claimKeyOf);
 }
 
-/** Validation, auth and internal errors are not stored: a retry may succeed. */
+/**
+ * Validation, auth, rate limit and internal errors are not stored: a retry
+ * may succeed. A used-up quota is a business answer like a taken slot.
+ */
 export function isStoredRejection(r: Rejection): boolean {
   return (
+    r.reason === "LIMIT_REACHED" ||
     r.code === "not_found" ||
     r.code === "already_exists" ||
     r.code === "aborted" ||

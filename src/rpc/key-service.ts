@@ -4,15 +4,17 @@ import { z } from "zod";
 import type { ApiKeySchema, KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { insertKey, type KeyRow, listKeys, revokeKey } from "../db/keys.js";
 import type { Db } from "../db/pool.js";
-import { type RateDefaults, tenantRateLimit } from "../db/rate-limits.js";
-import { getTenant } from "../db/tenants.js";
+import { quotaUsage } from "../db/quotas.js";
+import { type RateDefaults, rateRemaining, tenantRateLimit } from "../db/rate-limits.js";
+import { getTenant, tenantNotFound } from "../db/tenants.js";
 import { keyLimitExcess } from "../domain/rate-limit.js";
 import { invalid, Rejection } from "../domain/rejection.js";
-import { isTenantScope, scopesBeyond, TENANT_SCOPES } from "../domain/scopes.js";
+import { isTenantScope, OPERATOR_SCOPE, scopesBeyond, TENANT_SCOPES } from "../domain/scopes.js";
 import { type Keyring, principalOf } from "./auth.js";
 import { timestampOfDate } from "./convert.js";
 import { dbOf } from "./idempotency.js";
 import { readPage, writePage } from "./paging.js";
+import { withinQuota } from "./quota.js";
 import * as v from "./validate.js";
 
 export function apiKeyOf(k: KeyRow): MessageInitShape<typeof ApiKeySchema> {
@@ -78,12 +80,8 @@ export function keyService(
           );
         }
       }
-      const { secret, key } = await insertKey(
-        db,
-        principal.tenantId,
-        f.scopes,
-        f.description,
-        f.rateLimit,
+      const { secret, key } = await withinQuota(db, principal.tenantId, "api_keys", (tx) =>
+        insertKey(tx, principal.tenantId, f.scopes, f.description, f.rateLimit),
       );
       return { apiKey: secret, key: apiKeyOf(key) };
     },
@@ -110,6 +108,34 @@ export function keyService(
       // Other instances forget it through the notification; this one at once.
       keyring.forget(revoked.secretHashHex);
       return { key: apiKeyOf(revoked.key) };
+    },
+
+    async getUsage(req, ctx) {
+      const f = v.parseRequest(z.object({ tenantId: v.optionalId }), req);
+      const caller = principalOf(ctx);
+      const own = f.tenantId === "" || f.tenantId === caller.tenantId;
+      if (!own && !caller.scopes.includes(OPERATOR_SCOPE)) {
+        throw new Rejection(
+          "MISSING_SCOPE",
+          `only a key with the scope "${OPERATOR_SCOPE}" may ask about another tenant`,
+          { metadata: { required_scope: OPERATOR_SCOPE } },
+        );
+      }
+      const tenantId = own ? caller.tenantId : f.tenantId;
+      const quotas = await quotaUsage(base, tenantId);
+      if (!quotas) throw tenantNotFound(tenantId);
+      const rates = await rateRemaining(base, tenantId, caller.keyId, rateDefaults);
+      return {
+        tenantId,
+        rateLimits: rates
+          .filter((r) => own || r.policy === "tenant")
+          .map((r) => ({
+            policy: r.policy,
+            rateLimit: { requestsPerSecond: r.limit.perSecond, burst: r.limit.burst },
+            remaining: r.remaining,
+          })),
+        quotas: quotas.map((q) => ({ quota: q.quota, limit: q.limit, usage: BigInt(q.usage) })),
+      };
     },
 
     async getCaller(_req, ctx) {

@@ -36,6 +36,7 @@ import { principalOf } from "./auth.js";
 import { timestampOfDate } from "./convert.js";
 import { dbOf } from "./idempotency.js";
 import { readPage, writePage } from "./paging.js";
+import { withinQuota } from "./quota.js";
 import * as v from "./validate.js";
 
 const KIND_NAME: Record<number, ResourceKindName> = {
@@ -207,7 +208,10 @@ export function resourceService(base: Db): ServiceImpl<typeof ResourceService> {
   return {
     async createResource(req, ctx) {
       const f = v.parseRequest(createSchema, req);
-      const row = await insertResource(dbOf(ctx, base), principalOf(ctx).tenantId, f);
+      const tenantId = principalOf(ctx).tenantId;
+      const row = await withinQuota(dbOf(ctx, base), tenantId, "resources", (tx) =>
+        insertResource(tx, tenantId, f),
+      );
       return { resource: resourceOf(row) };
     },
 
@@ -242,7 +246,15 @@ export function resourceService(base: Db): ServiceImpl<typeof ResourceService> {
       const { resource: changes } = v.parseRequest(z.object({ resource: updateSchema }), {
         resource: v.pick(target, paths),
       });
-      const row = await updateResource(dbOf(ctx, base), tenantId, target.id, changes);
+      const db = dbOf(ctx, base);
+      // Bringing a deleted resource back adds one to the resources quota.
+      const revives =
+        changes.active === true && (await getResource(db, tenantId, target.id))?.active === false;
+      const row = revives
+        ? await withinQuota(db, tenantId, "resources", (tx) =>
+            updateResource(tx, tenantId, target.id, changes),
+          )
+        : await updateResource(db, tenantId, target.id, changes);
       if (!row) throw resourceNotFound(target.id, "resource.id");
       return { resource: resourceOf(row) };
     },

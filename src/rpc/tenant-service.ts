@@ -2,9 +2,10 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { z } from "zod";
 import type { TenantService } from "../../gen/holdfast/v1/tenant_pb.js";
 import type { Db } from "../db/pool.js";
+import { setQuotas } from "../db/quotas.js";
 import { type RateDefaults, setTenantRateLimit } from "../db/rate-limits.js";
-import { createTenant, listTenants, type TenantRow } from "../db/tenants.js";
-import { Rejection } from "../domain/rejection.js";
+import { createTenant, listTenants, type TenantRow, tenantNotFound } from "../db/tenants.js";
+import type { Quotas } from "../domain/quota.js";
 import { timestampOfDate } from "./convert.js";
 import { dbOf } from "./idempotency.js";
 import { apiKeyOf } from "./key-service.js";
@@ -13,6 +14,18 @@ import * as v from "./validate.js";
 
 export function tenantOf(t: TenantRow) {
   return { id: t.id, name: t.name, createTime: timestampOfDate(t.create_time) };
+}
+
+/** Quotas as the proto's Quotas message (unset: unlimited). */
+export function quotasMessage(q: Quotas) {
+  return {
+    bookingsPerMonth: q.bookings_per_month,
+    activeHolds: q.active_holds,
+    resources: q.resources,
+    services: q.services,
+    webhooks: q.webhooks,
+    apiKeys: q.api_keys,
+  };
 }
 
 export function tenantService(
@@ -30,15 +43,20 @@ export function tenantService(
       const f = v.parseRequest(z.object({ tenantId: v.id, rateLimit: v.rateLimit }), req);
       const db = dbOf(ctx, base);
       if (!(await setTenantRateLimit(db, f.tenantId, f.rateLimit))) {
-        throw new Rejection("TENANT_NOT_FOUND", `no tenant with id "${f.tenantId}"`, {
-          fieldViolations: [{ field: "tenant_id", description: "no such tenant" }],
-        });
+        throw tenantNotFound(f.tenantId);
       }
       const limit = f.rateLimit ?? rateDefaults.tenant;
       return {
         rateLimit: { requestsPerSecond: limit.perSecond, burst: limit.burst },
         isDefault: f.rateLimit === undefined,
       };
+    },
+
+    async setTenantQuotas(req, ctx) {
+      const f = v.parseRequest(z.object({ tenantId: v.id, quotas: v.quotas }), req);
+      if (!(await setQuotas(dbOf(ctx, base), f.tenantId, f.quotas)))
+        throw tenantNotFound(f.tenantId);
+      return { quotas: quotasMessage(f.quotas) };
     },
 
     async listTenants(req) {

@@ -1,6 +1,7 @@
 import type { DescEnum, JsonObject } from "@bufbuild/protobuf";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { z } from "zod";
+import { MAX_QUOTA, type Quotas } from "../domain/quota.js";
 import { MAX_RATE, type RateLimit } from "../domain/rate-limit.js";
 import { type FieldViolation, invalid } from "../domain/rejection.js";
 import { canonicalTimeZone } from "../domain/time.js";
@@ -223,5 +224,36 @@ export const rateLimit = message<{ requestsPerSecond: number; burst: number }>()
     .optional()
     .transform((r): RateLimit | undefined =>
       r ? { perSecond: r.requestsPerSecond, burst: r.burst } : undefined,
+    ),
+);
+
+const quota = z
+  .number()
+  .int("must be a whole number")
+  .min(1, "must be at least 1 (leave it unset for no limit)")
+  .max(MAX_QUOTA, `must be at most ${MAX_QUOTA}`)
+  .optional();
+
+/** A Quotas message; each unset quota is unlimited, and so is an unset message. */
+export const quotas = message<Record<string, number | undefined>>().pipe(
+  z
+    .object({
+      bookingsPerMonth: quota,
+      activeHolds: quota,
+      resources: quota,
+      services: quota,
+      webhooks: quota,
+      apiKeys: quota,
+    })
+    .optional()
+    .transform(
+      (q): Quotas => ({
+        bookings_per_month: q?.bookingsPerMonth,
+        active_holds: q?.activeHolds,
+        resources: q?.resources,
+        services: q?.services,
+        webhooks: q?.webhooks,
+        api_keys: q?.apiKeys,
+      }),
     ),
 );

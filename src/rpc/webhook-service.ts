@@ -35,6 +35,7 @@ import { principalOf } from "./auth.js";
 import { durationOfMs, timestampOfDate } from "./convert.js";
 import { dbOf } from "./idempotency.js";
 import { readPage, writePage } from "./paging.js";
+import { withinQuota } from "./quota.js";
 import * as v from "./validate.js";
 
 const STATE_NAME: Record<number, WebhookStateName> = {
@@ -142,12 +143,15 @@ export function webhookService(
     async createWebhook(req, ctx) {
       const f = v.parseRequest(createSchema, req);
       const secret = newSigningSecret();
-      const w = await insertWebhook(dbOf(ctx, base), principalOf(ctx).tenantId, {
-        url: f.url,
-        eventTypes: f.eventTypes,
-        description: f.description,
-        sealedSecret: seal(settings.secretKey, secret),
-      });
+      const tenantId = principalOf(ctx).tenantId;
+      const w = await withinQuota(dbOf(ctx, base), tenantId, "webhooks", (tx) =>
+        insertWebhook(tx, tenantId, {
+          url: f.url,
+          eventTypes: f.eventTypes,
+          description: f.description,
+          sealedSecret: seal(settings.secretKey, secret),
+        }),
+      );
       return { webhook: webhookOf(w), secret };
     },
 

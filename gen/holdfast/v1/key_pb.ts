@@ -6,7 +6,7 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { RateLimit } from "./limits_pb.js";
+import type { QuotaUsage, RateLimit, RateLimitUsage } from "./limits_pb.js";
 import { file_holdfast_v1_limits } from "./limits_pb.js";
 import { file_holdfast_v1_options } from "./options_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file holdfast/v1/key.proto.
  */
 export const file_holdfast_v1_key: GenFile = /*@__PURE__*/
-  fileDesc("ChVob2xkZmFzdC92MS9rZXkucHJvdG8SC2hvbGRmYXN0LnYxItcBCgZBcGlLZXkSCgoCaWQYASABKAkSDgoGcHJlZml4GAIgASgJEg4KBnNjb3BlcxgDIAMoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2b2tlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKCnJhdGVfbGltaXQYByABKAsyFi5ob2xkZmFzdC52MS5SYXRlTGltaXQiZgoTQ3JlYXRlQXBpS2V5UmVxdWVzdBIOCgZzY29wZXMYASADKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSKgoKcmF0ZV9saW1pdBgDIAEoCzIWLmhvbGRmYXN0LnYxLlJhdGVMaW1pdCJPChRDcmVhdGVBcGlLZXlSZXNwb25zZRIVCgdhcGlfa2V5GAEgASgJQgSQtRgBEiAKA2tleRgCIAEoCzITLmhvbGRmYXN0LnYxLkFwaUtleSJUChJMaXN0QXBpS2V5c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSFwoPaW5jbHVkZV9yZXZva2VkGAMgASgIIlEKE0xpc3RBcGlLZXlzUmVzcG9uc2USIQoEa2V5cxgBIAMoCzITLmhvbGRmYXN0LnYxLkFwaUtleRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKQoTUmV2b2tlQXBpS2V5UmVxdWVzdBISCgphcGlfa2V5X2lkGAEgASgJIjgKFFJldm9rZUFwaUtleVJlc3BvbnNlEiAKA2tleRgBIAEoCzITLmhvbGRmYXN0LnYxLkFwaUtleSISChBHZXRDYWxsZXJSZXF1ZXN0Il8KEUdldENhbGxlclJlc3BvbnNlEhEKCXRlbmFudF9pZBgBIAEoCRITCgt0ZW5hbnRfbmFtZRgCIAEoCRISCgphcGlfa2V5X2lkGAMgASgJEg4KBnNjb3BlcxgEIAMoCTKUAwoKS2V5U2VydmljZRJkCgxDcmVhdGVBcGlLZXkSIC5ob2xkZmFzdC52MS5DcmVhdGVBcGlLZXlSZXF1ZXN0GiEuaG9sZGZhc3QudjEuQ3JlYXRlQXBpS2V5UmVzcG9uc2UiD4q1GAtrZXlzLm1hbmFnZRJkCgtMaXN0QXBpS2V5cxIfLmhvbGRmYXN0LnYxLkxpc3RBcGlLZXlzUmVxdWVzdBogLmhvbGRmYXN0LnYxLkxpc3RBcGlLZXlzUmVzcG9uc2UiEpACAYq1GAtrZXlzLm1hbmFnZRJkCgxSZXZva2VBcGlLZXkSIC5ob2xkZmFzdC52MS5SZXZva2VBcGlLZXlSZXF1ZXN0GiEuaG9sZGZhc3QudjEuUmV2b2tlQXBpS2V5UmVzcG9uc2UiD4q1GAtrZXlzLm1hbmFnZRJUCglHZXRDYWxsZXISHS5ob2xkZmFzdC52MS5HZXRDYWxsZXJSZXF1ZXN0Gh4uaG9sZGZhc3QudjEuR2V0Q2FsbGVyUmVzcG9uc2UiCJACAYq1GAEqYgZwcm90bzM", [file_google_protobuf_timestamp, file_holdfast_v1_limits, file_holdfast_v1_options]);
+  fileDesc("ChVob2xkZmFzdC92MS9rZXkucHJvdG8SC2hvbGRmYXN0LnYxItcBCgZBcGlLZXkSCgoCaWQYASABKAkSDgoGcHJlZml4GAIgASgJEg4KBnNjb3BlcxgDIAMoCRITCgtkZXNjcmlwdGlvbhgEIAEoCRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2b2tlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKCnJhdGVfbGltaXQYByABKAsyFi5ob2xkZmFzdC52MS5SYXRlTGltaXQiZgoTQ3JlYXRlQXBpS2V5UmVxdWVzdBIOCgZzY29wZXMYASADKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSKgoKcmF0ZV9saW1pdBgDIAEoCzIWLmhvbGRmYXN0LnYxLlJhdGVMaW1pdCJPChRDcmVhdGVBcGlLZXlSZXNwb25zZRIVCgdhcGlfa2V5GAEgASgJQgSQtRgBEiAKA2tleRgCIAEoCzITLmhvbGRmYXN0LnYxLkFwaUtleSJUChJMaXN0QXBpS2V5c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSFwoPaW5jbHVkZV9yZXZva2VkGAMgASgIIlEKE0xpc3RBcGlLZXlzUmVzcG9uc2USIQoEa2V5cxgBIAMoCzITLmhvbGRmYXN0LnYxLkFwaUtleRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKQoTUmV2b2tlQXBpS2V5UmVxdWVzdBISCgphcGlfa2V5X2lkGAEgASgJIjgKFFJldm9rZUFwaUtleVJlc3BvbnNlEiAKA2tleRgBIAEoCzITLmhvbGRmYXN0LnYxLkFwaUtleSISChBHZXRDYWxsZXJSZXF1ZXN0Il8KEUdldENhbGxlclJlc3BvbnNlEhEKCXRlbmFudF9pZBgBIAEoCRITCgt0ZW5hbnRfbmFtZRgCIAEoCRISCgphcGlfa2V5X2lkGAMgASgJEg4KBnNjb3BlcxgEIAMoCSIkCg9HZXRVc2FnZVJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJIoABChBHZXRVc2FnZVJlc3BvbnNlEhEKCXRlbmFudF9pZBgBIAEoCRIwCgtyYXRlX2xpbWl0cxgCIAMoCzIbLmhvbGRmYXN0LnYxLlJhdGVMaW1pdFVzYWdlEicKBnF1b3RhcxgDIAMoCzIXLmhvbGRmYXN0LnYxLlF1b3RhVXNhZ2Uy5wMKCktleVNlcnZpY2USZAoMQ3JlYXRlQXBpS2V5EiAuaG9sZGZhc3QudjEuQ3JlYXRlQXBpS2V5UmVxdWVzdBohLmhvbGRmYXN0LnYxLkNyZWF0ZUFwaUtleVJlc3BvbnNlIg+KtRgLa2V5cy5tYW5hZ2USZAoLTGlzdEFwaUtleXMSHy5ob2xkZmFzdC52MS5MaXN0QXBpS2V5c1JlcXVlc3QaIC5ob2xkZmFzdC52MS5MaXN0QXBpS2V5c1Jlc3BvbnNlIhKQAgGKtRgLa2V5cy5tYW5hZ2USZAoMUmV2b2tlQXBpS2V5EiAuaG9sZGZhc3QudjEuUmV2b2tlQXBpS2V5UmVxdWVzdBohLmhvbGRmYXN0LnYxLlJldm9rZUFwaUtleVJlc3BvbnNlIg+KtRgLa2V5cy5tYW5hZ2USVAoJR2V0Q2FsbGVyEh0uaG9sZGZhc3QudjEuR2V0Q2FsbGVyUmVxdWVzdBoeLmhvbGRmYXN0LnYxLkdldENhbGxlclJlc3BvbnNlIgiQAgGKtRgBKhJRCghHZXRVc2FnZRIcLmhvbGRmYXN0LnYxLkdldFVzYWdlUmVxdWVzdBodLmhvbGRmYXN0LnYxLkdldFVzYWdlUmVzcG9uc2UiCJACAYq1GAEqYgZwcm90bzM", [file_google_protobuf_timestamp, file_holdfast_v1_limits, file_holdfast_v1_options]);
 
 /**
  * The record of an API key. The secret itself is never stored or returned
@@ -289,6 +289,59 @@ export const GetCallerResponseSchema: GenMessage<GetCallerResponse> = /*@__PURE_
   messageDesc(file_holdfast_v1_key, 8);
 
 /**
+ * Whose usage.
+ *
+ * @generated from message holdfast.v1.GetUsageRequest
+ */
+export type GetUsageRequest = Message<"holdfast.v1.GetUsageRequest"> & {
+  /**
+   * The tenant's id; empty for the calling key's own tenant. Only a key
+   * with the scope tenants.manage may name another tenant.
+   *
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+};
+
+/**
+ * Describes the message holdfast.v1.GetUsageRequest.
+ * Use `create(GetUsageRequestSchema)` to create a new message.
+ */
+export const GetUsageRequestSchema: GenMessage<GetUsageRequest> = /*@__PURE__*/
+  messageDesc(file_holdfast_v1_key, 9);
+
+/**
+ * @generated from message holdfast.v1.GetUsageResponse
+ */
+export type GetUsageResponse = Message<"holdfast.v1.GetUsageResponse"> & {
+  /**
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * The tenant's rate limit and, for a tenant's own key, the key's.
+   *
+   * @generated from field: repeated holdfast.v1.RateLimitUsage rate_limits = 2;
+   */
+  rateLimits: RateLimitUsage[];
+
+  /**
+   * Every quota, in a fixed order, with its limit (unset: unlimited).
+   *
+   * @generated from field: repeated holdfast.v1.QuotaUsage quotas = 3;
+   */
+  quotas: QuotaUsage[];
+};
+
+/**
+ * Describes the message holdfast.v1.GetUsageResponse.
+ * Use `create(GetUsageResponseSchema)` to create a new message.
+ */
+export const GetUsageResponseSchema: GenMessage<GetUsageResponse> = /*@__PURE__*/
+  messageDesc(file_holdfast_v1_key, 10);
+
+/**
  * KeyService manages the API keys of the caller's tenant. Needs `keys.manage`,
  * except GetCaller, which any valid key may call. A key can only grant scopes
  * that it holds itself.
@@ -336,6 +389,18 @@ export const KeyService: GenService<{
     methodKind: "unary";
     input: typeof GetCallerRequestSchema;
     output: typeof GetCallerResponseSchema;
+  },
+  /**
+   * A tenant's usage against each of its rate limits and quotas. Any valid
+   * key may ask about its own tenant (and then also sees its own rate
+   * limit); the operator key may name any tenant.
+   *
+   * @generated from rpc holdfast.v1.KeyService.GetUsage
+   */
+  getUsage: {
+    methodKind: "unary";
+    input: typeof GetUsageRequestSchema;
+    output: typeof GetUsageResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_holdfast_v1_key, 0);

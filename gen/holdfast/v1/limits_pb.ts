@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file holdfast/v1/limits.proto.
  */
 export const file_holdfast_v1_limits: GenFile = /*@__PURE__*/
-  fileDesc("Chhob2xkZmFzdC92MS9saW1pdHMucHJvdG8SC2hvbGRmYXN0LnYxIjcKCVJhdGVMaW1pdBIbChNyZXF1ZXN0c19wZXJfc2Vjb25kGAEgASgFEg0KBWJ1cnN0GAIgASgFYgZwcm90bzM");
+  fileDesc("Chhob2xkZmFzdC92MS9saW1pdHMucHJvdG8SC2hvbGRmYXN0LnYxIjcKCVJhdGVMaW1pdBIbChNyZXF1ZXN0c19wZXJfc2Vjb25kGAEgASgFEg0KBWJ1cnN0GAIgASgFIv4BCgZRdW90YXMSHwoSYm9va2luZ3NfcGVyX21vbnRoGAEgASgFSACIAQESGQoMYWN0aXZlX2hvbGRzGAIgASgFSAGIAQESFgoJcmVzb3VyY2VzGAMgASgFSAKIAQESFQoIc2VydmljZXMYBCABKAVIA4gBARIVCgh3ZWJob29rcxgFIAEoBUgEiAEBEhUKCGFwaV9rZXlzGAYgASgFSAWIAQFCFQoTX2Jvb2tpbmdzX3Blcl9tb250aEIPCg1fYWN0aXZlX2hvbGRzQgwKCl9yZXNvdXJjZXNCCwoJX3NlcnZpY2VzQgsKCV93ZWJob29rc0ILCglfYXBpX2tleXMiSAoKUXVvdGFVc2FnZRINCgVxdW90YRgBIAEoCRISCgVsaW1pdBgCIAEoBUgAiAEBEg0KBXVzYWdlGAMgASgDQggKBl9saW1pdCJfCg5SYXRlTGltaXRVc2FnZRIOCgZwb2xpY3kYASABKAkSKgoKcmF0ZV9saW1pdBgCIAEoCzIWLmhvbGRmYXN0LnYxLlJhdGVMaW1pdBIRCglyZW1haW5pbmcYAyABKAViBnByb3RvMw");
 
 /**
  * A rate limit: a token bucket that holds `burst` requests and refills at
@@ -45,4 +45,136 @@ export type RateLimit = Message<"holdfast.v1.RateLimit"> & {
  */
 export const RateLimitSchema: GenMessage<RateLimit> = /*@__PURE__*/
   messageDesc(file_holdfast_v1_limits, 0);
+
+/**
+ * A tenant's quotas, set by the operator. An unset quota is unlimited (the
+ * default); a set one is 1 to 1000000000. A call that would go over one
+ * fails with ResourceExhausted, reason LIMIT_REACHED, and a
+ * google.rpc.QuotaFailure whose violation names the quota (`quota_id`), its
+ * limit (`quota_value`) and the usage; like every business rejection, it is
+ * stored under the call's Idempotency-Key.
+ *
+ * @generated from message holdfast.v1.Quotas
+ */
+export type Quotas = Message<"holdfast.v1.Quotas"> & {
+  /**
+   * Bookings made in the calendar month (UTC): holds and direct bookings,
+   * each counted once (confirming a hold adds nothing); holds that lapsed
+   * are not counted.
+   *
+   * @generated from field: optional int32 bookings_per_month = 1;
+   */
+  bookingsPerMonth?: number | undefined;
+
+  /**
+   * Holds at once: held, not yet confirmed, cancelled or lapsed.
+   *
+   * @generated from field: optional int32 active_holds = 2;
+   */
+  activeHolds?: number | undefined;
+
+  /**
+   * Active resources (a deleted resource no longer counts).
+   *
+   * @generated from field: optional int32 resources = 3;
+   */
+  resources?: number | undefined;
+
+  /**
+   * Active services.
+   *
+   * @generated from field: optional int32 services = 4;
+   */
+  services?: number | undefined;
+
+  /**
+   * Webhook endpoints.
+   *
+   * @generated from field: optional int32 webhooks = 5;
+   */
+  webhooks?: number | undefined;
+
+  /**
+   * API keys not revoked.
+   *
+   * @generated from field: optional int32 api_keys = 6;
+   */
+  apiKeys?: number | undefined;
+};
+
+/**
+ * Describes the message holdfast.v1.Quotas.
+ * Use `create(QuotasSchema)` to create a new message.
+ */
+export const QuotasSchema: GenMessage<Quotas> = /*@__PURE__*/
+  messageDesc(file_holdfast_v1_limits, 1);
+
+/**
+ * One quota and how much of it is in use.
+ *
+ * @generated from message holdfast.v1.QuotaUsage
+ */
+export type QuotaUsage = Message<"holdfast.v1.QuotaUsage"> & {
+  /**
+   * bookings_per_month, active_holds, resources, services, webhooks or
+   * api_keys: the same names as QuotaFailure's quota_id.
+   *
+   * @generated from field: string quota = 1;
+   */
+  quota: string;
+
+  /**
+   * The quota; unset when unlimited.
+   *
+   * @generated from field: optional int32 limit = 2;
+   */
+  limit?: number | undefined;
+
+  /**
+   * In use now. May exceed the limit if the operator lowered it.
+   *
+   * @generated from field: int64 usage = 3;
+   */
+  usage: bigint;
+};
+
+/**
+ * Describes the message holdfast.v1.QuotaUsage.
+ * Use `create(QuotaUsageSchema)` to create a new message.
+ */
+export const QuotaUsageSchema: GenMessage<QuotaUsage> = /*@__PURE__*/
+  messageDesc(file_holdfast_v1_limits, 2);
+
+/**
+ * A rate limit in force and what is left of its burst.
+ *
+ * @generated from message holdfast.v1.RateLimitUsage
+ */
+export type RateLimitUsage = Message<"holdfast.v1.RateLimitUsage"> & {
+  /**
+   * "tenant" or "key", as in the RateLimit-Policy field.
+   *
+   * @generated from field: string policy = 1;
+   */
+  policy: string;
+
+  /**
+   * @generated from field: holdfast.v1.RateLimit rate_limit = 2;
+   */
+  rateLimit?: RateLimit | undefined;
+
+  /**
+   * Calls that would be admitted right now.
+   *
+   * @generated from field: int32 remaining = 3;
+   */
+  remaining: number;
+};
+
+/**
+ * Describes the message holdfast.v1.RateLimitUsage.
+ * Use `create(RateLimitUsageSchema)` to create a new message.
+ */
+export const RateLimitUsageSchema: GenMessage<RateLimitUsage> = /*@__PURE__*/
+  messageDesc(file_holdfast_v1_limits, 3);
 

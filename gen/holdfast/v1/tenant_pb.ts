@@ -8,7 +8,7 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { ApiKey } from "./key_pb.js";
 import { file_holdfast_v1_key } from "./key_pb.js";
-import type { RateLimit } from "./limits_pb.js";
+import type { Quotas, RateLimit } from "./limits_pb.js";
 import { file_holdfast_v1_limits } from "./limits_pb.js";
 import { file_holdfast_v1_options } from "./options_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file holdfast/v1/tenant.proto.
  */
 export const file_holdfast_v1_tenant: GenFile = /*@__PURE__*/
-  fileDesc("Chhob2xkZmFzdC92MS90ZW5hbnQucHJvdG8SC2hvbGRmYXN0LnYxIlMKBlRlbmFudBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEi8KC2NyZWF0ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIjChNDcmVhdGVUZW5hbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkidAoUQ3JlYXRlVGVuYW50UmVzcG9uc2USIwoGdGVuYW50GAEgASgLMhMuaG9sZGZhc3QudjEuVGVuYW50EhUKB2FwaV9rZXkYAiABKAlCBJC1GAESIAoDa2V5GAMgASgLMhMuaG9sZGZhc3QudjEuQXBpS2V5IjsKEkxpc3RUZW5hbnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJUChNMaXN0VGVuYW50c1Jlc3BvbnNlEiQKB3RlbmFudHMYASADKAsyEy5ob2xkZmFzdC52MS5UZW5hbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIloKGVNldFRlbmFudFJhdGVMaW1pdFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEioKCnJhdGVfbGltaXQYAiABKAsyFi5ob2xkZmFzdC52MS5SYXRlTGltaXQiXAoaU2V0VGVuYW50UmF0ZUxpbWl0UmVzcG9uc2USKgoKcmF0ZV9saW1pdBgBIAEoCzIWLmhvbGRmYXN0LnYxLlJhdGVMaW1pdBISCgppc19kZWZhdWx0GAIgASgIMtwCCg1UZW5hbnRTZXJ2aWNlEmcKDENyZWF0ZVRlbmFudBIgLmhvbGRmYXN0LnYxLkNyZWF0ZVRlbmFudFJlcXVlc3QaIS5ob2xkZmFzdC52MS5DcmVhdGVUZW5hbnRSZXNwb25zZSISirUYDnRlbmFudHMubWFuYWdlEmcKC0xpc3RUZW5hbnRzEh8uaG9sZGZhc3QudjEuTGlzdFRlbmFudHNSZXF1ZXN0GiAuaG9sZGZhc3QudjEuTGlzdFRlbmFudHNSZXNwb25zZSIVkAIBirUYDnRlbmFudHMubWFuYWdlEnkKElNldFRlbmFudFJhdGVMaW1pdBImLmhvbGRmYXN0LnYxLlNldFRlbmFudFJhdGVMaW1pdFJlcXVlc3QaJy5ob2xkZmFzdC52MS5TZXRUZW5hbnRSYXRlTGltaXRSZXNwb25zZSISirUYDnRlbmFudHMubWFuYWdlYgZwcm90bzM", [file_google_protobuf_timestamp, file_holdfast_v1_key, file_holdfast_v1_limits, file_holdfast_v1_options]);
+  fileDesc("Chhob2xkZmFzdC92MS90ZW5hbnQucHJvdG8SC2hvbGRmYXN0LnYxIlMKBlRlbmFudBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEi8KC2NyZWF0ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIjChNDcmVhdGVUZW5hbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkidAoUQ3JlYXRlVGVuYW50UmVzcG9uc2USIwoGdGVuYW50GAEgASgLMhMuaG9sZGZhc3QudjEuVGVuYW50EhUKB2FwaV9rZXkYAiABKAlCBJC1GAESIAoDa2V5GAMgASgLMhMuaG9sZGZhc3QudjEuQXBpS2V5IjsKEkxpc3RUZW5hbnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJUChNMaXN0VGVuYW50c1Jlc3BvbnNlEiQKB3RlbmFudHMYASADKAsyEy5ob2xkZmFzdC52MS5UZW5hbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIloKGVNldFRlbmFudFJhdGVMaW1pdFJlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEioKCnJhdGVfbGltaXQYAiABKAsyFi5ob2xkZmFzdC52MS5SYXRlTGltaXQiXAoaU2V0VGVuYW50UmF0ZUxpbWl0UmVzcG9uc2USKgoKcmF0ZV9saW1pdBgBIAEoCzIWLmhvbGRmYXN0LnYxLlJhdGVMaW1pdBISCgppc19kZWZhdWx0GAIgASgIIlAKFlNldFRlbmFudFF1b3Rhc1JlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJEiMKBnF1b3RhcxgCIAEoCzITLmhvbGRmYXN0LnYxLlF1b3RhcyI+ChdTZXRUZW5hbnRRdW90YXNSZXNwb25zZRIjCgZxdW90YXMYASABKAsyEy5ob2xkZmFzdC52MS5RdW90YXMyzgMKDVRlbmFudFNlcnZpY2USZwoMQ3JlYXRlVGVuYW50EiAuaG9sZGZhc3QudjEuQ3JlYXRlVGVuYW50UmVxdWVzdBohLmhvbGRmYXN0LnYxLkNyZWF0ZVRlbmFudFJlc3BvbnNlIhKKtRgOdGVuYW50cy5tYW5hZ2USZwoLTGlzdFRlbmFudHMSHy5ob2xkZmFzdC52MS5MaXN0VGVuYW50c1JlcXVlc3QaIC5ob2xkZmFzdC52MS5MaXN0VGVuYW50c1Jlc3BvbnNlIhWQAgGKtRgOdGVuYW50cy5tYW5hZ2USeQoSU2V0VGVuYW50UmF0ZUxpbWl0EiYuaG9sZGZhc3QudjEuU2V0VGVuYW50UmF0ZUxpbWl0UmVxdWVzdBonLmhvbGRmYXN0LnYxLlNldFRlbmFudFJhdGVMaW1pdFJlc3BvbnNlIhKKtRgOdGVuYW50cy5tYW5hZ2UScAoPU2V0VGVuYW50UXVvdGFzEiMuaG9sZGZhc3QudjEuU2V0VGVuYW50UXVvdGFzUmVxdWVzdBokLmhvbGRmYXN0LnYxLlNldFRlbmFudFF1b3Rhc1Jlc3BvbnNlIhKKtRgOdGVuYW50cy5tYW5hZ2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_holdfast_v1_key, file_holdfast_v1_limits, file_holdfast_v1_options]);
 
 /**
  * A tenant owns every other row: resources, services, bookings, keys, events.
@@ -204,6 +204,53 @@ export const SetTenantRateLimitResponseSchema: GenMessage<SetTenantRateLimitResp
   messageDesc(file_holdfast_v1_tenant, 6);
 
 /**
+ * The tenant and all of its quotas.
+ *
+ * @generated from message holdfast.v1.SetTenantQuotasRequest
+ */
+export type SetTenantQuotasRequest = Message<"holdfast.v1.SetTenantQuotasRequest"> & {
+  /**
+   * The tenant's id.
+   *
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+
+  /**
+   * The new quotas; each unset one is unlimited.
+   *
+   * @generated from field: holdfast.v1.Quotas quotas = 2;
+   */
+  quotas?: Quotas | undefined;
+};
+
+/**
+ * Describes the message holdfast.v1.SetTenantQuotasRequest.
+ * Use `create(SetTenantQuotasRequestSchema)` to create a new message.
+ */
+export const SetTenantQuotasRequestSchema: GenMessage<SetTenantQuotasRequest> = /*@__PURE__*/
+  messageDesc(file_holdfast_v1_tenant, 7);
+
+/**
+ * @generated from message holdfast.v1.SetTenantQuotasResponse
+ */
+export type SetTenantQuotasResponse = Message<"holdfast.v1.SetTenantQuotasResponse"> & {
+  /**
+   * The tenant's quotas from now on.
+   *
+   * @generated from field: holdfast.v1.Quotas quotas = 1;
+   */
+  quotas?: Quotas | undefined;
+};
+
+/**
+ * Describes the message holdfast.v1.SetTenantQuotasResponse.
+ * Use `create(SetTenantQuotasResponseSchema)` to create a new message.
+ */
+export const SetTenantQuotasResponseSchema: GenMessage<SetTenantQuotasResponse> = /*@__PURE__*/
+  messageDesc(file_holdfast_v1_tenant, 8);
+
+/**
  * TenantService is for the operator of a Holdfast installation. It needs the
  * scope `tenants.manage`, which only the operator key of tenant `default`
  * holds (the key printed on first start, or HOLDFAST_ADMIN_KEY).
@@ -243,6 +290,18 @@ export const TenantService: GenService<{
     methodKind: "unary";
     input: typeof SetTenantRateLimitRequestSchema;
     output: typeof SetTenantRateLimitResponseSchema;
+  },
+  /**
+   * Sets a tenant's quotas, all at once: a quota left unset is unlimited.
+   * Lowering a quota below what is in use deletes nothing; new work that it
+   * counts is refused (LIMIT_REACHED) until usage falls below it.
+   *
+   * @generated from rpc holdfast.v1.TenantService.SetTenantQuotas
+   */
+  setTenantQuotas: {
+    methodKind: "unary";
+    input: typeof SetTenantQuotasRequestSchema;
+    output: typeof SetTenantQuotasResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_holdfast_v1_tenant, 0);

@@ -11,24 +11,16 @@
 -- Returns, for the buckets {tenant, key}: the limits in force, the requests
 -- left right now, and the milliseconds until the bucket is full again; and
 -- when refused, the milliseconds until this request would be admitted.
-CREATE FUNCTION take_rate(p_tenant text, p_key text, p_defaults integer[])
-RETURNS TABLE (
-  allowed boolean, retry_ms double precision, rates integer[], bursts integer[],
-  remaining integer[], reset_ms double precision[]
-)
-LANGUAGE plpgsql AS $$
+-- The limits in force for {tenant, key}: their own, else the configured
+-- defaults; the key's never above the tenant's.
+CREATE FUNCTION rate_limits_in_force(p_tenant text, p_key text, p_defaults integer[],
+  OUT rates integer[], OUT bursts integer[])
+LANGUAGE plpgsql STABLE AS $$
 DECLARE
   t_rate integer;
   t_burst integer;
   k_rate integer;
   k_burst integer;
-  names text[] := ARRAY['t/' || p_tenant, 'k/' || p_key];
-  tats timestamptz[] := '{}';
-  backlog double precision[] := '{}';
-  after double precision[] := '{}';
-  t0 timestamptz;
-  b timestamptz;
-  i integer;
 BEGIN
   SELECT t.rate_per_second, t.rate_burst INTO t_rate, t_burst FROM tenants t WHERE t.id = p_tenant;
   SELECT k.rate_per_second, k.rate_burst INTO k_rate, k_burst
@@ -37,6 +29,45 @@ BEGIN
   t_burst := coalesce(t_burst, p_defaults[2]);
   rates := ARRAY[t_rate, least(coalesce(k_rate, p_defaults[3]), t_rate)];
   bursts := ARRAY[t_burst, least(coalesce(k_burst, p_defaults[4]), t_burst)];
+END
+$$;
+
+-- What GetUsage shows: the limits in force and the calls each bucket would
+-- admit now, without taking any.
+CREATE FUNCTION rate_remaining(p_tenant text, p_key text, p_defaults integer[],
+  OUT rates integer[], OUT bursts integer[], OUT remaining integer[])
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  v_now timestamptz := clock_timestamp();
+  v_tat timestamptz;
+  names text[] := ARRAY['t/' || p_tenant, 'k/' || p_key];
+BEGIN
+  SELECT l.rates, l.bursts INTO rates, bursts FROM rate_limits_in_force(p_tenant, p_key, p_defaults) l;
+  remaining := '{}';
+  FOR i IN 1..2 LOOP
+    SELECT r.tat INTO v_tat FROM rate_buckets r WHERE r.bucket = names[i];
+    remaining := remaining || greatest(floor((bursts[i]::double precision / rates[i]
+      - coalesce(extract(epoch FROM (greatest(v_tat, v_now) - v_now))::double precision, 0)) * rates[i] + 1e-6), 0)::integer;
+  END LOOP;
+END
+$$;
+
+CREATE FUNCTION take_rate(p_tenant text, p_key text, p_defaults integer[])
+RETURNS TABLE (
+  allowed boolean, retry_ms double precision, rates integer[], bursts integer[],
+  remaining integer[], reset_ms double precision[]
+)
+LANGUAGE plpgsql AS $$
+DECLARE
+  names text[] := ARRAY['t/' || p_tenant, 'k/' || p_key];
+  tats timestamptz[] := '{}';
+  backlog double precision[] := '{}';
+  after double precision[] := '{}';
+  t0 timestamptz;
+  b timestamptz;
+  i integer;
+BEGIN
+  SELECT l.rates, l.bursts INTO rates, bursts FROM rate_limits_in_force(p_tenant, p_key, p_defaults) l;
 
   FOR i IN 1..2 LOOP
     INSERT INTO rate_buckets (bucket, tat) VALUES (names[i], '-infinity') ON CONFLICT DO NOTHING;
