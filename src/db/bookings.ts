@@ -30,6 +30,7 @@ const SQLSTATE_RETRY = new Set([
   "HF001", // the service or a resource changed (catalog revision)
   "HF002", // a concurrent reschedule moved the booking
   "HF003", // a request with the same Idempotency-Key committed first; the retry replays it
+  "HF004", // the tenant came near a quota; the retry checks it alone (11_quotas.sql)
 ]);
 
 export function mustRetry(err: unknown): boolean {

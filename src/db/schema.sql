@@ -655,7 +655,7 @@ BEGIN
       RAISE EXCEPTION 'the service changed while the request was checked' USING ERRCODE = 'HF001';
     END IF;
 
-    -- The tenant's booking quotas, if it has any (11_quotas.sql): locked after the resources.
+    -- The tenant's booking quotas, if it has any (11_quotas.sql), locked after the resources.
     v_outcome := quota_rejection(p_tenant, 'bookings', CASE WHEN p_hold_ttl IS NULL
       THEN ARRAY['bookings_per_month'] ELSE ARRAY['active_holds', 'bookings_per_month'] END, v_now);
     v_outcome := coalesce(v_outcome, notice_rejection(p_start, v_now, p_min_notice, p_max_advance));
@@ -930,19 +930,43 @@ CREATE OR REPLACE FUNCTION public.quota_rejection(p_tenant text, p_group text, p
 AS $function$
 DECLARE
   v_limits jsonb := quota_limits(p_tenant);
+  v_set text[] := '{}';
   v_quota text;
   v_limit bigint;
   v_usage bigint;
-  v_locked boolean := false;
+  v_slots integer := CASE WHEN p_group = 'bookings' THEN quota_slots() ELSE 1 END;
+  v_near boolean := v_slots = 1;
+  v_lock text := 'quota/' || p_tenant || '/' || p_group;
 BEGIN
   FOREACH v_quota IN ARRAY p_quotas LOOP
-    v_limit := (v_limits->>v_quota)::bigint;
-    CONTINUE WHEN v_limit IS NULL;
-    IF NOT v_locked THEN
-      PERFORM pg_advisory_xact_lock(hashtextextended('quota/' || p_tenant || '/' || p_group, 0));
-      v_locked := true;
+    IF v_limits->>v_quota IS NOT NULL THEN
+      v_set := v_set || v_quota;
     END IF;
+  END LOOP;
+  IF cardinality(v_set) = 0 THEN
+    RETURN NULL;
+  END IF;
+
+  IF NOT v_near THEN
+    FOREACH v_quota IN ARRAY v_set LOOP
+      v_near := v_near OR quota_usage(p_tenant, v_quota, p_now) + 2 * v_slots > (v_limits->>v_quota)::bigint;
+    END LOOP;
+  END IF;
+  IF v_near THEN
+    FOR i IN 0 .. v_slots - 1 LOOP
+      PERFORM pg_advisory_xact_lock(hashtextextended(v_lock || '/' || i, 0));
+    END LOOP;
+  ELSE
+    PERFORM pg_advisory_xact_lock(hashtextextended(v_lock || '/' || floor(random() * v_slots)::integer, 0));
+  END IF;
+
+  FOREACH v_quota IN ARRAY v_set LOOP
+    v_limit := (v_limits->>v_quota)::bigint;
     v_usage := quota_usage(p_tenant, v_quota, p_now);
+    IF NOT v_near AND v_usage + v_slots > v_limit THEN
+      RAISE EXCEPTION 'the tenant came near its quota % while the request was checked', v_quota
+        USING ERRCODE = 'HF004';
+    END IF;
     IF v_usage >= v_limit THEN
       RETURN rejection('LIMIT_REACHED',
         format('the tenant''s quota %s is used up: %s in use of %s', v_quota, v_usage, v_limit),
@@ -953,6 +977,12 @@ BEGIN
   RETURN NULL;
 END
 $function$;
+
+CREATE OR REPLACE FUNCTION public.quota_slots()
+ RETURNS integer
+ LANGUAGE sql
+ IMMUTABLE
+AS $function$SELECT 16$function$;
 
 CREATE OR REPLACE FUNCTION public.quota_usage(p_tenant text, p_quota text, p_now timestamp with time zone)
  RETURNS bigint

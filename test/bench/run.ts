@@ -4,7 +4,7 @@
  * the server in DATABASE_URL), runs the server as its own process, and
  * drives it over loopback from this one. Prints a table; --json also
  * writes the figures to FILE; --only holds,race,... runs just those sections
- * (holds, one-resource, idempotency, race, slots, events, floor); --quick
+ * (holds, one-resource, idempotency, quota, race, slots, events, floor); --quick
  * runs a fifth of the calls.
  */
 import { spawn } from "node:child_process";
@@ -130,18 +130,20 @@ async function benchTenant(url: string) {
     TenantService,
     createGrpcTransport({ baseUrl: url, interceptors: [bearer(ADMIN_KEY)] }),
   );
-  const { apiKey } = await operator.createTenant({
+  const { apiKey, tenant } = await operator.createTenant({
     name: `bench-${randomBytes(4).toString("hex")}`,
   });
   return {
     apiKey,
+    tenantId: tenant?.id as string,
+    operator,
     transport: createGrpcTransport({ baseUrl: url, interceptors: [bearer(apiKey)] }),
   };
 }
 
 /** A tenant with `resources` resources (UTC, always open) and a 30-minute service over them. */
 async function world(url: string, resources: number) {
-  const { apiKey, transport } = await benchTenant(url);
+  const { apiKey, transport, tenantId, operator } = await benchTenant(url);
   const rc = createClient(ResourceService, transport);
   const ids: string[] = [];
   for (let i = 0; i < resources; i++) {
@@ -152,7 +154,13 @@ async function world(url: string, resources: number) {
     resourceIds: ids,
     policy: { durations: [{ seconds: 1800n, nanos: 0 }], maxHoldTtl: { seconds: 1800n, nanos: 0 } },
   });
-  return { key: apiKey, serviceId: svc.service?.id as string, resourceIds: ids };
+  return {
+    key: apiKey,
+    tenantId,
+    operator,
+    serviceId: svc.service?.id as string,
+    resourceIds: ids,
+  };
 }
 
 /** Slot i of a world: spread round-robin over its resources, each slot used once. */
@@ -365,6 +373,47 @@ async function main() {
           await drive(Math.round(6000 * scale), 16, keyed),
         ),
       );
+    }
+
+    // What quotas cost: CreateHold on 64 resources at 16 clients for a
+    // tenant with booking quotas set (each hold then counts the tenant's
+    // active holds and the month's bookings under the tenant's quota lock)
+    // and for one without, alternating so that the machine's drift falls
+    // on both alike.
+    if (runs("quota")) {
+      const sums = { none: { calls: 0, seconds: 0 }, quota: { calls: 0, seconds: 0 } };
+      for (let pass = 0; pass < 3; pass++) {
+        for (const variant of ["none", "quota"] as const) {
+          const w = await world(url, 64);
+          if (variant === "quota") {
+            await w.operator.setTenantQuotas({
+              tenantId: w.tenantId,
+              quotas: { activeHolds: 1_000_000, bookingsPerMonth: 1_000_000 },
+            });
+          }
+          const c = bookingClient(url, w.key, "grpc");
+          const r = await drive(Math.round(3000 * scale), 16, (i) =>
+            c.createHold(slot(w, i, 5 + pass)),
+          );
+          rows.push(
+            row(
+              `CreateHold, 64 resources, ${variant === "quota" ? "quotas set" : "no quota"} (round ${pass + 1})`,
+              "grpc",
+              16,
+              r,
+            ),
+          );
+          sums[variant].calls += r.latencies.length;
+          sums[variant].seconds += r.seconds;
+        }
+      }
+      const none = sums.none.calls / sums.none.seconds;
+      const quota = sums.quota.calls / sums.quota.seconds;
+      extra.quotaCost = {
+        noQuotaPerSecond: Math.round(none),
+        quotasSetPerSecond: Math.round(quota),
+        lossPercent: round((1 - quota / none) * 100),
+      };
     }
 
     // The 50-way race for one slot: time until all 50 have their answer.
@@ -623,6 +672,13 @@ async function main() {
       `  webhook             p50 ${ev.webhook.p50} ms, p99 ${ev.webhook.p99} ms (${ev.webhook.received} received)`,
     );
   }
+  const quotaCost = extra.quotaCost as
+    | { noQuotaPerSecond: number; quotasSetPerSecond: number; lossPercent: number }
+    | undefined;
+  if (quotaCost)
+    console.log(
+      `\nCreateHold, 64 resources, 16 clients, gRPC: ${quotaCost.noQuotaPerSecond}/s without quotas, ${quotaCost.quotasSetPerSecond}/s with booking quotas set (${quotaCost.lossPercent}% lost)`,
+    );
   if (extra.slots30d_grpc !== undefined)
     console.log("\nListSlots results checked:", extra.slots30d_grpc, "slots in the 30-day month");
   if (jsonFile) {

@@ -90,6 +90,30 @@ describe("active holds", () => {
     expect(quotaOf(err)).toEqual({ quota: "active_holds", limit: 8n, usage: "8" });
   });
 
+  it("a race from far below a quota to past it over two instances: exactly the quota wins", async () => {
+    // Far from the limit writes check it side by side, near it one at a time.
+    const w = await bookingWorld(one.url, { resources: 20 });
+    await setQuotas(w.tenantId, { activeHolds: 60, bookingsPerMonth: 1000 });
+    const clients = [one, two].map((s) => clientFor(BookingService, s.url, w.key));
+    const results = await Promise.all(
+      Array.from({ length: 100 }, async (_, i) => {
+        try {
+          await (clients[i % 2] as (typeof clients)[0]).createHold({
+            serviceId: w.serviceId,
+            resourceId: w.resourceIds[i % 20] as string,
+            ...at(2, Math.floor(i / 20), 0),
+          });
+          return "won";
+        } catch (err) {
+          const ce = ConnectError.from(err);
+          return `${Code[ce.code]} ${ce.findDetails(ErrorInfoSchema)[0]?.reason}`;
+        }
+      }),
+    );
+    expect(results.filter((r) => r === "won")).toHaveLength(60);
+    expect(results.filter((r) => r === "ResourceExhausted LIMIT_REACHED")).toHaveLength(40);
+  });
+
   it("frees a unit when a hold is confirmed or cancelled, and counts the booking once a month", async () => {
     const w = await bookingWorld(one.url);
     await setQuotas(w.tenantId, { activeHolds: 1, bookingsPerMonth: 2 });

@@ -74,7 +74,7 @@ BEGIN
       RAISE EXCEPTION 'the service changed while the request was checked' USING ERRCODE = 'HF001';
     END IF;
 
-    -- The tenant's booking quotas, if it has any (11_quotas.sql): locked after the resources.
+    -- The tenant's booking quotas, if it has any (11_quotas.sql), locked after the resources.
     v_outcome := quota_rejection(p_tenant, 'bookings', CASE WHEN p_hold_ttl IS NULL
       THEN ARRAY['bookings_per_month'] ELSE ARRAY['active_holds', 'bookings_per_month'] END, v_now);
     v_outcome := coalesce(v_outcome, notice_rejection(p_start, v_now, p_min_notice, p_max_advance));

@@ -45,29 +45,69 @@ LANGUAGE sql STABLE AS $$
   FROM tenants t WHERE t.id = p_tenant
 $$;
 
+-- The number of lock slots of the bookings group: that many writes of one
+-- tenant with a quota can check it at once.
+CREATE FUNCTION quota_slots() RETURNS integer
+LANGUAGE sql IMMUTABLE AS 'SELECT 16';
+
 -- Before writing one more of what `p_quotas` count (all of one group, e.g.
 -- {active_holds, bookings_per_month}): NULL if there is room, else a
--- LIMIT_REACHED rejection naming the first quota used up. Takes the group's
--- tenant lock only when one of them is set; callers that also lock
--- resources take this lock after them.
+-- LIMIT_REACHED rejection naming the first quota used up. Nothing is locked
+-- unless the tenant has one of these quotas. Callers that also lock
+-- resources take these locks after them.
+--
+-- Catalog groups take one tenant lock for the group: their writes are rare.
+-- The bookings group must not serialise a tenant's bookings, so its lock is
+-- split into quota_slots() slots. Far from every limit (the usage committed
+-- so far, plus a slot's worth for each slot, leaves room), a write takes one
+-- slot at random and counts again under it: at most quota_slots() - 1 other
+-- writes are then between their count and their commit, each adding at most
+-- one, so usage + quota_slots() <= limit proves there is room for all of
+-- them. Near a limit a write takes every slot, in order, and is alone. A
+-- write that finds itself near the limit only under its slot raises HF004:
+-- the caller runs it again, which then takes every slot.
 CREATE FUNCTION quota_rejection(p_tenant text, p_group text, p_quotas text[], p_now timestamptz)
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
   v_limits jsonb := quota_limits(p_tenant);
+  v_set text[] := '{}';
   v_quota text;
   v_limit bigint;
   v_usage bigint;
-  v_locked boolean := false;
+  v_slots integer := CASE WHEN p_group = 'bookings' THEN quota_slots() ELSE 1 END;
+  v_near boolean := v_slots = 1;
+  v_lock text := 'quota/' || p_tenant || '/' || p_group;
 BEGIN
   FOREACH v_quota IN ARRAY p_quotas LOOP
-    v_limit := (v_limits->>v_quota)::bigint;
-    CONTINUE WHEN v_limit IS NULL;
-    IF NOT v_locked THEN
-      PERFORM pg_advisory_xact_lock(hashtextextended('quota/' || p_tenant || '/' || p_group, 0));
-      v_locked := true;
+    IF v_limits->>v_quota IS NOT NULL THEN
+      v_set := v_set || v_quota;
     END IF;
+  END LOOP;
+  IF cardinality(v_set) = 0 THEN
+    RETURN NULL;
+  END IF;
+
+  IF NOT v_near THEN
+    FOREACH v_quota IN ARRAY v_set LOOP
+      v_near := v_near OR quota_usage(p_tenant, v_quota, p_now) + 2 * v_slots > (v_limits->>v_quota)::bigint;
+    END LOOP;
+  END IF;
+  IF v_near THEN
+    FOR i IN 0 .. v_slots - 1 LOOP
+      PERFORM pg_advisory_xact_lock(hashtextextended(v_lock || '/' || i, 0));
+    END LOOP;
+  ELSE
+    PERFORM pg_advisory_xact_lock(hashtextextended(v_lock || '/' || floor(random() * v_slots)::integer, 0));
+  END IF;
+
+  FOREACH v_quota IN ARRAY v_set LOOP
+    v_limit := (v_limits->>v_quota)::bigint;
     v_usage := quota_usage(p_tenant, v_quota, p_now);
+    IF NOT v_near AND v_usage + v_slots > v_limit THEN
+      RAISE EXCEPTION 'the tenant came near its quota % while the request was checked', v_quota
+        USING ERRCODE = 'HF004';
+    END IF;
     IF v_usage >= v_limit THEN
       RETURN rejection('LIMIT_REACHED',
         format('the tenant''s quota %s is used up: %s in use of %s', v_quota, v_usage, v_limit),
