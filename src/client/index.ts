@@ -143,10 +143,23 @@ export function rateLimitDelayMs(err: ConnectError): number | undefined {
   return delay ? Number(delay.seconds) * 1000 + delay.nanos / 1e6 : 0;
 }
 
+/**
+ * Retries a call refused with RATE_LIMITED after the wait its RetryInfo
+ * names (plus a little jitter), with the same request and so the same
+ * Idempotency-Key, up to `maxAttempts` tries in all; a wait longer than
+ * `maxWaitMs` is passed on at once. For transports that need nothing else
+ * retried (the MCP tools' in-process one); the typed client's `retries`
+ * does the same among its other retries.
+ */
+export function rateLimitRetries(maxAttempts: number, maxWaitMs: number): Interceptor {
+  return retries(maxAttempts, 0, maxWaitMs, { rateLimitedOnly: true });
+}
+
 function retries(
   maxAttempts: number,
   initialBackoffMs: number,
   maxRateLimitWaitMs: number,
+  opts: { rateLimitedOnly: boolean } = { rateLimitedOnly: false },
 ): Interceptor {
   return (next) => async (req) => {
     if (req.stream) return next(req);
@@ -157,8 +170,7 @@ function retries(
         const ce = ConnectError.from(err);
         const told = rateLimitDelayMs(ce);
         const retryable =
-          RETRYABLE.has(ce.code) ||
-          isBrokenConnection(ce) ||
+          (!opts.rateLimitedOnly && (RETRYABLE.has(ce.code) || isBrokenConnection(ce))) ||
           (told !== undefined && told <= maxRateLimitWaitMs);
         if (attempt >= maxAttempts || !retryable || req.signal.aborted) throw err;
         const ceiling = Math.min(initialBackoffMs * 2 ** (attempt - 1), MAX_BACKOFF_MS);

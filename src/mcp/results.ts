@@ -155,6 +155,10 @@ const HINTS: Record<string, string> = {
   DEADLINE_EXCEEDED:
     "It took too long: retry the same call (same idempotency_key); it will not book twice.",
   INTERNAL: "The server failed: retry once with the same arguments, then tell the user.",
+  RATE_LIMITED:
+    "Too many calls for this API key or tenant right now: wait retry_delay_ms, then retry the same call (same idempotency_key).",
+  LIMIT_REACHED:
+    "The tenant's plan allows no more of this (see `quota`, `limit`, `usage`): tell the user; do not retry until something is freed (e.g. a hold cancelled) or the quota raised.",
 };
 
 export function hintOf(reason: string): string {
@@ -168,6 +172,10 @@ export type FailureView = {
   field_violations?: { field: string; description: string }[];
   conflicts?: { start_time?: string; end_time?: string; status: string }[];
   alternatives?: SlotView[];
+  /** LIMIT_REACHED: the quota used up, its limit and what is in use. */
+  quota?: { quota: string; limit: number; usage: number };
+  /** RATE_LIMITED (once the tool's own retries gave up): how long to wait. */
+  retry_delay_ms?: number;
 };
 
 /** The API's error (or the tools' own) as data a model can act on. */
@@ -186,6 +194,13 @@ export function failureOf(err: unknown): FailureView {
   const info = e.findDetails(ErrorInfoSchema)[0];
   const reason = info?.reason ?? (e.code === Code.Unavailable ? "UNAVAILABLE" : "INTERNAL");
   const view: FailureView = { reason, message: e.rawMessage, hint: hintOf(reason) };
+  const meta = info?.metadata ?? {};
+  if (reason === "LIMIT_REACHED" && meta.quota !== undefined) {
+    view.quota = { quota: meta.quota, limit: Number(meta.limit), usage: Number(meta.usage) };
+  }
+  if (reason === "RATE_LIMITED" && meta.retry_delay_ms !== undefined) {
+    view.retry_delay_ms = Number(meta.retry_delay_ms);
+  }
   const violations = e.findDetails(BadRequestSchema).flatMap((b) => b.fieldViolations);
   if (violations.length > 0) {
     view.field_violations = violations.map((v) => ({ field: v.field, description: v.description }));

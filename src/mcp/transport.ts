@@ -1,6 +1,7 @@
 import type { Transport } from "@connectrpc/connect";
 import { createUniversalHandlerClient, type UniversalHandler } from "@connectrpc/connect/protocol";
 import { createTransport } from "@connectrpc/connect/protocol-connect";
+import { rateLimitRetries } from "../client/index.js";
 
 /**
  * A Connect transport that calls the server's own router in this process:
@@ -14,7 +15,9 @@ export function inProcessTransport(handlers: readonly UniversalHandler[]): Trans
     httpClient: createUniversalHandlerClient([...handlers]),
     baseUrl: "http://in-process",
     useBinaryFormat: true,
-    interceptors: [],
+    // Over a rate limit, a tool waits as the server says and tries again
+    // (same Idempotency-Key) rather than hand the agent a refusal.
+    interceptors: [rateLimitRetries(3, 10_000)],
     acceptCompression: [],
     sendCompression: null,
     compressMinBytes: Number.MAX_SAFE_INTEGER,

@@ -17,6 +17,7 @@ import {
   postJson,
   rejected,
 } from "../support/clients.js";
+import { callTool, clinic, mcpOverHttp } from "../support/mcp.js";
 import { ADMIN_KEY, startTestServer, type TestServer } from "../support/server.js";
 
 /**
@@ -230,6 +231,24 @@ describe("the typed client", () => {
     const hf = createHoldfastClient({ baseUrl: one.url, apiKey: t.key, maxAttempts: 1 });
     await hf.keys.getCaller({});
     await refused(() => hf.keys.getCaller({}));
+  });
+});
+
+describe("the MCP tools", () => {
+  it("wait as RetryInfo says and call again, instead of failing", async () => {
+    const c = await clinic(one.url);
+    const { tenantId } = await clientFor(KeyService, one.url, c.key).getCaller({});
+    // Two calls a second, one at a time: every call after the first waits.
+    await operator().setTenantRateLimit({
+      tenantId,
+      rateLimit: { requestsPerSecond: 2, burst: 1 },
+    });
+    const agent = await mcpOverHttp(two.url, c.key);
+    for (let i = 0; i < 3; i++) {
+      const listed = await callTool(agent, "list_services", {});
+      expect(listed.isError, listed.text).toBe(false);
+      expect(listed.data.services[0].service_id).toBe(c.serviceId);
+    }
   });
 });
 
