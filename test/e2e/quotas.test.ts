@@ -8,7 +8,7 @@ import type { Quotas } from "../../gen/holdfast/v1/limits_pb.js";
 import { ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
 import { TenantService } from "../../gen/holdfast/v1/tenant_pb.js";
 import { WebhookService } from "../../gen/holdfast/v1/webhook_pb.js";
-import { at, bookingWorld } from "../support/booking.js";
+import { at, type BookingWorld, bookingWorld } from "../support/booking.js";
 import {
   clientFor,
   fieldViolations,
@@ -50,6 +50,30 @@ async function usageOf(key: string, quota: string) {
   return res.quotas.find((q) => q.quota === quota);
 }
 
+/**
+ * `n` holds at once on distinct times, spread over the world's resources and
+ * alternating between the two instances: how each ended.
+ */
+async function raceHolds(w: BookingWorld, n: number): Promise<string[]> {
+  const clients = [one, two].map((s) => clientFor(BookingService, s.url, w.key));
+  const spread = w.resourceIds.length;
+  return Promise.all(
+    Array.from({ length: n }, async (_, i) => {
+      try {
+        await (clients[i % 2] as (typeof clients)[0]).createHold({
+          serviceId: w.serviceId,
+          resourceId: w.resourceIds[i % spread] as string,
+          ...at(2, Math.floor(i / spread), 0),
+        });
+        return "won";
+      } catch (err) {
+        const ce = ConnectError.from(err);
+        return `${Code[ce.code]} ${ce.findDetails(ErrorInfoSchema)[0]?.reason}`;
+      }
+    }),
+  );
+}
+
 describe("active holds", () => {
   it("50 holds racing over two instances for the last 5 units: exactly 5 win", async () => {
     const w = await bookingWorld(one.url, { resources: 10 });
@@ -62,22 +86,7 @@ describe("active holds", () => {
         ...at(1, i),
       });
     }
-    const clients = [one, two].map((s) => clientFor(BookingService, s.url, w.key));
-    const results = await Promise.all(
-      Array.from({ length: 50 }, async (_, i) => {
-        try {
-          await (clients[i % 2] as (typeof clients)[0]).createHold({
-            serviceId: w.serviceId,
-            resourceId: w.resourceIds[i % 10] as string,
-            ...at(2, Math.floor(i / 10), 0),
-          });
-          return "won";
-        } catch (err) {
-          const ce = ConnectError.from(err);
-          return `${Code[ce.code]} ${ce.findDetails(ErrorInfoSchema)[0]?.reason}`;
-        }
-      }),
-    );
+    const results = await raceHolds(w, 50);
     expect(results.filter((r) => r === "won")).toHaveLength(5);
     expect(results.filter((r) => r === "ResourceExhausted LIMIT_REACHED")).toHaveLength(45);
     expect(await usageOf(w.key, "active_holds")).toMatchObject({ limit: 8, usage: 8n });
@@ -94,22 +103,7 @@ describe("active holds", () => {
     // Far from the limit writes check it side by side, near it one at a time.
     const w = await bookingWorld(one.url, { resources: 20 });
     await setQuotas(w.tenantId, { activeHolds: 60, bookingsPerMonth: 1000 });
-    const clients = [one, two].map((s) => clientFor(BookingService, s.url, w.key));
-    const results = await Promise.all(
-      Array.from({ length: 100 }, async (_, i) => {
-        try {
-          await (clients[i % 2] as (typeof clients)[0]).createHold({
-            serviceId: w.serviceId,
-            resourceId: w.resourceIds[i % 20] as string,
-            ...at(2, Math.floor(i / 20), 0),
-          });
-          return "won";
-        } catch (err) {
-          const ce = ConnectError.from(err);
-          return `${Code[ce.code]} ${ce.findDetails(ErrorInfoSchema)[0]?.reason}`;
-        }
-      }),
-    );
+    const results = await raceHolds(w, 100);
     expect(results.filter((r) => r === "won")).toHaveLength(60);
     expect(results.filter((r) => r === "ResourceExhausted LIMIT_REACHED")).toHaveLength(40);
   });
