@@ -13,6 +13,7 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { Health } from "../gen/health/v1/health_pb.js";
 import { AvailabilityService } from "../gen/holdfast/v1/availability_pb.js";
 import { BookingService } from "../gen/holdfast/v1/booking_pb.js";
+import { CalendarFeedService } from "../gen/holdfast/v1/calendar_feed_pb.js";
 import { CatalogService } from "../gen/holdfast/v1/catalog_pb.js";
 import { EventService } from "../gen/holdfast/v1/event_pb.js";
 import { KeyService } from "../gen/holdfast/v1/key_pb.js";
@@ -37,6 +38,8 @@ import { apiDocsHandler, isApiDocsPath } from "./rpc/api-docs.js";
 import { authInterceptor, Keyring } from "./rpc/auth.js";
 import { availabilityService } from "./rpc/availability-service.js";
 import { bookingService } from "./rpc/booking-service.js";
+import { CALENDAR_FEED_PATH, calendarFeedHandler } from "./rpc/calendar-feed-http.js";
+import { calendarFeedService } from "./rpc/calendar-feed-service.js";
 import { catalogService } from "./rpc/catalog-service.js";
 import { errorInterceptor } from "./rpc/errors.js";
 import { eventService, eventStreams } from "./rpc/event-service.js";
@@ -63,6 +66,7 @@ export const API_SERVICES: readonly DescService[] = [
   BookingService,
   EventService,
   WebhookService,
+  CalendarFeedService,
 ];
 
 export type Holdfast = {
@@ -180,6 +184,10 @@ export async function startHoldfast(
           storesOwnOutcomes: true,
         }),
       );
+      router.service(
+        CalendarFeedService,
+        idempotent(CalendarFeedService, calendarFeedService(db), pool),
+      );
       registerHealth(
         router,
         healthPool,
@@ -213,13 +221,15 @@ export async function startHoldfast(
       transport: inProcessTransport(rpc.handlers),
       maxRequestBytes: config.maxRequestBytes,
     });
+    const calendarFeed = calendarFeedHandler(pool);
     // Paths outside the RPC router: WatchEvents as Server-Sent Events, MCP,
-    // and the OpenAPI document with its reference page.
+    // the OpenAPI document with its reference page, and calendar feeds.
     const handler: NodeHandler = (req, res) => {
       const path = (req.url ?? "").split("?", 1)[0] ?? "";
       if (path === EVENT_STREAM_PATH) eventStream(req, res);
       else if (path === MCP_PATH) mcp(req, res);
       else if (isApiDocsPath(path)) apiDocsHandler(req, res);
+      else if (path.startsWith(CALENDAR_FEED_PATH)) calendarFeed(req, res);
       else rpc(req, res);
     };
     const maintenance = startMaintenance(pool, {

@@ -68,6 +68,25 @@ CREATE INDEX bookings_by_start ON public.bookings USING btree (tenant_id, start_
 CREATE INDEX bookings_holds_by_expiry ON public.bookings USING btree (expire_time) WHERE (status = 'held'::text);
 CREATE INDEX bookings_occupancy ON public.bookings USING btree (tenant_id, resource_id, block_start) INCLUDE (block_end, status, expire_time) WHERE (status = ANY (ARRAY['held'::text, 'confirmed'::text]));
 
+CREATE TABLE calendar_feeds (
+  id text NOT NULL DEFAULT new_id('cal'::text),
+  tenant_id text NOT NULL,
+  secret_hash bytea NOT NULL,
+  prefix text NOT NULL,
+  resource_id text,
+  service_id text,
+  free_busy boolean NOT NULL,
+  include_holds boolean NOT NULL,
+  description text NOT NULL DEFAULT ''::text,
+  create_time timestamp with time zone NOT NULL DEFAULT now(),
+  revoke_time timestamp with time zone,
+  CONSTRAINT calendar_feeds_check CHECK (((resource_id IS NULL) <> (service_id IS NULL))),
+  CONSTRAINT calendar_feeds_pkey PRIMARY KEY (id),
+  CONSTRAINT calendar_feeds_secret_hash_key UNIQUE (secret_hash),
+  CONSTRAINT calendar_feeds_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES tenants(id)
+);
+CREATE INDEX calendar_feeds_by_tenant ON public.calendar_feeds USING btree (tenant_id, id);
+
 CREATE TABLE deliveries (
   tenant_id text NOT NULL,
   id text NOT NULL DEFAULT new_id('dlv'::text),

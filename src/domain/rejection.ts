@@ -24,6 +24,7 @@ export const REASONS = {
   OVERRIDE_NOT_FOUND: "not_found",
   API_KEY_NOT_FOUND: "not_found",
   TENANT_NOT_FOUND: "not_found",
+  CALENDAR_FEED_NOT_FOUND: "not_found",
   WEBHOOK_NOT_FOUND: "not_found",
   DELIVERY_NOT_FOUND: "not_found",
   POLICY_VERSION_NOT_FOUND: "not_found",

@@ -1,0 +1,231 @@
+import ical, {
+  ICalAttendeeRole,
+  ICalAttendeeStatus,
+  ICalEventStatus,
+  ICalEventTransparency,
+} from "ical-generator";
+import { Temporal } from "temporal-polyfill";
+import { DAY_MS, localDateTime, MINUTE_MS } from "./time.js";
+
+/**
+ * What an iCalendar (RFC 5545) feed of bookings shows, and its text. Pure:
+ * the caller reads the bookings and the clock.
+ */
+
+/** A feed shows bookings that start from this long ago... */
+export const FEED_PAST_MS = 31 * DAY_MS;
+/** ...to this far ahead... */
+export const FEED_AHEAD_MS = 366 * DAY_MS;
+/** ...at most this many, the earliest first. */
+export const MAX_FEED_EVENTS = 2_000;
+/** How often a calendar app is asked to fetch the feed again (REFRESH-INTERVAL). */
+export const FEED_REFRESH_MS = 15 * MINUTE_MS;
+
+export type FeedOptions = { freeBusy: boolean; includeHolds: boolean };
+
+/**
+ * The booking statuses a feed reads. A free/busy feed shows only what keeps
+ * the time busy; a full feed also shows cancelled bookings as cancelled, so
+ * a calendar that had the event removes it, and lapsed holds when it shows
+ * holds at all.
+ */
+export function feedStatuses(f: FeedOptions): string[] {
+  const busy = ["confirmed", "completed", "no_show", ...(f.includeHolds ? ["held"] : [])];
+  if (f.freeBusy) return busy;
+  return [...busy, "cancelled", ...(f.includeHolds ? ["expired"] : [])];
+}
+
+/** How a booking in `status` reads in a calendar (RFC 5545 STATUS of a VEVENT). */
+export function eventStatus(status: string): ICalEventStatus {
+  switch (status) {
+    case "held":
+      return ICalEventStatus.TENTATIVE;
+    case "cancelled":
+    case "expired":
+      return ICalEventStatus.CANCELLED;
+    default:
+      return ICalEventStatus.CONFIRMED;
+  }
+}
+
+export type FeedBooking = {
+  id: string;
+  status: string;
+  startMs: number;
+  endMs: number;
+  createMs: number;
+  updateMs: number;
+  /** For holds: when the hold lapses. */
+  expireMs: number | null;
+  attendee: { name?: string; email?: string; phone?: string };
+  cancelReason: string;
+  serviceName: string;
+  resourceName: string;
+  /** The resource's IANA zone: the event's times are written in it. */
+  timeZone: string;
+};
+
+export type FeedCalendar = {
+  /** The resource's or service's name. */
+  name: string;
+  /** The zone the calendar is shown in (X-WR-TIMEZONE). */
+  timeZone: string;
+  /** The window the bookings were read for; VTIMEZONEs cover it. */
+  fromMs: number;
+  toMs: number;
+  /** Set when the cap cut the list short: said in the calendar's description. */
+  truncated: boolean;
+};
+
+/**
+ * The feed as iCalendar text. Each event's UID is its booking id, so a
+ * calendar app updates an event in place when the booking changes. Times are
+ * written as wall-clock times of the resource's zone with a TZID, and every
+ * zone used gets a VTIMEZONE built from the runtime's zone database (the one
+ * Holdfast computes local times with), covering the window's transitions.
+ */
+export function renderCalendarFeed(
+  cal: FeedCalendar,
+  bookings: readonly FeedBooking[],
+  f: FeedOptions,
+): string {
+  const calendar = ical({
+    prodId: { company: "Holdfast", product: "Holdfast", language: "EN" },
+    name: cal.name,
+    description: cal.truncated
+      ? `The first ${MAX_FEED_EVENTS} bookings of the window only`
+      : undefined,
+    ttl: FEED_REFRESH_MS / 1000,
+    // No calendar-wide zone in ical-generator's sense: it would write
+    // DTSTAMP and the other UTC stamps as floating local times. Each event
+    // names its zone, and X-WR-TIMEZONE tells apps which zone to show.
+    timezone: {
+      name: null,
+      // Transitions up to a day past the window: its last events end there.
+      generator: (zone) => vtimezone(zone, cal.fromMs, cal.toMs + DAY_MS),
+    },
+  });
+  calendar.x("X-WR-TIMEZONE", cal.timeZone);
+  for (const b of bookings) {
+    const zoned = (ms: number) =>
+      Temporal.Instant.fromEpochMilliseconds(ms).toZonedDateTimeISO(b.timeZone);
+    const status = eventStatus(b.status);
+    const event = calendar.createEvent({
+      id: b.id,
+      start: zoned(b.startMs),
+      end: zoned(b.endMs),
+      timezone: b.timeZone,
+      stamp: new Date(b.updateMs),
+      created: new Date(b.createMs),
+      lastModified: new Date(b.updateMs),
+      status,
+      transparency:
+        status === ICalEventStatus.CANCELLED
+          ? ICalEventTransparency.TRANSPARENT
+          : ICalEventTransparency.OPAQUE,
+      summary: f.freeBusy ? "Busy" : summaryOf(b),
+    });
+    if (f.freeBusy) continue;
+    event.location(b.resourceName);
+    event.description(descriptionOf(b));
+    if (b.attendee.email) {
+      event.createAttendee({
+        email: b.attendee.email,
+        name: b.attendee.name || undefined,
+        role: ICalAttendeeRole.REQ,
+        status: {
+          [ICalEventStatus.CONFIRMED]: ICalAttendeeStatus.ACCEPTED,
+          [ICalEventStatus.TENTATIVE]: ICalAttendeeStatus.TENTATIVE,
+          [ICalEventStatus.CANCELLED]: ICalAttendeeStatus.DECLINED,
+        }[status],
+        rsvp: false,
+      });
+    }
+  }
+  // Every content line ends with CRLF (RFC 5545 3.1), the last one too.
+  return `${calendar.toString()}\r\n`;
+}
+
+function summaryOf(b: FeedBooking): string {
+  const who = b.attendee.name?.trim();
+  const what = b.status === "held" ? `Held: ${b.serviceName}` : b.serviceName;
+  return who ? `${what}, ${who}` : what;
+}
+
+function descriptionOf(b: FeedBooking): string {
+  const lines = [`Booking ${b.id} (${b.status})`, `Resource: ${b.resourceName}`];
+  if (b.status === "held" && b.expireMs !== null) {
+    lines.push(`Held until ${localDateTime(b.expireMs, b.timeZone)}`);
+  }
+  const a = b.attendee;
+  const contact = [a.name, a.email, a.phone].filter((s) => s?.trim()).join(", ");
+  if (contact) lines.push(`Attendee: ${contact}`);
+  if (b.cancelReason) lines.push(`Cancelled: ${b.cancelReason}`);
+  return lines.join("\n");
+}
+
+/**
+ * A VTIMEZONE for `zone` valid over [fromMs, toMs]: the observance in force
+ * at `fromMs`, then one per transition up to `toMs`, each with its exact
+ * onset (no RRULE to approximate the rules). Enough for every time the
+ * feed writes, and right for zones whose rules changed.
+ */
+export function vtimezone(zone: string, fromMs: number, toMs: number): string {
+  const at = (ms: number) => Temporal.Instant.fromEpochMilliseconds(ms).toZonedDateTimeISO(zone);
+  const offsetAt = (ms: number) => at(ms).offsetNanoseconds / 1e6;
+  const onsets: { ms: number; fromOffset: number; toOffset: number }[] = [];
+  const first = at(fromMs + 1).getTimeZoneTransition("previous");
+  const startMs = first?.epochMilliseconds ?? Date.UTC(1970, 0, 1);
+  onsets.push({
+    ms: startMs,
+    fromOffset: first ? offsetAt(startMs - 1) : offsetAt(fromMs),
+    toOffset: offsetAt(fromMs),
+  });
+  let next = at(fromMs).getTimeZoneTransition("next");
+  // A zone changes its offset a few times a year at most; the bound only
+  // guards against a window far wider than any feed asks for.
+  while (next && next.epochMilliseconds <= toMs && onsets.length < 100) {
+    const ms = next.epochMilliseconds;
+    onsets.push({ ms, fromOffset: offsetAt(ms - 1), toOffset: offsetAt(ms) });
+    next = next.getTimeZoneTransition("next");
+  }
+  const lines = ["BEGIN:VTIMEZONE", `TZID:${zone}`];
+  for (const o of onsets) {
+    // DAYLIGHT for a change that moves clocks forward; a zone with one
+    // offset all year has only STANDARD.
+    const kind = o.toOffset > o.fromOffset ? "DAYLIGHT" : "STANDARD";
+    lines.push(
+      `BEGIN:${kind}`,
+      // The onset as the wall-clock time it had before the change.
+      `DTSTART:${basicDateTime(o.ms + o.fromOffset)}`,
+      `TZOFFSETFROM:${icalOffset(o.fromOffset)}`,
+      `TZOFFSETTO:${icalOffset(o.toOffset)}`,
+      `TZNAME:${zoneAbbreviation(zone, o.ms)}`,
+      `END:${kind}`,
+    );
+  }
+  lines.push("END:VTIMEZONE");
+  return lines.join("\r\n");
+}
+
+/** "YYYYMMDDTHHMMSS" of a wall-clock time given as ms since the epoch, as if UTC. */
+function basicDateTime(wallMs: number): string {
+  return new Date(wallMs).toISOString().slice(0, 19).replace(/[-:]/g, "");
+}
+
+/** "+HHMM" (or "+HHMMSS" for the seconds-precise offsets of local mean time). */
+function icalOffset(offsetMs: number): string {
+  const sign = offsetMs < 0 ? "-" : "+";
+  const total = Math.round(Math.abs(offsetMs) / 1000);
+  const pad = (n: number) => String(n).padStart(2, "0");
+  const hhmm = `${pad(Math.floor(total / 3600))}${pad(Math.floor(total / 60) % 60)}`;
+  return `${sign}${hhmm}${total % 60 === 0 ? "" : pad(total % 60)}`;
+}
+
+function zoneAbbreviation(zone: string, ms: number): string {
+  const parts = new Intl.DateTimeFormat("en-US", {
+    timeZone: zone,
+    timeZoneName: "short",
+  }).formatToParts(new Date(ms));
+  return parts.find((p) => p.type === "timeZoneName")?.value ?? zone;
+}

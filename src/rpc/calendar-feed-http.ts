@@ -1,0 +1,100 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import {
+  calendarFeedBookings,
+  calendarFeedSubject,
+  findActiveCalendarFeed,
+} from "../db/calendar-feeds.js";
+import type { Queryable } from "../db/pool.js";
+import {
+  FEED_AHEAD_MS,
+  FEED_PAST_MS,
+  type FeedBooking,
+  feedStatuses,
+  MAX_FEED_EVENTS,
+  renderCalendarFeed,
+} from "../domain/calendar-feed.js";
+import { log } from "../log.js";
+
+/**
+ * iCalendar feeds, `GET /v1/feeds/<secret>.ics`, made by
+ * CalendarFeedService. A calendar app sends no Authorization header: the
+ * secret in the path is the credential, so an unknown or revoked one gets
+ * the same bare 404 as a path that never existed.
+ */
+export const CALENDAR_FEED_PATH = "/v1/feeds/";
+
+type NodeRequest = IncomingMessage | Http2ServerRequest;
+type NodeResponse = ServerResponse | Http2ServerResponse;
+
+const SECRET = /^(hfcal_[A-Za-z0-9_-]{43})(?:\.ics)?$/;
+
+export function calendarFeedHandler(db: Queryable): (req: NodeRequest, res: NodeResponse) => void {
+  return (req, res) => {
+    serve(req, res).catch((err: unknown) => {
+      // Never the URL: it holds the feed's secret.
+      log.error("calendar feed failed", { err });
+      if (!res.headersSent) plain(res, 500, "internal error\n");
+      else res.end();
+    });
+  };
+
+  async function serve(req: NodeRequest, res: NodeResponse): Promise<void> {
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res.writeHead(405, { allow: "GET, HEAD", "content-type": "text/plain; charset=utf-8" });
+      res.end("use GET\n");
+      return;
+    }
+    const path = (req.url ?? "").split("?", 1)[0] ?? "";
+    const secret = SECRET.exec(path.slice(CALENDAR_FEED_PATH.length))?.[1];
+    const found = secret ? await findActiveCalendarFeed(db, secret) : undefined;
+    const feed = found?.feed;
+    const subject = feed && (await calendarFeedSubject(db, feed));
+    if (!found || !feed || !subject) {
+      plain(res, 404, "no such calendar feed\n");
+      return;
+    }
+    const nowMs = found.now.getTime();
+    const window = { fromMs: nowMs - FEED_PAST_MS, toMs: nowMs + FEED_AHEAD_MS };
+    const options = { freeBusy: feed.free_busy, includeHolds: feed.include_holds };
+    const rows = await calendarFeedBookings(db, feed, {
+      ...window,
+      // One more than the cap tells whether the cap cut the list.
+      limit: MAX_FEED_EVENTS + 1,
+      statuses: feedStatuses(options),
+    });
+    const bookings: FeedBooking[] = rows.slice(0, MAX_FEED_EVENTS).map((r) => ({
+      id: r.id,
+      status: r.status,
+      startMs: r.start_time.getTime(),
+      endMs: r.end_time.getTime(),
+      createMs: r.create_time.getTime(),
+      updateMs: r.update_time.getTime(),
+      expireMs: r.expire_time?.getTime() ?? null,
+      attendee: r.attendee as FeedBooking["attendee"],
+      cancelReason: r.cancel_reason,
+      serviceName: r.service_name,
+      resourceName: r.resource_name,
+      timeZone: r.time_zone,
+    }));
+    const text = renderCalendarFeed(
+      { ...subject, ...window, truncated: rows.length > MAX_FEED_EVENTS },
+      bookings,
+      options,
+    );
+    res.writeHead(200, {
+      "content-type": "text/calendar; charset=utf-8",
+      "content-length": Buffer.byteLength(text),
+      // Whoever has the URL may read it; shared caches should not keep it.
+      "cache-control": "private, max-age=60",
+      "x-robots-tag": "noindex",
+    });
+    if (req.method === "HEAD") res.end();
+    else res.end(text);
+  }
+}
+
+function plain(res: NodeResponse, status: number, body: string): void {
+  res.writeHead(status, { "content-type": "text/plain; charset=utf-8" });
+  res.end(body);
+}

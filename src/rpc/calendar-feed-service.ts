@@ -1,0 +1,109 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { z } from "zod";
+import type {
+  CalendarFeedSchema,
+  CalendarFeedService,
+} from "../../gen/holdfast/v1/calendar_feed_pb.js";
+import {
+  type CalendarFeedRow,
+  insertCalendarFeed,
+  listCalendarFeeds,
+  revokeCalendarFeed,
+} from "../db/calendar-feeds.js";
+import type { Db } from "../db/pool.js";
+import { getResource } from "../db/resources.js";
+import { getService } from "../db/services.js";
+import { Rejection } from "../domain/rejection.js";
+import { principalOf } from "./auth.js";
+import { CALENDAR_FEED_PATH } from "./calendar-feed-http.js";
+import { serviceNotFound } from "./catalog-service.js";
+import { timestampOfDate } from "./convert.js";
+import { dbOf } from "./idempotency.js";
+import { readPage, writePage } from "./paging.js";
+import { resourceNotFound } from "./resource-service.js";
+import * as v from "./validate.js";
+
+export function calendarFeedOf(f: CalendarFeedRow): MessageInitShape<typeof CalendarFeedSchema> {
+  return {
+    id: f.id,
+    resourceId: f.resource_id ?? "",
+    serviceId: f.service_id ?? "",
+    freeBusy: f.free_busy,
+    includeHolds: f.include_holds,
+    description: f.description,
+    prefix: f.prefix,
+    createTime: timestampOfDate(f.create_time),
+    revokeTime: f.revoke_time ? timestampOfDate(f.revoke_time) : undefined,
+  };
+}
+
+const createSchema = z
+  .object({
+    resourceId: v.optionalId,
+    serviceId: v.optionalId,
+    freeBusy: z.boolean(),
+    includeHolds: z.boolean(),
+    description: z.string().max(500, "must be at most 500 characters"),
+  })
+  .superRefine((f, ctx) => {
+    if ((f.resourceId === "") === (f.serviceId === "")) {
+      ctx.addIssue({
+        code: "custom",
+        path: [f.resourceId === "" ? "resourceId" : "serviceId"],
+        message: "give exactly one of resource_id and service_id",
+      });
+    }
+  });
+
+export function calendarFeedService(base: Db): ServiceImpl<typeof CalendarFeedService> {
+  return {
+    async createCalendarFeed(req, ctx) {
+      const f = v.parseRequest(createSchema, req);
+      const tenantId = principalOf(ctx).tenantId;
+      const db = dbOf(ctx, base);
+      if (f.resourceId !== "" && !(await getResource(db, tenantId, f.resourceId))) {
+        throw resourceNotFound(f.resourceId);
+      }
+      if (f.serviceId !== "" && !(await getService(db, tenantId, f.serviceId))) {
+        throw serviceNotFound(f.serviceId);
+      }
+      const { secret, feed } = await insertCalendarFeed(db, tenantId, {
+        resourceId: f.resourceId || null,
+        serviceId: f.serviceId || null,
+        freeBusy: f.freeBusy,
+        includeHolds: f.includeHolds,
+        description: f.description,
+      });
+      return { urlPath: `${CALENDAR_FEED_PATH}${secret}.ics`, feed: calendarFeedOf(feed) };
+    },
+
+    async listCalendarFeeds(req, ctx) {
+      v.parseRequest(z.object(v.pageFields), req);
+      const page = readPage(req, { r: req.includeRevoked });
+      const rows = await listCalendarFeeds(base, principalOf(ctx).tenantId, {
+        after: page.after,
+        limit: page.size + 1,
+        includeRevoked: req.includeRevoked,
+      });
+      const { items, nextPageToken } = writePage(rows, page, (f) => f.id);
+      return { feeds: items.map(calendarFeedOf), nextPageToken };
+    },
+
+    async revokeCalendarFeed(req, ctx) {
+      const feed = await revokeCalendarFeed(
+        dbOf(ctx, base),
+        principalOf(ctx).tenantId,
+        req.calendarFeedId,
+      );
+      if (!feed) {
+        throw new Rejection(
+          "CALENDAR_FEED_NOT_FOUND",
+          `no calendar feed with id "${req.calendarFeedId}"`,
+          { fieldViolations: [{ field: "calendar_feed_id", description: "no such feed" }] },
+        );
+      }
+      return { feed: calendarFeedOf(feed) };
+    },
+  };
+}

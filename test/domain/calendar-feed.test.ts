@@ -1,0 +1,89 @@
+import ICAL from "ical.js";
+import { describe, expect, it } from "vitest";
+import {
+  type FeedBooking,
+  feedStatuses,
+  MAX_FEED_EVENTS,
+  renderCalendarFeed,
+  vtimezone,
+} from "../../src/domain/calendar-feed.js";
+
+const HOUR = 3_600_000;
+
+function booking(id: string, startMs: number, timeZone: string): FeedBooking {
+  return {
+    id,
+    status: "confirmed",
+    startMs,
+    endMs: startMs + HOUR,
+    createMs: startMs - 10 * HOUR,
+    updateMs: startMs - 10 * HOUR,
+    expireMs: null,
+    attendee: { name: "Ada" },
+    cancelReason: "",
+    serviceName: "Visit",
+    resourceName: "Room",
+    timeZone,
+  };
+}
+
+/** Each event's UID, wall-clock hour and instant, as ical.js reads them from the text. */
+function parse(text: string) {
+  const cal = new ICAL.Component(ICAL.parse(text));
+  return cal.getAllSubcomponents("vevent").map((v) => {
+    const e = new ICAL.Event(v);
+    return { uid: e.uid, hour: e.startDate.hour, ms: e.startDate.toJSDate().getTime() };
+  });
+}
+
+describe("calendar feed text", () => {
+  it("writes times that a parser maps back to the same instants in a southern zone across its clock change", () => {
+    // Sydney leaves daylight time (+11:00 -> +10:00) on 2030-04-07.
+    const zone = "Australia/Sydney";
+    const before = Date.UTC(2030, 3, 5, 22); // 09:00 on 6 April, +11:00
+    const after = Date.UTC(2030, 3, 7, 23); // 09:00 on 8 April, +10:00
+    const text = renderCalendarFeed(
+      {
+        name: "Room",
+        timeZone: zone,
+        fromMs: Date.UTC(2030, 2, 1),
+        toMs: Date.UTC(2030, 5, 1),
+        truncated: false,
+      },
+      [booking("a", before, zone), booking("b", after, zone)],
+      { freeBusy: false, includeHolds: false },
+    );
+    expect(parse(text)).toEqual([
+      { uid: "a", hour: 9, ms: before },
+      { uid: "b", hour: 9, ms: after },
+    ]);
+  });
+
+  it("describes a zone without clock changes with a single observance", () => {
+    const text = vtimezone("Asia/Kolkata", Date.UTC(2030, 0, 1), Date.UTC(2031, 0, 1));
+    expect(text.match(/BEGIN:(STANDARD|DAYLIGHT)/g)).toEqual(["BEGIN:STANDARD"]);
+    expect(text).toContain("TZOFFSETTO:+0530");
+  });
+
+  it("says when the cap cut the feed short", () => {
+    const cal = { name: "Room", timeZone: "UTC", fromMs: 0, toMs: HOUR, truncated: true };
+    const text = renderCalendarFeed(cal, [], { freeBusy: true, includeHolds: false });
+    expect(text).toContain(`X-WR-CALDESC:The first ${MAX_FEED_EVENTS} bookings`);
+  });
+
+  it("reads busy statuses only for a free/busy feed, and lapsed holds only with holds", () => {
+    expect(feedStatuses({ freeBusy: true, includeHolds: false }).sort()).toEqual([
+      "completed",
+      "confirmed",
+      "no_show",
+    ]);
+    expect(feedStatuses({ freeBusy: false, includeHolds: true }).sort()).toEqual([
+      "cancelled",
+      "completed",
+      "confirmed",
+      "expired",
+      "held",
+      "no_show",
+    ]);
+  });
+});

@@ -1,0 +1,308 @@
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { Code } from "@connectrpc/connect";
+import ICAL from "ical.js";
+import { Temporal } from "temporal-polyfill";
+import { beforeAll, describe, expect, it } from "vitest";
+import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
+import { CalendarFeedService } from "../../gen/holdfast/v1/calendar_feed_pb.js";
+import { CatalogService } from "../../gen/holdfast/v1/catalog_pb.js";
+import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
+import { ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
+import { DAY, MINUTE, minutes } from "../support/booking.js";
+import { clientFor, newTenant, rejected } from "../support/clients.js";
+import { startTestServer, type TestServer } from "../support/server.js";
+
+/**
+ * Calendar feeds, read as a calendar app would (a plain GET, no key) and
+ * parsed with ical.js, a parser independent of the library that writes them.
+ * Times are checked as instants computed by ical.js from the feed's own
+ * VTIMEZONEs, on both sides of a daylight-saving change.
+ */
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await startTestServer();
+});
+
+const NEW_YORK = "America/New_York";
+const BERLIN = "Europe/Berlin";
+
+/** 09:00 wall-clock time in `zone` on the day `days` from the instant `ms`. */
+function nineAm(zone: string, ms: number, days: number): number {
+  const day = Temporal.Instant.fromEpochMilliseconds(ms + days * DAY)
+    .toZonedDateTimeISO(zone)
+    .toPlainDate();
+  return day.toZonedDateTime({ timeZone: zone, plainTime: "09:00" }).epochMilliseconds;
+}
+
+/**
+ * New York's next clock change at least a week away: bookings three days
+ * either side of it are in the future and within any feed's window,
+ * whatever today's date.
+ */
+function nextClockChange(zone: string): number {
+  const transition = Temporal.Instant.fromEpochMilliseconds(Date.now() + 7 * DAY)
+    .toZonedDateTimeISO(zone)
+    .getTimeZoneTransition("next");
+  if (!transition) throw new Error(`${zone} has no clock change ahead`);
+  return transition.epochMilliseconds;
+}
+
+type ParsedEvent = {
+  uid: string;
+  status: string;
+  summary: string;
+  startMs: number;
+  endMs: number;
+  zone: string;
+  hour: number;
+  attendees: string[];
+  description: string;
+};
+
+/** The feed at `urlPath`, fetched without a key and parsed with ical.js. */
+async function readFeed(urlPath: string) {
+  const res = await fetch(`${server.url}${urlPath}`);
+  expect(res.status).toBe(200);
+  expect(res.headers.get("content-type")).toBe("text/calendar; charset=utf-8");
+  // Unfolded (RFC 5545 3.1), so that a search for a word finds it.
+  const text = (await res.text()).replace(/\r\n[ \t]/g, "");
+  const calendar = new ICAL.Component(ICAL.parse(text));
+  const events: ParsedEvent[] = calendar.getAllSubcomponents("vevent").map((v) => {
+    const e = new ICAL.Event(v);
+    return {
+      uid: e.uid,
+      status: String(v.getFirstPropertyValue("status")),
+      summary: e.summary,
+      startMs: e.startDate.toJSDate().getTime(),
+      endMs: e.endDate.toJSDate().getTime(),
+      zone: e.startDate.zone?.tzid ?? "",
+      hour: e.startDate.hour,
+      attendees: e.attendees.map((a) => String(a.getFirstValue()).toLowerCase()),
+      description: e.description,
+    };
+  });
+  return {
+    text,
+    name: String(calendar.getFirstPropertyValue("x-wr-calname")),
+    zone: String(calendar.getFirstPropertyValue("x-wr-timezone")),
+    zones: calendar
+      .getAllSubcomponents("vtimezone")
+      .map((z) => String(z.getFirstPropertyValue("tzid"))),
+    events,
+    byUid: (uid: string) => events.find((e) => e.uid === uid),
+  };
+}
+
+describe("calendar feeds", () => {
+  let key: string;
+  let feeds: ReturnType<typeof clientFor<typeof CalendarFeedService>>;
+  let ny: string;
+  let berlin: string;
+  let serviceId: string;
+  const ids = {} as Record<
+    "beforeChange" | "afterChange" | "held" | "cancelled" | "inBerlin",
+    string
+  >;
+  const at = {} as Record<"beforeChange" | "afterChange" | "inBerlin", number>;
+
+  beforeAll(async () => {
+    ({ key } = await newTenant(server.url));
+    const resources = clientFor(ResourceService, server.url, key);
+    ny = (await resources.createResource({ name: "Dr. Ada", timeZone: NEW_YORK })).resource
+      ?.id as string;
+    berlin = (await resources.createResource({ name: "Dr. Bo", timeZone: BERLIN })).resource
+      ?.id as string;
+    const { service } = await clientFor(CatalogService, server.url, key).createService({
+      name: "Consultation",
+      resourceIds: [ny, berlin],
+      policy: { durations: [minutes(30)], slotInterval: minutes(30) },
+    });
+    serviceId = service?.id as string;
+    feeds = clientFor(CalendarFeedService, server.url, key, "connect");
+
+    const change = nextClockChange(NEW_YORK);
+    at.beforeChange = nineAm(NEW_YORK, change, -3);
+    at.afterChange = nineAm(NEW_YORK, change, 3);
+    at.inBerlin = nineAm(BERLIN, change, 3);
+    const bookings = clientFor(BookingService, server.url, key);
+    const range = (startMs: number) => ({
+      startTime: timestampFromMs(startMs),
+      endTime: timestampFromMs(startMs + 30 * MINUTE),
+    });
+    const book = async (resourceId: string, startMs: number, name: string) =>
+      (
+        await bookings.createBooking({
+          serviceId,
+          resourceId,
+          ...range(startMs),
+          attendee: { name, email: `${name.toLowerCase()}@example.com`, phone: "+1 555 0100" },
+        })
+      ).booking?.id as string;
+    ids.beforeChange = await book(ny, at.beforeChange, "Grace");
+    ids.afterChange = await book(ny, at.afterChange, "Alan");
+    ids.inBerlin = await book(berlin, at.inBerlin, "Emmy");
+    ids.held = (
+      await bookings.createHold({
+        serviceId,
+        resourceId: ny,
+        ...range(at.afterChange + DAY),
+        ttl: { seconds: 600n, nanos: 0 },
+        attendee: { name: "Barbara" },
+      })
+    ).booking?.id as string;
+    ids.cancelled = await book(ny, at.afterChange + 2 * DAY, "Edsger");
+    await bookings.cancelBooking({ bookingId: ids.cancelled, reason: "patient ill" });
+  });
+
+  it("shows a resource's bookings in its zone, at the right instants across a clock change", async () => {
+    const { urlPath, feed } = await feeds.createCalendarFeed({
+      resourceId: ny,
+      includeHolds: true,
+      description: "front desk",
+    });
+    expect(urlPath).toMatch(/^\/v1\/feeds\/hfcal_[A-Za-z0-9_-]{43}\.ics$/);
+    expect(feed).toMatchObject({ resourceId: ny, serviceId: "", freeBusy: false });
+    expect(urlPath).toContain(feed?.prefix);
+
+    const cal = await readFeed(urlPath);
+    expect(cal.name).toBe("Dr. Ada");
+    expect(cal.zone).toBe(NEW_YORK);
+    expect(cal.zones).toEqual([NEW_YORK]);
+    expect(cal.events.map((e) => e.uid).sort()).toEqual(
+      [ids.beforeChange, ids.afterChange, ids.held, ids.cancelled].sort(),
+    );
+
+    const before = cal.byUid(ids.beforeChange);
+    const after = cal.byUid(ids.afterChange);
+    // 09:00 in New York on both sides, which are different UTC offsets.
+    for (const [event, startMs] of [
+      [before, at.beforeChange],
+      [after, at.afterChange],
+    ] as const) {
+      expect(event).toMatchObject({
+        zone: NEW_YORK,
+        hour: 9,
+        startMs,
+        endMs: startMs + 30 * MINUTE,
+        status: "CONFIRMED",
+      });
+    }
+    expect(
+      new Date(at.beforeChange).getUTCHours() - new Date(at.afterChange).getUTCHours(),
+    ).not.toBe(0);
+    expect(before?.summary).toBe("Consultation, Grace");
+    expect(before?.attendees).toEqual(["mailto:grace@example.com"]);
+
+    expect(cal.byUid(ids.held)).toMatchObject({ status: "TENTATIVE", hour: 9 });
+    expect(cal.byUid(ids.held)?.summary).toBe("Held: Consultation, Barbara");
+    const cancelled = cal.byUid(ids.cancelled);
+    expect(cancelled?.status).toBe("CANCELLED");
+    expect(cancelled?.description).toContain("Cancelled: patient ill");
+  });
+
+  it("leaves holds out unless asked", async () => {
+    const { urlPath } = await feeds.createCalendarFeed({ resourceId: ny });
+    const cal = await readFeed(urlPath);
+    expect(cal.byUid(ids.held)).toBeUndefined();
+    expect(cal.byUid(ids.afterChange)?.status).toBe("CONFIRMED");
+    expect(cal.byUid(ids.cancelled)?.status).toBe("CANCELLED");
+  });
+
+  it("shows only busy times in a free/busy feed, with no attendee or service data", async () => {
+    const { urlPath } = await feeds.createCalendarFeed({
+      resourceId: ny,
+      freeBusy: true,
+      includeHolds: true,
+    });
+    const cal = await readFeed(urlPath);
+    expect(cal.events.map((e) => e.uid).sort()).toEqual(
+      [ids.beforeChange, ids.afterChange, ids.held].sort(),
+    );
+    for (const e of cal.events) {
+      expect(e.summary).toBe("Busy");
+      expect(e.attendees).toEqual([]);
+    }
+    expect(cal.byUid(ids.afterChange)).toMatchObject({ startMs: at.afterChange, zone: NEW_YORK });
+    for (const secret of ["Grace", "grace@example.com", "555", "Consultation", "patient ill"]) {
+      expect(cal.text).not.toContain(secret);
+    }
+  });
+
+  it("shows a service's bookings, each in its own resource's zone", async () => {
+    const { urlPath } = await feeds.createCalendarFeed({ serviceId });
+    const cal = await readFeed(urlPath);
+    expect(cal.name).toBe("Consultation");
+    expect(cal.zones.sort()).toEqual([NEW_YORK, BERLIN].sort());
+    expect(cal.byUid(ids.inBerlin)).toMatchObject({
+      zone: BERLIN,
+      hour: 9,
+      startMs: at.inBerlin,
+    });
+    expect(cal.byUid(ids.afterChange)).toMatchObject({ zone: NEW_YORK, startMs: at.afterChange });
+  });
+
+  it("stops answering once revoked, and never lists a feed's URL", async () => {
+    const { urlPath, feed } = await feeds.createCalendarFeed({ resourceId: ny });
+    expect((await fetch(`${server.url}${urlPath}`)).status).toBe(200);
+    const listed = await feeds.listCalendarFeeds({});
+    expect(listed.feeds.map((f) => f.id)).toContain(feed?.id);
+    expect(JSON.stringify(listed.feeds.map((f) => f.prefix))).not.toContain(urlPath.slice(10, 40));
+
+    const { feed: revoked } = await feeds.revokeCalendarFeed({ calendarFeedId: feed?.id });
+    expect(revoked?.revokeTime).toBeDefined();
+    const gone = await fetch(`${server.url}${urlPath}`);
+    expect(gone.status).toBe(404);
+    expect((await feeds.listCalendarFeeds({})).feeds.map((f) => f.id)).not.toContain(feed?.id);
+    expect(
+      (await feeds.listCalendarFeeds({ includeRevoked: true })).feeds.map((f) => f.id),
+    ).toContain(feed?.id);
+    await rejected(
+      feeds.revokeCalendarFeed({ calendarFeedId: "cal_nope" }),
+      Code.NotFound,
+      "CALENDAR_FEED_NOT_FOUND",
+    );
+  });
+
+  it("answers 404 to a secret it never issued and 405 to anything but GET", async () => {
+    const forged = `/v1/feeds/hfcal_${"A".repeat(43)}.ics`;
+    expect((await fetch(`${server.url}${forged}`)).status).toBe(404);
+    expect((await fetch(`${server.url}/v1/feeds/whatever`)).status).toBe(404);
+    expect((await fetch(`${server.url}${forged}`, { method: "POST" })).status).toBe(405);
+  });
+
+  it("refuses a feed of nothing, of both, or of what is not there", async () => {
+    await rejected(feeds.createCalendarFeed({}), Code.InvalidArgument, "VALIDATION_ERROR");
+    await rejected(
+      feeds.createCalendarFeed({ resourceId: ny, serviceId }),
+      Code.InvalidArgument,
+      "VALIDATION_ERROR",
+    );
+    await rejected(
+      feeds.createCalendarFeed({ resourceId: "rsc_nope" }),
+      Code.NotFound,
+      "RESOURCE_NOT_FOUND",
+    );
+    await rejected(
+      feeds.createCalendarFeed({ serviceId: "svc_nope" }),
+      Code.NotFound,
+      "SERVICE_NOT_FOUND",
+    );
+  });
+
+  it("needs bookings.read, and shows nothing of another tenant", async () => {
+    const keys = clientFor(KeyService, server.url, key);
+    const { apiKey } = await keys.createApiKey({ scopes: ["catalog.read"] });
+    await rejected(
+      clientFor(CalendarFeedService, server.url, apiKey).createCalendarFeed({ resourceId: ny }),
+      Code.PermissionDenied,
+      "MISSING_SCOPE",
+    );
+    const other = await newTenant(server.url);
+    await rejected(
+      clientFor(CalendarFeedService, server.url, other.key).createCalendarFeed({ resourceId: ny }),
+      Code.NotFound,
+      "RESOURCE_NOT_FOUND",
+    );
+  });
+});
