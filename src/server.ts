@@ -21,6 +21,7 @@ import { ResourceService } from "../gen/holdfast/v1/resource_pb.js";
 import { TenantService } from "../gen/holdfast/v1/tenant_pb.js";
 import { WebhookService } from "../gen/holdfast/v1/webhook_pb.js";
 import { type Config, StartError } from "./config.js";
+import { CONSOLE_PATH, consoleHandler } from "./console/serve.js";
 import { CatalogCache } from "./db/catalog-cache.js";
 import { startMaintenance } from "./db/maintenance.js";
 import { migrate, readMigrations } from "./db/migrate.js";
@@ -222,14 +223,18 @@ export async function startHoldfast(
       maxRequestBytes: config.maxRequestBytes,
     });
     const calendarFeed = calendarFeedHandler(pool);
+    const operatorConsole = consoleHandler();
     // Paths outside the RPC router: WatchEvents as Server-Sent Events, MCP,
-    // the OpenAPI document with its reference page, and calendar feeds.
+    // the OpenAPI document with its reference page, calendar feeds and the
+    // console.
     const handler: NodeHandler = (req, res) => {
       const path = (req.url ?? "").split("?", 1)[0] ?? "";
       if (path === EVENT_STREAM_PATH) eventStream(req, res);
       else if (path === MCP_PATH) mcp(req, res);
       else if (isApiDocsPath(path)) apiDocsHandler(req, res);
       else if (path.startsWith(CALENDAR_FEED_PATH)) calendarFeed(req, res);
+      else if (path === CONSOLE_PATH || path.startsWith(`${CONSOLE_PATH}/`))
+        operatorConsole(req, res);
       else rpc(req, res);
     };
     const maintenance = startMaintenance(pool, {

@@ -1,0 +1,423 @@
+import { BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
+import { CalendarFeedService } from "../../gen/holdfast/v1/calendar_feed_pb.js";
+import { CatalogService, type Service } from "../../gen/holdfast/v1/catalog_pb.js";
+import type { Event as HoldfastEvent } from "../../gen/holdfast/v1/event_pb.js";
+import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
+import { type Resource, ResourceKind } from "../../gen/holdfast/v1/resource_pb.js";
+import {
+  type Delivery,
+  DeliveryStatus,
+  type Webhook,
+  WebhookState,
+} from "../../gen/holdfast/v1/webhook_pb.js";
+import { api, can, once, problemOf, session } from "./api.js";
+import { h, replace } from "./dom.js";
+import { onEvent, recentEvents } from "./live.js";
+import { msOf, wallTime } from "./time.js";
+import { problemView } from "./ui.js";
+
+/** The console's other pages: catalog, event log, webhooks, API keys. */
+
+const when = (ms: number) => (ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) : "");
+const enumName = (e: Record<number, string>, v: number, prefix: string) =>
+  (e[v] ?? "").replace(prefix, "").toLowerCase();
+
+function table(headers: string[], rows: Node[][]): HTMLElement {
+  return h(
+    "div",
+    { class: "table-wrap" },
+    h(
+      "table",
+      {},
+      h(
+        "thead",
+        {},
+        h(
+          "tr",
+          {},
+          headers.map((t) => h("th", { scope: "col" }, t)),
+        ),
+      ),
+      h(
+        "tbody",
+        {},
+        rows.map((cells) =>
+          h(
+            "tr",
+            {},
+            cells.map((c) => h("td", {}, c)),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+const text = (s: string | number) => document.createTextNode(String(s));
+
+/** Runs `work`, showing its error (reason and message) in `out` instead of throwing. */
+async function guarded(out: HTMLElement, work: () => Promise<void>): Promise<void> {
+  try {
+    await work();
+  } catch (err) {
+    replace(out, problemView(problemOf(err), "UTC"));
+  }
+}
+
+// --- resources and services -----------------------------------------------
+
+export function catalogPage(root: HTMLElement): () => void {
+  const out = h("div");
+  const detail = h("div", { class: "detail", "aria-live": "polite" });
+  root.replaceChildren(h("h2", {}, "Resources and services"), out, detail);
+  void guarded(out, async () => {
+    const resources = (await api.resources.listResources({ pageSize: 100, includeInactive: true }))
+      .resources;
+    const services = (await api.catalog.listServices({ pageSize: 100, includeInactive: true }))
+      .services;
+    replace(
+      out,
+      h("h3", {}, "Resources"),
+      table(
+        ["Name", "Kind", "Time zone", "Capacity", "Working time", "Active", ""],
+        resources.map((r) => [
+          text(r.name),
+          text(enumName(ResourceKind, r.kind, "RESOURCE_KIND_")),
+          text(r.timeZone),
+          text(r.capacity),
+          text(scheduleText(r)),
+          text(r.active ? "yes" : "no"),
+          h(
+            "span",
+            { class: "row-actions" },
+            h("button", { onclick: () => showOverrides(r) }, "Overrides"),
+            can(CalendarFeedService.method.createCalendarFeed)
+              ? h(
+                  "button",
+                  { onclick: () => newFeed({ resourceId: r.id }, r.name) },
+                  "Calendar feed",
+                )
+              : null,
+          ),
+        ]),
+      ),
+      h("h3", {}, "Services"),
+      table(
+        ["Name", "Resources", "Durations", "Hold", "Policy", "Active", ""],
+        services.map((s) => [
+          text(s.name),
+          text(
+            s.resourceIds.map((id) => resources.find((r) => r.id === id)?.name ?? id).join(", "),
+          ),
+          text((s.policy?.durations ?? []).map((d) => `${Number(d.seconds) / 60} min`).join(", ")),
+          text(s.policy?.holdTtl ? `${Number(s.policy.holdTtl.seconds)} s` : ""),
+          text(`v${s.policyVersion}`),
+          text(s.active ? "yes" : "no"),
+          h(
+            "span",
+            { class: "row-actions" },
+            h("button", { onclick: () => showVersions(s) }, "Policy versions"),
+            can(CalendarFeedService.method.createCalendarFeed)
+              ? h(
+                  "button",
+                  { onclick: () => newFeed({ serviceId: s.id }, s.name) },
+                  "Calendar feed",
+                )
+              : null,
+          ),
+        ]),
+      ),
+    );
+  });
+
+  function showOverrides(r: Resource): void {
+    void guarded(detail, async () => {
+      const { overrides } = await api.resources.listOverrides({ resourceId: r.id, pageSize: 100 });
+      replace(
+        detail,
+        h("h3", {}, `Overrides of ${r.name}`),
+        overrides.length
+          ? table(
+              ["Kind", "Title", "From", "To", "Times"],
+              overrides.map((o) => [
+                text(o.kind === 1 ? "block" : "open"),
+                text(o.title),
+                text(o.startDate),
+                text(o.endDate),
+                text(o.allDay ? "all day" : `${o.startTime}–${o.endTime}`),
+              ]),
+            )
+          : h("p", {}, "None."),
+      );
+    });
+  }
+
+  function showVersions(s: Service): void {
+    void guarded(detail, async () => {
+      const { versions } = await api.catalog.listPolicyVersions({ serviceId: s.id, pageSize: 50 });
+      replace(
+        detail,
+        h("h3", {}, `Policy versions of ${s.name}`),
+        table(
+          ["Version", "Since", "Durations", "Buffers", "Notice"],
+          versions.map((v) => [
+            text(`v${v.version}`),
+            text(when(msOf(v.createTime))),
+            text(
+              (v.policy?.durations ?? []).map((d) => `${Number(d.seconds) / 60} min`).join(", "),
+            ),
+            text(
+              `${Number(v.policy?.bufferBefore?.seconds ?? 0) / 60} / ${Number(v.policy?.bufferAfter?.seconds ?? 0) / 60} min`,
+            ),
+            text(`${Number(v.policy?.minNotice?.seconds ?? 0) / 60} min`),
+          ]),
+        ),
+      );
+    });
+  }
+
+  function newFeed(subject: { resourceId?: string; serviceId?: string }, name: string): void {
+    void guarded(detail, async () => {
+      const { urlPath } = await api.feeds.createCalendarFeed(
+        { ...subject, includeHolds: true, description: `console: ${name}` },
+        once(),
+      );
+      const url = `${location.origin}${urlPath}`;
+      replace(
+        detail,
+        h("h3", {}, `Calendar feed of ${name}`),
+        h(
+          "p",
+          {},
+          "Subscribe to this URL in a calendar app. It is shown only now; anyone with it can read the feed.",
+        ),
+        h("input", {
+          type: "text",
+          readonly: true,
+          value: url,
+          class: "secret",
+          "aria-label": "Feed URL",
+        }),
+      );
+    });
+  }
+
+  return () => {};
+}
+
+function scheduleText(r: Resource): string {
+  const windows = r.weeklySchedule?.windows;
+  if (!windows) return "all hours";
+  if (windows.length === 0) return "none";
+  const days = ["", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+  return windows.map((w) => `${days[w.weekday]} ${w.startTime}–${w.endTime}`).join(", ");
+}
+
+// --- live event log -------------------------------------------------------
+
+export function eventsPage(root: HTMLElement): () => void {
+  const type = h("input", { type: "search", id: "event-type", placeholder: "booking.held" });
+  const resource = h("input", { type: "search", id: "event-resource", placeholder: "rsc_…" });
+  const list = h("div", { "aria-live": "polite" });
+  root.replaceChildren(
+    h("h2", {}, "Live events"),
+    h(
+      "div",
+      { class: "toolbar" },
+      h("label", { for: "event-type" }, "Type ", type),
+      h("label", { for: "event-resource" }, "Resource ", resource),
+    ),
+    list,
+  );
+  const matches = (e: HoldfastEvent) =>
+    e.type.includes(type.value.trim()) &&
+    (resource.value.trim() === "" || e.booking?.resourceId === resource.value.trim());
+  const render = () =>
+    replace(
+      list,
+      table(
+        ["Time", "Type", "Booking", "Status", "Starts", "Resource"],
+        recentEvents
+          .filter(matches)
+          .map((e) => [
+            text(when(msOf(e.occurTime))),
+            text(e.type),
+            h("span", { class: "mono" }, e.booking?.id ?? e.webhookId),
+            text(
+              e.booking ? enumName(BookingStatus, e.booking.status, "BOOKING_STATUS_") : e.detail,
+            ),
+            text(e.booking ? wallTime(msOf(e.booking.startTime), e.booking.timeZone || "UTC") : ""),
+            h("span", { class: "mono" }, e.booking?.resourceId ?? ""),
+          ]),
+      ),
+      recentEvents.length === 0 ? h("p", {}, "Waiting for events…") : null,
+    );
+  type.addEventListener("input", render);
+  resource.addEventListener("input", render);
+  render();
+  return onEvent(render);
+}
+
+// --- webhooks -------------------------------------------------------------
+
+export function webhooksPage(root: HTMLElement): () => void {
+  const out = h("div");
+  const detail = h("div", { class: "detail", "aria-live": "polite" });
+  root.replaceChildren(h("h2", {}, "Webhooks"), out, detail);
+  const load = () =>
+    guarded(out, async () => {
+      const { webhooks } = await api.webhooks.listWebhooks({ pageSize: 100 });
+      replace(
+        out,
+        webhooks.length
+          ? table(
+              ["URL", "Events", "State", "Failures", ""],
+              webhooks.map((w) => [
+                h("span", { class: "mono" }, w.url),
+                text(w.eventTypes.join(", ")),
+                text(
+                  enumName(WebhookState, w.state, "WEBHOOK_STATE_") +
+                    (w.disabledReason ? `: ${w.disabledReason}` : ""),
+                ),
+                text(w.consecutiveFailures),
+                h("button", { onclick: () => deliveries(w) }, "Deliveries"),
+              ]),
+            )
+          : h("p", {}, "No webhooks."),
+      );
+    });
+  const deliveries = (w: Webhook) =>
+    guarded(detail, async () => {
+      const res = await api.webhooks.listDeliveries({ webhookId: w.id, pageSize: 50 });
+      replace(
+        detail,
+        h("h3", {}, `Deliveries to ${w.url}`),
+        res.deliveries.length
+          ? table(
+              ["Created", "Event", "Status", "Attempts", "Next attempt", ""],
+              res.deliveries.map((d) => [
+                text(when(msOf(d.createTime))),
+                text(d.eventType),
+                text(enumName(DeliveryStatus, d.status, "DELIVERY_STATUS_")),
+                text(attemptsText(d)),
+                text(when(msOf(d.nextAttemptTime))),
+                d.status === DeliveryStatus.SUCCEEDED
+                  ? text("")
+                  : h(
+                      "button",
+                      {
+                        onclick: () =>
+                          guarded(detail, async () => {
+                            await api.webhooks.retryDelivery(
+                              { webhookId: w.id, deliveryId: d.id },
+                              once(),
+                            );
+                            await deliveries(w);
+                          }),
+                      },
+                      "Retry now",
+                    ),
+              ]),
+            )
+          : h("p", {}, "No deliveries yet."),
+      );
+    });
+  void load();
+  return () => {};
+}
+
+function attemptsText(d: Delivery): string {
+  return d.attempts
+    .map((a) => (a.error ? `${a.statusCode || "–"} ${a.error}` : String(a.statusCode)))
+    .join("; ");
+}
+
+// --- API keys -------------------------------------------------------------
+
+export function keysPage(root: HTMLElement): () => void {
+  const out = h("div");
+  const created = h("div", { "aria-live": "polite" });
+  const description = h("input", { type: "text", id: "key-description", maxlength: 500 });
+  const scopes = session.scopes
+    .filter((s) => s !== "tenants.manage")
+    .map((s) => h("input", { type: "checkbox", value: s, id: `scope-${s}` }));
+  const form = h(
+    "form",
+    {
+      class: "card",
+      onsubmit: (e: Event) => {
+        e.preventDefault();
+        void guarded(created, async () => {
+          const res = await api.keys.createApiKey(
+            {
+              scopes: scopes.filter((c) => c.checked).map((c) => c.value),
+              description: description.value,
+            },
+            once(),
+          );
+          replace(
+            created,
+            h("p", {}, "The new key, shown only now:"),
+            h("input", {
+              type: "text",
+              readonly: true,
+              value: res.apiKey,
+              class: "secret",
+              "aria-label": "New API key",
+            }),
+          );
+          await load();
+        });
+      },
+    },
+    h("h3", {}, "New key"),
+    h(
+      "fieldset",
+      {},
+      h("legend", {}, "Scopes"),
+      scopes.map((c) => h("label", { for: c.id }, c, ` ${c.value}`)),
+    ),
+    h("label", { for: "key-description" }, "Description "),
+    description,
+    h("button", { type: "submit", class: "primary" }, "Create key"),
+  );
+  root.replaceChildren(h("h2", {}, "API keys"), form, created, out);
+  const load = () =>
+    guarded(out, async () => {
+      const { keys } = await api.keys.listApiKeys({ pageSize: 100 });
+      replace(
+        out,
+        table(
+          ["Prefix", "Scopes", "Description", "Created", ""],
+          keys.map((k) => [
+            h("span", { class: "mono" }, `${k.prefix}…`),
+            text(k.scopes.join(", ")),
+            text(k.description),
+            text(when(msOf(k.createTime))),
+            k.id === session.keyId
+              ? text("this key")
+              : h(
+                  "button",
+                  {
+                    class: "danger",
+                    onclick: () =>
+                      guarded(out, async () => {
+                        if (!confirm(`Revoke ${k.prefix}…? It stops working at once.`)) return;
+                        await api.keys.revokeApiKey({ apiKeyId: k.id }, once());
+                        await load();
+                      }),
+                  },
+                  "Revoke",
+                ),
+          ]),
+        ),
+      );
+    });
+  void load();
+  return () => {};
+}
+
+export const PAGE_SCOPES = {
+  catalog: CatalogService.method.listServices,
+  keys: KeyService.method.listApiKeys,
+};
