@@ -101,7 +101,8 @@ async function signIn(key: string, width = 1280): Promise<Page> {
 
 const card = (page: Page, id: string) => page.locator(`[data-booking="${id}"]`);
 
-describe("the console", () => {
+// A browser per file and a page per test: slower than the API tests, more so under load.
+describe("the console", { timeout: 90_000 }, () => {
   it("signs in with a key kept in the tab's session storage, never in a cookie or the URL", async () => {
     const { key } = await world();
     const page = await signIn(key);
