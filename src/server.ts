@@ -20,6 +20,7 @@ import { KeyService } from "../gen/holdfast/v1/key_pb.js";
 import { ResourceService } from "../gen/holdfast/v1/resource_pb.js";
 import { TenantService } from "../gen/holdfast/v1/tenant_pb.js";
 import { WebhookService } from "../gen/holdfast/v1/webhook_pb.js";
+import { SlotFinder } from "./booking/slot-finder.js";
 import { type Config, StartError } from "./config.js";
 import { CONSOLE_PATH, consoleHandler } from "./console/serve.js";
 import { CatalogCache } from "./db/catalog-cache.js";
@@ -53,7 +54,6 @@ import { localizeDeliveryBody, localTimesInterceptor, zonesOf } from "./rpc/loca
 import { rateLimitInterceptor } from "./rpc/rate-limit.js";
 import { registerReflection } from "./rpc/reflection.js";
 import { resourceService } from "./rpc/resource-service.js";
-import { SlotFinder } from "./rpc/slots.js";
 import { tenantService } from "./rpc/tenant-service.js";
 import { webhookService } from "./rpc/webhook-service.js";
 

@@ -22,28 +22,6 @@ export type NewBooking = {
   metadata: JsonObject;
 };
 
-/**
- * SQLSTATEs the write functions raise when something changed between the
- * caller's checks and the write, which rolled back: read again and retry.
- */
-const SQLSTATE_RETRY = new Set([
-  "HF001", // the service or a resource changed (catalog revision)
-  "HF002", // a concurrent reschedule moved the booking
-  "HF003", // a request with the same Idempotency-Key committed first; the retry replays it
-  "HF004", // the tenant came near a quota; the retry checks it alone (11_quotas.sql)
-]);
-
-export function mustRetry(err: unknown): boolean {
-  return SQLSTATE_RETRY.has((err as { code?: string })?.code ?? "");
-}
-
-/** What a read that finds the cached service stale throws: HF001, as the writes do. */
-export function serviceChanged(): Error {
-  return Object.assign(new Error("the service changed while the request was checked"), {
-    code: "HF001",
-  });
-}
-
 const ms = (n: number) => `${n} milliseconds`;
 
 export async function createBooking(

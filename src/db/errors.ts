@@ -1,10 +1,60 @@
-import { Rejection } from "../domain/rejection.js";
+import { type OfferedSlot, REASONS, type Reason, Rejection } from "../domain/rejection.js";
+import type { StoredRejection } from "./idempotency.js";
 
 /**
- * The one place that turns Postgres errors (SQLSTATE codes) into domain
- * rejections. Anything not listed stays an internal error, and its message
- * never reaches a client.
+ * The one channel from SQL to a client: everything the database says is
+ * turned into a domain Rejection here, and nowhere else.
+ *
+ * - A refusal the SQL functions decide (their `rejection()` JSON, stored as
+ *   an idempotent outcome): `rejectionOfOutcome`. The reasons they may name
+ *   are `DATABASE_REASONS` in src/domain/rejection.ts, checked against the
+ *   function files by test/db/errors.test.ts.
+ * - Something changed between the caller's checks and the write (SQLSTATEs
+ *   HF001-HF003, raised by the write functions): `mustRetry`; the caller
+ *   reads again and retries, and never shows these to a client.
+ * - Any other Postgres error: `rejectionFromDatabase` by SQLSTATE. Anything
+ *   not listed stays an internal error, and its message never reaches a
+ *   client.
  */
+
+/**
+ * SQLSTATEs the write functions raise when something changed between the
+ * caller's checks and the write, which rolled back: read again and retry.
+ */
+export const SQLSTATE_RETRY: ReadonlyMap<string, string> = new Map([
+  ["HF001", "the service or a resource changed (catalog revision)"],
+  ["HF002", "a concurrent reschedule moved the booking"],
+  ["HF003", "a request with the same Idempotency-Key committed first; the retry replays it"],
+  ["HF004", "the tenant came near a quota; the retry checks it alone (11_quotas.sql)"],
+]);
+
+export function mustRetry(err: unknown): boolean {
+  return SQLSTATE_RETRY.has((err as { code?: string })?.code ?? "");
+}
+
+/** What a read that finds the cached service stale throws: HF001, as the writes do. */
+export function serviceChanged(): Error {
+  return Object.assign(new Error("the service changed while the request was checked"), {
+    code: "HF001",
+  });
+}
+
+/** A refusal the SQL functions decided (or one stored under an Idempotency-Key), as a Rejection. */
+export function rejectionOfOutcome(e: StoredRejection, alternatives?: OfferedSlot[]): Rejection {
+  const reason = (e.reason in REASONS ? e.reason : "INTERNAL") as Reason;
+  return new Rejection(reason, e.message, {
+    fieldViolations: e.fieldViolations,
+    metadata: e.metadata,
+    conflicts: e.conflicts?.map((c) => ({
+      startMs: Date.parse(c.startTime),
+      endMs: Date.parse(c.endTime),
+      status: c.status,
+    })),
+    ...(alternatives && { alternatives }),
+  });
+}
+
+/** Postgres errors by SQLSTATE. */
 const SQLSTATE = {
   exclusionViolation: "23P01",
   uniqueViolation: "23505",

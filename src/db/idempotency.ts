@@ -1,4 +1,5 @@
 import type { JsonObject } from "@bufbuild/protobuf";
+import type { Rejection } from "../domain/rejection.js";
 import type { Queryable } from "./pool.js";
 
 /**
@@ -88,4 +89,48 @@ export async function pruneKeys(q: Queryable, limit: number): Promise<number> {
     [limit],
   );
   return rowCount ?? 0;
+}
+
+/**
+ * Validation, auth, rate limit and internal errors are not stored: a retry
+ * may succeed. A used-up quota is a business answer like a taken slot.
+ */
+export function isStoredRejection(r: Rejection): boolean {
+  return (
+    r.reason === "LIMIT_REACHED" ||
+    r.code === "not_found" ||
+    r.code === "already_exists" ||
+    r.code === "aborted" ||
+    r.code === "failed_precondition"
+  );
+}
+
+export function outcomeOfRejection(r: Rejection): Outcome {
+  const error: StoredRejection = { reason: r.reason, message: r.message };
+  if (r.details.fieldViolations) error.fieldViolations = r.details.fieldViolations;
+  if (r.details.metadata) error.metadata = r.details.metadata;
+  return { error };
+}
+
+/**
+ * For writes that check rules before their write: a rejection found
+ * before the write gives way to an outcome already stored under the same
+ * key, so a retry of a request that once succeeded replays that success
+ * even if the rules would refuse it now. A business rejection is stored
+ * under the key itself, as the generic path stores it, so a retry replays
+ * it even if the rules would accept the request now.
+ */
+export async function keepOrReplay(
+  q: Queryable,
+  claim: IdempotencyClaim | undefined,
+  rejection: Rejection,
+): Promise<Outcome> {
+  if (!claim) throw rejection;
+  if (isStoredRejection(rejection)) {
+    const outcome = outcomeOfRejection(rejection);
+    return (await keepOutcome(q, claim, outcome)) ?? outcome;
+  }
+  const stored = await storedOutcome(q, claim);
+  if (stored) return stored;
+  throw rejection;
 }

@@ -109,3 +109,22 @@ export function invalid(violations: FieldViolation[]): Rejection {
     fieldViolations: violations,
   });
 }
+
+/** The NOT_FOUND answers for what a request names, with the field that named it. */
+export function serviceNotFound(id: string, field = "service_id"): Rejection {
+  return new Rejection("SERVICE_NOT_FOUND", `no service with id "${id}"`, {
+    fieldViolations: [{ field, description: "no such service" }],
+  });
+}
+
+export function resourceNotFound(id: string, field = "resource_id"): Rejection {
+  return new Rejection("RESOURCE_NOT_FOUND", `no resource with id "${id}"`, {
+    fieldViolations: [{ field, description: "no such resource" }],
+  });
+}
+
+export function bookingNotFound(id: string): Rejection {
+  return new Rejection("BOOKING_NOT_FOUND", `no booking with id "${id}"`, {
+    fieldViolations: [{ field: "booking_id", description: "no such booking" }],
+  });
+}

@@ -4,16 +4,16 @@ import type {
   AvailabilityService,
   ListSlotsRequest,
 } from "../../gen/holdfast/v1/availability_pb.js";
-import { mustRetry } from "../db/bookings.js";
+import type { SlotFinder } from "../booking/slot-finder.js";
 import type { CatalogCache } from "../db/catalog-cache.js";
+import { mustRetry } from "../db/errors.js";
 import { type FreeSlot, slotFollows } from "../domain/availability.js";
 import { checkDuration } from "../domain/booking.js";
+import { serviceNotFound } from "../domain/rejection.js";
 import { DAY_MS } from "../domain/time.js";
 import { principalOf } from "./auth.js";
-import { serviceNotFound } from "./catalog-service.js";
 import { slotOf } from "./convert.js";
 import { invalidPageToken, numberedKey, readPage, writePage } from "./paging.js";
-import type { SlotFinder } from "./slots.js";
 import * as v from "./validate.js";
 
 const MAX_RANGE_MS = 62 * DAY_MS;

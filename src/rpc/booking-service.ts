@@ -1,13 +1,12 @@
-import { type DescMessage, fromJson, type JsonObject, type MessageShape } from "@bufbuild/protobuf";
-import { timestampDate } from "@bufbuild/protobuf/wkt";
+import type { DescMessage, JsonObject } from "@bufbuild/protobuf";
+import { fromJson } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { z } from "zod";
 import {
   type Attendee,
-  type Booking,
   BookingSchema,
   type BookingService,
-  BookingStatus,
+  type BookingStatus,
   BookingStatusSchema,
   CancelBookingResponseSchema,
   CompleteBookingResponseSchema,
@@ -18,36 +17,17 @@ import {
   MarkNoShowResponseSchema,
   RescheduleBookingResponseSchema,
 } from "../../gen/holdfast/v1/booking_pb.js";
-import {
-  type BookingAction,
-  changeBooking,
-  createBooking,
-  getBooking,
-  listBookings,
-  mustRetry,
-  rescheduleBooking,
-} from "../db/bookings.js";
+import type { SlotFinder } from "../booking/slot-finder.js";
+import type { BookingWrites } from "../booking/writes.js";
+import * as writes from "../booking/writes.js";
+import { type BookingAction, getBooking, listBookings } from "../db/bookings.js";
 import type { CatalogCache } from "../db/catalog-cache.js";
-import type { Outcome } from "../db/idempotency.js";
 import type { Db } from "../db/pool.js";
-import { fairOrder, localDay } from "../domain/availability.js";
-import {
-  checkBookable,
-  checkResource,
-  checkTime,
-  holdTtlMs,
-  type ResourceSnapshot,
-  type ServiceSnapshot,
-} from "../domain/booking.js";
-import { Rejection } from "../domain/rejection.js";
-import { HOUR_MS } from "../domain/time.js";
+import { bookingNotFound } from "../domain/rejection.js";
 import { principalOf } from "./auth.js";
-import { serviceNotFound } from "./catalog-service.js";
 import { bookingStatusName } from "./convert.js";
-import { answer, claimOf, keepOrReplay } from "./idempotency.js";
+import { answer, claimOf } from "./idempotency.js";
 import { numberedKey, readPage, writePage } from "./paging.js";
-import { resourceNotFound } from "./resource-service.js";
-import type { SlotFinder } from "./slots.js";
 import * as v from "./validate.js";
 
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
@@ -161,308 +141,38 @@ const listSchema = z.object({
   metadata: z.record(z.string().max(200), z.string().max(1000)),
 });
 
-export function bookingNotFound(id: string): Rejection {
-  return new Rejection("BOOKING_NOT_FOUND", `no booking with id "${id}"`, {
-    fieldViolations: [{ field: "booking_id", description: "no such booking" }],
-  });
-}
-
-/**
- * A booking that can no longer move answers for its state before any rule
- * about the new time is checked (the move itself checks again under the
- * lock).
- */
-function checkMovable(b: Booking): void {
-  if (b.status === BookingStatus.EXPIRED) {
-    const lapsed = b.expireTime ? timestampDate(b.expireTime).toISOString() : "its expiry";
-    throw new Rejection("HOLD_EXPIRED", `the hold lapsed at ${lapsed}; hold the time again`);
-  }
-  if (b.status !== BookingStatus.HELD && b.status !== BookingStatus.CONFIRMED) {
-    const status = BookingStatus[b.status].toLowerCase();
-    throw new Rejection("INVALID_STATE", `cannot reschedule a booking that is ${status}`, {
-      metadata: { status },
-    });
-  }
-}
-
-/** The service, resource (if named) and time a request names, by slot id or by fields. */
-type Target = { service: ServiceSnapshot; resourceId: string; startMs: number; endMs: number };
-
-/** A write is retried when something changed between checking and writing (see mustRetry). */
-const MAX_ATTEMPTS = 3;
-
 export function bookingService(
   base: Db,
   catalog: CatalogCache,
   finder: SlotFinder,
   feed: { committed(): void },
 ): ServiceImpl<typeof BookingService> {
-  /**
-   * After every booking write: wake the event readers and, if it changed a
-   * booking, forget alternatives offered before.
-   */
-  function written(tenantId: string, outcome: Outcome): void {
-    feed.committed();
-    if (outcome.response && !outcome.replayed) finder.bookingsChanged(tenantId);
-  }
+  const w: BookingWrites = { db: base, catalog, finder, committed: () => feed.committed() };
 
-  /**
-   * Runs `attempt` (its checks, then its one locked write) again, with the
-   * catalog reloaded, when the database says the catalog changed under it
-   * or a duplicate with the same Idempotency-Key committed first. A
-   * rejection the checks raise gives way to the key's stored outcome.
-   */
-  async function write(
-    ctx: HandlerContext,
-    tenantId: string,
-    attempt: () => Promise<Outcome>,
-  ): Promise<Outcome> {
-    for (let n = 1; ; n++) {
-      try {
-        const outcome = await attempt();
-        written(tenantId, outcome);
-        return outcome;
-      } catch (err) {
-        if (mustRetry(err)) {
-          if (n < MAX_ATTEMPTS) {
-            catalog.forget(tenantId);
-            continue;
-          }
-          throw new Rejection("UNAVAILABLE", "the booking kept changing under the request; retry");
-        }
-        if (!(err instanceof Rejection)) throw err;
-        return keepOrReplay(base, ctx, err);
-      }
-    }
-  }
-
-  async function target(tenantId: string, f: TimeFields, serviceId: string): Promise<Target> {
-    if (f.slotId !== "") {
-      const slot = await finder.resolve(tenantId, f.slotId);
-      return {
-        service: slot.service,
-        resourceId: slot.resourceId,
-        startMs: slot.startMs,
-        endMs: slot.endMs,
-      };
-    }
-    const service = await catalog.service(tenantId, serviceId);
-    if (!service) throw serviceNotFound(serviceId, "service_id");
-    return {
-      service,
-      resourceId: f.resourceId,
-      startMs: f.startTime as number,
-      endMs: f.endTime as number,
-    };
-  }
-
-  async function resource(tenantId: string, id: string): Promise<ResourceSnapshot> {
-    const found = await catalog.resource(tenantId, id);
-    if (!found) throw resourceNotFound(id, "resource_id");
-    return found;
-  }
-
-  /**
-   * Without a named resource: every active resource of the service that the
-   * rules allow at that time, fewest bookings that local day first, then the
-   * service's order. The write books the first with room.
-   */
-  async function candidates(tenantId: string, t: Target): Promise<ResourceSnapshot[]> {
-    if (!t.service.active) {
-      throw new Rejection(
-        "SERVICE_INACTIVE",
-        `service "${t.service.id}" is inactive and takes no new bookings`,
-      );
-    }
-    const all = await finder.resourcesOf(tenantId, t.service, []);
-    let firstRefusal: Rejection | undefined;
-    const allowed = all.filter((r) => {
-      try {
-        checkTime({ policy: t.service.policy, timeZone: t.service.timeZone }, r, {
-          startMs: t.startMs,
-          endMs: t.endMs,
-        });
-        return true;
-      } catch (err) {
-        if (!(err instanceof Rejection)) throw err;
-        firstRefusal ??= err;
-        return false;
-      }
-    });
-    if (allowed.length === 0) {
-      throw (
-        firstRefusal ??
-        new Rejection("RESOURCE_INACTIVE", `service "${t.service.id}" has no active resources`)
-      );
-    }
-    // Any zone's local day lies within 26 hours of the instant.
-    const { occupancy } = await finder.free(
-      tenantId,
-      t.service,
-      allowed,
-      { start: t.startMs, end: t.startMs + 1 },
-      t.endMs - t.startMs,
-      undefined,
-      { start: t.startMs - 26 * HOUR_MS, end: t.startMs + 26 * HOUR_MS },
-    );
-    const counts = new Map<string, number>();
-    for (const r of allowed) {
-      const day = localDay(t.startMs, r.timeZone);
-      const n = occupancy.busy.filter(
-        (b) => b.resourceId === r.id && b.bookingStart >= day.start && b.bookingStart < day.end,
-      ).length;
-      counts.set(r.id, n);
-    }
-    const order = fairOrder(
-      allowed.map((r) => r.id),
-      counts,
-      t.service.resourceIds,
-    );
-    return order.map((id) => allowed.find((r) => r.id === id) as ResourceSnapshot);
-  }
-
-  /** Adds up to three free alternatives to a SLOT_UNAVAILABLE answer, the same resource first. */
-  async function withAlternatives<D extends DescMessage>(
-    ctx: HandlerContext,
-    schema: D,
-    outcome: Outcome,
-    near:
-      | {
-          tenantId: string;
-          service: ServiceSnapshot;
-          resourceId: string;
-          startMs: number;
-          endMs: number;
-        }
-      | undefined,
-  ): Promise<MessageShape<D>> {
-    try {
-      return answer(ctx, schema, outcome);
-    } catch (err) {
-      if (err instanceof Rejection && err.reason === "SLOT_UNAVAILABLE" && near) {
-        err.details.alternatives = await finder
-          .alternatives(near.tenantId, near.service, {
-            resourceId: near.resourceId,
-            startMs: near.startMs,
-            durationMs: near.endMs - near.startMs,
-          })
-          .catch(() => []);
-      }
-      throw err;
-    }
-  }
-
-  /** CreateHold and CreateBooking: check the rules, then one locked write. */
-  async function book<D extends DescMessage>(
+  function book<D extends DescMessage>(
     ctx: HandlerContext,
     schema: D,
     f: z.infer<typeof bookSchema> & { ttl?: number | null },
     hold: boolean,
   ) {
+    const req = { ...f, startMs: f.startTime, endMs: f.endTime };
     const tenantId = principalOf(ctx).tenantId;
-    let near: Parameters<typeof withAlternatives>[3];
-    const outcome = await write(ctx, tenantId, async () => {
-      const t = await target(tenantId, f, f.serviceId);
-      let resources: ResourceSnapshot[];
-      if (t.resourceId !== "") {
-        const r = await resource(tenantId, t.resourceId);
-        checkBookable(t.service, r, t);
-        resources = [r];
-      } else {
-        resources = await candidates(tenantId, t);
-      }
-      near = {
-        tenantId,
-        service: t.service,
-        resourceId: resources[0]?.id ?? "",
-        startMs: t.startMs,
-        endMs: t.endMs,
-      };
-      return createBooking(
-        base,
-        {
-          tenantId,
-          service: t.service,
-          resources,
-          startMs: t.startMs,
-          endMs: t.endMs,
-          holdTtlMs: hold ? holdTtlMs(t.service.policy, f.ttl ?? null) : null,
-          attendee: f.attendee,
-          metadata: f.metadata,
-        },
-        claimOf(ctx),
-      );
-    });
-    return withAlternatives(ctx, schema, outcome, near);
+    return writes
+      .book(w, tenantId, hold ? { ...req, hold: { ttlMs: f.ttl ?? null } } : req, claimOf(ctx))
+      .then((outcome) => answer(ctx, schema, outcome));
   }
 
-  /**
-   * RescheduleBooking: the booking's own policy version decides the rules
-   * of its new time, as it decided those of the old one.
-   */
-  async function reschedule(ctx: HandlerContext, f: z.infer<typeof rescheduleSchema>) {
-    const tenantId = principalOf(ctx).tenantId;
-    let near: Parameters<typeof withAlternatives>[3];
-    const outcome = await write(ctx, tenantId, async () => {
-      const json = await getBooking(base, tenantId, f.bookingId);
-      if (!json) throw bookingNotFound(f.bookingId);
-      const current = fromJson(BookingSchema, json);
-      checkMovable(current);
-      const t = await target(tenantId, f, current.serviceId);
-      if (t.service.id !== current.serviceId) {
-        throw new Rejection(
-          "INVALID_SLOT_ID",
-          "slot_id is for another service than the booking's",
-          {
-            fieldViolations: [{ field: "slot_id", description: "names another service" }],
-          },
-        );
-      }
-      const rules = await catalog.policyVersion(tenantId, current.serviceId, current.policyVersion);
-      if (!rules)
-        throw new Error(
-          `policy version ${current.policyVersion} of ${current.serviceId} is missing`,
-        );
-      const r = await resource(tenantId, t.resourceId || current.resourceId);
-      checkResource(t.service, r);
-      checkTime(rules, r, t);
-      near = {
-        tenantId,
-        service: t.service,
-        resourceId: r.id,
-        startMs: t.startMs,
-        endMs: t.endMs,
-      };
-      return rescheduleBooking(
-        base,
-        {
-          tenantId,
-          bookingId: f.bookingId,
-          fromResourceId: current.resourceId,
-          service: t.service,
-          resource: r,
-          policy: rules.policy,
-          startMs: t.startMs,
-          endMs: t.endMs,
-        },
-        claimOf(ctx),
-      );
-    });
-    return withAlternatives(ctx, RescheduleBookingResponseSchema, outcome, near);
-  }
-
-  async function change<D extends DescMessage>(
+  function change<D extends DescMessage>(
     ctx: HandlerContext,
     schema: D,
-    id: string,
+    bookingId: string,
     action: BookingAction,
     extra: { ttlMs?: number | null; reason?: string } = {},
   ) {
-    const change = { tenantId: principalOf(ctx).tenantId, bookingId: id, action, ...extra };
-    const outcome = await write(ctx, change.tenantId, () =>
-      changeBooking(base, change, claimOf(ctx)),
-    );
-    return answer(ctx, schema, outcome);
+    const tenantId = principalOf(ctx).tenantId;
+    return writes
+      .change(w, tenantId, { bookingId, action, ...extra }, claimOf(ctx))
+      .then((outcome) => answer(ctx, schema, outcome));
   }
 
   return {
@@ -506,7 +216,14 @@ export function bookingService(
     },
 
     async rescheduleBooking(req, ctx) {
-      return reschedule(ctx, v.parseRequest(rescheduleSchema, req));
+      const f = v.parseRequest(rescheduleSchema, req);
+      const outcome = await writes.reschedule(
+        w,
+        principalOf(ctx).tenantId,
+        { ...f, startMs: f.startTime, endMs: f.endTime },
+        claimOf(ctx),
+      );
+      return answer(ctx, RescheduleBookingResponseSchema, outcome);
     },
 
     async getBooking(req, ctx) {

@@ -17,7 +17,7 @@ import {
   updateService,
 } from "../db/services.js";
 import { checkPolicy, type Policy, weeklyWindowsForDisplay } from "../domain/catalog.js";
-import { invalid, Rejection } from "../domain/rejection.js";
+import { invalid, Rejection, serviceNotFound } from "../domain/rejection.js";
 import { principalOf } from "./auth.js";
 import { durationOfMs, msOfDuration, timestampOfDate } from "./convert.js";
 import { dbOf } from "./idempotency.js";
@@ -111,12 +111,6 @@ export function serviceOf(s: ServiceRow): MessageInitShape<typeof ServiceSchema>
     createTime: timestampOfDate(s.create_time),
     updateTime: timestampOfDate(s.update_time),
   };
-}
-
-export function serviceNotFound(id: string, field = "service_id"): Rejection {
-  return new Rejection("SERVICE_NOT_FOUND", `no service with id "${id}"`, {
-    fieldViolations: [{ field, description: "no such service" }],
-  });
 }
 
 export function catalogService(base: Db): ServiceImpl<typeof CatalogService> {

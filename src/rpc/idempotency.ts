@@ -13,18 +13,18 @@ import {
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import { createContextKey, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { secret } from "../../gen/holdfast/v1/options_pb.js";
+import { rejectionOfOutcome } from "../db/errors.js";
 import {
   claimKey,
   finishKey,
   type IdempotencyClaim,
-  keepOutcome,
+  isStoredRejection,
   type Outcome,
-  type StoredRejection,
-  storedOutcome,
+  outcomeOfRejection,
 } from "../db/idempotency.js";
-import { clientDb, type Db, inTransaction, type Pool, type Queryable } from "../db/pool.js";
+import { clientDb, type Db, inTransaction, type Pool } from "../db/pool.js";
 import { canonicalJson } from "../domain/canonical-json.js";
-import { invalid, REASONS, type Reason, Rejection } from "../domain/rejection.js";
+import { invalid, type OfferedSlot, Rejection } from "../domain/rejection.js";
 import { principalOf } from "./auth.js";
 
 /**
@@ -60,76 +60,18 @@ export function claimOf(ctx: HandlerContext): IdempotencyClaim | undefined {
 }
 
 /**
- * Validation, auth, rate limit and internal errors are not stored: a retry
- * may succeed. A used-up quota is a business answer like a taken slot.
- */
-export function isStoredRejection(r: Rejection): boolean {
-  return (
-    r.reason === "LIMIT_REACHED" ||
-    r.code === "not_found" ||
-    r.code === "already_exists" ||
-    r.code === "aborted" ||
-    r.code === "failed_precondition"
-  );
-}
-
-export function outcomeOfRejection(r: Rejection): Outcome {
-  const error: StoredRejection = { reason: r.reason, message: r.message };
-  if (r.details.fieldViolations) error.fieldViolations = r.details.fieldViolations;
-  if (r.details.metadata) error.metadata = r.details.metadata;
-  return { error };
-}
-
-export function rejectionOfOutcome(e: StoredRejection): Rejection {
-  const reason = (e.reason in REASONS ? e.reason : "INTERNAL") as Reason;
-  return new Rejection(reason, e.message, {
-    fieldViolations: e.fieldViolations,
-    metadata: e.metadata,
-    conflicts: e.conflicts?.map((c) => ({
-      startMs: Date.parse(c.startTime),
-      endMs: Date.parse(c.endTime),
-      status: c.status,
-    })),
-  });
-}
-
-/**
  * Turns a stored or fresh outcome into the RPC's answer: the response
- * message, or the rejection thrown. A replay is marked in the response
- * headers.
+ * message, or the rejection thrown (with the alternatives offered, if the
+ * write found some). A replay is marked in the response headers.
  */
 export function answer<D extends DescMessage>(
   ctx: HandlerContext,
   schema: D,
-  outcome: Outcome,
+  outcome: Outcome & { alternatives?: OfferedSlot[] },
 ): MessageShape<D> {
   if (outcome.replayed) ctx.responseHeader.set(REPLAYED_HEADER, "true");
-  if (outcome.error) throw rejectionOfOutcome(outcome.error);
+  if (outcome.error) throw rejectionOfOutcome(outcome.error, outcome.alternatives);
   return fromJson(schema, (outcome.response ?? {}) as JsonObject);
-}
-
-/**
- * For handlers that check rules before their write: a rejection found
- * before the write gives way to an outcome already stored under the same
- * key, so a retry of a request that once succeeded replays that success
- * even if the rules would refuse it now. A business rejection is stored
- * under the key itself, as the generic path stores it, so a retry replays
- * it even if the rules would accept the request now.
- */
-export async function keepOrReplay(
-  q: Queryable,
-  ctx: HandlerContext,
-  rejection: Rejection,
-): Promise<Outcome> {
-  const claim = claimOf(ctx);
-  if (!claim) throw rejection;
-  if (isStoredRejection(rejection)) {
-    const outcome = outcomeOfRejection(rejection);
-    return (await keepOutcome(q, claim, outcome)) ?? outcome;
-  }
-  const stored = await storedOutcome(q, claim);
-  if (stored) return stored;
-  throw rejection;
 }
 
 /** The response as protobuf JSON, with fields marked `secret` in the proto left out. */

@@ -1,7 +1,7 @@
+import { rejectionOfOutcome } from "../db/errors.js";
 import type { Db } from "../db/pool.js";
 import { quotaRefusal } from "../db/quotas.js";
 import type { CatalogQuota } from "../domain/quota.js";
-import { rejectionOfOutcome } from "./idempotency.js";
 
 /**
  * Runs `write`, which adds one of what `quota` counts, in one transaction

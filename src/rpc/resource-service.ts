@@ -30,7 +30,7 @@ import {
 } from "../db/resources.js";
 import { checkWeeklyWindows, weeklyWindowsForDisplay } from "../domain/catalog.js";
 import { checkOverride } from "../domain/overrides.js";
-import { invalid, Rejection } from "../domain/rejection.js";
+import { invalid, Rejection, resourceNotFound } from "../domain/rejection.js";
 import { formatClockTime } from "../domain/time.js";
 import { principalOf } from "./auth.js";
 import { timestampOfDate } from "./convert.js";
@@ -186,12 +186,6 @@ function scheduleOf(
   windows: ResourceRow["weekly_schedule"],
 ): MessageInitShape<typeof WeeklyScheduleSchema> | undefined {
   return windows === null ? undefined : { windows: weeklyWindowsForDisplay(windows) };
-}
-
-export function resourceNotFound(id: string, field = "resource_id"): Rejection {
-  return new Rejection("RESOURCE_NOT_FOUND", `no resource with id "${id}"`, {
-    fieldViolations: [{ field, description: "no such resource" }],
-  });
 }
 
 export function resourceService(base: Db): ServiceImpl<typeof ResourceService> {

@@ -1,5 +1,6 @@
-import { loadOccupancy, type Occupancy, serviceChanged } from "../db/bookings.js";
+import { loadOccupancy, type Occupancy } from "../db/bookings.js";
 import type { CatalogCache } from "../db/catalog-cache.js";
+import { serviceChanged } from "../db/errors.js";
 import type { Queryable } from "../db/pool.js";
 import {
   computeSlots,

@@ -1,0 +1,353 @@
+import { fromJson, type JsonObject } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { type Booking, BookingSchema, BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
+import {
+  type BookingAction,
+  changeBooking,
+  createBooking,
+  getBooking,
+  rescheduleBooking,
+} from "../db/bookings.js";
+import type { CatalogCache } from "../db/catalog-cache.js";
+import { mustRetry } from "../db/errors.js";
+import { type IdempotencyClaim, keepOrReplay, type Outcome } from "../db/idempotency.js";
+import type { Queryable } from "../db/pool.js";
+import { fairOrder, localDay } from "../domain/availability.js";
+import {
+  checkBookable,
+  checkResource,
+  checkTime,
+  holdTtlMs,
+  type ResourceSnapshot,
+  type ServiceSnapshot,
+} from "../domain/booking.js";
+import {
+  bookingNotFound,
+  type OfferedSlot,
+  Rejection,
+  resourceNotFound,
+  serviceNotFound,
+} from "../domain/rejection.js";
+import { HOUR_MS } from "../domain/time.js";
+import type { SlotFinder } from "./slot-finder.js";
+
+/**
+ * The booking writes, between a validated request and the one SQL call
+ * that writes (src/db/functions/05_booking_writes.sql): resolve what the
+ * request names (a slot id, or service, resource and times), check the
+ * clock-free rules (src/domain/booking.ts) against cached catalog copies,
+ * pick a resource when none is named, call the write, retry it when the
+ * database says something changed under the checks, keep a refusal under
+ * the Idempotency-Key, and offer alternatives for a taken time.
+ *
+ * Plain inputs and outputs: times in epoch milliseconds, results as the
+ * write's Outcome (protobuf JSON), rejections as domain Rejections. The RPC
+ * layer validates requests and converts answers; nothing here knows
+ * Connect.
+ */
+
+export type BookingWrites = {
+  /** Where the writes and the checks' reads run (the pool). */
+  db: Queryable;
+  catalog: CatalogCache;
+  finder: SlotFinder;
+  /** Told after every write that reached the database (wakes the event readers). */
+  committed?: () => void;
+};
+
+/** A time to book: a slot_id from ListSlots, or a service with start and end (and maybe a resource). */
+export type TimeChoice = {
+  /** A slot id, or "" when the time is given by the fields below. */
+  slotId: string;
+  serviceId: string;
+  /** "" lets Holdfast pick among the service's resources (new bookings), or keeps the booking's (moves). */
+  resourceId: string;
+  startMs: number | null;
+  endMs: number | null;
+};
+
+export type NewBookingRequest = TimeChoice & {
+  attendee: JsonObject;
+  metadata: JsonObject;
+  /** A hold with this ttl (null: the policy's default), or undefined to book straight to CONFIRMED. */
+  hold?: { ttlMs: number | null };
+};
+
+export type MoveRequest = TimeChoice & { bookingId: string };
+
+export type ChangeRequest = {
+  bookingId: string;
+  action: BookingAction;
+  ttlMs?: number | null;
+  reason?: string;
+};
+
+/** A write's outcome, and for a taken time up to three free alternatives, the same resource first. */
+export type Written = Outcome & { alternatives?: OfferedSlot[] };
+
+/** The service, resource (if named) and time a request names, by slot id or by fields. */
+type Target = { service: ServiceSnapshot; resourceId: string; startMs: number; endMs: number };
+
+/** Where to look for alternatives if the write finds the time taken. */
+type Near = { service: ServiceSnapshot; resourceId: string; startMs: number; endMs: number };
+
+/** A write is retried when something changed between checking and writing (see mustRetry). */
+export const MAX_ATTEMPTS = 3;
+
+/** CreateHold and CreateBooking: check the rules, then one locked write. */
+export async function book(
+  w: BookingWrites,
+  tenantId: string,
+  req: NewBookingRequest,
+  claim: IdempotencyClaim | undefined,
+): Promise<Written> {
+  let near: Near | undefined;
+  const outcome = await retrying(w, tenantId, claim, async () => {
+    const t = await target(w, tenantId, req, req.serviceId);
+    let resources: ResourceSnapshot[];
+    if (t.resourceId !== "") {
+      const r = await resource(w, tenantId, t.resourceId);
+      checkBookable(t.service, r, t);
+      resources = [r];
+    } else {
+      resources = await candidates(w, tenantId, t);
+    }
+    near = { ...t, resourceId: resources[0]?.id ?? "" };
+    return createBooking(
+      w.db,
+      {
+        tenantId,
+        service: t.service,
+        resources,
+        startMs: t.startMs,
+        endMs: t.endMs,
+        holdTtlMs: req.hold ? holdTtlMs(t.service.policy, req.hold.ttlMs) : null,
+        attendee: req.attendee,
+        metadata: req.metadata,
+      },
+      claim,
+    );
+  });
+  return withAlternatives(w, tenantId, outcome, near);
+}
+
+/**
+ * RescheduleBooking: the booking's own policy version decides the rules
+ * of its new time, as it decided those of the old one.
+ */
+export async function reschedule(
+  w: BookingWrites,
+  tenantId: string,
+  req: MoveRequest,
+  claim: IdempotencyClaim | undefined,
+): Promise<Written> {
+  let near: Near | undefined;
+  const outcome = await retrying(w, tenantId, claim, async () => {
+    const json = await getBooking(w.db, tenantId, req.bookingId);
+    if (!json) throw bookingNotFound(req.bookingId);
+    const current = fromJson(BookingSchema, json);
+    checkMovable(current);
+    const t = await target(w, tenantId, req, current.serviceId);
+    if (t.service.id !== current.serviceId) {
+      throw new Rejection("INVALID_SLOT_ID", "slot_id is for another service than the booking's", {
+        fieldViolations: [{ field: "slot_id", description: "names another service" }],
+      });
+    }
+    const rules = await w.catalog.policyVersion(tenantId, current.serviceId, current.policyVersion);
+    if (!rules)
+      throw new Error(`policy version ${current.policyVersion} of ${current.serviceId} is missing`);
+    const r = await resource(w, tenantId, t.resourceId || current.resourceId);
+    checkResource(t.service, r);
+    checkTime(rules, r, t);
+    near = { ...t, resourceId: r.id };
+    return rescheduleBooking(
+      w.db,
+      {
+        tenantId,
+        bookingId: req.bookingId,
+        fromResourceId: current.resourceId,
+        service: t.service,
+        resource: r,
+        policy: rules.policy,
+        startMs: t.startMs,
+        endMs: t.endMs,
+      },
+      claim,
+    );
+  });
+  return withAlternatives(w, tenantId, outcome, near);
+}
+
+/** Confirm, extend, cancel, complete, no-show: one locked write, nothing to check before it. */
+export function change(
+  w: BookingWrites,
+  tenantId: string,
+  req: ChangeRequest,
+  claim: IdempotencyClaim | undefined,
+): Promise<Written> {
+  return retrying(w, tenantId, claim, () => changeBooking(w.db, { tenantId, ...req }, claim));
+}
+
+/**
+ * Runs `attempt` (its checks, then its one locked write) again, with the
+ * catalog reloaded, when the database says the catalog changed under it
+ * or a duplicate with the same Idempotency-Key committed first. A
+ * rejection the checks raise gives way to the key's stored outcome. After
+ * a write: wake the event readers and, if it changed a booking, forget
+ * alternatives offered before.
+ */
+async function retrying(
+  w: BookingWrites,
+  tenantId: string,
+  claim: IdempotencyClaim | undefined,
+  attempt: () => Promise<Outcome>,
+): Promise<Outcome> {
+  for (let n = 1; ; n++) {
+    try {
+      const outcome = await attempt();
+      w.committed?.();
+      if (outcome.response && !outcome.replayed) w.finder.bookingsChanged(tenantId);
+      return outcome;
+    } catch (err) {
+      if (mustRetry(err)) {
+        if (n < MAX_ATTEMPTS) {
+          w.catalog.forget(tenantId);
+          continue;
+        }
+        throw new Rejection("UNAVAILABLE", "the booking kept changing under the request; retry");
+      }
+      if (!(err instanceof Rejection)) throw err;
+      return keepOrReplay(w.db, claim, err);
+    }
+  }
+}
+
+async function target(
+  w: BookingWrites,
+  tenantId: string,
+  f: TimeChoice,
+  serviceId: string,
+): Promise<Target> {
+  if (f.slotId !== "") {
+    const slot = await w.finder.resolve(tenantId, f.slotId);
+    return {
+      service: slot.service,
+      resourceId: slot.resourceId,
+      startMs: slot.startMs,
+      endMs: slot.endMs,
+    };
+  }
+  const service = await w.catalog.service(tenantId, serviceId);
+  if (!service) throw serviceNotFound(serviceId, "service_id");
+  return {
+    service,
+    resourceId: f.resourceId,
+    startMs: f.startMs as number,
+    endMs: f.endMs as number,
+  };
+}
+
+async function resource(w: BookingWrites, tenantId: string, id: string): Promise<ResourceSnapshot> {
+  const found = await w.catalog.resource(tenantId, id);
+  if (!found) throw resourceNotFound(id, "resource_id");
+  return found;
+}
+
+/**
+ * A booking that can no longer move answers for its state before any rule
+ * about the new time is checked (the move itself checks again under the
+ * lock).
+ */
+function checkMovable(b: Booking): void {
+  if (b.status === BookingStatus.EXPIRED) {
+    const lapsed = b.expireTime ? timestampDate(b.expireTime).toISOString() : "its expiry";
+    throw new Rejection("HOLD_EXPIRED", `the hold lapsed at ${lapsed}; hold the time again`);
+  }
+  if (b.status !== BookingStatus.HELD && b.status !== BookingStatus.CONFIRMED) {
+    const status = BookingStatus[b.status].toLowerCase();
+    throw new Rejection("INVALID_STATE", `cannot reschedule a booking that is ${status}`, {
+      metadata: { status },
+    });
+  }
+}
+
+/**
+ * "Any resource": every active resource of the service that the rules
+ * allow at that time, fewest bookings that local day first, then the
+ * service's order. The write books the first with room.
+ */
+async function candidates(
+  w: BookingWrites,
+  tenantId: string,
+  t: Target,
+): Promise<ResourceSnapshot[]> {
+  if (!t.service.active) {
+    throw new Rejection(
+      "SERVICE_INACTIVE",
+      `service "${t.service.id}" is inactive and takes no new bookings`,
+    );
+  }
+  const all = await w.finder.resourcesOf(tenantId, t.service, []);
+  let firstRefusal: Rejection | undefined;
+  const allowed = all.filter((r) => {
+    try {
+      checkTime({ policy: t.service.policy, timeZone: t.service.timeZone }, r, {
+        startMs: t.startMs,
+        endMs: t.endMs,
+      });
+      return true;
+    } catch (err) {
+      if (!(err instanceof Rejection)) throw err;
+      firstRefusal ??= err;
+      return false;
+    }
+  });
+  if (allowed.length === 0) {
+    throw (
+      firstRefusal ??
+      new Rejection("RESOURCE_INACTIVE", `service "${t.service.id}" has no active resources`)
+    );
+  }
+  // Any zone's local day lies within 26 hours of the instant.
+  const { occupancy } = await w.finder.free(
+    tenantId,
+    t.service,
+    allowed,
+    { start: t.startMs, end: t.startMs + 1 },
+    t.endMs - t.startMs,
+    undefined,
+    { start: t.startMs - 26 * HOUR_MS, end: t.startMs + 26 * HOUR_MS },
+  );
+  const counts = new Map<string, number>();
+  for (const r of allowed) {
+    const day = localDay(t.startMs, r.timeZone);
+    const n = occupancy.busy.filter(
+      (b) => b.resourceId === r.id && b.bookingStart >= day.start && b.bookingStart < day.end,
+    ).length;
+    counts.set(r.id, n);
+  }
+  const order = fairOrder(
+    allowed.map((r) => r.id),
+    counts,
+    t.service.resourceIds,
+  );
+  return order.map((id) => allowed.find((r) => r.id === id) as ResourceSnapshot);
+}
+
+/** Adds up to three free alternatives to a SLOT_UNAVAILABLE outcome, the same resource first. */
+async function withAlternatives(
+  w: BookingWrites,
+  tenantId: string,
+  outcome: Outcome,
+  near: Near | undefined,
+): Promise<Written> {
+  if (outcome.error?.reason !== "SLOT_UNAVAILABLE" || !near) return outcome;
+  const alternatives = await w.finder
+    .alternatives(tenantId, near.service, {
+      resourceId: near.resourceId,
+      startMs: near.startMs,
+      durationMs: near.endMs - near.startMs,
+    })
+    .catch(() => []);
+  return { ...outcome, alternatives };
+}

@@ -1,0 +1,320 @@
+import { randomBytes } from "node:crypto";
+import type { JsonObject } from "@bufbuild/protobuf";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SlotFinder } from "../../src/booking/slot-finder.js";
+import {
+  type BookingWrites,
+  book,
+  change,
+  type NewBookingRequest,
+  reschedule,
+  type Written,
+} from "../../src/booking/writes.js";
+import { CatalogCache } from "../../src/db/catalog-cache.js";
+import type { IdempotencyClaim } from "../../src/db/idempotency.js";
+import { poolDb } from "../../src/db/pool.js";
+import { insertResource, updateResource } from "../../src/db/resources.js";
+import { insertService } from "../../src/db/services.js";
+import { createTenant } from "../../src/db/tenants.js";
+import type { Policy } from "../../src/domain/catalog.js";
+import { Rejection } from "../../src/domain/rejection.js";
+import { freshDatabase } from "../support/database.js";
+
+/**
+ * The booking writes called directly, on a real Postgres and without a
+ * server: what a handler gets back for each kind of request.
+ */
+
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+/** A Monday, far enough ahead for every rule of the clock. */
+const MONDAY = Date.UTC(2030, 2, 4);
+
+const policy: Policy = {
+  durationsMs: [30 * MINUTE],
+  slotIntervalMs: null,
+  bufferBeforeMs: 0,
+  bufferAfterMs: 0,
+  minNoticeMs: 0,
+  maxAdvanceMs: null,
+  businessHours: [],
+  holdTtlMs: 120_000,
+  maxHoldTtlMs: 30 * MINUTE,
+};
+
+let pool: pg.Pool;
+let w: BookingWrites & { commits: number };
+let tenantId: string;
+
+beforeAll(async () => {
+  pool = new pg.Pool({ connectionString: await freshDatabase(), max: 4 });
+  const db = poolDb(pool);
+  const catalog = new CatalogCache(pool, undefined);
+  const finder = new SlotFinder(pool, catalog, randomBytes(32));
+  w = {
+    db: pool,
+    catalog,
+    finder,
+    commits: 0,
+    committed: () => {
+      w.commits++;
+    },
+  };
+  tenantId = (await createTenant(db, `writes-${randomBytes(4).toString("hex")}`)).tenant.id;
+});
+afterAll(() => pool.end());
+
+/** A service over `n` new resources (UTC, all hours unless a weekly schedule is given). */
+async function world(
+  n: number,
+  weeklySchedule: { weekday: number; start: number; end: number }[] | null = null,
+) {
+  const resourceIds: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const r = await insertResource(pool, tenantId, {
+      name: `r${i}`,
+      kind: "room",
+      timeZone: "UTC",
+      capacity: 1,
+      metadata: {},
+      weeklySchedule,
+    });
+    resourceIds.push(r.id);
+  }
+  const s = await insertService(poolDb(pool), tenantId, {
+    name: "s",
+    resourceIds,
+    policy,
+    timeZone: "UTC",
+    metadata: {},
+  });
+  return { serviceId: s.id, resourceIds };
+}
+
+function request(
+  serviceId: string,
+  startMs: number,
+  more: Partial<NewBookingRequest> = {},
+): NewBookingRequest {
+  return {
+    slotId: "",
+    serviceId,
+    resourceId: "",
+    startMs,
+    endMs: startMs + 30 * MINUTE,
+    attendee: {},
+    metadata: {},
+    ...more,
+  };
+}
+
+const bookingOf = (o: Written) => (o.response as { booking: JsonObject }).booking;
+
+function claim(key: string, body: string): IdempotencyClaim {
+  return { tenantId, method: "test/Write", key, hash: Buffer.from(body.padEnd(32, "-")) };
+}
+
+async function refusal(p: Promise<unknown>): Promise<Rejection> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(Rejection);
+  return err as Rejection;
+}
+
+describe("book", () => {
+  it("holds a named resource, and books straight to CONFIRMED without a hold", async () => {
+    const { serviceId, resourceIds } = await world(1);
+    const before = w.commits;
+    const held = await book(
+      w,
+      tenantId,
+      request(serviceId, MONDAY + 9 * HOUR, { resourceId: resourceIds[0], hold: { ttlMs: null } }),
+      undefined,
+    );
+    expect(bookingOf(held)).toMatchObject({
+      resourceId: resourceIds[0],
+      status: "BOOKING_STATUS_HELD",
+    });
+    expect(w.commits).toBe(before + 1);
+    const booked = await book(w, tenantId, request(serviceId, MONDAY + 10 * HOUR), undefined);
+    expect(bookingOf(booked)).toMatchObject({ status: "BOOKING_STATUS_CONFIRMED" });
+  });
+
+  it("picks the resource with fewest bookings that day, then offers alternatives when all are taken", async () => {
+    const { serviceId, resourceIds } = await world(2);
+    const [first, second] = resourceIds as [string, string];
+    // A booking earlier that day on the first resource makes the second the fairer pick.
+    await book(
+      w,
+      tenantId,
+      request(serviceId, MONDAY + 8 * HOUR, { resourceId: first }),
+      undefined,
+    );
+    const a = await book(w, tenantId, request(serviceId, MONDAY + 9 * HOUR), undefined);
+    expect(bookingOf(a).resourceId).toBe(second);
+    const b = await book(w, tenantId, request(serviceId, MONDAY + 9 * HOUR), undefined);
+    expect(bookingOf(b).resourceId).toBe(first);
+    const c = await book(w, tenantId, request(serviceId, MONDAY + 9 * HOUR), undefined);
+    expect(c.error?.reason).toBe("SLOT_UNAVAILABLE");
+    expect(c.error?.conflicts?.length).toBeGreaterThan(0);
+    expect(c.alternatives?.length).toBe(3);
+    for (const alt of c.alternatives ?? []) {
+      expect(alt.startMs).not.toBe(MONDAY + 9 * HOUR);
+      expect(alt.slotId).not.toBe("");
+    }
+  });
+
+  it("refuses by the rules before writing, and keeps the refusal under the Idempotency-Key", async () => {
+    const mondayMornings = [{ weekday: 1, start: 9 * 60, end: 12 * 60 }];
+    const { serviceId, resourceIds } = await world(1, mondayMornings);
+    const late = request(serviceId, MONDAY + 15 * HOUR, { resourceId: resourceIds[0] });
+    const r = await refusal(book(w, tenantId, late, undefined));
+    expect(r.reason).toBe("OUTSIDE_WORKING_HOURS");
+
+    const key = claim(`late-${serviceId}`, "late");
+    const kept = await book(w, tenantId, late, key);
+    expect(kept.error?.reason).toBe("OUTSIDE_WORKING_HOURS");
+    // The same request again replays the stored refusal.
+    const again = await book(w, tenantId, late, key);
+    expect(again).toMatchObject({ replayed: true, error: { reason: "OUTSIDE_WORKING_HOURS" } });
+  });
+
+  it("names what does not exist", async () => {
+    const { serviceId } = await world(1);
+    expect((await refusal(book(w, tenantId, request("svc_nope", MONDAY), undefined))).reason).toBe(
+      "SERVICE_NOT_FOUND",
+    );
+    const r = await refusal(
+      book(w, tenantId, request(serviceId, MONDAY, { resourceId: "rsc_nope" }), undefined),
+    );
+    expect(r.reason).toBe("RESOURCE_NOT_FOUND");
+  });
+
+  it("checks again and writes when the catalog changed after it was cached", async () => {
+    const { serviceId, resourceIds } = await world(1);
+    const [id] = resourceIds as [string];
+    // Cache the resource, then change it behind the cache's back (no notification reaches it).
+    await book(w, tenantId, request(serviceId, MONDAY + 9 * HOUR, { resourceId: id }), undefined);
+    await updateResource(pool, tenantId, id, { name: "renamed" });
+    const after = await book(
+      w,
+      tenantId,
+      request(serviceId, MONDAY + 10 * HOUR, { resourceId: id }),
+      undefined,
+    );
+    expect(bookingOf(after)).toMatchObject({ resourceId: id, status: "BOOKING_STATUS_CONFIRMED" });
+  });
+});
+
+describe("reschedule", () => {
+  it("moves a booking, and refuses to move one that is cancelled", async () => {
+    const { serviceId, resourceIds } = await world(2);
+    const held = await book(
+      w,
+      tenantId,
+      request(serviceId, MONDAY + 9 * HOUR, { resourceId: resourceIds[0], hold: { ttlMs: null } }),
+      undefined,
+    );
+    const id = bookingOf(held).id as string;
+    const moved = await reschedule(
+      w,
+      tenantId,
+      {
+        bookingId: id,
+        slotId: "",
+        serviceId: "",
+        resourceId: resourceIds[1] as string,
+        startMs: MONDAY + 11 * HOUR,
+        endMs: MONDAY + 11 * HOUR + 30 * MINUTE,
+      },
+      undefined,
+    );
+    expect(bookingOf(moved)).toMatchObject({
+      id,
+      resourceId: resourceIds[1],
+      startTime: "2030-03-04T11:00:00.000000Z",
+      status: "BOOKING_STATUS_HELD",
+    });
+
+    await change(
+      w,
+      tenantId,
+      { bookingId: id, action: "cancel", reason: "plans changed" },
+      undefined,
+    );
+    const r = await refusal(
+      reschedule(
+        w,
+        tenantId,
+        {
+          bookingId: id,
+          slotId: "",
+          serviceId: "",
+          resourceId: "",
+          startMs: MONDAY + 12 * HOUR,
+          endMs: MONDAY + 12 * HOUR + 30 * MINUTE,
+        },
+        undefined,
+      ),
+    );
+    expect(r.reason).toBe("INVALID_STATE");
+    expect(r.details.metadata).toEqual({ status: "cancelled" });
+  });
+
+  it("offers alternatives when the new time is taken", async () => {
+    const { serviceId, resourceIds } = await world(1);
+    const [rid] = resourceIds as [string];
+    await book(w, tenantId, request(serviceId, MONDAY + 14 * HOUR, { resourceId: rid }), undefined);
+    const mine = await book(
+      w,
+      tenantId,
+      request(serviceId, MONDAY + 9 * HOUR, { resourceId: rid }),
+      undefined,
+    );
+    const to = MONDAY + 14 * HOUR;
+    const taken = await reschedule(
+      w,
+      tenantId,
+      {
+        bookingId: bookingOf(mine).id as string,
+        slotId: "",
+        serviceId: "",
+        resourceId: "",
+        startMs: to,
+        endMs: to + 30 * MINUTE,
+      },
+      undefined,
+    );
+    expect(taken.error?.reason).toBe("SLOT_UNAVAILABLE");
+    expect(taken.alternatives?.map((a) => a.resourceId)).toEqual([rid, rid, rid]);
+  });
+});
+
+describe("change", () => {
+  it("confirms a hold once, and replays the confirmation for the same key", async () => {
+    const { serviceId, resourceIds } = await world(1);
+    const held = await book(
+      w,
+      tenantId,
+      request(serviceId, MONDAY + 9 * HOUR, { resourceId: resourceIds[0], hold: { ttlMs: null } }),
+      undefined,
+    );
+    const id = bookingOf(held).id as string;
+    const key = claim(`confirm-${id}`, id);
+    const first = await change(w, tenantId, { bookingId: id, action: "confirm" }, key);
+    expect(bookingOf(first).status).toBe("BOOKING_STATUS_CONFIRMED");
+    const again = await change(w, tenantId, { bookingId: id, action: "confirm" }, key);
+    expect(again.replayed).toBe(true);
+    expect(bookingOf(again)).toEqual(bookingOf(first));
+    const missing = await change(
+      w,
+      tenantId,
+      { bookingId: "bkg_nope", action: "cancel" },
+      undefined,
+    );
+    expect(missing.error?.reason).toBe("BOOKING_NOT_FOUND");
+  });
+});
