@@ -62,6 +62,23 @@ export const REASONS = {
 export type Reason = keyof typeof REASONS;
 export type RejectionCode = (typeof REASONS)[Reason];
 
+/**
+ * The reasons the SQL functions (src/db/functions/*.sql) decide under the
+ * lock and return as `rejection('REASON', ...)`; src/db/errors.ts turns them
+ * into Rejections. test/db/errors.test.ts fails when a function file names a
+ * reason not listed here, or this lists one no function names.
+ */
+export const DATABASE_REASONS = [
+  "BOOKING_NOT_FOUND",
+  "HOLD_EXPIRED",
+  "IDEMPOTENCY_KEY_REUSED",
+  "INVALID_STATE",
+  "NOT_STARTED",
+  "SLOT_UNAVAILABLE",
+  "TOO_FAR_AHEAD",
+  "TOO_SOON",
+] as const satisfies readonly Reason[];
+
 /** One bad field of a request, named by its proto path (`policy.durations[0]`). */
 export type FieldViolation = { field: string; description: string };
 
