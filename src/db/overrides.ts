@@ -1,4 +1,4 @@
-import type { OverrideRule } from "../domain/availability.js";
+import type { OverrideRule } from "../domain/override-rule.js";
 import type { Db, Queryable } from "./pool.js";
 import { CHANNEL, notify } from "./signals.js";
 

@@ -1,10 +1,6 @@
-import {
-  checkRequestedTime,
-  type OverrideRule,
-  type ResourceCalendar,
-  type ServiceRules,
-} from "./availability.js";
+import { checkRequestedTime, type ResourceCalendar, type ServiceRules } from "./availability.js";
 import type { Policy, WeeklyWindow } from "./catalog.js";
+import type { OverrideRule } from "./override-rule.js";
 import { Rejection } from "./rejection.js";
 import { MINUTE_MS } from "./time.js";
 

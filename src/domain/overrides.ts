@@ -1,4 +1,4 @@
-import type { OverrideRule } from "./availability.js";
+import type { OverrideRule } from "./override-rule.js";
 import type { FieldViolation } from "./rejection.js";
 import { isCalendarDate, parseClockTime } from "./time.js";
 

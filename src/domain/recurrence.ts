@@ -1,4 +1,4 @@
-import type { OverrideRule } from "./availability.js";
+import type { OverrideRule } from "./override-rule.js";
 import { DAY_MS, daysInMonth } from "./time.js";
 
 /**

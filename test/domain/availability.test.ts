@@ -10,8 +10,6 @@ import {
   type Interval,
   localDay,
   nearestAlternatives,
-  type OverrideRule,
-  type Recurrence,
   type ResourceCalendar,
   type ServiceRules,
   type SlotQuery,
@@ -19,6 +17,7 @@ import {
   workingTime,
 } from "../../src/domain/availability.js";
 import type { Policy, WeeklyWindow } from "../../src/domain/catalog.js";
+import type { OverrideRule, Recurrence } from "../../src/domain/override-rule.js";
 import { parseClockTime } from "../../src/domain/time.js";
 
 const MIN = 60_000;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { OverrideRule, Recurrence } from "../../src/domain/availability.js";
+import type { OverrideRule, Recurrence } from "../../src/domain/override-rule.js";
 import {
   calendarDate,
   dayNumber,
