@@ -245,6 +245,17 @@ export async function latestVersion(): Promise<number> {
   return Math.max(0, ...(await readMigrations()).map((m) => m.version));
 }
 
+/**
+ * The newest migration applied to a database that has been migrated, in
+ * one statement (the health check's probe).
+ */
+export async function migratedVersion(q: Queryable): Promise<number> {
+  const { rows } = await q.query<{ version: number | null }>(
+    "SELECT max(version) AS version FROM schema_migrations",
+  );
+  return rows[0]?.version ?? 0;
+}
+
 /** The newest migration applied to the database (0 when none has been). */
 export async function appliedVersion(q: Queryable): Promise<number> {
   // The table is made by the first migrate(); a query naming it would fail before.
@@ -252,8 +263,5 @@ export async function appliedVersion(q: Queryable): Promise<number> {
     "SELECT to_regclass('schema_migrations') IS NOT NULL AS found",
   );
   if (!exists[0]?.found) return 0;
-  const { rows } = await q.query<{ version: number | null }>(
-    "SELECT max(version) AS version FROM schema_migrations",
-  );
-  return rows[0]?.version ?? 0;
+  return migratedVersion(q);
 }

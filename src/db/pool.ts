@@ -95,6 +95,16 @@ export function clientDb(client: pg.PoolClient): Db {
   return db;
 }
 
+/** Marks a point in the open transaction that `rollbackTo` can undo back to. */
+export async function savepoint(tx: Queryable, name: string): Promise<void> {
+  await tx.query(`SAVEPOINT ${name}`);
+}
+
+/** Undoes the open transaction's work since the savepoint, keeping the transaction usable. */
+export async function rollbackTo(tx: Queryable, name: string): Promise<void> {
+  await tx.query(`ROLLBACK TO SAVEPOINT ${name}`);
+}
+
 /**
  * Runs `work` in one transaction on one connection: COMMIT when it resolves,
  * ROLLBACK when it throws. The connection is discarded rather than reused if

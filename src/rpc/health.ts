@@ -5,6 +5,7 @@ import {
   Health,
   HealthCheckResponse_ServingStatus as Status,
 } from "../../gen/health/v1/health_pb.js";
+import { migratedVersion } from "../db/migrate.js";
 import type { Queryable } from "../db/pool.js";
 import { Rejection } from "../domain/rejection.js";
 
@@ -37,11 +38,9 @@ export function registerHealth(
   // first check after it resumes asks afresh.
   let probe: Promise<Status> | undefined;
   function probeDatabase(): Promise<Status> {
-    probe ??= db
-      .query<{ version: number | null }>("SELECT max(version) AS version FROM schema_migrations")
+    probe ??= migratedVersion(db)
       .then(
-        ({ rows }) =>
-          (rows[0]?.version ?? 0) >= schemaVersion ? Status.SERVING : Status.NOT_SERVING,
+        (version) => (version >= schemaVersion ? Status.SERVING : Status.NOT_SERVING),
         () => Status.NOT_SERVING,
       )
       .finally(() => {

@@ -22,7 +22,7 @@ import {
   type Outcome,
   outcomeOfRejection,
 } from "../db/idempotency.js";
-import { clientDb, type Db, inTransaction, type Pool } from "../db/pool.js";
+import { clientDb, type Db, inTransaction, type Pool, rollbackTo, savepoint } from "../db/pool.js";
 import { canonicalJson } from "../domain/canonical-json.js";
 import { invalid, type OfferedSlot, Rejection } from "../domain/rejection.js";
 import { principalOf } from "./auth.js";
@@ -123,7 +123,7 @@ export function idempotent<S extends DescService>(
           // The handler's writes can be undone without losing the claim: a
           // rejection must leave nothing behind (nor an aborted transaction,
           // when the database raised it).
-          await tx.query("SAVEPOINT handler");
+          await savepoint(tx, "handler");
           ctx.values.set(unitKey, clientDb(tx));
           try {
             const response = create(method.output, await handler(req, ctx));
@@ -133,7 +133,7 @@ export function idempotent<S extends DescService>(
             if (!(err instanceof Rejection) || !isStoredRejection(err)) throw err;
             // A business rejection is an outcome too: undo what the handler
             // wrote, store the rejection, commit, then answer with it.
-            await tx.query("ROLLBACK TO SAVEPOINT handler");
+            await rollbackTo(tx, "handler");
             const outcome = outcomeOfRejection(err);
             await finishKey(tx, claim, outcome);
             return { outcome };
