@@ -25,7 +25,7 @@ import type { CatalogCache } from "../db/catalog-cache.js";
 import type { Db } from "../db/pool.js";
 import { bookingNotFound } from "../domain/rejection.js";
 import { principalOf } from "./auth.js";
-import { bookingStatusName } from "./convert.js";
+import { BOOKING_STATUS } from "./convert.js";
 import { answer, claimOf } from "./idempotency.js";
 import { numberedKey, readPage, writePage } from "./paging.js";
 import * as v from "./validate.js";
@@ -130,7 +130,7 @@ const bookingId = z.object({ bookingId: v.id });
 
 const statusFilter = z
   .array(v.enumValue<BookingStatus>(BookingStatusSchema))
-  .transform((s) => s.map((x) => bookingStatusName(x) as string));
+  .transform((s) => s.map((x) => BOOKING_STATUS.nameOf(x) as string));
 const listSchema = z.object({
   ...v.pageFields,
   resourceId: v.optionalId,

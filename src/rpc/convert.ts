@@ -6,9 +6,10 @@ import {
   timestampFromMs,
 } from "@bufbuild/protobuf/wkt";
 import type { SlotSchema } from "../../gen/holdfast/v1/availability_pb.js";
-import { BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
+import { type BookingStatus, BookingStatusSchema } from "../../gen/holdfast/v1/booking_pb.js";
 import type { OfferedSlot } from "../domain/rejection.js";
 import { localDateTime } from "../domain/time.js";
+import { enumNames } from "./enum-names.js";
 
 /**
  * Conversions between protobuf well-known types and the plain numbers the
@@ -38,22 +39,8 @@ export function msOfDuration(d: Duration): number {
   return Number(d.seconds) * 1000 + d.nanos / 1_000_000;
 }
 
-const STATUS: Record<string, BookingStatus> = {
-  held: BookingStatus.HELD,
-  confirmed: BookingStatus.CONFIRMED,
-  cancelled: BookingStatus.CANCELLED,
-  expired: BookingStatus.EXPIRED,
-  completed: BookingStatus.COMPLETED,
-  no_show: BookingStatus.NO_SHOW,
-};
-
-export function bookingStatusOf(status: string): BookingStatus {
-  return STATUS[status] ?? BookingStatus.UNSPECIFIED;
-}
-
-export function bookingStatusName(status: BookingStatus): string | undefined {
-  return Object.entries(STATUS).find(([, v]) => v === status)?.[0];
-}
+/** Booking statuses as the database stores them ("held", "no_show"). */
+export const BOOKING_STATUS = enumNames<BookingStatus>(BookingStatusSchema);
 
 export function slotOf(s: OfferedSlot): MessageInitShape<typeof SlotSchema> {
   return {

@@ -10,7 +10,7 @@ import { SlotConflictSchema } from "../../gen/holdfast/v1/errors_pb.js";
 import { rejectionFromDatabase } from "../db/errors.js";
 import { type Reason, Rejection, type RejectionCode } from "../domain/rejection.js";
 import { log } from "../log.js";
-import { bookingStatusOf, slotOf, timestampOfMs } from "./convert.js";
+import { BOOKING_STATUS, slotOf, timestampOfMs } from "./convert.js";
 
 export const ERROR_DOMAIN = "holdfast";
 
@@ -96,7 +96,7 @@ export function connectErrorOf(r: Rejection, cause?: unknown): ConnectError {
         conflicts: (r.details.conflicts ?? []).map((c) => ({
           startTime: timestampOfMs(c.startMs),
           endTime: timestampOfMs(c.endMs),
-          status: bookingStatusOf(c.status),
+          status: BOOKING_STATUS.valueOf(c.status),
         })),
         alternatives: (r.details.alternatives ?? []).map(slotOf),
       }),

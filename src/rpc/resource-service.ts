@@ -3,10 +3,11 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { z } from "zod";
 import {
   type CreateOverrideRequest,
-  OverrideKind,
+  type OverrideKind,
   OverrideKindSchema,
   type OverrideSchema,
-  RecurrenceFrequency,
+  type RecurrenceFrequency,
+  RecurrenceFrequencySchema,
   ResourceKind,
   ResourceKindSchema,
   type ResourceSchema,
@@ -34,25 +35,17 @@ import { invalid, Rejection, resourceNotFound } from "../domain/rejection.js";
 import { formatClockTime } from "../domain/time.js";
 import { principalOf } from "./auth.js";
 import { timestampOfDate } from "./convert.js";
+import { enumNames } from "./enum-names.js";
 import { dbOf } from "./idempotency.js";
 import { readPage, writePage } from "./paging.js";
 import { withinQuota } from "./quota.js";
 import * as v from "./validate.js";
 
-const KIND_NAME: Record<number, ResourceKindName> = {
-  [ResourceKind.PERSON]: "person",
-  [ResourceKind.ROOM]: "room",
-  [ResourceKind.EQUIPMENT]: "equipment",
-  [ResourceKind.LOCATION]: "location",
-  [ResourceKind.OTHER]: "other",
-};
-const KIND_OF = Object.fromEntries(
-  Object.entries(KIND_NAME).map(([k, n]) => [n, Number(k)]),
-) as Record<ResourceKindName, ResourceKind>;
+const KIND = enumNames<ResourceKind, ResourceKindName>(ResourceKindSchema);
 
 const kind = v
   .enumValue<ResourceKind>(ResourceKindSchema, ResourceKind.OTHER)
-  .transform((k) => KIND_NAME[k] as ResourceKindName);
+  .transform((k) => KIND.nameOf(k) as ResourceKindName);
 const capacity = z
   .number()
   .int()
@@ -95,11 +88,8 @@ const updateSchema = z.object({
   active: z.boolean().optional(),
 });
 
-const KIND_OF_OVERRIDE = { block: OverrideKind.BLOCK, open: OverrideKind.OPEN } as const;
-const FREQUENCY_OF = {
-  weekly: RecurrenceFrequency.WEEKLY,
-  monthly: RecurrenceFrequency.MONTHLY,
-} as const;
+const OVERRIDE_KIND = enumNames<OverrideKind, "block" | "open">(OverrideKindSchema);
+const FREQUENCY = enumNames<RecurrenceFrequency, "weekly" | "monthly">(RecurrenceFrequencySchema);
 
 /** An override request checked by the domain's rules: the rule availability reads, and its title. */
 const overrideSchema = z
@@ -113,7 +103,7 @@ const overrideSchema = z
     const req = f as unknown as CreateOverrideRequest;
     const r = req.recurrence;
     const checked = checkOverride({
-      kind: f.kind === OverrideKind.BLOCK ? "block" : "open",
+      kind: OVERRIDE_KIND.nameOf(f.kind) ?? "open",
       allDay: req.allDay,
       startDate: req.startDate,
       endDate: req.endDate,
@@ -121,12 +111,7 @@ const overrideSchema = z
       endTime: req.endTime,
       recurrence: r
         ? {
-            frequency:
-              r.frequency === RecurrenceFrequency.WEEKLY
-                ? "weekly"
-                : r.frequency === RecurrenceFrequency.MONTHLY
-                  ? "monthly"
-                  : "unspecified",
+            frequency: FREQUENCY.nameOf(r.frequency) ?? "unspecified",
             interval: r.interval,
             weekdays: r.weekdays,
             monthDay: r.monthDay,
@@ -145,7 +130,7 @@ function overrideOf(o: OverrideRow): MessageInitShape<typeof OverrideSchema> {
   return {
     id: o.id,
     resourceId: o.resourceId,
-    kind: KIND_OF_OVERRIDE[o.kind],
+    kind: OVERRIDE_KIND.valueOf(o.kind),
     title: o.title,
     allDay: o.allDay,
     startDate: o.startDate,
@@ -154,7 +139,7 @@ function overrideOf(o: OverrideRow): MessageInitShape<typeof OverrideSchema> {
     endTime: o.endMinute === null ? "" : formatClockTime(o.endMinute),
     recurrence: r
       ? {
-          frequency: FREQUENCY_OF[r.frequency],
+          frequency: FREQUENCY.valueOf(r.frequency),
           interval: r.interval,
           weekdays: r.weekdays,
           monthDay: r.monthDay ?? 0,
@@ -171,7 +156,7 @@ export function resourceOf(r: ResourceRow): MessageInitShape<typeof ResourceSche
   return {
     id: r.id,
     name: r.name,
-    kind: KIND_OF[r.kind],
+    kind: KIND.valueOf(r.kind),
     timeZone: r.time_zone,
     capacity: r.capacity,
     metadata: r.metadata,

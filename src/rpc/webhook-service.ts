@@ -4,7 +4,8 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { z } from "zod";
 import {
   type DeliverySchema,
-  DeliveryStatus,
+  type DeliveryStatus,
+  DeliveryStatusSchema,
   type WebhookSchema,
   type WebhookService,
   WebhookState,
@@ -33,26 +34,14 @@ import { deliveryBody, newSigningSecret, seal, urlProblem } from "../domain/webh
 import type { EventFeed } from "../events/feed.js";
 import { principalOf } from "./auth.js";
 import { durationOfMs, timestampOfDate } from "./convert.js";
+import { enumNames } from "./enum-names.js";
 import { dbOf } from "./idempotency.js";
 import { readPage, writePage } from "./paging.js";
 import { withinQuota } from "./quota.js";
 import * as v from "./validate.js";
 
-const STATE_NAME: Record<number, WebhookStateName> = {
-  [WebhookState.ACTIVE]: "active",
-  [WebhookState.PAUSED]: "paused",
-  [WebhookState.DISABLED]: "disabled",
-};
-const STATE_OF: Record<WebhookStateName, WebhookState> = {
-  active: WebhookState.ACTIVE,
-  paused: WebhookState.PAUSED,
-  disabled: WebhookState.DISABLED,
-};
-const DELIVERY_STATUS_OF: Record<DeliveryStatusName, DeliveryStatus> = {
-  pending: DeliveryStatus.PENDING,
-  succeeded: DeliveryStatus.SUCCEEDED,
-  failed: DeliveryStatus.FAILED,
-};
+const STATE = enumNames<WebhookState, WebhookStateName>(WebhookStateSchema);
+const DELIVERY_STATUS = enumNames<DeliveryStatus, DeliveryStatusName>(DeliveryStatusSchema);
 
 function webhookOf(w: WebhookRow): MessageInitShape<typeof WebhookSchema> {
   return {
@@ -60,7 +49,7 @@ function webhookOf(w: WebhookRow): MessageInitShape<typeof WebhookSchema> {
     url: w.url,
     eventTypes: w.eventTypes,
     description: w.description,
-    state: STATE_OF[w.state],
+    state: STATE.valueOf(w.state),
     disabledReason: w.disabledReason,
     consecutiveFailures: w.consecutiveFailures,
     createTime: timestampOfDate(w.createTime),
@@ -74,7 +63,7 @@ function deliveryOf(d: DeliveryRow): MessageInitShape<typeof DeliverySchema> {
     webhookId: d.webhookId,
     eventId: d.eventId,
     eventType: d.eventType,
-    status: DELIVERY_STATUS_OF[d.status],
+    status: DELIVERY_STATUS.valueOf(d.status),
     attempts: d.attempts.map((a) => ({
       attemptTime: timestampOfDate(new Date(a.attemptTime)),
       statusCode: a.statusCode,
@@ -89,9 +78,7 @@ function deliveryOf(d: DeliveryRow): MessageInitShape<typeof DeliverySchema> {
 /** A delivery status filter; UNSPECIFIED for all. */
 const deliveryStatus = z.number().transform((s, ctx) => {
   if (s === 0) return undefined;
-  const name = (Object.keys(DELIVERY_STATUS_OF) as DeliveryStatusName[]).find(
-    (n) => DELIVERY_STATUS_OF[n] === s,
-  );
+  const name = DELIVERY_STATUS.nameOf(s as DeliveryStatus);
   if (name) return name;
   ctx.addIssue({ code: "custom", message: "must be PENDING, SUCCEEDED or FAILED" });
   return z.NEVER;
@@ -129,7 +116,7 @@ export function webhookService(
         (s) => s !== WebhookState.DISABLED,
         "can be ACTIVE or PAUSED; DISABLED is set by Holdfast",
       )
-      .transform((s) => STATE_NAME[s] as WebhookStateName)
+      .transform((s) => STATE.nameOf(s) as WebhookStateName)
       .optional(),
   });
 
