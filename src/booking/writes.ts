@@ -102,8 +102,9 @@ export async function book(
   claim: IdempotencyClaim | undefined,
 ): Promise<Written> {
   let near: Near | undefined;
-  const outcome = await retrying(w, tenantId, claim, async () => {
+  const outcome = retrying(w, tenantId, claim, async () => {
     const t = await target(w, tenantId, req, req.serviceId);
+    near = t;
     let resources: ResourceSnapshot[];
     if (t.resourceId !== "") {
       const r = await resource(w, tenantId, t.resourceId);
@@ -128,7 +129,7 @@ export async function book(
       claim,
     );
   });
-  return withAlternatives(w, tenantId, outcome, near);
+  return withAlternatives(w, tenantId, outcome, () => near);
 }
 
 /**
@@ -142,7 +143,7 @@ export async function reschedule(
   claim: IdempotencyClaim | undefined,
 ): Promise<Written> {
   let near: Near | undefined;
-  const outcome = await retrying(w, tenantId, claim, async () => {
+  const outcome = retrying(w, tenantId, claim, async () => {
     const json = await getBooking(w.db, tenantId, req.bookingId);
     if (!json) throw bookingNotFound(req.bookingId);
     const current = fromJson(BookingSchema, json);
@@ -158,8 +159,8 @@ export async function reschedule(
       throw new Error(`policy version ${current.policyVersion} of ${current.serviceId} is missing`);
     const r = await resource(w, tenantId, t.resourceId || current.resourceId);
     checkResource(t.service, r);
-    checkTime(rules, r, t);
     near = { ...t, resourceId: r.id };
+    checkTime(rules, r, t);
     return rescheduleBooking(
       w.db,
       {
@@ -175,7 +176,7 @@ export async function reschedule(
       claim,
     );
   });
-  return withAlternatives(w, tenantId, outcome, near);
+  return withAlternatives(w, tenantId, outcome, () => near);
 }
 
 /** Confirm, extend, cancel, complete, no-show: one locked write, nothing to check before it. */
@@ -334,20 +335,41 @@ async function candidates(
   return order.map((id) => allowed.find((r) => r.id === id) as ResourceSnapshot);
 }
 
-/** Adds up to three free alternatives to a SLOT_UNAVAILABLE outcome, the same resource first. */
+/** The refusals that come with free times nearby: the time is taken, or not worked. */
+const OFFERS_ALTERNATIVES = new Set(["SLOT_UNAVAILABLE", "OUTSIDE_WORKING_HOURS"]);
+
+/**
+ * Adds up to three free alternatives, the same resource first, to a
+ * refusal that offers them, whether the write returned it (or replayed it)
+ * or the checks before the write threw it.
+ */
 async function withAlternatives(
   w: BookingWrites,
   tenantId: string,
-  outcome: Outcome,
-  near: Near | undefined,
+  written: Promise<Outcome>,
+  near: () => Near | undefined,
 ): Promise<Written> {
-  if (outcome.error?.reason !== "SLOT_UNAVAILABLE" || !near) return outcome;
-  const alternatives = await w.finder
+  let outcome: Outcome;
+  try {
+    outcome = await written;
+  } catch (err) {
+    const at = near();
+    if (err instanceof Rejection && OFFERS_ALTERNATIVES.has(err.reason) && at) {
+      err.details.alternatives = await alternativesNear(w, tenantId, at);
+    }
+    throw err;
+  }
+  const at = near();
+  if (!outcome.error || !OFFERS_ALTERNATIVES.has(outcome.error.reason) || !at) return outcome;
+  return { ...outcome, alternatives: await alternativesNear(w, tenantId, at) };
+}
+
+function alternativesNear(w: BookingWrites, tenantId: string, near: Near): Promise<OfferedSlot[]> {
+  return w.finder
     .alternatives(tenantId, near.service, {
       resourceId: near.resourceId,
       startMs: near.startMs,
       durationMs: near.endMs - near.startMs,
     })
     .catch(() => []);
-  return { ...outcome, alternatives };
 }

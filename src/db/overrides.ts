@@ -14,7 +14,8 @@ const COLUMNS = `id, resource_id AS "resourceId", kind, title, all_day AS "allDa
 export const OVERRIDES_JSON = `coalesce((
   SELECT jsonb_agg(jsonb_build_object('id', o.id, 'kind', o.kind, 'allDay', o.all_day,
            'startDate', to_char(o.start_date, 'YYYY-MM-DD'), 'endDate', to_char(o.end_date, 'YYYY-MM-DD'),
-           'startMinute', o.start_minute, 'endMinute', o.end_minute, 'recurrence', o.recurrence) ORDER BY o.id)
+           'startMinute', o.start_minute, 'endMinute', o.end_minute, 'recurrence', o.recurrence,
+           'title', o.title) ORDER BY o.id)
   FROM overrides o WHERE o.tenant_id = r.tenant_id AND o.resource_id = r.id), '[]')`;
 
 /**

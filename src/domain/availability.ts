@@ -1,7 +1,7 @@
 import { Temporal } from "temporal-polyfill";
 import type { Policy, WeeklyWindow } from "./catalog.js";
 import type { OverrideRule } from "./override-rule.js";
-import { calendarDate, isoWeekday, occurrenceDays } from "./recurrence.js";
+import { calendarDate, dayNumber, isoWeekday, occurrenceDays } from "./recurrence.js";
 import { DAY_MS, HOUR_MS, MINUTE_MS } from "./time.js";
 
 /**
@@ -206,6 +206,35 @@ export function fairOrder(
   );
 }
 
+/**
+ * The blocks in the way of `range`: each BLOCK override with an occurrence
+ * overlapping it, and that occurrence's whole span (occurrences on
+ * consecutive days, as of a multi-day block, joined), in override order.
+ */
+export function blocksOverlapping(
+  resource: ResourceCalendar,
+  range: Interval,
+): { rule: OverrideRule; span: Interval }[] {
+  if (range.end <= range.start) return [];
+  const local = zoneDays(resource.timeZone);
+  // A day either side, so a span that runs on across midnight is seen
+  // whole; a block without recurrence, over all its days.
+  const firstDay = local.dayOf(range.start) - 1;
+  const lastDay = local.dayOf(range.end - 1) + 1;
+  const found: { rule: OverrideRule; span: Interval }[] = [];
+  for (const rule of resource.overrides) {
+    if (rule.kind !== "block") continue;
+    const days = rule.recurrence
+      ? { first: firstDay, last: lastDay }
+      : { first: dayNumber(rule.startDate), last: dayNumber(rule.endDate ?? rule.startDate) };
+    const span = merge(occurrences(rule, local, days.first, days.last)).find(
+      (i) => i.start < range.end && i.end > range.start,
+    );
+    if (span) found.push({ rule, span });
+  }
+  return found;
+}
+
 /** The local calendar day [midnight, next midnight) containing `instant` in `timeZone`. */
 export function localDay(instant: number, timeZone: string): Interval {
   const local = zoneDays(timeZone);
@@ -369,22 +398,21 @@ function layers(
   const opens: Interval[] = [];
   const blocks: Interval[] = [];
   for (const rule of resource.overrides) {
-    const into = rule.kind === "open" ? opens : blocks;
-    for (const day of occurrenceDays(rule, firstDay, lastDay)) {
-      if (rule.allDay || rule.startMinute === null || rule.endMinute === null) {
-        into.push({ start: local.midnight(day), end: local.midnight(day + 1) });
-      } else {
-        into.push({
-          start: local.wallTime(day, rule.startMinute),
-          end: local.wallTime(day, rule.endMinute),
-        });
-      }
-    }
+    (rule.kind === "open" ? opens : blocks).push(...occurrences(rule, local, firstDay, lastDay));
   }
 
   const available = clip(merge([...scheduled, ...opens]), range);
   const blocked = clip(merge(blocks), range);
   return { available, blocked, open: subtract(available, blocked) };
+}
+
+/** The times an override covers on local days firstDay..lastDay, one interval per day it occurs. */
+function occurrences(rule: OverrideRule, local: ZoneDays, firstDay: number, lastDay: number) {
+  return occurrenceDays(rule, firstDay, lastDay).map((day) =>
+    rule.allDay || rule.startMinute === null || rule.endMinute === null
+      ? { start: local.midnight(day), end: local.midnight(day + 1) }
+      : { start: local.wallTime(day, rule.startMinute), end: local.wallTime(day, rule.endMinute) },
+  );
 }
 
 /** Weekly windows as instants on local days firstDay..lastDay, sorted and merged. */

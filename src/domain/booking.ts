@@ -1,8 +1,16 @@
-import { checkRequestedTime, type ResourceCalendar, type ServiceRules } from "./availability.js";
+import {
+  blocksOverlapping,
+  checkRequestedTime,
+  localDay,
+  type ResourceCalendar,
+  type ServiceRules,
+  workingTime,
+} from "./availability.js";
 import type { Policy, WeeklyWindow } from "./catalog.js";
 import type { OverrideRule } from "./override-rule.js";
+import { dayNumber, isoWeekday } from "./recurrence.js";
 import { Rejection } from "./rejection.js";
-import { MINUTE_MS } from "./time.js";
+import { localDateTime, MINUTE_MS } from "./time.js";
 
 /**
  * The rules a hold, booking or move must pass before it is written,
@@ -107,12 +115,67 @@ export function checkTime(
       },
     );
   }
-  if (violation === "SCHEDULE_BLOCKED") {
-    throw new Rejection("SCHEDULE_BLOCKED", `resource "${resource.id}" has that time blocked`);
-  }
-  throw new Rejection(
+  if (violation === "SCHEDULE_BLOCKED") throw scheduleBlocked(resource, time);
+  throw outsideWorkingHours(rules, resource, time);
+}
+
+const WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+
+/** "HH:MM" in the zone; the end of `day` reads 24:00. */
+function clock(ms: number, timeZone: string, day?: { end: number }): string {
+  return ms === day?.end ? "24:00" : localDateTime(ms, timeZone).slice(11, 16);
+}
+
+/**
+ * OUTSIDE_WORKING_HOURS, saying when the resource does work for the service
+ * on the local day of the requested start (or that it does not work that
+ * day), so a caller can pick a time without listing slots first.
+ */
+function outsideWorkingHours(
+  rules: ServiceRules,
+  resource: ResourceSnapshot,
+  time: RequestedTime,
+): Rejection {
+  const zone = resource.timeZone;
+  const day = localDay(time.startMs, zone);
+  const { open } = workingTime(calendarOf(resource), rules, day);
+  const date = localDateTime(day.start, zone).slice(0, 10);
+  const on = `on ${WEEKDAYS[isoWeekday(dayNumber(date)) - 1]} ${date} (${zone})`;
+  const hours = open.map((i) => `${clock(i.start, zone, day)}-${clock(i.end, zone, day)}`);
+  const requested = `${clock(time.startMs, zone)}-${clock(time.endMs, zone)}`;
+  return new Rejection(
     "OUTSIDE_WORKING_HOURS",
-    `resource "${resource.id}" is not available for this service at that time`,
+    hours.length === 0
+      ? `resource "${resource.id}" does not work ${on}`
+      : `resource "${resource.id}" works ${hours.join(", ")} ${on}; ${requested} is outside those hours`,
+    { metadata: { local_date: date, time_zone: zone, working_hours: hours.join(", ") } },
+  );
+}
+
+/** SCHEDULE_BLOCKED, naming the block in the way (its title) and its span in local time. */
+function scheduleBlocked(resource: ResourceSnapshot, time: RequestedTime): Rejection {
+  const zone = resource.timeZone;
+  const block = blocksOverlapping(calendarOf(resource), {
+    start: time.startMs,
+    end: time.endMs,
+  })[0];
+  if (!block)
+    return new Rejection("SCHEDULE_BLOCKED", `resource "${resource.id}" has that time blocked`);
+  const from = localDateTime(block.span.start, zone);
+  const to = localDateTime(block.span.end, zone);
+  const title = block.rule.title ? `"${block.rule.title}"` : "a block";
+  const wall = (t: string) => `${t.slice(0, 10)} ${t.slice(11, 16)}`;
+  return new Rejection(
+    "SCHEDULE_BLOCKED",
+    `resource "${resource.id}" is blocked for ${title} from ${wall(from)} to ${wall(to)} (${zone})`,
+    {
+      metadata: {
+        override_id: block.rule.id,
+        block_title: block.rule.title ?? "",
+        block_start: from,
+        block_end: to,
+      },
+    },
   );
 }
 

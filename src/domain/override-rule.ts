@@ -36,4 +36,6 @@ export type OverrideRule = {
   startMinute: number | null;
   endMinute: number | null;
   recurrence: Recurrence | null;
+  /** The caller's name for it ("Team offsite"), for refusals that name the block; not a rule. */
+  title?: string;
 };

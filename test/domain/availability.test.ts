@@ -3,6 +3,7 @@ import { Temporal } from "temporal-polyfill";
 import { describe, expect, it } from "vitest";
 import {
   type BusyBlock,
+  blocksOverlapping,
   checkRequestedTime,
   computeSlots,
   type FreeSlot,
@@ -196,6 +197,20 @@ describe("workingTime: weekly schedule", () => {
   it("an empty range has no time", () => {
     const range = { start: at("2026-03-02T10:00:00-05:00"), end: at("2026-03-02T10:00:00-05:00") };
     expect(workingTime(calendar(), service(), range)).toEqual({ open: [], blocked: [] });
+  });
+});
+
+describe("blocksOverlapping", () => {
+  it("names each block in the way with its whole span, days of one block joined", () => {
+    const week = allDay("block", "2030-03-04", { id: "ov_week", endDate: "2030-03-08" });
+    const lunch = timed("block", "2030-03-06", "12:00", "13:00", { id: "ov_lunch" });
+    const open = allDay("open", "2030-03-06", { id: "ov_open" });
+    const r = calendar({ overrides: [week, lunch, open] });
+    expect(blocksOverlapping(r, span("2030-03-06T17:00Z", "2030-03-06T17:30Z"))).toEqual([
+      { rule: week, span: span("2030-03-04T05:00Z", "2030-03-09T05:00Z") },
+      { rule: lunch, span: span("2030-03-06T17:00Z", "2030-03-06T18:00Z") },
+    ]);
+    expect(blocksOverlapping(r, span("2030-03-10T17:00Z", "2030-03-10T17:30Z"))).toEqual([]);
   });
 });
 

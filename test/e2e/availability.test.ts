@@ -1,6 +1,7 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { beforeAll, describe, expect, it } from "vitest";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { AvailabilityService, type Slot } from "../../gen/holdfast/v1/availability_pb.js";
 import { BookingService, BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
 import { CatalogService } from "../../gen/holdfast/v1/catalog_pb.js";
@@ -488,6 +489,80 @@ describe("holds follow the same rules", () => {
     expect((await c.bookings.createBooking(tuesday(9))).booking?.status).toBe(
       BookingStatus.CONFIRMED,
     );
+  });
+
+  it("say when the resource works that day, with free times nearby, and name the block in the way", async () => {
+    const c = await clinic({ timeZone: "America/New_York", policy: { durations: [minutes(60)] } });
+    const localHour = (ms: number) =>
+      new Intl.DateTimeFormat("en-GB", {
+        timeZone: "America/New_York",
+        hour: "2-digit",
+        minute: "2-digit",
+      }).format(new Date(ms));
+    // Midnight in New York on a Monday ahead (05:00 UTC, or 04:00 in summer time).
+    const mondayUtc = nextMonday();
+    const date = iso(mondayUtc).slice(0, 10);
+    const midnight = mondayUtc + (12 - Number(localHour(mondayUtc + 12 * HOUR).slice(0, 2))) * HOUR;
+    const at = (dayOffset: number, h: number) => ({
+      serviceId: c.serviceId,
+      resourceId: c.resourceId,
+      ...range(midnight + dayOffset * DAY + h * HOUR, midnight + dayOffset * DAY + (h + 1) * HOUR),
+    });
+
+    // The lunch gap: the day's hours, and the nearest free hours of the same resource.
+    const lunch = await rejected(
+      c.bookings.createHold(at(0, 12)),
+      Code.FailedPrecondition,
+      "OUTSIDE_WORKING_HOURS",
+    );
+    expect(lunch.rawMessage).toBe(
+      `resource "${c.resourceId}" works 09:00-12:00, 13:00-17:00 on Monday ${date} (America/New_York); 12:00-13:00 is outside those hours`,
+    );
+    expect(lunch.findDetails(ErrorInfoSchema)[0]?.metadata).toEqual({
+      local_date: date,
+      time_zone: "America/New_York",
+      working_hours: "09:00-12:00, 13:00-17:00",
+    });
+    const offered = lunch.findDetails(SlotConflictSchema)[0]?.alternatives ?? [];
+    expect(offered.map((s) => localHour(ms(s.startTime)))).toEqual(["11:00", "13:00", "10:00"]);
+    expect(offered.every((s) => s.slotId !== "" && s.resourceId === c.resourceId)).toBe(true);
+    const { booking } = await c.bookings.createHold({ slotId: offered[0]?.slotId as string });
+    expect(localHour(ms(booking?.startTime))).toBe("11:00");
+
+    // A day it does not work; with an Idempotency-Key the stored refusal carries them too.
+    const saturday = await rejected(
+      c.bookings.createHold(at(5, 10), { headers: { "Idempotency-Key": `sat-${c.serviceId}` } }),
+      Code.FailedPrecondition,
+      "OUTSIDE_WORKING_HOURS",
+    );
+    const saturdayDate = iso(mondayUtc + 5 * DAY).slice(0, 10);
+    expect(saturday.rawMessage).toBe(
+      `resource "${c.resourceId}" does not work on Saturday ${saturdayDate} (America/New_York)`,
+    );
+    expect(saturday.findDetails(ErrorInfoSchema)[0]?.metadata.working_hours).toBe("");
+
+    // A block: its title and its span, in the resource's time.
+    const block = await c.resources.createOverride({
+      resourceId: c.resourceId,
+      kind: OverrideKind.BLOCK,
+      title: "Staff training",
+      startDate: iso(mondayUtc + DAY).slice(0, 10),
+      startTime: "14:00",
+      endTime: "16:00",
+    });
+    const blocked = await rejected(
+      c.bookings.createHold(at(1, 15)),
+      Code.FailedPrecondition,
+      "SCHEDULE_BLOCKED",
+    );
+    const tuesday = iso(mondayUtc + DAY).slice(0, 10);
+    expect(blocked.rawMessage).toBe(
+      `resource "${c.resourceId}" is blocked for "Staff training" from ${tuesday} 14:00 to ${tuesday} 16:00 (America/New_York)`,
+    );
+    expect(blocked.findDetails(ErrorInfoSchema)[0]?.metadata).toMatchObject({
+      override_id: block.override?.id,
+      block_title: "Staff training",
+    });
   });
 
   it("refuse forged, altered, foreign and stale slot ids", async () => {
