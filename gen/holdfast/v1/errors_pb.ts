@@ -20,7 +20,8 @@ export const file_holdfast_v1_errors: GenFile = /*@__PURE__*/
 
 /**
  * Attached to reason SLOT_UNAVAILABLE: what is in the way, and what is free
- * instead, so an agent can offer another time without another call.
+ * instead, so an agent can offer another time without another call. Also
+ * attached to OUTSIDE_WORKING_HOURS, with alternatives and no conflicts.
  *
  * @generated from message holdfast.v1.SlotConflict
  */
