@@ -7,6 +7,7 @@ import {
   type BookingWrites,
   book,
   change,
+  type MoveRequest,
   type NewBookingRequest,
   reschedule,
   type Written,
@@ -109,6 +110,29 @@ function request(
   };
 }
 
+/** A move of booking `bookingId` to `startMs` (30 min), on `resourceId` ("" keeps its own). */
+function move(bookingId: string, startMs: number, resourceId = ""): MoveRequest {
+  return {
+    bookingId,
+    slotId: "",
+    serviceId: "",
+    resourceId,
+    startMs,
+    endMs: startMs + 30 * MINUTE,
+  };
+}
+
+/** A hold of the first of `resourceIds` at `startMs`: its booking id. */
+async function holdAt(serviceId: string, resourceId: string | undefined, startMs: number) {
+  const held = await book(
+    w,
+    tenantId,
+    request(serviceId, startMs, { resourceId, hold: { ttlMs: null } }),
+    undefined,
+  );
+  return bookingOf(held).id as string;
+}
+
 const bookingOf = (o: Written) => (o.response as { booking: JsonObject }).booking;
 
 function claim(key: string, body: string): IdempotencyClaim {
@@ -173,10 +197,18 @@ describe("book", () => {
     const late = request(serviceId, MONDAY + 15 * HOUR, { resourceId: resourceIds[0] });
     const r = await refusal(book(w, tenantId, late, undefined));
     expect(r.reason).toBe("OUTSIDE_WORKING_HOURS");
+    expect(r.message).toContain("works 09:00-12:00 on Monday 2030-03-04 (UTC)");
+    // The nearest free times come with it, the latest morning slots first.
+    expect(r.details.alternatives?.map((a) => new Date(a.startMs).toISOString())).toEqual([
+      "2030-03-04T11:30:00.000Z",
+      "2030-03-04T11:00:00.000Z",
+      "2030-03-04T10:30:00.000Z",
+    ]);
 
     const key = claim(`late-${serviceId}`, "late");
     const kept = await book(w, tenantId, late, key);
     expect(kept.error?.reason).toBe("OUTSIDE_WORKING_HOURS");
+    expect(kept.alternatives).toEqual(r.details.alternatives);
     // The same request again replays the stored refusal.
     const again = await book(w, tenantId, late, key);
     expect(again).toMatchObject({ replayed: true, error: { reason: "OUTSIDE_WORKING_HOURS" } });
@@ -212,24 +244,11 @@ describe("book", () => {
 describe("reschedule", () => {
   it("moves a booking, and refuses to move one that is cancelled", async () => {
     const { serviceId, resourceIds } = await world(2);
-    const held = await book(
-      w,
-      tenantId,
-      request(serviceId, MONDAY + 9 * HOUR, { resourceId: resourceIds[0], hold: { ttlMs: null } }),
-      undefined,
-    );
-    const id = bookingOf(held).id as string;
+    const id = await holdAt(serviceId, resourceIds[0], MONDAY + 9 * HOUR);
     const moved = await reschedule(
       w,
       tenantId,
-      {
-        bookingId: id,
-        slotId: "",
-        serviceId: "",
-        resourceId: resourceIds[1] as string,
-        startMs: MONDAY + 11 * HOUR,
-        endMs: MONDAY + 11 * HOUR + 30 * MINUTE,
-      },
+      move(id, MONDAY + 11 * HOUR, resourceIds[1]),
       undefined,
     );
     expect(bookingOf(moved)).toMatchObject({
@@ -245,21 +264,7 @@ describe("reschedule", () => {
       { bookingId: id, action: "cancel", reason: "plans changed" },
       undefined,
     );
-    const r = await refusal(
-      reschedule(
-        w,
-        tenantId,
-        {
-          bookingId: id,
-          slotId: "",
-          serviceId: "",
-          resourceId: "",
-          startMs: MONDAY + 12 * HOUR,
-          endMs: MONDAY + 12 * HOUR + 30 * MINUTE,
-        },
-        undefined,
-      ),
-    );
+    const r = await refusal(reschedule(w, tenantId, move(id, MONDAY + 12 * HOUR), undefined));
     expect(r.reason).toBe("INVALID_STATE");
     expect(r.details.metadata).toEqual({ status: "cancelled" });
   });
@@ -268,26 +273,8 @@ describe("reschedule", () => {
     const { serviceId, resourceIds } = await world(1);
     const [rid] = resourceIds as [string];
     await book(w, tenantId, request(serviceId, MONDAY + 14 * HOUR, { resourceId: rid }), undefined);
-    const mine = await book(
-      w,
-      tenantId,
-      request(serviceId, MONDAY + 9 * HOUR, { resourceId: rid }),
-      undefined,
-    );
-    const to = MONDAY + 14 * HOUR;
-    const taken = await reschedule(
-      w,
-      tenantId,
-      {
-        bookingId: bookingOf(mine).id as string,
-        slotId: "",
-        serviceId: "",
-        resourceId: "",
-        startMs: to,
-        endMs: to + 30 * MINUTE,
-      },
-      undefined,
-    );
+    const mine = await holdAt(serviceId, rid, MONDAY + 9 * HOUR);
+    const taken = await reschedule(w, tenantId, move(mine, MONDAY + 14 * HOUR), undefined);
     expect(taken.error?.reason).toBe("SLOT_UNAVAILABLE");
     expect(taken.alternatives?.map((a) => a.resourceId)).toEqual([rid, rid, rid]);
   });
@@ -296,13 +283,7 @@ describe("reschedule", () => {
 describe("change", () => {
   it("confirms a hold once, and replays the confirmation for the same key", async () => {
     const { serviceId, resourceIds } = await world(1);
-    const held = await book(
-      w,
-      tenantId,
-      request(serviceId, MONDAY + 9 * HOUR, { resourceId: resourceIds[0], hold: { ttlMs: null } }),
-      undefined,
-    );
-    const id = bookingOf(held).id as string;
+    const id = await holdAt(serviceId, resourceIds[0], MONDAY + 9 * HOUR);
     const key = claim(`confirm-${id}`, id);
     const first = await change(w, tenantId, { bookingId: id, action: "confirm" }, key);
     expect(bookingOf(first).status).toBe("BOOKING_STATUS_CONFIRMED");
