@@ -68,7 +68,7 @@ describe("the layers", () => {
   });
 
   it("src/db and src/booking never import the layers above them", () => {
-    const above = (s: string) => /^src\/(rpc|events|cli|client|server|main)\b/.test(s);
+    const above = (s: string) => /^src\/(rpc|mcp|events|cli|client|server|main)\b/.test(s);
     expect(offending(src("db"), (s) => above(s) || s.startsWith("src/booking/"))).toEqual([]);
     expect(offending(src("booking"), above)).toEqual([]);
     expect(
@@ -76,13 +76,15 @@ describe("the layers", () => {
     ).toEqual([]);
   });
 
-  it("RPC handlers and the booking orchestration hold no SQL", () => {
+  it("RPC handlers, MCP tools and the booking orchestration hold no SQL", () => {
     const sql =
       /\.query\s*[<(]|\b(SELECT|INSERT\s+INTO|DELETE\s+FROM|SAVEPOINT)\b|\bUPDATE\s+\w+\s+SET\b/;
-    const withSql = [...src("rpc"), ...src("booking")]
+    const withSql = [...src("rpc"), ...src("mcp"), ...src("booking")]
       .filter((m) => sql.test(m.source))
       .map((m) => m.file);
     expect(withSql).toEqual([]);
-    expect(offending([...src("rpc"), ...src("booking")], (s) => s === "pg")).toEqual([]);
+    expect(offending([...src("rpc"), ...src("mcp"), ...src("booking")], (s) => s === "pg")).toEqual(
+      [],
+    );
   });
 });

@@ -5,7 +5,7 @@ import { BadRequestSchema, ErrorInfoSchema } from "../../gen/google/rpc/error_de
 import type { Slot } from "../../gen/holdfast/v1/availability_pb.js";
 import { type Booking, BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
 import { SlotConflictSchema } from "../../gen/holdfast/v1/errors_pb.js";
-import { bookingStatusName, msOfTimestamp } from "../rpc/convert.js";
+import { BOOKING_STATUS, msOfTimestamp } from "../rpc/convert.js";
 
 /**
  * What the MCP tools answer: every answer, success or failure, is a tool
@@ -50,7 +50,7 @@ export function slotView(s: Slot): SlotView {
 export function bookingView(b: Booking, nowMs = Date.now()): Record<string, unknown> {
   const view: Record<string, unknown> = {
     booking_id: b.id,
-    status: bookingStatusName(b.status) ?? "unknown",
+    status: BOOKING_STATUS.nameOf(b.status) ?? "unknown",
     service_id: b.serviceId,
     resource_id: b.resourceId,
     start_time: iso(b.startTime),
@@ -80,7 +80,7 @@ function wall(local: string): string {
 
 /** One sentence about a booking: its status, its local and UTC times, and a hold's time left. */
 export function describeBooking(b: Booking, nowMs = Date.now()): string {
-  const status = (bookingStatusName(b.status) ?? "unknown").toUpperCase();
+  const status = (BOOKING_STATUS.nameOf(b.status) ?? "unknown").toUpperCase();
   const local = b.localStartTime
     ? `${wall(b.localStartTime)}-${b.localEndTime.slice(11, 16)} ${b.timeZone}`
     : "";
@@ -209,7 +209,7 @@ export function failureOf(err: unknown): FailureView {
     view.conflicts = c.conflicts.map((r) => ({
       start_time: iso(r.startTime),
       end_time: iso(r.endTime),
-      status: bookingStatusName(r.status) ?? "unknown",
+      status: BOOKING_STATUS.nameOf(r.status) ?? "unknown",
     }));
     view.alternatives = c.alternatives.map(slotView);
   }

@@ -8,7 +8,7 @@ import { CatalogService } from "../../gen/holdfast/v1/catalog_pb.js";
 import { ResourceKind, ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
 import { DAY_MS, MINUTE_MS } from "../domain/time.js";
 import { ANY_SCOPE, requiredScopeOf } from "../rpc/auth.js";
-import { bookingStatusOf, msOfDuration, msOfTimestamp } from "../rpc/convert.js";
+import { BOOKING_STATUS, msOfDuration, msOfTimestamp } from "../rpc/convert.js";
 import type { McpApi } from "./api.js";
 import {
   badArgument,
@@ -132,8 +132,9 @@ const NEAR_REASONS = new Set([
 
 /**
  * For refusals of a time that carry no alternatives (the API adds them to
- * SLOT_UNAVAILABLE only), the nearest free slots of the same service and
- * length, the same resource first among equals, found with ListSlots.
+ * SLOT_UNAVAILABLE and OUTSIDE_WORKING_HOURS only), the nearest free slots
+ * of the same service and length, the same resource first among equals,
+ * found with ListSlots.
  */
 async function addNearest(
   api: McpApi,
@@ -657,7 +658,9 @@ const listBookings: ToolDef<z.ZodObject> = {
         pageToken: (args.page_token as string | undefined) ?? "",
         resourceId: (args.resource_id as string | undefined) ?? "",
         serviceId: (args.service_id as string | undefined) ?? "",
-        statuses: ((args.statuses as string[] | undefined) ?? []).map(bookingStatusOf),
+        statuses: ((args.statuses as string[] | undefined) ?? []).map((s) =>
+          BOOKING_STATUS.valueOf(s),
+        ),
         startTimeFrom: from === undefined ? undefined : timestampFromMs(from),
         startTimeTo: to === undefined ? undefined : timestampFromMs(to),
       });
