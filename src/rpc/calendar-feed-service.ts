@@ -14,14 +14,12 @@ import {
 import type { Db } from "../db/pool.js";
 import { getResource } from "../db/resources.js";
 import { getService } from "../db/services.js";
-import { Rejection } from "../domain/rejection.js";
+import { Rejection, resourceNotFound, serviceNotFound } from "../domain/rejection.js";
 import { principalOf } from "./auth.js";
 import { CALENDAR_FEED_PATH } from "./calendar-feed-http.js";
-import { serviceNotFound } from "./catalog-service.js";
 import { timestampOfDate } from "./convert.js";
 import { dbOf } from "./idempotency.js";
 import { readPage, writePage } from "./paging.js";
-import { resourceNotFound } from "./resource-service.js";
 import * as v from "./validate.js";
 
 export function calendarFeedOf(f: CalendarFeedRow): MessageInitShape<typeof CalendarFeedSchema> {
