@@ -50,6 +50,7 @@ import { registerHealth } from "./rpc/health.js";
 import { rpcRequestHandler } from "./rpc/http.js";
 import { idempotent } from "./rpc/idempotency.js";
 import { keyService } from "./rpc/key-service.js";
+import { listLimitsInterceptor } from "./rpc/limits.js";
 import { localizeDeliveryBody, localTimesInterceptor, zonesOf } from "./rpc/local-times.js";
 import { rateLimitInterceptor } from "./rpc/rate-limit.js";
 import { registerReflection } from "./rpc/reflection.js";
@@ -204,6 +205,7 @@ export async function startHoldfast(
         errorInterceptor,
         authInterceptor(keyring),
         rateLimitInterceptor(pool, config.rateLimits),
+        listLimitsInterceptor,
         localTimesInterceptor(zones),
       ],
       maxRequestBytes: config.maxRequestBytes,

@@ -9,6 +9,7 @@ export const REASONS = {
   VALIDATION_ERROR: "invalid_argument",
   MALFORMED_REQUEST: "invalid_argument",
   REQUEST_TOO_LARGE: "invalid_argument",
+  UNSUPPORTED_CONTENT_TYPE: "invalid_argument",
   INVALID_PAGE_TOKEN: "invalid_argument",
   INVALID_SLOT_ID: "invalid_argument",
   INVALID_CURSOR: "invalid_argument",
@@ -120,11 +121,17 @@ export class Rejection extends Error {
   }
 }
 
-/** A VALIDATION_ERROR naming every bad field at once. */
+/** At most this many field violations are reported, in a message and in its details. */
+export const MAX_VIOLATIONS = 20;
+
+/**
+ * A VALIDATION_ERROR naming the bad fields at once: the first
+ * MAX_VIOLATIONS of them, and how many more there are, so that an answer
+ * never grows with the request.
+ */
 export function invalid(violations: FieldViolation[]): Rejection {
-  const summary = violations.map((v) => `${v.field}: ${v.description}`).join("; ");
-  return new Rejection("VALIDATION_ERROR", `invalid request: ${summary}`, {
-    fieldViolations: violations,
+  return new Rejection("VALIDATION_ERROR", summary("invalid request", violations), {
+    fieldViolations: bounded(violations),
   });
 }
 
@@ -145,4 +152,25 @@ export function bookingNotFound(id: string): Rejection {
   return new Rejection("BOOKING_NOT_FOUND", `no booking with id "${id}"`, {
     fieldViolations: [{ field: "booking_id", description: "no such booking" }],
   });
+}
+
+/** The first MAX_VIOLATIONS violations, with descriptions of reasonable length. */
+export function bounded(violations: readonly FieldViolation[]): FieldViolation[] {
+  return violations.slice(0, MAX_VIOLATIONS).map((v) => ({
+    field: clipText(v.field, 200),
+    description: clipText(v.description, 500),
+  }));
+}
+
+/** "<prefix>: a: ...; b: ...", naming the first violations and how many more there are. */
+export function summary(prefix: string, violations: readonly FieldViolation[]): string {
+  const shown = bounded(violations);
+  const more = violations.length - shown.length;
+  const text = shown.map((v) => `${v.field}: ${v.description}`).join("; ");
+  return `${prefix}: ${text}${more > 0 ? `; and ${more} more` : ""}`;
+}
+
+/** At most `n` characters of a text that may echo what a caller sent. */
+export function clipText(text: string, n: number): string {
+  return text.length > n ? `${text.slice(0, n)}…` : text;
 }

@@ -8,11 +8,20 @@ import {
 } from "../../gen/google/rpc/error_details_pb.js";
 import { SlotConflictSchema } from "../../gen/holdfast/v1/errors_pb.js";
 import { rejectionFromDatabase } from "../db/errors.js";
-import { type Reason, Rejection, type RejectionCode } from "../domain/rejection.js";
+import {
+  bounded,
+  clipText,
+  type Reason,
+  Rejection,
+  type RejectionCode,
+} from "../domain/rejection.js";
 import { log } from "../log.js";
 import { BOOKING_STATUS, slotOf, timestampOfMs } from "./convert.js";
 
 export const ERROR_DOMAIN = "holdfast";
+
+/** No error message is longer, whatever the request: answers stay bounded. */
+const MAX_MESSAGE_CHARS = 2_000;
 
 const CODE: Record<RejectionCode, Code> = {
   invalid_argument: Code.InvalidArgument,
@@ -56,7 +65,7 @@ export function connectErrorOf(r: Rejection, cause?: unknown): ConnectError {
     details.push({
       desc: BadRequestSchema,
       value: create(BadRequestSchema, {
-        fieldViolations: r.details.fieldViolations.map((v) => ({
+        fieldViolations: bounded(r.details.fieldViolations).map((v) => ({
           field: v.field,
           description: v.description,
         })),
@@ -102,7 +111,13 @@ export function connectErrorOf(r: Rejection, cause?: unknown): ConnectError {
       }),
     });
   }
-  return new ConnectError(r.message, CODE[r.code], undefined, details, cause);
+  return new ConnectError(
+    clipText(r.message, MAX_MESSAGE_CHARS),
+    CODE[r.code],
+    undefined,
+    details,
+    cause,
+  );
 }
 
 /**

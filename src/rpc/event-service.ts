@@ -204,6 +204,10 @@ export function eventService(
     async *watchEvents(req, ctx) {
       const events = await open(principalOf(ctx).tenantId, req, ctx.signal);
       for await (const event of events) yield { event };
+      // The stream ended because the call's signal aborted: its deadline
+      // passed (or the caller left). Say so; ending with OK would tell the
+      // consumer there is nothing more to read.
+      if (ctx.signal.aborted) throw ctx.signal.reason;
     },
 
     async listEvents(req, ctx) {

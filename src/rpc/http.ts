@@ -1,16 +1,21 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { type DescMethod, fromJson, type JsonValue } from "@bufbuild/protobuf";
+import { gunzipSync } from "node:zlib";
+import { type DescMethod, fromBinary, fromJson, type JsonValue } from "@bufbuild/protobuf";
+import { base64Decode } from "@bufbuild/protobuf/wire";
+import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import { type ConnectRouter, createConnectRouter, type Interceptor } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
+import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import {
   compressionGzip,
   universalRequestFromNodeRequest,
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
-import { Rejection } from "../domain/rejection.js";
+import { clipText, Rejection } from "../domain/rejection.js";
 import { log } from "../log.js";
 import { connectErrorOf } from "./errors.js";
+import { explainJsonError } from "./json-errors.js";
 
 export type RpcHandlerOptions = {
   routes: (router: ConnectRouter) => void;
@@ -28,14 +33,39 @@ export type RpcRequestHandler = ((req: NodeRequest, res: NodeResponse) => void) 
 };
 
 /**
+ * The longest deadline a caller can ask for: Node's timers hold at most
+ * 2^31-1 ms, and a longer one fires at once. Longer deadlines are clamped
+ * to this (about 24.8 days), so they behave as "very long", not as "now".
+ */
+export const MAX_DEADLINE_MS = 2 ** 31 - 1;
+
+/** Where a plain-JSON consumer of WatchEvents goes instead. */
+const SSE_HINT =
+  "WatchEvents is a server stream: a plain application/json POST cannot carry it. Follow events as Server-Sent Events with GET /v1/events/stream, or poll holdfast.v1.EventService/ListEvents";
+
+const SSE_METADATA = {
+  expected_content_type: "application/connect+json",
+  sse_path: "/v1/events/stream",
+  poll_procedure: "holdfast.v1.EventService/ListEvents",
+};
+
+/**
  * The Node request handler for every protocol (Connect, gRPC, gRPC-Web).
- * Like connect-node's adapter, plus a guard on request bodies: the size cap
- * applies to every protocol, and a Connect JSON body is parsed and checked
- * here, so that malformed JSON, wrong types and unknown fields or enum
- * values come back as InvalidArgument with a reason instead of a bare
- * framework error. The parsed body is handed on, so it is parsed once.
+ * Like connect-node's adapter, plus an edge that checks every request
+ * before the framework sees it, so that bad input always gets
+ * InvalidArgument with a reason (never the framework's Internal or a bare
+ * 415 or 429):
+ * - the Content-Type must name a protocol the method speaks;
+ * - deadlines (grpc-timeout, Connect-Timeout-Ms) must parse, and long ones
+ *   are clamped to MAX_DEADLINE_MS;
+ * - the body (and each message after decompression) must fit in
+ *   maxRequestBytes: REQUEST_TOO_LARGE at every size;
+ * - every message must decode (envelopes, compression, binary or JSON):
+ *   MALFORMED_REQUEST otherwise, naming the field in JSON.
+ * A Connect unary JSON body is handed on parsed, so it is parsed once.
  */
 export function rpcRequestHandler(opts: RpcHandlerOptions): RpcRequestHandler {
+  const max = opts.maxRequestBytes;
   const router = createConnectRouter({
     interceptors: opts.interceptors,
     jsonOptions: { ignoreUnknownFields: false },
@@ -43,9 +73,8 @@ export function rpcRequestHandler(opts: RpcHandlerOptions): RpcRequestHandler {
     // Compressing costs more than it saves for all but large answers (long
     // slot lists): gzip only above 64 KiB.
     compressMinBytes: 64 * 1024,
-    // Our own cap below fires first with a clear reason; this one only
-    // bounds decompressed sizes.
-    readMaxBytes: opts.maxRequestBytes * 8,
+    // The edge below has checked every message against the same cap.
+    readMaxBytes: max,
     shutdownSignal: opts.shutdownSignal,
   });
   opts.routes(router);
@@ -60,88 +89,385 @@ export function rpcRequestHandler(opts: RpcHandlerOptions): RpcRequestHandler {
       return;
     }
     const uReq = universalRequestFromNodeRequest(req, res as never, undefined, undefined);
-    guardBody(uReq, handler.method, opts.maxRequestBytes)
-      .then((body) => handler({ ...uReq, body }))
-      .then((uRes) => universalResponseToNodeResponse(uRes, res as never))
+    checkRequest(uReq, handler.method, max)
+      .then(async (checked) => {
+        if ("answer" in checked) return writeConnectError(res, checked.answer, checked.status);
+        const uRes = await handler(checked.request);
+        await universalResponseToNodeResponse(uRes, res as never);
+      })
       .catch((err: unknown) => log.debug("rpc response not written", { path, err }));
   };
   return Object.assign(handle, { handlers: router.handlers });
+}
+
+type Wire = {
+  /** How the framework will read the body. */
+  framing: "unary" | "enveloped";
+  binary: boolean;
+  /** The header naming the body's (or each message's) compression. */
+  encodingHeader: string;
+  timeout: "grpc" | "connect";
+};
+
+/** The protocol a Content-Type names, as connect-es recognizes them. */
+function wireOf(contentType: string): Wire | undefined {
+  const m =
+    /^application\/(grpc-web|grpc|connect\+|)(?:\+?(proto|json))?(?:;\s*charset=utf-?8)?$/i.exec(
+      contentType.trim(),
+    );
+  if (!m) return undefined;
+  const family = (m[1] ?? "").toLowerCase();
+  const sub = (m[2] ?? "").toLowerCase();
+  if (family === "" || family === "connect+") {
+    if (!sub) return undefined;
+    return family === ""
+      ? {
+          framing: "unary",
+          binary: sub === "proto",
+          encodingHeader: "content-encoding",
+          timeout: "connect",
+        }
+      : {
+          framing: "enveloped",
+          binary: sub === "proto",
+          encodingHeader: "connect-content-encoding",
+          timeout: "connect",
+        };
+  }
+  return {
+    framing: "enveloped",
+    binary: sub !== "json",
+    encodingHeader: "grpc-encoding",
+    timeout: "grpc",
+  };
+}
+
+type Checked = { request: UniversalServerRequest } | { answer: Rejection; status?: number };
+
+async function checkRequest(
+  req: UniversalServerRequest,
+  method: DescMethod,
+  max: number,
+): Promise<Checked> {
+  const header = new Headers(req.header);
+  const isGet = req.method === "GET";
+  let wire: Wire | undefined;
+  if (isGet) {
+    if (method.methodKind !== "unary") {
+      return {
+        answer: new Rejection(
+          "MALFORMED_REQUEST",
+          `${method.name} is a stream: a Connect GET cannot call it. ${SSE_HINT}`,
+          { metadata: SSE_METADATA },
+        ),
+        status: 405,
+      };
+    }
+    if (method.idempotency !== MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS) {
+      return {
+        answer: new Rejection(
+          "MALFORMED_REQUEST",
+          `${method.name} changes state: call it with POST (GET serves reads only)`,
+        ),
+        status: 405,
+      };
+    }
+    wire = { framing: "unary", binary: false, encodingHeader: "", timeout: "connect" };
+  } else {
+    const contentType = header.get("content-type") ?? "";
+    wire = wireOf(contentType);
+    if (wire === undefined) {
+      return { answer: unsupportedContentType(contentType, method), status: 415 };
+    }
+    const streaming = method.methodKind !== "unary";
+    if (wire.framing === "unary" && streaming && wire.timeout === "connect") {
+      return { answer: unsupportedContentType(contentType, method), status: 415 };
+    }
+    if (wire.framing === "enveloped" && !streaming && wire.timeout === "connect") {
+      return { answer: unsupportedContentType(contentType, method), status: 415 };
+    }
+  }
+
+  // Whatever fails from here is answered by the framework from a failing
+  // body, in the caller's protocol; the headers it would check before
+  // reading the body are dropped so that ours is the error it reports.
+  const fail = (r: Rejection): Checked => {
+    for (const h of ["content-length", "grpc-timeout", "connect-timeout-ms", wire.encodingHeader]) {
+      if (h) header.delete(h);
+    }
+    if (isGet) return { answer: r };
+    return { request: { ...req, header, body: failing(r) } };
+  };
+
+  const deadline = clampDeadline(header, wire.timeout);
+  if (deadline) return fail(deadline);
+
+  const encoding = wire.encodingHeader
+    ? (header.get(wire.encodingHeader) ?? "identity")
+    : "identity";
+  if (encoding !== "identity" && encoding !== "gzip") {
+    return fail(
+      new Rejection(
+        "MALFORMED_REQUEST",
+        `${wire.encodingHeader} "${clipText(encoding, 40)}" is not supported: send gzip or identity`,
+      ),
+    );
+  }
+  const declared = Number(header.get("content-length") ?? "0");
+  if (declared > max) return fail(tooLarge(max));
+
+  if (isGet) {
+    const rejection = checkGet(new URL(req.url).searchParams, method, max);
+    return rejection ? fail(rejection) : { request: { ...req, header } };
+  }
+  const body = req.body as AsyncIterable<Uint8Array>;
+  const gzip = encoding === "gzip";
+  if (wire.framing === "unary") {
+    // Read whole (the framework would too), decompressed and decoded here;
+    // JSON goes on parsed, so it is parsed once.
+    let raw: Uint8Array;
+    try {
+      raw = await readAll(body, max);
+    } catch (err) {
+      if (err instanceof Rejection) return fail(err);
+      throw err;
+    }
+    const bytes = gzip ? gunzip(raw, max) : raw;
+    if (bytes instanceof Rejection) return fail(bytes);
+    const parsed = decode(method, wire.binary, bytes);
+    if (parsed instanceof Rejection) return fail(parsed);
+    // What goes on is the whole body, decompressed.
+    header.delete("content-length");
+    header.delete("content-encoding");
+    if (wire.binary) {
+      return { request: { ...req, header, body: oneChunk(bytes) } };
+    }
+    return { request: { ...req, header, body: parsed } };
+  }
+  return {
+    request: {
+      ...req,
+      header,
+      body: checkedEnvelopes(body, method, wire.binary, gzip, max),
+    },
+  };
+}
+
+/**
+ * Connect-Timeout-Ms or grpc-timeout: refused when it does not parse,
+ * clamped to MAX_DEADLINE_MS when longer.
+ */
+function clampDeadline(header: Headers, kind: "grpc" | "connect"): Rejection | undefined {
+  const name = kind === "grpc" ? "grpc-timeout" : "connect-timeout-ms";
+  const value = header.get(name);
+  if (value === null) return undefined;
+  let ms: number;
+  if (kind === "connect") {
+    if (!/^\d{1,10}$/.test(value)) return badDeadline(name, value, "milliseconds, e.g. 5000");
+    ms = Number(value);
+  } else {
+    const m = /^(\d{1,8})([HMSmun])$/.exec(value);
+    if (!m)
+      return badDeadline(name, value, 'at most 8 digits and a unit (H, M, S, m, u, n), e.g. "5S"');
+    const unit = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 0.001, n: 0.000001 }[
+      m[2] as "H" | "M" | "S" | "m" | "u" | "n"
+    ];
+    ms = Number(m[1]) * unit;
+  }
+  if (ms > MAX_DEADLINE_MS) {
+    header.set(
+      name,
+      kind === "connect" ? String(MAX_DEADLINE_MS) : `${Math.floor(MAX_DEADLINE_MS / 60_000)}M`,
+    );
+  }
+  return undefined;
+}
+
+function badDeadline(name: string, value: string, expected: string): Rejection {
+  return new Rejection(
+    "MALFORMED_REQUEST",
+    `${name} "${clipText(value, 40)}" is not a deadline: expected ${expected}`,
+  );
+}
+
+/** A Connect GET: the message, its encoding and compression are in the query. */
+function checkGet(query: URLSearchParams, method: DescMethod, max: number): Rejection | undefined {
+  const encoding = query.get("encoding");
+  if (encoding !== "json" && encoding !== "proto") {
+    return new Rejection(
+      "MALFORMED_REQUEST",
+      "a Connect GET needs encoding=json (or encoding=proto) and message=<the request>, e.g. ?encoding=json&message={}",
+    );
+  }
+  const compression = query.get("compression");
+  if (compression !== null && compression !== "identity" && compression !== "gzip") {
+    return new Rejection(
+      "MALFORMED_REQUEST",
+      `compression "${clipText(compression, 40)}" is not supported: use gzip or identity`,
+    );
+  }
+  const text = query.get("message") ?? "";
+  if (text.length > max * 2) return tooLarge(max);
+  let bytes: Uint8Array;
+  if (query.get("base64") === "1") {
+    if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(text)) {
+      return new Rejection("MALFORMED_REQUEST", "message is not valid base64 (base64=1)");
+    }
+    try {
+      bytes = base64Decode(text);
+    } catch {
+      return new Rejection("MALFORMED_REQUEST", "message is not valid base64 (base64=1)");
+    }
+  } else {
+    bytes = new TextEncoder().encode(text);
+  }
+  const decompressed = compression === "gzip" ? gunzip(bytes, max) : bytes;
+  if (decompressed instanceof Rejection) return decompressed;
+  const parsed = decode(method, encoding === "proto", decompressed);
+  return parsed instanceof Rejection ? parsed : undefined;
+}
+
+async function readAll(body: AsyncIterable<Uint8Array>, max: number): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.byteLength;
+    if (size > max) throw tooLarge(max);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+/**
+ * An enveloped body (gRPC, gRPC-Web, Connect streaming), passed on envelope
+ * by envelope once each has been checked: a known flag, a length within
+ * `max`, compression only with a declared encoding, a message that decodes,
+ * and one message only for methods that take one.
+ */
+async function* checkedEnvelopes(
+  body: AsyncIterable<Uint8Array>,
+  method: DescMethod,
+  binary: boolean,
+  gzip: boolean,
+  max: number,
+): AsyncIterable<Uint8Array> {
+  const single = method.methodKind === "unary" || method.methodKind === "server_streaming";
+  let buffer = Buffer.alloc(0);
+  let messages = 0;
+  const malformed = (text: string) => connectErrorOf(new Rejection("MALFORMED_REQUEST", text));
+  for await (const chunk of body) {
+    buffer = buffer.length === 0 ? Buffer.from(chunk) : Buffer.concat([buffer, chunk]);
+    while (buffer.length >= 5) {
+      const flags = buffer[0] as number;
+      const length = buffer.readUInt32BE(1);
+      if (length > max) throw connectErrorOf(tooLarge(max));
+      if (buffer.length < 5 + length) break;
+      if ((flags & ~1) !== 0)
+        throw malformed(`envelope flag 0x${flags.toString(16)} is not allowed in a request`);
+      const envelope = buffer.subarray(0, 5 + length);
+      buffer = buffer.subarray(5 + length);
+      messages++;
+      if (single && messages > 1) {
+        throw malformed(`${method.name} takes exactly one request message, got more`);
+      }
+      let data: Uint8Array = envelope.subarray(5);
+      if (flags & 1) {
+        if (!gzip) {
+          throw malformed(
+            "the message is flagged compressed but the request declares no encoding (send grpc-encoding: gzip, or an uncompressed message)",
+          );
+        }
+        const inflated = gunzip(data, max);
+        if (inflated instanceof Rejection) throw connectErrorOf(inflated);
+        data = inflated;
+      }
+      const parsed = decode(method, binary, data);
+      if (parsed instanceof Rejection) throw connectErrorOf(parsed);
+      yield envelope;
+    }
+    if (buffer.length > max + 5) throw connectErrorOf(tooLarge(max));
+  }
+  if (buffer.length > 0) throw malformed("the body ends inside a message envelope (truncated)");
+  if (single && messages === 0)
+    throw malformed(`${method.name} takes one request message, got none`);
+}
+
+function gunzip(bytes: Uint8Array, max: number): Uint8Array | Rejection {
+  try {
+    return gunzipSync(bytes, { maxOutputLength: max });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE") return tooLarge(max);
+    return new Rejection("MALFORMED_REQUEST", "the body is not valid gzip data");
+  }
+}
+
+/** Decodes one request message the way the framework will; a Rejection if it cannot. */
+function decode(method: DescMethod, binary: boolean, bytes: Uint8Array): JsonValue | Rejection {
+  if (binary) {
+    try {
+      fromBinary(method.input, bytes);
+      return null;
+    } catch (err) {
+      return new Rejection(
+        "MALFORMED_REQUEST",
+        `request is not a valid binary ${method.input.typeName}: ${clipText(messageOf(err), 200)}`,
+      );
+    }
+  }
+  let json: JsonValue;
+  try {
+    json = JSON.parse(Buffer.from(bytes).toString("utf8")) as JsonValue;
+  } catch (err) {
+    return new Rejection(
+      "MALFORMED_REQUEST",
+      `request body is not valid JSON: ${clipText(messageOf(err), 200)}`,
+    );
+  }
+  try {
+    fromJson(method.input, json);
+  } catch (err) {
+    return explainJsonError(method.input, json, err);
+  }
+  return json;
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof RangeError && /call stack/i.test(err.message)
+    ? "nested too deeply"
+    : err instanceof Error
+      ? err.message
+      : String(err);
 }
 
 function tooLarge(max: number): Rejection {
   return new Rejection("REQUEST_TOO_LARGE", `request body exceeds the limit of ${max} bytes`);
 }
 
-async function guardBody(
-  req: UniversalServerRequest,
-  method: DescMethod,
-  max: number,
-): Promise<UniversalServerRequest["body"]> {
-  const body = req.body as AsyncIterable<Uint8Array>;
-  const declared = Number(req.header.get("content-length") ?? "0");
-  if (declared > max) return failing(tooLarge(max));
-  const isUnaryJson =
-    req.method === "POST" &&
-    method.methodKind === "unary" &&
-    /^application\/json(;|$)/i.test(req.header.get("content-type") ?? "") &&
-    !req.header.get("content-encoding");
-  if (!isUnaryJson) return capped(body, max);
-
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.byteLength;
-    if (size > max) return failing(tooLarge(max));
-    chunks.push(chunk);
-  }
-  let json: JsonValue;
-  try {
-    json = JSON.parse(Buffer.concat(chunks).toString("utf8")) as JsonValue;
-  } catch (err) {
-    return failing(
-      new Rejection(
-        "MALFORMED_REQUEST",
-        `request body is not valid JSON: ${(err as Error).message}`,
-      ),
-    );
-  }
-  try {
-    fromJson(method.input, json);
-  } catch (err) {
-    return failing(malformed(method, (err as Error).message));
-  }
-  return json;
+function unsupportedContentType(contentType: string, method: DescMethod): Rejection {
+  const sent = contentType ? `Content-Type "${clipText(contentType, 80)}"` : "no Content-Type";
+  const watchHint =
+    method.methodKind === "server_streaming" && /^application\/json/i.test(contentType.trim());
+  const message = watchHint
+    ? `${sent} cannot call ${method.parent.typeName}/${method.name}. ${SSE_HINT}`
+    : `${sent} is not a protocol this server speaks: send Content-Type: application/json with a JSON body (Connect), or use a Connect, gRPC or gRPC-Web client`;
+  return new Rejection("UNSUPPORTED_CONTENT_TYPE", message, {
+    metadata: watchHint ? SSE_METADATA : { expected_content_type: "application/json" },
+  });
 }
 
-/**
- * protobuf-es names the offending field in its message ("cannot decode field
- * holdfast.v1.Resource.kind from JSON: ..." or 'key "nme" is unknown').
- */
-function malformed(method: DescMethod, message: string): Rejection {
-  const field =
-    /cannot decode field [\w.]+\.(\w+) from JSON/.exec(message)?.[1] ??
-    /key "([^"]+)" is unknown/.exec(message)?.[1];
-  const text = `request does not match ${method.input.typeName}: ${message.replace(/^cannot decode message [\w.]+ from JSON: /, "")}`;
-  return new Rejection(
-    "MALFORMED_REQUEST",
-    text,
-    field
-      ? {
-          fieldViolations: [
-            { field: field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`), description: text },
-          ],
-        }
-      : {},
-  );
+/** A Connect unary error answer, for what is refused before the framework runs. */
+function writeConnectError(res: NodeResponse, r: Rejection, status?: number): void {
+  const error = connectErrorOf(r);
+  const body = errorToJsonBytes(error, undefined);
+  res.writeHead(status ?? codeToHttpStatus(error.code), {
+    "content-type": "application/json",
+    "content-length": String(body.byteLength),
+  });
+  res.end(body);
 }
 
-async function* capped(body: AsyncIterable<Uint8Array>, max: number): AsyncIterable<Uint8Array> {
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.byteLength;
-    if (size > max) throw connectErrorOf(tooLarge(max));
-    yield chunk;
-  }
+async function* oneChunk(bytes: Uint8Array): AsyncIterable<Uint8Array> {
+  yield bytes;
 }
 
 /** A body that fails when read, so Connect answers with our error in the caller's protocol. */

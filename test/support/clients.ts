@@ -1,3 +1,4 @@
+import * as http2 from "node:http2";
 import { create, type DescService, fromBinary } from "@bufbuild/protobuf";
 import {
   type Client,
@@ -174,4 +175,179 @@ export function grpcJsErrorInfo(err: grpc.ServiceError) {
 
 export function grpcJsReason(err: grpc.ServiceError): string | undefined {
   return grpcJsErrorInfo(err)?.reason;
+}
+
+/** What a raw call got back, whatever its protocol: HTTP status, Connect/gRPC code, reason, bytes. */
+export type RawReply = {
+  status: number;
+  /** The gRPC status code (Connect's code string for Connect unary errors). */
+  code: string;
+  reason: string | undefined;
+  message: string;
+  /** Every byte of the answer: headers, body and trailers. */
+  size: number;
+};
+
+/** One gRPC / gRPC-Web length-prefixed message. */
+export function envelope(message: Uint8Array, flags = 0): Uint8Array {
+  const out = Buffer.alloc(5 + message.byteLength);
+  out[0] = flags;
+  out.writeUInt32BE(message.byteLength, 1);
+  out.set(message, 5);
+  return out;
+}
+
+const GRPC_CODE_NAMES: Record<string, string> = {
+  "0": "OK",
+  ...Object.fromEntries(
+    Object.entries(Code)
+      .filter(([, v]) => typeof v === "number")
+      .map(([k, v]) => [String(v), k]),
+  ),
+};
+
+function reasonOfStatusBin(bin: string | undefined): string | undefined {
+  if (!bin) return undefined;
+  const status = fromBinary(StatusSchema, Buffer.from(bin, "base64"));
+  const info = status.details.find((d) => d.typeUrl.endsWith("google.rpc.ErrorInfo"));
+  return info ? fromBinary(ErrorInfoSchema, info.value).reason : undefined;
+}
+
+function headerSize(h: Record<string, unknown>): number {
+  return Object.entries(h).reduce((n, [k, v]) => n + k.length + String(v).length + 4, 0);
+}
+
+/**
+ * A raw gRPC call over h2c, with any body and headers (as a client of
+ * another language could send): for what typed clients cannot send.
+ */
+export async function rawGrpc(
+  baseUrl: string,
+  procedure: string,
+  body: Uint8Array,
+  headers: Record<string, string> = {},
+): Promise<RawReply> {
+  const session = http2.connect(baseUrl);
+  try {
+    return await new Promise<RawReply>((resolve, reject) => {
+      session.on("error", reject);
+      const req = session.request({
+        ":method": "POST",
+        ":path": `/${procedure}`,
+        "content-type": "application/grpc+proto",
+        te: "trailers",
+        ...headers,
+      });
+      let status = 0;
+      let size = 0;
+      let head: Record<string, unknown> = {};
+      req.on("response", (h) => {
+        status = Number(h[":status"]);
+        head = h;
+        size += headerSize(h);
+      });
+      req.on("data", (chunk: Buffer) => {
+        size += chunk.byteLength;
+      });
+      req.on("trailers", (t) => {
+        trailers = true;
+        head = { ...head, ...t };
+        size += headerSize(t);
+      });
+      let trailers = false;
+      const done = () =>
+        resolve({
+          status,
+          code: GRPC_CODE_NAMES[String(head["grpc-status"])] ?? String(head["grpc-status"]),
+          reason: reasonOfStatusBin(head["grpc-status-details-bin"] as string | undefined),
+          message: decodeURIComponent(String(head["grpc-message"] ?? "")),
+          size,
+        });
+      req.on("end", done);
+      // A server that answers before reading a large body resets the
+      // stream after its trailers: the answer is still the trailers.
+      req.on("error", (err) => (trailers ? done() : reject(err)));
+      req.end(body);
+    });
+  } finally {
+    session.close();
+  }
+}
+
+/** A raw gRPC-Web call over HTTP/1.1, as a browser's fetch would make it. */
+export async function rawGrpcWeb(
+  baseUrl: string,
+  procedure: string,
+  body: Uint8Array,
+  headers: Record<string, string> = {},
+): Promise<RawReply> {
+  const res = await fetch(`${baseUrl}/${procedure}`, {
+    method: "POST",
+    headers: { "content-type": "application/grpc-web+proto", ...headers },
+    body,
+  });
+  const bytes = Buffer.from(await res.arrayBuffer());
+  const fields: Record<string, string> = {};
+  res.headers.forEach((v, k) => {
+    fields[k] = v;
+  });
+  // The trailers are the last envelope (flag 0x80), as HTTP header lines.
+  let at = 0;
+  while (at + 5 <= bytes.length) {
+    const len = bytes.readUInt32BE(at + 1);
+    if (bytes[at] === 0x80) {
+      for (const line of bytes
+        .subarray(at + 5, at + 5 + len)
+        .toString()
+        .split("\r\n")) {
+        const i = line.indexOf(":");
+        if (i > 0) fields[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+      }
+    }
+    at += 5 + len;
+  }
+  return {
+    status: res.status,
+    code: GRPC_CODE_NAMES[fields["grpc-status"] ?? ""] ?? String(fields["grpc-status"]),
+    reason: reasonOfStatusBin(fields["grpc-status-details-bin"]),
+    message: decodeURIComponent(fields["grpc-message"] ?? ""),
+    size: bytes.length + headerSize(fields),
+  };
+}
+
+/** A raw Connect unary call (POST, or GET when `body` is undefined and `query` given). */
+export async function rawConnect(
+  baseUrl: string,
+  procedure: string,
+  body: Uint8Array | string | undefined,
+  headers: Record<string, string> = {},
+  query = "",
+): Promise<RawReply> {
+  const res = await fetch(`${baseUrl}/${procedure}${query}`, {
+    method: body === undefined ? "GET" : "POST",
+    headers,
+    body,
+  });
+  const text = await res.text();
+  let json: {
+    code?: string;
+    message?: string;
+    details?: { type: string; debug?: { reason?: string } }[];
+  } = {};
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // a successful binary answer
+  }
+  const fields: Record<string, string> = {};
+  res.headers.forEach((v, k) => {
+    fields[k] = v;
+  });
+  return {
+    status: res.status,
+    code: res.status === 200 ? "OK" : (json.code ?? "?"),
+    reason: json.details?.find((d) => d.type === "google.rpc.ErrorInfo")?.debug?.reason,
+    message: json.message ?? "",
+    size: Buffer.byteLength(text) + headerSize(fields),
+  };
 }

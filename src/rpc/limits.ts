@@ -1,0 +1,95 @@
+import type { DescMessage } from "@bufbuild/protobuf";
+import type { Interceptor } from "@connectrpc/connect";
+import { type FieldViolation, invalid } from "../domain/rejection.js";
+
+/**
+ * The most items every repeated field of a request may carry, by
+ * `<message type>.<field>`, as the .proto comments say ("At most N."; a
+ * test holds the two together). A list over its maximum is refused before
+ * any of its items is looked at, so no list in any request can make the
+ * server spend time or memory in proportion to it.
+ */
+export const MAX_ITEMS: Readonly<Record<string, number>> = {
+  "holdfast.v1.ListSlotsRequest.resource_ids": 100,
+  "holdfast.v1.ListBookingsRequest.statuses": 10,
+  "holdfast.v1.Service.resource_ids": 500,
+  "holdfast.v1.CreateServiceRequest.resource_ids": 500,
+  "holdfast.v1.Policy.durations": 20,
+  "holdfast.v1.Policy.business_hours": 100,
+  "holdfast.v1.EventFilter.types": 20,
+  "holdfast.v1.EventFilter.resource_ids": 100,
+  "holdfast.v1.EventFilter.service_ids": 100,
+  "holdfast.v1.CreateApiKeyRequest.scopes": 20,
+  "holdfast.v1.WeeklySchedule.windows": 100,
+  "holdfast.v1.Recurrence.weekdays": 7,
+  "holdfast.v1.Webhook.event_types": 20,
+  "holdfast.v1.CreateWebhookRequest.event_types": 20,
+};
+
+/** For repeated fields a request can carry that are only ever output (e.g. in an Update's message). */
+const DEFAULT_MAX_ITEMS = 100;
+
+/** Violations of MAX_ITEMS in `message` of type `desc`, named by proto path. */
+export function listViolations(desc: DescMessage, message: object): FieldViolation[] {
+  const out: FieldViolation[] = [];
+  walk(desc, message as Record<string, unknown>, "", out, 0);
+  return out;
+}
+
+function walk(
+  desc: DescMessage,
+  message: Record<string, unknown>,
+  path: string,
+  out: FieldViolation[],
+  depth: number,
+): void {
+  // Well-known types (Struct, Duration, ...) are bounded by their own checks.
+  if (depth > 16 || desc.typeName.startsWith("google.")) return;
+  for (const field of desc.fields) {
+    const value = field.oneof
+      ? (message[field.oneof.localName] as { case?: string; value?: unknown } | undefined)?.case ===
+        field.localName
+        ? (message[field.oneof.localName] as { value?: unknown }).value
+        : undefined
+      : message[field.localName];
+    const at = path ? `${path}.${field.name}` : field.name;
+    if (field.fieldKind === "list" && Array.isArray(value)) {
+      const max = MAX_ITEMS[`${desc.typeName}.${field.name}`] ?? DEFAULT_MAX_ITEMS;
+      if (value.length > max) {
+        out.push({
+          field: at,
+          description: `must list at most ${max} items (got ${value.length})`,
+        });
+      } else if (field.listKind === "message") {
+        value.forEach((item, i) => {
+          walk(field.message, item as Record<string, unknown>, `${at}[${i}]`, out, depth + 1);
+        });
+      }
+    } else if (field.fieldKind === "message" && value && typeof value === "object") {
+      walk(field.message, value as Record<string, unknown>, at, out, depth + 1);
+    }
+  }
+}
+
+function check(desc: DescMessage, message: object): void {
+  const violations = listViolations(desc, message);
+  if (violations.length > 0) throw invalid(violations);
+}
+
+/** Refuses requests with a list over its maximum, on every RPC, before the handler runs. */
+export const listLimitsInterceptor: Interceptor = (next) => async (req) => {
+  if (!req.stream) {
+    check(req.method.input, req.message);
+    return next(req);
+  }
+  const messages = req.message;
+  return next({
+    ...req,
+    message: (async function* () {
+      for await (const m of messages) {
+        check(req.method.input, m);
+        yield m;
+      }
+    })(),
+  });
+};

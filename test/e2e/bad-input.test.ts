@@ -1,0 +1,286 @@
+import { gzipSync } from "node:zlib";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
+import { beforeAll, describe, expect, it } from "vitest";
+import { CatalogService, CreateServiceRequestSchema } from "../../gen/holdfast/v1/catalog_pb.js";
+import {
+  EventService,
+  ListEventsRequestSchema,
+  WatchEventsRequestSchema,
+} from "../../gen/holdfast/v1/event_pb.js";
+import { ListResourcesRequestSchema } from "../../gen/holdfast/v1/resource_pb.js";
+import { at, bookingWorld, minutes } from "../support/booking.js";
+import {
+  clientFor,
+  envelope,
+  fieldViolations,
+  jsonReason,
+  newTenant,
+  postJson,
+  rawConnect,
+  rawGrpc,
+  rawGrpcWeb,
+  rejected,
+} from "../support/clients.js";
+import { startTestServer, type TestServer } from "../support/server.js";
+
+/**
+ * Bad input on every protocol: an InvalidArgument with a stable reason, an
+ * answer that does not grow with the request, never Internal.
+ */
+let server: TestServer;
+let key: string;
+const MAX = 2 * 1024 * 1024;
+
+beforeAll(async () => {
+  server = await startTestServer({ HOLDFAST_MAX_REQUEST_BYTES: String(MAX) });
+  key = (await newTenant(server.url)).key;
+});
+
+const LIST = "holdfast.v1.ResourceService/ListResources";
+const WATCH = "holdfast.v1.EventService/WatchEvents";
+const auth = () => ({ authorization: `Bearer ${key}` });
+const garbage = Uint8Array.from([0xff, 0xff, 0xff]);
+
+describe("bodies that do not decode are MALFORMED_REQUEST on every protocol", () => {
+  it("over gRPC and gRPC-Web, for a unary RPC and for WatchEvents", async () => {
+    for (const procedure of [LIST, WATCH]) {
+      for (const call of [rawGrpc, rawGrpcWeb]) {
+        const reply = await call(server.url, procedure, envelope(garbage), auth());
+        expect({ procedure, code: reply.code, reason: reply.reason }).toEqual({
+          procedure,
+          code: "InvalidArgument",
+          reason: "MALFORMED_REQUEST",
+        });
+      }
+    }
+  });
+
+  it("over gRPC and gRPC-Web: a compressed flag without an encoding, truncated envelopes, bad gzip", async () => {
+    const ok = toBinary(ListResourcesRequestSchema, create(ListResourcesRequestSchema, {}));
+    const cases: [string, Uint8Array, Record<string, string>][] = [
+      ["compressed, no encoding", envelope(Uint8Array.from([1, 2, 3]), 1), {}],
+      ["truncated", envelope(garbage).subarray(0, 6), {}],
+      ["gzip that is not", envelope(garbage, 1), { "grpc-encoding": "gzip" }],
+      ["an unknown encoding", envelope(ok), { "grpc-encoding": "zstd-from-mars" }],
+      ["a bad flag", envelope(ok, 0x40), {}],
+      ["two messages for a unary RPC", Buffer.concat([envelope(ok), envelope(ok)]), {}],
+      ["no message", new Uint8Array(), {}],
+    ];
+    for (const [what, body, headers] of cases) {
+      for (const call of [rawGrpc, rawGrpcWeb]) {
+        const reply = await call(server.url, LIST, body, { ...auth(), ...headers });
+        expect({ what, code: reply.code, reason: reply.reason }).toEqual({
+          what,
+          code: "InvalidArgument",
+          reason: "MALFORMED_REQUEST",
+        });
+      }
+    }
+  });
+
+  it("over Connect binary and Connect GET", async () => {
+    const binary = await rawConnect(server.url, LIST, garbage, {
+      ...auth(),
+      "content-type": "application/proto",
+    });
+    expect([binary.status, binary.reason]).toEqual([400, "MALFORMED_REQUEST"]);
+    const gzipped = await rawConnect(server.url, LIST, garbage, {
+      ...auth(),
+      "content-type": "application/proto",
+      "content-encoding": "gzip",
+    });
+    expect([gzipped.status, gzipped.reason]).toEqual([400, "MALFORMED_REQUEST"]);
+    for (const query of [
+      "?message=!!!&encoding=json&base64=1",
+      "?message=%7B&encoding=json",
+      "?message=%7B%7D&encoding=yaml",
+      "?message=AAA&encoding=proto&base64=1&compression=gzip",
+    ]) {
+      const get = await rawConnect(server.url, LIST, undefined, auth(), query);
+      expect({ query, status: get.status, reason: get.reason }).toEqual({
+        query,
+        status: 400,
+        reason: "MALFORMED_REQUEST",
+      });
+    }
+  });
+
+  it("still serves well-formed gzip and binary requests", async () => {
+    const body = gzipSync(Buffer.from("{}"));
+    const reply = await rawConnect(server.url, LIST, body, {
+      ...auth(),
+      "content-type": "application/json",
+      "content-encoding": "gzip",
+    });
+    expect(reply.status).toBe(200);
+    const grpc = await rawGrpc(
+      server.url,
+      LIST,
+      envelope(
+        gzipSync(toBinary(ListResourcesRequestSchema, create(ListResourcesRequestSchema))),
+        1,
+      ),
+      { ...auth(), "grpc-encoding": "gzip" },
+    );
+    expect(grpc.code).toBe("OK");
+  });
+});
+
+describe("bodies over the cap are REQUEST_TOO_LARGE at every size", () => {
+  it.each([MAX + 1, 3 * MAX, 8 * MAX])("%i bytes", async (size) => {
+    const json = JSON.stringify({ pageToken: "x".repeat(size) });
+    const reply = await postJson(server.url, LIST, json, key);
+    expect([reply.status, jsonReason(reply)]).toEqual([400, "REQUEST_TOO_LARGE"]);
+    // Over HTTP/2, a client that pushes far more than the server reads is
+    // cut by the transport (NGHTTP2_ENHANCE_YOUR_CALM) before any answer.
+    if (size > 4 * MAX) return;
+    const grpc = await rawGrpc(server.url, LIST, envelope(Buffer.alloc(size)), auth());
+    expect([grpc.code, grpc.reason]).toEqual(["InvalidArgument", "REQUEST_TOO_LARGE"]);
+  });
+
+  it("counts the size after decompression too", async () => {
+    const bomb = gzipSync(Buffer.from(JSON.stringify({ pageToken: "x".repeat(4 * MAX) })));
+    expect(bomb.byteLength).toBeLessThan(MAX);
+    const reply = await rawConnect(server.url, LIST, bomb, {
+      ...auth(),
+      "content-type": "application/json",
+      "content-encoding": "gzip",
+    });
+    expect([reply.status, reply.reason]).toEqual([400, "REQUEST_TOO_LARGE"]);
+  });
+});
+
+describe("long lists", () => {
+  it("are refused before their items are looked at, with a short answer", async () => {
+    const events = clientFor(EventService, server.url, key);
+    const types = Array.from({ length: 50_000 }, (_, i) => `bad.${i}`);
+    const request = create(ListEventsRequestSchema, { filter: { types } });
+    const err = await rejected(
+      events.listEvents(request),
+      Code.InvalidArgument,
+      "VALIDATION_ERROR",
+    );
+    expect(fieldViolations(err)).toEqual(["filter.types"]);
+    const json = await postJson(
+      server.url,
+      "holdfast.v1.EventService/ListEvents",
+      { filter: { types } },
+      key,
+    );
+    expect(JSON.stringify(json.body).length).toBeLessThan(2_000);
+  });
+
+  it("in a policy cannot crash the server, whatever their length", async () => {
+    const catalog = clientFor(CatalogService, server.url, key);
+    const businessHours = Array.from({ length: 80_000 }, () => ({
+      weekday: 1,
+      startTime: "09:00",
+      endTime: "17:00",
+    }));
+    const request = create(CreateServiceRequestSchema, {
+      name: "S",
+      policy: { durations: [minutes(30)], businessHours },
+    });
+    expect(toBinary(CreateServiceRequestSchema, request).byteLength).toBeLessThan(MAX);
+    const err = await rejected(
+      catalog.createService(request),
+      Code.InvalidArgument,
+      "VALIDATION_ERROR",
+    );
+    expect(fieldViolations(err)).toEqual(["policy.business_hours"]);
+  });
+
+  it("report at most 20 violations, and how many more there are", async () => {
+    const reply = await postJson(
+      server.url,
+      "holdfast.v1.CatalogService/CreateService",
+      {
+        name: "S",
+        policy: {
+          durations: Array.from({ length: 20 }, () => "7s"),
+          businessHours: Array.from({ length: 100 }, () => ({
+            weekday: 9,
+            startTime: "x",
+            endTime: "y",
+          })),
+        },
+      },
+      key,
+    );
+    const violations = (reply.body.details as { debug: { fieldViolations?: unknown[] } }[]).flatMap(
+      (d) => d.debug.fieldViolations ?? [],
+    );
+    expect(violations).toHaveLength(20);
+    expect(reply.body.message).toMatch(/and \d+ more$/);
+  });
+});
+
+describe("a field the request does not have", () => {
+  it("is named as the caller sent it, with the nearest real field", async () => {
+    const reply = await postJson(
+      server.url,
+      "holdfast.v1.AvailabilityService/ListSlots",
+      { serviceID: "svc_1" },
+      key,
+    );
+    expect(reply.status).toBe(400);
+    const v = (
+      reply.body.details as {
+        debug: { fieldViolations?: { field: string; description: string }[] };
+      }[]
+    ).flatMap((d) => d.debug.fieldViolations ?? []);
+    expect(v[0]?.field).toBe("serviceID");
+    expect(v[0]?.description).toContain('"serviceId"');
+  });
+});
+
+describe("deadlines", () => {
+  it("a deadline that passes ends WatchEvents with DeadlineExceeded, never OK", async () => {
+    const request = envelope(toBinary(WatchEventsRequestSchema, create(WatchEventsRequestSchema)));
+    for (const call of [rawGrpc, rawGrpcWeb]) {
+      const reply = await call(server.url, WATCH, request, { ...auth(), "grpc-timeout": "300m" });
+      expect([reply.code, reply.reason]).toEqual(["DeadlineExceeded", "DEADLINE_EXCEEDED"]);
+    }
+  });
+
+  it("a deadline too long for a timer is clamped, so the stream stays open", async () => {
+    const w = await bookingWorld(server.url);
+    const deadlines = [
+      { "grpc-timeout": "99999999H" },
+      { "connect-timeout-ms": "2147483648" },
+      { "connect-timeout-ms": "9999999999" },
+    ];
+    for (const [i, headers] of deadlines.entries()) {
+      const protocol = "grpc-timeout" in headers ? "grpc" : "connect";
+      const events = clientFor(EventService, server.url, w.key, protocol);
+      const abort = new AbortController();
+      const stream = events.watchEvents({}, { headers, signal: abort.signal });
+      const first = stream[Symbol.asyncIterator]().next();
+      // An event that happens after the stream opened still arrives on it.
+      await new Promise((r) => setTimeout(r, 300));
+      await w.bookings.createHold({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(3, 9 + i),
+      });
+      const got = await first;
+      expect({ headers, done: got.done }).toEqual({ headers, done: false });
+      abort.abort();
+    }
+  });
+
+  it("a deadline that does not parse is MALFORMED_REQUEST", async () => {
+    const reply = await rawGrpc(server.url, LIST, envelope(new Uint8Array()), {
+      ...auth(),
+      "grpc-timeout": "soon",
+    });
+    expect([reply.code, reply.reason]).toEqual(["InvalidArgument", "MALFORMED_REQUEST"]);
+    const connect = await rawConnect(server.url, LIST, "{}", {
+      ...auth(),
+      "content-type": "application/json",
+      "connect-timeout-ms": "-5",
+    });
+    expect([connect.status, connect.reason]).toEqual([400, "MALFORMED_REQUEST"]);
+  });
+});
