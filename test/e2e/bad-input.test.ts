@@ -284,3 +284,67 @@ describe("deadlines", () => {
     expect([connect.status, connect.reason]).toEqual([400, "MALFORMED_REQUEST"]);
   });
 });
+
+describe("errors that teach", () => {
+  type Violation = { field: string; description: string };
+  const violationsOf = (reply: { body: Record<string, unknown> }) =>
+    ((reply.body.details ?? []) as { debug: { fieldViolations?: Violation[] } }[]).flatMap(
+      (d) => d.debug.fieldViolations ?? [],
+    );
+
+  it.each([
+    [{ duration: 1800 }, "duration", '"1800s"'],
+    [{ startTime: "2030-03-04T00:00:00" }, "start_time", '"2030-03-04T09:00:00Z"'],
+    [{ pageSize: "ten" }, "page_size", "whole number"],
+    [{ resourceIds: "rsc_1" }, "resource_ids", "JSON array"],
+  ])("a field error names the field and the expected format: %j", async (body, field, example) => {
+    const reply = await postJson(
+      server.url,
+      "holdfast.v1.AvailabilityService/ListSlots",
+      { serviceId: "svc_1", ...body },
+      key,
+    );
+    expect([reply.status, jsonReason(reply)]).toEqual([400, "MALFORMED_REQUEST"]);
+    const [v] = violationsOf(reply);
+    expect(v?.field).toBe(field);
+    expect(v?.description).toContain(example);
+    expect(reply.body.message).toContain(`${field}: expected`);
+  });
+
+  it("an unknown enum value lists the accepted values", async () => {
+    const reply = await postJson(
+      server.url,
+      "holdfast.v1.BookingService/ListBookings",
+      { statuses: ["CANCELLED"] },
+      key,
+    );
+    expect(jsonReason(reply)).toBe("MALFORMED_REQUEST");
+    const [v] = violationsOf(reply);
+    expect(v?.field).toBe("statuses[0]");
+    expect(v?.description).toContain('"BOOKING_STATUS_CANCELLED"');
+  });
+
+  it("a missing or wrong Content-Type says to send application/json", async () => {
+    for (const headers of [
+      { "content-type": "application/x-www-form-urlencoded" },
+      {} as Record<string, string>,
+      { "content-type": "text/plain" },
+    ]) {
+      const reply = await rawConnect(server.url, LIST, "{}", { ...auth(), ...headers });
+      expect([reply.status, reply.reason]).toEqual([415, "UNSUPPORTED_CONTENT_TYPE"]);
+      expect(reply.message).toContain("Content-Type: application/json");
+    }
+  });
+
+  it("plain JSON to WatchEvents points to the Server-Sent Events path and to ListEvents", async () => {
+    const reply = await rawConnect(server.url, WATCH, "{}", {
+      ...auth(),
+      "content-type": "application/json",
+    });
+    expect([reply.status, reply.reason]).toEqual([415, "UNSUPPORTED_CONTENT_TYPE"]);
+    expect(reply.message).toContain("GET /v1/events/stream");
+    expect(reply.message).toContain("ListEvents");
+    const get = await rawConnect(server.url, WATCH, undefined, auth(), "?encoding=json&message={}");
+    expect(get.message).toContain("/v1/events/stream");
+  });
+});
