@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { fromBinary } from "@bufbuild/protobuf";
+import { type DescMessage, fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import { expect, it } from "vitest";
 
@@ -29,4 +29,40 @@ it("documents the request message of every RPC", () => {
   }
   expect(requests.length).toBeGreaterThan(40);
   expect(requests.filter((r) => !documented.has(r))).toEqual([]);
+});
+
+it("gives every repeated field a request can carry a maximum, enforced and documented", async () => {
+  const { API_SERVICES } = await import("../../src/server.js");
+  const { MAX_ITEMS } = await import("../../src/rpc/limits.js");
+  const image = execFileSync("node_modules/.bin/buf", ["build", "-o", "-"], {
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  const comments = new Map<string, string>();
+  for (const f of fromBinary(FileDescriptorSetSchema, image).file) {
+    for (const loc of f.sourceCodeInfo?.location ?? []) {
+      // [4, i, 2, j]: field j of the i-th top-level message.
+      if (loc.path.length === 4 && loc.path[0] === 4 && loc.path[2] === 2) {
+        const message = f.messageType[loc.path[1] as number];
+        const field = message?.field[loc.path[3] as number];
+        comments.set(`${f.package}.${message?.name}.${field?.name}`, loc.leadingComments);
+      }
+    }
+  }
+  const seen = new Set<string>();
+  const repeated: string[] = [];
+  const visit = (desc: DescMessage) => {
+    if (seen.has(desc.typeName) || desc.typeName.startsWith("google.")) return;
+    seen.add(desc.typeName);
+    for (const field of desc.fields) {
+      if (field.fieldKind === "list") repeated.push(`${desc.typeName}.${field.name}`);
+      if (field.message) visit(field.message);
+    }
+  };
+  for (const s of API_SERVICES) for (const m of s.methods) visit(m.input);
+  expect(repeated.length).toBeGreaterThan(10);
+  const problems = repeated.filter((name) => {
+    const max = MAX_ITEMS[name];
+    return max === undefined || !(comments.get(name) ?? "").includes(`At most ${max}`);
+  });
+  expect(problems).toEqual([]);
 });

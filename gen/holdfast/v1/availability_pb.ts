@@ -28,6 +28,7 @@ export type ListSlotsRequest = Message<"holdfast.v1.ListSlotsRequest"> & {
 
   /**
    * Default: every active resource of the service.
+   * At most 100 items.
    *
    * @generated from field: repeated string resource_ids = 2;
    */

@@ -623,6 +623,7 @@ export type ListBookingsRequest = Message<"holdfast.v1.ListBookingsRequest"> & {
 
   /**
    * Any of these statuses; all when empty.
+   * At most 10 items.
    *
    * @generated from field: repeated holdfast.v1.BookingStatus statuses = 5;
    */

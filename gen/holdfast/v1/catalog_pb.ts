@@ -33,6 +33,7 @@ export type Service = Message<"holdfast.v1.Service"> & {
 
   /**
    * The resources that can deliver this service.
+   * At most 500 items.
    *
    * @generated from field: repeated string resource_ids = 3;
    */
@@ -97,6 +98,7 @@ export type Policy = Message<"holdfast.v1.Policy"> & {
   /**
    * Allowed booking lengths. At least one; each a whole number of minutes
    * between 1 minute and 24 hours.
+   * At most 20 items.
    *
    * @generated from field: repeated google.protobuf.Duration durations = 1;
    */
@@ -139,6 +141,7 @@ export type Policy = Message<"holdfast.v1.Policy"> & {
   /**
    * Optional weekly windows in the service's time zone; intersected with
    * each resource's schedule. Empty: no limit beyond the resources' own.
+   * At most 100 items.
    *
    * @generated from field: repeated holdfast.v1.WeeklyWindow business_hours = 7;
    */
@@ -182,6 +185,7 @@ export type CreateServiceRequest = Message<"holdfast.v1.CreateServiceRequest"> &
   /**
    * Resources of the tenant that deliver it; the order is the tie-break
    * when a hold names no resource.
+   * At most 500 items.
    *
    * @generated from field: repeated string resource_ids = 2;
    */

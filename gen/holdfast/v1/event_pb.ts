@@ -101,6 +101,7 @@ export const EventSchema: GenMessage<Event> = /*@__PURE__*/
 export type EventFilter = Message<"holdfast.v1.EventFilter"> & {
   /**
    * Any of these types; all when empty.
+   * At most 20 items.
    *
    * @generated from field: repeated string types = 1;
    */

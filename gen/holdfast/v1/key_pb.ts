@@ -87,6 +87,7 @@ export const ApiKeySchema: GenMessage<ApiKey> = /*@__PURE__*/
 export type CreateApiKeyRequest = Message<"holdfast.v1.CreateApiKeyRequest"> & {
   /**
    * At least one; only scopes the calling key holds itself.
+   * At most 20 items.
    *
    * @generated from field: repeated string scopes = 1;
    */

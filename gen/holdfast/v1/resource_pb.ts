@@ -92,6 +92,8 @@ export const ResourceSchema: GenMessage<Resource> = /*@__PURE__*/
  */
 export type WeeklySchedule = Message<"holdfast.v1.WeeklySchedule"> & {
   /**
+   * At most 100 items.
+   *
    * @generated from field: repeated holdfast.v1.WeeklyWindow windows = 1;
    */
   windows: WeeklyWindow[];
@@ -459,6 +461,7 @@ export type Recurrence = Message<"holdfast.v1.Recurrence"> & {
   /**
    * WEEKLY: the weekdays (1 = Monday ... 7 = Sunday). Default: the weekday
    * of start_date.
+   * At most 7 items.
    *
    * @generated from field: repeated int32 weekdays = 3;
    */

@@ -33,6 +33,7 @@ export type Webhook = Message<"holdfast.v1.Webhook"> & {
 
   /**
    * Event types to deliver; "*" for all.
+   * At most 20 items.
    *
    * @generated from field: repeated string event_types = 3;
    */
@@ -96,6 +97,7 @@ export type CreateWebhookRequest = Message<"holdfast.v1.CreateWebhookRequest"> &
 
   /**
    * Event types to deliver (see Event.type); "*" for all. At least one.
+   * At most 20 items.
    *
    * @generated from field: repeated string event_types = 2;
    */
