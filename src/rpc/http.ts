@@ -89,13 +89,22 @@ export function rpcRequestHandler(opts: RpcHandlerOptions): RpcRequestHandler {
       return;
     }
     const uReq = universalRequestFromNodeRequest(req, res as never, undefined, undefined);
-    checkRequest(uReq, handler.method, max)
-      .then(async (checked) => {
+    checkRequest(uReq, handler.method, max).then(
+      async (checked) => {
         if ("answer" in checked) return writeConnectError(res, checked.answer, checked.status);
         const uRes = await handler(checked.request);
-        await universalResponseToNodeResponse(uRes, res as never);
-      })
-      .catch((err: unknown) => log.debug("rpc response not written", { path, err }));
+        await universalResponseToNodeResponse(uRes, res as never).catch((err: unknown) =>
+          log.debug("rpc response not written", { path, err }),
+        );
+      },
+      (err: unknown) => {
+        // A bug in the checks above: answered, never left hanging.
+        log.error("internal error", { procedure: path, err });
+        if (!res.headersSent) {
+          writeConnectError(res, new Rejection("INTERNAL", "internal error"));
+        } else res.destroy();
+      },
+    );
   };
   return Object.assign(handle, { handlers: router.handlers });
 }

@@ -237,6 +237,9 @@ function join(path: string, key: string): string {
   return path ? `${path}.${clipText(key, 64)}` : clipText(key, 64);
 }
 
+/** What the caller sent, briefly: a scalar as JSON, a list or object by its kind alone. */
 function shown(value: JsonValue): string {
-  return clipText(JSON.stringify(value) ?? String(value), 60);
+  if (Array.isArray(value)) return "a JSON array";
+  if (value !== null && typeof value === "object") return "a JSON object";
+  return clipText(JSON.stringify(value), 60);
 }
