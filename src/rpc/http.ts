@@ -6,7 +6,13 @@ import { base64Decode } from "@bufbuild/protobuf/wire";
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import { type ConnectRouter, createConnectRouter, type Interceptor } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
-import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
+import {
+  codeToHttpStatus,
+  errorToJsonBytes,
+  parseContentType as parseConnectContentType,
+} from "@connectrpc/connect/protocol-connect";
+import { parseContentType as parseGrpcContentType } from "@connectrpc/connect/protocol-grpc";
+import { parseContentType as parseGrpcWebContentType } from "@connectrpc/connect/protocol-grpc-web";
 import {
   compressionGzip,
   universalRequestFromNodeRequest,
@@ -118,37 +124,30 @@ type Wire = {
   timeout: "grpc" | "connect";
 };
 
-/** The protocol a Content-Type names, as connect-es recognizes them. */
+/** The protocol a Content-Type names, by connect-es's own parsers (so the two never differ). */
 function wireOf(contentType: string): Wire | undefined {
-  const m =
-    /^application\/(grpc-web|grpc|connect\+|)(?:\+?(proto|json))?(?:;\s*charset=utf-?8)?$/i.exec(
-      contentType.trim(),
-    );
-  if (!m) return undefined;
-  const family = (m[1] ?? "").toLowerCase();
-  const sub = (m[2] ?? "").toLowerCase();
-  if (family === "" || family === "connect+") {
-    if (!sub) return undefined;
-    return family === ""
+  const connect = parseConnectContentType(contentType);
+  if (connect) {
+    return connect.stream
       ? {
-          framing: "unary",
-          binary: sub === "proto",
-          encodingHeader: "content-encoding",
+          framing: "enveloped",
+          binary: connect.binary,
+          encodingHeader: "connect-content-encoding",
           timeout: "connect",
         }
       : {
-          framing: "enveloped",
-          binary: sub === "proto",
-          encodingHeader: "connect-content-encoding",
+          framing: "unary",
+          binary: connect.binary,
+          encodingHeader: "content-encoding",
           timeout: "connect",
         };
   }
-  return {
-    framing: "enveloped",
-    binary: sub !== "json",
-    encodingHeader: "grpc-encoding",
-    timeout: "grpc",
-  };
+  const grpc = parseGrpcContentType(contentType);
+  const grpcWeb = parseGrpcWebContentType(contentType);
+  // gRPC-Web's text form (base64) is not served.
+  const binary = grpc?.binary ?? (grpcWeb && !grpcWeb.text ? grpcWeb.binary : undefined);
+  if (binary === undefined) return undefined;
+  return { framing: "enveloped", binary, encodingHeader: "grpc-encoding", timeout: "grpc" };
 }
 
 type Checked = { request: UniversalServerRequest } | { answer: Rejection; status?: number };
@@ -160,6 +159,15 @@ async function checkRequest(
 ): Promise<Checked> {
   const header = new Headers(req.header);
   const isGet = req.method === "GET";
+  if (!isGet && req.method !== "POST") {
+    return {
+      answer: new Rejection(
+        "MALFORMED_REQUEST",
+        `${clipText(req.method, 20)} is not how RPCs are called: use POST (or GET for reads)`,
+      ),
+      status: 405,
+    };
+  }
   let wire: Wire | undefined;
   if (isGet) {
     if (method.methodKind !== "unary") {

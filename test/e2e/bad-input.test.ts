@@ -336,6 +336,25 @@ describe("errors that teach", () => {
     }
   });
 
+  it("another HTTP method, or a GET of a write, says how to call instead", async () => {
+    const put = await fetch(`${server.url}/${LIST}`, {
+      method: "PUT",
+      headers: { ...auth(), "content-type": "application/json" },
+      body: "{}",
+    });
+    expect(put.status).toBe(405);
+    expect(((await put.json()) as { message: string }).message).toContain("use POST");
+    const get = await rawConnect(
+      server.url,
+      "holdfast.v1.ResourceService/CreateResource",
+      undefined,
+      auth(),
+      "?encoding=json&message={}",
+    );
+    expect([get.status, get.reason]).toEqual([405, "MALFORMED_REQUEST"]);
+    expect(get.message).toContain("POST");
+  });
+
   it("plain JSON to WatchEvents points to the Server-Sent Events path and to ListEvents", async () => {
     const reply = await rawConnect(server.url, WATCH, "{}", {
       ...auth(),
