@@ -1,10 +1,10 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+// The one place the command names where the typed client lives.
+import { createHoldfastClient, type HoldfastClient } from "../../clients/typescript/src/index.js";
 import { BadRequestSchema, ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import type { Slot } from "../../gen/holdfast/v1/availability_pb.js";
 import { BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
 import { SlotConflictSchema } from "../../gen/holdfast/v1/errors_pb.js";
-// The one place the command names where the typed client lives.
-import { createHoldfastClient, type HoldfastClient } from "../client/index.js";
 import { msOfTimestamp } from "../rpc/convert.js";
 import { CommandFailed, UsageError } from "./failure.js";
 import { localRange, zoneLabel } from "./output.js";

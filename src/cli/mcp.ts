@@ -1,7 +1,7 @@
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import type { Command } from "commander";
 // The one place the command names where the typed client lives.
-import { holdfastTransport } from "../client/index.js";
+import { holdfastTransport } from "../../clients/typescript/src/index.js";
 import { apiFor } from "../mcp/api.js";
 import { failureOf } from "../mcp/results.js";
 import { holdfastMcpServer } from "../mcp/server.js";

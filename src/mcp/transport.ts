@@ -1,7 +1,7 @@
 import type { Transport } from "@connectrpc/connect";
 import { createUniversalHandlerClient, type UniversalHandler } from "@connectrpc/connect/protocol";
 import { createTransport } from "@connectrpc/connect/protocol-connect";
-import { rateLimitRetries } from "../client/index.js";
+import { rateLimitRetries } from "../../clients/typescript/src/index.js";
 
 /**
  * A Connect transport that calls the server's own router in this process:

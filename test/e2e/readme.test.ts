@@ -176,7 +176,12 @@ describe("README", () => {
     const files = blocks.map((_, i) => `.readme-snippet-${process.pid}-${i}.ts`);
     const tsconfig = `.readme-snippet-${process.pid}.tsconfig.json`;
     try {
-      await Promise.all(blocks.map((b, i) => writeFile(files[i] as string, b.code)));
+      // What `npm install` of the client package provides, from its sources here.
+      const here = (code: string) =>
+        code
+          .replaceAll('from "@holdfast/client/web"', 'from "./clients/typescript/src/web.js"')
+          .replaceAll('from "@holdfast/client"', 'from "./clients/typescript/src/index.js"');
+      await Promise.all(blocks.map((b, i) => writeFile(files[i] as string, here(b.code))));
       await writeFile(tsconfig, JSON.stringify({ extends: "./tsconfig.json", include: files }));
       const typecheck = await bash(`node_modules/.bin/tsc --noEmit -p ${tsconfig}`, {});
       expect(typecheck.code, typecheck.stdout + typecheck.stderr).toBe(0);
