@@ -1,9 +1,10 @@
-import { spawn } from "node:child_process";
 import { copyFile, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type AgentFlow, expectAgentFlow } from "../support/agent-flow.js";
 import { bookingWorld } from "../support/booking.js";
+import { type CommandRun, runCommand } from "../support/process.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 
 /**
@@ -17,26 +18,15 @@ import { startTestServer, type TestServer } from "../support/server.js";
 const REPO = resolve(".");
 const PACKAGE = join(REPO, "clients/typescript");
 
-type Run = { code: number | null; stdout: string; stderr: string };
-
-/** Runs a command with the environment of a fresh shell (no npm_* of a parent npm). */
-function run(command: string, args: string[], cwd: string): Promise<Run> {
+/** A command with the environment of a fresh shell (no npm_* of a parent npm). */
+function run(command: string, args: string[], cwd: string): Promise<CommandRun> {
   const env = Object.fromEntries(
     Object.entries(process.env).filter(([k]) => !k.toLowerCase().startsWith("npm_")),
   );
-  const child = spawn(command, args, { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr.on("data", (d: Buffer) => {
-    stderr += d.toString();
-  });
-  return new Promise((done) => child.once("close", (code) => done({ code, stdout, stderr })));
+  return runCommand(command, args, env, cwd);
 }
 
-function ok(r: Run, what: string): Run {
+function ok(r: CommandRun, what: string): CommandRun {
   expect(r.code, `${what}\n${r.stdout}\n${r.stderr}`).toBe(0);
   return r;
 }
@@ -115,35 +105,12 @@ describe("the @holdfast/client package, installed from its tarball", () => {
       ),
       "agent flow",
     );
-    const flow = JSON.parse(r.stdout) as {
-      slotId: string;
-      held: string;
-      again: string;
+    const flow = JSON.parse(r.stdout) as AgentFlow & {
       replayed: boolean;
-      conflict: { reason: string; isConnectError: boolean; alternatives: string[] };
-      invalid: { reason: string; fields: string[] };
-      confirmed: string;
-      cancelled: string;
-      events: string[];
+      conflict: { isConnectError: boolean };
     };
-    expect(flow.held).toMatch(/^bkg_/);
-    expect(flow.again).toBe(flow.held);
     expect(flow.replayed).toBe(true);
-    expect(flow.conflict.reason).toBe("SLOT_UNAVAILABLE");
     expect(flow.conflict.isConnectError).toBe(true);
-    expect(flow.conflict.alternatives.length).toBeGreaterThan(0);
-    expect(flow.conflict.alternatives).not.toContain(flow.slotId);
-    expect(flow.invalid.reason).toBe("VALIDATION_ERROR");
-    expect(flow.invalid.fields).toContain("time_zone");
-    expect(flow.confirmed).toBe("CONFIRMED");
-    expect(flow.cancelled).toBe("CANCELLED");
-    expect(flow.events).toEqual(["booking.held", "booking.confirmed", "booking.cancelled"]);
-
-    // What the flow saw is what the server holds: one booking, cancelled.
-    const { rows } = await server.pool.query(
-      "SELECT id, status FROM bookings WHERE tenant_id = $1",
-      [w.tenantId],
-    );
-    expect(rows).toEqual([{ id: flow.held, status: "cancelled" }]);
+    await expectAgentFlow(flow, server, w.tenantId, (name) => name);
   }, 120_000);
 });

@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -7,7 +6,12 @@ import { Temporal } from "temporal-polyfill";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BookingService, BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
 import { clientFor } from "../support/clients.js";
-import { type ServerProcess, spawnServer } from "../support/process.js";
+import {
+  type CommandRun,
+  runCommand,
+  type ServerProcess,
+  spawnServer,
+} from "../support/process.js";
 
 /**
  * The README's quickstart and TypeScript snippets, run exactly as written
@@ -42,22 +46,12 @@ function codeBlocks(markdown: string, lang: string): { code: string; before: str
   return blocks;
 }
 
-type Run = { code: number | null; stdout: string; stderr: string };
-
-function bash(script: string, env: Record<string, string>): Promise<Run> {
-  const child = spawn("bash", ["-c", script], {
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
+function bash(script: string, env: Record<string, string>): Promise<CommandRun> {
+  return runCommand("bash", ["-c", script], {
+    PATH: process.env.PATH ?? "",
+    HOME: process.env.HOME ?? "/root",
+    ...env,
   });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr.on("data", (d: Buffer) => {
-    stderr += d.toString();
-  });
-  return new Promise((resolve) => child.once("close", (code) => resolve({ code, stdout, stderr })));
 }
 
 /** The wall-clock time of an RFC 3339 instant in New York: "Mon 09:00". */

@@ -152,3 +152,24 @@ export async function stillRunningAfter(pids: number[], ms: number): Promise<num
   }
   return running;
 }
+
+export type CommandRun = { code: number | null; stdout: string; stderr: string };
+
+/** Runs a command to its end with exactly `env`, collecting its output. */
+export function runCommand(
+  command: string,
+  args: string[],
+  env: Record<string, string | undefined>,
+  cwd?: string,
+): Promise<CommandRun> {
+  const child = spawn(command, args, { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.on("data", (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr?.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  return new Promise((resolve) => child.once("close", (code) => resolve({ code, stdout, stderr })));
+}

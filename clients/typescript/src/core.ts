@@ -185,6 +185,22 @@ async function* typedStream<T>(stream: AsyncIterable<T>): AsyncIterable<T> {
   }
 }
 
+/**
+ * An entry point's two functions, given how it builds a transport for its
+ * platform from the options and the Holdfast interceptors.
+ */
+export function holdfastEntry<O extends HoldfastCallOptions>(
+  transportFor: (options: O, interceptors: Interceptor[]) => Transport,
+) {
+  /** The transport behind createHoldfastClient, for building clients of single services. */
+  const holdfastTransport = (options: O): Transport =>
+    transportFor(options, holdfastInterceptors(options));
+  /** Typed clients for every service. */
+  const createHoldfastClient = (options: O): HoldfastClient =>
+    holdfastClients(holdfastTransport(options));
+  return { createHoldfastClient, holdfastTransport };
+}
+
 /** API key, Idempotency-Key and retries, in the order they must run. */
 export function holdfastInterceptors(options: HoldfastCallOptions): Interceptor[] {
   return [
