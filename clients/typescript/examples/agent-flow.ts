@@ -80,7 +80,9 @@ for await (const { event } of hf.events.watchEvents({ after: cursor }, { signal 
   events.push(event?.type ?? "");
   break;
 }
+// Ends what the streams left open, so the process can exit.
 clearTimeout(timer);
+giveUp.abort();
 
 console.log(
   JSON.stringify({
