@@ -12,10 +12,11 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from holdfast.v1 import limits_pb2 as holdfast_dot_v1_dot_limits__pb2
 from holdfast.v1 import options_pb2 as holdfast_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15holdfast/v1/key.proto\x12\x0bholdfast.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19holdfast/v1/options.proto\"\xe4\x01\n\x06\x41piKey\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x16\n\x06scopes\x18\x03 \x03(\tR\x06scopes\x12 \n\x0b\x64\x65scription\x18\x04 \x01(\tR\x0b\x64\x65scription\x12;\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0brevoke_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nrevokeTime\"O\n\x13\x43reateApiKeyRequest\x12\x16\n\x06scopes\x18\x01 \x03(\tR\x06scopes\x12 \n\x0b\x64\x65scription\x18\x02 \x01(\tR\x0b\x64\x65scription\"\\\n\x14\x43reateApiKeyResponse\x12\x1d\n\x07\x61pi_key\x18\x01 \x01(\tB\x04\x90\xb5\x18\x01R\x06\x61piKey\x12%\n\x03key\x18\x02 \x01(\x0b\x32\x13.holdfast.v1.ApiKeyR\x03key\"y\n\x12ListApiKeysRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\'\n\x0finclude_revoked\x18\x03 \x01(\x08R\x0eincludeRevoked\"f\n\x13ListApiKeysResponse\x12\'\n\x04keys\x18\x01 \x03(\x0b\x32\x13.holdfast.v1.ApiKeyR\x04keys\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"3\n\x13RevokeApiKeyRequest\x12\x1c\n\napi_key_id\x18\x01 \x01(\tR\x08\x61piKeyId\"=\n\x14RevokeApiKeyResponse\x12%\n\x03key\x18\x01 \x01(\x0b\x32\x13.holdfast.v1.ApiKeyR\x03key\"\x12\n\x10GetCallerRequest\"\x87\x01\n\x11GetCallerResponse\x12\x1b\n\ttenant_id\x18\x01 \x01(\tR\x08tenantId\x12\x1f\n\x0btenant_name\x18\x02 \x01(\tR\ntenantName\x12\x1c\n\napi_key_id\x18\x03 \x01(\tR\x08\x61piKeyId\x12\x16\n\x06scopes\x18\x04 \x03(\tR\x06scopes2\x94\x03\n\nKeyService\x12\x64\n\x0c\x43reateApiKey\x12 .holdfast.v1.CreateApiKeyRequest\x1a!.holdfast.v1.CreateApiKeyResponse\"\x0f\x8a\xb5\x18\x0bkeys.manage\x12\x64\n\x0bListApiKeys\x12\x1f.holdfast.v1.ListApiKeysRequest\x1a .holdfast.v1.ListApiKeysResponse\"\x12\x90\x02\x01\x8a\xb5\x18\x0bkeys.manage\x12\x64\n\x0cRevokeApiKey\x12 .holdfast.v1.RevokeApiKeyRequest\x1a!.holdfast.v1.RevokeApiKeyResponse\"\x0f\x8a\xb5\x18\x0bkeys.manage\x12T\n\tGetCaller\x12\x1d.holdfast.v1.GetCallerRequest\x1a\x1e.holdfast.v1.GetCallerResponse\"\x08\x90\x02\x01\x8a\xb5\x18\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15holdfast/v1/key.proto\x12\x0bholdfast.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18holdfast/v1/limits.proto\x1a\x19holdfast/v1/options.proto\"\x9b\x02\n\x06\x41piKey\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x16\n\x06scopes\x18\x03 \x03(\tR\x06scopes\x12 \n\x0b\x64\x65scription\x18\x04 \x01(\tR\x0b\x64\x65scription\x12;\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0brevoke_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nrevokeTime\x12\x35\n\nrate_limit\x18\x07 \x01(\x0b\x32\x16.holdfast.v1.RateLimitR\trateLimit\"\x86\x01\n\x13\x43reateApiKeyRequest\x12\x16\n\x06scopes\x18\x01 \x03(\tR\x06scopes\x12 \n\x0b\x64\x65scription\x18\x02 \x01(\tR\x0b\x64\x65scription\x12\x35\n\nrate_limit\x18\x03 \x01(\x0b\x32\x16.holdfast.v1.RateLimitR\trateLimit\"\\\n\x14\x43reateApiKeyResponse\x12\x1d\n\x07\x61pi_key\x18\x01 \x01(\tB\x04\x90\xb5\x18\x01R\x06\x61piKey\x12%\n\x03key\x18\x02 \x01(\x0b\x32\x13.holdfast.v1.ApiKeyR\x03key\"y\n\x12ListApiKeysRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\'\n\x0finclude_revoked\x18\x03 \x01(\x08R\x0eincludeRevoked\"f\n\x13ListApiKeysResponse\x12\'\n\x04keys\x18\x01 \x03(\x0b\x32\x13.holdfast.v1.ApiKeyR\x04keys\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"3\n\x13RevokeApiKeyRequest\x12\x1c\n\napi_key_id\x18\x01 \x01(\tR\x08\x61piKeyId\"=\n\x14RevokeApiKeyResponse\x12%\n\x03key\x18\x01 \x01(\x0b\x32\x13.holdfast.v1.ApiKeyR\x03key\"\x12\n\x10GetCallerRequest\"\x87\x01\n\x11GetCallerResponse\x12\x1b\n\ttenant_id\x18\x01 \x01(\tR\x08tenantId\x12\x1f\n\x0btenant_name\x18\x02 \x01(\tR\ntenantName\x12\x1c\n\napi_key_id\x18\x03 \x01(\tR\x08\x61piKeyId\x12\x16\n\x06scopes\x18\x04 \x03(\tR\x06scopes\".\n\x0fGetUsageRequest\x12\x1b\n\ttenant_id\x18\x01 \x01(\tR\x08tenantId\"\x9e\x01\n\x10GetUsageResponse\x12\x1b\n\ttenant_id\x18\x01 \x01(\tR\x08tenantId\x12<\n\x0brate_limits\x18\x02 \x03(\x0b\x32\x1b.holdfast.v1.RateLimitUsageR\nrateLimits\x12/\n\x06quotas\x18\x03 \x03(\x0b\x32\x17.holdfast.v1.QuotaUsageR\x06quotas2\xe7\x03\n\nKeyService\x12\x64\n\x0c\x43reateApiKey\x12 .holdfast.v1.CreateApiKeyRequest\x1a!.holdfast.v1.CreateApiKeyResponse\"\x0f\x8a\xb5\x18\x0bkeys.manage\x12\x64\n\x0bListApiKeys\x12\x1f.holdfast.v1.ListApiKeysRequest\x1a .holdfast.v1.ListApiKeysResponse\"\x12\x90\x02\x01\x8a\xb5\x18\x0bkeys.manage\x12\x64\n\x0cRevokeApiKey\x12 .holdfast.v1.RevokeApiKeyRequest\x1a!.holdfast.v1.RevokeApiKeyResponse\"\x0f\x8a\xb5\x18\x0bkeys.manage\x12T\n\tGetCaller\x12\x1d.holdfast.v1.GetCallerRequest\x1a\x1e.holdfast.v1.GetCallerResponse\"\x08\x90\x02\x01\x8a\xb5\x18\x01*\x12Q\n\x08GetUsage\x12\x1c.holdfast.v1.GetUsageRequest\x1a\x1d.holdfast.v1.GetUsageResponse\"\x08\x90\x02\x01\x8a\xb5\x18\x01*b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'holdfast.v1.key_pb2', globals())
@@ -32,24 +33,30 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _KEYSERVICE.methods_by_name['RevokeApiKey']._serialized_options = b'\212\265\030\013keys.manage'
   _KEYSERVICE.methods_by_name['GetCaller']._options = None
   _KEYSERVICE.methods_by_name['GetCaller']._serialized_options = b'\220\002\001\212\265\030\001*'
-  _APIKEY._serialized_start=99
-  _APIKEY._serialized_end=327
-  _CREATEAPIKEYREQUEST._serialized_start=329
-  _CREATEAPIKEYREQUEST._serialized_end=408
-  _CREATEAPIKEYRESPONSE._serialized_start=410
-  _CREATEAPIKEYRESPONSE._serialized_end=502
-  _LISTAPIKEYSREQUEST._serialized_start=504
-  _LISTAPIKEYSREQUEST._serialized_end=625
-  _LISTAPIKEYSRESPONSE._serialized_start=627
-  _LISTAPIKEYSRESPONSE._serialized_end=729
-  _REVOKEAPIKEYREQUEST._serialized_start=731
-  _REVOKEAPIKEYREQUEST._serialized_end=782
-  _REVOKEAPIKEYRESPONSE._serialized_start=784
-  _REVOKEAPIKEYRESPONSE._serialized_end=845
-  _GETCALLERREQUEST._serialized_start=847
-  _GETCALLERREQUEST._serialized_end=865
-  _GETCALLERRESPONSE._serialized_start=868
-  _GETCALLERRESPONSE._serialized_end=1003
-  _KEYSERVICE._serialized_start=1006
-  _KEYSERVICE._serialized_end=1410
+  _KEYSERVICE.methods_by_name['GetUsage']._options = None
+  _KEYSERVICE.methods_by_name['GetUsage']._serialized_options = b'\220\002\001\212\265\030\001*'
+  _APIKEY._serialized_start=125
+  _APIKEY._serialized_end=408
+  _CREATEAPIKEYREQUEST._serialized_start=411
+  _CREATEAPIKEYREQUEST._serialized_end=545
+  _CREATEAPIKEYRESPONSE._serialized_start=547
+  _CREATEAPIKEYRESPONSE._serialized_end=639
+  _LISTAPIKEYSREQUEST._serialized_start=641
+  _LISTAPIKEYSREQUEST._serialized_end=762
+  _LISTAPIKEYSRESPONSE._serialized_start=764
+  _LISTAPIKEYSRESPONSE._serialized_end=866
+  _REVOKEAPIKEYREQUEST._serialized_start=868
+  _REVOKEAPIKEYREQUEST._serialized_end=919
+  _REVOKEAPIKEYRESPONSE._serialized_start=921
+  _REVOKEAPIKEYRESPONSE._serialized_end=982
+  _GETCALLERREQUEST._serialized_start=984
+  _GETCALLERREQUEST._serialized_end=1002
+  _GETCALLERRESPONSE._serialized_start=1005
+  _GETCALLERRESPONSE._serialized_end=1140
+  _GETUSAGEREQUEST._serialized_start=1142
+  _GETUSAGEREQUEST._serialized_end=1188
+  _GETUSAGERESPONSE._serialized_start=1191
+  _GETUSAGERESPONSE._serialized_end=1349
+  _KEYSERVICE._serialized_start=1352
+  _KEYSERVICE._serialized_end=1839
 # @@protoc_insertion_point(module_scope)

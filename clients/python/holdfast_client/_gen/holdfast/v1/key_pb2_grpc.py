@@ -37,6 +37,11 @@ class KeyServiceStub(object):
                 request_serializer=holdfast_dot_v1_dot_key__pb2.GetCallerRequest.SerializeToString,
                 response_deserializer=holdfast_dot_v1_dot_key__pb2.GetCallerResponse.FromString,
                 )
+        self.GetUsage = channel.unary_unary(
+                '/holdfast.v1.KeyService/GetUsage',
+                request_serializer=holdfast_dot_v1_dot_key__pb2.GetUsageRequest.SerializeToString,
+                response_deserializer=holdfast_dot_v1_dot_key__pb2.GetUsageResponse.FromString,
+                )
 
 
 class KeyServiceServicer(object):
@@ -74,6 +79,15 @@ class KeyServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUsage(self, request, context):
+        """A tenant's usage against each of its rate limits and quotas. Any valid
+        key may ask about its own tenant (and then also sees its own rate
+        limit); the operator key may name any tenant.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KeyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +110,11 @@ def add_KeyServiceServicer_to_server(servicer, server):
                     servicer.GetCaller,
                     request_deserializer=holdfast_dot_v1_dot_key__pb2.GetCallerRequest.FromString,
                     response_serializer=holdfast_dot_v1_dot_key__pb2.GetCallerResponse.SerializeToString,
+            ),
+            'GetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsage,
+                    request_deserializer=holdfast_dot_v1_dot_key__pb2.GetUsageRequest.FromString,
+                    response_serializer=holdfast_dot_v1_dot_key__pb2.GetUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,5 +194,22 @@ class KeyService(object):
         return grpc.experimental.unary_unary(request, target, '/holdfast.v1.KeyService/GetCaller',
             holdfast_dot_v1_dot_key__pb2.GetCallerRequest.SerializeToString,
             holdfast_dot_v1_dot_key__pb2.GetCallerResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def GetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/holdfast.v1.KeyService/GetUsage',
+            holdfast_dot_v1_dot_key__pb2.GetUsageRequest.SerializeToString,
+            holdfast_dot_v1_dot_key__pb2.GetUsageResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

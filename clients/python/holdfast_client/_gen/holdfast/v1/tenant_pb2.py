@@ -13,10 +13,11 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from holdfast.v1 import key_pb2 as holdfast_dot_v1_dot_key__pb2
+from holdfast.v1 import limits_pb2 as holdfast_dot_v1_dot_limits__pb2
 from holdfast.v1 import options_pb2 as holdfast_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18holdfast/v1/tenant.proto\x12\x0bholdfast.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15holdfast/v1/key.proto\x1a\x19holdfast/v1/options.proto\"i\n\x06Tenant\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12;\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\")\n\x13\x43reateTenantRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"\x89\x01\n\x14\x43reateTenantResponse\x12+\n\x06tenant\x18\x01 \x01(\x0b\x32\x13.holdfast.v1.TenantR\x06tenant\x12\x1d\n\x07\x61pi_key\x18\x02 \x01(\tB\x04\x90\xb5\x18\x01R\x06\x61piKey\x12%\n\x03key\x18\x03 \x01(\x0b\x32\x13.holdfast.v1.ApiKeyR\x03key\"P\n\x12ListTenantsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\"l\n\x13ListTenantsResponse\x12-\n\x07tenants\x18\x01 \x03(\x0b\x32\x13.holdfast.v1.TenantR\x07tenants\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xe1\x01\n\rTenantService\x12g\n\x0c\x43reateTenant\x12 .holdfast.v1.CreateTenantRequest\x1a!.holdfast.v1.CreateTenantResponse\"\x12\x8a\xb5\x18\x0etenants.manage\x12g\n\x0bListTenants\x12\x1f.holdfast.v1.ListTenantsRequest\x1a .holdfast.v1.ListTenantsResponse\"\x15\x90\x02\x01\x8a\xb5\x18\x0etenants.manageb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18holdfast/v1/tenant.proto\x12\x0bholdfast.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15holdfast/v1/key.proto\x1a\x18holdfast/v1/limits.proto\x1a\x19holdfast/v1/options.proto\"i\n\x06Tenant\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12;\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\")\n\x13\x43reateTenantRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\"\x89\x01\n\x14\x43reateTenantResponse\x12+\n\x06tenant\x18\x01 \x01(\x0b\x32\x13.holdfast.v1.TenantR\x06tenant\x12\x1d\n\x07\x61pi_key\x18\x02 \x01(\tB\x04\x90\xb5\x18\x01R\x06\x61piKey\x12%\n\x03key\x18\x03 \x01(\x0b\x32\x13.holdfast.v1.ApiKeyR\x03key\"P\n\x12ListTenantsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\"l\n\x13ListTenantsResponse\x12-\n\x07tenants\x18\x01 \x03(\x0b\x32\x13.holdfast.v1.TenantR\x07tenants\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"o\n\x19SetTenantRateLimitRequest\x12\x1b\n\ttenant_id\x18\x01 \x01(\tR\x08tenantId\x12\x35\n\nrate_limit\x18\x02 \x01(\x0b\x32\x16.holdfast.v1.RateLimitR\trateLimit\"r\n\x1aSetTenantRateLimitResponse\x12\x35\n\nrate_limit\x18\x01 \x01(\x0b\x32\x16.holdfast.v1.RateLimitR\trateLimit\x12\x1d\n\nis_default\x18\x02 \x01(\x08R\tisDefault\"b\n\x16SetTenantQuotasRequest\x12\x1b\n\ttenant_id\x18\x01 \x01(\tR\x08tenantId\x12+\n\x06quotas\x18\x02 \x01(\x0b\x32\x13.holdfast.v1.QuotasR\x06quotas\"F\n\x17SetTenantQuotasResponse\x12+\n\x06quotas\x18\x01 \x01(\x0b\x32\x13.holdfast.v1.QuotasR\x06quotas2\xce\x03\n\rTenantService\x12g\n\x0c\x43reateTenant\x12 .holdfast.v1.CreateTenantRequest\x1a!.holdfast.v1.CreateTenantResponse\"\x12\x8a\xb5\x18\x0etenants.manage\x12g\n\x0bListTenants\x12\x1f.holdfast.v1.ListTenantsRequest\x1a .holdfast.v1.ListTenantsResponse\"\x15\x90\x02\x01\x8a\xb5\x18\x0etenants.manage\x12y\n\x12SetTenantRateLimit\x12&.holdfast.v1.SetTenantRateLimitRequest\x1a\'.holdfast.v1.SetTenantRateLimitResponse\"\x12\x8a\xb5\x18\x0etenants.manage\x12p\n\x0fSetTenantQuotas\x12#.holdfast.v1.SetTenantQuotasRequest\x1a$.holdfast.v1.SetTenantQuotasResponse\"\x12\x8a\xb5\x18\x0etenants.manageb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'holdfast.v1.tenant_pb2', globals())
@@ -29,16 +30,28 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _TENANTSERVICE.methods_by_name['CreateTenant']._serialized_options = b'\212\265\030\016tenants.manage'
   _TENANTSERVICE.methods_by_name['ListTenants']._options = None
   _TENANTSERVICE.methods_by_name['ListTenants']._serialized_options = b'\220\002\001\212\265\030\016tenants.manage'
-  _TENANT._serialized_start=124
-  _TENANT._serialized_end=229
-  _CREATETENANTREQUEST._serialized_start=231
-  _CREATETENANTREQUEST._serialized_end=272
-  _CREATETENANTRESPONSE._serialized_start=275
-  _CREATETENANTRESPONSE._serialized_end=412
-  _LISTTENANTSREQUEST._serialized_start=414
-  _LISTTENANTSREQUEST._serialized_end=494
-  _LISTTENANTSRESPONSE._serialized_start=496
-  _LISTTENANTSRESPONSE._serialized_end=604
-  _TENANTSERVICE._serialized_start=607
-  _TENANTSERVICE._serialized_end=832
+  _TENANTSERVICE.methods_by_name['SetTenantRateLimit']._options = None
+  _TENANTSERVICE.methods_by_name['SetTenantRateLimit']._serialized_options = b'\212\265\030\016tenants.manage'
+  _TENANTSERVICE.methods_by_name['SetTenantQuotas']._options = None
+  _TENANTSERVICE.methods_by_name['SetTenantQuotas']._serialized_options = b'\212\265\030\016tenants.manage'
+  _TENANT._serialized_start=150
+  _TENANT._serialized_end=255
+  _CREATETENANTREQUEST._serialized_start=257
+  _CREATETENANTREQUEST._serialized_end=298
+  _CREATETENANTRESPONSE._serialized_start=301
+  _CREATETENANTRESPONSE._serialized_end=438
+  _LISTTENANTSREQUEST._serialized_start=440
+  _LISTTENANTSREQUEST._serialized_end=520
+  _LISTTENANTSRESPONSE._serialized_start=522
+  _LISTTENANTSRESPONSE._serialized_end=630
+  _SETTENANTRATELIMITREQUEST._serialized_start=632
+  _SETTENANTRATELIMITREQUEST._serialized_end=743
+  _SETTENANTRATELIMITRESPONSE._serialized_start=745
+  _SETTENANTRATELIMITRESPONSE._serialized_end=859
+  _SETTENANTQUOTASREQUEST._serialized_start=861
+  _SETTENANTQUOTASREQUEST._serialized_end=959
+  _SETTENANTQUOTASRESPONSE._serialized_start=961
+  _SETTENANTQUOTASRESPONSE._serialized_end=1031
+  _TENANTSERVICE._serialized_start=1034
+  _TENANTSERVICE._serialized_end=1496
 # @@protoc_insertion_point(module_scope)

@@ -27,6 +27,16 @@ class TenantServiceStub(object):
                 request_serializer=holdfast_dot_v1_dot_tenant__pb2.ListTenantsRequest.SerializeToString,
                 response_deserializer=holdfast_dot_v1_dot_tenant__pb2.ListTenantsResponse.FromString,
                 )
+        self.SetTenantRateLimit = channel.unary_unary(
+                '/holdfast.v1.TenantService/SetTenantRateLimit',
+                request_serializer=holdfast_dot_v1_dot_tenant__pb2.SetTenantRateLimitRequest.SerializeToString,
+                response_deserializer=holdfast_dot_v1_dot_tenant__pb2.SetTenantRateLimitResponse.FromString,
+                )
+        self.SetTenantQuotas = channel.unary_unary(
+                '/holdfast.v1.TenantService/SetTenantQuotas',
+                request_serializer=holdfast_dot_v1_dot_tenant__pb2.SetTenantQuotasRequest.SerializeToString,
+                response_deserializer=holdfast_dot_v1_dot_tenant__pb2.SetTenantQuotasResponse.FromString,
+                )
 
 
 class TenantServiceServicer(object):
@@ -49,6 +59,25 @@ class TenantServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetTenantRateLimit(self, request, context):
+        """Sets a tenant's rate limit (requests per second with a burst, over all
+        its keys together), or puts it back to the configured default. Takes
+        effect at once on every instance. Keys whose own limit is higher are
+        capped by the tenant's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetTenantQuotas(self, request, context):
+        """Sets a tenant's quotas, all at once: a quota left unset is unlimited.
+        Lowering a quota below what is in use deletes nothing; new work that it
+        counts is refused (LIMIT_REACHED) until usage falls below it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TenantServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -61,6 +90,16 @@ def add_TenantServiceServicer_to_server(servicer, server):
                     servicer.ListTenants,
                     request_deserializer=holdfast_dot_v1_dot_tenant__pb2.ListTenantsRequest.FromString,
                     response_serializer=holdfast_dot_v1_dot_tenant__pb2.ListTenantsResponse.SerializeToString,
+            ),
+            'SetTenantRateLimit': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTenantRateLimit,
+                    request_deserializer=holdfast_dot_v1_dot_tenant__pb2.SetTenantRateLimitRequest.FromString,
+                    response_serializer=holdfast_dot_v1_dot_tenant__pb2.SetTenantRateLimitResponse.SerializeToString,
+            ),
+            'SetTenantQuotas': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTenantQuotas,
+                    request_deserializer=holdfast_dot_v1_dot_tenant__pb2.SetTenantQuotasRequest.FromString,
+                    response_serializer=holdfast_dot_v1_dot_tenant__pb2.SetTenantQuotasResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -106,5 +145,39 @@ class TenantService(object):
         return grpc.experimental.unary_unary(request, target, '/holdfast.v1.TenantService/ListTenants',
             holdfast_dot_v1_dot_tenant__pb2.ListTenantsRequest.SerializeToString,
             holdfast_dot_v1_dot_tenant__pb2.ListTenantsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def SetTenantRateLimit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/holdfast.v1.TenantService/SetTenantRateLimit',
+            holdfast_dot_v1_dot_tenant__pb2.SetTenantRateLimitRequest.SerializeToString,
+            holdfast_dot_v1_dot_tenant__pb2.SetTenantRateLimitResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def SetTenantQuotas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/holdfast.v1.TenantService/SetTenantQuotas',
+            holdfast_dot_v1_dot_tenant__pb2.SetTenantQuotasRequest.SerializeToString,
+            holdfast_dot_v1_dot_tenant__pb2.SetTenantQuotasResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
