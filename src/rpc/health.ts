@@ -1,3 +1,5 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { setTimeout as sleep } from "node:timers/promises";
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter } from "@connectrpc/connect";
@@ -18,30 +20,39 @@ import { Rejection } from "../domain/rejection.js";
 const PROBE_WAIT_MS = 1_000;
 const WATCH_EVERY_MS = 1_000;
 
+/** What readiness is made of; the gRPC health service and GET /readyz both report it. */
+export type Readiness = {
+  ready: boolean;
+  /** "ok", "timeout" (no answer within PROBE_WAIT_MS) or "error". */
+  database: "ok" | "timeout" | "error";
+  /** "applied", "pending" (the schema is older than this build) or "unknown" (no answer). */
+  migrations: "applied" | "pending" | "unknown";
+  /** True from the moment the server starts stopping. */
+  draining: boolean;
+};
+
 /**
- * Standard gRPC health checking. SERVING only once migrations have run and
- * the database answered within PROBE_WAIT_MS; NOT_SERVING otherwise, and
- * from the moment the server starts stopping. The empty service name means
- * the whole server; each Holdfast service can be asked by name.
+ * Ready only once migrations have run and the database answered within
+ * PROBE_WAIT_MS, and not while the server is stopping.
  */
-export function registerHealth(
-  router: ConnectRouter,
+export function readinessProbe(
   db: Queryable,
-  serviceNames: readonly string[],
   schemaVersion: number,
   stopping: AbortSignal,
-): void {
-  const known = new Set(["", ...serviceNames]);
-
+): () => Promise<Readiness> {
   // One query at a time, shared by every check: while the database hangs,
-  // checks keep answering NOT_SERVING without piling up queries, and the
+  // checks keep answering not ready without piling up queries, and the
   // first check after it resumes asks afresh.
-  let probe: Promise<Status> | undefined;
-  function probeDatabase(): Promise<Status> {
+  type Probe = Pick<Readiness, "database" | "migrations">;
+  let probe: Promise<Probe> | undefined;
+  function probeDatabase(): Promise<Probe> {
     probe ??= migratedVersion(db)
       .then(
-        (version) => (version >= schemaVersion ? Status.SERVING : Status.NOT_SERVING),
-        () => Status.NOT_SERVING,
+        (version): Probe => ({
+          database: "ok",
+          migrations: version >= schemaVersion ? "applied" : "pending",
+        }),
+        (): Probe => ({ database: "error", migrations: "unknown" }),
       )
       .finally(() => {
         probe = undefined;
@@ -49,19 +60,85 @@ export function registerHealth(
     return probe;
   }
 
-  async function status(service: string): Promise<Status> {
-    if (!known.has(service))
-      throw new Rejection("HEALTH_SERVICE_NOT_FOUND", `unknown service "${service}"`);
-    if (stopping.aborted) return Status.NOT_SERVING;
+  return async () => {
+    if (stopping.aborted)
+      return { ready: false, database: "ok", migrations: "unknown", draining: true };
     let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<Status>((resolve) => {
-      timer = setTimeout(() => resolve(Status.NOT_SERVING), PROBE_WAIT_MS);
+    const late = new Promise<Probe>((resolve) => {
+      timer = setTimeout(
+        () => resolve({ database: "timeout", migrations: "unknown" }),
+        PROBE_WAIT_MS,
+      );
     });
     try {
-      return await Promise.race([probeDatabase(), late]);
+      const found = await Promise.race([probeDatabase(), late]);
+      const draining = stopping.aborted;
+      return {
+        ready: found.database === "ok" && found.migrations === "applied" && !draining,
+        ...found,
+        draining,
+      };
     } finally {
       clearTimeout(timer);
     }
+  };
+}
+
+export const HEALTH_PATHS = new Set(["/healthz", "/readyz"]);
+
+/**
+ * Plain HTTP health for load balancers and orchestrators: GET /healthz
+ * answers 200 while the process serves at all; GET /readyz answers 200 when
+ * ready and 503 otherwise, with the parts of readiness as a small JSON body.
+ */
+export function healthHttpHandler(
+  readiness: () => Promise<Readiness>,
+): (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void {
+  return (req, res) => {
+    const path = (req.url ?? "").split("?", 1)[0];
+    const send = (status: number, body: object) => {
+      res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" });
+      res.end(JSON.stringify(body));
+    };
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res.setHeader("allow", "GET, HEAD");
+      send(405, { status: "method not allowed" });
+      return;
+    }
+    if (path === "/healthz") {
+      send(200, { status: "alive" });
+      return;
+    }
+    readiness().then(
+      (r) =>
+        send(r.ready ? 200 : 503, {
+          status: r.ready ? "ready" : "not ready",
+          database: r.database,
+          migrations: r.migrations,
+          draining: r.draining,
+        }),
+      () => send(503, { status: "not ready" }),
+    );
+  };
+}
+
+/**
+ * Standard gRPC health checking: SERVING when ready (see readinessProbe),
+ * NOT_SERVING otherwise. The empty service name means the whole server;
+ * each Holdfast service can be asked by name.
+ */
+export function registerHealth(
+  router: ConnectRouter,
+  readiness: () => Promise<Readiness>,
+  serviceNames: readonly string[],
+  stopping: AbortSignal,
+): void {
+  const known = new Set(["", ...serviceNames]);
+
+  async function status(service: string): Promise<Status> {
+    if (!known.has(service))
+      throw new Rejection("HEALTH_SERVICE_NOT_FOUND", `unknown service "${service}"`);
+    return (await readiness()).ready ? Status.SERVING : Status.NOT_SERVING;
   }
 
   // grpc.health.v1 comes from the grpc-health-check package, whose Check

@@ -49,6 +49,38 @@ describe("health while Postgres hangs", { timeout: 120_000 }, async () => {
       .check({}, { timeoutMs: 2_000 })
       .then((r) => r.status);
 
+  const readyz = async () => {
+    const res = await fetch(`${server.url}/readyz`, { signal: AbortSignal.timeout(2_000) });
+    return { status: res.status, body: await res.json() };
+  };
+
+  it("GET /readyz answers 503 with database \"timeout\" while Postgres is stopped, /healthz stays 200", async () => {
+    expect(await readyz()).toEqual({
+      status: 200,
+      body: { status: "ready", database: "ok", migrations: "applied", draining: false },
+    });
+    freeze("SIGSTOP");
+    try {
+      for (let i = 0; i < 2; i++) {
+        expect(await readyz()).toEqual({
+          status: 503,
+          body: { status: "not ready", database: "timeout", migrations: "unknown", draining: false },
+        });
+      }
+      const alive = await fetch(`${server.url}/healthz`, { signal: AbortSignal.timeout(2_000) });
+      expect(alive.status).toBe(200);
+      expect(await alive.json()).toEqual({ status: "alive" });
+    } finally {
+      freeze("SIGCONT");
+    }
+    let seen = await readyz();
+    for (let i = 0; i < 100 && seen.status !== 200; i++) {
+      await sleep(100);
+      seen = await readyz();
+    }
+    expect(seen.status).toBe(200);
+  });
+
   it("answers NOT_SERVING within 2 s while Postgres is stopped, and SERVING once it resumes", async () => {
     expect(await check()).toBe(Status.SERVING);
 
