@@ -45,6 +45,7 @@ const schema = z
     HOLDFAST_KEY_CACHE_TTL_MS: positiveInt.max(3_600_000).default(30_000),
     HOLDFAST_SHUTDOWN_GRACE_MS: positiveInt.max(600_000).default(5_000),
     HOLDFAST_MAX_REQUEST_BYTES: positiveInt.max(16 * 1024 * 1024).default(256 * 1024),
+    HOLDFAST_METRICS: boolean.default(true),
     HOLDFAST_LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
     HOLDFAST_SWEEP_INTERVAL_MS: positiveInt.max(60_000).default(500),
     HOLDFAST_SECRET_KEY: key32.optional(),
@@ -98,6 +99,8 @@ export type Config = {
   shutdownGraceMs: number;
   maxRequestBytes: number;
   logLevel: "debug" | "info" | "warn" | "error";
+  /** Prometheus metrics at GET /metrics and their per-call bookkeeping. */
+  metrics: boolean;
   sweepIntervalMs: number;
   /** Seals webhook signing secrets at rest; without it a key kept in the database is used. */
   secretKey: Buffer | undefined;
@@ -158,6 +161,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     shutdownGraceMs: c.HOLDFAST_SHUTDOWN_GRACE_MS,
     maxRequestBytes: c.HOLDFAST_MAX_REQUEST_BYTES,
     logLevel: c.HOLDFAST_LOG_LEVEL,
+    metrics: c.HOLDFAST_METRICS,
     sweepIntervalMs: c.HOLDFAST_SWEEP_INTERVAL_MS,
     secretKey: c.HOLDFAST_SECRET_KEY,
     eventRetentionDays: c.HOLDFAST_EVENT_RETENTION_DAYS,

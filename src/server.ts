@@ -46,13 +46,14 @@ import { catalogService } from "./rpc/catalog-service.js";
 import { errorInterceptor } from "./rpc/errors.js";
 import { eventService, eventStreams } from "./rpc/event-service.js";
 import { EVENT_STREAM_PATH, eventStreamHandler } from "./rpc/event-stream.js";
-import { registerHealth } from "./rpc/health.js";
+import { HEALTH_PATHS, healthHttpHandler, readinessProbe, registerHealth } from "./rpc/health.js";
 import { rpcRequestHandler } from "./rpc/http.js";
 import { idempotent } from "./rpc/idempotency.js";
 import { keyService } from "./rpc/key-service.js";
 import { listLimitsInterceptor } from "./rpc/limits.js";
 import { localizeDeliveryBody, localTimesInterceptor, zonesOf } from "./rpc/local-times.js";
 import { rateLimitInterceptor } from "./rpc/rate-limit.js";
+import { METRICS_PATH, Metrics } from "./rpc/metrics.js";
 import { registerReflection } from "./rpc/reflection.js";
 import { resourceService } from "./rpc/resource-service.js";
 import { tenantService } from "./rpc/tenant-service.js";
@@ -163,6 +164,9 @@ export async function startHoldfast(
       stopping.signal,
     );
 
+    const metrics = config.metrics ? new Metrics(pool) : undefined;
+    const readiness = readinessProbe(healthPool, schemaVersion, stopping.signal);
+    const health = healthHttpHandler(readiness);
     const routes = (router: ConnectRouter) => {
       router.service(
         TenantService,
@@ -192,9 +196,8 @@ export async function startHoldfast(
       );
       registerHealth(
         router,
-        healthPool,
+        readiness,
         API_SERVICES.map((s) => s.typeName),
-        schemaVersion,
         stopping.signal,
       );
       registerReflection(router, [...API_SERVICES, Health]);
@@ -202,6 +205,7 @@ export async function startHoldfast(
     const rpc = rpcRequestHandler({
       routes,
       interceptors: [
+        ...(metrics ? [metrics.interceptor] : []),
         errorInterceptor,
         authInterceptor(keyring),
         rateLimitInterceptor(pool, config.rateLimits),
@@ -227,8 +231,8 @@ export async function startHoldfast(
     const calendarFeed = calendarFeedHandler(pool);
     const operatorConsole = consoleHandler();
     // Paths outside the RPC router: WatchEvents as Server-Sent Events, MCP,
-    // the OpenAPI document with its reference page, calendar feeds and the
-    // console.
+    // the OpenAPI document with its reference page, calendar feeds, the
+    // console, HTTP health and metrics.
     const handler: NodeHandler = (req, res) => {
       const path = (req.url ?? "").split("?", 1)[0] ?? "";
       if (path === EVENT_STREAM_PATH) eventStream(req, res);
@@ -237,12 +241,17 @@ export async function startHoldfast(
       else if (path.startsWith(CALENDAR_FEED_PATH)) calendarFeed(req, res);
       else if (path === CONSOLE_PATH || path.startsWith(`${CONSOLE_PATH}/`))
         operatorConsole(req, res);
+      else if (HEALTH_PATHS.has(path)) health(req, res);
+      else if (path === METRICS_PATH && metrics) metrics.handler(req, res);
       else rpc(req, res);
     };
     const maintenance = startMaintenance(pool, {
       sweepIntervalMs: config.sweepIntervalMs,
       eventRetentionMs: config.eventRetentionDays * 86_400_000,
-      onExpired: () => feed.committed(),
+      onExpired: (count) => {
+        metrics?.expired(count);
+        feed.committed();
+      },
     });
     const delivery = startWebhookDelivery(db, feed, webhookSettings, (d) =>
       localizeDeliveryBody(d.body, d.tenantId, zones),

@@ -1,0 +1,261 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import type { Pool } from "../db/pool.js";
+
+export const METRICS_PATH = "/metrics";
+
+/** Successful BookingService calls counted as domain operations. */
+const BOOKING_OPERATIONS: Record<string, string> = {
+  CreateHold: "hold",
+  CreateBooking: "booking",
+  ConfirmBooking: "confirm",
+  ExtendHold: "extend",
+  CancelBooking: "cancel",
+  RescheduleBooking: "reschedule",
+  CompleteBooking: "complete",
+  MarkNoShow: "no_show",
+};
+
+/** The protocol of a call, from its content type: grpc, grpc-web or connect. */
+function protocolOf(contentType: string | null): string {
+  if (!contentType) return "connect";
+  if (contentType.startsWith("application/grpc-web")) return "grpc-web";
+  if (contentType.startsWith("application/grpc")) return "grpc";
+  return "connect";
+}
+
+function codeName(err: unknown): string {
+  const code = err instanceof ConnectError ? err.code : Code.Internal;
+  return Code[code] ?? "Unknown";
+}
+
+function reasonOf(err: unknown): string {
+  if (!(err instanceof ConnectError)) return "INTERNAL";
+  return err.findDetails(ErrorInfoSchema)[0]?.reason || "UNKNOWN";
+}
+
+/**
+ * Prometheus metrics of one Holdfast instance, on a registry of its own (so
+ * several instances in one process, as in tests, do not collide). Tenant ids
+ * are never labels: their number is unbounded.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly requests: Counter<"service" | "method" | "code" | "protocol">;
+  private readonly duration: Histogram<"service" | "method" | "protocol">;
+  private readonly inFlight: Gauge<"service" | "method" | "protocol">;
+  private readonly operations: Counter<"operation">;
+  private readonly rejections: Counter<"method" | "reason">;
+  private readonly expiries: Counter;
+
+  constructor(pool: Pool) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.requests = new Counter({
+      name: "holdfast_rpc_requests_total",
+      help: "RPCs finished, by service, method, code (OK or the Connect code) and protocol.",
+      labelNames: ["service", "method", "code", "protocol"],
+      registers,
+    });
+    this.duration = new Histogram({
+      name: "holdfast_rpc_duration_seconds",
+      help: "Time from receiving an RPC to its last response message (streams: until they end).",
+      labelNames: ["service", "method", "protocol"],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.inFlight = new Gauge({
+      name: "holdfast_rpc_in_flight",
+      help: "RPCs being served now (open WatchEvents streams included: method WatchEvents).",
+      labelNames: ["service", "method", "protocol"],
+      registers,
+    });
+    this.operations = new Counter({
+      name: "holdfast_booking_operations_total",
+      help: "Successful booking changes: hold, booking, confirm, extend, cancel, reschedule, complete, no_show.",
+      labelNames: ["operation"],
+      registers,
+    });
+    this.rejections = new Counter({
+      name: "holdfast_booking_rejections_total",
+      help: "BookingService calls refused, by method and stable reason (conflicts: SLOT_UNAVAILABLE).",
+      labelNames: ["method", "reason"],
+      registers,
+    });
+    this.expiries = new Counter({
+      name: "holdfast_holds_expired_total",
+      help: "Holds this instance's sweeper marked expired.",
+      registers,
+    });
+    new Gauge({
+      name: "holdfast_db_pool_connections",
+      help: "The pg pool's connections: state total, idle, or waiting (requests queued for one).",
+      labelNames: ["state"],
+      registers,
+      collect() {
+        this.set({ state: "total" }, pool.totalCount);
+        this.set({ state: "idle" }, pool.idleCount);
+        this.set({ state: "waiting" }, pool.waitingCount);
+      },
+    });
+    // Read from the database at scrape time: they describe every instance's work.
+    let snapshot: Promise<Backlog> | undefined;
+    const backlog = () => {
+      snapshot ??= readBacklog(pool).finally(() => {
+        snapshot = undefined;
+      });
+      return snapshot;
+    };
+    const fromBacklog = (name: string, help: string, pick: (b: Backlog) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        async collect() {
+          this.set(pick(await backlog()));
+        },
+      });
+    fromBacklog(
+      "holdfast_outbox_head_seq",
+      "The newest event's sequence number in the outbox.",
+      (b) => b.headSeq,
+    );
+    fromBacklog(
+      "holdfast_webhook_dispatch_lag_events",
+      "Events in the outbox not yet dispatched to webhooks (counted up to 100000).",
+      (b) => b.dispatchLagEvents,
+    );
+    fromBacklog(
+      "holdfast_webhook_dispatch_lag_seconds",
+      "Age of the oldest event not yet dispatched to webhooks; 0 when none waits.",
+      (b) => b.dispatchLagSeconds,
+    );
+    fromBacklog(
+      "holdfast_webhook_deliveries_pending",
+      "Webhook deliveries not yet succeeded nor failed for good.",
+      (b) => b.pending,
+    );
+    fromBacklog(
+      "holdfast_webhook_deliveries_leased",
+      "Pending deliveries an instance is attempting now (lease not over).",
+      (b) => b.leased,
+    );
+    fromBacklog(
+      "holdfast_sweeper_lag_seconds",
+      "How long ago the oldest lapsed hold not yet marked expired lapsed; 0 when none.",
+      (b) => b.sweeperLagSeconds,
+    );
+  }
+
+  /** Counts holds the sweeper expired. */
+  expired(count: number): void {
+    this.expiries.inc(count);
+  }
+
+  /** One interceptor: requests, latency, in-flight and booking outcomes. Put it outermost. */
+  readonly interceptor: Interceptor = (next) => async (req) => {
+    const labels = {
+      service: req.service.typeName,
+      method: req.method.name,
+      protocol: protocolOf(req.header.get("content-type")),
+    };
+    const booking = req.service.typeName === "holdfast.v1.BookingService";
+    const started = process.hrtime.bigint();
+    this.inFlight.inc(labels);
+    const done = (err: unknown) => {
+      this.inFlight.dec(labels);
+      this.duration.observe(labels, Number(process.hrtime.bigint() - started) / 1e9);
+      this.requests.inc({ ...labels, code: err === undefined ? "OK" : codeName(err) });
+      if (!booking) return;
+      if (err === undefined) {
+        const operation = BOOKING_OPERATIONS[req.method.name];
+        if (operation) this.operations.inc({ operation });
+      } else this.rejections.inc({ method: req.method.name, reason: reasonOf(err) });
+    };
+    let res: Awaited<ReturnType<typeof next>>;
+    try {
+      res = await next(req);
+    } catch (err) {
+      done(err);
+      throw err;
+    }
+    if (!res.stream) {
+      done(undefined);
+      return res;
+    }
+    const messages = res.message;
+    return {
+      ...res,
+      message: (async function* () {
+        let failed: unknown;
+        try {
+          yield* messages;
+        } catch (err) {
+          failed = err;
+          throw err;
+        } finally {
+          done(failed);
+        }
+      })(),
+    };
+  };
+
+  /** Serves GET /metrics in Prometheus's text format. */
+  handler(
+    req: IncomingMessage | Http2ServerRequest,
+    res: ServerResponse | Http2ServerResponse,
+  ): void {
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res.writeHead(405, { allow: "GET, HEAD" });
+      res.end();
+      return;
+    }
+    this.registry.metrics().then(
+      (text) => {
+        res.writeHead(200, { "content-type": this.registry.contentType });
+        res.end(text);
+      },
+      () => {
+        res.writeHead(503, { "content-type": "text/plain" });
+        res.end("metrics unavailable\n");
+      },
+    );
+  }
+}
+
+type Backlog = {
+  headSeq: number;
+  dispatchLagEvents: number;
+  dispatchLagSeconds: number;
+  pending: number;
+  leased: number;
+  sweeperLagSeconds: number;
+};
+
+async function readBacklog(pool: Pool): Promise<Backlog> {
+  const { rows } = await pool.query<Record<keyof Backlog, string | null>>(`
+    SELECT
+      (SELECT max(seq) FROM outbox) AS "headSeq",
+      (SELECT count(*) FROM (
+         SELECT 1 FROM outbox o, webhook_dispatch d WHERE (o.xid, o.seq) > (d.xid, d.seq) LIMIT 100000
+       ) x) AS "dispatchLagEvents",
+      (SELECT extract(epoch FROM now() - min(o.occur_time))
+         FROM outbox o, webhook_dispatch d WHERE (o.xid, o.seq) > (d.xid, d.seq)) AS "dispatchLagSeconds",
+      (SELECT count(*) FROM deliveries WHERE status = 'pending') AS pending,
+      (SELECT count(*) FROM deliveries WHERE status = 'pending' AND lease_until > now()) AS leased,
+      (SELECT extract(epoch FROM now() - min(expire_time))
+         FROM bookings WHERE status = 'held' AND expire_time < now()) AS "sweeperLagSeconds"`);
+  const row = rows[0];
+  const n = (v: string | null | undefined) => (v == null ? 0 : Number(v));
+  return {
+    headSeq: n(row?.headSeq),
+    dispatchLagEvents: n(row?.dispatchLagEvents),
+    dispatchLagSeconds: Math.max(0, n(row?.dispatchLagSeconds)),
+    pending: n(row?.pending),
+    leased: n(row?.leased),
+    sweeperLagSeconds: Math.max(0, n(row?.sweeperLagSeconds)),
+  };
+}
