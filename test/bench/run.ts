@@ -7,7 +7,7 @@
  * (holds, one-resource, idempotency, quota, race, slots, events, floor); --quick
  * runs a fifth of the calls.
  */
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer as createHttpServer } from "node:http";
@@ -285,38 +285,44 @@ async function main() {
   const fsync = (await admin.query("SHOW fsync")).rows[0].fsync;
   const syncCommit = (await admin.query("SHOW synchronous_commit")).rows[0].synchronous_commit;
 
-  // The server, as its own process.
-  const child = spawn(
-    process.execPath,
-    [...(process.env.BENCH_SERVER_FLAGS?.split(" ") ?? []), "--import", "tsx", "src/main.ts"],
-    {
-      env: {
-        ...process.env,
-        DATABASE_URL: dbUrl.toString(),
-        PORT: "0",
-        HOLDFAST_ADMIN_KEY: ADMIN_KEY,
-        HOLDFAST_LOG_LEVEL: "warn",
-        // The bench's webhook receiver listens on loopback.
-        HOLDFAST_WEBHOOK_ALLOW_PRIVATE: "true",
-        // Every call still passes the rate limit check (and pays for it),
-        // but the bench drives one key far faster than the defaults allow.
-        HOLDFAST_TENANT_RATE_PER_SECOND: "1000000",
-        HOLDFAST_TENANT_RATE_BURST: "1000000",
-        HOLDFAST_KEY_RATE_PER_SECOND: "1000000",
-        HOLDFAST_KEY_RATE_BURST: "1000000",
+  // The server, as its own process (a second one, with metrics off, for their overhead).
+  const servers: ChildProcess[] = [];
+  const startServer = async (env: Record<string, string> = {}) => {
+    const child = spawn(
+      process.execPath,
+      [...(process.env.BENCH_SERVER_FLAGS?.split(" ") ?? []), "--import", "tsx", "src/main.ts"],
+      {
+        env: {
+          ...process.env,
+          DATABASE_URL: dbUrl.toString(),
+          PORT: "0",
+          HOLDFAST_ADMIN_KEY: ADMIN_KEY,
+          HOLDFAST_LOG_LEVEL: "warn",
+          // The bench's webhook receiver listens on loopback.
+          HOLDFAST_WEBHOOK_ALLOW_PRIVATE: "true",
+          // Every call still passes the rate limit check (and pays for it),
+          // but the bench drives one key far faster than the defaults allow.
+          HOLDFAST_TENANT_RATE_PER_SECOND: "1000000",
+          HOLDFAST_TENANT_RATE_BURST: "1000000",
+          HOLDFAST_KEY_RATE_PER_SECOND: "1000000",
+          HOLDFAST_KEY_RATE_BURST: "1000000",
+          ...env,
+        },
+        stdio: ["ignore", "pipe", "inherit"],
       },
-      stdio: ["ignore", "pipe", "inherit"],
-    },
-  );
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = "";
-    child.stdout?.on("data", (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) resolve(m[1] as string);
+    );
+    servers.push(child);
+    return new Promise<string>((resolve, reject) => {
+      let out = "";
+      child.stdout?.on("data", (d: Buffer) => {
+        out += d.toString();
+        const m = /listening on (http:\/\/\S+)/.exec(out);
+        if (m) resolve(m[1] as string);
+      });
+      child.once("exit", (code) => reject(new Error(`server exited with ${code}`)));
     });
-    child.once("exit", (code) => reject(new Error(`server exited with ${code}`)));
-  });
+  };
+  const url = await startServer();
 
   const rows: Row[] = [];
   const extra: Record<string, unknown> = { postgres: { fsync, synchronous_commit: syncCommit } };
@@ -582,6 +588,46 @@ async function main() {
       };
     }
 
+    // Metrics on versus off: the same CreateHold load on two servers over the
+    // same database, one with HOLDFAST_METRICS=false, in alternating rounds so
+    // that drift (caches, the table growing) falls on both alike.
+    if (runs("metrics")) {
+      const offUrl = await startServer({ HOLDFAST_METRICS: "false" });
+      const totals = { on: { calls: 0, seconds: 0 }, off: { calls: 0, seconds: 0 } };
+      const latencies = { on: [] as number[], off: [] as number[] };
+      const load = async (which: "on" | "off") => {
+        const at = which === "on" ? url : offUrl;
+        const w = await world(at, 64);
+        const c = bookingClient(at, w.key, "grpc");
+        const r = await drive(Math.round(2000 * scale), 16, (i) => c.createHold(slot(w, i, 7)));
+        if (r.failures > 0) throw new Error(`metrics ${which}: ${r.failures} calls failed`);
+        totals[which].calls += r.latencies.length;
+        totals[which].seconds += r.seconds;
+        latencies[which].push(...r.latencies);
+      };
+      await load("off"); // warm-up of the second server, not counted
+      totals.off = { calls: 0, seconds: 0 };
+      latencies.off = [];
+      for (let i = 0; i < 4; i++) {
+        for (const which of i % 2 === 0 ? (["on", "off"] as const) : (["off", "on"] as const))
+          await load(which);
+      }
+      for (const which of ["on", "off"] as const) {
+        const l = latencies[which].sort((a, b) => a - b);
+        rows.push(
+          row(`CreateHold, metrics ${which}`, "grpc", 16, {
+            latencies: l,
+            seconds: totals[which].seconds,
+            failures: 0,
+          }),
+        );
+      }
+      const perSecond = (t: { calls: number; seconds: number }) => t.calls / t.seconds;
+      extra.metricsOverheadPercent = round(
+        (1 - perSecond(totals.on) / perSecond(totals.off)) * 100,
+      );
+    }
+
     // The floor: the same hold transaction as raw SQL through pg, no server.
     if (runs("floor")) {
       const w = await world(url, 64);
@@ -625,8 +671,12 @@ async function main() {
       await pool.end();
     }
   } finally {
-    child.kill("SIGTERM");
-    await new Promise((resolve) => child.once("exit", resolve));
+    await Promise.all(
+      servers.map((child) => {
+        child.kill("SIGTERM");
+        return new Promise((resolve) => child.once("exit", resolve));
+      }),
+    );
     await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => {});
     await admin.end();
     await stopPostgres();
@@ -678,6 +728,10 @@ async function main() {
   if (quotaCost)
     console.log(
       `\nCreateHold, 64 resources, 16 clients, gRPC: ${quotaCost.noQuotaPerSecond}/s without quotas, ${quotaCost.quotasSetPerSecond}/s with booking quotas set (${quotaCost.lossPercent}% lost)`,
+    );
+  if (extra.metricsOverheadPercent !== undefined)
+    console.log(
+      `\nMetrics overhead on CreateHold throughput (gRPC, 16 in flight): ${extra.metricsOverheadPercent}%`,
     );
   if (extra.slots30d_grpc !== undefined)
     console.log("\nListSlots results checked:", extra.slots30d_grpc, "slots in the 30-day month");
