@@ -46,6 +46,7 @@ const schema = z
     HOLDFAST_SHUTDOWN_GRACE_MS: positiveInt.max(600_000).default(5_000),
     HOLDFAST_MAX_REQUEST_BYTES: positiveInt.max(16 * 1024 * 1024).default(256 * 1024),
     HOLDFAST_METRICS: boolean.default(true),
+    HOLDFAST_REQUEST_LOG_LEVEL: z.enum(["info", "debug"]).default("info"),
     HOLDFAST_LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
     HOLDFAST_SWEEP_INTERVAL_MS: positiveInt.max(60_000).default(500),
     HOLDFAST_SECRET_KEY: key32.optional(),
@@ -99,6 +100,8 @@ export type Config = {
   shutdownGraceMs: number;
   maxRequestBytes: number;
   logLevel: "debug" | "info" | "warn" | "error";
+  /** The level of the one line logged per RPC. */
+  requestLogLevel: "info" | "debug";
   /** Prometheus metrics at GET /metrics and their per-call bookkeeping. */
   metrics: boolean;
   sweepIntervalMs: number;
@@ -162,6 +165,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxRequestBytes: c.HOLDFAST_MAX_REQUEST_BYTES,
     logLevel: c.HOLDFAST_LOG_LEVEL,
     metrics: c.HOLDFAST_METRICS,
+    requestLogLevel: c.HOLDFAST_REQUEST_LOG_LEVEL,
     sweepIntervalMs: c.HOLDFAST_SWEEP_INTERVAL_MS,
     secretKey: c.HOLDFAST_SECRET_KEY,
     eventRetentionDays: c.HOLDFAST_EVENT_RETENTION_DAYS,

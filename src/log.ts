@@ -1,28 +1,54 @@
-/**
- * Line-oriented logging to stderr: one JSON object a line, so logs from
- * several instances can be merged and grepped. Level is set once at start.
- */
-const levels = { debug: 10, info: 20, warn: 30, error: 40 } as const;
-type Level = keyof typeof levels;
+import { pino } from "pino";
+import pretty from "pino-pretty";
 
-let threshold: number = levels.info;
+/**
+ * Logging with pino: one JSON object a line on stderr, so logs from several
+ * instances can be merged and grepped; human-readable (pino-pretty) when
+ * stderr is a terminal. Level is set once at start.
+ *
+ * Secrets never reach a line: whatever a caller passes under these keys,
+ * at the top or one level down, is replaced by "[redacted]".
+ */
+const REDACT = [
+  "authorization",
+  "apiKey",
+  "key",
+  "secret",
+  "signingSecret",
+  "attendee",
+  "email",
+  "phone",
+];
+
+const options: pino.LoggerOptions = {
+  level: "info",
+  base: undefined,
+  timestamp: pino.stdTimeFunctions.isoTime,
+  messageKey: "msg",
+  formatters: { level: (label) => ({ level: label }) },
+  // `err` keeps its `cause` chain, each with its own stack.
+  serializers: { err: pino.stdSerializers.errWithCause },
+  redact: { paths: [...REDACT, ...REDACT.map((k) => `*.${k}`)], censor: "[redacted]" },
+};
+
+const logger = process.stderr.isTTY
+  ? pino(options, pretty({ destination: 2, sync: true }))
+  : pino(options, pino.destination({ dest: 2, sync: true }));
+
+type Level = "debug" | "info" | "warn" | "error";
 
 export function setLogLevel(level: Level): void {
-  threshold = levels[level];
+  logger.level = level;
 }
 
-function write(level: Level, msg: string, fields?: Record<string, unknown>): void {
-  if (levels[level] < threshold) return;
-  const line: Record<string, unknown> = { time: new Date().toISOString(), level, msg, ...fields };
-  if (fields?.err instanceof Error) {
-    line.err = { ...fields.err, message: fields.err.message, stack: fields.err.stack };
-  }
-  process.stderr.write(`${JSON.stringify(line)}\n`);
+/** Whether a line at `level` would be written (to skip building its fields). */
+export function logs(level: Level): boolean {
+  return logger.isLevelEnabled(level);
 }
 
 export const log = {
-  debug: (msg: string, fields?: Record<string, unknown>) => write("debug", msg, fields),
-  info: (msg: string, fields?: Record<string, unknown>) => write("info", msg, fields),
-  warn: (msg: string, fields?: Record<string, unknown>) => write("warn", msg, fields),
-  error: (msg: string, fields?: Record<string, unknown>) => write("error", msg, fields),
+  debug: (msg: string, fields?: Record<string, unknown>) => logger.debug(fields ?? {}, msg),
+  info: (msg: string, fields?: Record<string, unknown>) => logger.info(fields ?? {}, msg),
+  warn: (msg: string, fields?: Record<string, unknown>) => logger.warn(fields ?? {}, msg),
+  error: (msg: string, fields?: Record<string, unknown>) => logger.error(fields ?? {}, msg),
 };

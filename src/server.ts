@@ -55,6 +55,7 @@ import { localizeDeliveryBody, localTimesInterceptor, zonesOf } from "./rpc/loca
 import { rateLimitInterceptor } from "./rpc/rate-limit.js";
 import { METRICS_PATH, Metrics } from "./rpc/metrics.js";
 import { registerReflection } from "./rpc/reflection.js";
+import { requestLogInterceptor } from "./rpc/request-log.js";
 import { resourceService } from "./rpc/resource-service.js";
 import { tenantService } from "./rpc/tenant-service.js";
 import { webhookService } from "./rpc/webhook-service.js";
@@ -206,6 +207,7 @@ export async function startHoldfast(
       routes,
       interceptors: [
         ...(metrics ? [metrics.interceptor] : []),
+        requestLogInterceptor(config.requestLogLevel),
         errorInterceptor,
         authInterceptor(keyring),
         rateLimitInterceptor(pool, config.rateLimits),

@@ -1,9 +1,9 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import type { Interceptor } from "@connectrpc/connect";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
-import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import type { Pool } from "../db/pool.js";
+import { codeOf, observing, protocolOf, reasonOf } from "./observe.js";
 
 export const METRICS_PATH = "/metrics";
 
@@ -18,24 +18,6 @@ const BOOKING_OPERATIONS: Record<string, string> = {
   CompleteBooking: "complete",
   MarkNoShow: "no_show",
 };
-
-/** The protocol of a call, from its content type: grpc, grpc-web or connect. */
-function protocolOf(contentType: string | null): string {
-  if (!contentType) return "connect";
-  if (contentType.startsWith("application/grpc-web")) return "grpc-web";
-  if (contentType.startsWith("application/grpc")) return "grpc";
-  return "connect";
-}
-
-function codeName(err: unknown): string {
-  const code = err instanceof ConnectError ? err.code : Code.Internal;
-  return Code[code] ?? "Unknown";
-}
-
-function reasonOf(err: unknown): string {
-  if (!(err instanceof ConnectError)) return "INTERNAL";
-  return err.findDetails(ErrorInfoSchema)[0]?.reason || "UNKNOWN";
-}
 
 /**
  * Prometheus metrics of one Holdfast instance, on a registry of its own (so
@@ -156,7 +138,7 @@ export class Metrics {
   }
 
   /** One interceptor: requests, latency, in-flight and booking outcomes. Put it outermost. */
-  readonly interceptor: Interceptor = (next) => async (req) => {
+  readonly interceptor: Interceptor = observing((req) => {
     const labels = {
       service: req.service.typeName,
       method: req.method.name,
@@ -165,43 +147,17 @@ export class Metrics {
     const booking = req.service.typeName === "holdfast.v1.BookingService";
     const started = process.hrtime.bigint();
     this.inFlight.inc(labels);
-    const done = (err: unknown) => {
+    return (err) => {
       this.inFlight.dec(labels);
       this.duration.observe(labels, Number(process.hrtime.bigint() - started) / 1e9);
-      this.requests.inc({ ...labels, code: err === undefined ? "OK" : codeName(err) });
+      this.requests.inc({ ...labels, code: codeOf(err) });
       if (!booking) return;
       if (err === undefined) {
         const operation = BOOKING_OPERATIONS[req.method.name];
         if (operation) this.operations.inc({ operation });
       } else this.rejections.inc({ method: req.method.name, reason: reasonOf(err) });
     };
-    let res: Awaited<ReturnType<typeof next>>;
-    try {
-      res = await next(req);
-    } catch (err) {
-      done(err);
-      throw err;
-    }
-    if (!res.stream) {
-      done(undefined);
-      return res;
-    }
-    const messages = res.message;
-    return {
-      ...res,
-      message: (async function* () {
-        let failed: unknown;
-        try {
-          yield* messages;
-        } catch (err) {
-          failed = err;
-          throw err;
-        } finally {
-          done(failed);
-        }
-      })(),
-    };
-  };
+  });
 
   /** Serves GET /metrics in Prometheus's text format. */
   handler(

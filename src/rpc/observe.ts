@@ -1,0 +1,61 @@
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+
+/** The protocol of a call, from its content type: grpc, grpc-web or connect. */
+export function protocolOf(contentType: string | null): string {
+  if (!contentType) return "connect";
+  if (contentType.startsWith("application/grpc-web")) return "grpc-web";
+  if (contentType.startsWith("application/grpc")) return "grpc";
+  return "connect";
+}
+
+/** "OK" for success, else the Connect code's name (NotFound, Aborted, ...). */
+export function codeOf(err: unknown): string {
+  if (err === undefined) return "OK";
+  return Code[err instanceof ConnectError ? err.code : Code.Internal] ?? "Unknown";
+}
+
+/** The stable reason an error carries in its ErrorInfo detail. */
+export function reasonOf(err: unknown): string {
+  if (!(err instanceof ConnectError)) return "INTERNAL";
+  return err.findDetails(ErrorInfoSchema)[0]?.reason || "UNKNOWN";
+}
+
+type Request = Parameters<Parameters<Interceptor>[0]>[0];
+
+/**
+ * An interceptor that calls `finished(err)` once a call is over: when a
+ * unary call answers, when a stream ends (err undefined on success).
+ * `started` runs first and returns that callback.
+ */
+export function observing(started: (req: Request) => (err: unknown) => void): Interceptor {
+  return (next) => async (req) => {
+    const finished = started(req);
+    let res: Awaited<ReturnType<typeof next>>;
+    try {
+      res = await next(req);
+    } catch (err) {
+      finished(err);
+      throw err;
+    }
+    if (!res.stream) {
+      finished(undefined);
+      return res;
+    }
+    const messages = res.message;
+    return {
+      ...res,
+      message: (async function* () {
+        let failed: unknown;
+        try {
+          yield* messages;
+        } catch (err) {
+          failed = err;
+          throw err;
+        } finally {
+          finished(failed);
+        }
+      })(),
+    };
+  };
+}

@@ -1,0 +1,41 @@
+import { randomUUID } from "node:crypto";
+import type { Interceptor } from "@connectrpc/connect";
+import { log, logs } from "../log.js";
+import { callerIn } from "./auth.js";
+import { codeOf, observing, protocolOf, reasonOf } from "./observe.js";
+
+const SERVER_FAULT = new Set(["Internal", "Unknown", "Unavailable"]);
+
+/** A caller's own request id is kept when it is short and plain; else one is made. */
+const REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+/**
+ * One line per RPC at `level` (info or debug): request id, procedure,
+ * protocol, code, reason, duration, tenant and key id; a failed call's error
+ * with its cause chain when the server is at fault (Internal, Unknown,
+ * Unavailable). A caller's `x-request-id` header is used as the request id.
+ * Put it outside the error interceptor, so it sees the code the caller gets.
+ */
+export function requestLogInterceptor(level: "info" | "debug"): Interceptor {
+  return observing((req) => {
+    const given = req.header.get("x-request-id");
+    const requestId = given && REQUEST_ID.test(given) ? given : randomUUID();
+    const started = process.hrtime.bigint();
+    return (err) => {
+      if (!logs(level)) return;
+      const caller = callerIn(req.contextValues);
+      const code = codeOf(err);
+      log[level]("rpc", {
+        requestId,
+        procedure: `${req.service.typeName}/${req.method.name}`,
+        protocol: protocolOf(req.header.get("content-type")),
+        code,
+        ...(err === undefined ? {} : { reason: reasonOf(err) }),
+        durationMs: Number(process.hrtime.bigint() - started) / 1e6,
+        tenant: caller?.tenantId,
+        keyId: caller?.keyId,
+        ...(SERVER_FAULT.has(code) ? { err } : {}),
+      });
+    };
+  });
+}

@@ -1,0 +1,97 @@
+import { Code } from "@connectrpc/connect";
+import { afterAll, describe, expect, it } from "vitest";
+import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
+import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
+import { WebhookService } from "../../gen/holdfast/v1/webhook_pb.js";
+import { at, bookingWorld } from "../support/booking.js";
+import { clientFor, postJson, rejected } from "../support/clients.js";
+import { freshDatabase } from "../support/database.js";
+import { spawnServer } from "../support/process.js";
+import { webhookReceiver } from "../support/receiver.js";
+import { ADMIN_KEY } from "../support/server.js";
+
+describe("request logs", { timeout: 120_000 }, async () => {
+  const server = await spawnServer({
+    DATABASE_URL: await freshDatabase(),
+    PORT: "0",
+    HOLDFAST_ADMIN_KEY: ADMIN_KEY,
+    HOLDFAST_LOG_LEVEL: "debug",
+    HOLDFAST_WEBHOOK_ALLOW_PRIVATE: "true",
+  });
+  afterAll(() => server.stop());
+
+  it("write one JSON line per RPC and none of the secrets of an agent's whole flow", async () => {
+    const secrets: string[] = [ADMIN_KEY];
+    const w = await bookingWorld(server.url);
+    secrets.push(w.key);
+    const agentKey = (
+      await clientFor(KeyService, server.url, w.key).createApiKey({
+        scopes: ["bookings.read", "bookings.write", "catalog.read"],
+        description: "booking agent",
+      })
+    ).apiKey;
+    secrets.push(agentKey);
+    let webhookSecret = "";
+    const receiver = await webhookReceiver({ secrets: () => [webhookSecret] });
+    const created = await clientFor(WebhookService, server.url, w.key).createWebhook({
+      url: receiver.url(),
+      eventTypes: ["booking.held", "booking.confirmed", "booking.cancelled"],
+    });
+    webhookSecret = created.secret;
+    secrets.push(webhookSecret);
+
+    const attendee = {
+      name: "Grace Hopper",
+      email: "grace.hopper.4711@example.com",
+      phone: "+1 202 555 0147",
+    };
+    secrets.push(attendee.email, attendee.phone);
+    const agent = clientFor(BookingService, server.url, agentKey, "connect");
+    const slot = { serviceId: w.serviceId, resourceId: w.resourceId, ...at(1, 9) };
+    const { booking } = await agent.createHold({ ...slot, attendee });
+    await rejected(agent.createHold({ ...slot, attendee }), Code.Aborted, "SLOT_UNAVAILABLE");
+    await agent.confirmBooking({ bookingId: booking?.id as string });
+    await agent.cancelBooking({ bookingId: booking?.id as string, reason: "plans changed" });
+    // A made-up key, over plain JSON with a request id of the caller's.
+    const wrongKey = "hf_made_up_key_that_must_not_be_logged_42";
+    secrets.push(wrongKey);
+    const refused = await postJson(
+      server.url,
+      "holdfast.v1.BookingService/GetBooking",
+      { bookingId: booking?.id },
+      wrongKey,
+      { "x-request-id": "req-from-caller-1" },
+    );
+    expect(refused.status).toBe(401);
+    expect((await receiver.waitFor((r) => r.length >= 3)).length).toBeGreaterThanOrEqual(3);
+    await receiver.stop();
+    await server.stop();
+
+    const lines = server
+      .stderr()
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const rpcs = lines.filter((l) => l.msg === "rpc");
+    const holds = rpcs.filter((l) => l.procedure === "holdfast.v1.BookingService/CreateHold");
+    expect(holds.map((l) => [l.code, l.reason, l.protocol, l.tenant])).toEqual([
+      ["OK", undefined, "connect", w.tenantId],
+      ["Aborted", "SLOT_UNAVAILABLE", "connect", w.tenantId],
+    ]);
+    for (const l of holds) {
+      expect(l.level).toBe("info");
+      expect(l.keyId).toEqual(expect.any(String));
+      expect(l.requestId).toEqual(expect.any(String));
+      expect(l.durationMs).toBeGreaterThan(0);
+    }
+    const unauthenticated = rpcs.find((l) => l.requestId === "req-from-caller-1");
+    expect(unauthenticated).toMatchObject({
+      procedure: "holdfast.v1.BookingService/GetBooking",
+      code: "Unauthenticated",
+      reason: "UNAUTHENTICATED",
+    });
+
+    const text = server.stderr();
+    for (const secret of secrets) expect(text, "a secret in the logs").not.toContain(secret);
+  });
+});
