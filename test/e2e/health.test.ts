@@ -54,7 +54,7 @@ describe("health while Postgres hangs", { timeout: 120_000 }, async () => {
     return { status: res.status, body: await res.json() };
   };
 
-  it("GET /readyz answers 503 with database \"timeout\" while Postgres is stopped, /healthz stays 200", async () => {
+  it('GET /readyz answers 503 with database "timeout" while Postgres is stopped, /healthz stays 200', async () => {
     expect(await readyz()).toEqual({
       status: 200,
       body: { status: "ready", database: "ok", migrations: "applied", draining: false },
@@ -64,7 +64,12 @@ describe("health while Postgres hangs", { timeout: 120_000 }, async () => {
       for (let i = 0; i < 2; i++) {
         expect(await readyz()).toEqual({
           status: 503,
-          body: { status: "not ready", database: "timeout", migrations: "unknown", draining: false },
+          body: {
+            status: "not ready",
+            database: "timeout",
+            migrations: "unknown",
+            draining: false,
+          },
         });
       }
       const alive = await fetch(`${server.url}/healthz`, { signal: AbortSignal.timeout(2_000) });
