@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { Interceptor } from "@connectrpc/connect";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { type Backlog, readBacklog } from "../db/backlog.js";
 import type { Pool } from "../db/pool.js";
 import { codeOf, observing, protocolOf, reasonOf } from "./observe.js";
 
@@ -180,38 +181,4 @@ export class Metrics {
       },
     );
   }
-}
-
-type Backlog = {
-  headSeq: number;
-  dispatchLagEvents: number;
-  dispatchLagSeconds: number;
-  pending: number;
-  leased: number;
-  sweeperLagSeconds: number;
-};
-
-async function readBacklog(pool: Pool): Promise<Backlog> {
-  const { rows } = await pool.query<Record<keyof Backlog, string | null>>(`
-    SELECT
-      (SELECT max(seq) FROM outbox) AS "headSeq",
-      (SELECT count(*) FROM (
-         SELECT 1 FROM outbox o, webhook_dispatch d WHERE (o.xid, o.seq) > (d.xid, d.seq) LIMIT 100000
-       ) x) AS "dispatchLagEvents",
-      (SELECT extract(epoch FROM now() - min(o.occur_time))
-         FROM outbox o, webhook_dispatch d WHERE (o.xid, o.seq) > (d.xid, d.seq)) AS "dispatchLagSeconds",
-      (SELECT count(*) FROM deliveries WHERE status = 'pending') AS pending,
-      (SELECT count(*) FROM deliveries WHERE status = 'pending' AND lease_until > now()) AS leased,
-      (SELECT extract(epoch FROM now() - min(expire_time))
-         FROM bookings WHERE status = 'held' AND expire_time < now()) AS "sweeperLagSeconds"`);
-  const row = rows[0];
-  const n = (v: string | null | undefined) => (v == null ? 0 : Number(v));
-  return {
-    headSeq: n(row?.headSeq),
-    dispatchLagEvents: n(row?.dispatchLagEvents),
-    dispatchLagSeconds: Math.max(0, n(row?.dispatchLagSeconds)),
-    pending: n(row?.pending),
-    leased: n(row?.leased),
-    sweeperLagSeconds: Math.max(0, n(row?.sweeperLagSeconds)),
-  };
 }
