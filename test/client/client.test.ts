@@ -6,6 +6,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { createHoldfastClient } from "../../clients/typescript/src/index.js";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
+import { protoServices } from "../support/agent-flow.js";
 import { at, bookingWorld } from "../support/booking.js";
 import { lossyProxy } from "../support/proxy.js";
 import { startTestServer, type TestServer } from "../support/server.js";
@@ -55,6 +56,16 @@ async function answeringServer(status: number, code: string, answered?: () => vo
 }
 
 describe("the typed client", () => {
+  it("offers every service the proto declares", async () => {
+    const w = await bookingWorld(server.url);
+    const hf = createHoldfastClient({ baseUrl: server.url, apiKey: w.key });
+    expect(Object.keys(hf)).toHaveLength((await protoServices()).length);
+    const { urlPath } = await hf.calendarFeeds.createCalendarFeed({ resourceId: w.resourceId });
+    const feed = await fetch(new URL(urlPath, server.url));
+    expect(feed.status).toBe(200);
+    expect(await feed.text()).toMatch(/^BEGIN:VCALENDAR/);
+  });
+
   it.each([
     "grpc",
     "connect",

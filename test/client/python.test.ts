@@ -3,7 +3,7 @@ import { cp, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AgentFlow, expectAgentFlow } from "../support/agent-flow.js";
+import { type AgentFlow, expectAgentFlow, protoServices } from "../support/agent-flow.js";
 import { bookingWorld } from "../support/booking.js";
 import { type CommandRun, runCommand } from "../support/process.js";
 import { startTestServer, type TestServer } from "../support/server.js";
@@ -48,6 +48,17 @@ function python(args: string[]): Promise<CommandRun> {
 describe("the Python client", () => {
   it("runs on Debian's python3 (apt-get install python3-grpcio python3-protobuf)", () => {
     expect(existsSync(PYTHON), `${PYTHON} is missing`).toBe(true);
+  });
+
+  it("offers every service the proto declares", async () => {
+    const script = [
+      "import json, holdfast_client",
+      "c = holdfast_client.Client('127.0.0.1:1', 'hf_none')",
+      "print(json.dumps(sorted(v.full_name for v in vars(c).values() if hasattr(v, 'full_name'))))",
+    ].join("\n");
+    const r = await python(["-c", script]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual(await protoServices());
   });
 
   it("completes the agent flow against a live server", async () => {

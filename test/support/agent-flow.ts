@@ -1,3 +1,5 @@
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { expect } from "vitest";
 import type { TestServer } from "./server.js";
 
@@ -51,4 +53,15 @@ export async function expectAgentFlow(
     "holdfast.v1.BookingService/ConfirmBooking",
     "holdfast.v1.BookingService/CancelBooking",
   ]);
+}
+
+/** "holdfast.v1.BookingService", ... for every service in proto/holdfast/v1. */
+export async function protoServices(): Promise<string[]> {
+  const dir = "proto/holdfast/v1";
+  const names: string[] = [];
+  for (const file of await readdir(dir)) {
+    const text = await readFile(join(dir, file), "utf8");
+    for (const m of text.matchAll(/^service (\w+)/gm)) names.push(`holdfast.v1.${m[1]}`);
+  }
+  return names.sort();
 }

@@ -32,6 +32,8 @@ from holdfast.v1 import (  # noqa: E402
     availability_pb2_grpc,
     booking_pb2,
     booking_pb2_grpc,
+    calendar_feed_pb2,
+    calendar_feed_pb2_grpc,
     catalog_pb2,
     catalog_pb2_grpc,
     errors_pb2,
@@ -39,6 +41,7 @@ from holdfast.v1 import (  # noqa: E402
     event_pb2_grpc,
     key_pb2,
     key_pb2_grpc,
+    limits_pb2,
     resource_pb2,
     resource_pb2_grpc,
     tenant_pb2,
@@ -52,10 +55,12 @@ __all__ = [
     "HoldfastError",
     "availability_pb2",
     "booking_pb2",
+    "calendar_feed_pb2",
     "catalog_pb2",
     "errors_pb2",
     "event_pb2",
     "key_pb2",
+    "limits_pb2",
     "resource_pb2",
     "tenant_pb2",
     "webhook_pb2",
@@ -121,6 +126,7 @@ class _Service:
     """The methods of one service, by their snake_case names (``create_hold``)."""
 
     def __init__(self, client, stub, service_descriptor):
+        self.full_name = service_descriptor.full_name
         for method in service_descriptor.methods:
             call = getattr(stub, method.name)
             level = method.GetOptions().idempotency_level
@@ -153,6 +159,9 @@ class Client:
 
         self.availability = service(availability_pb2_grpc.AvailabilityServiceStub, availability_pb2, "AvailabilityService")
         self.bookings = service(booking_pb2_grpc.BookingServiceStub, booking_pb2, "BookingService")
+        self.calendar_feeds = service(
+            calendar_feed_pb2_grpc.CalendarFeedServiceStub, calendar_feed_pb2, "CalendarFeedService"
+        )
         self.catalog = service(catalog_pb2_grpc.CatalogServiceStub, catalog_pb2, "CatalogService")
         self.events = service(event_pb2_grpc.EventServiceStub, event_pb2, "EventService")
         self.keys = service(key_pb2_grpc.KeyServiceStub, key_pb2, "KeyService")

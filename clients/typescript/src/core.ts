@@ -21,6 +21,7 @@ import {
 } from "../../../gen/google/rpc/error_details_pb.js";
 import { AvailabilityService, type Slot } from "../../../gen/holdfast/v1/availability_pb.js";
 import { BookingService } from "../../../gen/holdfast/v1/booking_pb.js";
+import { CalendarFeedService } from "../../../gen/holdfast/v1/calendar_feed_pb.js";
 import { CatalogService } from "../../../gen/holdfast/v1/catalog_pb.js";
 import { type ConflictingRange, SlotConflictSchema } from "../../../gen/holdfast/v1/errors_pb.js";
 import { EventService } from "../../../gen/holdfast/v1/event_pb.js";
@@ -33,10 +34,12 @@ import type { Reason } from "../../../src/domain/rejection.js";
 export * from "../../../gen/google/rpc/error_details_pb.js";
 export * from "../../../gen/holdfast/v1/availability_pb.js";
 export * from "../../../gen/holdfast/v1/booking_pb.js";
+export * from "../../../gen/holdfast/v1/calendar_feed_pb.js";
 export * from "../../../gen/holdfast/v1/catalog_pb.js";
 export * from "../../../gen/holdfast/v1/errors_pb.js";
 export * from "../../../gen/holdfast/v1/event_pb.js";
 export * from "../../../gen/holdfast/v1/key_pb.js";
+export * from "../../../gen/holdfast/v1/limits_pb.js";
 export * from "../../../gen/holdfast/v1/resource_pb.js";
 export * from "../../../gen/holdfast/v1/tenant_pb.js";
 export * from "../../../gen/holdfast/v1/webhook_pb.js";
@@ -76,6 +79,7 @@ export type HoldfastClient = {
   webhooks: Client<typeof WebhookService>;
   keys: Client<typeof KeyService>;
   tenants: Client<typeof TenantService>;
+  calendarFeeds: Client<typeof CalendarFeedService>;
 };
 
 /** A stable reason of the server (src/domain/rejection.ts); a newer server may send others. */
@@ -154,6 +158,7 @@ export function holdfastClients(transport: Transport): HoldfastClient {
     webhooks: typedClient(WebhookService, transport),
     keys: typedClient(KeyService, transport),
     tenants: typedClient(TenantService, transport),
+    calendarFeeds: typedClient(CalendarFeedService, transport),
   };
 }
 
