@@ -22,6 +22,13 @@ const key32 = z.string().transform((text, ctx) => {
   return bytes;
 });
 
+/** An origin as browsers send it: scheme, host and optional port, nothing more. */
+function isOrigin(text: string): boolean {
+  if (!URL.canParse(text)) return false;
+  const url = new URL(text);
+  return (url.protocol === "http:" || url.protocol === "https:") && url.origin === text;
+}
+
 const schema = z
   .object({
     PORT: z.coerce.number().int().min(0).max(65535).default(8080),
@@ -46,6 +53,24 @@ const schema = z
     HOLDFAST_SHUTDOWN_GRACE_MS: positiveInt.max(600_000).default(5_000),
     HOLDFAST_MAX_REQUEST_BYTES: positiveInt.max(16 * 1024 * 1024).default(256 * 1024),
     HOLDFAST_METRICS: boolean.default(true),
+    HOLDFAST_CORS_ORIGINS: z
+      .string()
+      .default("")
+      .transform((text, ctx) => {
+        const origins = text
+          .split(",")
+          .map((o) => o.trim())
+          .filter((o) => o !== "");
+        const bad = origins.find((o) => o !== "*" && !isOrigin(o));
+        if (bad !== undefined || origins.length > 100) {
+          ctx.addIssue({
+            code: "custom",
+            message: `must be "*" or a comma-separated list of up to 100 origins such as "https://app.example.com"${bad === undefined ? "" : `; "${bad}" is not an origin`}`,
+          });
+          return z.NEVER;
+        }
+        return origins;
+      }),
     HOLDFAST_REQUEST_LOG_LEVEL: z.enum(["info", "debug"]).default("info"),
     HOLDFAST_LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
     HOLDFAST_SWEEP_INTERVAL_MS: positiveInt.max(60_000).default(500),
@@ -104,6 +129,8 @@ export type Config = {
   requestLogLevel: "info" | "debug";
   /** Prometheus metrics at GET /metrics and their per-call bookkeeping. */
   metrics: boolean;
+  /** Origins whose browser apps may call the API (CORS); empty: none, "*": any. */
+  corsOrigins: readonly string[];
   sweepIntervalMs: number;
   /** Seals webhook signing secrets at rest; without it a key kept in the database is used. */
   secretKey: Buffer | undefined;
@@ -165,6 +192,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxRequestBytes: c.HOLDFAST_MAX_REQUEST_BYTES,
     logLevel: c.HOLDFAST_LOG_LEVEL,
     metrics: c.HOLDFAST_METRICS,
+    corsOrigins: c.HOLDFAST_CORS_ORIGINS,
     requestLogLevel: c.HOLDFAST_REQUEST_LOG_LEVEL,
     sweepIntervalMs: c.HOLDFAST_SWEEP_INTERVAL_MS,
     secretKey: c.HOLDFAST_SECRET_KEY,

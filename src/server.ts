@@ -43,6 +43,7 @@ import { bookingService } from "./rpc/booking-service.js";
 import { CALENDAR_FEED_PATH, calendarFeedHandler } from "./rpc/calendar-feed-http.js";
 import { calendarFeedService } from "./rpc/calendar-feed-service.js";
 import { catalogService } from "./rpc/catalog-service.js";
+import { corsHandler } from "./rpc/cors.js";
 import { errorInterceptor } from "./rpc/errors.js";
 import { eventService, eventStreams } from "./rpc/event-service.js";
 import { EVENT_STREAM_PATH, eventStreamHandler } from "./rpc/event-stream.js";
@@ -235,7 +236,7 @@ export async function startHoldfast(
     // Paths outside the RPC router: WatchEvents as Server-Sent Events, MCP,
     // the OpenAPI document with its reference page, calendar feeds, the
     // console, HTTP health and metrics.
-    const handler: NodeHandler = (req, res) => {
+    const route: NodeHandler = (req, res) => {
       const path = (req.url ?? "").split("?", 1)[0] ?? "";
       if (path === EVENT_STREAM_PATH) eventStream(req, res);
       else if (path === MCP_PATH) mcp(req, res);
@@ -247,6 +248,11 @@ export async function startHoldfast(
       else if (path === METRICS_PATH && metrics) metrics.handler(req, res);
       else rpc(req, res);
     };
+    const cors = corsHandler(config.corsOrigins);
+    // With CORS on, a preflight is answered here and never reaches a route.
+    const handler: NodeHandler = cors
+      ? (req, res) => cors(req as never, res as never, () => route(req, res))
+      : route;
     const maintenance = startMaintenance(pool, {
       sweepIntervalMs: config.sweepIntervalMs,
       eventRetentionMs: config.eventRetentionDays * 86_400_000,

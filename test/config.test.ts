@@ -64,9 +64,21 @@ describe("loadConfig", () => {
     ["HOLDFAST_TENANT_RATE_BURST", "-3"],
     ["HOLDFAST_KEY_RATE_PER_SECOND", "2.5"],
     ["HOLDFAST_KEY_RATE_BURST", "1000001"],
+    ["HOLDFAST_CORS_ORIGINS", "app.example.com"],
+    ["HOLDFAST_CORS_ORIGINS", "https://app.example.com/"],
+    ["HOLDFAST_CORS_ORIGINS", "https://ok.example,ftp://files.example"],
   ])("refuses %s=%s, naming the variable", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(name);
+  });
+
+  it("reads CORS origins as a list, off when unset", () => {
+    expect(loadConfig({}).corsOrigins).toEqual([]);
+    expect(
+      loadConfig({ HOLDFAST_CORS_ORIGINS: " https://a.example, http://localhost:5173 " })
+        .corsOrigins,
+    ).toEqual(["https://a.example", "http://localhost:5173"]);
+    expect(loadConfig({ HOLDFAST_CORS_ORIGINS: "*" }).corsOrigins).toEqual(["*"]);
   });
 
   it("has time limits toward Postgres that never exceed one another", () => {
