@@ -1,3 +1,4 @@
+import { connect } from "node:http2";
 import { describe, expect, it } from "vitest";
 import { callTool, clinic, mcpOverHttp } from "../support/mcp.js";
 import { startTestServer } from "../support/server.js";
@@ -375,5 +376,64 @@ describe("failures", () => {
   it("answers GET with 405: the server is stateless", async () => {
     const res = await fetch(`${server.url}/mcp`, { headers: { accept: "text/event-stream" } });
     expect(res.status).toBe(405);
+  });
+});
+
+describe("over HTTP/2 without TLS (h2c)", () => {
+  /** One JSON-RPC POST to /mcp over an h2c connection: status, content type and body. */
+  function postOverH2c(key: string, message: unknown) {
+    return new Promise<{ status: number; type: string; body: string }>((resolve, reject) => {
+      const session = connect(server.url);
+      session.on("error", reject);
+      const req = session.request({
+        ":method": "POST",
+        ":path": "/mcp",
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+        authorization: `Bearer ${key}`,
+      });
+      let status = 0;
+      let type = "";
+      const chunks: Buffer[] = [];
+      req.on("response", (headers) => {
+        status = Number(headers[":status"]);
+        type = String(headers["content-type"] ?? "");
+      });
+      req.on("data", (d: Buffer) => chunks.push(d));
+      req.on("end", () => {
+        session.close();
+        resolve({ status, type, body: Buffer.concat(chunks).toString() });
+      });
+      req.on("error", reject);
+      req.end(JSON.stringify(message));
+    });
+  }
+
+  it("answers initialize and tools/call on the same port as every other protocol", async () => {
+    const c = await clinic(server.url);
+    const init = await postOverH2c(c.key, {
+      jsonrpc: "2.0",
+      id: 1,
+      method: "initialize",
+      params: {
+        protocolVersion: "2025-06-18",
+        capabilities: {},
+        clientInfo: { name: "h2c-test", version: "1.0.0" },
+      },
+    });
+    expect(init.status).toBe(200);
+    expect(init.type).toMatch(/^application\/json/);
+    expect(JSON.parse(init.body).result.serverInfo.name).toBeTruthy();
+
+    const listed = await postOverH2c(c.key, {
+      jsonrpc: "2.0",
+      id: 2,
+      method: "tools/call",
+      params: { name: "list_resources", arguments: {} },
+    });
+    expect(listed.status).toBe(200);
+    const result = JSON.parse(listed.body).result;
+    expect(result.isError).toBeFalsy();
+    expect(JSON.stringify(result.content)).toContain(c.resourceId);
   });
 });
