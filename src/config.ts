@@ -71,6 +71,7 @@ const schema = z
         }
         return origins;
       }),
+    HOLDFAST_METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
     HOLDFAST_REQUEST_LOG_LEVEL: z.enum(["info", "debug"]).default("info"),
     HOLDFAST_LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
     HOLDFAST_SWEEP_INTERVAL_MS: positiveInt.max(60_000).default(500),
@@ -108,6 +109,14 @@ const schema = z
   .refine((c) => c.HOLDFAST_DB_LOCK_TIMEOUT_MS <= c.HOLDFAST_DB_STATEMENT_TIMEOUT_MS, {
     path: ["HOLDFAST_DB_LOCK_TIMEOUT_MS"],
     message: "must not exceed HOLDFAST_DB_STATEMENT_TIMEOUT_MS",
+  })
+  .refine((c) => c.HOLDFAST_METRICS_PORT === undefined || c.HOLDFAST_METRICS, {
+    path: ["HOLDFAST_METRICS_PORT"],
+    message: "is set but HOLDFAST_METRICS is false: unset one of them",
+  })
+  .refine((c) => !c.HOLDFAST_METRICS_PORT || c.HOLDFAST_METRICS_PORT !== c.PORT, {
+    path: ["HOLDFAST_METRICS_PORT"],
+    message: "must differ from PORT (leave it unset to serve /metrics on PORT)",
   });
 
 export type Config = {
@@ -131,6 +140,8 @@ export type Config = {
   metrics: boolean;
   /** Origins whose browser apps may call the API (CORS); empty: none, "*": any. */
   corsOrigins: readonly string[];
+  /** Serve /metrics (and /healthz, /readyz) on this port of HOST instead of PORT (0: any free one). */
+  metricsPort: number | undefined;
   sweepIntervalMs: number;
   /** Seals webhook signing secrets at rest; without it a key kept in the database is used. */
   secretKey: Buffer | undefined;
@@ -193,6 +204,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: c.HOLDFAST_LOG_LEVEL,
     metrics: c.HOLDFAST_METRICS,
     corsOrigins: c.HOLDFAST_CORS_ORIGINS,
+    metricsPort: c.HOLDFAST_METRICS_PORT,
     requestLogLevel: c.HOLDFAST_REQUEST_LOG_LEVEL,
     sweepIntervalMs: c.HOLDFAST_SWEEP_INTERVAL_MS,
     secretKey: c.HOLDFAST_SECRET_KEY,

@@ -78,6 +78,8 @@ export type Holdfast = {
   /** http://host:port, for every protocol. */
   url: string;
   port: number;
+  /** The port serving /metrics, /healthz and /readyz alone, when HOLDFAST_METRICS_PORT is set. */
+  metricsPort: number | undefined;
   /** Set when this start created tenant `default` and its operator key: print it once. */
   operatorKey: string | undefined;
   pool: Pool;
@@ -126,7 +128,11 @@ export async function startHoldfast(
   // Every request in flight listens on it, so the default cap of 10 would
   // warn about a leak under ordinary concurrency.
   setMaxListeners(0, shutdown.signal, stopping.signal);
+  let metricsListener: Listener | undefined;
   try {
+    if (config.metricsPort !== undefined) {
+      metricsListener = await bindPort(config.host, config.metricsPort, "HOLDFAST_METRICS_PORT");
+    }
     // Migrations run without the time limits: one may rightly take long,
     // and an instance waits for another's to finish.
     const migrationPool = createPool(databaseUrl, 1);
@@ -166,7 +172,7 @@ export async function startHoldfast(
       stopping.signal,
     );
 
-    const metrics = config.metrics ? new Metrics(pool) : undefined;
+    const metrics = config.metrics ? new Metrics(pool, feed) : undefined;
     const readiness = readinessProbe(healthPool, schemaVersion, stopping.signal);
     const health = healthHttpHandler(readiness);
     const routes = (router: ConnectRouter) => {
@@ -188,9 +194,14 @@ export async function startHoldfast(
       );
       router.service(
         BookingService,
-        idempotent(BookingService, bookingService(db, catalogCache, slotFinder, feed), pool, {
-          storesOwnOutcomes: true,
-        }),
+        idempotent(
+          BookingService,
+          bookingService(db, catalogCache, slotFinder, feed, metrics?.bookingWrite),
+          pool,
+          {
+            storesOwnOutcomes: true,
+          },
+        ),
       );
       router.service(
         CalendarFeedService,
@@ -245,7 +256,7 @@ export async function startHoldfast(
       else if (path === CONSOLE_PATH || path.startsWith(`${CONSOLE_PATH}/`))
         operatorConsole(req, res);
       else if (HEALTH_PATHS.has(path)) health(req, res);
-      else if (path === METRICS_PATH && metrics) metrics.handler(req, res);
+      else if (path === METRICS_PATH && metrics && !metricsListener) metrics.handler(req, res);
       else rpc(req, res);
     };
     const cors = corsHandler(config.corsOrigins);
@@ -261,21 +272,34 @@ export async function startHoldfast(
         feed.committed();
       },
     });
-    const delivery = startWebhookDelivery(db, feed, webhookSettings, (d) =>
-      localizeDeliveryBody(d.body, d.tenantId, zones),
+    const delivery = startWebhookDelivery(
+      db,
+      feed,
+      { ...webhookSettings, onAttempt: metrics?.webhookAttempt },
+      (d) => localizeDeliveryBody(d.body, d.tenantId, zones),
     );
     listener.serve(handler);
+    // Its own port: health and metrics only, for the operator's network.
+    metricsListener?.serve((req, res) => {
+      const path = (req.url ?? "").split("?", 1)[0] ?? "";
+      if (HEALTH_PATHS.has(path)) health(req, res);
+      else if (path === METRICS_PATH && metrics) metrics.handler(req, res);
+      else res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
+    });
     const port = listener.port;
-    log.info("holdfast listening", { host: config.host, port });
+    const metricsPort = metricsListener?.port;
+    log.info("holdfast listening", { host: config.host, port, metricsPort });
 
     return {
       url: `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`,
       port,
+      metricsPort,
       operatorKey: operatorSecret,
       pool,
       keyring,
       async close() {
         listener.stopAccepting();
+        metricsListener?.stopAccepting();
         stopping.abort();
         const drained = await listener.drained(config.shutdownGraceMs);
         shutdown.abort();
@@ -285,6 +309,7 @@ export async function startHoldfast(
           log.warn("calls still running after the grace period were cut", { sessions: ended });
         }
         listener.destroy();
+        metricsListener?.destroy();
         await feed.stop();
         await delivery.stop();
         await maintenance.stop();
@@ -293,8 +318,10 @@ export async function startHoldfast(
       },
     };
   } catch (err) {
-    listener.stopAccepting();
-    listener.destroy();
+    for (const l of [listener, metricsListener]) {
+      l?.stopAccepting();
+      l?.destroy();
+    }
     await signals.stop();
     await Promise.all([pool.end(), healthPool.end()]);
     throw err;
@@ -332,7 +359,7 @@ const FIRST_BYTES_TIMEOUT_MS = 5_000;
  * decide: the HTTP/2 connection preface goes to the h2c server, anything
  * else to the HTTP/1.1 server.
  */
-export async function bindPort(host: string, port: number): Promise<Listener> {
+export async function bindPort(host: string, port: number, what = "PORT"): Promise<Listener> {
   let handler: NodeHandler | undefined;
   const waiting: Socket[] = [];
   let accepting = true;
@@ -409,12 +436,12 @@ export async function bindPort(host: string, port: number): Promise<Listener> {
       if (err.code === "EADDRINUSE") {
         reject(
           new StartError(
-            `${where} is already in use (another Holdfast, or another program, listens there): stop it or choose another PORT`,
+            `${where} is already in use (another Holdfast, or another program, listens there): stop it or choose another ${what}`,
           ),
         );
       } else if (err.code === "EACCES" || err.code === "EADDRNOTAVAIL") {
         reject(
-          new StartError(`cannot listen on ${where} (${err.code}): choose another HOST or PORT`),
+          new StartError(`cannot listen on ${where} (${err.code}): choose another HOST or ${what}`),
         );
       } else reject(err);
     });

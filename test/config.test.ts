@@ -67,6 +67,9 @@ describe("loadConfig", () => {
     ["HOLDFAST_CORS_ORIGINS", "app.example.com"],
     ["HOLDFAST_CORS_ORIGINS", "https://app.example.com/"],
     ["HOLDFAST_CORS_ORIGINS", "https://ok.example,ftp://files.example"],
+    ["HOLDFAST_METRICS_PORT", "65536"],
+    ["HOLDFAST_METRICS_PORT", "metrics"],
+    ["HOLDFAST_METRICS_PORT", "8080"],
   ])("refuses %s=%s, naming the variable", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(name);
@@ -92,5 +95,17 @@ describe("loadConfig", () => {
     expect(
       loadConfig({ ...tooLong, HOLDFAST_DB_STATEMENT_TIMEOUT_MS: "60000" }).dbTimeouts,
     ).toMatchObject({ lockMs: 40_000, statementMs: 60_000 });
+  });
+
+  it("serves metrics on PORT unless HOLDFAST_METRICS_PORT names another, and only with metrics on", () => {
+    expect(loadConfig({}).metricsPort).toBeUndefined();
+    expect(loadConfig({ HOLDFAST_METRICS_PORT: "9464" }).metricsPort).toBe(9464);
+    expect(loadConfig({ PORT: "0", HOLDFAST_METRICS_PORT: "0" }).metricsPort).toBe(0);
+    expect(() => loadConfig({ PORT: "9464", HOLDFAST_METRICS_PORT: "9464" })).toThrow(
+      "HOLDFAST_METRICS_PORT: must differ from PORT",
+    );
+    expect(() => loadConfig({ HOLDFAST_METRICS: "false", HOLDFAST_METRICS_PORT: "9464" })).toThrow(
+      "HOLDFAST_METRICS_PORT: is set but HOLDFAST_METRICS is false",
+    );
   });
 });

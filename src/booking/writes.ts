@@ -1,3 +1,4 @@
+import { performance } from "node:perf_hooks";
 import { fromJson, type JsonObject } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { type Booking, BookingSchema, BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
@@ -53,7 +54,15 @@ export type BookingWrites = {
   finder: SlotFinder;
   /** Told after every write that reached the database (wakes the event readers). */
   committed?: () => void;
+  /** Told how long each write's SQL call took and how it ended (the metrics). */
+  observe?: WriteObserver;
 };
+
+/** The SQL write functions (src/db/functions/05_booking_writes.sql). */
+export type WriteName = "create_booking" | "change_booking" | "reschedule_booking";
+/** How a write's call ended: a change, a refusal, an earlier outcome replayed, a retry (see mustRetry), a failure. */
+export type WriteResult = "written" | "refused" | "replayed" | "retry" | "error";
+export type WriteObserver = (write: WriteName, result: WriteResult, seconds: number) => void;
 
 /** A time to book: a slot_id from ListSlots, or a service with start and end (and maybe a resource). */
 export type TimeChoice = {
@@ -114,19 +123,21 @@ export async function book(
       resources = await candidates(w, tenantId, t);
     }
     near = { ...t, resourceId: resources[0]?.id ?? "" };
-    return createBooking(
-      w.db,
-      {
-        tenantId,
-        service: t.service,
-        resources,
-        startMs: t.startMs,
-        endMs: t.endMs,
-        holdTtlMs: req.hold ? holdTtlMs(t.service.policy, req.hold.ttlMs) : null,
-        attendee: req.attendee,
-        metadata: req.metadata,
-      },
-      claim,
+    return timed(w, "create_booking", () =>
+      createBooking(
+        w.db,
+        {
+          tenantId,
+          service: t.service,
+          resources,
+          startMs: t.startMs,
+          endMs: t.endMs,
+          holdTtlMs: req.hold ? holdTtlMs(t.service.policy, req.hold.ttlMs) : null,
+          attendee: req.attendee,
+          metadata: req.metadata,
+        },
+        claim,
+      ),
     );
   });
   return withAlternatives(w, tenantId, outcome, () => near);
@@ -161,19 +172,21 @@ export async function reschedule(
     checkResource(t.service, r);
     near = { ...t, resourceId: r.id };
     checkTime(rules, r, t);
-    return rescheduleBooking(
-      w.db,
-      {
-        tenantId,
-        bookingId: req.bookingId,
-        fromResourceId: current.resourceId,
-        service: t.service,
-        resource: r,
-        policy: rules.policy,
-        startMs: t.startMs,
-        endMs: t.endMs,
-      },
-      claim,
+    return timed(w, "reschedule_booking", () =>
+      rescheduleBooking(
+        w.db,
+        {
+          tenantId,
+          bookingId: req.bookingId,
+          fromResourceId: current.resourceId,
+          service: t.service,
+          resource: r,
+          policy: rules.policy,
+          startMs: t.startMs,
+          endMs: t.endMs,
+        },
+        claim,
+      ),
     );
   });
   return withAlternatives(w, tenantId, outcome, () => near);
@@ -186,7 +199,31 @@ export function change(
   req: ChangeRequest,
   claim: IdempotencyClaim | undefined,
 ): Promise<Written> {
-  return retrying(w, tenantId, claim, () => changeBooking(w.db, { tenantId, ...req }, claim));
+  return retrying(w, tenantId, claim, () =>
+    timed(w, "change_booking", () => changeBooking(w.db, { tenantId, ...req }, claim)),
+  );
+}
+
+/** Runs one write's SQL call, telling `w.observe` (if any) its time and result. */
+async function timed(
+  w: BookingWrites,
+  write: WriteName,
+  call: () => Promise<Outcome>,
+): Promise<Outcome> {
+  const observe = w.observe;
+  if (!observe) return call();
+  const started = performance.now();
+  let result: WriteResult = "error";
+  try {
+    const outcome = await call();
+    result = outcome.replayed ? "replayed" : outcome.error ? "refused" : "written";
+    return outcome;
+  } catch (err) {
+    if (mustRetry(err)) result = "retry";
+    throw err;
+  } finally {
+    observe(write, result, (performance.now() - started) / 1000);
+  }
 }
 
 /**

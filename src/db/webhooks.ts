@@ -279,14 +279,14 @@ export type AttemptResult = { statusCode: number; latencyMs: number; error: stri
  * schedules the next attempt (or gives up); a delivery given up counts
  * towards disabling the endpoint, and 410 Gone or too many given-up
  * events in a row disable it, recording webhook.disabled. Returns
- * true when the endpoint was disabled.
+ * whether the endpoint was disabled, and the delivery's status after it.
  */
 export async function recordAttempt(
   db: Db,
   d: LeasedDelivery,
   result: AttemptResult,
   next: { retryInMs: number | undefined; disableAfter: number },
-): Promise<boolean> {
+): Promise<{ disabled: boolean; status: DeliveryStatus }> {
   const attempt = [
     d.tenantId,
     d.id,
@@ -309,7 +309,7 @@ export async function recordAttempt(
              WHERE tenant_id = $1 AND id = $7 AND consecutive_failures > 0`,
       values: [...attempt, d.webhookId],
     });
-    return false;
+    return { disabled: false, status: "succeeded" };
   }
   return db.transaction(async (tx) => {
     await tx.query(insertAttempt, attempt);
@@ -324,20 +324,21 @@ export async function recordAttempt(
       [d.tenantId, d.webhookId, next.retryInMs === undefined],
     );
     const w = rows[0];
-    await tx.query(
+    const updated = await tx.query<{ status: DeliveryStatus }>(
       `UPDATE deliveries SET status = CASE WHEN $3::bigint IS NULL OR $4 THEN 'failed' ELSE 'pending' END,
          next_attempt_time = CASE WHEN NOT $4 THEN now() + $3::bigint * interval '1 millisecond' END,
          lease_until = NULL
-       WHERE tenant_id = $1 AND id = $2`,
+       WHERE tenant_id = $1 AND id = $2 RETURNING status`,
       [d.tenantId, d.id, next.retryInMs ?? null, w?.state !== "active" && w?.state !== "paused"],
     );
+    const status = updated.rows[0]?.status ?? "failed";
     const reason =
       result.statusCode === 410
         ? "the endpoint answered 410 Gone"
         : w && w.failures >= next.disableAfter
           ? `deliveries of ${w.failures} events in a row failed`
           : undefined;
-    if (!w || w.state !== "active" || reason === undefined) return false;
+    if (!w || w.state !== "active" || reason === undefined) return { disabled: false, status };
     await tx.query(
       `UPDATE webhooks SET state = 'disabled', disabled_reason = $3, update_time = now() WHERE tenant_id = $1 AND id = $2`,
       [d.tenantId, d.webhookId, reason],
@@ -348,7 +349,7 @@ export async function recordAttempt(
       [d.tenantId, d.webhookId],
     );
     await recordWebhookDisabled(tx, d.tenantId, d.webhookId, reason);
-    return true;
+    return { disabled: true, status: "failed" };
   });
 }
 

@@ -52,6 +52,24 @@ export class EventFeed extends EventEmitter {
     await Promise.all([this.reader.stop(), this.notifier.stop()]);
   }
 
+  /**
+   * The live streams of this process, and how far the one furthest behind
+   * is: the most events any has yet to send, and the occur time of the
+   * oldest event one has yet to send. `head` is where this feed has read the
+   * outbox to (undefined when no stream listens); what comes after it no
+   * stream has seen yet. For the metrics, on scrape.
+   */
+  lag(): { streams: number; events: number; oldest: Date | undefined; head: Position | undefined } {
+    let events = 0;
+    let oldest: Date | undefined;
+    for (const s of this.subscribers) {
+      const l = s.lag();
+      events = Math.max(events, l.events);
+      if (l.oldest && (!oldest || l.oldest < oldest)) oldest = l.oldest;
+    }
+    return { streams: this.subscribers.size, events, oldest, head: this.head };
+  }
+
   /** A transaction of this process committed events: wake this process and the others. */
   committed(): void {
     this.wake();
@@ -119,6 +137,9 @@ export class EventFeed extends EventEmitter {
  */
 export class Subscription {
   private readonly queue: OutboxEvent[] = [];
+  /** Events read from the table that the stream is sending before its live ones. */
+  private replay: readonly OutboxEvent[] = [];
+  private replayNext = 0;
   private waiting: (() => void) | undefined;
   overflowed = false;
   ended = false;
@@ -155,6 +176,27 @@ export class Subscription {
       this.waiting = undefined;
     }
     return this.overflowed ? undefined : this.queue.shift();
+  }
+
+  /** The stream reads `events` from the table and sends them, one by one (see `replayed`). */
+  replaying(events: readonly OutboxEvent[]): void {
+    this.replay = events;
+    this.replayNext = 0;
+  }
+
+  /** The stream sent the next of the events it is replaying. */
+  replayed(): void {
+    this.replayNext++;
+  }
+
+  /**
+   * Events the stream has yet to send, from the table and queued live (at
+   * most: the two may overlap while it catches up), and the oldest one's occur time.
+   */
+  lag(): { events: number; oldest: Date | undefined } {
+    const fromTable = this.replay.length - this.replayNext;
+    const oldest = this.replay[this.replayNext] ?? this.queue[0];
+    return { events: fromTable + this.queue.length, oldest: oldest?.occurTime };
   }
 
   end(): void {

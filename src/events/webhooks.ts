@@ -17,7 +17,22 @@ export type WebhookSettings = {
   secretKey: Buffer;
   /** How target names are resolved; the system resolver unless a test controls DNS. */
   resolve?: Resolve | undefined;
+  /** Told about every attempt (the metrics). */
+  onAttempt?: ((a: AttemptReport) => void) | undefined;
 };
+
+/**
+ * One attempt: `result` what became of the delivery (delivered, another
+ * attempt scheduled, or given up), `response` what the endpoint answered
+ * (2xx, 3xx, 4xx, 5xx, timeout, or error when nothing came), `seconds` how long it took.
+ */
+export type AttemptReport = {
+  result: "delivered" | "retrying" | "given_up";
+  response: "2xx" | "3xx" | "4xx" | "5xx" | "timeout" | "error";
+  seconds: number;
+};
+
+const RESULTS = { succeeded: "delivered", pending: "retrying", failed: "given_up" } as const;
 
 const DISPATCH_BATCH = 500;
 /** Deliveries one instance has in flight at most; each is one POST. */
@@ -102,6 +117,7 @@ async function deliver(
   const started = performance.now();
   let statusCode = 0;
   let error = "";
+  let timedOut = false;
   try {
     // Inside the try: a secret sealed with another HOLDFAST_SECRET_KEY is a
     // failed attempt, recorded and retried, not a delivery stuck in a loop.
@@ -136,12 +152,13 @@ async function deliver(
     await res.body?.cancel().catch(() => {});
     if (statusCode < 200 || statusCode >= 300) error = `answered ${statusCode}`;
   } catch (err) {
-    error =
-      (err as Error).name === "TimeoutError" ? `no answer within ${s.timeoutMs} ms` : failure(err);
+    timedOut = (err as Error).name === "TimeoutError";
+    error = timedOut ? `no answer within ${s.timeoutMs} ms` : failure(err);
   }
-  const latencyMs = Math.round(performance.now() - started);
+  const seconds = (performance.now() - started) / 1000;
+  const latencyMs = Math.round(seconds * 1000);
   const ok = statusCode >= 200 && statusCode < 300;
-  return recordAttempt(
+  const recorded = await recordAttempt(
     db,
     d,
     { statusCode, latencyMs, error },
@@ -150,6 +167,17 @@ async function deliver(
       disableAfter: s.disableAfter,
     },
   );
+  s.onAttempt?.({
+    result: RESULTS[recorded.status],
+    response:
+      statusCode >= 200 && statusCode < 600
+        ? (`${Math.floor(statusCode / 100)}xx` as AttemptReport["response"])
+        : timedOut
+          ? "timeout"
+          : "error",
+    seconds,
+  });
+  return recorded.disabled;
 }
 
 function openSecret(key: Buffer, sealed: Buffer): string | undefined {

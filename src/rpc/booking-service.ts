@@ -18,7 +18,7 @@ import {
   RescheduleBookingResponseSchema,
 } from "../../gen/holdfast/v1/booking_pb.js";
 import type { SlotFinder } from "../booking/slot-finder.js";
-import type { BookingWrites } from "../booking/writes.js";
+import type { BookingWrites, WriteObserver } from "../booking/writes.js";
 import * as writes from "../booking/writes.js";
 import { type BookingAction, getBooking, listBookings } from "../db/bookings.js";
 import type { CatalogCache } from "../db/catalog-cache.js";
@@ -146,8 +146,15 @@ export function bookingService(
   catalog: CatalogCache,
   finder: SlotFinder,
   feed: { committed(): void },
+  observe?: WriteObserver,
 ): ServiceImpl<typeof BookingService> {
-  const w: BookingWrites = { db: base, catalog, finder, committed: () => feed.committed() };
+  const w: BookingWrites = {
+    db: base,
+    catalog,
+    finder,
+    committed: () => feed.committed(),
+    observe,
+  };
 
   function book<D extends DescMessage>(
     ctx: HandlerContext,

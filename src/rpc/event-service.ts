@@ -150,8 +150,10 @@ export function eventStreams(
             filter,
             limit: CATCH_UP_PAGE,
           });
+          live.replaying(page);
           for (const e of page) {
             yield eventOf(e);
+            live.replayed();
             cursor = e.position;
             if (behindSince !== undefined && Date.now() - behindSince > limits.maxLagMs) {
               throw new Rejection(
@@ -163,6 +165,7 @@ export function eventStreams(
           }
           if (page.length < CATCH_UP_PAGE) break;
         }
+        live.replaying([]);
         behindSince = undefined;
         for (;;) {
           const e = await live.next(ended);

@@ -2,8 +2,12 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { Interceptor } from "@connectrpc/connect";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { WriteName, WriteResult } from "../booking/writes.js";
 import { type Backlog, readBacklog } from "../db/backlog.js";
 import type { Pool } from "../db/pool.js";
+import type { EventFeed } from "../events/feed.js";
+import type { AttemptReport } from "../events/webhooks.js";
+import { log } from "../log.js";
 import { codeOf, observing, protocolOf, reasonOf } from "./observe.js";
 
 export const METRICS_PATH = "/metrics";
@@ -33,8 +37,11 @@ export class Metrics {
   private readonly operations: Counter<"operation">;
   private readonly rejections: Counter<"method" | "reason">;
   private readonly expiries: Counter;
+  private readonly writes: Histogram<"write" | "result">;
+  private readonly attempts: Counter<"result">;
+  private readonly attemptDuration: Histogram<"response">;
 
-  constructor(pool: Pool) {
+  constructor(pool: Pool, feed: EventFeed) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     this.requests = new Counter({
@@ -73,6 +80,26 @@ export class Metrics {
       help: "Holds this instance's sweeper marked expired.",
       registers,
     });
+    this.writes = new Histogram({
+      name: "holdfast_booking_write_duration_seconds",
+      help: "Time in the booking write's one SQL call, by write (create_booking, change_booking, reschedule_booking) and result (written, refused, replayed, retry, error).",
+      labelNames: ["write", "result"],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
+      registers,
+    });
+    this.attempts = new Counter({
+      name: "holdfast_webhook_attempts_total",
+      help: "Webhook delivery attempts this instance made, by result: delivered, retrying (failed, another attempt scheduled) or given_up (failed for good).",
+      labelNames: ["result"],
+      registers,
+    });
+    this.attemptDuration = new Histogram({
+      name: "holdfast_webhook_attempt_duration_seconds",
+      help: "Time of one webhook attempt, by the endpoint's response: 2xx, 3xx, 4xx, 5xx, timeout or error (no answer).",
+      labelNames: ["response"],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
     new Gauge({
       name: "holdfast_db_pool_connections",
       help: "The pg pool's connections: state total, idle, or waiting (requests queued for one).",
@@ -84,23 +111,63 @@ export class Metrics {
         this.set({ state: "waiting" }, pool.waitingCount);
       },
     });
-    // Read from the database at scrape time: they describe every instance's work.
-    let snapshot: Promise<Backlog> | undefined;
+    const failures = new Counter({
+      name: "holdfast_metrics_db_read_failures_total",
+      help: "Scrapes whose database read failed or timed out (its gauges then keep their last values).",
+      registers,
+    });
+    // Read from the database at scrape time, in one query for every gauge
+    // below, with this instance's stream lag as of the same moment.
+    type Snapshot = Backlog & { streams: number; streamLagEvents: number };
+    let snapshot: Promise<Snapshot | undefined> | undefined;
+    const read = async (): Promise<Snapshot | undefined> => {
+      const lag = feed.lag();
+      try {
+        const b = await readBacklog(pool, lag);
+        const behind = lag.streams > 0;
+        return {
+          ...b,
+          streams: lag.streams,
+          streamLagEvents: behind ? b.feedLagEvents + lag.events : 0,
+          streamLagSeconds: behind ? b.streamLagSeconds : 0,
+        };
+      } catch (err) {
+        failures.inc();
+        log.warn("reading the backlog for /metrics failed", { err });
+        return undefined;
+      }
+    };
     const backlog = () => {
-      snapshot ??= readBacklog(pool).finally(() => {
+      snapshot ??= read().finally(() => {
         snapshot = undefined;
       });
       return snapshot;
     };
-    const fromBacklog = (name: string, help: string, pick: (b: Backlog) => number) =>
+    const fromBacklog = (name: string, help: string, pick: (b: Snapshot) => number) =>
       new Gauge({
         name,
         help,
         registers,
         async collect() {
-          this.set(pick(await backlog()));
+          const b = await backlog();
+          if (b) this.set(pick(b));
         },
       });
+    fromBacklog(
+      "holdfast_event_streams",
+      "Live WatchEvents streams on this instance (RPC and Server-Sent Events).",
+      (b) => b.streams,
+    );
+    fromBacklog(
+      "holdfast_event_stream_lag_events",
+      "Events the live stream furthest behind has yet to send: held unsent, plus those this instance has not read from the outbox yet (at most).",
+      (b) => b.streamLagEvents,
+    );
+    fromBacklog(
+      "holdfast_event_stream_lag_seconds",
+      "Age of the oldest event a live stream of this instance has yet to send; 0 when all are caught up.",
+      (b) => b.streamLagSeconds,
+    );
     fromBacklog(
       "holdfast_outbox_head_seq",
       "The newest event's sequence number in the outbox.",
@@ -118,8 +185,13 @@ export class Metrics {
     );
     fromBacklog(
       "holdfast_webhook_deliveries_pending",
-      "Webhook deliveries not yet succeeded nor failed for good.",
+      "Webhook deliveries not yet succeeded nor failed for good (counted up to 100000).",
       (b) => b.pending,
+    );
+    fromBacklog(
+      "holdfast_webhook_delivery_lag_seconds",
+      "Age of the oldest pending webhook delivery (since it was queued); 0 when none waits.",
+      (b) => b.oldestPendingSeconds,
     );
     fromBacklog(
       "holdfast_webhook_deliveries_leased",
@@ -137,6 +209,17 @@ export class Metrics {
   expired(count: number): void {
     this.expiries.inc(count);
   }
+
+  /** Times one booking write's SQL call (see src/booking/writes.ts). */
+  readonly bookingWrite = (write: WriteName, result: WriteResult, seconds: number): void => {
+    this.writes.observe({ write, result }, seconds);
+  };
+
+  /** Counts and times one webhook attempt. */
+  readonly webhookAttempt = (a: AttemptReport): void => {
+    this.attempts.inc({ result: a.result });
+    this.attemptDuration.observe({ response: a.response }, a.seconds);
+  };
 
   /** One interceptor: requests, latency, in-flight and booking outcomes. Put it outermost. */
   readonly interceptor: Interceptor = observing((req) => {
