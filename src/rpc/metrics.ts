@@ -115,6 +115,10 @@ export class Metrics {
       name: "holdfast_metrics_db_read_failures_total",
       help: "Scrapes whose database read failed or timed out (its gauges then keep their last values).",
       registers,
+      // Reported once this scrape's read is over, so a failure shows in the scrape it spoiled.
+      async collect() {
+        await backlog();
+      },
     });
     // Read from the database at scrape time, in one query for every gauge
     // below, with this instance's stream lag as of the same moment.

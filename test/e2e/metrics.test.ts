@@ -1,15 +1,19 @@
 import { readFileSync } from "node:fs";
 import * as http2 from "node:http2";
+import { type AddressInfo, createServer } from "node:net";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
 import { WatchEventsRequestSchema } from "../../gen/holdfast/v1/event_pb.js";
 import { WebhookService } from "../../gen/holdfast/v1/webhook_pb.js";
+import { loadConfig, StartError } from "../../src/config.js";
+import { startHoldfast } from "../../src/server.js";
 import { at, bookingWorld, seconds, sleep } from "../support/booking.js";
 import { clientFor, envelope, rejected } from "../support/clients.js";
+import { freshDatabase } from "../support/database.js";
 import { webhookReceiver } from "../support/receiver.js";
-import { startTestServer } from "../support/server.js";
+import { ADMIN_KEY, startTestServer } from "../support/server.js";
 
 /** The samples of a Prometheus text exposition, by metric name with its labels. */
 async function scrape(url: string): Promise<Map<string, number>> {
@@ -275,6 +279,27 @@ describe("GET /metrics", { timeout: 60_000 }, async () => {
     expect([...served].sort()).toEqual([...documented].sort());
   });
 
+  it("answers within its bound when the database does not, counting the failed read", async () => {
+    const before = await scrape(server.url);
+    // A session holding the outbox locked: the scrape's query waits for it until its timeout.
+    const blocker = await server.pool.connect();
+    try {
+      await blocker.query("BEGIN");
+      await blocker.query("LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE");
+      const during = await scrape(server.url);
+      expect(
+        (during.get("holdfast_metrics_db_read_failures_total") ?? 0) -
+          (before.get("holdfast_metrics_db_read_failures_total") ?? 0),
+      ).toBe(1);
+      // The rest of the scrape is there.
+      expect(during.get('holdfast_db_pool_connections{state="total"}')).toBeGreaterThan(0);
+      expect(during.get("holdfast_outbox_head_seq")).toBe(before.get("holdfast_outbox_head_seq"));
+    } finally {
+      await blocker.query("ROLLBACK");
+      blocker.release();
+    }
+  });
+
   it("is absent with HOLDFAST_METRICS=false", async () => {
     const off = await startTestServer({ HOLDFAST_METRICS: "false" });
     expect((await fetch(`${off.url}/metrics`)).status).toBe(404);
@@ -314,5 +339,36 @@ describe("HOLDFAST_METRICS_PORT", { timeout: 60_000 }, async () => {
     const lagging = await scrapeUntil(ops, (s) => (s.get("holdfast_sweeper_lag_seconds") ?? 0) > 0);
     expect(lagging.get("holdfast_sweeper_lag_seconds")).toBeGreaterThan(0);
     expect(lagging.get("holdfast_holds_expired_total")).toBe(0);
+  });
+});
+
+describe("HOLDFAST_METRICS_PORT taken", () => {
+  it("stops the start, naming the variable, and frees the main port", async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const main = createServer();
+    await new Promise<void>((resolve) => main.listen(0, "127.0.0.1", resolve));
+    const mainPort = (main.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => main.close(() => resolve()));
+    try {
+      const config = loadConfig({
+        PORT: String(mainPort),
+        HOLDFAST_ADMIN_KEY: ADMIN_KEY,
+        HOLDFAST_LOG_LEVEL: "error",
+        HOLDFAST_METRICS_PORT: String((taken.address() as AddressInfo).port),
+      });
+      const start = startHoldfast(config, await freshDatabase());
+      await expect(start).rejects.toThrow(StartError);
+      await expect(start).rejects.toThrow("choose another HOLDFAST_METRICS_PORT");
+      // The main port was bound first and is free again.
+      const again = createServer();
+      await new Promise<void>((resolve, reject) => {
+        again.once("error", reject);
+        again.listen(mainPort, "127.0.0.1", resolve);
+      });
+      await new Promise<void>((resolve) => again.close(() => resolve()));
+    } finally {
+      await new Promise<void>((resolve) => taken.close(() => resolve()));
+    }
   });
 });
