@@ -3,10 +3,16 @@ import type { Slot } from "../../gen/holdfast/v1/availability_pb.js";
 import { AvailabilityService } from "../../gen/holdfast/v1/availability_pb.js";
 import { type Booking, BookingService, BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
 import { CatalogService, type Service } from "../../gen/holdfast/v1/catalog_pb.js";
-import type { Resource } from "../../gen/holdfast/v1/resource_pb.js";
+import {
+  type Override,
+  type Resource,
+  ResourceService,
+} from "../../gen/holdfast/v1/resource_pb.js";
+import type { ResourceCalendar } from "../../src/domain/availability.js";
 import { api, can, once, type Problem, problemOf } from "./api.js";
 import { h, replace } from "./dom.js";
 import { onEvent, onLiveState } from "./live.js";
+import { calendarOf, shading } from "./schedule.js";
 import {
   clock,
   countdown,
@@ -26,12 +32,17 @@ import {
 import { closeDialog, openDialog, problemView } from "./ui.js";
 
 /**
- * The week (or day) of one resource, on its own wall clock: working time
- * shaded, free slots to hold, bookings by status, live from the event
- * stream. Every action sends an Idempotency-Key.
+ * The week (or day) of one or several resources side by side, each on its
+ * own wall clock: working time shaded, override blocks hatched, free slots
+ * to hold, bookings by status, live from the event stream. A booking is
+ * moved by dragging it onto a free slot (then confirming), or from its
+ * dialog by keyboard. Every action sends an Idempotency-Key.
  */
 
 type View = "week" | "day";
+
+/** One column of the grid: a resource's local day. */
+type Column = { resource: Resource; date: Temporal.PlainDate; zone: string };
 
 const STATUS = {
   [BookingStatus.HELD]: "held",
@@ -44,38 +55,58 @@ const STATUS = {
 } as const;
 
 const MAX_PAGES = 10;
+/** Resources shown side by side at most. */
+export const MAX_RESOURCES = 6;
+
+// The choice of resources outlives a visit to another page.
+let chosen: string[] = [];
 
 export function calendarPage(root: HTMLElement): () => void {
   let resources: Resource[] = [];
   let services: Service[] = [];
-  let resourceId = "";
   let serviceId = "";
   let view: View = window.matchMedia("(max-width: 700px)").matches ? "day" : "week";
   let anchor = today("UTC");
   let anchorZone = "";
   const bookings = new Map<string, Booking>();
+  const calendars = new Map<string, ResourceCalendar>();
   let slots: Slot[] = [];
   let problem: { p: Problem; retry?: (slot: Slot) => void } | undefined;
   let notice = "";
   let live = "off";
   let loadSeq = 0;
 
+  const picker = h("details", { class: "picker" });
   const toolbar = h("div", { class: "toolbar" });
   const messages = h("div", { class: "messages", "aria-live": "polite" });
   const grid = h("div", { class: "cal-wrap" });
-  root.replaceChildren(toolbar, messages, grid);
+  root.replaceChildren(h("div", { class: "toolbar" }, picker, toolbar), messages, grid);
 
-  const resource = () => resources.find((r) => r.id === resourceId);
-  const zone = () => resource()?.timeZone || "UTC";
-  const days = () => {
+  const selected = () =>
+    chosen
+      .map((id) => resources.find((r) => r.id === id))
+      .filter((r): r is Resource => r !== undefined);
+  const zoneOf = (r: Resource | undefined) => r?.timeZone || "UTC";
+  const firstZone = () => zoneOf(selected()[0]);
+  const dates = () => {
     const first = view === "week" ? mondayOf(anchor) : anchor;
     return Array.from({ length: view === "week" ? 7 : 1 }, (_, i) => first.add({ days: i }));
   };
+  const columns = (): Column[] =>
+    dates().flatMap((date) =>
+      selected().map((resource) => ({ resource, date, zone: zoneOf(resource) })),
+    );
+  const dayRange = (c: Column) => ({
+    start: dayStartMs(c.date, c.zone),
+    end: dayStartMs(c.date.add({ days: 1 }), c.zone),
+  });
+  /** From the earliest local midnight to the latest, over every zone shown. */
   const range = () => {
-    const d = days();
-    const first = d[0] as Temporal.PlainDate;
-    const last = d[d.length - 1] as Temporal.PlainDate;
-    return { fromMs: dayStartMs(first, zone()), toMs: dayStartMs(last.add({ days: 1 }), zone()) };
+    const spans = columns().map(dayRange);
+    return {
+      fromMs: Math.min(...spans.map((s) => s.start)),
+      toMs: Math.max(...spans.map((s) => s.end)),
+    };
   };
 
   async function loadCatalog(): Promise<void> {
@@ -87,39 +118,76 @@ export function calendarPage(root: HTMLElement): () => void {
     } catch (err) {
       problem = { p: problemOf(err) };
     }
-    resourceId = resources[0]?.id ?? "";
-    pickService();
+    chosen = chosen.filter((id) => resources.some((r) => r.id === id));
+    if (chosen.length === 0 && resources[0]) chosen = [resources[0].id];
+    renderPicker();
+    await selectionChanged();
+  }
+
+  async function selectionChanged(): Promise<void> {
+    const offered = offeredServices();
+    if (!offered.some((s) => s.id === serviceId)) serviceId = offered[0]?.id ?? "";
+    if (anchorZone !== firstZone()) {
+      anchor = today(firstZone());
+      anchorZone = firstZone();
+    }
+    await loadCalendars();
     await reload();
   }
 
-  function pickService(): void {
-    const offered = services.filter((s) => s.active && s.resourceIds.includes(resourceId));
-    if (!offered.some((s) => s.id === serviceId)) serviceId = offered[0]?.id ?? "";
-    if (anchorZone !== zone()) {
-      anchor = today(zone());
-      anchorZone = zone();
-    }
+  function offeredServices(): Service[] {
+    return services.filter((s) => s.active && s.resourceIds.some((id) => chosen.includes(id)));
+  }
+
+  /** Each shown resource's schedule and overrides, for the shading. */
+  async function loadCalendars(): Promise<void> {
+    const readOverrides = can(ResourceService.method.listOverrides);
+    await Promise.all(
+      selected().map(async (r) => {
+        const overrides: Override[] = [];
+        try {
+          let pageToken = "";
+          for (let page = 0; readOverrides && page < MAX_PAGES; page++) {
+            const res = await api.resources.listOverrides({
+              resourceId: r.id,
+              pageSize: 100,
+              pageToken,
+            });
+            overrides.push(...res.overrides);
+            pageToken = res.nextPageToken;
+            if (!pageToken) break;
+          }
+        } catch (err) {
+          problem = { p: problemOf(err) };
+        }
+        calendars.set(r.id, calendarOf(r, overrides));
+      }),
+    );
   }
 
   async function reload(): Promise<void> {
     const seq = ++loadSeq;
-    if (!resourceId) return render();
+    if (chosen.length === 0) return render();
     const { fromMs, toMs } = range();
     const found = new Map<string, Booking>();
     try {
-      let pageToken = "";
-      for (let page = 0; page < MAX_PAGES; page++) {
-        const res = await api.bookings.listBookings({
-          resourceId,
-          startTimeFrom: timestampFromMs(fromMs - 24 * 60 * MINUTE),
-          startTimeTo: timestampFromMs(toMs),
-          pageSize: 100,
-          pageToken,
-        });
-        for (const b of res.bookings) found.set(b.id, b);
-        pageToken = res.nextPageToken;
-        if (!pageToken) break;
-      }
+      await Promise.all(
+        chosen.map(async (resourceId) => {
+          let pageToken = "";
+          for (let page = 0; page < MAX_PAGES; page++) {
+            const res = await api.bookings.listBookings({
+              resourceId,
+              startTimeFrom: timestampFromMs(fromMs - 24 * 60 * MINUTE),
+              startTimeTo: timestampFromMs(toMs),
+              pageSize: 100,
+              pageToken,
+            });
+            for (const b of res.bookings) found.set(b.id, b);
+            pageToken = res.nextPageToken;
+            if (!pageToken) break;
+          }
+        }),
+      );
       if (seq !== loadSeq) return;
       bookings.clear();
       for (const [id, b] of found) bookings.set(id, b);
@@ -131,18 +199,25 @@ export function calendarPage(root: HTMLElement): () => void {
   }
 
   async function reloadSlots(seq = loadSeq): Promise<void> {
-    const { fromMs, toMs } = range();
+    const service = services.find((s) => s.id === serviceId);
+    const resourceIds = chosen.filter((id) => service?.resourceIds.includes(id));
+    const { fromMs, toMs } = chosen.length ? range() : { fromMs: 0, toMs: 0 };
     const startMs = Math.max(fromMs, Date.now());
-    if (!serviceId || !can(AvailabilityService.method.listSlots) || startMs >= toMs) {
+    if (
+      !service ||
+      resourceIds.length === 0 ||
+      !can(AvailabilityService.method.listSlots) ||
+      startMs >= toMs
+    ) {
       slots = [];
       return;
     }
     const res = await api.availability.listSlots({
       serviceId,
-      resourceIds: [resourceId],
+      resourceIds,
       startTime: timestampFromMs(startMs),
       endTime: timestampFromMs(toMs),
-      pageSize: 1000,
+      pageSize: 5000,
     });
     if (seq === loadSeq) slots = res.slots;
   }
@@ -162,8 +237,9 @@ export function calendarPage(root: HTMLElement): () => void {
   }
 
   function upsert(b: Booking | undefined): void {
-    if (!b || b.resourceId !== resourceId) return;
-    bookings.set(b.id, b);
+    if (!b) return;
+    if (chosen.includes(b.resourceId)) bookings.set(b.id, b);
+    else bookings.delete(b.id);
   }
 
   // --- actions -----------------------------------------------------------
@@ -185,6 +261,25 @@ export function calendarPage(root: HTMLElement): () => void {
     }
   }
 
+  /**
+   * Runs an action from a dialog: closes it when done, else shows the
+   * refusal in the dialog, its alternatives each a button for `retry`.
+   */
+  async function runInDialog(
+    out: HTMLElement,
+    zone: string,
+    what: string,
+    call: () => Promise<{ booking?: Booking }>,
+    retry: (slot: Slot) => void,
+  ): Promise<void> {
+    if (await act(what, call)) closeDialog();
+    else if (problem) {
+      replace(out, problemView(problem.p, zone, retry));
+      problem = undefined;
+      render();
+    }
+  }
+
   function hold(slot: Slot): void {
     void act("Held", () => api.bookings.createHold({ slotId: slot.slotId }, once())).then((ok) => {
       if (!ok && problem) problem.retry = hold;
@@ -192,39 +287,71 @@ export function calendarPage(root: HTMLElement): () => void {
     });
   }
 
+  function resourceName(id: string): string {
+    return resources.find((r) => r.id === id)?.name ?? id;
+  }
+
   function describe(b: Booking): string {
-    return `${STATUS[b.status]} ${wallTime(msOf(b.startTime), b.timeZone || zone())}`;
+    const where = chosen.length > 1 ? ` · ${resourceName(b.resourceId)}` : "";
+    return `${STATUS[b.status]} ${wallTime(msOf(b.startTime), b.timeZone || "UTC")}${where}`;
+  }
+
+  function moveToSlot(b: Booking, slot: Slot, out: HTMLElement): void {
+    void runInDialog(
+      out,
+      slot.timeZone || b.timeZone,
+      "Moved",
+      () => api.bookings.rescheduleBooking({ bookingId: b.id, slotId: slot.slotId }, once()),
+      (alternative) => moveToSlot(b, alternative, out),
+    );
+  }
+
+  /** The confirm step of a drag: where from, where to, and Move or Keep. */
+  function confirmMove(b: Booking, slot: Slot): void {
+    const out = h("div", { class: "dialog-problem", "aria-live": "assertive" });
+    const fromZone = b.timeZone || "UTC";
+    const toZone = slot.timeZone || fromZone;
+    const place = (resourceId: string, ms: number, zone: string) =>
+      `${wallTime(ms, zone)} (${zone})${resourceId !== b.resourceId || chosen.length > 1 ? ` · ${resourceName(resourceId)}` : ""}`;
+    openDialog(
+      "Move this booking?",
+      h(
+        "dl",
+        { class: "facts" },
+        h("dt", {}, "From"),
+        h("dd", { class: "move-from" }, place(b.resourceId, msOf(b.startTime), fromZone)),
+        h("dt", {}, "To"),
+        h("dd", { class: "move-to" }, place(slot.resourceId, msOf(slot.startTime), toZone)),
+        b.attendee?.name ? [h("dt", {}, "Attendee"), h("dd", {}, b.attendee.name)] : null,
+      ),
+      out,
+      h(
+        "div",
+        { class: "actions row" },
+        h("button", { class: "primary", onclick: () => moveToSlot(b, slot, out) }, "Move"),
+        h("button", { onclick: closeDialog }, "Keep it where it is"),
+      ),
+    );
   }
 
   function bookingDialog(b: Booking): void {
-    const z = b.timeZone || zone();
+    const z = b.timeZone || "UTC";
     const status = STATUS[b.status];
     const startMs = msOf(b.startTime);
     const lengthMs = msOf(b.endTime) - startMs;
     const active = b.status === BookingStatus.HELD || b.status === BookingStatus.CONFIRMED;
     const dialogProblem = h("div", { class: "dialog-problem", "aria-live": "assertive" });
-    const run = async (what: string, call: () => Promise<{ booking?: Booking }>) => {
-      if (await act(what, call)) closeDialog();
-      else if (problem) {
-        replace(
-          dialogProblem,
-          problemView(problem.p, z, (slot) => reschedule(slot)),
-        );
-        problem = undefined;
-        render();
-      }
-    };
-    const reschedule = (slot?: Slot) => {
-      const start = slot ? msOf(slot.startTime) : instantOfLocalInput(moveTo.value, z);
+    const run = (what: string, call: () => Promise<{ booking?: Booking }>) =>
+      runInDialog(dialogProblem, z, what, call, (slot) => moveToSlot(b, slot, dialogProblem));
+    const reschedule = () => {
+      const start = instantOfLocalInput(moveTo.value, z);
       void run("Moved", () =>
         api.bookings.rescheduleBooking(
-          slot
-            ? { bookingId: b.id, slotId: slot.slotId }
-            : {
-                bookingId: b.id,
-                startTime: timestampFromMs(start),
-                endTime: timestampFromMs(start + lengthMs),
-              },
+          {
+            bookingId: b.id,
+            startTime: timestampFromMs(start),
+            endTime: timestampFromMs(start + lengthMs),
+          },
           once(),
         ),
       );
@@ -249,6 +376,8 @@ export function calendarPage(root: HTMLElement): () => void {
         { class: "facts" },
         h("dt", {}, "When"),
         h("dd", {}, `${wallTime(startMs, z)}–${clock(zoned(msOf(b.endTime), z))} (${z})`),
+        h("dt", {}, "Resource"),
+        h("dd", {}, resourceName(b.resourceId)),
         b.attendee && (b.attendee.name || b.attendee.email || b.attendee.phone)
           ? [
               h("dt", {}, "Attendee"),
@@ -326,7 +455,7 @@ export function calendarPage(root: HTMLElement): () => void {
               h("legend", {}, "Reschedule"),
               h("label", { for: "move-to" }, `New start (${z})`),
               moveTo,
-              h("button", { onclick: () => reschedule() }, "Move"),
+              h("button", { onclick: reschedule }, "Move"),
             ),
           )
         : null,
@@ -337,37 +466,127 @@ export function calendarPage(root: HTMLElement): () => void {
     return services.find((s) => s.id === id)?.name ?? id;
   }
 
+  // --- dragging a booking onto a free slot ---------------------------------
+
+  type Drag = {
+    booking: Booking;
+    card: HTMLElement;
+    x: number;
+    y: number;
+    ghost?: HTMLElement;
+    over?: HTMLElement;
+  };
+  let drag: Drag | undefined;
+  let renderWaiting = false;
+  let swallowClick = false;
+
+  const draggable = (b: Booking) =>
+    can(BookingService.method.rescheduleBooking) &&
+    (b.status === BookingStatus.HELD || b.status === BookingStatus.CONFIRMED) &&
+    b.serviceId === serviceId;
+
+  function startDrag(e: PointerEvent, b: Booking, card: HTMLElement): void {
+    if (e.button !== 0 || !e.isPrimary) return;
+    drag = { booking: b, card, x: e.clientX, y: e.clientY };
+    card.setPointerCapture(e.pointerId);
+  }
+
+  function moveDrag(e: PointerEvent): void {
+    if (!drag) return;
+    if (!drag.ghost) {
+      // A press that barely moves is a click, which opens the dialog.
+      if (Math.hypot(e.clientX - drag.x, e.clientY - drag.y) < 6) return;
+      const rect = drag.card.getBoundingClientRect();
+      drag.ghost = drag.card.cloneNode(true) as HTMLElement;
+      drag.ghost.classList.add("ghost");
+      drag.ghost.removeAttribute("data-booking");
+      drag.ghost.style.width = `${rect.width}px`;
+      drag.ghost.style.height = `${rect.height}px`;
+      document.body.append(drag.ghost);
+      drag.card.classList.add("dragging");
+      grid.classList.add("dragging");
+    }
+    drag.ghost.style.left = `${e.clientX + 8}px`;
+    drag.ghost.style.top = `${e.clientY + 8}px`;
+    const over = document
+      .elementsFromPoint(e.clientX, e.clientY)
+      .find((el): el is HTMLElement => el instanceof HTMLElement && el.matches(".slot[data-slot]"));
+    if (over !== drag.over) {
+      drag.over?.classList.remove("drop");
+      over?.classList.add("drop");
+      drag.over = over;
+    }
+  }
+
+  function endDrag(drop: boolean): void {
+    const d = drag;
+    drag = undefined;
+    if (!d) return;
+    d.ghost?.remove();
+    d.over?.classList.remove("drop");
+    d.card.classList.remove("dragging");
+    grid.classList.remove("dragging");
+    if (d.ghost) {
+      // The click that ends a drag is not a click on the booking.
+      swallowClick = true;
+      setTimeout(() => {
+        swallowClick = false;
+      }, 0);
+    }
+    const slot = drop && d.over ? slots.find((s) => s.slotId === d.over?.dataset.slot) : undefined;
+    if (renderWaiting) render();
+    if (slot) confirmMove(d.booking, slot);
+  }
+
   // --- rendering ---------------------------------------------------------
 
-  function render(): void {
-    const z = zone();
+  function renderPicker(): void {
+    const names = selected().map((r) => r.name);
     replace(
-      toolbar,
+      picker,
+      h("summary", {}, `Resources: ${names.join(", ") || "none"}`),
       h(
-        "label",
-        { for: "resource" },
-        "Resource ",
-        h(
-          "select",
-          {
-            id: "resource",
-            "data-focus": "resource",
-            onchange: (e: Event) => {
-              resourceId = (e.target as HTMLSelectElement).value;
-              pickService();
-              void reload();
-            },
-          },
-          resources.map((r) =>
-            h(
-              "option",
-              { value: r.id, selected: r.id === resourceId },
-              `${r.name} (${r.timeZone})`,
-            ),
+        "fieldset",
+        {},
+        h("legend", {}, `Side by side, up to ${MAX_RESOURCES}`),
+        resources.map((r) =>
+          h(
+            "label",
+            {},
+            h("input", {
+              type: "checkbox",
+              value: r.id,
+              "data-focus": `pick-${r.id}`,
+              checked: chosen.includes(r.id),
+              disabled: !chosen.includes(r.id) && chosen.length >= MAX_RESOURCES,
+              onchange: (e: Event) => {
+                const box = e.target as HTMLInputElement;
+                chosen = box.checked
+                  ? resources.filter((x) => x.id === r.id || chosen.includes(x.id)).map((x) => x.id)
+                  : chosen.filter((id) => id !== r.id);
+                renderPicker();
+                void selectionChanged();
+              },
+            }),
+            ` ${r.name} `,
+            h("span", { class: "zone" }, r.timeZone),
           ),
         ),
       ),
-      services.length
+    );
+  }
+
+  function render(): void {
+    if (drag?.ghost) {
+      renderWaiting = true;
+      return;
+    }
+    renderWaiting = false;
+    const z = firstZone();
+    const offered = offeredServices();
+    replace(
+      toolbar,
+      offered.length
         ? h(
             "label",
             { for: "service" },
@@ -382,9 +601,9 @@ export function calendarPage(root: HTMLElement): () => void {
                   void reload();
                 },
               },
-              services
-                .filter((s) => s.resourceIds.includes(resourceId))
-                .map((s) => h("option", { value: s.id, selected: s.id === serviceId }, s.name)),
+              offered.map((s) =>
+                h("option", { value: s.id, selected: s.id === serviceId }, s.name),
+              ),
             ),
           )
         : null,
@@ -445,7 +664,7 @@ export function calendarPage(root: HTMLElement): () => void {
       resources.length === 0 && !problem ? h("p", {}, "No resources yet.") : null,
     );
     const scrolledBefore = grid.querySelector(".cal-body")?.scrollTop;
-    replace(grid, resource() ? week(z) : null);
+    replace(grid, selected().length ? calendar() : null);
     const body = grid.querySelector<HTMLElement>(".cal-body");
     if (body)
       body.scrollTop = scrolledBefore ?? firstWorkMinute() * (body.scrollHeight / (24 * 60));
@@ -454,8 +673,9 @@ export function calendarPage(root: HTMLElement): () => void {
 
   /** Where the day's view opens: a little before the earliest working time. */
   function firstWorkMinute(): number {
-    const windows = resource()?.weeklySchedule?.windows ?? [];
-    const starts = windows.map((w) => minutesOf(w.startTime));
+    const starts = selected().flatMap((r) =>
+      (r.weeklySchedule?.windows ?? []).map((w) => minutesOf(w.startTime)),
+    );
     return Math.max(0, (starts.length ? Math.min(...starts) : 8 * 60) - 30);
   }
 
@@ -464,122 +684,198 @@ export function calendarPage(root: HTMLElement): () => void {
     void reload();
   }
 
-  function week(z: string): HTMLElement {
-    const r = resource() as Resource;
-    const ds = days();
-    const nowMs = Date.now();
-    const writable = can(BookingService.method.createHold);
-    const windows = r.weeklySchedule?.windows;
+  function calendar(): HTMLElement {
+    const shown = selected();
+    const cols = columns();
+    const zones = [...new Set(shown.map(zoneOf))];
+    const several = shown.length > 1;
     const cal = h("div", {
-      class: `cal cal-${view}`,
+      class: `cal cal-${view}${several ? " several" : ""}`,
       role: "grid",
-      "aria-label": `${r.name}, ${z}`,
+      "aria-label": shown.map((r) => `${r.name}, ${zoneOf(r)}`).join("; "),
     });
-    cal.style.setProperty("--days", String(ds.length));
-    const head = h("div", { class: "cal-head", role: "row" }, h("div", { class: "corner" }, z));
+    cal.style.setProperty("--cols", String(cols.length));
+    cal.style.setProperty("--per-day", String(shown.length));
+    const corner = h(
+      "div",
+      { class: "corner", title: zones.join(", ") },
+      zones.length === 1 ? zones[0] : "each on its own clock",
+    );
+    const head = h("div", { class: "cal-head", role: "row" }, corner);
+    if (several) {
+      corner.style.gridRow = "span 2";
+      for (const d of dates()) {
+        const dayHead = h(
+          "div",
+          { class: d.equals(today(zones[0] ?? "UTC")) ? "day-head today" : "day-head" },
+          dayLabel(d),
+        );
+        dayHead.style.gridColumn = `span ${shown.length}`;
+        head.append(dayHead);
+      }
+      for (const c of cols) {
+        head.append(
+          h(
+            "div",
+            {
+              class: "resource-head",
+              role: "columnheader",
+              title: `${c.resource.name} (${c.zone})`,
+            },
+            c.resource.name,
+            zones.length > 1 ? h("span", { class: "zone" }, shortZone(c.zone)) : null,
+          ),
+        );
+      }
+    } else {
+      for (const c of cols) {
+        head.append(
+          h(
+            "div",
+            {
+              class: c.date.equals(today(c.zone)) ? "day-head today" : "day-head",
+              role: "columnheader",
+            },
+            dayLabel(c.date),
+          ),
+        );
+      }
+    }
     const body = h("div", { class: "cal-body" });
     const hours = h("div", { class: "hours", "aria-hidden": "true" });
     for (let hr = 0; hr < 24; hr++) hours.append(h("div", {}, `${String(hr).padStart(2, "0")}:00`));
     body.append(hours);
-    for (const d of ds) {
-      const isToday = d.equals(today(z));
-      head.append(
-        h(
-          "div",
-          { class: isToday ? "day-head today" : "day-head", role: "columnheader" },
-          dayLabel(d),
-        ),
-      );
-      const col = h("div", { class: "day", role: "gridcell", "aria-label": dayLabel(d) });
-      // Working time: the weekly windows of this weekday, or the whole day without a schedule.
-      const work = windows
-        ? windows
-            .filter((w) => w.weekday === d.dayOfWeek)
-            .map((w) => [minutesOf(w.startTime), minutesOf(w.endTime)] as const)
-        : [[0, 24 * 60] as const];
-      for (const [from, to] of work)
-        col.append(place(h("div", { class: "work" }), from, to - from));
-      const startMs = dayStartMs(d, z);
-      const endMs = dayStartMs(d.add({ days: 1 }), z);
-      // Free slots, without overlaps, so each is a separate target.
-      let lastEnd = 0;
-      for (const s of slots) {
-        const sMs = msOf(s.startTime);
-        if (sMs < startMs || sMs >= endMs || sMs < lastEnd) continue;
-        lastEnd = msOf(s.endTime);
-        const from = minuteOfDay(zoned(sMs, z));
-        const label = `${clock(zoned(sMs, z))} free`;
-        col.append(
-          place(
-            writable
-              ? h(
-                  "button",
-                  {
-                    class: "slot",
-                    "data-focus": `slot-${s.slotId}`,
-                    "data-start": sMs,
-                    title: `Hold ${wallTime(sMs, z)}`,
-                    "aria-label": `Hold ${wallTime(sMs, z)}`,
-                    onclick: () => hold(s),
-                  },
-                  label,
-                )
-              : h("div", { class: "slot", "data-start": sMs }, label),
-            from,
-            (lastEnd - sMs) / MINUTE,
-          ),
-        );
-      }
-      const todays = [...bookings.values()]
-        .filter((b) => msOf(b.startTime) < endMs && msOf(b.endTime) > startMs)
-        .sort((a, b) => msOf(a.startTime) - msOf(b.startTime) || a.id.localeCompare(b.id));
-      const lanes = laneOf(todays);
-      const laneCount = Math.max(0, ...lanes.values()) + 1;
-      for (const b of todays) {
-        const bStart = Math.max(msOf(b.startTime), startMs);
-        const bEnd = Math.min(msOf(b.endTime), endMs);
-        const status = STATUS[b.status];
-        const lapsed = b.status === BookingStatus.HELD && msOf(b.expireTime) <= nowMs;
-        const el = h(
-          "button",
-          {
-            class: `booking ${status}${lapsed ? " lapsed" : ""}`,
-            "data-focus": `booking-${b.id}`,
-            "data-booking": b.id,
-            "data-status": status,
-            onclick: () => bookingDialog(b),
-          },
-          h("span", { class: "b-status" }, status.toUpperCase()),
-          " ",
-          h("span", { class: "b-time" }, clock(zoned(msOf(b.startTime), z))),
-          b.status === BookingStatus.HELD
-            ? h("span", { class: "countdown", "data-expire": msOf(b.expireTime) }, "")
-            : null,
-          h("span", { class: "b-who" }, b.attendee?.name || serviceName(b.serviceId)),
-        );
-        el.setAttribute(
-          "aria-label",
-          `${status} ${wallTime(msOf(b.startTime), z)}, ${b.attendee?.name || serviceName(b.serviceId)}`,
-        );
-        place(el, minuteOfDay(zoned(bStart, z)), (bEnd - bStart) / MINUTE);
-        const lane = lanes.get(b.id) ?? 0;
-        el.style.left = `${(lane / laneCount) * 100}%`;
-        el.style.width = `${100 / laneCount}%`;
-        col.append(el);
-      }
-      if (isToday) {
-        col.append(
-          place(
-            h("div", { class: "now-line", "aria-hidden": "true" }),
-            minuteOfDay(zoned(nowMs, z)),
-            0,
-          ),
-        );
-      }
-      body.append(col);
-    }
+    cols.forEach((c, i) => {
+      body.append(column(c, several && i % shown.length === 0));
+    });
     cal.append(head, body);
     return cal;
+  }
+
+  function column(c: Column, firstOfDay: boolean): HTMLElement {
+    const z = c.zone;
+    const nowMs = Date.now();
+    const writable = can(BookingService.method.createHold);
+    const { start: startMs, end: endMs } = dayRange(c);
+    const label = `${c.resource.name}, ${dayLabel(c.date)}`;
+    const col = h("div", {
+      class: firstOfDay ? "day first-of-day" : "day",
+      role: "gridcell",
+      "aria-label": label,
+      "data-resource": c.resource.id,
+      "data-date": c.date.toString(),
+    });
+    const minuteAt = (ms: number) => (ms >= endMs ? 24 * 60 : minuteOfDay(zoned(ms, z)));
+    // Working time and override blocks, as availability reads them.
+    const calendar = calendars.get(c.resource.id);
+    if (calendar) {
+      const { open, blocks } = shading(calendar, { start: startMs, end: endMs });
+      for (const i of open) {
+        col.append(place(h("div", { class: "work" }), minuteAt(i.start), minuteAt(i.end)));
+      }
+      for (const b of blocks) {
+        col.append(
+          place(
+            h(
+              "div",
+              {
+                class: "block",
+                title: `Blocked: ${b.title}`,
+                "aria-label": `Blocked ${clock(zoned(b.span.start, z))}–${b.span.end >= endMs ? "24:00" : clock(zoned(b.span.end, z))}: ${b.title}`,
+              },
+              h("span", {}, b.title),
+            ),
+            minuteAt(b.span.start),
+            minuteAt(b.span.end),
+          ),
+        );
+      }
+    }
+    // Free slots, without overlaps, so each is a separate target.
+    let lastEnd = 0;
+    for (const s of slots) {
+      const sMs = msOf(s.startTime);
+      if (s.resourceId !== c.resource.id || sMs < startMs || sMs >= endMs || sMs < lastEnd)
+        continue;
+      lastEnd = msOf(s.endTime);
+      const text = `${clock(zoned(sMs, z))} free`;
+      const what = `${wallTime(sMs, z)}${selected().length > 1 ? ` with ${c.resource.name}` : ""}`;
+      col.append(
+        place(
+          writable
+            ? h(
+                "button",
+                {
+                  class: "slot",
+                  "data-focus": `slot-${s.slotId}`,
+                  "data-start": sMs,
+                  "data-slot": s.slotId,
+                  title: `Hold ${what}`,
+                  "aria-label": `Hold ${what}`,
+                  onclick: () => hold(s),
+                },
+                text,
+              )
+            : h("div", { class: "slot", "data-start": sMs }, text),
+          minuteAt(sMs),
+          minuteAt(Math.min(lastEnd, endMs)),
+        ),
+      );
+    }
+    const todays = [...bookings.values()]
+      .filter(
+        (b) =>
+          b.resourceId === c.resource.id && msOf(b.startTime) < endMs && msOf(b.endTime) > startMs,
+      )
+      .sort((a, b) => msOf(a.startTime) - msOf(b.startTime) || a.id.localeCompare(b.id));
+    const lanes = laneOf(todays);
+    const laneCount = Math.max(0, ...lanes.values()) + 1;
+    for (const b of todays) {
+      const bStart = Math.max(msOf(b.startTime), startMs);
+      const bEnd = Math.min(msOf(b.endTime), endMs);
+      const status = STATUS[b.status];
+      const lapsed = b.status === BookingStatus.HELD && msOf(b.expireTime) <= nowMs;
+      const who = b.attendee?.name || serviceName(b.serviceId);
+      const canDrag = draggable(b);
+      const el = h(
+        "button",
+        {
+          class: `booking ${status}${lapsed ? " lapsed" : ""}${canDrag ? " movable" : ""}`,
+          "data-focus": `booking-${b.id}`,
+          "data-booking": b.id,
+          "data-status": status,
+          title: `${status} ${wallTime(msOf(b.startTime), z)}, ${who}${canDrag ? " (drag onto a free slot to move)" : ""}`,
+          onclick: () => {
+            if (swallowClick) swallowClick = false;
+            else bookingDialog(b);
+          },
+        },
+        h("span", { class: "b-status" }, status.toUpperCase()),
+        " ",
+        h("span", { class: "b-time" }, clock(zoned(msOf(b.startTime), z))),
+        b.status === BookingStatus.HELD
+          ? h("span", { class: "countdown", "data-expire": msOf(b.expireTime) }, "")
+          : null,
+        h("span", { class: "b-who" }, who),
+      );
+      el.setAttribute("aria-label", `${status} ${wallTime(msOf(b.startTime), z)}, ${who}`);
+      if (canDrag) {
+        el.addEventListener("pointerdown", (e) => startDrag(e, b, el));
+        el.addEventListener("pointermove", moveDrag);
+        el.addEventListener("pointerup", () => endDrag(true));
+        el.addEventListener("pointercancel", () => endDrag(false));
+      }
+      place(el, minuteAt(bStart), minuteAt(bEnd));
+      const lane = lanes.get(b.id) ?? 0;
+      el.style.left = `${(lane / laneCount) * 100}%`;
+      el.style.width = `${100 / laneCount}%`;
+      col.append(el);
+    }
+    if (c.date.equals(today(z))) {
+      const now = minuteOfDay(zoned(nowMs, z));
+      col.append(place(h("div", { class: "now-line", "aria-hidden": "true" }), now, now));
+    }
+    return col;
   }
 
   // Countdowns tick without re-rendering the week; a hold that runs out fades at once.
@@ -601,6 +897,7 @@ export function calendarPage(root: HTMLElement): () => void {
 
   const onKey = (e: KeyboardEvent) => {
     const t = e.target as HTMLElement;
+    if (e.key === "Escape" && drag) return endDrag(false);
     if (t.closest("input, select, textarea, dialog")) return;
     if (e.key === "[") move(-1);
     else if (e.key === "]") move(1);
@@ -608,10 +905,10 @@ export function calendarPage(root: HTMLElement): () => void {
   document.addEventListener("keydown", onKey);
 
   const offEvent = onEvent((e) => {
-    if (!e.booking || e.booking.resourceId !== resourceId) {
-      if (e.previousResourceId === resourceId && e.booking) bookings.delete(e.booking.id);
-      else return;
-    } else upsert(e.booking);
+    const b = e.booking;
+    if (!b) return;
+    if (!chosen.includes(b.resourceId) && !chosen.includes(e.previousResourceId)) return;
+    upsert(b);
     refreshSlotsSoon();
     render();
   });
@@ -621,7 +918,7 @@ export function calendarPage(root: HTMLElement): () => void {
   });
   // Without events.read the calendar cannot follow the stream: it polls.
   const poll = setInterval(() => {
-    if (live !== "live") void reload();
+    if (live !== "live" && !drag) void reload();
   }, 5_000);
 
   void loadCatalog();
@@ -629,6 +926,7 @@ export function calendarPage(root: HTMLElement): () => void {
     clearInterval(ticker);
     clearInterval(poll);
     clearTimeout(slotTimer);
+    endDrag(false);
     document.removeEventListener("keydown", onKey);
     offEvent();
     offLive();
@@ -640,10 +938,15 @@ function minutesOf(hhmm: string): number {
   return (hh ?? 0) * 60 + (mm ?? 0);
 }
 
-/** Positions an element on the day's column by wall-clock minutes. */
-function place<T extends HTMLElement>(el: T, fromMinute: number, lengthMinutes: number): T {
+/** "America/New_York" as "New York". */
+function shortZone(zone: string): string {
+  return (zone.split("/").pop() ?? zone).replaceAll("_", " ");
+}
+
+/** Positions an element on the day's column between two wall-clock minutes. */
+function place<T extends HTMLElement>(el: T, fromMinute: number, toMinute: number): T {
   el.style.top = `calc(var(--hour) * ${fromMinute / 60})`;
-  el.style.height = `calc(var(--hour) * ${Math.max(lengthMinutes, 0) / 60})`;
+  el.style.height = `calc(var(--hour) * ${Math.max(toMinute - fromMinute, 0) / 60})`;
   return el;
 }
 

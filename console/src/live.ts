@@ -13,9 +13,6 @@ export type LiveState = "off" | "connecting" | "live" | "retrying";
 
 const listeners = new Set<(e: Event) => void>();
 const stateListeners = new Set<(s: LiveState) => void>();
-/** The latest events, newest first, for the event log. */
-export const recentEvents: Event[] = [];
-const KEEP = 500;
 
 let state: LiveState = "off";
 let stop: AbortController | undefined;
@@ -47,7 +44,6 @@ export function startLive(): void {
 export function stopLive(): void {
   stop?.abort();
   stop = undefined;
-  recentEvents.length = 0;
   setState("off");
 }
 
@@ -61,8 +57,6 @@ async function follow(signal: AbortSignal): Promise<void> {
       for await (const { event } of stream) {
         if (!event) continue;
         cursor = event.cursor;
-        recentEvents.unshift(event);
-        if (recentEvents.length > KEEP) recentEvents.length = KEEP;
         for (const fn of listeners) fn(event);
       }
     } catch (err) {

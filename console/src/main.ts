@@ -7,8 +7,9 @@ import { WebhookService } from "../../gen/holdfast/v1/webhook_pb.js";
 import { api, can, forgetKey, problemOf, rememberKey, session } from "./api.js";
 import { calendarPage } from "./calendar.js";
 import { h, replace } from "./dom.js";
+import { eventsPage } from "./eventlog.js";
 import { startLive, stopLive } from "./live.js";
-import { catalogPage, eventsPage, keysPage, webhooksPage } from "./pages.js";
+import { catalogPage, keysPage, webhooksPage } from "./pages.js";
 import { problemView } from "./ui.js";
 
 /**

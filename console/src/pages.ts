@@ -1,8 +1,5 @@
-import { BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
 import { CalendarFeedService } from "../../gen/holdfast/v1/calendar_feed_pb.js";
-import { CatalogService, type Service } from "../../gen/holdfast/v1/catalog_pb.js";
-import type { Event as HoldfastEvent } from "../../gen/holdfast/v1/event_pb.js";
-import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
+import type { Service } from "../../gen/holdfast/v1/catalog_pb.js";
 import { type Resource, ResourceKind } from "../../gen/holdfast/v1/resource_pb.js";
 import {
   type Delivery,
@@ -12,11 +9,10 @@ import {
 } from "../../gen/holdfast/v1/webhook_pb.js";
 import { api, can, once, problemOf, session } from "./api.js";
 import { h, replace } from "./dom.js";
-import { onEvent, recentEvents } from "./live.js";
-import { msOf, wallTime } from "./time.js";
+import { msOf } from "./time.js";
 import { problemView } from "./ui.js";
 
-/** The console's other pages: catalog, event log, webhooks, API keys. */
+/** The console's other pages: catalog, webhooks, API keys. */
 
 const when = (ms: number) => (ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) : "");
 const enumName = (e: Record<number, string>, v: number, prefix: string) =>
@@ -213,57 +209,17 @@ function scheduleText(r: Resource): string {
   return windows.map((w) => `${days[w.weekday]} ${w.startTime}–${w.endTime}`).join(", ");
 }
 
-// --- live event log -------------------------------------------------------
-
-export function eventsPage(root: HTMLElement): () => void {
-  const type = h("input", { type: "search", id: "event-type", placeholder: "booking.held" });
-  const resource = h("input", { type: "search", id: "event-resource", placeholder: "rsc_…" });
-  const list = h("div", { "aria-live": "polite" });
-  root.replaceChildren(
-    h("h2", {}, "Live events"),
-    h(
-      "div",
-      { class: "toolbar" },
-      h("label", { for: "event-type" }, "Type ", type),
-      h("label", { for: "event-resource" }, "Resource ", resource),
-    ),
-    list,
-  );
-  const matches = (e: HoldfastEvent) =>
-    e.type.includes(type.value.trim()) &&
-    (resource.value.trim() === "" || e.booking?.resourceId === resource.value.trim());
-  const render = () =>
-    replace(
-      list,
-      table(
-        ["Time", "Type", "Booking", "Status", "Starts", "Resource"],
-        recentEvents
-          .filter(matches)
-          .map((e) => [
-            text(when(msOf(e.occurTime))),
-            text(e.type),
-            h("span", { class: "mono" }, e.booking?.id ?? e.webhookId),
-            text(
-              e.booking ? enumName(BookingStatus, e.booking.status, "BOOKING_STATUS_") : e.detail,
-            ),
-            text(e.booking ? wallTime(msOf(e.booking.startTime), e.booking.timeZone || "UTC") : ""),
-            h("span", { class: "mono" }, e.booking?.resourceId ?? ""),
-          ]),
-      ),
-      recentEvents.length === 0 ? h("p", {}, "Waiting for events…") : null,
-    );
-  type.addEventListener("input", render);
-  resource.addEventListener("input", render);
-  render();
-  return onEvent(render);
-}
-
 // --- webhooks -------------------------------------------------------------
 
 export function webhooksPage(root: HTMLElement): () => void {
   const out = h("div");
   const detail = h("div", { class: "detail", "aria-live": "polite" });
   root.replaceChildren(h("h2", {}, "Webhooks"), out, detail);
+  // The delivery log shown follows its deliveries: attempts and retries appear as they happen.
+  let shown: Webhook | undefined;
+  const follow = setInterval(() => {
+    if (shown) void deliveries(shown);
+  }, 2_000);
   const load = () =>
     guarded(out, async () => {
       const { webhooks } = await api.webhooks.listWebhooks({ pageSize: 100 });
@@ -280,7 +236,17 @@ export function webhooksPage(root: HTMLElement): () => void {
                     (w.disabledReason ? `: ${w.disabledReason}` : ""),
                 ),
                 text(w.consecutiveFailures),
-                h("button", { onclick: () => deliveries(w) }, "Deliveries"),
+                h(
+                  "button",
+                  {
+                    "data-focus": `deliveries-${w.id}`,
+                    onclick: () => {
+                      shown = w;
+                      void deliveries(w);
+                    },
+                  },
+                  "Deliveries",
+                ),
               ]),
             )
           : h("p", {}, "No webhooks."),
@@ -298,7 +264,11 @@ export function webhooksPage(root: HTMLElement): () => void {
               res.deliveries.map((d) => [
                 text(when(msOf(d.createTime))),
                 text(d.eventType),
-                text(enumName(DeliveryStatus, d.status, "DELIVERY_STATUS_")),
+                h(
+                  "span",
+                  { "data-delivery": d.id, class: "delivery-status" },
+                  enumName(DeliveryStatus, d.status, "DELIVERY_STATUS_"),
+                ),
                 text(attemptsText(d)),
                 text(when(msOf(d.nextAttemptTime))),
                 d.status === DeliveryStatus.SUCCEEDED
@@ -306,6 +276,7 @@ export function webhooksPage(root: HTMLElement): () => void {
                   : h(
                       "button",
                       {
+                        "data-focus": `retry-${d.id}`,
                         onclick: () =>
                           guarded(detail, async () => {
                             await api.webhooks.retryDelivery(
@@ -323,7 +294,7 @@ export function webhooksPage(root: HTMLElement): () => void {
       );
     });
   void load();
-  return () => {};
+  return () => clearInterval(follow);
 }
 
 function attemptsText(d: Delivery): string {
@@ -416,8 +387,3 @@ export function keysPage(root: HTMLElement): () => void {
   void load();
   return () => {};
 }
-
-export const PAGE_SCOPES = {
-  catalog: CatalogService.method.listServices,
-  keys: KeyService.method.listApiKeys,
-};
