@@ -20,6 +20,7 @@ import { KeyService } from "../gen/holdfast/v1/key_pb.js";
 import { ResourceService } from "../gen/holdfast/v1/resource_pb.js";
 import { TenantService } from "../gen/holdfast/v1/tenant_pb.js";
 import { WebhookService } from "../gen/holdfast/v1/webhook_pb.js";
+import { BookingBatches } from "./booking/batches.js";
 import { SlotFinder } from "./booking/slot-finder.js";
 import { type Config, StartError } from "./config.js";
 import { CONSOLE_PATH, consoleHandler } from "./console/serve.js";
@@ -83,6 +84,8 @@ export type Holdfast = {
   pool: Pool;
   /** Resolves API keys, with its cache (its lookup count is for tests and diagnostics). */
   keyring: Keyring;
+  /** Batches concurrent creates per resource (its queue lengths are for tests and diagnostics). */
+  batches: BookingBatches;
   /**
    * Stops gracefully: stops accepting, ends every WatchEvents stream with
    * Unavailable so consumers resume from their cursor, lets the calls in
@@ -157,6 +160,7 @@ export async function startHoldfast(
     const keyring = new Keyring(pool, tenantId, config.adminKey, signals, config.keyCache);
     const catalogCache = new CatalogCache(pool, signals);
     const slotFinder = new SlotFinder(pool, catalogCache, slotSecret);
+    const batches = new BookingBatches(db);
     const feed = new EventFeed(pool, signals, config.eventPollMs);
     const zones = zonesOf(catalogCache);
     const openEventStream = eventStreams(
@@ -188,9 +192,14 @@ export async function startHoldfast(
       );
       router.service(
         BookingService,
-        idempotent(BookingService, bookingService(db, catalogCache, slotFinder, feed), pool, {
-          storesOwnOutcomes: true,
-        }),
+        idempotent(
+          BookingService,
+          bookingService(db, catalogCache, slotFinder, feed, batches),
+          pool,
+          {
+            storesOwnOutcomes: true,
+          },
+        ),
       );
       router.service(
         CalendarFeedService,
@@ -274,6 +283,7 @@ export async function startHoldfast(
       operatorKey: operatorSecret,
       pool,
       keyring,
+      batches,
       async close() {
         listener.stopAccepting();
         stopping.abort();

@@ -4,7 +4,6 @@ import { type Booking, BookingSchema, BookingStatus } from "../../gen/holdfast/v
 import {
   type BookingAction,
   changeBooking,
-  createBooking,
   getBooking,
   rescheduleBooking,
 } from "../db/bookings.js";
@@ -29,6 +28,7 @@ import {
   serviceNotFound,
 } from "../domain/rejection.js";
 import { HOUR_MS } from "../domain/time.js";
+import type { BookingBatches } from "./batches.js";
 import type { SlotFinder } from "./slot-finder.js";
 
 /**
@@ -51,6 +51,8 @@ export type BookingWrites = {
   db: Queryable;
   catalog: CatalogCache;
   finder: SlotFinder;
+  /** Creates on one resource, batched while another write of it is in flight (on `db`). */
+  batches: BookingBatches;
   /** Told after every write that reached the database (wakes the event readers). */
   committed?: () => void;
 };
@@ -114,8 +116,7 @@ export async function book(
       resources = await candidates(w, tenantId, t);
     }
     near = { ...t, resourceId: resources[0]?.id ?? "" };
-    return createBooking(
-      w.db,
+    return w.batches.create(
       {
         tenantId,
         service: t.service,
