@@ -20,6 +20,7 @@ import { KeyService } from "../gen/holdfast/v1/key_pb.js";
 import { ResourceService } from "../gen/holdfast/v1/resource_pb.js";
 import { TenantService } from "../gen/holdfast/v1/tenant_pb.js";
 import { WebhookService } from "../gen/holdfast/v1/webhook_pb.js";
+import { BookingBatches } from "./booking/batches.js";
 import { SlotFinder } from "./booking/slot-finder.js";
 import { type Config, StartError } from "./config.js";
 import { CONSOLE_PATH, consoleHandler } from "./console/serve.js";
@@ -85,6 +86,8 @@ export type Holdfast = {
   pool: Pool;
   /** Resolves API keys, with its cache (its lookup count is for tests and diagnostics). */
   keyring: Keyring;
+  /** Batches concurrent creates per resource (its queue lengths are for tests and diagnostics). */
+  batches: BookingBatches;
   /**
    * Stops gracefully: stops accepting, ends every WatchEvents stream with
    * Unavailable so consumers resume from their cursor, lets the calls in
@@ -163,6 +166,7 @@ export async function startHoldfast(
     const keyring = new Keyring(pool, tenantId, config.adminKey, signals, config.keyCache);
     const catalogCache = new CatalogCache(pool, signals);
     const slotFinder = new SlotFinder(pool, catalogCache, slotSecret);
+    const batches = new BookingBatches(db);
     const feed = new EventFeed(pool, signals, config.eventPollMs);
     const zones = zonesOf(catalogCache);
     const openEventStream = eventStreams(
@@ -196,7 +200,7 @@ export async function startHoldfast(
         BookingService,
         idempotent(
           BookingService,
-          bookingService(db, catalogCache, slotFinder, feed, metrics?.bookingWrite),
+          bookingService(db, catalogCache, slotFinder, feed, metrics?.bookingWrite, batches),
           pool,
           {
             storesOwnOutcomes: true,
@@ -297,6 +301,7 @@ export async function startHoldfast(
       operatorKey: operatorSecret,
       pool,
       keyring,
+      batches,
       async close() {
         listener.stopAccepting();
         metricsListener?.stopAccepting();

@@ -5,7 +5,6 @@ import { type Booking, BookingSchema, BookingStatus } from "../../gen/holdfast/v
 import {
   type BookingAction,
   changeBooking,
-  createBooking,
   getBooking,
   rescheduleBooking,
 } from "../db/bookings.js";
@@ -30,6 +29,7 @@ import {
   serviceNotFound,
 } from "../domain/rejection.js";
 import { HOUR_MS } from "../domain/time.js";
+import type { BookingBatches } from "./batches.js";
 import type { SlotFinder } from "./slot-finder.js";
 
 /**
@@ -52,6 +52,8 @@ export type BookingWrites = {
   db: Queryable;
   catalog: CatalogCache;
   finder: SlotFinder;
+  /** Creates on one resource, batched while another write of it is in flight (on `db`). */
+  batches: BookingBatches;
   /** Told after every write that reached the database (wakes the event readers). */
   committed?: () => void;
   /** Told how long each write's SQL call took and how it ended (the metrics). */
@@ -124,8 +126,7 @@ export async function book(
     }
     near = { ...t, resourceId: resources[0]?.id ?? "" };
     return timed(w, "create_booking", () =>
-      createBooking(
-        w.db,
+      w.batches.create(
         {
           tenantId,
           service: t.service,

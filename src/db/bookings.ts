@@ -29,34 +29,83 @@ export async function createBooking(
   b: NewBooking,
   claim: IdempotencyClaim | undefined,
 ): Promise<Outcome> {
-  const p = b.service.policy;
   // Named, so each connection parses and plans the call once.
   const { rows } = await q.query<{ outcome: Outcome }>({
     name: "create_booking",
     text: `SELECT create_booking($1, $2, $3::text[], $4, $5::integer[], $6, $7, $8, $9::interval, $10::interval,
                                  $11::interval, $12::interval, $13::interval, $14::jsonb, $15::jsonb, $16, $17, $18) AS outcome`,
-    values: [
-      b.tenantId,
-      b.service.id,
-      b.resources.map((r) => r.id),
-      b.service.revision,
-      b.resources.map((r) => r.revision),
-      b.service.policyVersion,
-      new Date(b.startMs),
-      new Date(b.endMs),
-      ms(p.bufferBeforeMs),
-      ms(p.bufferAfterMs),
-      ms(p.minNoticeMs),
-      p.maxAdvanceMs === null ? null : ms(p.maxAdvanceMs),
-      b.holdTtlMs === null ? null : ms(b.holdTtlMs),
-      b.attendee,
-      b.metadata,
-      claim?.method ?? null,
-      claim?.key ?? null,
-      claim?.hash ?? null,
-    ],
+    values: [b.tenantId, ...perRequest(b, claim)],
   });
   return (rows[0] as { outcome: Outcome }).outcome;
+}
+
+/**
+ * create_booking's arguments after the tenant: the service, the candidate
+ * resources ($3, $5) and one value for each of the remaining ones.
+ */
+function perRequest(b: NewBooking, claim: IdempotencyClaim | undefined) {
+  const p = b.service.policy;
+  return [
+    b.service.id,
+    b.resources.map((r) => r.id),
+    b.service.revision,
+    b.resources.map((r) => r.revision),
+    b.service.policyVersion,
+    new Date(b.startMs),
+    new Date(b.endMs),
+    ms(p.bufferBeforeMs),
+    ms(p.bufferAfterMs),
+    ms(p.minNoticeMs),
+    p.maxAdvanceMs === null ? null : ms(p.maxAdvanceMs),
+    b.holdTtlMs === null ? null : ms(b.holdTtlMs),
+    b.attendee,
+    b.metadata,
+    claim?.method ?? null,
+    claim?.key ?? null,
+    claim?.hash ?? null,
+  ] as const;
+}
+
+/**
+ * Several creates of one tenant's one resource, as one transaction and one
+ * commit (create_bookings): each is create_booking with that resource as its
+ * only candidate, in order, and gets its own outcome, in the same order. If
+ * the call fails, nothing of it was written.
+ */
+export async function createBookings(
+  q: Queryable,
+  tenantId: string,
+  resourceId: string,
+  batch: readonly { booking: NewBooking; claim: IdempotencyClaim | undefined }[],
+): Promise<Outcome[]> {
+  const args = batch.map(({ booking, claim }) => {
+    if (
+      booking.tenantId !== tenantId ||
+      booking.resources.length !== 1 ||
+      booking.resources[0]?.id !== resourceId
+    ) {
+      throw new Error("a batch is of one tenant's one resource");
+    }
+    return perRequest(booking, claim);
+  });
+  // Column k of the batch: argument k of every request.
+  const column = (k: number) => args.map((a) => a[k]);
+  const { rows } = await q.query<{ outcomes: Outcome[] }>({
+    name: "create_bookings",
+    text: `SELECT create_bookings($1, $2, $3::text[], $4::integer[], $5::integer[], $6::integer[], $7::timestamptz[],
+                                  $8::timestamptz[], $9::interval[], $10::interval[], $11::interval[], $12::interval[],
+                                  $13::interval[], $14::jsonb[], $15::jsonb[], $16::text[], $17::text[], $18::bytea[])
+                  AS outcomes`,
+    values: [
+      tenantId,
+      resourceId,
+      column(0),
+      column(2),
+      args.map((a) => a[3][0]),
+      ...[4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16].map(column),
+    ],
+  });
+  return (rows[0] as { outcomes: Outcome[] }).outcomes;
 }
 
 export type BookingAction = "confirm" | "extend" | "cancel" | "complete" | "no_show";

@@ -17,6 +17,7 @@ import {
   MarkNoShowResponseSchema,
   RescheduleBookingResponseSchema,
 } from "../../gen/holdfast/v1/booking_pb.js";
+import type { BookingBatches } from "../booking/batches.js";
 import type { SlotFinder } from "../booking/slot-finder.js";
 import type { BookingWrites, WriteObserver } from "../booking/writes.js";
 import * as writes from "../booking/writes.js";
@@ -146,12 +147,14 @@ export function bookingService(
   catalog: CatalogCache,
   finder: SlotFinder,
   feed: { committed(): void },
-  observe?: WriteObserver,
+  observe: WriteObserver | undefined,
+  batches: BookingBatches,
 ): ServiceImpl<typeof BookingService> {
   const w: BookingWrites = {
     db: base,
     catalog,
     finder,
+    batches,
     committed: () => feed.committed(),
     observe,
   };

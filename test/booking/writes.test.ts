@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { JsonObject } from "@bufbuild/protobuf";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BookingBatches } from "../../src/booking/batches.js";
 import { SlotFinder } from "../../src/booking/slot-finder.js";
 import {
   type BookingWrites,
@@ -57,6 +58,7 @@ beforeAll(async () => {
     db: pool,
     catalog,
     finder,
+    batches: new BookingBatches(pool),
     commits: 0,
     committed: () => {
       w.commits++;

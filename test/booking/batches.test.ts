@@ -1,0 +1,415 @@
+import { randomBytes } from "node:crypto";
+import type { JsonObject } from "@bufbuild/protobuf";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BookingBatches } from "../../src/booking/batches.js";
+import { SlotFinder } from "../../src/booking/slot-finder.js";
+import {
+  type BookingWrites,
+  book,
+  type NewBookingRequest,
+  type Written,
+} from "../../src/booking/writes.js";
+import { CatalogCache } from "../../src/db/catalog-cache.js";
+import type { IdempotencyClaim } from "../../src/db/idempotency.js";
+import { poolDb } from "../../src/db/pool.js";
+import { setQuotas } from "../../src/db/quotas.js";
+import { insertResource } from "../../src/db/resources.js";
+import { insertService } from "../../src/db/services.js";
+import { createTenant } from "../../src/db/tenants.js";
+import type { Policy } from "../../src/domain/catalog.js";
+import { Rejection } from "../../src/domain/rejection.js";
+import { freshDatabase } from "../support/database.js";
+
+/**
+ * Concurrent creates on one resource, batched (src/booking/batches.ts), on
+ * a real Postgres and without a server. Batches are forced: a test holds
+ * the resource's advisory lock, so the first create waits in Postgres while
+ * the others queue behind it; then it lets go. Which rows one transaction
+ * wrote shows in their xmin.
+ */
+
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+/** Mondays: one far enough ahead for every rule of the clock, one long past. */
+const MONDAY = Date.UTC(2030, 2, 4);
+const PAST_MONDAY = Date.UTC(2024, 2, 4);
+
+const policy: Policy = {
+  durationsMs: [30 * MINUTE],
+  slotIntervalMs: null,
+  bufferBeforeMs: 0,
+  bufferAfterMs: 0,
+  minNoticeMs: 0,
+  maxAdvanceMs: null,
+  businessHours: [],
+  holdTtlMs: 120_000,
+  maxHoldTtlMs: 30 * MINUTE,
+};
+
+let pool: pg.Pool;
+let w: BookingWrites;
+
+beforeAll(async () => {
+  pool = new pg.Pool({ connectionString: await freshDatabase(), max: 8 });
+  const catalog = new CatalogCache(pool, undefined);
+  w = {
+    db: pool,
+    catalog,
+    finder: new SlotFinder(pool, catalog, randomBytes(32)),
+    batches: new BookingBatches(pool),
+  };
+});
+afterAll(() => pool.end());
+
+/** A new tenant with one resource (UTC, Monday 09:00-17:00 or all hours) and a service over it. */
+async function world(mondayHours = false) {
+  const db = poolDb(pool);
+  const tenantId = (await createTenant(db, `batches-${randomBytes(4).toString("hex")}`)).tenant.id;
+  const r = await insertResource(pool, tenantId, {
+    name: "room",
+    kind: "room",
+    timeZone: "UTC",
+    capacity: 1,
+    metadata: {},
+    weeklySchedule: mondayHours ? [{ weekday: 1, start: 9 * 60, end: 17 * 60 }] : null,
+  });
+  const s = await insertService(db, tenantId, {
+    name: "s",
+    resourceIds: [r.id],
+    policy,
+    timeZone: "UTC",
+    metadata: {},
+  });
+  const hold = (startMs: number): NewBookingRequest => ({
+    slotId: "",
+    serviceId: s.id,
+    resourceId: r.id,
+    startMs,
+    endMs: startMs + 30 * MINUTE,
+    attendee: {},
+    metadata: {},
+    hold: { ttlMs: null },
+  });
+  const claim = (key: string, body = key): IdempotencyClaim => ({
+    tenantId,
+    method: "holdfast.v1.BookingService/CreateHold",
+    key,
+    hash: Buffer.from(body.padEnd(32, "-")),
+  });
+  return { tenantId, resourceId: r.id, serviceId: s.id, hold, claim };
+}
+
+type World = Awaited<ReturnType<typeof world>>;
+
+/** A write's outcome, or the Rejection it threw. */
+function settle(p: Promise<Written>): Promise<Written | Rejection> {
+  return p.catch((err: unknown) => {
+    if (err instanceof Rejection) return err;
+    throw err;
+  });
+}
+
+async function until(done: () => boolean): Promise<void> {
+  for (let i = 0; !done(); i++) {
+    if (i > 2000) throw new Error("timed out waiting");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/**
+ * Holds the resource's lock in a transaction of its own while `queue`
+ * starts creates on it, each of which must join the resource's queue
+ * (pending grows by one per create) before the next starts; then lets go
+ * and waits for every answer.
+ */
+async function batched(
+  x: World,
+  queue: (() => Promise<Written>)[],
+): Promise<(Written | Rejection)[]> {
+  const holder = await pool.connect();
+  try {
+    await holder.query("BEGIN");
+    await holder.query("SELECT pg_advisory_xact_lock(resource_lock_key($1, $2))", [
+      x.tenantId,
+      x.resourceId,
+    ]);
+    const answers: Promise<Written | Rejection>[] = [];
+    for (const start of queue) {
+      const before = w.batches.pending(x.tenantId, x.resourceId);
+      answers.push(settle(start()));
+      await until(() => w.batches.pending(x.tenantId, x.resourceId) === before + 1);
+    }
+    await holder.query("ROLLBACK");
+    return await Promise.all(answers);
+  } finally {
+    holder.release();
+  }
+}
+
+const bookingOf = (o: Written | Rejection) =>
+  ((o as Written).response as { booking: JsonObject }).booking;
+const errorOf = (o: Written | Rejection) => (o as Written).error;
+const iso = (ms: number) => new Date(ms).toISOString().replace(".000Z", ".000000Z");
+
+/** Each row's xmin: the transaction that wrote it. */
+async function writers(x: World) {
+  const q = async (sql: string) =>
+    new Map(
+      (await pool.query<{ k: string; x: string }>(sql, [x.tenantId])).rows.map((r) => [r.k, r.x]),
+    );
+  return {
+    bookings: await q("SELECT id AS k, xmin::text AS x FROM bookings WHERE tenant_id = $1"),
+    keys: await q("SELECT key AS k, xmin::text AS x FROM idempotency_keys WHERE tenant_id = $1"),
+    events: await q(
+      "SELECT booking_id || ' ' || type AS k, xmin::text AS x FROM outbox WHERE tenant_id = $1",
+    ),
+  };
+}
+
+describe("a batch of creates on one resource", () => {
+  it("gives each caller its own answer: a conflict, a replay, a rule's refusal and a good one", async () => {
+    const x = await world(true);
+    // Before the batch: a hold kept under a key (replayed in the batch), and a hold at noon.
+    const first = await book(w, x.tenantId, x.hold(MONDAY + 11 * HOUR), x.claim("first"));
+    const noon = await book(w, x.tenantId, x.hold(MONDAY + 12 * HOUR), undefined);
+    const good = x.hold(MONDAY + 10 * HOUR);
+
+    const [opener, ok, second, replay, tooSoon, taken, duplicate] = await batched(x, [
+      () => book(w, x.tenantId, x.hold(MONDAY + 9 * HOUR), undefined),
+      () => book(w, x.tenantId, good, x.claim("good")),
+      // The same slot, queued after it: the first wins.
+      () => book(w, x.tenantId, x.hold(MONDAY + 10 * HOUR), x.claim("second")),
+      () => book(w, x.tenantId, x.hold(MONDAY + 11 * HOUR), x.claim("first")),
+      // Within working hours, but long past: refused by the clock, under the lock.
+      () => book(w, x.tenantId, x.hold(PAST_MONDAY + 10 * HOUR), x.claim("soon")),
+      () => book(w, x.tenantId, x.hold(MONDAY + 12 * HOUR), x.claim("taken")),
+      // The good one again, same key, in the same batch: its outcome, replayed.
+      () => book(w, x.tenantId, good, x.claim("good")),
+    ]);
+    // Not worked: refused before the write, so it never joins the queue.
+    const late = await book(w, x.tenantId, x.hold(MONDAY + 20 * HOUR), x.claim("late"));
+    expect(late.error?.reason).toBe("OUTSIDE_WORKING_HOURS");
+
+    expect(bookingOf(opener as Written)).toMatchObject({ startTime: iso(MONDAY + 9 * HOUR) });
+    expect((ok as Written).replayed).toBeFalsy();
+    expect(bookingOf(ok as Written)).toMatchObject({
+      startTime: iso(MONDAY + 10 * HOUR),
+      status: "BOOKING_STATUS_HELD",
+    });
+    expect(errorOf(second as Written)).toMatchObject({
+      reason: "SLOT_UNAVAILABLE",
+      conflicts: [
+        { startTime: iso(MONDAY + 10 * HOUR), endTime: iso(MONDAY + 10.5 * HOUR), status: "held" },
+      ],
+    });
+    // Alternatives as for any conflict: free times nearby, none of them taken.
+    const offered = (second as Written).alternatives?.map((a) => a.startMs) ?? [];
+    expect(offered).toHaveLength(3);
+    for (const t of [9, 10, 11, 12]) expect(offered).not.toContain(MONDAY + t * HOUR);
+    expect(replay).toMatchObject({ replayed: true });
+    expect(bookingOf(replay as Written)).toEqual(bookingOf(first));
+    expect(errorOf(tooSoon as Written)?.reason).toBe("TOO_SOON");
+    expect(errorOf(taken as Written)).toMatchObject({
+      reason: "SLOT_UNAVAILABLE",
+      conflicts: [{ startTime: iso(MONDAY + 12 * HOUR), status: "held" }],
+    });
+    expect((taken as Written).alternatives).toHaveLength(3);
+    expect(duplicate).toMatchObject({ replayed: true });
+    expect(bookingOf(duplicate as Written)).toEqual(bookingOf(ok as Written));
+
+    // One transaction wrote the batch: the good booking, its event and the
+    // outcomes of every key in it; the replayed key kept its first outcome.
+    const rows = await writers(x);
+    const okId = bookingOf(ok as Written).id as string;
+    const openerId = bookingOf(opener as Written).id as string;
+    const batch = rows.bookings.get(okId);
+    expect(batch).toBeDefined();
+    expect(rows.bookings.get(openerId)).not.toBe(batch);
+    for (const key of ["good", "second", "soon", "taken"]) expect(rows.keys.get(key)).toBe(batch);
+    expect(rows.keys.get("first")).toBe(rows.bookings.get(bookingOf(first).id as string));
+    // Exactly the events of what was written: four holds, nothing for a refusal or a replay.
+    const noonId = bookingOf(noon).id as string;
+    const firstId = bookingOf(first).id as string;
+    expect([...rows.events.keys()].sort()).toEqual(
+      [firstId, noonId, openerId, okId].map((id) => `${id} booking.held`).sort(),
+    );
+    expect(rows.events.get(`${okId} booking.held`)).toBe(batch);
+    expect(rows.bookings.size).toBe(4);
+
+    // The refusals were kept under their keys, in the batch, and replay.
+    const again = await book(w, x.tenantId, x.hold(PAST_MONDAY + 10 * HOUR), x.claim("soon"));
+    expect(again).toMatchObject({ replayed: true, error: { reason: "TOO_SOON" } });
+    const stored = await pool.query<{ key: string; outcome: Written }>(
+      "SELECT key, outcome FROM idempotency_keys WHERE tenant_id = $1 AND key IN ('good', 'second')",
+      [x.tenantId],
+    );
+    const byKey = new Map(stored.rows.map((r) => [r.key, r.outcome]));
+    expect(byKey.get("good")).toEqual({ response: { booking: bookingOf(ok as Written) } });
+    expect(byKey.get("second")?.error?.reason).toBe("SLOT_UNAVAILABLE");
+  });
+
+  it("50 callers for one slot: one winner, in three transactions (one alone, then 32, then 17)", async () => {
+    const x = await world();
+    const slot = x.hold(MONDAY + 9 * HOUR);
+    const answers = await batched(
+      x,
+      Array.from({ length: 50 }, (_, i) => () => book(w, x.tenantId, slot, x.claim(`race-${i}`))),
+    );
+    const winners = answers.filter((a) => (a as Written).response);
+    expect(winners).toHaveLength(1);
+    const won = bookingOf(winners[0] as Written);
+    for (const a of answers) {
+      if (a === winners[0]) continue;
+      expect(errorOf(a)).toMatchObject({
+        reason: "SLOT_UNAVAILABLE",
+        conflicts: [{ startTime: won.startTime, endTime: won.endTime, status: "held" }],
+      });
+    }
+    const rows = await writers(x);
+    expect(rows.bookings.size).toBe(1);
+    expect([...rows.events.keys()]).toEqual([`${won.id} booking.held`]);
+    expect(rows.keys.size).toBe(50);
+    const sizes = new Map<string, number>();
+    for (const xid of rows.keys.values()) sizes.set(xid, (sizes.get(xid) ?? 0) + 1);
+    expect([...sizes.values()].sort((a, b) => a - b)).toEqual([1, 17, 32]);
+  });
+
+  it("many creates on distinct slots: every booking, key and event is each caller's own", async () => {
+    const x = await world();
+    const n = 70;
+    const starts = Array.from({ length: n }, (_, i) => MONDAY + i * 30 * MINUTE);
+    const answers = await batched(
+      x,
+      starts.map((start, i) => () => book(w, x.tenantId, x.hold(start), x.claim(`k-${i}`))),
+    );
+    const rows = await writers(x);
+    const { rows: stored } = await pool.query<{
+      booking: JsonObject;
+      outcome: Written;
+      payload: { booking: JsonObject };
+      type: string;
+    }>(
+      `SELECT booking_json(b) AS booking, k.outcome, o.payload, o.type
+       FROM bookings b
+       JOIN outbox o ON o.tenant_id = b.tenant_id AND o.booking_id = b.id
+       JOIN idempotency_keys k ON k.tenant_id = b.tenant_id AND k.outcome->'response'->'booking'->>'id' = b.id
+       WHERE b.tenant_id = $1`,
+      [x.tenantId],
+    );
+    expect(stored).toHaveLength(n);
+    const byId = new Map(stored.map((r) => [r.booking.id as string, r]));
+    answers.forEach((a, i) => {
+      const booking = bookingOf(a);
+      expect(booking).toMatchObject({
+        startTime: iso(starts[i] as number),
+        status: "BOOKING_STATUS_HELD",
+      });
+      const row = byId.get(booking.id as string);
+      // The answer is the booking as stored, its event's booking and its key's outcome.
+      expect(row?.booking).toEqual(booking);
+      expect(row?.payload.booking).toEqual(booking);
+      expect(row?.type).toBe("booking.held");
+      expect(row?.outcome).toEqual({ response: { booking } });
+      // Booking, event and key of one create were written by one transaction.
+      const xid = rows.bookings.get(booking.id as string);
+      expect(rows.events.get(`${booking.id} booking.held`)).toBe(xid);
+      expect(rows.keys.get(`k-${i}`)).toBe(xid);
+    });
+    const sizes = new Map<string, number>();
+    for (const xid of rows.bookings.values()) sizes.set(xid, (sizes.get(xid) ?? 0) + 1);
+    expect([...sizes.values()].sort((a, b) => a - b)).toEqual([1, 5, 32, 32]);
+  });
+
+  it("keeps a tenant's quota exact: a batch counts the holds before it in the batch", async () => {
+    const x = await world();
+    await setQuotas(pool, x.tenantId, { active_holds: 3 });
+    const answers = await batched(
+      x,
+      Array.from(
+        { length: 6 },
+        (_, i) => () => book(w, x.tenantId, x.hold(MONDAY + i * HOUR), undefined),
+      ),
+    );
+    expect(answers.map((a) => (a as Written).response !== undefined)).toEqual([
+      true,
+      true,
+      true,
+      false,
+      false,
+      false,
+    ]);
+    for (const a of answers.slice(3)) {
+      expect(errorOf(a)).toMatchObject({
+        reason: "LIMIT_REACHED",
+        metadata: { quota: "active_holds" },
+      });
+    }
+    expect((await writers(x)).bookings.size).toBe(3);
+  });
+
+  it("runs each create alone when the batch fails: a duplicate key committed elsewhere first", async () => {
+    const x = await world();
+    const other = await pool.connect();
+    try {
+      // Another instance's call with the same key, on another resource, open.
+      const r2 = await insertResource(pool, x.tenantId, {
+        name: "other",
+        kind: "room",
+        timeZone: "UTC",
+        capacity: 1,
+        metadata: {},
+        weeklySchedule: null,
+      });
+      await other.query("BEGIN");
+      await other.query(
+        `SELECT create_booking($1, $2, ARRAY[$3], 1, ARRAY[1], 1, $4, $5, '0 ms', '0 ms', '0 ms', NULL,
+                               '120 s', '{}', '{}', $6, 'shared', '\\x01'::bytea)`,
+        [
+          x.tenantId,
+          x.serviceId,
+          r2.id,
+          new Date(MONDAY),
+          new Date(MONDAY + 30 * MINUTE),
+          x.claim("shared").method,
+        ],
+      );
+      const answers = batched(x, [
+        () => book(w, x.tenantId, x.hold(MONDAY + 9 * HOUR), undefined),
+        () => book(w, x.tenantId, x.hold(MONDAY + 10 * HOUR), x.claim("shared")),
+        () => book(w, x.tenantId, x.hold(MONDAY + 11 * HOUR), undefined),
+      ]);
+      // The batch books, then waits on the other's key; the other commits first.
+      await untilWaitingOnTransaction();
+      await other.query("COMMIT");
+      const [opener, shared, third] = await answers;
+      expect(bookingOf(opener as Written).startTime).toBe(iso(MONDAY + 9 * HOUR));
+      expect(errorOf(shared as Written)?.reason).toBe("IDEMPOTENCY_KEY_REUSED");
+      expect(bookingOf(third as Written).startTime).toBe(iso(MONDAY + 11 * HOUR));
+      const { rows } = await pool.query(
+        "SELECT start_time FROM bookings WHERE tenant_id = $1 AND resource_id = $2 ORDER BY start_time",
+        [x.tenantId, x.resourceId],
+      );
+      expect(rows.map((r) => (r.start_time as Date).getTime())).toEqual([
+        MONDAY + 9 * HOUR,
+        MONDAY + 11 * HOUR,
+      ]);
+      expect((await writers(x)).events.size).toBe(3);
+    } finally {
+      other.release();
+    }
+  });
+});
+
+/** Until some session of this database waits for another transaction to end. */
+async function untilWaitingOnTransaction(): Promise<void> {
+  for (let i = 0; i < 2000; i++) {
+    const { rows } = await pool.query(
+      `SELECT 1 FROM pg_stat_activity
+       WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'transactionid'`,
+    );
+    if (rows.length > 0) return;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error("no session waited");
+}
