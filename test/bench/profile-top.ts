@@ -2,7 +2,10 @@
  * `node --import tsx test/bench/profile-top.ts FILE.cpuprofile [N]`: where a
  * V8 CPU profile (from BENCH_SERVER_FLAGS="--cpu-prof --cpu-prof-dir=DIR"
  * on `npm run bench`) spends its time: the N functions with the most self
- * time, and self time summed by package or source file.
+ * time, and self time summed by package or source file, as shares of the
+ * time the thread was not idle. V8 samples wall time: a thread taken off
+ * the CPU inside a system call (a socket write that wakes Postgres, on a
+ * busy machine) counts as time in that call (`writev`, `writeBuffer`).
  */
 import { readFileSync } from "node:fs";
 
@@ -44,10 +47,14 @@ function main() {
   const top = Number(process.argv[3] ?? 30);
   const p = JSON.parse(readFileSync(file, "utf8")) as Profile;
   const self = selfTimes(p);
-  const total = [...self.values()].reduce((a, b) => a + b, 0);
+  const idle = p.nodes
+    .filter((n) => n.callFrame.functionName === "(idle)")
+    .reduce((a, n) => a + (self.get(n.id) ?? 0), 0);
+  const total = [...self.values()].reduce((a, b) => a + b, 0) - idle;
   const byFunction = new Map<string, number>();
   const byPlace = new Map<string, number>();
   for (const n of p.nodes) {
+    if (n.callFrame.functionName === "(idle)") continue;
     const ms = self.get(n.id) ?? 0;
     const place = placeOf(n.callFrame.url);
     const name = `${n.callFrame.functionName || "(anonymous)"}  ${place}:${n.callFrame.lineNumber + 1}`;
@@ -62,7 +69,9 @@ function main() {
       );
     }
   };
-  console.log(`${file}: ${(total / 1000).toFixed(1)} s sampled`);
+  console.log(
+    `${file}: ${(total / 1000).toFixed(1)} s busy (shares below), ${(idle / 1000).toFixed(1)} s idle`,
+  );
   show("self time by function", byFunction);
   show("self time by package or file", byPlace);
 }

@@ -380,6 +380,15 @@ async function main() {
     quick,
     postgres: { fsync, synchronous_commit: syncCommit },
   };
+  /** Keeps a row, and prints it at once: a run cut short still shows what it measured. */
+  const add = (...measuredRows: Row[]) => {
+    for (const r of measuredRows) {
+      rows.push(r);
+      process.stderr.write(
+        `${r.scenario} | ${r.protocol} c=${r.concurrency}: ${r.perSecond}/s p50 ${r.p50} p99 ${r.p99} ms; CPU/call srv ${r.cpu.server} pg ${r.cpu.postgres} load ${r.cpu.client} ms\n`,
+      );
+    }
+  };
   const find = (scenario: string, protocol: string, concurrency: number) =>
     rows.find(
       (r) => r.scenario === scenario && r.protocol === protocol && r.concurrency === concurrency,
@@ -434,7 +443,7 @@ async function main() {
       for (const protocol of PROTOCOLS) {
         const c = bookingClient(noop.url, w.key, protocol);
         await drive(n(1000), 16, (i) => c.createHold(slot(w, i, 20)));
-        rows.push(
+        add(
           row(
             NOOP,
             protocol,
@@ -454,7 +463,7 @@ async function main() {
         const w = await world(url, 64);
         const c = bookingClient(url, w.key, protocol);
         const total = n(concurrency === 1 ? 1000 : 6000);
-        rows.push(
+        add(
           row(
             HOLDS,
             protocol,
@@ -482,7 +491,7 @@ async function main() {
         }
       }
       for (const kind of ["spread", "hot"] as const) {
-        rows.push(row(kind === "hot" ? HOT : SPREAD, protocol, 16, merge(sums[kind])));
+        add(row(kind === "hot" ? HOT : SPREAD, protocol, 16, merge(sums[kind])));
       }
     }
 
@@ -492,7 +501,7 @@ async function main() {
       const c = bookingClient(url, w.key, "grpc");
       const keyed = (i: number) =>
         c.createHold(slot(w, i, 3), { headers: { "idempotency-key": `k-${i}` } });
-      rows.push(
+      add(
         row(
           "CreateHold + Idempotency-Key, 64 resources",
           "grpc",
@@ -525,10 +534,8 @@ async function main() {
         l.reduce((a, r) => a + r.latencies.length, 0) / l.reduce((a, r) => a + r.seconds, 0);
       const none = rate(sums.none);
       const quota = rate(sums.quota);
-      rows.push(row("CreateHold, 64 resources, no quota (3 rounds)", "grpc", 16, merge(sums.none)));
-      rows.push(
-        row("CreateHold, 64 resources, quotas set (3 rounds)", "grpc", 16, merge(sums.quota)),
-      );
+      add(row("CreateHold, 64 resources, no quota (3 rounds)", "grpc", 16, merge(sums.none)));
+      add(row("CreateHold, 64 resources, quotas set (3 rounds)", "grpc", 16, merge(sums.quota)));
       extra.quotaCost = {
         noQuotaPerSecond: Math.round(none),
         quotasSetPerSecond: Math.round(quota),
@@ -590,7 +597,7 @@ async function main() {
           [SLOTS_20_7, c20, week20, [1, 16], 200],
         ] as const) {
           for (const concurrency of concurrencies) {
-            rows.push(
+            add(
               row(
                 scenario,
                 protocol,
@@ -696,7 +703,7 @@ async function main() {
           results[which].push(await load(which));
       }
       for (const which of ["on", "off"] as const) {
-        rows.push(row(`CreateHold, metrics ${which}`, "grpc", 16, merge(results[which])));
+        add(row(`CreateHold, metrics ${which}`, "grpc", 16, merge(results[which])));
       }
       const perSecond = (l: Driven[]) =>
         l.reduce((a, r) => a + r.latencies.length, 0) / l.reduce((a, r) => a + r.seconds, 0);
@@ -744,7 +751,7 @@ async function main() {
         });
       };
       await drive(200, 16, (i) => floorHold(i + 1_000_000));
-      rows.push(row(SQL_FLOOR, "pg", 16, await measured(n(6000), 16, floorHold)));
+      add(row(SQL_FLOOR, "pg", 16, await measured(n(6000), 16, floorHold)));
 
       const { rows: ctx } = await pool.query(
         "SELECT s.revision AS srev, s.policy_version FROM services s WHERE s.tenant_id = $1 AND s.id = $2",
@@ -775,7 +782,7 @@ async function main() {
         });
       };
       await drive(200, 16, (i) => hold(i + 1_000_000));
-      rows.push(row(SQL_FUNCTION, "pg", 16, await measured(n(6000), 16, hold)));
+      add(row(SQL_FUNCTION, "pg", 16, await measured(n(6000), 16, hold)));
       await pool.end();
     }
 
@@ -807,7 +814,7 @@ async function main() {
             await measured(n(500), 1, () => s.listSlots(week)),
           );
         }
-        rows.push(...Object.values(out));
+        add(...Object.values(out));
         return { rows: out, rssMiB: round(rssMiB(server.pid) ?? Number.NaN, 1) };
       };
       const before = await phase("before the data", 30);
