@@ -1,8 +1,9 @@
 // The bench's own instruments (test/bench/measure.ts, profile-top.ts): what
 // they read from /proc and how they add it up. No timing is asserted.
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import {
+  BackendCpu,
   clusterCpuMs,
   drive,
   parseStat,
@@ -40,6 +41,40 @@ describe("bench instruments", () => {
       expect(processCpuMs(process.pid)).toBeLessThan(after);
       expect(rssMiB(process.pid)).toBeGreaterThan(1);
     },
+  );
+
+  it.runIf(linux)(
+    "counts the CPU of the backends of one database, by process title, after they exit too",
+    async () => {
+      // Children of this process stand in for a postmaster's backends: one
+      // whose command line names the database (as a backend's title does)
+      // burns CPU and exits; one naming another database is left out.
+      const burn = (title: string, ms: number) =>
+        spawn(process.execPath, [
+          "-e",
+          `const t = process.cpuUsage(); while (process.cpuUsage(t).user < ${ms * 1000}) {} setTimeout(() => {}, 300)`,
+          title,
+        ]);
+      const meter = new BackendCpu(process.pid, "benchdb");
+      const otherMeter = new BackendCpu(process.pid, "otherdb");
+      const [before, otherBefore] = [meter.totalMs(), otherMeter.totalMs()];
+      const mine = burn(" benchdb [local] idle", 100);
+      const other = burn(" otherdb [local] idle", 600);
+      const polling = setInterval(() => {
+        meter.poll();
+        otherMeter.poll();
+      }, 50);
+      await Promise.all(
+        [mine, other].map((c) => new Promise((resolve) => c.once("exit", resolve))),
+      );
+      clearInterval(polling);
+      const spent = meter.totalMs() - before;
+      const otherSpent = otherMeter.totalMs() - otherBefore;
+      // Its 100 ms (plus Node's start-up), and not the other's 600.
+      expect(spent).toBeGreaterThanOrEqual(80);
+      expect(otherSpent - spent).toBeGreaterThanOrEqual(300);
+    },
+    120_000,
   );
 
   it("divides the CPU spent during a drive by its calls, and sorts latencies", async () => {

@@ -55,6 +55,51 @@ export function clusterCpuMs(postmasterPid: number): number | undefined {
   return (ticks * 1000) / TICKS_PER_SECOND;
 }
 
+/**
+ * CPU of the backends serving one database, in ms: the children of the
+ * postmaster whose process title names it (`postgres: USER DB [local] ...`),
+ * leaving out the cluster's background processes and other databases. A
+ * backend that exits takes its figure with it, so `poll` keeps the last
+ * one seen of each: call it often (every 250 ms during a scenario) and
+ * at most that much of an exiting backend's work is missed.
+ */
+export class BackendCpu {
+  private readonly seen = new Map<number, number>();
+  private goneTicks = 0;
+
+  constructor(
+    private readonly postmasterPid: number,
+    private readonly database: string,
+  ) {}
+
+  poll(): void {
+    const now = new Map<number, number>();
+    for (const name of readdirSync("/proc")) {
+      if (!/^\d+$/.test(name)) continue;
+      const pid = Number(name);
+      const s = readStat(pid);
+      if (!s || s.ppid !== this.postmasterPid) continue;
+      let title: string;
+      try {
+        title = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      } catch {
+        continue;
+      }
+      if (title.includes(` ${this.database} `)) now.set(pid, s.cpuTicks);
+    }
+    for (const [pid, ticks] of this.seen) if (!now.has(pid)) this.goneTicks += ticks;
+    this.seen.clear();
+    for (const [pid, ticks] of now) this.seen.set(pid, ticks);
+  }
+
+  totalMs(): number {
+    this.poll();
+    let ticks = this.goneTicks;
+    for (const t of this.seen.values()) ticks += t;
+    return (ticks * 1000) / TICKS_PER_SECOND;
+  }
+}
+
 /** Resident memory of a process in MiB (VmRSS). */
 export function rssMiB(pid: number): number | undefined {
   try {
@@ -114,14 +159,16 @@ export async function drive(
   return { latencies, seconds, failures };
 }
 
-/** Where CPU is read during a scenario: the server under test and the Postgres cluster. */
-export type Probe = { serverPid?: number; postmasterPid?: number };
+/** Where CPU is read during a scenario: the server under test, the Postgres cluster, its backends. */
+export type Probe = { serverPid?: number; postmasterPid?: number; backends?: BackendCpu };
 
 export type CpuPerCall = {
   /** Server process CPU per call in ms (all threads). */
   server?: number;
   /** Postgres cluster CPU per call in ms (every process of the cluster). */
   postgres?: number;
+  /** CPU per call in ms of the Postgres backends serving the bench's database. */
+  backends?: number;
   /** This process (the load generator) per call in ms. */
   client: number;
 };
@@ -132,6 +179,7 @@ function sample(probe: Probe) {
   return {
     server: probe.serverPid === undefined ? undefined : processCpuMs(probe.serverPid),
     postgres: probe.postmasterPid === undefined ? undefined : clusterCpuMs(probe.postmasterPid),
+    backends: probe.backends?.totalMs(),
     client: (c.user + c.system) / 1000,
   };
 }
@@ -142,7 +190,8 @@ export async function withCpu(
   run: () => Promise<Driven>,
 ): Promise<Driven & { cpu: CpuPerCall }> {
   const before = sample(probe);
-  const r = await run();
+  const polling = probe.backends && setInterval(() => probe.backends?.poll(), 250);
+  const r = await run().finally(() => clearInterval(polling));
   const after = sample(probe);
   const calls = Math.max(1, r.latencies.length);
   const per = (a: number | undefined, b: number | undefined) =>
@@ -152,6 +201,7 @@ export async function withCpu(
     cpu: {
       server: per(before.server, after.server),
       postgres: per(before.postgres, after.postgres),
+      backends: per(before.backends, after.backends),
       client: per(before.client, after.client) as number,
     },
   };
