@@ -5,11 +5,11 @@
 -- The writes run with plan_cache_mode = force_generic_plan. Their queries
 -- take their times as parameters, and for a range over a parameter the
 -- planner estimates a generic plan dearer than a plan for the actual values,
--- so by default it plans every such query afresh on every call (with every
--- index of bookings to consider), which cost about a quarter of the
--- write's Postgres CPU. The generic plans use the same indexes (checked with
--- EXPLAIN (GENERIC_PLAN)): each query names the tenant and the resource or
--- booking by equality.
+-- so by default it may plan every such query afresh on every call (with
+-- every index of bookings to consider): with holds at scattered times that
+-- was about a quarter of a hold's Postgres CPU (docs/benchmarks.md). The
+-- generic plans use the same indexes (checked with EXPLAIN (GENERIC_PLAN)):
+-- each query names the tenant and the resource or booking by equality.
 
 -- CreateHold (p_hold_ttl set) and CreateBooking (p_hold_ttl NULL), in one
 -- call. The caller has checked the clock-free rules against the service and
