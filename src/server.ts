@@ -7,7 +7,6 @@ import {
   type Http2Session,
 } from "node:http2";
 import { createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
-import { Duplex } from "node:stream";
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { Health } from "../gen/health/v1/health_pb.js";
@@ -413,12 +412,14 @@ export async function bindPort(host: string, port: number, what = "PORT"): Promi
       socket.off("data", sniff);
       socket.setTimeout(0);
       socket.pause();
+      socket.unshift(seen);
       if (couldBeH2) {
-        // http2 reads from the socket's handle, past anything unshifted:
-        // give it a stream that replays the bytes already read.
-        http2.emit("connection", new ReplayedSocket(socket, seen));
+        // The session reads from the socket's handle, and first (on the next
+        // tick, before any further read) what the paused socket holds: the
+        // bytes read here. The socket itself, not a JavaScript stream over
+        // it, so HTTP/2 frames go straight between the handle and nghttp2.
+        http2.emit("connection", socket);
       } else {
-        socket.unshift(seen);
         http1.emit("connection", socket);
         socket.resume();
       }
@@ -489,68 +490,4 @@ export async function bindPort(host: string, port: number, what = "PORT"): Promi
       for (const socket of sockets) socket.destroy();
     },
   };
-}
-
-/** A socket whose first bytes are replayed before the rest of its data. */
-class ReplayedSocket extends Duplex {
-  constructor(
-    private readonly socket: Socket,
-    head: Buffer,
-  ) {
-    super();
-    this.push(head);
-    socket.on("data", (chunk: Buffer) => {
-      if (!this.push(chunk)) socket.pause();
-    });
-    socket.on("end", () => this.push(null));
-    socket.on("close", () => this.destroy());
-    socket.on("error", (err) => this.destroy(err));
-    socket.resume();
-  }
-
-  get remoteAddress() {
-    return this.socket.remoteAddress;
-  }
-
-  get remotePort() {
-    return this.socket.remotePort;
-  }
-
-  setNoDelay(noDelay?: boolean) {
-    this.socket.setNoDelay(noDelay);
-    return this;
-  }
-
-  setKeepAlive(enable?: boolean, delay?: number) {
-    this.socket.setKeepAlive(enable, delay);
-    return this;
-  }
-
-  setTimeout(ms: number, cb?: () => void) {
-    this.socket.setTimeout(ms, cb);
-    return this;
-  }
-
-  override _read() {
-    this.socket.resume();
-  }
-
-  override _write(chunk: Buffer, encoding: BufferEncoding, done: (err?: Error | null) => void) {
-    this.socket.write(chunk, encoding, done);
-  }
-
-  // HTTP/2 writes several frames at a time (headers, data, trailers): send
-  // them as one write instead of one system call each.
-  override _writev(chunks: { chunk: Buffer }[], done: (err?: Error | null) => void) {
-    this.socket.write(Buffer.concat(chunks.map((c) => c.chunk)), done);
-  }
-
-  override _final(done: (err?: Error | null) => void) {
-    this.socket.end(done);
-  }
-
-  override _destroy(err: Error | null, done: (err?: Error | null) => void) {
-    this.socket.destroy(err ?? undefined);
-    done(err);
-  }
 }

@@ -342,7 +342,7 @@ $function$;
 CREATE OR REPLACE FUNCTION public.rejection(p_reason text, p_message text, p_details jsonb DEFAULT '{}'::jsonb)
  RETURNS jsonb
  LANGUAGE sql
- IMMUTABLE
+ STABLE
 AS $function$
   SELECT jsonb_build_object('error', jsonb_build_object('reason', p_reason, 'message', p_message) || p_details)
 $function$;
@@ -350,7 +350,7 @@ $function$;
 CREATE OR REPLACE FUNCTION public.ts_json(t timestamp with time zone)
  RETURNS text
  LANGUAGE sql
- IMMUTABLE
+ STABLE
 AS $function$
   SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 $function$;
@@ -537,6 +537,7 @@ $function$;
 CREATE OR REPLACE FUNCTION public.change_booking(p_tenant text, p_id text, p_action text, p_ttl interval, p_reason text, p_idem_method text, p_idem_key text, p_idem_hash bytea)
  RETURNS jsonb
  LANGUAGE plpgsql
+ SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
 DECLARE
   v_outcome jsonb;
@@ -623,6 +624,7 @@ $function$;
 CREATE OR REPLACE FUNCTION public.create_booking(p_tenant text, p_service text, p_resources text[], p_service_revision integer, p_resource_revisions integer[], p_policy_version integer, p_start timestamp with time zone, p_end timestamp with time zone, p_buffer_before interval, p_buffer_after interval, p_min_notice interval, p_max_advance interval, p_hold_ttl interval, p_attendee jsonb, p_metadata jsonb, p_idem_method text, p_idem_key text, p_idem_hash bytea)
  RETURNS jsonb
  LANGUAGE plpgsql
+ SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
 DECLARE
   v_outcome jsonb;
@@ -748,6 +750,7 @@ $function$;
 CREATE OR REPLACE FUNCTION public.reschedule_booking(p_tenant text, p_id text, p_from_resource text, p_resource text, p_service_revision integer, p_resource_revision integer, p_start timestamp with time zone, p_end timestamp with time zone, p_buffer_before interval, p_buffer_after interval, p_min_notice interval, p_max_advance interval, p_idem_method text, p_idem_key text, p_idem_hash bytea)
  RETURNS jsonb
  LANGUAGE plpgsql
+ SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
 DECLARE
   v_outcome jsonb;

@@ -33,9 +33,19 @@ export function callerIn(values: ContextValues): Principal | undefined {
   return values.get(principalKey);
 }
 
-/** Reads `required_scope` from the RPC's proto options; empty for health and reflection. */
+const scopes = new WeakMap<DescMethod, string>();
+
+/**
+ * Reads `required_scope` from the RPC's proto options; empty for health and
+ * reflection. Kept per method: reading an option decodes it, on every call.
+ */
 export function requiredScopeOf(method: DescMethod): string {
-  return getOption(method, required_scope);
+  let scope = scopes.get(method);
+  if (scope === undefined) {
+    scope = getOption(method, required_scope);
+    scopes.set(method, scope);
+  }
+  return scope;
 }
 
 /** The `required_scope` of RPCs that any valid key may call, whatever its scopes. */

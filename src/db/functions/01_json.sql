@@ -1,9 +1,12 @@
 -- How rows and refusals read as protobuf JSON, in one place, so responses,
 -- stored idempotent outcomes and event payloads are the same documents.
 
--- Timestamps as protobuf JSON (RFC 3339, UTC, microseconds).
+-- Timestamps as protobuf JSON (RFC 3339, UTC, microseconds). STABLE, as
+-- to_char is: a SQL function is only inlined into its caller when it is
+-- declared no less volatile than its body, and booking_json calls this five
+-- times per booking (called, not inlined, each call is a query of its own).
 CREATE FUNCTION ts_json(t timestamptz) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql STABLE AS $$
   SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 $$;
 
@@ -29,7 +32,8 @@ LANGUAGE sql STABLE AS $$
     || jsonb_build_object('attendee', b.attendee, 'metadata', b.metadata)
 $$;
 
+-- STABLE, as jsonb_build_object is, so that it is inlined (see ts_json).
 CREATE FUNCTION rejection(p_reason text, p_message text, p_details jsonb DEFAULT '{}') RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql STABLE AS $$
   SELECT jsonb_build_object('error', jsonb_build_object('reason', p_reason, 'message', p_message) || p_details)
 $$;

@@ -1,6 +1,15 @@
 -- Every booking write is one function call: it locks, checks against the
 -- database clock, writes the booking, its event and the idempotent outcome,
 -- and commits, so the resource lock is held for one round trip at most.
+--
+-- The writes run with plan_cache_mode = force_generic_plan. Their queries
+-- take their times as parameters, and for a range over a parameter the
+-- planner estimates a generic plan dearer than a plan for the actual values,
+-- so by default it may plan every such query afresh on every call (with
+-- every index of bookings to consider): with holds at scattered times that
+-- was about a quarter of a hold's Postgres CPU (docs/benchmarks.md). The
+-- generic plans use the same indexes (checked with EXPLAIN (GENERIC_PLAN)):
+-- each query names the tenant and the resource or booking by equality.
 
 -- CreateHold (p_hold_ttl set) and CreateBooking (p_hold_ttl NULL), in one
 -- call. The caller has checked the clock-free rules against the service and
@@ -23,7 +32,7 @@ CREATE FUNCTION create_booking(
   p_attendee jsonb, p_metadata jsonb,
   p_idem_method text, p_idem_key text, p_idem_hash bytea
 ) RETURNS jsonb
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
   v_outcome jsonb;
   v_now timestamptz;
@@ -127,7 +136,7 @@ CREATE FUNCTION change_booking(
   p_tenant text, p_id text, p_action text, p_ttl interval, p_reason text,
   p_idem_method text, p_idem_key text, p_idem_hash bytea
 ) RETURNS jsonb
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
   v_outcome jsonb;
   v_now timestamptz;
@@ -226,7 +235,7 @@ CREATE FUNCTION reschedule_booking(
   p_min_notice interval, p_max_advance interval,
   p_idem_method text, p_idem_key text, p_idem_hash bytea
 ) RETURNS jsonb
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
   v_outcome jsonb;
   v_now timestamptz;
