@@ -2,6 +2,8 @@ import { createRequire } from "node:module";
 import {
   type Context,
   context,
+  DiagLogLevel,
+  diag,
   propagation,
   ROOT_CONTEXT,
   type Span,
@@ -9,6 +11,7 @@ import {
   trace,
 } from "@opentelemetry/api";
 import { ConfigError } from "./config.js";
+import { log } from "./log.js";
 
 /**
  * OpenTelemetry tracing, in one place. It is on only when an OTLP endpoint
@@ -81,10 +84,14 @@ export type Tracing = {
  * OTLP in batches, the W3C trace-context propagator, and the pg
  * instrumentation. Call it before anything loads `pg`.
  *
- * `pg` is CommonJS, and an ESM `import` of it does not pass through the
- * require hook the instrumentation patches modules with; so it is required
- * here, once, through that hook: the ESM imports that follow get the same,
- * patched, module from Node's cache.
+ * `pg` is CommonJS; whether an ESM `import` of it passes through the
+ * require hook the instrumentation patches modules with depends on the
+ * loader (under tsx it does). So it is required here, once, through that
+ * hook: the ESM imports that follow get the same, patched, module from
+ * Node's cache, whatever the loader.
+ *
+ * The SDK's own complaints (an export the collector refused or never
+ * answered) are logged as warnings: spans lost are otherwise silent.
  */
 export async function startTracing(settings: TracingSettings | undefined): Promise<Tracing> {
   if (!settings || started) return { stop: async () => {} };
@@ -122,6 +129,16 @@ export async function startTracing(settings: TracingSettings | undefined): Promi
     resource,
     spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter())],
   });
+  diag.setLogger(
+    {
+      error: (message, ...args) => log.warn(`tracing: ${message}`, { detail: args.map(String) }),
+      warn: (message, ...args) => log.warn(`tracing: ${message}`, { detail: args.map(String) }),
+      info: () => {},
+      debug: () => {},
+      verbose: () => {},
+    },
+    DiagLogLevel.WARN,
+  );
   provider.register({ propagator: new W3CTraceContextPropagator() });
   registerInstrumentations({
     tracerProvider: provider,
@@ -139,7 +156,10 @@ export async function startTracing(settings: TracingSettings | undefined): Promi
   started = true;
   return {
     async stop() {
-      await provider.shutdown();
+      // A collector that is down must not fail the stop.
+      await provider
+        .shutdown()
+        .catch((err: unknown) => log.warn("tracing: spans left unexported at stop", { err }));
       started = false;
     },
   };

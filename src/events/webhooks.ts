@@ -6,14 +6,6 @@ import {
   SpanKind,
   SpanStatusCode,
 } from "@opentelemetry/api";
-import {
-  ATTR_ERROR_TYPE,
-  ATTR_HTTP_REQUEST_METHOD,
-  ATTR_HTTP_RESPONSE_STATUS_CODE,
-  ATTR_SERVER_ADDRESS,
-  ATTR_SERVER_PORT,
-  ATTR_URL_FULL,
-} from "@opentelemetry/semantic-conventions";
 import { type Dispatcher, fetch } from "undici";
 import type { Db } from "../db/pool.js";
 import {
@@ -55,6 +47,16 @@ export type AttemptReport = {
 };
 
 const RESULTS = { succeeded: "delivered", pending: "retrying", failed: "given_up" } as const;
+
+// HTTP client attributes of OpenTelemetry's semantic conventions (stable
+// ones; spelled out here so that a server without tracing does not load
+// the conventions package at start).
+const ATTR_ERROR_TYPE = "error.type";
+const ATTR_HTTP_REQUEST_METHOD = "http.request.method";
+const ATTR_HTTP_RESPONSE_STATUS_CODE = "http.response.status_code";
+const ATTR_SERVER_ADDRESS = "server.address";
+const ATTR_SERVER_PORT = "server.port";
+const ATTR_URL_FULL = "url.full";
 
 const DISPATCH_BATCH = 500;
 /** Deliveries one instance has in flight at most; each is one POST. */
