@@ -1,3 +1,4 @@
+import { trace } from "@opentelemetry/api";
 import { pino } from "pino";
 import pretty from "pino-pretty";
 
@@ -5,6 +6,9 @@ import pretty from "pino-pretty";
  * Logging with pino: one JSON object a line on stderr, so logs from several
  * instances can be merged and grepped; human-readable (pino-pretty) when
  * stderr is a terminal. Level is set once at start.
+ *
+ * A line written while a span is active (tracing on, see src/tracing.ts)
+ * carries its `trace_id` and `span_id`: an RPC's line names its span.
  *
  * Secrets never reach a line: whatever a caller passes under these keys,
  * at the top or one level down, is replaced by "[redacted]".
@@ -28,6 +32,13 @@ const options: pino.LoggerOptions = {
   formatters: { level: (label) => ({ level: label }) },
   // `err` keeps its `cause` chain, each with its own stack.
   serializers: { err: pino.stdSerializers.errWithCause },
+  mixin() {
+    // With tracing off no span is ever active: this is one lookup that finds nothing.
+    const span = trace.getActiveSpan();
+    if (!span) return {};
+    const { traceId, spanId } = span.spanContext();
+    return { trace_id: traceId, span_id: spanId };
+  },
   redact: { paths: [...REDACT, ...REDACT.map((k) => `*.${k}`)], censor: "[redacted]" },
 };
 

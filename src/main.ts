@@ -1,8 +1,8 @@
 import { resolve } from "node:path";
 import { type Config, ConfigError, loadConfig, StartError } from "./config.js";
-import { lockDataDir, startEmbeddedPostgres } from "./db/embedded.js";
 import { log, setLogLevel } from "./log.js";
-import { bindPort, type Holdfast, startHoldfast } from "./server.js";
+import type { Holdfast } from "./server.js";
+import { startTracing, type TracingSettings, tracingSettings } from "./tracing.js";
 
 /**
  * `npm start`: the server on HOST:PORT. With DATABASE_URL it uses that
@@ -13,8 +13,10 @@ import { bindPort, type Holdfast, startHoldfast } from "./server.js";
  */
 async function main(): Promise<void> {
   let config: ReturnType<typeof loadConfig>;
+  let tracing: TracingSettings | undefined;
   try {
     config = loadConfig();
+    tracing = tracingSettings();
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`holdfast: ${err.message}\n`);
@@ -23,9 +25,14 @@ async function main(): Promise<void> {
     throw err;
   }
   setLogLevel(config.logLevel);
+  // Before anything loads pg (the server and the embedded Postgres are
+  // imported below, once it runs), so its instrumentation can patch it.
+  const tracer = await startTracing(tracing);
+  if (tracing) log.info("tracing: exporting spans over OTLP", { protocol: tracing.protocol });
 
-  // What start-up has acquired, released in reverse order on stop or failure.
-  const undo: (() => Promise<unknown>)[] = [];
+  // What start-up has acquired, released in reverse order on stop or failure:
+  // the tracer last, so the spans of the last calls are exported.
+  const undo: (() => Promise<unknown>)[] = [tracer.stop];
   const starting = start(config, undo);
   let stopping = false;
   const stop = async (signal: NodeJS.Signals) => {
@@ -77,6 +84,8 @@ async function start(
   undo: (() => Promise<unknown>)[],
 ): Promise<Holdfast | undefined> {
   try {
+    const { bindPort, startHoldfast } = await import("./server.js");
+    const { lockDataDir, startEmbeddedPostgres } = await import("./db/embedded.js");
     if (config.databaseUrl === undefined) undo.push(await lockDataDir(config.dataDir));
     const listener = await bindPort(config.host, config.port);
     let databaseUrl = config.databaseUrl;

@@ -59,7 +59,9 @@ import { registerReflection } from "./rpc/reflection.js";
 import { requestLogInterceptor } from "./rpc/request-log.js";
 import { resourceService } from "./rpc/resource-service.js";
 import { tenantService } from "./rpc/tenant-service.js";
+import { tracingInterceptor } from "./rpc/tracing.js";
 import { webhookService } from "./rpc/webhook-service.js";
+import { tracingOn } from "./tracing.js";
 
 /** The Holdfast API services, in the order reflection lists them. */
 export const API_SERVICES: readonly DescService[] = [
@@ -222,6 +224,7 @@ export async function startHoldfast(
       routes,
       interceptors: [
         ...(metrics ? [metrics.interceptor] : []),
+        ...(tracingOn() ? [tracingInterceptor] : []),
         requestLogInterceptor(config.requestLogLevel),
         errorInterceptor,
         authInterceptor(keyring),

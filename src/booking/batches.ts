@@ -1,3 +1,4 @@
+import { type Context, context, ROOT_CONTEXT } from "@opentelemetry/api";
 import { createBooking, createBookings, type NewBooking } from "../db/bookings.js";
 import type { IdempotencyClaim, Outcome } from "../db/idempotency.js";
 import type { Queryable } from "../db/pool.js";
@@ -35,7 +36,7 @@ export class BookingBatches {
     if (!resource) return createBooking(this.db, booking, claim);
     const key = `${booking.tenantId}/${resource.id}`;
     return new Promise((resolve, reject) => {
-      const waiting: Waiting = { booking, claim, resolve, reject };
+      const waiting: Waiting = { booking, claim, resolve, reject, context: context.active() };
       const busy = this.#resources.get(key);
       if (busy) {
         busy.queue.push(waiting);
@@ -66,11 +67,9 @@ export class BookingBatches {
     const first = (batch[0] as Waiting).booking;
     let outcomes: Outcome[];
     try {
-      outcomes = await createBookings(
-        this.db,
-        first.tenantId,
-        (first.resources[0] as { id: string }).id,
-        batch,
+      // Several callers' write: in none of their traces (its events record no traceparent).
+      outcomes = await context.with(ROOT_CONTEXT, () =>
+        createBookings(this.db, first.tenantId, (first.resources[0] as { id: string }).id, batch),
       );
     } catch {
       // Nothing of the batch committed: each goes again alone, and answers
@@ -92,9 +91,13 @@ type Waiting = {
   claim: IdempotencyClaim | undefined;
   resolve: (o: Outcome) => void;
   reject: (err: unknown) => void;
+  /** The caller's trace context: a queued create runs when an earlier one ends, in that one's. */
+  context: Context;
 };
 
 /** One create by itself, settling its caller; never rejects. */
 function alone(db: Queryable, w: Waiting): Promise<void> {
-  return createBooking(db, w.booking, w.claim).then(w.resolve, w.reject);
+  return context
+    .with(w.context, () => createBooking(db, w.booking, w.claim))
+    .then(w.resolve, w.reject);
 }

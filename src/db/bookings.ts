@@ -3,6 +3,7 @@ import type { ResourceSnapshot, ServiceSnapshot } from "../domain/booking.js";
 import type { Policy } from "../domain/catalog.js";
 import type { IdempotencyClaim, Outcome } from "./idempotency.js";
 import type { Queryable } from "./pool.js";
+import { traced } from "./trace-context.js";
 
 /**
  * Bookings: the single-call write functions (src/db/functions/), and reads
@@ -30,7 +31,7 @@ export async function createBooking(
   claim: IdempotencyClaim | undefined,
 ): Promise<Outcome> {
   // Named, so each connection parses and plans the call once.
-  const { rows } = await q.query<{ outcome: Outcome }>({
+  const { rows } = await traced(q).query<{ outcome: Outcome }>({
     name: "create_booking",
     text: `SELECT create_booking($1, $2, $3::text[], $4, $5::integer[], $6, $7, $8, $9::interval, $10::interval,
                                  $11::interval, $12::interval, $13::interval, $14::jsonb, $15::jsonb, $16, $17, $18) AS outcome`,
@@ -121,7 +122,7 @@ export async function changeBooking(
   },
   claim: IdempotencyClaim | undefined,
 ): Promise<Outcome> {
-  const { rows } = await q.query<{ outcome: Outcome }>({
+  const { rows } = await traced(q).query<{ outcome: Outcome }>({
     name: "change_booking",
     text: "SELECT change_booking($1, $2, $3, $4::interval, $5, $6, $7, $8) AS outcome",
     values: [
@@ -289,7 +290,7 @@ export async function rescheduleBooking(
   m: Move,
   claim: IdempotencyClaim | undefined,
 ): Promise<Outcome> {
-  const { rows } = await q.query<{ outcome: Outcome }>({
+  const { rows } = await traced(q).query<{ outcome: Outcome }>({
     name: "reschedule_booking",
     text: `SELECT reschedule_booking($1, $2, $3, $4, $5, $6, $7, $8, $9::interval, $10::interval, $11::interval,
                                      $12::interval, $13, $14, $15) AS outcome`,

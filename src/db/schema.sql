@@ -99,6 +99,7 @@ CREATE TABLE deliveries (
   next_attempt_time timestamp with time zone,
   lease_until timestamp with time zone,
   create_time timestamp with time zone NOT NULL DEFAULT now(),
+  traceparent text,
   CONSTRAINT deliveries_pkey PRIMARY KEY (tenant_id, id),
   CONSTRAINT deliveries_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'succeeded'::text, 'failed'::text]))),
   CONSTRAINT deliveries_tenant_id_webhook_id_event_id_key UNIQUE (tenant_id, webhook_id, event_id),
@@ -141,6 +142,7 @@ CREATE TABLE outbox (
   service_id text,
   occur_time timestamp with time zone NOT NULL DEFAULT clock_timestamp(),
   payload jsonb NOT NULL,
+  traceparent text DEFAULT NULLIF(current_setting('holdfast.traceparent'::text, true), ''::text),
   CONSTRAINT outbox_pkey PRIMARY KEY (seq)
 );
 CREATE INDEX outbox_by_tenant ON public.outbox USING btree (tenant_id, xid, seq);

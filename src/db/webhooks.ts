@@ -1,3 +1,4 @@
+import { activeTraceparent } from "../tracing.js";
 import { recordWebhookDisabled } from "./outbox.js";
 import type { Db, Queryable } from "./pool.js";
 
@@ -172,16 +173,16 @@ export async function retryDelivery(
   return (rowCount ?? 0) > 0;
 }
 
-/** Queues a delivery outside the outbox (webhook.test); returns its id. */
+/** Queues a delivery outside the outbox (webhook.test), in the active span's trace; returns its id. */
 export async function insertDelivery(
   q: Queryable,
   tenantId: string,
   d: { webhookId: string; eventId: string; eventType: string; body: string },
 ): Promise<string> {
   const { rows } = await q.query<{ id: string }>(
-    `INSERT INTO deliveries (tenant_id, webhook_id, event_id, event_type, body, next_attempt_time)
-     VALUES ($1, $2, $3, $4, $5, now()) RETURNING id`,
-    [tenantId, d.webhookId, d.eventId, d.eventType, d.body],
+    `INSERT INTO deliveries (tenant_id, webhook_id, event_id, event_type, body, next_attempt_time, traceparent)
+     VALUES ($1, $2, $3, $4, $5, now(), $6) RETURNING id`,
+    [tenantId, d.webhookId, d.eventId, d.eventType, d.body, activeTraceparent() ?? null],
   );
   return (rows[0] as { id: string }).id;
 }
@@ -209,9 +210,10 @@ export async function dispatchEvents(q: Queryable, limit: number): Promise<numbe
            AND o.xid < pg_snapshot_xmin(pg_current_snapshot())
          ORDER BY o.xid, o.seq LIMIT $1),
        queued AS (
-         INSERT INTO deliveries (tenant_id, webhook_id, event_id, event_type, body, next_attempt_time)
+         INSERT INTO deliveries (tenant_id, webhook_id, event_id, event_type, body, next_attempt_time, traceparent)
          SELECT ev.tenant_id, w.id, ev.event_id, ev.type,
-                jsonb_build_object('type', ev.type, 'timestamp', ts_json(ev.occur_time), 'data', ev.payload)::text, now()
+                jsonb_build_object('type', ev.type, 'timestamp', ts_json(ev.occur_time), 'data', ev.payload)::text, now(),
+                ev.traceparent
          FROM ev JOIN webhooks w ON w.tenant_id = ev.tenant_id AND w.state = 'active'
            AND (ev.type = ANY (w.event_types) OR '*' = ANY (w.event_types))
          FOR SHARE OF w
@@ -238,6 +240,8 @@ export type LeasedDelivery = {
   secret: Buffer;
   /** Retired secrets still signing. */
   previousSecrets: Buffer[];
+  /** The W3C traceparent of the call that caused the delivery, when it was traced. */
+  traceparent: string | null;
 };
 
 /**
@@ -263,7 +267,7 @@ export async function leaseDue(
      FROM due, webhooks w
      WHERE d.tenant_id = due.tenant_id AND d.id = due.id AND w.tenant_id = d.tenant_id AND w.id = d.webhook_id
      RETURNING d.tenant_id AS "tenantId", d.id, d.webhook_id AS "webhookId", d.event_id AS "eventId",
-               d.event_type AS "eventType", d.body, d.attempt_count AS attempt, w.url, w.secret,
+               d.event_type AS "eventType", d.body, d.attempt_count AS attempt, d.traceparent, w.url, w.secret,
                ARRAY(SELECT p.s FROM unnest(w.previous_secrets, w.previous_secrets_expire) AS p(s, e)
                      WHERE p.e > now()) AS "previousSecrets"`,
     [limit, leaseMs],

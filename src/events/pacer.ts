@@ -1,3 +1,4 @@
+import { context, ROOT_CONTEXT } from "@opentelemetry/api";
 import { log } from "../log.js";
 
 /**
@@ -6,6 +7,8 @@ import { log } from "../log.js";
  * served by one more run as soon as allowed. Background work that many
  * events wake (reading the outbox, notifying other instances, delivering
  * webhooks) uses this so a burst of writes costs a few runs, not one each.
+ * A run serves every caller that asked, so it belongs to none of their
+ * traces: it runs outside any span (and its queries make none).
  */
 export class Pacer {
   private running: Promise<void> | undefined;
@@ -46,7 +49,8 @@ export class Pacer {
   private start(): void {
     this.pending = false;
     this.lastStart = Date.now();
-    this.running = this.task()
+    this.running = context
+      .with(ROOT_CONTEXT, this.task)
       .catch((err: unknown) => log.warn(`${this.name} failed; will retry`, { err }))
       .finally(() => {
         this.running = undefined;

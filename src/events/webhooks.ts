@@ -1,9 +1,23 @@
 import { performance } from "node:perf_hooks";
+import {
+  type Attributes,
+  context,
+  propagation,
+  SpanKind,
+  SpanStatusCode,
+} from "@opentelemetry/api";
 import { type Dispatcher, fetch } from "undici";
 import type { Db } from "../db/pool.js";
-import { dispatchEvents, type LeasedDelivery, leaseDue, recordAttempt } from "../db/webhooks.js";
+import {
+  type AttemptResult,
+  dispatchEvents,
+  type LeasedDelivery,
+  leaseDue,
+  recordAttempt,
+} from "../db/webhooks.js";
 import { retryDelay, signatureHeader, unseal } from "../domain/webhooks.js";
 import { log } from "../log.js";
+import { contextOfTraceparent, inSpan } from "../tracing.js";
 import type { EventFeed } from "./feed.js";
 import { Pacer } from "./pacer.js";
 import { type Resolve, refuseLiteral, webhookDispatcher } from "./webhook-target.js";
@@ -33,6 +47,16 @@ export type AttemptReport = {
 };
 
 const RESULTS = { succeeded: "delivered", pending: "retrying", failed: "given_up" } as const;
+
+// HTTP client attributes of OpenTelemetry's semantic conventions (stable
+// ones; spelled out here so that a server without tracing does not load
+// the conventions package at start).
+const ATTR_ERROR_TYPE = "error.type";
+const ATTR_HTTP_REQUEST_METHOD = "http.request.method";
+const ATTR_HTTP_RESPONSE_STATUS_CODE = "http.response.status_code";
+const ATTR_SERVER_ADDRESS = "server.address";
+const ATTR_SERVER_PORT = "server.port";
+const ATTR_URL_FULL = "url.full";
 
 const DISPATCH_BATCH = 500;
 /** Deliveries one instance has in flight at most; each is one POST. */
@@ -106,13 +130,92 @@ export function startWebhookDelivery(
   };
 }
 
-/** One attempt at one delivery; returns true when it disabled the endpoint. */
-async function deliver(
+/**
+ * One attempt at one delivery. Traced as a "webhook delivery" span whose
+ * parent is the call that caused it (its traceparent came with the event
+ * through the outbox), holding the POST as a CLIENT span, whose own
+ * traceparent the request carries so the receiver can join that trace,
+ * and the queries that record the attempt. Returns true when it disabled
+ * the endpoint.
+ */
+function deliver(
   db: Db,
   d: LeasedDelivery,
   s: WebhookSettings,
   dispatcher: Dispatcher,
 ): Promise<boolean> {
+  const delivery = {
+    attributes: {
+      "holdfast.tenant.id": d.tenantId,
+      "holdfast.webhook.id": d.webhookId,
+      "holdfast.delivery.id": d.id,
+      "holdfast.event.id": d.eventId,
+      "holdfast.event.type": d.eventType,
+    },
+  };
+  return inSpan("webhook delivery", delivery, contextOfTraceparent(d.traceparent), async () => {
+    const post = {
+      kind: SpanKind.CLIENT,
+      attributes: {
+        [ATTR_HTTP_REQUEST_METHOD]: "POST",
+        ...targetAttributes(d.url),
+        "http.request.resend_count": d.attempt - 1,
+      },
+    };
+    const result = await inSpan("POST", post, context.active(), async (span) => {
+      const traceHeaders: Record<string, string> = {};
+      propagation.inject(context.active(), traceHeaders);
+      const r = await attempt(d, s, dispatcher, traceHeaders);
+      if (r.statusCode !== 0) span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, r.statusCode);
+      if (r.error) {
+        span.setAttribute(ATTR_ERROR_TYPE, r.statusCode ? String(r.statusCode) : "_OTHER");
+        span.setStatus({ code: SpanStatusCode.ERROR, message: r.error });
+      }
+      return r;
+    });
+    const { statusCode, latencyMs, error, seconds, timedOut } = result;
+    const ok = statusCode >= 200 && statusCode < 300;
+    const recorded = await recordAttempt(
+      db,
+      d,
+      { statusCode, latencyMs, error },
+      {
+        retryInMs: ok ? undefined : retryDelay(s.retryScheduleMs, d.attempt, Math.random()),
+        disableAfter: s.disableAfter,
+      },
+    );
+    s.onAttempt?.({
+      result: RESULTS[recorded.status],
+      response:
+        statusCode >= 200 && statusCode < 600
+          ? (`${Math.floor(statusCode / 100)}xx` as AttemptReport["response"])
+          : timedOut
+            ? "timeout"
+            : "error",
+      seconds,
+    });
+    return recorded.disabled;
+  });
+}
+
+/** Where a webhook goes, without its query or credentials: a URL may carry a token there. */
+function targetAttributes(url: string): Attributes {
+  if (!URL.canParse(url)) return {};
+  const u = new URL(url);
+  return {
+    [ATTR_URL_FULL]: `${u.protocol}//${u.host}${u.pathname}`,
+    [ATTR_SERVER_ADDRESS]: u.hostname,
+    [ATTR_SERVER_PORT]: Number(u.port) || (u.protocol === "https:" ? 443 : 80),
+  };
+}
+
+/** Sends one POST; what it got, or why it failed. */
+async function attempt(
+  d: LeasedDelivery,
+  s: WebhookSettings,
+  dispatcher: Dispatcher,
+  traceHeaders: Record<string, string>,
+): Promise<AttemptResult & { seconds: number; timedOut: boolean }> {
   const timestamp = Math.floor(Date.now() / 1000);
   const started = performance.now();
   let statusCode = 0;
@@ -145,6 +248,7 @@ async function deliver(
         "webhook-id": d.eventId,
         "webhook-timestamp": String(timestamp),
         "webhook-signature": signatureHeader(secrets, d.eventId, timestamp, d.body),
+        ...traceHeaders,
       },
       body: d.body,
     });
@@ -156,28 +260,7 @@ async function deliver(
     error = timedOut ? `no answer within ${s.timeoutMs} ms` : failure(err);
   }
   const seconds = (performance.now() - started) / 1000;
-  const latencyMs = Math.round(seconds * 1000);
-  const ok = statusCode >= 200 && statusCode < 300;
-  const recorded = await recordAttempt(
-    db,
-    d,
-    { statusCode, latencyMs, error },
-    {
-      retryInMs: ok ? undefined : retryDelay(s.retryScheduleMs, d.attempt, Math.random()),
-      disableAfter: s.disableAfter,
-    },
-  );
-  s.onAttempt?.({
-    result: RESULTS[recorded.status],
-    response:
-      statusCode >= 200 && statusCode < 600
-        ? (`${Math.floor(statusCode / 100)}xx` as AttemptReport["response"])
-        : timedOut
-          ? "timeout"
-          : "error",
-    seconds,
-  });
-  return recorded.disabled;
+  return { statusCode, latencyMs: Math.round(seconds * 1000), error, seconds, timedOut };
 }
 
 function openSecret(key: Buffer, sealed: Buffer): string | undefined {

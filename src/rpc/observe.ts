@@ -9,10 +9,16 @@ export function protocolOf(contentType: string | null): string {
   return "connect";
 }
 
+/** The Connect code the caller gets: undefined for success; anything but a ConnectError is Internal. */
+export function connectCodeOf(err: unknown): Code | undefined {
+  if (err === undefined) return undefined;
+  return err instanceof ConnectError ? err.code : Code.Internal;
+}
+
 /** "OK" for success, else the Connect code's name (NotFound, Aborted, ...). */
 export function codeOf(err: unknown): string {
-  if (err === undefined) return "OK";
-  return Code[err instanceof ConnectError ? err.code : Code.Internal] ?? "Unknown";
+  const code = connectCodeOf(err);
+  return code === undefined ? "OK" : (Code[code] ?? "Unknown");
 }
 
 /** The stable reason an error carries in its ErrorInfo detail. */
