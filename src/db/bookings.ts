@@ -229,31 +229,18 @@ export async function loadOccupancy(
   from: number,
   to: number,
 ): Promise<Occupancy> {
-  // The blocks come as JSON, per resource [id, [block starts], [block
-  // ends], [booking starts]] in epoch seconds: parsed natively, that costs a
-  // fraction of pg's array parsing for the hundreds of bookings a month can
-  // hold, and float seconds (date_part) are half the work in Postgres of
-  // numeric ones (extract) turned into integer milliseconds.
+  // One call of slot_occupancy (src/db/functions/06_slot_occupancy.sql),
+  // whose plan each connection makes once; the blocks come as JSON, per
+  // resource [id, [block starts], [block ends], [booking starts]] in epoch
+  // seconds.
   const { rows } = await q.query<{
     now_ms: number;
     service_revision: number | null;
     revisions: Record<string, number>;
     busy: [string, number[], number[], number[]][] | null;
   }>({
-    name: "load_occupancy",
-    text: `SELECT date_part('epoch', now()) * 1000 AS now_ms,
-              (SELECT s.revision FROM services s WHERE s.tenant_id = $1 AND s.id = $2) AS service_revision,
-              (SELECT coalesce(jsonb_object_agg(r.id, r.revision), '{}') FROM resources r
-               WHERE r.tenant_id = $1 AND r.id = ANY ($3::text[])) AS revisions,
-              (SELECT json_agg(json_build_array(resource_id, block_starts, block_ends, starts)) FROM (
-                 SELECT b.resource_id, array_agg(date_part('epoch', b.block_start)) AS block_starts,
-                        array_agg(date_part('epoch', b.block_end)) AS block_ends,
-                        array_agg(date_part('epoch', b.start_time)) AS starts
-                 FROM bookings b
-                 WHERE b.tenant_id = $1 AND b.resource_id = ANY ($3::text[]) AND b.status IN ('held', 'confirmed')
-                   AND (b.status = 'confirmed' OR b.expire_time > now())
-                   AND b.block_start < $5 AND b.block_start > $4::timestamptz - interval '72 hours' AND b.block_end > $4
-                 GROUP BY b.resource_id) per_resource) AS busy`,
+    name: "slot_occupancy",
+    text: "SELECT * FROM slot_occupancy($1, $2, $3::text[], $4, $5)",
     values: [tenantId, serviceId, [...resourceIds], new Date(from), new Date(to)],
   });
   const row = rows[0];

@@ -874,6 +874,32 @@ BEGIN
 END
 $function$;
 
+-- Functions from src/db/functions/06_slot_occupancy.sql
+
+CREATE OR REPLACE FUNCTION public.slot_occupancy(p_tenant text, p_service text, p_resources text[], p_from timestamp with time zone, p_to timestamp with time zone, OUT now_ms double precision, OUT service_revision integer, OUT revisions jsonb, OUT busy json)
+ RETURNS record
+ LANGUAGE plpgsql
+ STABLE
+ SET plan_cache_mode TO 'force_generic_plan'
+AS $function$
+BEGIN
+  SELECT date_part('epoch', now()) * 1000,
+         (SELECT s.revision FROM services s WHERE s.tenant_id = p_tenant AND s.id = p_service),
+         (SELECT coalesce(jsonb_object_agg(r.id, r.revision), '{}') FROM resources r
+          WHERE r.tenant_id = p_tenant AND r.id = ANY (p_resources)),
+         (SELECT json_agg(json_build_array(resource_id, block_starts, block_ends, starts)) FROM (
+            SELECT b.resource_id, array_agg(date_part('epoch', b.block_start)) AS block_starts,
+                   array_agg(date_part('epoch', b.block_end)) AS block_ends,
+                   array_agg(date_part('epoch', b.start_time)) AS starts
+            FROM bookings b
+            WHERE b.tenant_id = p_tenant AND b.resource_id = ANY (p_resources) AND b.status IN ('held', 'confirmed')
+              AND (b.status = 'confirmed' OR b.expire_time > now())
+              AND b.block_start < p_to AND b.block_start > p_from - interval '72 hours' AND b.block_end > p_from
+            GROUP BY b.resource_id) per_resource)
+  INTO now_ms, service_revision, revisions, busy;
+END
+$function$;
+
 -- Functions from src/db/functions/10_rate_limits.sql
 
 CREATE OR REPLACE FUNCTION public.rate_limits_in_force(p_tenant text, p_key text, p_defaults integer[], OUT rates integer[], OUT bursts integer[])

@@ -1,6 +1,7 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { beforeAll, describe, expect, it } from "vitest";
+import { AvailabilityService } from "../../gen/holdfast/v1/availability_pb.js";
 import { BookingService, BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
 import { SlotConflictSchema } from "../../gen/holdfast/v1/errors_pb.js";
 import {
@@ -141,6 +142,45 @@ describe("holds", () => {
       Code.FailedPrecondition,
       "HOLD_EXPIRED",
     );
+  });
+
+  it("ListSlots offers a lapsed hold's time again from expire_time on, before any sweeper", async () => {
+    const w = await bookingWorld(server.url);
+    const availability = clientFor(AvailabilityService, server.url, w.key);
+    const slot = at(2, 9);
+    const starts = async () =>
+      (
+        await availability.listSlots({
+          serviceId: w.serviceId,
+          startTime: timestampFromMs(slot.startMs - HOUR),
+          endTime: timestampFromMs(slot.startMs + HOUR),
+          duration: minutes(30),
+        })
+      ).slots.map((s) => Number(s.startTime?.seconds) * 1000);
+    const { booking } = await w.bookings.createHold({
+      serviceId: w.serviceId,
+      resourceId: w.resourceId,
+      startTime: slot.startTime,
+      endTime: slot.endTime,
+      ttl: seconds(6),
+    });
+    // Several calls, so a cached plan (not only a first one) is the one judged.
+    for (let i = 0; i < 3; i++) {
+      const held = await starts();
+      expect(held).not.toContain(slot.startMs);
+      expect(held).not.toContain(slot.startMs - 15 * MINUTE);
+      expect(held).toContain(slot.startMs + 30 * MINUTE);
+    }
+    const expireMs =
+      Number(booking?.expireTime?.seconds) * 1000 + (booking?.expireTime?.nanos ?? 0) / 1e6;
+    await sleep(expireMs - Date.now() + 300);
+    const { rows } = await server.pool.query("SELECT status FROM bookings WHERE id = $1", [
+      booking?.id,
+    ]);
+    expect(rows[0].status).toBe("held");
+    const lapsed = await starts();
+    expect(lapsed).toContain(slot.startMs);
+    expect(lapsed).toContain(slot.startMs - 15 * MINUTE);
   });
 
   it("a confirm after expiry records the expiry itself", async () => {
