@@ -229,7 +229,7 @@ export async function loadOccupancy(
   from: number,
   to: number,
 ): Promise<Occupancy> {
-  // One call of slot_occupancy (src/db/functions/06_slot_occupancy.sql),
+  // One call of slot_occupancy (src/db/functions/07_slot_occupancy.sql),
   // whose plan each connection makes once; the blocks come as JSON, per
   // resource [id, [block starts], [block ends], [booking starts]] in epoch
   // seconds.
