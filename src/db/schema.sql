@@ -874,7 +874,7 @@ BEGIN
 END
 $function$;
 
--- Functions from src/db/functions/06_slot_occupancy.sql
+-- Functions from src/db/functions/07_slot_occupancy.sql
 
 CREATE OR REPLACE FUNCTION public.slot_occupancy(p_tenant text, p_service text, p_resources text[], p_from timestamp with time zone, p_to timestamp with time zone, OUT now_ms double precision, OUT service_revision integer, OUT revisions jsonb, OUT busy json)
  RETURNS record
