@@ -196,6 +196,15 @@ CREATE UNLOGGED TABLE rate_buckets (
   CONSTRAINT rate_buckets_pkey PRIMARY KEY (bucket)
 );
 
+CREATE UNLOGGED TABLE rate_leases (
+  bucket text NOT NULL,
+  instance text NOT NULL,
+  tokens integer NOT NULL,
+  expire_time timestamp with time zone NOT NULL,
+  CONSTRAINT rate_leases_pkey PRIMARY KEY (bucket, instance),
+  CONSTRAINT rate_leases_tokens_check CHECK ((tokens >= 0))
+);
+
 CREATE TABLE resources (
   tenant_id text NOT NULL,
   id text NOT NULL DEFAULT new_id('rsc'::text),
@@ -871,6 +880,85 @@ $function$;
 
 -- Functions from src/db/functions/10_rate_limits.sql
 
+CREATE OR REPLACE FUNCTION public.lease_rate(p_tenant text, p_key text, p_defaults integer[], p_instance text, p_lease_max integer, p_lease_ms integer, p_refund integer, p_release integer, p_refund_rates integer[])
+ RETURNS TABLE(granted integer, retry_ms double precision, rates integer[], bursts integer[], remaining integer[], reset_ms double precision[])
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+  names text[] := ARRAY['t/' || p_tenant, 'k/' || p_key];
+  tats timestamptz[] := '{}';
+  levels double precision[] := '{}';
+  v_want integer;
+  v_credit double precision;
+  t0 timestamptz;
+  b timestamptz;
+BEGIN
+  SELECT l.rates, l.bursts INTO rates, bursts FROM rate_limits_in_force(p_tenant, p_key, p_defaults) l;
+  v_want := least(p_lease_max, greatest(1, least(bursts[1], bursts[2]) / 16));
+
+  FOR i IN 1..2 LOOP
+    INSERT INTO rate_buckets (bucket, tat) VALUES (names[i], '-infinity') ON CONFLICT DO NOTHING;
+    SELECT r.tat INTO b FROM rate_buckets r WHERE r.bucket = names[i] FOR UPDATE;
+    -- Read the clock once both locks are held: a wait for a lock is no credit.
+    IF i = 2 THEN t0 := clock_timestamp(); END IF;
+    tats := tats || b;
+  END LOOP;
+
+  -- The previous lease no longer counts as held.
+  IF p_release > 0 THEN
+    UPDATE rate_leases l SET tokens = greatest(l.tokens - p_release, 0)
+    WHERE l.bucket = ANY (names) AND l.instance = p_instance;
+  END IF;
+
+  FOR i IN 1..2 LOOP
+    -- Unspent tokens go back, as if never taken.
+    IF p_refund > 0 THEN
+      tats[i] := tats[i] - make_interval(secs => p_refund::double precision / p_refund_rates[i]);
+    END IF;
+    levels := levels || (bursts[i] - extract(epoch FROM (greatest(tats[i], t0) - t0))::double precision * rates[i]);
+  END LOOP;
+
+  -- A microsecond of slack absorbs the rounding of timestamps.
+  granted := greatest(0, least(v_want, floor(least(levels[1], levels[2]) + 1e-6)::integer));
+  retry_ms := 0;
+  IF granted = 0 AND v_want > 0 THEN
+    FOR i IN 1..2 LOOP
+      SELECT coalesce(sum(l.tokens), 0) INTO v_credit FROM rate_leases l
+      WHERE l.bucket = names[i] AND l.expire_time > t0;
+      IF levels[i] + v_credit < 1 - 1e-6 THEN
+        retry_ms := greatest(retry_ms, (1 - levels[i] - v_credit) / rates[i] * 1000);
+      END IF;
+    END LOOP;
+    IF retry_ms = 0 THEN
+      granted := 1;
+    END IF;
+  END IF;
+
+  remaining := '{}';
+  reset_ms := '{}';
+  FOR i IN 1..2 LOOP
+    IF granted > 0 THEN
+      tats[i] := greatest(tats[i], t0) + make_interval(secs => granted::double precision / rates[i]);
+      levels[i] := levels[i] - granted;
+    END IF;
+    IF granted > 0 OR p_refund > 0 THEN
+      UPDATE rate_buckets SET tat = tats[i] WHERE bucket = names[i];
+    END IF;
+    -- The caller spends one token at once; the rest it may hold.
+    IF granted > 1 THEN
+      -- Ten seconds more than the lease: time for the sweep to hand back the rest.
+      INSERT INTO rate_leases AS l (bucket, instance, tokens, expire_time)
+      VALUES (names[i], p_instance, granted - 1, t0 + make_interval(secs => p_lease_ms / 1000.0 + 10))
+      ON CONFLICT (bucket, instance) DO UPDATE
+      SET tokens = l.tokens + granted - 1, expire_time = greatest(l.expire_time, excluded.expire_time);
+    END IF;
+    remaining := remaining || greatest(floor(levels[i] + 1e-6), 0)::integer;
+    reset_ms := reset_ms || greatest(extract(epoch FROM (tats[i] - t0))::double precision, 0) * 1000;
+  END LOOP;
+  RETURN NEXT;
+END
+$function$;
+
 CREATE OR REPLACE FUNCTION public.rate_limits_in_force(p_tenant text, p_key text, p_defaults integer[], OUT rates integer[], OUT bursts integer[])
  RETURNS record
  LANGUAGE plpgsql
@@ -909,56 +997,6 @@ BEGIN
     remaining := remaining || greatest(floor((bursts[i]::double precision / rates[i]
       - coalesce(extract(epoch FROM (greatest(v_tat, v_now) - v_now))::double precision, 0)) * rates[i] + 1e-6), 0)::integer;
   END LOOP;
-END
-$function$;
-
-CREATE OR REPLACE FUNCTION public.take_rate(p_tenant text, p_key text, p_defaults integer[])
- RETURNS TABLE(allowed boolean, retry_ms double precision, rates integer[], bursts integer[], remaining integer[], reset_ms double precision[])
- LANGUAGE plpgsql
-AS $function$
-DECLARE
-  names text[] := ARRAY['t/' || p_tenant, 'k/' || p_key];
-  tats timestamptz[] := '{}';
-  backlog double precision[] := '{}';
-  after double precision[] := '{}';
-  t0 timestamptz;
-  b timestamptz;
-  i integer;
-BEGIN
-  SELECT l.rates, l.bursts INTO rates, bursts FROM rate_limits_in_force(p_tenant, p_key, p_defaults) l;
-
-  FOR i IN 1..2 LOOP
-    INSERT INTO rate_buckets (bucket, tat) VALUES (names[i], '-infinity') ON CONFLICT DO NOTHING;
-    SELECT r.tat INTO b FROM rate_buckets r WHERE r.bucket = names[i] FOR UPDATE;
-    -- Read the clock once both locks are held: a wait for a lock is no credit.
-    IF i = 2 THEN t0 := clock_timestamp(); END IF;
-    tats := tats || b;
-  END LOOP;
-
-  allowed := true;
-  retry_ms := 0;
-  FOR i IN 1..2 LOOP
-    -- Seconds of backlog before and after this request.
-    backlog := backlog || extract(epoch FROM (greatest(tats[i], t0) - t0))::double precision;
-    after := after || (backlog[i] + 1.0 / rates[i]);
-    -- A microsecond of slack absorbs the rounding of timestamps.
-    IF after[i] > bursts[i]::double precision / rates[i] + 1e-6 THEN
-      allowed := false;
-      retry_ms := greatest(retry_ms, (after[i] - bursts[i]::double precision / rates[i]) * 1000);
-    END IF;
-  END LOOP;
-
-  remaining := '{}';
-  reset_ms := '{}';
-  FOR i IN 1..2 LOOP
-    IF allowed THEN
-      UPDATE rate_buckets SET tat = t0 + make_interval(secs => after[i]) WHERE bucket = names[i];
-      backlog[i] := after[i];
-    END IF;
-    remaining := remaining || greatest(floor((bursts[i]::double precision / rates[i] - backlog[i]) * rates[i] + 1e-6), 0)::integer;
-    reset_ms := reset_ms || backlog[i] * 1000;
-  END LOOP;
-  RETURN NEXT;
 END
 $function$;
 
