@@ -26,7 +26,9 @@ describe("migrations", () => {
     try {
       await pools[0]?.query("DROP SCHEMA public CASCADE; CREATE SCHEMA public");
       const reports = await Promise.all(pools.map((p) => migrate(p)));
-      expect(reports.flatMap((r) => r.migrations).sort()).toEqual(migrations.map((m) => m.version));
+      expect(reports.flatMap((r) => r.migrations).sort((a, b) => a - b)).toEqual(
+        migrations.map((m) => m.version),
+      );
       const { rows } = await (pools[0] as pg.Pool).query(
         "SELECT version FROM schema_migrations ORDER BY version",
       );
