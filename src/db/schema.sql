@@ -190,6 +190,15 @@ CREATE TABLE policy_versions (
   CONSTRAINT policy_versions_version_check CHECK ((version >= 1))
 );
 
+CREATE UNLOGGED TABLE quota_tallies (
+  tenant_id text NOT NULL,
+  slot integer NOT NULL,
+  month timestamp with time zone NOT NULL,
+  bookings bigint NOT NULL,
+  holds bigint NOT NULL,
+  CONSTRAINT quota_tallies_pkey PRIMARY KEY (tenant_id, slot)
+);
+
 CREATE UNLOGGED TABLE rate_buckets (
   bucket text NOT NULL,
   tat timestamp with time zone NOT NULL,
@@ -1024,9 +1033,14 @@ DECLARE
   v_quota text;
   v_limit bigint;
   v_usage bigint;
-  v_slots integer := CASE WHEN p_group = 'bookings' THEN quota_slots() ELSE 1 END;
-  v_near boolean := v_slots = 1;
   v_lock text := 'quota/' || p_tenant || '/' || p_group;
+  v_slots integer := quota_slots();
+  v_slot integer;
+  v_month timestamptz := date_trunc('month', p_now AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
+  v_hold integer := CASE WHEN 'active_holds' = ANY (p_quotas) THEN 1 ELSE 0 END;
+  v_rows integer;
+  v_bookings bigint;
+  v_holds bigint;
 BEGIN
   FOREACH v_quota IN ARRAY p_quotas LOOP
     IF v_limits->>v_quota IS NOT NULL THEN
@@ -1037,35 +1051,66 @@ BEGIN
     RETURN NULL;
   END IF;
 
-  IF NOT v_near THEN
-    FOREACH v_quota IN ARRAY v_set LOOP
-      v_near := v_near OR quota_usage(p_tenant, v_quota, p_now) + 2 * v_slots > (v_limits->>v_quota)::bigint;
-    END LOOP;
-  END IF;
-  IF v_near THEN
-    FOR i IN 0 .. v_slots - 1 LOOP
-      PERFORM pg_advisory_xact_lock(hashtextextended(v_lock || '/' || i, 0));
-    END LOOP;
-  ELSE
-    PERFORM pg_advisory_xact_lock(hashtextextended(v_lock || '/' || floor(random() * v_slots)::integer, 0));
+  IF p_group <> 'bookings' THEN
+    PERFORM pg_advisory_xact_lock(hashtextextended(v_lock || '/0', 0));
+    v_usage := quota_usage(p_tenant, v_set[1], p_now);
+    v_limit := (v_limits->>v_set[1])::bigint;
+    IF v_usage >= v_limit THEN
+      RETURN quota_used_up(v_set[1], v_limit, v_usage);
+    END IF;
+    RETURN NULL;
   END IF;
 
-  FOREACH v_quota IN ARRAY v_set LOOP
-    v_limit := (v_limits->>v_quota)::bigint;
-    v_usage := quota_usage(p_tenant, v_quota, p_now);
-    IF NOT v_near AND v_usage + v_slots > v_limit THEN
-      RAISE EXCEPTION 'the tenant came near its quota % while the request was checked', v_quota
+  SELECT count(*), coalesce(sum(t.bookings) FILTER (WHERE t.month = v_month), 0), coalesce(sum(t.holds), 0)
+  INTO v_rows, v_bookings, v_holds FROM quota_tallies t WHERE t.tenant_id = p_tenant;
+  IF v_rows = v_slots AND quota_room(v_set, v_limits, v_bookings, v_holds, 2 * v_slots) THEN
+    v_slot := floor(random() * v_slots)::integer;
+    PERFORM pg_advisory_xact_lock(hashtextextended(v_lock || '/' || v_slot, 0));
+    UPDATE quota_tallies t
+    SET bookings = CASE WHEN t.month = v_month THEN t.bookings ELSE 0 END + 1, month = v_month,
+        holds = t.holds + v_hold
+    WHERE t.tenant_id = p_tenant AND t.slot = v_slot;
+    SELECT count(*), coalesce(sum(t.bookings) FILTER (WHERE t.month = v_month), 0), coalesce(sum(t.holds), 0)
+    INTO v_rows, v_bookings, v_holds FROM quota_tallies t WHERE t.tenant_id = p_tenant;
+    -- This write is in the sums already; the other slots' writers are not.
+    IF v_rows < v_slots OR NOT quota_room(v_set, v_limits, v_bookings, v_holds, v_slots - 1) THEN
+      RAISE EXCEPTION 'the tenant came near its booking quotas while the request was checked'
         USING ERRCODE = 'HF004';
     END IF;
+    RETURN NULL;
+  END IF;
+
+  FOR i IN 0 .. v_slots - 1 LOOP
+    PERFORM pg_advisory_xact_lock(hashtextextended(v_lock || '/' || i, 0));
+  END LOOP;
+  v_bookings := quota_usage(p_tenant, 'bookings_per_month', p_now);
+  v_holds := quota_usage(p_tenant, 'active_holds', p_now);
+  FOREACH v_quota IN ARRAY v_set LOOP
+    v_limit := (v_limits->>v_quota)::bigint;
+    v_usage := CASE v_quota WHEN 'active_holds' THEN v_holds ELSE v_bookings END;
     IF v_usage >= v_limit THEN
-      RETURN rejection('LIMIT_REACHED',
-        format('the tenant''s quota %s is used up: %s in use of %s', v_quota, v_usage, v_limit),
-        jsonb_build_object('metadata', jsonb_build_object(
-          'quota', v_quota, 'limit', v_limit::text, 'usage', v_usage::text)));
+      RETURN quota_used_up(v_quota, v_limit, v_usage);
     END IF;
   END LOOP;
+  -- The tallies start again from the exact counts, this write included.
+  INSERT INTO quota_tallies AS t (tenant_id, slot, month, bookings, holds)
+  SELECT p_tenant, s, v_month, CASE WHEN s = 0 THEN v_bookings + 1 ELSE 0 END,
+         CASE WHEN s = 0 THEN v_holds + v_hold ELSE 0 END
+  FROM generate_series(0, v_slots - 1) AS s
+  ON CONFLICT (tenant_id, slot) DO UPDATE
+  SET month = excluded.month, bookings = excluded.bookings, holds = excluded.holds;
   RETURN NULL;
 END
+$function$;
+
+CREATE OR REPLACE FUNCTION public.quota_room(p_set text[], p_limits jsonb, p_bookings bigint, p_holds bigint, p_margin integer)
+ RETURNS boolean
+ LANGUAGE sql
+ IMMUTABLE
+AS $function$
+  SELECT bool_and(CASE q WHEN 'active_holds' THEN p_holds ELSE p_bookings END + p_margin
+                  <= (p_limits->>q)::bigint)
+  FROM unnest(p_set) AS q
 $function$;
 
 CREATE OR REPLACE FUNCTION public.quota_slots()
@@ -1102,4 +1147,15 @@ BEGIN
   END CASE;
   RETURN n;
 END
+$function$;
+
+CREATE OR REPLACE FUNCTION public.quota_used_up(p_quota text, p_limit bigint, p_usage bigint)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE
+AS $function$
+  SELECT rejection('LIMIT_REACHED',
+    format('the tenant''s quota %s is used up: %s in use of %s', p_quota, p_usage, p_limit),
+    jsonb_build_object('metadata', jsonb_build_object(
+      'quota', p_quota, 'limit', p_limit::text, 'usage', p_usage::text)))
 $function$;
