@@ -55,6 +55,7 @@ import { listLimitsInterceptor } from "./rpc/limits.js";
 import { localizeDeliveryBody, localTimesInterceptor, zonesOf } from "./rpc/local-times.js";
 import { METRICS_PATH, Metrics } from "./rpc/metrics.js";
 import { rateLimitInterceptor } from "./rpc/rate-limit.js";
+import { RateLimiter } from "./rpc/rate-limiter.js";
 import { registerReflection } from "./rpc/reflection.js";
 import { requestLogInterceptor } from "./rpc/request-log.js";
 import { resourceService } from "./rpc/resource-service.js";
@@ -101,6 +102,8 @@ export type Holdfast = {
 export type StartOptions = {
   /** Resolves webhook target names (tests use their own, to control DNS answers). */
   webhookResolve?: Resolve;
+  /** How long a rate-limit lease may be spent (tests make it long, to see tokens held unspent). */
+  rateLeaseMs?: number;
 };
 
 /**
@@ -177,6 +180,7 @@ export async function startHoldfast(
       stopping.signal,
     );
 
+    const limiter = new RateLimiter(pool, config.rateLimits, options.rateLeaseMs);
     const metrics = config.metrics ? new Metrics(pool, feed) : undefined;
     const readiness = readinessProbe(healthPool, schemaVersion, stopping.signal);
     const health = healthHttpHandler(readiness);
@@ -228,7 +232,7 @@ export async function startHoldfast(
         requestLogInterceptor(config.requestLogLevel),
         errorInterceptor,
         authInterceptor(keyring),
-        rateLimitInterceptor(pool, config.rateLimits),
+        rateLimitInterceptor(limiter),
         listLimitsInterceptor,
         localTimesInterceptor(zones),
       ],
@@ -237,6 +241,7 @@ export async function startHoldfast(
     });
     const eventStream = eventStreamHandler({
       keyring,
+      limiter,
       open: openEventStream,
       zones,
       heartbeatMs: config.streamHeartbeatMs,
@@ -317,6 +322,9 @@ export async function startHoldfast(
         }
         listener.destroy();
         metricsListener?.destroy();
+        await limiter
+          .close()
+          .catch((err: unknown) => log.warn("rate leases not handed back", { err }));
         await feed.stop();
         await delivery.stop();
         await maintenance.stop();

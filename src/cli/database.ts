@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
-import { loadConfig } from "../config.js";
+import { type Config, loadConfig } from "../config.js";
 import { appliedVersion, latestVersion } from "../db/migrate.js";
 import { createPool, type Db, type Pool, poolDb } from "../db/pool.js";
 import { CommandFailed } from "./failure.js";
@@ -12,7 +12,7 @@ import { CommandFailed } from "./failure.js";
  * embedded one, the command connects to it; when not, the command starts it
  * for its own run and stops it afterwards.
  */
-export type Database = { db: Db; pool: Pool; where: string };
+export type Database = { db: Db; pool: Pool; where: string; config: Config };
 
 /**
  * Runs `work` on the database. `create`: an embedded database that does not
@@ -53,7 +53,7 @@ export async function withDatabase<T>(
   const pool = createPool(url, 2);
   try {
     if (opts.requireSchema) await requireCurrentSchema(pool);
-    return await work({ db: poolDb(pool), pool, where });
+    return await work({ db: poolDb(pool), pool, where, config });
   } finally {
     await pool.end();
     await stop();

@@ -4,17 +4,22 @@ import { z } from "zod";
 import {
   ApiKeySchema,
   CreateApiKeyResponseSchema,
+  GetUsageResponseSchema,
   ListApiKeysResponseSchema,
   RevokeApiKeyResponseSchema,
 } from "../../gen/holdfast/v1/key_pb.js";
 import {
   CreateTenantResponseSchema,
   ListTenantsResponseSchema,
+  SetTenantQuotasResponseSchema,
+  SetTenantRateLimitResponseSchema,
 } from "../../gen/holdfast/v1/tenant_pb.js";
 import { insertKey, listKeys, revokeKey } from "../db/keys.js";
 import { appliedVersion, latestVersion, migrate } from "../db/migrate.js";
 import { outboxSpan } from "../db/outbox.js";
 import type { Queryable } from "../db/pool.js";
+import { quotaUsage, setQuotas } from "../db/quotas.js";
+import { rateRemaining, setTenantRateLimit } from "../db/rate-limits.js";
 import { runningInstances } from "../db/signals.js";
 import {
   createTenant,
@@ -27,11 +32,11 @@ import {
 import { deliveryBacklog } from "../db/webhooks.js";
 import { TENANT_SCOPES } from "../domain/scopes.js";
 import { apiKeyOf, newKeySchema } from "../rpc/key-service.js";
-import { tenantOf } from "../rpc/tenant-service.js";
+import { quotasMessage, tenantOf } from "../rpc/tenant-service.js";
 import * as v from "../rpc/validate.js";
 import { list } from "./arguments.js";
 import { withDatabase } from "./database.js";
-import { CommandFailed } from "./failure.js";
+import { CommandFailed, UsageError } from "./failure.js";
 import { printJson, printMessage, printTable } from "./output.js";
 
 /**
@@ -89,6 +94,132 @@ export function operatorCommands(program: Command): void {
         { header: "NAME", value: (t) => t.name },
         { header: "CREATED", value: (t) => iso(t.create_time) },
       ]);
+    });
+
+  tenants
+    .command("rate-limit")
+    .description("set a tenant's rate limit, or with --default go back to the configured one")
+    .argument("<tenant>", "the tenant's id or name")
+    .option("--requests-per-second <n>", "calls a second, 1 to 1000000", Number)
+    .option("--burst <n>", "calls at once, 1 to 1000000", Number)
+    .option("--default", "use the configured default (HOLDFAST_TENANT_RATE_*)")
+    .action(async (idOrName: string, o, cmd: Command) => {
+      const given = o.requestsPerSecond !== undefined || o.burst !== undefined;
+      if (given === Boolean(o.default)) {
+        throw new UsageError("give --requests-per-second and --burst, or --default");
+      }
+      const f = v.parseRequest(z.object({ rateLimit: v.rateLimit }), {
+        rateLimit: o.default
+          ? undefined
+          : { requestsPerSecond: o.requestsPerSecond, burst: o.burst },
+      });
+      const { tenant, limit } = await withDatabase(
+        { create: false, requireSchema: true },
+        async ({ db, config }) => {
+          const tenant = await tenantNamed(db, idOrName);
+          await setTenantRateLimit(db, tenant.id, f.rateLimit);
+          return { tenant, limit: f.rateLimit ?? config.rateLimits.tenant };
+        },
+      );
+      if (globalsOf(cmd).json) {
+        printMessage(SetTenantRateLimitResponseSchema, {
+          rateLimit: { requestsPerSecond: limit.perSecond, burst: limit.burst },
+          isDefault: f.rateLimit === undefined,
+        });
+        return;
+      }
+      process.stdout.write(
+        `Tenant "${tenant.name}" may now make ${limit.perSecond} calls a second, ${limit.burst} at once${f.rateLimit ? "" : " (the configured default)"}.\n`,
+      );
+    });
+  tenants
+    .command("quotas")
+    .description(
+      "set all of a tenant's quotas at once: each one left out is unlimited; a quota below what is in use refuses new work and deletes nothing",
+    )
+    .argument("<tenant>", "the tenant's id or name")
+    .option("--bookings-per-month <n>", "bookings made in a calendar month (UTC)", Number)
+    .option("--active-holds <n>", "holds not yet confirmed, cancelled or lapsed", Number)
+    .option("--resources <n>", "active resources", Number)
+    .option("--services <n>", "active services", Number)
+    .option("--webhooks <n>", "webhooks", Number)
+    .option("--api-keys <n>", "API keys not revoked", Number)
+    .action(async (idOrName: string, o, cmd: Command) => {
+      const f = v.parseRequest(z.object({ quotas: v.quotas }), {
+        quotas: {
+          bookingsPerMonth: o.bookingsPerMonth,
+          activeHolds: o.activeHolds,
+          resources: o.resources,
+          services: o.services,
+          webhooks: o.webhooks,
+          apiKeys: o.apiKeys,
+        },
+      });
+      const tenant = await withDatabase({ create: false, requireSchema: true }, async ({ db }) => {
+        const tenant = await tenantNamed(db, idOrName);
+        await setQuotas(db, tenant.id, f.quotas);
+        return tenant;
+      });
+      if (globalsOf(cmd).json) {
+        printMessage(SetTenantQuotasResponseSchema, { quotas: quotasMessage(f.quotas) });
+        return;
+      }
+      const set = Object.entries(f.quotas).filter(([, n]) => n !== undefined);
+      process.stdout.write(
+        `Tenant "${tenant.name}" quotas: ${set.map(([q, n]) => `${q} ${n}`).join(", ") || "none (unlimited)"}.\n`,
+      );
+    });
+  tenants
+    .command("usage")
+    .description(
+      "a tenant's rate limit and what is left of its burst, and its quotas with their usage",
+    )
+    .argument("<tenant>", "the tenant's id or name")
+    .action(async (idOrName: string, _o, cmd: Command) => {
+      const { tenant, rate, quotas } = await withDatabase(
+        { create: false, requireSchema: true },
+        async ({ db, config }) => {
+          const tenant = await tenantNamed(db, idOrName);
+          // The tenant's bucket only: no key is asking.
+          const [rate] = await rateRemaining(db, tenant.id, "", config.rateLimits);
+          const quotas = (await quotaUsage(db, tenant.id)) ?? [];
+          return { tenant, rate, quotas };
+        },
+      );
+      if (!rate) throw new CommandFailed("no rate limit found");
+      if (globalsOf(cmd).json) {
+        printMessage(GetUsageResponseSchema, {
+          tenantId: tenant.id,
+          rateLimits: [
+            {
+              policy: rate.policy,
+              rateLimit: { requestsPerSecond: rate.limit.perSecond, burst: rate.limit.burst },
+              remaining: rate.remaining,
+            },
+          ],
+          quotas: quotas.map((q) => ({ quota: q.quota, limit: q.limit, usage: BigInt(q.usage) })),
+        });
+        return;
+      }
+      printTable(
+        [
+          {
+            what: "rate limit",
+            limit: `${rate.limit.perSecond}/s, burst ${rate.limit.burst}`,
+            usage: `${rate.remaining} left`,
+          },
+          ...quotas.map((q) => ({
+            what: q.quota,
+            limit: q.limit === undefined ? "unlimited" : String(q.limit),
+            usage: String(q.usage),
+          })),
+        ],
+        [
+          { header: `TENANT ${tenant.name}`, value: (r) => r.what },
+          { header: "LIMIT", value: (r) => r.limit },
+          { header: "IN USE", value: (r) => r.usage },
+        ],
+      );
     });
 
   const keys = program

@@ -30,10 +30,16 @@ export async function quotaRefusal(
   return rows[0]?.r?.error;
 }
 
-/** Replaces a tenant's quotas (missing ones become unlimited); false if there is no such tenant. */
+/**
+ * Replaces a tenant's quotas (missing ones become unlimited); false if there
+ * is no such tenant. Its booking tallies go: writes made while it had no
+ * booking quota are not in them, so the next write counts exactly and
+ * starts them again.
+ */
 export async function setQuotas(q: Queryable, tenantId: string, quotas: Quotas): Promise<boolean> {
   const { rowCount } = await q.query(
-    `UPDATE tenants SET ${QUOTAS.map((name, i) => `${COLUMN[name]} = $${i + 2}`).join(", ")} WHERE id = $1`,
+    `WITH forgotten AS (DELETE FROM quota_tallies WHERE tenant_id = $1)
+     UPDATE tenants SET ${QUOTAS.map((name, i) => `${COLUMN[name]} = $${i + 2}`).join(", ")} WHERE id = $1`,
     [tenantId, ...QUOTAS.map((name) => quotas[name] ?? null)],
   );
   return rowCount === 1;

@@ -1,31 +1,65 @@
-import type { RateCheck, RateLimit } from "../domain/rate-limit.js";
+import type { RateBucket, RateLimit } from "../domain/rate-limit.js";
 import type { Queryable } from "./pool.js";
 
 export type RateDefaults = { tenant: RateLimit; key: RateLimit };
 
+/** What lease_rate answered (see src/db/functions/10_rate_limits.sql). */
+export type LeaseGrant = {
+  /** Tokens granted; 0 when refused. */
+  granted: number;
+  /** When refused: milliseconds until a token would be granted. */
+  retryMs: number;
+  /** The buckets {tenant, key} as Postgres saw them after the grant. */
+  buckets: RateBucket[];
+};
+
+/** The end of an instance's previous lease of a key, handed back with the next call. */
+export type LeaseEnd = {
+  /** Tokens leased but not spent: they go back to the buckets. */
+  refund: number;
+  /** What the rate_leases rows counted for that lease (its tokens beyond the first). */
+  release: number;
+  /** The rates {tenant, key} the lease was taken at. */
+  rates: [number, number];
+};
+
 /**
- * Takes one request from the tenant's and the key's shared buckets (see
- * src/db/functions/10_rate_limits.sql): one statement, on whichever
- * instance; the buckets are the same rows for all of them.
+ * Leases up to `lease.max` tokens from the tenant's and the key's shared
+ * buckets for `instance` to spend from memory for `lease.ms`, ending its
+ * previous lease of the key in the same statement; `lease.max` 0 only ends it. One
+ * statement, the same rows for every instance.
  */
-export async function takeRate(
+export async function leaseRate(
   q: Queryable,
   tenantId: string,
   keyId: string,
   defaults: RateDefaults,
-): Promise<RateCheck> {
+  instance: string,
+  lease: { max: number; ms: number },
+  previous: LeaseEnd | undefined,
+): Promise<LeaseGrant> {
   const { rows } = await q.query<{
-    allowed: boolean;
+    granted: number;
     retry_ms: number;
     rates: number[];
     bursts: number[];
     remaining: number[];
     reset_ms: number[];
-  }>("SELECT * FROM take_rate($1, $2, $3::integer[])", [tenantId, keyId, defaultsArray(defaults)]);
+  }>("SELECT * FROM lease_rate($1, $2, $3::integer[], $4, $5, $6, $7, $8, $9::integer[])", [
+    tenantId,
+    keyId,
+    defaultsArray(defaults),
+    instance,
+    lease.max,
+    Math.round(lease.ms),
+    previous?.refund ?? 0,
+    previous?.release ?? 0,
+    previous?.rates ?? [1, 1],
+  ]);
   const r = rows[0];
-  if (!r) throw new Error("take_rate returned no row");
+  if (!r) throw new Error("lease_rate returned no row");
   return {
-    allowed: r.allowed,
+    granted: r.granted,
     retryMs: r.retry_ms,
     buckets: (["tenant", "key"] as const).map((policy, i) => ({
       policy,

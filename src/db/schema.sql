@@ -192,10 +192,28 @@ CREATE TABLE policy_versions (
   CONSTRAINT policy_versions_version_check CHECK ((version >= 1))
 );
 
+CREATE UNLOGGED TABLE quota_tallies (
+  tenant_id text NOT NULL,
+  slot integer NOT NULL,
+  month timestamp with time zone NOT NULL,
+  bookings bigint NOT NULL,
+  holds bigint NOT NULL,
+  CONSTRAINT quota_tallies_pkey PRIMARY KEY (tenant_id, slot)
+);
+
 CREATE UNLOGGED TABLE rate_buckets (
   bucket text NOT NULL,
   tat timestamp with time zone NOT NULL,
   CONSTRAINT rate_buckets_pkey PRIMARY KEY (bucket)
+);
+
+CREATE UNLOGGED TABLE rate_leases (
+  bucket text NOT NULL,
+  instance text NOT NULL,
+  tokens integer NOT NULL,
+  expire_time timestamp with time zone NOT NULL,
+  CONSTRAINT rate_leases_pkey PRIMARY KEY (bucket, instance),
+  CONSTRAINT rate_leases_tokens_check CHECK ((tokens >= 0))
 );
 
 CREATE TABLE resources (
@@ -902,6 +920,85 @@ $function$;
 
 -- Functions from src/db/functions/10_rate_limits.sql
 
+CREATE OR REPLACE FUNCTION public.lease_rate(p_tenant text, p_key text, p_defaults integer[], p_instance text, p_lease_max integer, p_lease_ms integer, p_refund integer, p_release integer, p_refund_rates integer[])
+ RETURNS TABLE(granted integer, retry_ms double precision, rates integer[], bursts integer[], remaining integer[], reset_ms double precision[])
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+  names text[] := ARRAY['t/' || p_tenant, 'k/' || p_key];
+  tats timestamptz[] := '{}';
+  levels double precision[] := '{}';
+  v_want integer;
+  v_credit double precision;
+  t0 timestamptz;
+  b timestamptz;
+BEGIN
+  SELECT l.rates, l.bursts INTO rates, bursts FROM rate_limits_in_force(p_tenant, p_key, p_defaults) l;
+  v_want := least(p_lease_max, greatest(1, least(bursts[1], bursts[2]) / 16));
+
+  FOR i IN 1..2 LOOP
+    INSERT INTO rate_buckets (bucket, tat) VALUES (names[i], '-infinity') ON CONFLICT DO NOTHING;
+    SELECT r.tat INTO b FROM rate_buckets r WHERE r.bucket = names[i] FOR UPDATE;
+    -- Read the clock once both locks are held: a wait for a lock is no credit.
+    IF i = 2 THEN t0 := clock_timestamp(); END IF;
+    tats := tats || b;
+  END LOOP;
+
+  -- The previous lease no longer counts as held.
+  IF p_release > 0 THEN
+    UPDATE rate_leases l SET tokens = greatest(l.tokens - p_release, 0)
+    WHERE l.bucket = ANY (names) AND l.instance = p_instance;
+  END IF;
+
+  FOR i IN 1..2 LOOP
+    -- Unspent tokens go back, as if never taken.
+    IF p_refund > 0 THEN
+      tats[i] := tats[i] - make_interval(secs => p_refund::double precision / p_refund_rates[i]);
+    END IF;
+    levels := levels || (bursts[i] - extract(epoch FROM (greatest(tats[i], t0) - t0))::double precision * rates[i]);
+  END LOOP;
+
+  -- A microsecond of slack absorbs the rounding of timestamps.
+  granted := greatest(0, least(v_want, floor(least(levels[1], levels[2]) + 1e-6)::integer));
+  retry_ms := 0;
+  IF granted = 0 AND v_want > 0 THEN
+    FOR i IN 1..2 LOOP
+      SELECT coalesce(sum(l.tokens), 0) INTO v_credit FROM rate_leases l
+      WHERE l.bucket = names[i] AND l.expire_time > t0;
+      IF levels[i] + v_credit < 1 - 1e-6 THEN
+        retry_ms := greatest(retry_ms, (1 - levels[i] - v_credit) / rates[i] * 1000);
+      END IF;
+    END LOOP;
+    IF retry_ms = 0 THEN
+      granted := 1;
+    END IF;
+  END IF;
+
+  remaining := '{}';
+  reset_ms := '{}';
+  FOR i IN 1..2 LOOP
+    IF granted > 0 THEN
+      tats[i] := greatest(tats[i], t0) + make_interval(secs => granted::double precision / rates[i]);
+      levels[i] := levels[i] - granted;
+    END IF;
+    IF granted > 0 OR p_refund > 0 THEN
+      UPDATE rate_buckets SET tat = tats[i] WHERE bucket = names[i];
+    END IF;
+    -- The caller spends one token at once; the rest it may hold.
+    IF granted > 1 THEN
+      -- Ten seconds more than the lease: time for the sweep to hand back the rest.
+      INSERT INTO rate_leases AS l (bucket, instance, tokens, expire_time)
+      VALUES (names[i], p_instance, granted - 1, t0 + make_interval(secs => p_lease_ms / 1000.0 + 10))
+      ON CONFLICT (bucket, instance) DO UPDATE
+      SET tokens = l.tokens + granted - 1, expire_time = greatest(l.expire_time, excluded.expire_time);
+    END IF;
+    remaining := remaining || greatest(floor(levels[i] + 1e-6), 0)::integer;
+    reset_ms := reset_ms || greatest(extract(epoch FROM (tats[i] - t0))::double precision, 0) * 1000;
+  END LOOP;
+  RETURN NEXT;
+END
+$function$;
+
 CREATE OR REPLACE FUNCTION public.rate_limits_in_force(p_tenant text, p_key text, p_defaults integer[], OUT rates integer[], OUT bursts integer[])
  RETURNS record
  LANGUAGE plpgsql
@@ -943,56 +1040,6 @@ BEGIN
 END
 $function$;
 
-CREATE OR REPLACE FUNCTION public.take_rate(p_tenant text, p_key text, p_defaults integer[])
- RETURNS TABLE(allowed boolean, retry_ms double precision, rates integer[], bursts integer[], remaining integer[], reset_ms double precision[])
- LANGUAGE plpgsql
-AS $function$
-DECLARE
-  names text[] := ARRAY['t/' || p_tenant, 'k/' || p_key];
-  tats timestamptz[] := '{}';
-  backlog double precision[] := '{}';
-  after double precision[] := '{}';
-  t0 timestamptz;
-  b timestamptz;
-  i integer;
-BEGIN
-  SELECT l.rates, l.bursts INTO rates, bursts FROM rate_limits_in_force(p_tenant, p_key, p_defaults) l;
-
-  FOR i IN 1..2 LOOP
-    INSERT INTO rate_buckets (bucket, tat) VALUES (names[i], '-infinity') ON CONFLICT DO NOTHING;
-    SELECT r.tat INTO b FROM rate_buckets r WHERE r.bucket = names[i] FOR UPDATE;
-    -- Read the clock once both locks are held: a wait for a lock is no credit.
-    IF i = 2 THEN t0 := clock_timestamp(); END IF;
-    tats := tats || b;
-  END LOOP;
-
-  allowed := true;
-  retry_ms := 0;
-  FOR i IN 1..2 LOOP
-    -- Seconds of backlog before and after this request.
-    backlog := backlog || extract(epoch FROM (greatest(tats[i], t0) - t0))::double precision;
-    after := after || (backlog[i] + 1.0 / rates[i]);
-    -- A microsecond of slack absorbs the rounding of timestamps.
-    IF after[i] > bursts[i]::double precision / rates[i] + 1e-6 THEN
-      allowed := false;
-      retry_ms := greatest(retry_ms, (after[i] - bursts[i]::double precision / rates[i]) * 1000);
-    END IF;
-  END LOOP;
-
-  remaining := '{}';
-  reset_ms := '{}';
-  FOR i IN 1..2 LOOP
-    IF allowed THEN
-      UPDATE rate_buckets SET tat = t0 + make_interval(secs => after[i]) WHERE bucket = names[i];
-      backlog[i] := after[i];
-    END IF;
-    remaining := remaining || greatest(floor((bursts[i]::double precision / rates[i] - backlog[i]) * rates[i] + 1e-6), 0)::integer;
-    reset_ms := reset_ms || backlog[i] * 1000;
-  END LOOP;
-  RETURN NEXT;
-END
-$function$;
-
 -- Functions from src/db/functions/11_quotas.sql
 
 CREATE OR REPLACE FUNCTION public.quota_limits(p_tenant text)
@@ -1017,9 +1064,14 @@ DECLARE
   v_quota text;
   v_limit bigint;
   v_usage bigint;
-  v_slots integer := CASE WHEN p_group = 'bookings' THEN quota_slots() ELSE 1 END;
-  v_near boolean := v_slots = 1;
   v_lock text := 'quota/' || p_tenant || '/' || p_group;
+  v_slots integer := quota_slots();
+  v_slot integer;
+  v_month timestamptz := date_trunc('month', p_now AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
+  v_hold integer := CASE WHEN 'active_holds' = ANY (p_quotas) THEN 1 ELSE 0 END;
+  v_rows integer;
+  v_bookings bigint;
+  v_holds bigint;
 BEGIN
   FOREACH v_quota IN ARRAY p_quotas LOOP
     IF v_limits->>v_quota IS NOT NULL THEN
@@ -1030,35 +1082,66 @@ BEGIN
     RETURN NULL;
   END IF;
 
-  IF NOT v_near THEN
-    FOREACH v_quota IN ARRAY v_set LOOP
-      v_near := v_near OR quota_usage(p_tenant, v_quota, p_now) + 2 * v_slots > (v_limits->>v_quota)::bigint;
-    END LOOP;
-  END IF;
-  IF v_near THEN
-    FOR i IN 0 .. v_slots - 1 LOOP
-      PERFORM pg_advisory_xact_lock(hashtextextended(v_lock || '/' || i, 0));
-    END LOOP;
-  ELSE
-    PERFORM pg_advisory_xact_lock(hashtextextended(v_lock || '/' || floor(random() * v_slots)::integer, 0));
+  IF p_group <> 'bookings' THEN
+    PERFORM pg_advisory_xact_lock(hashtextextended(v_lock || '/0', 0));
+    v_usage := quota_usage(p_tenant, v_set[1], p_now);
+    v_limit := (v_limits->>v_set[1])::bigint;
+    IF v_usage >= v_limit THEN
+      RETURN quota_used_up(v_set[1], v_limit, v_usage);
+    END IF;
+    RETURN NULL;
   END IF;
 
-  FOREACH v_quota IN ARRAY v_set LOOP
-    v_limit := (v_limits->>v_quota)::bigint;
-    v_usage := quota_usage(p_tenant, v_quota, p_now);
-    IF NOT v_near AND v_usage + v_slots > v_limit THEN
-      RAISE EXCEPTION 'the tenant came near its quota % while the request was checked', v_quota
+  SELECT count(*), coalesce(sum(t.bookings) FILTER (WHERE t.month = v_month), 0), coalesce(sum(t.holds), 0)
+  INTO v_rows, v_bookings, v_holds FROM quota_tallies t WHERE t.tenant_id = p_tenant;
+  IF v_rows = v_slots AND quota_room(v_set, v_limits, v_bookings, v_holds, 2 * v_slots) THEN
+    v_slot := floor(random() * v_slots)::integer;
+    PERFORM pg_advisory_xact_lock(hashtextextended(v_lock || '/' || v_slot, 0));
+    UPDATE quota_tallies t
+    SET bookings = CASE WHEN t.month = v_month THEN t.bookings ELSE 0 END + 1, month = v_month,
+        holds = t.holds + v_hold
+    WHERE t.tenant_id = p_tenant AND t.slot = v_slot;
+    SELECT count(*), coalesce(sum(t.bookings) FILTER (WHERE t.month = v_month), 0), coalesce(sum(t.holds), 0)
+    INTO v_rows, v_bookings, v_holds FROM quota_tallies t WHERE t.tenant_id = p_tenant;
+    -- This write is in the sums already; the other slots' writers are not.
+    IF v_rows < v_slots OR NOT quota_room(v_set, v_limits, v_bookings, v_holds, v_slots - 1) THEN
+      RAISE EXCEPTION 'the tenant came near its booking quotas while the request was checked'
         USING ERRCODE = 'HF004';
     END IF;
+    RETURN NULL;
+  END IF;
+
+  FOR i IN 0 .. v_slots - 1 LOOP
+    PERFORM pg_advisory_xact_lock(hashtextextended(v_lock || '/' || i, 0));
+  END LOOP;
+  v_bookings := quota_usage(p_tenant, 'bookings_per_month', p_now);
+  v_holds := quota_usage(p_tenant, 'active_holds', p_now);
+  FOREACH v_quota IN ARRAY v_set LOOP
+    v_limit := (v_limits->>v_quota)::bigint;
+    v_usage := CASE v_quota WHEN 'active_holds' THEN v_holds ELSE v_bookings END;
     IF v_usage >= v_limit THEN
-      RETURN rejection('LIMIT_REACHED',
-        format('the tenant''s quota %s is used up: %s in use of %s', v_quota, v_usage, v_limit),
-        jsonb_build_object('metadata', jsonb_build_object(
-          'quota', v_quota, 'limit', v_limit::text, 'usage', v_usage::text)));
+      RETURN quota_used_up(v_quota, v_limit, v_usage);
     END IF;
   END LOOP;
+  -- The tallies start again from the exact counts, this write included.
+  INSERT INTO quota_tallies AS t (tenant_id, slot, month, bookings, holds)
+  SELECT p_tenant, s, v_month, CASE WHEN s = 0 THEN v_bookings + 1 ELSE 0 END,
+         CASE WHEN s = 0 THEN v_holds + v_hold ELSE 0 END
+  FROM generate_series(0, v_slots - 1) AS s
+  ON CONFLICT (tenant_id, slot) DO UPDATE
+  SET month = excluded.month, bookings = excluded.bookings, holds = excluded.holds;
   RETURN NULL;
 END
+$function$;
+
+CREATE OR REPLACE FUNCTION public.quota_room(p_set text[], p_limits jsonb, p_bookings bigint, p_holds bigint, p_margin integer)
+ RETURNS boolean
+ LANGUAGE sql
+ IMMUTABLE
+AS $function$
+  SELECT bool_and(CASE q WHEN 'active_holds' THEN p_holds ELSE p_bookings END + p_margin
+                  <= (p_limits->>q)::bigint)
+  FROM unnest(p_set) AS q
 $function$;
 
 CREATE OR REPLACE FUNCTION public.quota_slots()
@@ -1095,4 +1178,15 @@ BEGIN
   END CASE;
   RETURN n;
 END
+$function$;
+
+CREATE OR REPLACE FUNCTION public.quota_used_up(p_quota text, p_limit bigint, p_usage bigint)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE
+AS $function$
+  SELECT rejection('LIMIT_REACHED',
+    format('the tenant''s quota %s is used up: %s in use of %s', p_quota, p_usage, p_limit),
+    jsonb_build_object('metadata', jsonb_build_object(
+      'quota', p_quota, 'limit', p_limit::text, 'usage', p_usage::text)))
 $function$;

@@ -67,3 +67,24 @@ export function rateLimitField(check: RateCheck): string {
 export function refusingPolicy(check: RateCheck): RateBucket | undefined {
   return check.buckets.find((b) => b.remaining === 0) ?? check.buckets[0];
 }
+
+/**
+ * The buckets as one instance sees them while it spends a lease: what
+ * Postgres answered at the lease, plus what has refilled since and the
+ * tokens this instance still holds unspent. Exact at the lease; between
+ * leases, what other instances spend is not seen.
+ */
+export function leasedBuckets(
+  atLease: RateBucket[],
+  elapsedMs: number,
+  held: number,
+): RateBucket[] {
+  return atLease.map((b) => ({
+    ...b,
+    remaining: Math.min(
+      b.limit.burst,
+      Math.floor(b.remaining + (elapsedMs * b.limit.perSecond) / 1000 + held),
+    ),
+    resetMs: Math.max(0, b.resetMs - elapsedMs - (held * 1000) / b.limit.perSecond),
+  }));
+}

@@ -15,6 +15,8 @@ import { authenticate, type Keyring, requiredScopeOf } from "./auth.js";
 import { toConnectError } from "./errors.js";
 import type { OpenEventStream } from "./event-service.js";
 import { localizeBookings, type ZoneLookup } from "./local-times.js";
+import { rateLimited, rateLimitFields } from "./rate-limit.js";
+import type { RateLimiter } from "./rate-limiter.js";
 
 /**
  * WatchEvents for JSON-only consumers (browsers, curl, low-code tools), as
@@ -25,6 +27,7 @@ import { localizeBookings, type ZoneLookup } from "./local-times.js";
  * The query takes WatchEventsRequest's fields by their proto names, and
  * `Last-Event-ID` (every event's SSE id is its cursor) takes the place of
  * `after`, so an EventSource that reconnects resumes where it was.
+ * Opening it is rate limited like a call, with the same header fields.
  */
 export const EVENT_STREAM_PATH = "/v1/events/stream";
 
@@ -33,6 +36,8 @@ type NodeResponse = ServerResponse | Http2ServerResponse;
 
 export type EventStreamOptions = {
   keyring: Keyring;
+  /** Opening a stream takes a token from the key's and the tenant's rate limits, as an RPC does. */
+  limiter: RateLimiter;
   open: OpenEventStream;
   zones: ZoneLookup;
   /** An idle stream sends a comment this often, so proxies keep it open. */
@@ -68,8 +73,14 @@ export function eventStreamHandler(
     const signal = AbortSignal.any([gone.signal, opts.shutdownSignal]);
     let events: AsyncIterable<Event>;
     let tenantId: string;
+    // The RateLimit fields, on every answer once the caller is known.
+    let limitFields: Record<string, string> = {};
     try {
-      tenantId = (await authenticate(opts.keyring, req.headers.authorization, scope)).tenantId;
+      const caller = await authenticate(opts.keyring, req.headers.authorization, scope);
+      tenantId = caller.tenantId;
+      const check = await opts.limiter.take(caller.tenantId, caller.keyId);
+      limitFields = Object.fromEntries(rateLimitFields(check));
+      if (!check.allowed) throw rateLimited(check);
       const watch = requestOf(new URL(req.url ?? "", "http://holdfast").searchParams);
       const lastEventId = req.headers["last-event-id"];
       if (typeof lastEventId === "string" && lastEventId.trim() !== "")
@@ -77,7 +88,10 @@ export function eventStreamHandler(
       events = await opts.open(tenantId, watch, signal);
     } catch (err) {
       const error = toConnectError(err, EVENT_STREAM_PATH);
-      res.writeHead(codeToHttpStatus(error.code), { "content-type": "application/json" });
+      res.writeHead(codeToHttpStatus(error.code), {
+        ...limitFields,
+        "content-type": "application/json",
+      });
       res.end(JSON.stringify(errorToJson(error, undefined)));
       return;
     }
@@ -85,6 +99,7 @@ export function eventStreamHandler(
     // HTTP/1.1 and HTTP/2 responses write alike; their types do not unite.
     const write = (text: string) => (res as { write(chunk: string): boolean }).write(text);
     res.writeHead(200, {
+      ...limitFields,
       "content-type": "text/event-stream; charset=utf-8",
       "cache-control": "no-store",
       // Reverse proxies such as nginx would otherwise hold events back.

@@ -1,6 +1,4 @@
 import type { Interceptor } from "@connectrpc/connect";
-import type { Queryable } from "../db/pool.js";
-import { type RateDefaults, takeRate } from "../db/rate-limits.js";
 import {
   type RateCheck,
   rateLimitField,
@@ -10,6 +8,7 @@ import {
 import { Rejection } from "../domain/rejection.js";
 import { callerIn } from "./auth.js";
 import { toConnectError } from "./errors.js";
+import type { RateLimiter } from "./rate-limiter.js";
 
 export const RATE_LIMIT_POLICY_HEADER = "ratelimit-policy";
 export const RATE_LIMIT_HEADER = "ratelimit";
@@ -22,26 +21,15 @@ export const RATE_LIMIT_HEADER = "ratelimit";
  * or as gRPC response metadata (a refusal's in its trailers). A refusal is
  * RATE_LIMITED with a RetryInfo, and over HTTP a Retry-After header too.
  */
-export function rateLimitInterceptor(db: Queryable, defaults: RateDefaults): Interceptor {
+export function rateLimitInterceptor(limiter: RateLimiter): Interceptor {
   return (next) => async (req) => {
     const caller = callerIn(req.contextValues);
     if (!caller) return next(req);
-    const check = await takeRate(db, caller.tenantId, caller.keyId, defaults);
-    const fields = fieldsOf(check);
+    const check = await limiter.take(caller.tenantId, caller.keyId);
+    const fields = rateLimitFields(check);
     if (!check.allowed) {
-      const policy = refusingPolicy(check)?.policy ?? "key";
-      const err = toConnectError(
-        new Rejection(
-          "RATE_LIMITED",
-          `over the ${policy === "key" ? "API key's" : "tenant's"} rate limit: retry in ${Math.ceil(check.retryMs)} ms`,
-          {
-            retryDelayMs: check.retryMs,
-            metadata: { policy, retry_delay_ms: String(Math.ceil(check.retryMs)) },
-          },
-        ),
-      );
+      const err = toConnectError(rateLimited(check));
       for (const [k, v] of fields) err.metadata.set(k, v);
-      err.metadata.set("retry-after", String(Math.max(1, Math.ceil(check.retryMs / 1000))));
       throw err;
     }
     try {
@@ -56,9 +44,27 @@ export function rateLimitInterceptor(db: Queryable, defaults: RateDefaults): Int
   };
 }
 
-function fieldsOf(check: RateCheck): [string, string][] {
-  return [
+/** The header fields of a limited answer: RateLimit-Policy and RateLimit, and Retry-After when refused. */
+export function rateLimitFields(check: RateCheck): [string, string][] {
+  const fields: [string, string][] = [
     [RATE_LIMIT_POLICY_HEADER, rateLimitPolicyField(check)],
     [RATE_LIMIT_HEADER, rateLimitField(check)],
   ];
+  if (!check.allowed) {
+    fields.push(["retry-after", String(Math.max(1, Math.ceil(check.retryMs / 1000)))]);
+  }
+  return fields;
+}
+
+/** The RATE_LIMITED rejection of a refused check, with its RetryInfo. */
+export function rateLimited(check: RateCheck): Rejection {
+  const policy = refusingPolicy(check)?.policy ?? "key";
+  return new Rejection(
+    "RATE_LIMITED",
+    `over the ${policy === "key" ? "API key's" : "tenant's"} rate limit: retry in ${Math.ceil(check.retryMs)} ms`,
+    {
+      retryDelayMs: check.retryMs,
+      metadata: { policy, retry_delay_ms: String(Math.ceil(check.retryMs)) },
+    },
+  );
 }

@@ -169,6 +169,97 @@ describe("holdfast (command line)", () => {
     expect(nobody.stderr).toContain('no tenant with the id or name "Nobody"');
   }, 300_000);
 
+  it("sets a tenant's rate limit and quotas and shows its usage; the running server honours them", async () => {
+    const name = `Limits ${Math.random().toString(36).slice(2)}`;
+    const t = await newTenant(server.url, name);
+    const limited = await holdfast(
+      ["tenants", "rate-limit", name, "--requests-per-second", "7", "--burst", "9"],
+      database,
+    );
+    expect(limited.code, limited.stderr).toBe(0);
+    expect(limited.stdout).toContain("7 calls a second, 9 at once");
+    let header: Headers | undefined;
+    const resources = clientFor(ResourceService, server.url, t.key);
+    await resources.listResources(
+      {},
+      {
+        onHeader: (h) => {
+          header = h;
+        },
+      },
+    );
+    expect(header?.get("ratelimit-policy")).toBe('"tenant";q=9;w=2, "key";q=9;w=2');
+
+    const capped = await holdfast(["tenants", "quotas", t.tenantId, "--resources", "1"], database);
+    expect(capped.code, capped.stderr).toBe(0);
+    expect(capped.stdout).toContain("resources 1");
+    await resources.createResource({ name: "A", timeZone: "UTC", capacity: 1 });
+    await rejected(
+      resources.createResource({ name: "B", timeZone: "UTC", capacity: 1 }),
+      Code.ResourceExhausted,
+      "LIMIT_REACHED",
+    );
+
+    const usage = await holdfast(["--json", "tenants", "usage", name], database);
+    expect(usage.code, usage.stderr).toBe(0);
+    const shown = JSON.parse(usage.stdout) as {
+      tenantId: string;
+      rateLimits: { policy: string; rateLimit: { requestsPerSecond: number; burst: number } }[];
+      quotas: { quota: string; limit?: number; usage: string }[];
+    };
+    expect(shown.tenantId).toBe(t.tenantId);
+    expect(shown.rateLimits).toMatchObject([
+      { policy: "tenant", rateLimit: { requestsPerSecond: 7, burst: 9 } },
+    ]);
+    expect(shown.quotas.find((q) => q.quota === "resources")).toEqual({
+      quota: "resources",
+      limit: 1,
+      usage: "1",
+    });
+    expect(shown.quotas.find((q) => q.quota === "active_holds")?.limit).toBeUndefined();
+    const table = await holdfast(["tenants", "usage", name], database);
+    expect(table.stdout).toMatch(/rate limit\s+7\/s, burst 9/);
+    expect(table.stdout).toMatch(/resources\s+1\s+1\n/);
+
+    // Back to the default, and every quota unlimited.
+    const reset = await holdfast(["tenants", "rate-limit", name, "--default"], database);
+    expect(reset.stdout).toContain("(the configured default)");
+    expect((await holdfast(["tenants", "quotas", name], database)).stdout).toContain(
+      "none (unlimited)",
+    );
+    await resources.createResource({ name: "B", timeZone: "UTC", capacity: 1 });
+
+    // Bad numbers get the usage and exit code 2, naming the field.
+    const bad: [string[], RegExp][] = [
+      [
+        ["tenants", "rate-limit", name, "--requests-per-second", "0", "--burst", "1"],
+        /rate_limit\.requests_per_second: must be at least 1/,
+      ],
+      [
+        ["tenants", "rate-limit", name, "--requests-per-second", "5", "--burst", "2000000"],
+        /rate_limit\.burst: must be at most 1000000/,
+      ],
+      [["tenants", "rate-limit", name, "--default", "--burst", "2"], /or --default/],
+      [
+        ["tenants", "quotas", name, "--active-holds", "1.5"],
+        /quotas\.active_holds: must be a whole number/,
+      ],
+      [["tenants", "quotas", name, "--webhooks", "-3"], /quotas\.webhooks: must be at least 1/],
+    ];
+    const [nobody, ...runs] = await Promise.all([
+      holdfast(["tenants", "usage", "Nobody"], database),
+      ...bad.map(([args]) => holdfast(args, database)),
+    ]);
+    runs.forEach((run, i) => {
+      const [args, message] = bad[i] as (typeof bad)[number];
+      expect(run.code, `${args.join(" ")}: ${run.stderr}`).toBe(2);
+      expect(run.stderr).toMatch(message);
+      expect(run.stderr).not.toMatch(STACK_FRAME);
+    });
+    expect(nobody?.code).toBe(1);
+    expect(nobody?.stderr).toContain('no tenant with the id or name "Nobody"');
+  }, 600_000);
+
   it("rotates the operator key: the new one manages tenants, the old one stops working", async () => {
     const first = await holdfast(["--json", "operator-key", "rotate"], database);
     expect(first.code, first.stderr).toBe(0);

@@ -1,16 +1,10 @@
--- Rate limits, enforced for every instance at once: one call per request,
--- before any other work. GCRA (the generic cell rate algorithm) is a token
--- bucket kept as one timestamp: a request is admitted when, after it, the
--- bucket's backlog (tat - now) is at most burst/rate seconds. The tenant's
--- and the key's buckets are taken together, in that order (so two calls
--- never wait on each other's locks the other way round): a request refused
--- by either consumes from neither. Postgres's clock is the only clock, so
--- instances whose clocks differ still share one budget.
+-- Rate limits, shared by every instance. GCRA (the generic cell rate
+-- algorithm) is a token bucket kept as one timestamp, tat: the bucket holds
+-- burst - (tat - now) * rate tokens, and taking n moves tat on by n/rate
+-- seconds. Instances take tokens in leases (lease_rate) and spend them
+-- from memory; see docs/limits.md for what that guarantees.
 --
 -- p_defaults: the configured {tenant rate, tenant burst, key rate, key burst}.
--- Returns, for the buckets {tenant, key}: the limits in force, the requests
--- left right now, and the milliseconds until the bucket is full again; and
--- when refused, the milliseconds until this request would be admitted.
 -- The limits in force for {tenant, key}: their own, else the configured
 -- defaults; the key's never above the tenant's.
 CREATE FUNCTION rate_limits_in_force(p_tenant text, p_key text, p_defaults integer[],
@@ -52,22 +46,50 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION take_rate(p_tenant text, p_key text, p_defaults integer[])
+-- Leases a few tokens from the tenant's and the key's buckets at once, for
+-- the instance p_instance to spend from memory: a lease is a sixteenth of
+-- the smaller burst (1 for small bursts), at most p_lease_max; fewer when
+-- the buckets hold fewer. The buckets are locked in a fixed order (tenant,
+-- then key, so two calls never wait on each other the other way round);
+-- the clock is read once both are held. A lease refused by either bucket
+-- takes from neither.
+--
+-- The instance's previous lease of this key ends in the same statement:
+-- p_refund unspent tokens go back (taken at p_refund_rates), and p_release
+-- is what its rate_leases rows counted for it. With p_lease_max = 0 the
+-- call only ends the previous lease. p_lease_ms: how long the instance may
+-- spend the new one.
+--
+-- When the buckets are empty, the tokens instances may still hold unspent
+-- (rate_leases rows not expired: other instances', and this one's for
+-- the tenant's other keys) are credit: one token is admitted against them,
+-- driving the bucket below zero by at most that much. So tokens stranded
+-- in one lease never make a caller within its limit refused elsewhere, and
+-- the deployment admits at most those tokens beyond burst + rate * time.
+--
+-- Returns the tokens granted (0: refused, with retry_ms until one would
+-- be), the limits in force, and per bucket {tenant, key} the tokens left
+-- in it and the milliseconds until it is full again.
+CREATE FUNCTION lease_rate(
+  p_tenant text, p_key text, p_defaults integer[], p_instance text, p_lease_max integer,
+  p_lease_ms integer, p_refund integer, p_release integer, p_refund_rates integer[]
+)
 RETURNS TABLE (
-  allowed boolean, retry_ms double precision, rates integer[], bursts integer[],
+  granted integer, retry_ms double precision, rates integer[], bursts integer[],
   remaining integer[], reset_ms double precision[]
 )
 LANGUAGE plpgsql AS $$
 DECLARE
   names text[] := ARRAY['t/' || p_tenant, 'k/' || p_key];
   tats timestamptz[] := '{}';
-  backlog double precision[] := '{}';
-  after double precision[] := '{}';
+  levels double precision[] := '{}';
+  v_want integer;
+  v_credit double precision;
   t0 timestamptz;
   b timestamptz;
-  i integer;
 BEGIN
   SELECT l.rates, l.bursts INTO rates, bursts FROM rate_limits_in_force(p_tenant, p_key, p_defaults) l;
+  v_want := least(p_lease_max, greatest(1, least(bursts[1], bursts[2]) / 16));
 
   FOR i IN 1..2 LOOP
     INSERT INTO rate_buckets (bucket, tat) VALUES (names[i], '-infinity') ON CONFLICT DO NOTHING;
@@ -77,28 +99,56 @@ BEGIN
     tats := tats || b;
   END LOOP;
 
-  allowed := true;
-  retry_ms := 0;
+  -- The previous lease no longer counts as held.
+  IF p_release > 0 THEN
+    UPDATE rate_leases l SET tokens = greatest(l.tokens - p_release, 0)
+    WHERE l.bucket = ANY (names) AND l.instance = p_instance;
+  END IF;
+
   FOR i IN 1..2 LOOP
-    -- Seconds of backlog before and after this request.
-    backlog := backlog || extract(epoch FROM (greatest(tats[i], t0) - t0))::double precision;
-    after := after || (backlog[i] + 1.0 / rates[i]);
-    -- A microsecond of slack absorbs the rounding of timestamps.
-    IF after[i] > bursts[i]::double precision / rates[i] + 1e-6 THEN
-      allowed := false;
-      retry_ms := greatest(retry_ms, (after[i] - bursts[i]::double precision / rates[i]) * 1000);
+    -- Unspent tokens go back, as if never taken.
+    IF p_refund > 0 THEN
+      tats[i] := tats[i] - make_interval(secs => p_refund::double precision / p_refund_rates[i]);
     END IF;
+    levels := levels || (bursts[i] - extract(epoch FROM (greatest(tats[i], t0) - t0))::double precision * rates[i]);
   END LOOP;
+
+  -- A microsecond of slack absorbs the rounding of timestamps.
+  granted := greatest(0, least(v_want, floor(least(levels[1], levels[2]) + 1e-6)::integer));
+  retry_ms := 0;
+  IF granted = 0 AND v_want > 0 THEN
+    FOR i IN 1..2 LOOP
+      SELECT coalesce(sum(l.tokens), 0) INTO v_credit FROM rate_leases l
+      WHERE l.bucket = names[i] AND l.expire_time > t0;
+      IF levels[i] + v_credit < 1 - 1e-6 THEN
+        retry_ms := greatest(retry_ms, (1 - levels[i] - v_credit) / rates[i] * 1000);
+      END IF;
+    END LOOP;
+    IF retry_ms = 0 THEN
+      granted := 1;
+    END IF;
+  END IF;
 
   remaining := '{}';
   reset_ms := '{}';
   FOR i IN 1..2 LOOP
-    IF allowed THEN
-      UPDATE rate_buckets SET tat = t0 + make_interval(secs => after[i]) WHERE bucket = names[i];
-      backlog[i] := after[i];
+    IF granted > 0 THEN
+      tats[i] := greatest(tats[i], t0) + make_interval(secs => granted::double precision / rates[i]);
+      levels[i] := levels[i] - granted;
     END IF;
-    remaining := remaining || greatest(floor((bursts[i]::double precision / rates[i] - backlog[i]) * rates[i] + 1e-6), 0)::integer;
-    reset_ms := reset_ms || backlog[i] * 1000;
+    IF granted > 0 OR p_refund > 0 THEN
+      UPDATE rate_buckets SET tat = tats[i] WHERE bucket = names[i];
+    END IF;
+    -- The caller spends one token at once; the rest it may hold.
+    IF granted > 1 THEN
+      -- Ten seconds more than the lease: time for the sweep to hand back the rest.
+      INSERT INTO rate_leases AS l (bucket, instance, tokens, expire_time)
+      VALUES (names[i], p_instance, granted - 1, t0 + make_interval(secs => p_lease_ms / 1000.0 + 10))
+      ON CONFLICT (bucket, instance) DO UPDATE
+      SET tokens = l.tokens + granted - 1, expire_time = greatest(l.expire_time, excluded.expire_time);
+    END IF;
+    remaining := remaining || greatest(floor(levels[i] + 1e-6), 0)::integer;
+    reset_ms := reset_ms || greatest(extract(epoch FROM (tats[i] - t0))::double precision, 0) * 1000;
   END LOOP;
   RETURN NEXT;
 END
