@@ -488,8 +488,14 @@ export function calendarPage(root: HTMLElement): () => void {
   function startDrag(e: PointerEvent, b: Booking, card: HTMLElement): void {
     if (e.button !== 0 || !e.isPrimary) return;
     drag = { booking: b, card, x: e.clientX, y: e.clientY };
-    card.setPointerCapture(e.pointerId);
+    // On the document, not the card: the pointer's moves are followed wherever they go.
+    document.addEventListener("pointermove", moveDrag);
+    document.addEventListener("pointerup", dropDrag);
+    document.addEventListener("pointercancel", cancelDrag);
   }
+
+  const dropDrag = () => endDrag(true);
+  const cancelDrag = () => endDrag(false);
 
   function moveDrag(e: PointerEvent): void {
     if (!drag) return;
@@ -521,6 +527,9 @@ export function calendarPage(root: HTMLElement): () => void {
   function endDrag(drop: boolean): void {
     const d = drag;
     drag = undefined;
+    document.removeEventListener("pointermove", moveDrag);
+    document.removeEventListener("pointerup", dropDrag);
+    document.removeEventListener("pointercancel", cancelDrag);
     if (!d) return;
     d.ghost?.remove();
     d.over?.classList.remove("drop");
@@ -534,7 +543,8 @@ export function calendarPage(root: HTMLElement): () => void {
       }, 0);
     }
     const slot = drop && d.over ? slots.find((s) => s.slotId === d.over?.dataset.slot) : undefined;
-    if (renderWaiting) render();
+    // After the click a press without a move makes, which opens the booking's dialog.
+    if (renderWaiting) setTimeout(render, 0);
     if (slot) confirmMove(d.booking, slot);
   }
 
@@ -577,7 +587,8 @@ export function calendarPage(root: HTMLElement): () => void {
   }
 
   function render(): void {
-    if (drag?.ghost) {
+    // While a booking is pressed, its card stays put: the pointer may be starting a drag.
+    if (drag) {
       renderWaiting = true;
       return;
     }
@@ -861,9 +872,6 @@ export function calendarPage(root: HTMLElement): () => void {
       el.setAttribute("aria-label", `${status} ${wallTime(msOf(b.startTime), z)}, ${who}`);
       if (canDrag) {
         el.addEventListener("pointerdown", (e) => startDrag(e, b, el));
-        el.addEventListener("pointermove", moveDrag);
-        el.addEventListener("pointerup", () => endDrag(true));
-        el.addEventListener("pointercancel", () => endDrag(false));
       }
       place(el, minuteAt(bStart), minuteAt(bEnd));
       const lane = lanes.get(b.id) ?? 0;
