@@ -360,6 +360,9 @@ describe("the console", { timeout: 90_000 }, () => {
     });
 
     const dragTo = async (target: ReturnType<Page["locator"]>) => {
+      // Both on screen first: the calendar re-renders as the last move's events arrive.
+      await card(page, id).waitFor();
+      await target.waitFor();
       const from = await card(page, id).boundingBox();
       const to = await target.boundingBox();
       if (!from || !to) throw new Error("not on screen");
