@@ -392,7 +392,7 @@ async function main() {
     for (const r of measuredRows) {
       rows.push(r);
       process.stderr.write(
-        `${r.scenario} | ${r.protocol} c=${r.concurrency}: ${r.perSecond}/s p50 ${r.p50} p99 ${r.p99} ms; CPU/call srv ${r.cpu.server} pg ${r.cpu.postgres} (backends ${r.cpu.backends}) load ${r.cpu.client} ms\n`,
+        `${r.scenario} | ${r.protocol} c=${r.concurrency}: ${r.perSecond}/s p50 ${r.p50} p99 ${r.p99} ms${Number.isNaN(r.cpu.client) ? "" : `; CPU/call srv ${r.cpu.server} pg ${r.cpu.postgres} (backends ${r.cpu.backends}) load ${r.cpu.client} ms`}\n`,
       );
     }
   };
