@@ -16,7 +16,8 @@
  * 1,000,000 events, then CreateHold and ListSlots again). --quick runs a
  * fifth of the calls (the data keeps its size). BENCH_SERVER_FLAGS are
  * node flags for the Holdfast server (e.g. --cpu-prof), BENCH_NOOP_FLAGS
- * for the no-op server. Prints the figures and a table of the targets of
+ * for the no-op server, BENCH_SERVER_DIR another checkout whose server to
+ * measure (a before/after comparison). Prints the figures and a table of the targets of
  * issue 13; --json also writes everything to FILE.
  */
 import { type ChildProcess, spawn } from "node:child_process";
@@ -338,8 +339,14 @@ async function main() {
 
   // Processes this bench starts: Holdfast servers and the no-op floor.
   const children: ChildProcess[] = [];
-  const spawnServer = (args: string[], flags: string | undefined, env: Record<string, string>) => {
+  const spawnServer = (
+    args: string[],
+    flags: string | undefined,
+    env: Record<string, string>,
+    cwd?: string,
+  ) => {
     const child = spawn(process.execPath, [...(flags?.split(" ").filter(Boolean) ?? []), ...args], {
+      cwd,
       env: { ...process.env, PORT: "0", ...env },
       stdio: ["ignore", "pipe", "inherit"],
     });
@@ -355,20 +362,27 @@ async function main() {
     });
   };
   const startHoldfast = (env: Record<string, string> = {}) =>
-    spawnServer(["--import", "tsx", "src/main.ts"], process.env.BENCH_SERVER_FLAGS, {
-      DATABASE_URL: dbUrl.toString(),
-      HOLDFAST_ADMIN_KEY: ADMIN_KEY,
-      HOLDFAST_LOG_LEVEL: "warn",
-      // The bench's webhook receiver listens on loopback.
-      HOLDFAST_WEBHOOK_ALLOW_PRIVATE: "true",
-      // Every call still passes the rate limit check (and pays for it),
-      // but the bench drives one key far faster than the defaults allow.
-      HOLDFAST_TENANT_RATE_PER_SECOND: "1000000",
-      HOLDFAST_TENANT_RATE_BURST: "1000000",
-      HOLDFAST_KEY_RATE_PER_SECOND: "1000000",
-      HOLDFAST_KEY_RATE_BURST: "1000000",
-      ...env,
-    });
+    spawnServer(
+      ["--import", "tsx", "src/main.ts"],
+      process.env.BENCH_SERVER_FLAGS,
+      {
+        DATABASE_URL: dbUrl.toString(),
+        HOLDFAST_ADMIN_KEY: ADMIN_KEY,
+        HOLDFAST_LOG_LEVEL: "warn",
+        // The bench's webhook receiver listens on loopback.
+        HOLDFAST_WEBHOOK_ALLOW_PRIVATE: "true",
+        // Every call still passes the rate limit check (and pays for it),
+        // but the bench drives one key far faster than the defaults allow.
+        HOLDFAST_TENANT_RATE_PER_SECOND: "1000000",
+        HOLDFAST_TENANT_RATE_BURST: "1000000",
+        HOLDFAST_KEY_RATE_PER_SECOND: "1000000",
+        HOLDFAST_KEY_RATE_BURST: "1000000",
+        ...env,
+      },
+      // BENCH_SERVER_DIR: run another checkout's server (an earlier commit,
+      // for a before/after comparison) under this bench.
+      process.env.BENCH_SERVER_DIR,
+    );
   const server = await startHoldfast();
   const url = server.url;
   const backends = postmasterPid === undefined ? undefined : new BackendCpu(postmasterPid, dbName);
