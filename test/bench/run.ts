@@ -13,12 +13,16 @@
  * Sections (--only / --skip): noop (the no-op connect-node floor), holds,
  * hot (one resource versus 64 spread), idempotency, quota, race, slots,
  * events, metrics, sql (the raw-SQL floor), scale (1,000,000 bookings and
- * 1,000,000 events, then CreateHold and ListSlots again). --quick runs a
- * fifth of the calls (the data keeps its size). BENCH_SERVER_FLAGS are
- * node flags for the Holdfast server (e.g. --cpu-prof), BENCH_NOOP_FLAGS
- * for the no-op server, BENCH_SERVER_DIR another checkout whose server to
- * measure (a before/after comparison). Prints the figures and a table of the targets of
- * issue 13; --json also writes everything to FILE.
+ * 1,000,000 events, then CreateHold and ListSlots again), and baseline,
+ * which runs only with `--baseline DIR`: CreateHold at 16 clients against
+ * this tree's server and DIR's (another checkout with its node_modules, e.g.
+ * a worktree of an earlier commit), each on its own database, in
+ * alternating rounds (target 6). --quick runs a fifth of the calls (the
+ * data keeps its size). BENCH_SERVER_FLAGS are node flags for the Holdfast
+ * server (e.g. --cpu-prof), BENCH_NOOP_FLAGS for the no-op server,
+ * BENCH_SERVER_DIR another checkout whose server to measure in place of
+ * this tree's. Prints the figures and a table of the targets of issue 13;
+ * --json also writes everything to FILE.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -61,12 +65,6 @@ const MINUTE = 60_000;
 const DAY = 86_400_000;
 const PROTOCOLS = ["grpc", "connect-json"] as const;
 type Protocol = (typeof PROTOCOLS)[number];
-
-/**
- * CreateHold/s at 16 clients, 64 resources, measured by this bench on main
- * before the round-two changes (docs/benchmarks.md): target 6 asks for 1.5x.
- */
-const ROUND_TWO_BEFORE: Record<Protocol, number> | undefined = undefined;
 
 type Row = {
   scenario: string;
@@ -283,7 +281,8 @@ type Section =
   | "events"
   | "metrics"
   | "sql"
-  | "scale";
+  | "scale"
+  | "baseline";
 const ALIASES: Record<string, Section> = { "one-resource": "hot", floor: "sql" };
 
 function argValue(name: string): string | undefined {
@@ -304,6 +303,9 @@ async function main() {
   const scale = quick ? 0.2 : 1;
   const n = (calls: number) => Math.max(10, Math.round(calls * scale));
   const only = sectionList(argValue("--only"));
+  // --baseline DIR: another checkout (with its node_modules), e.g. a worktree
+  // of the commit before a round of changes, measured against this tree.
+  const baselineDir = argValue("--baseline");
   const skip = sectionList(argValue("--skip")) ?? [];
   const runs = (section: Section) => (!only || only.includes(section)) && !skip.includes(section);
 
@@ -361,12 +363,18 @@ async function main() {
       child.once("exit", (code) => reject(new Error(`server exited with ${code}`)));
     });
   };
-  const startHoldfast = (env: Record<string, string> = {}) =>
+  const startHoldfast = (
+    env: Record<string, string> = {},
+    // BENCH_SERVER_DIR: run another checkout's server (an earlier commit,
+    // for a before/after comparison) under this bench.
+    dir = process.env.BENCH_SERVER_DIR,
+    database = dbUrl,
+  ) =>
     spawnServer(
       ["--import", "tsx", "src/main.ts"],
       process.env.BENCH_SERVER_FLAGS,
       {
-        DATABASE_URL: dbUrl.toString(),
+        DATABASE_URL: database.toString(),
         HOLDFAST_ADMIN_KEY: ADMIN_KEY,
         HOLDFAST_LOG_LEVEL: "warn",
         // The bench's webhook receiver listens on loopback.
@@ -379,9 +387,7 @@ async function main() {
         HOLDFAST_KEY_RATE_BURST: "1000000",
         ...env,
       },
-      // BENCH_SERVER_DIR: run another checkout's server (an earlier commit,
-      // for a before/after comparison) under this bench.
-      process.env.BENCH_SERVER_DIR,
+      dir,
     );
   const server = await startHoldfast();
   const url = server.url;
@@ -445,6 +451,8 @@ async function main() {
   const SLOTS_1_7 = "ListSlots 1 resource x 7 days";
   const SLOTS_1_30 = "ListSlots 1 resource x 30 days";
   const SLOTS_20_7 = "ListSlots 20 resources x 7 days, 1st page";
+  const THIS_TREE = "CreateHold, 64 resources, this tree (alternating with the baseline)";
+  const BASELINE = `CreateHold, 64 resources, baseline ${baselineDir ?? ""}`;
 
   try {
     // Warm-up: JIT, connections, plan caches.
@@ -817,11 +825,65 @@ async function main() {
     // (one resource, 7 days, one client), then 1,000,000 bookings over
     // 10,000 resources and 1,000,000 outbox events in a tenant of their
     // own, then the same again; with the server's memory before and after.
+    // Target 6: this tree's CreateHold throughput against another checkout's,
+    // each server on a fresh database of its own in the same cluster, 16
+    // clients, in alternating rounds so that drift falls on both alike.
+    if (baselineDir && runs("baseline")) {
+      const baseDb = `${dbName}_base`;
+      await admin.query(`CREATE DATABASE ${baseDb}`);
+      const baseUrl = new URL(dbUrl);
+      baseUrl.pathname = `/${baseDb}`;
+      const base = await startHoldfast({}, baselineDir, baseUrl);
+      const baseProbe: Probe = {
+        serverPid: base.pid,
+        postmasterPid,
+        backends: postmasterPid === undefined ? undefined : new BackendCpu(postmasterPid, baseDb),
+      };
+      try {
+        for (const protocol of PROTOCOLS) {
+          const sums = { tree: [] as Driven[], base: [] as Driven[] };
+          const round = async (which: "tree" | "base", series: number) => {
+            const at = which === "tree" ? url : base.url;
+            const w = await world(at, 64);
+            const c = bookingClient(at, w.key, protocol);
+            await drive(n(500), 16, (i) => c.createHold(slot(w, i + 1_000_000, series)));
+            return measured(
+              n(3000),
+              16,
+              (i) => c.createHold(slot(w, i, series)),
+              which === "tree" ? probe : baseProbe,
+            );
+          };
+          for (let pass = 0; pass < 4; pass++) {
+            const order =
+              pass % 2 === 0 ? (["base", "tree"] as const) : (["tree", "base"] as const);
+            for (const which of order) sums[which].push(await round(which, 40 + pass));
+          }
+          add(row(THIS_TREE, protocol, 16, merge(sums.tree)));
+          add(row(BASELINE, protocol, 16, merge(sums.base)));
+        }
+      } finally {
+        const child = children.find((c) => c.pid === base.pid);
+        if (child && child.exitCode === null) {
+          child.kill("SIGTERM");
+          await new Promise((resolve) => child.once("exit", resolve));
+        }
+        await admin.query(`DROP DATABASE IF EXISTS ${baseDb} WITH (FORCE)`).catch(() => {});
+      }
+    }
+
     if (runs("scale")) {
       const one = await oneResource();
       const week = slotsRequest(one, 7);
       const phase = async (label: string, series: number) => {
         const out: Record<string, Row> = {};
+        // The server's RSS moves with its garbage collector: the median of
+        // samples taken all through the phase says more than one reading.
+        const rss: number[] = [];
+        const sampler = setInterval(() => {
+          const mib = rssMiB(server.pid);
+          if (mib !== undefined) rss.push(mib);
+        }, 200);
         for (const protocol of PROTOCOLS) {
           const w = await world(url, 64);
           const c = bookingClient(url, w.key, protocol);
@@ -841,8 +903,18 @@ async function main() {
             await measured(n(500), 1, () => s.listSlots(week)),
           );
         }
+        clearInterval(sampler);
         add(...Object.values(out));
-        return { rows: out, rssMiB: round(rssMiB(server.pid) ?? Number.NaN, 1) };
+        return {
+          rows: out,
+          rssMiB: round(
+            percentile(
+              rss.sort((a, b) => a - b),
+              50,
+            ),
+            1,
+          ),
+        };
       };
       const before = await phase("before the data", 30);
       const t0 = performance.now();
@@ -1072,10 +1144,8 @@ async function main() {
     "x",
   );
   judge(
-    "6. CreateHold/s at 16 clients >= 1.5x round two's baseline",
-    each((p) =>
-      ROUND_TWO_BEFORE ? ratio(find(HOLDS, p, 16)?.perSecond, ROUND_TWO_BEFORE[p]) : undefined,
-    ),
+    "6. CreateHold/s at 16 clients >= 1.5x the --baseline checkout's (alternating rounds)",
+    each((p) => ratio(find(THIS_TREE, p, 16)?.perSecond, find(BASELINE, p, 16)?.perSecond)),
     (v) => v >= 1.5,
     "x",
   );
