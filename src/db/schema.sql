@@ -552,6 +552,28 @@ AS $function$
   SELECT hashtextextended(p_tenant || '/' || p_resource, 0)
 $function$;
 
+CREATE OR REPLACE FUNCTION public.room_for_block(p_tenant text, p_resource text, p_from timestamp with time zone, p_to timestamp with time zone, p_now timestamp with time zone, p_except text, p_capacity integer)
+ RETURNS boolean
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+  v_lapsed boolean;
+  v_active bigint;
+BEGIN
+  SELECT coalesce(bool_or(b.status = 'held' AND b.expire_time <= p_now), false),
+         count(*) FILTER (WHERE (b.status = 'confirmed' OR b.expire_time > p_now) AND b.id IS DISTINCT FROM p_except)
+    INTO v_lapsed, v_active
+  FROM bookings b
+  WHERE b.tenant_id = p_tenant AND b.resource_id = p_resource AND b.status IN ('held', 'confirmed')
+    AND b.block_start < p_to AND b.block_start > p_from - interval '72 hours' AND b.block_end > p_from;
+  IF v_lapsed THEN
+    PERFORM expire_overlapping_holds(p_tenant, p_resource, p_from, p_to, p_now);
+  END IF;
+  RETURN v_active < p_capacity
+    OR (p_capacity > 1 AND peak_occupancy(p_tenant, p_resource, p_from, p_to, p_now, p_except, p_capacity) < p_capacity);
+END
+$function$;
+
 -- Functions from src/db/functions/05_booking_writes.sql
 
 CREATE OR REPLACE FUNCTION public.change_booking(p_tenant text, p_id text, p_action text, p_ttl interval, p_reason text, p_idem_method text, p_idem_key text, p_idem_hash bytea)
@@ -655,6 +677,8 @@ DECLARE
   v_from timestamptz := p_start - p_buffer_before;
   v_to timestamptz := p_end + p_buffer_after;
   v_stored jsonb;
+  v_current boolean;
+  v_quotas boolean;
   b bookings;
 BEGIN
   IF p_idem_key IS NOT NULL THEN
@@ -664,52 +688,67 @@ BEGIN
     END IF;
   END IF;
 
-  -- A time that committed bookings already fill is refused before queueing
-  -- for the lock, so when many callers race for one slot the late ones
-  -- answer at once rather than one after another. Only a refusal is decided
-  -- without the lock: it is true of the committed state this statement
-  -- reads. Everything else is decided under the lock.
+  -- The resource locks. One resource: when its lock is free it is taken at
+  -- once. When another write holds it, a time that committed bookings
+  -- already fill is refused before queueing for the lock, so when many
+  -- callers race for one slot the late ones answer at once rather than one
+  -- after another. Only a refusal is decided without the lock: it is true
+  -- of the committed state this statement reads. Everything else is decided
+  -- under the lock.
   IF cardinality(p_resources) = 1 THEN
-    v_now := clock_timestamp();
-    SELECT r.capacity INTO v_capacity FROM resources r WHERE r.tenant_id = p_tenant AND r.id = p_resources[1];
-    IF notice_rejection(p_start, v_now, p_min_notice, p_max_advance) IS NULL
-       AND peak_occupancy(p_tenant, p_resources[1], v_from, v_to, v_now, NULL, v_capacity) >= v_capacity THEN
-      v_outcome := rejection('SLOT_UNAVAILABLE', 'the requested time is no longer available',
-        jsonb_build_object('conflicts', conflicts_json(p_tenant, p_resources[1], v_from, v_to, v_now, NULL)));
+    v_key := hashtextextended(p_tenant || '/' || p_resources[1], 0);
+    IF NOT pg_try_advisory_xact_lock(v_key) THEN
+      v_now := clock_timestamp();
+      SELECT r.capacity INTO v_capacity FROM resources r WHERE r.tenant_id = p_tenant AND r.id = p_resources[1];
+      IF notice_rejection(p_start, v_now, p_min_notice, p_max_advance) IS NULL
+         AND peak_occupancy(p_tenant, p_resources[1], v_from, v_to, v_now, NULL, v_capacity) >= v_capacity THEN
+        v_outcome := rejection('SLOT_UNAVAILABLE', 'the requested time is no longer available',
+          jsonb_build_object('conflicts', conflicts_json(p_tenant, p_resources[1], v_from, v_to, v_now, NULL)));
+      ELSE
+        PERFORM pg_advisory_xact_lock(v_key);
+      END IF;
     END IF;
+  ELSE
+    FOR v_key IN
+      SELECT DISTINCT hashtextextended(p_tenant || '/' || r, 0) AS k FROM unnest(p_resources) AS r ORDER BY k
+    LOOP
+      PERFORM pg_advisory_xact_lock(v_key);
+    END LOOP;
   END IF;
 
   IF v_outcome IS NULL THEN
-    IF cardinality(p_resources) = 1 THEN
-      PERFORM pg_advisory_xact_lock(hashtextextended(p_tenant || '/' || p_resources[1], 0));
-    ELSE
-      FOR v_key IN
-        SELECT DISTINCT hashtextextended(p_tenant || '/' || r, 0) AS k FROM unnest(p_resources) AS r ORDER BY k
-      LOOP
-        PERFORM pg_advisory_xact_lock(v_key);
-      END LOOP;
-    END IF;
     v_now := clock_timestamp();
 
-    PERFORM 1 FROM services s WHERE s.tenant_id = p_tenant AND s.id = p_service AND s.revision = p_service_revision;
-    IF NOT FOUND THEN
+    -- The service as checked, whether the tenant has a quota this write
+    -- counts against, and the first candidate as checked (its capacity,
+    -- NULL if it changed), in one read.
+    SELECT s.revision = p_service_revision,
+           t.quota_bookings_per_month IS NOT NULL OR (p_hold_ttl IS NOT NULL AND t.quota_active_holds IS NOT NULL),
+           (SELECT r.capacity FROM resources r
+            WHERE r.tenant_id = p_tenant AND r.id = p_resources[1] AND r.revision = p_resource_revisions[1])
+      INTO v_current, v_quotas, v_capacity
+    FROM services s, tenants t WHERE s.tenant_id = p_tenant AND s.id = p_service AND t.id = p_tenant;
+    IF v_current IS NOT TRUE THEN
       RAISE EXCEPTION 'the service changed while the request was checked' USING ERRCODE = 'HF001';
     END IF;
 
-    -- The tenant's booking quotas, if it has any (11_quotas.sql), locked after the resources.
-    v_outcome := quota_rejection(p_tenant, 'bookings', CASE WHEN p_hold_ttl IS NULL
-      THEN ARRAY['bookings_per_month'] ELSE ARRAY['active_holds', 'bookings_per_month'] END, v_now);
+    -- The tenant's booking quotas (11_quotas.sql), locked after the resources.
+    IF v_quotas THEN
+      v_outcome := quota_rejection(p_tenant, 'bookings', CASE WHEN p_hold_ttl IS NULL
+        THEN ARRAY['bookings_per_month'] ELSE ARRAY['active_holds', 'bookings_per_month'] END, v_now);
+    END IF;
     v_outcome := coalesce(v_outcome, notice_rejection(p_start, v_now, p_min_notice, p_max_advance));
     IF v_outcome IS NULL THEN
       FOR i IN 1 .. cardinality(p_resources) LOOP
         v_resource := p_resources[i];
-        SELECT r.capacity INTO v_capacity FROM resources r
-        WHERE r.tenant_id = p_tenant AND r.id = v_resource AND r.revision = p_resource_revisions[i];
-        IF NOT FOUND THEN
+        IF i > 1 THEN
+          SELECT r.capacity INTO v_capacity FROM resources r
+          WHERE r.tenant_id = p_tenant AND r.id = v_resource AND r.revision = p_resource_revisions[i];
+        END IF;
+        IF v_capacity IS NULL THEN
           RAISE EXCEPTION 'a resource changed while the request was checked' USING ERRCODE = 'HF001';
         END IF;
-        PERFORM expire_overlapping_holds(p_tenant, v_resource, v_from, v_to, v_now);
-        IF peak_occupancy(p_tenant, v_resource, v_from, v_to, v_now, NULL, v_capacity) < v_capacity THEN
+        IF room_for_block(p_tenant, v_resource, v_from, v_to, v_now, NULL, v_capacity) THEN
           INSERT INTO bookings (tenant_id, service_id, resource_id, start_time, end_time, block_start, block_end,
                                 status, expire_time, attendee, metadata, policy_version, exclusive,
                                 create_time, update_time)
@@ -828,8 +867,7 @@ BEGIN
     ELSIF notice_rejection(p_start, v_now, p_min_notice, p_max_advance) IS NOT NULL THEN
       v_outcome := notice_rejection(p_start, v_now, p_min_notice, p_max_advance);
     ELSE
-      PERFORM expire_overlapping_holds(p_tenant, p_resource, v_from, v_to, v_now);
-      IF peak_occupancy(p_tenant, p_resource, v_from, v_to, v_now, p_id, v_capacity) >= v_capacity THEN
+      IF NOT room_for_block(p_tenant, p_resource, v_from, v_to, v_now, p_id, v_capacity) THEN
         v_outcome := rejection('SLOT_UNAVAILABLE', 'the requested time is no longer available',
           jsonb_build_object('conflicts', conflicts_json(p_tenant, p_resource, v_from, v_to, v_now, p_id)));
       ELSE

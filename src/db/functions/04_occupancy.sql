@@ -71,6 +71,36 @@ BEGIN
 END
 $$;
 
+-- Whether a write may add a block on [p_from, p_to) to a resource of
+-- p_capacity, not counting the booking p_except, read under the resource's
+-- lock. The lapsed holds overlapping it are marked expired first, with their
+-- events (expire_overlapping_holds). One read of the overlapping blocks
+-- decides when none has lapsed and fewer than p_capacity are active (then
+-- no instant can be full); otherwise the lapsed are marked and the peak is
+-- counted.
+CREATE FUNCTION room_for_block(
+  p_tenant text, p_resource text, p_from timestamptz, p_to timestamptz, p_now timestamptz, p_except text,
+  p_capacity integer
+) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_lapsed boolean;
+  v_active bigint;
+BEGIN
+  SELECT coalesce(bool_or(b.status = 'held' AND b.expire_time <= p_now), false),
+         count(*) FILTER (WHERE (b.status = 'confirmed' OR b.expire_time > p_now) AND b.id IS DISTINCT FROM p_except)
+    INTO v_lapsed, v_active
+  FROM bookings b
+  WHERE b.tenant_id = p_tenant AND b.resource_id = p_resource AND b.status IN ('held', 'confirmed')
+    AND b.block_start < p_to AND b.block_start > p_from - interval '72 hours' AND b.block_end > p_from;
+  IF v_lapsed THEN
+    PERFORM expire_overlapping_holds(p_tenant, p_resource, p_from, p_to, p_now);
+  END IF;
+  RETURN v_active < p_capacity
+    OR (p_capacity > 1 AND peak_occupancy(p_tenant, p_resource, p_from, p_to, p_now, p_except, p_capacity) < p_capacity);
+END
+$$;
+
 -- What is in the way, for a SLOT_UNAVAILABLE answer: ranges and statuses
 -- only, never another caller's attendee or metadata.
 CREATE FUNCTION conflicts_json(

@@ -1,7 +1,8 @@
 -- Quotas per tenant. Each is checked where the work that would exceed it is
 -- written, in the same transaction, and only for tenants that have that
--- quota: a tenant without quotas pays one primary-key read and takes no
--- lock. A tenant with one takes advisory locks (see quota_rejection), held
+-- quota: a tenant without quotas pays one primary-key read (a booking
+-- write reads the tenant's quota columns with its service and calls
+-- quota_rejection only when one is set) and takes no lock. A tenant with one takes advisory locks (see quota_rejection), held
 -- until commit, so two instances can never both take the last unit.
 
 -- How much of a quota is in use. `bookings_per_month` counts the bookings
