@@ -46,13 +46,15 @@ export class SlotSigner {
       packId(resourceId),
       u32(policyVersion),
     ]);
+    // Every id's bytes in one buffer, each turned into text in place.
+    const size = head.length + 12 + TAG_BYTES;
+    const bodies = Buffer.allocUnsafe(size * slots.length);
     return slots.map((s, i) => {
-      const body = Buffer.concat([
-        head,
-        block(s.startMs, s.endMs).subarray(0, 12),
-        tags.subarray(i * 16, i * 16 + TAG_BYTES),
-      ]);
-      return PREFIX + body.toString("base64url");
+      const at = i * size;
+      head.copy(bodies, at);
+      writeBlock(bodies, at + head.length, s.startMs, s.endMs);
+      tags.copy(bodies, at + head.length + 12, i * 16, i * 16 + TAG_BYTES);
+      return PREFIX + bodies.toString("base64url", at, at + size);
     });
   }
 
@@ -105,16 +107,24 @@ export class SlotSigner {
       .digest()
       .subarray(0, 16);
     const cipher = createCipheriv("aes-128-ecb", key, null).setAutoPadding(false);
-    return cipher.update(Buffer.concat(slots.map((s) => block(s.startMs, s.endMs))));
+    const blocks = Buffer.alloc(16 * slots.length);
+    slots.forEach((s, i) => {
+      writeBlock(blocks, i * 16, s.startMs, s.endMs);
+    });
+    return cipher.update(blocks);
   }
 }
 
-/** A slot's 16-byte block: start (ms, 8 bytes), length (ms, 4 bytes), zeros. */
-function block(startMs: number, endMs: number): Buffer {
-  const b = Buffer.alloc(16);
-  b.writeBigUInt64BE(BigInt(startMs), 0);
-  b.writeUInt32BE(endMs - startMs, 8);
-  return b;
+/**
+ * The first 12 bytes of a slot's 16-byte block (start in ms, 8 bytes; length
+ * in ms, 4 bytes; then zeros) at `at`. Starts are whole, non-negative
+ * milliseconds below 2^53, written as two 32-bit halves.
+ */
+function writeBlock(b: Buffer, at: number, startMs: number, endMs: number): void {
+  const high = Math.floor(startMs / 2 ** 32);
+  b.writeUInt32BE(high, at);
+  b.writeUInt32BE(startMs - high * 2 ** 32, at + 4);
+  b.writeUInt32BE(endMs - startMs, at + 8);
 }
 
 function u32(n: number): Buffer {

@@ -1,8 +1,11 @@
+import { create } from "@bufbuild/protobuf";
+import { WireType } from "@bufbuild/protobuf/wire";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { z } from "zod";
-import type {
-  AvailabilityService,
-  ListSlotsRequest,
+import {
+  type AvailabilityService,
+  type ListSlotsRequest,
+  ListSlotsResponseSchema,
 } from "../../gen/holdfast/v1/availability_pb.js";
 import type { SlotFinder } from "../booking/slot-finder.js";
 import type { CatalogCache } from "../db/catalog-cache.js";
@@ -13,17 +16,23 @@ import { serviceNotFound } from "../domain/rejection.js";
 import { DAY_MS } from "../domain/time.js";
 import { principalOf } from "./auth.js";
 import { slotOf } from "./convert.js";
+import { answersInBinary } from "./http.js";
 import { invalidPageToken, numberedKey, readPage, writePage } from "./paging.js";
+import { encodeSlots } from "./slot-wire.js";
 import * as v from "./validate.js";
 
 const MAX_RANGE_MS = 62 * DAY_MS;
 const SLOT_PAGES = { defaultSize: 1000, maxSize: 5000 };
 /**
- * Slots are computed in rounds of at most this many grid starts (resources
- * x starts in the round's time) until a page is full, so a page of a long
- * window over many resources costs about what its own slots cost, while a
- * month of one resource is still one round and one round trip.
+ * Slots are computed in rounds until a page is full. The first round
+ * covers FIRST_ROUND_STARTS_PER_SLOT grid starts (resources x starts in
+ * the round's time) per slot the page needs, so a page over many resources
+ * reads and computes little more than its own slots (about half of a
+ * busy calendar's starts are free); each further round covers twice the
+ * one before, up to GRID_STARTS_PER_ROUND, so a sparse calendar still
+ * takes few round trips. A month of one resource is one round.
  */
+const FIRST_ROUND_STARTS_PER_SLOT = 4;
 const GRID_STARTS_PER_ROUND = 20_000;
 
 const listSchema = z
@@ -92,11 +101,17 @@ export function availabilityService(
     let resources = await finder.resourcesOf(tenantId, service, f.resourceIds);
     const slots: FreeSlot[] = [];
     const stepMs = service.policy.slotIntervalMs ?? durationMs;
-    const roundMs = Math.max(
-      DAY_MS,
-      Math.floor(GRID_STARTS_PER_ROUND / Math.max(1, resources.length)) * stepMs,
+    // Grid starts of the round, resources x steps, at least a day of them.
+    let roundStarts = Math.min(
+      GRID_STARTS_PER_ROUND,
+      FIRST_ROUND_STARTS_PER_SLOT * (page.size + 1),
     );
     for (let from = after?.start ?? f.startTime; from < f.endTime && slots.length <= page.size; ) {
+      const roundMs = Math.max(
+        DAY_MS,
+        Math.floor(roundStarts / Math.max(1, resources.length)) * stepMs,
+      );
+      roundStarts = Math.min(GRID_STARTS_PER_ROUND, roundStarts * 2);
       const to = Math.min(f.endTime, from + roundMs);
       const found = await finder.free(
         tenantId,
@@ -110,10 +125,22 @@ export function availabilityService(
       from = to;
     }
     const { items, nextPageToken } = writePage(slots, page, (s) => `${s.start}|${s.resourceId}`);
-    return {
-      slots: finder.offerAll(tenantId, service, items, resources).map(slotOf),
+    const answer = create(ListSlotsResponseSchema, {
       timeZones: Object.fromEntries(resources.map((r) => [r.id, r.timeZone])),
       nextPageToken,
-    };
+    });
+    const offered = finder.offerAll(tenantId, service, items, resources).map(slotOf);
+    if (!answersInBinary(ctx) || offered.length === 0) {
+      answer.slots = offered;
+      return answer;
+    }
+    // Binary answers carry the slots already encoded, as the field's bytes
+    // among the message's unknown fields, which protobuf-es writes out
+    // verbatim (after the known fields: decoders take fields in any
+    // order). The bytes start with field 1's tag, which the writer adds.
+    answer.$unknown = [
+      { no: 1, wireType: WireType.LengthDelimited, data: encodeSlots(offered).subarray(1) },
+    ];
+    return answer;
   }
 }

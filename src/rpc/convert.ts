@@ -1,11 +1,5 @@
-import type { MessageInitShape } from "@bufbuild/protobuf";
-import {
-  type Duration,
-  durationFromMs,
-  type Timestamp,
-  timestampFromMs,
-} from "@bufbuild/protobuf/wkt";
-import type { SlotSchema } from "../../gen/holdfast/v1/availability_pb.js";
+import { type Duration, durationFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
+import type { Slot } from "../../gen/holdfast/v1/availability_pb.js";
 import { type BookingStatus, BookingStatusSchema } from "../../gen/holdfast/v1/booking_pb.js";
 import type { OfferedSlot } from "../domain/rejection.js";
 import { localDateTime } from "../domain/time.js";
@@ -17,11 +11,17 @@ import { enumNames } from "./enum-names.js";
  */
 
 export function timestampOfMs(ms: number): Timestamp {
-  return timestampFromMs(ms);
+  // As timestampFromMs, written out: a page of slots makes two thousand.
+  const seconds = Math.floor(ms / 1000);
+  return {
+    $typeName: "google.protobuf.Timestamp",
+    seconds: BigInt(seconds),
+    nanos: (ms - seconds * 1000) * 1_000_000,
+  };
 }
 
 export function timestampOfDate(d: Date): Timestamp {
-  return timestampFromMs(d.getTime());
+  return timestampOfMs(d.getTime());
 }
 
 export function durationOfMs(ms: number): Duration {
@@ -42,8 +42,10 @@ export function msOfDuration(d: Duration): number {
 /** Booking statuses as the database stores them ("held", "no_show"). */
 export const BOOKING_STATUS = enumNames<BookingStatus>(BookingStatusSchema);
 
-export function slotOf(s: OfferedSlot): MessageInitShape<typeof SlotSchema> {
+/** A Slot message, built as the plain object protobuf-es's create would make. */
+export function slotOf(s: OfferedSlot): Slot {
   return {
+    $typeName: "holdfast.v1.Slot",
     slotId: s.slotId,
     resourceId: s.resourceId,
     startTime: timestampOfMs(s.startMs),

@@ -124,6 +124,18 @@ type Wire = {
   timeout: "grpc" | "connect";
 };
 
+/**
+ * Whether a handler's answer goes out in the protobuf binary format: a POST
+ * whose Content-Type names a binary protocol (gRPC, gRPC-web, Connect
+ * proto). A Connect GET counts as not binary.
+ */
+export function answersInBinary(ctx: { requestMethod: string; requestHeader: Headers }): boolean {
+  return (
+    ctx.requestMethod === "POST" &&
+    wireOf(ctx.requestHeader.get("content-type") ?? "")?.binary === true
+  );
+}
+
 /** The protocol a Content-Type names, by connect-es's own parsers (so the two never differ). */
 function wireOf(contentType: string): Wire | undefined {
   const connect = parseConnectContentType(contentType);

@@ -18,6 +18,14 @@ describe("slot ids", () => {
     expect(signer.decode("ten_a", id)).toEqual(slot);
   });
 
+  it("keep their format, so ids already handed out stay valid", () => {
+    // Made by the code before ids were built in one buffer per batch.
+    const issued =
+      "slot_AQABoghvPB4Mjx0uOktcbQABoghvPB4Mjx0uOktcbgAAAAMAAAHATiUOgAA27oDqwKTqCiyEYQ";
+    expect(signer.encode("ten_a", slot)).toBe(issued);
+    expect(signer.decode("ten_a", issued)).toEqual(slot);
+  });
+
   it("make a batch that each decode to their own slot", () => {
     const slots = Array.from({ length: 50 }, (_, i) => ({
       startMs: slot.startMs + i * 900_000,

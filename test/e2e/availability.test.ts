@@ -1,5 +1,6 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { Code } from "@connectrpc/connect";
+import { Code, createClient, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { AvailabilityService, type Slot } from "../../gen/holdfast/v1/availability_pb.js";
@@ -242,8 +243,44 @@ describe("ListSlots", () => {
     );
   });
 
+  it("answers the same slots in every protocol and format", async () => {
+    // Binary answers carry their slots pre-encoded (src/rpc/slot-wire.ts), JSON ones through protobuf-es.
+    const c = await clinic({ resources: 2, timeZone: "America/New_York" });
+    const monday = nextMonday();
+    const req = { serviceId: c.serviceId, ...range(monday, monday + 3 * DAY), pageSize: 40 };
+    const interceptors = [
+      (next: Parameters<Interceptor>[0]) => (r: Parameters<ReturnType<Interceptor>>[0]) => {
+        r.header.set("authorization", `Bearer ${c.key}`);
+        return next(r);
+      },
+    ];
+    const answers = await Promise.all([
+      c.slots.listSlots(req),
+      clientFor(AvailabilityService, server.url, c.key, "grpc-web").listSlots(req),
+      clientFor(AvailabilityService, server.url, c.key, "connect").listSlots(req),
+      ...[
+        { useBinaryFormat: true },
+        { useHttpGet: true },
+        { useHttpGet: true, useBinaryFormat: true },
+      ].map((o) =>
+        createClient(
+          AvailabilityService,
+          createConnectTransport({ baseUrl: server.url, httpVersion: "1.1", interceptors, ...o }),
+        ).listSlots(req),
+      ),
+    ]);
+    const first = answers[0];
+    expect(first?.slots).toHaveLength(40);
+    expect(first?.nextPageToken).not.toBe("");
+    expect(first?.slots[0]?.localStartTime).toMatch(/^\d{4}-\d{2}-\d{2}T09:00:00-0[45]:00$/);
+    for (const a of answers.slice(1)) expect(a).toEqual(first);
+    const last = await c.slots.listSlots({ ...req, pageSize: 1000 });
+    expect(last.slots.slice(0, 40)).toEqual(first?.slots);
+    expect(last.nextPageToken).toBe("");
+  });
+
   it("pages long answers: every slot once, in order, across pages and computation rounds", async () => {
-    // A one-minute grid: 3 resources x 7 days is 30,240 grid starts, two rounds of computation.
+    // A one-minute grid: 3 resources x 7 days is 30,240 grid starts, in several rounds of computation.
     const c = await clinic({
       resources: 3,
       policy: { durations: [minutes(30)], slotInterval: minutes(1) },
