@@ -24,16 +24,33 @@ import * as v from "./validate.js";
 const MAX_RANGE_MS = 62 * DAY_MS;
 const SLOT_PAGES = { defaultSize: 1000, maxSize: 5000 };
 /**
- * Slots are computed in rounds until a page is full. The first round
- * covers FIRST_ROUND_STARTS_PER_SLOT grid starts (resources x starts in
- * the round's time) per slot the page needs, so a page over many resources
- * reads and computes little more than its own slots (about half of a
- * busy calendar's starts are free); each further round covers twice the
- * one before, up to GRID_STARTS_PER_ROUND, so a sparse calendar still
- * takes few round trips. A month of one resource is one round.
+ * Slots are computed in rounds until a page is full, each reading its own
+ * stretch of bookings, so a page costs about what its own slots cost (see
+ * roundStarts). GRID_STARTS_PER_ROUND bounds a round: a month of one
+ * resource is still one round and one round trip.
  */
-const FIRST_ROUND_STARTS_PER_SLOT = 4;
 const GRID_STARTS_PER_ROUND = 20_000;
+/** A first round covers this many grid starts per slot the page needs. */
+const FIRST_ROUND_STARTS_PER_SLOT = 4;
+
+/**
+ * How many grid starts (resources x starts on the grid) the next round of
+ * a page covers: `needed` more slots, at the rate of free slots per grid
+ * start the rounds so far found (`found` in `searched`), with half again
+ * to spare, so that one more round usually fills the page; twice the last
+ * round while none was found. Within 1..GRID_STARTS_PER_ROUND.
+ */
+export function roundStarts(
+  needed: number,
+  sofar?: { found: number; searched: number; last: number },
+): number {
+  const want = !sofar
+    ? FIRST_ROUND_STARTS_PER_SLOT * needed
+    : sofar.found === 0
+      ? 2 * sofar.last
+      : Math.ceil(((1.5 * needed) / sofar.found) * sofar.searched);
+  return Math.max(1, Math.min(GRID_STARTS_PER_ROUND, want));
+}
 
 const listSchema = z
   .object({
@@ -101,18 +118,15 @@ export function availabilityService(
     let resources = await finder.resourcesOf(tenantId, service, f.resourceIds);
     const slots: FreeSlot[] = [];
     const stepMs = service.policy.slotIntervalMs ?? durationMs;
-    // Grid starts of the round, resources x steps, at least a day of them.
-    let roundStarts = Math.min(
-      GRID_STARTS_PER_ROUND,
-      FIRST_ROUND_STARTS_PER_SLOT * (page.size + 1),
-    );
+    const perStep = Math.max(1, resources.length);
+    let sofar: { found: number; searched: number; last: number } | undefined;
     for (let from = after?.start ?? f.startTime; from < f.endTime && slots.length <= page.size; ) {
-      const roundMs = Math.max(
-        DAY_MS,
-        Math.floor(roundStarts / Math.max(1, resources.length)) * stepMs,
+      const starts = roundStarts(page.size + 1 - slots.length, sofar);
+      // At least a day a round, so that a round always moves on.
+      const to = Math.min(
+        f.endTime,
+        from + Math.max(DAY_MS, Math.floor(starts / perStep) * stepMs),
       );
-      roundStarts = Math.min(GRID_STARTS_PER_ROUND, roundStarts * 2);
-      const to = Math.min(f.endTime, from + roundMs);
       const found = await finder.free(
         tenantId,
         service,
@@ -122,6 +136,8 @@ export function availabilityService(
       );
       for (const s of found.slots) if (!after || slotFollows(s, after)) slots.push(s);
       resources = found.resources;
+      const last = Math.ceil((to - from) / stepMs) * perStep;
+      sofar = { found: slots.length, searched: (sofar?.searched ?? 0) + last, last };
       from = to;
     }
     const { items, nextPageToken } = writePage(slots, page, (s) => `${s.start}|${s.resourceId}`);
