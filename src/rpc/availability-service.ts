@@ -36,7 +36,7 @@ const FIRST_ROUND_STARTS_PER_SLOT = 4;
 /**
  * How many grid starts (resources x starts on the grid) the next round of
  * a page covers: `needed` more slots, at the rate of free slots per grid
- * start the rounds so far found (`found` in `searched`), with half again
+ * start the rounds so far found (`found` in `searched`), with a quarter again
  * to spare, so that one more round usually fills the page; twice the last
  * round while none was found. Within 1..GRID_STARTS_PER_ROUND.
  */
@@ -48,7 +48,7 @@ export function roundStarts(
     ? FIRST_ROUND_STARTS_PER_SLOT * needed
     : sofar.found === 0
       ? 2 * sofar.last
-      : Math.ceil(((1.5 * needed) / sofar.found) * sofar.searched);
+      : Math.ceil(((1.25 * needed) / sofar.found) * sofar.searched);
   return Math.max(1, Math.min(GRID_STARTS_PER_ROUND, want));
 }
 
