@@ -21,12 +21,12 @@
  * data keeps its size). BENCH_SERVER_FLAGS are node flags for the Holdfast
  * server (e.g. --cpu-prof), BENCH_NOOP_FLAGS for the no-op server,
  * BENCH_SERVER_DIR another checkout whose server to measure in place of
- * this tree's. Prints the figures and a table of the targets of issue 13;
+ * this tree's, BENCH_SERVER_LOG a file for what the servers print. Prints the figures and a table of the targets of issue 13;
  * --json also writes everything to FILE.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { appendFileSync, readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer as createHttpServer } from "node:http";
 import { tmpdir } from "node:os";
@@ -355,10 +355,17 @@ async function main() {
     children.push(child);
     return new Promise<Started>((resolve, reject) => {
       let out = "";
+      let listening = false;
       child.stdout?.on("data", (d: Buffer) => {
+        // BENCH_SERVER_LOG: a file that keeps what the servers print (say with --trace-gc).
+        if (process.env.BENCH_SERVER_LOG) appendFileSync(process.env.BENCH_SERVER_LOG, d);
+        if (listening) return;
         out += d.toString();
         const m = /listening on (http:\/\/\S+)/.exec(out);
-        if (m) resolve({ url: m[1] as string, pid: child.pid as number });
+        if (m) {
+          listening = true;
+          resolve({ url: m[1] as string, pid: child.pid as number });
+        }
       });
       child.once("exit", (code) => reject(new Error(`server exited with ${code}`)));
     });
