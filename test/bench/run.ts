@@ -728,30 +728,57 @@ async function main() {
       };
     }
 
-    // Metrics on versus off: the same CreateHold load on two servers over the
-    // same database, one with HOLDFAST_METRICS=false, in alternating rounds.
+    // Metrics on versus off: the same CreateHold load on two servers started
+    // for this section alone (so neither carries what earlier sections left
+    // behind), over the same database, one with HOLDFAST_METRICS=false, in
+    // alternating rounds. Compared by throughput and by server CPU per call.
     if (runs("metrics")) {
-      const off = await startHoldfast({ HOLDFAST_METRICS: "false" });
-      const results = { on: [] as Driven[], off: [] as Driven[] };
-      const load = async (which: "on" | "off") => {
-        const at = which === "on" ? url : off.url;
-        const w = await world(at, 64);
-        const c = bookingClient(at, w.key, "grpc");
-        return drive(n(2000), 16, (i) => c.createHold(slot(w, i, 7)));
+      const servers = {
+        on: await startHoldfast(),
+        off: await startHoldfast({ HOLDFAST_METRICS: "false" }),
       };
-      await load("off"); // warm-up of the second server, not counted
+      type Round = Driven & { cpu: CpuPerCall };
+      const results = { on: [] as Round[], off: [] as Round[] };
+      const load = async (which: "on" | "off", total: number) => {
+        const s = servers[which];
+        const w = await world(s.url, 64);
+        const c = bookingClient(s.url, w.key, "grpc");
+        return measured(total, 16, (i) => c.createHold(slot(w, i, 7)), {
+          serverPid: s.pid,
+          postmasterPid,
+          backends,
+        });
+      };
+      // Warm-up of both (JIT, connections, plan caches), not counted.
+      for (const which of ["on", "off"] as const) await load(which, n(1000));
       for (let i = 0; i < 4; i++) {
         for (const which of i % 2 === 0 ? (["on", "off"] as const) : (["off", "on"] as const))
-          results[which].push(await load(which));
+          results[which].push(await load(which, n(2000)));
       }
+      const merged = { on: merge(results.on), off: merge(results.off) };
       for (const which of ["on", "off"] as const) {
-        add(row(`CreateHold, metrics ${which}`, "grpc", 16, merge(results[which])));
+        add(row(`CreateHold, metrics ${which} (fresh servers)`, "grpc", 16, merged[which]));
       }
       const perSecond = (l: Driven[]) =>
         l.reduce((a, r) => a + r.latencies.length, 0) / l.reduce((a, r) => a + r.seconds, 0);
-      extra.metricsOverheadPercent = round(
-        (1 - perSecond(results.on) / perSecond(results.off)) * 100,
-      );
+      const cpuOn = merged.on.cpu?.server;
+      const cpuOff = merged.off.cpu?.server;
+      extra.metricsOverhead = {
+        throughputPercent: round((1 - perSecond(results.on) / perSecond(results.off)) * 100),
+        serverCpuPercent:
+          cpuOn === undefined || cpuOff === undefined || cpuOff === 0
+            ? undefined
+            : round((cpuOn / cpuOff - 1) * 100),
+        serverCpuMsPerCall: { on: cpuOn, off: cpuOff },
+        rounds: results.on.length,
+      };
+      for (const s of Object.values(servers)) {
+        const child = children.find((c) => c.pid === s.pid);
+        if (child && child.exitCode === null) {
+          child.kill("SIGTERM");
+          await new Promise((resolve) => child.once("exit", resolve));
+        }
+      }
     }
 
     // The raw-SQL floors, no server: the minimal hold transaction (advisory
@@ -1051,9 +1078,17 @@ async function main() {
     console.log(
       `\nCreateHold, 64 resources, 16 clients, gRPC: ${quotaCost.noQuotaPerSecond}/s without quotas, ${quotaCost.quotasSetPerSecond}/s with booking quotas set (${quotaCost.lossPercent}% lost)`,
     );
-  if (extra.metricsOverheadPercent !== undefined)
+  const mo = extra.metricsOverhead as
+    | {
+        throughputPercent: number;
+        serverCpuPercent?: number;
+        serverCpuMsPerCall: { on?: number; off?: number };
+        rounds: number;
+      }
+    | undefined;
+  if (mo)
     console.log(
-      `\nMetrics overhead on CreateHold throughput (gRPC, 16 in flight): ${extra.metricsOverheadPercent}%`,
+      `\nMetrics overhead on CreateHold (gRPC, 16 in flight, two fresh servers, ${mo.rounds} alternating rounds each): ${mo.throughputPercent}% of throughput, ${mo.serverCpuPercent ?? "n/a"}% server CPU per call (${mo.serverCpuMsPerCall.on ?? "n/a"} vs ${mo.serverCpuMsPerCall.off ?? "n/a"} ms)`,
     );
   for (const p of PROTOCOLS) {
     if (extra[`slotCounts_${p}`])
