@@ -1,5 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import { performance } from "node:perf_hooks";
+import type { DescMethod } from "@bufbuild/protobuf";
 import type { Interceptor } from "@connectrpc/connect";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { WriteName, WriteResult } from "../booking/writes.js";
@@ -24,31 +26,58 @@ const BOOKING_OPERATIONS: Record<string, string> = {
   MarkNoShow: "no_show",
 };
 
+/** A count kept as a plain number on the request path, handed to its prom-client counter when scraped. */
+type Tally<L extends string> = { labels: Record<L, string>; count: number; reported: number };
+
+/** The per-call series of one method over one protocol, made at its first call and kept. */
+type Series = {
+  labels: { service: string; method: string; protocol: string };
+  inFlight: number;
+  /** Finished calls by code ("OK", "NotFound", ...). */
+  byCode: Map<string, Tally<"service" | "method" | "protocol" | "code">>;
+  /** The booking operation a successful call counts as, if any. */
+  operation: Tally<"operation"> | undefined;
+  booking: boolean;
+};
+
 /**
  * Prometheus metrics of one Holdfast instance, on a registry of its own (so
  * several instances in one process, as in tests, do not collide). Tenant ids
  * are never labels: their number is unbounded.
+ *
+ * A labelled prom-client update hashes its labels object on every call, so
+ * the request path keeps its counts and in-flight gauges as plain numbers
+ * on series made once per (method, protocol), and the metrics read them
+ * when scraped; histograms are observed with label objects made once.
  */
 export class Metrics {
   readonly registry = new Registry();
-  private readonly requests: Counter<"service" | "method" | "code" | "protocol">;
   private readonly duration: Histogram<"service" | "method" | "protocol">;
-  private readonly inFlight: Gauge<"service" | "method" | "protocol">;
-  private readonly operations: Counter<"operation">;
   private readonly rejections: Counter<"method" | "reason">;
   private readonly expiries: Counter;
   private readonly writes: Histogram<"write" | "result">;
   private readonly attempts: Counter<"result">;
   private readonly attemptDuration: Histogram<"response">;
+  /** By method, then protocol. */
+  private readonly series = new Map<DescMethod, Map<string, Series>>();
+  private readonly allSeries: Series[] = [];
+  private readonly operationTallies = new Map<string, Tally<"operation">>();
+  /** Label objects of the booking write histogram, by write and result. */
+  private readonly writeLabels = new Map<string, { write: WriteName; result: WriteResult }>();
 
   constructor(pool: Pool, feed: EventFeed) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
-    this.requests = new Counter({
+    const all = this.allSeries;
+    const operationTallies = this.operationTallies;
+    new Counter({
       name: "holdfast_rpc_requests_total",
       help: "RPCs finished, by service, method, code (OK or the Connect code) and protocol.",
       labelNames: ["service", "method", "code", "protocol"],
       registers,
+      collect() {
+        for (const s of all) for (const t of s.byCode.values()) report(this, t);
+      },
     });
     this.duration = new Histogram({
       name: "holdfast_rpc_duration_seconds",
@@ -57,17 +86,23 @@ export class Metrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     });
-    this.inFlight = new Gauge({
+    new Gauge({
       name: "holdfast_rpc_in_flight",
       help: "RPCs being served now (open WatchEvents streams included: method WatchEvents).",
       labelNames: ["service", "method", "protocol"],
       registers,
+      collect() {
+        for (const s of all) this.set(s.labels, s.inFlight);
+      },
     });
-    this.operations = new Counter({
+    new Counter({
       name: "holdfast_booking_operations_total",
       help: "Successful booking changes: hold, booking, confirm, extend, cancel, reschedule, complete, no_show.",
       labelNames: ["operation"],
       registers,
+      collect() {
+        for (const t of operationTallies.values()) report(this, t);
+      },
     });
     this.rejections = new Counter({
       name: "holdfast_booking_rejections_total",
@@ -216,7 +251,13 @@ export class Metrics {
 
   /** Times one booking write's SQL call (see src/booking/writes.ts). */
   readonly bookingWrite = (write: WriteName, result: WriteResult, seconds: number): void => {
-    this.writes.observe({ write, result }, seconds);
+    const key = `${write} ${result}`;
+    let labels = this.writeLabels.get(key);
+    if (!labels) {
+      labels = { write, result };
+      this.writeLabels.set(key, labels);
+    }
+    this.writes.observe(labels, seconds);
   };
 
   /** Counts and times one webhook attempt. */
@@ -227,25 +268,54 @@ export class Metrics {
 
   /** One interceptor: requests, latency, in-flight and booking outcomes. Put it outermost. */
   readonly interceptor: Interceptor = observing((req) => {
-    const labels = {
-      service: req.service.typeName,
-      method: req.method.name,
-      protocol: protocolOf(req.header.get("content-type")),
-    };
-    const booking = req.service.typeName === "holdfast.v1.BookingService";
-    const started = process.hrtime.bigint();
-    this.inFlight.inc(labels);
+    const s = this.seriesOf(req.method, protocolOf(req.header.get("content-type")));
+    const started = performance.now();
+    s.inFlight++;
     return (err) => {
-      this.inFlight.dec(labels);
-      this.duration.observe(labels, Number(process.hrtime.bigint() - started) / 1e9);
-      this.requests.inc({ ...labels, code: codeOf(err) });
-      if (!booking) return;
+      s.inFlight--;
+      this.duration.observe(s.labels, (performance.now() - started) / 1000);
+      const code = codeOf(err);
+      let t = s.byCode.get(code);
+      if (!t) {
+        t = { labels: { ...s.labels, code }, count: 0, reported: 0 };
+        s.byCode.set(code, t);
+      }
+      t.count++;
+      if (!s.booking) return;
       if (err === undefined) {
-        const operation = BOOKING_OPERATIONS[req.method.name];
-        if (operation) this.operations.inc({ operation });
-      } else this.rejections.inc({ method: req.method.name, reason: reasonOf(err) });
+        if (s.operation) s.operation.count++;
+      } else this.rejections.inc({ method: s.labels.method, reason: reasonOf(err) });
     };
   });
+
+  /** The series of `method` over `protocol`; methods and protocols are few, so each is made once. */
+  private seriesOf(method: DescMethod, protocol: string): Series {
+    let byProtocol = this.series.get(method);
+    if (!byProtocol) {
+      byProtocol = new Map();
+      this.series.set(method, byProtocol);
+    }
+    let s = byProtocol.get(protocol);
+    if (!s) {
+      const booking = method.parent.typeName === "holdfast.v1.BookingService";
+      const operation = booking ? BOOKING_OPERATIONS[method.name] : undefined;
+      let tally = operation === undefined ? undefined : this.operationTallies.get(operation);
+      if (operation !== undefined && !tally) {
+        tally = { labels: { operation }, count: 0, reported: 0 };
+        this.operationTallies.set(operation, tally);
+      }
+      s = {
+        labels: { service: method.parent.typeName, method: method.name, protocol },
+        inFlight: 0,
+        byCode: new Map(),
+        operation: tally,
+        booking,
+      };
+      byProtocol.set(protocol, s);
+      this.allSeries.push(s);
+    }
+    return s;
+  }
 
   /** Serves GET /metrics in Prometheus's text format. */
   handler(
@@ -268,4 +338,12 @@ export class Metrics {
       },
     );
   }
+}
+
+/** Adds to `counter` what `t` counted since the last scrape. */
+function report<L extends string>(counter: Counter<L>, t: Tally<L>): void {
+  const count = t.count;
+  if (count === t.reported) return;
+  counter.inc(t.labels, count - t.reported);
+  t.reported = count;
 }

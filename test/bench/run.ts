@@ -752,8 +752,13 @@ async function main() {
       // Warm-up of both (JIT, connections, plan caches), not counted.
       for (const which of ["on", "off"] as const) await load(which, n(1000));
       for (let i = 0; i < 4; i++) {
-        for (const which of i % 2 === 0 ? (["on", "off"] as const) : (["off", "on"] as const))
-          results[which].push(await load(which, n(2000)));
+        for (const which of i % 2 === 0 ? (["on", "off"] as const) : (["off", "on"] as const)) {
+          const r = await load(which, n(2000));
+          results[which].push(r);
+          process.stderr.write(
+            `  metrics ${which} round ${i + 1}: ${Math.round(r.latencies.length / r.seconds)}/s, srv ${r.cpu.server} ms/call\n`,
+          );
+        }
       }
       const merged = { on: merge(results.on), off: merge(results.off) };
       for (const which of ["on", "off"] as const) {
