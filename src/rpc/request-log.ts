@@ -17,12 +17,21 @@ const REQUEST_ID = /^[\w.:-]{1,128}$/;
  * Put it outside the error interceptor, so it sees the code the caller gets.
  */
 export function requestLogInterceptor(level: "info" | "debug"): Interceptor {
+  const logged = requestLines(level);
+  // Off at this level (the log level is read per call): the call is passed
+  // on as it is, with no request id, timer or wrapper made for it.
+  return (next) => {
+    const withLine = logged(next);
+    return (req) => (logs(level) ? withLine(req) : next(req));
+  };
+}
+
+function requestLines(level: "info" | "debug"): Interceptor {
   return observing((req) => {
     const given = req.header.get("x-request-id");
     const requestId = given && REQUEST_ID.test(given) ? given : randomUUID();
     const started = process.hrtime.bigint();
     return (err) => {
-      if (!logs(level)) return;
       const caller = callerIn(req.contextValues);
       const code = codeOf(err);
       log[level]("rpc", {
