@@ -136,14 +136,18 @@ export function rpcRequestHandler(opts: RpcHandlerOptions): RpcRequestHandler {
   return Object.assign(handle, { handlers: router.handlers });
 }
 
-type Wire = {
+type Wire = Readonly<{
   /** How the framework will read the body. */
   framing: "unary" | "enveloped";
   binary: boolean;
   /** The header naming the body's (or each message's) compression. */
   encodingHeader: string;
   timeout: "grpc" | "connect";
-};
+}>;
+
+/** Content types seen, with their protocol: clients send a few, each on every call. */
+const wires = new Map<string, Wire | undefined>();
+const WIRES_MAX = 64;
 
 /**
  * Whether a handler's answer goes out in the protobuf binary format: a POST
@@ -159,6 +163,13 @@ export function answersInBinary(ctx: { requestMethod: string; requestHeader: Hea
 
 /** The protocol a Content-Type names, by connect-es's own parsers (so the two never differ). */
 function wireOf(contentType: string): Wire | undefined {
+  if (wires.has(contentType)) return wires.get(contentType);
+  const wire = parseWire(contentType);
+  if (wires.size < WIRES_MAX) wires.set(contentType, wire);
+  return wire;
+}
+
+function parseWire(contentType: string): Wire | undefined {
   const connect = parseConnectContentType(contentType);
   if (connect) {
     return connect.stream
@@ -190,7 +201,8 @@ async function checkRequest(
   method: DescMethod,
   max: number,
 ): Promise<Checked> {
-  const header = new Headers(req.header);
+  // The request's own headers, made for this call alone: changed in place.
+  const header = req.header;
   const isGet = req.method === "GET";
   if (!isGet && req.method !== "POST") {
     return {
