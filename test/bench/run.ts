@@ -749,8 +749,9 @@ async function main() {
           backends,
         });
       };
-      // Warm-up of both (JIT, connections, plan caches), not counted.
-      for (const which of ["on", "off"] as const) await load(which, n(1000));
+      // Warm-up of both (JIT, connections, plan caches), not counted: long
+      // enough that the rounds do not keep getting faster.
+      for (const which of ["on", "off"] as const) await load(which, n(3000));
       for (let i = 0; i < 4; i++) {
         for (const which of i % 2 === 0 ? (["on", "off"] as const) : (["off", "on"] as const)) {
           const r = await load(which, n(2000));
