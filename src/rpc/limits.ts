@@ -1,6 +1,7 @@
 import type { DescMessage } from "@bufbuild/protobuf";
 import type { Interceptor } from "@connectrpc/connect";
 import { type FieldViolation, invalid } from "../domain/rejection.js";
+import { schemaSearch } from "./schema-search.js";
 
 /**
  * The most items every repeated field of a request may carry, by
@@ -71,29 +72,15 @@ function walk(
   }
 }
 
-const carriesLists = new Map<string, boolean>();
-
 /**
  * Whether a message of this type can hold a list anywhere that walk looks
- * (most requests cannot: nothing to walk); the schema is fixed, so kept.
+ * (most requests cannot: nothing to walk).
  */
-function mayCarryLists(desc: DescMessage): boolean {
-  let found = carriesLists.get(desc.typeName);
-  if (found === undefined) {
-    found = searchLists(desc, new Set());
-    carriesLists.set(desc.typeName, found);
-  }
-  return found;
-}
-
-function searchLists(desc: DescMessage, seen: Set<string>): boolean {
-  // Well-known types are not walked; a type met again adds nothing to its first visit.
-  if (desc.typeName.startsWith("google.") || seen.has(desc.typeName)) return false;
-  seen.add(desc.typeName);
-  return desc.fields.some(
-    (f) => f.fieldKind === "list" || (f.fieldKind === "message" && searchLists(f.message, seen)),
-  );
-}
+const mayCarryLists = schemaSearch(
+  (_, f) => f.fieldKind === "list",
+  // Well-known types are not walked.
+  (desc) => desc.typeName.startsWith("google."),
+);
 
 function check(desc: DescMessage, message: object): void {
   if (!mayCarryLists(desc)) return;

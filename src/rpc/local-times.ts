@@ -1,5 +1,4 @@
 import {
-  type DescField,
   type DescMessage,
   fromJson,
   type JsonObject,
@@ -12,6 +11,7 @@ import { type Booking, BookingSchema } from "../../gen/holdfast/v1/booking_pb.js
 import type { CatalogCache } from "../db/catalog-cache.js";
 import { callerIn } from "./auth.js";
 import { localTimesOf, msOfTimestamp } from "./convert.js";
+import { messageOf, schemaSearch } from "./schema-search.js";
 
 /**
  * Bookings carry their times in their resource's zone too (local_start_time
@@ -104,35 +104,11 @@ export function localTimesInterceptor(zones: ZoneLookup): Interceptor {
   };
 }
 
-const reach = new Map<string, boolean>();
+const containsBooking = schemaSearch((_, f) => messageOf(f)?.typeName === BookingSchema.typeName);
 
-/** Whether a message of this type can contain a Booking; the schema is fixed, so kept. */
+/** Whether a message of this type is or can contain a Booking. */
 function reachesBooking(desc: DescMessage): boolean {
-  let found = reach.get(desc.typeName);
-  if (found === undefined) {
-    found = search(desc, new Set());
-    reach.set(desc.typeName, found);
-  }
-  return found;
-}
-
-function search(desc: DescMessage, seen: Set<string>): boolean {
-  if (desc.typeName === BookingSchema.typeName) return true;
-  // A type met again on the way down (Struct and Value contain each other)
-  // adds nothing that its first visit does not find.
-  if (seen.has(desc.typeName)) return false;
-  seen.add(desc.typeName);
-  return desc.fields.some((f) => {
-    const m = messageOf(f);
-    return m !== undefined && search(m, seen);
-  });
-}
-
-function messageOf(f: DescField): DescMessage | undefined {
-  if (f.fieldKind === "message") return f.message;
-  if (f.fieldKind === "list" && f.listKind === "message") return f.message;
-  if (f.fieldKind === "map" && f.mapKind === "message") return f.message;
-  return undefined;
+  return desc.typeName === BookingSchema.typeName || containsBooking(desc);
 }
 
 function collect(r: ReflectMessage, out: Booking[]): void {
