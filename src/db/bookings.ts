@@ -231,31 +231,37 @@ export async function loadOccupancy(
 ): Promise<Occupancy> {
   // One call of slot_occupancy (src/db/functions/07_slot_occupancy.sql),
   // whose plan each connection makes once; the blocks come as JSON, per
-  // resource [id, [block starts], [block ends], [booking starts]] in epoch
-  // seconds.
+  // resource in the order asked, [[block starts], [block ends], [booking
+  // starts]] in milliseconds after `from` (nulls for a resource without any).
+  const ids = [...new Set(resourceIds)];
   const { rows } = await q.query<{
     now_ms: number;
     service_revision: number | null;
     revisions: Record<string, number>;
-    busy: [string, number[], number[], number[]][] | null;
+    busy: ([number[], number[], number[]] | [null, null, null])[] | null;
   }>({
     name: "slot_occupancy",
     text: "SELECT * FROM slot_occupancy($1, $2, $3::text[], $4, $5)",
-    values: [tenantId, serviceId, [...resourceIds], new Date(from), new Date(to)],
+    values: [tenantId, serviceId, ids, new Date(from), new Date(to)],
   });
   const row = rows[0];
   if (!row) throw new Error("occupancy query returned no row");
-  const ms = (seconds: number) => Math.round(seconds * 1000);
+  const busy: Occupancy["busy"] = [];
+  (row.busy ?? []).forEach(([starts, ends, bookingStarts], r) => {
+    const resourceId = ids[r] as string;
+    if (!starts) return;
+    for (let i = 0; i < starts.length; i++) {
+      busy.push({
+        resourceId,
+        start: from + (starts[i] as number),
+        end: from + (ends[i] as number),
+        bookingStart: from + (bookingStarts[i] as number),
+      });
+    }
+  });
   return {
     nowMs: row.now_ms,
-    busy: (row.busy ?? []).flatMap(([resourceId, starts, ends, bookingStarts]) =>
-      starts.map((start, i) => ({
-        resourceId,
-        start: ms(start),
-        end: ms(ends[i] as number),
-        bookingStart: ms(bookingStarts[i] as number),
-      })),
-    ),
+    busy,
     resourceRevisions: new Map(Object.entries(row.revisions)),
     serviceRevision: row.service_revision ?? undefined,
   };

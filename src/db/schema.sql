@@ -943,15 +943,16 @@ BEGIN
          (SELECT s.revision FROM services s WHERE s.tenant_id = p_tenant AND s.id = p_service),
          (SELECT coalesce(jsonb_object_agg(r.id, r.revision), '{}') FROM resources r
           WHERE r.tenant_id = p_tenant AND r.id = ANY (p_resources)),
-         (SELECT json_agg(json_build_array(resource_id, block_starts, block_ends, starts)) FROM (
-            SELECT b.resource_id, array_agg(date_part('epoch', b.block_start)) AS block_starts,
-                   array_agg(date_part('epoch', b.block_end)) AS block_ends,
-                   array_agg(date_part('epoch', b.start_time)) AS starts
+         (SELECT json_agg((
+            SELECT json_build_array(array_agg((date_part('epoch', b.block_start - p_from) * 1000)::bigint),
+                                    array_agg((date_part('epoch', b.block_end - p_from) * 1000)::bigint),
+                                    array_agg((date_part('epoch', b.start_time - p_from) * 1000)::bigint))
             FROM bookings b
-            WHERE b.tenant_id = p_tenant AND b.resource_id = ANY (p_resources) AND b.status IN ('held', 'confirmed')
+            WHERE b.tenant_id = p_tenant AND b.resource_id = requested.id AND b.status IN ('held', 'confirmed')
               AND (b.status = 'confirmed' OR b.expire_time > now())
               AND b.block_start < p_to AND b.block_start > p_from - interval '72 hours' AND b.block_end > p_from
-            GROUP BY b.resource_id) per_resource)
+          ) ORDER BY requested.n)
+          FROM unnest(p_resources) WITH ORDINALITY requested(id, n))
   INTO now_ms, service_revision, revisions, busy;
 END
 $function$;

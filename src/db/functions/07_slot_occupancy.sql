@@ -3,10 +3,15 @@
 -- cached catalog copies are current), and the blocks of the resources'
 -- HELD-unexpired and CONFIRMED bookings overlapping [p_from, p_to). A hold
 -- blocks nothing from its expire_time on, whether or not the sweeper has
--- marked it. The blocks come per resource as [id, [block starts], [block
--- ends], [booking starts]] in epoch seconds: parsed natively by the caller,
--- that costs a fraction of pg's array parsing, and float seconds
--- (date_part) are half the work of numeric ones (extract).
+-- marked it. The blocks come per resource, in the order of p_resources, as
+-- [[block starts], [block ends], [booking starts]] in whole milliseconds
+-- after p_from ([null, null, null] for a resource without any).
+--
+-- Measured against the shapes it replaced (20 resources x 200 bookings):
+-- one index scan per resource costs less than one scan of all of them
+-- grouped by resource, and integer milliseconds after p_from cost less to
+-- make and to print than float epoch seconds; the caller parses the JSON
+-- natively.
 --
 -- A function so that its plan is made once per connection: sent as a
 -- prepared statement, Postgres planned it afresh on every call for one
@@ -24,15 +29,16 @@ BEGIN
          (SELECT s.revision FROM services s WHERE s.tenant_id = p_tenant AND s.id = p_service),
          (SELECT coalesce(jsonb_object_agg(r.id, r.revision), '{}') FROM resources r
           WHERE r.tenant_id = p_tenant AND r.id = ANY (p_resources)),
-         (SELECT json_agg(json_build_array(resource_id, block_starts, block_ends, starts)) FROM (
-            SELECT b.resource_id, array_agg(date_part('epoch', b.block_start)) AS block_starts,
-                   array_agg(date_part('epoch', b.block_end)) AS block_ends,
-                   array_agg(date_part('epoch', b.start_time)) AS starts
+         (SELECT json_agg((
+            SELECT json_build_array(array_agg((date_part('epoch', b.block_start - p_from) * 1000)::bigint),
+                                    array_agg((date_part('epoch', b.block_end - p_from) * 1000)::bigint),
+                                    array_agg((date_part('epoch', b.start_time - p_from) * 1000)::bigint))
             FROM bookings b
-            WHERE b.tenant_id = p_tenant AND b.resource_id = ANY (p_resources) AND b.status IN ('held', 'confirmed')
+            WHERE b.tenant_id = p_tenant AND b.resource_id = requested.id AND b.status IN ('held', 'confirmed')
               AND (b.status = 'confirmed' OR b.expire_time > now())
               AND b.block_start < p_to AND b.block_start > p_from - interval '72 hours' AND b.block_end > p_from
-            GROUP BY b.resource_id) per_resource)
+          ) ORDER BY requested.n)
+          FROM unnest(p_resources) WITH ORDINALITY requested(id, n))
   INTO now_ms, service_revision, revisions, busy;
 END
 $$;
