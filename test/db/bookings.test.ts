@@ -1,5 +1,6 @@
 import type pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
+import { loadOccupancy } from "../../src/db/bookings.js";
 import { rejectionFromDatabase } from "../../src/db/errors.js";
 import { seededDatabase, waitUntilBlocked } from "../support/database.js";
 
@@ -48,6 +49,45 @@ describe("the exclusion constraint behind the lock", () => {
   it("refuses blocks longer than the 72 hours the overlap queries rely on", async () => {
     const err = await insert("2030-02-01T00:00Z", "2030-02-04T00:01Z").catch((e: unknown) => e);
     expect((err as { code?: string }).code).toBe("23514");
+  });
+});
+
+describe("loadOccupancy", () => {
+  it("reads the live blocks exactly to the millisecond, per resource asked, each once", async () => {
+    await pool.query(
+      `INSERT INTO bookings (tenant_id, service_id, resource_id, start_time, end_time, block_start, block_end,
+                             status, expire_time, policy_version, exclusive, create_time, update_time)
+       VALUES ('ten_a', 'svc_1', 'rsc_1', '2031-03-01T10:00:00.123Z', '2031-03-01T10:30Z', '2031-03-01T09:59:00.001Z',
+               '2031-03-01T10:45:00.999Z', 'confirmed', NULL, 1, true, now(), now()),
+              ('ten_a', 'svc_1', 'rsc_1', '2031-02-28T23:00Z', '2031-03-01T01:00Z', '2031-02-28T22:00Z',
+               '2031-03-01T01:00:00.5Z', 'held', now() + interval '1 hour', 1, true, now(), now()),
+              ('ten_a', 'svc_1', 'rsc_1', '2031-03-01T12:00Z', '2031-03-01T12:30Z', '2031-03-01T12:00Z',
+               '2031-03-01T12:30Z', 'held', now() - interval '1 second', 1, true, now(), now())`,
+    );
+    const from = Date.parse("2031-03-01T00:00:00.250Z");
+    const occupancy = await loadOccupancy(
+      pool,
+      "ten_a",
+      "svc_1",
+      ["rsc_none", "rsc_1", "rsc_1"],
+      from,
+      Date.parse("2031-03-02T00:00Z"),
+    );
+    expect([...occupancy.busy].sort((a, b) => a.start - b.start)).toEqual([
+      {
+        resourceId: "rsc_1",
+        start: Date.parse("2031-02-28T22:00Z"),
+        end: Date.parse("2031-03-01T01:00:00.500Z"),
+        bookingStart: Date.parse("2031-02-28T23:00Z"),
+      },
+      {
+        resourceId: "rsc_1",
+        start: Date.parse("2031-03-01T09:59:00.001Z"),
+        end: Date.parse("2031-03-01T10:45:00.999Z"),
+        bookingStart: Date.parse("2031-03-01T10:00:00.123Z"),
+      },
+    ]);
+    expect(occupancy.resourceRevisions.has("rsc_1")).toBe(true);
   });
 });
 
