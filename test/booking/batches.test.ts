@@ -2,23 +2,20 @@ import { randomBytes } from "node:crypto";
 import type { JsonObject } from "@bufbuild/protobuf";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BookingBatches } from "../../src/booking/batches.js";
-import { SlotFinder } from "../../src/booking/slot-finder.js";
 import {
   type BookingWrites,
   book,
   type NewBookingRequest,
   type Written,
 } from "../../src/booking/writes.js";
-import { CatalogCache } from "../../src/db/catalog-cache.js";
 import type { IdempotencyClaim } from "../../src/db/idempotency.js";
 import { poolDb } from "../../src/db/pool.js";
 import { setQuotas } from "../../src/db/quotas.js";
 import { insertResource } from "../../src/db/resources.js";
 import { insertService } from "../../src/db/services.js";
 import { createTenant } from "../../src/db/tenants.js";
-import type { Policy } from "../../src/domain/catalog.js";
 import { Rejection } from "../../src/domain/rejection.js";
+import { bookingWritesOn, thirtyMinutePolicy } from "../support/booking-writes.js";
 import { freshDatabase } from "../support/database.js";
 
 /**
@@ -35,30 +32,12 @@ const HOUR = 60 * MINUTE;
 const MONDAY = Date.UTC(2030, 2, 4);
 const PAST_MONDAY = Date.UTC(2024, 2, 4);
 
-const policy: Policy = {
-  durationsMs: [30 * MINUTE],
-  slotIntervalMs: null,
-  bufferBeforeMs: 0,
-  bufferAfterMs: 0,
-  minNoticeMs: 0,
-  maxAdvanceMs: null,
-  businessHours: [],
-  holdTtlMs: 120_000,
-  maxHoldTtlMs: 30 * MINUTE,
-};
-
 let pool: pg.Pool;
 let w: BookingWrites;
 
 beforeAll(async () => {
   pool = new pg.Pool({ connectionString: await freshDatabase(), max: 8 });
-  const catalog = new CatalogCache(pool, undefined);
-  w = {
-    db: pool,
-    catalog,
-    finder: new SlotFinder(pool, catalog, randomBytes(32)),
-    batches: new BookingBatches(pool),
-  };
+  w = bookingWritesOn(pool);
 });
 afterAll(() => pool.end());
 
@@ -77,7 +56,7 @@ async function world(mondayHours = false) {
   const s = await insertService(db, tenantId, {
     name: "s",
     resourceIds: [r.id],
-    policy,
+    policy: thirtyMinutePolicy,
     timeZone: "UTC",
     metadata: {},
   });

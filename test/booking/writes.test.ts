@@ -2,8 +2,6 @@ import { randomBytes } from "node:crypto";
 import type { JsonObject } from "@bufbuild/protobuf";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BookingBatches } from "../../src/booking/batches.js";
-import { SlotFinder } from "../../src/booking/slot-finder.js";
 import {
   type BookingWrites,
   book,
@@ -13,14 +11,13 @@ import {
   reschedule,
   type Written,
 } from "../../src/booking/writes.js";
-import { CatalogCache } from "../../src/db/catalog-cache.js";
 import type { IdempotencyClaim } from "../../src/db/idempotency.js";
 import { poolDb } from "../../src/db/pool.js";
 import { insertResource, updateResource } from "../../src/db/resources.js";
 import { insertService } from "../../src/db/services.js";
 import { createTenant } from "../../src/db/tenants.js";
-import type { Policy } from "../../src/domain/catalog.js";
 import { Rejection } from "../../src/domain/rejection.js";
+import { bookingWritesOn, thirtyMinutePolicy } from "../support/booking-writes.js";
 import { freshDatabase } from "../support/database.js";
 
 /**
@@ -33,18 +30,6 @@ const HOUR = 60 * MINUTE;
 /** A Monday, far enough ahead for every rule of the clock. */
 const MONDAY = Date.UTC(2030, 2, 4);
 
-const policy: Policy = {
-  durationsMs: [30 * MINUTE],
-  slotIntervalMs: null,
-  bufferBeforeMs: 0,
-  bufferAfterMs: 0,
-  minNoticeMs: 0,
-  maxAdvanceMs: null,
-  businessHours: [],
-  holdTtlMs: 120_000,
-  maxHoldTtlMs: 30 * MINUTE,
-};
-
 let pool: pg.Pool;
 let w: BookingWrites & { commits: number };
 let tenantId: string;
@@ -52,13 +37,8 @@ let tenantId: string;
 beforeAll(async () => {
   pool = new pg.Pool({ connectionString: await freshDatabase(), max: 4 });
   const db = poolDb(pool);
-  const catalog = new CatalogCache(pool, undefined);
-  const finder = new SlotFinder(pool, catalog, randomBytes(32));
   w = {
-    db: pool,
-    catalog,
-    finder,
-    batches: new BookingBatches(pool),
+    ...bookingWritesOn(pool),
     commits: 0,
     committed: () => {
       w.commits++;
@@ -88,7 +68,7 @@ async function world(
   const s = await insertService(poolDb(pool), tenantId, {
     name: "s",
     resourceIds,
-    policy,
+    policy: thirtyMinutePolicy,
     timeZone: "UTC",
     metadata: {},
   });
