@@ -396,6 +396,14 @@ async function main() {
       },
       dir,
     );
+  /** Stops a server this bench started (before the end of the run). */
+  const stopServer = async (started: Started) => {
+    const child = children.find((c) => c.pid === started.pid);
+    if (child && child.exitCode === null) {
+      child.kill("SIGTERM");
+      await new Promise((resolve) => child.once("exit", resolve));
+    }
+  };
   const server = await startHoldfast();
   const url = server.url;
   const backends = postmasterPid === undefined ? undefined : new BackendCpu(postmasterPid, dbName);
@@ -492,27 +500,14 @@ async function main() {
         const floor = await world(url, 64);
         const onFloor = bookingClient(noop.url, floor.key, protocol);
         await drive(n(WARM_UP), 16, (i) => onFloor.createHold(slot(floor, i, 20)));
-        const sums = { floor: [] as Driven[], holdfast: [] as Driven[] };
-        for (let pass = 0; pass < 4; pass++) {
-          const order =
-            pass % 2 === 0 ? (["floor", "holdfast"] as const) : (["holdfast", "floor"] as const);
-          for (const which of order) {
-            if (which === "floor") {
-              sums.floor.push(
-                await measured(
-                  n(3000),
-                  16,
-                  (i) => onFloor.createHold(slot(floor, i, 20)),
-                  noopProbe,
-                ),
-              );
-            } else {
-              const w = await world(url, 64);
-              const c = bookingClient(url, w.key, protocol);
-              sums.holdfast.push(await measured(n(3000), 16, (i) => c.createHold(slot(w, i, 21))));
-            }
+        const sums = await alternating(["floor", "holdfast"], 4, async (which) => {
+          if (which === "floor") {
+            return measured(n(3000), 16, (i) => onFloor.createHold(slot(floor, i, 20)), noopProbe);
           }
-        }
+          const w = await world(url, 64);
+          const c = bookingClient(url, w.key, protocol);
+          return measured(n(3000), 16, (i) => c.createHold(slot(w, i, 21)));
+        });
         add(row(NOOP, protocol, 16, merge(sums.floor)));
         add(row(HOLDS_VS_NOOP, protocol, 16, merge(sums.holdfast)));
       }
@@ -538,19 +533,11 @@ async function main() {
     // One hot resource versus 64 spread ones, 16 clients, in alternating
     // rounds so that the machine's drift falls on both alike.
     for (const protocol of runs("hot") ? PROTOCOLS : []) {
-      const sums = {
-        hot: [] as Array<Driven & { cpu: CpuPerCall }>,
-        spread: [] as Array<Driven & { cpu: CpuPerCall }>,
-      };
-      for (let pass = 0; pass < 2; pass++) {
-        for (const kind of pass === 0
-          ? (["spread", "hot"] as const)
-          : (["hot", "spread"] as const)) {
-          const w = await world(url, kind === "hot" ? 1 : 64);
-          const c = bookingClient(url, w.key, protocol);
-          sums[kind].push(await measured(n(2000), 16, (i) => c.createHold(slot(w, i, 2))));
-        }
-      }
+      const sums = await alternating(["spread", "hot"], 2, async (kind) => {
+        const w = await world(url, kind === "hot" ? 1 : 64);
+        const c = bookingClient(url, w.key, protocol);
+        return measured(n(2000), 16, (i) => c.createHold(slot(w, i, 2)));
+      });
       for (const kind of ["spread", "hot"] as const) {
         add(row(kind === "hot" ? HOT : SPREAD, protocol, 16, merge(sums[kind])));
       }
@@ -577,24 +564,19 @@ async function main() {
     // active holds and the month's bookings under the tenant's quota lock)
     // and for one without, alternating.
     if (runs("quota")) {
-      const sums = { none: [] as Driven[], quota: [] as Driven[] };
-      for (let pass = 0; pass < 3; pass++) {
-        for (const variant of ["none", "quota"] as const) {
-          const w = await world(url, 64);
-          if (variant === "quota") {
-            await w.operator.setTenantQuotas({
-              tenantId: w.tenantId,
-              quotas: { activeHolds: 1_000_000, bookingsPerMonth: 1_000_000 },
-            });
-          }
-          const c = bookingClient(url, w.key, "grpc");
-          sums[variant].push(await drive(n(3000), 16, (i) => c.createHold(slot(w, i, 5 + pass))));
+      const sums = await alternating(["none", "quota"], 3, async (variant, pass) => {
+        const w = await world(url, 64);
+        if (variant === "quota") {
+          await w.operator.setTenantQuotas({
+            tenantId: w.tenantId,
+            quotas: { activeHolds: 1_000_000, bookingsPerMonth: 1_000_000 },
+          });
         }
-      }
-      const rate = (l: Driven[]) =>
-        l.reduce((a, r) => a + r.latencies.length, 0) / l.reduce((a, r) => a + r.seconds, 0);
-      const none = rate(sums.none);
-      const quota = rate(sums.quota);
+        const c = bookingClient(url, w.key, "grpc");
+        return drive(n(3000), 16, (i) => c.createHold(slot(w, i, 5 + pass)));
+      });
+      const none = perSecond(sums.none);
+      const quota = perSecond(sums.quota);
       add(row("CreateHold, 64 resources, no quota (3 rounds)", "grpc", 16, merge(sums.none)));
       add(row("CreateHold, 64 resources, quotas set (3 rounds)", "grpc", 16, merge(sums.quota)));
       extra.quotaCost = {
@@ -756,8 +738,6 @@ async function main() {
         on: await startHoldfast(),
         off: await startHoldfast({ HOLDFAST_METRICS: "false" }),
       };
-      type Round = Driven & { cpu: CpuPerCall };
-      const results = { on: [] as Round[], off: [] as Round[] };
       const load = async (which: "on" | "off", total: number) => {
         const s = servers[which];
         const w = await world(s.url, 64);
@@ -771,21 +751,17 @@ async function main() {
       // Warm-up of both (JIT, connections, plan caches), not counted: long
       // enough that the rounds do not keep getting faster.
       for (const which of ["on", "off"] as const) await load(which, n(3000));
-      for (let i = 0; i < 4; i++) {
-        for (const which of i % 2 === 0 ? (["on", "off"] as const) : (["off", "on"] as const)) {
-          const r = await load(which, n(2000));
-          results[which].push(r);
-          process.stderr.write(
-            `  metrics ${which} round ${i + 1}: ${Math.round(r.latencies.length / r.seconds)}/s, srv ${r.cpu.server} ms/call\n`,
-          );
-        }
-      }
+      const results = await alternating(["on", "off"], 4, async (which, i) => {
+        const r = await load(which, n(2000));
+        process.stderr.write(
+          `  metrics ${which} round ${i + 1}: ${Math.round(r.latencies.length / r.seconds)}/s, srv ${r.cpu.server} ms/call\n`,
+        );
+        return r;
+      });
       const merged = { on: merge(results.on), off: merge(results.off) };
       for (const which of ["on", "off"] as const) {
         add(row(`CreateHold, metrics ${which} (fresh servers)`, "grpc", 16, merged[which]));
       }
-      const perSecond = (l: Driven[]) =>
-        l.reduce((a, r) => a + r.latencies.length, 0) / l.reduce((a, r) => a + r.seconds, 0);
       const cpuOn = merged.on.cpu?.server;
       const cpuOff = merged.off.cpu?.server;
       extra.metricsOverhead = {
@@ -797,13 +773,7 @@ async function main() {
         serverCpuMsPerCall: { on: cpuOn, off: cpuOff },
         rounds: results.on.length,
       };
-      for (const s of Object.values(servers)) {
-        const child = children.find((c) => c.pid === s.pid);
-        if (child && child.exitCode === null) {
-          child.kill("SIGTERM");
-          await new Promise((resolve) => child.once("exit", resolve));
-        }
-      }
+      for (const s of Object.values(servers)) await stopServer(s);
     }
 
     // The raw-SQL floors, no server: the minimal hold transaction (advisory
@@ -900,8 +870,8 @@ async function main() {
       };
       try {
         for (const protocol of PROTOCOLS) {
-          const sums = { tree: [] as Driven[], base: [] as Driven[] };
-          const round = async (which: "tree" | "base", series: number) => {
+          const sums = await alternating(["base", "tree"], 4, async (which, pass) => {
+            const series = 40 + pass;
             const at = which === "tree" ? url : base.url;
             const w = await world(at, 64);
             const c = bookingClient(at, w.key, protocol);
@@ -912,21 +882,12 @@ async function main() {
               (i) => c.createHold(slot(w, i, series)),
               which === "tree" ? probe : baseProbe,
             );
-          };
-          for (let pass = 0; pass < 4; pass++) {
-            const order =
-              pass % 2 === 0 ? (["base", "tree"] as const) : (["tree", "base"] as const);
-            for (const which of order) sums[which].push(await round(which, 40 + pass));
-          }
+          });
           add(row(THIS_TREE, protocol, 16, merge(sums.tree)));
           add(row(BASELINE, protocol, 16, merge(sums.base)));
         }
       } finally {
-        const child = children.find((c) => c.pid === base.pid);
-        if (child && child.exitCode === null) {
-          child.kill("SIGTERM");
-          await new Promise((resolve) => child.once("exit", resolve));
-        }
+        await stopServer(base);
         await admin.query(`DROP DATABASE IF EXISTS ${baseDb} WITH (FORCE)`).catch(() => {});
       }
     }
@@ -1233,6 +1194,27 @@ async function main() {
     console.log(`\nfigures written to ${jsonFile}`);
   }
 }
+
+/**
+ * `rounds` rounds of `run` for each of two kinds, the order swapped every
+ * round (a b, b a, a b, ...), so that the machine's drift falls on both alike.
+ */
+async function alternating<K extends string, R>(
+  kinds: readonly [K, K],
+  rounds: number,
+  run: (kind: K, round: number) => Promise<R>,
+): Promise<Record<K, R[]>> {
+  const [a, b] = kinds;
+  const out = { [a]: [], [b]: [] } as unknown as Record<K, R[]>;
+  for (let round = 0; round < rounds; round++) {
+    for (const kind of round % 2 === 0 ? [a, b] : [b, a]) out[kind].push(await run(kind, round));
+  }
+  return out;
+}
+
+/** Calls a second over several drives. */
+const perSecond = (drives: Driven[]) =>
+  drives.reduce((a, r) => a + r.latencies.length, 0) / drives.reduce((a, r) => a + r.seconds, 0);
 
 /** Several drives of one kind as one: latencies pooled, time and CPU added up. */
 function merge(parts: Array<Driven & { cpu?: CpuPerCall }>): Driven & { cpu?: CpuPerCall } {
