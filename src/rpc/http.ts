@@ -145,8 +145,12 @@ type Wire = Readonly<{
   timeout: "grpc" | "connect";
 }>;
 
-/** Content types seen, with their protocol: clients send a few, each on every call. */
-const wires = new Map<string, Wire | undefined>();
+/**
+ * Content types seen, with their protocol: clients send a few, each on every
+ * call. Only ones that name a protocol are kept, so a stream of made-up
+ * content types cannot fill the map ahead of the real ones.
+ */
+const wires = new Map<string, Wire>();
 const WIRES_MAX = 64;
 
 /**
@@ -163,9 +167,10 @@ export function answersInBinary(ctx: { requestMethod: string; requestHeader: Hea
 
 /** The protocol a Content-Type names, by connect-es's own parsers (so the two never differ). */
 function wireOf(contentType: string): Wire | undefined {
-  if (wires.has(contentType)) return wires.get(contentType);
+  const known = wires.get(contentType);
+  if (known) return known;
   const wire = parseWire(contentType);
-  if (wires.size < WIRES_MAX) wires.set(contentType, wire);
+  if (wire && wires.size < WIRES_MAX) wires.set(contentType, wire);
   return wire;
 }
 
