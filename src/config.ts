@@ -45,6 +45,7 @@ const schema = z
       .regex(/^[\x21-\x7e]+$/, "must be printable ASCII without spaces")
       .optional(),
     HOLDFAST_DB_POOL_SIZE: positiveInt.max(500).default(24),
+    HOLDFAST_WRITE_LANES: positiveInt.max(500).default(4),
     HOLDFAST_DB_STATEMENT_TIMEOUT_MS: positiveInt.max(3_600_000).default(30_000),
     HOLDFAST_DB_LOCK_TIMEOUT_MS: positiveInt.max(3_600_000).default(5_000),
     HOLDFAST_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: positiveInt.max(3_600_000).default(10_000),
@@ -126,6 +127,8 @@ export type Config = {
   dataDir: string;
   adminKey: string | undefined;
   dbPoolSize: number;
+  /** Single-resource creates of one tenant written at once; more wait and go as one batch. */
+  writeLanes: number;
   /** Limits Postgres enforces on every pool connection (see docs/operations.md). */
   dbTimeouts: DbTimeouts;
   /** The cache of valid API keys: how many, and how long each is trusted without the database. */
@@ -193,6 +196,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dataDir: c.HOLDFAST_DATA_DIR,
     adminKey: c.HOLDFAST_ADMIN_KEY,
     dbPoolSize: c.HOLDFAST_DB_POOL_SIZE,
+    writeLanes: c.HOLDFAST_WRITE_LANES,
     dbTimeouts: {
       statementMs: c.HOLDFAST_DB_STATEMENT_TIMEOUT_MS,
       lockMs: c.HOLDFAST_DB_LOCK_TIMEOUT_MS,

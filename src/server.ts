@@ -170,7 +170,7 @@ export async function startHoldfast(
     const keyring = new Keyring(pool, tenantId, config.adminKey, signals, config.keyCache);
     const catalogCache = new CatalogCache(pool, signals);
     const slotFinder = new SlotFinder(pool, catalogCache, slotSecret);
-    const batches = new BookingBatches(db);
+    const batches = new BookingBatches(db, config.writeLanes);
     const feed = new EventFeed(pool, signals, config.eventPollMs);
     const zones = zonesOf(catalogCache);
     const openEventStream = eventStreams(

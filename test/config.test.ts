@@ -37,12 +37,14 @@ describe("loadConfig", () => {
       HOST: "0.0.0.0",
       DATABASE_URL: "postgresql://u@h/db",
       HOLDFAST_DB_POOL_SIZE: "8",
+      HOLDFAST_WRITE_LANES: "2",
     });
     expect(c).toMatchObject({
       port: 9000,
       host: "0.0.0.0",
       databaseUrl: "postgresql://u@h/db",
       dbPoolSize: 8,
+      writeLanes: 2,
     });
   });
 
@@ -53,6 +55,8 @@ describe("loadConfig", () => {
     ["HOLDFAST_ADMIN_KEY", "short"],
     ["HOLDFAST_ADMIN_KEY", "has a space in it okay"],
     ["HOLDFAST_DB_POOL_SIZE", "0"],
+    ["HOLDFAST_WRITE_LANES", "0"],
+    ["HOLDFAST_WRITE_LANES", "1.5"],
     ["HOLDFAST_LOG_LEVEL", "loud"],
     ["HOLDFAST_DB_LOCK_TIMEOUT_MS", "0"],
     ["HOLDFAST_DB_STATEMENT_TIMEOUT_MS", "-1"],

@@ -4,73 +4,100 @@ import type { IdempotencyClaim, Outcome } from "../db/idempotency.js";
 import type { Queryable } from "../db/pool.js";
 
 /**
- * Creates that name one resource, batched per resource in this instance.
+ * Creates that name one resource, batched per tenant in this instance:
+ * group commit.
  *
- * Each create holds the resource's advisory lock through its commit, and
- * so through the commit's fsync: concurrent creates on one resource would
- * take turns, one fsync each. Here, while one write of a resource is in
- * flight, the creates that arrive for it wait in a queue; when it ends, the
- * queue (at most MAX_BATCH of it) goes as the next write, in one
- * transaction and one commit (create_bookings, which runs create_booking
- * for each in order). A create that finds nothing in flight goes at once,
- * alone, by the same call as ever: nothing waits on a timer, and a lone
- * request costs what it always did. A batch of one is that same call too.
+ * A tenant's creates run in at most `lanes` writes at once. A create that
+ * finds a lane idle goes at once, alone, by the same call as ever: nothing
+ * waits on a timer, and a lone request costs what it always did. When every
+ * lane is busy, creates wait in a lane's queue; when that lane's write ends,
+ * its queue (at most MAX_BATCH of it) goes as the next write, in one
+ * transaction, one call and one commit (create_bookings, which takes the
+ * batch's resource locks in key order and runs create_booking for each in
+ * order). Commit, round trip and per-statement start-up are then paid once
+ * per batch rather than once per create (docs/benchmarks.md).
+ *
+ * A resource stays in one lane while it has creates in flight or waiting,
+ * so its creates keep their order and take turns in batches rather than
+ * queueing on its lock in Postgres: concurrent creates on one hot resource
+ * share commits (and its lock's holder's fsync) instead of one fsync each.
+ * A resource with nothing pending joins an idle lane, or else the lane with
+ * the shortest queue.
  *
  * If a batch's call fails (a retry signal such as a stale catalog, a
  * duplicate key committed by another instance, or any error), nothing of it
- * committed, and each of its creates runs again alone, so that each
- * raises or answers as it would have without batching.
+ * committed, and each of its creates runs again alone, so that each raises
+ * or answers as it would have without batching.
  */
 export class BookingBatches {
-  /** Resources with a write in flight: how many creates it carries, and those waiting for it to end. */
-  readonly #resources = new Map<string, { inFlight: number; queue: Waiting[] }>();
+  /** Tenants with a create in flight: their lanes. */
+  readonly #tenants = new Map<string, Lane[]>();
 
   constructor(
     private readonly db: Queryable,
+    private readonly lanes = WRITE_LANES,
     private readonly maxBatch = MAX_BATCH,
   ) {}
 
-  /** Creates the booking: alone when its resource is idle or it has several candidates, else in the resource's next batch. */
+  /** Creates the booking: alone when a lane is idle or it has several candidates, else in a lane's next batch. */
   create(booking: NewBooking, claim: IdempotencyClaim | undefined): Promise<Outcome> {
     const resource = booking.resources.length === 1 ? booking.resources[0] : undefined;
     if (!resource) return createBooking(this.db, booking, claim);
-    const key = `${booking.tenantId}/${resource.id}`;
     return new Promise((resolve, reject) => {
-      const waiting: Waiting = { booking, claim, resolve, reject, context: context.active() };
-      const busy = this.#resources.get(key);
-      if (busy) {
-        busy.queue.push(waiting);
-        return;
+      const waiting: Waiting = {
+        booking,
+        claim,
+        resource: resource.id,
+        resolve,
+        reject,
+        context: context.active(),
+      };
+      let lanes = this.#tenants.get(booking.tenantId);
+      if (!lanes) {
+        lanes = [];
+        this.#tenants.set(booking.tenantId, lanes);
       }
-      this.#resources.set(key, { inFlight: 0, queue: [] });
-      this.#write(key, [waiting]);
+      const lane = laneFor(lanes, resource.id, this.lanes);
+      lane.pending.set(resource.id, (lane.pending.get(resource.id) ?? 0) + 1);
+      if (lane.inFlight) lane.queue.push(waiting);
+      else this.#write(booking.tenantId, lanes, lane, [waiting]);
     });
   }
 
   /** How many creates of the resource are in flight or waiting (for tests and diagnostics). */
   pending(tenantId: string, resourceId: string): number {
-    const busy = this.#resources.get(`${tenantId}/${resourceId}`);
-    return busy ? busy.inFlight + busy.queue.length : 0;
+    for (const lane of this.#tenants.get(tenantId) ?? []) {
+      const n = lane.pending.get(resourceId);
+      if (n) return n;
+    }
+    return 0;
   }
 
-  #write(key: string, batch: Waiting[]): void {
-    const busy = this.#resources.get(key) as { inFlight: number; queue: Waiting[] };
-    busy.inFlight = batch.length;
-    const written = batch.length === 1 ? alone(this.db, batch[0] as Waiting) : this.#batch(batch);
+  #write(tenantId: string, lanes: Lane[], lane: Lane, batch: Waiting[]): void {
+    lane.inFlight = true;
+    const written =
+      batch.length === 1 ? alone(this.db, batch[0] as Waiting) : this.#batch(tenantId, batch);
     void written.then(() => {
-      if (busy.queue.length === 0) this.#resources.delete(key);
-      else this.#write(key, busy.queue.splice(0, this.maxBatch));
+      for (const w of batch) {
+        const n = (lane.pending.get(w.resource) ?? 1) - 1;
+        if (n === 0) lane.pending.delete(w.resource);
+        else lane.pending.set(w.resource, n);
+      }
+      if (lane.queue.length > 0) {
+        this.#write(tenantId, lanes, lane, lane.queue.splice(0, this.maxBatch));
+        return;
+      }
+      lane.inFlight = false;
+      lanes.splice(lanes.indexOf(lane), 1);
+      if (lanes.length === 0) this.#tenants.delete(tenantId);
     });
   }
 
-  async #batch(batch: Waiting[]): Promise<void> {
-    const first = (batch[0] as Waiting).booking;
+  async #batch(tenantId: string, batch: Waiting[]): Promise<void> {
     let outcomes: Outcome[];
     try {
       // Several callers' write: in none of their traces (its events record no traceparent).
-      outcomes = await context.with(ROOT_CONTEXT, () =>
-        createBookings(this.db, first.tenantId, (first.resources[0] as { id: string }).id, batch),
-      );
+      outcomes = await context.with(ROOT_CONTEXT, () => createBookings(this.db, tenantId, batch));
     } catch {
       // Nothing of the batch committed: each goes again alone, and answers
       // for itself (a retry signal reaches its own caller's retry loop).
@@ -83,12 +110,41 @@ export class BookingBatches {
   }
 }
 
+/**
+ * How many writes of one tenant's single-resource creates run at once in
+ * this instance, unless HOLDFAST_WRITE_LANES says otherwise. Enough to keep
+ * Postgres busy while one batch waits for its commit's fsync; more make
+ * batches smaller (measured in docs/benchmarks.md).
+ */
+export const WRITE_LANES = 4;
+
 /** The most creates one batch writes: bounds the statement and the wait of the last in it. */
 export const MAX_BATCH = 32;
+
+/** A lane: one write in flight at most, the creates waiting for it, and every resource it has pending. */
+type Lane = { inFlight: boolean; queue: Waiting[]; pending: Map<string, number> };
+
+/**
+ * The lane a create of `resource` joins: the one that has the resource
+ * pending; else a new one while fewer than `max` are busy; else the one
+ * with the shortest queue. Only busy lanes are kept.
+ */
+function laneFor(lanes: Lane[], resource: string, max: number): Lane {
+  let shortest: Lane | undefined;
+  for (const lane of lanes) {
+    if (lane.pending.has(resource)) return lane;
+    if (!shortest || lane.queue.length < shortest.queue.length) shortest = lane;
+  }
+  if (shortest && lanes.length >= max) return shortest;
+  const lane: Lane = { inFlight: false, queue: [], pending: new Map() };
+  lanes.push(lane);
+  return lane;
+}
 
 type Waiting = {
   booking: NewBooking;
   claim: IdempotencyClaim | undefined;
+  resource: string;
   resolve: (o: Outcome) => void;
   reject: (err: unknown) => void;
   /** The caller's trace context: a queued create runs when an earlier one ends, in that one's. */

@@ -68,24 +68,19 @@ function perRequest(b: NewBooking, claim: IdempotencyClaim | undefined) {
 }
 
 /**
- * Several creates of one tenant's one resource, as one transaction and one
- * commit (create_bookings): each is create_booking with that resource as its
- * only candidate, in order, and gets its own outcome, in the same order. If
- * the call fails, nothing of it was written.
+ * Several creates of one tenant, each naming one resource, as one
+ * transaction and one commit (create_bookings): each is create_booking with
+ * its resource as its only candidate, in order, and gets its own outcome,
+ * in the same order. If the call fails, nothing of it was written.
  */
 export async function createBookings(
   q: Queryable,
   tenantId: string,
-  resourceId: string,
   batch: readonly { booking: NewBooking; claim: IdempotencyClaim | undefined }[],
 ): Promise<Outcome[]> {
   const args = batch.map(({ booking, claim }) => {
-    if (
-      booking.tenantId !== tenantId ||
-      booking.resources.length !== 1 ||
-      booking.resources[0]?.id !== resourceId
-    ) {
-      throw new Error("a batch is of one tenant's one resource");
+    if (booking.tenantId !== tenantId || booking.resources.length !== 1) {
+      throw new Error("a batch is of one tenant's creates, each naming one resource");
     }
     return perRequest(booking, claim);
   });
@@ -93,13 +88,14 @@ export async function createBookings(
   const column = (k: number) => args.map((a) => a[k]);
   const { rows } = await q.query<{ outcomes: Outcome[] }>({
     name: "create_bookings",
-    text: `SELECT create_bookings($1, $2, $3::text[], $4::integer[], $5::integer[], $6::integer[], $7::timestamptz[],
-                                  $8::timestamptz[], $9::interval[], $10::interval[], $11::interval[], $12::interval[],
-                                  $13::interval[], $14::jsonb[], $15::jsonb[], $16::text[], $17::text[], $18::bytea[])
+    text: `SELECT create_bookings($1, $2::text[], $3::text[], $4::integer[], $5::integer[], $6::integer[],
+                                  $7::timestamptz[], $8::timestamptz[], $9::interval[], $10::interval[],
+                                  $11::interval[], $12::interval[], $13::interval[], $14::jsonb[], $15::jsonb[],
+                                  $16::text[], $17::text[], $18::bytea[])
                   AS outcomes`,
     values: [
       tenantId,
-      resourceId,
+      args.map((a) => a[1][0]),
       column(0),
       column(2),
       args.map((a) => a[3][0]),

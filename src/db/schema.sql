@@ -899,19 +899,24 @@ $function$;
 
 -- Functions from src/db/functions/06_booking_batches.sql
 
-CREATE OR REPLACE FUNCTION public.create_bookings(p_tenant text, p_resource text, p_services text[], p_service_revisions integer[], p_resource_revisions integer[], p_policy_versions integer[], p_starts timestamp with time zone[], p_ends timestamp with time zone[], p_buffers_before interval[], p_buffers_after interval[], p_min_notices interval[], p_max_advances interval[], p_hold_ttls interval[], p_attendees jsonb[], p_metadata jsonb[], p_idem_methods text[], p_idem_keys text[], p_idem_hashes bytea[])
+CREATE OR REPLACE FUNCTION public.create_bookings(p_tenant text, p_resources text[], p_services text[], p_service_revisions integer[], p_resource_revisions integer[], p_policy_versions integer[], p_starts timestamp with time zone[], p_ends timestamp with time zone[], p_buffers_before interval[], p_buffers_after interval[], p_min_notices interval[], p_max_advances interval[], p_hold_ttls interval[], p_attendees jsonb[], p_metadata jsonb[], p_idem_methods text[], p_idem_keys text[], p_idem_hashes bytea[])
  RETURNS jsonb[]
  LANGUAGE plpgsql
 AS $function$
 DECLARE
   v_outcomes jsonb[] := '{}';
   v_lock text := 'quota/' || p_tenant || '/bookings';
+  v_key bigint;
 BEGIN
-  PERFORM pg_advisory_xact_lock(hashtextextended(p_tenant || '/' || p_resource, 0));
+  FOR v_key IN
+    SELECT DISTINCT hashtextextended(p_tenant || '/' || r, 0) AS k FROM unnest(p_resources) AS r ORDER BY k
+  LOOP
+    PERFORM pg_advisory_xact_lock(v_key);
+  END LOOP;
   -- quota_rejection's proof that a quota holds lets each open transaction
   -- add one booking under its quota slot. A batch adds several, so for a
   -- tenant with a booking quota it takes every slot, in order, after the
-  -- resource (as a write near its limit does): no other write of the tenant
+  -- resources (as a write near its limit does): no other write of the tenant
   -- is then between its count and its commit, and each request of the
   -- batch counts the ones before it.
   IF jsonb_strip_nulls(quota_limits(p_tenant)) ?| ARRAY['bookings_per_month', 'active_holds'] THEN
@@ -921,7 +926,7 @@ BEGIN
   END IF;
   FOR i IN 1 .. cardinality(p_services) LOOP
     v_outcomes := array_append(v_outcomes, create_booking(
-      p_tenant, p_services[i], ARRAY[p_resource], p_service_revisions[i], ARRAY[p_resource_revisions[i]],
+      p_tenant, p_services[i], ARRAY[p_resources[i]], p_service_revisions[i], ARRAY[p_resource_revisions[i]],
       p_policy_versions[i], p_starts[i], p_ends[i], p_buffers_before[i], p_buffers_after[i],
       p_min_notices[i], p_max_advances[i], p_hold_ttls[i], p_attendees[i], p_metadata[i],
       p_idem_methods[i], p_idem_keys[i], p_idem_hashes[i]));

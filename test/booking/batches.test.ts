@@ -8,22 +8,25 @@ import {
   type NewBookingRequest,
   type Written,
 } from "../../src/booking/writes.js";
+import { createBookings, type NewBooking } from "../../src/db/bookings.js";
 import type { IdempotencyClaim } from "../../src/db/idempotency.js";
 import { poolDb } from "../../src/db/pool.js";
 import { setQuotas } from "../../src/db/quotas.js";
 import { insertResource } from "../../src/db/resources.js";
 import { insertService } from "../../src/db/services.js";
 import { createTenant } from "../../src/db/tenants.js";
+import type { ResourceSnapshot, ServiceSnapshot } from "../../src/domain/booking.js";
 import { Rejection } from "../../src/domain/rejection.js";
 import { bookingWritesOn, thirtyMinutePolicy } from "../support/booking-writes.js";
 import { freshDatabase } from "../support/database.js";
 
 /**
- * Concurrent creates on one resource, batched (src/booking/batches.ts), on
- * a real Postgres and without a server. Batches are forced: a test holds
- * the resource's advisory lock, so the first create waits in Postgres while
- * the others queue behind it; then it lets go. Which rows one transaction
- * wrote shows in their xmin.
+ * Concurrent creates, batched (src/booking/batches.ts), on a real Postgres
+ * and without a server. Batches are forced: a test holds a resource's
+ * advisory lock, so the first create waits in Postgres while the others
+ * queue behind it (on its resource, or on other resources when every lane
+ * is busy); then it lets go. Which rows one transaction wrote shows in
+ * their xmin.
  */
 
 const MINUTE = 60_000;
@@ -41,29 +44,36 @@ beforeAll(async () => {
 });
 afterAll(() => pool.end());
 
-/** A new tenant with one resource (UTC, Monday 09:00-17:00 or all hours) and a service over it. */
-async function world(mondayHours = false) {
+/**
+ * A new tenant with `resources` resources (UTC, Monday 09:00-17:00 or all
+ * hours) and a service over them; `hold` is on the first unless told.
+ */
+async function world(mondayHours = false, resources = 1) {
   const db = poolDb(pool);
   const tenantId = (await createTenant(db, `batches-${randomBytes(4).toString("hex")}`)).tenant.id;
-  const r = await insertResource(pool, tenantId, {
-    name: "room",
-    kind: "room",
-    timeZone: "UTC",
-    capacity: 1,
-    metadata: {},
-    weeklySchedule: mondayHours ? [{ weekday: 1, start: 9 * 60, end: 17 * 60 }] : null,
-  });
+  const ids: string[] = [];
+  for (let i = 0; i < resources; i++) {
+    const r = await insertResource(pool, tenantId, {
+      name: `room ${i}`,
+      kind: "room",
+      timeZone: "UTC",
+      capacity: 1,
+      metadata: {},
+      weeklySchedule: mondayHours ? [{ weekday: 1, start: 9 * 60, end: 17 * 60 }] : null,
+    });
+    ids.push(r.id);
+  }
   const s = await insertService(db, tenantId, {
     name: "s",
-    resourceIds: [r.id],
+    resourceIds: ids,
     policy: thirtyMinutePolicy,
     timeZone: "UTC",
     metadata: {},
   });
-  const hold = (startMs: number): NewBookingRequest => ({
+  const hold = (startMs: number, resourceId = ids[0] as string): NewBookingRequest => ({
     slotId: "",
     serviceId: s.id,
-    resourceId: r.id,
+    resourceId,
     startMs,
     endMs: startMs + 30 * MINUTE,
     attendee: {},
@@ -76,7 +86,7 @@ async function world(mondayHours = false) {
     key,
     hash: Buffer.from(body.padEnd(32, "-")),
   });
-  return { tenantId, resourceId: r.id, serviceId: s.id, hold, claim };
+  return { tenantId, resourceId: ids[0] as string, resourceIds: ids, serviceId: s.id, hold, claim };
 }
 
 type World = Awaited<ReturnType<typeof world>>;
@@ -105,6 +115,8 @@ async function until(done: () => boolean): Promise<void> {
 async function batched(
   x: World,
   queue: (() => Promise<Written>)[],
+  on: BookingWrites = w,
+  resourceOf: (i: number) => string = () => x.resourceId,
 ): Promise<(Written | Rejection)[]> {
   const holder = await pool.connect();
   try {
@@ -114,10 +126,10 @@ async function batched(
       x.resourceId,
     ]);
     const answers: Promise<Written | Rejection>[] = [];
-    for (const start of queue) {
-      const before = w.batches.pending(x.tenantId, x.resourceId);
+    for (const [i, start] of queue.entries()) {
+      const before = on.batches.pending(x.tenantId, resourceOf(i));
       answers.push(settle(start()));
-      await until(() => w.batches.pending(x.tenantId, x.resourceId) === before + 1);
+      await until(() => on.batches.pending(x.tenantId, resourceOf(i)) === before + 1);
     }
     await holder.query("ROLLBACK");
     return await Promise.all(answers);
@@ -359,7 +371,7 @@ describe("a batch of creates on one resource", () => {
         () => book(w, x.tenantId, x.hold(MONDAY + 11 * HOUR), undefined),
       ]);
       // The batch books, then waits on the other's key; the other commits first.
-      await untilWaitingOnTransaction();
+      await untilSessionsWait("transactionid");
       await other.query("COMMIT");
       const [opener, shared, third] = await answers;
       expect(bookingOf(opener as Written).startTime).toBe(iso(MONDAY + 9 * HOUR));
@@ -380,15 +392,168 @@ describe("a batch of creates on one resource", () => {
   });
 });
 
-/** Until some session of this database waits for another transaction to end. */
-async function untilWaitingOnTransaction(): Promise<void> {
-  for (let i = 0; i < 2000; i++) {
-    const { rows } = await pool.query(
-      `SELECT 1 FROM pg_stat_activity
-       WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'transactionid'`,
+describe("a batch across resources (every lane busy)", () => {
+  /** One lane: while one create is in flight, creates on any resource of the tenant wait for it. */
+  let one: BookingWrites;
+  beforeAll(() => {
+    one = bookingWritesOn(pool, 1);
+  });
+
+  it("gives each caller its own answer on its own resource, in one transaction", async () => {
+    const x = await world(true, 4);
+    const [a, b, c, d] = x.resourceIds as [string, string, string, string];
+    // Before: a hold on b at noon, and one on c kept under a key.
+    await book(one, x.tenantId, x.hold(MONDAY + 12 * HOUR, b), undefined);
+    const kept = await book(one, x.tenantId, x.hold(MONDAY + 11 * HOUR, c), x.claim("kept"));
+    const order = [a, b, c, d, d, b, c, a];
+    const [opener, good, replay, first, second, taken, tooSoon, sameLockAsOpener] = await batched(
+      x,
+      [
+        () => book(one, x.tenantId, x.hold(MONDAY + 9 * HOUR, a), undefined),
+        () => book(one, x.tenantId, x.hold(MONDAY + 9 * HOUR, b), x.claim("good")),
+        () => book(one, x.tenantId, x.hold(MONDAY + 11 * HOUR, c), x.claim("kept")),
+        // Two for one slot of d: the first in the batch wins.
+        () => book(one, x.tenantId, x.hold(MONDAY + 10 * HOUR, d), x.claim("d-1")),
+        () => book(one, x.tenantId, x.hold(MONDAY + 10 * HOUR, d), x.claim("d-2")),
+        () => book(one, x.tenantId, x.hold(MONDAY + 12 * HOUR, b), x.claim("taken")),
+        () => book(one, x.tenantId, x.hold(PAST_MONDAY + 10 * HOUR, c), x.claim("soon")),
+        () => book(one, x.tenantId, x.hold(MONDAY + 13 * HOUR, a), undefined),
+      ],
+      one,
+      (i) => order[i] as string,
     );
-    if (rows.length > 0) return;
+
+    expect(bookingOf(opener as Written)).toMatchObject({
+      resourceId: a,
+      startTime: iso(MONDAY + 9 * HOUR),
+    });
+    expect(bookingOf(good as Written)).toMatchObject({
+      resourceId: b,
+      startTime: iso(MONDAY + 9 * HOUR),
+      status: "BOOKING_STATUS_HELD",
+    });
+    expect(replay).toMatchObject({ replayed: true });
+    expect(bookingOf(replay as Written)).toEqual(bookingOf(kept));
+    expect(bookingOf(first as Written)).toMatchObject({
+      resourceId: d,
+      startTime: iso(MONDAY + 10 * HOUR),
+    });
+    expect(errorOf(second as Written)).toMatchObject({
+      reason: "SLOT_UNAVAILABLE",
+      conflicts: [{ startTime: iso(MONDAY + 10 * HOUR), status: "held" }],
+    });
+    expect(errorOf(taken as Written)).toMatchObject({
+      reason: "SLOT_UNAVAILABLE",
+      conflicts: [{ startTime: iso(MONDAY + 12 * HOUR), status: "held" }],
+    });
+    expect(errorOf(tooSoon as Written)?.reason).toBe("TOO_SOON");
+    expect(bookingOf(sameLockAsOpener as Written)).toMatchObject({
+      resourceId: a,
+      startTime: iso(MONDAY + 13 * HOUR),
+    });
+
+    // The opener alone; the seven after it in one transaction, with their keys and events.
+    const rows = await writers(x);
+    const batch = rows.bookings.get(bookingOf(good as Written).id as string);
+    expect(rows.bookings.get(bookingOf(opener as Written).id as string)).not.toBe(batch);
+    for (const o of [first, sameLockAsOpener]) {
+      const id = bookingOf(o as Written).id as string;
+      expect(rows.bookings.get(id)).toBe(batch);
+      expect(rows.events.get(`${id} booking.held`)).toBe(batch);
+    }
+    for (const key of ["good", "d-1", "d-2", "taken", "soon"])
+      expect(rows.keys.get(key)).toBe(batch);
+    expect(rows.keys.get("kept")).not.toBe(batch);
+    expect(rows.bookings.size).toBe(6);
+    expect(rows.events.size).toBe(6);
+    for (const r of x.resourceIds) expect(one.batches.pending(x.tenantId, r)).toBe(0);
+  });
+
+  it("keeps a tenant's quota exact across the batch's resources", async () => {
+    const x = await world(false, 6);
+    await setQuotas(pool, x.tenantId, { active_holds: 3 });
+    const ids = x.resourceIds;
+    const answers = await batched(
+      x,
+      ids.map((r) => () => book(one, x.tenantId, x.hold(MONDAY + HOUR, r), undefined)),
+      one,
+      (i) => ids[i] as string,
+    );
+    expect(answers.filter((a) => (a as Written).response)).toHaveLength(3);
+    for (const a of answers.slice(3)) expect(errorOf(a)?.reason).toBe("LIMIT_REACHED");
+    expect((await writers(x)).bookings.size).toBe(3);
+  });
+
+  it("takes the batch's locks in key order, so batches naming resources in opposite orders do not deadlock", async () => {
+    const x = await world(false, 2);
+    // low and high by lock key, whatever their ids.
+    const { rows: keyed } = await pool.query<{ id: string }>(
+      "SELECT id FROM unnest($2::text[]) AS id ORDER BY resource_lock_key($1, id)",
+      [x.tenantId, x.resourceIds],
+    );
+    const [low, high] = keyed.map((r) => r.id) as [string, string];
+    const batchOf = (resources: string[], hour: number) =>
+      resources.map((r) => ({ booking: newBooking(x, r, MONDAY + hour * HOUR), claim: undefined }));
+    const holder = await pool.connect();
+    const one = await pool.connect();
+    const two = await pool.connect();
+    try {
+      // The low resource is held, so both batches wait for it. Had the
+      // second taken its first-named (high) lock first, it would hold high
+      // while waiting for low, and the first, once it has low, would wait
+      // for high: a deadlock that Postgres ends by failing one of them.
+      await holder.query("BEGIN");
+      await holder.query("SELECT pg_advisory_xact_lock(resource_lock_key($1, $2))", [
+        x.tenantId,
+        low,
+      ]);
+      const first = createBookings(one, x.tenantId, batchOf([low, high], 9));
+      await untilSessionsWait("advisory", 1);
+      const second = createBookings(two, x.tenantId, batchOf([high, low], 10));
+      await untilSessionsWait("advisory", 2);
+      await holder.query("COMMIT");
+      const outcomes = (await Promise.all([first, second])).flat();
+      expect(
+        outcomes.map((o) => (o.response as { booking: JsonObject }).booking.resourceId),
+      ).toEqual([low, high, high, low]);
+    } finally {
+      for (const c of [holder, one, two]) c.release();
+    }
+  });
+});
+
+/** The NewBooking of a 30-minute hold on `resourceId` of a world, at its current revisions. */
+function newBooking(x: World, resourceId: string, startMs: number): NewBooking {
+  return {
+    tenantId: x.tenantId,
+    service: {
+      id: x.serviceId,
+      revision: 1,
+      policyVersion: 1,
+      policy: thirtyMinutePolicy,
+    } as ServiceSnapshot,
+    resources: [{ id: resourceId, revision: 1 } as ResourceSnapshot],
+    startMs,
+    endMs: startMs + 30 * MINUTE,
+    holdTtlMs: 120_000,
+    attendee: {},
+    metadata: {},
+  };
+}
+
+/**
+ * Until `n` sessions of this database wait for a lock of the kind: another
+ * transaction's end ("transactionid") or an advisory lock ("advisory").
+ */
+async function untilSessionsWait(kind: "transactionid" | "advisory", n = 1): Promise<void> {
+  for (let i = 0; i < 2000; i++) {
+    const { rows } = await pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_stat_activity
+       WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = $1`,
+      [kind],
+    );
+    if ((rows[0]?.n ?? 0) >= n) return;
     await new Promise((r) => setTimeout(r, 5));
   }
-  throw new Error("no session waited");
+  throw new Error(`fewer than ${n} sessions waited on ${kind}`);
 }

@@ -21,13 +21,16 @@ export const thirtyMinutePolicy: Policy = {
   maxHoldTtlMs: 30 * MINUTE,
 };
 
-/** What the booking writes need, on `pool`, as a server wires it (src/server.ts), without one. */
-export function bookingWritesOn(pool: pg.Pool): BookingWrites {
+/**
+ * What the booking writes need, on `pool`, as a server wires it
+ * (src/server.ts), without one; `lanes` as HOLDFAST_WRITE_LANES.
+ */
+export function bookingWritesOn(pool: pg.Pool, lanes?: number): BookingWrites {
   const catalog = new CatalogCache(pool, undefined);
   return {
     db: pool,
     catalog,
     finder: new SlotFinder(pool, catalog, randomBytes(32)),
-    batches: new BookingBatches(pool),
+    batches: new BookingBatches(pool, lanes),
   };
 }
