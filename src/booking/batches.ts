@@ -57,10 +57,15 @@ export class BookingBatches {
         lanes = [];
         this.#tenants.set(booking.tenantId, lanes);
       }
-      const lane = laneFor(lanes, resource.id, this.lanes);
-      lane.pending.set(resource.id, (lane.pending.get(resource.id) ?? 0) + 1);
-      if (lane.inFlight) lane.queue.push(waiting);
-      else this.#write(booking.tenantId, lanes, lane, [waiting]);
+      const busy = busyLaneFor(lanes, resource.id, this.lanes);
+      if (busy) {
+        busy.pending.set(resource.id, (busy.pending.get(resource.id) ?? 0) + 1);
+        busy.queue.push(waiting);
+        return;
+      }
+      const lane: Lane = { queue: [], pending: new Map([[resource.id, 1]]) };
+      lanes.push(lane);
+      this.#write(booking.tenantId, lanes, lane, [waiting]);
     });
   }
 
@@ -74,7 +79,6 @@ export class BookingBatches {
   }
 
   #write(tenantId: string, lanes: Lane[], lane: Lane, batch: Waiting[]): void {
-    lane.inFlight = true;
     const written =
       batch.length === 1 ? alone(this.db, batch[0] as Waiting) : this.#batch(tenantId, batch);
     void written.then(() => {
@@ -87,7 +91,6 @@ export class BookingBatches {
         this.#write(tenantId, lanes, lane, lane.queue.splice(0, this.maxBatch));
         return;
       }
-      lane.inFlight = false;
       lanes.splice(lanes.indexOf(lane), 1);
       if (lanes.length === 0) this.#tenants.delete(tenantId);
     });
@@ -121,24 +124,25 @@ export const WRITE_LANES = 4;
 /** The most creates one batch writes: bounds the statement and the wait of the last in it. */
 export const MAX_BATCH = 32;
 
-/** A lane: one write in flight at most, the creates waiting for it, and every resource it has pending. */
-type Lane = { inFlight: boolean; queue: Waiting[]; pending: Map<string, number> };
+/**
+ * A lane, kept only while its write is in flight: the creates waiting for
+ * that write to end, and how many creates of each resource it has in
+ * flight or waiting.
+ */
+type Lane = { queue: Waiting[]; pending: Map<string, number> };
 
 /**
- * The lane a create of `resource` joins: the one that has the resource
- * pending; else a new one while fewer than `max` are busy; else the one
- * with the shortest queue. Only busy lanes are kept.
+ * The busy lane a create of `resource` waits in: the one that has the
+ * resource pending; else, when `max` lanes are busy, the one with the
+ * shortest queue; else none (the create starts a lane of its own).
  */
-function laneFor(lanes: Lane[], resource: string, max: number): Lane {
+function busyLaneFor(lanes: Lane[], resource: string, max: number): Lane | undefined {
   let shortest: Lane | undefined;
   for (const lane of lanes) {
     if (lane.pending.has(resource)) return lane;
     if (!shortest || lane.queue.length < shortest.queue.length) shortest = lane;
   }
-  if (shortest && lanes.length >= max) return shortest;
-  const lane: Lane = { inFlight: false, queue: [], pending: new Map() };
-  lanes.push(lane);
-  return lane;
+  return lanes.length >= max ? shortest : undefined;
 }
 
 type Waiting = {
