@@ -13,11 +13,10 @@ import type { IdempotencyClaim } from "../../src/db/idempotency.js";
 import { poolDb } from "../../src/db/pool.js";
 import { setQuotas } from "../../src/db/quotas.js";
 import { insertResource } from "../../src/db/resources.js";
-import { insertService } from "../../src/db/services.js";
 import { createTenant } from "../../src/db/tenants.js";
 import type { ResourceSnapshot, ServiceSnapshot } from "../../src/domain/booking.js";
 import { Rejection } from "../../src/domain/rejection.js";
-import { bookingWritesOn, thirtyMinutePolicy } from "../support/booking-writes.js";
+import { bookingWritesOn, serviceOver, thirtyMinutePolicy } from "../support/booking-writes.js";
 import { freshDatabase } from "../support/database.js";
 
 /**
@@ -51,28 +50,15 @@ afterAll(() => pool.end());
 async function world(mondayHours = false, resources = 1) {
   const db = poolDb(pool);
   const tenantId = (await createTenant(db, `batches-${randomBytes(4).toString("hex")}`)).tenant.id;
-  const ids: string[] = [];
-  for (let i = 0; i < resources; i++) {
-    const r = await insertResource(pool, tenantId, {
-      name: `room ${i}`,
-      kind: "room",
-      timeZone: "UTC",
-      capacity: 1,
-      metadata: {},
-      weeklySchedule: mondayHours ? [{ weekday: 1, start: 9 * 60, end: 17 * 60 }] : null,
-    });
-    ids.push(r.id);
-  }
-  const s = await insertService(db, tenantId, {
-    name: "s",
-    resourceIds: ids,
-    policy: thirtyMinutePolicy,
-    timeZone: "UTC",
-    metadata: {},
-  });
+  const { serviceId, resourceIds: ids } = await serviceOver(
+    pool,
+    tenantId,
+    resources,
+    mondayHours ? [{ weekday: 1, start: 9 * 60, end: 17 * 60 }] : null,
+  );
   const hold = (startMs: number, resourceId = ids[0] as string): NewBookingRequest => ({
     slotId: "",
-    serviceId: s.id,
+    serviceId,
     resourceId,
     startMs,
     endMs: startMs + 30 * MINUTE,
@@ -86,7 +72,7 @@ async function world(mondayHours = false, resources = 1) {
     key,
     hash: Buffer.from(body.padEnd(32, "-")),
   });
-  return { tenantId, resourceId: ids[0] as string, resourceIds: ids, serviceId: s.id, hold, claim };
+  return { tenantId, resourceId: ids[0] as string, resourceIds: ids, serviceId, hold, claim };
 }
 
 type World = Awaited<ReturnType<typeof world>>;

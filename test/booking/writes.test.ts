@@ -13,11 +13,10 @@ import {
 } from "../../src/booking/writes.js";
 import type { IdempotencyClaim } from "../../src/db/idempotency.js";
 import { poolDb } from "../../src/db/pool.js";
-import { insertResource, updateResource } from "../../src/db/resources.js";
-import { insertService } from "../../src/db/services.js";
+import { updateResource } from "../../src/db/resources.js";
 import { createTenant } from "../../src/db/tenants.js";
 import { Rejection } from "../../src/domain/rejection.js";
-import { bookingWritesOn, thirtyMinutePolicy } from "../support/booking-writes.js";
+import { bookingWritesOn, serviceOver } from "../support/booking-writes.js";
 import { freshDatabase } from "../support/database.js";
 
 /**
@@ -48,31 +47,12 @@ beforeAll(async () => {
 });
 afterAll(() => pool.end());
 
-/** A service over `n` new resources (UTC, all hours unless a weekly schedule is given). */
-async function world(
+/** A service over `n` new resources of this file's tenant. */
+function world(
   n: number,
   weeklySchedule: { weekday: number; start: number; end: number }[] | null = null,
 ) {
-  const resourceIds: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const r = await insertResource(pool, tenantId, {
-      name: `r${i}`,
-      kind: "room",
-      timeZone: "UTC",
-      capacity: 1,
-      metadata: {},
-      weeklySchedule,
-    });
-    resourceIds.push(r.id);
-  }
-  const s = await insertService(poolDb(pool), tenantId, {
-    name: "s",
-    resourceIds,
-    policy: thirtyMinutePolicy,
-    timeZone: "UTC",
-    metadata: {},
-  });
-  return { serviceId: s.id, resourceIds };
+  return serviceOver(pool, tenantId, n, weeklySchedule);
 }
 
 function request(
