@@ -170,7 +170,6 @@ export async function startHoldfast(
     const keyring = new Keyring(pool, tenantId, config.adminKey, signals, config.keyCache);
     const catalogCache = new CatalogCache(pool, signals);
     const slotFinder = new SlotFinder(pool, catalogCache, slotSecret);
-    const batches = new BookingBatches(db, config.writeLanes);
     const feed = new EventFeed(pool, signals, config.eventPollMs);
     const zones = zonesOf(catalogCache);
     const openEventStream = eventStreams(
@@ -182,6 +181,7 @@ export async function startHoldfast(
 
     const limiter = new RateLimiter(pool, config.rateLimits, options.rateLeaseMs);
     const metrics = config.metrics ? new Metrics(pool, feed) : undefined;
+    const batches = new BookingBatches(db, config.writeLanes, metrics?.bookingBatch);
     const readiness = readinessProbe(healthPool, schemaVersion, stopping.signal);
     const health = healthHttpHandler(readiness);
     const routes = (router: ConnectRouter) => {

@@ -36,6 +36,8 @@ export class BookingBatches {
   constructor(
     private readonly db: Queryable,
     private readonly lanes = WRITE_LANES,
+    /** Told how many creates each write carries (the metrics). */
+    private readonly onWrite?: (creates: number) => void,
     private readonly maxBatch = MAX_BATCH,
   ) {}
 
@@ -79,6 +81,7 @@ export class BookingBatches {
   }
 
   #write(tenantId: string, lanes: Lane[], lane: Lane, batch: Waiting[]): void {
+    this.onWrite?.(batch.length);
     const written =
       batch.length === 1 ? alone(this.db, batch[0] as Waiting) : this.#batch(tenantId, batch);
     void written.then(() => {

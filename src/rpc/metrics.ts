@@ -56,6 +56,7 @@ export class Metrics {
   private readonly rejections: Counter<"method" | "reason">;
   private readonly expiries: Counter;
   private readonly writes: Histogram<"write" | "result">;
+  private readonly batchSizes: Histogram;
   private readonly attempts: Counter<"result">;
   private readonly attemptDuration: Histogram<"response">;
   /** By method, then protocol. */
@@ -120,6 +121,12 @@ export class Metrics {
       help: "Time in the booking write's one SQL call, by write (create_booking, change_booking, reschedule_booking) and result (written, refused, replayed, retry, error).",
       labelNames: ["write", "result"],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
+      registers,
+    });
+    this.batchSizes = new Histogram({
+      name: "holdfast_booking_batch_creates",
+      help: "Creates (holds and bookings naming one resource) per write to Postgres: 1 for a create written alone, more for those written together in one transaction (src/booking/batches.ts).",
+      buckets: [1, 2, 4, 8, 16, 32],
       registers,
     });
     this.attempts = new Counter({
@@ -248,6 +255,11 @@ export class Metrics {
   expired(count: number): void {
     this.expiries.inc(count);
   }
+
+  /** Counts the creates of one write of single-resource creates (see src/booking/batches.ts). */
+  readonly bookingBatch = (creates: number): void => {
+    this.batchSizes.observe(creates);
+  };
 
   /** Times one booking write's SQL call (see src/booking/writes.ts). */
   readonly bookingWrite = (write: WriteName, result: WriteResult, seconds: number): void => {

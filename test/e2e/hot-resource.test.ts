@@ -11,6 +11,7 @@ import {
 import { SlotConflictSchema } from "../../gen/holdfast/v1/errors_pb.js";
 import { at, type BookingWorld, bookingWorld } from "../support/booking.js";
 import { clientFor, rejected } from "../support/clients.js";
+import { scrape } from "../support/metrics.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 
 /**
@@ -164,6 +165,7 @@ describe("holds on one hot resource, batched by the server", () => {
       clientFor(BookingService, server.url, w.key, "grpc"),
       clientFor(BookingService, server.url, w.key, "connect"),
     ];
+    const before = await scrape(server.url);
     const answers = await batched(
       w,
       Array.from(
@@ -175,6 +177,14 @@ describe("holds on one hot resource, batched by the server", () => {
     const winners = answers.filter((a) => !(a instanceof ConnectError));
     expect(winners).toHaveLength(1);
     expect(answers.filter((a) => reasonOf(a) === "SLOT_UNAVAILABLE")).toHaveLength(49);
+    // The metrics count the three writes: one alone, then 32 and 17 together.
+    const after = await scrape(server.url);
+    const grew = (sample: string) => (after.get(sample) ?? 0) - (before.get(sample) ?? 0);
+    expect(grew("holdfast_booking_batch_creates_count")).toBe(3);
+    expect(grew("holdfast_booking_batch_creates_sum")).toBe(50);
+    expect(grew('holdfast_booking_batch_creates_bucket{le="1"}')).toBe(1);
+    expect(grew('holdfast_booking_batch_creates_bucket{le="16"}')).toBe(1);
+    expect(grew('holdfast_booking_batch_creates_bucket{le="32"}')).toBe(3);
     const { rows } = await server.pool.query(
       "SELECT count(*)::int AS n FROM outbox WHERE tenant_id = $1",
       [w.tenantId],

@@ -12,22 +12,9 @@ import { startHoldfast } from "../../src/server.js";
 import { at, bookingWorld, seconds, sleep } from "../support/booking.js";
 import { clientFor, envelope, rejected } from "../support/clients.js";
 import { freshDatabase } from "../support/database.js";
+import { scrape } from "../support/metrics.js";
 import { webhookReceiver } from "../support/receiver.js";
 import { ADMIN_KEY, startTestServer } from "../support/server.js";
-
-/** The samples of a Prometheus text exposition, by metric name with its labels. */
-async function scrape(url: string): Promise<Map<string, number>> {
-  const res = await fetch(`${url}/metrics`);
-  expect(res.status).toBe(200);
-  expect(res.headers.get("content-type")).toMatch(/^text\/plain; version=0\.0\.4/);
-  const samples = new Map<string, number>();
-  for (const line of (await res.text()).split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
-    const at = line.lastIndexOf(" ");
-    samples.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return samples;
-}
 
 /** Scrapes until `done` holds of the samples (or 15 s pass), and returns the last scrape. */
 async function scrapeUntil(
