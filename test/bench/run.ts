@@ -152,6 +152,16 @@ async function benchTenant(url: string) {
   };
 }
 
+/** The server's count of writes of single-resource creates and of the creates they carried (its /metrics). */
+async function batchWrites(url: string): Promise<{ writes: number; creates: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const sample = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? 0);
+  return {
+    writes: sample("holdfast_booking_batch_creates_count"),
+    creates: sample("holdfast_booking_batch_creates_sum"),
+  };
+}
+
 /** A tenant with `resources` resources (UTC, always open) and a 30-minute service over them. */
 async function world(url: string, resources: number) {
   const { apiKey, transport, tenantId, operator } = await benchTenant(url);
@@ -513,12 +523,15 @@ async function main() {
       }
     }
 
-    // CreateHold on distinct slots spread over 64 resources.
+    // CreateHold on distinct slots spread over 64 resources, with how many
+    // creates each write to Postgres carried (group commit).
+    const createsPerWrite: Record<string, number | undefined> = {};
     for (const protocol of runs("holds") ? PROTOCOLS : []) {
       for (const concurrency of [1, 16, 64]) {
         const w = await world(url, 64);
         const c = bookingClient(url, w.key, protocol);
         const total = n(concurrency === 1 ? 1000 : 6000);
+        const before = await batchWrites(url);
         add(
           row(
             HOLDS,
@@ -527,8 +540,14 @@ async function main() {
             await measured(total, concurrency, (i) => c.createHold(slot(w, i, 1))),
           ),
         );
+        const after = await batchWrites(url);
+        createsPerWrite[`${protocol} c=${concurrency}`] =
+          after.writes > before.writes
+            ? round((after.creates - before.creates) / (after.writes - before.writes))
+            : undefined;
       }
     }
+    if (runs("holds")) extra.createsPerWrite = createsPerWrite;
 
     // One hot resource versus 64 spread ones, 16 clients, in alternating
     // rounds so that the machine's drift falls on both alike.
@@ -1075,6 +1094,11 @@ async function main() {
   if (mo)
     console.log(
       `\nMetrics overhead on CreateHold (gRPC, 16 in flight, two fresh servers, ${mo.rounds} alternating rounds each): ${mo.throughputPercent}% of throughput, ${mo.serverCpuPercent ?? "n/a"}% server CPU per call (${mo.serverCpuMsPerCall.on ?? "n/a"} vs ${mo.serverCpuMsPerCall.off ?? "n/a"} ms)`,
+    );
+  if (extra.createsPerWrite)
+    console.log(
+      "\nCreates per write to Postgres in the CreateHold rows (holdfast_booking_batch_creates; 1 = no batching):",
+      JSON.stringify(extra.createsPerWrite),
     );
   for (const p of PROTOCOLS) {
     if (extra[`slotCounts_${p}`])
