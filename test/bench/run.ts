@@ -45,6 +45,7 @@ import { OverrideKind, ResourceService } from "../../gen/holdfast/v1/resource_pb
 import { TenantService } from "../../gen/holdfast/v1/tenant_pb.js";
 import { WebhookService } from "../../gen/holdfast/v1/webhook_pb.js";
 import { startEmbeddedPostgres } from "../../src/db/embedded.js";
+import { scrape } from "../support/metrics.js";
 import {
   BackendCpu,
   type CpuPerCall,
@@ -154,11 +155,10 @@ async function benchTenant(url: string) {
 
 /** The server's count of writes of single-resource creates and of the creates they carried (its /metrics). */
 async function batchWrites(url: string): Promise<{ writes: number; creates: number }> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const sample = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? 0);
+  const samples = await scrape(url);
   return {
-    writes: sample("holdfast_booking_batch_creates_count"),
-    creates: sample("holdfast_booking_batch_creates_sum"),
+    writes: samples.get("holdfast_booking_batch_creates_count") ?? 0,
+    creates: samples.get("holdfast_booking_batch_creates_sum") ?? 0,
   };
 }
 
