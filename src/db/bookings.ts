@@ -90,7 +90,7 @@ export async function createBookings(
     name: "create_bookings",
     text: `SELECT create_bookings($1, $2::text[], $3::text[], $4::integer[], $5::integer[], $6::integer[],
                                   $7::timestamptz[], $8::timestamptz[], $9::interval[], $10::interval[],
-                                  $11::interval[], $12::interval[], $13::interval[], $14::jsonb[], $15::jsonb[],
+                                  $11::interval[], $12::interval[], $13::interval[], $14::jsonb, $15::jsonb,
                                   $16::text[], $17::text[], $18::bytea[])
                   AS outcomes`,
     values: [
@@ -99,7 +99,10 @@ export async function createBookings(
       column(0),
       column(2),
       args.map((a) => a[3][0]),
-      ...[4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16].map(column),
+      ...[4, 5, 6, 7, 8, 9, 10, 11].map(column),
+      JSON.stringify(column(12)),
+      JSON.stringify(column(13)),
+      ...[14, 15, 16].map(column),
     ],
   });
   return (rows[0] as { outcomes: Outcome[] }).outcomes;

@@ -899,8 +899,8 @@ $function$;
 
 -- Functions from src/db/functions/06_booking_batches.sql
 
-CREATE OR REPLACE FUNCTION public.create_bookings(p_tenant text, p_resources text[], p_services text[], p_service_revisions integer[], p_resource_revisions integer[], p_policy_versions integer[], p_starts timestamp with time zone[], p_ends timestamp with time zone[], p_buffers_before interval[], p_buffers_after interval[], p_min_notices interval[], p_max_advances interval[], p_hold_ttls interval[], p_attendees jsonb[], p_metadata jsonb[], p_idem_methods text[], p_idem_keys text[], p_idem_hashes bytea[])
- RETURNS jsonb[]
+CREATE OR REPLACE FUNCTION public.create_bookings(p_tenant text, p_resources text[], p_services text[], p_service_revisions integer[], p_resource_revisions integer[], p_policy_versions integer[], p_starts timestamp with time zone[], p_ends timestamp with time zone[], p_buffers_before interval[], p_buffers_after interval[], p_min_notices interval[], p_max_advances interval[], p_hold_ttls interval[], p_attendees jsonb, p_metadata jsonb, p_idem_methods text[], p_idem_keys text[], p_idem_hashes bytea[])
+ RETURNS jsonb
  LANGUAGE plpgsql
 AS $function$
 DECLARE
@@ -928,10 +928,10 @@ BEGIN
     v_outcomes := array_append(v_outcomes, create_booking(
       p_tenant, p_services[i], ARRAY[p_resources[i]], p_service_revisions[i], ARRAY[p_resource_revisions[i]],
       p_policy_versions[i], p_starts[i], p_ends[i], p_buffers_before[i], p_buffers_after[i],
-      p_min_notices[i], p_max_advances[i], p_hold_ttls[i], p_attendees[i], p_metadata[i],
+      p_min_notices[i], p_max_advances[i], p_hold_ttls[i], p_attendees->(i - 1), p_metadata->(i - 1),
       p_idem_methods[i], p_idem_keys[i], p_idem_hashes[i]));
   END LOOP;
-  RETURN v_outcomes;
+  RETURN to_jsonb(v_outcomes);
 END
 $function$;
 

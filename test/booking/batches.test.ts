@@ -258,7 +258,13 @@ describe("a batch of creates on one resource", () => {
     const starts = Array.from({ length: n }, (_, i) => MONDAY + i * 30 * MINUTE);
     const answers = await batched(
       x,
-      starts.map((start, i) => () => book(w, x.tenantId, x.hold(start), x.claim(`k-${i}`))),
+      starts.map((start, i) => () => {
+        const own = {
+          attendee: { name: `caller ${i}` },
+          metadata: { caller: i, note: `"${i}"\\` },
+        };
+        return book(w, x.tenantId, { ...x.hold(start), ...own }, x.claim(`k-${i}`));
+      }),
     );
     const rows = await writers(x);
     const { rows: stored } = await pool.query<{
@@ -281,6 +287,8 @@ describe("a batch of creates on one resource", () => {
       expect(booking).toMatchObject({
         startTime: iso(starts[i] as number),
         status: "BOOKING_STATUS_HELD",
+        attendee: { name: `caller ${i}` },
+        metadata: { caller: i, note: `"${i}"\\` },
       });
       const row = byId.get(booking.id as string);
       // The answer is the booking as stored, its event's booking and its key's outcome.

@@ -14,7 +14,10 @@
 
 -- The requests come as parallel arrays, item i of each being request i's
 -- argument to create_booking (whose single resource is p_resources[i]); the
--- answer is their outcomes in the same order. A refusal is an outcome, so
+-- attendees and metadata as one JSON array each, and the answer is one JSON
+-- array of their outcomes in the same order. (JSON rather than jsonb[]: an
+-- array of documents travels as text with every quote escaped, which both
+-- ends then parse character by character.) A refusal is an outcome, so
 -- it never disturbs the others. What create_booking raises (HF001 stale
 -- catalog, HF003 a duplicate key committed elsewhere, a constraint) rolls
 -- the whole batch back: the caller then runs each request alone, where it
@@ -28,9 +31,9 @@ CREATE FUNCTION create_bookings(
   p_buffers_before interval[], p_buffers_after interval[],
   p_min_notices interval[], p_max_advances interval[],
   p_hold_ttls interval[],
-  p_attendees jsonb[], p_metadata jsonb[],
+  p_attendees jsonb, p_metadata jsonb,
   p_idem_methods text[], p_idem_keys text[], p_idem_hashes bytea[]
-) RETURNS jsonb[]
+) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
   v_outcomes jsonb[] := '{}';
@@ -57,9 +60,9 @@ BEGIN
     v_outcomes := array_append(v_outcomes, create_booking(
       p_tenant, p_services[i], ARRAY[p_resources[i]], p_service_revisions[i], ARRAY[p_resource_revisions[i]],
       p_policy_versions[i], p_starts[i], p_ends[i], p_buffers_before[i], p_buffers_after[i],
-      p_min_notices[i], p_max_advances[i], p_hold_ttls[i], p_attendees[i], p_metadata[i],
+      p_min_notices[i], p_max_advances[i], p_hold_ttls[i], p_attendees->(i - 1), p_metadata->(i - 1),
       p_idem_methods[i], p_idem_keys[i], p_idem_hashes[i]));
   END LOOP;
-  RETURN v_outcomes;
+  RETURN to_jsonb(v_outcomes);
 END
 $$;
