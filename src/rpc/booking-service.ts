@@ -1,10 +1,8 @@
 import type { DescMessage, JsonObject } from "@bufbuild/protobuf";
-import { fromJson } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { z } from "zod";
 import {
   type Attendee,
-  BookingSchema,
   type BookingService,
   type BookingStatus,
   BookingStatusSchema,
@@ -26,6 +24,7 @@ import type { CatalogCache } from "../db/catalog-cache.js";
 import type { Db } from "../db/pool.js";
 import { bookingNotFound } from "../domain/rejection.js";
 import { principalOf } from "./auth.js";
+import { bookingOfJson } from "./booking-json.js";
 import { BOOKING_STATUS } from "./convert.js";
 import { answer, claimOf } from "./idempotency.js";
 import { numberedKey, readPage, writePage } from "./paging.js";
@@ -240,7 +239,7 @@ export function bookingService(
       const { bookingId: id } = v.parseRequest(bookingId, req);
       const json = await getBooking(base, principalOf(ctx).tenantId, id);
       if (!json) throw bookingNotFound(id);
-      return { booking: fromJson(BookingSchema, json) };
+      return { booking: bookingOfJson(json) };
     },
 
     async listBookings(req, ctx) {
@@ -260,7 +259,7 @@ export function bookingService(
         limit: page.size + 1,
       });
       const { items, nextPageToken } = writePage(rows, page, (r) => `${r.startMs}|${r.id}`);
-      return { bookings: items.map((r) => fromJson(BookingSchema, r.booking)), nextPageToken };
+      return { bookings: items.map((r) => bookingOfJson(r.booking)), nextPageToken };
     },
   };
 }

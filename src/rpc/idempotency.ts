@@ -3,7 +3,6 @@ import {
   create,
   type DescMessage,
   type DescService,
-  fromJson,
   getOption,
   type JsonObject,
   type Message,
@@ -26,6 +25,7 @@ import { clientDb, type Db, inTransaction, type Pool, rollbackTo, savepoint } fr
 import { canonicalJson } from "../domain/canonical-json.js";
 import { invalid, type OfferedSlot, Rejection } from "../domain/rejection.js";
 import { principalOf } from "./auth.js";
+import { answerOfJson } from "./booking-json.js";
 
 /**
  * Idempotency-Key for every mutation (every RPC not marked NO_SIDE_EFFECTS
@@ -71,7 +71,7 @@ export function answer<D extends DescMessage>(
 ): MessageShape<D> {
   if (outcome.replayed) ctx.responseHeader.set(REPLAYED_HEADER, "true");
   if (outcome.error) throw rejectionOfOutcome(outcome.error, outcome.alternatives);
-  return fromJson(schema, (outcome.response ?? {}) as JsonObject);
+  return answerOfJson(schema, (outcome.response ?? {}) as JsonObject);
 }
 
 /** The response as protobuf JSON, with fields marked `secret` in the proto left out. */
