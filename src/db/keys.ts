@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from "node:crypto";
+import { hash, randomBytes } from "node:crypto";
 import type { RateLimit } from "../domain/rate-limit.js";
 import type { Queryable } from "./pool.js";
 import { CHANNEL, notify } from "./signals.js";
@@ -22,7 +22,8 @@ const COLUMNS =
   "id, tenant_id, prefix, scopes, description, create_time, revoke_time, rate_per_second, rate_burst";
 
 export function hashSecret(secret: string): Buffer {
-  return createHash("sha256").update(secret).digest();
+  // One call, not createHash().update().digest(): every request hashes its key.
+  return hash("sha256", secret, "buffer");
 }
 
 export async function insertKey(
