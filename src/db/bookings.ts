@@ -100,6 +100,7 @@ export async function createBookings(
       column(2),
       args.map((a) => a[3][0]),
       ...[4, 5, 6, 7, 8, 9, 10, 11].map(column),
+      // Attendees and metadata: one JSON array each (see 06_booking_batches.sql).
       JSON.stringify(column(12)),
       JSON.stringify(column(13)),
       ...[14, 15, 16].map(column),

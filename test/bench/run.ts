@@ -505,10 +505,9 @@ async function main() {
 
   try {
     // Data scale (target 5) comes first, on a database and server of its
-    // own: holds lapse two minutes after they are made, and when this ran
-    // last, the sweeper expiring tens of thousands of the other sections'
-    // holds (with their events) fell into the phase after the load and not
-    // the one before, which measured that, not the data.
+    // own, so that nothing the other sections leave behind (their holds
+    // lapse two minutes on, and the sweeper then expires them with their
+    // events) can fall into one of its two phases and not the other.
     if (runs("scale")) {
       const own = await serverOfItsOwn("scale");
       const at = own.url;
