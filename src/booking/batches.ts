@@ -107,7 +107,13 @@ export class BookingBatches {
     } catch {
       // Nothing of the batch committed: each goes again alone, and answers
       // for itself (a retry signal reaches its own caller's retry loop).
-      await Promise.all(batch.map((w) => alone(this.db, w)));
+      // Each is a write of one more.
+      await Promise.all(
+        batch.map((w) => {
+          this.onWrite?.(1);
+          return alone(this.db, w);
+        }),
+      );
       return;
     }
     batch.forEach((w, i) => {

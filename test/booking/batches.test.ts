@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { JsonObject } from "@bufbuild/protobuf";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BookingBatches } from "../../src/booking/batches.js";
 import {
   type BookingWrites,
   book,
@@ -335,6 +336,12 @@ describe("a batch of creates on one resource", () => {
 
   it("runs each create alone when the batch fails: a duplicate key committed elsewhere first", async () => {
     const x = await world();
+    // The writes as the metrics see them: how many creates each carried.
+    const writes: number[] = [];
+    const counted: BookingWrites = {
+      ...w,
+      batches: new BookingBatches(pool, undefined, (n) => writes.push(n)),
+    };
     const other = await pool.connect();
     try {
       // Another instance's call with the same key, on another resource, open.
@@ -359,11 +366,15 @@ describe("a batch of creates on one resource", () => {
           x.claim("shared").method,
         ],
       );
-      const answers = batched(x, [
-        () => book(w, x.tenantId, x.hold(MONDAY + 9 * HOUR), undefined),
-        () => book(w, x.tenantId, x.hold(MONDAY + 10 * HOUR), x.claim("shared")),
-        () => book(w, x.tenantId, x.hold(MONDAY + 11 * HOUR), undefined),
-      ]);
+      const answers = batched(
+        x,
+        [
+          () => book(counted, x.tenantId, x.hold(MONDAY + 9 * HOUR), undefined),
+          () => book(counted, x.tenantId, x.hold(MONDAY + 10 * HOUR), x.claim("shared")),
+          () => book(counted, x.tenantId, x.hold(MONDAY + 11 * HOUR), undefined),
+        ],
+        counted,
+      );
       // The batch books, then waits on the other's key; the other commits first.
       await untilSessionsWait("transactionid");
       await other.query("COMMIT");
@@ -380,6 +391,8 @@ describe("a batch of creates on one resource", () => {
         MONDAY + 11 * HOUR,
       ]);
       expect((await writers(x)).events.size).toBe(3);
+      // The opener alone, the failed batch of two, then each of the two again alone.
+      expect(writes).toEqual([1, 2, 1, 1]);
     } finally {
       other.release();
     }
