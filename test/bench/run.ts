@@ -12,9 +12,10 @@
  *
  * Sections (--only / --skip): noop (the no-op connect-node floor), holds,
  * hot (one resource versus 64 spread), idempotency, quota, race, slots,
- * events, metrics, sql (the raw-SQL floor), scale (first, on a database and
- * server of its own: CreateHold and ListSlots, then 1,000,000 bookings and
- * 1,000,000 events, then the two again), and baseline,
+ * events, metrics, sql (the raw-SQL floor), scale (first: CreateHold and
+ * ListSlots on a server whose database is empty and on one whose database
+ * holds 1,000,000 bookings and 1,000,000 events, in alternating rounds), and
+ * baseline,
  * which runs only with `--baseline DIR`: CreateHold at 16 clients against
  * this tree's server and DIR's (another checkout with its node_modules, e.g.
  * a worktree of an earlier commit), each on its own database, in
@@ -504,95 +505,126 @@ async function main() {
   const BASELINE = `CreateHold, 64 resources, baseline ${baselineDir ?? ""}`;
 
   try {
-    // Data scale (target 5) comes first, on a database and server of its
-    // own, so that nothing the other sections leave behind (their holds
-    // lapse two minutes on, and the sweeper then expires them with their
-    // events) can fall into one of its two phases and not the other.
-    if (runs("scale")) {
-      const own = await serverOfItsOwn("scale");
-      const at = own.url;
-      try {
-        const one = await slotsWorld(at, 1, 200);
-        const week = slotsRequest(one, 7);
-        const phase = async (label: string, series: number, keep = true) => {
-          const out: Record<string, Row> = {};
-          // The server's RSS moves with its garbage collector: the median of
-          // samples taken all through the phase says more than one reading.
-          const rss: number[] = [];
-          const sampler = setInterval(() => {
-            const mib = rssMiB(own.pid);
-            if (mib !== undefined) rss.push(mib);
-          }, 200);
-          for (const protocol of PROTOCOLS) {
-            const w = await world(at, 64);
-            const c = bookingClient(at, w.key, protocol);
-            await drive(n(200), 16, (i) => c.createHold(slot(w, i + 1_000_000, series)));
-            out[`holds_${protocol}`] = row(
-              `CreateHold, 64 resources, ${label}`,
-              protocol,
-              16,
-              await measured(n(3000), 16, (i) => c.createHold(slot(w, i, series)), own.probe),
-            );
-            const s = clientOf(AvailabilityService, at, one.key, protocol);
-            await drive(n(50), 1, () => s.listSlots(week));
-            out[`slots_${protocol}`] = row(
-              `ListSlots 1 resource x 7 days, ${label}`,
-              protocol,
-              1,
-              await measured(n(500), 1, () => s.listSlots(week), own.probe),
-            );
-          }
-          clearInterval(sampler);
-          if (keep) add(...Object.values(out));
-          return {
-            rows: out,
-            rssMiB: round(
-              percentile(
-                rss.sort((a, b) => a - b),
-                50,
-              ),
-              1,
-            ),
-          };
-        };
-        // The server is new: the same calls once, unrecorded, so that the
-        // phase before the data is not also the one that warms it up.
-        await phase("warm-up", 29, false);
-        const before = await phase("before the data", 30);
-        const t0 = performance.now();
-        const loader = new pg.Client({ connectionString: own.database.toString() });
-        await loader.connect();
-        const loaded = await loadScaleData(loader, FULL_SCALE).finally(() => loader.end());
-        const loadSeconds = round((performance.now() - t0) / 1000, 1);
-        console.log(`scale data loaded in ${loadSeconds} s`, loaded.timings);
-        const after = await phase("with 1M bookings + 1M events", 31);
-        const perProtocol = Object.fromEntries(
-          PROTOCOLS.map((p) => [
-            p,
-            {
-              createHoldP50: ratio(after.rows[`holds_${p}`]?.p50, before.rows[`holds_${p}`]?.p50),
-              listSlotsP99: ratio(after.rows[`slots_${p}`]?.p99, before.rows[`slots_${p}`]?.p99),
-            },
-          ]),
-        );
-        extra.scale = {
-          size: FULL_SCALE,
-          loadSeconds,
-          loadSteps: loaded.timings,
-          rssMiBBefore: before.rssMiB,
-          rssMiBAfter: after.rssMiB,
-          rssRatio: ratio(after.rssMiB, before.rssMiB),
-          ratios: perProtocol,
-        };
-      } finally {
-        await own.drop();
-      }
-    }
-
     // Warm-up: JIT, connections, plan caches. After 1000 calls a protocol,
     // rows measured later in a run still came out cheaper than the first
     // ones (2026-11-27): 3000 calls a protocol, the floor's too.
     const WARM_UP = 3000;
+
+    // Data scale (target 5) comes first, so that nothing the other sections
+    // leave behind (their holds lapse two minutes on, and the sweeper then
+    // expires them) runs meanwhile. Two servers, each on a database of its
+    // own: one empty, one with the data loaded, measured in alternating
+    // rounds (as target 6 is), since one phase after another on this box
+    // differed by up to a third for the same server.
+    if (runs("scale")) {
+      const empty = await serverOfItsOwn("scale_empty");
+      const full = await serverOfItsOwn("scale_data");
+      try {
+        const t0 = performance.now();
+        const loader = new pg.Client({ connectionString: full.database.toString() });
+        await loader.connect();
+        const loaded = await loadScaleData(loader, FULL_SCALE).finally(() => loader.end());
+        const loadSeconds = round((performance.now() - t0) / 1000, 1);
+        console.log(`scale data loaded in ${loadSeconds} s`, loaded.timings);
+        const servers = { empty, full };
+        const kinds = ["empty", "full"] as const;
+        const label = { empty: "empty database", full: "with 1M bookings + 1M events" };
+        const ones = {
+          empty: await slotsWorld(empty.url, 1, 200),
+          full: await slotsWorld(full.url, 1, 200),
+        };
+        // The server's RSS moves with its garbage collector: the median of
+        // samples taken all through the section says more than one reading.
+        const rss = { empty: [] as number[], full: [] as number[] };
+        const sampler = setInterval(() => {
+          for (const k of kinds) {
+            const mib = rssMiB(servers[k].pid);
+            if (mib !== undefined) rss[k].push(mib);
+          }
+        }, 200);
+        const ratios: Record<string, { createHoldP50?: number; listSlotsP99?: number }> = {};
+        try {
+          for (const protocol of PROTOCOLS) {
+            const on = async (k: (typeof kinds)[number]) => {
+              const w = await world(servers[k].url, 64);
+              return {
+                w,
+                c: bookingClient(servers[k].url, w.key, protocol),
+                s: clientOf(AvailabilityService, servers[k].url, ones[k].key, protocol),
+              };
+            };
+            const clients = { empty: await on("empty"), full: await on("full") };
+            const week = (k: (typeof kinds)[number]) => slotsRequest(ones[k], 7);
+            // Both servers warmed with the same calls, unrecorded.
+            for (const k of kinds) {
+              const { w, c, s } = clients[k];
+              await drive(n(WARM_UP), 16, (i) => c.createHold(slot(w, i + 1_000_000, 29)));
+              await drive(n(500), 1, () => s.listSlots(week(k)));
+            }
+            const holds = await alternating(kinds, 4, (k, pass) => {
+              const { w, c } = clients[k];
+              return measured(
+                n(750),
+                16,
+                (i) => c.createHold(slot(w, i + pass * 100_000, 30)),
+                servers[k].probe,
+              );
+            });
+            const slots = await alternating(kinds, 4, (k) =>
+              measured(n(125), 1, () => clients[k].s.listSlots(week(k)), servers[k].probe),
+            );
+            const rows = Object.fromEntries(
+              kinds.map((k) => [
+                k,
+                {
+                  holds: row(
+                    `CreateHold, 64 resources, ${label[k]}`,
+                    protocol,
+                    16,
+                    merge(holds[k]),
+                  ),
+                  slots: row(
+                    `ListSlots 1 resource x 7 days, ${label[k]}`,
+                    protocol,
+                    1,
+                    merge(slots[k]),
+                  ),
+                },
+              ]),
+            ) as Record<(typeof kinds)[number], { holds: Row; slots: Row }>;
+            for (const k of kinds) add(rows[k].holds, rows[k].slots);
+            ratios[protocol] = {
+              createHoldP50: ratio(rows.full.holds.p50, rows.empty.holds.p50),
+              listSlotsP99: ratio(rows.full.slots.p99, rows.empty.slots.p99),
+            };
+          }
+        } finally {
+          clearInterval(sampler);
+        }
+        const median = (xs: number[]) =>
+          round(
+            percentile(
+              xs.sort((a, b) => a - b),
+              50,
+            ),
+            1,
+          );
+        extra.scale = {
+          size: FULL_SCALE,
+          loadSeconds,
+          loadSteps: loaded.timings,
+          rssMiBEmpty: median(rss.empty),
+          rssMiBWithData: median(rss.full),
+          rssRatio: ratio(median(rss.full), median(rss.empty)),
+          ratios,
+        };
+      } finally {
+        await empty.drop();
+        await full.drop();
+      }
+    }
+
+    // The main server's warm-up (see WARM_UP).
     {
       const w = await world(url, 16);
       for (const protocol of PROTOCOLS) {
@@ -1133,15 +1165,15 @@ async function main() {
   const sc = extra.scale as
     | {
         loadSeconds: number;
-        rssMiBBefore: number;
-        rssMiBAfter: number;
+        rssMiBEmpty: number;
+        rssMiBWithData: number;
         rssRatio?: number;
         ratios: Record<Protocol, { createHoldP50?: number; listSlotsP99?: number }>;
       }
     | undefined;
   if (sc)
     console.log(
-      `\nData scale: loaded in ${sc.loadSeconds} s; server RSS ${sc.rssMiBBefore} MiB before, ${sc.rssMiBAfter} MiB after`,
+      `\nData scale: loaded in ${sc.loadSeconds} s; server RSS ${sc.rssMiBEmpty} MiB on the empty database, ${sc.rssMiBWithData} MiB with the data (medians)`,
     );
 
   // The targets of issue 13, from this run's figures.
