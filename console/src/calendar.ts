@@ -75,6 +75,11 @@ export function calendarPage(root: HTMLElement): () => void {
   let notice = "";
   let live = "off";
   let loadSeq = 0;
+  /**
+   * Bookings changed by events or actions while a reload's list is in
+   * flight: the list may have been read before them, and must not undo them.
+   */
+  const changedDuringReload = new Set<Map<string, Booking>>();
 
   const picker = h("details", { class: "picker" });
   const toolbar = h("div", { class: "toolbar" });
@@ -170,6 +175,8 @@ export function calendarPage(root: HTMLElement): () => void {
     if (chosen.length === 0) return render();
     const { fromMs, toMs } = range();
     const found = new Map<string, Booking>();
+    const changed = new Map<string, Booking>();
+    changedDuringReload.add(changed);
     try {
       await Promise.all(
         chosen.map(async (resourceId) => {
@@ -191,9 +198,17 @@ export function calendarPage(root: HTMLElement): () => void {
       if (seq !== loadSeq) return;
       bookings.clear();
       for (const [id, b] of found) bookings.set(id, b);
+      // A change that arrived meanwhile is newer than the list, unless the
+      // list already shows a later one.
+      for (const [id, b] of changed) {
+        const listed = found.get(id);
+        if (!listed || msOf(b.updateTime) >= msOf(listed.updateTime)) upsert(b);
+      }
       await reloadSlots(seq);
     } catch (err) {
       problem = { p: problemOf(err) };
+    } finally {
+      changedDuringReload.delete(changed);
     }
     if (seq === loadSeq) render();
   }
@@ -238,6 +253,7 @@ export function calendarPage(root: HTMLElement): () => void {
 
   function upsert(b: Booking | undefined): void {
     if (!b) return;
+    for (const changed of changedDuringReload) changed.set(b.id, b);
     if (chosen.includes(b.resourceId)) bookings.set(b.id, b);
     else bookings.delete(b.id);
   }
