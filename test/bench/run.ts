@@ -472,14 +472,9 @@ async function main() {
   // Made once, when the first section that needs them runs.
   let slotWorlds: Promise<{ one: SlotWorld; twenty: SlotWorld }> | undefined;
   type SlotWorld = Awaited<ReturnType<typeof slotsWorld>>;
-  let oneResourceWorld: Promise<SlotWorld> | undefined;
-  const oneResource = () => {
-    oneResourceWorld ??= slotsWorld(url, 1, 200);
-    return oneResourceWorld;
-  };
   const slotsData = () => {
     slotWorlds ??= (async () => ({
-      one: await oneResource(),
+      one: await slotsWorld(url, 1, 200),
       twenty: await slotsWorld(url, 20, 200),
     }))();
     return slotWorlds;
