@@ -11,8 +11,9 @@
  * cluster (every process of it) and of this load generator, from /proc.
  *
  * Sections (--only / --skip): noop (the no-op connect-node floor), holds,
- * hot (one resource versus 64 spread), idempotency, quota, race, slots,
- * events, metrics, sql (the raw-SQL floor), scale (first: CreateHold and
+ * hot (one resource versus 64 spread), idempotency, quota, race, slots
+ * (at one client alternating with the no-op floor answering the same
+ * page), events, metrics, sql (the raw-SQL floor), scale (first: CreateHold and
  * ListSlots on a server whose database is empty and on one whose database
  * holds 1,000,000 bookings and 1,000,000 events, in alternating rounds), and
  * baseline,
@@ -23,8 +24,9 @@
  * data keeps its size). BENCH_SERVER_FLAGS are node flags for the Holdfast
  * server (e.g. --cpu-prof), BENCH_NOOP_FLAGS for the no-op server,
  * BENCH_SERVER_DIR another checkout whose server to measure in place of
- * this tree's, BENCH_SERVER_LOG a file for what the servers print. Prints the figures and a table of the targets of issue 13;
- * --json also writes everything to FILE.
+ * this tree's, BENCH_SERVER_LOG a file for what the servers print. Prints
+ * the figures and a table of the targets of issue 13; --json also writes
+ * everything to FILE.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -34,12 +36,16 @@ import { createServer as createHttpServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import type { DescService } from "@bufbuild/protobuf";
+import { create, type DescService, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import pg from "pg";
-import { AvailabilityService } from "../../gen/holdfast/v1/availability_pb.js";
+import {
+  AvailabilityService,
+  ListSlotsRequestSchema,
+  ListSlotsResponseSchema,
+} from "../../gen/holdfast/v1/availability_pb.js";
 import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
 import { CatalogService } from "../../gen/holdfast/v1/catalog_pb.js";
 import { EventService } from "../../gen/holdfast/v1/event_pb.js";
@@ -486,6 +492,20 @@ async function main() {
     duration: { seconds: 1800n, nanos: 0 },
   });
 
+  // The no-op floor's server (test/bench/noop-server.ts), started by the
+  // first section that needs it.
+  let noopStarted: Promise<Started> | undefined;
+  const noopServer = async () => {
+    noopStarted ??= spawnServer(
+      ["--import", "tsx", "test/bench/noop-server.ts"],
+      process.env.BENCH_NOOP_FLAGS,
+      {},
+    );
+    const noop = await noopStarted;
+    const noopProbe: Probe = { serverPid: noop.pid, postmasterPid, backends };
+    return { noop, noopProbe };
+  };
+
   const HOLDS = "CreateHold, 64 resources";
   const NOOP = "CreateHold, no-op connect-node server (floor)";
   const HOLDS_VS_NOOP = "CreateHold, 64 resources (alternating with the no-op floor)";
@@ -496,6 +516,7 @@ async function main() {
   const SLOTS_1_7 = "ListSlots 1 resource x 7 days";
   const SLOTS_1_30 = "ListSlots 1 resource x 30 days";
   const SLOTS_20_7 = "ListSlots 20 resources x 7 days, 1st page";
+  const slotsFloor = (scenario: string) => `${scenario}, no-op floor (same page)`;
   const THIS_TREE = "CreateHold, 64 resources, this tree (alternating with the baseline)";
   const BASELINE = `CreateHold, 64 resources, baseline ${baselineDir ?? ""}`;
 
@@ -635,12 +656,7 @@ async function main() {
     // Holdfast's own CreateHold (16 clients, 64 resources), and target 1
     // compares those two rows.
     if (runs("noop")) {
-      const noop = await spawnServer(
-        ["--import", "tsx", "test/bench/noop-server.ts"],
-        process.env.BENCH_NOOP_FLAGS,
-        {},
-      );
-      const noopProbe: Probe = { serverPid: noop.pid, postmasterPid, backends };
+      const { noop, noopProbe } = await noopServer();
       for (const protocol of PROTOCOLS) {
         const floor = await world(url, 64);
         const onFloor = bookingClient(noop.url, floor.key, protocol);
@@ -772,15 +788,38 @@ async function main() {
 
     // ListSlots (issue 13): one resource with 200 bookings over 7 days,
     // asked for those 7 days and for 30 days; 20 resources with 200
-    // bookings each, 7 days, first page.
+    // bookings each, 7 days, first page. At one client, in rounds
+    // alternating with the no-op floor answering the same page (captured
+    // from Holdfast) without computing it: what the framework, Node and
+    // this load generator's decoding cost for an answer of that size.
     if (runs("slots")) {
       const { one, twenty } = await slotsData();
+      const { noop, noopProbe } = await noopServer();
+      const week = slotsRequest(one, 7);
+      const month = slotsRequest(one, 30);
+      const week20 = slotsRequest(twenty, 7);
+      // Each page stored on the floor's server, as Holdfast answered it.
+      for (const [w, req] of [
+        [one, week],
+        [one, month],
+        [twenty, week20],
+      ] as const) {
+        const answer = await clientOf(AvailabilityService, url, w.key, "grpc").listSlots(req);
+        const stored = await fetch(`${noop.url}/bench/slots`, {
+          method: "POST",
+          headers: {
+            "x-request": Buffer.from(
+              toBinary(ListSlotsRequestSchema, create(ListSlotsRequestSchema, req)),
+            ).toString("base64"),
+          },
+          body: toBinary(ListSlotsResponseSchema, answer),
+        });
+        if (stored.status !== 204) throw new Error(`floor page not stored: ${stored.status}`);
+      }
       for (const protocol of PROTOCOLS) {
         const c1 = clientOf(AvailabilityService, url, one.key, protocol);
         const c20 = clientOf(AvailabilityService, url, twenty.key, protocol);
-        const week = slotsRequest(one, 7);
-        const month = slotsRequest(one, 30);
-        const week20 = slotsRequest(twenty, 7);
+        const onFloor = clientOf(AvailabilityService, noop.url, one.key, protocol);
         extra[`slotCounts_${protocol}`] = {
           oneResource7Days: (await c1.listSlots(week)).slots.length,
           oneResource30Days: (await c1.listSlots(month)).slots.length,
@@ -788,23 +827,28 @@ async function main() {
         };
         await drive(n(100), 4, () => c1.listSlots(month));
         await drive(n(50), 4, () => c20.listSlots(week20));
-        for (const [scenario, client, req, concurrencies, calls] of [
-          [SLOTS_1_7, c1, week, [1, 16], 500],
-          [SLOTS_1_30, c1, month, [1, 16], 300],
-          [SLOTS_20_7, c20, week20, [1, 16], 200],
+        for (const req of [week, month, week20])
+          await drive(n(100), 4, () => onFloor.listSlots(req));
+        for (const [scenario, client, req, calls] of [
+          [SLOTS_1_7, c1, week, 500],
+          [SLOTS_1_30, c1, month, 300],
+          [SLOTS_20_7, c20, week20, 200],
         ] as const) {
-          for (const concurrency of concurrencies) {
-            add(
-              row(
-                scenario,
-                protocol,
-                concurrency,
-                await measured(n(concurrency === 1 ? calls : calls * 2), concurrency, () =>
-                  client.listSlots(req),
-                ),
-              ),
-            );
-          }
+          const sums = await alternating(["floor", "holdfast"], 4, (which) =>
+            which === "floor"
+              ? measured(n(calls / 4), 1, () => onFloor.listSlots(req), noopProbe)
+              : measured(n(calls / 4), 1, () => client.listSlots(req)),
+          );
+          add(row(slotsFloor(scenario), protocol, 1, merge(sums.floor)));
+          add(row(scenario, protocol, 1, merge(sums.holdfast)));
+          add(
+            row(
+              scenario,
+              protocol,
+              16,
+              await measured(n(calls * 2), 16, () => client.listSlots(req)),
+            ),
+          );
         }
       }
     }
@@ -1056,6 +1100,12 @@ async function main() {
 
   // Ratios to the floors, on the rows that have one.
   const vsFloor = (r: Row): string => {
+    const slotsFloorRow = find(slotsFloor(r.scenario), r.protocol, r.concurrency);
+    if (slotsFloorRow) {
+      const p99 = ratio(r.p99, slotsFloorRow.p99);
+      const server = ratio(r.cpu.server, slotsFloorRow.cpu.server);
+      return `p99 ${p99}x, srv ${server}x no-op`;
+    }
     if ((r.scenario !== HOLDS && r.scenario !== HOLDS_VS_NOOP) || r.concurrency !== 16) return "";
     const parts: string[] = [];
     const server = ratio(r.cpu.server, find(NOOP, r.protocol, 16)?.cpu.server);
