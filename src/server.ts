@@ -253,7 +253,7 @@ export async function startHoldfast(
       transport: inProcessTransport(rpc.handlers),
       maxRequestBytes: config.maxRequestBytes,
     });
-    const calendarFeed = calendarFeedHandler(pool);
+    const calendarFeed = calendarFeedHandler(pool, limiter);
     const operatorConsole = consoleHandler();
     // Paths outside the RPC router: WatchEvents as Server-Sent Events, MCP,
     // the OpenAPI document with its reference page, calendar feeds, the

@@ -14,13 +14,22 @@ import {
   MAX_FEED_EVENTS,
   renderCalendarFeed,
 } from "../domain/calendar-feed.js";
+import { refusingPolicy } from "../domain/rate-limit.js";
 import { log } from "../log.js";
+import { rateLimitFields } from "./rate-limit.js";
+import type { RateLimiter } from "./rate-limiter.js";
 
 /**
  * iCalendar feeds, `GET /v1/feeds/<secret>.ics`, made by
  * CalendarFeedService. A calendar app sends no Authorization header: the
  * secret in the path is the credential, so an unknown or revoked one gets
  * the same bare 404 as a path that never existed.
+ *
+ * A feed is rate limited as an API key is: each fetch takes a token from
+ * the feed's own bucket (at the configured per-key default) and from its
+ * tenant's, before any of the feed's bookings are read. Every answer for a
+ * live feed carries the RateLimit fields; a refusal is 429 with
+ * Retry-After, which calendar apps honour.
  */
 export const CALENDAR_FEED_PATH = "/v1/feeds/";
 
@@ -29,7 +38,10 @@ type NodeResponse = ServerResponse | Http2ServerResponse;
 
 const SECRET = /^(hfcal_[A-Za-z0-9_-]{43})(?:\.ics)?$/;
 
-export function calendarFeedHandler(db: Queryable): (req: NodeRequest, res: NodeResponse) => void {
+export function calendarFeedHandler(
+  db: Queryable,
+  limiter: RateLimiter,
+): (req: NodeRequest, res: NodeResponse) => void {
   return (req, res) => {
     serve(req, res).catch((err: unknown) => {
       // Never the URL: it holds the feed's secret.
@@ -49,9 +61,25 @@ export function calendarFeedHandler(db: Queryable): (req: NodeRequest, res: Node
     const secret = SECRET.exec(path.slice(CALENDAR_FEED_PATH.length))?.[1];
     const found = secret ? await findActiveCalendarFeed(db, secret) : undefined;
     const feed = found?.feed;
-    const subject = feed && (await calendarFeedSubject(db, feed));
-    if (!found || !feed || !subject) {
+    if (!found || !feed) {
       plain(res, 404, "no such calendar feed\n");
+      return;
+    }
+    const check = await limiter.take(feed.tenant_id, feed.id);
+    const limitFields = Object.fromEntries(rateLimitFields(check));
+    if (!check.allowed) {
+      const over = refusingPolicy(check)?.policy === "tenant" ? "its tenant's" : "the feed's";
+      plain(
+        res,
+        429,
+        `over ${over} rate limit: retry after ${limitFields["retry-after"]} s\n`,
+        limitFields,
+      );
+      return;
+    }
+    const subject = await calendarFeedSubject(db, feed);
+    if (!subject) {
+      plain(res, 404, "no such calendar feed\n", limitFields);
       return;
     }
     const nowMs = found.now.getTime();
@@ -83,6 +111,7 @@ export function calendarFeedHandler(db: Queryable): (req: NodeRequest, res: Node
       options,
     );
     res.writeHead(200, {
+      ...limitFields,
       "content-type": "text/calendar; charset=utf-8",
       "content-length": Buffer.byteLength(text),
       // Whoever has the URL may read it; shared caches should not keep it.
@@ -94,7 +123,12 @@ export function calendarFeedHandler(db: Queryable): (req: NodeRequest, res: Node
   }
 }
 
-function plain(res: NodeResponse, status: number, body: string): void {
-  res.writeHead(status, { "content-type": "text/plain; charset=utf-8" });
+function plain(
+  res: NodeResponse,
+  status: number,
+  body: string,
+  headers: Record<string, string> = {},
+): void {
+  res.writeHead(status, { ...headers, "content-type": "text/plain; charset=utf-8" });
   res.end(body);
 }

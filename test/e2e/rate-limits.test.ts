@@ -4,6 +4,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { createHoldfastClient } from "../../clients/typescript/src/index.js";
 import { ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { Health } from "../../gen/health/v1/health_pb.js";
+import { CalendarFeedService } from "../../gen/holdfast/v1/calendar_feed_pb.js";
 import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
 import { TenantService } from "../../gen/holdfast/v1/tenant_pb.js";
@@ -337,6 +338,47 @@ describe("the event stream", () => {
     expect(next.body?.message).toMatch(/rate limit/);
     expect(next.res.headers.get("retry-after")).toBe("1");
     expect(next.res.headers.get("ratelimit")).toMatch(/"key";r=0;t=1$/);
+  });
+});
+
+describe("a calendar feed", () => {
+  it("is limited as a key is, within its tenant's limit, with the RateLimit fields on every answer", async () => {
+    // A burst of 2 leases one token at a time, so no lease holds tokens the
+    // buckets would count as credit.
+    const t = await limitedTenant(2, 2);
+    const { resource } = await clientFor(ResourceService, one.url, t.key).createResource({
+      name: "Room",
+      timeZone: "UTC",
+    });
+    const { urlPath } = await clientFor(CalendarFeedService, one.url, t.key).createCalendarFeed({
+      resourceId: resource?.id as string,
+    });
+    // The buckets full again.
+    await new Promise((r) => setTimeout(r, 1100));
+    const answers = [];
+    for (let i = 0; i < 6; i++) {
+      const res = await fetch(`${[one, two][i % 2]?.url}${urlPath}`);
+      answers.push({ res, body: await res.text() });
+    }
+    const statuses = answers.map((a) => a.res.status);
+    expect(statuses.every((s) => s === 200 || s === 429)).toBe(true);
+    const admitted = answers.filter((a) => a.res.status === 200);
+    const refusedFeeds = answers.filter((a) => a.res.status === 429);
+    // Two instances, a burst of two, one call's worth of refill at most.
+    expect(admitted.length).toBeGreaterThanOrEqual(1);
+    expect(admitted.length).toBeLessThanOrEqual(3);
+    for (const a of admitted) {
+      expect(a.body).toMatch(/^BEGIN:VCALENDAR/);
+      expect(a.res.headers.get("ratelimit-policy")).toBe('"tenant";q=2;w=1, "key";q=2;w=1');
+    }
+    const refusal = refusedFeeds[0];
+    expect(refusal?.body).toMatch(/rate limit: retry after 1 s/);
+    expect(refusal?.res.headers.get("retry-after")).toBe("1");
+    expect(refusal?.res.headers.get("ratelimit")).toMatch(/"tenant";r=0;t=\d+/);
+    // An unknown feed is a bare 404, never limited.
+    const unknown = await fetch(`${one.url}/v1/feeds/hfcal_${"A".repeat(43)}.ics`);
+    expect(unknown.status).toBe(404);
+    expect(unknown.headers.get("ratelimit")).toBeNull();
   });
 });
 
