@@ -227,7 +227,10 @@ export async function rawGrpc(
   body: Uint8Array,
   headers: Record<string, string> = {},
 ): Promise<RawReply> {
-  const session = http2.connect(baseUrl);
+  // Node's own HTTP/2 session refuses to queue more than maxSessionMemory
+  // (10 MB by default) of outbound data and resets the stream itself
+  // (NGHTTP2_ENHANCE_YOUR_CALM): room for the largest bodies tests send.
+  const session = http2.connect(baseUrl, { maxSessionMemory: 64 });
   try {
     return await new Promise<RawReply>((resolve, reject) => {
       session.on("error", reject);
