@@ -355,18 +355,23 @@ describe("a calendar feed", () => {
     });
     // The buckets full again.
     await new Promise((r) => setTimeout(r, 1100));
-    const answers = [];
-    for (let i = 0; i < 6; i++) {
+    // Fetched from both instances in turn until one is refused.
+    const answers: { res: Response; body: string }[] = [];
+    const started = performance.now();
+    for (let i = 0; i < 40 && !answers.some((a) => a.res.status === 429); i++) {
       const res = await fetch(`${[one, two][i % 2]?.url}${urlPath}`);
       answers.push({ res, body: await res.text() });
     }
+    const seconds = (performance.now() - started) / 1000;
     const statuses = answers.map((a) => a.res.status);
     expect(statuses.every((s) => s === 200 || s === 429)).toBe(true);
     const admitted = answers.filter((a) => a.res.status === 200);
     const refusedFeeds = answers.filter((a) => a.res.status === 429);
-    // Two instances, a burst of two, one call's worth of refill at most.
+    expect(refusedFeeds).toHaveLength(1);
+    // The burst, the refill meanwhile, and a token of credit per instance
+    // for the leases it may still hold (docs/limits.md): counts, not time.
     expect(admitted.length).toBeGreaterThanOrEqual(1);
-    expect(admitted.length).toBeLessThanOrEqual(3);
+    expect(admitted.length).toBeLessThanOrEqual(2 + 2 * Math.ceil(seconds) + 2);
     for (const a of admitted) {
       expect(a.body).toMatch(/^BEGIN:VCALENDAR/);
       expect(a.res.headers.get("ratelimit-policy")).toBe('"tenant";q=2;w=1, "key";q=2;w=1');
