@@ -14,9 +14,8 @@ import {
   MAX_FEED_EVENTS,
   renderCalendarFeed,
 } from "../domain/calendar-feed.js";
-import { refusingPolicy } from "../domain/rate-limit.js";
 import { log } from "../log.js";
-import { rateLimitFields } from "./rate-limit.js";
+import { rateLimited, rateLimitFields } from "./rate-limit.js";
 import type { RateLimiter } from "./rate-limiter.js";
 
 /**
@@ -68,13 +67,7 @@ export function calendarFeedHandler(
     const check = await limiter.take(feed.tenant_id, feed.id);
     const limitFields = Object.fromEntries(rateLimitFields(check));
     if (!check.allowed) {
-      const over = refusingPolicy(check)?.policy === "tenant" ? "its tenant's" : "the feed's";
-      plain(
-        res,
-        429,
-        `over ${over} rate limit: retry after ${limitFields["retry-after"]} s\n`,
-        limitFields,
-      );
+      plain(res, 429, `${rateLimited(check, "calendar feed").message}\n`, limitFields);
       return;
     }
     const subject = await calendarFeedSubject(db, feed);

@@ -56,12 +56,16 @@ export function rateLimitFields(check: RateCheck): [string, string][] {
   return fields;
 }
 
-/** The RATE_LIMITED rejection of a refused check, with its RetryInfo. */
-export function rateLimited(check: RateCheck): Rejection {
+/**
+ * The RATE_LIMITED rejection of a refused check, with its RetryInfo.
+ * `caller` names what the "key" bucket belongs to (a calendar feed has one
+ * of its own).
+ */
+export function rateLimited(check: RateCheck, caller = "API key"): Rejection {
   const policy = refusingPolicy(check)?.policy ?? "key";
   return new Rejection(
     "RATE_LIMITED",
-    `over the ${policy === "key" ? "API key's" : "tenant's"} rate limit: retry in ${Math.ceil(check.retryMs)} ms`,
+    `over the ${policy === "key" ? `${caller}'s` : "tenant's"} rate limit: retry in ${Math.ceil(check.retryMs)} ms`,
     {
       retryDelayMs: check.retryMs,
       metadata: { policy, retry_delay_ms: String(Math.ceil(check.retryMs)) },

@@ -377,7 +377,9 @@ describe("a calendar feed", () => {
       expect(a.res.headers.get("ratelimit-policy")).toBe('"tenant";q=2;w=1, "key";q=2;w=1');
     }
     const refusal = refusedFeeds[0];
-    expect(refusal?.body).toMatch(/rate limit: retry after 1 s/);
+    expect(refusal?.body).toMatch(
+      /^over the (calendar feed|tenant)'s rate limit: retry in \d+ ms\n$/,
+    );
     expect(refusal?.res.headers.get("retry-after")).toBe("1");
     expect(refusal?.res.headers.get("ratelimit")).toMatch(/"tenant";r=0;t=\d+/);
     // An unknown feed is a bare 404, never limited.
