@@ -8,14 +8,19 @@ import type { Queryable } from "../db/pool.js";
  * group commit.
  *
  * A tenant's creates run in at most `lanes` writes at once. A create that
- * finds a lane idle goes at once, alone, by the same call as ever: nothing
- * waits on a timer, and a lone request costs what it always did. When every
- * lane is busy, creates wait in a lane's queue; when that lane's write ends,
- * its queue (at most MAX_BATCH of it) goes as the next write, in one
- * transaction, one call and one commit (create_bookings, which takes the
- * batch's resource locks in key order and runs create_booking for each in
- * order). Commit, round trip and per-statement start-up are then paid once
- * per batch rather than once per create (docs/benchmarks.md).
+ * finds none of its tenant's writes in flight goes at once, alone, by the
+ * same call as ever: nothing waits on a timer, and a lone request costs what
+ * it always did. One that arrives while a write is in flight waits in that
+ * lane's queue; when the write ends, its queue (at most MAX_BATCH of it)
+ * goes as the next write, in one transaction, one call and one commit
+ * (create_bookings, which takes the batch's resource locks in key order and
+ * runs create_booking for each in order). Commit, round trip and
+ * per-statement start-up are then paid once per batch rather than once per
+ * create (docs/benchmarks.md). Another lane opens only when every busy
+ * lane's next write is already full (MAX_BATCH waiting): a tenant's writes
+ * run side by side when one lane cannot keep up, not before, since on a
+ * shared Postgres a write of one more create costs far less than one more
+ * write.
  *
  * A resource stays in one lane while it has creates in flight or waiting,
  * so its creates keep their order and take turns in batches rather than
@@ -41,7 +46,10 @@ export class BookingBatches {
     private readonly maxBatch = MAX_BATCH,
   ) {}
 
-  /** Creates the booking: alone when a lane is idle or it has several candidates, else in a lane's next batch. */
+  /**
+   * Creates the booking: alone when none of the tenant's writes is in flight
+   * or it has several candidates, else in a lane's next batch.
+   */
   create(booking: NewBooking, claim: IdempotencyClaim | undefined): Promise<Outcome> {
     const resource = booking.resources.length === 1 ? booking.resources[0] : undefined;
     if (!resource) return createBooking(this.db, booking, claim);
@@ -59,7 +67,7 @@ export class BookingBatches {
         lanes = [];
         this.#tenants.set(booking.tenantId, lanes);
       }
-      const busy = busyLaneFor(lanes, resource.id, this.lanes);
+      const busy = busyLaneFor(lanes, resource.id, this.lanes, this.maxBatch);
       if (busy) {
         busy.pending.set(resource.id, (busy.pending.get(resource.id) ?? 0) + 1);
         busy.queue.push(waiting);
@@ -142,16 +150,17 @@ type Lane = { queue: Waiting[]; pending: Map<string, number> };
 
 /**
  * The busy lane a create of `resource` waits in: the one that has the
- * resource pending; else, when `max` lanes are busy, the one with the
- * shortest queue; else none (the create starts a lane of its own).
+ * resource pending; else the busy lane with the shortest queue, unless that
+ * queue is already a full write (`full` waiting) and fewer than `max` lanes
+ * are busy; else none (the create starts a lane of its own).
  */
-function busyLaneFor(lanes: Lane[], resource: string, max: number): Lane | undefined {
+function busyLaneFor(lanes: Lane[], resource: string, max: number, full: number): Lane | undefined {
   let shortest: Lane | undefined;
   for (const lane of lanes) {
     if (lane.pending.has(resource)) return lane;
     if (!shortest || lane.queue.length < shortest.queue.length) shortest = lane;
   }
-  return lanes.length >= max ? shortest : undefined;
+  return shortest && (shortest.queue.length < full || lanes.length >= max) ? shortest : undefined;
 }
 
 type Waiting = {

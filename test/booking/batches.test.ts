@@ -529,6 +529,45 @@ describe("a batch across resources (every lane busy)", () => {
   });
 });
 
+describe("lanes", () => {
+  it("opens another lane only when every busy lane's next write is full", async () => {
+    const x = await world(false, 4);
+    const [r0, r1, r2, r3] = x.resourceIds as [string, string, string, string];
+    // Two lanes, and a full write is two creates.
+    const two = bookingWritesOn(pool, 2, 2);
+    const holder = await pool.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query("SELECT pg_advisory_xact_lock(resource_lock_key($1, $2))", [
+        x.tenantId,
+        r0,
+      ]);
+      const create = (r: string) => book(two, x.tenantId, x.hold(MONDAY + 9 * HOUR, r), undefined);
+      // r0's create is in flight, held up by the lock; r1 and r2 queue
+      // behind it though a lane is idle and their resources are free.
+      const first = create(r0);
+      await until(() => two.batches.pending(x.tenantId, r0) === 1);
+      await untilSessionsWait("advisory");
+      const queued = [create(r1), create(r2)];
+      await until(() => two.batches.pending(x.tenantId, r2) === 1);
+      expect(two.batches.pending(x.tenantId, r1)).toBe(1);
+      // That lane's next write is now full: r3 opens the second lane and
+      // is written at once, while r0's lock is still held.
+      const alone = await create(r3);
+      expect(bookingOf(alone).resourceId).toBe(r3);
+      expect(two.batches.pending(x.tenantId, r1)).toBe(1);
+      await holder.query("ROLLBACK");
+      const [a0, a1, a2] = await Promise.all([first, ...queued]);
+      const rows = await writers(x);
+      const xid = (o: Written) => rows.bookings.get(bookingOf(o).id as string);
+      expect(xid(a1 as Written)).toBe(xid(a2 as Written));
+      expect(new Set([xid(a0 as Written), xid(a1 as Written), xid(alone)]).size).toBe(3);
+    } finally {
+      holder.release();
+    }
+  });
+});
+
 /** The NewBooking of a 30-minute hold on `resourceId` of a world, at its current revisions. */
 function newBooking(x: World, resourceId: string, startMs: number): NewBooking {
   return {

@@ -26,15 +26,16 @@ export const thirtyMinutePolicy: Policy = {
 
 /**
  * What the booking writes need, on `pool`, as a server wires it
- * (src/server.ts), without one; `lanes` as HOLDFAST_WRITE_LANES.
+ * (src/server.ts), without one; `lanes` as HOLDFAST_WRITE_LANES, and
+ * `maxBatch` the most creates one write carries.
  */
-export function bookingWritesOn(pool: pg.Pool, lanes?: number): BookingWrites {
+export function bookingWritesOn(pool: pg.Pool, lanes?: number, maxBatch?: number): BookingWrites {
   const catalog = new CatalogCache(pool, undefined);
   return {
     db: pool,
     catalog,
     finder: new SlotFinder(pool, catalog, randomBytes(32)),
-    batches: new BookingBatches(pool, lanes),
+    batches: new BookingBatches(pool, lanes, undefined, maxBatch),
   };
 }
 
