@@ -2,6 +2,7 @@ import { type Context, context, ROOT_CONTEXT } from "@opentelemetry/api";
 import { createBooking, createBookings, type NewBooking } from "../db/bookings.js";
 import type { IdempotencyClaim, Outcome } from "../db/idempotency.js";
 import type { Queryable } from "../db/pool.js";
+import { activeTraceparent } from "../tracing.js";
 
 /**
  * Creates that name one resource, batched per tenant in this instance:
@@ -110,8 +111,13 @@ export class BookingBatches {
   async #batch(tenantId: string, batch: Waiting[]): Promise<void> {
     let outcomes: Outcome[];
     try {
-      // Several callers' write: in none of their traces (its events record no traceparent).
-      outcomes = await context.with(ROOT_CONTEXT, () => createBookings(this.db, tenantId, batch));
+      // Several callers' write runs in none of their traces; each create's
+      // events record its own caller's traceparent.
+      const creates = batch.map((w) => ({
+        ...w,
+        traceparent: context.with(w.context, activeTraceparent),
+      }));
+      outcomes = await context.with(ROOT_CONTEXT, () => createBookings(this.db, tenantId, creates));
     } catch {
       // Nothing of the batch committed: each goes again alone, and answers
       // for itself (a retry signal reaches its own caller's retry loop).

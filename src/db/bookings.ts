@@ -71,12 +71,17 @@ function perRequest(b: NewBooking, claim: IdempotencyClaim | undefined) {
  * Several creates of one tenant, each naming one resource, as one
  * transaction and one commit (create_bookings): each is create_booking with
  * its resource as its only candidate, in order, and gets its own outcome,
- * in the same order. If the call fails, nothing of it was written.
+ * in the same order; its events record its own `traceparent`, if it has
+ * one. If the call fails, nothing of it was written.
  */
 export async function createBookings(
   q: Queryable,
   tenantId: string,
-  batch: readonly { booking: NewBooking; claim: IdempotencyClaim | undefined }[],
+  batch: readonly {
+    booking: NewBooking;
+    claim: IdempotencyClaim | undefined;
+    traceparent?: string | undefined;
+  }[],
 ): Promise<Outcome[]> {
   const args = batch.map(({ booking, claim }) => {
     if (booking.tenantId !== tenantId || booking.resources.length !== 1) {
@@ -91,7 +96,7 @@ export async function createBookings(
     text: `SELECT create_bookings($1, $2::text[], $3::text[], $4::integer[], $5::integer[], $6::integer[],
                                   $7::timestamptz[], $8::timestamptz[], $9::interval[], $10::interval[],
                                   $11::interval[], $12::interval[], $13::interval[], $14::jsonb, $15::jsonb,
-                                  $16::text[], $17::text[], $18::bytea[])
+                                  $16::text[], $17::text[], $18::bytea[], $19::text[])
                   AS outcomes`,
     values: [
       tenantId,
@@ -104,6 +109,7 @@ export async function createBookings(
       JSON.stringify(column(12)),
       JSON.stringify(column(13)),
       ...[14, 15, 16].map(column),
+      batch.some((c) => c.traceparent) ? batch.map((c) => c.traceparent ?? null) : null,
     ],
   });
   return (rows[0] as { outcomes: Outcome[] }).outcomes;

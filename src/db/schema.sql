@@ -899,7 +899,7 @@ $function$;
 
 -- Functions from src/db/functions/06_booking_batches.sql
 
-CREATE OR REPLACE FUNCTION public.create_bookings(p_tenant text, p_resources text[], p_services text[], p_service_revisions integer[], p_resource_revisions integer[], p_policy_versions integer[], p_starts timestamp with time zone[], p_ends timestamp with time zone[], p_buffers_before interval[], p_buffers_after interval[], p_min_notices interval[], p_max_advances interval[], p_hold_ttls interval[], p_attendees jsonb, p_metadata jsonb, p_idem_methods text[], p_idem_keys text[], p_idem_hashes bytea[])
+CREATE OR REPLACE FUNCTION public.create_bookings(p_tenant text, p_resources text[], p_services text[], p_service_revisions integer[], p_resource_revisions integer[], p_policy_versions integer[], p_starts timestamp with time zone[], p_ends timestamp with time zone[], p_buffers_before interval[], p_buffers_after interval[], p_min_notices interval[], p_max_advances interval[], p_hold_ttls interval[], p_attendees jsonb, p_metadata jsonb, p_idem_methods text[], p_idem_keys text[], p_idem_hashes bytea[], p_traceparents text[])
  RETURNS jsonb
  LANGUAGE plpgsql
 AS $function$
@@ -925,6 +925,9 @@ BEGIN
     END LOOP;
   END IF;
   FOR i IN 1 .. cardinality(p_services) LOOP
+    IF p_traceparents IS NOT NULL THEN
+      PERFORM set_config('holdfast.traceparent', coalesce(p_traceparents[i], ''), true);
+    END IF;
     v_outcomes := array_append(v_outcomes, create_booking(
       p_tenant, p_services[i], ARRAY[p_resources[i]], p_service_revisions[i], ARRAY[p_resource_revisions[i]],
       p_policy_versions[i], p_starts[i], p_ends[i], p_buffers_before[i], p_buffers_after[i],

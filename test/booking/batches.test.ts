@@ -1,5 +1,8 @@
 import { randomBytes } from "node:crypto";
 import type { JsonObject } from "@bufbuild/protobuf";
+import { context, propagation, trace } from "@opentelemetry/api";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BookingBatches } from "../../src/booking/batches.js";
@@ -565,6 +568,48 @@ describe("lanes", () => {
     } finally {
       holder.release();
     }
+  });
+});
+
+describe("traces", () => {
+  const provider = new NodeTracerProvider();
+  beforeAll(() => {
+    provider.register({ propagator: new W3CTraceContextPropagator() });
+  });
+  afterAll(async () => {
+    await provider.shutdown();
+    trace.disable();
+    context.disable();
+    propagation.disable();
+  });
+
+  it("records each caller's traceparent with the events of its create, batched or alone", async () => {
+    const x = await world(false, 3);
+    const tracer = trace.getTracer("batches test");
+    const traceparents: string[] = [];
+    /** A create made inside a span of its own, as a traced call's is. */
+    const traced = (r: string) => () =>
+      tracer.startActiveSpan(`caller on ${r}`, (span) => {
+        const { traceId, spanId } = span.spanContext();
+        traceparents.push(`00-${traceId}-${spanId}-01`);
+        return book(w, x.tenantId, x.hold(MONDAY + 9 * HOUR, r), undefined).finally(() =>
+          span.end(),
+        );
+      });
+    const ids = x.resourceIds;
+    // The first alone, the other two batched behind it (across resources).
+    const answers = await batched(x, ids.map(traced), w, (i) => ids[i] as string);
+    const rows = await writers(x);
+    const xid = (o: Written | Rejection) => rows.bookings.get(bookingOf(o).id as string);
+    expect(xid(answers[1] as Written)).toBe(xid(answers[2] as Written));
+    expect(xid(answers[0] as Written)).not.toBe(xid(answers[1] as Written));
+    const { rows: events } = await pool.query<{ booking_id: string; traceparent: string | null }>(
+      "SELECT booking_id, traceparent FROM outbox WHERE tenant_id = $1",
+      [x.tenantId],
+    );
+    const recorded = new Map(events.map((e) => [e.booking_id, e.traceparent]));
+    expect(answers.map((a) => recorded.get(bookingOf(a).id as string))).toEqual(traceparents);
+    expect(new Set(traceparents).size).toBe(3);
   });
 });
 

@@ -15,7 +15,10 @@
 -- The requests come as parallel arrays, item i of each being request i's
 -- argument to create_booking (whose single resource is p_resources[i]); the
 -- attendees and metadata as one JSON array each, and the answer is one JSON
--- array of their outcomes in the same order. (JSON rather than jsonb[]: an
+-- array of their outcomes in the same order. p_traceparents (NULL when no
+-- caller is traced) holds each request's caller's traceparent: it is set
+-- as holdfast.traceparent before the request runs, so its events record
+-- their own caller's trace (outbox.traceparent, 0010_trace_context.sql). (JSON rather than jsonb[]: an
 -- array of documents travels as text with every quote escaped, which both
 -- ends then parse character by character.) A refusal is an outcome, so
 -- it never disturbs the others. What create_booking raises (HF001 stale
@@ -32,7 +35,8 @@ CREATE FUNCTION create_bookings(
   p_min_notices interval[], p_max_advances interval[],
   p_hold_ttls interval[],
   p_attendees jsonb, p_metadata jsonb,
-  p_idem_methods text[], p_idem_keys text[], p_idem_hashes bytea[]
+  p_idem_methods text[], p_idem_keys text[], p_idem_hashes bytea[],
+  p_traceparents text[]
 ) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -57,6 +61,9 @@ BEGIN
     END LOOP;
   END IF;
   FOR i IN 1 .. cardinality(p_services) LOOP
+    IF p_traceparents IS NOT NULL THEN
+      PERFORM set_config('holdfast.traceparent', coalesce(p_traceparents[i], ''), true);
+    END IF;
     v_outcomes := array_append(v_outcomes, create_booking(
       p_tenant, p_services[i], ARRAY[p_resources[i]], p_service_revisions[i], ARRAY[p_resource_revisions[i]],
       p_policy_versions[i], p_starts[i], p_ends[i], p_buffers_before[i], p_buffers_after[i],
