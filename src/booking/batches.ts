@@ -27,8 +27,9 @@ import { activeTraceparent } from "../tracing.js";
  * so its creates keep their order and take turns in batches rather than
  * queueing on its lock in Postgres: concurrent creates on one hot resource
  * share commits (and its lock's holder's fsync) instead of one fsync each.
- * A resource with nothing pending joins an idle lane, or else the lane with
- * the shortest queue.
+ * A resource with nothing pending joins the busy lane with the shortest
+ * queue (see busyLaneFor), or starts a lane when none is busy or that
+ * queue is full.
  *
  * If a batch's call fails (a retry signal such as a stale catalog, a
  * duplicate key committed by another instance, or any error), nothing of it
