@@ -27,9 +27,8 @@ import { freshDatabase } from "../support/database.js";
  * Concurrent creates, batched (src/booking/batches.ts), on a real Postgres
  * and without a server. Batches are forced: a test holds a resource's
  * advisory lock, so the first create waits in Postgres while the others
- * queue behind it (on its resource, or on other resources when every lane
- * is busy); then it lets go. Which rows one transaction wrote shows in
- * their xmin.
+ * queue behind it (on its resource, or on other resources of its tenant);
+ * then it lets go. Which rows one transaction wrote shows in their xmin.
  */
 
 const MINUTE = 60_000;

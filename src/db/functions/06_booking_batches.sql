@@ -15,18 +15,19 @@
 -- The requests come as parallel arrays, item i of each being request i's
 -- argument to create_booking (whose single resource is p_resources[i]); the
 -- attendees and metadata as one JSON array each, and the answer is one JSON
--- array of their outcomes in the same order. p_traceparents (NULL when no
--- caller is traced) holds each request's caller's traceparent: it is set
--- as holdfast.traceparent before the request runs, so its events record
--- their own caller's trace (outbox.traceparent, 0010_trace_context.sql). (JSON rather than jsonb[]: an
+-- array of their outcomes in the same order. (JSON rather than jsonb[]: an
 -- array of documents travels as text with every quote escaped, which both
--- ends then parse character by character.) A refusal is an outcome, so
--- it never disturbs the others. What create_booking raises (HF001 stale
--- catalog, HF003 a duplicate key committed elsewhere, a constraint) rolls
--- the whole batch back: the caller then runs each request alone, where it
--- raises or answers exactly as it always did. These are rare, and running a
--- per-request subtransaction (BEGIN ... EXCEPTION) on every batch to save
--- them would cost every batch a subtransaction and an extra XID per write.
+-- ends then parse character by character.) p_traceparents (NULL when no
+-- caller is traced) holds each request's caller's traceparent, set as
+-- holdfast.traceparent before the request runs, so that its events record
+-- their own caller's trace (outbox.traceparent, 0010_trace_context.sql). A
+-- refusal is an outcome, so it never disturbs the others. What
+-- create_booking raises (HF001 stale catalog, HF003 a duplicate key
+-- committed elsewhere, a constraint) rolls the whole batch back: the caller
+-- then runs each request alone, where it raises or answers exactly as it
+-- always did. These are rare, and running a per-request subtransaction
+-- (BEGIN ... EXCEPTION) on every batch to save them would cost every batch a
+-- subtransaction and an extra XID per write.
 CREATE FUNCTION create_bookings(
   p_tenant text, p_resources text[],
   p_services text[], p_service_revisions integer[], p_resource_revisions integer[],
