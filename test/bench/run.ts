@@ -1052,10 +1052,17 @@ async function main() {
       // The floor's statement writing Holdfast's own row into its bookings
       // table (its seven indexes and the exclusion constraint), without the
       // event or the checks: between the floor and create_booking(), how
-      // much is the table and how much the function.
+      // much is the table and how much the function. On generic plans, as
+      // Holdfast's writes run (05_booking_writes.sql): planned afresh each
+      // time, as the planner otherwise chooses here, it costs a third more.
+      const generic = new pg.Pool({
+        connectionString: dbUrl.toString(),
+        max: 16,
+        options: "-c plan_cache_mode=force_generic_plan",
+      });
       const tableHold = (i: number) => {
         const s = slot(w, i, 9);
-        return pool.query({
+        return generic.query({
           name: "bench_table_hold",
           text: `WITH locked AS MATERIALIZED (
                    SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))),
@@ -1130,6 +1137,7 @@ async function main() {
       for (const protocol of PROTOCOLS)
         add(row(HOLDS_VS_SQL, protocol, 16, merge(sums[protocol] ?? [])));
       await pool.end();
+      await generic.end();
     }
 
     // Flat as data grows: CreateHold (64 resources, 16 clients) and ListSlots
