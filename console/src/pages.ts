@@ -1,6 +1,11 @@
 import { CalendarFeedService } from "../../gen/holdfast/v1/calendar_feed_pb.js";
 import type { Service } from "../../gen/holdfast/v1/catalog_pb.js";
-import { type Resource, ResourceKind } from "../../gen/holdfast/v1/resource_pb.js";
+import {
+  OverrideKind,
+  type Resource,
+  ResourceKind,
+  ResourceService,
+} from "../../gen/holdfast/v1/resource_pb.js";
 import {
   type Delivery,
   DeliveryStatus,
@@ -127,25 +132,102 @@ export function catalogPage(root: HTMLElement): () => void {
   });
 
   function showOverrides(r: Resource): void {
+    const manage = can(ResourceService.method.createOverride);
     void guarded(detail, async () => {
       const { overrides } = await api.resources.listOverrides({ resourceId: r.id, pageSize: 100 });
+      const problem = h("div", { "aria-live": "polite" });
       replace(
         detail,
         h("h3", {}, `Overrides of ${r.name}`),
         overrides.length
           ? table(
-              ["Kind", "Title", "From", "To", "Times"],
+              ["Kind", "Title", "From", "To", "Times", ...(manage ? [""] : [])],
               overrides.map((o) => [
-                text(o.kind === 1 ? "block" : "open"),
+                text(o.kind === OverrideKind.BLOCK ? "block" : "open"),
                 text(o.title),
                 text(o.startDate),
                 text(o.endDate),
                 text(o.allDay ? "all day" : `${o.startTime}–${o.endTime}`),
+                ...(manage
+                  ? [
+                      h(
+                        "button",
+                        {
+                          class: "danger",
+                          onclick: () =>
+                            guarded(problem, async () => {
+                              if (!confirm(`Delete the override "${o.title || o.startDate}"?`))
+                                return;
+                              await api.resources.deleteOverride(
+                                { resourceId: r.id, overrideId: o.id },
+                                once(),
+                              );
+                              showOverrides(r);
+                            }),
+                        },
+                        "Delete",
+                      ),
+                    ]
+                  : []),
               ]),
             )
           : h("p", {}, "None."),
+        problem,
+        manage ? overrideForm(r, problem) : null,
       );
     });
+  }
+
+  /** A form adding a one-off override (a day, or days from-to) to `r`; the server checks it. */
+  function overrideForm(r: Resource, problem: HTMLElement): HTMLElement {
+    const field = (label: string, input: HTMLInputElement | HTMLSelectElement) =>
+      h("label", {}, `${label} `, input);
+    const kind = h(
+      "select",
+      {},
+      h("option", { value: String(OverrideKind.BLOCK) }, "block (closed)"),
+      h("option", { value: String(OverrideKind.OPEN) }, "open (extra time)"),
+    );
+    const title = h("input", { type: "text", maxlength: 200 });
+    const from = h("input", { type: "date", required: true });
+    const to = h("input", { type: "date" });
+    const allDay = h("input", { type: "checkbox", checked: true });
+    const startTime = h("input", { type: "time" });
+    const endTime = h("input", { type: "time" });
+    return h(
+      "form",
+      {
+        class: "card",
+        onsubmit: (e: Event) => {
+          e.preventDefault();
+          void guarded(problem, async () => {
+            await api.resources.createOverride(
+              {
+                resourceId: r.id,
+                kind: Number(kind.value),
+                title: title.value,
+                startDate: from.value,
+                endDate: to.value,
+                allDay: allDay.checked,
+                startTime: allDay.checked ? "" : startTime.value,
+                endTime: allDay.checked ? "" : endTime.value,
+              },
+              once(),
+            );
+            showOverrides(r);
+          });
+        },
+      },
+      h("h3", {}, "New override"),
+      field("Kind", kind),
+      field("Title", title),
+      field("From", from),
+      field("To", to),
+      field("All day", allDay),
+      field("Starts", startTime),
+      field("Ends", endTime),
+      h("button", { type: "submit", class: "primary" }, "Add override"),
+    );
   }
 
   function showVersions(s: Service): void {

@@ -170,7 +170,7 @@ describe("the console's pages", { timeout: 120_000 }, () => {
     await page.close();
   });
 
-  it("resources and services: schedules, overrides and policy versions", async () => {
+  it("resources and services: schedules, overrides (added and deleted from the console) and policy versions", async () => {
     const w = await world();
     await w.resources.setWeeklySchedule({
       resourceId: w.a,
@@ -194,6 +194,64 @@ describe("the console's pages", { timeout: 120_000 }, () => {
     await expect(page.locator(".detail tr", { hasText: "Repairs" }).textContent()).resolves.toMatch(
       /block.*Repairs.*2031-05-06.*all day/,
     );
+
+    // Adding an override from the console: the server has it as entered.
+    const form = page.locator(".detail form");
+    await form.getByLabel("Kind").selectOption({ label: "open (extra time)" });
+    await form.getByLabel("Title").fill("Late opening");
+    await form.getByLabel("From").fill("2031-06-02");
+    await form.getByLabel("To").fill("2031-06-03");
+    await form.getByLabel("All day").uncheck();
+    await form.getByLabel("Starts").fill("18:00");
+    await form.getByLabel("Ends").fill("21:00");
+    await form.getByRole("button", { name: "Add override" }).click();
+    await expect(
+      page.locator(".detail tr", { hasText: "Late opening" }).textContent(),
+    ).resolves.toMatch(/open.*Late opening.*2031-06-02.*2031-06-03.*18:00–21:00/);
+    const listed = async () =>
+      (await w.resources.listOverrides({ resourceId: w.a })).overrides.map((o) => ({
+        kind: o.kind,
+        title: o.title,
+        from: o.startDate,
+        to: o.endDate,
+        times: o.allDay ? "all day" : `${o.startTime}-${o.endTime}`,
+      }));
+    expect(await listed()).toEqual([
+      {
+        kind: OverrideKind.BLOCK,
+        title: "Repairs",
+        from: "2031-05-06",
+        to: "",
+        times: "all day",
+      },
+      {
+        kind: OverrideKind.OPEN,
+        title: "Late opening",
+        from: "2031-06-02",
+        to: "2031-06-03",
+        times: "18:00-21:00",
+      },
+    ]);
+
+    // One the server refuses shows its reason and field, and adds nothing.
+    await form.getByLabel("Title").fill("Backwards");
+    await form.getByLabel("From").fill("2031-07-10");
+    await form.getByLabel("To").fill("2031-07-01");
+    await form.getByLabel("All day").check();
+    await form.getByRole("button", { name: "Add override" }).click();
+    const problem = page.locator(".detail .problem");
+    await expect(problem.locator(".reason").textContent()).resolves.toBe("VALIDATION_ERROR");
+    expect(await problem.textContent()).toContain("end_date");
+    expect(await listed()).toHaveLength(2);
+
+    // Deleting one, after the browser's confirmation.
+    page.once("dialog", (d) => void d.accept());
+    await page
+      .locator(".detail tr", { hasText: "Repairs" })
+      .getByRole("button", { name: "Delete" })
+      .click();
+    await page.locator(".detail tr", { hasText: "Repairs" }).waitFor({ state: "detached" });
+    expect((await listed()).map((o) => o.title)).toEqual(["Late opening"]);
     await page
       .locator("tr", { hasText: "Fitting" })
       .getByRole("button", { name: "Policy versions" })
@@ -277,6 +335,12 @@ describe("the console's pages", { timeout: 120_000 }, () => {
       }
       for (const name of actions) await reachable(name);
     }
+    // A resource's overrides, with the form adding one.
+    await page.goto(`${server.url}/console/#/catalog`);
+    await page.getByRole("button", { name: "Overrides" }).first().click();
+    await page.locator(".detail form").waitFor();
+    expect(await overflowsSideways(page), "overrides").toBe(false);
+    await reachable("Add override");
     await receiver.stop();
     await page.close();
   });
