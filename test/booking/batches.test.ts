@@ -96,6 +96,39 @@ async function until(done: () => boolean): Promise<void> {
 }
 
 /**
+ * Takes a resource's lock in a transaction of a session of its own, as a
+ * write in flight holds it, until `letGo` (which may be called again).
+ */
+async function holdLock(
+  tenantId: string,
+  resourceId: string,
+): Promise<{ letGo: () => Promise<void> }> {
+  const holder = await pool.connect();
+  try {
+    await holder.query("BEGIN");
+    await holder.query("SELECT pg_advisory_xact_lock(resource_lock_key($1, $2))", [
+      tenantId,
+      resourceId,
+    ]);
+  } catch (err) {
+    holder.release();
+    throw err;
+  }
+  let held = true;
+  return {
+    letGo: async () => {
+      if (!held) return;
+      held = false;
+      try {
+        await holder.query("ROLLBACK");
+      } finally {
+        holder.release();
+      }
+    },
+  };
+}
+
+/**
  * Holds the resource's lock in a transaction of its own while `queue`
  * starts creates on it, each of which must join the resource's queue
  * (pending grows by one per create) before the next starts; then lets go
@@ -107,23 +140,18 @@ async function batched(
   on: BookingWrites = w,
   resourceOf: (i: number) => string = () => x.resourceId,
 ): Promise<(Written | Rejection)[]> {
-  const holder = await pool.connect();
+  const lock = await holdLock(x.tenantId, x.resourceId);
   try {
-    await holder.query("BEGIN");
-    await holder.query("SELECT pg_advisory_xact_lock(resource_lock_key($1, $2))", [
-      x.tenantId,
-      x.resourceId,
-    ]);
     const answers: Promise<Written | Rejection>[] = [];
     for (const [i, start] of queue.entries()) {
       const before = on.batches.pending(x.tenantId, resourceOf(i));
       answers.push(settle(start()));
       await until(() => on.batches.pending(x.tenantId, resourceOf(i)) === before + 1);
     }
-    await holder.query("ROLLBACK");
+    await lock.letGo();
     return await Promise.all(answers);
   } finally {
-    holder.release();
+    await lock.letGo();
   }
 }
 
@@ -503,30 +531,27 @@ describe("a batch across resources (every lane busy)", () => {
     const [low, high] = keyed.map((r) => r.id) as [string, string];
     const batchOf = (resources: string[], hour: number) =>
       resources.map((r) => ({ booking: newBooking(x, r, MONDAY + hour * HOUR), claim: undefined }));
-    const holder = await pool.connect();
     const one = await pool.connect();
     const two = await pool.connect();
+    let lock: { letGo: () => Promise<void> } | undefined;
     try {
       // The low resource is held, so both batches wait for it. Had the
       // second taken its first-named (high) lock first, it would hold high
       // while waiting for low, and the first, once it has low, would wait
       // for high: a deadlock that Postgres ends by failing one of them.
-      await holder.query("BEGIN");
-      await holder.query("SELECT pg_advisory_xact_lock(resource_lock_key($1, $2))", [
-        x.tenantId,
-        low,
-      ]);
+      lock = await holdLock(x.tenantId, low);
       const first = createBookings(one, x.tenantId, batchOf([low, high], 9));
       await untilSessionsWait("advisory", 1);
       const second = createBookings(two, x.tenantId, batchOf([high, low], 10));
       await untilSessionsWait("advisory", 2);
-      await holder.query("COMMIT");
+      await lock.letGo();
       const outcomes = (await Promise.all([first, second])).flat();
       expect(
         outcomes.map((o) => (o.response as { booking: JsonObject }).booking.resourceId),
       ).toEqual([low, high, high, low]);
     } finally {
-      for (const c of [holder, one, two]) c.release();
+      await lock?.letGo();
+      for (const c of [one, two]) c.release();
     }
   });
 });
@@ -537,13 +562,8 @@ describe("lanes", () => {
     const [r0, r1, r2, r3] = x.resourceIds as [string, string, string, string];
     // Two lanes, and a full write is two creates.
     const two = bookingWritesOn(pool, 2, 2);
-    const holder = await pool.connect();
+    const lock = await holdLock(x.tenantId, r0);
     try {
-      await holder.query("BEGIN");
-      await holder.query("SELECT pg_advisory_xact_lock(resource_lock_key($1, $2))", [
-        x.tenantId,
-        r0,
-      ]);
       const create = (r: string) => book(two, x.tenantId, x.hold(MONDAY + 9 * HOUR, r), undefined);
       // r0's create is in flight, held up by the lock; r1 and r2 queue
       // behind it though a lane is idle and their resources are free.
@@ -558,14 +578,14 @@ describe("lanes", () => {
       const alone = await create(r3);
       expect(bookingOf(alone).resourceId).toBe(r3);
       expect(two.batches.pending(x.tenantId, r1)).toBe(1);
-      await holder.query("ROLLBACK");
+      await lock.letGo();
       const [a0, a1, a2] = await Promise.all([first, ...queued]);
       const rows = await writers(x);
       const xid = (o: Written) => rows.bookings.get(bookingOf(o).id as string);
       expect(xid(a1 as Written)).toBe(xid(a2 as Written));
       expect(new Set([xid(a0 as Written), xid(a1 as Written), xid(alone)]).size).toBe(3);
     } finally {
-      holder.release();
+      await lock.letGo();
     }
   });
 });
