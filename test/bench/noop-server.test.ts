@@ -84,4 +84,18 @@ describe("bench no-op floor: ListSlots", () => {
       expect(ConnectError.from(other).code).toBe(Code.NotFound);
     }
   });
+
+  it("refuses a page over 16 MiB and keeps nothing of it", async () => {
+    const stored = await fetch(`${url}/bench/slots`, {
+      method: "POST",
+      headers: {
+        "x-request": Buffer.from(toBinary(ListSlotsRequestSchema, request(9))).toString("base64"),
+      },
+      body: new Uint8Array(16 * 1024 * 1024 + 1),
+    });
+    expect(stored.status).toBe(413);
+    const client = createClient(AvailabilityService, createGrpcTransport({ baseUrl: url }));
+    const answer = await client.listSlots(request(9)).catch((e: unknown) => e);
+    expect(ConnectError.from(answer).code).toBe(Code.NotFound);
+  });
 });

@@ -8,7 +8,7 @@
  *
  * ListSlots answers, with no computation and no database, a page the bench
  * captured from Holdfast for the same request and stored here first
- * (`POST /bench/slots`: the ListSlotsResponse in binary as the body, its
+ * (`POST /bench/slots`, at most 16 pages of 16 MiB: the ListSlotsResponse in binary as the body, its
  * ListSlotsRequest in binary and base64 in `x-request`): what the framework, Node and the load generator's own
  * decoding cost for an answer of that size, the floor of ListSlots latency.
  * Binary answers carry the slots encoded once, at storing, the way Holdfast
@@ -101,14 +101,26 @@ const rpc = connectNodeAdapter({
     });
   },
 });
+const MAX_PAGES = 16;
+const MAX_PAGE_BYTES = 16 * 1024 * 1024;
 listener.serve((req, res) => {
   if (req.url !== "/bench/slots") return rpc(req, res);
   const key = slotPageKey(
     fromBinary(ListSlotsRequestSchema, Buffer.from(String(req.headers["x-request"]), "base64")),
   );
+  // Bounded like every buffer (the bench stores three pages of about
+  // 200 KB, for each protocol): a larger body or one page too many is
+  // refused, not kept.
+  if (!pages.has(key) && pages.size >= MAX_PAGES) return void res.writeHead(507).end();
   const parts: Buffer[] = [];
-  req.on("data", (d: Buffer) => parts.push(d));
+  let size = 0;
+  req.on("data", (d: Buffer) => {
+    size += d.length;
+    if (size <= MAX_PAGE_BYTES) parts.push(d);
+    else parts.length = 0;
+  });
   req.on("end", () => {
+    if (size > MAX_PAGE_BYTES) return void res.writeHead(413).end();
     pages.set(key, storePage(Buffer.concat(parts)));
     res.writeHead(204).end();
   });
