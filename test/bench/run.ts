@@ -1114,28 +1114,28 @@ async function main() {
       // The floors and CreateHold through the server over each protocol, in
       // rounds that take turns, so that target 2 compares figures measured
       // under the same drift of this machine.
-      const writes: Record<string, (i: number) => Promise<unknown>> = {
+      const onServer = async (protocol: Protocol) => {
+        const ws = await world(url, 64);
+        const c = bookingClient(url, ws.key, protocol);
+        return (i: number) => c.createHold(slot(ws, i, 11));
+      };
+      const writes = {
         floor: floorHold,
         table: tableHold,
         function: hold,
+        grpc: await onServer("grpc"),
+        "connect-json": await onServer("connect-json"),
       };
-      for (const protocol of PROTOCOLS) {
-        const ws = await world(url, 64);
-        const c = bookingClient(url, ws.key, protocol);
-        writes[protocol] = (i) => c.createHold(slot(ws, i, 11));
-      }
-      for (const write of Object.values(writes)) await drive(200, 16, (i) => write(i + 1_000_000));
+      const kinds = Object.keys(writes) as (keyof typeof writes)[];
+      for (const k of kinds) await drive(200, 16, (i) => writes[k](i + 1_000_000));
       await analyze(dbUrl);
-      const sums = await alternating(Object.keys(writes), 4, (kind, round) =>
-        measured(n(1500), 16, (i) =>
-          (writes[kind] as (i: number) => Promise<unknown>)(i + round * 100_000),
-        ),
+      const sums = await alternating(kinds, 4, (k, round) =>
+        measured(n(1500), 16, (i) => writes[k](i + round * 100_000)),
       );
-      add(row(SQL_FLOOR, "pg", 16, merge(sums.floor ?? [])));
-      add(row(SQL_TABLE, "pg", 16, merge(sums.table ?? [])));
-      add(row(SQL_FUNCTION, "pg", 16, merge(sums.function ?? [])));
-      for (const protocol of PROTOCOLS)
-        add(row(HOLDS_VS_SQL, protocol, 16, merge(sums[protocol] ?? [])));
+      add(row(SQL_FLOOR, "pg", 16, merge(sums.floor)));
+      add(row(SQL_TABLE, "pg", 16, merge(sums.table)));
+      add(row(SQL_FUNCTION, "pg", 16, merge(sums.function)));
+      for (const protocol of PROTOCOLS) add(row(HOLDS_VS_SQL, protocol, 16, merge(sums[protocol])));
       await pool.end();
       await generic.end();
     }
