@@ -59,7 +59,6 @@ export class BookingBatches {
       const waiting: Waiting = {
         booking,
         claim,
-        resource: resource.id,
         resolve,
         reject,
         context: context.active(),
@@ -96,9 +95,10 @@ export class BookingBatches {
       batch.length === 1 ? alone(this.db, batch[0] as Waiting) : this.#batch(tenantId, batch);
     void written.then(() => {
       for (const w of batch) {
-        const n = (lane.pending.get(w.resource) ?? 1) - 1;
-        if (n === 0) lane.pending.delete(w.resource);
-        else lane.pending.set(w.resource, n);
+        const resource = resourceOf(w);
+        const n = (lane.pending.get(resource) ?? 1) - 1;
+        if (n === 0) lane.pending.delete(resource);
+        else lane.pending.set(resource, n);
       }
       if (lane.queue.length > 0) {
         this.#write(tenantId, lanes, lane, lane.queue.splice(0, this.maxBatch));
@@ -170,15 +170,17 @@ function busyLaneFor(lanes: Lane[], resource: string, max: number, full: number)
   return shortest && (shortest.queue.length < full || lanes.length >= max) ? shortest : undefined;
 }
 
+/** A create waiting in a lane; its booking names one resource. */
 type Waiting = {
   booking: NewBooking;
   claim: IdempotencyClaim | undefined;
-  resource: string;
   resolve: (o: Outcome) => void;
   reject: (err: unknown) => void;
   /** The caller's trace context: a queued create runs when an earlier one ends, in that one's. */
   context: Context;
 };
+
+const resourceOf = (w: Waiting): string => (w.booking.resources[0] as { id: string }).id;
 
 /** One create by itself, settling its caller; never rejects. */
 function alone(db: Queryable, w: Waiting): Promise<void> {
