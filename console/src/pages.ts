@@ -1,7 +1,9 @@
 import { CalendarFeedService } from "../../gen/holdfast/v1/calendar_feed_pb.js";
 import type { Service } from "../../gen/holdfast/v1/catalog_pb.js";
 import {
+  type Override,
   OverrideKind,
+  RecurrenceFrequency,
   type Resource,
   ResourceKind,
   ResourceService,
@@ -141,13 +143,14 @@ export function catalogPage(root: HTMLElement): () => void {
         h("h3", {}, `Overrides of ${r.name}`),
         overrides.length
           ? table(
-              ["Kind", "Title", "From", "To", "Times", ...(manage ? [""] : [])],
+              ["Kind", "Title", "From", "To", "Times", "Repeats", ...(manage ? [""] : [])],
               overrides.map((o) => [
                 text(o.kind === OverrideKind.BLOCK ? "block" : "open"),
                 text(o.title),
                 text(o.startDate),
                 text(o.endDate),
                 text(o.allDay ? "all day" : `${o.startTime}–${o.endTime}`),
+                text(repeatsText(o)),
                 ...(manage
                   ? [
                       h(
@@ -178,7 +181,11 @@ export function catalogPage(root: HTMLElement): () => void {
     });
   }
 
-  /** A form adding a one-off override (a day, or days from-to) to `r`; the server checks it. */
+  /**
+   * A form adding an override to `r`: a day or days from-to, once or
+   * repeating weekly (on chosen weekdays) or monthly (on the start date's
+   * day of the month); the server checks it.
+   */
   function overrideForm(r: Resource, problem: HTMLElement): HTMLElement {
     const field = (label: string, input: HTMLInputElement | HTMLSelectElement) =>
       h("label", {}, `${label} `, input);
@@ -194,6 +201,37 @@ export function catalogPage(root: HTMLElement): () => void {
     const allDay = h("input", { type: "checkbox", checked: true });
     const startTime = h("input", { type: "time" });
     const endTime = h("input", { type: "time" });
+    const repeats = h(
+      "select",
+      {},
+      h("option", { value: "" }, "never"),
+      h("option", { value: String(RecurrenceFrequency.WEEKLY) }, "weekly"),
+      h(
+        "option",
+        { value: String(RecurrenceFrequency.MONTHLY) },
+        "monthly, on the start date's day",
+      ),
+    );
+    const every = h("input", { type: "number", min: 1, max: 99, value: 1 });
+    const weekdays = WEEKDAYS.map((name, i) =>
+      h("input", { type: "checkbox", value: i + 1, "aria-label": name }),
+    );
+    const until = h("input", { type: "date" });
+    const recurrence = () => {
+      const frequency = Number(repeats.value);
+      if (!frequency) return undefined;
+      return {
+        frequency,
+        interval: Number(every.value) || 1,
+        weekdays:
+          frequency === RecurrenceFrequency.WEEKLY
+            ? weekdays.filter((c) => c.checked).map((c) => Number(c.value))
+            : [],
+        monthDay:
+          frequency === RecurrenceFrequency.MONTHLY ? Number(from.value.slice(8, 10)) || 0 : 0,
+        until: until.value,
+      };
+    };
     return h(
       "form",
       {
@@ -211,6 +249,7 @@ export function catalogPage(root: HTMLElement): () => void {
                 allDay: allDay.checked,
                 startTime: allDay.checked ? "" : startTime.value,
                 endTime: allDay.checked ? "" : endTime.value,
+                recurrence: recurrence(),
               },
               once(),
             );
@@ -226,6 +265,15 @@ export function catalogPage(root: HTMLElement): () => void {
       field("All day", allDay),
       field("Starts", startTime),
       field("Ends", endTime),
+      field("Repeats", repeats),
+      field("Every (weeks or months)", every),
+      h(
+        "fieldset",
+        {},
+        h("legend", {}, "On (weekly; none: the start date's weekday)"),
+        weekdays.map((c) => h("label", {}, c, ` ${c.getAttribute("aria-label")}`)),
+      ),
+      field("Until", until),
       h("button", { type: "submit", class: "primary" }, "Add override"),
     );
   }
@@ -377,6 +425,31 @@ export function webhooksPage(root: HTMLElement): () => void {
     });
   void load();
   return () => clearInterval(follow);
+}
+
+const WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+const ORDINALS: Record<number, string> = {
+  1: "first",
+  2: "second",
+  3: "third",
+  4: "fourth",
+  5: "fifth",
+};
+
+/** How an override repeats, in words: "" when it does not. */
+function repeatsText(o: Override): string {
+  const r = o.recurrence;
+  if (!r?.frequency) return "";
+  const weekly = r.frequency === RecurrenceFrequency.WEEKLY;
+  const every = r.interval > 1 ? ` every ${r.interval} ${weekly ? "weeks" : "months"}` : "";
+  const on = weekly
+    ? r.weekdays.map((d) => WEEKDAYS[d - 1]).join(", ")
+    : r.monthDay
+      ? `on day ${r.monthDay}`
+      : `on the ${ORDINALS[r.weekOfMonth] ?? "last"} ${WEEKDAYS[r.weekday - 1]}`;
+  return [`${weekly ? "weekly" : "monthly"}${every}`, on, r.until ? `until ${r.until}` : ""]
+    .filter(Boolean)
+    .join(" ");
 }
 
 function attemptsText(d: Delivery): string {

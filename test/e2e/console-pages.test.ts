@@ -5,7 +5,11 @@ import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
 import { CatalogService } from "../../gen/holdfast/v1/catalog_pb.js";
 import { EventService } from "../../gen/holdfast/v1/event_pb.js";
 import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
-import { OverrideKind, ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
+import {
+  OverrideKind,
+  RecurrenceFrequency,
+  ResourceService,
+} from "../../gen/holdfast/v1/resource_pb.js";
 import { WebhookService } from "../../gen/holdfast/v1/webhook_pb.js";
 import { DAY, MINUTE, minutes } from "../support/booking.js";
 import { launchChromium, overflowsSideways, signedIn } from "../support/browser.js";
@@ -183,6 +187,14 @@ describe("the console's pages", { timeout: 120_000 }, () => {
       startDate: "2031-05-06",
       allDay: true,
     });
+    await w.resources.createOverride({
+      resourceId: w.a,
+      kind: OverrideKind.BLOCK,
+      title: "Inventory",
+      startDate: "2031-05-30",
+      allDay: true,
+      recurrence: { frequency: RecurrenceFrequency.MONTHLY, weekOfMonth: -1, weekday: 5 },
+    });
     await w.catalog.updateService({
       service: { id: w.serviceId, policy: { durations: [minutes(45)], slotInterval: minutes(15) } },
       updateMask: { paths: ["policy"] },
@@ -192,15 +204,18 @@ describe("the console's pages", { timeout: 120_000 }, () => {
     await expect(roomA.textContent()).resolves.toContain("Mon 09:00–17:00");
     await roomA.getByRole("button", { name: "Overrides" }).click();
     await expect(page.locator(".detail tr", { hasText: "Repairs" }).textContent()).resolves.toMatch(
-      /block.*Repairs.*2031-05-06.*all day/,
+      /block.*Repairs.*2031-05-06.*all dayDelete$/,
     );
+    await expect(
+      page.locator(".detail tr", { hasText: "Inventory" }).textContent(),
+    ).resolves.toMatch(/Inventory.*all daymonthly on the last Fri/);
 
     // Adding an override from the console: the server has it as entered.
     const form = page.locator(".detail form");
     await form.getByLabel("Kind").selectOption({ label: "open (extra time)" });
     await form.getByLabel("Title").fill("Late opening");
     await form.getByLabel("From").fill("2031-06-02");
-    await form.getByLabel("To").fill("2031-06-03");
+    await form.getByLabel("To", { exact: true }).fill("2031-06-03");
     await form.getByLabel("All day").uncheck();
     await form.getByLabel("Starts").fill("18:00");
     await form.getByLabel("Ends").fill("21:00");
@@ -225,6 +240,13 @@ describe("the console's pages", { timeout: 120_000 }, () => {
         times: "all day",
       },
       {
+        kind: OverrideKind.BLOCK,
+        title: "Inventory",
+        from: "2031-05-30",
+        to: "",
+        times: "all day",
+      },
+      {
         kind: OverrideKind.OPEN,
         title: "Late opening",
         from: "2031-06-02",
@@ -233,16 +255,42 @@ describe("the console's pages", { timeout: 120_000 }, () => {
       },
     ]);
 
+    // A repeating one: every other week, on Mondays and Wednesdays, until the end of June.
+    await form.getByLabel("Title").fill("Lunch");
+    await form.getByLabel("From").fill("2031-06-02");
+    await form.getByLabel("All day").uncheck();
+    await form.getByLabel("Starts").fill("12:00");
+    await form.getByLabel("Ends").fill("13:00");
+    await form.getByLabel("Repeats").selectOption({ label: "weekly" });
+    await form.getByLabel("Every").fill("2");
+    await form.getByLabel("Mon", { exact: true }).check();
+    await form.getByLabel("Wed", { exact: true }).check();
+    await form.getByLabel("Until").fill("2031-06-30");
+    await form.getByRole("button", { name: "Add override" }).click();
+    await expect(page.locator(".detail tr", { hasText: "Lunch" }).textContent()).resolves.toMatch(
+      /block.*Lunch.*2031-06-02.*12:00–13:00.*weekly every 2 weeks Mon, Wed until 2031-06-30/,
+    );
+    const lunch = (await w.resources.listOverrides({ resourceId: w.a })).overrides.find(
+      (o) => o.title === "Lunch",
+    );
+    expect(lunch?.recurrence).toMatchObject({
+      frequency: RecurrenceFrequency.WEEKLY,
+      interval: 2,
+      weekdays: [1, 3],
+      monthDay: 0,
+      until: "2031-06-30",
+    });
+
     // One the server refuses shows its reason and field, and adds nothing.
     await form.getByLabel("Title").fill("Backwards");
     await form.getByLabel("From").fill("2031-07-10");
-    await form.getByLabel("To").fill("2031-07-01");
+    await form.getByLabel("To", { exact: true }).fill("2031-07-01");
     await form.getByLabel("All day").check();
     await form.getByRole("button", { name: "Add override" }).click();
     const problem = page.locator(".detail .problem");
     await expect(problem.locator(".reason").textContent()).resolves.toBe("VALIDATION_ERROR");
     expect(await problem.textContent()).toContain("end_date");
-    expect(await listed()).toHaveLength(2);
+    expect(await listed()).toHaveLength(4);
 
     // Deleting one, after the browser's confirmation.
     page.once("dialog", (d) => void d.accept());
@@ -251,7 +299,7 @@ describe("the console's pages", { timeout: 120_000 }, () => {
       .getByRole("button", { name: "Delete" })
       .click();
     await page.locator(".detail tr", { hasText: "Repairs" }).waitFor({ state: "detached" });
-    expect((await listed()).map((o) => o.title)).toEqual(["Late opening"]);
+    expect((await listed()).map((o) => o.title)).toEqual(["Inventory", "Late opening", "Lunch"]);
     await page
       .locator("tr", { hasText: "Fitting" })
       .getByRole("button", { name: "Policy versions" })
@@ -280,6 +328,21 @@ describe("the console's pages", { timeout: 120_000 }, () => {
     expect(new Set(await page.locator("main button").allTextContents())).toEqual(
       new Set(["Overrides", "Policy versions", "Calendar feed"]),
     );
+    // A resource's overrides are shown without the form or a Delete.
+    await w.resources.createOverride({
+      resourceId: w.a,
+      kind: OverrideKind.BLOCK,
+      title: "Closed",
+      startDate: "2031-05-06",
+      allDay: true,
+    });
+    await page
+      .locator("tr", { hasText: "Room A" })
+      .getByRole("button", { name: "Overrides" })
+      .click();
+    await page.locator(".detail tr", { hasText: "Closed" }).waitFor();
+    expect(await page.locator(".detail form").count()).toBe(0);
+    expect(await page.locator(".detail button").count()).toBe(0);
     await page.goto(`${server.url}/console/#/events`);
     await page.locator("tr[data-event]").first().waitFor();
     expect(await page.locator("main button").count()).toBe(0);
