@@ -335,8 +335,7 @@ function scheduleText(r: Resource): string {
   const windows = r.weeklySchedule?.windows;
   if (!windows) return "all hours";
   if (windows.length === 0) return "none";
-  const days = ["", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-  return windows.map((w) => `${days[w.weekday]} ${w.startTime}–${w.endTime}`).join(", ");
+  return windows.map((w) => `${WEEKDAYS[w.weekday - 1]} ${w.startTime}–${w.endTime}`).join(", ");
 }
 
 // --- webhooks -------------------------------------------------------------
@@ -427,6 +426,7 @@ export function webhooksPage(root: HTMLElement): () => void {
   return () => clearInterval(follow);
 }
 
+/** Weekday n (1 = Monday ... 7 = Sunday, as the API numbers them) is WEEKDAYS[n - 1]. */
 const WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 const ORDINALS: Record<number, string> = {
   1: "first",
@@ -442,8 +442,12 @@ function repeatsText(o: Override): string {
   if (!r?.frequency) return "";
   const weekly = r.frequency === RecurrenceFrequency.WEEKLY;
   const every = r.interval > 1 ? ` every ${r.interval} ${weekly ? "weeks" : "months"}` : "";
+  // A weekly one without weekdays repeats on its start date's.
+  const days = r.weekdays.length
+    ? r.weekdays
+    : [new Date(`${o.startDate}T00:00:00Z`).getUTCDay() || 7];
   const on = weekly
-    ? r.weekdays.map((d) => WEEKDAYS[d - 1]).join(", ")
+    ? days.map((d) => WEEKDAYS[d - 1]).join(", ")
     : r.monthDay
       ? `on day ${r.monthDay}`
       : `on the ${ORDINALS[r.weekOfMonth] ?? "last"} ${WEEKDAYS[r.weekday - 1]}`;

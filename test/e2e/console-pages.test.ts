@@ -335,12 +335,16 @@ describe("the console's pages", { timeout: 120_000 }, () => {
       title: "Closed",
       startDate: "2031-05-06",
       allDay: true,
+      recurrence: { frequency: RecurrenceFrequency.WEEKLY },
     });
     await page
       .locator("tr", { hasText: "Room A" })
       .getByRole("button", { name: "Overrides" })
       .click();
-    await page.locator(".detail tr", { hasText: "Closed" }).waitFor();
+    // Weekly without weekdays: on its start date's, a Tuesday.
+    await expect(page.locator(".detail tr", { hasText: "Closed" }).textContent()).resolves.toMatch(
+      /all dayweekly Tue$/,
+    );
     expect(await page.locator(".detail form").count()).toBe(0);
     expect(await page.locator(".detail button").count()).toBe(0);
     await page.goto(`${server.url}/console/#/events`);
