@@ -731,10 +731,10 @@ async function main() {
     // One hot resource versus 64 spread ones, 16 clients, in alternating
     // rounds so that the machine's drift falls on both alike.
     for (const protocol of runs("hot") ? PROTOCOLS : []) {
-      const sums = await alternating(["spread", "hot"], 2, async (kind) => {
+      const sums = await alternating(["spread", "hot"], 4, async (kind) => {
         const w = await world(url, kind === "hot" ? 1 : 64);
         const c = bookingClient(url, w.key, protocol);
-        return measured(n(2000), 16, (i) => c.createHold(slot(w, i, 2)));
+        return measured(n(1000), 16, (i) => c.createHold(slot(w, i, 2)));
       });
       for (const kind of ["spread", "hot"] as const) {
         add(row(kind === "hot" ? HOT : SPREAD, protocol, 16, merge(sums[kind])));
