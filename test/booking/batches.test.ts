@@ -429,7 +429,7 @@ describe("a batch of creates on one resource", () => {
   });
 });
 
-describe("a batch across resources (every lane busy)", () => {
+describe("a batch across resources (a write of the tenant in flight)", () => {
   /** One lane: while one create is in flight, creates on any resource of the tenant wait for it. */
   let one: BookingWrites;
   beforeAll(() => {
