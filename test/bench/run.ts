@@ -38,7 +38,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { create, type DescService, toBinary } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import pg from "pg";
@@ -1034,12 +1034,7 @@ async function main() {
                  INSERT INTO bench_floor_holds (tenant_id, resource_id, start_time, end_time, expire_time)
                  SELECT $1, $2, $3, $4, now() + interval '120 s' FROM taken WHERE n = 0
                  RETURNING id`,
-          values: [
-            w.tenantId,
-            s.resourceId,
-            new Date(Number(s.startTime.seconds) * 1000),
-            new Date(Number(s.endTime.seconds) * 1000),
-          ],
+          values: [w.tenantId, s.resourceId, timestampDate(s.startTime), timestampDate(s.endTime)],
         });
       };
 
@@ -1081,8 +1076,8 @@ async function main() {
             w.tenantId,
             s.resourceId,
             w.serviceId,
-            new Date(Number(s.startTime.seconds) * 1000),
-            new Date(Number(s.endTime.seconds) * 1000),
+            timestampDate(s.startTime),
+            timestampDate(s.endTime),
             version,
           ],
         });
@@ -1105,8 +1100,8 @@ async function main() {
             srev,
             [revs.get(s.resourceId)],
             version,
-            new Date(Number(s.startTime.seconds) * 1000),
-            new Date(Number(s.endTime.seconds) * 1000),
+            timestampDate(s.startTime),
+            timestampDate(s.endTime),
           ],
         });
       };
