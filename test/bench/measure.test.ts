@@ -13,7 +13,7 @@ import {
   rssMiB,
   withCpu,
 } from "./measure.js";
-import { placeOf, selfTimes } from "./profile-top.js";
+import { placeOf, selfSizes, selfTimes } from "./profile-top.js";
 
 const linux = process.platform === "linux";
 
@@ -120,5 +120,36 @@ describe("bench instruments", () => {
     expect(placeOf("file:///w/src/rpc/http.ts")).toBe("src/rpc/http.ts");
     expect(placeOf("node:internal/http2/core")).toBe("node:internal/http2/core");
     expect(placeOf("")).toBe("(native)");
+  });
+
+  it("sums an allocation profile's bytes per function over every place in the call tree it appears", () => {
+    const frame = (functionName: string, url: string, lineNumber = 0) => ({
+      functionName,
+      url,
+      lineNumber,
+    });
+    const leaf = (f: ReturnType<typeof frame>, selfSize: number) => ({
+      callFrame: f,
+      selfSize,
+      children: [],
+    });
+    const encode = frame("encode", "file:///w/node_modules/@bufbuild/protobuf/x.js", 9);
+    const sizes = selfSizes({
+      head: {
+        callFrame: frame("(root)", ""),
+        selfSize: 0,
+        children: [
+          {
+            callFrame: frame("handle", "file:///w/src/rpc/http.ts"),
+            selfSize: 100,
+            children: [leaf(encode, 30)],
+          },
+          leaf(encode, 12),
+        ],
+      },
+    });
+    expect(sizes.get("encode  @bufbuild/protobuf:10")?.bytes).toBe(42);
+    expect(sizes.get("handle  src/rpc/http.ts:1")?.bytes).toBe(100);
+    expect(sizes.get("(root)  (native):1")?.bytes).toBe(0);
   });
 });
