@@ -621,10 +621,13 @@ BEGIN
         INTO v_hold, v_max
       FROM policy_versions p
       WHERE p.tenant_id = p_tenant AND p.service_id = b.service_id AND p.version = b.policy_version;
-      UPDATE bookings
-      SET expire_time = greatest(b.expire_time, v_now + least(coalesce(p_ttl, v_hold), v_max)), update_time = v_now
-      WHERE tenant_id = p_tenant AND id = p_id RETURNING * INTO b;
-      v_json := emit_booking_event('booking.hold_extended', b);
+      -- The expiry never moves earlier; an extension that would not move it
+      -- later changes nothing and records no event.
+      IF v_now + least(coalesce(p_ttl, v_hold), v_max) > b.expire_time THEN
+        UPDATE bookings SET expire_time = v_now + least(coalesce(p_ttl, v_hold), v_max), update_time = v_now
+        WHERE tenant_id = p_tenant AND id = p_id RETURNING * INTO b;
+        v_json := emit_booking_event('booking.hold_extended', b);
+      END IF;
     ELSIF p_action = 'cancel' AND b.status IN ('held', 'confirmed') THEN
       UPDATE bookings SET status = 'cancelled', cancel_reason = coalesce(p_reason, ''), update_time = v_now
       WHERE tenant_id = p_tenant AND id = p_id RETURNING * INTO b;

@@ -234,6 +234,30 @@ describe("holds", () => {
       "INVALID_STATE",
     );
   });
+
+  it("an extension that would not move the expiry later changes nothing and records no event", async () => {
+    const w = await bookingWorld(server.url, {
+      policy: { durations: [minutes(30)], holdTtl: minutes(5), maxHoldTtl: minutes(10) },
+    });
+    const { booking } = await w.bookings.createHold({
+      serviceId: w.serviceId,
+      resourceId: w.resourceId,
+      ...at(1, 16),
+    });
+    const id = booking?.id as string;
+    for (let i = 0; i < 2; i++) {
+      // Ten seconds from now ends before the 5-minute hold does.
+      const same = await w.bookings.extendHold({ bookingId: id, ttl: seconds(10) });
+      expect(same.booking?.expireTime).toEqual(booking?.expireTime);
+      expect(same.booking?.updateTime).toEqual(booking?.updateTime);
+    }
+    expect(await outboxTypes(id)).toEqual(["booking.held"]);
+    const later = await w.bookings.extendHold({ bookingId: id, ttl: minutes(8) });
+    expect(Number(later.booking?.expireTime?.seconds)).toBeGreaterThan(
+      Number(booking?.expireTime?.seconds),
+    );
+    expect(await outboxTypes(id)).toEqual(["booking.held", "booking.hold_extended"]);
+  });
 });
 
 describe("cancel, complete, no-show", () => {

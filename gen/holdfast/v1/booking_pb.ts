@@ -773,7 +773,9 @@ export const BookingService: GenService<{
     output: typeof ConfirmBookingResponseSchema;
   },
   /**
-   * Moves a hold's expire_time out, never past max_hold_ttl from now.
+   * Moves a hold's expire_time out, never past max_hold_ttl from now. An
+   * extension that would not move it later returns the hold unchanged and
+   * records no event.
    *
    * @generated from rpc holdfast.v1.BookingService.ExtendHold
    */
