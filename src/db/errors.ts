@@ -79,6 +79,9 @@ const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT
 export function rejectionFromDatabase(err: unknown): Rejection | undefined {
   if (!(err instanceof Error)) return undefined;
   const code = (err as PgError).code;
+  // A database error's code is a SQLSTATE or a driver's string; anything
+  // else (a ConnectError's number) is not the database's.
+  if (code !== undefined && typeof code !== "string") return undefined;
   if (code === undefined) {
     // "not queryable": the session was ended between two statements (see
     // createPool), and this is the next statement on it.

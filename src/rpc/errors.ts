@@ -46,8 +46,23 @@ const FRAMEWORK_REASON: Partial<Record<Code, Reason>> = {
   [Code.Unimplemented]: "METHOD_NOT_FOUND",
   [Code.DeadlineExceeded]: "DEADLINE_EXCEEDED",
   [Code.Canceled]: "CANCELLED",
+  // connect-node's code for a caller that went away mid-call.
+  [Code.Aborted]: "CANCELLED",
   [Code.Unavailable]: "UNAVAILABLE",
 };
+
+/**
+ * A call its caller closed before the end (a server stream read in part,
+ * then dropped): connect-node aborts the call's signal with a bare
+ * AbortError, and Node's streams fail with ERR_STREAM_PREMATURE_CLOSE.
+ * Nothing is wrong on our side.
+ */
+function callerWentAway(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  return (
+    err.name === "AbortError" || (err as { code?: unknown }).code === "ERR_STREAM_PREMATURE_CLOSE"
+  );
+}
 
 /** A Connect error carrying the rejection's reason, field violations and conflicts. */
 export function connectErrorOf(r: Rejection, cause?: unknown): ConnectError {
@@ -132,6 +147,9 @@ export function toConnectError(err: unknown, procedure?: string): ConnectError {
     if (err.details.length > 0) return err;
     const reason = FRAMEWORK_REASON[err.code];
     if (reason) return connectErrorOf(new Rejection(reason, err.rawMessage), err);
+  }
+  if (callerWentAway(err)) {
+    return connectErrorOf(new Rejection("CANCELLED", "the caller closed the call"), err);
   }
   const fromDb = rejectionFromDatabase(err);
   if (fromDb) {

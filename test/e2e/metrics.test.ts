@@ -5,7 +5,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
-import { WatchEventsRequestSchema } from "../../gen/holdfast/v1/event_pb.js";
+import { EventService, WatchEventsRequestSchema } from "../../gen/holdfast/v1/event_pb.js";
 import { WebhookService } from "../../gen/holdfast/v1/webhook_pb.js";
 import { loadConfig, StartError } from "../../src/config.js";
 import { startHoldfast } from "../../src/server.js";
@@ -230,6 +230,38 @@ describe("GET /metrics", { timeout: 60_000 }, async () => {
     }
     const closed = await scrapeUntil(server.url, (s) => s.get("holdfast_event_streams") === 0);
     expect(closed.get("holdfast_event_streams")).toBe(0);
+  });
+
+  it("counts a stream its caller closes part way as Canceled, never as a server fault", async () => {
+    const w = await bookingWorld(server.url);
+    await w.bookings.createHold({ serviceId: w.serviceId, resourceId: w.resourceId, ...at(1, 10) });
+    const before = await scrape(server.url);
+    const protocols = ["connect", "grpc", "grpc-web"] as const;
+    for (const protocol of protocols) {
+      const events = clientFor(EventService, server.url, w.key, protocol);
+      const stop = new AbortController();
+      const stream = events.watchEvents({ fromBeginning: true }, { signal: stop.signal });
+      for await (const _ of stream) {
+        // One event read, then the caller goes away.
+        stop.abort();
+        break;
+      }
+    }
+    const watch = (protocol: string, code: string) =>
+      `holdfast_rpc_requests_total{service="holdfast.v1.EventService",method="WatchEvents",protocol="${protocol}",code="${code}"}`;
+    const after = await scrapeUntil(server.url, (s) =>
+      protocols.every(
+        (p) => (s.get(watch(p, "Canceled")) ?? 0) > (before.get(watch(p, "Canceled")) ?? 0),
+      ),
+    );
+    for (const protocol of protocols) {
+      expect(after.get(watch(protocol, "Internal")) ?? 0, protocol).toBe(0);
+      expect(
+        (after.get(watch(protocol, "Canceled")) ?? 0) -
+          (before.get(watch(protocol, "Canceled")) ?? 0),
+        protocol,
+      ).toBe(1);
+    }
   });
 
   it("reports the pool, the event backlog, the sweeper and Node's process metrics, with no tenant label", async () => {
