@@ -226,11 +226,13 @@ export async function startHoldfast(
     };
     const rpc = rpcRequestHandler({
       routes,
-      interceptors: [
+      observers: [
         ...(metrics ? [metrics.interceptor] : []),
         ...(tracingOn() ? [tracingInterceptor] : []),
         requestLogInterceptor(config.requestLogLevel),
         errorInterceptor,
+      ],
+      interceptors: [
         authInterceptor(keyring),
         rateLimitInterceptor(limiter),
         listLimitsInterceptor,

@@ -2,10 +2,25 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { promisify } from "node:util";
 import { gunzipSync, gzip, constants as zlibConstants } from "node:zlib";
-import { type DescMethod, fromBinary, fromJson, type JsonValue } from "@bufbuild/protobuf";
+import {
+  create,
+  type DescMethod,
+  type DescMethodStreaming,
+  type DescMethodUnary,
+  fromBinary,
+  fromJson,
+  type JsonValue,
+} from "@bufbuild/protobuf";
 import { base64Decode } from "@bufbuild/protobuf/wire";
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
-import { type ConnectRouter, createConnectRouter, type Interceptor } from "@connectrpc/connect";
+import {
+  type ConnectRouter,
+  createConnectRouter,
+  createContextValues,
+  type Interceptor,
+  type StreamRequest,
+  type UnaryRequest,
+} from "@connectrpc/connect";
 import type {
   Compression,
   UniversalHandler,
@@ -30,6 +45,14 @@ import { explainJsonError } from "./json-errors.js";
 
 export type RpcHandlerOptions = {
   routes: (router: ConnectRouter) => void;
+  /**
+   * Interceptors that see every call to a method, those the edge refuses
+   * before the framework runs included (metrics, traces, the request log):
+   * for a refused call they run with an empty request message and a `next`
+   * that fails with the refusal, which the caller then gets.
+   */
+  observers: Interceptor[];
+  /** The rest, outermost first; they run only for calls past the edge. */
   interceptors: Interceptor[];
   maxRequestBytes: number;
   shutdownSignal?: AbortSignal;
@@ -94,7 +117,7 @@ const gzipFastest: Compression = {
 export function rpcRequestHandler(opts: RpcHandlerOptions): RpcRequestHandler {
   const max = opts.maxRequestBytes;
   const router = createConnectRouter({
-    interceptors: opts.interceptors,
+    interceptors: [...opts.observers, ...opts.interceptors],
     jsonOptions: { ignoreUnknownFields: false },
     acceptCompression: [gzipFastest],
     // Compressing costs more than it saves for all but large answers (long
@@ -118,6 +141,8 @@ export function rpcRequestHandler(opts: RpcHandlerOptions): RpcRequestHandler {
     const uReq = universalRequestFromNodeRequest(req, res as never, undefined, undefined);
     checkRequest(uReq, handler.method, max).then(
       async (checked) => {
+        const refusal = "answer" in checked ? checked.answer : checked.refused;
+        if (refusal) await observeRefusal(uReq, handler.method, refusal);
         if ("answer" in checked) return writeConnectError(res, checked.answer, checked.status);
         const uRes = await handler(checked.request);
         await universalResponseToNodeResponse(uRes, res as never).catch((err: unknown) =>
@@ -132,6 +157,29 @@ export function rpcRequestHandler(opts: RpcHandlerOptions): RpcRequestHandler {
         } else res.destroy();
       },
     );
+  };
+  /** The observers, around a call that fails with the edge's refusal. */
+  const observeRefusal = async (req: UniversalServerRequest, method: DescMethod, r: Rejection) => {
+    const call = {
+      service: method.parent,
+      requestMethod: req.method,
+      url: req.url,
+      signal: req.signal,
+      header: req.header,
+      contextValues: createContextValues(),
+    };
+    const refused: UnaryRequest | StreamRequest =
+      method.methodKind === "unary"
+        ? {
+            ...call,
+            stream: false,
+            method: method as DescMethodUnary,
+            message: create(method.input),
+          }
+        : { ...call, stream: true, method: method as DescMethodStreaming, message: noMessages() };
+    const fail = (): Promise<never> => Promise.reject(connectErrorOf(r));
+    const observed = opts.observers.reduceRight<AnyFn>((next, observer) => observer(next), fail);
+    await observed(refused).catch(() => {});
   };
   return Object.assign(handle, { handlers: router.handlers });
 }
@@ -199,7 +247,13 @@ function parseWire(contentType: string): Wire | undefined {
   return { framing: "enveloped", binary, encodingHeader: "grpc-encoding", timeout: "grpc" };
 }
 
-type Checked = { request: UniversalServerRequest } | { answer: Rejection; status?: number };
+/**
+ * What the edge made of a request: passed on to the framework (`refused`:
+ * with a body that fails with that refusal), or answered here.
+ */
+type Checked =
+  | { request: UniversalServerRequest; refused?: Rejection }
+  | { answer: Rejection; status?: number };
 
 async function checkRequest(
   req: UniversalServerRequest,
@@ -263,7 +317,7 @@ async function checkRequest(
       if (h) header.delete(h);
     }
     if (isGet) return { answer: r };
-    return { request: { ...req, header, body: failing(r) } };
+    return { request: { ...req, header, body: failing(r) }, refused: r };
   };
 
   const deadline = clampDeadline(header, wire.timeout);
@@ -310,6 +364,21 @@ async function checkRequest(
       return { request: { ...req, header, body: oneChunk(bytes) } };
     }
     return { request: { ...req, header, body: parsed } };
+  }
+  if (method.methodKind === "unary" || method.methodKind === "server_streaming") {
+    // One message in an envelope (gRPC, gRPC-Web, a Connect server stream):
+    // read whole and checked here, so a refusal is known before the
+    // framework runs.
+    let raw: Uint8Array;
+    try {
+      raw = await readAll(body, max + ENVELOPE_HEADER_BYTES);
+    } catch (err) {
+      if (err instanceof Rejection) return fail(err);
+      throw err;
+    }
+    const problem = oneEnvelopeProblem(raw, method, wire.binary, gzip, max);
+    if (problem) return fail(problem);
+    return { request: { ...req, header, body: oneChunk(raw) } };
   }
   return {
     request: {
@@ -405,11 +474,83 @@ async function readAll(body: AsyncIterable<Uint8Array>, max: number): Promise<Ui
   return Buffer.concat(chunks);
 }
 
+const ENVELOPE_HEADER_BYTES = 5;
+
 /**
- * An enveloped body (gRPC, gRPC-Web, Connect streaming), passed on envelope
- * by envelope once each has been checked: a known flag, a length within
- * `max`, compression only with a declared encoding, a message that decodes,
- * and one message only for methods that take one.
+ * What is wrong with a whole enveloped body that must hold exactly one
+ * message, if anything: see envelopeProblem, plus a body cut short or with
+ * more or fewer than one envelope.
+ */
+function oneEnvelopeProblem(
+  bytes: Uint8Array,
+  method: DescMethod,
+  binary: boolean,
+  gzip: boolean,
+  max: number,
+): Rejection | undefined {
+  if (bytes.length < ENVELOPE_HEADER_BYTES) {
+    return bytes.length === 0
+      ? malformed(`${method.name} takes one request message, got none`)
+      : malformed("the body ends inside a message envelope (truncated)");
+  }
+  const flags = bytes[0] as number;
+  const length = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).readUInt32BE(1);
+  if (length > max) return tooLarge(max);
+  const end = ENVELOPE_HEADER_BYTES + length;
+  if (bytes.length < end) return malformed("the body ends inside a message envelope (truncated)");
+  const problem = envelopeProblem(
+    flags,
+    bytes.subarray(ENVELOPE_HEADER_BYTES, end),
+    method,
+    binary,
+    gzip,
+    max,
+  );
+  if (problem) return problem;
+  if (bytes.length > end) {
+    return malformed(`${method.name} takes exactly one request message, got more`);
+  }
+  return undefined;
+}
+
+/**
+ * What is wrong with one enveloped message, if anything: a flag other than
+ * compression, compression without a declared encoding, or a message that
+ * does not decompress or decode.
+ */
+function envelopeProblem(
+  flags: number,
+  data: Uint8Array,
+  method: DescMethod,
+  binary: boolean,
+  gzip: boolean,
+  max: number,
+): Rejection | undefined {
+  if ((flags & ~1) !== 0) {
+    return malformed(`envelope flag 0x${flags.toString(16)} is not allowed in a request`);
+  }
+  let message = data;
+  if (flags & 1) {
+    if (!gzip) {
+      return malformed(
+        "the message is flagged compressed but the request declares no encoding (send grpc-encoding: gzip, or an uncompressed message)",
+      );
+    }
+    const inflated = gunzip(data, max);
+    if (inflated instanceof Rejection) return inflated;
+    message = inflated;
+  }
+  const parsed = decode(method, binary, message);
+  return parsed instanceof Rejection ? parsed : undefined;
+}
+
+const malformed = (text: string) => new Rejection("MALFORMED_REQUEST", text);
+
+/**
+ * The enveloped body of a client or bidi stream (reflection), passed on
+ * envelope by envelope once each has been checked (envelopeProblem, and a
+ * length within `max`): its messages are read inside the call, so a bad one
+ * fails the call where the interceptors see it.
  */
 async function* checkedEnvelopes(
   body: AsyncIterable<Uint8Array>,
@@ -418,45 +559,31 @@ async function* checkedEnvelopes(
   gzip: boolean,
   max: number,
 ): AsyncIterable<Uint8Array> {
-  const single = method.methodKind === "unary" || method.methodKind === "server_streaming";
   let buffer = Buffer.alloc(0);
-  let messages = 0;
-  const malformed = (text: string) => connectErrorOf(new Rejection("MALFORMED_REQUEST", text));
   for await (const chunk of body) {
     buffer = buffer.length === 0 ? Buffer.from(chunk) : Buffer.concat([buffer, chunk]);
-    while (buffer.length >= 5) {
+    while (buffer.length >= ENVELOPE_HEADER_BYTES) {
       const flags = buffer[0] as number;
       const length = buffer.readUInt32BE(1);
       if (length > max) throw connectErrorOf(tooLarge(max));
-      if (buffer.length < 5 + length) break;
-      if ((flags & ~1) !== 0)
-        throw malformed(`envelope flag 0x${flags.toString(16)} is not allowed in a request`);
-      const envelope = buffer.subarray(0, 5 + length);
-      buffer = buffer.subarray(5 + length);
-      messages++;
-      if (single && messages > 1) {
-        throw malformed(`${method.name} takes exactly one request message, got more`);
-      }
-      let data: Uint8Array = envelope.subarray(5);
-      if (flags & 1) {
-        if (!gzip) {
-          throw malformed(
-            "the message is flagged compressed but the request declares no encoding (send grpc-encoding: gzip, or an uncompressed message)",
-          );
-        }
-        const inflated = gunzip(data, max);
-        if (inflated instanceof Rejection) throw connectErrorOf(inflated);
-        data = inflated;
-      }
-      const parsed = decode(method, binary, data);
-      if (parsed instanceof Rejection) throw connectErrorOf(parsed);
-      yield envelope;
+      const end = ENVELOPE_HEADER_BYTES + length;
+      if (buffer.length < end) break;
+      const problem = envelopeProblem(
+        flags,
+        buffer.subarray(ENVELOPE_HEADER_BYTES, end),
+        method,
+        binary,
+        gzip,
+        max,
+      );
+      if (problem) throw connectErrorOf(problem);
+      yield buffer.subarray(0, end);
+      buffer = buffer.subarray(end);
     }
-    if (buffer.length > max + 5) throw connectErrorOf(tooLarge(max));
   }
-  if (buffer.length > 0) throw malformed("the body ends inside a message envelope (truncated)");
-  if (single && messages === 0)
-    throw malformed(`${method.name} takes one request message, got none`);
+  if (buffer.length > 0) {
+    throw connectErrorOf(malformed("the body ends inside a message envelope (truncated)"));
+  }
 }
 
 function gunzip(bytes: Uint8Array, max: number): Uint8Array | Rejection {
@@ -532,6 +659,11 @@ function writeConnectError(res: NodeResponse, r: Rejection, status?: number): vo
   });
   res.end(body);
 }
+
+/** What an interceptor wraps: the next step of a call. */
+type AnyFn = Parameters<Interceptor>[0];
+
+async function* noMessages(): AsyncIterable<never> {}
 
 async function* oneChunk(bytes: Uint8Array): AsyncIterable<Uint8Array> {
   yield bytes;

@@ -10,7 +10,14 @@ import { WebhookService } from "../../gen/holdfast/v1/webhook_pb.js";
 import { loadConfig, StartError } from "../../src/config.js";
 import { startHoldfast } from "../../src/server.js";
 import { at, bookingWorld, seconds, sleep } from "../support/booking.js";
-import { clientFor, envelope, rejected } from "../support/clients.js";
+import {
+  clientFor,
+  envelope,
+  rawConnect,
+  rawGrpc,
+  rawGrpcWeb,
+  rejected,
+} from "../support/clients.js";
 import { freshDatabase } from "../support/database.js";
 import { scrape } from "../support/metrics.js";
 import { webhookReceiver } from "../support/receiver.js";
@@ -230,6 +237,39 @@ describe("GET /metrics", { timeout: 60_000 }, async () => {
     }
     const closed = await scrapeUntil(server.url, (s) => s.get("holdfast_event_streams") === 0);
     expect(closed.get("holdfast_event_streams")).toBe(0);
+  });
+
+  it("counts the calls the edge refuses before the framework runs, in every protocol", async () => {
+    const w = await bookingWorld(server.url);
+    const auth = { authorization: `Bearer ${w.key}` };
+    const before = await scrape(server.url);
+    const procedure = "holdfast.v1.BookingService/CreateHold";
+    const refusals = [
+      await rawGrpc(server.url, procedure, Buffer.from([0, 0, 0, 0, 3, 0xff, 0xff, 0xff]), auth),
+      await rawGrpcWeb(server.url, procedure, Buffer.from([0, 0, 0]), auth),
+      await rawConnect(server.url, procedure, '{"serviceID": "x"}', {
+        ...auth,
+        "content-type": "application/json",
+      }),
+      await rawConnect(server.url, procedure, "{}", { ...auth, "content-type": "text/plain" }),
+    ];
+    expect(refusals.map((r) => r.reason)).toEqual([
+      "MALFORMED_REQUEST",
+      "MALFORMED_REQUEST",
+      "MALFORMED_REQUEST",
+      "UNSUPPORTED_CONTENT_TYPE",
+    ]);
+    const after = await scrape(server.url);
+    const grew = (protocol: string) => {
+      const name = `holdfast_rpc_requests_total{service="holdfast.v1.BookingService",method="CreateHold",protocol="${protocol}",code="InvalidArgument"}`;
+      return (after.get(name) ?? 0) - (before.get(name) ?? 0);
+    };
+    expect([grew("grpc"), grew("grpc-web"), grew("connect")]).toEqual([1, 1, 2]);
+    expect(
+      after.get(
+        'holdfast_rpc_in_flight{service="holdfast.v1.BookingService",method="CreateHold",protocol="grpc"}',
+      ),
+    ).toBe(0);
   });
 
   it("counts a stream its caller closes part way as Canceled, never as a server fault", async () => {

@@ -63,6 +63,15 @@ describe("request logs", { timeout: 120_000 }, async () => {
       { "x-request-id": "req-from-caller-1" },
     );
     expect(refused.status).toBe(401);
+    // Refused at the edge, before the framework runs: logged all the same.
+    const malformed = await postJson(
+      server.url,
+      "holdfast.v1.BookingService/CreateHold",
+      { serviceID: "svc_x" },
+      agentKey,
+      { "x-request-id": "req-from-caller-2" },
+    );
+    expect(malformed.status).toBe(400);
     expect((await receiver.waitFor((r) => r.length >= 3)).length).toBeGreaterThanOrEqual(3);
     await receiver.stop();
     await server.stop();
@@ -73,7 +82,11 @@ describe("request logs", { timeout: 120_000 }, async () => {
       .filter((l) => l.startsWith("{"))
       .map((l) => JSON.parse(l) as Record<string, unknown>);
     const rpcs = lines.filter((l) => l.msg === "rpc");
-    const holds = rpcs.filter((l) => l.procedure === "holdfast.v1.BookingService/CreateHold");
+    const holds = rpcs.filter(
+      (l) =>
+        l.procedure === "holdfast.v1.BookingService/CreateHold" &&
+        l.requestId !== "req-from-caller-2",
+    );
     expect(holds.map((l) => [l.code, l.reason, l.protocol, l.tenant])).toEqual([
       ["OK", undefined, "connect", w.tenantId],
       ["Aborted", "SLOT_UNAVAILABLE", "connect", w.tenantId],
@@ -89,6 +102,13 @@ describe("request logs", { timeout: 120_000 }, async () => {
       procedure: "holdfast.v1.BookingService/GetBooking",
       code: "Unauthenticated",
       reason: "UNAUTHENTICATED",
+    });
+
+    expect(rpcs.find((l) => l.requestId === "req-from-caller-2")).toMatchObject({
+      procedure: "holdfast.v1.BookingService/CreateHold",
+      protocol: "connect",
+      code: "InvalidArgument",
+      reason: "MALFORMED_REQUEST",
     });
 
     const text = server.stderr();
