@@ -21,18 +21,26 @@ import {
   type StreamRequest,
   type UnaryRequest,
 } from "@connectrpc/connect";
-import type {
-  Compression,
-  UniversalHandler,
-  UniversalServerRequest,
+import {
+  type Compression,
+  encodeEnvelope,
+  type UniversalHandler,
+  type UniversalServerRequest,
 } from "@connectrpc/connect/protocol";
 import {
   codeToHttpStatus,
   errorToJsonBytes,
   parseContentType as parseConnectContentType,
 } from "@connectrpc/connect/protocol-connect";
-import { parseContentType as parseGrpcContentType } from "@connectrpc/connect/protocol-grpc";
-import { parseContentType as parseGrpcWebContentType } from "@connectrpc/connect/protocol-grpc-web";
+import {
+  parseContentType as parseGrpcContentType,
+  setTrailerStatus,
+} from "@connectrpc/connect/protocol-grpc";
+import {
+  parseContentType as parseGrpcWebContentType,
+  trailerFlag,
+  trailerSerialize,
+} from "@connectrpc/connect/protocol-grpc-web";
 import {
   compressionGzip,
   universalRequestFromNodeRequest,
@@ -42,6 +50,7 @@ import { clipText, Rejection } from "../domain/rejection.js";
 import { log } from "../log.js";
 import { connectErrorOf } from "./errors.js";
 import { explainJsonError } from "./json-errors.js";
+import { protocolOf } from "./observe.js";
 
 export type RpcHandlerOptions = {
   routes: (router: ConnectRouter) => void;
@@ -133,11 +142,7 @@ export function rpcRequestHandler(opts: RpcHandlerOptions): RpcRequestHandler {
   const handle = (req: NodeRequest, res: NodeResponse) => {
     const path = (req.url ?? "").split("?", 1)[0] ?? "";
     const handler = handlers.get(path);
-    if (!handler) {
-      res.writeHead(404, { "content-type": "application/json" });
-      res.end(JSON.stringify({ code: "unimplemented", message: `no RPC at ${path}` }));
-      return;
-    }
+    if (!handler) return writeNoSuchMethod(req, res, path);
     const uReq = universalRequestFromNodeRequest(req, res as never, undefined, undefined);
     checkRequest(uReq, handler.method, max).then(
       async (checked) => {
@@ -647,6 +652,36 @@ function unsupportedContentType(contentType: string, method: DescMethod): Reject
   return new Rejection("UNSUPPORTED_CONTENT_TYPE", message, {
     metadata: watchHint ? SSE_METADATA : { expected_content_type: "application/json" },
   });
+}
+
+/**
+ * The answer to a path that names no RPC, METHOD_NOT_FOUND in the caller's
+ * protocol: gRPC's trailers-only answer (HTTP 200, the status in the
+ * headers), gRPC-Web's trailer frame, else a Connect JSON error with 404.
+ */
+function writeNoSuchMethod(req: NodeRequest, res: NodeResponse, path: string): void {
+  const r = new Rejection(
+    "METHOD_NOT_FOUND",
+    `no RPC at ${clipText(path, 200)}: see /openapi.json, or list services with gRPC reflection`,
+  );
+  const contentType = req.headers["content-type"] ?? "";
+  const protocol = protocolOf(contentType);
+  if (protocol === "connect") return writeConnectError(res, r, 404);
+  const status = setTrailerStatus(new Headers(), connectErrorOf(r));
+  if (protocol === "grpc") {
+    // Headers and no body: Node sends them as the stream's only frame.
+    res.statusCode = 200;
+    res.setHeader("content-type", contentType);
+    status.forEach((value, name) => res.setHeader(name, value));
+    res.end();
+    return;
+  }
+  const trailer = encodeEnvelope(trailerFlag, trailerSerialize(status));
+  res.writeHead(200, {
+    "content-type": contentType,
+    "content-length": String(trailer.byteLength),
+  });
+  res.end(trailer);
 }
 
 /** A Connect unary error answer, for what is refused before the framework runs. */

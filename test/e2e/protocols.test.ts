@@ -15,6 +15,8 @@ import {
   jsonReason,
   newTenant,
   postJson,
+  rawGrpc,
+  rawGrpcWeb,
   rejected,
 } from "../support/clients.js";
 import { startTestServer, type TestServer } from "../support/server.js";
@@ -154,9 +156,41 @@ describe("bad input gets InvalidArgument with a reason, never Internal", () => {
     );
   });
 
-  it("answers an unknown procedure with 404", async () => {
-    const reply = await postJson(server.url, "holdfast.v1.ResourceService/Explode", {}, key);
+  it("answers an unknown procedure with METHOD_NOT_FOUND in the caller's own protocol", async () => {
+    const nope = "holdfast.v1.ResourceService/Explode";
+    const reply = await postJson(server.url, nope, {}, key);
     expect(reply.status).toBe(404);
+    expect(jsonReason(reply)).toBe("METHOD_NOT_FOUND");
+    const auth = { authorization: `Bearer ${key}` };
+    for (const raw of [
+      await rawGrpc(server.url, nope, Buffer.alloc(5), auth),
+      await rawGrpcWeb(server.url, nope, Buffer.alloc(5), auth),
+    ]) {
+      expect([raw.status, raw.code, raw.reason]).toEqual([
+        200,
+        "Unimplemented",
+        "METHOD_NOT_FOUND",
+      ]);
+      expect(raw.message).toContain("no RPC at /holdfast.v1.ResourceService/Explode");
+    }
+    // An outside backend's gRPC client reads the trailers-only answer.
+    const { Client, credentials, status } = await import("@grpc/grpc-js");
+    const client = new Client(new URL(server.url).host, credentials.createInsecure());
+    try {
+      const err = await new Promise<grpc.ServiceError>((resolve, reject) =>
+        client.makeUnaryRequest(
+          `/${nope}`,
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          Buffer.alloc(0),
+          (e) => (e ? resolve(e) : reject(new Error("answered"))),
+        ),
+      );
+      expect(err.code).toBe(status.UNIMPLEMENTED);
+      expect(grpcJsReason(err)).toBe("METHOD_NOT_FOUND");
+    } finally {
+      client.close();
+    }
   });
 });
 
