@@ -2,9 +2,10 @@ import { setMaxListeners } from "node:events";
 import { createServer as createHttp1Server, type IncomingMessage, ServerResponse } from "node:http";
 import {
   createServer as createHttp2Server,
-  type Http2ServerRequest,
+  Http2ServerRequest,
   type Http2ServerResponse,
   type Http2Session,
+  constants as h2constants,
 } from "node:http2";
 import { createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
 import type { DescService } from "@bufbuild/protobuf";
@@ -365,6 +366,17 @@ export type Listener = {
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 const FIRST_BYTES_TIMEOUT_MS = 5_000;
+/** What one connection may hold, and for how long. */
+export type ConnectionLimits = {
+  /** An HTTP/1.1 connection's keep-alive, and an HTTP/2 connection's with no call open. */
+  idleMs: number;
+  /** How long a request has to arrive whole: Node's requestTimeout for HTTP/1.1, ours for HTTP/2. */
+  requestMs: number;
+  /** Calls open at once on one HTTP/2 connection (gRPC's usual 100). */
+  streams: number;
+};
+
+const CONNECTION_LIMITS: ConnectionLimits = { idleMs: 65_000, requestMs: 300_000, streams: 100 };
 
 /**
  * Binds HOST:PORT before anything else is done, so that a port in use
@@ -376,7 +388,12 @@ const FIRST_BYTES_TIMEOUT_MS = 5_000;
  * decide: the HTTP/2 connection preface goes to the h2c server, anything
  * else to the HTTP/1.1 server.
  */
-export async function bindPort(host: string, port: number, what = "PORT"): Promise<Listener> {
+export async function bindPort(
+  host: string,
+  port: number,
+  what = "PORT",
+  limits = CONNECTION_LIMITS,
+): Promise<Listener> {
   let handler: NodeHandler | undefined;
   const waiting: Socket[] = [];
   let accepting = true;
@@ -385,15 +402,40 @@ export async function bindPort(host: string, port: number, what = "PORT"): Promi
   const inFlight = new Set<ServerResponse | Http2ServerResponse>();
   let onIdle: (() => void) | undefined;
 
-  const http1 = createHttp1Server({ keepAliveTimeout: 65_000 }, (req, res) => track(req, res));
+  const http1 = createHttp1Server(
+    { keepAliveTimeout: limits.idleMs, requestTimeout: limits.requestMs },
+    (req, res) => track(req, res),
+  );
   // Node checks headersTimeout and requestTimeout (slow or stalled
   // requests) from a timer it starts when a server starts listening; this
   // one never listens itself, so start it.
   http1.emit("listening");
-  const http2 = createHttp2Server({}, (req, res) => track(req, res));
+  const http2 = createHttp2Server(
+    { settings: { maxConcurrentStreams: limits.streams } },
+    (req, res) => track(req, res),
+  );
   http2.on("session", (session: Http2Session) => {
     sessions.add(session);
-    session.once("close", () => sessions.delete(session));
+    // A session with no call open for the idle time is closed (a call open
+    // but silent, e.g. WatchEvents between events, keeps it).
+    let open = 0;
+    let idle: NodeJS.Timeout | undefined;
+    const idleFromNow = () => {
+      idle = setTimeout(() => session.close(), limits.idleMs);
+      idle.unref();
+    };
+    idleFromNow();
+    session.on("stream", (stream) => {
+      open++;
+      clearTimeout(idle);
+      stream.once("close", () => {
+        if (--open === 0) idleFromNow();
+      });
+    });
+    session.once("close", () => {
+      clearTimeout(idle);
+      sessions.delete(session);
+    });
     if (!accepting) session.close();
   });
 
@@ -402,7 +444,16 @@ export async function bindPort(host: string, port: number, what = "PORT"): Promi
     res: ServerResponse | Http2ServerResponse,
   ): void {
     inFlight.add(res);
+    // HTTP/2 has no requestTimeout of Node's: a request whose body has not
+    // all arrived in time is cancelled, as HTTP/1.1's would be.
+    let late: NodeJS.Timeout | undefined;
+    if (req instanceof Http2ServerRequest) {
+      late = setTimeout(() => req.stream.close(h2constants.NGHTTP2_CANCEL), limits.requestMs);
+      late.unref();
+      req.once("end", () => clearTimeout(late));
+    }
     res.once("close", () => {
+      clearTimeout(late);
       inFlight.delete(res);
       if (inFlight.size === 0) onIdle?.();
     });

@@ -52,15 +52,19 @@ const FRAMEWORK_REASON: Partial<Record<Code, Reason>> = {
 };
 
 /**
- * A call its caller closed before the end (a server stream read in part,
- * then dropped): connect-node aborts the call's signal with a bare
- * AbortError, and Node's streams fail with ERR_STREAM_PREMATURE_CLOSE.
+ * A call its caller closed before the end (a request body cut off, a server
+ * stream read in part, then dropped): connect-node aborts the call's signal
+ * with a bare AbortError, Node's streams fail with
+ * ERR_STREAM_PREMATURE_CLOSE, and an HTTP/1.1 request body with "aborted".
  * Nothing is wrong on our side.
  */
-function callerWentAway(err: unknown): boolean {
+export function callerWentAway(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
   return (
-    err.name === "AbortError" || (err as { code?: unknown }).code === "ERR_STREAM_PREMATURE_CLOSE"
+    err.name === "AbortError" ||
+    code === "ERR_STREAM_PREMATURE_CLOSE" ||
+    (code === "ECONNRESET" && err.message === "aborted")
   );
 }
 

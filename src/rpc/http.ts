@@ -48,7 +48,7 @@ import {
 } from "@connectrpc/connect-node";
 import { clipText, Rejection } from "../domain/rejection.js";
 import { log } from "../log.js";
-import { connectErrorOf } from "./errors.js";
+import { callerWentAway, connectErrorOf } from "./errors.js";
 import { explainJsonError } from "./json-errors.js";
 import { protocolOf } from "./observe.js";
 
@@ -143,24 +143,43 @@ export function rpcRequestHandler(opts: RpcHandlerOptions): RpcRequestHandler {
     const path = (req.url ?? "").split("?", 1)[0] ?? "";
     const handler = handlers.get(path);
     if (!handler) return writeNoSuchMethod(req, res, path);
-    const uReq = universalRequestFromNodeRequest(req, res as never, undefined, undefined);
-    checkRequest(uReq, handler.method, max).then(
-      async (checked) => {
-        const refusal = "answer" in checked ? checked.answer : checked.refused;
-        if (refusal) await observeRefusal(uReq, handler.method, refusal);
-        if ("answer" in checked) return writeConnectError(res, checked.answer, checked.status);
-        const uRes = await handler(checked.request);
-        await universalResponseToNodeResponse(uRes, res as never).catch((err: unknown) =>
-          log.debug("rpc response not written", { path, err }),
-        );
-      },
-      (err: unknown) => {
-        // A bug in the checks above: answered, never left hanging.
+    serve(req, res, path, handler).catch((err: unknown) => {
+      if (callerWentAway(err) || req.destroyed || res.destroyed) {
+        // The caller closed the connection or stream while we read it.
+        log.debug("rpc caller went away", { procedure: path, err });
+      } else {
+        // A bug in the checks: answered, never left hanging.
         log.error("internal error", { procedure: path, err });
-        if (!res.headersSent) {
-          writeConnectError(res, new Rejection("INTERNAL", "internal error"));
-        } else res.destroy();
-      },
+      }
+      if (!res.headersSent && !res.destroyed) {
+        writeConnectError(res, new Rejection("INTERNAL", "internal error"));
+      } else res.destroy();
+    });
+  };
+  const serve = async (
+    req: NodeRequest,
+    res: NodeResponse,
+    path: string,
+    handler: UniversalHandler,
+  ) => {
+    let uReq: UniversalServerRequest;
+    try {
+      uReq = universalRequestFromNodeRequest(req, res as never, undefined, undefined);
+    } catch {
+      // connect-node builds the request's URL from its authority: without a
+      // Host (HTTP/1.0, or an empty one) there is none.
+      return writeConnectError(
+        res,
+        new Rejection("MALFORMED_REQUEST", "the request has no valid Host header"),
+      );
+    }
+    const checked = await checkRequest(uReq, handler.method, max);
+    const refusal = "answer" in checked ? checked.answer : checked.refused;
+    if (refusal) await observeRefusal(uReq, handler.method, refusal);
+    if ("answer" in checked) return writeConnectError(res, checked.answer, checked.status);
+    const uRes = await handler(checked.request);
+    await universalResponseToNodeResponse(uRes, res as never).catch((err: unknown) =>
+      log.debug("rpc response not written", { path, err }),
     );
   };
   /** The observers, around a call that fails with the edge's refusal. */
@@ -666,13 +685,16 @@ function writeNoSuchMethod(req: NodeRequest, res: NodeResponse, path: string): v
   );
   const contentType = req.headers["content-type"] ?? "";
   const protocol = protocolOf(contentType);
-  if (protocol === "connect") return writeConnectError(res, r, 404);
+  if (protocol === "connect") {
+    writeConnectError(res, r, 404);
+    return;
+  }
   const status = setTrailerStatus(new Headers(), connectErrorOf(r));
   if (protocol === "grpc") {
     // Headers and no body: Node sends them as the stream's only frame.
     res.statusCode = 200;
     res.setHeader("content-type", contentType);
-    status.forEach((value, name) => res.setHeader(name, value));
+    for (const [name, value] of status) res.setHeader(name, value);
     res.end();
     return;
   }

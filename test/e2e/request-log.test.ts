@@ -1,9 +1,11 @@
+import * as http2 from "node:http2";
+import { createConnection } from "node:net";
 import { Code } from "@connectrpc/connect";
 import { afterAll, describe, expect, it } from "vitest";
 import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
 import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { WebhookService } from "../../gen/holdfast/v1/webhook_pb.js";
-import { at, bookingWorld } from "../support/booking.js";
+import { at, bookingWorld, sleep } from "../support/booking.js";
 import { clientFor, postJson, rejected } from "../support/clients.js";
 import { freshDatabase } from "../support/database.js";
 import { spawnServer } from "../support/process.js";
@@ -113,5 +115,71 @@ describe("request logs", { timeout: 120_000 }, async () => {
 
     const text = server.stderr();
     for (const secret of secrets) expect(text, "a secret in the logs").not.toContain(secret);
+  });
+});
+
+describe("callers that break off, or send no Host", { timeout: 60_000 }, async () => {
+  const server = await spawnServer({
+    DATABASE_URL: await freshDatabase(),
+    PORT: "0",
+    HOLDFAST_ADMIN_KEY: ADMIN_KEY,
+  });
+  afterAll(() => server.stop());
+  const { port } = new URL(server.url);
+
+  /** Sends raw bytes on a new connection; resolves with what came back once it closes. */
+  const raw = (bytes: string, breakOff = false) =>
+    new Promise<string>((resolve) => {
+      const socket = createConnection(Number(port), "127.0.0.1");
+      let got = "";
+      socket.on("data", (d: Buffer) => {
+        got += d.toString();
+      });
+      socket.on("error", () => {});
+      socket.once("close", () => resolve(got));
+      socket.write(bytes, () => {
+        if (breakOff) setTimeout(() => socket.destroy(), 100);
+      });
+    });
+
+  it("answers a request with no Host, or an empty one, with MALFORMED_REQUEST and keeps serving", async () => {
+    const body = "{}";
+    const call = (version: string, host: string) =>
+      raw(
+        `POST /holdfast.v1.KeyService/GetCaller ${version}\r\n${host}Content-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+      );
+    for (const answer of [await call("HTTP/1.0", ""), await call("HTTP/1.1", "Host:\r\n")]) {
+      expect(answer).toMatch(/^HTTP\/1\.[01] 400 /);
+      expect(answer).toContain("MALFORMED_REQUEST");
+    }
+    const after = await postJson(server.url, "holdfast.v1.KeyService/GetCaller", {}, ADMIN_KEY);
+    expect(after.status).toBe(200);
+  });
+
+  it("logs a caller that breaks off mid-request as gone, not as an internal error", async () => {
+    // A body cut off over HTTP/1.1, and over HTTP/2.
+    await raw(
+      "POST /holdfast.v1.KeyService/GetCaller HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
+      true,
+    );
+    const session = http2.connect(server.url);
+    session.on("error", () => {});
+    const stream = session.request({
+      ":method": "POST",
+      ":path": "/holdfast.v1.BookingService/CreateHold",
+      "content-type": "application/grpc",
+      authorization: `Bearer ${ADMIN_KEY}`,
+    });
+    stream.on("error", () => {});
+    stream.write(Buffer.from([0, 0, 0, 0, 50, 1, 2]));
+    await sleep(100);
+    stream.close(http2.constants.NGHTTP2_CANCEL);
+    session.destroy();
+    // The server is still there, and said nothing of an error.
+    expect(
+      (await postJson(server.url, "holdfast.v1.KeyService/GetCaller", {}, ADMIN_KEY)).status,
+    ).toBe(200);
+    await server.stop();
+    expect(server.stderr()).not.toContain("internal error");
   });
 });
