@@ -83,8 +83,10 @@ describe("the @holdfast/client package, installed from its tarball", () => {
   it("ships ESM with type declarations and only what it needs", async () => {
     const installed = join(dir, "app/node_modules/@holdfast/client");
     const pkg = (await import(join(installed, "package.json"), { with: { type: "json" } }))
-      .default as { name: string; dependencies: Record<string, string> };
+      .default as { name: string; dependencies: Record<string, string>; files: string[] };
     expect(pkg.name).toBe("@holdfast/client");
+    // Every entry of "files" is shipped (npm pack skips a missing one silently).
+    expect(await readdir(installed)).toEqual(expect.arrayContaining(pkg.files));
     expect(Object.keys(pkg.dependencies)).toContain("@connectrpc/connect");
     expect(Object.keys(pkg.dependencies)).toContain("@bufbuild/protobuf");
     const files = await readdir(join(installed, "dist/clients/typescript/src"));
