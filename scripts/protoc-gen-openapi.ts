@@ -47,6 +47,7 @@ const ANY_RPC: Reason[] = [
   "REQUEST_TOO_LARGE",
   "UNAUTHENTICATED",
   "MISSING_SCOPE",
+  "RATE_LIMITED",
   "UNAVAILABLE",
   "DEADLINE_EXCEEDED",
   "CANCELLED",
@@ -86,8 +87,15 @@ const TIME_RULES: Reason[] = [
 
 /** Reasons of the domain rules behind particular RPCs. */
 const BY_METHOD: Record<string, Reason[]> = {
-  "BookingService.CreateHold": TIME_RULES,
-  "BookingService.CreateBooking": TIME_RULES,
+  // LIMIT_REACHED: each call that adds what a tenant quota counts (src/domain/quota.ts).
+  "BookingService.CreateHold": [...TIME_RULES, "LIMIT_REACHED"],
+  "BookingService.CreateBooking": [...TIME_RULES, "LIMIT_REACHED"],
+  "ResourceService.CreateResource": ["LIMIT_REACHED"],
+  "ResourceService.UpdateResource": ["LIMIT_REACHED"], // bringing a deleted one back
+  "CatalogService.CreateService": ["LIMIT_REACHED"],
+  "CatalogService.UpdateService": ["LIMIT_REACHED"], // bringing an inactive one back
+  "WebhookService.CreateWebhook": ["LIMIT_REACHED"],
+  "KeyService.CreateApiKey": ["LIMIT_REACHED"],
   "BookingService.RescheduleBooking": [...TIME_RULES, "INVALID_STATE", "HOLD_EXPIRED"],
   "BookingService.ConfirmBooking": ["INVALID_STATE", "HOLD_EXPIRED"],
   "BookingService.ExtendHold": ["INVALID_STATE", "HOLD_EXPIRED"],

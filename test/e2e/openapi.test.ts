@@ -48,7 +48,7 @@ async function call(
   operationId: string,
   body: Json,
   key: string,
-  opts: { idempotencyKey?: string } = {},
+  opts: { idempotencyKey?: string; url?: string } = {},
 ): Promise<Answer> {
   const { path, op } = operation(operationId);
   const headers: Record<string, string> = {
@@ -67,7 +67,7 @@ async function call(
   const requestSchema = op.requestBody.content["application/json"].schema;
   const validRequest = ajv.validate(schemaRef(requestSchema), body);
   expect(validRequest, `${operationId} request: ${ajv.errorsText()}`).toBe(true);
-  const res = await fetch(`${server.url}${path}`, {
+  const res = await fetch(`${opts.url ?? server.url}${path}`, {
     method: "POST",
     headers,
     body: JSON.stringify(body),
@@ -271,5 +271,124 @@ describe("a client built from the document", () => {
     expect(events.status).toBe(200);
     const resources = await call("ResourceService_ListResources", {}, key);
     expect(resources.body.resources[0].metadata).toEqual({ floor: 2 });
+  });
+});
+
+describe("the reasons each operation lists", () => {
+  /** A call that must succeed. */
+  async function made(operationId: string, body: Json, key: string): Promise<Answer> {
+    const answer = await call(operationId, body, key);
+    expect(answer.status, `${operationId}: ${JSON.stringify(answer.body)}`).toBe(200);
+    return answer;
+  }
+
+  /** A fresh tenant and its all-scopes key, from the document. */
+  async function tenant(name: string): Promise<{ tenantId: string; key: string }> {
+    const t = await made("TenantService_CreateTenant", { name }, ADMIN_KEY);
+    return { tenantId: t.body.tenant.id, key: t.body.apiKey };
+  }
+
+  it("include RATE_LIMITED on every operation: the limit is checked before any of them runs", async () => {
+    // A server where every key (the operator's too, which may call every
+    // operation) gets one call a second.
+    const limited = await startTestServer({
+      HOLDFAST_KEY_RATE_PER_SECOND: "1",
+      HOLDFAST_KEY_RATE_BURST: "1",
+    });
+    const operations = Object.values<Json>(doc.paths).map((item) => item.post.operationId);
+    expect(operations.length).toBeGreaterThan(40);
+    for (const operationId of operations) {
+      // A call is admitted again only once a second went by: the next is refused.
+      let answer: Answer | undefined;
+      for (let i = 0; i < 3 && answer?.reason !== "RATE_LIMITED"; i++)
+        answer = await call(operationId, {}, ADMIN_KEY, { url: limited.url }); // checks the document lists what came back
+      expect([answer?.status, answer?.reason], operationId).toEqual([429, "RATE_LIMITED"]);
+    }
+  });
+
+  it("include LIMIT_REACHED on every operation that adds what a quota counts", async () => {
+    const { tenantId, key } = await tenant("openapi-quotas");
+    const resource = await made(
+      "ResourceService_CreateResource",
+      { name: "Room 1", timeZone: "America/New_York" },
+      key,
+    );
+    const resourceId = resource.body.resource.id;
+    const service = await made(
+      "CatalogService_CreateService",
+      { name: "Visit", resourceIds: [resourceId], policy: { durations: ["1800s"] } },
+      key,
+    );
+    const serviceId = service.body.service.id;
+    // A deleted resource and an inactive service, which coming back would count again.
+    const gone = await made(
+      "ResourceService_CreateResource",
+      { name: "Room 2", timeZone: "America/New_York" },
+      key,
+    );
+    const goneId = gone.body.resource.id;
+    await made("ResourceService_DeleteResource", { resourceId: goneId }, key);
+    const paused = await made(
+      "CatalogService_CreateService",
+      { name: "Paused", resourceIds: [resourceId], policy: { durations: ["1800s"] } },
+      key,
+    );
+    const pausedId = paused.body.service.id;
+    await made(
+      "CatalogService_UpdateService",
+      { service: { id: pausedId, active: false }, updateMask: "active" },
+      key,
+    );
+    await made(
+      "WebhookService_CreateWebhook",
+      { url: "https://hooks.example.com/holdfast", eventTypes: ["booking.held"] },
+      key,
+    );
+    const slots = await made(
+      "AvailabilityService_ListSlots",
+      {
+        serviceId,
+        startTime: new Date(Date.now() + 86_400_000).toISOString(),
+        endTime: new Date(Date.now() + 8 * 86_400_000).toISOString(),
+        pageSize: 2,
+      },
+      key,
+    );
+    const [first, second] = slots.body.slots;
+    await made("BookingService_CreateHold", { slotId: first.slotId }, key);
+    // Everything is at its quota now (the tenant's first key is its one API key).
+    const one = { bookingsPerMonth: 1, activeHolds: 1, resources: 1, services: 1 };
+    await made(
+      "TenantService_SetTenantQuotas",
+      { tenantId, quotas: { ...one, webhooks: 1, apiKeys: 1 } },
+      ADMIN_KEY,
+    );
+
+    const refused: [string, Json][] = [
+      ["BookingService_CreateHold", { slotId: second.slotId }],
+      ["BookingService_CreateBooking", { slotId: second.slotId }],
+      ["ResourceService_CreateResource", { name: "Room 3", timeZone: "America/New_York" }],
+      [
+        "ResourceService_UpdateResource",
+        { resource: { id: goneId, active: true }, updateMask: "active" },
+      ],
+      [
+        "CatalogService_CreateService",
+        { name: "More", resourceIds: [resourceId], policy: { durations: ["1800s"] } },
+      ],
+      [
+        "CatalogService_UpdateService",
+        { service: { id: pausedId, active: true }, updateMask: "active" },
+      ],
+      [
+        "WebhookService_CreateWebhook",
+        { url: "https://hooks.example.com/other", eventTypes: ["booking.held"] },
+      ],
+      ["KeyService_CreateApiKey", { scopes: ["bookings.read"] }],
+    ];
+    for (const [operationId, body] of refused) {
+      const answer = await call(operationId, body, key); // checks the document lists it
+      expect([answer.status, answer.reason], operationId).toEqual([429, "LIMIT_REACHED"]);
+    }
   });
 });
