@@ -108,6 +108,11 @@ export function operatorCommands(program: Command): void {
       if (given === Boolean(o.default)) {
         throw new UsageError("give --requests-per-second and --burst, or --default");
       }
+      // The API's RateLimit has no default for either half.
+      if (given && o.burst === undefined)
+        throw new UsageError("--burst is required with --requests-per-second");
+      if (given && o.requestsPerSecond === undefined)
+        throw new UsageError("--requests-per-second is required with --burst");
       const f = v.parseRequest(z.object({ rateLimit: v.rateLimit }), {
         rateLimit: o.default
           ? undefined

@@ -240,6 +240,15 @@ describe("holdfast (command line)", () => {
         /rate_limit\.burst: must be at most 1000000/,
       ],
       [["tenants", "rate-limit", name, "--default", "--burst", "2"], /or --default/],
+      // One of the two alone is named, not passed on to the API's field check.
+      [
+        ["tenants", "rate-limit", name, "--requests-per-second", "10"],
+        /error: --burst is required with --requests-per-second/,
+      ],
+      [
+        ["tenants", "rate-limit", name, "--burst", "10"],
+        /error: --requests-per-second is required with --burst/,
+      ],
       [
         ["tenants", "quotas", name, "--active-holds", "1.5"],
         /quotas\.active_holds: must be a whole number/,
