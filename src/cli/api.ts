@@ -68,11 +68,14 @@ export async function explainApiError(err: unknown, api: Api): Promise<CommandFa
     for (const v of bad.fieldViolations) lines.push(`  ${v.field}: ${v.description}`);
   }
   for (const conflict of err.findDetails(SlotConflictSchema)) {
+    // A conflict carries no zone. It is on the resource asked for, which
+    // leads the alternatives whenever it has one; without any, UTC.
+    const zone = conflict.alternatives[0]?.timeZone || "UTC";
     for (const taken of conflict.conflicts) {
       const start = taken.startTime ? msOfTimestamp(taken.startTime) : 0;
       const end = taken.endTime ? msOfTimestamp(taken.endTime) : 0;
       lines.push(
-        `in the way: ${new Date(start).toISOString()} - ${new Date(end).toISOString()} (${BookingStatus[taken.status]})`,
+        `in the way: ${localRange(start, end, zone)}  ${zoneLabel(start, zone)} (${BookingStatus[taken.status]})`,
       );
     }
     if (conflict.alternatives.length > 0) lines.push("free instead:");

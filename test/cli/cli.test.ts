@@ -380,7 +380,10 @@ describe("holdfast (command line)", () => {
     const taken = await holdfast(["hold", "--slot", firstSlot, "--name", "Grace"], api);
     expect(taken.code).toBe(1);
     expect(taken.stderr).toContain("SLOT_UNAVAILABLE");
-    expect(taken.stderr).toMatch(/in the way: .* \(HELD\)/);
+    // On the resource's clock, like every other time the commands show.
+    expect(taken.stderr).toMatch(
+      new RegExp(`in the way: Mon ${day} 09:00-09:30  America/New_York \\(-0[45]:00\\) \\(HELD\\)`),
+    );
     expect(taken.stderr).toMatch(
       new RegExp(`free instead:\\n  Mon ${day} 09:30-10:00  America/New_York`),
     );
