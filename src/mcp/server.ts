@@ -15,11 +15,21 @@ const VERSION = (
   }
 ).version;
 
-/** What the server tells a client about itself when it connects. */
-const INSTRUCTIONS = `Holdfast books appointments and other resources.
-Typical flow: list_services -> find_slots -> hold_slot (the time is locked for a few minutes) -> confirm_booking once the caller agrees.
+/**
+ * What the server tells a client about itself when it connects, true for
+ * its key: one without catalog.read has no list_services and is told where
+ * a service_id comes from instead.
+ */
+function instructionsFor(tools: readonly { name: string }[]): string {
+  const has = (name: string) => tools.some((t) => t.name === name);
+  const first = has("list_services")
+    ? "list_services -> find_slots"
+    : `find_slots (this API key cannot list services: use the service_id you were given${has("list_bookings") ? ", or one from list_bookings" : ""})`;
+  return `Holdfast books appointments and other resources.
+Typical flow: ${first} -> hold_slot (the time is locked for a few minutes) -> confirm_booking once the caller agrees.
 If a time was just taken, the failure lists free alternatives with slot_ids: offer those.
 Times are given in UTC and as local wall-clock time of the resource's zone; say the local time to the caller.`;
+}
 
 /**
  * One MCP server for one caller: tools/list shows the tools the caller's key
@@ -28,11 +38,11 @@ Times are given in UTC and as local wall-clock time of the resource's zone; say 
  * argument, is a tool result with a reason and a hint.
  */
 export function holdfastMcpServer(api: McpApi): Server {
+  const allowed = toolsFor(api.caller.scopes);
   const server = new Server(
     { name: "holdfast", version: VERSION },
-    { capabilities: { tools: {} }, instructions: INSTRUCTIONS },
+    { capabilities: { tools: {} }, instructions: instructionsFor(allowed) },
   );
-  const allowed = toolsFor(api.caller.scopes);
   server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: allowed.map(listing) }));
   server.setRequestHandler(CallToolRequestSchema, async (request): Promise<CallToolResult> => {
     const { name, arguments: args } = request.params;

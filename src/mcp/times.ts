@@ -25,7 +25,7 @@ export function isWallTime(text: string): boolean {
 export async function readTime(
   field: string,
   text: string,
-  zone: () => Promise<string>,
+  zone: (field: string) => Promise<string>,
 ): Promise<number> {
   const t = text.trim();
   if (WITH_OFFSET.test(t)) {
@@ -41,7 +41,7 @@ export async function readTime(
     if (isCalendarDate(date as string) && hour < 24 && minute < 60 && second < 60) {
       const [y, mo, d] = (date as string).split("-").map(Number) as [number, number, number];
       return new Temporal.PlainDateTime(y, mo, d, hour, minute, second).toZonedDateTime(
-        await zone(),
+        await zone(field),
         { disambiguation: "earlier" },
       ).epochMilliseconds;
     }
@@ -49,14 +49,22 @@ export async function readTime(
   throw badArgument(field, `"${text}" is not a time: give ${TIME_FORMATS}`);
 }
 
-/** A local calendar day "YYYY-MM-DD" in `zone`, as [its first instant, the next day's). */
-export function localDayRange(field: string, date: string, zone: string): [number, number] {
+/**
+ * A local calendar day "YYYY-MM-DD" in the resource's zone, as [its first
+ * instant, the next day's); `zone` is asked for only once the date is one.
+ */
+export async function localDayRange(
+  field: string,
+  date: string,
+  zone: (field: string) => Promise<string>,
+): Promise<[number, number]> {
   if (!isCalendarDate(date)) {
     throw badArgument(field, `"${date}" is not a date: give one such as "2030-03-04"`);
   }
   const day = Temporal.PlainDate.from(date);
+  const timeZone = await zone(field);
   return [
-    day.toZonedDateTime({ timeZone: zone }).epochMilliseconds,
-    day.add({ days: 1 }).toZonedDateTime({ timeZone: zone }).epochMilliseconds,
+    day.toZonedDateTime({ timeZone }).epochMilliseconds,
+    day.add({ days: 1 }).toZonedDateTime({ timeZone }).epochMilliseconds,
   ];
 }

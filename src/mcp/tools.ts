@@ -78,34 +78,76 @@ function methodOf(service: { method: Record<string, DescMethod> }, name: string)
   return service.method[name] as DescMethod;
 }
 
-/** The time zone that wall-clock arguments are read in: the resource's, or the service's first resource's. */
+/** Where an agent gets a service_id, whether or not its key may call list_services. */
+const SERVICE_ID_SOURCE = "a service_id from list_services, or the one you were given";
+
+/**
+ * The time zone that wall-clock arguments are read in: the resource's, or
+ * the service's first resource's. Asked for by the argument that needs it,
+ * so an error names the argument the agent gave; learnt once per call.
+ */
+type ZoneFinder = (field: string) => Promise<string>;
+
 function zoneFinder(
   api: McpApi,
   serviceId: string | undefined,
   resourceId: string | undefined,
-  field = "start_time",
-) {
+): ZoneFinder {
   let found: Promise<string> | undefined;
-  return () => {
-    found ??= (async () => {
-      if (!api.caller.scopes.includes("catalog.read")) {
-        throw badArgument(
-          field,
-          "this API key cannot read the catalog to learn the resource's time zone: give the time with a UTC offset or Z",
-        );
-      }
-      let rid = resourceId;
-      if (!rid && serviceId) {
-        const { service } = await api.catalog.getService({ serviceId });
-        rid = service?.resourceIds[0];
-        if (!rid) return service?.timeZone || "UTC";
-      }
-      if (!rid) throw badArgument("resource_id", "needed to read a local wall-clock time");
-      const { resource } = await api.resources.getResource({ resourceId: rid });
-      return resource?.timeZone || "UTC";
-    })();
+  return (field) => {
+    found ??= zoneOf(api, serviceId, resourceId, field);
     return found;
   };
+}
+
+/**
+ * From the catalog when the key may read it; otherwise from a ListSlots
+ * answer (bookings.read), which names the time zone of each resource it
+ * searched, the service's own order kept, whether or not any slot is free.
+ */
+async function zoneOf(
+  api: McpApi,
+  serviceId: string | undefined,
+  resourceId: string | undefined,
+  field: string,
+): Promise<string> {
+  const instead =
+    field === "date"
+      ? "give start_time and end_time with a UTC offset or Z instead"
+      : "give the time with a UTC offset or Z";
+  if (!serviceId && !resourceId) {
+    throw badArgument(
+      field,
+      `is a local wall-clock time: give service_id or resource_id so that it is read in that resource's time zone, or ${instead}`,
+    );
+  }
+  if (api.caller.scopes.includes("catalog.read")) {
+    let rid = resourceId;
+    if (!rid && serviceId) {
+      const { service } = await api.catalog.getService({ serviceId });
+      rid = service?.resourceIds[0];
+      if (!rid) return service?.timeZone || "UTC";
+    }
+    const { resource } = await api.resources.getResource({ resourceId: rid as string });
+    return resource?.timeZone || "UTC";
+  }
+  if (api.caller.scopes.includes("bookings.read") && serviceId) {
+    const now = Date.now();
+    const { timeZones } = await api.availability.listSlots({
+      serviceId,
+      resourceIds: resourceId ? [resourceId] : [],
+      startTime: timestampFromMs(now),
+      endTime: timestampFromMs(now + MINUTE_MS),
+      pageSize: 1,
+    });
+    return (resourceId ? timeZones[resourceId] : Object.values(timeZones)[0]) || "UTC";
+  }
+  throw badArgument(
+    field,
+    api.caller.scopes.includes("bookings.read")
+      ? `is a local wall-clock time, and this API key cannot read the time zone of resource_id alone (that needs catalog.read): give service_id too, or ${instead}`
+      : `is a local wall-clock time, and this API key cannot learn the resource's time zone (that needs catalog.read or bookings.read): ${instead}`,
+  );
 }
 
 /** Wraps a tool's work: any failure becomes a tool result, never a protocol error. */
@@ -211,9 +253,9 @@ const findSlots: ToolDef<z.ZodObject> = {
   description:
     "Lists free, bookable times of a service, earliest first, each with a slot_id to pass to hold_slot or reschedule_booking. Use it before offering times to the caller. Give `date` for one local day, or a start_time/end_time window (default: the next 7 days). Returns at most `limit` slots (default 10); when `page_token` is in the answer, more follow: call find_slots with only that page_token (and limit) to get them. Times come in UTC and as local wall-clock time of the resource's time zone. An empty list means nothing is free in that range: try a later range or another resource.",
   input: z.strictObject({
-    service_id: id("The service to book (from list_services).").optional(),
+    service_id: id(`The service to book: ${SERVICE_ID_SOURCE}.`).optional(),
     resource_id: id(
-      "Only this resource (from list_resources). Default: any resource of the service.",
+      "Only this resource (a resource_id from list_resources or from a slot). Default: any resource of the service.",
     ).optional(),
     date: z
       .string()
@@ -246,7 +288,7 @@ const findSlots: ToolDef<z.ZodObject> = {
         search = decodeSearch(args.page_token);
       } else {
         const serviceId = args.service_id as string | undefined;
-        if (!serviceId) throw badArgument("service_id", "is required (see list_services)");
+        if (!serviceId) throw badArgument("service_id", `is required: ${SERVICE_ID_SOURCE}`);
         const resourceId = args.resource_id as string | undefined;
         const zone = zoneFinder(api, serviceId, resourceId);
         let from: number;
@@ -255,7 +297,7 @@ const findSlots: ToolDef<z.ZodObject> = {
           if (args.start_time !== undefined || args.end_time !== undefined) {
             throw badArgument("date", "give date, or start_time/end_time, not both");
           }
-          [from, to] = localDayRange("date", args.date, await zone());
+          [from, to] = await localDayRange("date", args.date, zone);
         } else {
           from =
             args.start_time === undefined
@@ -318,7 +360,7 @@ const holdSlot: ToolDef<z.ZodObject> = {
   input: z.strictObject({
     slot_id: slotIdArg.optional(),
     service_id: id(
-      "The service (from list_services), when holding by time instead of slot_id.",
+      `The service, when holding by time instead of slot_id: ${SERVICE_ID_SOURCE}.`,
     ).optional(),
     resource_id: id(
       "A specific resource, when holding by time. Default: any free resource of the service.",
@@ -404,7 +446,7 @@ async function bookingTarget(
     );
   }
   if (!serviceId)
-    throw badArgument("service_id", "is required with start_time (see list_services)");
+    throw badArgument("service_id", `is required with start_time: ${SERVICE_ID_SOURCE}`);
   const resourceId = (args.resource_id as string | undefined) ?? current?.resourceId ?? "";
   const zone = zoneFinder(api, serviceId, resourceId || undefined);
   const startMs = await readTime(
@@ -417,18 +459,36 @@ async function bookingTarget(
   if (durationMs === undefined && current?.startTime && current.endTime) {
     durationMs = msOfTimestamp(current.endTime) - msOfTimestamp(current.startTime);
   }
-  if (durationMs === undefined) {
-    if (!api.caller.scopes.includes("catalog.read")) {
-      throw badArgument(
-        "duration_minutes",
-        "is required: this API key cannot read the service's durations",
-      );
-    }
+  durationMs ??= await firstDuration(api, serviceId);
+  return { slotId: "", serviceId, resourceId, startMs, endMs: startMs + durationMs, durationMs };
+}
+
+/**
+ * The service's first duration: from the catalog when the key may read it;
+ * otherwise the length of a free slot (bookings.read), since ListSlots asked
+ * for no duration offers slots of the first one.
+ */
+async function firstDuration(api: McpApi, serviceId: string): Promise<number> {
+  if (api.caller.scopes.includes("catalog.read")) {
     const { service } = await api.catalog.getService({ serviceId });
     const first = service?.policy?.durations[0];
-    durationMs = first ? msOfDuration(first) : 30 * MINUTE_MS;
+    return first ? msOfDuration(first) : 30 * MINUTE_MS;
   }
-  return { slotId: "", serviceId, resourceId, startMs, endMs: startMs + durationMs, durationMs };
+  if (api.caller.scopes.includes("bookings.read")) {
+    const now = Date.now();
+    const { slots } = await api.availability.listSlots({
+      serviceId,
+      startTime: timestampFromMs(now),
+      endTime: timestampFromMs(now + 62 * DAY_MS),
+      pageSize: 1,
+    });
+    const s = slots[0];
+    if (s?.startTime && s.endTime) return msOfTimestamp(s.endTime) - msOfTimestamp(s.startTime);
+  }
+  throw badArgument(
+    "duration_minutes",
+    "is required: this API key cannot learn the service's durations (that needs catalog.read)",
+  );
 }
 
 /** A write of one booking, retry-safe (see retry-safety.ts), answered with the booking. */
@@ -643,7 +703,6 @@ const listBookings: ToolDef<z.ZodObject> = {
         api,
         args.service_id as string | undefined,
         args.resource_id as string | undefined,
-        "start_time_from",
       );
       const from =
         args.start_time_from === undefined

@@ -237,6 +237,80 @@ describe("the voice-agent flow", () => {
   });
 });
 
+describe("a key without catalog.read (the Quickstart's agent key)", () => {
+  const AGENT_SCOPES = ["bookings.read", "bookings.write", "events.read"];
+
+  it("reads dates and wall-clock times in the resource's zone, learnt from ListSlots", async () => {
+    const c = await clinic(server.url);
+    const agent = await mcpOverHttp(server.url, await c.keyWith(AGENT_SCOPES));
+    const day = nyDate(6);
+    const byDate = await callTool(agent, "find_slots", {
+      service_id: c.serviceId,
+      date: day,
+      limit: 1,
+    });
+    expect(byDate.isError, byDate.text).toBe(false);
+    expect(byDate.data.slots[0].local_start_time.slice(0, 16)).toBe(`${day}T09:00`);
+    const byWall = await callTool(agent, "find_slots", {
+      service_id: c.serviceId,
+      start_time: `${day}T11:00`,
+      limit: 1,
+    });
+    expect(byWall.isError, byWall.text).toBe(false);
+    expect(byWall.data.slots[0].local_start_time.slice(0, 16)).toBe(`${day}T11:00`);
+    const held = await callTool(agent, "hold_slot", {
+      service_id: c.serviceId,
+      resource_id: c.resourceId,
+      start_time: `${day}T12:00`,
+    });
+    expect(held.isError, held.text).toBe(false);
+    expect(held.data.booking.local_start_time.slice(0, 16)).toBe(`${day}T12:00`);
+    expect(held.data.booking.local_end_time.slice(0, 16)).toBe(`${day}T12:30`);
+    const listed = await callTool(agent, "list_bookings", {
+      service_id: c.serviceId,
+      start_time_from: `${day}T00:00`,
+    });
+    expect(listed.isError, listed.text).toBe(false);
+    expect(listed.data.bookings).toHaveLength(1);
+  });
+
+  it("names the argument given, and says what else would do, when no zone can be learnt", async () => {
+    const c = await clinic(server.url);
+    const agent = await mcpOverHttp(server.url, await c.keyWith(AGENT_SCOPES));
+    const to = await callTool(agent, "list_bookings", { start_time_to: "2030-03-04T00:00" });
+    expect(to.data.error.field_violations).toEqual([
+      { field: "start_time_to", description: expect.stringContaining("service_id") },
+    ]);
+    expect(to.data.error.message).toContain("UTC offset");
+    const byResource = await callTool(agent, "list_bookings", {
+      resource_id: c.resourceId,
+      start_time_from: "2030-03-04T00:00",
+    });
+    expect(byResource.data.error.field_violations[0]).toEqual({
+      field: "start_time_from",
+      description: expect.stringContaining("give service_id too"),
+    });
+  });
+
+  it("is not told to call list_services, which it does not have", async () => {
+    const c = await clinic(server.url);
+    const agent = await mcpOverHttp(server.url, await c.keyWith(AGENT_SCOPES));
+    expect(agent.getInstructions()).not.toContain("list_services ->");
+    expect(agent.getInstructions()).toContain("the service_id you were given");
+    const full = await mcpOverHttp(server.url, c.key);
+    expect(full.getInstructions()).toContain("list_services -> find_slots");
+    const { tools } = await agent.listTools();
+    for (const tool of tools) {
+      for (const [arg, schema] of Object.entries(tool.inputSchema.properties ?? {})) {
+        const text = (schema as { description?: string }).description ?? "";
+        if (text.includes("list_services")) {
+          expect(text, `${tool.name}.${arg}`).toContain("or the one you were given");
+        }
+      }
+    }
+  });
+});
+
 describe("retry safety", () => {
   it("a retried hold without an idempotency_key returns the same hold, never a second one", async () => {
     const c = await clinic(server.url);
