@@ -134,3 +134,48 @@ export function utcOffsetMs(ms: number, timeZone: string): number {
   spans.push(span);
   return span.offsetMs;
 }
+
+/** The wall-clock fields of a local time; all exist on the calendar and the clock. */
+export type WallClock = {
+  year: number;
+  month: number;
+  day: number;
+  hour: number;
+  minute: number;
+  second: number;
+};
+
+/**
+ * Where a zone's clocks jump forward over a wall time: the wall time they
+ * leave and the one they reach, "YYYY-MM-DDTHH:MM" (e.g. 01:00 and 02:00).
+ */
+export type ClockJump = { from: string; to: string };
+
+/**
+ * The instant of a local wall-clock time in `timeZone`. A wall time that
+ * clocks going back repeat is its earlier instant. One that clocks going
+ * forward skip has no instant, as the slot grid has none there (see
+ * gridStarts in availability.ts): the answer is then the jump that skips it.
+ */
+export function instantOfWallClock(
+  wall: WallClock,
+  timeZone: string,
+): { ms: number } | { skipped: ClockJump } {
+  const local = new Temporal.PlainDateTime(
+    wall.year,
+    wall.month,
+    wall.day,
+    wall.hour,
+    wall.minute,
+    wall.second,
+  );
+  // In a gap, "earlier" is the wall time read with the offset before the
+  // jump: an instant before it, whose wall time differs from the one asked.
+  const earlier = local.toZonedDateTime(timeZone, { disambiguation: "earlier" });
+  if (earlier.toPlainDateTime().equals(local)) return { ms: earlier.epochMilliseconds };
+  const jump = earlier.getTimeZoneTransition("next") as Temporal.ZonedDateTime;
+  const to = jump.toPlainDateTime();
+  const from = to.subtract({ nanoseconds: jump.offsetNanoseconds - earlier.offsetNanoseconds });
+  const text = (t: Temporal.PlainDateTime) => t.toString({ smallestUnit: "minute" });
+  return { skipped: { from: text(from), to: text(to) } };
+}

@@ -1,13 +1,14 @@
 import { Temporal } from "temporal-polyfill";
-import { isCalendarDate } from "../domain/time.js";
+import { instantOfWallClock, isCalendarDate } from "../domain/time.js";
 import { badArgument } from "./results.js";
 
 /**
  * Times as a model gives them: an instant in RFC 3339 with "Z" or an
  * offset ("2030-03-04T14:00:00Z", "2030-03-04T09:00-05:00"), or a local
  * wall-clock time without one ("2030-03-04T09:00"), read in the resource's
- * zone. A wall time that a clock change skips or repeats takes its earlier
- * instant.
+ * zone. A wall time that clocks going back repeat takes its earlier
+ * instant; one that clocks going forward skip does not exist, and is refused
+ * with where the clocks jump.
  */
 
 const WITH_OFFSET = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/i;
@@ -39,11 +40,19 @@ export async function readTime(
     const minute = Number(mm);
     const second = Number(ss ?? "0");
     if (isCalendarDate(date as string) && hour < 24 && minute < 60 && second < 60) {
-      const [y, mo, d] = (date as string).split("-").map(Number) as [number, number, number];
-      return new Temporal.PlainDateTime(y, mo, d, hour, minute, second).toZonedDateTime(
-        await zone(field),
-        { disambiguation: "earlier" },
-      ).epochMilliseconds;
+      const [year, month, day] = (date as string).split("-").map(Number) as [
+        number,
+        number,
+        number,
+      ];
+      const timeZone = await zone(field);
+      const at = instantOfWallClock({ year, month, day, hour, minute, second }, timeZone);
+      if ("ms" in at) return at.ms;
+      const { from, to } = at.skipped;
+      throw badArgument(
+        field,
+        `"${text}" does not exist in ${timeZone}: the clocks jump from ${from} to ${to}. The nearest local times that exist are ${lastMinuteBefore(from)} and ${to} (or give a time with a UTC offset)`,
+      );
     }
   }
   throw badArgument(field, `"${text}" is not a time: give ${TIME_FORMATS}`);
@@ -67,4 +76,11 @@ export async function localDayRange(
     day.toZonedDateTime({ timeZone }).epochMilliseconds,
     day.add({ days: 1 }).toZonedDateTime({ timeZone }).epochMilliseconds,
   ];
+}
+
+/** "2027-03-28T01:00" -> "2027-03-28T00:59". */
+function lastMinuteBefore(wall: string): string {
+  return Temporal.PlainDateTime.from(wall)
+    .subtract({ minutes: 1 })
+    .toString({ smallestUnit: "minute" });
 }

@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import {
   canonicalTimeZone,
   formatClockTime,
+  instantOfWallClock,
   isCalendarDate,
   localDateTime,
   parseClockTime,
@@ -164,4 +165,50 @@ describe("parseDuration", () => {
     "1m,2m",
     "30 minutes",
   ])("refuses %j", (text) => expect(parseDuration(text)).toBeUndefined());
+});
+
+describe("instantOfWallClock", () => {
+  const wall = (text: string) => {
+    const t = Temporal.PlainDateTime.from(text);
+    return {
+      year: t.year,
+      month: t.month,
+      day: t.day,
+      hour: t.hour,
+      minute: t.minute,
+      second: t.second,
+    };
+  };
+
+  it("reads an ordinary wall time with the zone's offset", () => {
+    expect(instantOfWallClock(wall("2027-03-28T00:30"), "Europe/London")).toEqual({
+      ms: Date.parse("2027-03-28T00:30:00Z"),
+    });
+    expect(instantOfWallClock(wall("2027-03-28T02:00"), "Europe/London")).toEqual({
+      ms: Date.parse("2027-03-28T01:00:00Z"),
+    });
+  });
+
+  it("takes the earlier instant of a wall time that clocks going back repeat", () => {
+    expect(instantOfWallClock(wall("2027-10-31T01:30"), "Europe/London")).toEqual({
+      ms: Date.parse("2027-10-31T00:30:00Z"),
+    });
+  });
+
+  it("gives no instant for a wall time that clocks going forward skip, but the jump", () => {
+    expect(instantOfWallClock(wall("2027-03-28T01:30"), "Europe/London")).toEqual({
+      skipped: { from: "2027-03-28T01:00", to: "2027-03-28T02:00" },
+    });
+    expect(instantOfWallClock(wall("2027-03-14T02:00"), "America/New_York")).toEqual({
+      skipped: { from: "2027-03-14T02:00", to: "2027-03-14T03:00" },
+    });
+    // Lord Howe moves its clocks by half an hour.
+    expect(instantOfWallClock(wall("2026-10-04T02:15"), "Australia/Lord_Howe")).toEqual({
+      skipped: { from: "2026-10-04T02:00", to: "2026-10-04T02:30" },
+    });
+    // Samoa skipped a whole day.
+    expect(instantOfWallClock(wall("2011-12-30T12:00"), "Pacific/Apia")).toEqual({
+      skipped: { from: "2011-12-30T00:00", to: "2011-12-31T00:00" },
+    });
+  });
 });

@@ -311,6 +311,42 @@ describe("a key without catalog.read (the Quickstart's agent key)", () => {
   });
 });
 
+describe("a wall-clock time that clocks going forward skip", () => {
+  it("does not exist: hold_slot and find_slots say where the clocks jump", async () => {
+    const c = await clinic(server.url, { timeZone: "Europe/London" });
+    const agent = await mcpOverHttp(server.url, c.key);
+    const jump = "the clocks jump from 2027-03-28T01:00 to 2027-03-28T02:00";
+    const hold = await callTool(agent, "hold_slot", {
+      service_id: c.serviceId,
+      start_time: "2027-03-28T01:30",
+    });
+    expect(hold.isError).toBe(true);
+    expect(hold.data.error.reason).toBe("VALIDATION_ERROR");
+    expect(hold.data.error.field_violations).toEqual([
+      {
+        field: "start_time",
+        description: expect.stringContaining(`does not exist in Europe/London: ${jump}`),
+      },
+    ]);
+    expect(hold.data.error.message).toContain("2027-03-28T00:59 and 2027-03-28T02:00");
+    const find = await callTool(agent, "find_slots", {
+      service_id: c.serviceId,
+      start_time: "2027-03-28T01:30",
+    });
+    expect(find.data.error.field_violations[0]).toEqual({
+      field: "start_time",
+      description: expect.stringContaining(jump),
+    });
+    // A time the change repeats keeps its earlier instant.
+    const repeated = await callTool(agent, "find_slots", {
+      service_id: c.serviceId,
+      start_time: "2027-10-31T01:30",
+      end_time: "2027-10-31T01:31",
+    });
+    expect(repeated.isError, repeated.text).toBe(false);
+  });
+});
+
 describe("retry safety", () => {
   it("a retried hold without an idempotency_key returns the same hold, never a second one", async () => {
     const c = await clinic(server.url);

@@ -69,16 +69,20 @@ export async function callTool(
 }
 
 /**
- * A tenant with one resource in New York open 09:00-17:00 every day, and a
- * 30-minute service on it (slots every 30 minutes); keys are made on demand.
+ * A tenant with one resource in New York (or `timeZone`) open 09:00-17:00
+ * every day, and a 30-minute service on it (slots every 30 minutes); keys
+ * are made on demand.
  */
-export async function clinic(url: string) {
+export async function clinic(
+  url: string,
+  { timeZone = "America/New_York", capacity = 1 }: { timeZone?: string; capacity?: number } = {},
+) {
   const { key } = await newTenant(url);
   const resources = clientFor(ResourceService, url, key);
   const { resource } = await resources.createResource({
     name: "Dr Lee",
-    timeZone: "America/New_York",
-    capacity: 1,
+    timeZone,
+    capacity,
     weeklySchedule: {
       windows: [1, 2, 3, 4, 5, 6, 7].map((weekday) => ({
         weekday,
