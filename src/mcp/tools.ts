@@ -51,13 +51,14 @@ const idempotencyKey = z
   .describe(
     "Optional. A unique string for this one request (e.g. a UUID); send the same value when you retry the same request. Without it, a retry with identical arguments is still recognised and never books twice.",
   );
-const durationMinutes = z
-  .number()
-  .int()
-  .min(1)
-  .max(1440)
-  .optional()
-  .describe("Length in minutes; one of the service's durations. Default: the service's first.");
+const durationMinutes = (fallback: string) =>
+  z
+    .number()
+    .int()
+    .min(1)
+    .max(1440)
+    .optional()
+    .describe(`Length in minutes; one of the service's durations. Default: ${fallback}.`);
 
 const limitArg = (what: string, max: number, fallback: number) =>
   z
@@ -268,7 +269,7 @@ const findSlots: ToolDef<z.ZodObject> = {
     end_time: time(
       "Latest start (exclusive). Default: 7 days after start_time; at most 62 days after it.",
     ).optional(),
-    duration_minutes: durationMinutes,
+    duration_minutes: durationMinutes("the service's first"),
     limit: limitArg("slots", 50, 10),
     page_token: z
       .string()
@@ -366,7 +367,7 @@ const holdSlot: ToolDef<z.ZodObject> = {
       "A specific resource, when holding by time. Default: any free resource of the service.",
     ).optional(),
     start_time: time("When holding by time: the start.").optional(),
-    duration_minutes: durationMinutes,
+    duration_minutes: durationMinutes("the service's first"),
     hold_minutes: z
       .number()
       .int()
@@ -612,7 +613,7 @@ const rescheduleBooking: ToolDef<z.ZodObject> = {
     resource_id: id(
       "Move to this resource of the same service. Default: the same resource.",
     ).optional(),
-    duration_minutes: durationMinutes,
+    duration_minutes: durationMinutes("the booking's current length"),
     idempotency_key: idempotencyKey,
   }),
   readOnly: false,

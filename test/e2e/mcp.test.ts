@@ -67,6 +67,18 @@ describe("tools/list", () => {
         expect(schema.description?.length, `${tool.name}.${arg}`).toBeGreaterThan(10);
       }
     }
+    const args = (name: string) =>
+      tools.find((t) => t.name === name)?.inputSchema.properties as Record<
+        string,
+        { description: string }
+      >;
+    // A reschedule keeps the booking's length unless told otherwise.
+    expect(args("reschedule_booking").duration_minutes?.description).toContain(
+      "Default: the booking's current length.",
+    );
+    expect(args("hold_slot").duration_minutes?.description).toContain(
+      "Default: the service's first.",
+    );
   });
 });
 
