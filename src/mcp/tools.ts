@@ -357,7 +357,7 @@ const holdSlot: ToolDef<z.ZodObject> = {
   rpc: methodOf(BookingService, "createHold"),
   title: "Hold a time",
   description:
-    "Holds a time for a few minutes while the caller decides; nobody else can take it meanwhile. Give slot_id from find_slots, or service_id with start_time (and optionally resource_id and duration_minutes). The answer says when the hold lapses (hold_seconds_left): call confirm_booking before then, extend_hold if the caller needs longer, cancel_booking if they decline. If the time was just taken (SLOT_UNAVAILABLE) or is not bookable, the failure lists `alternatives` with slot_ids: offer those. Safe to retry: a retry never holds twice.",
+    "Holds a time for a few minutes while the caller decides; nobody else can take it meanwhile. Give slot_id from find_slots, or service_id with start_time (and optionally resource_id and duration_minutes). The answer says when the hold lapses (hold_seconds_left): call confirm_booking before then, extend_hold if the caller needs longer, cancel_booking if they decline. If the time was just taken (SLOT_UNAVAILABLE) or is not bookable, the failure lists `alternatives` with slot_ids: offer those. Safe to retry: a call with the same arguments as one that went through returns that hold (replayed: true) while it is held, never a second one. So holds for different callers must differ: give each caller's attendee details, or a distinct idempotency_key for each hold.",
   input: z.strictObject({
     slot_id: slotIdArg.optional(),
     service_id: id(
@@ -408,7 +408,13 @@ const holdSlot: ToolDef<z.ZodObject> = {
             { headers: { "idempotency-key": key }, onHeader },
           ),
         );
-        return bookingAnswer(answer.booking, replayed, "");
+        return bookingAnswer(
+          answer.booking,
+          replayed,
+          replayed
+            ? "To hold this time for another caller, call again with their attendee details or a new idempotency_key."
+            : "",
+        );
       },
       async (view) => {
         if (near) await addNearest(api, view, near);

@@ -387,6 +387,25 @@ describe("retry safety", () => {
     expect(retried.data.booking.booking_id).toBe(anew.data.booking.booking_id);
   });
 
+  it("holds for different callers differ by attendee or idempotency_key, as hold_slot says", async () => {
+    const c = await clinic(server.url, { capacity: 2 });
+    const agent = await mcpOverHttp(server.url, c.key);
+    const { tools } = await agent.listTools();
+    const description = tools.find((t) => t.name === "hold_slot")?.description;
+    expect(description).toContain("holds for different callers must differ");
+    const day = nyDate(4);
+    const args = { service_id: c.serviceId, start_time: `${day}T10:00` };
+    const one = await callTool(agent, "hold_slot", args);
+    const same = await callTool(await mcpOverHttp(server.url, c.key), "hold_slot", args);
+    expect(same.data.booking.booking_id).toBe(one.data.booking.booking_id);
+    expect(same.text).toContain("attendee details or a new idempotency_key");
+    const other = await callTool(agent, "hold_slot", { ...args, attendee_name: "Bo" });
+    const keyed = await callTool(agent, "hold_slot", { ...args, idempotency_key: "second-caller" });
+    expect(other.data.booking.booking_id).not.toBe(one.data.booking.booking_id);
+    // A new key is a new hold too: a third one, where the resource takes two.
+    expect(keyed.data.error.reason).toBe("SLOT_UNAVAILABLE");
+  });
+
   it("a retried hold that was refused is tried anew, so a freed time can be held", async () => {
     const c = await clinic(server.url);
     const agent = await mcpOverHttp(server.url, c.key);
