@@ -5,6 +5,7 @@ import { BadRequestSchema, ErrorInfoSchema } from "../../gen/google/rpc/error_de
 import type { Slot } from "../../gen/holdfast/v1/availability_pb.js";
 import { type Booking, BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
 import { SlotConflictSchema } from "../../gen/holdfast/v1/errors_pb.js";
+import { localDateTime } from "../domain/time.js";
 import { BOOKING_STATUS, msOfTimestamp } from "../rpc/convert.js";
 
 /**
@@ -61,6 +62,8 @@ export function bookingView(b: Booking, nowMs = Date.now()): Record<string, unkn
   };
   if (b.status === BookingStatus.HELD && b.expireTime) {
     view.hold_expires_at = iso(b.expireTime);
+    if (b.timeZone)
+      view.local_hold_expires_at = localDateTime(msOfTimestamp(b.expireTime), b.timeZone);
     view.hold_seconds_left = Math.max(0, Math.round((msOfTimestamp(b.expireTime) - nowMs) / 1000));
   }
   const a = b.attendee;
@@ -88,7 +91,11 @@ export function describeBooking(b: Booking, nowMs = Date.now()): string {
   let text = `Booking ${b.id} is ${status} for ${local ? `${local} (${utc})` : utc}`;
   if (b.status === BookingStatus.HELD && b.expireTime) {
     const left = Math.max(0, Math.round((msOfTimestamp(b.expireTime) - nowMs) / 1000));
-    text += `; the hold lapses in ${left} s (at ${iso(b.expireTime)}): confirm_booking before then`;
+    const expires = msOfTimestamp(b.expireTime);
+    const at = b.timeZone
+      ? `${wall(localDateTime(expires, b.timeZone))} ${b.timeZone}, ${iso(b.expireTime)}`
+      : iso(b.expireTime);
+    text += `; the hold lapses in ${left} s (at ${at}): confirm_booking before then`;
   }
   return `${text}.`;
 }
@@ -170,7 +177,14 @@ export type FailureView = {
   message: string;
   hint: string;
   field_violations?: { field: string; description: string }[];
-  conflicts?: { start_time?: string; end_time?: string; status: string }[];
+  conflicts?: {
+    start_time?: string;
+    end_time?: string;
+    local_start_time?: string;
+    local_end_time?: string;
+    time_zone?: string;
+    status: string;
+  }[];
   alternatives?: SlotView[];
   /** LIMIT_REACHED: the quota used up, its limit and what is in use. */
   quota?: { quota: string; limit: number; usage: number };
@@ -214,6 +228,16 @@ export function failureOf(err: unknown): FailureView {
     view.alternatives = c.alternatives.map(slotView);
   }
   return view;
+}
+
+/** The conflicting ranges of a refusal, also in `timeZone`, the zone of the time asked for. */
+export function localizeConflicts(view: FailureView, timeZone: string): void {
+  for (const c of view.conflicts ?? []) {
+    if (!c.start_time || !c.end_time) continue;
+    c.local_start_time = localDateTime(Date.parse(c.start_time), timeZone);
+    c.local_end_time = localDateTime(Date.parse(c.end_time), timeZone);
+    c.time_zone = timeZone;
+  }
 }
 
 export function failed(view: FailureView): CallToolResult {

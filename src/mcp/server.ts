@@ -5,6 +5,7 @@ import {
   type CallToolResult,
   ListToolsRequestSchema,
 } from "@modelcontextprotocol/sdk/types.js";
+import { nearestName } from "../rpc/json-errors.js";
 import type { McpApi } from "./api.js";
 import { failed, hintOf } from "./results.js";
 import { listing, scopeOf, TOOLS, toolsFor } from "./tools.js";
@@ -65,10 +66,17 @@ export function holdfastMcpServer(api: McpApi): Server {
     }
     const parsed = tool.input.safeParse(args ?? {});
     if (!parsed.success) {
-      const violations = parsed.error.issues.map((i) => ({
-        field: i.path.length > 0 ? i.path.join(".") : keysOf(i) || "(arguments)",
-        description: i.message,
-      }));
+      const names = Object.keys(tool.input.shape);
+      const violations = parsed.error.issues.flatMap((i) =>
+        i.code === "unrecognized_keys"
+          ? i.keys.map((key) => ({ field: key, description: unknownArgument(name, key, names) }))
+          : [
+              {
+                field: i.path.length > 0 ? i.path.join(".") : "(arguments)",
+                description: i.message,
+              },
+            ],
+      );
       return failed({
         reason: "VALIDATION_ERROR",
         message: `invalid arguments: ${violations.map((v) => `${v.field}: ${v.description}`).join("; ")}`,
@@ -81,7 +89,8 @@ export function holdfastMcpServer(api: McpApi): Server {
   return server;
 }
 
-/** zod names unknown keys in the issue, not in its path. */
-function keysOf(issue: { code: string; keys?: string[] }): string {
-  return issue.code === "unrecognized_keys" ? (issue.keys ?? []).join(", ") : "";
+/** An argument the tool does not take, with the nearest one it does (as the JSON API does). */
+function unknownArgument(tool: string, key: string, names: readonly string[]): string {
+  const near = nearestName(key, names);
+  return `is not an argument of ${tool}${near ? `; did you mean "${near}"?` : `; its arguments are ${names.join(", ")}`}`;
 }

@@ -17,10 +17,7 @@ const WALL = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}):(\d{2})(?::(\d{2}))?$/;
 export const TIME_FORMATS =
   'RFC 3339 in UTC ("2030-03-04T14:00:00Z") or with an offset ("2030-03-04T09:00:00-05:00"), or the local wall-clock time of the resource\'s time zone without an offset ("2030-03-04T09:00")';
 
-/** Whether `text` needs a time zone to be read (a wall-clock time). */
-export function isWallTime(text: string): boolean {
-  return WALL.test(text.trim());
-}
+export const NOT_A_DATE = 'is not a date: give one such as "2030-03-04" (YYYY-MM-DD)';
 
 /** `text` as milliseconds since the epoch; `zone` is asked for only for a wall-clock time. */
 export async function readTime(
@@ -68,7 +65,7 @@ export async function localDayRange(
   zone: (field: string) => Promise<string>,
 ): Promise<[number, number]> {
   if (!isCalendarDate(date)) {
-    throw badArgument(field, `"${date}" is not a date: give one such as "2030-03-04"`);
+    throw badArgument(field, `"${date}" ${NOT_A_DATE}`);
   }
   const day = Temporal.PlainDate.from(date);
   const timeZone = await zone(field);

@@ -6,7 +6,7 @@ import { AvailabilityService } from "../../gen/holdfast/v1/availability_pb.js";
 import { type Booking, BookingService } from "../../gen/holdfast/v1/booking_pb.js";
 import { CatalogService } from "../../gen/holdfast/v1/catalog_pb.js";
 import { ResourceKind, ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
-import { DAY_MS, MINUTE_MS } from "../domain/time.js";
+import { DAY_MS, localDateTime, MINUTE_MS } from "../domain/time.js";
 import { ANY_SCOPE, requiredScopeOf } from "../rpc/auth.js";
 import { BOOKING_STATUS, msOfDuration, msOfTimestamp } from "../rpc/convert.js";
 import type { McpApi } from "./api.js";
@@ -17,12 +17,13 @@ import {
   type FailureView,
   failed,
   failureOf,
+  localizeConflicts,
   ok,
   type SlotView,
   slotView,
 } from "./results.js";
 import { retrySafe } from "./retry-safety.js";
-import { isWallTime, localDayRange, readTime, TIME_FORMATS } from "./times.js";
+import { localDayRange, NOT_A_DATE, readTime, TIME_FORMATS } from "./times.js";
 
 /**
  * The Holdfast tools for MCP clients. Each tool calls one RPC of the API
@@ -42,7 +43,9 @@ type ToolDef<S extends z.ZodObject> = {
 };
 
 const id = (what: string) => z.string().min(1).max(200).describe(what);
-const time = (what: string) => z.string().min(1).max(64).describe(`${what} ${TIME_FORMATS}.`);
+const notATime = `is not a time: give ${TIME_FORMATS}`;
+const time = (what: string) =>
+  z.string().min(1, notATime).max(64, notATime).describe(`${what} ${TIME_FORMATS}.`);
 const idempotencyKey = z
   .string()
   .min(1)
@@ -247,6 +250,21 @@ function decodeSearch(token: string): SlotSearch {
   throw badArgument("page_token", "is not a page_token from find_slots: search again without it");
 }
 
+/**
+ * A search's range in the local time of its resources' zone when they share
+ * one (as every other time is given), with UTC beside it.
+ */
+function between(search: SlotSearch, timeZones: Record<string, string>): string {
+  const zones = new Set(
+    search.resource_id ? [timeZones[search.resource_id]] : Object.values(timeZones),
+  );
+  const utc = `${new Date(search.from).toISOString()} and ${new Date(search.to).toISOString()}`;
+  const [zone] = zones;
+  if (zones.size !== 1 || !zone) return utc;
+  const local = (ms: number) => localDateTime(ms, zone).slice(0, 16).replace("T", " ");
+  return `${local(search.from)} and ${local(search.to)} ${zone} (${utc.replace(" and ", " to ")})`;
+}
+
 const findSlots: ToolDef<z.ZodObject> = {
   name: "find_slots",
   rpc: methodOf(AvailabilityService, "listSlots"),
@@ -260,7 +278,7 @@ const findSlots: ToolDef<z.ZodObject> = {
     ).optional(),
     date: z
       .string()
-      .max(10)
+      .max(10, NOT_A_DATE)
       .optional()
       .describe(
         'One local calendar day, "YYYY-MM-DD", in the resource\'s time zone. Instead of start_time/end_time.',
@@ -335,7 +353,7 @@ const findSlots: ToolDef<z.ZodObject> = {
       const data: Record<string, unknown> = { slots };
       let summary =
         slots.length === 0
-          ? `No free time between ${new Date(search.from).toISOString()} and ${new Date(search.to).toISOString()}: try a later range or another resource.`
+          ? `No free time between ${between(search, answer.timeZones)}: try a later range or another resource.`
           : `${slots.length} free slot(s), earliest ${slots[0]?.local_start_time} ${slots[0]?.time_zone}. Hold one with hold_slot(slot_id).`;
       if (answer.nextPageToken) {
         data.page_token = encodeSearch({ ...search, api_token: answer.nextPageToken });
@@ -382,10 +400,12 @@ const holdSlot: ToolDef<z.ZodObject> = {
   async run(api, a) {
     const args = a as Record<string, string | number | undefined>;
     let near: Near | undefined;
+    let zone: ZoneFinder | undefined;
     return guarded(
       async () => {
         const request = await bookingTarget(api, args);
         near = nearOf(request);
+        zone = request.zone;
         const { answer, replayed } = await retrySafe(api, "hold_slot", a, (key, onHeader) =>
           api.bookings.createHold(
             {
@@ -418,6 +438,7 @@ const holdSlot: ToolDef<z.ZodObject> = {
       },
       async (view) => {
         if (near) await addNearest(api, view, near);
+        if (zone && view.conflicts) localizeConflicts(view, await zone("start_time"));
       },
     );
   },
@@ -438,6 +459,8 @@ async function bookingTarget(
   startMs?: number;
   endMs?: number;
   durationMs?: number;
+  /** When a time was asked for: the zone it is read in, which conflicts are shown in too. */
+  zone?: ZoneFinder;
 }> {
   const slotId = args.slot_id as string | undefined;
   const start = args.start_time as string | undefined;
@@ -455,19 +478,27 @@ async function bookingTarget(
   if (!serviceId)
     throw badArgument("service_id", `is required with start_time: ${SERVICE_ID_SOURCE}`);
   const resourceId = (args.resource_id as string | undefined) ?? current?.resourceId ?? "";
-  const zone = zoneFinder(api, serviceId, resourceId || undefined);
-  const startMs = await readTime(
-    "start_time",
-    start,
-    isWallTime(start) && current?.timeZone ? async () => current.timeZone : zone,
-  );
+  // A booking staying on its resource already names the zone.
+  const zone: ZoneFinder =
+    current?.timeZone && resourceId === current.resourceId
+      ? async () => current.timeZone
+      : zoneFinder(api, serviceId, resourceId || undefined);
+  const startMs = await readTime("start_time", start, zone);
   let durationMs =
     args.duration_minutes === undefined ? undefined : (args.duration_minutes as number) * MINUTE_MS;
   if (durationMs === undefined && current?.startTime && current.endTime) {
     durationMs = msOfTimestamp(current.endTime) - msOfTimestamp(current.startTime);
   }
   durationMs ??= await firstDuration(api, serviceId);
-  return { slotId: "", serviceId, resourceId, startMs, endMs: startMs + durationMs, durationMs };
+  return {
+    slotId: "",
+    serviceId,
+    resourceId,
+    startMs,
+    endMs: startMs + durationMs,
+    durationMs,
+    zone,
+  };
 }
 
 /**
@@ -626,6 +657,7 @@ const rescheduleBooking: ToolDef<z.ZodObject> = {
   async run(api, a) {
     const args = a as Record<string, string | number | undefined>;
     let near: Near | undefined;
+    let zone: ZoneFinder | undefined;
     return guarded(
       async () => {
         let current: Booking | undefined;
@@ -635,6 +667,7 @@ const rescheduleBooking: ToolDef<z.ZodObject> = {
         }
         const target = await bookingTarget(api, args, current);
         near = nearOf(target);
+        zone = target.zone;
         const { answer, replayed } = await retrySafe(
           api,
           "reschedule_booking",
@@ -656,6 +689,7 @@ const rescheduleBooking: ToolDef<z.ZodObject> = {
       },
       async (view) => {
         if (near) await addNearest(api, view, near);
+        if (zone && view.conflicts) localizeConflicts(view, await zone("start_time"));
       },
     );
   },

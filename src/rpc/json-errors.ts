@@ -201,18 +201,32 @@ function decodesAs(field: DescField, value: JsonValue): boolean {
 
 /** The field whose name is closest to `key`, ignoring case and underscores. */
 function nearestField(desc: DescMessage, key: string): DescField | undefined {
+  const near = nearestName(
+    key,
+    desc.fields.flatMap((f) => [f.name, f.jsonName]),
+  );
+  return desc.fields.find((f) => f.name === near || f.jsonName === near);
+}
+
+/**
+ * The name among `names` closest to `key` (a misspelt field or argument),
+ * ignoring case, underscores and dashes; undefined when none is close.
+ */
+export function nearestName(key: string, names: readonly string[]): string | undefined {
   const norm = (s: string) => s.toLowerCase().replace(/[_\-\s]/g, "");
   const k = norm(key);
-  let best: DescField | undefined;
+  let best: string | undefined;
   let bestDistance = Number.POSITIVE_INFINITY;
-  for (const f of desc.fields) {
-    const d = Math.min(distance(k, norm(f.name)), distance(k, norm(f.jsonName)));
+  for (const name of names) {
+    const d = distance(k, norm(name));
     if (d < bestDistance) {
-      best = f;
+      best = name;
       bestDistance = d;
     }
   }
-  return best && bestDistance <= Math.max(2, Math.floor(k.length / 3)) ? best : undefined;
+  return best !== undefined && bestDistance <= Math.max(2, Math.floor(k.length / 3))
+    ? best
+    : undefined;
 }
 
 /** Levenshtein distance, on short names only. */

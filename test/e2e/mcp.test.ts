@@ -514,6 +514,75 @@ describe("failures", () => {
     expect(unknown.data.error.reason).toBe("UNKNOWN_TOOL");
   });
 
+  it("says what would do instead, in the caller's local time", async () => {
+    const c = await clinic(server.url);
+    const agent = await mcpOverHttp(server.url, c.key);
+    const day = nyDate(7);
+
+    const wall = await callTool(agent, "list_bookings", { start_time_from: `${day}T00:00` });
+    expect(wall.data.error.field_violations[0]).toEqual({
+      field: "start_time_from",
+      description: expect.stringMatching(/give service_id or resource_id.*UTC offset/),
+    });
+
+    const empty = await callTool(agent, "find_slots", {
+      service_id: c.serviceId,
+      start_time: `${day}T17:00`,
+      end_time: `${day}T20:00`,
+    });
+    expect(empty.data.slots).toEqual([]);
+    expect(empty.text).toContain(
+      `No free time between ${day} 17:00 and ${day} 20:00 America/New_York`,
+    );
+
+    for (const date of ["next monday", "12/02/2026"]) {
+      const bad = await callTool(agent, "find_slots", { service_id: c.serviceId, date });
+      expect(bad.data.error.field_violations, date).toEqual([
+        { field: "date", description: expect.stringContaining('such as "2030-03-04"') },
+      ]);
+    }
+    const long = await callTool(agent, "hold_slot", {
+      service_id: c.serviceId,
+      start_time: "the first tuesday after the second monday of next month at 3 pm please",
+    });
+    expect(long.data.error.field_violations[0].description).toContain("is not a time: give");
+
+    const misspelt = await callTool(agent, "hold_slot", { slotId: "x", attendee: "Ada" });
+    expect(misspelt.data.error.field_violations).toEqual(
+      expect.arrayContaining([
+        {
+          field: "slotId",
+          description: 'is not an argument of hold_slot; did you mean "slot_id"?',
+        },
+        {
+          field: "attendee",
+          description: expect.stringContaining("its arguments are slot_id, service_id"),
+        },
+      ]),
+    );
+
+    const held = await callTool(agent, "hold_slot", {
+      service_id: c.serviceId,
+      start_time: `${day}T10:00`,
+    });
+    const b = held.data.booking;
+    expect(b.local_hold_expires_at).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?[-+]\d{2}:\d{2}$/);
+    expect(Date.parse(b.local_hold_expires_at)).toBe(Date.parse(b.hold_expires_at));
+    expect(held.text).toMatch(/the hold lapses in \d+ s \(at [\d-]+ [\d:]+ America\/New_York, /);
+    const taken = await callTool(agent, "hold_slot", {
+      service_id: c.serviceId,
+      start_time: `${day}T10:00`,
+      attendee_name: "Bo",
+    });
+    expect(taken.data.error.reason).toBe("SLOT_UNAVAILABLE");
+    expect(taken.data.error.conflicts[0]).toMatchObject({
+      start_time: b.start_time,
+      local_start_time: b.local_start_time,
+      local_end_time: b.local_end_time,
+      time_zone: "America/New_York",
+    });
+  });
+
   it("answers GET with 405: the server is stateless", async () => {
     const res = await fetch(`${server.url}/mcp`, { headers: { accept: "text/event-stream" } });
     expect(res.status).toBe(405);
