@@ -566,7 +566,9 @@ describe("failures", () => {
       start_time: `${day}T10:00`,
     });
     const b = held.data.booking;
-    expect(b.local_hold_expires_at).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?[-+]\d{2}:\d{2}$/);
+    expect(b.local_hold_expires_at).toMatch(
+      /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?[-+]\d{2}:\d{2}$/,
+    );
     expect(Date.parse(b.local_hold_expires_at)).toBe(Date.parse(b.hold_expires_at));
     expect(held.text).toMatch(/the hold lapses in \d+ s \(at [\d-]+ [\d:]+ America\/New_York, /);
     const taken = await callTool(agent, "hold_slot", {
