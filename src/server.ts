@@ -8,6 +8,7 @@ import {
   constants as h2constants,
 } from "node:http2";
 import { createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { Health } from "../gen/health/v1/health_pb.js";
@@ -49,7 +50,7 @@ import { errorInterceptor } from "./rpc/errors.js";
 import { eventService, eventStreams } from "./rpc/event-service.js";
 import { EVENT_STREAM_PATH, eventStreamHandler } from "./rpc/event-stream.js";
 import { HEALTH_PATHS, healthHttpHandler, readinessProbe, registerHealth } from "./rpc/health.js";
-import { rpcRequestHandler } from "./rpc/http.js";
+import { rawHttpError, rpcRequestHandler } from "./rpc/http.js";
 import { idempotent } from "./rpc/idempotency.js";
 import { keyService } from "./rpc/key-service.js";
 import { listLimitsInterceptor } from "./rpc/limits.js";
@@ -406,6 +407,11 @@ export async function bindPort(
     { keepAliveTimeout: limits.idleMs, requestTimeout: limits.requestMs },
     (req, res) => track(req, res),
   );
+  // What Node's parser refuses is answered as a Connect JSON error with a reason.
+  http1.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (err.code !== "ECONNRESET" && socket.writable) socket.end(rawHttpError(err));
+    else socket.destroy();
+  });
   // Node checks headersTimeout and requestTimeout (slow or stalled
   // requests) from a timer it starts when a server starts listening; this
   // one never listens itself, so start it.

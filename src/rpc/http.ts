@@ -717,6 +717,37 @@ function writeConnectError(res: NodeResponse, r: Rejection, status?: number): vo
   res.end(body);
 }
 
+/**
+ * The raw HTTP/1.1 answer to what Node's parser refused before any request
+ * existed (headers over 16 KiB, bytes that are not HTTP), as a Connect JSON
+ * error, for the server's `clientError` event.
+ */
+export function rawHttpError(err: NodeJS.ErrnoException): string {
+  const [status, text, r] =
+    err.code === "HPE_HEADER_OVERFLOW"
+      ? [
+          431,
+          "Request Header Fields Too Large",
+          new Rejection(
+            "REQUEST_TOO_LARGE",
+            "the request line and headers exceed 16 KiB: send a large message as a POST body, not in a GET's URL",
+          ),
+        ]
+      : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? [
+            408,
+            "Request Timeout",
+            new Rejection("DEADLINE_EXCEEDED", "the request did not arrive whole in time"),
+          ]
+        : [
+            400,
+            "Bad Request",
+            new Rejection("MALFORMED_REQUEST", "the request is not valid HTTP/1.1"),
+          ];
+  const body = Buffer.from(errorToJsonBytes(connectErrorOf(r), undefined));
+  return `HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${body.byteLength}\r\nConnection: close\r\n\r\n${body.toString()}`;
+}
+
 /** What an interceptor wraps: the next step of a call. */
 type AnyFn = Parameters<Interceptor>[0];
 

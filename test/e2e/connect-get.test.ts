@@ -1,3 +1,4 @@
+import { createConnection } from "node:net";
 import { gzipSync } from "node:zlib";
 import { create, type DescMethod, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
@@ -143,5 +144,28 @@ describe("Connect GET", () => {
   it("is refused for writes, which need POST and an Idempotency-Key", async () => {
     const res = await connectGet("holdfast.v1.BookingService/CreateHold", {}, ADMIN_KEY);
     expect(res.status).toBe(405);
+  });
+
+  it("answers a URL over Node's 16 KiB header limit with REQUEST_TOO_LARGE, as JSON", async () => {
+    const { port } = new URL(server.url);
+    const message = encodeURIComponent(JSON.stringify({ service: "x".repeat(20_000) }));
+    const answer = await new Promise<string>((resolve) => {
+      const socket = createConnection(Number(port), "127.0.0.1");
+      let got = "";
+      socket.on("data", (d: Buffer) => {
+        got += d.toString();
+      });
+      socket.once("close", () => resolve(got));
+      socket.write(
+        `GET /grpc.health.v1.Health/Check?encoding=json&message=${message} HTTP/1.1\r\nHost: x\r\n\r\n`,
+      );
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 431 /);
+    const body = JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4)) as {
+      code: string;
+      details: { debug?: { reason?: string } }[];
+    };
+    expect(body.code).toBe("invalid_argument");
+    expect(body.details[0]?.debug?.reason).toBe("REQUEST_TOO_LARGE");
   });
 });
