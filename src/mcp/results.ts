@@ -72,6 +72,7 @@ export function bookingView(b: Booking, nowMs = Date.now()): Record<string, unkn
       Object.entries({ name: a.name, email: a.email, phone: a.phone }).filter(([, v]) => v),
     );
   }
+  if (b.metadata && Object.keys(b.metadata).length > 0) view.metadata = b.metadata;
   if (b.cancelReason) view.cancel_reason = b.cancelReason;
   return view;
 }

@@ -54,6 +54,13 @@ const idempotencyKey = z
   .describe(
     "Optional. A unique string for this one request (e.g. a UUID); send the same value when you retry the same request. Without it, a retry with identical arguments is still recognised and never books twice.",
   );
+/** Labels of the agent's own on a booking, and the same shape as a filter. */
+const labels = (what: string) =>
+  z
+    .record(z.string().min(1).max(64), z.string().max(500))
+    .refine((o) => Object.keys(o).length <= 20, "at most 20 labels")
+    .optional()
+    .describe(what);
 const durationMinutes = (fallback: string) =>
   z
     .number()
@@ -394,6 +401,9 @@ const holdSlot: ToolDef<z.ZodObject> = {
       .optional()
       .describe("How long to hold. Default: the service's hold time; never more than its maximum."),
     ...attendee,
+    metadata: labels(
+      'Optional labels of your own for this booking, as text values, e.g. {"caller_phone": "+12025550147", "ticket": "A-17"}: list_bookings finds the booking again by them.',
+    ),
     idempotency_key: idempotencyKey,
   }),
   readOnly: false,
@@ -424,6 +434,7 @@ const holdSlot: ToolDef<z.ZodObject> = {
                 email: (args.attendee_email as string) ?? "",
                 phone: (args.attendee_phone as string) ?? "",
               },
+              metadata: (a.metadata as Record<string, string> | undefined) ?? {},
             },
             { headers: { "idempotency-key": key }, onHeader },
           ),
@@ -718,7 +729,7 @@ const listBookings: ToolDef<z.ZodObject> = {
   rpc: methodOf(BookingService, "listBookings"),
   title: "List bookings",
   description:
-    "Lists bookings, ordered by start time, filtered by any of status, resource, service and a start-time range; e.g. to find a caller's upcoming booking before moving or cancelling it. Returns at most `limit` (default 20); when `page_token` is in the answer, call again with the same filters and that page_token for more.",
+    "Lists bookings, ordered by start time, filtered by any of status, resource, service, a start-time range and the metadata labels given to hold_slot; e.g. to find a caller's upcoming booking before moving or cancelling it (by the label you stored with it, such as their phone number). Returns at most `limit` (default 20); when `page_token` is in the answer, call again with the same filters and that page_token for more.",
   input: z.strictObject({
     statuses: z
       .array(z.enum(STATUS_NAMES))
@@ -729,6 +740,9 @@ const listBookings: ToolDef<z.ZodObject> = {
     service_id: id("Only this service.").optional(),
     start_time_from: time("Only bookings starting at or after this.").optional(),
     start_time_to: time("Only bookings starting before this.").optional(),
+    metadata: labels(
+      'Only bookings whose metadata has each of these labels with exactly this value, e.g. {"caller_phone": "+12025550147"}.',
+    ),
     limit: limitArg("bookings", 50, 20),
     page_token: z
       .string()
@@ -763,6 +777,7 @@ const listBookings: ToolDef<z.ZodObject> = {
         ),
         startTimeFrom: from === undefined ? undefined : timestampFromMs(from),
         startTimeTo: to === undefined ? undefined : timestampFromMs(to),
+        metadata: (args.metadata as Record<string, string> | undefined) ?? {},
       });
       const data: Record<string, unknown> = {
         bookings: answer.bookings.map((b) => bookingView(b)),

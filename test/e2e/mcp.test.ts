@@ -249,6 +249,38 @@ describe("the voice-agent flow", () => {
   });
 });
 
+describe("labels of the agent's own", () => {
+  it("stores hold_slot's metadata on the booking, and list_bookings finds the booking by it", async () => {
+    const c = await clinic(server.url);
+    const agent = await mcpOverHttp(server.url, c.key);
+    const day = nyDate(4);
+    const mine = await callTool(agent, "hold_slot", {
+      service_id: c.serviceId,
+      start_time: `${day}T10:00`,
+      metadata: { caller_phone: "+12025550147", ticket: "A-17" },
+    });
+    expect(mine.isError).toBe(false);
+    expect(mine.data.booking.metadata).toEqual({ caller_phone: "+12025550147", ticket: "A-17" });
+    const other = await callTool(agent, "hold_slot", {
+      service_id: c.serviceId,
+      start_time: `${day}T11:00`,
+      metadata: { caller_phone: "+12025550199" },
+    });
+    expect(other.isError).toBe(false);
+    const found = await callTool(agent, "list_bookings", {
+      metadata: { caller_phone: "+12025550147" },
+    });
+    expect(found.data.bookings.map((b: { booking_id: string }) => b.booking_id)).toEqual([
+      mine.data.booking.booking_id,
+    ]);
+    const tooMany = await callTool(agent, "list_bookings", {
+      metadata: Object.fromEntries(Array.from({ length: 21 }, (_, i) => [`k${i}`, "v"])),
+    });
+    expect(tooMany.isError).toBe(true);
+    expect(tooMany.data.error.reason).toBe("VALIDATION_ERROR");
+  });
+});
+
 describe("a key without catalog.read (the Quickstart's agent key)", () => {
   const AGENT_SCOPES = ["bookings.read", "bookings.write", "events.read"];
 
