@@ -135,19 +135,23 @@ const HINTS: Record<string, string> = {
   OFF_GRID:
     "Bookings start only on the service's grid: use a start time from find_slots or `alternatives`.",
   INVALID_DURATION:
-    "Use one of the service's durations (see list_services), or leave duration_minutes out.",
+    "Use one of the service's durations, or leave duration_minutes out: find_slots offers only lengths the service has.",
   TOO_SOON: "Too close to now for this service's notice period: pick a later slot (find_slots).",
   TOO_FAR_AHEAD: "Further ahead than this service books: pick an earlier slot (find_slots).",
   HOLD_EXPIRED: "The hold lapsed and its time may be gone: call find_slots, then hold_slot again.",
   INVALID_STATE:
     "The booking's status does not allow this: call get_booking and tell the caller its status.",
   BOOKING_NOT_FOUND: "No such booking for this API key: check booking_id (list_bookings).",
-  SERVICE_NOT_FOUND: "No such service: check service_id with list_services.",
-  RESOURCE_NOT_FOUND: "No such resource: check resource_id with list_resources.",
-  RESOURCE_INACTIVE: "That resource takes no bookings now: choose another (list_resources).",
-  SERVICE_INACTIVE: "That service takes no bookings now: choose another (list_services).",
+  SERVICE_NOT_FOUND:
+    "No such service: check service_id (list_services, where this key has it; else the id you were given).",
+  RESOURCE_NOT_FOUND:
+    "No such resource: check resource_id, or leave it out and let find_slots pick a free one.",
+  RESOURCE_INACTIVE:
+    "That resource takes no bookings now: leave resource_id out and let find_slots offer another.",
+  SERVICE_INACTIVE:
+    "That service takes no bookings now: choose another (list_services, where this key has it).",
   RESOURCE_NOT_IN_SERVICE:
-    "That resource does not offer this service: use one of the service's resource_ids (list_services).",
+    "That resource does not offer this service: leave resource_id out and let find_slots offer one that does.",
   INVALID_SLOT_ID:
     "slot_id must be copied exactly from find_slots or `alternatives`: call find_slots again.",
   INVALID_PAGE_TOKEN: "Start the listing again without page_token.",
