@@ -7,6 +7,7 @@ import {
   type JsonObject,
   type Message,
   type MessageShape,
+  toBinary,
   toJson,
 } from "@bufbuild/protobuf";
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
@@ -23,7 +24,7 @@ import {
 } from "../db/idempotency.js";
 import { clientDb, type Db, inTransaction, type Pool, rollbackTo, savepoint } from "../db/pool.js";
 import { canonicalJson } from "../domain/canonical-json.js";
-import { invalid, type OfferedSlot, Rejection } from "../domain/rejection.js";
+import { type OfferedSlot, Rejection } from "../domain/rejection.js";
 import { principalOf } from "./auth.js";
 import { answerOfJson } from "./booking-json.js";
 
@@ -163,18 +164,19 @@ function claimFor(
       "Idempotency-Key must be 1 to 255 printable ASCII characters",
     );
   }
-  let json: ReturnType<typeof toJson>;
+  let canonical: string | Uint8Array;
   try {
-    json = toJson(input, req);
-  } catch (err) {
-    // A binary request can carry what JSON cannot say (a Timestamp or
-    // Duration out of its range): the request is invalid, with or without a key.
-    throw invalid([{ field: "", description: (err as Error).message }]);
+    canonical = canonicalJson(toJson(input, req));
+  } catch {
+    // What JSON cannot say (NaN in metadata, a Timestamp's nanos or a
+    // Duration out of range) is hashed in binary instead: the handler's
+    // validation refuses it, naming the field, as it does without a key.
+    canonical = toBinary(input, req);
   }
   return {
     tenantId: principalOf(ctx).tenantId,
     method,
     key,
-    hash: createHash("sha256").update(canonicalJson(json)).digest(),
+    hash: createHash("sha256").update(canonical).digest(),
   };
 }

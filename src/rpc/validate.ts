@@ -21,7 +21,9 @@ export function parseRequest<T>(schema: z.ZodType<T>, message: unknown): T {
 }
 
 function violationOf(issue: z.core.$ZodIssue): FieldViolation {
-  return { field: protoPath(issue.path), description: issue.message };
+  // A place inside a JSON value (a Struct's keys are the caller's own, kept as written).
+  const inside = issue.code === "custom" ? (issue.params?.jsonPath ?? "") : "";
+  return { field: protoPath(issue.path) + inside, description: issue.message };
 }
 
 /**
@@ -88,15 +90,52 @@ export const timeZone = z
 
 const MAX_METADATA_BYTES = 16 * 1024;
 
-/** Caller metadata (a google.protobuf.Struct): at most 16 KiB as JSON. */
+/**
+ * Caller metadata (a google.protobuf.Struct): at most 16 KiB as JSON, and
+ * only numbers JSON can write. NaN and ±Infinity (a binary request's
+ * doubles, or a JSON number such as 1e400) are refused, naming where they
+ * are (`metadata.a[2]`): stored, they would turn into null.
+ */
 export const metadata = message<JsonObject>().transform((m, ctx) => {
   const value = m ?? {};
-  if (JSON.stringify(value).length > MAX_METADATA_BYTES) {
+  const json = JSON.stringify(value);
+  // JSON.stringify writes NaN and ±Infinity as null: look for them only then.
+  const bad = json.includes("null") ? nonFiniteAt(value) : undefined;
+  if (bad !== undefined) {
+    ctx.addIssue({
+      code: "custom",
+      message: "must be a finite number (JSON has no NaN or Infinity)",
+      params: { jsonPath: bad },
+    });
+    return z.NEVER;
+  }
+  if (json.length > MAX_METADATA_BYTES) {
     ctx.addIssue({ code: "custom", message: "must be at most 16 KiB as JSON" });
     return z.NEVER;
   }
   return value;
 });
+
+/** Where in a JSON value a non-finite number sits (`.a[2]`, `["a b"]`), or undefined. */
+export function nonFiniteAt(value: unknown): string | undefined {
+  if (typeof value === "number") return Number.isFinite(value) ? undefined : "";
+  if (value === null || typeof value !== "object") return undefined;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const at = nonFiniteAt(value[i]);
+      if (at !== undefined) return `[${i}]${at}`;
+    }
+    return undefined;
+  }
+  for (const [key, v] of Object.entries(value)) {
+    const at = nonFiniteAt(v);
+    if (at !== undefined) {
+      const step = /^[A-Za-z_][A-Za-z0-9_]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
+      return step + at;
+    }
+  }
+  return undefined;
+}
 
 const MAX_DURATION_SECONDS = 315_576_000_000n;
 const EARLIEST_MS = Date.UTC(2000, 0, 1);

@@ -2,13 +2,14 @@ import { gzipSync } from "node:zlib";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { beforeAll, describe, expect, it } from "vitest";
+import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
 import { CatalogService, CreateServiceRequestSchema } from "../../gen/holdfast/v1/catalog_pb.js";
 import {
   EventService,
   ListEventsRequestSchema,
   WatchEventsRequestSchema,
 } from "../../gen/holdfast/v1/event_pb.js";
-import { ListResourcesRequestSchema } from "../../gen/holdfast/v1/resource_pb.js";
+import { ListResourcesRequestSchema, ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
 import { at, bookingWorld, minutes } from "../support/booking.js";
 import {
   clientFor,
@@ -39,6 +40,7 @@ beforeAll(async () => {
 
 const LIST = "holdfast.v1.ResourceService/ListResources";
 const WATCH = "holdfast.v1.EventService/WatchEvents";
+const HOLD = "holdfast.v1.BookingService/CreateHold";
 const auth = () => ({ authorization: `Bearer ${key}` });
 const garbage = Uint8Array.from([0xff, 0xff, 0xff]);
 
@@ -124,6 +126,61 @@ describe("bodies that do not decode are MALFORMED_REQUEST on every protocol", ()
       { ...auth(), "grpc-encoding": "gzip" },
     );
     expect(grpc.code).toBe("OK");
+  });
+});
+
+/** The field violations of a Connect JSON error body. */
+function jsonViolations(reply: { body: Record<string, unknown> }) {
+  return ((reply.body.details ?? []) as { debug: { fieldViolations?: { field: string }[] } }[])
+    .flatMap((d) => d.debug.fieldViolations ?? [])
+    .map((v) => v.field);
+}
+
+describe("values JSON cannot say are refused, never stored altered", () => {
+  const BINARY = ["grpc", "grpc-web", "connect-binary"] as const;
+
+  it("NaN and ±Infinity in metadata: VALIDATION_ERROR naming where, with a key or without", async () => {
+    const w = await bookingWorld(server.url);
+    for (const protocol of BINARY) {
+      const bookings = clientFor(BookingService, server.url, w.key, protocol);
+      const resources = clientFor(ResourceService, server.url, w.key, protocol);
+      for (const headers of [{}, { "idempotency-key": `nan-${protocol}` }]) {
+        const hold = bookings.createHold(
+          {
+            serviceId: w.serviceId,
+            resourceId: w.resourceId,
+            ...at(1, 9),
+            metadata: { a: 1, b: Number.NaN },
+          },
+          { headers },
+        );
+        const err = await rejected(hold, Code.InvalidArgument, "VALIDATION_ERROR");
+        expect({ protocol, headers, fields: fieldViolations(err) }).toEqual({
+          protocol,
+          headers,
+          fields: ["metadata.b"],
+        });
+        const resource = resources.createResource(
+          { name: "R", timeZone: "UTC", metadata: { x: [Number.POSITIVE_INFINITY] } },
+          { headers },
+        );
+        const err2 = await rejected(resource, Code.InvalidArgument, "VALIDATION_ERROR");
+        expect(fieldViolations(err2)).toEqual(["metadata.x[0]"]);
+      }
+    }
+    // Connect JSON: numbers beyond a double's range parse as ±Infinity.
+    const { startTime, endTime } = at(1, 10);
+    const body = `{"serviceId": "${w.serviceId}", "startTime": "${new Date(Number(startTime.seconds) * 1000).toISOString()}", "endTime": "${new Date(Number(endTime.seconds) * 1000).toISOString()}", "metadata": {"a": 1e400, "b": -1e999}}`;
+    for (const headers of [{}, { "idempotency-key": "nan-json" }] as Record<string, string>[]) {
+      const reply = await postJson(server.url, HOLD, body, w.key, headers);
+      expect([reply.status, jsonReason(reply), jsonViolations(reply)]).toEqual([
+        400,
+        "VALIDATION_ERROR",
+        ["metadata.a"],
+      ]);
+    }
+    expect((await w.bookings.listBookings({})).bookings).toEqual([]);
+    expect((await w.resources.listResources({})).resources).toHaveLength(1);
   });
 });
 

@@ -20,7 +20,7 @@ import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
 import { CreateTenantRequestSchema, TenantService } from "../../gen/holdfast/v1/tenant_pb.js";
 import { ADMIN_KEY } from "./server.js";
 
-export type Protocol = "grpc" | "connect" | "grpc-web";
+export type Protocol = "grpc" | "connect" | "grpc-web" | "connect-binary";
 
 function bearer(key: string | undefined): Interceptor {
   return (next) => (req) => {
@@ -29,7 +29,11 @@ function bearer(key: string | undefined): Interceptor {
   };
 }
 
-/** A typed Connect client for `service` on the given protocol (gRPC and gRPC-Web over h2c, Connect over HTTP/1.1). */
+/**
+ * A typed Connect client for `service` on the given protocol (gRPC and
+ * gRPC-Web over h2c, Connect over HTTP/1.1 in JSON, or in binary with
+ * "connect-binary").
+ */
 export function clientFor<S extends DescService>(
   service: S,
   baseUrl: string,
@@ -42,7 +46,12 @@ export function clientFor<S extends DescService>(
       ? createGrpcTransport({ baseUrl, interceptors })
       : protocol === "grpc-web"
         ? createGrpcWebTransport({ baseUrl, httpVersion: "2", interceptors })
-        : createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors });
+        : createConnectTransport({
+            baseUrl,
+            httpVersion: "1.1",
+            useBinaryFormat: protocol === "connect-binary",
+            interceptors,
+          });
   return createClient(service, transport);
 }
 

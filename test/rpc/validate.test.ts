@@ -1,0 +1,39 @@
+import { describe, expect, it } from "vitest";
+import { z } from "zod";
+import { type FieldViolation, Rejection } from "../../src/domain/rejection.js";
+import * as v from "../../src/rpc/validate.js";
+
+/** What parseRequest says of `message`: its reason and field violations, or the parsed value. */
+function parsed(
+  schema: z.ZodType,
+  message: unknown,
+): { value?: unknown; reason?: string; violations: FieldViolation[] } {
+  try {
+    return { value: v.parseRequest(schema, message), violations: [] };
+  } catch (err) {
+    if (!(err instanceof Rejection)) throw err;
+    return { reason: err.reason, violations: err.details.fieldViolations ?? [] };
+  }
+}
+
+describe("metadata", () => {
+  const schema = z.object({ metadata: v.metadata });
+
+  it.each([
+    [{ a: Number.NaN }, "metadata.a"],
+    [{ a: 1, b: Number.POSITIVE_INFINITY }, "metadata.b"],
+    [{ list: [1, [2, Number.NEGATIVE_INFINITY]] }, "metadata.list[1][1]"],
+    [{ deep: { "a key": { x: Number.NaN } } }, 'metadata.deep["a key"].x'],
+    [{ camelCase: Number.NaN }, "metadata.camelCase"],
+  ])("refuses a number JSON cannot write, naming where it is: %o", (metadata, field) => {
+    const got = parsed(schema, { metadata });
+    expect(got.reason).toBe("VALIDATION_ERROR");
+    expect(got.violations.map((x) => x.field)).toEqual([field]);
+    expect(got.violations[0]?.description).toContain("finite");
+  });
+
+  it("keeps nulls, strings that say null, and finite numbers as sent", () => {
+    const metadata = { a: null, b: "null", c: [1.5, -0, 1e308], d: { e: null } };
+    expect(parsed(schema, { metadata })).toEqual({ value: { metadata }, violations: [] });
+  });
+});
