@@ -91,8 +91,8 @@ export const timeZone = z
 const MAX_METADATA_BYTES = 16 * 1024;
 
 /**
- * Caller metadata (a google.protobuf.Struct): at most 16 KiB as JSON, and
- * only numbers JSON can write. NaN and ±Infinity (a binary request's
+ * Caller metadata (a google.protobuf.Struct): at most 16 KiB as UTF-8 JSON
+ * (as stored), and only numbers JSON can write. NaN and ±Infinity (a binary request's
  * doubles, or a JSON number such as 1e400) are refused, naming where they
  * are (`metadata.a[2]`): stored, they would turn into null.
  */
@@ -109,8 +109,8 @@ export const metadata = message<JsonObject>().transform((m, ctx) => {
     });
     return z.NEVER;
   }
-  if (json.length > MAX_METADATA_BYTES) {
-    ctx.addIssue({ code: "custom", message: "must be at most 16 KiB as JSON" });
+  if (Buffer.byteLength(json) > MAX_METADATA_BYTES) {
+    ctx.addIssue({ code: "custom", message: "must be at most 16 KiB (16384 bytes) as UTF-8 JSON" });
     return z.NEVER;
   }
   return value;

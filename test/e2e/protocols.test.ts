@@ -113,6 +113,14 @@ describe("bad input gets InvalidArgument with a reason, never Internal", () => {
       key,
     );
     expect(jsonReason(reply)).toBe("VALIDATION_ERROR");
+    // Counted in UTF-8 bytes: 6,000 CJK characters are 18 KB.
+    const cjk = await postJson(
+      server.url,
+      CREATE,
+      { name: "R", timeZone: "UTC", metadata: { a: "字".repeat(6_000) } },
+      key,
+    );
+    expect(jsonReason(cjk)).toBe("VALIDATION_ERROR");
   });
 
   it("refuses what only a binary request can carry, with an Idempotency-Key or without", async () => {

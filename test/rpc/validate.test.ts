@@ -36,4 +36,18 @@ describe("metadata", () => {
     const metadata = { a: null, b: "null", c: [1.5, -0, 1e308], d: { e: null } };
     expect(parsed(schema, { metadata })).toEqual({ value: { metadata }, violations: [] });
   });
+
+  it("counts 16 KiB in UTF-8 bytes, as stored, not in UTF-16 characters", () => {
+    const size = (text: string) => Buffer.byteLength(JSON.stringify({ a: text }));
+    const ascii = "y".repeat(16_384 - size(""));
+    expect(parsed(schema, { metadata: { a: ascii } }).value).toBeDefined();
+    expect(parsed(schema, { metadata: { a: `${ascii}y` } }).violations).toHaveLength(1);
+    // 16,370 CJK characters: under 16 Ki in UTF-16, 49 KB in UTF-8.
+    const got = parsed(schema, { metadata: { a: "字".repeat(16_370) } });
+    expect(got.reason).toBe("VALIDATION_ERROR");
+    expect(got.violations).toEqual([
+      { field: "metadata", description: "must be at most 16 KiB (16384 bytes) as UTF-8 JSON" },
+    ]);
+    expect(parsed(schema, { metadata: { a: "字".repeat(5_000) } }).value).toBeDefined();
+  });
 });

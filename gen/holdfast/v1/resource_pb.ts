@@ -176,7 +176,7 @@ export type CreateResourceRequest = Message<"holdfast.v1.CreateResourceRequest">
   capacity: number;
 
   /**
-   * Any JSON object, up to 16 KiB.
+   * Any JSON object, up to 16 KiB as UTF-8 JSON.
    *
    * @generated from field: google.protobuf.Struct metadata = 5;
    */
