@@ -28,7 +28,11 @@ export function durationOfMs(ms: number): Duration {
   return durationFromMs(ms);
 }
 
-/** Milliseconds of a Timestamp; sub-millisecond precision is dropped. */
+/**
+ * Milliseconds of a Timestamp; sub-millisecond precision is dropped. Nanos
+ * outside 0..999,999,999 are not refused here: a request's Timestamps are
+ * checked by validate.ts (timestampMs, optionalTimestampMs).
+ */
 export function msOfTimestamp(t: Timestamp): number {
   return Number(t.seconds) * 1000 + Math.floor(t.nanos / 1_000_000);
 }

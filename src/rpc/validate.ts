@@ -141,7 +141,16 @@ const MAX_DURATION_SECONDS = 315_576_000_000n;
 const EARLIEST_MS = Date.UTC(2000, 0, 1);
 const LATEST_MS = Date.UTC(2200, 0, 1);
 
+/**
+ * Every Timestamp of every request is read here. A binary request's nanos
+ * are not checked on the wire, and out of their range they would move the
+ * time (seconds T-1 with nanos 1e9 would read as T).
+ */
 function checkedMs(t: Timestamp, ctx: z.core.$RefinementCtx): number {
+  if (!(t.nanos >= 0 && t.nanos <= 999_999_999)) {
+    ctx.addIssue({ code: "custom", message: "nanos must be from 0 to 999999999" });
+    return z.NEVER;
+  }
   const ms = msOfTimestamp(t);
   if (!Number.isFinite(ms) || ms < EARLIEST_MS || ms >= LATEST_MS) {
     ctx.addIssue({ code: "custom", message: "must be between 2000-01-01 and 2200-01-01" });

@@ -1,5 +1,11 @@
 import { gzipSync } from "node:zlib";
-import { create, toBinary } from "@bufbuild/protobuf";
+import {
+  create,
+  type DescField,
+  type DescMessage,
+  type DescMethod,
+  toBinary,
+} from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { beforeAll, describe, expect, it } from "vitest";
 import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
@@ -10,7 +16,8 @@ import {
   WatchEventsRequestSchema,
 } from "../../gen/holdfast/v1/event_pb.js";
 import { ListResourcesRequestSchema, ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
-import { at, bookingWorld, minutes } from "../support/booking.js";
+import { API_SERVICES } from "../../src/server.js";
+import { at, bookingWorld, dayStart, minutes } from "../support/booking.js";
 import {
   clientFor,
   envelope,
@@ -41,6 +48,7 @@ beforeAll(async () => {
 const LIST = "holdfast.v1.ResourceService/ListResources";
 const WATCH = "holdfast.v1.EventService/WatchEvents";
 const HOLD = "holdfast.v1.BookingService/CreateHold";
+const TIMESTAMP = "google.protobuf.Timestamp";
 const auth = () => ({ authorization: `Bearer ${key}` });
 const garbage = Uint8Array.from([0xff, 0xff, 0xff]);
 
@@ -181,6 +189,69 @@ describe("values JSON cannot say are refused, never stored altered", () => {
     }
     expect((await w.bookings.listBookings({})).bookings).toEqual([]);
     expect((await w.resources.listResources({})).resources).toHaveLength(1);
+  });
+});
+
+describe("a Timestamp whose nanos are out of range", () => {
+  /**
+   * [method, field] for every Timestamp field of every request message. The
+   * only nested ones are the output-only times of the entity an Update call
+   * sends, which it never reads; any other would need a case of its own.
+   */
+  function timestampFields() {
+    const found: [DescMethod, DescField][] = [];
+    const nested: string[] = [];
+    const walk = (desc: DescMessage, path: string, depth: number): void => {
+      for (const f of desc.fields) {
+        const m = f.fieldKind === "scalar" || f.fieldKind === "enum" ? undefined : f.message;
+        if (m?.typeName === TIMESTAMP && depth > 0) nested.push(`${path}.${f.name}`);
+        else if (m && !m.typeName.startsWith("google.") && depth < 5) {
+          walk(m, `${path}.${f.name}`, depth + 1);
+        }
+      }
+    };
+    for (const service of API_SERVICES) {
+      for (const method of service.methods) {
+        walk(method.input, method.name, 0);
+        for (const f of method.input.fields) {
+          if (f.fieldKind === "message" && f.message.typeName === TIMESTAMP)
+            found.push([method, f]);
+        }
+      }
+    }
+    expect(nested.filter((p) => !/^Update\w+\.\w+\.(create|update)_time$/.test(p))).toEqual([]);
+    return found;
+  }
+
+  it("is VALIDATION_ERROR naming the field, in every request, with a key or without", async () => {
+    const fields = timestampFields();
+    expect(fields.length).toBeGreaterThanOrEqual(10);
+    const seconds = BigInt(Math.floor(dayStart(1) / 1000));
+    for (const [method, field] of fields) {
+      for (const nanos of [1_000_000_000, -1, 2_000_000_000]) {
+        const request = create(method.input, { [field.localName]: { seconds, nanos } });
+        const procedure = `${method.parent.typeName}/${method.name}`;
+        const keys: Record<string, string>[] = [
+          {},
+          { "idempotency-key": `nanos-${procedure}-${field.name}-${nanos}` },
+        ];
+        for (const key of keys) {
+          const reply = await rawGrpc(
+            server.url,
+            procedure,
+            envelope(toBinary(method.input, request)),
+            { ...auth(), ...key },
+          );
+          expect({ procedure, nanos, code: reply.code, reason: reply.reason }).toEqual({
+            procedure,
+            nanos,
+            code: "InvalidArgument",
+            reason: "VALIDATION_ERROR",
+          });
+          expect(reply.message).toContain(`${field.name}: nanos must be from 0 to 999999999`);
+        }
+      }
+    }
   });
 });
 

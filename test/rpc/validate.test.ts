@@ -51,3 +51,27 @@ describe("metadata", () => {
     expect(parsed(schema, { metadata: { a: "字".repeat(5_000) } }).value).toBeDefined();
   });
 });
+
+describe("timestamps", () => {
+  const schema = z.object({ startTime: v.timestampMs, endTime: v.optionalTimestampMs });
+  const T = 1_900_000_000n;
+  const at = (seconds: bigint, nanos: number) => ({ seconds, nanos });
+
+  it.each([
+    1_000_000_000, 2_000_000_000, -1, -1_000_000_000,
+  ])("refuses nanos %i rather than move the time", (nanos) => {
+    const got = parsed(schema, { startTime: at(T - 1n, nanos), endTime: at(T, nanos) });
+    expect(got.reason).toBe("VALIDATION_ERROR");
+    expect(got.violations).toEqual([
+      { field: "start_time", description: "nanos must be from 0 to 999999999" },
+      { field: "end_time", description: "nanos must be from 0 to 999999999" },
+    ]);
+  });
+
+  it("reads nanos within their range, to the millisecond", () => {
+    expect(parsed(schema, { startTime: at(T, 999_999_999), endTime: undefined }).value).toEqual({
+      startTime: Number(T) * 1000 + 999,
+      endTime: null,
+    });
+  });
+});
