@@ -49,7 +49,7 @@ import {
 import { clipText, Rejection } from "../domain/rejection.js";
 import { log } from "../log.js";
 import { callerWentAway, connectErrorOf } from "./errors.js";
-import { explainJsonError } from "./json-errors.js";
+import { explainJsonError, rolledOverTimestamp } from "./json-errors.js";
 import { protocolOf } from "./observe.js";
 
 export type RpcHandlerOptions = {
@@ -633,8 +633,9 @@ function decode(method: DescMethod, binary: boolean, bytes: Uint8Array): JsonVal
     }
   }
   let json: JsonValue;
+  const text = Buffer.from(bytes).toString("utf8");
   try {
-    json = JSON.parse(Buffer.from(bytes).toString("utf8")) as JsonValue;
+    json = JSON.parse(text) as JsonValue;
   } catch (err) {
     return new Rejection(
       "MALFORMED_REQUEST",
@@ -646,7 +647,7 @@ function decode(method: DescMethod, binary: boolean, bytes: Uint8Array): JsonVal
   } catch (err) {
     return explainJsonError(method.input, json, err);
   }
-  return json;
+  return rolledOverTimestamp(method.input, text, json) ?? json;
 }
 
 function messageOf(err: unknown): string {

@@ -7,6 +7,7 @@ import {
   ScalarType,
 } from "@bufbuild/protobuf";
 import { clipText, Rejection } from "../domain/rejection.js";
+import { daysInMonth, isCalendarDate } from "../domain/time.js";
 
 /**
  * Explains why a Connect JSON body does not decode as `desc`, the way a
@@ -17,10 +18,7 @@ import { clipText, Rejection } from "../domain/rejection.js";
  */
 export function explainJsonError(desc: DescMessage, json: JsonValue, err: unknown): Rejection {
   const found = findProblem(desc, json, "", 0);
-  if (found) {
-    const text = `invalid request: ${found.field || "request"}: ${found.description}`;
-    return new Rejection("MALFORMED_REQUEST", text, { fieldViolations: [found] });
-  }
+  if (found) return malformedField(found);
   const message = err instanceof Error ? err.message : String(err);
   return new Rejection(
     "MALFORMED_REQUEST",
@@ -29,6 +27,81 @@ export function explainJsonError(desc: DescMessage, json: JsonValue, err: unknow
 }
 
 type Problem = { field: string; description: string };
+
+function malformedField(found: Problem): Rejection {
+  const text = `invalid request: ${found.field || "request"}: ${found.description}`;
+  return new Rejection("MALFORMED_REQUEST", text, { fieldViolations: [found] });
+}
+
+const TIMESTAMP = "google.protobuf.Timestamp";
+
+/**
+ * Bodies that may hold a Timestamp protobuf-es would read as another time:
+ * a day 29 to 31 (not every month has it), hour 24, or a \u escape that
+ * could spell either.
+ */
+const MAY_ROLL_OVER = /-(?:29|30|31)T|T24|\\u/;
+
+/**
+ * A Timestamp in a JSON request (`text`, parsed as `json`, which decodes as
+ * `desc`) on a day its month does not have ("2026-11-31T…", "2026-02-29T…")
+ * or at hour 24: protobuf-es reads them with Date.parse, which rolls them
+ * over into the next month or day. MALFORMED_REQUEST naming the field, like
+ * any Timestamp that does not parse. Only bodies that could hold one are
+ * walked, so most calls pay for one regular expression.
+ */
+export function rolledOverTimestamp(
+  desc: DescMessage,
+  text: string,
+  json: JsonValue,
+): Rejection | undefined {
+  if (!MAY_ROLL_OVER.test(text)) return undefined;
+  const found = findRolledOver(desc, json, "");
+  return found && malformedField(found);
+}
+
+function findRolledOver(desc: DescMessage, json: JsonValue, path: string): Problem | undefined {
+  if (json === null || typeof json !== "object" || Array.isArray(json)) return undefined;
+  for (const [key, value] of Object.entries(json)) {
+    const field = desc.fields.find((f) => f.jsonName === key || f.name === key);
+    const message = field && messageOf(field);
+    if (!field || !message || value === null) continue;
+    const isTime = message.typeName === TIMESTAMP;
+    if (!isTime && message.typeName.startsWith("google.protobuf.")) continue;
+    const at = join(path, field.name);
+    const items: [string, JsonValue][] =
+      field.fieldKind === "list" && Array.isArray(value)
+        ? value.map((v, i) => [`${at}[${i}]`, v])
+        : field.fieldKind === "map" && typeof value === "object" && !Array.isArray(value)
+          ? Object.entries(value).map(([k, v]) => [`${at}["${clipText(k, 40)}"]`, v])
+          : [[at, value]];
+    for (const [itemPath, item] of items) {
+      const found = isTime ? rolledOver(item, itemPath) : findRolledOver(message, item, itemPath);
+      if (found) return found;
+    }
+  }
+  return undefined;
+}
+
+/** A Timestamp string that parsed but names no real time, explained. */
+function rolledOver(value: JsonValue, path: string): Problem | undefined {
+  const m = typeof value === "string" ? /^(\d{4})-(\d{2})-(\d{2})T(\d{2})/.exec(value) : null;
+  if (!m) return undefined;
+  const [, year = "", month = "", day = "", hour = ""] = m;
+  let why: string;
+  if (!isCalendarDate(`${year}-${month}-${day}`)) {
+    why = `${year}-${month} has ${daysInMonth(Number(year), Number(month))} days`;
+  } else if (Number(hour) > 23) why = "hours run from 00 to 23";
+  else return undefined;
+  return { field: path, description: `${WELL_KNOWN[TIMESTAMP]}, got ${shown(value)}: ${why}` };
+}
+
+function messageOf(field: DescField): DescMessage | undefined {
+  if (field.fieldKind === "message") return field.message;
+  if (field.fieldKind === "list" && field.listKind === "message") return field.message;
+  if (field.fieldKind === "map" && field.mapKind === "message") return field.message;
+  return undefined;
+}
 
 const MAX_DEPTH = 32;
 

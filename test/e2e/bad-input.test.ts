@@ -192,6 +192,51 @@ describe("values JSON cannot say are refused, never stored altered", () => {
   });
 });
 
+describe("a JSON Timestamp on a day its month does not have", () => {
+  it("is MALFORMED_REQUEST naming the field, in a POST body and in a Connect GET", async () => {
+    const w = await bookingWorld(server.url);
+    // The 31st of the next month that has 30 days: protobuf-es alone reads it as the 1st.
+    const month = new Date(dayStart(1));
+    while (
+      new Date(Date.UTC(month.getUTCFullYear(), month.getUTCMonth() + 1, 0)).getUTCDate() !== 30
+    )
+      month.setUTCMonth(month.getUTCMonth() + 1, 1);
+    const day = `${month.toISOString().slice(0, 7)}-31`;
+    const hold = await postJson(
+      server.url,
+      HOLD,
+      {
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        startTime: `${day}T16:00:00Z`,
+        endTime: `${day}T16:30:00Z`,
+      },
+      w.key,
+    );
+    expect([hold.status, jsonReason(hold), jsonViolations(hold)]).toEqual([
+      400,
+      "MALFORMED_REQUEST",
+      ["start_time"],
+    ]);
+    expect(hold.body.message).toContain("has 30 days");
+    expect((await w.bookings.listBookings({})).bookings).toEqual([]);
+    const message = JSON.stringify({
+      serviceId: w.serviceId,
+      startTime: `${day}T00:00:00Z`,
+      endTime: `${day}T23:00:00Z`,
+    });
+    const get = await rawConnect(
+      server.url,
+      "holdfast.v1.AvailabilityService/ListSlots",
+      undefined,
+      { authorization: `Bearer ${w.key}` },
+      `?encoding=json&message=${encodeURIComponent(message)}`,
+    );
+    expect([get.status, get.reason]).toEqual([400, "MALFORMED_REQUEST"]);
+    expect(get.message).toContain("start_time: expected an RFC 3339 time");
+  });
+});
+
 describe("a Timestamp whose nanos are out of range", () => {
   /**
    * [method, field] for every Timestamp field of every request message. The
