@@ -205,6 +205,23 @@ const WELL_KNOWN: Record<string, string> = {
   "google.protobuf.Value": "expected a JSON value",
 };
 
+/** protobuf-es's default recursionLimit for JSON, which the framework uses too. */
+const RECURSION_LIMIT = 100;
+
+/** Whether `value` is JSON of the kind a JSON well-known type takes. */
+function isJsonKind(typeName: string, value: JsonValue): boolean {
+  switch (typeName) {
+    case "google.protobuf.Value":
+      return true;
+    case "google.protobuf.Struct":
+      return value !== null && typeof value === "object" && !Array.isArray(value);
+    case "google.protobuf.ListValue":
+      return Array.isArray(value);
+    default:
+      return false;
+  }
+}
+
 function explainMessage(
   desc: DescMessage,
   value: JsonValue,
@@ -212,6 +229,14 @@ function explainMessage(
   depth: number,
 ): Problem | undefined {
   const known = WELL_KNOWN[desc.typeName];
+  if (known && isJsonKind(desc.typeName, value)) {
+    // Any JSON of the right kind decodes as a Struct, ListValue or Value,
+    // unless protobuf-es's recursion limit stops it.
+    return {
+      field: path,
+      description: `is nested too deeply: a request may nest objects and arrays at most ${RECURSION_LIMIT} levels deep`,
+    };
+  }
   if (known) return { field: path, description: `${known}, got ${shown(value)}` };
   const wrapped = desc.typeName.startsWith("google.protobuf.") ? desc.fields[0] : undefined;
   if (wrapped?.fieldKind === "scalar" && desc.fields.length === 1) {

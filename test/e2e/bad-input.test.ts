@@ -481,6 +481,21 @@ describe("errors that teach", () => {
     expect(reply.body.message).toContain(`${field}: expected`);
   });
 
+  it("a value nested too deeply says so, and the limit", async () => {
+    const deep = `${"[".repeat(99)}1${"]".repeat(99)}`;
+    const reply = await postJson(
+      server.url,
+      HOLD,
+      `{"slotId": "x", "metadata": {"a": ${deep}}}`,
+      key,
+    );
+    expect(jsonReason(reply)).toBe("MALFORMED_REQUEST");
+    const [v] = violationsOf(reply);
+    expect(v?.field).toBe("metadata");
+    expect(v?.description).toContain("nested too deeply");
+    expect(v?.description).toContain("100 levels");
+  });
+
   it("an unknown enum value lists the accepted values", async () => {
     const reply = await postJson(
       server.url,

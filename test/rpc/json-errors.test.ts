@@ -2,7 +2,7 @@ import { type DescMessage, fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { ListSlotsRequestSchema } from "../../gen/holdfast/v1/availability_pb.js";
 import { CreateHoldRequestSchema } from "../../gen/holdfast/v1/booking_pb.js";
-import { rolledOverTimestamp } from "../../src/rpc/json-errors.js";
+import { explainJsonError, rolledOverTimestamp } from "../../src/rpc/json-errors.js";
 
 /** What the edge makes of a JSON body that protobuf-es decodes: [reason, field] or "ok". */
 function check(desc: DescMessage, text: string) {
@@ -39,5 +39,35 @@ describe("Timestamps that protobuf-es would roll over", () => {
   it("are found in every request", () => {
     const body = '{"serviceId": "s", "startTime": "2026-06-31T00:00:00Z"}';
     expect(check(ListSlotsRequestSchema, body)[1]).toBe("start_time");
+  });
+});
+
+describe("a JSON value nested beyond protobuf-es's recursion limit", () => {
+  it("is said to be nested too deeply, with the limit", () => {
+    const deep = (n: number): JsonValue => (n === 0 ? 1 : [deep(n - 1)]);
+    const json = { slotId: "x", metadata: { a: deep(99) } };
+    let err: unknown;
+    try {
+      fromJson(CreateHoldRequestSchema, json);
+    } catch (e) {
+      err = e;
+    }
+    const r = explainJsonError(CreateHoldRequestSchema, json, err);
+    expect(r.reason).toBe("MALFORMED_REQUEST");
+    expect(r.details.fieldViolations).toEqual([
+      {
+        field: "metadata",
+        description:
+          "is nested too deeply: a request may nest objects and arrays at most 100 levels deep",
+      },
+    ]);
+  });
+
+  it("still says what was expected of a value of the wrong kind", () => {
+    const json = { metadata: [1] };
+    const r = explainJsonError(CreateHoldRequestSchema, json, new Error("x"));
+    expect(r.details.fieldViolations?.[0]?.description).toBe(
+      "expected a JSON object, got a JSON array",
+    );
   });
 });
