@@ -56,6 +56,7 @@ import { keyService } from "./rpc/key-service.js";
 import { listLimitsInterceptor } from "./rpc/limits.js";
 import { localizeDeliveryBody, localTimesInterceptor, zonesOf } from "./rpc/local-times.js";
 import { METRICS_PATH, Metrics } from "./rpc/metrics.js";
+import { pageTokensInterceptor } from "./rpc/paging.js";
 import { rateLimitInterceptor } from "./rpc/rate-limit.js";
 import { RateLimiter } from "./rpc/rate-limiter.js";
 import { registerReflection } from "./rpc/reflection.js";
@@ -150,6 +151,7 @@ export async function startHoldfast(
     const db = poolDb(pool);
     await signals.start();
     const slotSecret = await sharedSecret(pool, "slot-ids");
+    const pageSecret = await sharedSecret(pool, "page-tokens");
     if (!config.secretKey) {
       log.warn(
         "HOLDFAST_SECRET_KEY is not set: webhook secrets are sealed with a key kept in the database",
@@ -236,6 +238,7 @@ export async function startHoldfast(
       ],
       interceptors: [
         authInterceptor(keyring),
+        pageTokensInterceptor(pageSecret),
         rateLimitInterceptor(limiter),
         listLimitsInterceptor,
         localTimesInterceptor(zones),

@@ -107,6 +107,7 @@ export function availabilityService(
     checkDuration(service.policy, durationMs, "duration");
     if (!service.active) return { slots: [], timeZones: {} };
     const page = readPage(
+      ctx,
       req,
       [f.serviceId, f.resourceIds, f.startTime, f.endTime, durationMs],
       SLOT_PAGES,

@@ -252,7 +252,7 @@ export function bookingService(
         startToMs: f.startTimeTo,
         metadata: f.metadata,
       };
-      const page = readPage(req, filter);
+      const page = readPage(ctx, req, filter);
       const after = page.after === undefined ? undefined : numberedKey(page.after);
       const rows = await listBookings(base, principalOf(ctx).tenantId, filter, {
         after: after && { startMs: after.n, id: after.rest },

@@ -78,7 +78,7 @@ export function calendarFeedService(base: Db): ServiceImpl<typeof CalendarFeedSe
 
     async listCalendarFeeds(req, ctx) {
       v.parseRequest(z.object(v.pageFields), req);
-      const page = readPage(req, { r: req.includeRevoked });
+      const page = readPage(ctx, req, { r: req.includeRevoked });
       const rows = await listCalendarFeeds(base, principalOf(ctx).tenantId, {
         after: page.after,
         limit: page.size + 1,

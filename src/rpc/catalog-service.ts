@@ -152,7 +152,7 @@ export function catalogService(base: Db): ServiceImpl<typeof CatalogService> {
         z.object({ ...v.pageFields, includeInactive: z.boolean(), resourceId: v.optionalId }),
         req,
       );
-      const page = readPage(req, { i: filters.includeInactive, r: filters.resourceId });
+      const page = readPage(ctx, req, { i: filters.includeInactive, r: filters.resourceId });
       const rows = await listServices(base, principalOf(ctx).tenantId, {
         after: page.after,
         limit: page.size + 1,
@@ -188,9 +188,9 @@ export function catalogService(base: Db): ServiceImpl<typeof CatalogService> {
     async listPolicyVersions(req, ctx) {
       v.parseRequest(z.object({ ...v.pageFields, serviceId: v.id }), req);
       const tenantId = principalOf(ctx).tenantId;
+      const page = readPage(ctx, req, { s: req.serviceId });
       if (!(await getService(base, tenantId, req.serviceId)))
         throw serviceNotFound(req.serviceId, "service_id");
-      const page = readPage(req, { s: req.serviceId });
       const rows = await listPolicyVersions(base, tenantId, req.serviceId, {
         before: page.after === undefined ? undefined : numberedKey(page.after).n,
         limit: page.size + 1,

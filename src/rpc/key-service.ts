@@ -88,7 +88,7 @@ export function keyService(
 
     async listApiKeys(req, ctx) {
       v.parseRequest(z.object(v.pageFields), req);
-      const page = readPage(req, { r: req.includeRevoked });
+      const page = readPage(ctx, req, { r: req.includeRevoked });
       const rows = await listKeys(base, principalOf(ctx).tenantId, {
         after: page.after,
         limit: page.size + 1,

@@ -205,7 +205,7 @@ export function resourceService(base: Db): ServiceImpl<typeof ResourceService> {
       );
       const kindName =
         filters.kind === 0 ? undefined : v.parseRequest(z.object({ kind }), req).kind;
-      const page = readPage(req, { i: filters.includeInactive, k: kindName });
+      const page = readPage(ctx, req, { i: filters.includeInactive, k: kindName });
       const rows = await listResources(base, principalOf(ctx).tenantId, {
         after: page.after,
         limit: page.size + 1,
@@ -272,8 +272,8 @@ export function resourceService(base: Db): ServiceImpl<typeof ResourceService> {
     async listOverrides(req, ctx) {
       v.parseRequest(z.object({ ...v.pageFields, resourceId: v.id }), req);
       const tenantId = principalOf(ctx).tenantId;
+      const page = readPage(ctx, req, { r: req.resourceId });
       await existing(tenantId, req.resourceId, "resource_id");
-      const page = readPage(req, { r: req.resourceId });
       const rows = await listOverrides(base, tenantId, req.resourceId, {
         after: page.after,
         limit: page.size + 1,

@@ -59,9 +59,9 @@ export function tenantService(
       return { quotas: quotasMessage(f.quotas) };
     },
 
-    async listTenants(req) {
+    async listTenants(req, ctx) {
       v.parseRequest(z.object(v.pageFields), req);
-      const page = readPage(req, {});
+      const page = readPage(ctx, req, {});
       const rows = await listTenants(base, { after: page.after, limit: page.size + 1 });
       const { items, nextPageToken } = writePage(rows, page, (t) => t.id);
       return { tenants: items.map(tenantOf), nextPageToken };

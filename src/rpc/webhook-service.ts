@@ -144,7 +144,7 @@ export function webhookService(
 
     async listWebhooks(req, ctx) {
       v.parseRequest(z.object(v.pageFields), req);
-      const page = readPage(req, {});
+      const page = readPage(ctx, req, {});
       const rows = await listWebhooks(base, principalOf(ctx).tenantId, {
         after: page.after,
         limit: page.size + 1,
@@ -195,8 +195,8 @@ export function webhookService(
       );
       const status = f.status;
       const tenantId = principalOf(ctx).tenantId;
+      const page = readPage(ctx, req, { w: f.webhookId, s: status });
       await existing(tenantId, f.webhookId, "webhook_id");
-      const page = readPage(req, { w: f.webhookId, s: status });
       const rows = await listDeliveries(base, tenantId, f.webhookId, {
         status,
         before: page.after,

@@ -1,47 +1,114 @@
 import { describe, expect, it } from "vitest";
 import type { Rejection } from "../../src/domain/rejection.js";
-import { numberedKey, readPage, writePage } from "../../src/rpc/paging.js";
+import {
+  numberedKey,
+  openPage,
+  type PageScope,
+  pageSizeOf,
+  writePage,
+} from "../../src/rpc/paging.js";
 
-describe("paging", () => {
-  it("defaults to 50 and lowers sizes above 100 to 100", () => {
-    expect(readPage({ pageSize: 0, pageToken: "" }, {}).size).toBe(50);
-    expect(readPage({ pageSize: 7, pageToken: "" }, {}).size).toBe(7);
-    expect(readPage({ pageSize: 5000, pageToken: "" }, {}).size).toBe(100);
+const secret = Buffer.alloc(32, 7);
+const scope: PageScope = {
+  method: "holdfast.v1.ResourceService/ListResources",
+  tenantId: "ten_a",
+  filters: { i: true, k: "room" },
+};
+
+function reasonOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (e) {
+    return (e as Rejection).reason;
+  }
+}
+
+/** The token for the page after key `b`, issued in `scope`. */
+function tokenAfterB(s: PageScope = scope): string {
+  const page = openPage(secret, s, { pageSize: 2, pageToken: "" });
+  return writePage(["a", "b", "c"], page, (x) => x).nextPageToken;
+}
+
+const edit = (token: string, change: Record<string, unknown>) =>
+  Buffer.from(
+    JSON.stringify({ ...JSON.parse(Buffer.from(token, "base64url").toString()), ...change }),
+  ).toString("base64url");
+
+describe("page sizes", () => {
+  it("default, cap oversized sizes and refuse negative ones, naming page_size", () => {
+    expect(pageSizeOf(0)).toBe(50);
+    expect(pageSizeOf(7)).toBe(7);
+    expect(pageSizeOf(5000)).toBe(100);
+    expect(pageSizeOf(0, { defaultSize: 100, maxSize: 1000 })).toBe(100);
+    expect(pageSizeOf(2 ** 31 - 1, { defaultSize: 100, maxSize: 1000 })).toBe(1000);
+    try {
+      pageSizeOf(-1);
+      expect.unreachable();
+    } catch (e) {
+      const r = e as Rejection;
+      expect(r.reason).toBe("VALIDATION_ERROR");
+      expect(r.message).toContain("page_size");
+    }
   });
+});
 
-  it("hands out a token only when there is more, and resumes after its key", () => {
-    const page = readPage({ pageSize: 2, pageToken: "" }, { f: 1 });
+describe("page tokens", () => {
+  it("are handed out only when there is more, and resume after their key", () => {
+    const page = openPage(secret, scope, { pageSize: 2, pageToken: "" });
     expect(writePage(["a", "b"], page, (x) => x)).toEqual({ items: ["a", "b"], nextPageToken: "" });
-    const { items, nextPageToken } = writePage(["a", "b", "c"], page, (x) => x);
-    expect(items).toEqual(["a", "b"]);
-    expect(readPage({ pageSize: 2, pageToken: nextPageToken }, { f: 1 }).after).toBe("b");
+    const token = tokenAfterB();
+    expect(openPage(secret, scope, { pageSize: 2, pageToken: token }).after).toBe("b");
+    // The same filters given in another order are the same query.
+    const reordered = { ...scope, filters: { k: "room", i: true } };
+    expect(openPage(secret, reordered, { pageSize: 2, pageToken: token }).after).toBe("b");
   });
 
-  it("refuses tokens for other filters, garbage and negative sizes", () => {
-    const page = readPage({ pageSize: 1, pageToken: "" }, { f: 1 });
-    const { nextPageToken } = writePage(["a", "b"], page, (x) => x);
-    const reason = (fn: () => unknown) => {
-      try {
-        fn();
-      } catch (e) {
-        return (e as Rejection).reason;
-      }
-    };
-    expect(reason(() => readPage({ pageSize: 1, pageToken: nextPageToken }, { f: 2 }))).toBe(
-      "INVALID_PAGE_TOKEN",
-    );
-    expect(reason(() => readPage({ pageSize: 1, pageToken: "%%%" }, {}))).toBe(
-      "INVALID_PAGE_TOKEN",
-    );
+  it("work only for the method, tenant and filters they were issued for, under this secret", () => {
+    const token = tokenAfterB();
+    for (const other of [
+      { ...scope, method: "holdfast.v1.CatalogService/ListServices" },
+      { ...scope, tenantId: "ten_b" },
+      { ...scope, filters: { i: false, k: "room" } },
+      { ...scope, filters: {} },
+    ]) {
+      expect(reasonOf(() => openPage(secret, other, { pageSize: 2, pageToken: token }))).toBe(
+        "INVALID_PAGE_TOKEN",
+      );
+    }
     expect(
-      reason(() =>
-        readPage({ pageSize: 1, pageToken: Buffer.from("[]").toString("base64url") }, {}),
-      ),
+      reasonOf(() => openPage(Buffer.alloc(32, 8), scope, { pageSize: 2, pageToken: token })),
     ).toBe("INVALID_PAGE_TOKEN");
-    expect(reason(() => readPage({ pageSize: -5, pageToken: "" }, {}))).toBe("VALIDATION_ERROR");
   });
 
-  it("reads integer-led keys and refuses edited ones", () => {
+  it("refuse any edit, garbage and oversized tokens", () => {
+    const token = tokenAfterB();
+    for (const bad of [
+      edit(token, { k: "abc" }),
+      edit(token, { k: "z".repeat(700) }),
+      edit(token, { k: "2147483648" }),
+      edit(token, { k: 5 }),
+      edit(token, { f: "AAAAAAAAAAAAAAAAAAAAAA" }),
+      edit(token, { f: undefined }),
+      `${token}AA`,
+      "%%%",
+      Buffer.from("[]").toString("base64url"),
+      Buffer.from("null").toString("base64url"),
+      "x".repeat(1000),
+    ]) {
+      expect(
+        reasonOf(() => openPage(secret, scope, { pageSize: 2, pageToken: bad })),
+        bad,
+      ).toBe("INVALID_PAGE_TOKEN");
+    }
+  });
+
+  it("stay small", () => {
+    const page = openPage(secret, scope, { pageSize: 1, pageToken: "" });
+    const key = `${Number.MAX_SAFE_INTEGER}|bkg_${"x".repeat(26)}`;
+    expect(writePage([key, "z"], page, (x) => x).nextPageToken.length).toBeLessThan(200);
+  });
+
+  it("keys led by an integer are read, and impossible ones refused", () => {
     expect(numberedKey("1767225600000|bkg_1")).toEqual({ n: 1767225600000, rest: "bkg_1" });
     expect(numberedKey("7")).toEqual({ n: 7, rest: "" });
     for (const bad of ["x|bkg_1", "|bkg_1", "", "1e3|a", "99999999999999999999|a", " 1|a"]) {
