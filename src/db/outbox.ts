@@ -1,5 +1,5 @@
 import type { JsonObject } from "@bufbuild/protobuf";
-import type { Position } from "../domain/events.js";
+import type { OutboxBounds, Position } from "../domain/events.js";
 import type { Queryable } from "./pool.js";
 
 /** One committed event, as stored. */
@@ -80,13 +80,21 @@ export async function currentPosition(q: Queryable): Promise<Position> {
   return { xid: BigInt((rows[0] as { xid: string }).xid), seq: 0n };
 }
 
-/** The newest position retention has deleted, if any. */
-export async function prunedThrough(q: Queryable): Promise<Position | undefined> {
-  const { rows } = await q.query<{ xid: string; seq: string }>(
-    "SELECT xid::text, seq::text FROM outbox_pruned",
+/**
+ * The outbox's head (as currentPosition) and the newest position retention
+ * has deleted, if any: what a cursor that comes back is checked against.
+ * One query, so the head is read after the cursor arrived.
+ */
+export async function outboxBounds(q: Queryable): Promise<OutboxBounds> {
+  const { rows } = await q.query<{ head: string; xid: string | null; seq: string | null }>(
+    `SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS head, p.xid::text, p.seq::text
+     FROM (SELECT) AS head LEFT JOIN outbox_pruned p ON true`,
   );
-  const r = rows[0];
-  return r ? { xid: BigInt(r.xid), seq: BigInt(r.seq) } : undefined;
+  const r = rows[0] as { head: string; xid: string | null; seq: string | null };
+  return {
+    head: { xid: BigInt(r.head), seq: 0n },
+    pruned: r.xid === null ? undefined : { xid: BigInt(r.xid), seq: BigInt(r.seq as string) },
+  };
 }
 
 /**

@@ -1,3 +1,5 @@
+import { Rejection } from "./rejection.js";
+
 /** Every event type the outbox carries. */
 export const EVENT_TYPES = [
   "booking.held",
@@ -48,4 +50,39 @@ export function decodeCursor(cursor: string): Position | undefined {
   const p = { xid: parse(m[1] as string), seq: parse(m[2] as string) };
   // Both are stored as 64-bit integers; anything larger was never issued.
   return p.xid < MAX_POSITION && p.seq < MAX_POSITION ? p : undefined;
+}
+
+/**
+ * What bounds the cursors Holdfast has issued, read in one query when a
+ * cursor comes back: `head` is the outbox's "now" (the oldest transaction
+ * still running; every event readable so far is before it), `pruned` the
+ * newest position retention deleted.
+ */
+export type OutboxBounds = { head: Position; pruned: Position | undefined };
+
+/**
+ * The position a cursor names. INVALID_CURSOR for one Holdfast did not
+ * issue: malformed, or ahead of the head. Every cursor issued (an event's,
+ * or the head itself for a stream from now) is at or before the head as it
+ * was then, and the head never moves back, so a cursor from any instance
+ * compared with a head read after it arrived is never refused; one beyond
+ * would silently yield nothing until the outbox caught up. CURSOR_EXPIRED
+ * when retention has deleted events after it.
+ */
+export function cursorPosition(cursor: string, bounds: OutboxBounds): Position {
+  const p = decodeCursor(cursor);
+  if (!p || isAfter(p, bounds.head)) {
+    throw new Rejection("INVALID_CURSOR", "the cursor is not one Holdfast issued", {
+      fieldViolations: [
+        { field: "after", description: p ? "is ahead of every event" : "is not a cursor" },
+      ],
+    });
+  }
+  if (bounds.pruned && isAfter(bounds.pruned, p)) {
+    throw new Rejection(
+      "CURSOR_EXPIRED",
+      "events after this cursor have been deleted by retention; start over with ListEvents",
+    );
+  }
+  return p;
 }

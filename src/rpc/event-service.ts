@@ -11,13 +11,13 @@ import {
   currentPosition,
   type EventFilter,
   type OutboxEvent,
-  prunedThrough,
+  outboxBounds,
   readEvents,
 } from "../db/outbox.js";
 import type { Queryable } from "../db/pool.js";
 import {
   BEGINNING,
-  decodeCursor,
+  cursorPosition,
   EVENT_TYPES,
   encodeCursor,
   isAfter,
@@ -81,27 +81,14 @@ export type OpenEventStream = (
   signal: AbortSignal,
 ) => Promise<AsyncIterable<Event>>;
 
-/** The position a cursor names; CURSOR_EXPIRED when retention has deleted events after it. */
+/** The position a cursor names (see cursorPosition); `otherwise` when there is none. */
 async function positionOf(
   db: Queryable,
   cursor: string,
   otherwise: () => Promise<Position>,
 ): Promise<Position> {
   if (cursor === "") return otherwise();
-  const p = decodeCursor(cursor);
-  if (!p) {
-    throw new Rejection("INVALID_CURSOR", "the cursor is not one Holdfast issued", {
-      fieldViolations: [{ field: "after", description: "is not a cursor" }],
-    });
-  }
-  const pruned = await prunedThrough(db);
-  if (pruned && isAfter(pruned, p)) {
-    throw new Rejection(
-      "CURSOR_EXPIRED",
-      "events after this cursor have been deleted by retention; start over with ListEvents",
-    );
-  }
-  return p;
+  return cursorPosition(cursor, await outboxBounds(db));
 }
 
 /**

@@ -1,11 +1,13 @@
 import { describe, expect, it } from "vitest";
 import {
   BEGINNING,
+  cursorPosition,
   decodeCursor,
   encodeCursor,
   isAfter,
   isEventType,
 } from "../../src/domain/events.js";
+import type { Rejection } from "../../src/domain/rejection.js";
 
 describe("event cursors", () => {
   it("round-trip opaque positions, including large transaction ids", () => {
@@ -36,6 +38,29 @@ describe("event cursors", () => {
     ]) {
       expect(decodeCursor(c)).toBeUndefined();
     }
+  });
+
+  it("are refused ahead of the outbox's head, and expired before what retention deleted", () => {
+    const head = { xid: 1000n, seq: 0n };
+    const at = (cursor: string, pruned?: { xid: bigint; seq: bigint }) => {
+      try {
+        return cursorPosition(cursor, { head, pruned });
+      } catch (e) {
+        return (e as Rejection).reason;
+      }
+    };
+    // Issued: an event's (its transaction is before the head), or the head itself.
+    expect(at(encodeCursor({ xid: 999n, seq: 123456n }))).toEqual({ xid: 999n, seq: 123456n });
+    expect(at(encodeCursor(head))).toEqual(head);
+    expect(at(encodeCursor(BEGINNING))).toEqual(BEGINNING);
+    // Never issued: nothing of the head's transaction or later is readable yet.
+    expect(at(encodeCursor({ xid: 1000n, seq: 1n }))).toBe("INVALID_CURSOR");
+    expect(at(encodeCursor({ xid: 1001n, seq: 0n }))).toBe("INVALID_CURSOR");
+    expect(at(`ev1_${"z".repeat(12)}_0`)).toBe("INVALID_CURSOR");
+    expect(at("garbage")).toBe("INVALID_CURSOR");
+    const pruned = { xid: 500n, seq: 7n };
+    expect(at(encodeCursor({ xid: 500n, seq: 6n }), pruned)).toBe("CURSOR_EXPIRED");
+    expect(at(encodeCursor(pruned), pruned)).toEqual(pruned);
   });
 
   it("order by transaction, then sequence", () => {

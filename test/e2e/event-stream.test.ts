@@ -196,6 +196,8 @@ describe("GET /v1/events/stream", () => {
       [w.key, "?from_beginning=maybe", {}, 400, "MALFORMED_REQUEST"],
       [w.key, "?types=booking.exploded", {}, 400, "VALIDATION_ERROR"],
       [w.key, "?after=ev1_nope", {}, 400, "INVALID_CURSOR"],
+      [w.key, "?after=ev1_zzzzzzzzzzzz_0", {}, 400, "INVALID_CURSOR"],
+      [w.key, "", { "Last-Event-ID": "ev1_zzzzzzzzzzzz_0" }, 400, "INVALID_CURSOR"],
       [w.key, "", { "Last-Event-ID": "not-a-cursor" }, 400, "INVALID_CURSOR"],
     ];
     for (const [key, query, headers, status, reason] of cases) {

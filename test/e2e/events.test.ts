@@ -135,6 +135,31 @@ describe("WatchEvents", () => {
     expect(paged).toEqual(withLive.map((e) => e.id));
   });
 
+  it("refuses a cursor ahead of every event, and takes one just issued by another instance", async () => {
+    const w = await bookingWorld(server.url);
+    const events = clientFor(EventService, server.url, w.key);
+    const ahead = `ev1_${"z".repeat(12)}_0`;
+    await rejected(events.listEvents({ after: ahead }), Code.InvalidArgument, "INVALID_CURSOR");
+    const streamed = (async () => {
+      for await (const _ of events.watchEvents({ after: ahead }, { timeoutMs: 5000 })) {
+        // Nothing may come: the stream must be refused.
+      }
+    })();
+    await rejected(streamed, Code.InvalidArgument, "INVALID_CURSOR");
+    // A cursor issued by one instance works at once on another.
+    const stream = watch(events, {});
+    await sleep(300);
+    await w.bookings.createHold({ serviceId: w.serviceId, resourceId: w.resourceId, ...at(5, 9) });
+    const [held] = await stream.until(1);
+    await stream.stop();
+    const elsewhere = await startTestServer({}, server.databaseUrl);
+    const page = await clientFor(EventService, elsewhere.url, w.key).listEvents({
+      after: held?.cursor as string,
+    });
+    expect(page.events).toEqual([]);
+    expect(page.nextCursor).toBe(held?.cursor);
+  });
+
   it("delivers two overlapping transactions that commit out of order, each once", async () => {
     const w = await bookingWorld(server.url);
     const stream = watch(clientFor(EventService, server.url, w.key), {});
