@@ -27,9 +27,11 @@ import {
 import { Rejection } from "../domain/rejection.js";
 import type { EventFeed } from "../events/feed.js";
 import { principalOf } from "./auth.js";
+import { pageSizeOf } from "./paging.js";
 import * as v from "./validate.js";
 
 const CATCH_UP_PAGE = 500;
+const EVENT_PAGES = { defaultSize: 100, maxSize: 1000 };
 
 const filterSchema = v
   .message<{ types: string[]; resourceIds: string[]; serviceIds: string[] }>()
@@ -206,17 +208,12 @@ export function eventService(
         z.object({
           filter: filterSchema,
           after: z.string().max(100),
-          pageSize: z.number().int().min(0).max(1000, "must be at most 1000"),
         }),
         req,
       );
+      const limit = pageSizeOf(req.pageSize, EVENT_PAGES);
       const after = await positionOf(db, req.after, () => Promise.resolve(BEGINNING));
-      const events = await readEvents(db, {
-        tenantId,
-        after,
-        filter: f.filter,
-        limit: f.pageSize || 100,
-      });
+      const events = await readEvents(db, { tenantId, after, filter: f.filter, limit });
       const last = events[events.length - 1];
       return {
         events: events.map(eventOf),

@@ -205,8 +205,8 @@ export function enumValue<T extends number>(desc: DescEnum, defaultValue?: T) {
   });
 }
 
+/** page_size is checked by readPage (src/rpc/paging.ts), the one rule for every list. */
 export const pageFields = {
-  pageSize: z.number().int().min(0, "must not be negative"),
   pageToken: z.string().max(1024, "is not a valid page token"),
 };
 

@@ -1,11 +1,12 @@
 import { Code } from "@connectrpc/connect";
 import { beforeAll, describe, expect, it } from "vitest";
 import { CalendarFeedService } from "../../gen/holdfast/v1/calendar_feed_pb.js";
+import { EventService } from "../../gen/holdfast/v1/event_pb.js";
 import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
-import { at, bookingWorld } from "../support/booking.js";
+import { at, bookingWorld, DAY } from "../support/booking.js";
 import { clientFor, jsonReason, newTenant, postJson, rejected } from "../support/clients.js";
-import { startTestServer, type TestServer } from "../support/server.js";
+import { ADMIN_KEY, startTestServer, type TestServer } from "../support/server.js";
 
 let server: TestServer;
 beforeAll(async () => {
@@ -121,5 +122,50 @@ describe("page tokens", () => {
     });
     expect(page.resources).toHaveLength(1);
     expect(page.nextPageToken).not.toBe("");
+  });
+});
+
+describe("page_size", () => {
+  it("is one rule on every list: oversized is lowered, negative refused naming page_size", async () => {
+    const w = await bookingWorld(server.url);
+    const { booking } = await w.bookings.createHold({
+      serviceId: w.serviceId,
+      resourceId: w.resourceId,
+      ...at(1, 9),
+    });
+    await w.bookings.cancelBooking({ bookingId: booking?.id as string });
+    const start = new Date(Date.now() + DAY).toISOString();
+    const end = new Date(Date.now() + 2 * DAY).toISOString();
+    const lists: [string, Record<string, unknown>, string?][] = [
+      ["EventService/ListEvents", {}],
+      ["ResourceService/ListResources", {}],
+      ["ResourceService/ListOverrides", { resourceId: w.resourceId }],
+      ["CatalogService/ListServices", {}],
+      ["CatalogService/ListPolicyVersions", { serviceId: w.serviceId }],
+      ["AvailabilityService/ListSlots", { serviceId: w.serviceId, startTime: start, endTime: end }],
+      ["BookingService/ListBookings", {}],
+      ["KeyService/ListApiKeys", {}],
+      ["WebhookService/ListWebhooks", {}],
+      ["CalendarFeedService/ListCalendarFeeds", {}],
+      ["TenantService/ListTenants", {}, ADMIN_KEY],
+    ];
+    for (const [rpc, body, key = w.key] of lists) {
+      const procedure = `holdfast.v1.${rpc}`;
+      const big = await postJson(server.url, procedure, { ...body, pageSize: 2 ** 31 - 1 }, key);
+      expect([rpc, big.status]).toEqual([rpc, 200]);
+      const negative = await postJson(server.url, procedure, { ...body, pageSize: -1 }, key);
+      expect([rpc, negative.status, jsonReason(negative)]).toEqual([rpc, 400, "VALIDATION_ERROR"]);
+      expect(negative.body.message).toBe(
+        "invalid request: page_size: must not be negative (0 for the default)",
+      );
+    }
+    // ListEvents lowers to its own maximum, 1000: both events of the tenant come back.
+    await expect
+      .poll(
+        async () =>
+          (await clientFor(EventService, server.url, w.key).listEvents({ pageSize: 5000 })).events
+            .length,
+      )
+      .toBe(2);
   });
 });
