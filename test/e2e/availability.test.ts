@@ -615,7 +615,9 @@ describe("holds follow the same rules", () => {
       await c.slots.listSlots({ serviceId: c.serviceId, ...range(monday, monday + DAY) })
     ).slots;
     const id = slot?.slotId as string;
-    const tampered = `${id.slice(0, -3)}${id.endsWith("A") ? "B" : "A"}${id.slice(-2)}`;
+    // One character changed (the third from the end, to another letter).
+    const tampered = `${id.slice(0, -3)}${id.at(-3) === "A" ? "B" : "A"}${id.slice(-2)}`;
+    expect(tampered).not.toBe(id);
     for (const bad of ["slot_nope", tampered, `${id}x`, "x".repeat(50)]) {
       await rejected(
         c.bookings.createHold({ slotId: bad }),
