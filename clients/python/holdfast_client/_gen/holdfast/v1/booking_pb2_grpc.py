@@ -101,7 +101,9 @@ class BookingServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def ExtendHold(self, request, context):
-        """Moves a hold's expire_time out, never past max_hold_ttl from now.
+        """Moves a hold's expire_time out, never past max_hold_ttl from now. An
+        extension that would not move it later returns the hold unchanged and
+        records no event.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
