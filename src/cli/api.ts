@@ -68,12 +68,12 @@ export async function explainApiError(err: unknown, api: Api): Promise<CommandFa
     for (const v of bad.fieldViolations) lines.push(`  ${v.field}: ${v.description}`);
   }
   for (const conflict of err.findDetails(SlotConflictSchema)) {
-    // A conflict carries no zone. It is on the resource asked for, which
-    // leads the alternatives whenever it has one; without any, UTC.
-    const zone = conflict.alternatives[0]?.timeZone || "UTC";
     for (const taken of conflict.conflicts) {
       const start = taken.startTime ? msOfTimestamp(taken.startTime) : 0;
       const end = taken.endTime ? msOfTimestamp(taken.endTime) : 0;
+      // Each range names its resource's zone (UTC for an answer stored
+      // under an Idempotency-Key before ranges carried one).
+      const zone = taken.timeZone || "UTC";
       lines.push(
         `in the way: ${localRange(start, end, zone)}  ${zoneLabel(start, zone)} (${BookingStatus[taken.status]})`,
       );

@@ -49,6 +49,8 @@ export function rejectionOfOutcome(e: StoredRejection, alternatives?: OfferedSlo
       startMs: Date.parse(c.startTime),
       endMs: Date.parse(c.endTime),
       status: c.status,
+      resourceId: c.resourceId ?? "",
+      timeZone: c.timeZone ?? "",
     })),
     ...(alternatives && { alternatives }),
   });

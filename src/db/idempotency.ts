@@ -21,7 +21,14 @@ export type Outcome = {
 export type StoredRejection = {
   reason: string;
   message: string;
-  conflicts?: { startTime: string; endTime: string; status: string }[];
+  conflicts?: {
+    startTime: string;
+    endTime: string;
+    status: string;
+    /** Absent from outcomes stored before they carried them. */
+    resourceId?: string;
+    timeZone?: string;
+  }[];
   fieldViolations?: { field: string; description: string }[];
   metadata?: Record<string, string>;
 };

@@ -480,9 +480,11 @@ CREATE OR REPLACE FUNCTION public.conflicts_json(p_tenant text, p_resource text,
  STABLE
 AS $function$
   SELECT coalesce(jsonb_agg(jsonb_build_object(
-           'startTime', ts_json(c.start_time), 'endTime', ts_json(c.end_time), 'status', c.status)
+           'startTime', ts_json(c.start_time), 'endTime', ts_json(c.end_time), 'status', c.status,
+           'resourceId', p_resource, 'timeZone', r.time_zone)
            ORDER BY c.start_time), '[]')
   FROM (SELECT * FROM active_blocks(p_tenant, p_resource, p_from, p_to, p_now, p_except) LIMIT 20) c
+  LEFT JOIN resources r ON r.tenant_id = p_tenant AND r.id = p_resource
 $function$;
 
 CREATE OR REPLACE FUNCTION public.expire_overlapping_holds(p_tenant text, p_resource text, p_from timestamp with time zone, p_to timestamp with time zone, p_now timestamp with time zone)

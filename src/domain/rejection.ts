@@ -84,8 +84,17 @@ export const DATABASE_REASONS = [
 /** One bad field of a request, named by its proto path (`policy.durations[0]`). */
 export type FieldViolation = { field: string; description: string };
 
-/** A booked range in the way of a request; never carries another caller's data. */
-export type ConflictingRange = { startMs: number; endMs: number; status: string };
+/**
+ * A booked range in the way of a request, on `resourceId` (whose IANA zone
+ * its local times are given in); never carries another caller's data.
+ */
+export type ConflictingRange = {
+  startMs: number;
+  endMs: number;
+  status: string;
+  resourceId: string;
+  timeZone: string;
+};
 
 /** A free time offered instead of a taken one. */
 export type OfferedSlot = {

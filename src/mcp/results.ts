@@ -188,6 +188,7 @@ export type FailureView = {
     local_start_time?: string;
     local_end_time?: string;
     time_zone?: string;
+    resource_id?: string;
     status: string;
   }[];
   alternatives?: SlotView[];
@@ -228,21 +229,18 @@ export function failureOf(err: unknown): FailureView {
     view.conflicts = c.conflicts.map((r) => ({
       start_time: iso(r.startTime),
       end_time: iso(r.endTime),
+      // Empty in answers stored under an Idempotency-Key before the API gave them.
+      ...(r.timeZone && {
+        local_start_time: r.localStartTime,
+        local_end_time: r.localEndTime,
+        time_zone: r.timeZone,
+      }),
+      ...(r.resourceId && { resource_id: r.resourceId }),
       status: BOOKING_STATUS.nameOf(r.status) ?? "unknown",
     }));
     view.alternatives = c.alternatives.map(slotView);
   }
   return view;
-}
-
-/** The conflicting ranges of a refusal, also in `timeZone`, the zone of the time asked for. */
-export function localizeConflicts(view: FailureView, timeZone: string): void {
-  for (const c of view.conflicts ?? []) {
-    if (!c.start_time || !c.end_time) continue;
-    c.local_start_time = localDateTime(Date.parse(c.start_time), timeZone);
-    c.local_end_time = localDateTime(Date.parse(c.end_time), timeZone);
-    c.time_zone = timeZone;
-  }
 }
 
 export function failed(view: FailureView): CallToolResult {

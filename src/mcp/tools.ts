@@ -17,7 +17,6 @@ import {
   type FailureView,
   failed,
   failureOf,
-  localizeConflicts,
   ok,
   type SlotView,
   slotView,
@@ -410,12 +409,10 @@ const holdSlot: ToolDef<z.ZodObject> = {
   async run(api, a) {
     const args = a as Record<string, string | number | undefined>;
     let near: Near | undefined;
-    let zone: ZoneFinder | undefined;
     return guarded(
       async () => {
         const request = await bookingTarget(api, args);
         near = nearOf(request);
-        zone = request.zone;
         const { answer, replayed } = await retrySafe(api, "hold_slot", a, (key, onHeader) =>
           api.bookings.createHold(
             {
@@ -449,7 +446,6 @@ const holdSlot: ToolDef<z.ZodObject> = {
       },
       async (view) => {
         if (near) await addNearest(api, view, near);
-        if (zone && view.conflicts) localizeConflicts(view, await zone("start_time"));
       },
     );
   },
@@ -470,8 +466,6 @@ async function bookingTarget(
   startMs?: number;
   endMs?: number;
   durationMs?: number;
-  /** When a time was asked for: the zone it is read in, which conflicts are shown in too. */
-  zone?: ZoneFinder;
 }> {
   const slotId = args.slot_id as string | undefined;
   const start = args.start_time as string | undefined;
@@ -508,7 +502,6 @@ async function bookingTarget(
     startMs,
     endMs: startMs + durationMs,
     durationMs,
-    zone,
   };
 }
 
@@ -668,7 +661,6 @@ const rescheduleBooking: ToolDef<z.ZodObject> = {
   async run(api, a) {
     const args = a as Record<string, string | number | undefined>;
     let near: Near | undefined;
-    let zone: ZoneFinder | undefined;
     return guarded(
       async () => {
         let current: Booking | undefined;
@@ -678,7 +670,6 @@ const rescheduleBooking: ToolDef<z.ZodObject> = {
         }
         const target = await bookingTarget(api, args, current);
         near = nearOf(target);
-        zone = target.zone;
         const { answer, replayed } = await retrySafe(
           api,
           "reschedule_booking",
@@ -700,7 +691,6 @@ const rescheduleBooking: ToolDef<z.ZodObject> = {
       },
       async (view) => {
         if (near) await addNearest(api, view, near);
-        if (zone && view.conflicts) localizeConflicts(view, await zone("start_time"));
       },
     );
   },

@@ -16,7 +16,7 @@ import {
   type RejectionCode,
 } from "../domain/rejection.js";
 import { log } from "../log.js";
-import { BOOKING_STATUS, slotOf, timestampOfMs } from "./convert.js";
+import { BOOKING_STATUS, localTimesOf, slotOf, timestampOfMs } from "./convert.js";
 
 export const ERROR_DOMAIN = "holdfast";
 
@@ -125,6 +125,8 @@ export function connectErrorOf(r: Rejection, cause?: unknown): ConnectError {
           startTime: timestampOfMs(c.startMs),
           endTime: timestampOfMs(c.endMs),
           status: BOOKING_STATUS.valueOf(c.status),
+          resourceId: c.resourceId,
+          ...localTimesOf(c.startMs, c.endMs, c.timeZone),
         })),
         alternatives: (r.details.alternatives ?? []).map(slotOf),
       }),

@@ -658,6 +658,14 @@ describe("holds follow the same rules", () => {
     await c.bookings.createBooking(ten);
     const err = await rejected(c.bookings.createHold(ten), Code.Aborted, "SLOT_UNAVAILABLE");
     const [detail] = err.findDetails(SlotConflictSchema);
+    // What is in the way names its resource and is given on that resource's clock too.
+    const [taken] = detail?.conflicts ?? [];
+    expect(taken?.resourceId).toBe(c.resourceId);
+    expect(taken?.timeZone).toBe("UTC");
+    expect([taken?.localStartTime, taken?.localEndTime]).toEqual([
+      `${iso(monday + 10 * HOUR).slice(0, 19)}+00:00`,
+      `${iso(monday + 11 * HOUR).slice(0, 19)}+00:00`,
+    ]);
     const alternatives = detail?.alternatives.map((a) => [
       a.resourceId === c.resourceId ? "same" : "other",
       iso(ms(a.startTime)).slice(11, 16),

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file holdfast/v1/errors.proto.
  */
 export const file_holdfast_v1_errors: GenFile = /*@__PURE__*/
-  fileDesc("Chhob2xkZmFzdC92MS9lcnJvcnMucHJvdG8SC2hvbGRmYXN0LnYxImkKDFNsb3RDb25mbGljdBIwCgljb25mbGljdHMYASADKAsyHS5ob2xkZmFzdC52MS5Db25mbGljdGluZ1JhbmdlEicKDGFsdGVybmF0aXZlcxgCIAMoCzIRLmhvbGRmYXN0LnYxLlNsb3QinAEKEENvbmZsaWN0aW5nUmFuZ2USLgoKc3RhcnRfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKBnN0YXR1cxgDIAEoDjIaLmhvbGRmYXN0LnYxLkJvb2tpbmdTdGF0dXNiBnByb3RvMw", [file_google_protobuf_timestamp, file_holdfast_v1_availability, file_holdfast_v1_booking]);
+  fileDesc("Chhob2xkZmFzdC92MS9lcnJvcnMucHJvdG8SC2hvbGRmYXN0LnYxImkKDFNsb3RDb25mbGljdBIwCgljb25mbGljdHMYASADKAsyHS5ob2xkZmFzdC52MS5Db25mbGljdGluZ1JhbmdlEicKDGFsdGVybmF0aXZlcxgCIAMoCzIRLmhvbGRmYXN0LnYxLlNsb3Qi9gEKEENvbmZsaWN0aW5nUmFuZ2USLgoKc3RhcnRfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKBnN0YXR1cxgDIAEoDjIaLmhvbGRmYXN0LnYxLkJvb2tpbmdTdGF0dXMSEwoLcmVzb3VyY2VfaWQYBCABKAkSGAoQbG9jYWxfc3RhcnRfdGltZRgFIAEoCRIWCg5sb2NhbF9lbmRfdGltZRgGIAEoCRIRCgl0aW1lX3pvbmUYByABKAliBnByb3RvMw", [file_google_protobuf_timestamp, file_holdfast_v1_availability, file_holdfast_v1_booking]);
 
 /**
  * Attached to reason SLOT_UNAVAILABLE: what is in the way, and what is free
@@ -70,6 +70,32 @@ export type ConflictingRange = Message<"holdfast.v1.ConflictingRange"> & {
    * @generated from field: holdfast.v1.BookingStatus status = 3;
    */
   status: BookingStatus;
+
+  /**
+   * The resource the range is booked on.
+   *
+   * @generated from field: string resource_id = 4;
+   */
+  resourceId: string;
+
+  /**
+   * start_time and end_time on the resource's wall clock, RFC 3339 with the
+   * zone's UTC offset at each instant (e.g. "2030-03-04T09:00:00-05:00"),
+   * and the resource's IANA time zone, as on Slot and Booking.
+   *
+   * @generated from field: string local_start_time = 5;
+   */
+  localStartTime: string;
+
+  /**
+   * @generated from field: string local_end_time = 6;
+   */
+  localEndTime: string;
+
+  /**
+   * @generated from field: string time_zone = 7;
+   */
+  timeZone: string;
 };
 
 /**

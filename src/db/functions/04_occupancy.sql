@@ -101,16 +101,19 @@ BEGIN
 END
 $$;
 
--- What is in the way, for a SLOT_UNAVAILABLE answer: ranges and statuses
--- only, never another caller's attendee or metadata.
+-- What is in the way, for a SLOT_UNAVAILABLE answer: ranges and statuses,
+-- with the resource and its zone (for the ranges' local times), never
+-- another caller's attendee or metadata.
 CREATE FUNCTION conflicts_json(
   p_tenant text, p_resource text, p_from timestamptz, p_to timestamptz, p_now timestamptz, p_except text
 ) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
   SELECT coalesce(jsonb_agg(jsonb_build_object(
-           'startTime', ts_json(c.start_time), 'endTime', ts_json(c.end_time), 'status', c.status)
+           'startTime', ts_json(c.start_time), 'endTime', ts_json(c.end_time), 'status', c.status,
+           'resourceId', p_resource, 'timeZone', r.time_zone)
            ORDER BY c.start_time), '[]')
   FROM (SELECT * FROM active_blocks(p_tenant, p_resource, p_from, p_to, p_now, p_except) LIMIT 20) c
+  LEFT JOIN resources r ON r.tenant_id = p_tenant AND r.id = p_resource
 $$;
 
 -- The clock rules of a new time, in one place: not before now + min notice

@@ -16,7 +16,7 @@ from holdfast.v1 import availability_pb2 as holdfast_dot_v1_dot_availability__pb
 from holdfast.v1 import booking_pb2 as holdfast_dot_v1_dot_booking__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18holdfast/v1/errors.proto\x12\x0bholdfast.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eholdfast/v1/availability.proto\x1a\x19holdfast/v1/booking.proto\"\x82\x01\n\x0cSlotConflict\x12;\n\tconflicts\x18\x01 \x03(\x0b\x32\x1d.holdfast.v1.ConflictingRangeR\tconflicts\x12\x35\n\x0c\x61lternatives\x18\x02 \x03(\x0b\x32\x11.holdfast.v1.SlotR\x0c\x61lternatives\"\xb8\x01\n\x10\x43onflictingRange\x12\x39\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x35\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x65ndTime\x12\x32\n\x06status\x18\x03 \x01(\x0e\x32\x1a.holdfast.v1.BookingStatusR\x06statusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18holdfast/v1/errors.proto\x12\x0bholdfast.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eholdfast/v1/availability.proto\x1a\x19holdfast/v1/booking.proto\"\x82\x01\n\x0cSlotConflict\x12;\n\tconflicts\x18\x01 \x03(\x0b\x32\x1d.holdfast.v1.ConflictingRangeR\tconflicts\x12\x35\n\x0c\x61lternatives\x18\x02 \x03(\x0b\x32\x11.holdfast.v1.SlotR\x0c\x61lternatives\"\xc6\x02\n\x10\x43onflictingRange\x12\x39\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x35\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x65ndTime\x12\x32\n\x06status\x18\x03 \x01(\x0e\x32\x1a.holdfast.v1.BookingStatusR\x06status\x12\x1f\n\x0bresource_id\x18\x04 \x01(\tR\nresourceId\x12(\n\x10local_start_time\x18\x05 \x01(\tR\x0elocalStartTime\x12$\n\x0elocal_end_time\x18\x06 \x01(\tR\x0clocalEndTime\x12\x1b\n\ttime_zone\x18\x07 \x01(\tR\x08timeZoneb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'holdfast.v1.errors_pb2', globals())
@@ -26,5 +26,5 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _SLOTCONFLICT._serialized_start=134
   _SLOTCONFLICT._serialized_end=264
   _CONFLICTINGRANGE._serialized_start=267
-  _CONFLICTINGRANGE._serialized_end=451
+  _CONFLICTINGRANGE._serialized_end=593
 # @@protoc_insertion_point(module_scope)
