@@ -200,7 +200,7 @@ export async function startHoldfast(
       router.service(ResourceService, idempotent(ResourceService, resourceService(db), pool));
       router.service(CatalogService, idempotent(CatalogService, catalogService(db), pool));
       router.service(AvailabilityService, availabilityService(catalogCache, slotFinder));
-      router.service(EventService, eventService(pool, openEventStream));
+      router.service(EventService, eventService(pool, openEventStream, keyring));
       router.service(
         WebhookService,
         idempotent(WebhookService, webhookService(db, feed, webhookSettings), pool),

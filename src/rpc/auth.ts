@@ -71,6 +71,8 @@ const UNKNOWN_KEYS_MAX = 1_000;
 export class Keyring {
   private readonly cache: LoadingCache<Principal>;
   private readonly adminHash: Buffer | undefined;
+  /** Open streams' keys, by secret hash: each aborts when its key is revoked. */
+  private readonly watched = new Map<string, Set<AbortController>>();
 
   constructor(
     db: Queryable,
@@ -90,12 +92,51 @@ export class Keyring {
         return row ? { tenantId: row.tenant_id, keyId: row.id, scopes: row.scopes } : undefined;
       },
     });
-    signals?.on(CHANNEL.keys, (hashHex: string) => this.cache.forget(hashHex));
-    signals?.on("reconnected", () => this.cache.clear());
+    signals?.on(CHANNEL.keys, (hashHex: string) => this.forget(hashHex));
+    signals?.on("reconnected", () => {
+      this.cache.clear();
+      // Revocations may have passed unheard: ask again for every watched key.
+      for (const hashHex of this.watched.keys()) {
+        this.cache.get(hashHex).then(
+          (p) => p ?? this.revoked(hashHex),
+          () => {},
+        );
+      }
+    });
   }
 
+  /** The key with this secret hash was revoked (here, or on another instance). */
   forget(hashHex: string): void {
     this.cache.forget(hashHex);
+    this.revoked(hashHex);
+  }
+
+  private revoked(hashHex: string): void {
+    const reason = new Rejection("UNAUTHENTICATED", "the API key was revoked");
+    for (const watcher of this.watched.get(hashHex) ?? []) watcher.abort(reason);
+    this.watched.delete(hashHex);
+  }
+
+  /**
+   * For a stream that outlives one request: a signal that aborts, with an
+   * UNAUTHENTICATED Rejection as its reason, once the key in `authorization`
+   * is revoked. `stop` when the stream ends.
+   */
+  revocation(authorization: string | null | undefined): { signal: AbortSignal; stop(): void } {
+    const watcher = new AbortController();
+    const secret = bearerSecret(authorization);
+    if (secret === undefined) return { signal: watcher.signal, stop() {} };
+    const hashHex = hashSecret(secret).toString("hex");
+    const set = this.watched.get(hashHex) ?? new Set<AbortController>();
+    this.watched.set(hashHex, set);
+    set.add(watcher);
+    return {
+      signal: watcher.signal,
+      stop: () => {
+        set.delete(watcher);
+        if (set.size === 0 && this.watched.get(hashHex) === set) this.watched.delete(hashHex);
+      },
+    };
   }
 
   /** Database lookups of keys so far (each one a round trip). */
@@ -137,14 +178,14 @@ export async function authenticate(
   header: string | null | undefined,
   scope: string,
 ): Promise<Principal> {
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "");
-  if (!match) {
+  const secret = bearerSecret(header);
+  if (secret === undefined) {
     throw new Rejection(
       "UNAUTHENTICATED",
       "missing API key: send the header Authorization: Bearer hf_...",
     );
   }
-  const principal = await keyring.resolve(match[1] as string);
+  const principal = await keyring.resolve(secret);
   if (!principal)
     throw new Rejection("UNAUTHENTICATED", "the API key is not valid or has been revoked");
   if (scope !== ANY_SCOPE && !principal.scopes.includes(scope)) {
@@ -153,4 +194,9 @@ export async function authenticate(
     });
   }
   return principal;
+}
+
+/** The secret of an `Authorization: Bearer …` header, if it has one. */
+function bearerSecret(header: string | null | undefined): string | undefined {
+  return /^Bearer\s+(\S+)\s*$/i.exec(header ?? "")?.[1];
 }

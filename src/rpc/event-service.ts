@@ -26,7 +26,7 @@ import {
 } from "../domain/events.js";
 import { Rejection } from "../domain/rejection.js";
 import type { EventFeed } from "../events/feed.js";
-import { principalOf } from "./auth.js";
+import { type Keyring, principalOf } from "./auth.js";
 import { pageSizeOf } from "./paging.js";
 import * as v from "./validate.js";
 
@@ -191,15 +191,23 @@ export function eventStreams(
 export function eventService(
   db: Queryable,
   open: OpenEventStream,
+  keyring: Keyring,
 ): ServiceImpl<typeof EventService> {
   return {
     async *watchEvents(req, ctx) {
-      const events = await open(principalOf(ctx).tenantId, req, ctx.signal);
-      for await (const event of events) yield { event };
-      // The stream ended because the call's signal aborted: its deadline
-      // passed (or the caller left). Say so; ending with OK would tell the
-      // consumer there is nothing more to read.
-      if (ctx.signal.aborted) throw ctx.signal.reason;
+      // A key revoked while its stream is open ends the stream.
+      const revocation = keyring.revocation(ctx.requestHeader.get("authorization"));
+      try {
+        const signal = AbortSignal.any([ctx.signal, revocation.signal]);
+        const events = await open(principalOf(ctx).tenantId, req, signal);
+        for await (const event of events) yield { event };
+        // The stream ended because a signal aborted: the call's deadline
+        // passed (or the caller left), or the key was revoked. Say so; ending
+        // with OK would tell the consumer there is nothing more to read.
+        if (signal.aborted) throw signal.reason;
+      } finally {
+        revocation.stop();
+      }
     },
 
     async listEvents(req, ctx) {

@@ -67,10 +67,12 @@ export function eventStreamHandler(
       res.end(JSON.stringify({ code: "unimplemented", message: `use GET ${EVENT_STREAM_PATH}` }));
       return;
     }
-    // The stream ends when the client goes or the server stops.
+    // The stream ends when the client goes, the server stops or the key is revoked.
     const gone = new AbortController();
     res.once("close", () => gone.abort());
-    const signal = AbortSignal.any([gone.signal, opts.shutdownSignal]);
+    const revocation = opts.keyring.revocation(req.headers.authorization);
+    res.once("close", () => revocation.stop());
+    const signal = AbortSignal.any([gone.signal, opts.shutdownSignal, revocation.signal]);
     let events: AsyncIterable<Event>;
     let tenantId: string;
     // The RateLimit fields, on every answer once the caller is known.
@@ -125,11 +127,14 @@ export function eventStreamHandler(
           return;
         }
       }
+      if (revocation.signal.aborted) throw revocation.signal.reason;
     } catch (err) {
       // Mid-stream failures (CONSUMER_TOO_SLOW, the database gone) end the
       // stream with an `error` event carrying the same JSON as an RPC error.
       const error = errorToJson(toConnectError(err, EVENT_STREAM_PATH), undefined);
-      if (!signal.aborted) write(`event: error\ndata: ${JSON.stringify(error)}\n\n`);
+      if (!gone.signal.aborted && !opts.shutdownSignal.aborted) {
+        write(`event: error\ndata: ${JSON.stringify(error)}\n\n`);
+      }
     } finally {
       clearInterval(heartbeat);
     }

@@ -175,6 +175,20 @@ describe("GET /v1/events/stream", () => {
     }
   });
 
+  it("ends with an UNAUTHENTICATED error event once its key is revoked", async () => {
+    const w = await bookingWorld(server.url);
+    const keys = clientFor(KeyService, server.url, w.key);
+    const { apiKey, key } = await keys.createApiKey({ scopes: ["events.read"] });
+    const stream = await follow(server.url, apiKey);
+    await stream.until(() => stream.blocks.some((b) => b.comments.includes("open")));
+    await keys.revokeApiKey({ apiKeyId: key?.id as string });
+    await stream.until(() => stream.ended());
+    const last = stream.blocks.at(-1);
+    expect(last?.event).toBe("error");
+    expect(JSON.stringify(JSON.parse(last?.data as string))).toContain("UNAUTHENTICATED");
+    await stream.stop();
+  });
+
   it("sends heartbeat comments while idle", async () => {
     const w = await bookingWorld(server.url);
     const s = await follow(server.url, w.key);

@@ -1,8 +1,9 @@
-import { Code } from "@connectrpc/connect";
+import { Code, type ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { type Event, EventService } from "../../gen/holdfast/v1/event_pb.js";
 import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { decodeCursor, isAfter, type Position } from "../../src/domain/events.js";
@@ -362,5 +363,34 @@ describe("across instances", () => {
     const [event] = await stream.until(1, 20_000);
     await stream.stop();
     expect(event?.booking?.id).toBe(booking?.id);
+  });
+
+  it("a revoked key's open streams end with UNAUTHENTICATED, on every instance", async () => {
+    other ??= await spawnServer({
+      DATABASE_URL: server.databaseUrl,
+      PORT: "0",
+      HOLDFAST_ADMIN_KEY: ADMIN_KEY,
+    });
+    const w = await bookingWorld(server.url);
+    const keys = clientFor(KeyService, server.url, w.key);
+    const { apiKey, key } = await keys.createApiKey({ scopes: ["events.read"] });
+    const here = watch(clientFor(EventService, server.url, apiKey), {});
+    const there = watch(clientFor(EventService, other.url, apiKey), {});
+    await w.bookings.createHold({ serviceId: w.serviceId, resourceId: w.resourceId, ...at(5, 9) });
+    await here.until(1);
+    await there.until(1, 20_000);
+    await keys.revokeApiKey({ apiKeyId: key?.id as string });
+    const deadline = Date.now() + 10_000;
+    while ((!here.failure() || !there.failure()) && Date.now() < deadline) await sleep(20);
+    for (const stream of [here, there]) {
+      const err = stream.failure() as ConnectError;
+      expect(err?.code).toBe(Code.Unauthenticated);
+      expect(err.findDetails(ErrorInfoSchema)[0]?.reason).toBe("UNAUTHENTICATED");
+    }
+    // Nothing after the revocation reaches either.
+    await w.bookings.createHold({ serviceId: w.serviceId, resourceId: w.resourceId, ...at(5, 10) });
+    await sleep(300);
+    expect(here.events).toHaveLength(1);
+    expect(there.events).toHaveLength(1);
   });
 });
