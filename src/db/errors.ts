@@ -108,6 +108,12 @@ export function rejectionFromDatabase(err: unknown): Rejection | undefined {
       "a value in the request cannot be stored (a NUL character, or a number or date out of range)",
     );
   }
+  // A change under the request that its caller retries (mustRetry), and
+  // kept happening past the retries: nothing was written; the same request
+  // can be sent again.
+  if (SQLSTATE_RETRY.has(code)) {
+    return new Rejection("UNAVAILABLE", "what the request read kept changing under it; retry");
+  }
   switch (code) {
     // The exclusion constraint backs up the locked booking path: if it ever
     // fires, the answer is the same one the lock path would have given.

@@ -1,6 +1,11 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { mustRetry, rejectionOfOutcome, SQLSTATE_RETRY } from "../../src/db/errors.js";
+import {
+  mustRetry,
+  rejectionFromDatabase,
+  rejectionOfOutcome,
+  SQLSTATE_RETRY,
+} from "../../src/db/errors.js";
 import { DATABASE_REASONS, REASONS } from "../../src/domain/rejection.js";
 
 /**
@@ -57,5 +62,13 @@ describe("SQLSTATEs the writes raise to be retried", () => {
     expect([...raised].sort()).toEqual([...SQLSTATE_RETRY.keys()].sort());
     for (const code of raised)
       expect(mustRetry(Object.assign(new Error("x"), { code }))).toBe(true);
+  });
+
+  it("reach a client whose retries ran out as UNAVAILABLE, never as INTERNAL", () => {
+    // serviceChanged() (HF001) from a ListSlots read under catalog churn, say.
+    for (const code of SQLSTATE_RETRY.keys()) {
+      const r = rejectionFromDatabase(Object.assign(new Error("changed"), { code }));
+      expect(r?.reason, code).toBe("UNAVAILABLE");
+    }
   });
 });
