@@ -292,7 +292,9 @@ export function operatorCommands(program: Command): void {
       const revoked = await withDatabase({ create: false, requireSchema: true }, async ({ db }) => {
         const tenant = await tenantNamed(db, o.tenant);
         const done = await db.transaction((tx) => revokeKey(tx, tenant.id, keyId));
-        if (!done) throw new CommandFailed(`no key ${keyId} in tenant "${tenant.name}"`);
+        // The operator, working on the database, may revoke any key.
+        if (!done || !("key" in done))
+          throw new CommandFailed(`no key ${keyId} in tenant "${tenant.name}"`);
         return done.key;
       });
       if (globalsOf(cmd).json) printMessage(RevokeApiKeyResponseSchema, { key: apiKeyOf(revoked) });

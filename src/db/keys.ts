@@ -1,5 +1,6 @@
 import { hash, randomBytes } from "node:crypto";
 import type { RateLimit } from "../domain/rate-limit.js";
+import { scopesBeyond } from "../domain/scopes.js";
 import type { Queryable } from "./pool.js";
 import { CHANNEL, notify } from "./signals.js";
 
@@ -83,15 +84,26 @@ export async function revokeKey(
   q: Queryable,
   tenantId: string,
   id: string,
-): Promise<{ key: KeyRow; secretHashHex: string } | undefined> {
+  /** Revoke only a key whose scopes are all among these (the caller's); any key when absent. */
+  withinScopes?: readonly string[],
+): Promise<{ key: KeyRow; secretHashHex: string } | { beyond: string[] } | undefined> {
   const { rows } = await q.query<KeyRow & { secret_hash: Buffer }>(
     `UPDATE api_keys SET revoke_time = coalesce(revoke_time, now())
-     WHERE tenant_id = $1 AND id = $2
+     WHERE tenant_id = $1 AND id = $2 AND ($3::text[] IS NULL OR scopes <@ $3::text[])
      RETURNING ${COLUMNS}, secret_hash`,
-    [tenantId, id],
+    [tenantId, id, withinScopes ?? null],
   );
   const row = rows[0];
-  if (!row) return undefined;
+  if (!row) {
+    if (withinScopes === undefined) return undefined;
+    // Not found, or holding scopes beyond the caller's: say which.
+    const held = await q.query<{ scopes: string[] }>(
+      "SELECT scopes FROM api_keys WHERE tenant_id = $1 AND id = $2",
+      [tenantId, id],
+    );
+    const scopes = held.rows[0]?.scopes;
+    return scopes ? { beyond: scopesBeyond(withinScopes, scopes) } : undefined;
+  }
   const secretHashHex = row.secret_hash.toString("hex");
   await notify(q, CHANNEL.keys, secretHashHex);
   const { secret_hash: _, ...key } = row;

@@ -99,11 +99,32 @@ export function keyService(
     },
 
     async revokeApiKey(req, ctx) {
-      const revoked = await revokeKey(dbOf(ctx, base), principalOf(ctx).tenantId, req.apiKeyId);
+      const principal = principalOf(ctx);
+      // A key can take away only what it could have granted.
+      const revoked = await revokeKey(
+        dbOf(ctx, base),
+        principal.tenantId,
+        req.apiKeyId,
+        principal.scopes,
+      );
       if (!revoked) {
         throw new Rejection("API_KEY_NOT_FOUND", `no API key with id "${req.apiKeyId}"`, {
           fieldViolations: [{ field: "api_key_id", description: "no such key" }],
         });
+      }
+      if ("beyond" in revoked) {
+        throw new Rejection(
+          "MISSING_SCOPE",
+          `a key cannot revoke a key holding scopes it does not hold: ${revoked.beyond.join(", ")}`,
+          {
+            fieldViolations: [
+              {
+                field: "api_key_id",
+                description: `holds scopes the calling key does not: ${revoked.beyond.join(", ")}`,
+              },
+            ],
+          },
+        );
       }
       // Other instances forget it through the notification; this one at once.
       keyring.forget(revoked.secretHashHex);

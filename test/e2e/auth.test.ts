@@ -158,6 +158,33 @@ describe("GetCaller", () => {
     expect(operator.scopes).toContain("tenants.manage");
   });
 
+  it("lets a key revoke only keys whose scopes it holds itself", async () => {
+    const { key } = await newTenant(server.url);
+    const keys = clientFor(KeyService, server.url, key);
+    const wide = await keys.createApiKey({ scopes: ["keys.manage", "bookings.read"] });
+    const narrow = await keys.createApiKey({ scopes: ["keys.manage"] });
+    const asNarrow = clientFor(KeyService, server.url, narrow.apiKey);
+    const err = await rejected(
+      asNarrow.revokeApiKey({ apiKeyId: wide.key?.id as string }),
+      Code.PermissionDenied,
+      "MISSING_SCOPE",
+    );
+    expect(err.rawMessage).toContain("bookings.read");
+    // The wider key still works; one within the narrow key's scopes (itself) can go.
+    expect((await clientFor(KeyService, server.url, wide.apiKey).getCaller({})).apiKeyId).toBe(
+      wide.key?.id,
+    );
+    await asNarrow.revokeApiKey({ apiKeyId: narrow.key?.id as string });
+    await rejected(
+      asNarrow.revokeApiKey({ apiKeyId: "key_nope" }),
+      Code.Unauthenticated,
+      "UNAUTHENTICATED",
+    );
+    // The tenant's first key (all its scopes) revokes either; an unknown id is NOT_FOUND.
+    await keys.revokeApiKey({ apiKeyId: wide.key?.id as string });
+    await rejected(keys.revokeApiKey({ apiKeyId: "key_nope" }), Code.NotFound, "API_KEY_NOT_FOUND");
+  });
+
   it("refuses a missing or revoked key", async () => {
     const { key } = await newTenant(server.url);
     const keys = clientFor(KeyService, server.url, key);
