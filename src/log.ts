@@ -24,6 +24,20 @@ const REDACT = [
   "phone",
 ];
 
+/**
+ * How `err` is logged: with its `cause` chain, and a ConnectError's details
+ * as their message type names (each carries its protobuf descriptor:
+ * kilobytes a line that say nothing an operator needs).
+ */
+export function serializeError(err: Error): pino.SerializedError {
+  const e = pino.stdSerializers.errWithCause(err);
+  const details = e.details as { desc?: { typeName?: string }; type?: string }[] | undefined;
+  if (Array.isArray(details)) {
+    e.details = details.map((d) => d?.desc?.typeName ?? d?.type ?? "unknown");
+  }
+  return e;
+}
+
 const options: pino.LoggerOptions = {
   level: "info",
   base: undefined,
@@ -31,7 +45,7 @@ const options: pino.LoggerOptions = {
   messageKey: "msg",
   formatters: { level: (label) => ({ level: label }) },
   // `err` keeps its `cause` chain, each with its own stack.
-  serializers: { err: pino.stdSerializers.errWithCause },
+  serializers: { err: serializeError },
   mixin() {
     // With tracing off no span is ever active: this is one lookup that finds nothing.
     const span = trace.getActiveSpan();
