@@ -50,9 +50,12 @@ export function describeSlot(slot: Slot): string {
  * Turns an error of the API into what a person needs: the stable reason,
  * the server's message, the fields to fix, and for a taken time the free
  * ones nearby. Errors that did not come from the server say where it was
- * looked for.
+ * looked for. A UsageError raised while talking to the server (arguments
+ * checked mid-command) passes through unchanged, so it still gets the usage
+ * and exit code 2.
  */
-export async function explainApiError(err: unknown, api: Api): Promise<CommandFailed> {
+export async function explainApiError(err: unknown, api: Api): Promise<CommandFailed | UsageError> {
+  if (err instanceof UsageError) return err;
   if (!(err instanceof ConnectError)) return new CommandFailed(String(err));
   const info = err.findDetails(ErrorInfoSchema)[0];
   if (!info) {

@@ -81,6 +81,8 @@ describe("holdfast (command line)", () => {
       [["bogus"], {}, /unknown command 'bogus'/],
       [["hold", "--start", "2030-03-04T09:00"], api, /expected a time with an offset/],
       [["hold", "--slot", "s", "--start", "2030-03-04T09:00Z"], api, /not both/],
+      // Checked inside the API call, yet still a usage error, like `hold`.
+      [["reschedule", "bkg_x"], api, /error: give --slot, or --start with --end or --duration\n/],
       [["slots"], api, /required option '--service <service-id>'/],
       [["slots", "--service", "svc_1"], { HOLDFAST_URL: server.url }, /set HOLDFAST_KEY/],
       [["keys", "create", "--scopes", "everything"], database, /scopes\[0\]: is not a scope/],
