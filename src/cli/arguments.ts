@@ -45,6 +45,17 @@ export function count(max: number): (text: string) => number {
   };
 }
 
+/**
+ * A number, e.g. "5", "-3" or "1.5". Only the form is checked here; ranges
+ * and whole-number rules are the API's own checks, which name the field.
+ */
+export function number(text: string): number {
+  if (!/^[+-]?(\d+(\.\d*)?|\.\d+)$/.test(text.trim())) {
+    throw new InvalidArgumentError('expected a number, e.g. "10"');
+  }
+  return Number(text);
+}
+
 /** Comma-separated values; the option may also be repeated. */
 export function list(text: string, previous: string[] = []): string[] {
   const items = text

@@ -34,7 +34,7 @@ import { TENANT_SCOPES } from "../domain/scopes.js";
 import { apiKeyOf, newKeySchema } from "../rpc/key-service.js";
 import { quotasMessage, tenantOf } from "../rpc/tenant-service.js";
 import * as v from "../rpc/validate.js";
-import { list } from "./arguments.js";
+import { list, number } from "./arguments.js";
 import { withDatabase } from "./database.js";
 import { CommandFailed, UsageError } from "./failure.js";
 import { printJson, printMessage, printTable } from "./output.js";
@@ -100,8 +100,8 @@ export function operatorCommands(program: Command): void {
     .command("rate-limit")
     .description("set a tenant's rate limit, or with --default go back to the configured one")
     .argument("<tenant>", "the tenant's id or name")
-    .option("--requests-per-second <n>", "calls a second, 1 to 1000000", Number)
-    .option("--burst <n>", "calls at once, 1 to 1000000", Number)
+    .option("--requests-per-second <n>", "calls a second, 1 to 1000000", number)
+    .option("--burst <n>", "calls at once, 1 to 1000000", number)
     .option("--default", "use the configured default (HOLDFAST_TENANT_RATE_*)")
     .action(async (idOrName: string, o, cmd: Command) => {
       const given = o.requestsPerSecond !== undefined || o.burst !== undefined;
@@ -143,12 +143,12 @@ export function operatorCommands(program: Command): void {
       "set all of a tenant's quotas at once: each one left out is unlimited; a quota below what is in use refuses new work and deletes nothing",
     )
     .argument("<tenant>", "the tenant's id or name")
-    .option("--bookings-per-month <n>", "bookings made in a calendar month (UTC)", Number)
-    .option("--active-holds <n>", "holds not yet confirmed, cancelled or lapsed", Number)
-    .option("--resources <n>", "active resources", Number)
-    .option("--services <n>", "active services", Number)
-    .option("--webhooks <n>", "webhooks", Number)
-    .option("--api-keys <n>", "API keys not revoked", Number)
+    .option("--bookings-per-month <n>", "bookings made in a calendar month (UTC)", number)
+    .option("--active-holds <n>", "holds not yet confirmed, cancelled or lapsed", number)
+    .option("--resources <n>", "active resources", number)
+    .option("--services <n>", "active services", number)
+    .option("--webhooks <n>", "webhooks", number)
+    .option("--api-keys <n>", "API keys not revoked", number)
     .action(async (idOrName: string, o, cmd: Command) => {
       const f = v.parseRequest(z.object({ quotas: v.quotas }), {
         quotas: {

@@ -256,6 +256,15 @@ describe("holdfast (command line)", () => {
         /quotas\.active_holds: must be a whole number/,
       ],
       [["tenants", "quotas", name, "--webhooks", "-3"], /quotas\.webhooks: must be at least 1/],
+      // Not a number at all: refused by the command, in its words, not zod's.
+      [
+        ["tenants", "rate-limit", name, "--requests-per-second", "abc", "--burst", "5"],
+        /option '--requests-per-second <n>' argument 'abc' is invalid\. expected a number/,
+      ],
+      [
+        ["tenants", "quotas", name, "--resources", "lots"],
+        /option '--resources <n>' argument 'lots' is invalid\. expected a number/,
+      ],
     ];
     const [nobody, ...runs] = await Promise.all([
       holdfast(["tenants", "usage", "Nobody"], database),
