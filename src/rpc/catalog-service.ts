@@ -74,14 +74,14 @@ const createSchema = z.object({
 });
 
 const UPDATABLE = ["name", "resource_ids", "policy", "time_zone", "metadata", "active"] as const;
-const updateSchema = z.object({
-  name: v.name.optional(),
-  resourceIds: resourceIds.optional(),
-  policy: policy.optional(),
-  timeZone: timeZoneOrUtc.optional(),
-  metadata: v.metadata.optional(),
-  active: z.boolean().optional(),
-});
+const updateFields = {
+  name: v.name,
+  resourceIds,
+  policy,
+  timeZone: timeZoneOrUtc,
+  metadata: v.metadata,
+  active: z.boolean(),
+};
 
 export function policyOf(p: Policy): MessageInitShape<typeof PolicySchema> {
   const d = (ms: number | null) => (ms === null ? undefined : durationOfMs(ms));
@@ -168,9 +168,7 @@ export function catalogService(base: Db): ServiceImpl<typeof CatalogService> {
       if (!target || target.id === "")
         throw invalid([{ field: "service.id", description: "is required" }]);
       const paths = v.updatePaths(req.updateMask, target, UPDATABLE);
-      const { service: changes } = v.parseRequest(z.object({ service: updateSchema }), {
-        service: v.pick(target, paths),
-      });
+      const changes = v.parseUpdate("service", updateFields, target, paths);
       const db = dbOf(ctx, base);
       const tenantId = principalOf(ctx).tenantId;
       // Bringing an inactive service back adds one to the services quota.

@@ -79,14 +79,14 @@ const createSchema = z.object({
 });
 
 const UPDATABLE = ["name", "kind", "time_zone", "capacity", "metadata", "active"] as const;
-const updateSchema = z.object({
-  name: v.name.optional(),
-  kind: kind.optional(),
-  timeZone: v.timeZone.optional(),
-  capacity: capacity.optional(),
-  metadata: v.metadata.optional(),
-  active: z.boolean().optional(),
-});
+const updateFields = {
+  name: v.name,
+  kind,
+  timeZone: v.timeZone,
+  capacity,
+  metadata: v.metadata,
+  active: z.boolean(),
+};
 
 const OVERRIDE_KIND = enumNames<OverrideKind, "block" | "open">(OverrideKindSchema);
 const FREQUENCY = enumNames<RecurrenceFrequency, "weekly" | "monthly">(RecurrenceFrequencySchema);
@@ -222,9 +222,7 @@ export function resourceService(base: Db): ServiceImpl<typeof ResourceService> {
       if (!target || target.id === "")
         throw invalid([{ field: "resource.id", description: "is required" }]);
       const paths = v.updatePaths(req.updateMask, target, UPDATABLE);
-      const { resource: changes } = v.parseRequest(z.object({ resource: updateSchema }), {
-        resource: v.pick(target, paths),
-      });
+      const changes = v.parseUpdate("resource", updateFields, target, paths);
       const db = dbOf(ctx, base);
       // Bringing a deleted resource back adds one to the resources quota.
       const revives =

@@ -251,12 +251,32 @@ function isPopulated(value: unknown): boolean {
   return true;
 }
 
-/** Picks the listed snake_case paths out of a message, as camelCase keys. */
-export function pick(message: object, paths: Set<string>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const path of paths)
-    out[camelCase(path)] = (message as Record<string, unknown>)[camelCase(path)];
-  return out;
+/**
+ * The changes of an Update call, checked: each field named in `paths` (see
+ * updatePaths) goes through its schema in `fields`, and fields not named are
+ * left out. A field named but unset goes through too, per AIP-134: its schema
+ * clears it to its empty value (metadata becomes {}) or refuses it where no
+ * empty value is allowed (a service's policy), naming `field.path`. The
+ * schemas are therefore not `.optional()`; this is the one place that
+ * decides what an Update leaves alone.
+ */
+export function parseUpdate<Fields extends Record<string, z.ZodType>>(
+  field: string,
+  fields: Fields,
+  message: object,
+  paths: Set<string>,
+): Partial<{ [K in keyof Fields]: z.output<Fields[K]> }> {
+  const shape: Record<string, z.ZodType> = {};
+  const values: Record<string, unknown> = {};
+  for (const path of paths) {
+    const key = camelCase(path);
+    const schema = fields[key];
+    if (!schema) throw new Error(`no schema for update path ${path}`);
+    shape[key] = schema;
+    values[key] = (message as Record<string, unknown>)[key];
+  }
+  const parsed = parseRequest(z.object({ [field]: z.object(shape) }), { [field]: values });
+  return parsed[field] as Partial<{ [K in keyof Fields]: z.output<Fields[K]> }>;
 }
 
 const rateNumber = z

@@ -106,19 +106,18 @@ export function webhookService(
   const description = z.string().max(500, "must be at most 500 characters");
   const createSchema = z.object({ url, eventTypes, description });
   const UPDATABLE = ["url", "event_types", "description", "state"] as const;
-  const updateSchema = z.object({
-    url: url.optional(),
-    eventTypes: eventTypes.optional(),
-    description: description.optional(),
+  const updateFields = {
+    url,
+    eventTypes,
+    description,
     state: v
       .enumValue<WebhookState>(WebhookStateSchema)
       .refine(
         (s) => s !== WebhookState.DISABLED,
         "can be ACTIVE or PAUSED; DISABLED is set by Holdfast",
       )
-      .transform((s) => STATE.nameOf(s) as WebhookStateName)
-      .optional(),
-  });
+      .transform((s) => STATE.nameOf(s) as WebhookStateName),
+  };
 
   async function existing(tenantId: string, id: string, field = "webhook_id"): Promise<WebhookRow> {
     const w = id === "" ? undefined : await getWebhook(base, tenantId, id);
@@ -162,9 +161,7 @@ export function webhookService(
       if (!target || target.id === "")
         throw invalid([{ field: "webhook.id", description: "is required" }]);
       const paths = v.updatePaths(req.updateMask, target, UPDATABLE);
-      const { webhook: changes } = v.parseRequest(z.object({ webhook: updateSchema }), {
-        webhook: v.pick(target, paths),
-      });
+      const changes = v.parseUpdate("webhook", updateFields, target, paths);
       const w = await updateWebhook(dbOf(ctx, base), principalOf(ctx).tenantId, target.id, changes);
       if (!w) throw webhookNotFound(target.id, "webhook.id");
       return { webhook: webhookOf(w) };

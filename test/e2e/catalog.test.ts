@@ -105,6 +105,32 @@ describe("resources", () => {
     );
   });
 
+  it("clear a field named in the mask but not set, message fields included (AIP-134)", async () => {
+    const { resource } = await resources.createResource({
+      name: "Desk",
+      timeZone: "UTC",
+      metadata: { a: 1 },
+    });
+    const id = resource?.id as string;
+    const cleared = await resources.updateResource({
+      resource: { id },
+      updateMask: { paths: ["metadata"] },
+    });
+    expect(cleared.resource?.name).toBe("Desk");
+    expect(cleared.resource?.metadata).toEqual({});
+    // Without a mask, an unset field is simply not part of the update.
+    await resources.updateResource({ resource: { id, metadata: { b: 2 } } });
+    const kept = await resources.updateResource({ resource: { id, name: "Desk 2" } });
+    expect(kept.resource?.metadata).toEqual({ b: 2 });
+    // Where no empty value is allowed, the request is refused, naming the field.
+    const err = await rejected(
+      resources.updateResource({ resource: { id }, updateMask: { paths: ["name", "time_zone"] } }),
+      Code.InvalidArgument,
+      "VALIDATION_ERROR",
+    );
+    expect(fieldViolations(err).sort()).toEqual(["resource.name", "resource.time_zone"]);
+  });
+
   it("delete softly: hidden from lists unless asked, history kept", async () => {
     const { resource } = await resources.createResource({
       name: "Projector",
@@ -279,6 +305,50 @@ describe("services", () => {
         (s) => s.id,
       ),
     ).toEqual([id]);
+  });
+
+  it("clear metadata named in the mask but not set, and refuse an unset policy so named", async () => {
+    const { resource } = await resources.createResource({ name: "Bay", timeZone: "UTC" });
+    const policy = { durations: [minutes(30)], holdTtl: seconds(120) };
+    const { service } = await catalog.createService({
+      name: "Wash",
+      resourceIds: [resource?.id as string],
+      timeZone: "America/New_York",
+      policy,
+      metadata: { a: 1 },
+    });
+    const id = service?.id as string;
+
+    // policy is required: named but unset, the whole request is refused.
+    const err = await rejected(
+      catalog.updateService({
+        service: { id },
+        updateMask: { paths: ["metadata", "policy", "time_zone"] },
+      }),
+      Code.InvalidArgument,
+      "VALIDATION_ERROR",
+    );
+    expect(fieldViolations(err)).toEqual(["service.policy"]);
+    const unchanged = (await catalog.getService({ serviceId: id })).service;
+    expect(unchanged).toMatchObject({
+      metadata: { a: 1 },
+      timeZone: "America/New_York",
+      policyVersion: 1,
+    });
+
+    const cleared = await catalog.updateService({
+      service: { id },
+      updateMask: { paths: ["metadata"] },
+    });
+    expect(cleared.service?.metadata).toEqual({});
+    expect(cleared.service?.policyVersion).toBe(1);
+
+    // The same policy, named in the mask, is no new version.
+    const same = await catalog.updateService({
+      service: { id, policy },
+      updateMask: { paths: ["policy"] },
+    });
+    expect(same.service?.policyVersion).toBe(1);
   });
 
   it("refuse bad policies, naming each field", async () => {
