@@ -95,7 +95,17 @@ describe("one slot, many callers", () => {
       const detail = (c.body.details as { type: string; debug: { conflicts: unknown[] } }[]).find(
         (d) => d.type === "holdfast.v1.SlotConflict",
       );
-      expect(detail?.debug.conflicts).toEqual([{ ...slot, status: "BOOKING_STATUS_HELD" }]);
+      expect(detail?.debug.conflicts).toEqual([
+        {
+          ...slot,
+          status: "BOOKING_STATUS_HELD",
+          // On the resource's clock (UTC here).
+          resourceId: w.resourceId,
+          timeZone: "UTC",
+          localStartTime: slot.startTime.replace("Z", "+00:00"),
+          localEndTime: slot.endTime.replace("Z", "+00:00"),
+        },
+      ]);
     }
     expect(await activeBookings(w.resourceId)).toBe(1);
   });
