@@ -5,6 +5,7 @@ import { ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
 import { EVENT_TYPES } from "../../src/domain/events.js";
 import { api, can, problemOf } from "./api.js";
 import { h, replace } from "./dom.js";
+import { listAll, MAX_LISTED } from "./paging.js";
 import { msOf, wallTime } from "./time.js";
 import { problemView } from "./ui.js";
 
@@ -185,9 +186,11 @@ export function eventsPage(root: HTMLElement): () => void {
   type.addEventListener("change", start);
   resource.addEventListener("change", start);
   if (can(ResourceService.method.listResources)) {
-    api.resources
-      .listResources({ pageSize: 100, includeInactive: true })
-      .then(({ resources }) => {
+    listAll(async (pageToken, pageSize) => {
+      const res = await api.resources.listResources({ pageSize, pageToken, includeInactive: true });
+      return { items: res.resources, next: res.nextPageToken };
+    }, MAX_LISTED)
+      .then(({ items: resources }) => {
         names = new Map(resources.map((r) => [r.id, r.name]));
         resource.append(...resources.map((r) => h("option", { value: r.id }, r.name)));
         render();

@@ -16,6 +16,7 @@ import {
 } from "../../gen/holdfast/v1/webhook_pb.js";
 import { api, can, once, problemOf, session } from "./api.js";
 import { h, replace } from "./dom.js";
+import { cutNote, listAll, MAX_LISTED } from "./paging.js";
 import { msOf } from "./time.js";
 import { problemView } from "./ui.js";
 
@@ -58,6 +59,12 @@ function table(headers: string[], rows: Node[][]): HTMLElement {
 
 const text = (s: string | number) => document.createTextNode(String(s));
 
+/** Said under a list cut off at its bound, so what is left out does not look absent. */
+const cutOff = (note: string) => (note ? h("p", { class: "warning", "data-cut": "" }, note) : null);
+
+/** Newest-first logs show one page: they say when older entries exist. */
+const NEWEST = 50;
+
 /** Runs `work`, showing its error (reason and message) in `out` instead of throwing. */
 async function guarded(out: HTMLElement, work: () => Promise<void>): Promise<void> {
   try {
@@ -74,13 +81,20 @@ export function catalogPage(root: HTMLElement): () => void {
   const detail = h("div", { class: "detail", "aria-live": "polite" });
   root.replaceChildren(h("h2", {}, "Resources and services"), out, detail);
   void guarded(out, async () => {
-    const resources = (await api.resources.listResources({ pageSize: 100, includeInactive: true }))
-      .resources;
-    const services = (await api.catalog.listServices({ pageSize: 100, includeInactive: true }))
-      .services;
+    const listedResources = await listAll(async (pageToken, pageSize) => {
+      const res = await api.resources.listResources({ pageSize, pageToken, includeInactive: true });
+      return { items: res.resources, next: res.nextPageToken };
+    }, MAX_LISTED);
+    const listedServices = await listAll(async (pageToken, pageSize) => {
+      const res = await api.catalog.listServices({ pageSize, pageToken, includeInactive: true });
+      return { items: res.services, next: res.nextPageToken };
+    }, MAX_LISTED);
+    const resources = listedResources.items;
+    const services = listedServices.items;
     replace(
       out,
       h("h3", {}, "Resources"),
+      cutOff(cutNote(listedResources, "resources")),
       table(
         ["Name", "Kind", "Time zone", "Capacity", "Working time", "Active", ""],
         resources.map((r) => [
@@ -105,6 +119,7 @@ export function catalogPage(root: HTMLElement): () => void {
         ]),
       ),
       h("h3", {}, "Services"),
+      cutOff(cutNote(listedServices, "services")),
       table(
         ["Name", "Resources", "Durations", "Hold", "Policy", "Active", ""],
         services.map((s) => [
@@ -136,11 +151,16 @@ export function catalogPage(root: HTMLElement): () => void {
   function showOverrides(r: Resource): void {
     const manage = can(ResourceService.method.createOverride);
     void guarded(detail, async () => {
-      const { overrides } = await api.resources.listOverrides({ resourceId: r.id, pageSize: 100 });
+      const listed = await listAll(async (pageToken, pageSize) => {
+        const res = await api.resources.listOverrides({ resourceId: r.id, pageSize, pageToken });
+        return { items: res.overrides, next: res.nextPageToken };
+      }, MAX_LISTED);
+      const overrides = listed.items;
       const problem = h("div", { "aria-live": "polite" });
       replace(
         detail,
         h("h3", {}, `Overrides of ${r.name}`),
+        cutOff(cutNote(listed, "overrides")),
         overrides.length
           ? table(
               ["Kind", "Title", "From", "To", "Times", "Repeats", ...(manage ? [""] : [])],
@@ -280,10 +300,17 @@ export function catalogPage(root: HTMLElement): () => void {
 
   function showVersions(s: Service): void {
     void guarded(detail, async () => {
-      const { versions } = await api.catalog.listPolicyVersions({ serviceId: s.id, pageSize: 50 });
+      const listed = await listAll(async (pageToken, pageSize) => {
+        const res = await api.catalog.listPolicyVersions({ serviceId: s.id, pageSize, pageToken });
+        return { items: res.versions, next: res.nextPageToken };
+      }, NEWEST);
+      const versions = listed.items;
       replace(
         detail,
         h("h3", {}, `Policy versions of ${s.name}`),
+        cutOff(
+          listed.truncated ? `The newest ${NEWEST} versions are shown; older ones are not.` : "",
+        ),
         table(
           ["Version", "Since", "Durations", "Buffers", "Notice"],
           versions.map((v) => [
@@ -351,9 +378,14 @@ export function webhooksPage(root: HTMLElement): () => void {
   }, 2_000);
   const load = () =>
     guarded(out, async () => {
-      const { webhooks } = await api.webhooks.listWebhooks({ pageSize: 100 });
+      const listed = await listAll(async (pageToken, pageSize) => {
+        const res = await api.webhooks.listWebhooks({ pageSize, pageToken });
+        return { items: res.webhooks, next: res.nextPageToken };
+      }, MAX_LISTED);
+      const webhooks = listed.items;
       replace(
         out,
+        cutOff(cutNote(listed, "webhooks")),
         webhooks.length
           ? table(
               ["URL", "Events", "State", "Failures", ""],
@@ -383,10 +415,17 @@ export function webhooksPage(root: HTMLElement): () => void {
     });
   const deliveries = (w: Webhook) =>
     guarded(detail, async () => {
-      const res = await api.webhooks.listDeliveries({ webhookId: w.id, pageSize: 50 });
+      const listed = await listAll(async (pageToken, pageSize) => {
+        const res = await api.webhooks.listDeliveries({ webhookId: w.id, pageSize, pageToken });
+        return { items: res.deliveries, next: res.nextPageToken };
+      }, NEWEST);
+      const res = { deliveries: listed.items };
       replace(
         detail,
         h("h3", {}, `Deliveries to ${w.url}`),
+        cutOff(
+          listed.truncated ? `The newest ${NEWEST} deliveries are shown; older ones are not.` : "",
+        ),
         res.deliveries.length
           ? table(
               ["Created", "Event", "Status", "Attempts", "Next attempt", ""],
@@ -514,9 +553,14 @@ export function keysPage(root: HTMLElement): () => void {
   root.replaceChildren(h("h2", {}, "API keys"), form, created, out);
   const load = () =>
     guarded(out, async () => {
-      const { keys } = await api.keys.listApiKeys({ pageSize: 100 });
+      const listed = await listAll(async (pageToken, pageSize) => {
+        const res = await api.keys.listApiKeys({ pageSize, pageToken });
+        return { items: res.keys, next: res.nextPageToken };
+      }, MAX_LISTED);
+      const keys = listed.items;
       replace(
         out,
+        cutOff(cutNote(listed, "API keys")),
         table(
           ["Prefix", "Scopes", "Description", "Created", ""],
           keys.map((k) => [
