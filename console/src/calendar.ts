@@ -12,6 +12,7 @@ import type { ResourceCalendar } from "../../src/domain/availability.js";
 import { api, can, once, type Problem, problemOf } from "./api.js";
 import { h, replace } from "./dom.js";
 import { onEvent, onLiveState } from "./live.js";
+import { listAll, MAX_LISTED } from "./paging.js";
 import { calendarOf, shading } from "./schedule.js";
 import {
   clock,
@@ -54,7 +55,19 @@ const STATUS = {
   [BookingStatus.UNSPECIFIED]: "unknown",
 } as const;
 
-const MAX_PAGES = 10;
+/**
+ * Bookings read per resource and view at most: a busier week shows the first
+ * ones and says so. Cancelled and expired ones get what the others leave.
+ */
+export const MAX_BOOKINGS = 1000;
+/** The statuses that hold time; the others are read after them, within the same bound. */
+const OCCUPYING = [
+  BookingStatus.HELD,
+  BookingStatus.CONFIRMED,
+  BookingStatus.COMPLETED,
+  BookingStatus.NO_SHOW,
+];
+const LAPSED = [BookingStatus.CANCELLED, BookingStatus.EXPIRED];
 /** Resources shown side by side at most. */
 export const MAX_RESOURCES = 6;
 
@@ -73,6 +86,12 @@ export function calendarPage(root: HTMLElement): () => void {
   let slots: Slot[] = [];
   let problem: { p: Problem; retry?: (slot: Slot) => void } | undefined;
   let notice = "";
+  /** What the catalog's lists left out, said above the calendar. */
+  let catalogCut: string[] = [];
+  /** Resources whose overrides were cut off, said above the calendar. */
+  let overridesCut: string[] = [];
+  /** What the last reload left out, per resource: said above the calendar. */
+  let cut: string[] = [];
   let live = "off";
   let loadSeq = 0;
   /**
@@ -116,10 +135,25 @@ export function calendarPage(root: HTMLElement): () => void {
 
   async function loadCatalog(): Promise<void> {
     try {
-      resources = (await api.resources.listResources({ pageSize: 100 })).resources;
-      services = can(CatalogService.method.listServices)
-        ? (await api.catalog.listServices({ pageSize: 100 })).services
-        : [];
+      catalogCut = [];
+      const listedResources = await listAll(async (pageToken, pageSize) => {
+        const res = await api.resources.listResources({ pageSize, pageToken });
+        return { items: res.resources, next: res.nextPageToken };
+      }, MAX_LISTED);
+      resources = listedResources.items;
+      if (listedResources.truncated)
+        catalogCut.push(
+          `Only the first ${MAX_LISTED.toLocaleString("en")} resources can be picked.`,
+        );
+      const listedServices = can(CatalogService.method.listServices)
+        ? await listAll(async (pageToken, pageSize) => {
+            const res = await api.catalog.listServices({ pageSize, pageToken });
+            return { items: res.services, next: res.nextPageToken };
+          }, MAX_LISTED)
+        : { items: [], truncated: false };
+      services = listedServices.items;
+      if (listedServices.truncated)
+        catalogCut.push(`Only the first ${MAX_LISTED.toLocaleString("en")} services are offered.`);
     } catch (err) {
       problem = { p: problemOf(err) };
     }
@@ -147,20 +181,25 @@ export function calendarPage(root: HTMLElement): () => void {
   /** Each shown resource's schedule and overrides, for the shading. */
   async function loadCalendars(): Promise<void> {
     const readOverrides = can(ResourceService.method.listOverrides);
+    const left: string[] = [];
     await Promise.all(
       selected().map(async (r) => {
-        const overrides: Override[] = [];
+        let overrides: Override[] = [];
         try {
-          let pageToken = "";
-          for (let page = 0; readOverrides && page < MAX_PAGES; page++) {
-            const res = await api.resources.listOverrides({
-              resourceId: r.id,
-              pageSize: 100,
-              pageToken,
-            });
-            overrides.push(...res.overrides);
-            pageToken = res.nextPageToken;
-            if (!pageToken) break;
+          if (readOverrides) {
+            const listed = await listAll(async (pageToken, pageSize) => {
+              const res = await api.resources.listOverrides({
+                resourceId: r.id,
+                pageSize,
+                pageToken,
+              });
+              return { items: res.overrides, next: res.nextPageToken };
+            }, MAX_LISTED);
+            overrides = listed.items;
+            if (listed.truncated)
+              left.push(
+                `${r.name}: only the first ${MAX_LISTED.toLocaleString("en")} overrides are shaded.`,
+              );
           }
         } catch (err) {
           problem = { p: problemOf(err) };
@@ -168,6 +207,7 @@ export function calendarPage(root: HTMLElement): () => void {
         calendars.set(r.id, calendarOf(r, overrides));
       }),
     );
+    overridesCut = left;
   }
 
   async function reload(): Promise<void> {
@@ -176,26 +216,42 @@ export function calendarPage(root: HTMLElement): () => void {
     const { fromMs, toMs } = range();
     const found = new Map<string, Booking>();
     const changed = new Map<string, Booking>();
+    const left: string[] = [];
     changedDuringReload.add(changed);
     try {
       await Promise.all(
         chosen.map(async (resourceId) => {
-          let pageToken = "";
-          for (let page = 0; page < MAX_PAGES; page++) {
-            const res = await api.bookings.listBookings({
-              resourceId,
-              startTimeFrom: timestampFromMs(fromMs - 24 * 60 * MINUTE),
-              startTimeTo: timestampFromMs(toMs),
-              pageSize: 100,
-              pageToken,
-            });
-            for (const b of res.bookings) found.set(b.id, b);
-            pageToken = res.nextPageToken;
-            if (!pageToken) break;
-          }
+          const read = (statuses: BookingStatus[], max: number) =>
+            listAll(async (pageToken, pageSize) => {
+              const res = await api.bookings.listBookings({
+                resourceId,
+                statuses,
+                startTimeFrom: timestampFromMs(fromMs - 24 * 60 * MINUTE),
+                startTimeTo: timestampFromMs(toMs),
+                pageSize,
+                pageToken,
+              });
+              return { items: res.bookings, next: res.nextPageToken };
+            }, max);
+          // Those holding time first, so lapsed ones never crowd them out.
+          const occupying = await read(OCCUPYING, MAX_BOOKINGS);
+          const room = MAX_BOOKINGS - occupying.items.length;
+          // With no room left, one is read only to tell whether any is left out.
+          const lapsed = await read(LAPSED, Math.max(room, 1));
+          if (room === 0) lapsed.truncated ||= lapsed.items.splice(0).length > 0;
+          for (const b of [...occupying.items, ...lapsed.items]) found.set(b.id, b);
+          const name = resourceName(resourceId);
+          const period = view === "week" ? "this week" : "this day";
+          if (occupying.truncated)
+            left.push(
+              `${name}: showing the first ${MAX_BOOKINGS.toLocaleString("en")} bookings of ${period}; later ones are not shown${view === "week" ? ", narrow to one day" : ""}.`,
+            );
+          else if (lapsed.truncated)
+            left.push(`${name}: some cancelled and expired bookings of ${period} are not shown.`);
         }),
       );
       if (seq !== loadSeq) return;
+      cut = left;
       bookings.clear();
       for (const [id, b] of found) bookings.set(id, b);
       // A change that arrived meanwhile is newer than the list, unless the
@@ -687,6 +743,9 @@ export function calendarPage(root: HTMLElement): () => void {
     replace(
       messages,
       notice ? h("p", { class: "notice", role: "status" }, notice) : null,
+      [...catalogCut, ...overridesCut, ...cut].map((text) =>
+        h("p", { class: "warning", "data-cut": "" }, text),
+      ),
       problem ? problemView(problem.p, z, problem.retry) : null,
       resources.length === 0 && !problem ? h("p", {}, "No resources yet.") : null,
     );
