@@ -310,6 +310,80 @@ describe("the console's pages", { timeout: 120_000 }, () => {
     await page.close();
   });
 
+  it("resources past the first page (100) are listed on the catalog page and can be picked in the calendar", async () => {
+    const w = await world();
+    // 111 more: 113 resources, more than one page of ListResources.
+    const names = Array.from({ length: 111 }, (_, i) => `Desk ${String(i + 1).padStart(3, "0")}`);
+    for (let i = 0; i < names.length; i += 25) {
+      await Promise.all(
+        names.slice(i, i + 25).map((name) => w.resources.createResource({ name, timeZone: "UTC" })),
+      );
+    }
+    const page = await signedIn(browser, server.url, w.key, { hash: "#/catalog" });
+    await page.locator("tr", { hasText: "Desk 111" }).waitFor();
+    expect(await page.locator("tr", { hasText: /Desk \d{3}/ }).count()).toBe(111);
+    expect(await page.locator("[data-cut]").count()).toBe(0);
+
+    await page.goto(`${server.url}/console/#/calendar`);
+    await page.locator(".picker summary").click();
+    await page.getByRole("checkbox", { name: "Desk 111" }).check();
+    await page.locator(".picker summary").click();
+    await page.locator(".resource-head", { hasText: "Desk 111" }).first().waitFor();
+    expect(await page.locator(".picker summary").textContent()).toContain("Desk 111");
+    await page.close();
+  });
+
+  it("a week with more bookings than the calendar reads (1,000) says so above the calendar", async () => {
+    const { key } = await newTenant(server.url);
+    const resources = clientFor(ResourceService, server.url, key);
+    const { resource } = await resources.createResource({
+      name: "Hall",
+      timeZone: "UTC",
+      capacity: 2000,
+    });
+    const hall = resource?.id as string;
+    const { service } = await clientFor(CatalogService, server.url, key).createService({
+      name: "Seat",
+      resourceIds: [hall],
+      policy: { durations: [minutes(30)], slotInterval: minutes(30) },
+    });
+    const bookings = clientFor(BookingService, server.url, key);
+    const first = Math.ceil((Date.now() + 2 * 60 * MINUTE) / (30 * MINUTE)) * 30 * MINUTE;
+    const at = (i: number) => {
+      const start = first + (i % 4) * 30 * MINUTE;
+      return {
+        serviceId: service?.id as string,
+        resourceId: hall,
+        startTime: timestampFromMs(start),
+        endTime: timestampFromMs(start + 30 * MINUTE),
+      };
+    };
+    // 1,001 confirmed bookings: one more than the calendar reads per resource and week.
+    for (let i = 0; i < 1001; i += 50) {
+      await Promise.all(
+        Array.from({ length: Math.min(50, 1001 - i) }, (_, j) => bookings.createBooking(at(i + j))),
+      );
+    }
+    const page = await signedIn(browser, server.url, key, { hash: "#/calendar" });
+    await page.locator('[data-focus="view-week"]').click();
+    // The bookings' week: the next one when they start after Sunday midnight.
+    const mondayOf = (ms: number) => {
+      const day = Math.floor(ms / DAY);
+      return day - ((day + 3) % 7);
+    };
+    if (mondayOf(first + 2 * 30 * MINUTE) !== mondayOf(Date.now())) {
+      await page.locator('[data-focus="next"]').click();
+    }
+    const warning = page.locator("[data-cut]");
+    await expect
+      .poll(() => warning.textContent(), { timeout: 30_000 })
+      .toBe(
+        "Hall: showing the first 1,000 bookings of this week; later ones are not shown, narrow to one day.",
+      );
+    expect(await page.locator("[data-booking]").count()).toBe(1000);
+    await page.close();
+  }, 180_000);
+
   it("a key without write scopes is offered no write action on any page", async () => {
     const w = await world();
     const { apiKey } = await clientFor(KeyService, server.url, w.key).createApiKey({
