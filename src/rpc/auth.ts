@@ -126,7 +126,12 @@ export class Keyring {
     const watcher = new AbortController();
     const secret = bearerSecret(authorization);
     if (secret === undefined) return { signal: watcher.signal, stop() {} };
-    const hashHex = hashSecret(secret).toString("hex");
+    const hash = hashSecret(secret);
+    // HOLDFAST_ADMIN_KEY is not stored, so it cannot be revoked.
+    if (this.adminHash && timingSafeEqual(hash, this.adminHash)) {
+      return { signal: watcher.signal, stop() {} };
+    }
+    const hashHex = hash.toString("hex");
     const set = this.watched.get(hashHex) ?? new Set<AbortController>();
     this.watched.set(hashHex, set);
     set.add(watcher);

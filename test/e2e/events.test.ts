@@ -365,6 +365,29 @@ describe("across instances", () => {
     expect(event?.booking?.id).toBe(booking?.id);
   });
 
+  it("a stream with HOLDFAST_ADMIN_KEY, which cannot be revoked, outlives a lost database connection", async () => {
+    const w = await bookingWorld(server.url);
+    const stream = watch(clientFor(EventService, server.url, ADMIN_KEY), {});
+    await sleep(300);
+    // Every session of the server's database ends, its LISTEN connection's too:
+    // it reconnects and looks every watched key up again.
+    const admin = new pg.Client({ connectionString: server.databaseUrl });
+    await admin.connect();
+    try {
+      await admin.query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+      );
+    } finally {
+      await admin.end();
+    }
+    await sleep(2_000);
+    expect(stream.failure()).toBeUndefined();
+    await w.bookings.createHold({ serviceId: w.serviceId, resourceId: w.resourceId, ...at(5, 11) });
+    await sleep(500);
+    expect(stream.failure()).toBeUndefined();
+    await stream.stop();
+  });
+
   it(
     "a revoked key's open streams end with UNAUTHENTICATED, on every instance",
     { timeout: 60_000 },
