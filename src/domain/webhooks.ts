@@ -24,7 +24,8 @@ export function urlProblem(raw: string, allowPrivate: boolean): string | undefin
   if (allowPrivate) return undefined;
   if (url.protocol !== "https:")
     return "must be https (http is allowed only with HOLDFAST_WEBHOOK_ALLOW_PRIVATE)";
-  const host = url.hostname.replace(/^\[|\]$/g, "");
+  // A trailing dot ("localhost.") names the same host.
+  const host = url.hostname.replace(/^\[|\]$/g, "").replace(/\.$/, "");
   if (
     host === "localhost" ||
     host.endsWith(".localhost") ||

@@ -30,6 +30,11 @@ describe("webhook URLs", () => {
     ["https://example.com/x#frag", "fragment"],
     ["https://localhost/x", "local host name"],
     ["https://printer.local/x", "local host name"],
+    // A trailing dot names the same host.
+    ["https://localhost./x", "local host name"],
+    ["https://foo.localhost.:18443/x", "local host name"],
+    ["https://metadata.google.internal./x", "local host name"],
+    ["https://x.local./x", "local host name"],
     ["https://127.0.0.1/x", "private"],
     ["https://10.1.2.3/x", "private"],
     ["https://172.20.0.1/x", "private"],
