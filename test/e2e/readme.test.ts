@@ -193,7 +193,9 @@ describe("README", () => {
       expect(outputs.get("room.ts")).toMatch(/^rsc_\S+ Room 4$/);
       const [held, refused] = (outputs.get("hold.ts") ?? "").split("\n");
       expect(held).toMatch(/^bkg_\S+ CONFIRMED$/);
-      expect(refused).toMatch(/^SLOT_UNAVAILABLE slot_\S+ slot_\S+/);
+      // As many alternatives as are free near the taken time: late in the
+      // resource's working day (its evening in UTC), only one may be left.
+      expect(refused).toMatch(/^SLOT_UNAVAILABLE( slot_\S+)+$/);
     } finally {
       await Promise.all([...files, tsconfig].map((f) => rm(f, { force: true })));
     }
