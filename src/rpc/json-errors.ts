@@ -8,6 +8,7 @@ import {
 } from "@bufbuild/protobuf";
 import { clipText, Rejection } from "../domain/rejection.js";
 import { daysInMonth, isCalendarDate } from "../domain/time.js";
+import { messageOf } from "./schema-search.js";
 
 /**
  * Explains why a Connect JSON body does not decode as `desc`, the way a
@@ -94,13 +95,6 @@ function rolledOver(value: JsonValue, path: string): Problem | undefined {
   } else if (Number(hour) > 23) why = "hours run from 00 to 23";
   else return undefined;
   return { field: path, description: `${WELL_KNOWN[TIMESTAMP]}, got ${shown(value)}: ${why}` };
-}
-
-function messageOf(field: DescField): DescMessage | undefined {
-  if (field.fieldKind === "message") return field.message;
-  if (field.fieldKind === "list" && field.listKind === "message") return field.message;
-  if (field.fieldKind === "map" && field.mapKind === "message") return field.message;
-  return undefined;
 }
 
 const MAX_DEPTH = 32;
