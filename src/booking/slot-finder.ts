@@ -12,11 +12,18 @@ import {
 import { calendarOf, type ResourceSnapshot, type ServiceSnapshot } from "../domain/booking.js";
 import { type OfferedSlot, Rejection } from "../domain/rejection.js";
 import { type SlotRef, SlotSigner } from "../domain/slot-id.js";
-import { HOUR_MS } from "../domain/time.js";
+import { DAY_MS, HOUR_MS } from "../domain/time.js";
 
-/** How far around a taken time alternatives are looked for. */
+/** How far around a taken time alternatives are looked for first. */
 const ALTERNATIVES_BEFORE_MS = 12 * HOUR_MS;
 const ALTERNATIVES_AFTER_MS = 48 * HOUR_MS;
+/**
+ * How far ahead they are looked for when fewer than three are free that
+ * near: a taken Friday afternoon is offered Monday, a weekly resource's
+ * full day the next weeks' times.
+ */
+const ALTERNATIVES_REACH_MS = 14 * DAY_MS;
+const ALTERNATIVES_OFFERED = 3;
 /**
  * When many callers lose the same slot at once, the first computes the
  * alternatives and the rest reuse them for this long, unless a booking of
@@ -155,22 +162,29 @@ export class SlotFinder {
     service: ServiceSnapshot,
     requested: { resourceId: string; startMs: number; durationMs: number },
   ): Promise<OfferedSlot[]> {
-    const { slots, resources } = await this.free(
-      tenantId,
-      service,
-      await this.resourcesOf(tenantId, service, []),
-      {
+    const resourceList = await this.resourcesOf(tenantId, service, []);
+    const nearest = async (afterMs: number) => {
+      const range = {
         start: requested.startMs - ALTERNATIVES_BEFORE_MS,
-        end: requested.startMs + ALTERNATIVES_AFTER_MS,
-      },
-      requested.durationMs,
-    );
-    const near = nearestAlternatives(
-      slots,
-      { resourceId: requested.resourceId, start: requested.startMs },
-      3,
-    );
-    return this.offerAll(tenantId, service, near, resources);
+        end: requested.startMs + afterMs,
+      };
+      const { slots, resources } = await this.free(
+        tenantId,
+        service,
+        resourceList,
+        range,
+        requested.durationMs,
+      );
+      const near = nearestAlternatives(
+        slots,
+        { resourceId: requested.resourceId, start: requested.startMs },
+        ALTERNATIVES_OFFERED,
+      );
+      return { near, resources };
+    };
+    let found = await nearest(ALTERNATIVES_AFTER_MS);
+    if (found.near.length < ALTERNATIVES_OFFERED) found = await nearest(ALTERNATIVES_REACH_MS);
+    return this.offerAll(tenantId, service, found.near, found.resources);
   }
 
   /**

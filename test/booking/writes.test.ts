@@ -176,6 +176,23 @@ describe("book", () => {
     expect(again).toMatchObject({ replayed: true, error: { reason: "OUTSIDE_WORKING_HOURS" } });
   });
 
+  it("looks further ahead for alternatives when few are free near the taken time", async () => {
+    // Mondays 09:00-10:00 only: once both of a Monday's times are taken, nothing
+    // is free within two days; the next Monday's are what there is to offer
+    // (the one after starts 14 days on, where the search ends).
+    const mondayHour = [{ weekday: 1, start: 9 * 60, end: 10 * 60 }];
+    const { serviceId, resourceIds } = await world(1, mondayHour);
+    await holdAt(serviceId, resourceIds[0], MONDAY + 9 * HOUR);
+    await holdAt(serviceId, resourceIds[0], MONDAY + 9 * HOUR + 30 * MINUTE);
+    const taken = await book(w, tenantId, request(serviceId, MONDAY + 9 * HOUR), undefined);
+    expect(taken.error?.reason).toBe("SLOT_UNAVAILABLE");
+    const WEEK = 7 * 24 * HOUR;
+    expect(taken.alternatives?.map((a) => a.startMs)).toEqual([
+      MONDAY + WEEK + 9 * HOUR,
+      MONDAY + WEEK + 9 * HOUR + 30 * MINUTE,
+    ]);
+  });
+
   it("names what does not exist", async () => {
     const { serviceId } = await world(1);
     expect((await refusal(book(w, tenantId, request("svc_nope", MONDAY), undefined))).reason).toBe(

@@ -193,8 +193,8 @@ describe("README", () => {
       expect(outputs.get("room.ts")).toMatch(/^rsc_\S+ Room 4$/);
       const [held, refused] = (outputs.get("hold.ts") ?? "").split("\n");
       expect(held).toMatch(/^bkg_\S+ CONFIRMED$/);
-      // As many alternatives as are free near the taken time: late in the
-      // resource's working day (its evening in UTC), only one may be left.
+      // As many alternatives as are free near the taken time; late on a Friday
+      // in the resource's zone, they come from the next week.
       expect(refused).toMatch(/^SLOT_UNAVAILABLE( slot_\S+)+$/);
     } finally {
       await Promise.all([...files, tsconfig].map((f) => rm(f, { force: true })));

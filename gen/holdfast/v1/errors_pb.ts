@@ -36,7 +36,8 @@ export type SlotConflict = Message<"holdfast.v1.SlotConflict"> & {
 
   /**
    * Up to three nearest free slots for the same service and duration, the
-   * same resource first.
+   * same resource first: from 12 hours before the asked time to 48 hours
+   * after it, or up to 14 days ahead when fewer are free that near.
    *
    * @generated from field: repeated holdfast.v1.Slot alternatives = 2;
    */
