@@ -151,6 +151,12 @@ export type Config = {
   eventRetentionDays: number;
   streamBuffer: number;
   streamMaxLagMs: number;
+  /**
+   * How long a stream's write may wait for a client that does not read
+   * before the stream is cut off: twice the lag, so a client that pauses
+   * and then reads again gets CONSUMER_TOO_SLOW with its cursor first.
+   */
+  streamStallMs: number;
   /** How often an idle Server-Sent Events stream sends a comment, so proxies keep it open. */
   streamHeartbeatMs: number;
   /** How often the outbox is read without a notification, as a safety net. */
@@ -215,6 +221,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     eventRetentionDays: c.HOLDFAST_EVENT_RETENTION_DAYS,
     streamBuffer: c.HOLDFAST_STREAM_BUFFER,
     streamMaxLagMs: c.HOLDFAST_STREAM_MAX_LAG_MS,
+    streamStallMs: 2 * c.HOLDFAST_STREAM_MAX_LAG_MS,
     streamHeartbeatMs: c.HOLDFAST_STREAM_HEARTBEAT_MS,
     eventPollMs: c.HOLDFAST_EVENT_POLL_MS,
     webhookAllowPrivate: c.HOLDFAST_WEBHOOK_ALLOW_PRIVATE,

@@ -244,6 +244,7 @@ export async function startHoldfast(
         localTimesInterceptor(zones),
       ],
       maxRequestBytes: config.maxRequestBytes,
+      streamStallMs: config.streamStallMs,
       shutdownSignal: shutdown.signal,
     });
     const eventStream = eventStreamHandler({
@@ -252,7 +253,7 @@ export async function startHoldfast(
       open: openEventStream,
       zones,
       heartbeatMs: config.streamHeartbeatMs,
-      maxLagMs: config.streamMaxLagMs,
+      stallMs: config.streamStallMs,
       shutdownSignal: shutdown.signal,
     });
     // MCP tools call the API through this same router, in-process.

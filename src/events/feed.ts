@@ -141,7 +141,8 @@ export class Subscription {
   private replay: readonly OutboxEvent[] = [];
   private replayNext = 0;
   private waiting: (() => void) | undefined;
-  overflowed = false;
+  /** When it fell `capacity` behind (Date.now()), if it has. */
+  overflowedAt: number | undefined;
   ended = false;
 
   constructor(
@@ -154,12 +155,16 @@ export class Subscription {
   offer(e: OutboxEvent): void {
     if (e.tenantId !== this.tenantId || this.overflowed || !matches(e, this.filter)) return;
     if (this.queue.length >= this.capacity) {
-      this.overflowed = true;
+      this.overflowedAt = Date.now();
       this.queue.length = 0;
     } else {
       this.queue.push(e);
     }
     this.wakeReader();
+  }
+
+  get overflowed(): boolean {
+    return this.overflowedAt !== undefined;
   }
 
   /** The next queued event; undefined when overflowed, ended or aborted. */

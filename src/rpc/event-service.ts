@@ -158,10 +158,12 @@ export function eventStreams(
         behindSince = undefined;
         for (;;) {
           const e = await live.next(ended);
-          if (live.overflowed) {
+          if (live.overflowedAt !== undefined) {
             // More arrived than the buffer holds: catch up from the table
-            // again, and close the stream if that takes too long.
-            behindSince ??= Date.now();
+            // again, and close the stream if that takes too long. It has
+            // been behind since its queue filled, which may be long before
+            // this resumed (a consumer that paused).
+            behindSince ??= live.overflowedAt;
             break;
           }
           if (!e) break streaming;

@@ -1,5 +1,3 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { create, toJson } from "@bufbuild/protobuf";
 import { codeToHttpStatus, errorToJson } from "@connectrpc/connect/protocol-connect";
 import {
@@ -14,6 +12,7 @@ import { log } from "../log.js";
 import { authenticate, type Keyring, requiredScopeOf } from "./auth.js";
 import { toConnectError } from "./errors.js";
 import type { OpenEventStream } from "./event-service.js";
+import { cutOff, drained, type NodeRequest, type NodeResponse } from "./http.js";
 import { localizeBookings, type ZoneLookup } from "./local-times.js";
 import { rateLimited, rateLimitFields } from "./rate-limit.js";
 import type { RateLimiter } from "./rate-limiter.js";
@@ -31,9 +30,6 @@ import type { RateLimiter } from "./rate-limiter.js";
  */
 export const EVENT_STREAM_PATH = "/v1/events/stream";
 
-type NodeRequest = IncomingMessage | Http2ServerRequest;
-type NodeResponse = ServerResponse | Http2ServerResponse;
-
 export type EventStreamOptions = {
   keyring: Keyring;
   /** Opening a stream takes a token from the key's and the tenant's rate limits, as an RPC does. */
@@ -42,8 +38,8 @@ export type EventStreamOptions = {
   zones: ZoneLookup;
   /** An idle stream sends a comment this often, so proxies keep it open. */
   heartbeatMs: number;
-  /** How long a client may leave sent bytes unread before it is cut off. */
-  maxLagMs: number;
+  /** How long a client may leave the stream full (not reading) before it is cut off. */
+  stallMs: number;
   /** Aborts when the server stops: every stream then ends. */
   shutdownSignal: AbortSignal;
 };
@@ -121,7 +117,7 @@ export function eventStreamHandler(
         // A client that stops reading fills the socket's buffer: wait for it
         // (the feed meanwhile keeps at most its bounded queue), and cut it
         // off if it stays full, as WatchEvents closes a consumer too slow.
-        if (!writable) writable = await drained(res, signal, opts.maxLagMs);
+        if (!writable) writable = await drained(res, signal, opts.stallMs);
         if (!writable) {
           if (!signal.aborted) cutOff(res);
           return;
@@ -170,28 +166,5 @@ function requestOf(query: URLSearchParams): WatchEventsRequest {
 function malformed(field: string, description: string): Rejection {
   return new Rejection("MALFORMED_REQUEST", `query parameter ${field} ${description}`, {
     fieldViolations: [{ field, description }],
-  });
-}
-
-/** Drops a client that does not read: its connection (HTTP/1.1) or its stream (HTTP/2). */
-function cutOff(res: NodeResponse): void {
-  if ("stream" in res) res.stream.close();
-  else res.destroy();
-}
-
-/** Resolves true once `res` drains, false if it has not within `timeoutMs` or the stream ends. */
-function drained(res: NodeResponse, signal: AbortSignal, timeoutMs: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const done = (ok: boolean) => {
-      clearTimeout(timer);
-      res.off("drain", onDrain);
-      signal.removeEventListener("abort", onAbort);
-      resolve(ok);
-    };
-    const onDrain = () => done(true);
-    const onAbort = () => done(false);
-    const timer = setTimeout(() => done(false), timeoutMs);
-    res.once("drain", onDrain);
-    signal.addEventListener("abort", onAbort, { once: true });
   });
 }

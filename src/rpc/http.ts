@@ -1,5 +1,9 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import {
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  constants as h2constants,
+} from "node:http2";
 import { promisify } from "node:util";
 import { gunzipSync, gzip, constants as zlibConstants } from "node:zlib";
 import {
@@ -64,6 +68,11 @@ export type RpcHandlerOptions = {
   /** The rest, outermost first; they run only for calls past the edge. */
   interceptors: Interceptor[];
   maxRequestBytes: number;
+  /**
+   * A server stream one of whose writes waits longer than this for the
+   * caller to read is cut off (HOLDFAST_STREAM_MAX_LAG_MS).
+   */
+  streamStallMs: number;
   shutdownSignal?: AbortSignal;
 };
 
@@ -177,6 +186,8 @@ export function rpcRequestHandler(opts: RpcHandlerOptions): RpcRequestHandler {
     const refusal = "answer" in checked ? checked.answer : checked.refused;
     if (refusal) await observeRefusal(uReq, handler.method, refusal);
     if ("answer" in checked) return writeConnectError(res, checked.answer, checked.status);
+    if (handler.method.methodKind === "server_streaming")
+      cutOffWhenStalled(res, opts.streamStallMs);
     const uRes = await handler(checked.request);
     await universalResponseToNodeResponse(uRes, res as never).catch((err: unknown) =>
       log.debug("rpc response not written", { path, err }),
@@ -764,5 +775,58 @@ function failing(r: Rejection): AsyncIterable<Uint8Array> {
     [Symbol.asyncIterator]: () => ({
       next: () => Promise.reject(connectErrorOf(r)),
     }),
+  };
+}
+
+/**
+ * Drops a client that does not read: its connection (HTTP/1.1) or its
+ * stream (HTTP/2, reset with ENHANCE_YOUR_CALM, which gRPC and Connect
+ * clients read as ResourceExhausted).
+ */
+export function cutOff(res: NodeResponse): void {
+  if ("stream" in res) res.stream.close(h2constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  else res.destroy();
+}
+
+/** Resolves true once `res` drains, false if it has not within `timeoutMs` or the stream ends. */
+export function drained(
+  res: NodeResponse,
+  signal: AbortSignal,
+  timeoutMs: number,
+): Promise<boolean> {
+  return new Promise((resolve) => {
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      res.off("drain", onDrain);
+      signal.removeEventListener("abort", onAbort);
+      resolve(ok);
+    };
+    const onDrain = () => done(true);
+    const onAbort = () => done(false);
+    const timer = setTimeout(() => done(false), timeoutMs);
+    res.once("drain", onDrain);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/**
+ * Cuts `res` off once a write has waited `ms` for the caller to read.
+ * connect-node waits for each write to drain; a caller that keeps its
+ * connection open but stops reading would hold the stream (and its feed
+ * subscription) until the server stops, as the generator behind it never
+ * resumes to see how far behind it is.
+ */
+function cutOffWhenStalled(res: NodeResponse, ms: number): void {
+  const closed = new AbortController();
+  res.once("close", () => closed.abort());
+  const write = res.write.bind(res) as (...args: unknown[]) => boolean;
+  (res as { write: (...args: unknown[]) => boolean }).write = (...args) => {
+    const flushed = write(...args);
+    if (!flushed) {
+      void drained(res, closed.signal, ms).then((ok) => {
+        if (!ok && !closed.signal.aborted) cutOff(res);
+      });
+    }
+    return flushed;
   };
 }

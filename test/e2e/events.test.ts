@@ -1,14 +1,16 @@
+import http2 from "node:http2";
 import { Code, type ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { type Event, EventService } from "../../gen/holdfast/v1/event_pb.js";
 import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { decodeCursor, isAfter, type Position } from "../../src/domain/events.js";
 import { at, bookingWorld, seconds, sleep } from "../support/booking.js";
 import { clientFor, grpcJsErrorInfo, rejected } from "../support/clients.js";
+import { scrape } from "../support/metrics.js";
 import { type ServerProcess, spawnServer } from "../support/process.js";
 import { ADMIN_KEY, startTestServer, type TestServer } from "../support/server.js";
 
@@ -17,7 +19,8 @@ beforeAll(async () => {
   server = await startTestServer({
     HOLDFAST_SWEEP_INTERVAL_MS: "200",
     HOLDFAST_STREAM_BUFFER: "20",
-    HOLDFAST_STREAM_MAX_LAG_MS: "500",
+    // A client that stops reading is cut off after twice this.
+    HOLDFAST_STREAM_MAX_LAG_MS: "1000",
   });
 });
 
@@ -306,7 +309,9 @@ describe("a consumer that falls behind", () => {
        FROM generate_series(1, 600) AS g`,
       [w.tenantId, w.resourceId, w.serviceId],
     );
-    await sleep(2_000);
+    // Longer than the lag allowed, and shorter than the twice as long after
+    // which a client that does not read is cut off: it gets the answer.
+    await sleep(1_500);
     call.resume();
     const err = await failed;
     await closed;
@@ -335,6 +340,60 @@ describe("a consumer that falls behind", () => {
     const all = [...received.map((e) => e.id), ...rest];
     expect(all).toHaveLength(600);
     expect(new Set(all).size).toBe(600);
+  });
+});
+
+describe("a consumer that stops reading", () => {
+  const calls: Record<string, (key: string) => http2.OutgoingHttpHeaders> = {
+    "gRPC WatchEvents": (key) => ({
+      ":method": "POST",
+      ":path": "/holdfast.v1.EventService/WatchEvents",
+      "content-type": "application/grpc",
+      te: "trailers",
+      authorization: `Bearer ${key}`,
+    }),
+    "Server-Sent Events": (key) => ({
+      ":method": "GET",
+      ":path": "/v1/events/stream",
+      authorization: `Bearer ${key}`,
+    }),
+  };
+  it.each(
+    Object.keys(calls),
+  )("is cut off once a write has waited for it twice the lag allowed (%s)", async (kind) => {
+    const w = await bookingWorld(server.url);
+    const streams = async () => (await scrape(server.url)).get("holdfast_event_streams") ?? 0;
+    const openStreams = (n: number) =>
+      vi.waitFor(async () => expect(await streams()).toBe(n), { timeout: 10_000, interval: 100 });
+    await openStreams(0);
+    // A stream on its own HTTP/2 connection that reads nothing.
+    const session = http2.connect(server.url);
+    session.on("error", () => {});
+    const call = session.request(
+      (calls[kind] as (key: string) => http2.OutgoingHttpHeaders)(w.key),
+    );
+    call.on("error", () => {});
+    const closed = new Promise<number | undefined>((resolve) =>
+      call.on("close", () => resolve(call.rstCode)),
+    );
+    call.end(kind.startsWith("gRPC") ? Buffer.alloc(5) : undefined); // gRPC: one empty message
+    call.pause();
+    await openStreams(1);
+    await server.pool.query(
+      `INSERT INTO outbox (tenant_id, type, booking_id, resource_id, service_id, payload)
+         SELECT $1, 'booking.held', 'bkg_' || g, $2, $3, jsonb_build_object('booking', jsonb_build_object('id', 'bkg_' || g,
+                  'metadata', jsonb_build_object('padding', repeat('x', 1000))))
+         FROM generate_series(1, 600) AS g`,
+      [w.tenantId, w.resourceId, w.serviceId],
+    );
+    // Its stream ends on the server though it never reads: once the
+    // connection's windows are full, a write waits, and after twice the lag
+    // allowed (2 s here) the stream is reset, with ENHANCE_YOUR_CALM (which
+    // gRPC clients read as ResourceExhausted); the connection stays usable.
+    await openStreams(0);
+    expect(await closed).toBe(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    expect(session.destroyed).toBe(false);
+    session.destroy();
   });
 });
 
