@@ -26,7 +26,12 @@ export type Policy = {
   maxHoldTtlMs: number;
 };
 
-/** A policy as a caller gives it: null where a field was left out. */
+/**
+ * A policy as a caller gives it: null where a field was left out. A
+ * negative duration may come as a negative number or as NaN (a wire
+ * Duration with negative or mixed signs, see msOfDuration); both are
+ * refused as negative.
+ */
 export type PolicyInput = {
   durationsMs: number[];
   slotIntervalMs: number | null;
@@ -105,21 +110,34 @@ export function weeklyWindowsForDisplay(windows: readonly WeeklyWindow[]): Weekl
   }));
 }
 
-function checkWholeMinutes(
+/**
+ * A duration of whole `unit`s (MINUTE_MS or 1000) from `min` to `max`. A
+ * negative one is named as such first: "-60s" is a whole number of
+ * minutes, and NaN (a negative wire Duration) is no number at all.
+ */
+function checkDuration(
   ms: number,
   field: string,
+  unit: number,
   min: number,
   max: number,
   violations: FieldViolation[],
 ): void {
-  if (ms % MINUTE_MS !== 0)
-    violations.push({ field, description: "must be a whole number of minutes" });
-  else if (ms < min || ms > max) {
+  if (!(ms >= 0)) violations.push({ field, description: "must not be negative" });
+  else if (ms % unit !== 0) {
+    const unitName = unit === MINUTE_MS ? "minutes" : "seconds";
+    violations.push({ field, description: `must be a whole number of ${unitName}` });
+  } else if (ms < min || ms > max) {
     violations.push({
       field,
       description: `must be between ${describe(min)} and ${describe(max)}`,
     });
   }
+}
+
+/** Whether a given duration can stand in for another's default. */
+function usable(ms: number | null): ms is number {
+  return ms !== null && ms >= 0;
 }
 
 function describe(ms: number): string {
@@ -145,30 +163,42 @@ export function checkPolicy(input: PolicyInput, field: string): Checked<Policy> 
     violations.push({ field: f("durations"), description: "must list at most 20 durations" });
   }
   input.durationsMs.forEach((ms, i) => {
-    checkWholeMinutes(ms, `${f("durations")}[${i}]`, MINUTE_MS, DAY_MS, violations);
+    checkDuration(ms, `${f("durations")}[${i}]`, MINUTE_MS, MINUTE_MS, DAY_MS, violations);
   });
   const durationsMs = [...new Set(input.durationsMs)];
 
   if (input.slotIntervalMs !== null) {
-    checkWholeMinutes(input.slotIntervalMs, f("slot_interval"), MINUTE_MS, DAY_MS, violations);
+    checkDuration(
+      input.slotIntervalMs,
+      f("slot_interval"),
+      MINUTE_MS,
+      MINUTE_MS,
+      DAY_MS,
+      violations,
+    );
   }
   for (const [name, ms] of [
     ["buffer_before", input.bufferBeforeMs],
     ["buffer_after", input.bufferAfterMs],
   ] as const) {
-    if (ms !== null) checkWholeMinutes(ms, f(name), 0, DAY_MS, violations);
+    if (ms !== null) checkDuration(ms, f(name), MINUTE_MS, 0, DAY_MS, violations);
   }
   if (input.minNoticeMs !== null)
-    checkWholeMinutes(input.minNoticeMs, f("min_notice"), 0, 366 * DAY_MS, violations);
+    checkDuration(input.minNoticeMs, f("min_notice"), MINUTE_MS, 0, 366 * DAY_MS, violations);
   if (input.maxAdvanceMs !== null) {
-    checkWholeMinutes(
+    checkDuration(
       input.maxAdvanceMs,
       f("max_advance"),
+      MINUTE_MS,
       MINUTE_MS,
       MAX_ADVANCE_LIMIT_MS,
       violations,
     );
-    if (input.minNoticeMs !== null && input.maxAdvanceMs <= input.minNoticeMs) {
+    if (
+      usable(input.minNoticeMs) &&
+      usable(input.maxAdvanceMs) &&
+      input.maxAdvanceMs <= input.minNoticeMs
+    ) {
       violations.push({ field: f("max_advance"), description: "must be longer than min_notice" });
     }
   }
@@ -176,23 +206,21 @@ export function checkPolicy(input: PolicyInput, field: string): Checked<Policy> 
   const hours = checkWeeklyWindows(input.businessHours, f("business_hours"));
   violations.push(...hours.violations);
 
+  // A default follows the other field only when that one is usable, so a
+  // bad hold_ttl is not reported again on a max_hold_ttl left out.
   const maxHoldTtlMs =
-    input.maxHoldTtlMs ?? Math.max(DEFAULT_MAX_HOLD_TTL_MS, input.holdTtlMs ?? 0);
-  const holdTtlMs = input.holdTtlMs ?? Math.min(DEFAULT_HOLD_TTL_MS, maxHoldTtlMs);
+    input.maxHoldTtlMs ??
+    Math.max(DEFAULT_MAX_HOLD_TTL_MS, usable(input.holdTtlMs) ? input.holdTtlMs : 0);
+  const holdTtlMs =
+    input.holdTtlMs ??
+    Math.min(DEFAULT_HOLD_TTL_MS, usable(maxHoldTtlMs) ? maxHoldTtlMs : DEFAULT_HOLD_TTL_MS);
   for (const [name, ms] of [
     ["hold_ttl", holdTtlMs],
     ["max_hold_ttl", maxHoldTtlMs],
   ] as const) {
-    if (ms % 1000 !== 0)
-      violations.push({ field: f(name), description: "must be a whole number of seconds" });
-    else if (ms < MIN_HOLD_TTL_MS || ms > MAX_HOLD_TTL_MS) {
-      violations.push({
-        field: f(name),
-        description: `must be between 5 s and ${describe(MAX_HOLD_TTL_MS)}`,
-      });
-    }
+    checkDuration(ms, f(name), 1000, MIN_HOLD_TTL_MS, MAX_HOLD_TTL_MS, violations);
   }
-  if (holdTtlMs > maxHoldTtlMs) {
+  if (usable(holdTtlMs) && usable(maxHoldTtlMs) && holdTtlMs > maxHoldTtlMs) {
     violations.push({ field: f("hold_ttl"), description: "must not exceed max_hold_ttl" });
   }
 

@@ -119,6 +119,28 @@ describe("checkPolicy", () => {
     expect(violations.map((v) => v.field)).toContain(field);
   });
 
+  it.each([
+    ["durations[0]", { durationsMs: [-60_000] }],
+    ["slot_interval", { slotIntervalMs: -60_000 }],
+    ["buffer_before", { bufferBeforeMs: -60_000 }],
+    ["buffer_after", { bufferAfterMs: -60_000 }],
+    ["min_notice", { minNoticeMs: -60_000 }],
+    ["max_advance", { maxAdvanceMs: -60_000 }],
+    ["hold_ttl", { holdTtlMs: -60_000 }],
+    ["max_hold_ttl", { maxHoldTtlMs: -60_000 }],
+  ])("says a negative %s must not be negative, and only that", (field, change) => {
+    // -60 s is a whole number of minutes and seconds; NaN is how the RPC
+    // layer passes a negative (or mixed-sign) wire Duration.
+    for (const ms of [-60_000, Number.NaN]) {
+      const input = Object.fromEntries(
+        Object.entries(change).map(([k, v]) => [k, Array.isArray(v) ? [ms] : ms]),
+      );
+      expect(checkPolicy({ ...blank, ...input }, "p").violations).toEqual([
+        { field: `p.${field}`, description: "must not be negative" },
+      ]);
+    }
+  });
+
   it("names fields without a prefix when given none", () => {
     expect(checkPolicy({ ...blank, durationsMs: [] }, "").violations[0]?.field).toBe("durations");
   });

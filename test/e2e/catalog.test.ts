@@ -1,5 +1,6 @@
 import { Code } from "@connectrpc/connect";
 import { beforeAll, describe, expect, it } from "vitest";
+import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { CatalogService } from "../../gen/holdfast/v1/catalog_pb.js";
 import { ResourceKind, ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
 import { clientFor, fieldViolations, newTenant, rejected } from "../support/clients.js";
@@ -375,6 +376,50 @@ describe("services", () => {
       "resource_ids[1]",
       "time_zone",
     ]);
+    // A negative duration is named as such, on every duration of the policy.
+    const negative = { seconds: -60n, nanos: 0 };
+    const negatives = await rejected(
+      catalog.createService({
+        name: "Negative",
+        policy: {
+          durations: [negative],
+          slotInterval: negative,
+          bufferBefore: negative,
+          bufferAfter: negative,
+          minNotice: negative,
+          maxAdvance: negative,
+          holdTtl: negative,
+          maxHoldTtl: negative,
+        },
+      }),
+      Code.InvalidArgument,
+      "VALIDATION_ERROR",
+    );
+    const described = negatives
+      .findDetails(BadRequestSchema)
+      .flatMap((b) => b.fieldViolations.map((v) => [v.field, v.description]));
+    expect(described.sort()).toEqual(
+      [
+        "buffer_after",
+        "buffer_before",
+        "durations[0]",
+        "hold_ttl",
+        "max_advance",
+        "max_hold_ttl",
+        "min_notice",
+        "slot_interval",
+      ].map((f) => [`policy.${f}`, "must not be negative"]),
+    );
+    expect(negatives.rawMessage).toContain("policy.min_notice: must not be negative");
+    const minNotice = await rejected(
+      catalog.createService({
+        name: "Negative notice",
+        policy: { durations: [minutes(30)], minNotice: negative },
+      }),
+      Code.InvalidArgument,
+      "VALIDATION_ERROR",
+    );
+    expect(minNotice.rawMessage).toBe("invalid request: policy.min_notice: must not be negative");
     const noPolicy = await rejected(
       catalog.createService({ name: "None" }),
       Code.InvalidArgument,
