@@ -122,6 +122,41 @@ export async function updateResource(
   return rows[0];
 }
 
+/**
+ * Takes the resource's advisory lock until the transaction ends: the lock
+ * every booking write of the resource takes (resource_lock_key in
+ * src/db/functions/04_occupancy.sql), so what is read after it cannot
+ * change under the transaction.
+ */
+export async function lockResource(tx: Queryable, tenantId: string, id: string): Promise<void> {
+  await tx.query("SELECT pg_advisory_xact_lock(resource_lock_key($1, $2))", [tenantId, id]);
+}
+
+/**
+ * The blocks (epoch ms, half-open) of the resource's live bookings that
+ * have not ended by Postgres's now(): HELD and not yet expired, or
+ * CONFIRMED. What its capacity must take; read under its lock.
+ */
+export async function liveBlocks(
+  q: Queryable,
+  tenantId: string,
+  id: string,
+): Promise<{ start: number; end: number }[]> {
+  // A block is at most 72 hours (bookings' CHECK), so the occupancy index
+  // is read from 72 hours back.
+  const { rows } = await q.query<{ start: number; end: number }>(
+    `SELECT (date_part('epoch', b.block_start) * 1000)::float8 AS start,
+            (date_part('epoch', b.block_end) * 1000)::float8 AS end
+     FROM bookings b
+     WHERE b.tenant_id = $1 AND b.resource_id = $2 AND b.status IN ('held', 'confirmed')
+       AND (b.status = 'confirmed' OR b.expire_time > now())
+       AND b.block_start > now() - interval '72 hours' AND b.block_end > now()
+     ORDER BY b.block_start`,
+    [tenantId, id],
+  );
+  return rows;
+}
+
 /** The ids among `ids` that name no resource of the tenant. */
 export async function missingResources(
   q: Queryable,

@@ -498,45 +498,57 @@ function covers(clipped: readonly Interval[], start: number, end: number): boole
 }
 
 /**
+ * How many of `blocks` overlap at each instant, as a step function:
+ * counts[k] blocks overlap during [times[k], times[k + 1]); none before
+ * times[0] or from the last time on (where the count is 0).
+ */
+export function occupancySteps(blocks: readonly Interval[]): { times: number[]; counts: number[] } {
+  const times: number[] = [];
+  const counts: number[] = [];
+  const real = blocks.filter((b) => b.end > b.start);
+  // Typed arrays sort numerically without a comparator call per step.
+  const starts = new Float64Array(real.length);
+  const ends = new Float64Array(real.length);
+  real.forEach((b, k) => {
+    starts[k] = b.start;
+    ends[k] = b.end;
+  });
+  starts.sort();
+  ends.sort();
+  let i = 0;
+  let j = 0;
+  let count = 0;
+  while (i < starts.length || j < ends.length) {
+    const t = Math.min(starts[i] ?? Infinity, ends[j] ?? Infinity);
+    // Half-open blocks: one ending when another starts never overlap it.
+    while (ends[j] === t) {
+      count--;
+      j++;
+    }
+    while (starts[i] === t) {
+      count++;
+      i++;
+    }
+    times.push(t);
+    counts.push(count);
+  }
+  return { times, counts };
+}
+
+/**
  * How many of a resource's busy blocks overlap at each instant, as a step
  * function, so the peak within a slot's block is read off a few steps
  * rather than by testing every busy block against every slot.
  */
 class Occupancy {
   /** counts[k] blocks overlap during [times[k], times[k + 1]); none before times[0] or from the last time on. */
-  private readonly times: number[] = [];
-  private readonly counts: number[] = [];
+  private readonly times: number[];
+  private readonly counts: number[];
   /** The last step starting at or before the previous query's start; -1 before the first. */
   private cursor = -1;
 
   constructor(blocks: readonly BusyBlock[]) {
-    const real = blocks.filter((b) => b.end > b.start);
-    // Typed arrays sort numerically without a comparator call per step.
-    const starts = new Float64Array(real.length);
-    const ends = new Float64Array(real.length);
-    real.forEach((b, k) => {
-      starts[k] = b.start;
-      ends[k] = b.end;
-    });
-    starts.sort();
-    ends.sort();
-    let i = 0;
-    let j = 0;
-    let count = 0;
-    while (i < starts.length || j < ends.length) {
-      const t = Math.min(starts[i] ?? Infinity, ends[j] ?? Infinity);
-      // Half-open blocks: one ending when another starts never overlap it.
-      while (ends[j] === t) {
-        count--;
-        j++;
-      }
-      while (starts[i] === t) {
-        count++;
-        i++;
-      }
-      this.times.push(t);
-      this.counts.push(count);
-    }
+    ({ times: this.times, counts: this.counts } = occupancySteps(blocks));
   }
 
   /** The most blocks overlapping at one instant of [from, to). Calls must not decrease `from`. */

@@ -39,6 +39,8 @@ export const REASONS = {
   RESOURCE_INACTIVE: "failed_precondition",
   SERVICE_INACTIVE: "failed_precondition",
   RESOURCE_NOT_IN_SERVICE: "failed_precondition",
+  // A capacity lowered below the live bookings that overlap on the resource.
+  CAPACITY_BELOW_BOOKINGS: "failed_precondition",
   INVALID_DURATION: "failed_precondition",
   OUTSIDE_WORKING_HOURS: "failed_precondition",
   SCHEDULE_BLOCKED: "failed_precondition",

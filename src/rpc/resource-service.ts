@@ -25,10 +25,13 @@ import {
   getResource,
   insertResource,
   listResources,
+  liveBlocks,
+  lockResource,
   type ResourceKindName,
   type ResourceRow,
   updateResource,
 } from "../db/resources.js";
+import { checkCapacity } from "../domain/capacity.js";
 import { checkWeeklyWindows, weeklyWindowsForDisplay } from "../domain/catalog.js";
 import { checkOverride } from "../domain/overrides.js";
 import { invalid, Rejection, resourceNotFound } from "../domain/rejection.js";
@@ -223,15 +226,27 @@ export function resourceService(base: Db): ServiceImpl<typeof ResourceService> {
         throw invalid([{ field: "resource.id", description: "is required" }]);
       const paths = v.updatePaths(req.updateMask, target, UPDATABLE);
       const changes = v.parseUpdate("resource", updateFields, target, paths);
-      const db = dbOf(ctx, base);
-      // Bringing a deleted resource back adds one to the resources quota.
-      const revives =
-        changes.active === true && (await getResource(db, tenantId, target.id))?.active === false;
-      const row = revives
-        ? await withinQuota(db, tenantId, "resources", (tx) =>
-            updateResource(tx, tenantId, target.id, changes),
-          )
-        : await updateResource(db, tenantId, target.id, changes);
+      const row = await dbOf(ctx, base).transaction(async (tx) => {
+        // A new capacity is checked against the bookings under the lock
+        // every booking write of the resource takes, so none can be added
+        // between the check and the change.
+        if (changes.capacity !== undefined) await lockResource(tx, tenantId, target.id);
+        const current = await getResource(tx, tenantId, target.id);
+        if (!current) return undefined;
+        if (changes.capacity !== undefined && changes.capacity < current.capacity) {
+          checkCapacity(
+            { id: current.id, timeZone: changes.timeZone ?? current.time_zone },
+            changes.capacity,
+            await liveBlocks(tx, tenantId, target.id),
+          );
+        }
+        // Bringing a deleted resource back adds one to the resources quota.
+        return changes.active === true && !current.active
+          ? withinQuota(tx, tenantId, "resources", (q) =>
+              updateResource(q, tenantId, target.id, changes),
+            )
+          : updateResource(tx, tenantId, target.id, changes);
+      });
       if (!row) throw resourceNotFound(target.id, "resource.id");
       return { resource: resourceOf(row) };
     },

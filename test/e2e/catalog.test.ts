@@ -1,10 +1,12 @@
 import { Code } from "@connectrpc/connect";
+import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
-import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { BadRequestSchema, ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { CatalogService } from "../../gen/holdfast/v1/catalog_pb.js";
 import { ResourceKind, ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
+import { at, bookingWorld, sleep } from "../support/booking.js";
 import { clientFor, fieldViolations, newTenant, rejected } from "../support/clients.js";
-import { startTestServer } from "../support/server.js";
+import { startTestServer, type TestServer } from "../support/server.js";
 
 const minutes = (n: number) => ({ seconds: BigInt(n * 60), nanos: 0 });
 const seconds = (n: number) => ({ seconds: BigInt(n), nanos: 0 });
@@ -213,6 +215,157 @@ describe("resources", () => {
       weeklySchedule: { windows: [] },
     });
     expect(closed.resource?.weeklySchedule?.windows).toEqual([]);
+  });
+});
+
+describe("lowering a resource's capacity", () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    // No sweeper within a test: a lapsed hold stays HELD, past its expire_time.
+    server = await startTestServer({ HOLDFAST_SWEEP_INTERVAL_MS: "60000" });
+  });
+
+  const capacityOf = async (w: Awaited<ReturnType<typeof bookingWorld>>) =>
+    (await w.resources.getResource({ resourceId: w.resourceId })).resource?.capacity;
+
+  it("is refused below the live bookings that overlap, naming the first span where they would not fit", async () => {
+    const w = await bookingWorld(server.url, { capacity: 3 });
+    const book = (hour: number, minute: number, length: number) =>
+      w.bookings.createBooking({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(2, hour, minute, length),
+      });
+    // 10:00-11:00 confirmed, 10:30-11:30 held, 10:45-11:15 confirmed: one,
+    // two, three, two, then one at once.
+    await book(10, 0, 60);
+    const held = await w.bookings.createHold({
+      serviceId: w.serviceId,
+      resourceId: w.resourceId,
+      ...at(2, 10, 30, 60),
+      ttl: { seconds: 600n, nanos: 0 },
+    });
+    await book(10, 45, 30);
+    const lower = (capacity: number) =>
+      w.resources.updateResource({ resource: { id: w.resourceId, capacity } });
+
+    const toOne = await rejected(lower(1), Code.FailedPrecondition, "CAPACITY_BELOW_BOOKINGS");
+    const day = new Date(at(2, 0).startMs).toISOString().slice(0, 10);
+    expect(toOne.findDetails(ErrorInfoSchema)[0]?.metadata).toEqual({
+      start_time: `${day}T10:30:00.000Z`,
+      end_time: `${day}T11:15:00.000Z`,
+      local_start_time: `${day}T10:30:00+00:00`,
+      local_end_time: `${day}T11:15:00+00:00`,
+      time_zone: "UTC",
+      bookings: "3",
+      min_capacity: "3",
+    });
+    expect(toOne.rawMessage).toContain(`from ${day} 10:30 to ${day} 11:15 (UTC)`);
+    expect(fieldViolations(toOne)).toEqual(["resource.capacity"]);
+    const toTwo = await rejected(lower(2), Code.FailedPrecondition, "CAPACITY_BELOW_BOOKINGS");
+    expect(toTwo.findDetails(ErrorInfoSchema)[0]?.metadata).toMatchObject({
+      start_time: `${day}T10:45:00.000Z`,
+      end_time: `${day}T11:00:00.000Z`,
+      bookings: "3",
+    });
+    expect(await capacityOf(w)).toBe(3);
+
+    // Cancelled bookings take nothing: without the hold, two fit.
+    await w.bookings.cancelBooking({ bookingId: held.booking?.id as string });
+    expect((await lower(2)).resource?.capacity).toBe(2);
+    await rejected(lower(1), Code.FailedPrecondition, "CAPACITY_BELOW_BOOKINGS");
+    // Raising is never refused.
+    expect((await lower(5)).resource?.capacity).toBe(5);
+  });
+
+  it("counts a hold only until it expires, swept or not", async () => {
+    const w = await bookingWorld(server.url, { capacity: 2 });
+    const hold = (ttl: bigint) =>
+      w.bookings.createHold({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(3, 9),
+        ttl: { seconds: ttl, nanos: 0 },
+      });
+    await hold(1n);
+    await hold(600n);
+    await rejected(
+      w.resources.updateResource({ resource: { id: w.resourceId, capacity: 1 } }),
+      Code.FailedPrecondition,
+      "CAPACITY_BELOW_BOOKINGS",
+    );
+    await sleep(1_100);
+    const updated = await w.resources.updateResource({
+      resource: { id: w.resourceId, capacity: 1 },
+    });
+    expect(updated.resource?.capacity).toBe(1);
+    // Still HELD in the table: the capacity check read the clock itself.
+    const { rows } = await server.pool.query(
+      "SELECT status, count(*)::int AS n FROM bookings WHERE resource_id = $1 GROUP BY status",
+      [w.resourceId],
+    );
+    expect(rows).toEqual([{ status: "held", n: 2 }]);
+  });
+
+  it("is checked under the resource's lock, so a booking written meanwhile is counted", async () => {
+    const w = await bookingWorld(server.url, { capacity: 2 });
+    const first = await w.bookings.createBooking({
+      serviceId: w.serviceId,
+      resourceId: w.resourceId,
+      ...at(4, 9),
+    });
+    // A booking write holds the resource's lock, as create_booking does ...
+    const writer = new pg.Client({ connectionString: server.databaseUrl });
+    await writer.connect();
+    try {
+      await writer.query("BEGIN");
+      await writer.query("SELECT pg_advisory_xact_lock(resource_lock_key($1, $2))", [
+        w.tenantId,
+        w.resourceId,
+      ]);
+      // ... while the capacity is lowered: that waits for the lock ...
+      const lowering = w.resources
+        .updateResource({ resource: { id: w.resourceId, capacity: 1 } })
+        .then(
+          (r) => ({ capacity: r.resource?.capacity }),
+          (err: unknown) => ({ err }),
+        );
+      const watcher = new pg.Client({ connectionString: server.databaseUrl });
+      await watcher.connect();
+      try {
+        for (let waited = 0; ; waited += 10) {
+          const { rows } = await watcher.query(
+            `SELECT 1 FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'`,
+          );
+          if (rows.length > 0) break;
+          expect(waited, "UpdateResource waits for the resource's lock").toBeLessThan(5_000);
+          await sleep(10);
+        }
+      } finally {
+        await watcher.end();
+      }
+      // ... and the write adds a second booking over the first, and commits.
+      await writer.query(
+        `INSERT INTO bookings (tenant_id, service_id, resource_id, start_time, end_time, block_start, block_end,
+                               status, policy_version, exclusive, create_time, update_time)
+         SELECT tenant_id, service_id, resource_id, start_time, end_time, block_start, block_end,
+                'confirmed', policy_version, false, now(), now()
+         FROM bookings WHERE tenant_id = $1 AND id = $2`,
+        [w.tenantId, first.booking?.id],
+      );
+      await writer.query("COMMIT");
+      const outcome = await lowering;
+      expect("err" in outcome, JSON.stringify(outcome)).toBe(true);
+      await rejected(
+        Promise.reject((outcome as { err: unknown }).err),
+        Code.FailedPrecondition,
+        "CAPACITY_BELOW_BOOKINGS",
+      );
+      expect(await capacityOf(w)).toBe(2);
+    } finally {
+      await writer.end();
+    }
   });
 });
 

@@ -43,7 +43,8 @@ export type Resource = Message<"holdfast.v1.Resource"> & {
   timeZone: string;
 
   /**
-   * How many bookings may overlap at any instant. Default 1.
+   * How many bookings may overlap at any instant. Default 1. Never lowered
+   * below the live bookings that already overlap (see UpdateResource).
    *
    * @generated from field: int32 capacity = 5;
    */
@@ -885,7 +886,13 @@ export const ResourceService: GenService<{
   },
   /**
    * Changes the fields named in `update_mask` (or, without a mask, every
-   * field set in `resource`).
+   * field set in `resource`). A `capacity` below the live bookings (HELD
+   * and unexpired, or CONFIRMED; not yet ended) that overlap at some instant
+   * is refused with FailedPrecondition, reason CAPACITY_BELOW_BOOKINGS, and
+   * nothing changes: ErrorInfo metadata `start_time`, `end_time` (and
+   * `local_start_time`, `local_end_time`, `time_zone`) name the first span
+   * where they would not fit, `bookings` how many overlap there, and
+   * `min_capacity` the lowest capacity that takes them all.
    *
    * @generated from rpc holdfast.v1.ResourceService.UpdateResource
    */

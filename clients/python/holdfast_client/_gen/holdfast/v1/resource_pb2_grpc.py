@@ -93,7 +93,13 @@ class ResourceServiceServicer(object):
 
     def UpdateResource(self, request, context):
         """Changes the fields named in `update_mask` (or, without a mask, every
-        field set in `resource`).
+        field set in `resource`). A `capacity` below the live bookings (HELD
+        and unexpired, or CONFIRMED; not yet ended) that overlap at some instant
+        is refused with FailedPrecondition, reason CAPACITY_BELOW_BOOKINGS, and
+        nothing changes: ErrorInfo metadata `start_time`, `end_time` (and
+        `local_start_time`, `local_end_time`, `time_zone`) name the first span
+        where they would not fit, `bookings` how many overlap there, and
+        `min_capacity` the lowest capacity that takes them all.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
