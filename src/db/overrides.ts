@@ -1,5 +1,7 @@
 import type { OverrideRule } from "../domain/override-rule.js";
+import { checkOverrideRoom } from "../domain/overrides.js";
 import type { Db, Queryable } from "./pool.js";
+import { lockResource } from "./resources.js";
 import { CHANNEL, notify } from "./signals.js";
 
 export type OverrideRow = OverrideRule & { resourceId: string; title: string; createTime: Date };
@@ -32,6 +34,12 @@ async function touchResource(q: Queryable, tenantId: string, resourceId: string)
   return (rowCount ?? 0) > 0;
 }
 
+/**
+ * Adds an override; undefined when there is no such resource, LIMIT_REACHED
+ * when the resource has as many as it may (checkOverrideRoom). Counted
+ * under the resource's lock, so two concurrent adds never both take its
+ * last place.
+ */
 export async function insertOverride(
   db: Db,
   tenantId: string,
@@ -40,7 +48,13 @@ export async function insertOverride(
   resourceId: string,
 ): Promise<OverrideRow | undefined> {
   return db.transaction(async (tx) => {
+    await lockResource(tx, tenantId, resourceId);
+    const { rows: counted } = await tx.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM overrides WHERE tenant_id = $1 AND resource_id = $2",
+      [tenantId, resourceId],
+    );
     if (!(await touchResource(tx, tenantId, resourceId))) return undefined;
+    checkOverrideRoom(resourceId, counted[0]?.n ?? 0);
     const { rows } = await tx.query<OverrideRow>(
       `INSERT INTO overrides (tenant_id, resource_id, kind, title, all_day, start_date, end_date,
                               start_minute, end_minute, recurrence)

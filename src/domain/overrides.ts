@@ -1,5 +1,5 @@
 import type { OverrideRule } from "./override-rule.js";
-import type { FieldViolation } from "./rejection.js";
+import { type FieldViolation, Rejection } from "./rejection.js";
 import { isCalendarDate, parseClockTime } from "./time.js";
 
 /** An override as a caller sends it; "" and 0 mean unset, as in protobuf. */
@@ -157,4 +157,32 @@ export function checkOverride(input: OverrideInput): {
 
 function isWeekday(n: number): boolean {
   return Number.isInteger(n) && n >= 1 && n <= 7;
+}
+
+/**
+ * The most overrides a resource may have: every slot listing and booking
+ * check of the resource reads them all. A fixed bound, the same for every
+ * tenant (the console lists up to as many).
+ */
+export const MAX_OVERRIDES_PER_RESOURCE = 1_000;
+
+/**
+ * LIMIT_REACHED when a resource that has `count` overrides may have no
+ * more, with the metadata of a used-up quota (`quota`, `limit`, `usage`)
+ * and the resource it is counted on.
+ */
+export function checkOverrideRoom(resourceId: string, count: number): void {
+  if (count < MAX_OVERRIDES_PER_RESOURCE) return;
+  throw new Rejection(
+    "LIMIT_REACHED",
+    `resource "${resourceId}" has ${count} overrides, the most a resource may have (${MAX_OVERRIDES_PER_RESOURCE}); delete one to add another`,
+    {
+      metadata: {
+        quota: "overrides_per_resource",
+        limit: String(MAX_OVERRIDES_PER_RESOURCE),
+        usage: String(count),
+        resource_id: resourceId,
+      },
+    },
+  );
 }

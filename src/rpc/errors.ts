@@ -108,7 +108,8 @@ export function connectErrorOf(r: Rejection, cause?: unknown): ConnectError {
       value: create(QuotaFailureSchema, {
         violations: [
           {
-            subject: "tenant",
+            // A tenant's quota, or a bound per resource (overrides).
+            subject: quota.resource_id ? `resource:${quota.resource_id}` : "tenant",
             quotaId: quota.quota,
             quotaValue: BigInt(quota.limit ?? "0"),
             description: `${quota.usage} in use of ${quota.limit}`,

@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { checkOverride, type OverrideInput } from "../../src/domain/overrides.js";
+import {
+  checkOverride,
+  checkOverrideRoom,
+  MAX_OVERRIDES_PER_RESOURCE,
+  type OverrideInput,
+} from "../../src/domain/overrides.js";
+import { Rejection } from "../../src/domain/rejection.js";
 
 type RecurrenceInput = NonNullable<OverrideInput["recurrence"]>;
 
@@ -302,5 +308,27 @@ describe("checkOverride: violations", () => {
       recurrence: weekly({ frequency: "unspecified" }),
     });
     expect(value.recurrence).toBeNull();
+  });
+});
+
+describe("checkOverrideRoom", () => {
+  it("admits up to MAX_OVERRIDES_PER_RESOURCE, then is LIMIT_REACHED naming the resource", () => {
+    expect(() => checkOverrideRoom("rsc_a", 0)).not.toThrow();
+    expect(() => checkOverrideRoom("rsc_a", MAX_OVERRIDES_PER_RESOURCE - 1)).not.toThrow();
+    let refused: unknown;
+    try {
+      checkOverrideRoom("rsc_a", MAX_OVERRIDES_PER_RESOURCE);
+    } catch (err) {
+      refused = err;
+    }
+    expect(refused).toBeInstanceOf(Rejection);
+    const r = refused as Rejection;
+    expect([r.reason, r.code]).toEqual(["LIMIT_REACHED", "resource_exhausted"]);
+    expect(r.details.metadata).toEqual({
+      quota: "overrides_per_resource",
+      limit: "1000",
+      usage: "1000",
+      resource_id: "rsc_a",
+    });
   });
 });

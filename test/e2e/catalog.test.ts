@@ -1,9 +1,13 @@
 import { Code } from "@connectrpc/connect";
 import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
-import { BadRequestSchema, ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import {
+  BadRequestSchema,
+  ErrorInfoSchema,
+  QuotaFailureSchema,
+} from "../../gen/google/rpc/error_details_pb.js";
 import { CatalogService } from "../../gen/holdfast/v1/catalog_pb.js";
-import { ResourceKind, ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
+import { OverrideKind, ResourceKind, ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
 import { at, bookingWorld, sleep } from "../support/booking.js";
 import { clientFor, fieldViolations, newTenant, rejected } from "../support/clients.js";
 import { startTestServer, type TestServer } from "../support/server.js";
@@ -366,6 +370,73 @@ describe("lowering a resource's capacity", () => {
     } finally {
       await writer.end();
     }
+  });
+});
+
+describe("a resource's overrides", () => {
+  let server: TestServer;
+  let tenantId: string;
+  let client: ReturnType<typeof clientFor<typeof ResourceService>>;
+  beforeAll(async () => {
+    server = await startTestServer();
+    const tenant = await newTenant(server.url);
+    tenantId = tenant.tenantId;
+    client = clientFor(ResourceService, server.url, tenant.key);
+  });
+
+  /** A resource that already has `n` overrides, written straight to the table. */
+  async function resourceWith(n: number): Promise<string> {
+    const { resource } = await client.createResource({ name: "Busy", timeZone: "UTC" });
+    const id = resource?.id as string;
+    await server.pool.query(
+      `INSERT INTO overrides (tenant_id, resource_id, kind, all_day, start_date)
+       SELECT $1, $2, 'block', true, date '2030-01-01' + g FROM generate_series(1, $3::int) AS g`,
+      [tenantId, id, n],
+    );
+    return id;
+  }
+  const block = (resourceId: string) =>
+    client.createOverride({
+      resourceId,
+      kind: OverrideKind.BLOCK,
+      title: "Meeting",
+      allDay: true,
+      startDate: "2031-05-05",
+    });
+
+  it("are at most 1000 per resource: one more is LIMIT_REACHED, until one is deleted", async () => {
+    const id = await resourceWith(999);
+    const last = await block(id);
+    const err = await rejected(block(id), Code.ResourceExhausted, "LIMIT_REACHED");
+    expect(err.findDetails(ErrorInfoSchema)[0]?.metadata).toEqual({
+      quota: "overrides_per_resource",
+      limit: "1000",
+      usage: "1000",
+      resource_id: id,
+    });
+    expect(err.findDetails(QuotaFailureSchema)[0]?.violations).toMatchObject([
+      { subject: `resource:${id}`, quotaId: "overrides_per_resource", quotaValue: 1000n },
+    ]);
+    // The bound is per resource: another of the tenant's takes overrides.
+    expect((await block(await resourceWith(0))).override?.id).toMatch(/^ovr_/);
+    await client.deleteOverride({ resourceId: id, overrideId: last.override?.id as string });
+    expect((await block(id)).override?.id).toMatch(/^ovr_/);
+    await rejected(block(id), Code.ResourceExhausted, "LIMIT_REACHED");
+  });
+
+  it("never go past the bound when added at once", async () => {
+    const id = await resourceWith(995);
+    const outcomes = await Promise.allSettled(Array.from({ length: 20 }, () => block(id)));
+    expect(outcomes.filter((o) => o.status === "fulfilled")).toHaveLength(5);
+    for (const o of outcomes) {
+      if (o.status === "rejected")
+        await rejected(Promise.reject(o.reason), Code.ResourceExhausted, "LIMIT_REACHED");
+    }
+    const { rows } = await server.pool.query(
+      "SELECT count(*)::int AS n FROM overrides WHERE tenant_id = $1 AND resource_id = $2",
+      [tenantId, id],
+    );
+    expect(rows[0].n).toBe(1000);
   });
 });
 

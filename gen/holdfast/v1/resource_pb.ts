@@ -924,7 +924,11 @@ export const ResourceService: GenService<{
   },
   /**
    * Adds a one-off or repeating change to a resource's working time: a
-   * block (vacation, a meeting) or extra open time.
+   * block (vacation, a meeting) or extra open time. A resource has at most
+   * 1000 overrides: one more is refused with ResourceExhausted, reason
+   * LIMIT_REACHED, ErrorInfo metadata `quota` ("overrides_per_resource"),
+   * `limit`, `usage` and `resource_id`, and a google.rpc.QuotaFailure
+   * (subject "resource:<id>"); deleting one makes room.
    *
    * @generated from rpc holdfast.v1.ResourceService.CreateOverride
    */

@@ -122,7 +122,11 @@ class ResourceServiceServicer(object):
 
     def CreateOverride(self, request, context):
         """Adds a one-off or repeating change to a resource's working time: a
-        block (vacation, a meeting) or extra open time.
+        block (vacation, a meeting) or extra open time. A resource has at most
+        1000 overrides: one more is refused with ResourceExhausted, reason
+        LIMIT_REACHED, ErrorInfo metadata `quota` ("overrides_per_resource"),
+        `limit`, `usage` and `resource_id`, and a google.rpc.QuotaFailure
+        (subject "resource:<id>"); deleting one makes room.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
