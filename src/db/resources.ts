@@ -157,6 +157,27 @@ export async function liveBlocks(
   return rows;
 }
 
+/**
+ * Marks the resource's live bookings exclusive exactly when its capacity
+ * is one, so the schema's no-overlap constraint backs the new capacity up
+ * as it does for bookings written under it. Run under the resource's lock,
+ * after the capacity was checked against the same live blocks.
+ */
+export async function markExclusive(
+  q: Queryable,
+  tenantId: string,
+  id: string,
+  capacity: number,
+): Promise<void> {
+  await q.query(
+    `UPDATE bookings SET exclusive = ($3 = 1)
+     WHERE tenant_id = $1 AND resource_id = $2 AND status IN ('held', 'confirmed')
+       AND (status = 'confirmed' OR expire_time > now()) AND block_end > now()
+       AND exclusive <> ($3 = 1)`,
+    [tenantId, id, capacity],
+  );
+}
+
 /** The ids among `ids` that name no resource of the tenant. */
 export async function missingResources(
   q: Queryable,

@@ -27,6 +27,7 @@ import {
   listResources,
   liveBlocks,
   lockResource,
+  markExclusive,
   type ResourceKindName,
   type ResourceRow,
   updateResource,
@@ -239,6 +240,9 @@ export function resourceService(base: Db): ServiceImpl<typeof ResourceService> {
             changes.capacity,
             await liveBlocks(tx, tenantId, target.id),
           );
+        }
+        if (changes.capacity !== undefined && changes.capacity !== current.capacity) {
+          await markExclusive(tx, tenantId, target.id, changes.capacity);
         }
         // Bringing a deleted resource back adds one to the resources quota.
         return changes.active === true && !current.active

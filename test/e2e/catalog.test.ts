@@ -282,6 +282,39 @@ describe("lowering a resource's capacity", () => {
     expect((await lower(5)).resource?.capacity).toBe(5);
   });
 
+  it("leaves the schema's no-overlap constraint backing a capacity lowered to one", async () => {
+    const w = await bookingWorld(server.url, { capacity: 2 });
+    const { booking } = await w.bookings.createBooking({
+      serviceId: w.serviceId,
+      resourceId: w.resourceId,
+      ...at(5, 9),
+    });
+    const setCapacity = (capacity: number) =>
+      w.resources.updateResource({ resource: { id: w.resourceId, capacity } });
+    const exclusive = async () =>
+      (
+        await server.pool.query<{ exclusive: boolean }>(
+          "SELECT exclusive FROM bookings WHERE id = $1",
+          [booking?.id],
+        )
+      ).rows[0]?.exclusive;
+    expect(await exclusive()).toBe(false);
+    await setCapacity(1);
+    expect(await exclusive()).toBe(true);
+    // A row written past the locked checks, overlapping it, is refused by the table itself.
+    const overlapping = server.pool.query(
+      `INSERT INTO bookings (tenant_id, id, resource_id, service_id, start_time, end_time, block_start, block_end,
+                             status, attendee, metadata, policy_version, exclusive, create_time, update_time)
+       SELECT tenant_id, 'bkg_overlap', resource_id, service_id, start_time, end_time, block_start, block_end,
+              'confirmed', attendee, metadata, policy_version, true, now(), now()
+       FROM bookings WHERE id = $1`,
+      [booking?.id],
+    );
+    await expect(overlapping).rejects.toMatchObject({ code: "23P01" });
+    await setCapacity(2);
+    expect(await exclusive()).toBe(false);
+  });
+
   it("counts a hold only until it expires, swept or not", async () => {
     const w = await bookingWorld(server.url, { capacity: 2 });
     const hold = (ttl: bigint) =>
