@@ -1,6 +1,9 @@
 import ical, {
+  ICalAttendee,
+  type ICalAttendeeData,
   ICalAttendeeRole,
   ICalAttendeeStatus,
+  type ICalEvent,
   ICalEventStatus,
   ICalEventTransparency,
 } from "ical-generator";
@@ -129,9 +132,8 @@ export function renderCalendarFeed(
     event.location(b.resourceName);
     event.description(descriptionOf(b));
     if (b.attendee.email) {
-      event.createAttendee({
+      const attendee = {
         email: b.attendee.email,
-        name: b.attendee.name || undefined,
         role: ICalAttendeeRole.REQ,
         status: {
           [ICalEventStatus.CONFIRMED]: ICalAttendeeStatus.ACCEPTED,
@@ -139,11 +141,50 @@ export function renderCalendarFeed(
           [ICalEventStatus.CANCELLED]: ICalAttendeeStatus.DECLINED,
         }[status],
         rsvp: false,
-      });
+      };
+      event.createAttendee(new NamedAttendee(attendee, event, b.attendee.name));
     }
   }
   // Every content line ends with CRLF (RFC 5545 3.1), the last one too.
   return `${calendar.toString()}\r\n`;
+}
+
+/**
+ * An ATTENDEE with its name (CN) encoded as a parameter value must be.
+ * ical-generator escapes a CN as if it were TEXT (`\"`, `\n`), but a
+ * parameter value has no backslash escapes: a parser ends the value at the
+ * first `"`, and reads the rest of the name as garbage or fails on it.
+ */
+class NamedAttendee extends ICalAttendee {
+  readonly #cn: string | undefined;
+
+  constructor(data: ICalAttendeeData, event: ICalEvent, cn: string | undefined) {
+    super(data, event);
+    this.#cn = cn || undefined;
+  }
+
+  override toString(): string {
+    const line = super.toString();
+    const name = "ATTENDEE";
+    if (this.#cn === undefined || !line.startsWith(name)) return line;
+    return `${name};CN=${paramValue(this.#cn)}${line.slice(name.length)}`;
+  }
+}
+
+/**
+ * `text` as an iCalendar parameter value: quoted (RFC 5545 3.2: a value
+ * holding `:`, `;` or `,` must be, and any may be), with RFC 6868's caret
+ * encoding for what a quoted value cannot hold: `^'` for `"`, `^n` for a
+ * line break, and `^^` for `^` itself. Other control characters, which no
+ * parameter value may hold and no name needs, are left out (tabs are kept).
+ */
+export function paramValue(text: string): string {
+  const encoded = text
+    .replace(/\^/g, "^^")
+    .replace(/"/g, "^'")
+    .replace(/\r\n|\r|\n/g, "^n")
+    .replace(/\p{Cc}/gu, (c) => (c === "\t" ? c : ""));
+  return `"${encoded}"`;
 }
 
 function summaryOf(b: FeedBooking): string {

@@ -4,6 +4,7 @@ import {
   type FeedBooking,
   feedStatuses,
   MAX_FEED_EVENTS,
+  paramValue,
   renderCalendarFeed,
   vtimezone,
 } from "../../src/domain/calendar-feed.js";
@@ -63,6 +64,12 @@ describe("calendar feed text", () => {
     const text = vtimezone("Asia/Kolkata", Date.UTC(2030, 0, 1), Date.UTC(2031, 0, 1));
     expect(text.match(/BEGIN:(STANDARD|DAYLIGHT)/g)).toEqual(["BEGIN:STANDARD"]);
     expect(text).toContain("TZOFFSETTO:+0530");
+  });
+
+  it("encodes parameter values per RFC 6868, leaving out controls no value may hold", () => {
+    expect(paramValue('say "hi"^\r\nbye')).toBe(`"say ^'hi^'^^^nbye"`);
+    expect(paramValue("a\tb\u0000c\u001bd\u007fe")).toBe('"a\tbcde"');
+    expect(paramValue("Zoë; Dr., MD: x\\y")).toBe('"Zoë; Dr., MD: x\\y"');
   });
 
   it("says when the cap cut the feed short", () => {

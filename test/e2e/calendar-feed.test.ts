@@ -57,6 +57,8 @@ type ParsedEvent = {
   zone: string;
   hour: number;
   attendees: string[];
+  /** Each attendee's name (its CN parameter), as the parser decodes it. */
+  attendeeNames: string[];
   description: string;
 };
 
@@ -79,6 +81,7 @@ async function readFeed(urlPath: string) {
       zone: e.startDate.zone?.tzid ?? "",
       hour: e.startDate.hour,
       attendees: e.attendees.map((a) => String(a.getFirstValue()).toLowerCase()),
+      attendeeNames: e.attendees.map((a) => String(a.getParameter("cn"))),
       description: e.description,
     };
   });
@@ -199,6 +202,29 @@ describe("calendar feeds", () => {
     const cancelled = cal.byUid(ids.cancelled);
     expect(cancelled?.status).toBe("CANCELLED");
     expect(cancelled?.description).toContain("Cancelled: patient ill");
+  });
+
+  it("writes an attendee's name as a parameter value, quotes, carets and line breaks included", async () => {
+    // Each of these broke the ATTENDEE line or came back altered when the
+    // name was escaped as TEXT (\" is no escape in a parameter value).
+    const name = 'Ann "Nan" O\\Brien; CEO, ^_^: on call\nnights';
+    const startMs = nineAm(BERLIN, nextClockChange(NEW_YORK), 5);
+    const { booking } = await clientFor(BookingService, server.url, key).createBooking({
+      serviceId,
+      resourceId: berlin,
+      startTime: timestampFromMs(startMs),
+      endTime: timestampFromMs(startMs + 30 * MINUTE),
+      attendee: { name, email: "ann@example.com" },
+    });
+    const { urlPath } = await feeds.createCalendarFeed({ resourceId: berlin });
+    const cal = await readFeed(urlPath);
+    const event = cal.byUid(booking?.id as string);
+    expect(event?.attendees).toEqual(["mailto:ann@example.com"]);
+    expect(event?.attendeeNames).toEqual([name]);
+    // RFC 6868: ^' for ", ^n for a line break, ^^ for ^, inside one quoted value.
+    expect(cal.text).toContain(
+      `ATTENDEE;CN="Ann ^'Nan^' O\\Brien; CEO, ^^_^^: on call^nnights";ROLE=REQ-PARTICIPANT`,
+    );
   });
 
   it("leaves holds out unless asked", async () => {
