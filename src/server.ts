@@ -254,6 +254,7 @@ export async function startHoldfast(
       zones,
       heartbeatMs: config.streamHeartbeatMs,
       stallMs: config.streamStallMs,
+      stoppingSignal: stopping.signal,
       shutdownSignal: shutdown.signal,
     });
     // MCP tools call the API through this same router, in-process.

@@ -97,7 +97,9 @@ async function positionOf(
  * `stopping` aborts when the server begins a graceful stop: every stream
  * then ends with Unavailable (reason UNAVAILABLE, ErrorInfo metadata
  * `cursor`), which consumers treat as "resume from your cursor elsewhere",
- * rather than ending as if nothing more would come.
+ * rather than ending as if nothing more would come. A stream whose own
+ * `signal` aborted too just ends: the Server-Sent Events handler's includes
+ * the stop, as its clients resume with Last-Event-ID without being told.
  */
 export function eventStreams(
   db: Queryable,

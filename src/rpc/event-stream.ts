@@ -40,7 +40,13 @@ export type EventStreamOptions = {
   heartbeatMs: number;
   /** How long a client may leave the stream full (not reading) before it is cut off. */
   stallMs: number;
-  /** Aborts when the server stops: every stream then ends. */
+  /**
+   * Aborts when the server begins a graceful stop: every stream then ends
+   * cleanly (no `error` event, unlike WatchEvents' UNAVAILABLE), and its
+   * client reconnects after the retry hint with Last-Event-ID.
+   */
+  stoppingSignal: AbortSignal;
+  /** Aborts when the grace period of a stop is over: whatever still runs ends. */
   shutdownSignal: AbortSignal;
 };
 
@@ -68,7 +74,11 @@ export function eventStreamHandler(
     res.once("close", () => gone.abort());
     const revocation = opts.keyring.revocation(req.headers.authorization);
     res.once("close", () => revocation.stop());
-    const signal = AbortSignal.any([gone.signal, opts.shutdownSignal, revocation.signal]);
+    // The events end quietly once `signal` aborts. The server's stop is such
+    // an end: the stream just ends, and the client reconnects with
+    // Last-Event-ID (WatchEvents answers UNAVAILABLE instead).
+    const stopped = AbortSignal.any([opts.stoppingSignal, opts.shutdownSignal]);
+    const signal = AbortSignal.any([gone.signal, stopped, revocation.signal]);
     let events: AsyncIterable<Event>;
     let tenantId: string;
     // The RateLimit fields, on every answer once the caller is known.
@@ -118,17 +128,19 @@ export function eventStreamHandler(
         // (the feed meanwhile keeps at most its bounded queue), and cut it
         // off if it stays full, as WatchEvents closes a consumer too slow.
         if (!writable) writable = await drained(res, signal, opts.stallMs);
+        if (!writable && signal.aborted) break;
         if (!writable) {
-          if (!signal.aborted) cutOff(res);
+          cutOff(res);
           return;
         }
       }
       if (revocation.signal.aborted) throw revocation.signal.reason;
     } catch (err) {
       // Mid-stream failures (CONSUMER_TOO_SLOW, the database gone) end the
-      // stream with an `error` event carrying the same JSON as an RPC error.
+      // stream with an `error` event carrying the same JSON as an RPC error;
+      // once the server is stopping, it just ends, as the README promises.
       const error = errorToJson(toConnectError(err, EVENT_STREAM_PATH), undefined);
-      if (!gone.signal.aborted && !opts.shutdownSignal.aborted) {
+      if (!gone.signal.aborted && !stopped.aborted) {
         write(`event: error\ndata: ${JSON.stringify(error)}\n\n`);
       }
     } finally {

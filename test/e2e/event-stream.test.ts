@@ -1,5 +1,6 @@
 import { connect } from "node:http2";
 import { beforeAll, describe, expect, it } from "vitest";
+import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
 import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { loadConfig } from "../../src/config.js";
 import { startHoldfast } from "../../src/server.js";
@@ -234,16 +235,39 @@ describe("GET /v1/events/stream", () => {
     expect(post.headers.get("allow")).toBe("GET");
   });
 
-  it("ends cleanly when the server stops", async () => {
+  it("ends cleanly when the server stops, and resumes on another instance after Last-Event-ID", async () => {
+    const databaseUrl = await freshDatabase();
     const own = await startHoldfast(
       loadConfig({ PORT: "0", HOLDFAST_ADMIN_KEY: ADMIN_KEY, HOLDFAST_LOG_LEVEL: "error" }),
-      await freshDatabase(),
+      databaseUrl,
     );
-    const s = await follow(own.url, ADMIN_KEY);
-    await s.until(() => s.blocks.length >= 1);
+    const w = await bookingWorld(own.url);
+    const s = await follow(own.url, w.key);
+    await s.until(() => s.blocks.some((b) => b.comments.includes("open")));
+    await w.bookings.createHold({ serviceId: w.serviceId, resourceId: w.resourceId, ...at(1, 9) });
+    await s.until(() => s.events().length === 1);
     await own.close();
     await s.reading;
     expect(s.failure()).toBeUndefined();
     expect(s.ended()).toBe(true);
+    // No `event: error` block (an EventSource would report an error): the
+    // stream just ends, and the client reconnects after the retry hint.
+    expect(s.blocks.filter((b) => b.event !== undefined)).toEqual([]);
+
+    // To any instance, with the id of the last event it saw.
+    const next = await startTestServer({}, databaseUrl);
+    const resumed = await follow(next.url, w.key, "", {
+      "Last-Event-ID": s.events()[0]?.sseId as string,
+    });
+    await resumed.until(() => resumed.blocks.some((b) => b.comments.includes("open")));
+    const { booking } = await clientFor(BookingService, next.url, w.key).createHold({
+      serviceId: w.serviceId,
+      resourceId: w.resourceId,
+      ...at(1, 11),
+    });
+    await resumed.until(() => resumed.events().length >= 1);
+    await sleep(300);
+    await resumed.stop();
+    expect((resumed.events() as Streamed[]).map((e) => e.booking.id)).toEqual([booking?.id]);
   });
 });
