@@ -81,18 +81,24 @@ export async function currentPosition(q: Queryable): Promise<Position> {
 }
 
 /**
- * The outbox's head (as currentPosition) and the newest position retention
- * has deleted, if any: what a cursor that comes back is checked against.
- * One query, so the head is read after the cursor arrived.
+ * The outbox's head (as currentPosition), the last sequence number handed
+ * out (its identity sequence's, whether or not that event committed; 0 when
+ * none was) and the newest position retention has deleted, if any: what a
+ * cursor that comes back is checked against. One query, so they are read
+ * after the cursor arrived.
  */
 export async function outboxBounds(q: Queryable): Promise<OutboxBounds> {
-  const { rows } = await q.query<{ head: string; xid: string | null; seq: string | null }>(
-    `SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS head, p.xid::text, p.seq::text
+  type BoundsRow = { head: string; last_seq: string; xid: string | null; seq: string | null };
+  const { rows } = await q.query<BoundsRow>(
+    `SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS head,
+       coalesce(pg_sequence_last_value(pg_get_serial_sequence('outbox', 'seq')), 0)::text AS last_seq,
+       p.xid::text, p.seq::text
      FROM (SELECT) AS head LEFT JOIN outbox_pruned p ON true`,
   );
-  const r = rows[0] as { head: string; xid: string | null; seq: string | null };
+  const r = rows[0] as BoundsRow;
   return {
     head: { xid: BigInt(r.head), seq: 0n },
+    lastSeq: BigInt(r.last_seq),
     pruned: r.xid === null ? undefined : { xid: BigInt(r.xid), seq: BigInt(r.seq as string) },
   };
 }

@@ -55,23 +55,28 @@ export function decodeCursor(cursor: string): Position | undefined {
 /**
  * What bounds the cursors Holdfast has issued, read in one query when a
  * cursor comes back: `head` is the outbox's "now" (the oldest transaction
- * still running; every event readable so far is before it), `pruned` the
- * newest position retention deleted.
+ * still running; every event readable so far is before it), `lastSeq` the
+ * highest sequence number the outbox has handed out (to any event, even one
+ * not yet readable), `pruned` the newest position retention deleted.
  */
-export type OutboxBounds = { head: Position; pruned: Position | undefined };
+export type OutboxBounds = { head: Position; lastSeq: bigint; pruned: Position | undefined };
 
 /**
  * The position a cursor names. INVALID_CURSOR for one Holdfast did not
- * issue: malformed, or ahead of the head. Every cursor issued (an event's,
- * or the head itself for a stream from now) is at or before the head as it
- * was then, and the head never moves back, so a cursor from any instance
- * compared with a head read after it arrived is never refused; one beyond
- * would silently yield nothing until the outbox caught up. CURSOR_EXPIRED
- * when retention has deleted events after it.
+ * issue: malformed, ahead of the head, or with a sequence number the outbox
+ * has not handed out. Every cursor issued (an event's, or the head itself
+ * for a stream from now, whose sequence number is 0) is at or before the
+ * head as it was then, with a sequence number at most the last one handed
+ * out then; neither bound ever moves back, so a cursor from any instance
+ * compared with bounds read after it arrived is never refused. One beyond
+ * the head would silently yield nothing until the outbox caught up; one
+ * with an inflated sequence number names a place in its transaction's
+ * events that no event has. CURSOR_EXPIRED when retention has deleted
+ * events after it.
  */
 export function cursorPosition(cursor: string, bounds: OutboxBounds): Position {
   const p = decodeCursor(cursor);
-  if (!p || isAfter(p, bounds.head)) {
+  if (!p || isAfter(p, bounds.head) || p.seq > bounds.lastSeq) {
     throw new Rejection("INVALID_CURSOR", "the cursor is not one Holdfast issued", {
       fieldViolations: [
         { field: "after", description: p ? "is ahead of every event" : "is not a cursor" },

@@ -42,9 +42,10 @@ describe("event cursors", () => {
 
   it("are refused ahead of the outbox's head, and expired before what retention deleted", () => {
     const head = { xid: 1000n, seq: 0n };
+    const lastSeq = 200_000n;
     const at = (cursor: string, pruned?: { xid: bigint; seq: bigint }) => {
       try {
-        return cursorPosition(cursor, { head, pruned });
+        return cursorPosition(cursor, { head, lastSeq, pruned });
       } catch (e) {
         return (e as Rejection).reason;
       }
@@ -57,6 +58,10 @@ describe("event cursors", () => {
     expect(at(encodeCursor({ xid: 1000n, seq: 1n }))).toBe("INVALID_CURSOR");
     expect(at(encodeCursor({ xid: 1001n, seq: 0n }))).toBe("INVALID_CURSOR");
     expect(at(`ev1_${"z".repeat(12)}_0`)).toBe("INVALID_CURSOR");
+    // A real transaction, but a sequence number not handed out yet.
+    expect(at(encodeCursor({ xid: 999n, seq: lastSeq }))).toEqual({ xid: 999n, seq: lastSeq });
+    expect(at(encodeCursor({ xid: 999n, seq: lastSeq + 1n }))).toBe("INVALID_CURSOR");
+    expect(at(`ev1_rr_${"z".repeat(12)}`)).toBe("INVALID_CURSOR");
     expect(at("garbage")).toBe("INVALID_CURSOR");
     const pruned = { xid: 500n, seq: 7n };
     expect(at(encodeCursor({ xid: 500n, seq: 6n }), pruned)).toBe("CURSOR_EXPIRED");

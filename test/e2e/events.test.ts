@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { type Event, EventService } from "../../gen/holdfast/v1/event_pb.js";
 import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
-import { decodeCursor, isAfter, type Position } from "../../src/domain/events.js";
+import { decodeCursor, encodeCursor, isAfter, type Position } from "../../src/domain/events.js";
 import { at, bookingWorld, seconds, sleep } from "../support/booking.js";
 import { clientFor, grpcJsErrorInfo, rejected } from "../support/clients.js";
 import { scrape } from "../support/metrics.js";
@@ -162,6 +162,41 @@ describe("WatchEvents", () => {
     });
     expect(page.events).toEqual([]);
     expect(page.nextCursor).toBe(held?.cursor);
+  });
+
+  it("refuses an edited cursor whose sequence number was never issued, on every way in", async () => {
+    const w = await bookingWorld(server.url);
+    const events = clientFor(EventService, server.url, w.key);
+    await w.bookings.createHold({ serviceId: w.serviceId, resourceId: w.resourceId, ...at(5, 9) });
+    let held: Event | undefined;
+    for (let i = 0; i < 250 && !held; i++) {
+      [held] = (await events.listEvents({})).events;
+      if (!held) await sleep(20);
+    }
+    const issued = decodeCursor(held?.cursor as string) as Position;
+    // Its transaction is real (before the head); no event has that number.
+    const edited = encodeCursor({ xid: issued.xid, seq: issued.seq + 10n ** 12n });
+    await rejected(events.listEvents({ after: edited }), Code.InvalidArgument, "INVALID_CURSOR");
+    const streamed = (async () => {
+      for await (const _ of events.watchEvents({ after: edited }, { timeoutMs: 5000 })) {
+        // Nothing may come: the stream must be refused.
+      }
+    })();
+    await rejected(streamed, Code.InvalidArgument, "INVALID_CURSOR");
+    for (const [query, headers] of [
+      [`?after=${edited}`, {}],
+      ["", { "Last-Event-ID": edited }],
+    ] as const) {
+      const res = await fetch(`${server.url}/v1/events/stream${query}`, {
+        headers: { authorization: `Bearer ${w.key}`, ...headers },
+      });
+      const body = (await res.json()) as { details?: { debug?: { reason?: string } }[] };
+      expect([res.status, body.details?.[0]?.debug?.reason]).toEqual([400, "INVALID_CURSOR"]);
+    }
+    // The cursor as issued, and the head's own (sequence 0), are still taken.
+    expect((await events.listEvents({ after: held?.cursor as string })).events).toEqual([]);
+    const head = encodeCursor({ xid: issued.xid + 1n, seq: 0n });
+    expect((await events.listEvents({ after: head })).events).toEqual([]);
   });
 
   it("delivers two overlapping transactions that commit out of order, each once", async () => {
