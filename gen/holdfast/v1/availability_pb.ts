@@ -54,7 +54,8 @@ export type ListSlotsRequest = Message<"holdfast.v1.ListSlotsRequest"> & {
   duration?: Duration | undefined;
 
   /**
-   * Most slots to return: default 1000, at most 5000.
+   * Most slots to return: 0 gives the default, 1000; a value above the
+   * maximum, 5000, is lowered to it (a negative one is refused).
    *
    * @generated from field: int32 page_size = 6;
    */

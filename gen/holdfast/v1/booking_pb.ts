@@ -594,7 +594,8 @@ export const GetBookingResponseSchema: GenMessage<GetBookingResponse> = /*@__PUR
  */
 export type ListBookingsRequest = Message<"holdfast.v1.ListBookingsRequest"> & {
   /**
-   * 1 to 100, default 50.
+   * Bookings per page: 0 gives the default, 50; a value above the maximum,
+   * 100, is lowered to it (a negative one is refused).
    *
    * @generated from field: int32 page_size = 1;
    */

@@ -166,7 +166,8 @@ export const CreateCalendarFeedResponseSchema: GenMessage<CreateCalendarFeedResp
  */
 export type ListCalendarFeedsRequest = Message<"holdfast.v1.ListCalendarFeedsRequest"> & {
   /**
-   * 1 to 100, default 50.
+   * Feeds per page: 0 gives the default, 50; a value above the maximum,
+   * 100, is lowered to it (a negative one is refused).
    *
    * @generated from field: int32 page_size = 1;
    */

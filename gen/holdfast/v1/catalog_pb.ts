@@ -283,7 +283,8 @@ export const GetServiceResponseSchema: GenMessage<GetServiceResponse> = /*@__PUR
  */
 export type ListServicesRequest = Message<"holdfast.v1.ListServicesRequest"> & {
   /**
-   * 1 to 100, default 50.
+   * Services per page: 0 gives the default, 50; a value above the maximum,
+   * 100, is lowered to it (a negative one is refused).
    *
    * @generated from field: int32 page_size = 1;
    */
@@ -398,7 +399,8 @@ export type ListPolicyVersionsRequest = Message<"holdfast.v1.ListPolicyVersionsR
   serviceId: string;
 
   /**
-   * 1 to 100, default 50.
+   * Policy versions per page: 0 gives the default, 50; a value above the maximum,
+   * 100, is lowered to it (a negative one is refused).
    *
    * @generated from field: int32 page_size = 2;
    */

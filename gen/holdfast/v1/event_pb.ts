@@ -200,7 +200,8 @@ export type ListEventsRequest = Message<"holdfast.v1.ListEventsRequest"> & {
   filter?: EventFilter | undefined;
 
   /**
-   * 1 to 1000, default 100.
+   * Events per page: 0 gives the default, 100; a value above the maximum,
+   * 1000, is lowered to it (a negative one is refused).
    *
    * @generated from field: int32 page_size = 3;
    */

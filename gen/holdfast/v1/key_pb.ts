@@ -147,7 +147,8 @@ export const CreateApiKeyResponseSchema: GenMessage<CreateApiKeyResponse> = /*@_
  */
 export type ListApiKeysRequest = Message<"holdfast.v1.ListApiKeysRequest"> & {
   /**
-   * 1 to 100, default 50.
+   * Keys per page: 0 gives the default, 50; a value above the maximum,
+   * 100, is lowered to it (a negative one is refused).
    *
    * @generated from field: int32 page_size = 1;
    */

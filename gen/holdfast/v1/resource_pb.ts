@@ -258,7 +258,8 @@ export const GetResourceResponseSchema: GenMessage<GetResourceResponse> = /*@__P
  */
 export type ListResourcesRequest = Message<"holdfast.v1.ListResourcesRequest"> & {
   /**
-   * 1 to 100, default 50.
+   * Resources per page: 0 gives the default, 50; a value above the maximum,
+   * 100, is lowered to it (a negative one is refused).
    *
    * @generated from field: int32 page_size = 1;
    */
@@ -669,7 +670,8 @@ export type ListOverridesRequest = Message<"holdfast.v1.ListOverridesRequest"> &
   resourceId: string;
 
   /**
-   * 1 to 100, default 50.
+   * Overrides per page: 0 gives the default, 50; a value above the maximum,
+   * 100, is lowered to it (a negative one is refused).
    *
    * @generated from field: int32 page_size = 2;
    */

@@ -105,7 +105,8 @@ export const CreateTenantResponseSchema: GenMessage<CreateTenantResponse> = /*@_
  */
 export type ListTenantsRequest = Message<"holdfast.v1.ListTenantsRequest"> & {
   /**
-   * 1 to 100, default 50.
+   * Tenants per page: 0 gives the default, 50; a value above the maximum,
+   * 100, is lowered to it (a negative one is refused).
    *
    * @generated from field: int32 page_size = 1;
    */

@@ -147,7 +147,8 @@ export const CreateWebhookResponseSchema: GenMessage<CreateWebhookResponse> = /*
  */
 export type ListWebhooksRequest = Message<"holdfast.v1.ListWebhooksRequest"> & {
   /**
-   * 1 to 100, default 50.
+   * Webhooks per page: 0 gives the default, 50; a value above the maximum,
+   * 100, is lowered to it (a negative one is refused).
    *
    * @generated from field: int32 page_size = 1;
    */
@@ -444,7 +445,8 @@ export type ListDeliveriesRequest = Message<"holdfast.v1.ListDeliveriesRequest">
   webhookId: string;
 
   /**
-   * 1 to 100, default 50.
+   * Deliveries per page: 0 gives the default, 50; a value above the maximum,
+   * 100, is lowered to it (a negative one is refused).
    *
    * @generated from field: int32 page_size = 2;
    */
