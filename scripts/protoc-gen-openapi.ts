@@ -61,6 +61,7 @@ const BY_FIELD: Record<string, Reason[]> = {
   resource_id: ["RESOURCE_NOT_FOUND"],
   resource_ids: ["RESOURCE_NOT_FOUND"],
   api_key_id: ["API_KEY_NOT_FOUND"],
+  tenant_id: ["TENANT_NOT_FOUND"],
   webhook_id: ["WEBHOOK_NOT_FOUND"],
   override_id: ["OVERRIDE_NOT_FOUND"],
   delivery_id: ["DELIVERY_NOT_FOUND"],
@@ -114,7 +115,9 @@ function reasonsOf(service: DescService, method: DescMethod): Reason[] {
   }
   for (const f of method.input.fields) for (const r of BY_FIELD[f.name] ?? []) found.add(r);
   for (const r of BY_METHOD[`${service.name}.${method.name}`] ?? []) found.add(r);
-  // Reasons the RPC's own documentation names.
+  // Reasons the RPC's own documentation names: a method comment names only
+  // reasons the method answers (others, such as what a setting makes other
+  // calls answer, are named where that setting is described).
   const text = `${getComments(method).leading ?? ""} ${getComments(method.input).leading ?? ""}`;
   for (const word of text.match(/\b[A-Z][A-Z_]{3,}\b/g) ?? []) {
     if (word in REASONS) found.add(word as Reason);

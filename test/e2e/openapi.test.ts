@@ -390,5 +390,34 @@ describe("the reasons each operation lists", () => {
       const answer = await call(operationId, body, key); // checks the document lists it
       expect([answer.status, answer.reason], operationId).toEqual([429, "LIMIT_REACHED"]);
     }
+    // And only those: setting quotas (or reading them) adds nothing they count.
+    const listing = Object.values<Json>(doc.paths)
+      .filter((item) => item.post["x-holdfast-reasons"].includes("LIMIT_REACHED"))
+      .map((item) => item.post.operationId);
+    expect(listing.sort()).toEqual([...new Set(refused.map(([id]) => id))].sort());
+  });
+
+  it("are what SetTenantQuotas answers: TENANT_NOT_FOUND, and never LIMIT_REACHED", async () => {
+    const { op } = operation("TenantService_SetTenantQuotas");
+    expect(op["x-holdfast-reasons"]).toContain("TENANT_NOT_FOUND");
+    expect(op["x-holdfast-reasons"]).not.toContain("LIMIT_REACHED");
+    // A quota below what is in use is set all the same (LIMIT_REACHED is for the work it counts).
+    const { tenantId, key } = await tenant("openapi-set-quotas");
+    await made("ResourceService_CreateResource", { name: "Room", timeZone: "UTC" }, key);
+    await made("TenantService_SetTenantQuotas", { tenantId, quotas: { resources: 1 } }, ADMIN_KEY);
+    const lowered = { tenantId, quotas: { resources: 1, apiKeys: 1 } };
+    expect((await made("TenantService_SetTenantQuotas", lowered, ADMIN_KEY)).body.quotas).toEqual(
+      lowered.quotas,
+    );
+    const missing = await call(
+      "TenantService_SetTenantQuotas",
+      { tenantId: "ten_nope", quotas: { resources: 1 } },
+      ADMIN_KEY,
+    ); // checks the document lists it
+    expect([missing.status, missing.reason]).toEqual([404, "TENANT_NOT_FOUND"]);
+    for (const operationId of ["TenantService_SetTenantRateLimit", "KeyService_GetUsage"]) {
+      const answer = await call(operationId, { tenantId: "ten_nope" }, ADMIN_KEY);
+      expect([answer.status, answer.reason], operationId).toEqual([404, "TENANT_NOT_FOUND"]);
+    }
   });
 });

@@ -295,7 +295,7 @@ export const TenantService: GenService<{
   /**
    * Sets a tenant's quotas, all at once: a quota left unset is unlimited.
    * Lowering a quota below what is in use deletes nothing; new work that it
-   * counts is refused (LIMIT_REACHED) until usage falls below it.
+   * counts is refused (see Quotas) until usage falls below it.
    *
    * @generated from rpc holdfast.v1.TenantService.SetTenantQuotas
    */

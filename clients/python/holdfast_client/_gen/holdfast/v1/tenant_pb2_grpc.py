@@ -72,7 +72,7 @@ class TenantServiceServicer(object):
     def SetTenantQuotas(self, request, context):
         """Sets a tenant's quotas, all at once: a quota left unset is unlimited.
         Lowering a quota below what is in use deletes nothing; new work that it
-        counts is refused (LIMIT_REACHED) until usage falls below it.
+        counts is refused (see Quotas) until usage falls below it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
