@@ -158,19 +158,46 @@ export async function getDelivery(
   return rows[0];
 }
 
-/** Schedules another attempt now, whatever the delivery's status. */
+/**
+ * What became of a retry asked for by hand: scheduled, or why not. A
+ * delivery whose attempt is in flight keeps that attempt, and says when
+ * its lease ends (by then the attempt is recorded, or its worker is taken
+ * for dead and the delivery is leased again anyway).
+ */
+export type RetryOutcome =
+  | { outcome: "retried" }
+  | { outcome: "not_found" }
+  | { outcome: "in_flight"; inFlightUntil: string };
+
+/**
+ * Schedules another attempt now, whatever the delivery's status, unless an
+ * attempt of it is in flight: leased, its lease not run out by Postgres's
+ * clock. Clearing that lease would let a worker send the delivery a second
+ * time while the first POST is still open. The delivery's row is locked,
+ * so no worker leases it between the check and the change.
+ */
 export async function retryDelivery(
-  q: Queryable,
+  db: Db,
   tenantId: string,
   webhookId: string,
   id: string,
-): Promise<boolean> {
-  const { rowCount } = await q.query(
-    `UPDATE deliveries SET status = 'pending', next_attempt_time = now(), lease_until = NULL
-     WHERE tenant_id = $1 AND webhook_id = $2 AND id = $3`,
-    [tenantId, webhookId, id],
-  );
-  return (rowCount ?? 0) > 0;
+): Promise<RetryOutcome> {
+  return db.transaction(async (tx) => {
+    const delivery = await tx.query<{ inFlightUntil: string | null }>(
+      `SELECT CASE WHEN lease_until >= now() THEN ts_json(lease_until) END AS "inFlightUntil"
+       FROM deliveries WHERE tenant_id = $1 AND webhook_id = $2 AND id = $3 FOR UPDATE`,
+      [tenantId, webhookId, id],
+    );
+    const d = delivery.rows[0];
+    if (!d) return { outcome: "not_found" };
+    if (d.inFlightUntil !== null) return { outcome: "in_flight", inFlightUntil: d.inFlightUntil };
+    await tx.query(
+      `UPDATE deliveries SET status = 'pending', next_attempt_time = now(), lease_until = NULL
+       WHERE tenant_id = $1 AND webhook_id = $2 AND id = $3`,
+      [tenantId, webhookId, id],
+    );
+    return { outcome: "retried" };
+  });
 }
 
 /** Queues a delivery outside the outbox (webhook.test), in the active span's trace; returns its id. */

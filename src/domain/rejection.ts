@@ -48,6 +48,8 @@ export const REASONS = {
   TOO_SOON: "failed_precondition",
   TOO_FAR_AHEAD: "failed_precondition",
   CURSOR_EXPIRED: "failed_precondition",
+  // Webhook deliveries.
+  DELIVERY_IN_FLIGHT: "failed_precondition",
   // Capacity of the server or of a consumer.
   CONSUMER_TOO_SLOW: "resource_exhausted",
   // Over a rate limit (of the API key or its tenant): retry after the delay given.

@@ -206,20 +206,25 @@ export function webhookService(
     async retryDelivery(req, ctx) {
       const tenantId = principalOf(ctx).tenantId;
       await existing(tenantId, req.webhookId, "webhook_id");
-      if (!(await retryDelivery(dbOf(ctx, base), tenantId, req.webhookId, req.deliveryId))) {
-        throw new Rejection(
-          "DELIVERY_NOT_FOUND",
-          `webhook "${req.webhookId}" has no delivery "${req.deliveryId}"`,
-          {
-            fieldViolations: [{ field: "delivery_id", description: "no such delivery" }],
-          },
-        );
+      const db = dbOf(ctx, base);
+      const retry = await retryDelivery(db, tenantId, req.webhookId, req.deliveryId);
+      switch (retry.outcome) {
+        case "not_found":
+          throw new Rejection(
+            "DELIVERY_NOT_FOUND",
+            `webhook "${req.webhookId}" has no delivery "${req.deliveryId}"`,
+            { fieldViolations: [{ field: "delivery_id", description: "no such delivery" }] },
+          );
+        case "in_flight":
+          throw new Rejection(
+            "DELIVERY_IN_FLIGHT",
+            `delivery "${req.deliveryId}" is being attempted right now; its result shows in ListDeliveries when the attempt ends (by ${retry.inFlightUntil} at the latest): retry then if it failed`,
+            { metadata: { in_flight_until: retry.inFlightUntil } },
+          );
       }
       feed.committed();
       return {
-        delivery: deliveryOf(
-          (await getDelivery(dbOf(ctx, base), tenantId, req.deliveryId)) as DeliveryRow,
-        ),
+        delivery: deliveryOf((await getDelivery(db, tenantId, req.deliveryId)) as DeliveryRow),
       };
     },
 

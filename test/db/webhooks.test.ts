@@ -1,6 +1,7 @@
 import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
-import { dispatchEvents } from "../../src/db/webhooks.js";
+import { poolDb } from "../../src/db/pool.js";
+import { dispatchEvents, leaseDue, retryDelivery } from "../../src/db/webhooks.js";
 import { seededDatabase, waitUntilBlocked } from "../support/database.js";
 
 let pool: pg.Pool;
@@ -93,5 +94,45 @@ describe("dispatching events to endpoints", () => {
     } finally {
       await c.end();
     }
+  });
+});
+
+describe("retrying a delivery by hand", () => {
+  /** A new endpoint (that no event is dispatched to) with one delivery, due now. */
+  async function deliveryOfNewEndpoint(webhookId: string): Promise<string> {
+    await pool.query(
+      `INSERT INTO webhooks (tenant_id, id, url, event_types, secret)
+       VALUES ('ten_a', $1, 'http://x', '{booking.never}', '\\x00')`,
+      [webhookId],
+    );
+    const { rows } = await pool.query(
+      `INSERT INTO deliveries (tenant_id, webhook_id, event_id, event_type, body, next_attempt_time)
+       VALUES ('ten_a', $1, 'evt_' || $1, 'webhook.test', '{}', now()) RETURNING id`,
+      [webhookId],
+    );
+    return rows[0].id;
+  }
+
+  it("never hands out a second lease while an attempt holds one: the retry is refused", async () => {
+    const id = await deliveryOfNewEndpoint("whk_flight");
+    const leased = await leaseDue(pool, 10, 60_000);
+    expect(leased.map((d) => d.id)).toEqual([id]);
+    const retry = await retryDelivery(poolDb(pool), "ten_a", "whk_flight", id);
+    // The attempt is still in flight: no worker may take the delivery again.
+    expect(await leaseDue(pool, 10, 60_000)).toEqual([]);
+    const { rows } = await pool.query(
+      "SELECT ts_json(lease_until) AS until FROM deliveries WHERE id = $1",
+      [id],
+    );
+    expect(retry).toEqual({ outcome: "in_flight", inFlightUntil: rows[0].until });
+    // Once the lease has run out (its worker died), a retry is taken.
+    await pool.query(
+      "UPDATE deliveries SET lease_until = now() - interval '1 second', next_attempt_time = now() + interval '1 hour' WHERE id = $1",
+      [id],
+    );
+    expect(await retryDelivery(poolDb(pool), "ten_a", "whk_flight", id)).toEqual({
+      outcome: "retried",
+    });
+    expect((await leaseDue(pool, 10, 60_000)).map((d) => d.id)).toEqual([id]);
   });
 });

@@ -1,6 +1,7 @@
 import { toJson } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { EventService } from "../../gen/holdfast/v1/event_pb.js";
 import {
   DeliveryStatus,
@@ -451,6 +452,55 @@ describe("delivery", () => {
         Code.NotFound,
         "DELIVERY_NOT_FOUND",
       );
+    } finally {
+      await receiver.stop();
+    }
+  });
+
+  it("refuses to retry a delivery while an attempt of it is in flight, and never sends it twice at once", async () => {
+    const w = await bookingWorld(server.url);
+    // The first POST hangs until Holdfast gives up on it (after 1 s here).
+    const receiver = await webhookReceiver({
+      secrets: () => [],
+      respond: (n) => (n === 1 ? "hang" : 200),
+    });
+    try {
+      const e = await endpoint(w, receiver.url());
+      await w.bookings.createHold({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(5, 9),
+      });
+      await receiver.waitFor((r) => r.length >= 1);
+      const [delivery] = (await e.webhooks.listDeliveries({ webhookId: e.id })).deliveries;
+      const deliveryId = delivery?.id as string;
+      const err = await rejected(
+        e.webhooks.retryDelivery({ webhookId: e.id, deliveryId }),
+        Code.FailedPrecondition,
+        "DELIVERY_IN_FLIGHT",
+      );
+      // When the attempt ends at the latest: the end of its lease, 2 × 1 s + 5 s after it began.
+      const until = Date.parse(err.findDetails(ErrorInfoSchema)[0]?.metadata.in_flight_until ?? "");
+      expect(until - Date.now()).toBeGreaterThan(0);
+      expect(until - Date.now()).toBeLessThanOrEqual(7_000);
+      // The attempt times out and is recorded; its scheduled retry is the
+      // next POST, after it, never next to it.
+      const got = await receiver.waitFor((r) => r.length >= 2);
+      expect(got[1]?.id).toBe(got[0]?.id);
+      expect(receiver.mostInFlight()).toBe(1);
+      // With nothing in flight, a retry is taken again.
+      let status = DeliveryStatus.PENDING;
+      for (let i = 0; i < 100 && status !== DeliveryStatus.SUCCEEDED; i++) {
+        await sleep(50);
+        status =
+          (await e.webhooks.listDeliveries({ webhookId: e.id })).deliveries[0]?.status ?? status;
+      }
+      // (Its answer may already show the new attempt's success.)
+      const retried = await e.webhooks.retryDelivery({ webhookId: e.id, deliveryId });
+      expect(retried.delivery?.status).not.toBe(DeliveryStatus.FAILED);
+      await receiver.waitFor((r) => r.length >= 3);
+      expect(receiver.received).toHaveLength(3);
+      expect(receiver.mostInFlight()).toBe(1);
     } finally {
       await receiver.stop();
     }

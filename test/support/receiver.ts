@@ -12,7 +12,8 @@ export type Received = {
 /**
  * A webhook receiver on loopback that verifies each delivery with the
  * standardwebhooks library (against any of `secrets`) and answers as
- * `respond` says: a status code, or "hang" to never answer.
+ * `respond` says: a status code, or "hang" to never answer (until the
+ * sender gives up). It counts the most requests it had open at once.
  */
 export async function webhookReceiver(opts: {
   secrets: () => string[];
@@ -22,11 +23,16 @@ export async function webhookReceiver(opts: {
   const open = new Set<import("node:net").Socket>();
   let server: Server | undefined;
   let port = 0;
+  let inFlight = 0;
+  let mostInFlight = 0;
 
   const handler = (
     req: import("node:http").IncomingMessage,
     res: import("node:http").ServerResponse,
   ) => {
+    inFlight++;
+    mostInFlight = Math.max(mostInFlight, inFlight);
+    res.on("close", () => inFlight--);
     let body = "";
     req.on("data", (c: Buffer) => {
       body += c.toString();
@@ -66,6 +72,8 @@ export async function webhookReceiver(opts: {
   return {
     received,
     url: () => `http://127.0.0.1:${port}/hooks`,
+    /** The most requests that were open at the same time. */
+    mostInFlight: () => mostInFlight,
     /** Stops listening (connections are refused) until `start` again, on the same port. */
     async stop() {
       for (const s of open) s.destroy();

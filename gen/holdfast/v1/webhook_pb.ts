@@ -725,7 +725,12 @@ export const WebhookService: GenService<{
     output: typeof ListDeliveriesResponseSchema;
   },
   /**
-   * Schedules a delivery for another attempt now.
+   * Schedules a delivery for another attempt now, whatever its status (one
+   * that succeeded is sent again, with the same `webhook-id`). While an
+   * attempt of it is being sent, it is refused with FailedPrecondition,
+   * reason DELIVERY_IN_FLIGHT, so a delivery is never sent twice at once:
+   * that attempt's result shows in ListDeliveries when it ends (ErrorInfo
+   * metadata `in_flight_until`: by then at the latest); retry then if it failed.
    *
    * @generated from rpc holdfast.v1.WebhookService.RetryDelivery
    */
