@@ -162,19 +162,32 @@ export async function getDelivery(
  * What became of a retry asked for by hand: scheduled, or why not. A
  * delivery whose attempt is in flight keeps that attempt, and says when
  * its lease ends (by then the attempt is recorded, or its worker is taken
- * for dead and the delivery is leased again anyway).
+ * for dead and the delivery is leased again anyway). One of a disabled
+ * endpoint stays as it is, and says why the endpoint was disabled.
  */
 export type RetryOutcome =
   | { outcome: "retried" }
   | { outcome: "not_found" }
-  | { outcome: "in_flight"; inFlightUntil: string };
+  | { outcome: "in_flight"; inFlightUntil: string }
+  | { outcome: "webhook_disabled"; disabledReason: string };
 
 /**
- * Schedules another attempt now, whatever the delivery's status, unless an
- * attempt of it is in flight: leased, its lease not run out by Postgres's
- * clock. Clearing that lease would let a worker send the delivery a second
- * time while the first POST is still open. The delivery's row is locked,
- * so no worker leases it between the check and the change.
+ * Schedules another attempt now, whatever the delivery's status, unless
+ * its endpoint is disabled, or an attempt of it is in flight.
+ *
+ * Nothing is sent to a disabled endpoint: the delivery would wait, pending
+ * and in silence, for the endpoint to be re-enabled (a paused endpoint's
+ * delivery does wait for it to resume, as its other deliveries do: pausing
+ * is the owner's own choice). The endpoint's row is locked (FOR SHARE)
+ * before the delivery's, the order recordAttempt takes them in (its
+ * record_delivered statement too: the unreferenced CTE that updates the
+ * delivery runs after the main UPDATE of the endpoint), so the two cannot
+ * deadlock, and a disabling that commits meanwhile is seen.
+ *
+ * In flight is leased, the lease not run out by Postgres's clock. Clearing
+ * that lease would let a worker send the delivery a second time while the
+ * first POST is still open. The delivery's row is locked, so no worker
+ * leases it between the check and the change.
  */
 export async function retryDelivery(
   db: Db,
@@ -183,6 +196,13 @@ export async function retryDelivery(
   id: string,
 ): Promise<RetryOutcome> {
   return db.transaction(async (tx) => {
+    const endpoint = await tx.query<{ state: WebhookState; disabledReason: string }>(
+      `SELECT state, disabled_reason AS "disabledReason" FROM webhooks
+       WHERE tenant_id = $1 AND id = $2 FOR SHARE`,
+      [tenantId, webhookId],
+    );
+    const w = endpoint.rows[0];
+    if (!w) return { outcome: "not_found" };
     const delivery = await tx.query<{ inFlightUntil: string | null }>(
       `SELECT CASE WHEN lease_until >= now() THEN ts_json(lease_until) END AS "inFlightUntil"
        FROM deliveries WHERE tenant_id = $1 AND webhook_id = $2 AND id = $3 FOR UPDATE`,
@@ -190,6 +210,8 @@ export async function retryDelivery(
     );
     const d = delivery.rows[0];
     if (!d) return { outcome: "not_found" };
+    if (w.state === "disabled")
+      return { outcome: "webhook_disabled", disabledReason: w.disabledReason };
     if (d.inFlightUntil !== null) return { outcome: "in_flight", inFlightUntil: d.inFlightUntil };
     await tx.query(
       `UPDATE deliveries SET status = 'pending', next_attempt_time = now(), lease_until = NULL

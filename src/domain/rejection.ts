@@ -50,6 +50,7 @@ export const REASONS = {
   CURSOR_EXPIRED: "failed_precondition",
   // Webhook deliveries.
   DELIVERY_IN_FLIGHT: "failed_precondition",
+  WEBHOOK_DISABLED: "failed_precondition",
   // Capacity of the server or of a consumer.
   CONSUMER_TOO_SLOW: "resource_exhausted",
   // Over a rate limit (of the API key or its tenant): retry after the delay given.

@@ -215,6 +215,12 @@ export function webhookService(
             `webhook "${req.webhookId}" has no delivery "${req.deliveryId}"`,
             { fieldViolations: [{ field: "delivery_id", description: "no such delivery" }] },
           );
+        case "webhook_disabled":
+          throw new Rejection(
+            "WEBHOOK_DISABLED",
+            `webhook "${req.webhookId}" is disabled (${retry.disabledReason}): nothing is sent to it; re-enable it with UpdateWebhook (state WEBHOOK_STATE_ACTIVE), then retry`,
+            { metadata: { disabled_reason: retry.disabledReason } },
+          );
         case "in_flight":
           throw new Rejection(
             "DELIVERY_IN_FLIGHT",

@@ -1,6 +1,6 @@
 import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
-import { poolDb } from "../../src/db/pool.js";
+import { clientDb, poolDb } from "../../src/db/pool.js";
 import { dispatchEvents, leaseDue, retryDelivery } from "../../src/db/webhooks.js";
 import { seededDatabase, waitUntilBlocked } from "../support/database.js";
 
@@ -134,5 +134,48 @@ describe("retrying a delivery by hand", () => {
       outcome: "retried",
     });
     expect((await leaseDue(pool, 10, 60_000)).map((d) => d.id)).toEqual([id]);
+  });
+
+  it("refuses a disabled endpoint's delivery, also when the disabling commits while it runs", async () => {
+    const id = await deliveryOfNewEndpoint("whk_off");
+    await pool.query(
+      "UPDATE deliveries SET status = 'failed', next_attempt_time = NULL WHERE id = $1",
+      [id],
+    );
+    const disabling = await pool.connect();
+    try {
+      // What recordAttempt does when an endpoint answers 410 Gone, not yet committed.
+      await disabling.query("BEGIN");
+      await disabling.query(
+        "UPDATE webhooks SET state = 'disabled', disabled_reason = 'gone' WHERE id = 'whk_off'",
+      );
+      await disabling.query(
+        "UPDATE deliveries SET status = 'failed' WHERE webhook_id = 'whk_off' AND status = 'pending'",
+      );
+      // A retry that read the endpoint as active and committed after the
+      // disabling would leave the delivery pending, silently, until the
+      // endpoint is re-enabled. It must wait and see the endpoint disabled.
+      // (It runs in an open transaction, as an idempotent call's does.)
+      const retrier = await pool.connect();
+      try {
+        await retrier.query("BEGIN");
+        const retry = retryDelivery(clientDb(retrier), "ten_a", "whk_off", id);
+        await waitUntilBlocked(retrier, poolUrl, retry);
+        await disabling.query("COMMIT");
+        expect(await retry).toEqual({ outcome: "webhook_disabled", disabledReason: "gone" });
+        await retrier.query("COMMIT");
+      } finally {
+        await retrier.query("ROLLBACK");
+        retrier.release();
+      }
+    } finally {
+      await disabling.query("ROLLBACK");
+      disabling.release();
+    }
+    const { rows } = await pool.query(
+      "SELECT status, next_attempt_time FROM deliveries WHERE id = $1",
+      [id],
+    );
+    expect(rows[0]).toEqual({ status: "failed", next_attempt_time: null });
   });
 });

@@ -505,6 +505,51 @@ describe("delivery", () => {
       await receiver.stop();
     }
   });
+
+  it("refuses to retry a delivery of a disabled endpoint, until it is re-enabled", async () => {
+    const w = await bookingWorld(server.url);
+    let status = 410;
+    const receiver = await webhookReceiver({ secrets: () => [], respond: () => status });
+    try {
+      const e = await endpoint(w, receiver.url());
+      await w.bookings.createHold({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(5, 10),
+      });
+      await receiver.waitFor((r) => r.length >= 1);
+      let hook = (await e.webhooks.getWebhook({ webhookId: e.id })).webhook;
+      for (let i = 0; i < 100 && hook?.state !== WebhookState.DISABLED; i++) {
+        await sleep(50);
+        hook = (await e.webhooks.getWebhook({ webhookId: e.id })).webhook;
+      }
+      expect(hook?.state).toBe(WebhookState.DISABLED);
+      const [delivery] = (await e.webhooks.listDeliveries({ webhookId: e.id })).deliveries;
+      const deliveryId = delivery?.id as string;
+      const err = await rejected(
+        e.webhooks.retryDelivery({ webhookId: e.id, deliveryId }),
+        Code.FailedPrecondition,
+        "WEBHOOK_DISABLED",
+      );
+      expect(err.findDetails(ErrorInfoSchema)[0]?.metadata).toEqual({
+        disabled_reason: "the endpoint answered 410 Gone",
+      });
+      // Nothing was queued to wait for a re-enabling in silence.
+      const [after] = (await e.webhooks.listDeliveries({ webhookId: e.id })).deliveries;
+      expect(after?.status).toBe(DeliveryStatus.FAILED);
+      expect(after?.nextAttemptTime).toBeUndefined();
+      status = 200;
+      await e.webhooks.updateWebhook({ webhook: { id: e.id, state: WebhookState.ACTIVE } });
+      await sleep(300);
+      expect(receiver.received).toHaveLength(1);
+      const retried = await e.webhooks.retryDelivery({ webhookId: e.id, deliveryId });
+      expect(retried.delivery?.status).not.toBe(DeliveryStatus.FAILED);
+      const got = await receiver.waitFor((r) => r.length >= 2);
+      expect(got[1]?.id).toBe(got[0]?.id);
+    } finally {
+      await receiver.stop();
+    }
+  });
 });
 
 describe("a server killed during delivery", () => {

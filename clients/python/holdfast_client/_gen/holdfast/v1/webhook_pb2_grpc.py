@@ -126,6 +126,10 @@ class WebhookServiceServicer(object):
         reason DELIVERY_IN_FLIGHT, so a delivery is never sent twice at once:
         that attempt's result shows in ListDeliveries when it ends (ErrorInfo
         metadata `in_flight_until`: by then at the latest); retry then if it failed.
+        A delivery of a disabled endpoint is refused with FailedPrecondition,
+        reason WEBHOOK_DISABLED (ErrorInfo metadata `disabled_reason`), and left
+        as it is: re-enable the endpoint with UpdateWebhook first. One of a
+        paused endpoint is attempted once the endpoint is resumed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
