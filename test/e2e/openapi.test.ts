@@ -356,6 +356,12 @@ describe("the reasons each operation lists", () => {
     );
     const [first, second] = slots.body.slots;
     await made("BookingService_CreateHold", { slotId: first.slotId }, key);
+    // The resource at its bound of overrides (written straight to the table).
+    await server.pool.query(
+      `INSERT INTO overrides (tenant_id, resource_id, kind, all_day, start_date)
+       SELECT $1, $2, 'block', true, date '2030-01-01' + g FROM generate_series(1, 1000) AS g`,
+      [tenantId, resourceId],
+    );
     // Everything is at its quota now (the tenant's first key is its one API key).
     const one = { bookingsPerMonth: 1, activeHolds: 1, resources: 1, services: 1 };
     await made(
@@ -385,6 +391,10 @@ describe("the reasons each operation lists", () => {
         { url: "https://hooks.example.com/other", eventTypes: ["booking.held"] },
       ],
       ["KeyService_CreateApiKey", { scopes: ["bookings.read"] }],
+      [
+        "ResourceService_CreateOverride",
+        { resourceId, kind: "OVERRIDE_KIND_BLOCK", allDay: true, startDate: "2031-01-01" },
+      ],
     ];
     for (const [operationId, body] of refused) {
       const answer = await call(operationId, body, key); // checks the document lists it
