@@ -216,11 +216,7 @@ export function webhookService(
             { fieldViolations: [{ field: "delivery_id", description: "no such delivery" }] },
           );
         case "webhook_disabled":
-          throw new Rejection(
-            "WEBHOOK_DISABLED",
-            `webhook "${req.webhookId}" is disabled (${retry.disabledReason}): nothing is sent to it; re-enable it with UpdateWebhook (state WEBHOOK_STATE_ACTIVE), then retry`,
-            { metadata: { disabled_reason: retry.disabledReason } },
-          );
+          throw webhookDisabled(req.webhookId, retry.disabledReason, "retry");
         case "in_flight":
           throw new Rejection(
             "DELIVERY_IN_FLIGHT",
@@ -237,6 +233,7 @@ export function webhookService(
     async sendTestEvent(req, ctx) {
       const tenantId = principalOf(ctx).tenantId;
       const w = await existing(tenantId, req.webhookId);
+      if (w.state === "disabled") throw webhookDisabled(w.id, w.disabledReason, "send it again");
       const eventId = `evt_test_${randomUUID().replaceAll("-", "")}`;
       const body = deliveryBody("webhook.test", new Date(), {
         webhookId: w.id,
@@ -254,4 +251,13 @@ export function webhookService(
       };
     },
   };
+}
+
+/** WEBHOOK_DISABLED: nothing is sent to a disabled endpoint, so nothing is queued for it. */
+function webhookDisabled(webhookId: string, disabledReason: string, then: string): Rejection {
+  return new Rejection(
+    "WEBHOOK_DISABLED",
+    `webhook "${webhookId}" is disabled (${disabledReason}): nothing is sent to it; re-enable it with UpdateWebhook (state WEBHOOK_STATE_ACTIVE), then ${then}`,
+    { metadata: { disabled_reason: disabledReason } },
+  );
 }

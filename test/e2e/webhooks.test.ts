@@ -506,7 +506,7 @@ describe("delivery", () => {
     }
   });
 
-  it("refuses to retry a delivery of a disabled endpoint, until it is re-enabled", async () => {
+  it("refuses to retry a delivery of a disabled endpoint, or send it a test event, until it is re-enabled", async () => {
     const w = await bookingWorld(server.url);
     let status = 410;
     const receiver = await webhookReceiver({ secrets: () => [], respond: () => status });
@@ -538,6 +538,16 @@ describe("delivery", () => {
       const [after] = (await e.webhooks.listDeliveries({ webhookId: e.id })).deliveries;
       expect(after?.status).toBe(DeliveryStatus.FAILED);
       expect(after?.nextAttemptTime).toBeUndefined();
+      // A test event is refused alike, and queues nothing.
+      const test = await rejected(
+        e.webhooks.sendTestEvent({ webhookId: e.id }),
+        Code.FailedPrecondition,
+        "WEBHOOK_DISABLED",
+      );
+      expect(test.findDetails(ErrorInfoSchema)[0]?.metadata).toEqual({
+        disabled_reason: "the endpoint answered 410 Gone",
+      });
+      expect((await e.webhooks.listDeliveries({ webhookId: e.id })).deliveries).toHaveLength(1);
       status = 200;
       await e.webhooks.updateWebhook({ webhook: { id: e.id, state: WebhookState.ACTIVE } });
       await sleep(300);

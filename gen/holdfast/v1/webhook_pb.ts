@@ -746,7 +746,9 @@ export const WebhookService: GenService<{
   /**
    * Queues a `webhook.test` event for the endpoint, outside the outbox (no
    * stream sees it), and returns its delivery to follow with
-   * ListDeliveries. A paused endpoint gets it once resumed.
+   * ListDeliveries. A paused endpoint gets it once resumed; a disabled one
+   * is refused with FailedPrecondition, reason WEBHOOK_DISABLED (ErrorInfo
+   * metadata `disabled_reason`): re-enable it with UpdateWebhook first.
    *
    * @generated from rpc holdfast.v1.WebhookService.SendTestEvent
    */

@@ -138,7 +138,9 @@ class WebhookServiceServicer(object):
     def SendTestEvent(self, request, context):
         """Queues a `webhook.test` event for the endpoint, outside the outbox (no
         stream sees it), and returns its delivery to follow with
-        ListDeliveries. A paused endpoint gets it once resumed.
+        ListDeliveries. A paused endpoint gets it once resumed; a disabled one
+        is refused with FailedPrecondition, reason WEBHOOK_DISABLED (ErrorInfo
+        metadata `disabled_reason`): re-enable it with UpdateWebhook first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
