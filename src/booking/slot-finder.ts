@@ -129,13 +129,19 @@ export class SlotFinder {
     return { slots, occupancy, resources: current };
   }
 
-  /** Up to three free slots near a taken time, the same resource first, as offers with ids. */
+  /**
+   * Up to three free slots near a taken time, the same resource first, as
+   * offers with ids; under `rules` (a version of the service's policy) when
+   * given, else its current policy.
+   */
   alternatives(
     tenantId: string,
     service: ServiceSnapshot,
     requested: { resourceId: string; startMs: number; durationMs: number },
+    rules?: { version: number } & ServiceRules,
   ): Promise<OfferedSlot[]> {
-    const key = `${service.id}/${service.policyVersion}/${requested.resourceId}/${requested.startMs}/${requested.durationMs}`;
+    const version = rules?.version ?? service.policyVersion;
+    const key = `${service.id}/${service.policyVersion}/${version}/${requested.resourceId}/${requested.startMs}/${requested.durationMs}`;
     const now = performance.now();
     let recent = this.recentAlternatives.get(tenantId);
     const reusable = recent?.get(key);
@@ -146,7 +152,7 @@ export class SlotFinder {
       this.recentAlternatives.set(tenantId, recent);
     }
     for (const [k, r] of recent) if (now - r.madeAt >= ALTERNATIVES_REUSE_MS) recent.delete(k);
-    const offers = this.findAlternatives(tenantId, service, requested);
+    const offers = this.findAlternatives(tenantId, service, requested, rules);
     recent.set(key, { madeAt: now, offers });
     offers.catch(() => recent.delete(key));
     return offers;
@@ -161,6 +167,7 @@ export class SlotFinder {
     tenantId: string,
     service: ServiceSnapshot,
     requested: { resourceId: string; startMs: number; durationMs: number },
+    rules: ServiceRules | undefined,
   ): Promise<OfferedSlot[]> {
     const resourceList = await this.resourcesOf(tenantId, service, []);
     const nearest = async (afterMs: number) => {
@@ -174,6 +181,7 @@ export class SlotFinder {
         resourceList,
         range,
         requested.durationMs,
+        rules,
       );
       const near = nearestAlternatives(
         slots,

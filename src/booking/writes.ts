@@ -12,7 +12,7 @@ import type { CatalogCache } from "../db/catalog-cache.js";
 import { mustRetry } from "../db/errors.js";
 import { type IdempotencyClaim, keepOrReplay, type Outcome } from "../db/idempotency.js";
 import type { Queryable } from "../db/pool.js";
-import { fairOrder, localDay } from "../domain/availability.js";
+import { fairOrder, localDay, type ServiceRules } from "../domain/availability.js";
 import {
   checkBookable,
   checkResource,
@@ -100,7 +100,14 @@ export type Written = Outcome & { alternatives?: OfferedSlot[] };
 type Target = { service: ServiceSnapshot; resourceId: string; startMs: number; endMs: number };
 
 /** Where to look for alternatives if the write finds the time taken. */
-type Near = { service: ServiceSnapshot; resourceId: string; startMs: number; endMs: number };
+type Near = {
+  service: ServiceSnapshot;
+  resourceId: string;
+  startMs: number;
+  endMs: number;
+  /** The rules the write was checked under, when not the service's current ones (a move's). */
+  rules?: { version: number } & ServiceRules;
+};
 
 /** A write is retried when something changed between checking and writing (see mustRetry). */
 export const MAX_ATTEMPTS = 3;
@@ -171,7 +178,9 @@ export async function reschedule(
       throw new Error(`policy version ${current.policyVersion} of ${current.serviceId} is missing`);
     const r = await resource(w, tenantId, t.resourceId || current.resourceId);
     checkResource(t.service, r);
-    near = { ...t, resourceId: r.id };
+    // A move is checked under the booking's own policy version: so are the
+    // free times offered when it is refused.
+    near = { ...t, resourceId: r.id, rules: { ...rules, version: current.policyVersion } };
     checkTime(rules, r, t);
     return timed(w, "reschedule_booking", () =>
       rescheduleBooking(
@@ -404,10 +413,15 @@ async function withAlternatives(
 
 function alternativesNear(w: BookingWrites, tenantId: string, near: Near): Promise<OfferedSlot[]> {
   return w.finder
-    .alternatives(tenantId, near.service, {
-      resourceId: near.resourceId,
-      startMs: near.startMs,
-      durationMs: near.endMs - near.startMs,
-    })
+    .alternatives(
+      tenantId,
+      near.service,
+      {
+        resourceId: near.resourceId,
+        startMs: near.startMs,
+        durationMs: near.endMs - near.startMs,
+      },
+      near.rules,
+    )
     .catch(() => []);
 }

@@ -14,9 +14,10 @@ import {
 import type { IdempotencyClaim } from "../../src/db/idempotency.js";
 import { poolDb } from "../../src/db/pool.js";
 import { updateResource } from "../../src/db/resources.js";
+import { updateService } from "../../src/db/services.js";
 import { createTenant } from "../../src/db/tenants.js";
 import { Rejection } from "../../src/domain/rejection.js";
-import { bookingWritesOn, serviceOver } from "../support/booking-writes.js";
+import { bookingWritesOn, serviceOver, thirtyMinutePolicy } from "../support/booking-writes.js";
 import { freshDatabase } from "../support/database.js";
 
 /**
@@ -256,6 +257,34 @@ describe("reschedule", () => {
     const taken = await reschedule(w, tenantId, move(mine, MONDAY + 14 * HOUR), undefined);
     expect(taken.error?.reason).toBe("SLOT_UNAVAILABLE");
     expect(taken.alternatives?.map((a) => a.resourceId)).toEqual([rid, rid, rid]);
+  });
+  it("offers, for a move refused, free times under the booking's own policy version", async () => {
+    const { serviceId, resourceIds } = await world(1);
+    const [rid] = resourceIds as [string];
+    await book(w, tenantId, request(serviceId, MONDAY + 14 * HOUR, { resourceId: rid }), undefined);
+    const mine = await holdAt(serviceId, rid, MONDAY + 9 * HOUR);
+    // Version 2 starts bookings every 15 minutes; the hold keeps version 1's 30.
+    await updateService(poolDb(pool), tenantId, serviceId, {
+      policy: { ...thirtyMinutePolicy, slotIntervalMs: 15 * MINUTE },
+    });
+    const taken = await reschedule(w, tenantId, move(mine, MONDAY + 14 * HOUR), undefined);
+    expect(taken.error?.reason).toBe("SLOT_UNAVAILABLE");
+    const offered = taken.alternatives ?? [];
+    expect(offered.map((a) => a.startMs)).toEqual([
+      MONDAY + 13 * HOUR + 30 * MINUTE,
+      MONDAY + 14 * HOUR + 30 * MINUTE,
+      MONDAY + 13 * HOUR,
+    ]);
+    // Each is one the move takes.
+    for (const alt of offered) {
+      const moved = await reschedule(
+        w,
+        tenantId,
+        { ...move(mine, 0), slotId: alt.slotId, startMs: 0, endMs: 0 },
+        undefined,
+      );
+      expect(bookingOf(moved).status).toBe("BOOKING_STATUS_HELD");
+    }
   });
 });
 
