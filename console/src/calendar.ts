@@ -283,14 +283,23 @@ export function calendarPage(root: HTMLElement): () => void {
       slots = [];
       return;
     }
-    const res = await api.availability.listSlots({
-      serviceId,
-      resourceIds,
-      startTime: timestampFromMs(startMs),
-      endTime: timestampFromMs(toMs),
-      pageSize: 5000,
-    });
-    if (seq === loadSeq) slots = res.slots;
+    // A call's work is bounded: a page may come short with a token, so read
+    // on until the week is searched or 5,000 slots are found.
+    const found: Slot[] = [];
+    let pageToken = "";
+    do {
+      const res = await api.availability.listSlots({
+        serviceId,
+        resourceIds,
+        startTime: timestampFromMs(startMs),
+        endTime: timestampFromMs(toMs),
+        pageSize: 5000 - found.length,
+        pageToken,
+      });
+      found.push(...res.slots);
+      pageToken = res.nextPageToken;
+    } while (pageToken && found.length < 5000 && seq === loadSeq);
+    if (seq === loadSeq) slots = found;
   }
 
   // Slots change with every booking event: refetch them at most every 300 ms.

@@ -25,6 +25,33 @@ const ALTERNATIVES_AFTER_MS = 48 * HOUR_MS;
 const ALTERNATIVES_REACH_MS = 14 * DAY_MS;
 const ALTERNATIVES_OFFERED = 3;
 /**
+ * The most grid starts (resources x starts on the grid) one search for
+ * alternatives judges, so a refusal costs the same bounded work on a
+ * service of 500 resources on a one-minute grid as on one room.
+ */
+const ALTERNATIVES_GRID_STARTS = 50_000;
+
+/**
+ * Where to look for alternatives to a time asked for at `startMs`: from
+ * `beforeMs` before it to `afterMs` after it, narrowed on both sides alike
+ * so that `resources` resources on a grid of `stepMs` hold at most
+ * ALTERNATIVES_GRID_STARTS starts.
+ */
+export function alternativesRange(
+  startMs: number,
+  beforeMs: number,
+  afterMs: number,
+  stepMs: number,
+  resources: number,
+): Interval {
+  const most = Math.max(1, Math.floor(ALTERNATIVES_GRID_STARTS / Math.max(1, resources))) * stepMs;
+  const scale = Math.min(1, most / (beforeMs + afterMs));
+  return {
+    start: startMs - Math.floor(beforeMs * scale),
+    end: startMs + Math.ceil(afterMs * scale),
+  };
+}
+/**
  * When many callers lose the same slot at once, the first computes the
  * alternatives and the rest reuse them for this long, unless a booking of
  * the tenant changes through this instance meanwhile.
@@ -170,11 +197,15 @@ export class SlotFinder {
     rules: ServiceRules | undefined,
   ): Promise<OfferedSlot[]> {
     const resourceList = await this.resourcesOf(tenantId, service, []);
+    const { policy } = rules ?? service;
     const nearest = async (afterMs: number) => {
-      const range = {
-        start: requested.startMs - ALTERNATIVES_BEFORE_MS,
-        end: requested.startMs + afterMs,
-      };
+      const range = alternativesRange(
+        requested.startMs,
+        ALTERNATIVES_BEFORE_MS,
+        afterMs,
+        policy.slotIntervalMs ?? requested.durationMs,
+        resourceList.length,
+      );
       const { slots, resources } = await this.free(
         tenantId,
         service,

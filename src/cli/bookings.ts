@@ -1,4 +1,4 @@
-import { type DescMessage, type MessageShape, toJson } from "@bufbuild/protobuf";
+import { create, type DescMessage, type MessageShape, toJson } from "@bufbuild/protobuf";
 import { durationFromMs, type Timestamp, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { Command } from "commander";
 import { ListSlotsResponseSchema, type Slot } from "../../gen/holdfast/v1/availability_pb.js";
@@ -141,14 +141,24 @@ export function bookingCommands(program: Command): void {
         const from: number = day === undefined ? (o.from ?? Date.now()) : day - 14 * HOUR_MS;
         const to: number =
           day === undefined ? (o.to ?? from + 7 * DAY_MS) : day + DAY_MS + 12 * HOUR_MS;
-        const answer = await api.client.availability.listSlots({
-          serviceId: o.service,
-          resourceIds: o.resource ?? [],
-          startTime: timestampFromMs(from),
-          endTime: timestampFromMs(to),
-          duration: o.duration === undefined ? undefined : durationFromMs(o.duration),
-          pageSize: day === undefined ? o.limit : 5000,
-        });
+        // A call's work is bounded: a page may come short with a token, so
+        // read on until the page size is reached or the range is searched.
+        const pageSize = day === undefined ? o.limit : 5000;
+        const answer = create(ListSlotsResponseSchema);
+        do {
+          const page = await api.client.availability.listSlots({
+            serviceId: o.service,
+            resourceIds: o.resource ?? [],
+            startTime: timestampFromMs(from),
+            endTime: timestampFromMs(to),
+            duration: o.duration === undefined ? undefined : durationFromMs(o.duration),
+            pageSize: pageSize - answer.slots.length,
+            pageToken: answer.nextPageToken,
+          });
+          answer.slots.push(...page.slots);
+          answer.timeZones = page.timeZones;
+          answer.nextPageToken = page.nextPageToken;
+        } while (answer.nextPageToken && answer.slots.length < pageSize);
         const zone = (s: Slot) => s.timeZone || "UTC";
         const inRange =
           o.date === undefined

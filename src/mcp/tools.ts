@@ -358,12 +358,17 @@ const findSlots: ToolDef<z.ZodObject> = {
       const slots: SlotView[] = answer.slots.map(slotView);
       const data: Record<string, unknown> = { slots };
       let summary =
-        slots.length === 0
-          ? `No free time between ${between(search, answer.timeZones)}: try a later range or another resource.`
-          : `${slots.length} free slot(s), earliest ${slots[0]?.local_start_time} ${slots[0]?.time_zone}. Hold one with hold_slot(slot_id).`;
+        slots.length > 0
+          ? `${slots.length} free slot(s), earliest ${slots[0]?.local_start_time} ${slots[0]?.time_zone}. Hold one with hold_slot(slot_id).`
+          : answer.nextPageToken
+            ? "No free time in the first part of the range searched (a call searches a bounded amount)."
+            : `No free time between ${between(search, answer.timeZones)}: try a later range or another resource.`;
       if (answer.nextPageToken) {
         data.page_token = encodeSearch({ ...search, api_token: answer.nextPageToken });
-        summary += " More slots follow: call find_slots with page_token.";
+        summary +=
+          slots.length > 0
+            ? " More slots follow: call find_slots with page_token."
+            : " Call find_slots with page_token to search on.";
       }
       return ok(summary, data);
     });

@@ -30,6 +30,13 @@ const SLOT_PAGES = { defaultSize: 1000, maxSize: 5000 };
  * resource is still one round and one round trip.
  */
 const GRID_STARTS_PER_ROUND = 20_000;
+/**
+ * The most grid starts one call judges, over all its rounds: a service of
+ * many resources on a fine grid with little free could otherwise cost
+ * seconds a call. Past it the page ends short (even empty) with a
+ * next_page_token that searches on from where this one stopped.
+ */
+const GRID_STARTS_PER_CALL = 200_000;
 /** A first round covers this many grid starts per slot the page needs. */
 const FIRST_ROUND_STARTS_PER_SLOT = 4;
 
@@ -121,13 +128,22 @@ export function availabilityService(
     const stepMs = service.policy.slotIntervalMs ?? durationMs;
     const perStep = Math.max(1, resources.length);
     let sofar: { found: number; searched: number; last: number } | undefined;
-    for (let from = after?.start ?? f.startTime; from < f.endTime && slots.length <= page.size; ) {
-      const starts = roundStarts(page.size + 1 - slots.length, sofar);
-      // At least a day a round, so that a round always moves on.
-      const to = Math.min(
-        f.endTime,
-        from + Math.max(DAY_MS, Math.floor(starts / perStep) * stepMs),
+    // A day a round at least (fewer round trips), unless a day of every
+    // resource is more than a round may judge; one grid step at the least.
+    const leastSteps = Math.max(
+      1,
+      Math.min(Math.floor(DAY_MS / stepMs), Math.floor(GRID_STARTS_PER_ROUND / perStep)),
+    );
+    let from = after?.start ?? f.startTime;
+    while (from < f.endTime && slots.length <= page.size) {
+      const left = GRID_STARTS_PER_CALL - (sofar?.searched ?? 0);
+      if (left < perStep) break;
+      const starts = Math.min(roundStarts(page.size + 1 - slots.length, sofar), left);
+      const steps = Math.min(
+        Math.max(leastSteps, Math.floor(starts / perStep)),
+        Math.floor(left / perStep),
       );
+      const to = Math.min(f.endTime, from + steps * stepMs);
       const found = await finder.free(
         tenantId,
         service,
@@ -141,7 +157,12 @@ export function availabilityService(
       sofar = { found: slots.length, searched: (sofar?.searched ?? 0) + last, last };
       from = to;
     }
-    const { items, nextPageToken } = writePage(slots, page, (s) => `${s.start}|${s.resourceId}`);
+    const written = writePage(slots, page, (s) => `${s.start}|${s.resourceId}`);
+    const { items } = written;
+    // Stopped at GRID_STARTS_PER_CALL before the page filled: the next page
+    // goes on from every resource's slots at `from`.
+    const nextPageToken =
+      written.nextPageToken || (from < f.endTime ? page.tokenFor(`${from}|`) : "");
     const answer = create(ListSlotsResponseSchema, {
       timeZones: Object.fromEntries(resources.map((r) => [r.id, r.timeZone])),
       nextPageToken,

@@ -315,6 +315,37 @@ describe("ListSlots", () => {
     expect(paged.map(key)).toEqual(byDay.map(key));
   });
 
+  it("bounds the work of a call: over a long closed stretch of many resources, pages come short with a token", async () => {
+    // 150 resources on a one-minute grid, closed all weekend: 432,000 grid
+    // starts before Monday's first slot, more than one call judges.
+    const c = await clinic({
+      resources: 150,
+      policy: { durations: [minutes(30)], slotInterval: minutes(1) },
+    });
+    const monday = nextMonday();
+    const window = { serviceId: c.serviceId, ...range(monday - 2 * DAY, monday + DAY) };
+    const first = await c.slots.listSlots({ ...window, pageSize: 5 });
+    expect(first.slots).toEqual([]);
+    expect(first.nextPageToken).not.toBe("");
+    expect(Object.keys(first.timeZones)).toHaveLength(150);
+    // Paging on finds Monday's first slots, as one call over Monday alone does.
+    let page = first;
+    let pages = 1;
+    while (page.slots.length === 0 && page.nextPageToken !== "" && pages < 20) {
+      page = await c.slots.listSlots({ ...window, pageSize: 5, pageToken: page.nextPageToken });
+      pages++;
+    }
+    expect(pages).toBeGreaterThan(2);
+    const monday9 = await c.slots.listSlots({
+      ...window,
+      ...range(monday, monday + DAY),
+      pageSize: 5,
+    });
+    const key = (s: Slot) => `${ms(s.startTime)} ${s.resourceId}`;
+    expect(page.slots.map(key)).toEqual(monday9.slots.map(key));
+    expect(iso(ms(page.slots[0]?.startTime))).toBe(iso(monday + 9 * HOUR));
+  }, 60_000);
+
   it("notices a service changed elsewhere before its notification arrives", async () => {
     const c = await clinic();
     const monday = nextMonday();

@@ -95,7 +95,9 @@ export type ListSlotsResponse = Message<"holdfast.v1.ListSlotsResponse"> & {
   timeZones: { [key: string]: string };
 
   /**
-   * Set when more slots follow: pass it as page_token to get them.
+   * Set when more slots may follow: pass it as page_token to get them. A
+   * call's work is bounded, so a page may hold fewer slots than page_size,
+   * even none, and still carry a token; only an empty token ends the list.
    *
    * @generated from field: string next_page_token = 3;
    */
