@@ -94,7 +94,10 @@ export function renderCalendarFeed(
 ): string {
   const calendar = ical({
     prodId: { company: "Holdfast", product: "Holdfast", language: "EN" },
-    name: cal.name,
+    // ical-generator writes the name as it is given, into NAME and
+    // X-WR-CALNAME: escaped here, or a line break in a resource's or
+    // service's name would end the line and start properties of its own.
+    name: textValue(cal.name),
     description: cal.truncated
       ? `The first ${MAX_FEED_EVENTS} bookings of the window only`
       : undefined,
@@ -126,14 +129,16 @@ export function renderCalendarFeed(
         status === ICalEventStatus.CANCELLED
           ? ICalEventTransparency.TRANSPARENT
           : ICalEventTransparency.OPAQUE,
-      summary: f.freeBusy ? "Busy" : summaryOf(b),
+      summary: f.freeBusy ? "Busy" : printable(summaryOf(b)),
     });
     if (f.freeBusy) continue;
-    event.location(b.resourceName);
-    event.description(descriptionOf(b));
+    // ical-generator escapes these as TEXT, line breaks included, but keeps
+    // other control characters, which TEXT may not hold.
+    event.location(printable(b.resourceName));
+    event.description(printable(descriptionOf(b)));
     if (b.attendee.email) {
       const attendee = {
-        email: b.attendee.email,
+        email: printable(b.attendee.email),
         role: ICalAttendeeRole.REQ,
         status: {
           [ICalEventStatus.CONFIRMED]: ICalAttendeeStatus.ACCEPTED,
@@ -185,6 +190,23 @@ export function paramValue(text: string): string {
     .replace(/\r\n|\r|\n/g, "^n")
     .replace(/\p{Cc}/gu, (c) => (c === "\t" ? c : ""));
   return `"${encoded}"`;
+}
+
+/**
+ * `text` as an iCalendar TEXT value (RFC 5545 3.3.11): `\\`, `\;` and `\,`
+ * for what the format reserves, `\n` for a line break (CRLF, CR or LF), and
+ * other control characters, which TEXT may not hold, left out (tabs are
+ * kept). For the properties ical-generator writes without escaping.
+ */
+export function textValue(text: string): string {
+  return printable(text.replace(/\r\n|\r|\n/g, "\n"))
+    .replace(/[\\;,]/g, (c) => `\\${c}`)
+    .replace(/\n/g, "\\n");
+}
+
+/** `text` without the control characters no TEXT value may hold; tabs and line breaks stay. */
+export function printable(text: string): string {
+  return text.replace(/\p{Cc}/gu, (c) => (c === "\t" || c === "\r" || c === "\n" ? c : ""));
 }
 
 function summaryOf(b: FeedBooking): string {

@@ -6,6 +6,7 @@ import {
   MAX_FEED_EVENTS,
   paramValue,
   renderCalendarFeed,
+  textValue,
   vtimezone,
 } from "../../src/domain/calendar-feed.js";
 
@@ -70,6 +71,11 @@ describe("calendar feed text", () => {
     expect(paramValue('say "hi"^\r\nbye')).toBe(`"say ^'hi^'^^^nbye"`);
     expect(paramValue("a\tb\u0000c\u001bd\u007fe")).toBe('"a\tbcde"');
     expect(paramValue("Zoë; Dr., MD: x\\y")).toBe('"Zoë; Dr., MD: x\\y"');
+  });
+
+  it("encodes TEXT values per RFC 5545, leaving out controls no value may hold", () => {
+    expect(textValue("a\\b;c,d\r\ne\rf\ng")).toBe("a\\\\b\\;c\\,d\\ne\\nf\\ng");
+    expect(textValue("a\tb\u0000c\u001bd\u007fe\u0085f")).toBe("a\tbcdef");
   });
 
   it("says when the cap cut the feed short", () => {

@@ -62,6 +62,12 @@ type ParsedEvent = {
   description: string;
 };
 
+// NAME (RFC 7986) and X-WR-CALNAME are TEXT, which ical.js knows of
+// neither: told so, it decodes their escapes as a calendar app does.
+for (const name of ["name", "x-wr-calname"]) {
+  ICAL.design.icalendar.property[name] = { defaultType: "text" };
+}
+
 /** The feed at `urlPath`, fetched without a key and parsed with ical.js. */
 async function readFeed(urlPath: string) {
   const res = await fetch(`${server.url}${urlPath}`);
@@ -88,6 +94,7 @@ async function readFeed(urlPath: string) {
   return {
     text,
     name: String(calendar.getFirstPropertyValue("x-wr-calname")),
+    title: String(calendar.getFirstPropertyValue("name")),
     zone: String(calendar.getFirstPropertyValue("x-wr-timezone")),
     zones: calendar
       .getAllSubcomponents("vtimezone")
@@ -225,6 +232,52 @@ describe("calendar feeds", () => {
     expect(cal.text).toContain(
       `ATTENDEE;CN="Ann ^'Nan^' O\\Brien; CEO, ^^_^^: on call^nnights";ROLE=REQ-PARTICIPANT`,
     );
+  });
+
+  it("escapes resource and service names: a line break in one adds no lines to the feed", async () => {
+    const evil =
+      "Evil\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:x\r\nSUMMARY:INJECTED; a, b \\ c\u0007\u001b";
+    // What a parser reads back: each line break as one \n, controls gone.
+    const shown = "Evil\nEND:VEVENT\nBEGIN:VEVENT\nUID:x\nSUMMARY:INJECTED; a, b \\ c";
+    const resources = clientFor(ResourceService, server.url, key);
+    const { resource } = await resources.createResource({ name: "Quiet", timeZone: BERLIN });
+    const id = resource?.id as string;
+    const { service } = await clientFor(CatalogService, server.url, key).createService({
+      name: evil,
+      resourceIds: [id],
+      policy: { durations: [minutes(30)], slotInterval: minutes(30) },
+    });
+    const startMs = nineAm(BERLIN, nextClockChange(NEW_YORK), 6);
+    const { booking } = await clientFor(BookingService, server.url, key).createBooking({
+      serviceId: service?.id as string,
+      resourceId: id,
+      startTime: timestampFromMs(startMs),
+      endTime: timestampFromMs(startMs + 30 * MINUTE),
+      attendee: { name: "Kay" },
+    });
+    const byResource = await feeds.createCalendarFeed({ resourceId: id });
+    // Renamed after the feed exists, as anyone who may rename a resource could.
+    await resources.updateResource({
+      resource: { id, name: evil },
+      updateMask: { paths: ["name"] },
+    });
+    const byService = await feeds.createCalendarFeed({ serviceId: service?.id as string });
+    for (const { urlPath } of [byResource, byService]) {
+      const cal = await readFeed(urlPath);
+      expect(cal.events.map((e) => e.uid)).toEqual([booking?.id]);
+      expect(cal.name).toBe(shown);
+      expect(cal.title).toBe(shown);
+      expect(cal.text).toContain(
+        "\r\nNAME:Evil\\nEND:VEVENT\\nBEGIN:VEVENT\\nUID:x\\nSUMMARY:INJECTED\\; a\\, b \\\\ c\r\n",
+      );
+      expect(cal.text).not.toMatch(/^(SUMMARY:INJECTED|UID:x)/m);
+      expect(cal.text).not.toContain("\u0007");
+      expect(cal.text).not.toContain("\u001b");
+    }
+    const free = await feeds.createCalendarFeed({ resourceId: id, freeBusy: true });
+    const cal = await readFeed(free.urlPath);
+    expect(cal.events.map((e) => e.uid)).toEqual([booking?.id]);
+    expect(cal.name).toBe(shown);
   });
 
   it("leaves holds out unless asked", async () => {
