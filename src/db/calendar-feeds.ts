@@ -1,11 +1,16 @@
 import { randomBytes } from "node:crypto";
 import type { JsonObject } from "@bufbuild/protobuf";
-import { hashSecret } from "./keys.js";
-import type { Queryable } from "./pool.js";
+import { checkCalendarFeedRoom } from "../domain/calendar-feed.js";
+import { scopesBeyond } from "../domain/scopes.js";
+import { hashSecret, scopesWithin } from "./keys.js";
+import type { Db, Queryable } from "./pool.js";
 
 /**
  * Calendar feeds: `hfcal_` plus 32 random bytes in the URL; only the
- * secret's SHA-256 is stored, as for API keys.
+ * secret's SHA-256 is stored, as for API keys. Each records the API key
+ * that made it (`creator_key_id`, NULL for feeds made before it was
+ * recorded): a feed answers only while that key is not revoked, and only
+ * a key holding all of that key's scopes may revoke it.
  */
 
 export type CalendarFeedRow = {
@@ -19,10 +24,12 @@ export type CalendarFeedRow = {
   description: string;
   create_time: Date;
   revoke_time: Date | null;
+  /** The API key that made it; null for feeds made before this was recorded. */
+  creator_key_id: string | null;
 };
 
 const COLUMNS =
-  "id, tenant_id, prefix, resource_id, service_id, free_busy, include_holds, description, create_time, revoke_time";
+  "id, tenant_id, prefix, resource_id, service_id, free_busy, include_holds, description, create_time, revoke_time, creator_key_id";
 
 export type NewCalendarFeed = {
   resourceId: string | null;
@@ -32,33 +39,55 @@ export type NewCalendarFeed = {
   description: string;
 };
 
+/**
+ * Adds a feed made by the key `creatorKeyId`; LIMIT_REACHED when the tenant
+ * has as many feeds not revoked as it may (checkCalendarFeedRoom). Counted
+ * under a lock of the tenant's feeds, so two concurrent adds never both
+ * take its last place.
+ */
 export async function insertCalendarFeed(
-  q: Queryable,
+  db: Db,
   tenantId: string,
+  creatorKeyId: string,
   f: NewCalendarFeed,
 ): Promise<{ secret: string; feed: CalendarFeedRow }> {
   const secret = `hfcal_${randomBytes(32).toString("base64url")}`;
-  const { rows } = await q.query<CalendarFeedRow>(
-    `INSERT INTO calendar_feeds (tenant_id, secret_hash, prefix, resource_id, service_id, free_busy, include_holds, description)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-     RETURNING ${COLUMNS}`,
-    [
-      tenantId,
-      hashSecret(secret),
-      secret.slice(0, 12),
-      f.resourceId,
-      f.serviceId,
-      f.freeBusy,
-      f.includeHolds,
-      f.description,
-    ],
-  );
-  return { secret, feed: rows[0] as CalendarFeedRow };
+  return db.transaction(async (tx) => {
+    await tx.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [
+      `quota/${tenantId}/calendar_feeds`,
+    ]);
+    const { rows: counted } = await tx.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM calendar_feeds WHERE tenant_id = $1 AND revoke_time IS NULL",
+      [tenantId],
+    );
+    checkCalendarFeedRoom(counted[0]?.n ?? 0);
+    const { rows } = await tx.query<CalendarFeedRow>(
+      `INSERT INTO calendar_feeds (tenant_id, secret_hash, prefix, resource_id, service_id, free_busy, include_holds, description, creator_key_id)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+       RETURNING ${COLUMNS}`,
+      [
+        tenantId,
+        hashSecret(secret),
+        secret.slice(0, 12),
+        f.resourceId,
+        f.serviceId,
+        f.freeBusy,
+        f.includeHolds,
+        f.description,
+        creatorKeyId,
+      ],
+    );
+    return { secret, feed: rows[0] as CalendarFeedRow };
+  });
 }
 
 /**
  * The active feed with this secret, if any: what a feed URL resolves to,
- * with Postgres's clock, which the feed's window is counted from.
+ * with Postgres's clock, which the feed's window is counted from. A feed
+ * whose creating key is revoked is not active. API keys are never deleted,
+ * only revoked; the operator key (HOLDFAST_ADMIN_KEY) has no row and cannot
+ * be revoked, so its feeds, like those made before creators were recorded,
+ * answer until they are revoked themselves.
  */
 export async function findActiveCalendarFeed(
   q: Queryable,
@@ -67,7 +96,11 @@ export async function findActiveCalendarFeed(
   const { rows } = await q.query<CalendarFeedRow & { now: Date }>(
     `SELECT ${COLUMNS}, n.now
      FROM (SELECT now() AS now) n
-     LEFT JOIN calendar_feeds ON secret_hash = $1 AND revoke_time IS NULL`,
+     LEFT JOIN calendar_feeds f ON f.secret_hash = $1 AND f.revoke_time IS NULL
+       AND NOT EXISTS (
+         SELECT 1 FROM api_keys k
+         WHERE k.tenant_id = f.tenant_id AND k.id = f.creator_key_id AND k.revoke_time IS NOT NULL
+       )`,
     [hashSecret(secret)],
   );
   const { now, ...feed } = rows[0] as CalendarFeedRow & { now: Date };
@@ -88,19 +121,48 @@ export async function listCalendarFeeds(
   return rows;
 }
 
-/** Revokes a feed; revoking a revoked feed returns it unchanged. */
+/**
+ * Revokes a feed for the key `callerKeyId`, which holds `callerScopes`: a
+ * key may revoke the feeds it made, those made by a key holding no scope
+ * beyond its own (the rule of revokeKey), and those whose creator is not
+ * recorded. Revoking a revoked feed returns it unchanged. `beyond` when
+ * the feed's creator holds scopes the caller does not (undefined ones: the
+ * operator key, which only it may answer for); undefined when there is no
+ * such feed.
+ */
 export async function revokeCalendarFeed(
   q: Queryable,
   tenantId: string,
   id: string,
-): Promise<CalendarFeedRow | undefined> {
+  caller: { keyId: string; scopes: readonly string[] },
+): Promise<
+  { feed: CalendarFeedRow } | { creatorKeyId: string; beyond: string[] | undefined } | undefined
+> {
   const { rows } = await q.query<CalendarFeedRow>(
-    `UPDATE calendar_feeds SET revoke_time = coalesce(revoke_time, now())
-     WHERE tenant_id = $1 AND id = $2
+    `UPDATE calendar_feeds f SET revoke_time = coalesce(f.revoke_time, now())
+     WHERE f.tenant_id = $1 AND f.id = $2
+       AND (f.creator_key_id IS NULL OR f.creator_key_id = $3 OR EXISTS (
+         SELECT 1 FROM api_keys k
+         WHERE k.tenant_id = f.tenant_id AND k.id = f.creator_key_id AND ${scopesWithin("k.scopes", "$4")}
+       ))
      RETURNING ${COLUMNS}`,
+    [tenantId, id, caller.keyId, [...caller.scopes]],
+  );
+  const row = rows[0];
+  if (row) return { feed: row };
+  // Not found, or made by a key holding scopes beyond the caller's: say which.
+  const held = await q.query<{ creator_key_id: string; scopes: string[] | null }>(
+    `SELECT f.creator_key_id, k.scopes FROM calendar_feeds f
+     LEFT JOIN api_keys k ON k.tenant_id = f.tenant_id AND k.id = f.creator_key_id
+     WHERE f.tenant_id = $1 AND f.id = $2`,
     [tenantId, id],
   );
-  return rows[0];
+  const creator = held.rows[0];
+  if (!creator) return undefined;
+  return {
+    creatorKeyId: creator.creator_key_id,
+    beyond: creator.scopes ? scopesBeyond(caller.scopes, creator.scopes) : undefined,
+  };
 }
 
 /** A booking as a feed shows it, with the names and zone it is shown in. */

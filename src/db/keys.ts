@@ -76,6 +76,16 @@ export async function listKeys(
 }
 
 /**
+ * SQL: true when the scopes `scopes` (a text[] expression) are all among the
+ * text[] parameter `within`, or `within` is NULL. Who may revoke what: a
+ * key may revoke a key, or a calendar feed made by a key
+ * (src/db/calendar-feeds.ts), holding no scope beyond its own.
+ */
+export function scopesWithin(scopes: string, within: string): string {
+  return `(${within}::text[] IS NULL OR ${scopes} <@ ${within}::text[])`;
+}
+
+/**
  * Revokes a key and tells every instance to forget it at once (the
  * notification is delivered when the transaction commits). Revoking a
  * revoked key returns it unchanged.
@@ -89,7 +99,7 @@ export async function revokeKey(
 ): Promise<{ key: KeyRow; secretHashHex: string } | { beyond: string[] } | undefined> {
   const { rows } = await q.query<KeyRow & { secret_hash: Buffer }>(
     `UPDATE api_keys SET revoke_time = coalesce(revoke_time, now())
-     WHERE tenant_id = $1 AND id = $2 AND ($3::text[] IS NULL OR scopes <@ $3::text[])
+     WHERE tenant_id = $1 AND id = $2 AND ${scopesWithin("scopes", "$3")}
      RETURNING ${COLUMNS}, secret_hash`,
     [tenantId, id, withinScopes ?? null],
   );

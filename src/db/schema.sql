@@ -80,6 +80,7 @@ CREATE TABLE calendar_feeds (
   description text NOT NULL DEFAULT ''::text,
   create_time timestamp with time zone NOT NULL DEFAULT now(),
   revoke_time timestamp with time zone,
+  creator_key_id text,
   CONSTRAINT calendar_feeds_check CHECK (((resource_id IS NULL) <> (service_id IS NULL))),
   CONSTRAINT calendar_feeds_pkey PRIMARY KEY (id),
   CONSTRAINT calendar_feeds_secret_hash_key UNIQUE (secret_hash),

@@ -8,6 +8,7 @@ import ical, {
   ICalEventTransparency,
 } from "ical-generator";
 import { Temporal } from "temporal-polyfill";
+import { Rejection } from "./rejection.js";
 import { DAY_MS, localDateTime, MINUTE_MS } from "./time.js";
 
 /**
@@ -23,6 +24,32 @@ export const FEED_AHEAD_MS = 366 * DAY_MS;
 export const MAX_FEED_EVENTS = 2_000;
 /** How often a calendar app is asked to fetch the feed again (REFRESH-INTERVAL). */
 export const FEED_REFRESH_MS = 15 * MINUTE_MS;
+
+/**
+ * The most feeds a tenant may have that are not revoked: every one may be
+ * fetched every few minutes by whoever holds its URL. A fixed bound, the
+ * same for every tenant.
+ */
+export const MAX_CALENDAR_FEEDS_PER_TENANT = 1_000;
+
+/**
+ * LIMIT_REACHED when a tenant that has `count` feeds not revoked may have no
+ * more, with the metadata of a used-up quota (`quota`, `limit`, `usage`).
+ */
+export function checkCalendarFeedRoom(count: number): void {
+  if (count < MAX_CALENDAR_FEEDS_PER_TENANT) return;
+  throw new Rejection(
+    "LIMIT_REACHED",
+    `the tenant has ${count} calendar feeds, the most it may have (${MAX_CALENDAR_FEEDS_PER_TENANT}); revoke one to add another`,
+    {
+      metadata: {
+        quota: "calendar_feeds",
+        limit: String(MAX_CALENDAR_FEEDS_PER_TENANT),
+        usage: String(count),
+      },
+    },
+  );
+}
 
 export type FeedOptions = { freeBusy: boolean; includeHolds: boolean };
 

@@ -33,6 +33,7 @@ export function calendarFeedOf(f: CalendarFeedRow): MessageInitShape<typeof Cale
     prefix: f.prefix,
     createTime: timestampOfDate(f.create_time),
     revokeTime: f.revoke_time ? timestampOfDate(f.revoke_time) : undefined,
+    creatorKeyId: f.creator_key_id ?? "",
   };
 }
 
@@ -58,7 +59,8 @@ export function calendarFeedService(base: Db): ServiceImpl<typeof CalendarFeedSe
   return {
     async createCalendarFeed(req, ctx) {
       const f = v.parseRequest(createSchema, req);
-      const tenantId = principalOf(ctx).tenantId;
+      const principal = principalOf(ctx);
+      const tenantId = principal.tenantId;
       const db = dbOf(ctx, base);
       if (f.resourceId !== "" && !(await getResource(db, tenantId, f.resourceId))) {
         throw resourceNotFound(f.resourceId);
@@ -66,7 +68,7 @@ export function calendarFeedService(base: Db): ServiceImpl<typeof CalendarFeedSe
       if (f.serviceId !== "" && !(await getService(db, tenantId, f.serviceId))) {
         throw serviceNotFound(f.serviceId);
       }
-      const { secret, feed } = await insertCalendarFeed(db, tenantId, {
+      const { secret, feed } = await insertCalendarFeed(db, tenantId, principal.keyId, {
         resourceId: f.resourceId || null,
         serviceId: f.serviceId || null,
         freeBusy: f.freeBusy,
@@ -89,19 +91,31 @@ export function calendarFeedService(base: Db): ServiceImpl<typeof CalendarFeedSe
     },
 
     async revokeCalendarFeed(req, ctx) {
-      const feed = await revokeCalendarFeed(
+      const principal = principalOf(ctx);
+      // A key can take away only what a key it could have granted made.
+      const revoked = await revokeCalendarFeed(
         dbOf(ctx, base),
-        principalOf(ctx).tenantId,
+        principal.tenantId,
         req.calendarFeedId,
+        principal,
       );
-      if (!feed) {
+      if (!revoked) {
         throw new Rejection(
           "CALENDAR_FEED_NOT_FOUND",
           `no calendar feed with id "${req.calendarFeedId}"`,
           { fieldViolations: [{ field: "calendar_feed_id", description: "no such feed" }] },
         );
       }
-      return { feed: calendarFeedOf(feed) };
+      if ("beyond" in revoked) {
+        const why =
+          revoked.beyond === undefined
+            ? `was made by ${revoked.creatorKeyId}, which only it can revoke`
+            : `was made by key ${revoked.creatorKeyId}, which holds scopes the calling key does not: ${revoked.beyond.join(", ")}`;
+        throw new Rejection("MISSING_SCOPE", `a key cannot revoke this calendar feed: it ${why}`, {
+          fieldViolations: [{ field: "calendar_feed_id", description: why }],
+        });
+      }
+      return { feed: calendarFeedOf(revoked.feed) };
     },
   };
 }

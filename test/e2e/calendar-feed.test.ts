@@ -1,16 +1,19 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { Code } from "@connectrpc/connect";
+import { Code, type ConnectError } from "@connectrpc/connect";
 import ICAL from "ical.js";
+import pg from "pg";
 import { Temporal } from "temporal-polyfill";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
 import { CalendarFeedService } from "../../gen/holdfast/v1/calendar_feed_pb.js";
 import { CatalogService } from "../../gen/holdfast/v1/catalog_pb.js";
 import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
+import { MAX_CALENDAR_FEEDS_PER_TENANT } from "../../src/domain/calendar-feed.js";
+import { TENANT_SCOPES } from "../../src/domain/scopes.js";
 import { DAY, MINUTE, minutes } from "../support/booking.js";
-import { clientFor, newTenant, rejected } from "../support/clients.js";
-import { startTestServer, type TestServer } from "../support/server.js";
+import { clientFor, fieldViolations, newTenant, rejected } from "../support/clients.js";
+import { ADMIN_KEY, startTestServer, type TestServer } from "../support/server.js";
 
 /**
  * Calendar feeds, read as a calendar app would (a plain GET, no key) and
@@ -383,5 +386,144 @@ describe("calendar feeds", () => {
       Code.NotFound,
       "RESOURCE_NOT_FOUND",
     );
+  });
+});
+
+describe("calendar feeds and the keys that made them", () => {
+  let key: string;
+  let resourceId: string;
+  let keys: ReturnType<typeof clientFor<typeof KeyService>>;
+  let db: pg.Client;
+  const status = async (urlPath: string) => (await fetch(`${server.url}${urlPath}`)).status;
+  const feedsOf = (apiKey: string) => clientFor(CalendarFeedService, server.url, apiKey);
+  /** A new key of the tenant with these scopes: its secret and id. */
+  const newKey = async (scopes: string[]) => {
+    const { apiKey, key: made } = await keys.createApiKey({ scopes });
+    return { secret: apiKey, id: made?.id as string };
+  };
+
+  beforeAll(async () => {
+    ({ key } = await newTenant(server.url));
+    keys = clientFor(KeyService, server.url, key);
+    const { resource } = await clientFor(ResourceService, server.url, key).createResource({
+      name: "Room 1",
+      timeZone: BERLIN,
+    });
+    resourceId = resource?.id as string;
+    db = new pg.Client({ connectionString: server.databaseUrl });
+    await db.connect();
+  });
+  afterAll(() => db.end());
+
+  it("stops answering once the key that made it is revoked", async () => {
+    const reader = await newKey(["bookings.read"]);
+    const { urlPath, feed } = await feedsOf(reader.secret).createCalendarFeed({ resourceId });
+    expect(feed?.creatorKeyId).toBe(reader.id);
+    expect(await status(urlPath)).toBe(200);
+    const other = await feedsOf(key).createCalendarFeed({ resourceId });
+
+    await keys.revokeApiKey({ apiKeyId: reader.id });
+    expect(await status(urlPath)).toBe(404);
+    // The feed itself is not revoked, and other keys' feeds answer on.
+    const listed = await feedsOf(key).listCalendarFeeds({});
+    expect(listed.feeds.find((f) => f.id === feed?.id)?.revokeTime).toBeUndefined();
+    expect(await status(other.urlPath)).toBe(200);
+  });
+
+  it("keeps the operator key's feeds answering: that key cannot be revoked", async () => {
+    const admin = clientFor(ResourceService, server.url, ADMIN_KEY);
+    const { resource } = await admin.createResource({ name: "Ops", timeZone: BERLIN });
+    const { urlPath, feed } = await feedsOf(ADMIN_KEY).createCalendarFeed({
+      resourceId: resource?.id as string,
+    });
+    expect(feed?.creatorKeyId).toBe("env:HOLDFAST_ADMIN_KEY");
+    expect(await status(urlPath)).toBe(200);
+    // Only the operator key answers for its feeds.
+    const operatorTenant = clientFor(KeyService, server.url, ADMIN_KEY);
+    const { apiKey } = await operatorTenant.createApiKey({ scopes: [...TENANT_SCOPES] });
+    await rejected(
+      feedsOf(apiKey).revokeCalendarFeed({ calendarFeedId: feed?.id }),
+      Code.PermissionDenied,
+      "MISSING_SCOPE",
+    );
+    expect(await status(urlPath)).toBe(200);
+    await feedsOf(ADMIN_KEY).revokeCalendarFeed({ calendarFeedId: feed?.id });
+    expect(await status(urlPath)).toBe(404);
+  });
+
+  it("lets a key revoke only feeds made by keys whose scopes it holds", async () => {
+    const reader = await newKey(["bookings.read"]);
+    const otherReader = await newKey(["bookings.read"]);
+    const full = await feedsOf(key).createCalendarFeed({ resourceId });
+    const err = await rejected(
+      feedsOf(reader.secret).revokeCalendarFeed({ calendarFeedId: full.feed?.id }),
+      Code.PermissionDenied,
+      "MISSING_SCOPE",
+    );
+    expect(fieldViolations(err)).toEqual(["calendar_feed_id"]);
+    expect(err.rawMessage).toContain("catalog.manage");
+    expect(await status(full.urlPath)).toBe(200);
+
+    // Its own, and a feed of a key with no more scopes than it.
+    const own = await feedsOf(reader.secret).createCalendarFeed({ resourceId });
+    const peer = await feedsOf(otherReader.secret).createCalendarFeed({ resourceId });
+    for (const made of [own, peer]) {
+      const { feed } = await feedsOf(reader.secret).revokeCalendarFeed({
+        calendarFeedId: made.feed?.id,
+      });
+      expect(feed?.revokeTime).toBeDefined();
+      expect(await status(made.urlPath)).toBe(404);
+    }
+    // The tenant's full key revokes any of the tenant's feeds.
+    const mine = await feedsOf(otherReader.secret).createCalendarFeed({ resourceId });
+    await feedsOf(key).revokeCalendarFeed({ calendarFeedId: mine.feed?.id });
+    await feedsOf(key).revokeCalendarFeed({ calendarFeedId: full.feed?.id });
+    expect(await status(full.urlPath)).toBe(404);
+  });
+
+  it("keeps feeds made before creators were recorded: they answer, and any reader may revoke them", async () => {
+    const reader = await newKey(["bookings.read"]);
+    const { urlPath, feed } = await feedsOf(key).createCalendarFeed({ resourceId });
+    // As the migration leaves a feed made before it.
+    await db.query("UPDATE calendar_feeds SET creator_key_id = NULL WHERE id = $1", [feed?.id]);
+    const listed = await feedsOf(key).listCalendarFeeds({});
+    expect(listed.feeds.find((f) => f.id === feed?.id)?.creatorKeyId).toBe("");
+    expect(await status(urlPath)).toBe(200);
+    await feedsOf(reader.secret).revokeCalendarFeed({ calendarFeedId: feed?.id });
+    expect(await status(urlPath)).toBe(404);
+  });
+
+  it(`allows a tenant ${MAX_CALENDAR_FEEDS_PER_TENANT} feeds not revoked, counted exactly under concurrent creates`, async () => {
+    const t = await newTenant(server.url);
+    const { resource } = await clientFor(ResourceService, server.url, t.key).createResource({
+      name: "Busy room",
+      timeZone: BERLIN,
+    });
+    const create = () => feedsOf(t.key).createCalendarFeed({ resourceId: resource?.id });
+    // All but three places taken, and a revoked feed that does not count.
+    await db.query(
+      `INSERT INTO calendar_feeds (tenant_id, secret_hash, prefix, resource_id, free_busy, include_holds)
+       SELECT $1, sha256(convert_to('fill' || $1 || i, 'UTF8')), 'hfcal_fill', $2, false, false
+       FROM generate_series(1, $3) i`,
+      [t.tenantId, resource?.id, MAX_CALENDAR_FEEDS_PER_TENANT - 3],
+    );
+    const revoked = await create();
+    await feedsOf(t.key).revokeCalendarFeed({ calendarFeedId: revoked.feed?.id });
+
+    const results = await Promise.allSettled(Array.from({ length: 8 }, create));
+    expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(3);
+    const err = await rejected(create(), Code.ResourceExhausted, "LIMIT_REACHED");
+    expect(err.rawMessage).toContain(`(${MAX_CALENDAR_FEEDS_PER_TENANT})`);
+    for (const r of results) {
+      if (r.status === "rejected")
+        expect((r.reason as ConnectError).code).toBe(Code.ResourceExhausted);
+    }
+
+    // Revoking one makes room for one; other tenants are not counted.
+    const { feeds } = await feedsOf(t.key).listCalendarFeeds({ pageSize: 1 });
+    await feedsOf(t.key).revokeCalendarFeed({ calendarFeedId: feeds[0]?.id });
+    await create();
+    await rejected(create(), Code.ResourceExhausted, "LIMIT_REACHED");
+    await feedsOf(key).createCalendarFeed({ resourceId });
   });
 });

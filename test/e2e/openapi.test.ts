@@ -362,6 +362,13 @@ describe("the reasons each operation lists", () => {
        SELECT $1, $2, 'block', true, date '2030-01-01' + g FROM generate_series(1, 1000) AS g`,
       [tenantId, resourceId],
     );
+    // And at its bound of calendar feeds (written straight to the table too).
+    await server.pool.query(
+      `INSERT INTO calendar_feeds (tenant_id, secret_hash, prefix, resource_id, free_busy, include_holds)
+       SELECT $1, sha256(convert_to($1 || g, 'UTF8')), 'hfcal_fill', $2, false, false
+       FROM generate_series(1, 1000) AS g`,
+      [tenantId, resourceId],
+    );
     // Everything is at its quota now (the tenant's first key is its one API key).
     const one = { bookingsPerMonth: 1, activeHolds: 1, resources: 1, services: 1 };
     await made(
@@ -395,6 +402,7 @@ describe("the reasons each operation lists", () => {
         "ResourceService_CreateOverride",
         { resourceId, kind: "OVERRIDE_KIND_BLOCK", allDay: true, startDate: "2031-01-01" },
       ],
+      ["CalendarFeedService_CreateCalendarFeed", { resourceId }],
     ];
     for (const [operationId, body] of refused) {
       const answer = await call(operationId, body, key); // checks the document lists it

@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file holdfast/v1/calendar_feed.proto.
  */
 export const file_holdfast_v1_calendar_feed: GenFile = /*@__PURE__*/
-  fileDesc("Ch9ob2xkZmFzdC92MS9jYWxlbmRhcl9mZWVkLnByb3RvEgtob2xkZmFzdC52MSL0AQoMQ2FsZW5kYXJGZWVkEgoKAmlkGAEgASgJEhMKC3Jlc291cmNlX2lkGAIgASgJEhIKCnNlcnZpY2VfaWQYAyABKAkSEQoJZnJlZV9idXN5GAQgASgIEhUKDWluY2x1ZGVfaG9sZHMYBSABKAgSEwoLZGVzY3JpcHRpb24YBiABKAkSDgoGcHJlZml4GAcgASgJEi8KC2NyZWF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtyZXZva2VfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAigwEKGUNyZWF0ZUNhbGVuZGFyRmVlZFJlcXVlc3QSEwoLcmVzb3VyY2VfaWQYASABKAkSEgoKc2VydmljZV9pZBgCIAEoCRIRCglmcmVlX2J1c3kYAyABKAgSFQoNaW5jbHVkZV9ob2xkcxgEIAEoCBITCgtkZXNjcmlwdGlvbhgFIAEoCSJdChpDcmVhdGVDYWxlbmRhckZlZWRSZXNwb25zZRIWCgh1cmxfcGF0aBgBIAEoCUIEkLUYARInCgRmZWVkGAIgASgLMhkuaG9sZGZhc3QudjEuQ2FsZW5kYXJGZWVkIloKGExpc3RDYWxlbmRhckZlZWRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIXCg9pbmNsdWRlX3Jldm9rZWQYAyABKAgiXgoZTGlzdENhbGVuZGFyRmVlZHNSZXNwb25zZRIoCgVmZWVkcxgBIAMoCzIZLmhvbGRmYXN0LnYxLkNhbGVuZGFyRmVlZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiNQoZUmV2b2tlQ2FsZW5kYXJGZWVkUmVxdWVzdBIYChBjYWxlbmRhcl9mZWVkX2lkGAEgASgJIkUKGlJldm9rZUNhbGVuZGFyRmVlZFJlc3BvbnNlEicKBGZlZWQYASABKAsyGS5ob2xkZmFzdC52MS5DYWxlbmRhckZlZWQygwMKE0NhbGVuZGFyRmVlZFNlcnZpY2USeAoSQ3JlYXRlQ2FsZW5kYXJGZWVkEiYuaG9sZGZhc3QudjEuQ3JlYXRlQ2FsZW5kYXJGZWVkUmVxdWVzdBonLmhvbGRmYXN0LnYxLkNyZWF0ZUNhbGVuZGFyRmVlZFJlc3BvbnNlIhGKtRgNYm9va2luZ3MucmVhZBJ4ChFMaXN0Q2FsZW5kYXJGZWVkcxIlLmhvbGRmYXN0LnYxLkxpc3RDYWxlbmRhckZlZWRzUmVxdWVzdBomLmhvbGRmYXN0LnYxLkxpc3RDYWxlbmRhckZlZWRzUmVzcG9uc2UiFJACAYq1GA1ib29raW5ncy5yZWFkEngKElJldm9rZUNhbGVuZGFyRmVlZBImLmhvbGRmYXN0LnYxLlJldm9rZUNhbGVuZGFyRmVlZFJlcXVlc3QaJy5ob2xkZmFzdC52MS5SZXZva2VDYWxlbmRhckZlZWRSZXNwb25zZSIRirUYDWJvb2tpbmdzLnJlYWRiBnByb3RvMw", [file_google_protobuf_timestamp, file_holdfast_v1_options]);
+  fileDesc("Ch9ob2xkZmFzdC92MS9jYWxlbmRhcl9mZWVkLnByb3RvEgtob2xkZmFzdC52MSKMAgoMQ2FsZW5kYXJGZWVkEgoKAmlkGAEgASgJEhMKC3Jlc291cmNlX2lkGAIgASgJEhIKCnNlcnZpY2VfaWQYAyABKAkSEQoJZnJlZV9idXN5GAQgASgIEhUKDWluY2x1ZGVfaG9sZHMYBSABKAgSEwoLZGVzY3JpcHRpb24YBiABKAkSDgoGcHJlZml4GAcgASgJEi8KC2NyZWF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtyZXZva2VfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOY3JlYXRvcl9rZXlfaWQYCiABKAkigwEKGUNyZWF0ZUNhbGVuZGFyRmVlZFJlcXVlc3QSEwoLcmVzb3VyY2VfaWQYASABKAkSEgoKc2VydmljZV9pZBgCIAEoCRIRCglmcmVlX2J1c3kYAyABKAgSFQoNaW5jbHVkZV9ob2xkcxgEIAEoCBITCgtkZXNjcmlwdGlvbhgFIAEoCSJdChpDcmVhdGVDYWxlbmRhckZlZWRSZXNwb25zZRIWCgh1cmxfcGF0aBgBIAEoCUIEkLUYARInCgRmZWVkGAIgASgLMhkuaG9sZGZhc3QudjEuQ2FsZW5kYXJGZWVkIloKGExpc3RDYWxlbmRhckZlZWRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIXCg9pbmNsdWRlX3Jldm9rZWQYAyABKAgiXgoZTGlzdENhbGVuZGFyRmVlZHNSZXNwb25zZRIoCgVmZWVkcxgBIAMoCzIZLmhvbGRmYXN0LnYxLkNhbGVuZGFyRmVlZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiNQoZUmV2b2tlQ2FsZW5kYXJGZWVkUmVxdWVzdBIYChBjYWxlbmRhcl9mZWVkX2lkGAEgASgJIkUKGlJldm9rZUNhbGVuZGFyRmVlZFJlc3BvbnNlEicKBGZlZWQYASABKAsyGS5ob2xkZmFzdC52MS5DYWxlbmRhckZlZWQygwMKE0NhbGVuZGFyRmVlZFNlcnZpY2USeAoSQ3JlYXRlQ2FsZW5kYXJGZWVkEiYuaG9sZGZhc3QudjEuQ3JlYXRlQ2FsZW5kYXJGZWVkUmVxdWVzdBonLmhvbGRmYXN0LnYxLkNyZWF0ZUNhbGVuZGFyRmVlZFJlc3BvbnNlIhGKtRgNYm9va2luZ3MucmVhZBJ4ChFMaXN0Q2FsZW5kYXJGZWVkcxIlLmhvbGRmYXN0LnYxLkxpc3RDYWxlbmRhckZlZWRzUmVxdWVzdBomLmhvbGRmYXN0LnYxLkxpc3RDYWxlbmRhckZlZWRzUmVzcG9uc2UiFJACAYq1GA1ib29raW5ncy5yZWFkEngKElJldm9rZUNhbGVuZGFyRmVlZBImLmhvbGRmYXN0LnYxLlJldm9rZUNhbGVuZGFyRmVlZFJlcXVlc3QaJy5ob2xkZmFzdC52MS5SZXZva2VDYWxlbmRhckZlZWRSZXNwb25zZSIRirUYDWJvb2tpbmdzLnJlYWRiBnByb3RvMw", [file_google_protobuf_timestamp, file_holdfast_v1_options]);
 
 /**
  * The record of a calendar feed. Its URL is never stored or returned after
@@ -78,6 +78,16 @@ export type CalendarFeed = Message<"holdfast.v1.CalendarFeed"> & {
    * @generated from field: google.protobuf.Timestamp revoke_time = 9;
    */
   revokeTime?: Timestamp | undefined;
+
+  /**
+   * The API key that made the feed (`env:HOLDFAST_ADMIN_KEY` for the
+   * operator key). The feed answers 404, as a revoked one does, once that
+   * key is revoked. Empty for feeds made before this was recorded: they
+   * answer until revoked themselves, and any key may revoke them.
+   *
+   * @generated from field: string creator_key_id = 10;
+   */
+  creatorKeyId: string;
 };
 
 /**
@@ -259,13 +269,14 @@ export const RevokeCalendarFeedResponseSchema: GenMessage<RevokeCalendarFeedResp
  * cannot send a bearer key, so the feed's URL carries its own secret: it is
  * returned once, stored only as a hash, and stops working when the feed is
  * revoked. Needs `bookings.read`: a feed shows no more than the key that
- * made it may read.
+ * made it may read, and only while that key is not revoked.
  *
  * @generated from service holdfast.v1.CalendarFeedService
  */
 export const CalendarFeedService: GenService<{
   /**
-   * Creates a feed and returns its secret URL once.
+   * Creates a feed and returns its secret URL once. A tenant may have up to
+   * 1,000 feeds that are not revoked (LIMIT_REACHED beyond).
    *
    * @generated from rpc holdfast.v1.CalendarFeedService.CreateCalendarFeed
    */
@@ -285,7 +296,9 @@ export const CalendarFeedService: GenService<{
     output: typeof ListCalendarFeedsResponseSchema;
   },
   /**
-   * Revokes a feed at once: its URL answers 404 from then on.
+   * Revokes a feed at once: its URL answers 404 from then on. A key may
+   * revoke the feeds it made and those made by a key holding no scope beyond
+   * its own, as for RevokeApiKey (MISSING_SCOPE otherwise).
    *
    * @generated from rpc holdfast.v1.CalendarFeedService.RevokeCalendarFeed
    */

@@ -15,7 +15,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from holdfast.v1 import options_pb2 as holdfast_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fholdfast/v1/calendar_feed.proto\x12\x0bholdfast.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19holdfast/v1/options.proto\"\xd4\x02\n\x0c\x43\x61lendarFeed\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n\x0bresource_id\x18\x02 \x01(\tR\nresourceId\x12\x1d\n\nservice_id\x18\x03 \x01(\tR\tserviceId\x12\x1b\n\tfree_busy\x18\x04 \x01(\x08R\x08\x66reeBusy\x12#\n\rinclude_holds\x18\x05 \x01(\x08R\x0cincludeHolds\x12 \n\x0b\x64\x65scription\x18\x06 \x01(\tR\x0b\x64\x65scription\x12\x16\n\x06prefix\x18\x07 \x01(\tR\x06prefix\x12;\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0brevoke_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nrevokeTime\"\xbf\x01\n\x19\x43reateCalendarFeedRequest\x12\x1f\n\x0bresource_id\x18\x01 \x01(\tR\nresourceId\x12\x1d\n\nservice_id\x18\x02 \x01(\tR\tserviceId\x12\x1b\n\tfree_busy\x18\x03 \x01(\x08R\x08\x66reeBusy\x12#\n\rinclude_holds\x18\x04 \x01(\x08R\x0cincludeHolds\x12 \n\x0b\x64\x65scription\x18\x05 \x01(\tR\x0b\x64\x65scription\"l\n\x1a\x43reateCalendarFeedResponse\x12\x1f\n\x08url_path\x18\x01 \x01(\tB\x04\x90\xb5\x18\x01R\x07urlPath\x12-\n\x04\x66\x65\x65\x64\x18\x02 \x01(\x0b\x32\x19.holdfast.v1.CalendarFeedR\x04\x66\x65\x65\x64\"\x7f\n\x18ListCalendarFeedsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\'\n\x0finclude_revoked\x18\x03 \x01(\x08R\x0eincludeRevoked\"t\n\x19ListCalendarFeedsResponse\x12/\n\x05\x66\x65\x65\x64s\x18\x01 \x03(\x0b\x32\x19.holdfast.v1.CalendarFeedR\x05\x66\x65\x65\x64s\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"E\n\x19RevokeCalendarFeedRequest\x12(\n\x10\x63\x61lendar_feed_id\x18\x01 \x01(\tR\x0e\x63\x61lendarFeedId\"K\n\x1aRevokeCalendarFeedResponse\x12-\n\x04\x66\x65\x65\x64\x18\x01 \x01(\x0b\x32\x19.holdfast.v1.CalendarFeedR\x04\x66\x65\x65\x64\x32\x83\x03\n\x13\x43\x61lendarFeedService\x12x\n\x12\x43reateCalendarFeed\x12&.holdfast.v1.CreateCalendarFeedRequest\x1a\'.holdfast.v1.CreateCalendarFeedResponse\"\x11\x8a\xb5\x18\rbookings.read\x12x\n\x11ListCalendarFeeds\x12%.holdfast.v1.ListCalendarFeedsRequest\x1a&.holdfast.v1.ListCalendarFeedsResponse\"\x14\x90\x02\x01\x8a\xb5\x18\rbookings.read\x12x\n\x12RevokeCalendarFeed\x12&.holdfast.v1.RevokeCalendarFeedRequest\x1a\'.holdfast.v1.RevokeCalendarFeedResponse\"\x11\x8a\xb5\x18\rbookings.readb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fholdfast/v1/calendar_feed.proto\x12\x0bholdfast.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19holdfast/v1/options.proto\"\xfa\x02\n\x0c\x43\x61lendarFeed\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n\x0bresource_id\x18\x02 \x01(\tR\nresourceId\x12\x1d\n\nservice_id\x18\x03 \x01(\tR\tserviceId\x12\x1b\n\tfree_busy\x18\x04 \x01(\x08R\x08\x66reeBusy\x12#\n\rinclude_holds\x18\x05 \x01(\x08R\x0cincludeHolds\x12 \n\x0b\x64\x65scription\x18\x06 \x01(\tR\x0b\x64\x65scription\x12\x16\n\x06prefix\x18\x07 \x01(\tR\x06prefix\x12;\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0brevoke_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nrevokeTime\x12$\n\x0e\x63reator_key_id\x18\n \x01(\tR\x0c\x63reatorKeyId\"\xbf\x01\n\x19\x43reateCalendarFeedRequest\x12\x1f\n\x0bresource_id\x18\x01 \x01(\tR\nresourceId\x12\x1d\n\nservice_id\x18\x02 \x01(\tR\tserviceId\x12\x1b\n\tfree_busy\x18\x03 \x01(\x08R\x08\x66reeBusy\x12#\n\rinclude_holds\x18\x04 \x01(\x08R\x0cincludeHolds\x12 \n\x0b\x64\x65scription\x18\x05 \x01(\tR\x0b\x64\x65scription\"l\n\x1a\x43reateCalendarFeedResponse\x12\x1f\n\x08url_path\x18\x01 \x01(\tB\x04\x90\xb5\x18\x01R\x07urlPath\x12-\n\x04\x66\x65\x65\x64\x18\x02 \x01(\x0b\x32\x19.holdfast.v1.CalendarFeedR\x04\x66\x65\x65\x64\"\x7f\n\x18ListCalendarFeedsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\'\n\x0finclude_revoked\x18\x03 \x01(\x08R\x0eincludeRevoked\"t\n\x19ListCalendarFeedsResponse\x12/\n\x05\x66\x65\x65\x64s\x18\x01 \x03(\x0b\x32\x19.holdfast.v1.CalendarFeedR\x05\x66\x65\x65\x64s\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"E\n\x19RevokeCalendarFeedRequest\x12(\n\x10\x63\x61lendar_feed_id\x18\x01 \x01(\tR\x0e\x63\x61lendarFeedId\"K\n\x1aRevokeCalendarFeedResponse\x12-\n\x04\x66\x65\x65\x64\x18\x01 \x01(\x0b\x32\x19.holdfast.v1.CalendarFeedR\x04\x66\x65\x65\x64\x32\x83\x03\n\x13\x43\x61lendarFeedService\x12x\n\x12\x43reateCalendarFeed\x12&.holdfast.v1.CreateCalendarFeedRequest\x1a\'.holdfast.v1.CreateCalendarFeedResponse\"\x11\x8a\xb5\x18\rbookings.read\x12x\n\x11ListCalendarFeeds\x12%.holdfast.v1.ListCalendarFeedsRequest\x1a&.holdfast.v1.ListCalendarFeedsResponse\"\x14\x90\x02\x01\x8a\xb5\x18\rbookings.read\x12x\n\x12RevokeCalendarFeed\x12&.holdfast.v1.RevokeCalendarFeedRequest\x1a\'.holdfast.v1.RevokeCalendarFeedResponse\"\x11\x8a\xb5\x18\rbookings.readb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'holdfast.v1.calendar_feed_pb2', globals())
@@ -31,19 +31,19 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _CALENDARFEEDSERVICE.methods_by_name['RevokeCalendarFeed']._options = None
   _CALENDARFEEDSERVICE.methods_by_name['RevokeCalendarFeed']._serialized_options = b'\212\265\030\rbookings.read'
   _CALENDARFEED._serialized_start=109
-  _CALENDARFEED._serialized_end=449
-  _CREATECALENDARFEEDREQUEST._serialized_start=452
-  _CREATECALENDARFEEDREQUEST._serialized_end=643
-  _CREATECALENDARFEEDRESPONSE._serialized_start=645
-  _CREATECALENDARFEEDRESPONSE._serialized_end=753
-  _LISTCALENDARFEEDSREQUEST._serialized_start=755
-  _LISTCALENDARFEEDSREQUEST._serialized_end=882
-  _LISTCALENDARFEEDSRESPONSE._serialized_start=884
-  _LISTCALENDARFEEDSRESPONSE._serialized_end=1000
-  _REVOKECALENDARFEEDREQUEST._serialized_start=1002
-  _REVOKECALENDARFEEDREQUEST._serialized_end=1071
-  _REVOKECALENDARFEEDRESPONSE._serialized_start=1073
-  _REVOKECALENDARFEEDRESPONSE._serialized_end=1148
-  _CALENDARFEEDSERVICE._serialized_start=1151
-  _CALENDARFEEDSERVICE._serialized_end=1538
+  _CALENDARFEED._serialized_end=487
+  _CREATECALENDARFEEDREQUEST._serialized_start=490
+  _CREATECALENDARFEEDREQUEST._serialized_end=681
+  _CREATECALENDARFEEDRESPONSE._serialized_start=683
+  _CREATECALENDARFEEDRESPONSE._serialized_end=791
+  _LISTCALENDARFEEDSREQUEST._serialized_start=793
+  _LISTCALENDARFEEDSREQUEST._serialized_end=920
+  _LISTCALENDARFEEDSRESPONSE._serialized_start=922
+  _LISTCALENDARFEEDSRESPONSE._serialized_end=1038
+  _REVOKECALENDARFEEDREQUEST._serialized_start=1040
+  _REVOKECALENDARFEEDREQUEST._serialized_end=1109
+  _REVOKECALENDARFEEDRESPONSE._serialized_start=1111
+  _REVOKECALENDARFEEDRESPONSE._serialized_end=1186
+  _CALENDARFEEDSERVICE._serialized_start=1189
+  _CALENDARFEEDSERVICE._serialized_end=1576
 # @@protoc_insertion_point(module_scope)

@@ -11,7 +11,7 @@ class CalendarFeedServiceStub(object):
     cannot send a bearer key, so the feed's URL carries its own secret: it is
     returned once, stored only as a hash, and stops working when the feed is
     revoked. Needs `bookings.read`: a feed shows no more than the key that
-    made it may read.
+    made it may read, and only while that key is not revoked.
     """
 
     def __init__(self, channel):
@@ -43,11 +43,12 @@ class CalendarFeedServiceServicer(object):
     cannot send a bearer key, so the feed's URL carries its own secret: it is
     returned once, stored only as a hash, and stops working when the feed is
     revoked. Needs `bookings.read`: a feed shows no more than the key that
-    made it may read.
+    made it may read, and only while that key is not revoked.
     """
 
     def CreateCalendarFeed(self, request, context):
-        """Creates a feed and returns its secret URL once.
+        """Creates a feed and returns its secret URL once. A tenant may have up to
+        1,000 feeds that are not revoked (LIMIT_REACHED beyond).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -61,7 +62,9 @@ class CalendarFeedServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def RevokeCalendarFeed(self, request, context):
-        """Revokes a feed at once: its URL answers 404 from then on.
+        """Revokes a feed at once: its URL answers 404 from then on. A key may
+        revoke the feeds it made and those made by a key holding no scope beyond
+        its own, as for RevokeApiKey (MISSING_SCOPE otherwise).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -98,7 +101,7 @@ class CalendarFeedService(object):
     cannot send a bearer key, so the feed's URL carries its own secret: it is
     returned once, stored only as a hash, and stops working when the feed is
     revoked. Needs `bookings.read`: a feed shows no more than the key that
-    made it may read.
+    made it may read, and only while that key is not revoked.
     """
 
     @staticmethod
