@@ -6,7 +6,7 @@ import { AvailabilityService } from "../../gen/holdfast/v1/availability_pb.js";
 import { type Booking, BookingService } from "../../gen/holdfast/v1/booking_pb.js";
 import { CatalogService } from "../../gen/holdfast/v1/catalog_pb.js";
 import { ResourceKind, ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
-import { DAY_MS, localDateTime, MINUTE_MS } from "../domain/time.js";
+import { DAY_MS, isCalendarDate, localDateTime, MINUTE_MS } from "../domain/time.js";
 import { ANY_SCOPE, requiredScopeOf } from "../rpc/auth.js";
 import { BOOKING_STATUS, msOfDuration, msOfTimestamp } from "../rpc/convert.js";
 import type { McpApi } from "./api.js";
@@ -113,7 +113,9 @@ function zoneFinder(
 /**
  * From the catalog when the key may read it; otherwise from a ListSlots
  * answer (bookings.read), which names the time zone of each resource it
- * searched, the service's own order kept, whether or not any slot is free.
+ * searched, whether or not any slot is free. A service-wide wall-clock time
+ * has a meaning only when the service's resources share one zone: otherwise
+ * it is refused, naming the zones, rather than read in one of them.
  */
 async function zoneOf(
   api: McpApi,
@@ -131,17 +133,48 @@ async function zoneOf(
       `is a local wall-clock time: give service_id or resource_id so that it is read in that resource's time zone, or ${instead}`,
     );
   }
-  if (api.caller.scopes.includes("catalog.read")) {
-    let rid = resourceId;
-    if (!rid && serviceId) {
-      const { service } = await api.catalog.getService({ serviceId });
-      rid = service?.resourceIds[0];
-      if (!rid) return service?.timeZone || "UTC";
-    }
-    const { resource } = await api.resources.getResource({ resourceId: rid as string });
+  const readsCatalog = api.caller.scopes.includes("catalog.read");
+  const readsSlots = api.caller.scopes.includes("bookings.read");
+  if (resourceId && readsCatalog) {
+    const { resource } = await api.resources.getResource({ resourceId });
     return resource?.timeZone || "UTC";
   }
-  if (api.caller.scopes.includes("bookings.read") && serviceId) {
+  if (serviceId && (readsCatalog || readsSlots)) {
+    const zones = new Set(Object.values(await zonesOf(api, serviceId, resourceId)));
+    if (zones.size > 1) {
+      throw badArgument(
+        field,
+        `is a local wall-clock time, and this service's resources are in different time zones (${[...zones].sort().join(", ")}): give resource_id so that it is read in that resource's zone, or ${instead}`,
+      );
+    }
+    const [zone] = zones;
+    if (zone) return zone;
+    if (readsCatalog) {
+      const { service } = await api.catalog.getService({ serviceId });
+      return service?.timeZone || "UTC";
+    }
+    return "UTC";
+  }
+  throw badArgument(
+    field,
+    readsSlots
+      ? `is a local wall-clock time, and this API key cannot read the time zone of resource_id alone (that needs catalog.read): give service_id too, or ${instead}`
+      : `is a local wall-clock time, and this API key cannot learn the resource's time zone (that needs catalog.read or bookings.read): ${instead}`,
+  );
+}
+
+/**
+ * The time zone of each resource a search of `serviceId` covers (only
+ * `resourceId`, when given), by resource id: from a one-minute ListSlots
+ * answer when the key has bookings.read (one call, however many resources),
+ * else from the catalog.
+ */
+async function zonesOf(
+  api: McpApi,
+  serviceId: string,
+  resourceId: string | undefined,
+): Promise<Record<string, string>> {
+  if (api.caller.scopes.includes("bookings.read")) {
     const now = Date.now();
     const { timeZones } = await api.availability.listSlots({
       serviceId,
@@ -150,14 +183,16 @@ async function zoneOf(
       endTime: timestampFromMs(now + MINUTE_MS),
       pageSize: 1,
     });
-    return (resourceId ? timeZones[resourceId] : Object.values(timeZones)[0]) || "UTC";
+    return timeZones;
   }
-  throw badArgument(
-    field,
-    api.caller.scopes.includes("bookings.read")
-      ? `is a local wall-clock time, and this API key cannot read the time zone of resource_id alone (that needs catalog.read): give service_id too, or ${instead}`
-      : `is a local wall-clock time, and this API key cannot learn the resource's time zone (that needs catalog.read or bookings.read): ${instead}`,
-  );
+  const { service } = await api.catalog.getService({ serviceId });
+  const ids = resourceId ? [resourceId] : (service?.resourceIds ?? []);
+  const zones: Record<string, string> = {};
+  for (const rid of ids) {
+    const { resource } = await api.resources.getResource({ resourceId: rid });
+    zones[rid] = resource?.timeZone || "UTC";
+  }
+  return zones;
 }
 
 /** Wraps a tool's work: any failure becomes a tool result, never a protocol error. */
@@ -233,6 +268,8 @@ type SlotSearch = {
   from: number;
   to: number;
   duration_ms?: number;
+  /** A local date searched: only slots on it, on their own resource's clock, are kept. */
+  date?: string;
   api_token: string;
 };
 
@@ -287,7 +324,7 @@ const findSlots: ToolDef<z.ZodObject> = {
       .max(10, NOT_A_DATE)
       .optional()
       .describe(
-        'One local calendar day, "YYYY-MM-DD", in the resource\'s time zone. Instead of start_time/end_time.',
+        "One local calendar day, \"YYYY-MM-DD\", instead of start_time/end_time: the slots on that date on each resource's own clock, also when the service's resources are in different time zones.",
       ),
     start_time: time("Earliest start. Default: now.").optional(),
     end_time: time(
@@ -300,7 +337,7 @@ const findSlots: ToolDef<z.ZodObject> = {
       .max(4096)
       .optional()
       .describe(
-        "From a previous find_slots answer: returns the next slots of the same search. Pass it without the other arguments.",
+        "From a previous find_slots answer: returns the next slots of the same search. Pass it without the other arguments (limit aside): any other argument given must match that search, or the call is refused.",
       ),
   }),
   readOnly: true,
@@ -311,6 +348,7 @@ const findSlots: ToolDef<z.ZodObject> = {
       let search: SlotSearch;
       if (typeof args.page_token === "string") {
         search = decodeSearch(args.page_token);
+        await refuseOtherSearch(api, args, search);
       } else {
         const serviceId = args.service_id as string | undefined;
         if (!serviceId) throw badArgument("service_id", `is required: ${SERVICE_ID_SOURCE}`);
@@ -318,11 +356,13 @@ const findSlots: ToolDef<z.ZodObject> = {
         const zone = zoneFinder(api, serviceId, resourceId);
         let from: number;
         let to: number;
+        let date: string | undefined;
         if (typeof args.date === "string") {
           if (args.start_time !== undefined || args.end_time !== undefined) {
             throw badArgument("date", "give date, or start_time/end_time, not both");
           }
-          [from, to] = await localDayRange("date", args.date, zone);
+          date = args.date;
+          [from, to] = await dateSpan(api, serviceId, resourceId, date);
         } else {
           from =
             args.start_time === undefined
@@ -343,28 +383,47 @@ const findSlots: ToolDef<z.ZodObject> = {
             args.duration_minutes === undefined
               ? undefined
               : (args.duration_minutes as number) * MINUTE_MS,
+          ...(date !== undefined && { date }),
           api_token: "",
         };
       }
-      const answer = await api.availability.listSlots({
-        serviceId: search.service_id,
-        resourceIds: search.resource_id ? [search.resource_id] : [],
-        startTime: timestampFromMs(search.from),
-        endTime: timestampFromMs(search.to),
-        duration: search.duration_ms ? durationFromMs(search.duration_ms) : undefined,
-        pageSize: limit,
-        pageToken: search.api_token,
-      });
-      const slots: SlotView[] = answer.slots.map(slotView);
+      // A local date spans different instants in different zones: the
+      // search covers all of them, and keeps each slot on that date on its
+      // own resource's clock. A call's work is bounded, so pages may come
+      // short: read on until `limit` slots are kept or the range is done.
+      const slots: SlotView[] = [];
+      let apiToken = search.api_token;
+      let timeZones: Record<string, string> = {};
+      for (let round = 0; round < (search.date ? MAX_DATE_ROUNDS : 1); round++) {
+        const answer = await api.availability.listSlots({
+          serviceId: search.service_id,
+          resourceIds: search.resource_id ? [search.resource_id] : [],
+          startTime: timestampFromMs(search.from),
+          endTime: timestampFromMs(search.to),
+          duration: search.duration_ms ? durationFromMs(search.duration_ms) : undefined,
+          pageSize: limit - slots.length,
+          pageToken: apiToken,
+        });
+        timeZones = answer.timeZones;
+        apiToken = answer.nextPageToken;
+        for (const view of answer.slots.map(slotView)) {
+          if (!search.date || view.local_start_time?.slice(0, 10) === search.date) {
+            slots.push(view);
+          }
+        }
+        if (!apiToken || slots.length >= limit) break;
+      }
       const data: Record<string, unknown> = { slots };
       let summary =
         slots.length > 0
           ? `${slots.length} free slot(s), earliest ${slots[0]?.local_start_time} ${slots[0]?.time_zone}. Hold one with hold_slot(slot_id).`
-          : answer.nextPageToken
+          : apiToken
             ? "No free time in the first part of the range searched (a call searches a bounded amount)."
-            : `No free time between ${between(search, answer.timeZones)}: try a later range or another resource.`;
-      if (answer.nextPageToken) {
-        data.page_token = encodeSearch({ ...search, api_token: answer.nextPageToken });
+            : search.date
+              ? `No free time on ${search.date} (local time of each resource): try another day or another resource.`
+              : `No free time between ${between(search, timeZones)}: try a later range or another resource.`;
+      if (apiToken) {
+        data.page_token = encodeSearch({ ...search, api_token: apiToken });
         summary +=
           slots.length > 0
             ? " More slots follow: call find_slots with page_token."
@@ -374,6 +433,71 @@ const findSlots: ToolDef<z.ZodObject> = {
     });
   },
 };
+
+/** ListSlots calls one find_slots by date may make to fill its page. */
+const MAX_DATE_ROUNDS = 8;
+
+/**
+ * The instants a local date covers on the clocks of the resources searched:
+ * from its first midnight among their zones to its last end.
+ */
+async function dateSpan(
+  api: McpApi,
+  serviceId: string,
+  resourceId: string | undefined,
+  date: string,
+): Promise<[number, number]> {
+  if (!isCalendarDate(date)) throw badArgument("date", `"${date}" ${NOT_A_DATE}`);
+  const zones = new Set(Object.values(await zonesOf(api, serviceId, resourceId)));
+  if (zones.size === 0) zones.add("UTC");
+  let from = Number.POSITIVE_INFINITY;
+  let to = Number.NEGATIVE_INFINITY;
+  for (const zone of zones) {
+    const [f, t] = await localDayRange("date", date, async () => zone);
+    from = Math.min(from, f);
+    to = Math.max(to, t);
+  }
+  return [from, to];
+}
+
+/**
+ * A page_token carries its whole search: other search arguments given with
+ * it must ask the same, or the call is refused rather than one of the two
+ * searches silently ignored.
+ */
+async function refuseOtherSearch(
+  api: McpApi,
+  args: Record<string, string | number | undefined>,
+  search: SlotSearch,
+): Promise<void> {
+  const differs = (field: string) =>
+    badArgument(
+      field,
+      "differs from the search the page_token continues: call find_slots with only page_token (and limit) for the next page, or without page_token for a new search",
+    );
+  if (args.service_id !== undefined && args.service_id !== search.service_id) {
+    throw differs("service_id");
+  }
+  if (args.resource_id !== undefined && args.resource_id !== search.resource_id) {
+    throw differs("resource_id");
+  }
+  if (
+    args.duration_minutes !== undefined &&
+    (args.duration_minutes as number) * MINUTE_MS !== search.duration_ms
+  ) {
+    throw differs("duration_minutes");
+  }
+  if (args.date !== undefined && args.date !== search.date) throw differs("date");
+  const zone = zoneFinder(api, search.service_id, search.resource_id);
+  for (const [field, at] of [
+    ["start_time", search.from],
+    ["end_time", search.to],
+  ] as const) {
+    const given = args[field];
+    if (given === undefined) continue;
+    if (search.date || (await readTime(field, given as string, zone)) !== at) throw differs(field);
+  }
+}
 
 const attendee = {
   attendee_name: z.string().max(200).optional().describe("The caller's name, as they said it."),

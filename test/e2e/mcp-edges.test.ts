@@ -1,0 +1,186 @@
+import { describe, expect, it } from "vitest";
+import { CatalogService } from "../../gen/holdfast/v1/catalog_pb.js";
+import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
+import { ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
+import { minutes } from "../support/booking.js";
+import { clientFor, newTenant } from "../support/clients.js";
+import { callTool, clinic, mcpOverHttp } from "../support/mcp.js";
+import { startTestServer } from "../support/server.js";
+
+/**
+ * The MCP server at the edges: a service whose resources keep different
+ * clocks, replays a key cannot check, page tokens with other arguments,
+ * instructions per key, arguments that are not an object, and the limits
+ * and hints of hold_slot. Driven by the MCP SDK's client over HTTP.
+ */
+
+const server = await startTestServer();
+const DAY = 86_400_000;
+
+/** A local date in `timeZone` `days` from now. */
+function dateIn(timeZone: string, days: number): string {
+  return new Date(Date.now() + days * DAY).toLocaleDateString("en-CA", { timeZone });
+}
+
+/**
+ * A tenant with a 30-minute service delivered by a resource in New York
+ * (listed first) and one in Tokyo, each open 09:00-17:00 on its own clock.
+ */
+async function twoZoneClinic() {
+  const { key } = await newTenant(server.url);
+  const resources = clientFor(ResourceService, server.url, key);
+  const make = async (name: string, timeZone: string) =>
+    (
+      await resources.createResource({
+        name,
+        timeZone,
+        capacity: 1,
+        weeklySchedule: {
+          windows: [1, 2, 3, 4, 5, 6, 7].map((weekday) => ({
+            weekday,
+            startTime: "09:00",
+            endTime: "17:00",
+          })),
+        },
+      })
+    ).resource?.id as string;
+  const ny = await make("Dr Lee (New York)", "America/New_York");
+  const tokyo = await make("Dr Sato (Tokyo)", "Asia/Tokyo");
+  const { service } = await clientFor(CatalogService, server.url, key).createService({
+    name: "Consultation",
+    resourceIds: [ny, tokyo],
+    policy: { durations: [minutes(30)], slotInterval: minutes(30) },
+  });
+  const keys = clientFor(KeyService, server.url, key);
+  return {
+    key,
+    ny,
+    tokyo,
+    serviceId: service?.id as string,
+    async keyWith(scopes: string[]) {
+      return (await keys.createApiKey({ scopes, description: "mcp edges" })).apiKey;
+    },
+  };
+}
+
+/** The half-hours from 09:00 to 16:30. */
+const DAY_GRID = Array.from(
+  { length: 16 },
+  (_, i) => `${String(9 + Math.floor(i / 2)).padStart(2, "0")}:${i % 2 ? "30" : "00"}`,
+);
+
+describe("a service whose resources are in different time zones", () => {
+  it("find_slots by date gives each resource's slots on that date on its own clock, page after page", async () => {
+    const c = await twoZoneClinic();
+    const day = dateIn("America/New_York", 3);
+    for (const key of [c.key, await c.keyWith(["bookings.read", "bookings.write"])]) {
+      const agent = await mcpOverHttp(server.url, key);
+      const whole = await callTool(agent, "find_slots", {
+        service_id: c.serviceId,
+        date: day,
+        limit: 50,
+      });
+      expect(whole.isError, whole.text).toBe(false);
+      const local = (resourceId: string) =>
+        (whole.data.slots as { resource_id: string; local_start_time: string }[])
+          .filter((s) => s.resource_id === resourceId)
+          .map((s) => s.local_start_time.slice(0, 16));
+      expect(local(c.tokyo)).toEqual(DAY_GRID.map((t) => `${day}T${t}`));
+      expect(local(c.ny)).toEqual(DAY_GRID.map((t) => `${day}T${t}`));
+
+      // The same day in pages of 5: the same 32 slots, none of another date.
+      const paged: string[] = [];
+      let answer = await callTool(agent, "find_slots", {
+        service_id: c.serviceId,
+        date: day,
+        limit: 5,
+      });
+      for (let i = 0; i < 20; i++) {
+        expect(answer.isError, answer.text).toBe(false);
+        paged.push(...answer.data.slots.map((s: { slot_id: string }) => s.slot_id));
+        if (!answer.data.page_token) break;
+        answer = await callTool(agent, "find_slots", {
+          page_token: answer.data.page_token,
+          limit: 5,
+        });
+      }
+      expect(paged).toEqual(whole.data.slots.map((s: { slot_id: string }) => s.slot_id));
+    }
+  });
+
+  it("refuses a wall-clock time without resource_id, naming the zones; reads it in the resource's zone with one", async () => {
+    const c = await twoZoneClinic();
+    const day = dateIn("Asia/Tokyo", 3);
+    for (const key of [c.key, await c.keyWith(["bookings.read", "bookings.write"])]) {
+      const agent = await mcpOverHttp(server.url, key);
+      const vague = await callTool(agent, "find_slots", {
+        service_id: c.serviceId,
+        start_time: `${day}T10:00`,
+      });
+      expect(vague.isError).toBe(true);
+      expect(vague.data.error.field_violations).toEqual([
+        {
+          field: "start_time",
+          description: expect.stringMatching(
+            /different time zones \(America\/New_York, Asia\/Tokyo\): give resource_id/,
+          ),
+        },
+      ]);
+      const hold = await callTool(agent, "hold_slot", {
+        service_id: c.serviceId,
+        start_time: `${day}T10:00`,
+      });
+      expect(hold.data.error.field_violations[0].field).toBe("start_time");
+      expect(hold.data.error.message).toContain("different time zones");
+
+      const tokyo = await callTool(agent, "find_slots", {
+        service_id: c.serviceId,
+        resource_id: c.tokyo,
+        start_time: `${day}T10:00`,
+        limit: 1,
+      });
+      expect(tokyo.isError, tokyo.text).toBe(false);
+      expect(tokyo.data.slots[0].local_start_time.slice(0, 16)).toBe(`${day}T10:00`);
+      expect(tokyo.data.slots[0].time_zone).toBe("Asia/Tokyo");
+    }
+  });
+});
+
+describe("find_slots with a page_token", () => {
+  it("refuses other search arguments that differ from the token's search", async () => {
+    const c = await clinic(server.url);
+    const other = await twoZoneClinic();
+    const agent = await mcpOverHttp(server.url, c.key);
+    const day = dateIn("America/New_York", 2);
+    const first = await callTool(agent, "find_slots", {
+      service_id: c.serviceId,
+      date: day,
+      limit: 2,
+    });
+    const token = first.data.page_token;
+    expect(token).toEqual(expect.any(String));
+    const cases: [Record<string, unknown>, string][] = [
+      [{ service_id: other.serviceId }, "service_id"],
+      [{ date: dateIn("America/New_York", 5) }, "date"],
+      [{ start_time: `${day}T12:00` }, "start_time"],
+      [{ resource_id: "res_other" }, "resource_id"],
+      [{ duration_minutes: 60 }, "duration_minutes"],
+    ];
+    for (const [args, field] of cases) {
+      const r = await callTool(agent, "find_slots", { page_token: token, ...args });
+      expect(r.isError, JSON.stringify(args)).toBe(true);
+      expect(r.data.error.field_violations).toEqual([
+        { field, description: expect.stringContaining("differs from the search the page_token") },
+      ]);
+    }
+    // The same arguments again, with the token, are the next page.
+    const next = await callTool(agent, "find_slots", {
+      page_token: token,
+      service_id: c.serviceId,
+      date: day,
+      limit: 2,
+    });
+    expect(next.isError, next.text).toBe(false);
+    expect(next.data.slots[0].local_start_time.slice(0, 16)).toBe(`${day}T10:00`);
+  });
+});
