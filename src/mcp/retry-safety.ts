@@ -26,15 +26,22 @@ import type { McpApi } from "./api.js";
  * "Anew" is again deterministic: the next key is a hash of the previous key
  * and what made its answer stale, so a retry of that new call follows the
  * same chain to the same answer. Whether a booking changed is asked with
- * GetBooking; a key without `bookings.read` takes every replay as current
- * (safe: it never books twice, it may show an outdated status).
+ * GetBooking; a key without `bookings.read` (or a GetBooking that fails)
+ * cannot tell, so takes the replay as current (safe: it never books twice)
+ * but marks it `unchecked`: its status is the earlier call's, and the
+ * answer must say that it may have changed rather than state it as fact.
  */
 
 const MAX_CHAIN = 8;
 
 type Call<T> = (idempotencyKey: string, onHeader: (h: Headers) => void) => Promise<T>;
 
-export type Guarded<T> = { answer: T; replayed: boolean };
+export type Guarded<T> = {
+  answer: T;
+  replayed: boolean;
+  /** A replayed booking whose current status could not be read. */
+  unchecked?: boolean;
+};
 
 export async function retrySafe<T extends { booking?: Booking }>(
   api: McpApi,
@@ -56,7 +63,10 @@ export async function retrySafe<T extends { booking?: Booking }>(
       continue;
     }
     const b = outcome.answer.booking;
-    if (!outcome.replayed || !b || (await isCurrent(api, b))) return outcome;
+    if (!outcome.replayed || !b) return outcome;
+    const current = await isCurrent(api, b);
+    if (current === "unknown") return { ...outcome, unchecked: true };
+    if (current === "yes") return outcome;
     key = `mcp-${digest(`${key}/${b.id}/${b.updateTime ? msOfTimestamp(b.updateTime) : ""}`)}`;
   }
   return once(randomUUID(), call);
@@ -74,18 +84,18 @@ function digest(text: string): string {
   return createHash("sha256").update(text).digest("base64url");
 }
 
-async function isCurrent(api: McpApi, replayed: Booking): Promise<boolean> {
-  if (!api.caller.scopes.includes("bookings.read")) return true;
+async function isCurrent(api: McpApi, replayed: Booking): Promise<"yes" | "no" | "unknown"> {
+  if (!api.caller.scopes.includes("bookings.read")) return "unknown";
   const now = await api.bookings
     .getBooking({ bookingId: replayed.id })
     .then((r) => r.booking)
     .catch(() => undefined);
-  if (!now) return true;
+  if (!now) return "unknown";
   const same =
     now.updateTime !== undefined &&
     replayed.updateTime !== undefined &&
     msOfTimestamp(now.updateTime) === msOfTimestamp(replayed.updateTime) &&
     now.status === replayed.status;
   const lapsed = now.status === BookingStatus.EXPIRED;
-  return same && !lapsed;
+  return same && !lapsed ? "yes" : "no";
 }

@@ -250,10 +250,25 @@ async function addNearest(
     .map((x) => slotView(x.s));
 }
 
-function bookingAnswer(b: Booking | undefined, replayed: boolean, next: string): CallToolResult {
+function bookingAnswer(
+  b: Booking | undefined,
+  replayed: boolean,
+  next: string,
+  unchecked = false,
+): CallToolResult {
   if (!b) return ok("Done.", {});
   const data: Record<string, unknown> = { booking: bookingView(b) };
   if (replayed) data.replayed = true;
+  if (unchecked) {
+    // The status is the earlier call's: the booking may since have been
+    // cancelled, confirmed or lapsed, and this key cannot read it now.
+    data.status_unchecked = true;
+    const status = (BOOKING_STATUS.nameOf(b.status) ?? "unknown").toUpperCase();
+    return ok(
+      `An identical earlier call made booking ${b.id}; nothing was done twice. Its status then was ${status}, but it may have changed since (cancelled, lapsed or confirmed) and this API key cannot read bookings now (that needs bookings.read): do not tell the caller the time is ${status.toLowerCase()} on the strength of this answer. To be sure, check with whoever can read bookings (a key with bookings.read has get_booking); to hold a time anew, call hold_slot with a new idempotency_key. The earlier answer was: ${describeBooking(b)}`,
+      data,
+    );
+  }
   const again = replayed
     ? " (the answer to an identical earlier call: nothing was done twice)"
     : "";
@@ -542,28 +557,32 @@ const holdSlot: ToolDef<z.ZodObject> = {
       async () => {
         const request = await bookingTarget(api, args);
         near = nearOf(request);
-        const { answer, replayed } = await retrySafe(api, "hold_slot", a, (key, onHeader) =>
-          api.bookings.createHold(
-            {
-              slotId: request.slotId,
-              serviceId: request.serviceId,
-              resourceId: request.resourceId,
-              startTime:
-                request.startMs === undefined ? undefined : timestampFromMs(request.startMs),
-              endTime: request.endMs === undefined ? undefined : timestampFromMs(request.endMs),
-              ttl:
-                args.hold_minutes === undefined
-                  ? undefined
-                  : durationFromMs((args.hold_minutes as number) * MINUTE_MS),
-              attendee: {
-                name: (args.attendee_name as string) ?? "",
-                email: (args.attendee_email as string) ?? "",
-                phone: (args.attendee_phone as string) ?? "",
+        const { answer, replayed, unchecked } = await retrySafe(
+          api,
+          "hold_slot",
+          a,
+          (key, onHeader) =>
+            api.bookings.createHold(
+              {
+                slotId: request.slotId,
+                serviceId: request.serviceId,
+                resourceId: request.resourceId,
+                startTime:
+                  request.startMs === undefined ? undefined : timestampFromMs(request.startMs),
+                endTime: request.endMs === undefined ? undefined : timestampFromMs(request.endMs),
+                ttl:
+                  args.hold_minutes === undefined
+                    ? undefined
+                    : durationFromMs((args.hold_minutes as number) * MINUTE_MS),
+                attendee: {
+                  name: (args.attendee_name as string) ?? "",
+                  email: (args.attendee_email as string) ?? "",
+                  phone: (args.attendee_phone as string) ?? "",
+                },
+                metadata: (a.metadata as Record<string, string> | undefined) ?? {},
               },
-              metadata: (a.metadata as Record<string, string> | undefined) ?? {},
-            },
-            { headers: { "idempotency-key": key }, onHeader },
-          ),
+              { headers: { "idempotency-key": key }, onHeader },
+            ),
         );
         return bookingAnswer(
           answer.booking,
@@ -571,6 +590,7 @@ const holdSlot: ToolDef<z.ZodObject> = {
           replayed
             ? "To hold this time for another caller, call again with their attendee details or a new idempotency_key."
             : "",
+          unchecked,
         );
       },
       async (view) => {
@@ -673,10 +693,10 @@ function writeBooking(
   }) => Promise<{ booking?: Booking }>,
 ): Promise<CallToolResult> {
   return guarded(async () => {
-    const { answer, replayed } = await retrySafe(api, tool, args, (key, onHeader) =>
+    const { answer, replayed, unchecked } = await retrySafe(api, tool, args, (key, onHeader) =>
       call({ headers: { "idempotency-key": key }, onHeader }),
     );
-    return bookingAnswer(answer.booking, replayed, "");
+    return bookingAnswer(answer.booking, replayed, "", unchecked);
   });
 }
 
@@ -799,7 +819,7 @@ const rescheduleBooking: ToolDef<z.ZodObject> = {
         }
         const target = await bookingTarget(api, args, current);
         near = nearOf(target);
-        const { answer, replayed } = await retrySafe(
+        const { answer, replayed, unchecked } = await retrySafe(
           api,
           "reschedule_booking",
           a,
@@ -816,7 +836,7 @@ const rescheduleBooking: ToolDef<z.ZodObject> = {
               { headers: { "idempotency-key": key }, onHeader },
             ),
         );
-        return bookingAnswer(answer.booking, replayed, "");
+        return bookingAnswer(answer.booking, replayed, "", unchecked);
       },
       async (view) => {
         if (near) await addNearest(api, view, near);

@@ -146,6 +146,34 @@ describe("a service whose resources are in different time zones", () => {
   });
 });
 
+describe("a replayed write that the key cannot check", () => {
+  it("says the status is the earlier call's and may have changed, not that the time is held", async () => {
+    const c = await clinic(server.url);
+    const writer = await mcpOverHttp(server.url, await c.keyWith(["bookings.write"]));
+    const day = new Date(Date.now() + 3 * DAY).toISOString().slice(0, 10);
+    const args = {
+      service_id: c.serviceId,
+      start_time: `${day}T15:00:00Z`,
+      duration_minutes: 30,
+      attendee_name: "Ada",
+    };
+    const held = await callTool(writer, "hold_slot", args);
+    expect(held.isError, held.text).toBe(false);
+    const cancelled = await callTool(writer, "cancel_booking", {
+      booking_id: held.data.booking.booking_id,
+    });
+    expect(cancelled.data.booking.status).toBe("cancelled");
+
+    const again = await callTool(writer, "hold_slot", args);
+    expect(again.isError, again.text).toBe(false);
+    expect(again.data.replayed).toBe(true);
+    expect(again.data.status_unchecked).toBe(true);
+    expect(again.text).not.toMatch(/^Booking \S+ is HELD/);
+    expect(again.text).toContain("may have changed since");
+    expect(again.text).toContain("do not tell the caller the time is held");
+  });
+});
+
 describe("find_slots with a page_token", () => {
   it("refuses other search arguments that differ from the token's search", async () => {
     const c = await clinic(server.url);
