@@ -1,10 +1,13 @@
 import { readFileSync } from "node:fs";
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
+import { Protocol } from "@modelcontextprotocol/sdk/shared/protocol.js";
 import {
-  CallToolRequestSchema,
   type CallToolResult,
+  ErrorCode,
   ListToolsRequestSchema,
+  McpError,
 } from "@modelcontextprotocol/sdk/types.js";
+import { z } from "zod";
 import { nearestName } from "../rpc/json-errors.js";
 import type { McpApi } from "./api.js";
 import { failed, hintOf } from "./results.js";
@@ -18,18 +21,50 @@ const VERSION = (
 
 /**
  * What the server tells a client about itself when it connects, true for
- * its key: one without catalog.read has no list_services and is told where
- * a service_id comes from instead.
+ * its key: built from the tools this key gets, so it never names one the
+ * key lacks (a key with only bookings.write has no find_slots; one with
+ * only events.read has no tools at all).
  */
 function instructionsFor(tools: readonly { name: string }[]): string {
   const has = (name: string) => tools.some((t) => t.name === name);
-  const first = has("list_services")
-    ? "list_services -> find_slots"
-    : `find_slots (this API key cannot list services: use the service_id you were given${has("list_bookings") ? ", or one from list_bookings" : ""})`;
-  return `Holdfast books appointments and other resources.
-Typical flow: ${first} -> hold_slot (the time is locked for a few minutes) -> confirm_booking once the caller agrees.
-If a time was just taken, the failure lists free alternatives with slot_ids: offer those.
-Times are given in UTC and as local wall-clock time of the resource's zone; say the local time to the caller.`;
+  const intro = "Holdfast books appointments and other resources.";
+  if (tools.length === 0) {
+    return `${intro}
+This API key has no scope that any tool needs, so there are no tools: tell the user that this key cannot find or book times, and that it needs bookings.read (to search), bookings.write (to book) or catalog.read (to see services).`;
+  }
+  const lines = [intro, `This API key's tools: ${tools.map((t) => t.name).join(", ")}.`];
+  const serviceFrom = has("list_services")
+    ? "list_services"
+    : `the service_id you were given${has("list_bookings") ? " (or one from list_bookings)" : ""}`;
+  if (has("find_slots") && has("hold_slot")) {
+    const first = has("list_services")
+      ? "list_services -> find_slots"
+      : `find_slots (this API key cannot list services: use ${serviceFrom})`;
+    lines.push(
+      `Typical flow: ${first} -> hold_slot (the time is locked for a few minutes) -> confirm_booking once the caller agrees.`,
+    );
+  } else if (has("find_slots")) {
+    lines.push(
+      `find_slots lists free times of a service (service_id: ${serviceFrom}). This key can look but not book: say so if the caller wants to book.`,
+    );
+  } else if (has("hold_slot")) {
+    lines.push(
+      `Typical flow: hold_slot with service_id (${serviceFrom}) and start_time (the time is locked for a few minutes) -> confirm_booking once the caller agrees. This key cannot search free times: hold the time the caller asks for.`,
+    );
+  } else if (has("list_services")) {
+    lines.push(
+      "This key can see what is bookable (services, resources and their time zones) but cannot search or book times.",
+    );
+  }
+  if (has("hold_slot") || has("reschedule_booking")) {
+    lines.push(
+      "If a time was just taken, the failure lists free alternatives with slot_ids: offer those.",
+    );
+  }
+  lines.push(
+    "Times are given in UTC and as local wall-clock time of the resource's zone; say the local time to the caller.",
+  );
+  return lines.join("\n");
 }
 
 /**
@@ -45,8 +80,26 @@ export function holdfastMcpServer(api: McpApi): Server {
     { capabilities: { tools: {} }, instructions: instructionsFor(allowed) },
   );
   server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: allowed.map(listing) }));
-  server.setRequestHandler(CallToolRequestSchema, async (request): Promise<CallToolResult> => {
-    const { name, arguments: args } = request.params;
+  // Not server.setRequestHandler(CallToolRequestSchema, ...): the SDK
+  // parses a tools/call against its own schema before any handler runs, so
+  // arguments that are not an object ("arguments": "bkg_x") would be a
+  // JSON-RPC error carrying a zod dump. Registered at the protocol layer
+  // with a loose schema, such a call reaches the handler and is answered
+  // as a tool result naming the problem, like every other bad argument.
+  Protocol.prototype.setRequestHandler.call(
+    server,
+    LOOSE_CALL_TOOL_REQUEST,
+    async (request: z.infer<typeof LOOSE_CALL_TOOL_REQUEST>): Promise<CallToolResult> =>
+      callTool(request.params ?? { name: undefined, arguments: undefined }),
+  );
+  async function callTool(params: LooseParams): Promise<CallToolResult> {
+    const { name, arguments: args } = params;
+    if (typeof name !== "string") {
+      throw new McpError(
+        ErrorCode.InvalidParams,
+        'tools/call needs params.name, the name of a tool (a string) from tools/list, and params.arguments, an object such as {"booking_id": "..."}',
+      );
+    }
     const tool = allowed.find((t) => t.name === name);
     if (!tool) {
       const known = TOOLS.find((t) => t.name === name);
@@ -62,6 +115,16 @@ export function holdfastMcpServer(api: McpApi): Server {
         reason: "UNKNOWN_TOOL",
         message: `there is no tool "${name}"`,
         hint: `Use one of: ${allowed.map((t) => t.name).join(", ")}.`,
+      });
+    }
+    if (args !== undefined && args !== null && (typeof args !== "object" || Array.isArray(args))) {
+      const got = Array.isArray(args) ? "an array" : `a ${typeof args}`;
+      const description = `must be an object of ${name}'s arguments by name, such as {"${Object.keys(tool.input.shape)[0] ?? "name"}": ...}; got ${got}`;
+      return failed({
+        reason: "VALIDATION_ERROR",
+        message: `invalid arguments: (arguments): ${description}`,
+        hint: hintOf("VALIDATION_ERROR"),
+        field_violations: [{ field: "(arguments)", description }],
       });
     }
     const parsed = tool.input.safeParse(args ?? {});
@@ -85,9 +148,18 @@ export function holdfastMcpServer(api: McpApi): Server {
       });
     }
     return tool.run(api, parsed.data);
-  });
+  }
   return server;
 }
+
+/** tools/call as the handler takes it: any params, checked by the handler itself. */
+const LOOSE_CALL_TOOL_REQUEST = z.object({
+  method: z.literal("tools/call"),
+  params: z
+    .looseObject({ name: z.unknown().optional(), arguments: z.unknown().optional() })
+    .optional(),
+});
+type LooseParams = NonNullable<z.infer<typeof LOOSE_CALL_TOOL_REQUEST>["params"]>;
 
 /** An argument the tool does not take, with the nearest one it does (as the JSON API does). */
 function unknownArgument(tool: string, key: string, names: readonly string[]): string {

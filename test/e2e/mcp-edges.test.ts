@@ -17,6 +17,19 @@ import { startTestServer } from "../support/server.js";
 const server = await startTestServer();
 const DAY = 86_400_000;
 
+const ALL_TOOLS = [
+  "cancel_booking",
+  "confirm_booking",
+  "extend_hold",
+  "find_slots",
+  "get_booking",
+  "hold_slot",
+  "list_bookings",
+  "list_resources",
+  "list_services",
+  "reschedule_booking",
+];
+
 /** A local date in `timeZone` `days` from now. */
 function dateIn(timeZone: string, days: number): string {
   return new Date(Date.now() + days * DAY).toLocaleDateString("en-CA", { timeZone });
@@ -210,5 +223,73 @@ describe("find_slots with a page_token", () => {
     });
     expect(next.isError, next.text).toBe(false);
     expect(next.data.slots[0].local_start_time.slice(0, 16)).toBe(`${day}T10:00`);
+  });
+});
+
+describe("the server's instructions", () => {
+  it("name only tools the key has", async () => {
+    const c = await clinic(server.url);
+    const scopeSets = [
+      ["events.read"],
+      ["bookings.write"],
+      ["bookings.read"],
+      ["catalog.read"],
+      ["bookings.read", "bookings.write"],
+      ["bookings.read", "bookings.write", "catalog.read"],
+    ];
+    for (const scopes of scopeSets) {
+      const agent = await mcpOverHttp(server.url, await c.keyWith(scopes));
+      const has = (await agent.listTools()).tools.map((t) => t.name);
+      const text = agent.getInstructions() ?? "";
+      const named = ALL_TOOLS.filter((t) => new RegExp(`\\b${t}\\b`).test(text));
+      expect(named, `${scopes.join(",")}: ${text}`).toEqual(named.filter((t) => has.includes(t)));
+      if (has.length === 0) expect(text).toContain("no tools");
+    }
+  });
+});
+
+describe("tools/call with arguments that are not an object", () => {
+  it("is a tool result naming the problem, not a JSON-RPC internal error", async () => {
+    const c = await clinic(server.url);
+    const post = async (params: unknown) => {
+      const res = await fetch(`${server.url}/mcp`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          accept: "application/json, text/event-stream",
+          authorization: `Bearer ${c.key}`,
+        },
+        body: JSON.stringify({ jsonrpc: "2.0", id: 7, method: "tools/call", params }),
+      });
+      expect(res.status).toBe(200);
+      return (await res.json()) as {
+        result?: { isError: boolean; structuredContent: { error: Record<string, unknown> } };
+        error?: { code: number; message: string };
+      };
+    };
+    for (const [args, got] of [
+      ["bkg_x", "a string"],
+      [["bkg_x"], "an array"],
+      [42, "a number"],
+    ] as const) {
+      const answer = await post({ name: "get_booking", arguments: args });
+      expect(answer.error, JSON.stringify(answer)).toBeUndefined();
+      expect(answer.result?.isError).toBe(true);
+      expect(answer.result?.structuredContent.error).toMatchObject({
+        reason: "VALIDATION_ERROR",
+        field_violations: [
+          {
+            field: "(arguments)",
+            description: expect.stringMatching(
+              new RegExp(`must be an object of get_booking's arguments.*booking_id.*got ${got}`),
+            ),
+          },
+        ],
+      });
+    }
+    const nameless = await post({ arguments: {} });
+    expect(nameless.error?.code, JSON.stringify(nameless)).toBe(-32602);
+    expect(nameless.error?.message).toContain("params.name");
+    expect(nameless.error?.message).not.toContain("invalid_type");
   });
 });
