@@ -173,7 +173,12 @@ const HINTS: Record<string, string> = {
     "The tenant's plan allows no more of this (see `quota`, `limit`, `usage`): tell the user; do not retry until something is freed (e.g. a hold cancelled) or the quota raised.",
 };
 
-export function hintOf(reason: string): string {
+/** TOO_SOON for a time already begun, which no notice period explains. */
+export const PAST_HINT =
+  "That time has already begun (it is in the past): pick a time from now on (find_slots), and check the date and time zone you gave.";
+
+export function hintOf(reason: string, message = ""): string {
+  if (reason === "TOO_SOON" && message.includes("already begun")) return PAST_HINT;
   return HINTS[reason] ?? "Tell the user what failed; do not retry with the same arguments.";
 }
 
@@ -213,7 +218,7 @@ export function failureOf(err: unknown): FailureView {
   const e = ConnectError.from(err);
   const info = e.findDetails(ErrorInfoSchema)[0];
   const reason = info?.reason ?? (e.code === Code.Unavailable ? "UNAVAILABLE" : "INTERNAL");
-  const view: FailureView = { reason, message: e.rawMessage, hint: hintOf(reason) };
+  const view: FailureView = { reason, message: e.rawMessage, hint: hintOf(reason, e.rawMessage) };
   const meta = info?.metadata ?? {};
   if (reason === "LIMIT_REACHED" && meta.quota !== undefined) {
     view.quota = { quota: meta.quota, limit: Number(meta.limit), usage: Number(meta.usage) };

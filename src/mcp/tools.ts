@@ -18,6 +18,7 @@ import {
   failed,
   failureOf,
   ok,
+  PAST_HINT,
   type SlotView,
   slotView,
 } from "./results.js";
@@ -58,6 +59,8 @@ const labels = (what: string) =>
   z
     .record(z.string().min(1).max(64), z.string().max(500))
     .refine((o) => Object.keys(o).length <= 20, "at most 20 labels")
+    // The refinement does not reach the JSON schema; the bound must.
+    .meta({ maxProperties: 20 })
     .optional()
     .describe(what);
 const durationMinutes = (fallback: string) =>
@@ -228,6 +231,8 @@ async function addNearest(
   view: FailureView,
   want: { serviceId: string; resourceId?: string; startMs: number; durationMs?: number },
 ): Promise<void> {
+  // With a notice period the API says only "at least N min from now".
+  if (view.reason === "TOO_SOON" && want.startMs <= Date.now()) view.hint = PAST_HINT;
   if (!NEAR_REASONS.has(view.reason) || (view.alternatives?.length ?? 0) > 0) return;
   if (!api.caller.scopes.includes("bookings.read")) return;
   const from = Math.max(Date.now(), want.startMs - DAY_MS);

@@ -293,3 +293,61 @@ describe("tools/call with arguments that are not an object", () => {
     expect(nameless.error?.message).not.toContain("invalid_type");
   });
 });
+
+describe("hold_slot's limits and hints", () => {
+  it("states the metadata limits in its input schema", async () => {
+    const c = await clinic(server.url);
+    const { tools } = await (await mcpOverHttp(server.url, c.key)).listTools();
+    for (const name of ["hold_slot", "list_bookings"]) {
+      const props = tools.find((t) => t.name === name)?.inputSchema.properties as Record<
+        string,
+        Record<string, unknown>
+      >;
+      expect(props.metadata, name).toMatchObject({
+        type: "object",
+        maxProperties: 20,
+        propertyNames: { minLength: 1, maxLength: 64 },
+        additionalProperties: { type: "string", maxLength: 500 },
+      });
+    }
+  });
+
+  it("tells a time already begun from one inside the notice period", async () => {
+    const c = await clinic(server.url);
+    const agent = await mcpOverHttp(server.url, c.key);
+    const yesterday = new Date(Date.now() - DAY).toISOString().slice(0, 10);
+    const past = await callTool(agent, "hold_slot", {
+      service_id: c.serviceId,
+      start_time: `${yesterday}T15:00:00Z`,
+    });
+    expect(past.data.error.reason).toBe("TOO_SOON");
+    expect(past.data.error.hint).toContain("already begun");
+    expect(past.data.error.hint).not.toContain("notice period");
+
+    // A service with ten days' notice: a past time is still "already
+    // begun", one three days ahead is inside the notice period.
+    const catalog = clientFor(CatalogService, server.url, c.key);
+    const { service } = await catalog.createService({
+      name: "Surgery",
+      resourceIds: [c.resourceId],
+      policy: {
+        durations: [minutes(30)],
+        slotInterval: minutes(30),
+        minNotice: minutes(10 * 24 * 60),
+      },
+    });
+    const noticed = { service_id: service?.id as string };
+    const pastToo = await callTool(agent, "hold_slot", {
+      ...noticed,
+      start_time: `${yesterday}T15:00:00Z`,
+    });
+    expect(pastToo.data.error.reason).toBe("TOO_SOON");
+    expect(pastToo.data.error.hint).toContain("already begun");
+    const close = await callTool(agent, "hold_slot", {
+      ...noticed,
+      start_time: `${dateIn("America/New_York", 3)}T10:00`,
+    });
+    expect(close.data.error.reason).toBe("TOO_SOON");
+    expect(close.data.error.hint).toContain("notice period");
+  });
+});
