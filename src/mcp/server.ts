@@ -1,13 +1,11 @@
 import { readFileSync } from "node:fs";
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
-import { Protocol } from "@modelcontextprotocol/sdk/shared/protocol.js";
 import {
+  type CallToolRequest,
+  CallToolRequestSchema,
   type CallToolResult,
-  ErrorCode,
   ListToolsRequestSchema,
-  McpError,
 } from "@modelcontextprotocol/sdk/types.js";
-import { z } from "zod";
 import { nearestName } from "../rpc/json-errors.js";
 import type { McpApi } from "./api.js";
 import { failed, hintOf } from "./results.js";
@@ -80,26 +78,9 @@ export function holdfastMcpServer(api: McpApi): Server {
     { capabilities: { tools: {} }, instructions: instructionsFor(allowed) },
   );
   server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: allowed.map(listing) }));
-  // Not server.setRequestHandler(CallToolRequestSchema, ...): the SDK
-  // parses a tools/call against its own schema before any handler runs, so
-  // arguments that are not an object ("arguments": "bkg_x") would be a
-  // JSON-RPC error carrying a zod dump. Registered at the protocol layer
-  // with a loose schema, such a call reaches the handler and is answered
-  // as a tool result naming the problem, like every other bad argument.
-  Protocol.prototype.setRequestHandler.call(
-    server,
-    LOOSE_CALL_TOOL_REQUEST,
-    async (request: z.infer<typeof LOOSE_CALL_TOOL_REQUEST>): Promise<CallToolResult> =>
-      callTool(request.params ?? { name: undefined, arguments: undefined }),
-  );
-  async function callTool(params: LooseParams): Promise<CallToolResult> {
+  server.setRequestHandler(CallToolRequestSchema, async (request) => callTool(request.params));
+  async function callTool(params: CallToolRequest["params"]): Promise<CallToolResult> {
     const { name, arguments: args } = params;
-    if (typeof name !== "string") {
-      throw new McpError(
-        ErrorCode.InvalidParams,
-        'tools/call needs params.name, the name of a tool (a string) from tools/list, and params.arguments, an object such as {"booking_id": "..."}',
-      );
-    }
     const tool = allowed.find((t) => t.name === name);
     if (!tool) {
       const known = TOOLS.find((t) => t.name === name);
@@ -115,16 +96,6 @@ export function holdfastMcpServer(api: McpApi): Server {
         reason: "UNKNOWN_TOOL",
         message: `there is no tool "${name}"`,
         hint: `Use one of: ${allowed.map((t) => t.name).join(", ")}.`,
-      });
-    }
-    if (args !== undefined && args !== null && (typeof args !== "object" || Array.isArray(args))) {
-      const got = Array.isArray(args) ? "an array" : `a ${typeof args}`;
-      const description = `must be an object of ${name}'s arguments by name, such as {"${Object.keys(tool.input.shape)[0] ?? "name"}": ...}; got ${got}`;
-      return failed({
-        reason: "VALIDATION_ERROR",
-        message: `invalid arguments: (arguments): ${description}`,
-        hint: hintOf("VALIDATION_ERROR"),
-        field_violations: [{ field: "(arguments)", description }],
       });
     }
     const parsed = tool.input.safeParse(args ?? {});
@@ -151,15 +122,6 @@ export function holdfastMcpServer(api: McpApi): Server {
   }
   return server;
 }
-
-/** tools/call as the handler takes it: any params, checked by the handler itself. */
-const LOOSE_CALL_TOOL_REQUEST = z.object({
-  method: z.literal("tools/call"),
-  params: z
-    .looseObject({ name: z.unknown().optional(), arguments: z.unknown().optional() })
-    .optional(),
-});
-type LooseParams = NonNullable<z.infer<typeof LOOSE_CALL_TOOL_REQUEST>["params"]>;
 
 /** An argument the tool does not take, with the nearest one it does (as the JSON API does). */
 function unknownArgument(tool: string, key: string, names: readonly string[]): string {

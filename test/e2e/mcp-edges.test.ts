@@ -248,52 +248,6 @@ describe("the server's instructions", () => {
   });
 });
 
-describe("tools/call with arguments that are not an object", () => {
-  it("is a tool result naming the problem, not a JSON-RPC internal error", async () => {
-    const c = await clinic(server.url);
-    const post = async (params: unknown) => {
-      const res = await fetch(`${server.url}/mcp`, {
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          accept: "application/json, text/event-stream",
-          authorization: `Bearer ${c.key}`,
-        },
-        body: JSON.stringify({ jsonrpc: "2.0", id: 7, method: "tools/call", params }),
-      });
-      expect(res.status).toBe(200);
-      return (await res.json()) as {
-        result?: { isError: boolean; structuredContent: { error: Record<string, unknown> } };
-        error?: { code: number; message: string };
-      };
-    };
-    for (const [args, got] of [
-      ["bkg_x", "a string"],
-      [["bkg_x"], "an array"],
-      [42, "a number"],
-    ] as const) {
-      const answer = await post({ name: "get_booking", arguments: args });
-      expect(answer.error, JSON.stringify(answer)).toBeUndefined();
-      expect(answer.result?.isError).toBe(true);
-      expect(answer.result?.structuredContent.error).toMatchObject({
-        reason: "VALIDATION_ERROR",
-        field_violations: [
-          {
-            field: "(arguments)",
-            description: expect.stringMatching(
-              new RegExp(`must be an object of get_booking's arguments.*booking_id.*got ${got}`),
-            ),
-          },
-        ],
-      });
-    }
-    const nameless = await post({ arguments: {} });
-    expect(nameless.error?.code, JSON.stringify(nameless)).toBe(-32602);
-    expect(nameless.error?.message).toContain("params.name");
-    expect(nameless.error?.message).not.toContain("invalid_type");
-  });
-});
-
 describe("hold_slot's limits and hints", () => {
   it("states the metadata limits in its input schema", async () => {
     const c = await clinic(server.url);
