@@ -18,6 +18,8 @@ import {
 import { base64Decode } from "@bufbuild/protobuf/wire";
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import {
+  Code,
+  ConnectError,
   type ConnectRouter,
   createConnectRouter,
   createContextValues,
@@ -135,7 +137,7 @@ const gzipFastest: Compression = {
 export function rpcRequestHandler(opts: RpcHandlerOptions): RpcRequestHandler {
   const max = opts.maxRequestBytes;
   const router = createConnectRouter({
-    interceptors: [...opts.observers, ...opts.interceptors],
+    interceptors: [...opts.observers, deadlineInterceptor, ...opts.interceptors],
     jsonOptions: { ignoreUnknownFields: false },
     acceptCompression: [gzipFastest],
     // Compressing costs more than it saves for all but large answers (long
@@ -452,6 +454,54 @@ function clampDeadline(header: Headers, kind: "grpc" | "connect"): Rejection | u
     );
   }
   return undefined;
+}
+
+/**
+ * A unary call answers DEADLINE_EXCEEDED once its deadline passes, even
+ * while its handler is still at work: connect-node aborts the call's signal
+ * with DeadlineExceeded at the deadline, but sends whatever the handler
+ * answers, however late, unless the handler itself observes the signal.
+ * Likewise a call its HTTP/2 caller cancels (as grpc-js does at its own
+ * deadline, which can reach us before ours passes) ends CANCELLED at once.
+ * The handler is not stopped: a write under way may still commit (retry it
+ * with the same idempotency key to learn its outcome). Inside the
+ * observers, so that metrics, traces and the request log see the code the
+ * caller gets. Streams (WatchEvents, Health/Watch) end on the signal
+ * themselves.
+ */
+const deadlineInterceptor: Interceptor = (next) => async (req) => {
+  if (req.stream) return next(req);
+  const signal = req.signal;
+  if (endsTheCall(signal)) throw signal.reason;
+  let onAbort: (() => void) | undefined;
+  const ended = new Promise<never>((_, reject) => {
+    onAbort = () => {
+      if (endsTheCall(signal)) reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  const answer = next(req);
+  try {
+    const res = await Promise.race([answer, ended]);
+    // The deadline may have passed while the call kept the event loop busy.
+    if (endsTheCall(signal)) throw signal.reason;
+    return res;
+  } catch (err) {
+    // How the handler ends after the call's answer: nobody hears it.
+    answer.catch((late: unknown) => log.debug("rpc ended after its answer", { err: late }));
+    throw err;
+  } finally {
+    if (onAbort) signal.removeEventListener("abort", onAbort);
+  }
+};
+
+/** The call's signal aborted for its deadline, or for its caller's cancel (not for shutdown). */
+function endsTheCall(signal: AbortSignal): boolean {
+  const reason: unknown = signal.aborted ? signal.reason : undefined;
+  return (
+    reason instanceof ConnectError &&
+    (reason.code === Code.DeadlineExceeded || reason.code === Code.Canceled)
+  );
 }
 
 function badDeadline(name: string, value: string, expected: string): Rejection {

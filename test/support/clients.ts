@@ -129,6 +129,7 @@ export type GrpcJsClient = {
     method: string,
     request: object,
     metadata?: grpc.Metadata,
+    options?: grpc.CallOptions,
   ): Promise<T>;
   close(): void;
 };
@@ -158,13 +159,18 @@ export function grpcJsClient(
   const auth = new grpc.Metadata();
   auth.set("authorization", `Bearer ${key}`);
   return {
-    call<T>(method: string, request: object, extra?: grpc.Metadata): Promise<T> {
+    call<T>(
+      method: string,
+      request: object,
+      extra?: grpc.Metadata,
+      options: grpc.CallOptions = {},
+    ): Promise<T> {
       const metadata = auth.clone();
       if (extra) metadata.merge(extra);
       const fn = (client as unknown as Record<string, (...args: unknown[]) => void>)[method];
       if (typeof fn !== "function") throw new Error(`no method ${method} on ${serviceName}`);
       return new Promise((resolve, reject) => {
-        fn.call(client, request, metadata, (err: grpc.ServiceError | null, res: T) =>
+        fn.call(client, request, metadata, options, (err: grpc.ServiceError | null, res: T) =>
           err ? reject(err) : resolve(res),
         );
       });

@@ -1,0 +1,147 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type * as grpc from "@grpc/grpc-js";
+import pg from "pg";
+import { describe, expect, it, onTestFinished } from "vitest";
+import { ListSlotsRequestSchema } from "../../gen/holdfast/v1/availability_pb.js";
+import { bookingWorld, DAY, dayStart } from "../support/booking.js";
+import {
+  envelope,
+  grpcJsClient,
+  jsonReason,
+  postJson,
+  rawGrpc,
+  rawGrpcWeb,
+} from "../support/clients.js";
+import { scrape } from "../support/metrics.js";
+import { startTestServer } from "../support/server.js";
+
+const LIST_SLOTS = "holdfast.v1.AvailabilityService/ListSlots";
+
+describe("deadlines", { timeout: 30_000 }, async () => {
+  // Waits on a lock last long, so that only the caller's deadline ends a call.
+  const server = await startTestServer({
+    HOLDFAST_DB_LOCK_TIMEOUT_MS: "8000",
+    HOLDFAST_DB_STATEMENT_TIMEOUT_MS: "8000",
+  });
+  const world = await bookingWorld(server.url);
+  const range = { startTime: dayStart(1), endTime: dayStart(1) + DAY };
+  const json = {
+    serviceId: world.serviceId,
+    startTime: new Date(range.startTime).toISOString(),
+    endTime: new Date(range.endTime).toISOString(),
+  };
+  const binary = envelope(
+    toBinary(
+      ListSlotsRequestSchema,
+      create(ListSlotsRequestSchema, {
+        serviceId: world.serviceId,
+        startTime: timestampFromMs(range.startTime),
+        endTime: timestampFromMs(range.endTime),
+      }),
+    ),
+  );
+  const auth = { authorization: `Bearer ${world.key}` };
+
+  /**
+   * Another session holds every booking read off until release() (or the
+   * test's end). /metrics reads bookings too: scrape outside it.
+   */
+  async function blockBookingReads() {
+    const holder = new pg.Client({ connectionString: server.databaseUrl });
+    await holder.connect();
+    await holder.query("BEGIN");
+    await holder.query("LOCK TABLE bookings IN ACCESS EXCLUSIVE MODE");
+    let held = true;
+    const release = async () => {
+      if (!held) return;
+      held = false;
+      await holder.query("ROLLBACK");
+      await holder.end();
+    };
+    onTestFinished(release);
+    return release;
+  }
+
+  const count = (samples: Map<string, number>, protocol: string, code: string) =>
+    samples.get(
+      `holdfast_rpc_requests_total{service="holdfast.v1.AvailabilityService",method="ListSlots",protocol="${protocol}",code="${code}"}`,
+    ) ?? 0;
+
+  it("answers a slow call DEADLINE_EXCEEDED once its deadline passes, on every protocol", async () => {
+    const before = await scrape(server.url);
+    const release = await blockBookingReads();
+    const started = Date.now();
+    const [connect, grpcReply, grpcWeb] = await Promise.all([
+      postJson(server.url, LIST_SLOTS, json, world.key, { "connect-timeout-ms": "300" }),
+      rawGrpc(server.url, LIST_SLOTS, binary, { ...auth, "grpc-timeout": "300m" }),
+      rawGrpcWeb(server.url, LIST_SLOTS, binary, { ...auth, "grpc-timeout": "300m" }),
+    ]);
+    const took = Date.now() - started;
+    await release();
+    expect({
+      status: connect.status,
+      code: connect.body.code,
+      reason: jsonReason(connect),
+    }).toEqual({ status: 504, code: "deadline_exceeded", reason: "DEADLINE_EXCEEDED" });
+    for (const reply of [grpcReply, grpcWeb]) {
+      expect({ code: reply.code, reason: reply.reason }).toEqual({
+        code: "DeadlineExceeded",
+        reason: "DEADLINE_EXCEEDED",
+      });
+    }
+    // At the deadline, not when the lock lets go (8 s).
+    expect(took).toBeLessThan(3_000);
+    // The observers saw the code the caller got, once, and no late OK.
+    const after = await scrape(server.url);
+    for (const protocol of ["connect", "grpc", "grpc-web"]) {
+      expect(
+        count(after, protocol, "DeadlineExceeded") - count(before, protocol, "DeadlineExceeded"),
+        protocol,
+      ).toBe(1);
+      expect(count(after, protocol, "OK") - count(before, protocol, "OK"), protocol).toBe(0);
+    }
+  });
+
+  it("ends a grpc-js caller's call on the server at its deadline too", async () => {
+    const client = grpcJsClient(
+      server.url,
+      "holdfast/v1/availability.proto",
+      "AvailabilityService",
+      world.key,
+    );
+    onTestFinished(() => client.close());
+    const before = await scrape(server.url);
+    const release = await blockBookingReads();
+    const err = (await client
+      .call(
+        "listSlots",
+        {
+          serviceId: world.serviceId,
+          startTime: { seconds: String(range.startTime / 1000) },
+          endTime: { seconds: String(range.endTime / 1000) },
+        },
+        undefined,
+        { deadline: Date.now() + 300 },
+      )
+      .catch((e: unknown) => e)) as grpc.ServiceError;
+    expect(err.code).toBe(4); // DEADLINE_EXCEEDED
+    // grpc-js gives up on its own at its deadline and cancels the call. The
+    // server must end it then too, by its own deadline or by that cancel
+    // (whichever reaches it first), not answer it once the lock lets go.
+    await new Promise((r) => setTimeout(r, 500));
+    await release();
+    const after = await scrape(server.url);
+    const grew = (code: string) => count(after, "grpc", code) - count(before, "grpc", code);
+    expect(grew("DeadlineExceeded") + grew("Canceled")).toBe(1);
+    expect(grew("OK")).toBe(0);
+  });
+
+  it("answers the same call in full without a deadline, once nothing holds it", async () => {
+    const reply = await postJson(server.url, LIST_SLOTS, json, world.key, {
+      "connect-timeout-ms": "10000",
+    });
+    expect(reply.status).toBe(200);
+    expect((reply.body.slots as unknown[]).length).toBeGreaterThan(0);
+  });
+});
