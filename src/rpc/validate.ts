@@ -14,11 +14,71 @@ import { msOfDuration, msOfTimestamp } from "./convert.js";
  */
 
 /** Parses `message` with `schema`, or throws VALIDATION_ERROR naming every bad field. */
-export function parseRequest<T>(schema: z.ZodType<T>, message: unknown): T {
+export function parseRequest<T>(
+  schema: z.ZodType<T>,
+  message: unknown,
+  nul = nulViolations(message),
+): T {
   const result = schema.safeParse(message);
-  if (result.success) return result.data;
-  throw invalid(result.error.issues.map(violationOf));
+  if (result.success && nul.length === 0) return result.data;
+  throw invalid([...nul, ...(result.success ? [] : result.error.issues.map(violationOf))]);
 }
+
+const NUL_MESSAGE = "must not contain a NUL character (U+0000)";
+
+/**
+ * Every text a request carries, checked once for every request: Postgres
+ * stores no NUL character in text or JSON, so one would otherwise be refused
+ * only at the write, without naming the field. Names the field (a map's or
+ * a Struct's key as sent: `metadata.note`, `metadata["a b"]`). `fields`:
+ * `message` is a plain object of a message's fields (as parseUpdate has),
+ * named under `path`.
+ */
+export function nulViolations(message: unknown, path = "", fields = false): FieldViolation[] {
+  const found: FieldViolation[] = [];
+  const visit = (value: unknown, path: string): void => {
+    if (typeof value === "string") {
+      if (value.includes("\0")) found.push({ field: path || "request", description: NUL_MESSAGE });
+      return;
+    }
+    if (value === null || typeof value !== "object" || value instanceof Uint8Array) return;
+    if (Array.isArray(value)) {
+      for (const [i, item] of value.entries()) visit(item, `${path}[${i}]`);
+      return;
+    }
+    const isMessage = "$typeName" in value || value === root;
+    for (const [key, v] of Object.entries(value)) {
+      if (isMessage) {
+        if (key.startsWith("$")) continue;
+        if (isOneof(v)) {
+          // The set field of a oneof is named as a field of the message.
+          if (typeof v.case === "string") visit(v.value, join(path, snake(v.case)));
+        } else visit(v, join(path, snake(key)));
+      } else {
+        // A map or a Struct: the key is the caller's own.
+        if (key.includes("\0")) {
+          found.push({ field: path || "request", description: `its keys ${NUL_MESSAGE}` });
+          continue;
+        }
+        const step = /^[A-Za-z_][A-Za-z0-9_]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
+        visit(v, path + step);
+      }
+    }
+  };
+  const root = fields ? message : undefined;
+  visit(message, path);
+  return found;
+}
+
+/** protobuf-es's form of a oneof: `{ case, value }` (or `{ case: undefined }`). */
+function isOneof(v: unknown): v is { case: unknown; value: unknown } {
+  if (v === null || typeof v !== "object" || Array.isArray(v) || "$typeName" in v) return false;
+  const keys = Object.keys(v);
+  return keys.includes("case") && keys.every((k) => k === "case" || k === "value");
+}
+
+const snake = (name: string) => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+const join = (path: string, name: string) => (path ? `${path}.${name}` : name);
 
 function violationOf(issue: z.core.$ZodIssue): FieldViolation {
   // A place inside a JSON value (a Struct's keys are the caller's own, kept as written).
@@ -275,7 +335,11 @@ export function parseUpdate<Fields extends Record<string, z.ZodType>>(
     shape[key] = schema;
     values[key] = (message as Record<string, unknown>)[key];
   }
-  const parsed = parseRequest(z.object({ [field]: z.object(shape) }), { [field]: values });
+  const parsed = parseRequest(
+    z.object({ [field]: z.object(shape) }),
+    { [field]: values },
+    nulViolations(values, field, true),
+  );
   return parsed[field] as Partial<{ [K in keyof Fields]: z.output<Fields[K]> }>;
 }
 

@@ -192,6 +192,45 @@ describe("values JSON cannot say are refused, never stored altered", () => {
   });
 });
 
+describe("a NUL character in text", () => {
+  it("is VALIDATION_ERROR naming the field, before anything is written, on every protocol", async () => {
+    const w = await bookingWorld(server.url);
+    for (const protocol of ["grpc", "connect", "connect-binary", "grpc-web"] as const) {
+      const bookings = clientFor(BookingService, server.url, w.key, protocol);
+      const resources = clientFor(ResourceService, server.url, w.key, protocol);
+      const hold = bookings.createHold({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(1, 9),
+        attendee: { name: "Ada\u0000Lovelace" },
+        metadata: { note: "a\u0000b", "two words": ["x", "\u0000"] },
+      });
+      const err = await rejected(hold, Code.InvalidArgument, "VALIDATION_ERROR");
+      expect({ protocol, fields: fieldViolations(err) }).toEqual({
+        protocol,
+        fields: ["attendee.name", "metadata.note", 'metadata["two words"][1]'],
+      });
+      const created = resources.createResource({ name: "R\u0000", timeZone: "UTC" });
+      expect(
+        fieldViolations(await rejected(created, Code.InvalidArgument, "VALIDATION_ERROR")),
+      ).toEqual(["name"]);
+      const updated = resources.updateResource({
+        resource: { id: w.resourceId, name: "\u0000" },
+        updateMask: { paths: ["name"] },
+      });
+      expect(
+        fieldViolations(await rejected(updated, Code.InvalidArgument, "VALIDATION_ERROR")),
+      ).toEqual(["resource.name"]);
+      const listed = bookings.listBookings({ metadata: { "k\u0000": "v" } });
+      expect(
+        fieldViolations(await rejected(listed, Code.InvalidArgument, "VALIDATION_ERROR")),
+      ).toEqual(["metadata"]);
+    }
+    expect((await w.bookings.listBookings({})).bookings).toEqual([]);
+    expect((await w.resources.listResources({})).resources.map((r) => r.name)).toEqual(["R0"]);
+  });
+});
+
 describe("a JSON Timestamp on a day its month does not have", () => {
   it("is MALFORMED_REQUEST naming the field, in a POST body and in a Connect GET", async () => {
     const w = await bookingWorld(server.url);

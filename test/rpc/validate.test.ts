@@ -75,3 +75,30 @@ describe("timestamps", () => {
     });
   });
 });
+
+describe("nulViolations", () => {
+  it("names every text with a NUL character: fields, oneofs, maps and Struct keys as sent", () => {
+    const message = {
+      $typeName: "x.Request",
+      displayName: "ok",
+      attendee: { $typeName: "x.Attendee", name: "a\u0000" },
+      tags: ["x", "\u0000"],
+      choice: { case: "slotId", value: "\u0000" },
+      metadata: { note: "\u0000", "a b": { c: ["\u0000"] }, "k\u0000": "v" },
+      bytes: new Uint8Array([0]),
+    };
+    expect(v.nulViolations(message).map((x) => x.field)).toEqual([
+      "attendee.name",
+      "tags[1]",
+      "slot_id",
+      "metadata.note",
+      'metadata["a b"].c[0]',
+      "metadata",
+    ]);
+    expect(v.nulViolations({ $typeName: "x.Request", name: "fine" })).toEqual([]);
+    // A plain object of a message's fields (an Update's), under its field.
+    expect(v.nulViolations({ timeZone: "\u0000" }, "resource", true)[0]?.field).toBe(
+      "resource.time_zone",
+    );
+  });
+});
