@@ -1,7 +1,8 @@
-import type { DescMessage } from "@bufbuild/protobuf";
+import { type DescField, type DescMessage, ScalarType } from "@bufbuild/protobuf";
 import type { Interceptor } from "@connectrpc/connect";
 import { type FieldViolation, invalid } from "../domain/rejection.js";
 import { schemaSearch } from "./schema-search.js";
+import { MAX_ID_CHARS, NOT_AN_ID } from "./validate.js";
 
 /**
  * The most items every repeated field of a request may carry, by
@@ -30,7 +31,23 @@ export const MAX_ITEMS: Readonly<Record<string, number>> = {
 /** For repeated fields a request can carry that are only ever output (e.g. in an Update's message). */
 const DEFAULT_MAX_ITEMS = 100;
 
-/** Violations of MAX_ITEMS in `message` of type `desc`, named by proto path. */
+/**
+ * Whether a string field holds ids of rows (`id`, `resource_id`,
+ * `resource_ids`...): no id Holdfast makes is longer than MAX_ID_CHARS, so a
+ * longer one is refused as not an id, in every request (lookups, list
+ * filters, Update messages), as v.id does, rather than looked up and echoed
+ * back as not found. A slot_id is a signed token, not a row's id.
+ */
+function holdsIds(field: DescField): boolean {
+  if (field.fieldKind !== "scalar" && !(field.fieldKind === "list" && field.listKind === "scalar"))
+    return false;
+  if (field.scalar !== ScalarType.STRING || field.name === "slot_id") return false;
+  return field.fieldKind === "list"
+    ? field.name.endsWith("_ids")
+    : field.name === "id" || field.name.endsWith("_id");
+}
+
+/** Violations of MAX_ITEMS, and ids no row can have, in `message` of type `desc`, named by proto path. */
 export function listViolations(desc: DescMessage, message: object): FieldViolation[] {
   const out: FieldViolation[] = [];
   walk(desc, message as Record<string, unknown>, "", out, 0);
@@ -54,6 +71,19 @@ function walk(
         : undefined
       : message[field.localName];
     const at = path ? `${path}.${field.name}` : field.name;
+    if (holdsIds(field)) {
+      const ids = (Array.isArray(value) ? value : [value]) as unknown[];
+      const many = Array.isArray(value);
+      const max = many ? (MAX_ITEMS[`${desc.typeName}.${field.name}`] ?? DEFAULT_MAX_ITEMS) : 1;
+      // A list over its maximum is refused below, before its items.
+      if (ids.length <= max) {
+        ids.forEach((id, i) => {
+          if (typeof id === "string" && id.length > MAX_ID_CHARS) {
+            out.push({ field: many ? `${at}[${i}]` : at, description: NOT_AN_ID });
+          }
+        });
+      }
+    }
     if (field.fieldKind === "list" && Array.isArray(value)) {
       const max = MAX_ITEMS[`${desc.typeName}.${field.name}`] ?? DEFAULT_MAX_ITEMS;
       if (value.length > max) {
@@ -77,7 +107,7 @@ function walk(
  * (most requests cannot: nothing to walk).
  */
 const mayCarryLists = schemaSearch(
-  (_, f) => f.fieldKind === "list",
+  (_, f) => f.fieldKind === "list" || holdsIds(f),
   // Well-known types are not walked.
   (desc) => desc.typeName.startsWith("google."),
 );
@@ -88,7 +118,10 @@ function check(desc: DescMessage, message: object): void {
   if (violations.length > 0) throw invalid(violations);
 }
 
-/** Refuses requests with a list over its maximum, on every RPC, before the handler runs. */
+/**
+ * Refuses requests with a list over its maximum, or an id no row can have,
+ * on every RPC, before the handler runs.
+ */
 export const listLimitsInterceptor: Interceptor = (next) => async (req) => {
   if (!req.stream) {
     check(req.method.input, req.message);

@@ -129,9 +129,13 @@ export const name = z
   .min(1, "must not be empty")
   .max(200, "must be at most 200 characters");
 
-export const id = z.string().min(1, "must not be empty").max(64, "is not a valid id");
+/** No id Holdfast makes is longer (they are about 32 characters); see also limits.ts. */
+export const MAX_ID_CHARS = 64;
+export const NOT_AN_ID = "is not a valid id";
 
-export const optionalId = z.string().max(64, "is not a valid id");
+export const id = z.string().min(1, "must not be empty").max(MAX_ID_CHARS, NOT_AN_ID);
+
+export const optionalId = z.string().max(MAX_ID_CHARS, NOT_AN_ID);
 
 export const timeZone = z
   .string()

@@ -9,13 +9,16 @@ import {
 import { Code } from "@connectrpc/connect";
 import { beforeAll, describe, expect, it } from "vitest";
 import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
+import { CalendarFeedService } from "../../gen/holdfast/v1/calendar_feed_pb.js";
 import { CatalogService, CreateServiceRequestSchema } from "../../gen/holdfast/v1/catalog_pb.js";
 import {
   EventService,
   ListEventsRequestSchema,
   WatchEventsRequestSchema,
 } from "../../gen/holdfast/v1/event_pb.js";
+import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { ListResourcesRequestSchema, ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
+import { WebhookService } from "../../gen/holdfast/v1/webhook_pb.js";
 import { API_SERVICES } from "../../src/server.js";
 import { at, bookingWorld, dayStart, minutes } from "../support/booking.js";
 import {
@@ -228,6 +231,65 @@ describe("a NUL character in text", () => {
     }
     expect((await w.bookings.listBookings({})).bookings).toEqual([]);
     expect((await w.resources.listResources({})).resources.map((r) => r.name)).toEqual(["R0"]);
+  });
+});
+
+describe("an id no row can have", () => {
+  it("is VALIDATION_ERROR naming the field on every RPC, list filters and Update messages included", async () => {
+    const w = await bookingWorld(server.url);
+    const long = "r".repeat(65);
+    const huge = `res_${"x".repeat(250_000)}`;
+    const calls: [string, () => Promise<unknown>, string][] = [
+      ["GetResource", () => w.resources.getResource({ resourceId: huge }), "resource_id"],
+      [
+        "UpdateResource",
+        () =>
+          w.resources.updateResource({
+            resource: { id: long, name: "x" },
+            updateMask: { paths: ["name"] },
+          }),
+        "resource.id",
+      ],
+      [
+        "DeleteOverride",
+        () => w.resources.deleteOverride({ resourceId: w.resourceId, overrideId: long }),
+        "override_id",
+      ],
+      ["GetService", () => w.catalog.getService({ serviceId: long }), "service_id"],
+      [
+        "GetWebhook",
+        () => clientFor(WebhookService, server.url, w.key).getWebhook({ webhookId: long }),
+        "webhook_id",
+      ],
+      [
+        "RevokeApiKey",
+        () => clientFor(KeyService, server.url, w.key).revokeApiKey({ apiKeyId: long }),
+        "api_key_id",
+      ],
+      [
+        "RevokeCalendarFeed",
+        () =>
+          clientFor(CalendarFeedService, server.url, w.key).revokeCalendarFeed({
+            calendarFeedId: long,
+          }),
+        "calendar_feed_id",
+      ],
+      [
+        "ListEvents",
+        () =>
+          clientFor(EventService, server.url, w.key).listEvents({
+            filter: { resourceIds: [w.resourceId, huge] },
+          }),
+        "filter.resource_ids[1]",
+      ],
+      ["GetBooking", () => w.bookings.getBooking({ bookingId: long }), "booking_id"],
+      ["ListBookings", () => w.bookings.listBookings({ serviceId: long }), "service_id"],
+    ];
+    for (const [method, call, field] of calls) {
+      const err = await rejected(call(), Code.InvalidArgument, "VALIDATION_ERROR");
+      expect({ method, fields: fieldViolations(err) }).toEqual({ method, fields: [field] });
+      expect(err.rawMessage.length).toBeLessThan(500);
+    }
   });
 });
 
