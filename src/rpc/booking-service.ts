@@ -60,8 +60,8 @@ const ttl = v.durationMs.refine((ms) => ms === null || ms >= MIN_TTL_MS, "must b
 const timeFields = {
   serviceId: v.optionalId,
   resourceId: v.optionalId,
-  startTime: v.optionalTimestampMs,
-  endTime: v.optionalTimestampMs,
+  startTime: v.optionalBookingTimeMs,
+  endTime: v.optionalBookingTimeMs,
   slotId: z.string().max(400, "is not a slot id"),
 };
 

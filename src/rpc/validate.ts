@@ -235,6 +235,23 @@ export const optionalTimestampMs = message<Timestamp>().transform((t, ctx) =>
   t === undefined ? null : checkedMs(t, ctx),
 );
 
+/**
+ * A booking's start or end: an optional Timestamp as epoch milliseconds or
+ * null. Booking times are on a grid of whole minutes, so one with a part
+ * below a millisecond is off it; read to the millisecond it would book
+ * another instant than the one asked for. Such a time is read as the middle
+ * of its millisecond (a double cannot hold a nanosecond beside today's
+ * epoch milliseconds), which no grid or duration holds: the time rules
+ * refuse it as they refuse a time a millisecond off (OFF_GRID for a start,
+ * INVALID_DURATION for an end). Other Timestamps (list ranges, windows) are
+ * read to the millisecond.
+ */
+export const optionalBookingTimeMs = message<Timestamp>().transform((t, ctx) => {
+  if (t === undefined) return null;
+  const ms = checkedMs(t, ctx);
+  return t.nanos % 1_000_000 === 0 || typeof ms !== "number" ? ms : ms + 0.5;
+});
+
 /** An optional non-negative google.protobuf.Duration, as milliseconds or null. */
 export const durationMs = message<Duration>().transform((d, ctx) => {
   if (d === undefined) return null;

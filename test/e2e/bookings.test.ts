@@ -14,7 +14,7 @@ import {
   seconds,
   sleep,
 } from "../support/booking.js";
-import { clientFor, fieldViolations, rejected } from "../support/clients.js";
+import { clientFor, fieldViolations, jsonReason, postJson, rejected } from "../support/clients.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 
 let server: TestServer;
@@ -440,6 +440,82 @@ describe("rules and reasons", () => {
       "INVALID_DURATION",
     );
     expect(err.rawMessage).toContain("30 min, 60 min");
+  });
+
+  it("refuses a start or end with a part below a millisecond as off the grid, never books it rounded", async () => {
+    const w = await bookingWorld(server.url);
+    const { startMs } = at(1, 10);
+    const ts = (ms: number, nanos: number) => ({
+      seconds: BigInt(Math.floor(ms / 1000)),
+      nanos: (ms % 1000) * 1_000_000 + nanos,
+    });
+    const json = clientFor(BookingService, server.url, w.key, "connect");
+    for (const [client, resourceId] of [
+      [w.bookings, w.resourceId],
+      [json, w.resourceId],
+      [w.bookings, ""], // any resource
+    ] as const) {
+      // As a start a millisecond off is refused...
+      await rejected(
+        client.createHold({
+          serviceId: w.serviceId,
+          resourceId,
+          startTime: ts(startMs + 1, 0),
+          endTime: ts(startMs + 1 + 30 * MINUTE, 0),
+        }),
+        Code.FailedPrecondition,
+        "OFF_GRID",
+      );
+      // ...so is one half a microsecond off, not read as 10:00:00.000.
+      const err = await rejected(
+        client.createHold({
+          serviceId: w.serviceId,
+          resourceId,
+          startTime: ts(startMs, 500),
+          endTime: ts(startMs + 30 * MINUTE, 500),
+        }),
+        Code.FailedPrecondition,
+        "OFF_GRID",
+      );
+      expect(fieldViolations(err)).toEqual(["start_time"]);
+      // An end below a millisecond off makes a length the policy does not offer.
+      await rejected(
+        client.createHold({
+          serviceId: w.serviceId,
+          resourceId,
+          startTime: ts(startMs, 0),
+          endTime: ts(startMs + 30 * MINUTE, 999_999),
+        }),
+        Code.FailedPrecondition,
+        "INVALID_DURATION",
+      );
+    }
+    // Connect JSON as written: "…T10:00:00.0005Z".
+    const body = {
+      serviceId: w.serviceId,
+      resourceId: w.resourceId,
+      startTime: new Date(startMs).toISOString().replace(".000Z", ".0005Z"),
+      endTime: new Date(startMs + 30 * MINUTE).toISOString().replace(".000Z", ".0005Z"),
+    };
+    const reply = await postJson(server.url, "holdfast.v1.BookingService/CreateHold", body, w.key);
+    expect([reply.status, jsonReason(reply)]).toEqual([400, "OFF_GRID"]);
+    // A move too.
+    const { booking } = await w.bookings.createHold({
+      serviceId: w.serviceId,
+      resourceId: w.resourceId,
+      ...at(1, 11),
+    });
+    await rejected(
+      w.bookings.rescheduleBooking({
+        bookingId: booking?.id as string,
+        startTime: ts(startMs, 1),
+        endTime: ts(startMs + 30 * MINUTE, 1),
+      }),
+      Code.FailedPrecondition,
+      "OFF_GRID",
+    );
+    const { bookings } = await w.bookings.listBookings({});
+    expect(bookings.map((b) => b.id)).toEqual([booking?.id]);
   });
 
   it("refuses times in the past or too soon, and too far ahead, by the database clock", async () => {
