@@ -5,7 +5,7 @@ import { schemaSearch } from "./schema-search.js";
 import { MAX_ID_CHARS, NOT_AN_ID } from "./validate.js";
 
 /**
- * The most items every repeated field of a request may carry, by
+ * The most items every repeated field (or keys every map field) of a request may carry, by
  * `<message type>.<field>`, as the .proto comments say ("At most N."; a
  * test holds the two together). A list over its maximum is refused before
  * any of its items is looked at, so no list in any request can make the
@@ -14,6 +14,8 @@ import { MAX_ID_CHARS, NOT_AN_ID } from "./validate.js";
 export const MAX_ITEMS: Readonly<Record<string, number>> = {
   "holdfast.v1.ListSlotsRequest.resource_ids": 100,
   "holdfast.v1.ListBookingsRequest.statuses": 10,
+  // Keys of a map: as many labels as the MCP tools give a booking.
+  "holdfast.v1.ListBookingsRequest.metadata": 20,
   "holdfast.v1.Service.resource_ids": 500,
   "holdfast.v1.CreateServiceRequest.resource_ids": 500,
   "holdfast.v1.Policy.durations": 20,
@@ -28,7 +30,7 @@ export const MAX_ITEMS: Readonly<Record<string, number>> = {
   "holdfast.v1.CreateWebhookRequest.event_types": 20,
 };
 
-/** For repeated fields a request can carry that are only ever output (e.g. in an Update's message). */
+/** For repeated and map fields a request can carry that are only ever output (e.g. in an Update's message). */
 const DEFAULT_MAX_ITEMS = 100;
 
 /**
@@ -84,6 +86,23 @@ function walk(
         });
       }
     }
+    if (field.fieldKind === "map" && value && typeof value === "object") {
+      const keys = Object.keys(value).length;
+      const max = MAX_ITEMS[`${desc.typeName}.${field.name}`] ?? DEFAULT_MAX_ITEMS;
+      if (keys > max) {
+        out.push({ field: at, description: `must have at most ${max} keys (got ${keys})` });
+      } else if (field.mapKind === "message") {
+        for (const [key, item] of Object.entries(value)) {
+          walk(
+            field.message,
+            item as Record<string, unknown>,
+            `${at}[${JSON.stringify(key)}]`,
+            out,
+            depth + 1,
+          );
+        }
+      }
+    }
     if (field.fieldKind === "list" && Array.isArray(value)) {
       const max = MAX_ITEMS[`${desc.typeName}.${field.name}`] ?? DEFAULT_MAX_ITEMS;
       if (value.length > max) {
@@ -107,7 +126,7 @@ function walk(
  * (most requests cannot: nothing to walk).
  */
 const mayCarryLists = schemaSearch(
-  (_, f) => f.fieldKind === "list" || holdsIds(f),
+  (_, f) => f.fieldKind === "list" || f.fieldKind === "map" || holdsIds(f),
   // Well-known types are not walked.
   (desc) => desc.typeName.startsWith("google."),
 );

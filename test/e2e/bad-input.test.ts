@@ -442,6 +442,22 @@ describe("long lists", () => {
     expect(JSON.stringify(json.body).length).toBeLessThan(2_000);
   });
 
+  it("a map filter has a maximum too: ListBookings' metadata takes at most 20 keys", async () => {
+    const labels = (n: number) =>
+      Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, "v"]));
+    for (const protocol of ["grpc", "connect"] as const) {
+      const bookings = clientFor(BookingService, server.url, key, protocol);
+      const err = await rejected(
+        bookings.listBookings({ metadata: labels(200) }),
+        Code.InvalidArgument,
+        "VALIDATION_ERROR",
+      );
+      expect(fieldViolations(err)).toEqual(["metadata"]);
+      expect(err.rawMessage).toContain("at most 20 keys (got 200)");
+      expect((await bookings.listBookings({ metadata: labels(20) })).bookings).toEqual([]);
+    }
+  });
+
   it("in a policy cannot crash the server, whatever their length", async () => {
     const catalog = clientFor(CatalogService, server.url, key);
     const businessHours = Array.from({ length: 80_000 }, () => ({

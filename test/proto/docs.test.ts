@@ -31,7 +31,7 @@ it("documents the request message of every RPC", () => {
   expect(requests.filter((r) => !documented.has(r))).toEqual([]);
 });
 
-it("gives every repeated field a request can carry a maximum, enforced and documented", async () => {
+it("gives every repeated or map field a request can carry a maximum, enforced and documented", async () => {
   const { API_SERVICES } = await import("../../src/server.js");
   const { MAX_ITEMS } = await import("../../src/rpc/limits.js");
   const image = execFileSync("node_modules/.bin/buf", ["build", "-o", "-"], {
@@ -54,7 +54,8 @@ it("gives every repeated field a request can carry a maximum, enforced and docum
     if (seen.has(desc.typeName) || desc.typeName.startsWith("google.")) return;
     seen.add(desc.typeName);
     for (const field of desc.fields) {
-      if (field.fieldKind === "list") repeated.push(`${desc.typeName}.${field.name}`);
+      if (field.fieldKind === "list" || field.fieldKind === "map")
+        repeated.push(`${desc.typeName}.${field.name}`);
       if (field.message) visit(field.message);
     }
   };

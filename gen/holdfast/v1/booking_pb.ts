@@ -645,7 +645,8 @@ export type ListBookingsRequest = Message<"holdfast.v1.ListBookingsRequest"> & {
   startTimeTo?: Timestamp | undefined;
 
   /**
-   * Top-level metadata keys that must equal these string values.
+   * Top-level metadata keys that must equal these string values. At most 20
+   * keys.
    *
    * @generated from field: map<string, string> metadata = 8;
    */
