@@ -305,6 +305,20 @@ describe("WatchEvents", () => {
   });
 });
 
+/**
+ * 600 events of about 1 KB each for `w`'s tenant, written straight to the
+ * outbox: far more than a stream's buffer (20) and its connection's windows hold.
+ */
+function fillOutbox(w: { tenantId: string; resourceId: string; serviceId: string }) {
+  return server.pool.query(
+    `INSERT INTO outbox (tenant_id, type, booking_id, resource_id, service_id, payload)
+     SELECT $1, 'booking.held', 'bkg_' || g, $2, $3, jsonb_build_object('booking', jsonb_build_object('id', 'bkg_' || g,
+              'metadata', jsonb_build_object('padding', repeat('x', 1000))))
+     FROM generate_series(1, 600) AS g`,
+    [w.tenantId, w.resourceId, w.serviceId],
+  );
+}
+
 describe("a consumer that falls behind", () => {
   it("is closed with ResourceExhausted and a cursor that resumes without loss", async () => {
     const w = await bookingWorld(server.url);
@@ -336,14 +350,7 @@ describe("a consumer that falls behind", () => {
     const closed = new Promise<void>((resolve) => call.on("close", () => resolve()));
     await sleep(300);
     call.pause();
-    // Far more than the stream's buffer (20) and its connection's windows hold.
-    await server.pool.query(
-      `INSERT INTO outbox (tenant_id, type, booking_id, resource_id, service_id, payload)
-       SELECT $1, 'booking.held', 'bkg_' || g, $2, $3, jsonb_build_object('booking', jsonb_build_object('id', 'bkg_' || g,
-                'metadata', jsonb_build_object('padding', repeat('x', 1000))))
-       FROM generate_series(1, 600) AS g`,
-      [w.tenantId, w.resourceId, w.serviceId],
-    );
+    await fillOutbox(w);
     // Longer than the lag allowed, and shorter than the twice as long after
     // which a client that does not read is cut off: it gets the answer.
     await sleep(1_500);
@@ -414,13 +421,7 @@ describe("a consumer that stops reading", () => {
     call.end(kind.startsWith("gRPC") ? Buffer.alloc(5) : undefined); // gRPC: one empty message
     call.pause();
     await openStreams(1);
-    await server.pool.query(
-      `INSERT INTO outbox (tenant_id, type, booking_id, resource_id, service_id, payload)
-         SELECT $1, 'booking.held', 'bkg_' || g, $2, $3, jsonb_build_object('booking', jsonb_build_object('id', 'bkg_' || g,
-                  'metadata', jsonb_build_object('padding', repeat('x', 1000))))
-         FROM generate_series(1, 600) AS g`,
-      [w.tenantId, w.resourceId, w.serviceId],
-    );
+    await fillOutbox(w);
     // Its stream ends on the server though it never reads: once the
     // connection's windows are full, a write waits, and after twice the lag
     // allowed (2 s here) the stream is reset, with ENHANCE_YOUR_CALM (which

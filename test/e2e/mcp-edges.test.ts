@@ -4,7 +4,7 @@ import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
 import { minutes } from "../support/booking.js";
 import { clientFor, newTenant } from "../support/clients.js";
-import { callTool, clinic, mcpOverHttp } from "../support/mcp.js";
+import { ALL_TOOLS, callTool, clinic, mcpOverHttp } from "../support/mcp.js";
 import { startTestServer } from "../support/server.js";
 
 /**
@@ -16,19 +16,6 @@ import { startTestServer } from "../support/server.js";
 
 const server = await startTestServer();
 const DAY = 86_400_000;
-
-const ALL_TOOLS = [
-  "cancel_booking",
-  "confirm_booking",
-  "extend_hold",
-  "find_slots",
-  "get_booking",
-  "hold_slot",
-  "list_bookings",
-  "list_resources",
-  "list_services",
-  "reschedule_booking",
-];
 
 /** A local date in `timeZone` `days` from now. */
 function dateIn(timeZone: string, days: number): string {

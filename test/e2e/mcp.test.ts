@@ -1,6 +1,6 @@
 import { connect } from "node:http2";
 import { describe, expect, it } from "vitest";
-import { callTool, clinic, mcpOverHttp } from "../support/mcp.js";
+import { ALL_TOOLS, callTool, clinic, mcpOverHttp } from "../support/mcp.js";
 import { startTestServer } from "../support/server.js";
 
 /**
@@ -18,19 +18,6 @@ function nyDate(days: number): string {
     timeZone: "America/New_York",
   });
 }
-
-const ALL_TOOLS = [
-  "cancel_booking",
-  "confirm_booking",
-  "extend_hold",
-  "find_slots",
-  "get_booking",
-  "hold_slot",
-  "list_bookings",
-  "list_resources",
-  "list_services",
-  "reschedule_booking",
-];
 
 describe("tools/list", () => {
   it("shows each key only the tools its scopes allow", async () => {

@@ -9,6 +9,20 @@ import { ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
 import { minutes } from "./booking.js";
 import { clientFor, newTenant } from "./clients.js";
 
+/** Every tool's name, in the order tools/list gives them to a key with every scope. */
+export const ALL_TOOLS = [
+  "cancel_booking",
+  "confirm_booking",
+  "extend_hold",
+  "find_slots",
+  "get_booking",
+  "hold_slot",
+  "list_bookings",
+  "list_resources",
+  "list_services",
+  "reschedule_booking",
+];
+
 const opened: Client[] = [];
 afterAll(async () => {
   await Promise.all(opened.map((c) => c.close().catch(() => undefined)));
