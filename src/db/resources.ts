@@ -160,8 +160,12 @@ export async function liveBlocks(
 /**
  * Marks the resource's live bookings exclusive exactly when its capacity
  * is one, so the schema's no-overlap constraint backs the new capacity up
- * as it does for bookings written under it. Run under the resource's lock,
- * after the capacity was checked against the same live blocks.
+ * as it does for bookings written under it; and no other of its bookings
+ * (lapsed holds the sweeper has not marked yet, bookings that have ended),
+ * which block nothing and could otherwise clash with a live one under the
+ * constraint. Only bookings whose block may still overlap a live one are
+ * read: a block is at most 72 hours. Run under the resource's lock, after
+ * the capacity was checked against the same live blocks.
  */
 export async function markExclusive(
   q: Queryable,
@@ -169,11 +173,11 @@ export async function markExclusive(
   id: string,
   capacity: number,
 ): Promise<void> {
+  const exclusive = `($3 = 1 AND block_end > now() AND (status = 'confirmed' OR expire_time > now()))`;
   await q.query(
-    `UPDATE bookings SET exclusive = ($3 = 1)
+    `UPDATE bookings SET exclusive = ${exclusive}
      WHERE tenant_id = $1 AND resource_id = $2 AND status IN ('held', 'confirmed')
-       AND (status = 'confirmed' OR expire_time > now()) AND block_end > now()
-       AND exclusive <> ($3 = 1)`,
+       AND block_end > now() - interval '72 hours' AND exclusive IS DISTINCT FROM ${exclusive}`,
     [tenantId, id, capacity],
   );
 }

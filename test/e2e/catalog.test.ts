@@ -315,6 +315,42 @@ describe("lowering a resource's capacity", () => {
     expect(await exclusive()).toBe(false);
   });
 
+  it("lowers a capacity to one beside an ended booking written exclusive that overlaps a live one", async () => {
+    const w = await bookingWorld(server.url, { capacity: 2 });
+    const { booking } = await w.bookings.createBooking({
+      serviceId: w.serviceId,
+      resourceId: w.resourceId,
+      ...at(6, 9),
+    });
+    // Written straight to the table: one booking in progress (non-exclusive,
+    // as at capacity 2), and one that has ended, written exclusive (as at
+    // capacity 1) and overlapping it.
+    const copy = (id: string, from: string, to: string, exclusive: boolean) =>
+      server.pool.query(
+        `INSERT INTO bookings (tenant_id, id, resource_id, service_id, start_time, end_time, block_start, block_end,
+                               status, attendee, metadata, policy_version, exclusive, create_time, update_time)
+         SELECT tenant_id, $2, resource_id, service_id, now() + $3::interval, now() + $4::interval,
+                now() + $3::interval, now() + $4::interval, 'confirmed', attendee, metadata, policy_version, $5, now(), now()
+         FROM bookings WHERE id = $1`,
+        [booking?.id, id, from, to, exclusive],
+      );
+    await copy("bkg_in_progress", "-1 hour", "1 hour", false);
+    await copy("bkg_ended", "-2 hours", "-30 minutes", true);
+    const updated = await w.resources.updateResource({
+      resource: { id: w.resourceId, capacity: 1 },
+    });
+    expect(updated.resource?.capacity).toBe(1);
+    const { rows } = await server.pool.query<{ id: string; exclusive: boolean }>(
+      "SELECT id, exclusive FROM bookings WHERE resource_id = $1 ORDER BY id",
+      [w.resourceId],
+    );
+    expect(Object.fromEntries(rows.map((r) => [r.id, r.exclusive]))).toEqual({
+      [booking?.id as string]: true,
+      bkg_in_progress: true,
+      bkg_ended: false,
+    });
+  });
+
   it("counts a hold only until it expires, swept or not", async () => {
     const w = await bookingWorld(server.url, { capacity: 2 });
     const hold = (ttl: bigint) =>
