@@ -68,7 +68,11 @@ export async function explainApiError(err: unknown, api: Api): Promise<CommandFa
   }
   const lines = [`${info.reason}: ${err.rawMessage}`];
   for (const bad of err.findDetails(BadRequestSchema)) {
-    for (const v of bad.fieldViolations) lines.push(`  ${v.field}: ${v.description}`);
+    for (const v of bad.fieldViolations) {
+      // Most messages already say "invalid request: <field>: <description>".
+      const line = `${v.field}: ${v.description}`;
+      if (!err.rawMessage.includes(line)) lines.push(`  ${line}`);
+    }
   }
   for (const conflict of err.findDetails(SlotConflictSchema)) {
     for (const taken of conflict.conflicts) {

@@ -495,6 +495,12 @@ describe("holdfast (command line)", () => {
     const missing = await holdfast(["confirm", "bkg_nope"], api);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain("BOOKING_NOT_FOUND");
+
+    // A field the message already names is not listed under it again.
+    const badType = await holdfast(["events", "tail", "--type", "booking.nope"], api);
+    expect(badType.code).toBe(1);
+    expect(badType.stderr).toContain("VALIDATION_ERROR");
+    expect(badType.stderr.split("is not an event type").length - 1, badType.stderr).toBe(1);
   }, 300_000);
 
   it("events tail follows the stream until Ctrl-C, across a server restart", async () => {
