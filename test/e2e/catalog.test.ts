@@ -229,6 +229,28 @@ describe("lowering a resource's capacity", () => {
     server = await startTestServer({ HOLDFAST_SWEEP_INTERVAL_MS: "60000" });
   });
 
+  /**
+   * A CONFIRMED copy of booking `sourceId` written straight to the table,
+   * past every locked check: `exclusive` as given, and at its source's times
+   * unless `at` moves it (intervals from now(), e.g. "-1 hour").
+   */
+  const copyBooking = (
+    sourceId: string,
+    id: string,
+    exclusive: boolean,
+    at?: { from: string; to: string },
+  ) =>
+    server.pool.query(
+      `INSERT INTO bookings (tenant_id, id, resource_id, service_id, start_time, end_time, block_start, block_end,
+                             status, attendee, metadata, policy_version, exclusive, create_time, update_time)
+       SELECT tenant_id, $2, resource_id, service_id,
+              coalesce(now() + $3::interval, start_time), coalesce(now() + $4::interval, end_time),
+              coalesce(now() + $3::interval, block_start), coalesce(now() + $4::interval, block_end),
+              'confirmed', attendee, metadata, policy_version, $5, now(), now()
+       FROM bookings WHERE id = $1`,
+      [sourceId, id, at?.from ?? null, at?.to ?? null, exclusive],
+    );
+
   const capacityOf = async (w: Awaited<ReturnType<typeof bookingWorld>>) =>
     (await w.resources.getResource({ resourceId: w.resourceId })).resource?.capacity;
 
@@ -302,14 +324,7 @@ describe("lowering a resource's capacity", () => {
     await setCapacity(1);
     expect(await exclusive()).toBe(true);
     // A row written past the locked checks, overlapping it, is refused by the table itself.
-    const overlapping = server.pool.query(
-      `INSERT INTO bookings (tenant_id, id, resource_id, service_id, start_time, end_time, block_start, block_end,
-                             status, attendee, metadata, policy_version, exclusive, create_time, update_time)
-       SELECT tenant_id, 'bkg_overlap', resource_id, service_id, start_time, end_time, block_start, block_end,
-              'confirmed', attendee, metadata, policy_version, true, now(), now()
-       FROM bookings WHERE id = $1`,
-      [booking?.id],
-    );
+    const overlapping = copyBooking(booking?.id as string, "bkg_overlap", true);
     await expect(overlapping).rejects.toMatchObject({ code: "23P01" });
     await setCapacity(2);
     expect(await exclusive()).toBe(false);
@@ -325,17 +340,9 @@ describe("lowering a resource's capacity", () => {
     // Written straight to the table: one booking in progress (non-exclusive,
     // as at capacity 2), and one that has ended, written exclusive (as at
     // capacity 1) and overlapping it.
-    const copy = (id: string, from: string, to: string, exclusive: boolean) =>
-      server.pool.query(
-        `INSERT INTO bookings (tenant_id, id, resource_id, service_id, start_time, end_time, block_start, block_end,
-                               status, attendee, metadata, policy_version, exclusive, create_time, update_time)
-         SELECT tenant_id, $2, resource_id, service_id, now() + $3::interval, now() + $4::interval,
-                now() + $3::interval, now() + $4::interval, 'confirmed', attendee, metadata, policy_version, $5, now(), now()
-         FROM bookings WHERE id = $1`,
-        [booking?.id, id, from, to, exclusive],
-      );
-    await copy("bkg_in_progress", "-1 hour", "1 hour", false);
-    await copy("bkg_ended", "-2 hours", "-30 minutes", true);
+    const source = booking?.id as string;
+    await copyBooking(source, "bkg_in_progress", false, { from: "-1 hour", to: "1 hour" });
+    await copyBooking(source, "bkg_ended", true, { from: "-2 hours", to: "-30 minutes" });
     const updated = await w.resources.updateResource({
       resource: { id: w.resourceId, capacity: 1 },
     });
