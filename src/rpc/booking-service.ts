@@ -73,6 +73,8 @@ type TimeFields = {
   slotId: string;
 };
 
+const given = (v: unknown) => v !== "" && v !== null && v !== undefined;
+
 /**
  * Either slot_id alone, or service_id with start_time before end_time;
  * checked even when other fields are wrong, so every violation is named at
@@ -81,7 +83,6 @@ type TimeFields = {
 function oneWayToName<T extends z.ZodType<TimeFields>>(schema: T, needsService: boolean) {
   return schema.superRefine(
     (f, ctx) => {
-      const given = (v: unknown) => v !== "" && v !== null && v !== undefined;
       if (f.slotId !== "" && typeof f.slotId === "string") {
         for (const field of ["serviceId", "resourceId", "startTime", "endTime"] as const) {
           if (given(f[field]))

@@ -347,24 +347,18 @@ async function checkRequest(
   }
 
   // Whatever fails from here is answered by the framework from a failing
-  // body, in the caller's protocol; the headers it would check before
-  // reading the body are dropped so that ours is the error it reports.
-  const fail = (r: Rejection): Checked => {
-    for (const h of ["content-length", "grpc-timeout", "connect-timeout-ms", wire.encodingHeader]) {
-      if (h) header.delete(h);
-    }
-    if (isGet) return { answer: r };
-    return { request: { ...req, header, body: failing(r) }, refused: r };
-  };
+  // body, in the caller's protocol (refusedAs).
 
   const deadline = clampDeadline(header, wire.timeout);
-  if (deadline) return fail(deadline);
+  if (deadline) return refusedAs(req, wire, deadline);
 
   const encoding = wire.encodingHeader
     ? (header.get(wire.encodingHeader) ?? "identity")
     : "identity";
   if (encoding !== "identity" && encoding !== "gzip") {
-    return fail(
+    return refusedAs(
+      req,
+      wire,
       new Rejection(
         "MALFORMED_REQUEST",
         `${wire.encodingHeader} "${clipText(encoding, 40)}" is not supported: send gzip or identity`,
@@ -372,11 +366,11 @@ async function checkRequest(
     );
   }
   const declared = Number(header.get("content-length") ?? "0");
-  if (declared > max) return fail(tooLarge(max));
+  if (declared > max) return refusedAs(req, wire, tooLarge(max));
 
   if (isGet) {
     const rejection = checkGet(new URL(req.url).searchParams, method, max);
-    return rejection ? fail(rejection) : { request: { ...req, header } };
+    return rejection ? refusedAs(req, wire, rejection) : { request: { ...req, header } };
   }
   const body = req.body as AsyncIterable<Uint8Array>;
   const gzip = encoding === "gzip";
@@ -387,13 +381,13 @@ async function checkRequest(
     try {
       raw = await readAll(body, max);
     } catch (err) {
-      if (err instanceof Rejection) return fail(err);
+      if (err instanceof Rejection) return refusedAs(req, wire, err);
       throw err;
     }
     const bytes = gzip ? gunzip(raw, max) : raw;
-    if (bytes instanceof Rejection) return fail(bytes);
+    if (bytes instanceof Rejection) return refusedAs(req, wire, bytes);
     const parsed = decode(method, wire.binary, bytes);
-    if (parsed instanceof Rejection) return fail(parsed);
+    if (parsed instanceof Rejection) return refusedAs(req, wire, parsed);
     // What goes on is the whole body, decompressed.
     header.delete("content-length");
     header.delete("content-encoding");
@@ -410,11 +404,11 @@ async function checkRequest(
     try {
       raw = await readAll(body, max + ENVELOPE_HEADER_BYTES);
     } catch (err) {
-      if (err instanceof Rejection) return fail(err);
+      if (err instanceof Rejection) return refusedAs(req, wire, err);
       throw err;
     }
     const problem = oneEnvelopeProblem(raw, method, wire.binary, gzip, max);
-    if (problem) return fail(problem);
+    if (problem) return refusedAs(req, wire, problem);
     return { request: { ...req, header, body: oneChunk(raw) } };
   }
   return {
@@ -424,6 +418,22 @@ async function checkRequest(
       body: checkedEnvelopes(body, method, wire.binary, gzip, max),
     },
   };
+}
+
+/**
+ * A request the edge refuses after its headers passed: a GET is answered
+ * here; any other goes on with a body that fails with the refusal, so the
+ * framework answers it in the caller's protocol. The headers the framework
+ * would check before reading the body are dropped so that ours is the
+ * error it reports.
+ */
+function refusedAs(req: UniversalServerRequest, wire: Wire, r: Rejection): Checked {
+  const header = req.header;
+  for (const h of ["content-length", "grpc-timeout", "connect-timeout-ms", wire.encodingHeader]) {
+    if (h) header.delete(h);
+  }
+  if (req.method === "GET") return { answer: r };
+  return { request: { ...req, header, body: failing(r) }, refused: r };
 }
 
 /**
@@ -467,12 +477,28 @@ function clampDeadline(header: Headers, kind: "grpc" | "connect"): Rejection | u
  * with the same idempotency key to learn its outcome). Inside the
  * observers, so that metrics, traces and the request log see the code the
  * caller gets. Streams (WatchEvents, Health/Watch) end on the signal
- * themselves.
+ * themselves. A call without a deadline is not raced (listening on its
+ * signal costs every call some microseconds): if its caller cancels it, it
+ * ends CANCELLED when its handler returns, an answer nobody is waiting for.
  */
 const deadlineInterceptor: Interceptor = (next) => async (req) => {
   if (req.stream) return next(req);
   const signal = req.signal;
   if (endsTheCall(signal)) throw signal.reason;
+  const answer = next(req);
+  const res = await (hasDeadline(req.header) ? raceTheCall(answer, signal) : answer);
+  // The deadline may have passed while the call kept the event loop busy.
+  if (endsTheCall(signal)) throw signal.reason;
+  return res;
+};
+
+/** Whether the caller asked for a deadline, in either protocol's header. */
+function hasDeadline(header: Headers): boolean {
+  return header.has("grpc-timeout") || header.has("connect-timeout-ms");
+}
+
+/** The call's answer, or its signal's reason as soon as that ends the call. */
+async function raceTheCall<T>(answer: Promise<T>, signal: AbortSignal): Promise<T> {
   let onAbort: (() => void) | undefined;
   const ended = new Promise<never>((_, reject) => {
     onAbort = () => {
@@ -480,12 +506,8 @@ const deadlineInterceptor: Interceptor = (next) => async (req) => {
     };
     signal.addEventListener("abort", onAbort, { once: true });
   });
-  const answer = next(req);
   try {
-    const res = await Promise.race([answer, ended]);
-    // The deadline may have passed while the call kept the event loop busy.
-    if (endsTheCall(signal)) throw signal.reason;
-    return res;
+    return await Promise.race([answer, ended]);
   } catch (err) {
     // How the handler ends after the call's answer: nobody hears it.
     answer.catch((late: unknown) => log.debug("rpc ended after its answer", { err: late }));
@@ -493,7 +515,7 @@ const deadlineInterceptor: Interceptor = (next) => async (req) => {
   } finally {
     if (onAbort) signal.removeEventListener("abort", onAbort);
   }
-};
+}
 
 /** The call's signal aborted for its deadline, or for its caller's cancel (not for shutdown). */
 function endsTheCall(signal: AbortSignal): boolean {

@@ -35,6 +35,8 @@ const NUL_MESSAGE = "must not contain a NUL character (U+0000)";
  * named under `path`.
  */
 export function nulViolations(message: unknown, path = "", fields = false): FieldViolation[] {
+  // Nearly every request has none: look without naming fields first.
+  if (!carriesNul(message)) return [];
   const found: FieldViolation[] = [];
   const visit = (value: unknown, path: string): void => {
     if (typeof value === "string") {
@@ -68,6 +70,21 @@ export function nulViolations(message: unknown, path = "", fields = false): Fiel
   const root = fields ? message : undefined;
   visit(message, path);
   return found;
+}
+
+/** Whether any text in `value`, or any key of its objects, holds a NUL character. */
+function carriesNul(value: unknown): boolean {
+  if (typeof value === "string") return value.includes("\0");
+  if (value === null || typeof value !== "object" || value instanceof Uint8Array) return false;
+  if (Array.isArray(value)) {
+    for (const item of value) if (carriesNul(item)) return true;
+    return false;
+  }
+  const record = value as Record<string, unknown>;
+  for (const key of Object.keys(record)) {
+    if (key.includes("\0") || carriesNul(record[key])) return true;
+  }
+  return false;
 }
 
 /** protobuf-es's form of a oneof: `{ case, value }` (or `{ case: undefined }`). */

@@ -1,8 +1,9 @@
+import http2 from "node:http2";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type * as grpc from "@grpc/grpc-js";
 import pg from "pg";
-import { describe, expect, it, onTestFinished } from "vitest";
+import { describe, expect, it, onTestFinished, vi } from "vitest";
 import { ListSlotsRequestSchema } from "../../gen/holdfast/v1/availability_pb.js";
 import { bookingWorld, DAY, dayStart } from "../support/booking.js";
 import {
@@ -135,6 +136,31 @@ describe("deadlines", { timeout: 30_000 }, async () => {
     const grew = (code: string) => count(after, "grpc", code) - count(before, "grpc", code);
     expect(grew("DeadlineExceeded") + grew("Canceled")).toBe(1);
     expect(grew("OK")).toBe(0);
+  });
+
+  it("counts a call its caller cancels without a deadline as Canceled, never as a late OK", async () => {
+    const before = await scrape(server.url);
+    const release = await blockBookingReads();
+    const session = http2.connect(server.url);
+    onTestFinished(() => session.close());
+    const call = session.request({
+      ":method": "POST",
+      ":path": `/${LIST_SLOTS}`,
+      "content-type": "application/grpc+proto",
+      te: "trailers",
+      ...auth,
+    });
+    call.on("error", () => {});
+    call.end(binary);
+    // Past the edge and waiting on the lock, then cancelled (RST_STREAM CANCEL).
+    await new Promise((r) => setTimeout(r, 300));
+    call.close(http2.constants.NGHTTP2_CANCEL);
+    await new Promise((r) => setTimeout(r, 200));
+    await release();
+    const grew = async (code: string) =>
+      count(await scrape(server.url), "grpc", code) - count(before, "grpc", code);
+    await vi.waitFor(async () => expect(await grew("Canceled")).toBe(1), { timeout: 5_000 });
+    expect(await grew("OK")).toBe(0);
   });
 
   it("answers the same call in full without a deadline, once nothing holds it", async () => {

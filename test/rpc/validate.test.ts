@@ -101,4 +101,18 @@ describe("nulViolations", () => {
       "resource.time_zone",
     );
   });
+
+  it("finds a NUL character wherever it is alone: a key, a list item, a oneof, deep in a Struct", () => {
+    const base = { $typeName: "x.Request", name: "fine", tags: ["a"], metadata: { a: { b: [1] } } };
+    const alone: Array<[Record<string, unknown>, string]> = [
+      [{ ...base, metadata: { "k\u0000": 1 } }, "metadata"],
+      [{ ...base, tags: ["a", "b\u0000"] }, "tags[1]"],
+      [{ ...base, choice: { case: "slotId", value: "\u0000" } }, "slot_id"],
+      [{ ...base, metadata: { a: { b: [1, { c: "\u0000" }] } } }, "metadata.a.b[1].c"],
+    ];
+    for (const [message, field] of alone) {
+      expect(v.nulViolations(message).map((x) => x.field)).toEqual([field]);
+    }
+    expect(v.nulViolations(base)).toEqual([]);
+  });
 });
