@@ -32,6 +32,7 @@ import { createPool, endBusySessions, type Pool, poolDb } from "./db/pool.js";
 import { sharedSecret } from "./db/secrets.js";
 import { Signals } from "./db/signals.js";
 import { bootstrapDefaultTenant } from "./db/tenants.js";
+import { EventCursors } from "./events/cursors.js";
 import { EventFeed } from "./events/feed.js";
 import type { Resolve } from "./events/webhook-target.js";
 import { startWebhookDelivery } from "./events/webhooks.js";
@@ -152,6 +153,7 @@ export async function startHoldfast(
     await signals.start();
     const slotSecret = await sharedSecret(pool, "slot-ids");
     const pageSecret = await sharedSecret(pool, "page-tokens");
+    const eventCursors = new EventCursors(await sharedSecret(pool, "event-cursors"));
     if (!config.secretKey) {
       log.warn(
         "HOLDFAST_SECRET_KEY is not set: webhook secrets are sealed with a key kept in the database",
@@ -181,6 +183,7 @@ export async function startHoldfast(
       feed,
       { buffer: config.streamBuffer, maxLagMs: config.streamMaxLagMs },
       stopping.signal,
+      eventCursors,
     );
 
     const limiter = new RateLimiter(pool, config.rateLimits, options.rateLeaseMs);
@@ -200,7 +203,7 @@ export async function startHoldfast(
       router.service(ResourceService, idempotent(ResourceService, resourceService(db), pool));
       router.service(CatalogService, idempotent(CatalogService, catalogService(db), pool));
       router.service(AvailabilityService, availabilityService(catalogCache, slotFinder));
-      router.service(EventService, eventService(pool, openEventStream, keyring));
+      router.service(EventService, eventService(pool, openEventStream, keyring, eventCursors));
       router.service(
         WebhookService,
         idempotent(WebhookService, webhookService(db, feed, webhookSettings), pool),

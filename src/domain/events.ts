@@ -34,20 +34,35 @@ export function isAfter(a: Position, b: Position): boolean {
   return a.xid > b.xid || (a.xid === b.xid && a.seq > b.seq);
 }
 
-const PREFIX = "ev1_";
+const PREFIX = "ev2_";
 const MAX_POSITION = 2n ** 63n;
 
-/** Opaque and URL-safe. */
-export function encodeCursor(p: Position): string {
-  return `${PREFIX}${p.xid.toString(36)}_${p.seq.toString(36)}`;
+/**
+ * A tenant's cursor cipher: a keyed permutation of 16-byte blocks
+ * (src/events/cursors.ts). A position is enciphered into its cursor, so a
+ * cursor tells its holder nothing about the outbox's other events (how many
+ * other tenants wrote between two of yours), and another tenant's cursor,
+ * or one made up, opens to a position no cursor names.
+ */
+export type CursorCipher = { seal(block: Buffer): Buffer; open(block: Buffer): Buffer };
+
+/** Opaque and URL-safe: "ev2_" and 22 characters. */
+export function encodeCursor(p: Position, cipher: CursorCipher): string {
+  const block = Buffer.allocUnsafe(16);
+  block.writeBigUInt64BE(p.xid, 0);
+  block.writeBigUInt64BE(p.seq, 8);
+  return PREFIX + cipher.seal(block).toString("base64url");
 }
 
-export function decodeCursor(cursor: string): Position | undefined {
-  const m = /^ev1_([0-9a-z]{1,14})_([0-9a-z]{1,14})$/.exec(cursor);
+export function decodeCursor(cursor: string, cipher: CursorCipher): Position | undefined {
+  const m = /^ev2_([A-Za-z0-9_-]{22})$/.exec(cursor);
   if (!m) return undefined;
-  const parse = (s: string) =>
-    [...s].reduce((n, c) => n * 36n + BigInt(Number.parseInt(c, 36)), 0n);
-  const p = { xid: parse(m[1] as string), seq: parse(m[2] as string) };
+  const text = m[1] as string;
+  const sealed = Buffer.from(text, "base64url");
+  // Only the form Holdfast writes (base64's unused trailing bits zero).
+  if (sealed.length !== 16 || sealed.toString("base64url") !== text) return undefined;
+  const block = cipher.open(sealed);
+  const p = { xid: block.readBigUInt64BE(0), seq: block.readBigUInt64BE(8) };
   // Both are stored as 64-bit integers; anything larger was never issued.
   return p.xid < MAX_POSITION && p.seq < MAX_POSITION ? p : undefined;
 }
@@ -63,7 +78,9 @@ export type OutboxBounds = { head: Position; lastSeq: bigint; pruned: Position |
 
 /**
  * The position a cursor names. INVALID_CURSOR for one Holdfast did not
- * issue: malformed, ahead of the head, or with a sequence number the outbox
+ * issue to this tenant: malformed, another tenant's or made up (it opens
+ * to a random position, all but surely out of bounds; were it not, it would
+ * still read only this tenant's events), ahead of the head, or with a sequence number the outbox
  * has not handed out. Every cursor issued (an event's, or the head itself
  * for a stream from now, whose sequence number is 0) is at or before the
  * head as it was then, with a sequence number at most the last one handed
@@ -74,8 +91,12 @@ export type OutboxBounds = { head: Position; lastSeq: bigint; pruned: Position |
  * events that no event has. CURSOR_EXPIRED when retention has deleted
  * events after it.
  */
-export function cursorPosition(cursor: string, bounds: OutboxBounds): Position {
-  const p = decodeCursor(cursor);
+export function cursorPosition(
+  cursor: string,
+  bounds: OutboxBounds,
+  cipher: CursorCipher,
+): Position {
+  const p = decodeCursor(cursor, cipher);
   if (!p || isAfter(p, bounds.head) || p.seq > bounds.lastSeq) {
     throw new Rejection("INVALID_CURSOR", "the cursor is not one Holdfast issued", {
       fieldViolations: [

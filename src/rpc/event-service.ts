@@ -17,6 +17,7 @@ import {
 import type { Queryable } from "../db/pool.js";
 import {
   BEGINNING,
+  type CursorCipher,
   cursorPosition,
   EVENT_TYPES,
   encodeCursor,
@@ -25,6 +26,7 @@ import {
   type Position,
 } from "../domain/events.js";
 import { Rejection } from "../domain/rejection.js";
+import type { EventCursors } from "../events/cursors.js";
 import type { EventFeed } from "../events/feed.js";
 import { type Keyring, principalOf } from "./auth.js";
 import { pageSizeOf } from "./paging.js";
@@ -53,13 +55,14 @@ const filterSchema = v
     return { types, resourceIds: f?.resourceIds ?? [], serviceIds: f?.serviceIds ?? [] };
   });
 
-export function eventOf(e: OutboxEvent): Event {
+/** An outbox event as its tenant reads it, with the cursor `cipher` (the tenant's) makes. */
+export function eventOf(e: OutboxEvent, cipher: CursorCipher): Event {
   return fromJson(EventSchema, {
     ...e.payload,
     id: e.eventId,
     type: e.type,
     occurTime: e.occurTime.toISOString(),
-    cursor: encodeCursor(e.position),
+    cursor: encodeCursor(e.position, cipher),
   } as JsonObject);
 }
 
@@ -87,10 +90,11 @@ export type OpenEventStream = (
 async function positionOf(
   db: Queryable,
   cursor: string,
+  cipher: CursorCipher,
   otherwise: () => Promise<Position>,
 ): Promise<Position> {
   if (cursor === "") return otherwise();
-  return cursorPosition(cursor, await outboxBounds(db));
+  return cursorPosition(cursor, await outboxBounds(db), cipher);
 }
 
 /**
@@ -106,16 +110,18 @@ export function eventStreams(
   feed: EventFeed,
   limits: StreamLimits,
   stopping: AbortSignal,
+  cursors: EventCursors,
 ): OpenEventStream {
   return async (tenantId, req, signal) => {
     const { filter } = v.parseRequest(
       z.object({ filter: filterSchema, after: z.string().max(100) }),
       req,
     );
-    const start = await positionOf(db, req.after, () =>
+    const cipher = cursors.of(tenantId);
+    const start = await positionOf(db, req.after, cipher, () =>
       req.fromBeginning ? Promise.resolve(BEGINNING) : currentPosition(db),
     );
-    return follow(tenantId, filter, start, signal);
+    return follow(tenantId, filter, start, signal, cipher);
   };
 
   async function* follow(
@@ -123,6 +129,7 @@ export function eventStreams(
     filter: EventFilter,
     start: Position,
     signal: AbortSignal,
+    cipher: CursorCipher,
   ): AsyncGenerator<Event> {
     let cursor = start;
     // Since when the stream has been behind the live feed, if it is.
@@ -143,14 +150,14 @@ export function eventStreams(
           });
           live.replaying(page);
           for (const e of page) {
-            yield eventOf(e);
+            yield eventOf(e, cipher);
             live.replayed();
             cursor = e.position;
             if (behindSince !== undefined && Date.now() - behindSince > limits.maxLagMs) {
               throw new Rejection(
                 "CONSUMER_TOO_SLOW",
                 `the stream stayed behind for more than ${limits.maxLagMs} ms; resume from the cursor`,
-                { metadata: { cursor: encodeCursor(cursor) } },
+                { metadata: { cursor: encodeCursor(cursor, cipher) } },
               );
             }
           }
@@ -170,7 +177,7 @@ export function eventStreams(
           }
           if (!e) break streaming;
           if (!isAfter(e.position, cursor)) continue;
-          yield eventOf(e);
+          yield eventOf(e, cipher);
           cursor = e.position;
         }
       } finally {
@@ -181,7 +188,7 @@ export function eventStreams(
       throw new Rejection(
         "UNAVAILABLE",
         "the server is stopping; resume from the cursor of the last event you processed",
-        { metadata: { cursor: encodeCursor(cursor) } },
+        { metadata: { cursor: encodeCursor(cursor, cipher) } },
       );
     }
   }
@@ -196,6 +203,7 @@ export function eventService(
   db: Queryable,
   open: OpenEventStream,
   keyring: Keyring,
+  cursors: EventCursors,
 ): ServiceImpl<typeof EventService> {
   return {
     async *watchEvents(req, ctx) {
@@ -224,12 +232,13 @@ export function eventService(
         req,
       );
       const limit = pageSizeOf(req.pageSize, EVENT_PAGES);
-      const after = await positionOf(db, req.after, () => Promise.resolve(BEGINNING));
+      const cipher = cursors.of(tenantId);
+      const after = await positionOf(db, req.after, cipher, () => Promise.resolve(BEGINNING));
       const events = await readEvents(db, { tenantId, after, filter: f.filter, limit });
       const last = events[events.length - 1];
       return {
-        events: events.map(eventOf),
-        nextCursor: encodeCursor(last ? last.position : after),
+        events: events.map((e) => eventOf(e, cipher)),
+        nextCursor: encodeCursor(last ? last.position : after, cipher),
       };
     },
   };

@@ -8,6 +8,11 @@ import {
   isEventType,
 } from "../../src/domain/events.js";
 import type { Rejection } from "../../src/domain/rejection.js";
+import { cursorCipher } from "../../src/events/cursors.js";
+
+const secret = Buffer.alloc(32, 7);
+const cipher = cursorCipher(secret, "ten_a");
+const encode = (p: { xid: bigint; seq: bigint }) => encodeCursor(p, cipher);
 
 describe("event cursors", () => {
   it("round-trip opaque positions, including large transaction ids", () => {
@@ -15,28 +20,45 @@ describe("event cursors", () => {
       BEGINNING,
       { xid: 54341n, seq: 600n },
       { xid: 2n ** 40n + 7n, seq: 2n ** 50n },
+      { xid: 2n ** 63n - 1n, seq: 2n ** 63n - 1n },
     ]) {
-      const c = encodeCursor(p);
-      expect(c).toMatch(/^ev1_[0-9a-z]+_[0-9a-z]+$/);
-      expect(decodeCursor(c)).toEqual(p);
+      const c = encode(p);
+      expect(c).toMatch(/^ev2_[A-Za-z0-9_-]{22}$/);
+      expect(decodeCursor(c, cipher)).toEqual(p);
+      // The same position, the same cursor, on every instance.
+      expect(encodeCursor(p, cursorCipher(secret, "ten_a"))).toBe(c);
     }
   });
 
+  it("show nothing of the position, and name nothing for another tenant", () => {
+    // Consecutive positions share no visible part.
+    const a = encode({ xid: 1000n, seq: 41n }).slice(4);
+    const b = encode({ xid: 1000n, seq: 42n }).slice(4);
+    expect([...a].filter((ch, i) => ch === b[i]).length).toBeLessThan(8);
+    const other = cursorCipher(secret, "ten_b");
+    const p = { xid: 1000n, seq: 42n };
+    expect(encodeCursor(p, other)).not.toBe(encode(p));
+    expect(decodeCursor(encode(p), other)).not.toEqual(p);
+    // Another secret (another deployment): another cursor.
+    expect(encodeCursor(p, cursorCipher(Buffer.alloc(32, 8), "ten_a"))).not.toBe(encode(p));
+  });
+
   it("refuse anything else", () => {
+    const issued = encode({ xid: 54341n, seq: 600n });
+    // The last character carries 4 unused bits: only the canonical form is taken.
+    const last = issued.at(-1) as string;
+    const sibling = issued.slice(0, -1) + String.fromCharCode(last.charCodeAt(0) ^ 1);
     for (const c of [
       "",
-      "ev1_",
-      "ev1_1",
-      "ev2_1_1",
-      "ev1_1_1_1",
-      "ev1_-1_2",
-      "ev1_ZZ_1",
-      `ev1_${"z".repeat(15)}_1`,
-      // Fourteen digits fit the pattern but not the 64-bit columns.
-      `ev1_${"z".repeat(14)}_1`,
-      `ev1_1_${"z".repeat(14)}`,
+      "ev2_",
+      "ev1_1_1",
+      "ev1_2bc_4",
+      `${issued}A`,
+      issued.slice(0, -1),
+      `ev2_${"*".repeat(22)}`,
+      sibling,
     ]) {
-      expect(decodeCursor(c)).toBeUndefined();
+      expect(decodeCursor(c, cipher)).toBeUndefined();
     }
   });
 
@@ -45,27 +67,30 @@ describe("event cursors", () => {
     const lastSeq = 200_000n;
     const at = (cursor: string, pruned?: { xid: bigint; seq: bigint }) => {
       try {
-        return cursorPosition(cursor, { head, lastSeq, pruned });
+        return cursorPosition(cursor, { head, lastSeq, pruned }, cipher);
       } catch (e) {
         return (e as Rejection).reason;
       }
     };
     // Issued: an event's (its transaction is before the head), or the head itself.
-    expect(at(encodeCursor({ xid: 999n, seq: 123456n }))).toEqual({ xid: 999n, seq: 123456n });
-    expect(at(encodeCursor(head))).toEqual(head);
-    expect(at(encodeCursor(BEGINNING))).toEqual(BEGINNING);
+    expect(at(encode({ xid: 999n, seq: 123456n }))).toEqual({ xid: 999n, seq: 123456n });
+    expect(at(encode(head))).toEqual(head);
+    expect(at(encode(BEGINNING))).toEqual(BEGINNING);
     // Never issued: nothing of the head's transaction or later is readable yet.
-    expect(at(encodeCursor({ xid: 1000n, seq: 1n }))).toBe("INVALID_CURSOR");
-    expect(at(encodeCursor({ xid: 1001n, seq: 0n }))).toBe("INVALID_CURSOR");
-    expect(at(`ev1_${"z".repeat(12)}_0`)).toBe("INVALID_CURSOR");
+    expect(at(encode({ xid: 1000n, seq: 1n }))).toBe("INVALID_CURSOR");
+    expect(at(encode({ xid: 1001n, seq: 0n }))).toBe("INVALID_CURSOR");
+    expect(at("ev1_zzzzzzzzzzzz_0")).toBe("INVALID_CURSOR");
+    // Another tenant's cursor, even for a position this one could read.
+    expect(at(encodeCursor({ xid: 999n, seq: 1n }, cursorCipher(secret, "ten_b")))).toBe(
+      "INVALID_CURSOR",
+    );
     // A real transaction, but a sequence number not handed out yet.
-    expect(at(encodeCursor({ xid: 999n, seq: lastSeq }))).toEqual({ xid: 999n, seq: lastSeq });
-    expect(at(encodeCursor({ xid: 999n, seq: lastSeq + 1n }))).toBe("INVALID_CURSOR");
-    expect(at(`ev1_rr_${"z".repeat(12)}`)).toBe("INVALID_CURSOR");
+    expect(at(encode({ xid: 999n, seq: lastSeq }))).toEqual({ xid: 999n, seq: lastSeq });
+    expect(at(encode({ xid: 999n, seq: lastSeq + 1n }))).toBe("INVALID_CURSOR");
     expect(at("garbage")).toBe("INVALID_CURSOR");
     const pruned = { xid: 500n, seq: 7n };
-    expect(at(encodeCursor({ xid: 500n, seq: 6n }), pruned)).toBe("CURSOR_EXPIRED");
-    expect(at(encodeCursor(pruned), pruned)).toEqual(pruned);
+    expect(at(encode({ xid: 500n, seq: 6n }), pruned)).toBe("CURSOR_EXPIRED");
+    expect(at(encode(pruned), pruned)).toEqual(pruned);
   });
 
   it("order by transaction, then sequence", () => {

@@ -7,7 +7,14 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { type Event, EventService } from "../../gen/holdfast/v1/event_pb.js";
 import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
-import { decodeCursor, encodeCursor, isAfter, type Position } from "../../src/domain/events.js";
+import {
+  type CursorCipher,
+  decodeCursor,
+  encodeCursor,
+  isAfter,
+  type Position,
+} from "../../src/domain/events.js";
+import { cursorCipher } from "../../src/events/cursors.js";
 import { at, bookingWorld, seconds, sleep } from "../support/booking.js";
 import { clientFor, grpcJsErrorInfo, rejected } from "../support/clients.js";
 import { scrape } from "../support/metrics.js";
@@ -15,6 +22,20 @@ import { type ServerProcess, spawnServer } from "../support/process.js";
 import { ADMIN_KEY, startTestServer, type TestServer } from "../support/server.js";
 
 let server: TestServer;
+
+/** A tenant's event cursor cipher, as every instance makes it (its `event-cursors` secret). */
+async function cursorsOf(tenantId: string): Promise<CursorCipher> {
+  const db = new pg.Client({ connectionString: server.databaseUrl });
+  await db.connect();
+  try {
+    const { rows } = await db.query<{ secret: Buffer }>(
+      "SELECT secret FROM server_secrets WHERE name = 'event-cursors'",
+    );
+    return cursorCipher((rows[0] as { secret: Buffer }).secret, tenantId);
+  } finally {
+    await db.end();
+  }
+}
 beforeAll(async () => {
   server = await startTestServer({
     HOLDFAST_SWEEP_INTERVAL_MS: "200",
@@ -91,7 +112,7 @@ describe("WatchEvents", () => {
     ]);
     expect(events[0]?.booking?.metadata).toEqual({ call: "a" });
     expect(
-      events.every((e) => e.id.startsWith("evt_") && e.cursor.startsWith("ev1_") && e.occurTime),
+      events.every((e) => e.id.startsWith("evt_") && e.cursor.startsWith("ev2_") && e.occurTime),
     ).toBe(true);
     expect(new Set(events.map((e) => e.id)).size).toBe(4);
   });
@@ -142,7 +163,7 @@ describe("WatchEvents", () => {
   it("refuses a cursor ahead of every event, and takes one just issued by another instance", async () => {
     const w = await bookingWorld(server.url);
     const events = clientFor(EventService, server.url, w.key);
-    const ahead = `ev1_${"z".repeat(12)}_0`;
+    const ahead = encodeCursor({ xid: 2n ** 62n, seq: 0n }, await cursorsOf(w.tenantId));
     await rejected(events.listEvents({ after: ahead }), Code.InvalidArgument, "INVALID_CURSOR");
     const streamed = (async () => {
       for await (const _ of events.watchEvents({ after: ahead }, { timeoutMs: 5000 })) {
@@ -173,9 +194,10 @@ describe("WatchEvents", () => {
       [held] = (await events.listEvents({})).events;
       if (!held) await sleep(20);
     }
-    const issued = decodeCursor(held?.cursor as string) as Position;
+    const cipher = await cursorsOf(w.tenantId);
+    const issued = decodeCursor(held?.cursor as string, cipher) as Position;
     // Its transaction is real (before the head); no event has that number.
-    const edited = encodeCursor({ xid: issued.xid, seq: issued.seq + 10n ** 12n });
+    const edited = encodeCursor({ xid: issued.xid, seq: issued.seq + 10n ** 12n }, cipher);
     await rejected(events.listEvents({ after: edited }), Code.InvalidArgument, "INVALID_CURSOR");
     const streamed = (async () => {
       for await (const _ of events.watchEvents({ after: edited }, { timeoutMs: 5000 })) {
@@ -195,8 +217,48 @@ describe("WatchEvents", () => {
     }
     // The cursor as issued, and the head's own (sequence 0), are still taken.
     expect((await events.listEvents({ after: held?.cursor as string })).events).toEqual([]);
-    const head = encodeCursor({ xid: issued.xid + 1n, seq: 0n });
+    const head = encodeCursor({ xid: issued.xid + 1n, seq: 0n }, cipher);
     expect((await events.listEvents({ after: head })).events).toEqual([]);
+  });
+
+  it("gives each tenant its own cursors: opaque, and refused by every other tenant", async () => {
+    const a = await bookingWorld(server.url);
+    const b = await bookingWorld(server.url);
+    for (const w of [a, b]) {
+      await w.bookings.createHold({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(6, 9),
+      });
+    }
+    const eventsOf = async (w: typeof a) => {
+      for (let i = 0; i < 250; i++) {
+        const page = await clientFor(EventService, server.url, w.key).listEvents({});
+        if (page.events.length > 0) return page;
+        await sleep(20);
+      }
+      throw new Error("no event");
+    };
+    const [pageA, pageB] = [await eventsOf(a), await eventsOf(b)];
+    const cursorA = pageA.events[0]?.cursor as string;
+    expect(cursorA).toMatch(/^ev2_[A-Za-z0-9_-]{22}$/);
+    // Tenant A's own cursor names its event's position, under A's cipher only.
+    const cipherA = await cursorsOf(a.tenantId);
+    expect(decodeCursor(cursorA, cipherA)).toBeDefined();
+    // B's cursors mean nothing to A, on every way in.
+    const events = clientFor(EventService, server.url, a.key);
+    for (const cursor of [pageB.events[0]?.cursor as string, pageB.nextCursor]) {
+      await rejected(events.listEvents({ after: cursor }), Code.InvalidArgument, "INVALID_CURSOR");
+      const res = await fetch(`${server.url}/v1/events/stream?after=${cursor}`, {
+        headers: { authorization: `Bearer ${a.key}` },
+      });
+      const body = (await res.json()) as { details?: { debug?: { reason?: string } }[] };
+      expect([res.status, body.details?.[0]?.debug?.reason]).toEqual([400, "INVALID_CURSOR"]);
+    }
+    // Cursors of the old, readable form are not taken.
+    const p = decodeCursor(cursorA, cipherA) as Position;
+    const readable = `ev1_${p.xid.toString(36)}_${p.seq.toString(36)}`;
+    await rejected(events.listEvents({ after: readable }), Code.InvalidArgument, "INVALID_CURSOR");
   });
 
   it("delivers two overlapping transactions that commit out of order, each once", async () => {
@@ -364,11 +426,14 @@ describe("a consumer that falls behind", () => {
     // The server names how far it sent; grpc-js drops what it had buffered
     // while paused once the error arrives, so a consumer resumes from the
     // last event it processed, which the server's cursor is never before.
-    const sent = decodeCursor(info?.metadata.cursor as string);
+    const cipher = await cursorsOf(w.tenantId);
+    const sent = decodeCursor(info?.metadata.cursor as string, cipher);
     const last = received.at(-1);
     expect(sent).toBeDefined();
     expect(received.length).toBeLessThan(600);
-    if (last) expect(isAfter(decodeCursor(last.cursor) as Position, sent as Position)).toBe(false);
+    if (last) {
+      expect(isAfter(decodeCursor(last.cursor, cipher) as Position, sent as Position)).toBe(false);
+    }
     // Resuming from the last processed event yields exactly the rest.
     const events = clientFor(EventService, server.url, w.key);
     const rest: string[] = [];
