@@ -100,7 +100,9 @@ export function cursorPosition(
   if (!p || isAfter(p, bounds.head) || p.seq > bounds.lastSeq) {
     throw new Rejection("INVALID_CURSOR", "the cursor is not one Holdfast issued", {
       fieldViolations: [
-        { field: "after", description: p ? "is ahead of every event" : "is not a cursor" },
+        // One description for all: which check refused it would tell a
+        // prober about the outbox's bounds.
+        { field: "after", description: "is not a cursor of this tenant's events" },
       ],
     });
   }
