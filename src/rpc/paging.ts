@@ -105,6 +105,9 @@ export function openPage(
   if (typeof t?.k !== "string" || typeof t.f !== "string") throw invalidPageToken();
   const mac = Buffer.from(t.f, "base64url");
   if (mac.length !== MAC_BYTES || !timingSafeEqual(mac, macOf(t.k))) throw invalidPageToken();
+  // Only the very text issued: base64's unused trailing bits, padding or
+  // JSON spacing edited would otherwise read as the same token.
+  if (tokenFor(t.k) !== req.pageToken) throw invalidPageToken();
   return { size, after: t.k, tokenFor };
 }
 

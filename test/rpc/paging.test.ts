@@ -29,6 +29,17 @@ function tokenAfterB(s: PageScope = scope): string {
   return writePage(["a", "b", "c"], page, (x) => x).nextPageToken;
 }
 
+/** The token with its last character's unused bits set otherwise: the same bytes when decoded. */
+function trailingBitEdits(token: string): string[] {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  const head = token.slice(0, -1);
+  return [...alphabet]
+    .map((c) => head + c)
+    .filter(
+      (t) => t !== token && Buffer.from(t, "base64url").equals(Buffer.from(token, "base64url")),
+    );
+}
+
 const edit = (token: string, change: Record<string, unknown>) =>
   Buffer.from(
     JSON.stringify({ ...JSON.parse(Buffer.from(token, "base64url").toString()), ...change }),
@@ -94,6 +105,10 @@ describe("page tokens", () => {
       Buffer.from("[]").toString("base64url"),
       Buffer.from("null").toString("base64url"),
       "x".repeat(1000),
+      // The same bytes written otherwise: base64 padding, JSON spacing.
+      `${token}=`,
+      Buffer.from(` ${Buffer.from(token, "base64url").toString()}`).toString("base64url"),
+      ...trailingBitEdits(token),
     ]) {
       expect(
         reasonOf(() => openPage(secret, scope, { pageSize: 2, pageToken: bad })),
