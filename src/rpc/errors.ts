@@ -55,7 +55,8 @@ const FRAMEWORK_REASON: Partial<Record<Code, Reason>> = {
  * A call its caller closed before the end (a request body cut off, a server
  * stream read in part, then dropped): connect-node aborts the call's signal
  * with a bare AbortError, Node's streams fail with
- * ERR_STREAM_PREMATURE_CLOSE, and an HTTP/1.1 request body with "aborted".
+ * ERR_STREAM_PREMATURE_CLOSE, an HTTP/1.1 request body with "aborted", and
+ * a write to a response whose connection closed with ERR_STREAM_DESTROYED.
  * Nothing is wrong on our side.
  */
 export function callerWentAway(err: unknown): boolean {
@@ -64,6 +65,7 @@ export function callerWentAway(err: unknown): boolean {
   return (
     err.name === "AbortError" ||
     code === "ERR_STREAM_PREMATURE_CLOSE" ||
+    code === "ERR_STREAM_DESTROYED" ||
     (code === "ECONNRESET" && err.message === "aborted")
   );
 }

@@ -890,13 +890,28 @@ export function drained(
  */
 function cutOffWhenStalled(res: NodeResponse, ms: number): void {
   const closed = new AbortController();
-  res.once("close", () => closed.abort());
+  // A write the framework waits on that has not drained.
+  let waiting = false;
+  res.once("close", () => {
+    closed.abort();
+    // A response closed under a waiting write (its caller cancelled, reset
+    // or disconnected, or it was cut off here) emits neither "drain" nor
+    // "error", which connect-node's write waits for: the stream's generator
+    // would stay suspended for good, its feed subscription and the page it
+    // reads with it. The error fails that write, and connect-node throws it
+    // into the generator, which ends and cleans up.
+    if (waiting && res.listenerCount("error") > 0) {
+      res.emit("error", new ConnectError("the caller closed the stream", Code.Canceled));
+    }
+  });
   const write = res.write.bind(res) as (...args: unknown[]) => boolean;
   (res as { write: (...args: unknown[]) => boolean }).write = (...args) => {
     const flushed = write(...args);
     if (!flushed) {
+      waiting = true;
       void drained(res, closed.signal, ms).then((ok) => {
-        if (!ok && !closed.signal.aborted) cutOff(res);
+        if (ok) waiting = false;
+        else if (!closed.signal.aborted) cutOff(res);
       });
     }
     return flushed;

@@ -1,5 +1,6 @@
 import http2 from "node:http2";
-import { Code, type ConnectError } from "@connectrpc/connect";
+import { Code, type ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import pg from "pg";
@@ -368,16 +369,16 @@ describe("WatchEvents", () => {
 });
 
 /**
- * 600 events of about 1 KB each for `w`'s tenant, written straight to the
+ * 600 events of about 1 KB (or `bytes`) each for `w`'s tenant, written straight to the
  * outbox: far more than a stream's buffer (20) and its connection's windows hold.
  */
-function fillOutbox(w: { tenantId: string; resourceId: string; serviceId: string }) {
+function fillOutbox(w: { tenantId: string; resourceId: string; serviceId: string }, bytes = 1000) {
   return server.pool.query(
     `INSERT INTO outbox (tenant_id, type, booking_id, resource_id, service_id, payload)
      SELECT $1, 'booking.held', 'bkg_' || g, $2, $3, jsonb_build_object('booking', jsonb_build_object('id', 'bkg_' || g,
-              'metadata', jsonb_build_object('padding', repeat('x', 1000))))
+              'metadata', jsonb_build_object('padding', repeat('x', $4::int))))
      FROM generate_series(1, 600) AS g`,
-    [w.tenantId, w.resourceId, w.serviceId],
+    [w.tenantId, w.resourceId, w.serviceId, bytes],
   );
 }
 
@@ -495,6 +496,44 @@ describe("a consumer that stops reading", () => {
     expect(await closed).toBe(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
     expect(session.destroyed).toBe(false);
     session.destroy();
+  });
+});
+
+describe("consumers that leave while a write waits for them", () => {
+  it.each([
+    ["gRPC", createGrpcTransport],
+    ["Connect over HTTP/1.1", createConnectTransport],
+  ] as const)("end on the server with their calls (%s)", async (_, transport) => {
+    const w = await bookingWorld(server.url);
+    const streams = async () => (await scrape(server.url)).get("holdfast_event_streams") ?? 0;
+    await vi.waitFor(async () => expect(await streams()).toBe(0), { timeout: 10_000 });
+    await fillOutbox(w, 14_000);
+    const events = createClient(
+      EventService,
+      transport({
+        baseUrl: server.url,
+        httpVersion: transport === createGrpcTransport ? "2" : "1.1",
+        interceptors: [
+          (next) => (req) => {
+            req.header.set("authorization", `Bearer ${w.key}`);
+            return next(req);
+          },
+        ],
+      }),
+    );
+    // Twenty consumers read the history slowly, so the server's writes wait
+    // on them, and cancel part way.
+    const callers = Array.from({ length: 20 }, () => new AbortController());
+    const reading = callers.map(async (caller) => {
+      const stream = events.watchEvents({ fromBeginning: true }, { signal: caller.signal });
+      for await (const _ of stream) await sleep(300);
+    });
+    await sleep(4_000);
+    for (const caller of callers) caller.abort();
+    await Promise.allSettled(reading);
+    // Each stream's generator, feed subscription and page end with its call,
+    // not when the server stops.
+    await vi.waitFor(async () => expect(await streams()).toBe(0), { timeout: 5_000 });
   });
 });
 
