@@ -882,7 +882,7 @@ export function drained(
 }
 
 /**
- * Cuts `res` off once a write has waited `ms` for the caller to read.
+ * Cuts `res` off once a write, or its end, has waited `ms` for the caller to read.
  * connect-node waits for each write to drain; a caller that keeps its
  * connection open but stops reading would hold the stream (and its feed
  * subscription) until the server stops, as the generator behind it never
@@ -915,5 +915,17 @@ function cutOffWhenStalled(res: NodeResponse, ms: number): void {
       });
     }
     return flushed;
+  };
+  // The stream's end (its status in trailers, CONSUMER_TOO_SLOW say) queues
+  // behind what the caller has not read, and holds the stream as long: it
+  // gets as long to go out as a write does.
+  const end = res.end.bind(res) as (...args: unknown[]) => NodeResponse;
+  (res as { end: (...args: unknown[]) => NodeResponse }).end = (...args) => {
+    const ended = end(...args);
+    if (!closed.signal.aborted) {
+      const timer = setTimeout(() => cutOff(res), ms);
+      closed.signal.addEventListener("abort", () => clearTimeout(timer), { once: true });
+    }
+    return ended;
   };
 }
