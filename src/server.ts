@@ -181,7 +181,11 @@ export async function startHoldfast(
     const openEventStream = eventStreams(
       pool,
       feed,
-      { buffer: config.streamBuffer, maxLagMs: config.streamMaxLagMs },
+      {
+        buffer: config.streamBuffer,
+        maxLagMs: config.streamMaxLagMs,
+        perTenant: config.streamsPerTenant,
+      },
       stopping.signal,
       eventCursors,
     );

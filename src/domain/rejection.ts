@@ -53,6 +53,8 @@ export const REASONS = {
   WEBHOOK_DISABLED: "failed_precondition",
   // Capacity of the server or of a consumer.
   CONSUMER_TOO_SLOW: "resource_exhausted",
+  // A tenant has as many event streams open on an instance as it may (ErrorInfo metadata limit).
+  TOO_MANY_STREAMS: "resource_exhausted",
   // Over a rate limit (of the API key or its tenant): retry after the delay given.
   RATE_LIMITED: "resource_exhausted",
   // A tenant quota is used up (ErrorInfo metadata quota, limit, usage; a QuotaFailure detail).

@@ -32,7 +32,12 @@ import { type Keyring, principalOf } from "./auth.js";
 import { pageSizeOf } from "./paging.js";
 import * as v from "./validate.js";
 
-const CATCH_UP_PAGE = 500;
+/**
+ * Events a stream reads from the table at a time while it catches up: a
+ * page is the stream's own memory (live events are shared by all streams),
+ * at most about 2 MB with the largest metadata.
+ */
+const CATCH_UP_PAGE = 100;
 const EVENT_PAGES = { defaultSize: 100, maxSize: 1000 };
 
 const filterSchema = v
@@ -71,6 +76,8 @@ export type StreamLimits = {
   buffer: number;
   /** How long a stream may stay behind before it is closed with CONSUMER_TOO_SLOW. */
   maxLagMs: number;
+  /** Streams a tenant may have open on this instance; one more is TOO_MANY_STREAMS. */
+  perTenant: number;
 };
 
 /**
@@ -112,17 +119,54 @@ export function eventStreams(
   stopping: AbortSignal,
   cursors: EventCursors,
 ): OpenEventStream {
+  // Streams open per tenant, each counted from its opening until its end.
+  const open = new Map<string, number>();
   return async (tenantId, req, signal) => {
     const { filter } = v.parseRequest(
       z.object({ filter: filterSchema, after: z.string().max(100) }),
       req,
     );
-    const cipher = cursors.of(tenantId);
-    const start = await positionOf(db, req.after, cipher, () =>
-      req.fromBeginning ? Promise.resolve(BEGINNING) : currentPosition(db),
-    );
-    return follow(tenantId, filter, start, signal, cipher);
+    const release = reserve(tenantId, signal);
+    try {
+      const cipher = cursors.of(tenantId);
+      const start = await positionOf(db, req.after, cipher, () =>
+        req.fromBeginning ? Promise.resolve(BEGINNING) : currentPosition(db),
+      );
+      return follow(tenantId, filter, start, signal, cipher, release);
+    } catch (err) {
+      release();
+      throw err;
+    }
   };
+
+  /**
+   * Counts a stream of `tenantId` until the returned release, or `signal`
+   * (which aborts when its call ends, however it ends), whichever comes
+   * first: a stream never iterated is not counted for ever.
+   */
+  function reserve(tenantId: string, signal: AbortSignal): () => void {
+    const count = open.get(tenantId) ?? 0;
+    if (count >= limits.perTenant) {
+      throw new Rejection(
+        "TOO_MANY_STREAMS",
+        `this tenant has ${count} event streams open on this instance, as many as it may (HOLDFAST_STREAMS_PER_TENANT); close one, or poll with ListEvents`,
+        { metadata: { limit: String(limits.perTenant) } },
+      );
+    }
+    open.set(tenantId, count + 1);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      signal.removeEventListener("abort", release);
+      const left = (open.get(tenantId) ?? 1) - 1;
+      if (left > 0) open.set(tenantId, left);
+      else open.delete(tenantId);
+    };
+    if (signal.aborted) release();
+    else signal.addEventListener("abort", release, { once: true });
+    return release;
+  }
 
   async function* follow(
     tenantId: string,
@@ -130,66 +174,71 @@ export function eventStreams(
     start: Position,
     signal: AbortSignal,
     cipher: CursorCipher,
+    release: () => void,
   ): AsyncGenerator<Event> {
-    let cursor = start;
-    // Since when the stream has been behind the live feed, if it is.
-    let behindSince: number | undefined;
-    const ended = AbortSignal.any([signal, stopping]);
-    streaming: while (!ended.aborted) {
-      // Listen first, then catch up from the table: an event is either read
-      // by the catch-up or queued live (or both; the cursor drops repeats).
-      const live = await feed.subscribe(tenantId, filter, limits.buffer);
-      try {
-        for (;;) {
-          if (ended.aborted) break streaming;
-          const page = await readEvents(db, {
-            tenantId,
-            after: cursor,
-            filter,
-            limit: CATCH_UP_PAGE,
-          });
-          live.replaying(page);
-          for (const e of page) {
-            yield eventOf(e, cipher);
-            live.replayed();
-            cursor = e.position;
-            if (behindSince !== undefined && Date.now() - behindSince > limits.maxLagMs) {
-              throw new Rejection(
-                "CONSUMER_TOO_SLOW",
-                `the stream stayed behind for more than ${limits.maxLagMs} ms; resume from the cursor`,
-                { metadata: { cursor: encodeCursor(cursor, cipher) } },
-              );
+    try {
+      let cursor = start;
+      // Since when the stream has been behind the live feed, if it is.
+      let behindSince: number | undefined;
+      const ended = AbortSignal.any([signal, stopping]);
+      streaming: while (!ended.aborted) {
+        // Listen first, then catch up from the table: an event is either read
+        // by the catch-up or queued live (or both; the cursor drops repeats).
+        const live = await feed.subscribe(tenantId, filter, limits.buffer);
+        try {
+          for (;;) {
+            if (ended.aborted) break streaming;
+            const page = await readEvents(db, {
+              tenantId,
+              after: cursor,
+              filter,
+              limit: CATCH_UP_PAGE,
+            });
+            live.replaying(page);
+            for (const e of page) {
+              yield eventOf(e, cipher);
+              live.replayed();
+              cursor = e.position;
+              if (behindSince !== undefined && Date.now() - behindSince > limits.maxLagMs) {
+                throw new Rejection(
+                  "CONSUMER_TOO_SLOW",
+                  `the stream stayed behind for more than ${limits.maxLagMs} ms; resume from the cursor`,
+                  { metadata: { cursor: encodeCursor(cursor, cipher) } },
+                );
+              }
             }
+            if (page.length < CATCH_UP_PAGE) break;
           }
-          if (page.length < CATCH_UP_PAGE) break;
-        }
-        live.replaying([]);
-        behindSince = undefined;
-        for (;;) {
-          const e = await live.next(ended);
-          if (live.overflowedAt !== undefined) {
-            // More arrived than the buffer holds: catch up from the table
-            // again, and close the stream if that takes too long. It has
-            // been behind since its queue filled, which may be long before
-            // this resumed (a consumer that paused).
-            behindSince ??= live.overflowedAt;
-            break;
+          live.replaying([]);
+          behindSince = undefined;
+          for (;;) {
+            const e = await live.next(ended);
+            if (live.overflowedAt !== undefined) {
+              // More arrived than the buffer holds: catch up from the table
+              // again, and close the stream if that takes too long. It has
+              // been behind since its queue filled, which may be long before
+              // this resumed (a consumer that paused).
+              behindSince ??= live.overflowedAt;
+              break;
+            }
+            if (!e) break streaming;
+            if (!isAfter(e.position, cursor)) continue;
+            yield eventOf(e, cipher);
+            cursor = e.position;
           }
-          if (!e) break streaming;
-          if (!isAfter(e.position, cursor)) continue;
-          yield eventOf(e, cipher);
-          cursor = e.position;
+        } finally {
+          live.close();
         }
-      } finally {
-        live.close();
       }
-    }
-    if (stopping.aborted && !signal.aborted) {
-      throw new Rejection(
-        "UNAVAILABLE",
-        "the server is stopping; resume from the cursor of the last event you processed",
-        { metadata: { cursor: encodeCursor(cursor, cipher) } },
-      );
+      if (stopping.aborted && !signal.aborted) {
+        throw new Rejection(
+          "UNAVAILABLE",
+          "the server is stopping; resume from the cursor of the last event you processed",
+          { metadata: { cursor: encodeCursor(cursor, cipher) } },
+        );
+      }
+    } finally {
+      release();
     }
   }
 }

@@ -537,6 +537,54 @@ describe("consumers that leave while a write waits for them", () => {
   });
 });
 
+describe("streams per tenant", () => {
+  let capped: TestServer;
+  beforeAll(async () => {
+    capped = await startTestServer({ HOLDFAST_STREAMS_PER_TENANT: "2" });
+  });
+
+  it("refuses a tenant's stream past HOLDFAST_STREAMS_PER_TENANT, on every way in, and counts each until it ends", async () => {
+    const a = await bookingWorld(capped.url);
+    const b = await bookingWorld(capped.url);
+    const events = clientFor(EventService, capped.url, a.key);
+    const sse = (key: string) =>
+      fetch(`${capped.url}/v1/events/stream`, { headers: { authorization: `Bearer ${key}` } });
+    // One WatchEvents and one Server-Sent Events stream: the two allowed.
+    const first = watch(events, {});
+    const second = await sse(a.key);
+    expect(second.status).toBe(200);
+    await sleep(300);
+    const refused = (async () => {
+      for await (const _ of events.watchEvents({}, { timeoutMs: 5000 })) {
+        // Nothing may come: the stream must be refused.
+      }
+    })();
+    const err = await rejected(refused, Code.ResourceExhausted, "TOO_MANY_STREAMS");
+    expect(err.findDetails(ErrorInfoSchema)[0]?.metadata.limit).toBe("2");
+    const third = await sse(a.key);
+    const body = (await third.json()) as { details?: { debug?: { reason?: string } }[] };
+    expect([third.status, body.details?.[0]?.debug?.reason]).toEqual([429, "TOO_MANY_STREAMS"]);
+    // Another tenant's streams are its own.
+    const other = watch(clientFor(EventService, capped.url, b.key), {});
+    await sleep(300);
+    expect(other.failure()).toBeUndefined();
+    // A stream that ends gives its place back.
+    await second.body?.cancel();
+    await vi.waitFor(
+      async () => {
+        const again = watch(events, {});
+        await sleep(200);
+        const failure = again.failure();
+        await again.stop();
+        expect(failure).toBeUndefined();
+      },
+      { timeout: 5_000, interval: 200 },
+    );
+    await first.stop();
+    await other.stop();
+  });
+});
+
 describe("across instances", () => {
   let other: ServerProcess;
   afterAll(async () => {
