@@ -32,27 +32,20 @@ function eventOf(r: Row): OutboxEvent {
   return { position: { xid: BigInt(xid), seq: BigInt(seq) }, ...rest };
 }
 
-/**
- * Events after `after` in (xid, seq) order, of transactions older than
- * every running one (so none can still appear before the last returned),
- * for one tenant (or all, for the in-process fan-out), matching `filter`.
- */
-export async function readEvents(
-  q: Queryable,
-  opts: {
-    tenantId: string | undefined;
-    after: Position;
-    filter: EventFilter | undefined;
-    limit: number;
-  },
-): Promise<OutboxEvent[]> {
+type ReadOptions = {
+  tenantId: string | undefined;
+  after: Position;
+  filter: EventFilter | undefined;
+  limit: number;
+};
+
+/** The conditions and order of every read: matching events after `after`, readable as of `head`. */
+function readQuery(opts: ReadOptions, head: string): { where: string; values: unknown[] } {
   const f = opts.filter;
-  const { rows } = await q.query<Row>({
-    name: opts.tenantId === undefined ? "read_events_all" : "read_events",
-    text: `SELECT ${COLUMNS} FROM outbox
-           WHERE ${opts.tenantId === undefined ? "$1::text IS NULL" : "tenant_id = $1"}
+  return {
+    where: `${opts.tenantId === undefined ? "$1::text IS NULL" : "tenant_id = $1"}
              AND (xid, seq) > ($2::xid8, $3::bigint)
-             AND xid < pg_snapshot_xmin(pg_current_snapshot())
+             AND xid < ${head}
              AND (cardinality($4::text[]) = 0 OR type = ANY ($4))
              AND (cardinality($5::text[]) = 0 OR resource_id = ANY ($5)
                   OR payload->>'previousResourceId' = ANY ($5))
@@ -68,8 +61,52 @@ export async function readEvents(
       [...(f?.serviceIds ?? [])],
       opts.limit,
     ],
+  };
+}
+
+/**
+ * Events after `after` in (xid, seq) order, of transactions older than
+ * every running one (so none can still appear before the last returned),
+ * for one tenant (or all, for the in-process fan-out), matching `filter`.
+ */
+export async function readEvents(q: Queryable, opts: ReadOptions): Promise<OutboxEvent[]> {
+  const { where, values } = readQuery(opts, "pg_snapshot_xmin(pg_current_snapshot())");
+  const { rows } = await q.query<Row>({
+    name: opts.tenantId === undefined ? "read_events_all" : "read_events",
+    text: `SELECT ${COLUMNS} FROM outbox WHERE ${where}`,
+    values,
   });
   return rows.map(eventOf);
+}
+
+/**
+ * A tenant's page of events, as readEvents, and the head the same query
+ * read them up to (the oldest transaction running in its snapshot, seq 0).
+ * When fewer than `limit` came back, every matching event between `after`
+ * and `head` is among them, so reading on from `head` misses nothing and
+ * repeats nothing, and skips the events that did not match. The head must
+ * come from the very snapshot that chose the events: one read by a later
+ * query could be past events that became readable in between.
+ */
+export async function readEventPage(
+  q: Queryable,
+  opts: ReadOptions & { tenantId: string },
+): Promise<{ events: OutboxEvent[]; head: Position }> {
+  const { where, values } = readQuery(opts, "h.head");
+  type PageRow = { head: string } & { [K in keyof Row]: Row[K] | null };
+  // One row even when no event matches (the event's columns then null).
+  const { rows } = await q.query<PageRow>({
+    name: "read_event_page",
+    text: `WITH h AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS head)
+           SELECT h.head::text AS head, e.* FROM h LEFT JOIN LATERAL (
+             SELECT ${COLUMNS} FROM outbox WHERE ${where}) e ON true
+           ORDER BY e.xid::xid8, e.seq::bigint`,
+    values,
+  });
+  const head = { xid: BigInt((rows[0] as PageRow).head), seq: 0n };
+  const events: OutboxEvent[] = [];
+  for (const { head: _, ...r } of rows) if (r.xid !== null) events.push(eventOf(r as Row));
+  return { events, head };
 }
 
 /** "Now": events of transactions that have not finished yet come after it, all others before. */

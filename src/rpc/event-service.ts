@@ -12,6 +12,7 @@ import {
   type EventFilter,
   type OutboxEvent,
   outboxBounds,
+  readEventPage,
   readEvents,
 } from "../db/outbox.js";
 import type { Queryable } from "../db/pool.js";
@@ -283,11 +284,23 @@ export function eventService(
       const limit = pageSizeOf(req.pageSize, EVENT_PAGES);
       const cipher = cursors.of(tenantId);
       const after = await positionOf(db, req.after, cipher, () => Promise.resolve(BEGINNING));
-      const events = await readEvents(db, { tenantId, after, filter: f.filter, limit });
+      const { events, head } = await readEventPage(db, {
+        tenantId,
+        after,
+        filter: f.filter,
+        limit,
+      });
+      // A full page resumes after its last event. A shorter one holds every
+      // matching event up to the head its read saw, so the next page starts
+      // there: past the events that did not match (other tenants' too), so
+      // a poller's cursor keeps up with the outbox and never falls behind
+      // what retention deletes, and no page reads the same events again.
       const last = events[events.length - 1];
+      const next = last && events.length === limit ? last.position : head;
+      // (The head never moves back, so `next` is never before `after`; kept safe anyway.)
       return {
         events: events.map((e) => eventOf(e, cipher)),
-        nextCursor: encodeCursor(last ? last.position : after, cipher),
+        nextCursor: encodeCursor(isAfter(next, after) ? next : after, cipher),
       };
     },
   };

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { type Event, EventService } from "../../gen/holdfast/v1/event_pb.js";
 import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
+import { pruneEvents } from "../../src/db/outbox.js";
 import {
   type CursorCipher,
   decodeCursor,
@@ -183,7 +184,10 @@ describe("WatchEvents", () => {
       after: held?.cursor as string,
     });
     expect(page.events).toEqual([]);
-    expect(page.nextCursor).toBe(held?.cursor);
+    // An empty page resumes from where its read got: not before the event.
+    const cipher = await cursorsOf(w.tenantId);
+    const next = decodeCursor(page.nextCursor, cipher) as Position;
+    expect(isAfter(decodeCursor(held?.cursor as string, cipher) as Position, next)).toBe(false);
   });
 
   it("refuses an edited cursor whose sequence number was never issued, on every way in", async () => {
@@ -381,6 +385,203 @@ function fillOutbox(w: { tenantId: string; resourceId: string; serviceId: string
     [w.tenantId, w.resourceId, w.serviceId, bytes],
   );
 }
+
+describe("ListEvents' next_cursor", () => {
+  /** Ages a tenant's events past the retention and prunes them, as the maintenance does. */
+  async function retire(tenantId: string): Promise<void> {
+    const db = new pg.Client({ connectionString: server.databaseUrl });
+    await db.connect();
+    try {
+      await db.query(
+        "UPDATE outbox SET occur_time = now() - interval '8 days' WHERE tenant_id = $1",
+        [tenantId],
+      );
+      await pruneEvents(db, 7 * 86_400_000, 5_000);
+      const { rows } = await db.query(
+        `SELECT (SELECT count(*) FROM outbox WHERE tenant_id = $1)::int AS kept,
+           (SELECT count(*) FROM outbox_pruned)::int AS marked`,
+        [tenantId],
+      );
+      expect(rows[0]).toEqual({ kept: 0, marked: 1 });
+    } finally {
+      await db.end();
+    }
+  }
+
+  /** Another tenant's event, readable (then `meanwhile` runs) and then deleted by retention. */
+  async function retention(meanwhile = async () => {}): Promise<void> {
+    const other = await bookingWorld(server.url);
+    await other.bookings.createHold({
+      serviceId: other.serviceId,
+      resourceId: other.resourceId,
+      ...at(7, 9),
+    });
+    await pollUntil(clientFor(EventService, server.url, other.key), "", {});
+    await meanwhile();
+    await retire(other.tenantId);
+  }
+
+  /** Pages from `after` until at least one event comes; the events and the cursor to go on from. */
+  async function pollUntil(
+    client: ReturnType<typeof clientFor<typeof EventService>>,
+    after: string,
+    req: Parameters<typeof client.listEvents>[0],
+  ): Promise<{ events: Event[]; after: string }> {
+    for (let i = 0; i < 250; i++) {
+      const page = await client.listEvents({ ...req, after });
+      after = page.nextCursor;
+      if (page.events.length > 0) return { events: page.events, after };
+      await sleep(20);
+    }
+    throw new Error("no event came");
+  }
+
+  /** The first `data:` events of a Server-Sent Events stream, or its refusal's status and reason. */
+  async function streamed(key: string, headers: Record<string, string>, query = "", count = 1) {
+    const abort = new AbortController();
+    const res = await fetch(`${server.url}/v1/events/stream${query}`, {
+      headers: { authorization: `Bearer ${key}`, ...headers },
+      signal: abort.signal,
+    });
+    if (!res.ok || !res.body) {
+      const body = (await res.json()) as { details?: { debug?: { reason?: string } }[] };
+      return { status: res.status, reason: body.details?.[0]?.debug?.reason, ids: [] };
+    }
+    const ids: string[] = [];
+    let text = "";
+    const timer = setTimeout(() => abort.abort(), 10_000);
+    try {
+      for await (const chunk of res.body) {
+        text += new TextDecoder().decode(chunk as Uint8Array);
+        ids.splice(
+          0,
+          ids.length,
+          ...[...text.matchAll(/^data: (.*)$/gm)].map((m) => JSON.parse(m[1] as string).id),
+        );
+        if (ids.length >= count) break;
+      }
+    } catch {
+      // Timed out: the ids so far tell.
+    } finally {
+      clearTimeout(timer);
+      abort.abort();
+    }
+    return { status: res.status, reason: undefined, ids };
+  }
+
+  it("keeps a new tenant's poller going after retention deleted other tenants' events", async () => {
+    await retention();
+    const w = await bookingWorld(server.url);
+    const events = clientFor(EventService, server.url, w.key);
+    // Before the fix, an empty page named the beginning, which retention had passed.
+    let after = (await events.listEvents({})).nextCursor;
+    for (let i = 0; i < 3; i++) {
+      const page = await events.listEvents({ after });
+      expect(page.events).toEqual([]);
+      after = page.nextCursor;
+    }
+    // Streams start from that cursor too.
+    const stream = watch(events, { after });
+    const sse = streamed(w.key, { "Last-Event-ID": after });
+    await sleep(300);
+    const { booking } = await w.bookings.createHold({
+      serviceId: w.serviceId,
+      resourceId: w.resourceId,
+      ...at(7, 10),
+    });
+    const first = await pollUntil(events, after, {});
+    expect(kinds(first.events)).toEqual([`booking.held:${booking?.id.slice(-6)}`]);
+    // Once: the next poll has nothing again.
+    expect((await events.listEvents({ after: first.after })).events).toEqual([]);
+    expect((await stream.until(1)).map((e) => e.id)).toEqual([first.events[0]?.id]);
+    await stream.stop();
+    expect(await sse).toEqual({ status: 200, reason: undefined, ids: [first.events[0]?.id] });
+    // Polling on while other tenants write, and retention deletes their
+    // events: the cursor has moved past them, not stayed at its own event.
+    after = first.after;
+    await retention(async () => {
+      after = (await events.listEvents({ after })).nextCursor;
+    });
+    const page = await events.listEvents({ after });
+    expect(page.events).toEqual([]);
+    expect((await events.listEvents({ after: page.nextCursor })).events).toEqual([]);
+  });
+
+  it("moves a filtered poller past events that do not match, and brings the next match once", async () => {
+    const w = await bookingWorld(server.url);
+    const events = clientFor(EventService, server.url, w.key);
+    for (let h = 9; h < 12; h++) {
+      const { booking } = await w.bookings.createHold({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(8, h),
+      });
+      await w.bookings.confirmBooking({ bookingId: booking?.id as string });
+    }
+    let all: Event[] = [];
+    for (let i = 0; i < 250 && all.length < 6; i++) {
+      all = (await events.listEvents({})).events;
+      if (all.length < 6) await sleep(20);
+    }
+    expect(all).toHaveLength(6);
+    const cipher = await cursorsOf(w.tenantId);
+    const position = (cursor: string) => decodeCursor(cursor, cipher) as Position;
+    const filter = { types: ["booking.cancelled"] };
+    const page = await events.listEvents({ filter });
+    expect(page.events).toEqual([]);
+    // Past every event read, none of which matched: the next poll need not read them again.
+    expect(isAfter(position(page.nextCursor), position(all.at(-1)?.cursor as string))).toBe(true);
+    const cancelled = all[1]?.booking?.id as string;
+    await w.bookings.cancelBooking({ bookingId: cancelled });
+    const got = await pollUntil(events, page.nextCursor, { filter });
+    expect(kinds(got.events)).toEqual([`booking.cancelled:${cancelled.slice(-6)}`]);
+    expect((await events.listEvents({ after: got.after, filter })).events).toEqual([]);
+    // The next match comes once too.
+    const again = all[3]?.booking?.id as string;
+    await w.bookings.cancelBooking({ bookingId: again });
+    const next = await pollUntil(events, got.after, { filter });
+    expect(kinds(next.events)).toEqual([`booking.cancelled:${again.slice(-6)}`]);
+  });
+
+  it("resumes a full page after its last event, and a short one from where its read got", async () => {
+    const w = await bookingWorld(server.url);
+    const events = clientFor(EventService, server.url, w.key);
+    for (let h = 9; h < 14; h++) {
+      await w.bookings.createHold({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(9, h),
+      });
+    }
+    let all: Event[] = [];
+    for (let i = 0; i < 250 && all.length < 5; i++) {
+      all = (await events.listEvents({})).events;
+      if (all.length < 5) await sleep(20);
+    }
+    expect(all).toHaveLength(5);
+    const cipher = await cursorsOf(w.tenantId);
+    const position = (cursor: string) => decodeCursor(cursor, cipher) as Position;
+    // Full pages: next_cursor is the last event's own cursor.
+    const first = await events.listEvents({ pageSize: 2 });
+    expect(first.events.map((e) => e.id)).toEqual(all.slice(0, 2).map((e) => e.id));
+    expect(first.nextCursor).toBe(all[1]?.cursor);
+    const second = await events.listEvents({ after: first.nextCursor, pageSize: 3 });
+    expect(second.events.map((e) => e.id)).toEqual(all.slice(2).map((e) => e.id));
+    expect(second.nextCursor).toBe(all[4]?.cursor);
+    // A short page: past its last event, and nothing is read twice from there.
+    const short = await events.listEvents({ after: first.nextCursor, pageSize: 4 });
+    expect(short.events.map((e) => e.id)).toEqual(all.slice(2).map((e) => e.id));
+    expect(isAfter(position(short.nextCursor), position(all[4]?.cursor as string))).toBe(true);
+    expect((await events.listEvents({ after: short.nextCursor })).events).toEqual([]);
+    const { booking } = await w.bookings.createHold({
+      serviceId: w.serviceId,
+      resourceId: w.resourceId,
+      ...at(9, 15),
+    });
+    const next = await pollUntil(events, short.nextCursor, {});
+    expect(kinds(next.events)).toEqual([`booking.held:${booking?.id.slice(-6)}`]);
+  });
+});
 
 describe("a consumer that falls behind", () => {
   it("is closed with ResourceExhausted and a cursor that resumes without loss", async () => {

@@ -1,0 +1,57 @@
+import type pg from "pg";
+import { beforeAll, describe, expect, it } from "vitest";
+import { readEventPage } from "../../src/db/outbox.js";
+import { BEGINNING, isAfter, type Position } from "../../src/domain/events.js";
+import { seededDatabase } from "../support/database.js";
+
+let pool: pg.Pool;
+beforeAll(async () => {
+  ({ pool } = await seededDatabase());
+});
+
+const insert = (q: pg.Pool | pg.PoolClient, type = "booking.held") =>
+  q.query<{ xid: string }>(
+    "INSERT INTO outbox (tenant_id, type, payload) VALUES ('ten_a', $1, '{}') RETURNING xid::text",
+    [type],
+  );
+
+describe("readEventPage", () => {
+  it("reads up to a head that no running transaction is behind, and on from it misses nothing", async () => {
+    const page = (after: Position, types: string[] = []) =>
+      readEventPage(pool, {
+        tenantId: "ten_a",
+        after,
+        filter: { types, resourceIds: [], serviceIds: [] },
+        limit: 10,
+      });
+    const early = await pool.connect();
+    try {
+      // A transaction that writes first and commits last.
+      await early.query("BEGIN");
+      const first = BigInt((await insert(early)).rows[0]?.xid as string);
+      const second = BigInt((await insert(pool)).rows[0]?.xid as string);
+      expect(second > first).toBe(true);
+      const before = await page(BEGINNING);
+      // Neither is readable yet, and the head stays behind the open transaction.
+      expect(before.events).toEqual([]);
+      expect(before.head.xid <= first).toBe(true);
+      await early.query("COMMIT");
+      const after = await page(before.head);
+      expect(after.events.map((e) => e.position.xid)).toEqual([first, second]);
+      expect(isAfter(after.head, after.events[1]?.position as Position)).toBe(true);
+      // Nothing matches: the head still moves on, past what was read.
+      await insert(pool, "booking.confirmed");
+      let none = await page(after.head, ["booking.cancelled"]);
+      for (let i = 0; i < 50 && !isAfter(none.head, after.head); i++) {
+        none = await page(after.head, ["booking.cancelled"]);
+      }
+      expect(none.events).toEqual([]);
+      expect(isAfter(none.head, after.head)).toBe(true);
+      const rest = await page(after.head);
+      expect(rest.events.map((e) => e.type)).toEqual(["booking.confirmed"]);
+      expect((await page(none.head)).events).toEqual([]);
+    } finally {
+      early.release();
+    }
+  });
+});
