@@ -89,7 +89,9 @@ export type OutboxBounds = { head: Position; lastSeq: bigint; pruned: Position |
  * the head would silently yield nothing until the outbox caught up; one
  * with an inflated sequence number names a place in its transaction's
  * events that no event has. CURSOR_EXPIRED when retention has deleted
- * events after it.
+ * events after it, except for BEGINNING: "from the oldest event", which
+ * retention cannot pass (a stream from the beginning that ended before its
+ * first event names it as its cursor).
  */
 export function cursorPosition(
   cursor: string,
@@ -106,7 +108,7 @@ export function cursorPosition(
       ],
     });
   }
-  if (bounds.pruned && isAfter(bounds.pruned, p)) {
+  if (bounds.pruned && isAfter(bounds.pruned, p) && isAfter(p, BEGINNING)) {
     throw new Rejection(
       "CURSOR_EXPIRED",
       "events after this cursor have been deleted by retention; start over with ListEvents",

@@ -91,6 +91,9 @@ describe("event cursors", () => {
     const pruned = { xid: 500n, seq: 7n };
     expect(at(encode({ xid: 500n, seq: 6n }), pruned)).toBe("CURSOR_EXPIRED");
     expect(at(encode(pruned), pruned)).toEqual(pruned);
+    // The beginning means "from the oldest event kept": retention never passes it.
+    expect(at(encode(BEGINNING), pruned)).toEqual(BEGINNING);
+    expect(at(encode({ xid: 0n, seq: 1n }), pruned)).toBe("CURSOR_EXPIRED");
   });
 
   it("order by transaction, then sequence", () => {

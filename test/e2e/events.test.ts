@@ -10,6 +10,7 @@ import { type Event, EventService } from "../../gen/holdfast/v1/event_pb.js";
 import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { pruneEvents } from "../../src/db/outbox.js";
 import {
+  BEGINNING,
   type CursorCipher,
   decodeCursor,
   encodeCursor,
@@ -505,6 +506,25 @@ describe("ListEvents' next_cursor", () => {
     const page = await events.listEvents({ after });
     expect(page.events).toEqual([]);
     expect((await events.listEvents({ after: page.nextCursor })).events).toEqual([]);
+  });
+
+  it("takes the beginning as a cursor after retention, on every way in", async () => {
+    await retention();
+    const w = await bookingWorld(server.url);
+    const events = clientFor(EventService, server.url, w.key);
+    await w.bookings.createHold({ serviceId: w.serviceId, resourceId: w.resourceId, ...at(7, 11) });
+    const beginning = encodeCursor(BEGINNING, await cursorsOf(w.tenantId));
+    const { events: listed } = await pollUntil(events, beginning, {});
+    expect(listed).toHaveLength(1);
+    const id = listed[0]?.id;
+    const stream = watch(events, { after: beginning });
+    expect((await stream.until(1)).map((e) => e.id)).toEqual([id]);
+    await stream.stop();
+    expect(await streamed(w.key, { "Last-Event-ID": beginning })).toEqual({
+      status: 200,
+      reason: undefined,
+      ids: [id],
+    });
   });
 
   it("moves a filtered poller past events that do not match, and brings the next match once", async () => {
