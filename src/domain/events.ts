@@ -99,15 +99,7 @@ export function cursorPosition(
   cipher: CursorCipher,
 ): Position {
   const p = decodeCursor(cursor, cipher);
-  if (!p || isAfter(p, bounds.head) || p.seq > bounds.lastSeq) {
-    throw new Rejection("INVALID_CURSOR", "the cursor is not one Holdfast issued", {
-      fieldViolations: [
-        // One description for all: which check refused it would tell a
-        // prober about the outbox's bounds.
-        { field: "after", description: "is not a cursor of this tenant's events" },
-      ],
-    });
-  }
+  if (!p || isAfter(p, bounds.head) || p.seq > bounds.lastSeq) throw invalidCursor();
   if (bounds.pruned && isAfter(bounds.pruned, p) && isAfter(p, BEGINNING)) {
     throw new Rejection(
       "CURSOR_EXPIRED",
@@ -115,4 +107,18 @@ export function cursorPosition(
     );
   }
   return p;
+}
+
+/**
+ * The refusal of a cursor Holdfast did not issue to this tenant, whatever
+ * is wrong with it (any length, any form).
+ */
+export function invalidCursor(): Rejection {
+  return new Rejection("INVALID_CURSOR", "the cursor is not one Holdfast issued", {
+    fieldViolations: [
+      // One description for all: which check refused it would tell a
+      // prober about the outbox's bounds.
+      { field: "after", description: "is not a cursor of this tenant's events" },
+    ],
+  });
 }

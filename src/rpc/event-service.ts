@@ -20,8 +20,10 @@ import {
   BEGINNING,
   type CursorCipher,
   cursorPosition,
+  decodeCursor,
   EVENT_TYPES,
   encodeCursor,
+  invalidCursor,
   isAfter,
   isEventType,
   type Position,
@@ -102,6 +104,8 @@ async function positionOf(
   otherwise: () => Promise<Position>,
 ): Promise<Position> {
   if (cursor === "") return otherwise();
+  // Text of any other form, or length, is refused before any query.
+  if (decodeCursor(cursor, cipher) === undefined) throw invalidCursor();
   return cursorPosition(cursor, await outboxBounds(db), cipher);
 }
 
@@ -124,7 +128,9 @@ export function eventStreams(
   const open = new Map<string, number>();
   return async (tenantId, req, signal) => {
     const { filter } = v.parseRequest(
-      z.object({ filter: filterSchema, after: z.string().max(100) }),
+      // `after` has no length limit of its own: any text that is not a
+      // cursor is INVALID_CURSOR (see positionOf), however long.
+      z.object({ filter: filterSchema, after: z.string() }),
       req,
     );
     const release = reserve(tenantId, signal);
@@ -274,13 +280,7 @@ export function eventService(
 
     async listEvents(req, ctx) {
       const tenantId = principalOf(ctx).tenantId;
-      const f = v.parseRequest(
-        z.object({
-          filter: filterSchema,
-          after: z.string().max(100),
-        }),
-        req,
-      );
+      const f = v.parseRequest(z.object({ filter: filterSchema, after: z.string() }), req);
       const limit = pageSizeOf(req.pageSize, EVENT_PAGES);
       const cipher = cursors.of(tenantId);
       const after = await positionOf(db, req.after, cipher, () => Promise.resolve(BEGINNING));

@@ -94,6 +94,9 @@ describe("event cursors", () => {
     // The beginning means "from the oldest event kept": retention never passes it.
     expect(at(encode(BEGINNING), pruned)).toEqual(BEGINNING);
     expect(at(encode({ xid: 0n, seq: 1n }), pruned)).toBe("CURSOR_EXPIRED");
+    // Text of any length that is not a cursor is refused as one.
+    expect(at(`ev2_${"A".repeat(97)}`)).toBe("INVALID_CURSOR");
+    expect(at("ev2_".repeat(10_000))).toBe("INVALID_CURSOR");
   });
 
   it("order by transaction, then sequence", () => {

@@ -601,6 +601,27 @@ describe("ListEvents' next_cursor", () => {
     const next = await pollUntil(events, short.nextCursor, {});
     expect(kinds(next.events)).toEqual([`booking.held:${booking?.id.slice(-6)}`]);
   });
+
+  it("refuses an `after` of any length that is not a cursor as INVALID_CURSOR, on every way in", async () => {
+    const w = await bookingWorld(server.url);
+    const events = clientFor(EventService, server.url, w.key);
+    for (const after of [`ev2_${"A".repeat(97)}`, "x".repeat(101), "ev2_".repeat(2_000)]) {
+      await rejected(events.listEvents({ after }), Code.InvalidArgument, "INVALID_CURSOR");
+      const stream = (async () => {
+        for await (const _ of events.watchEvents({ after }, { timeoutMs: 5000 })) {
+          // Nothing may come: the stream must be refused.
+        }
+      })();
+      await rejected(stream, Code.InvalidArgument, "INVALID_CURSOR");
+      for (const [query, headers] of [
+        [`?after=${after}`, {}],
+        ["", { "Last-Event-ID": after }],
+      ] as const) {
+        const refused = await streamed(w.key, headers, query);
+        expect([refused.status, refused.reason]).toEqual([400, "INVALID_CURSOR"]);
+      }
+    }
+  });
 });
 
 describe("a consumer that falls behind", () => {
