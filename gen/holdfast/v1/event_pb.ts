@@ -226,7 +226,11 @@ export type ListEventsResponse = Message<"holdfast.v1.ListEventsResponse"> & {
 
   /**
    * Pass as `after` for the next page. Set even when `events` is empty, so
-   * a poller can keep its place.
+   * a poller can keep its place. A full page's is its last event's cursor;
+   * a shorter (or empty) page's is further on, where the read stopped:
+   * every matching event up to it has been returned, so polling from it
+   * neither misses nor repeats one, passes over the events that did not
+   * match, and keeps ahead of retention.
    *
    * @generated from field: string next_cursor = 2;
    */
