@@ -104,7 +104,7 @@ const BY_METHOD: Record<string, Reason[]> = {
   "BookingService.CompleteBooking": ["INVALID_STATE", "NOT_STARTED"],
   "BookingService.MarkNoShow": ["INVALID_STATE", "NOT_STARTED"],
   "TenantService.CreateTenant": ["TENANT_NAME_TAKEN"],
-  "EventService.WatchEvents": ["CONSUMER_TOO_SLOW"],
+  "EventService.WatchEvents": ["CONSUMER_TOO_SLOW", "TOO_MANY_STREAMS"],
 };
 
 function reasonsOf(service: DescService, method: DescMethod): Reason[] {
