@@ -28,6 +28,7 @@ import type { GenExtension } from "@bufbuild/protobuf/codegenv2";
 import {
   CodeGeneratorResponse_Feature,
   CodeGeneratorResponseSchema,
+  type FieldOptions,
   FileDescriptorSetSchema,
   type MethodOptions,
   MethodOptions_IdempotencyLevel,
@@ -54,23 +55,61 @@ const ANY_RPC: Reason[] = [
   "INTERNAL",
 ];
 
-/** Reasons a request field brings with it: a named row that may not exist, a token that may be bad. */
+/**
+ * Reasons a request field brings by its name, beyond the NotFound reason of
+ * the row an id names (which notFoundOf derives): a token that may be bad.
+ */
 const BY_FIELD: Record<string, Reason[]> = {
-  booking_id: ["BOOKING_NOT_FOUND"],
-  service_id: ["SERVICE_NOT_FOUND"],
-  resource_id: ["RESOURCE_NOT_FOUND"],
-  resource_ids: ["RESOURCE_NOT_FOUND"],
-  api_key_id: ["API_KEY_NOT_FOUND"],
-  tenant_id: ["TENANT_NOT_FOUND"],
-  webhook_id: ["WEBHOOK_NOT_FOUND"],
-  override_id: ["OVERRIDE_NOT_FOUND"],
-  delivery_id: ["DELIVERY_NOT_FOUND"],
   policy_version: ["POLICY_VERSION_NOT_FOUND"],
   page_token: ["INVALID_PAGE_TOKEN"],
   slot_id: ["INVALID_SLOT_ID"],
   after: ["INVALID_CURSOR", "CURSOR_EXPIRED"],
   cursor: ["INVALID_CURSOR", "CURSOR_EXPIRED"],
 };
+
+/** "CalendarFeed" or "calendar_feed" → "CALENDAR_FEED_NOT_FOUND", when that is a reason. */
+function notFound(name: string): Reason | undefined {
+  const reason = `${name.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase()}_NOT_FOUND`;
+  return reason in REASONS ? (reason as Reason) : undefined;
+}
+
+/**
+ * The reasons the fields of a request message bring, and the NotFound
+ * reasons of the rows they name, at any depth: `<row>_id` and `<row>_ids`
+ * name rows of that kind (`calendar_feed_id` → CALENDAR_FEED_NOT_FOUND), and
+ * a message with an `id`, such as the Resource an update carries, names a row
+ * of its own kind (`resource.id` → RESOURCE_NOT_FOUND). A field marked
+ * `(holdfast.v1.filter)` names no row it needs: an id that names none matches
+ * nothing. What a field's own comment names it brings too.
+ */
+function fieldReasons(
+  message: DescMessage,
+  filter: GenExtension<FieldOptions, boolean>,
+  top = true,
+  seen = new Set<string>(),
+): Set<Reason> {
+  const found = new Set<Reason>();
+  if (seen.has(message.typeName) || message.typeName in WKT) return found;
+  seen.add(message.typeName);
+  for (const f of message.fields) {
+    for (const r of commentReasons(getComments(f).leading)) found.add(r);
+    if (getOption(f, filter)) continue;
+    if (top) for (const r of BY_FIELD[f.name] ?? []) found.add(r);
+    const row = f.name === "id" ? message.name : /^(.+)_ids?$/.exec(f.name)?.[1];
+    const reason = row && notFound(row);
+    if (reason) found.add(reason);
+    const nested =
+      f.fieldKind === "message" ? f.message : f.fieldKind === "list" ? f.message : undefined;
+    if (nested) for (const r of fieldReasons(nested, filter, false, seen)) found.add(r);
+  }
+  return found;
+}
+
+/** The reasons a comment names. */
+function commentReasons(text: string | undefined): Reason[] {
+  const words: string[] = text?.match(/\b[A-Z][A-Z_]{3,}\b/g) ?? [];
+  return words.filter((word): word is Reason => word in REASONS);
+}
 
 /** The booking rules a write of a time checks. */
 const TIME_RULES: Reason[] = [
@@ -107,21 +146,23 @@ const BY_METHOD: Record<string, Reason[]> = {
   "EventService.WatchEvents": ["CONSUMER_TOO_SLOW", "TOO_MANY_STREAMS"],
 };
 
-function reasonsOf(service: DescService, method: DescMethod): Reason[] {
+function reasonsOf(
+  service: DescService,
+  method: DescMethod,
+  filter: GenExtension<FieldOptions, boolean>,
+): Reason[] {
   const found = new Set<Reason>(ANY_RPC);
   if (isMutation(method)) {
     found.add("IDEMPOTENCY_KEY_INVALID");
     found.add("IDEMPOTENCY_KEY_REUSED");
   }
-  for (const f of method.input.fields) for (const r of BY_FIELD[f.name] ?? []) found.add(r);
+  for (const r of fieldReasons(method.input, filter)) found.add(r);
   for (const r of BY_METHOD[`${service.name}.${method.name}`] ?? []) found.add(r);
   // Reasons the RPC's own documentation names: a method comment names only
   // reasons the method answers (others, such as what a setting makes other
   // calls answer, are named where that setting is described).
-  const text = `${getComments(method).leading ?? ""} ${getComments(method.input).leading ?? ""}`;
-  for (const word of text.match(/\b[A-Z][A-Z_]{3,}\b/g) ?? []) {
-    if (word in REASONS) found.add(word as Reason);
-  }
+  for (const r of commentReasons(getComments(method).leading)) found.add(r);
+  for (const r of commentReasons(getComments(method.input).leading)) found.add(r);
   return [...found].sort();
 }
 
@@ -316,6 +357,7 @@ const ERROR_SCHEMA: Schema = {
 function generate(
   services: DescService[],
   requiredScope: GenExtension<MethodOptions, string>,
+  filter: GenExtension<FieldOptions, boolean>,
 ): Schema {
   const d = new Document();
   const paths: Record<string, Schema> = {};
@@ -325,7 +367,7 @@ function generate(
     for (const method of service.methods) {
       if (method.methodKind !== "unary") continue;
       const scope = getOption(method, requiredScope);
-      const reasons = reasonsOf(service, method);
+      const reasons = reasonsOf(service, method, filter);
       const parameters: Schema[] = [];
       if (isMutation(method)) {
         parameters.push({ $ref: "#/components/parameters/IdempotencyKey" });
@@ -419,7 +461,13 @@ runNodeJs({
     if (services.length === 0) return create(CodeGeneratorResponseSchema, { supportedFeatures });
     const scope = registry.getExtension(`${PACKAGE}.required_scope`);
     if (!scope) throw new Error(`${PACKAGE}.required_scope is not among the inputs`);
-    const document = generate(services, scope as GenExtension<MethodOptions, string>);
+    const filter = registry.getExtension(`${PACKAGE}.filter`);
+    if (!filter) throw new Error(`${PACKAGE}.filter is not among the inputs`);
+    const document = generate(
+      services,
+      scope as GenExtension<MethodOptions, string>,
+      filter as GenExtension<FieldOptions, boolean>,
+    );
     return create(CodeGeneratorResponseSchema, {
       supportedFeatures,
       file: [{ name: OUTPUT, content: `${JSON.stringify(document, null, 2)}\n` }],

@@ -439,3 +439,227 @@ describe("the reasons each operation lists", () => {
     }
   });
 });
+
+describe("the NotFound reasons each operation lists", () => {
+  /**
+   * Every request field that names a row, at the top of a request or inside
+   * the message it carries (`resource.id`), with an id that names none: the
+   * reason the server answers: the row's NotFound reason, another reason
+   * where the field narrows a search (RESOURCE_NOT_IN_SERVICE), or null where
+   * it is a filter, which then matches nothing. The document must list
+   * exactly these NotFound reasons for each operation, no more and no fewer.
+   */
+  it("are exactly those the server answers for an unknown id in each field that names a row", async () => {
+    const t = await call("TenantService_CreateTenant", { name: "openapi-not-found" }, ADMIN_KEY);
+    const key = t.body.apiKey as string;
+    const resource = await call(
+      "ResourceService_CreateResource",
+      { name: "Room", timeZone: "UTC" },
+      key,
+    );
+    const resourceId = resource.body.resource.id;
+    const service = await call(
+      "CatalogService_CreateService",
+      { name: "Visit", resourceIds: [resourceId], policy: { durations: ["1800s"] } },
+      key,
+    );
+    const serviceId = service.body.service.id;
+    const webhook = await call(
+      "WebhookService_CreateWebhook",
+      { url: "https://hooks.example.com/not-found", eventTypes: ["booking.held"] },
+      key,
+    );
+    const webhookId = webhook.body.webhook.id;
+    const start = new Date(Math.ceil(Date.now() / 86_400_000) * 86_400_000 + 2 * 86_400_000);
+    const window = {
+      startTime: start.toISOString(),
+      endTime: new Date(start.getTime() + 7 * 86_400_000).toISOString(),
+    };
+    const slots = await call(
+      "AvailabilityService_ListSlots",
+      { serviceId, ...window, pageSize: 2 },
+      key,
+    );
+    const [first, second] = slots.body.slots;
+    const held = await call("BookingService_CreateHold", { slotId: first.slotId }, key);
+    expect(held.status, JSON.stringify(held.body)).toBe(200);
+    const bookingId = held.body.booking.id;
+    const at = { startTime: second.startTime, endTime: second.endTime };
+
+    const cases: [string, Json, string | null, string?][] = [
+      ["AvailabilityService_ListSlots", { serviceId: "svc_nope", ...window }, "SERVICE_NOT_FOUND"],
+      [
+        "AvailabilityService_ListSlots",
+        { serviceId, resourceIds: ["rsc_nope"], ...window },
+        "RESOURCE_NOT_IN_SERVICE",
+      ],
+      ["BookingService_CreateHold", { serviceId: "svc_nope", ...at }, "SERVICE_NOT_FOUND"],
+      [
+        "BookingService_CreateHold",
+        { serviceId, resourceId: "rsc_nope", ...at },
+        "RESOURCE_NOT_FOUND",
+      ],
+      ["BookingService_CreateBooking", { serviceId: "svc_nope", ...at }, "SERVICE_NOT_FOUND"],
+      [
+        "BookingService_CreateBooking",
+        { serviceId, resourceId: "rsc_nope", ...at },
+        "RESOURCE_NOT_FOUND",
+      ],
+      ["BookingService_ConfirmBooking", { bookingId: "bkg_nope" }, "BOOKING_NOT_FOUND"],
+      ["BookingService_ExtendHold", { bookingId: "bkg_nope" }, "BOOKING_NOT_FOUND"],
+      ["BookingService_CancelBooking", { bookingId: "bkg_nope" }, "BOOKING_NOT_FOUND"],
+      ["BookingService_CompleteBooking", { bookingId: "bkg_nope" }, "BOOKING_NOT_FOUND"],
+      ["BookingService_MarkNoShow", { bookingId: "bkg_nope" }, "BOOKING_NOT_FOUND"],
+      [
+        "BookingService_RescheduleBooking",
+        { bookingId: "bkg_nope", slotId: second.slotId },
+        "BOOKING_NOT_FOUND",
+      ],
+      [
+        "BookingService_RescheduleBooking",
+        { bookingId, resourceId: "rsc_nope", ...at },
+        "RESOURCE_NOT_FOUND",
+      ],
+      ["BookingService_GetBooking", { bookingId: "bkg_nope" }, "BOOKING_NOT_FOUND"],
+      ["BookingService_ListBookings", { resourceId: "rsc_nope" }, null],
+      ["BookingService_ListBookings", { serviceId: "svc_nope" }, null],
+      ["CalendarFeedService_CreateCalendarFeed", { resourceId: "rsc_nope" }, "RESOURCE_NOT_FOUND"],
+      ["CalendarFeedService_CreateCalendarFeed", { serviceId: "svc_nope" }, "SERVICE_NOT_FOUND"],
+      [
+        "CalendarFeedService_RevokeCalendarFeed",
+        { calendarFeedId: "cal_nope" },
+        "CALENDAR_FEED_NOT_FOUND",
+      ],
+      [
+        "CatalogService_CreateService",
+        { name: "More", resourceIds: ["rsc_nope"], policy: { durations: ["1800s"] } },
+        "RESOURCE_NOT_FOUND",
+      ],
+      ["CatalogService_GetService", { serviceId: "svc_nope" }, "SERVICE_NOT_FOUND"],
+      ["CatalogService_GetService", { serviceId, policyVersion: 99 }, "POLICY_VERSION_NOT_FOUND"],
+      ["CatalogService_ListServices", { resourceId: "rsc_nope" }, null],
+      [
+        "CatalogService_UpdateService",
+        { service: { id: "svc_nope", name: "Renamed" }, updateMask: "name" },
+        "SERVICE_NOT_FOUND",
+      ],
+      [
+        "CatalogService_UpdateService",
+        { service: { id: serviceId, resourceIds: ["rsc_nope"] }, updateMask: "resourceIds" },
+        "RESOURCE_NOT_FOUND",
+      ],
+      ["CatalogService_ListPolicyVersions", { serviceId: "svc_nope" }, "SERVICE_NOT_FOUND"],
+      ["EventService_ListEvents", { filter: { resourceIds: ["rsc_nope"] } }, null],
+      ["EventService_ListEvents", { filter: { serviceIds: ["svc_nope"] } }, null],
+      ["KeyService_RevokeApiKey", { apiKeyId: "key_nope" }, "API_KEY_NOT_FOUND"],
+      ["KeyService_GetUsage", { tenantId: "ten_nope" }, "TENANT_NOT_FOUND", ADMIN_KEY],
+      ["ResourceService_GetResource", { resourceId: "rsc_nope" }, "RESOURCE_NOT_FOUND"],
+      [
+        "ResourceService_UpdateResource",
+        { resource: { id: "rsc_nope", capacity: 2 } },
+        "RESOURCE_NOT_FOUND",
+      ],
+      ["ResourceService_DeleteResource", { resourceId: "rsc_nope" }, "RESOURCE_NOT_FOUND"],
+      [
+        "ResourceService_SetWeeklySchedule",
+        { resourceId: "rsc_nope", weeklySchedule: { windows: [] } },
+        "RESOURCE_NOT_FOUND",
+      ],
+      [
+        "ResourceService_CreateOverride",
+        {
+          resourceId: "rsc_nope",
+          kind: "OVERRIDE_KIND_BLOCK",
+          allDay: true,
+          startDate: "2031-01-01",
+        },
+        "RESOURCE_NOT_FOUND",
+      ],
+      ["ResourceService_ListOverrides", { resourceId: "rsc_nope" }, "RESOURCE_NOT_FOUND"],
+      [
+        "ResourceService_DeleteOverride",
+        { resourceId: "rsc_nope", overrideId: "ovr_nope" },
+        "RESOURCE_NOT_FOUND",
+      ],
+      [
+        "ResourceService_DeleteOverride",
+        { resourceId, overrideId: "ovr_nope" },
+        "OVERRIDE_NOT_FOUND",
+      ],
+      [
+        "TenantService_SetTenantRateLimit",
+        { tenantId: "ten_nope", rateLimit: { requestsPerSecond: 5, burst: 5 } },
+        "TENANT_NOT_FOUND",
+        ADMIN_KEY,
+      ],
+      [
+        "TenantService_SetTenantQuotas",
+        { tenantId: "ten_nope", quotas: { resources: 1 } },
+        "TENANT_NOT_FOUND",
+        ADMIN_KEY,
+      ],
+      ["WebhookService_GetWebhook", { webhookId: "whk_nope" }, "WEBHOOK_NOT_FOUND"],
+      [
+        "WebhookService_UpdateWebhook",
+        { webhook: { id: "whk_nope", description: "x" }, updateMask: "description" },
+        "WEBHOOK_NOT_FOUND",
+      ],
+      ["WebhookService_DeleteWebhook", { webhookId: "whk_nope" }, "WEBHOOK_NOT_FOUND"],
+      ["WebhookService_RotateWebhookSecret", { webhookId: "whk_nope" }, "WEBHOOK_NOT_FOUND"],
+      ["WebhookService_ListDeliveries", { webhookId: "whk_nope" }, "WEBHOOK_NOT_FOUND"],
+      [
+        "WebhookService_RetryDelivery",
+        { webhookId: "whk_nope", deliveryId: "dlv_nope" },
+        "WEBHOOK_NOT_FOUND",
+      ],
+      ["WebhookService_RetryDelivery", { webhookId, deliveryId: "dlv_nope" }, "DELIVERY_NOT_FOUND"],
+      ["WebhookService_SendTestEvent", { webhookId: "whk_nope" }, "WEBHOOK_NOT_FOUND"],
+    ];
+
+    // The cases name every field of every request that could name a row.
+    const named = (body: Json, prefix = ""): string[] =>
+      Object.entries<Json>(body).flatMap(([k, v]) =>
+        v && typeof v === "object" && !Array.isArray(v)
+          ? named(v, `${prefix}${k}.`)
+          : [`${prefix}${k}`],
+      );
+    const covered = new Set(cases.flatMap(([op, body]) => named(body).map((f) => `${op} ${f}`)));
+    const idFields = (schema: Json, prefix = "", depth = 0): string[] =>
+      Object.entries<Json>(schema.properties ?? {}).flatMap(([k, v]) => {
+        const target = v.$ref ?? v.allOf?.[0]?.$ref;
+        const nested = target && doc.components.schemas[target.split("/").pop()];
+        if (nested?.properties && depth < 1) return idFields(nested, `${prefix}${k}.`, depth + 1);
+        // A slot id names no row (it is signed: INVALID_SLOT_ID); a policy
+        // version is a request's only other name of a row.
+        const names = depth === 0 ? /(Id|Ids|^policyVersion)$/ : /(^id|Id|Ids)$/;
+        return names.test(k) && k !== "slotId" ? [`${prefix}${k}`] : [];
+      });
+    for (const item of Object.values<Json>(doc.paths)) {
+      const op = item.post;
+      const ref = op.requestBody.content["application/json"].schema.$ref;
+      const schema = doc.components.schemas[ref.split("/").pop()];
+      for (const field of idFields(schema)) {
+        expect(covered, `a case for ${op.operationId} ${field}`).toContain(
+          `${op.operationId} ${field}`,
+        );
+      }
+    }
+
+    const answered = new Map<string, Set<string>>();
+    for (const [operationId, body, expected, caller] of cases) {
+      const answer = await call(operationId, body, caller ?? key); // checks the document lists it
+      expect(
+        [answer.status, answer.reason ?? null],
+        `${operationId} ${JSON.stringify(body)}: ${JSON.stringify(answer.body)}`,
+      ).toEqual([expected?.endsWith("_NOT_FOUND") ? 404 : expected ? 400 : 200, expected]);
+      const set = answered.get(operationId) ?? new Set<string>();
+      if (expected?.endsWith("_NOT_FOUND")) set.add(expected);
+      answered.set(operationId, set);
+    }
+    for (const item of Object.values<Json>(doc.paths)) {
+      const op = item.post;
+      const listed = (op["x-holdfast-reasons"] as string[]).filter((r) => r.endsWith("_NOT_FOUND"));
+      expect(listed, op.operationId).toEqual([...(answered.get(op.operationId) ?? [])].sort());
+    }
+  });
+});

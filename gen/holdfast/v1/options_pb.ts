@@ -11,7 +11,7 @@ import { file_google_protobuf_descriptor } from "@bufbuild/protobuf/wkt";
  * Describes the file holdfast/v1/options.proto.
  */
 export const file_holdfast_v1_options: GenFile = /*@__PURE__*/
-  fileDesc("Chlob2xkZmFzdC92MS9vcHRpb25zLnByb3RvEgtob2xkZmFzdC52MTpHCg5yZXF1aXJlZF9zY29wZRIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGNGGAyABKAlSDXJlcXVpcmVkU2NvcGU6NwoGc2VjcmV0Eh0uZ29vZ2xlLnByb3RvYnVmLkZpZWxkT3B0aW9ucxjShgMgASgIUgZzZWNyZXRiBnByb3RvMw", [file_google_protobuf_descriptor]);
+  fileDesc("Chlob2xkZmFzdC92MS9vcHRpb25zLnByb3RvEgtob2xkZmFzdC52MTpHCg5yZXF1aXJlZF9zY29wZRIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGNGGAyABKAlSDXJlcXVpcmVkU2NvcGU6NwoGc2VjcmV0Eh0uZ29vZ2xlLnByb3RvYnVmLkZpZWxkT3B0aW9ucxjShgMgASgIUgZzZWNyZXQ6NwoGZmlsdGVyEh0uZ29vZ2xlLnByb3RvYnVmLkZpZWxkT3B0aW9ucxjThgMgASgIUgZmaWx0ZXJiBnByb3RvMw", [file_google_protobuf_descriptor]);
 
 /**
  * The API key scope a call needs. Every Holdfast RPC declares one; the
@@ -32,4 +32,16 @@ export const required_scope: GenExtension<MethodOptions, string> = /*@__PURE__*/
  */
 export const secret: GenExtension<FieldOptions, boolean> = /*@__PURE__*/
   extDesc(file_holdfast_v1_options, 1);
+
+/**
+ * The field narrows what a call lists or searches: an id in it that names
+ * no row of the tenant is not answered with a NotFound reason (a filter
+ * matches nothing; the field's comment names any other answer). The
+ * OpenAPI document reads it, so that each operation lists only the
+ * NotFound reasons its request can bring.
+ *
+ * @generated from extension: bool filter = 50003;
+ */
+export const filter: GenExtension<FieldOptions, boolean> = /*@__PURE__*/
+  extDesc(file_holdfast_v1_options, 2);
 

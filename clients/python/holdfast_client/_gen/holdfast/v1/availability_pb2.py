@@ -16,25 +16,27 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from holdfast.v1 import options_pb2 as holdfast_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eholdfast/v1/availability.proto\x12\x0bholdfast.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19holdfast/v1/options.proto\"\xb9\x02\n\x10ListSlotsRequest\x12\x1d\n\nservice_id\x18\x01 \x01(\tR\tserviceId\x12!\n\x0cresource_ids\x18\x02 \x03(\tR\x0bresourceIds\x12\x39\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x35\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x65ndTime\x12\x35\n\x08\x64uration\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08\x64uration\x12\x1b\n\tpage_size\x18\x06 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x07 \x01(\tR\tpageToken\"\xf0\x01\n\x11ListSlotsResponse\x12\'\n\x05slots\x18\x01 \x03(\x0b\x32\x11.holdfast.v1.SlotR\x05slots\x12L\n\ntime_zones\x18\x02 \x03(\x0b\x32-.holdfast.v1.ListSlotsResponse.TimeZonesEntryR\ttimeZones\x12&\n\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\x1a<\n\x0eTimeZonesEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xbd\x02\n\x04Slot\x12\x17\n\x07slot_id\x18\x01 \x01(\tR\x06slotId\x12\x1f\n\x0bresource_id\x18\x02 \x01(\tR\nresourceId\x12\x39\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x35\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x65ndTime\x12\x1c\n\tremaining\x18\x05 \x01(\x05R\tremaining\x12(\n\x10local_start_time\x18\x06 \x01(\tR\x0elocalStartTime\x12$\n\x0elocal_end_time\x18\x07 \x01(\tR\x0clocalEndTime\x12\x1b\n\ttime_zone\x18\x08 \x01(\tR\x08timeZone2w\n\x13\x41vailabilityService\x12`\n\tListSlots\x12\x1d.holdfast.v1.ListSlotsRequest\x1a\x1e.holdfast.v1.ListSlotsResponse\"\x14\x90\x02\x01\x8a\xb5\x18\rbookings.readb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eholdfast/v1/availability.proto\x12\x0bholdfast.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19holdfast/v1/options.proto\"\xbf\x02\n\x10ListSlotsRequest\x12\x1d\n\nservice_id\x18\x01 \x01(\tR\tserviceId\x12\'\n\x0cresource_ids\x18\x02 \x03(\tB\x04\x98\xb5\x18\x01R\x0bresourceIds\x12\x39\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x35\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x65ndTime\x12\x35\n\x08\x64uration\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08\x64uration\x12\x1b\n\tpage_size\x18\x06 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x07 \x01(\tR\tpageToken\"\xf0\x01\n\x11ListSlotsResponse\x12\'\n\x05slots\x18\x01 \x03(\x0b\x32\x11.holdfast.v1.SlotR\x05slots\x12L\n\ntime_zones\x18\x02 \x03(\x0b\x32-.holdfast.v1.ListSlotsResponse.TimeZonesEntryR\ttimeZones\x12&\n\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\x1a<\n\x0eTimeZonesEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xbd\x02\n\x04Slot\x12\x17\n\x07slot_id\x18\x01 \x01(\tR\x06slotId\x12\x1f\n\x0bresource_id\x18\x02 \x01(\tR\nresourceId\x12\x39\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x35\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x65ndTime\x12\x1c\n\tremaining\x18\x05 \x01(\x05R\tremaining\x12(\n\x10local_start_time\x18\x06 \x01(\tR\x0elocalStartTime\x12$\n\x0elocal_end_time\x18\x07 \x01(\tR\x0clocalEndTime\x12\x1b\n\ttime_zone\x18\x08 \x01(\tR\x08timeZone2w\n\x13\x41vailabilityService\x12`\n\tListSlots\x12\x1d.holdfast.v1.ListSlotsRequest\x1a\x1e.holdfast.v1.ListSlotsResponse\"\x14\x90\x02\x01\x8a\xb5\x18\rbookings.readb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'holdfast.v1.availability_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
+  _LISTSLOTSREQUEST.fields_by_name['resource_ids']._options = None
+  _LISTSLOTSREQUEST.fields_by_name['resource_ids']._serialized_options = b'\230\265\030\001'
   _LISTSLOTSRESPONSE_TIMEZONESENTRY._options = None
   _LISTSLOTSRESPONSE_TIMEZONESENTRY._serialized_options = b'8\001'
   _AVAILABILITYSERVICE.methods_by_name['ListSlots']._options = None
   _AVAILABILITYSERVICE.methods_by_name['ListSlots']._serialized_options = b'\220\002\001\212\265\030\rbookings.read'
   _LISTSLOTSREQUEST._serialized_start=140
-  _LISTSLOTSREQUEST._serialized_end=453
-  _LISTSLOTSRESPONSE._serialized_start=456
-  _LISTSLOTSRESPONSE._serialized_end=696
-  _LISTSLOTSRESPONSE_TIMEZONESENTRY._serialized_start=636
-  _LISTSLOTSRESPONSE_TIMEZONESENTRY._serialized_end=696
-  _SLOT._serialized_start=699
-  _SLOT._serialized_end=1016
-  _AVAILABILITYSERVICE._serialized_start=1018
-  _AVAILABILITYSERVICE._serialized_end=1137
+  _LISTSLOTSREQUEST._serialized_end=459
+  _LISTSLOTSRESPONSE._serialized_start=462
+  _LISTSLOTSRESPONSE._serialized_end=702
+  _LISTSLOTSRESPONSE_TIMEZONESENTRY._serialized_start=642
+  _LISTSLOTSRESPONSE_TIMEZONESENTRY._serialized_end=702
+  _SLOT._serialized_start=705
+  _SLOT._serialized_end=1022
+  _AVAILABILITYSERVICE._serialized_start=1024
+  _AVAILABILITYSERVICE._serialized_end=1143
 # @@protoc_insertion_point(module_scope)

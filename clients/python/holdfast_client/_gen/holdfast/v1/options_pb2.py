@@ -14,13 +14,14 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19holdfast/v1/options.proto\x12\x0bholdfast.v1\x1a google/protobuf/descriptor.proto:G\n\x0erequired_scope\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\tR\rrequiredScope:7\n\x06secret\x12\x1d.google.protobuf.FieldOptions\x18\xd2\x86\x03 \x01(\x08R\x06secretb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19holdfast/v1/options.proto\x12\x0bholdfast.v1\x1a google/protobuf/descriptor.proto:G\n\x0erequired_scope\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\tR\rrequiredScope:7\n\x06secret\x12\x1d.google.protobuf.FieldOptions\x18\xd2\x86\x03 \x01(\x08R\x06secret:7\n\x06\x66ilter\x12\x1d.google.protobuf.FieldOptions\x18\xd3\x86\x03 \x01(\x08R\x06\x66ilterb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'holdfast.v1.options_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
   google_dot_protobuf_dot_descriptor__pb2.MethodOptions.RegisterExtension(required_scope)
   google_dot_protobuf_dot_descriptor__pb2.FieldOptions.RegisterExtension(secret)
+  google_dot_protobuf_dot_descriptor__pb2.FieldOptions.RegisterExtension(filter)
 
   DESCRIPTOR._options = None
 # @@protoc_insertion_point(module_scope)
