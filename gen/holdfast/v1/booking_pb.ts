@@ -161,7 +161,8 @@ export type CreateHoldRequest = Message<"holdfast.v1.CreateHoldRequest"> & {
   /**
    * Either slot_id (from ListSlots), or service_id with start_time and
    * end_time. Without resource_id, any free resource of the service is
-   * picked: the one with the fewest bookings that day, then by id.
+   * picked: the one with the fewest HELD or CONFIRMED bookings starting that
+   * local day, then the first in the service's order of resource_ids.
    *
    * @generated from field: string service_id = 1;
    */

@@ -148,14 +148,16 @@ export type Policy = Message<"holdfast.v1.Policy"> & {
   businessHours: WeeklyWindow[];
 
   /**
-   * How long a hold lasts when CreateHold gives no ttl. Default 120 s.
+   * How long a hold lasts when CreateHold gives no ttl. Default 120 s, or
+   * max_hold_ttl when that is shorter.
    *
    * @generated from field: google.protobuf.Duration hold_ttl = 8;
    */
   holdTtl?: Duration | undefined;
 
   /**
-   * The longest a hold may last, also through ExtendHold. Default 30 min.
+   * The longest a hold may last, also through ExtendHold. Default: the
+   * larger of 30 min and hold_ttl.
    *
    * @generated from field: google.protobuf.Duration max_hold_ttl = 9;
    */
