@@ -1,12 +1,13 @@
 import { z } from "zod";
 import { MAX_RATE, type RateLimit } from "./domain/rate-limit.js";
 import { parseRetrySchedule } from "./domain/webhooks.js";
+import "./zod-messages.js";
 
 /**
  * Everything the server reads from its environment, validated in one place.
  * A bad value stops start-up with a message that names the variable.
  */
-const positiveInt = z.coerce.number().int().positive();
+const positiveInt = z.coerce.number().int().min(1);
 
 const boolean = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
 

@@ -79,6 +79,20 @@ describe("loadConfig", () => {
     expect(() => loadConfig({ [name]: value })).toThrow(name);
   });
 
+  it.each([
+    ["PORT", "abc", "PORT: must be a number"],
+    ["PORT", "65536", "PORT: must be at most 65535"],
+    ["HOLDFAST_TENANT_RATE_PER_SECOND", "0", "HOLDFAST_TENANT_RATE_PER_SECOND: must be at least 1"],
+    ["HOLDFAST_KEY_RATE_PER_SECOND", "2.5", "HOLDFAST_KEY_RATE_PER_SECOND: must be a whole number"],
+    [
+      "HOLDFAST_LOG_LEVEL",
+      "loud",
+      'HOLDFAST_LOG_LEVEL: must be one of "debug", "info", "warn" or "error"',
+    ],
+  ])("says what %s=%s must be, in words", (name, value, message) => {
+    expect(() => loadConfig({ [name]: value })).toThrow(message);
+  });
+
   it("reads CORS origins as a list, off when unset", () => {
     expect(loadConfig({}).corsOrigins).toEqual([]);
     expect(

@@ -33,6 +33,7 @@ import { deliveryBacklog } from "../db/webhooks.js";
 import { TENANT_SCOPES } from "../domain/scopes.js";
 import { apiKeyOf, newKeySchema } from "../rpc/key-service.js";
 import { quotasMessage, tenantOf } from "../rpc/tenant-service.js";
+import "../zod-messages.js";
 import * as v from "../rpc/validate.js";
 import { list, number } from "./arguments.js";
 import { withDatabase } from "./database.js";

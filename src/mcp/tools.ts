@@ -9,6 +9,7 @@ import { ResourceKind, ResourceService } from "../../gen/holdfast/v1/resource_pb
 import { DAY_MS, isCalendarDate, localDateTime, MINUTE_MS } from "../domain/time.js";
 import { ANY_SCOPE, requiredScopeOf } from "../rpc/auth.js";
 import { BOOKING_STATUS, msOfDuration, msOfTimestamp } from "../rpc/convert.js";
+import "../zod-messages.js";
 import type { McpApi } from "./api.js";
 import {
   badArgument,

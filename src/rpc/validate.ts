@@ -6,6 +6,7 @@ import { MAX_RATE, type RateLimit } from "../domain/rate-limit.js";
 import { type FieldViolation, invalid } from "../domain/rejection.js";
 import { canonicalTimeZone } from "../domain/time.js";
 import { msOfDuration, msOfTimestamp } from "./convert.js";
+import "../zod-messages.js";
 
 /**
  * Request validation with zod, for what protobuf types cannot express

@@ -59,6 +59,10 @@ describe("resources", () => {
       "VALIDATION_ERROR",
     );
     expect(fieldViolations(err).sort()).toEqual(["capacity", "kind", "name", "time_zone"]);
+    const [capacity] = err
+      .findDetails(BadRequestSchema)
+      .flatMap((b) => b.fieldViolations.filter((v) => v.field === "capacity"));
+    expect(capacity?.description).toBe("must be at least 0");
     await rejected(
       resources.createResource({ name: "x", timeZone: "+02:00" }),
       Code.InvalidArgument,

@@ -523,6 +523,11 @@ describe("failures", () => {
         `${tool} ${JSON.stringify(args)}`,
       ).toContain(field);
     }
+    // In words, as every other message (not zod's "Too big: expected number to be <=50").
+    const tooMany = await callTool(agent, "find_slots", { service_id: c.serviceId, limit: 51 });
+    expect(tooMany.data.error.field_violations).toEqual([
+      { field: "limit", description: "must be at most 50" },
+    ]);
     const bogus = await callTool(agent, "hold_slot", { slot_id: "not-a-slot" });
     expect(bogus.data.error).toMatchObject({ reason: "INVALID_SLOT_ID", hint: expect.any(String) });
     const missing = await callTool(agent, "get_booking", {

@@ -116,3 +116,50 @@ describe("nulViolations", () => {
     expect(v.nulViolations(base)).toEqual([]);
   });
 });
+
+describe("zod's own checks", () => {
+  /** What parseRequest says of `value` as the field `f` of a request. */
+  const said = (schema: z.ZodType, value: unknown) =>
+    parsed(z.object({ f: schema }), value === undefined ? {} : { f: value }).violations.map(
+      (v) => v.description,
+    );
+
+  it.each<[string, z.ZodType, unknown, string]>([
+    ["a minimum", z.number().min(0), -1, "must be at least 0"],
+    ["a maximum", z.number().int().max(50), 51, "must be at most 50"],
+    ["a positive number", z.number().positive(), 0, "must be greater than 0"],
+    ["a bound below", z.number().lt(5), 5, "must be less than 5"],
+    ["a whole number", z.number().int(), 1.5, "must be a whole number"],
+    ["a multiple", z.number().multipleOf(5), 7, "must be a multiple of 5"],
+    ["a number, not text", z.number(), "abc", "must be a number"],
+    ["a number, not NaN", z.coerce.number(), "abc", "must be a number"],
+    ["a finite number", z.number(), Number.POSITIVE_INFINITY, "must be a finite number"],
+    ["a string", z.string(), 5, "must be a string"],
+    ["a boolean", z.boolean(), "yes", "must be true or false"],
+    ["a list", z.array(z.string()), "a", "must be a list"],
+    ["an object", z.object({}), 1, "must be an object"],
+    ["a required field", z.string(), undefined, "is required"],
+    ["a shortest text", z.string().min(3), "ab", "must be at least 3 characters"],
+    ["a non-empty text", z.string().min(1), "", "must not be empty"],
+    ["a longest text", z.string().max(2), "abc", "must be at most 2 characters"],
+    ["an exact length", z.string().length(2), "abc", "must be exactly 2 characters"],
+    ["a longest list", z.array(z.number()).max(1), [1, 2], "must list at most 1 item"],
+    ["a shortest list", z.array(z.number()).min(2), [1], "must list at least 2 items"],
+    ["a non-empty list", z.array(z.number()).min(1), [], "must not be empty"],
+    ["one of some values", z.enum(["a", "b", "c"]), "d", 'must be one of "a", "b" or "c"'],
+    ["one value", z.literal("a"), "b", 'must be "a"'],
+    ["a pattern", z.string().regex(/^x+$/), "y", "must match /^x+$/"],
+    ["a prefix", z.string().startsWith("hf_"), "x", 'must start with "hf_"'],
+    ["an email address", z.string().email(), "x", "must be an email address"],
+    ["a URL", z.string().url(), "x", "must be a URL"],
+    [
+      "known keys only",
+      z.strictObject({ a: z.number().optional() }),
+      { b: 1 },
+      'must not have the key "b"',
+    ],
+    ["a message of its own", z.number().max(10, "must be ten or less"), 11, "must be ten or less"],
+  ])("say what %s must be, in the house style", (_, schema, value, message) => {
+    expect(said(schema, value)).toEqual([message]);
+  });
+});
