@@ -43,8 +43,9 @@ export type Resource = Message<"holdfast.v1.Resource"> & {
   timeZone: string;
 
   /**
-   * How many bookings may overlap at any instant. Default 1. Never lowered
-   * below the live bookings that already overlap (see UpdateResource).
+   * How many bookings may overlap at any instant, at most 10000. Default 1.
+   * Never lowered below the live bookings that already overlap (see
+   * UpdateResource).
    *
    * @generated from field: int32 capacity = 5;
    */
@@ -170,7 +171,7 @@ export type CreateResourceRequest = Message<"holdfast.v1.CreateResourceRequest">
   timeZone: string;
 
   /**
-   * Default 1.
+   * At most 10000. Default (and 0): 1.
    *
    * @generated from field: int32 capacity = 4;
    */
