@@ -54,7 +54,7 @@ import { HEALTH_PATHS, healthHttpHandler, readinessProbe, registerHealth } from 
 import { rawHttpError, rpcRequestHandler } from "./rpc/http.js";
 import { idempotent } from "./rpc/idempotency.js";
 import { keyService } from "./rpc/key-service.js";
-import { listLimitsInterceptor } from "./rpc/limits.js";
+import { requestChecksInterceptor } from "./rpc/limits.js";
 import { localizeDeliveryBody, localTimesInterceptor, zonesOf } from "./rpc/local-times.js";
 import { METRICS_PATH, Metrics } from "./rpc/metrics.js";
 import { pageTokensInterceptor } from "./rpc/paging.js";
@@ -247,7 +247,7 @@ export async function startHoldfast(
         authInterceptor(keyring),
         pageTokensInterceptor(pageSecret),
         rateLimitInterceptor(limiter),
-        listLimitsInterceptor,
+        requestChecksInterceptor,
         localTimesInterceptor(zones),
       ],
       maxRequestBytes: config.maxRequestBytes,

@@ -2,7 +2,7 @@ import { type DescField, type DescMessage, ScalarType } from "@bufbuild/protobuf
 import type { Interceptor } from "@connectrpc/connect";
 import { type FieldViolation, invalid } from "../domain/rejection.js";
 import { schemaSearch } from "./schema-search.js";
-import { MAX_ID_CHARS, NOT_AN_ID } from "./validate.js";
+import { MAX_ID_CHARS, NOT_AN_ID, nulViolations } from "./validate.js";
 
 /**
  * The most items every repeated field (or keys every map field) of a request may carry, by
@@ -131,19 +131,28 @@ const mayCarryLists = schemaSearch(
   (desc) => desc.typeName.startsWith("google."),
 );
 
-function check(desc: DescMessage, message: object): void {
-  if (!mayCarryLists(desc)) return;
-  const violations = listViolations(desc, message);
-  if (violations.length > 0) throw invalid(violations);
+/**
+ * The checks every request gets before its handler, wherever it comes in
+ * (every RPC through requestChecksInterceptor, the Server-Sent Events
+ * endpoint's query): a list over its maximum or an id no row can have
+ * (listViolations; a list's size before any of its items), then a NUL
+ * character in any text (nulViolations), so every field is named, those no
+ * handler parses (a bare id looked up as it is) included. Throws
+ * VALIDATION_ERROR naming the fields.
+ */
+export function checkRequest(desc: DescMessage, message: object): void {
+  if (mayCarryLists(desc)) {
+    const violations = listViolations(desc, message);
+    if (violations.length > 0) throw invalid(violations);
+  }
+  const nul = nulViolations(message);
+  if (nul.length > 0) throw invalid(nul);
 }
 
-/**
- * Refuses requests with a list over its maximum, or an id no row can have,
- * on every RPC, before the handler runs.
- */
-export const listLimitsInterceptor: Interceptor = (next) => async (req) => {
+/** Refuses, on every RPC and before the handler runs, what checkRequest refuses. */
+export const requestChecksInterceptor: Interceptor = (next) => async (req) => {
   if (!req.stream) {
-    check(req.method.input, req.message);
+    checkRequest(req.method.input, req.message);
     return next(req);
   }
   const messages = req.message;
@@ -151,7 +160,7 @@ export const listLimitsInterceptor: Interceptor = (next) => async (req) => {
     ...req,
     message: (async function* () {
       for await (const m of messages) {
-        check(req.method.input, m);
+        checkRequest(req.method.input, m);
         yield m;
       }
     })(),
