@@ -13,6 +13,7 @@ import { authenticate, type Keyring, requiredScopeOf } from "./auth.js";
 import { toConnectError } from "./errors.js";
 import type { OpenEventStream } from "./event-service.js";
 import { cutOff, drained, type NodeRequest, type NodeResponse } from "./http.js";
+import { checkRequest } from "./limits.js";
 import { localizeBookings, type ZoneLookup } from "./local-times.js";
 import { rateLimited, rateLimitFields } from "./rate-limit.js";
 import type { RateLimiter } from "./rate-limiter.js";
@@ -26,7 +27,9 @@ import type { RateLimiter } from "./rate-limiter.js";
  * The query takes WatchEventsRequest's fields by their proto names, and
  * `Last-Event-ID` (every event's SSE id is its cursor) takes the place of
  * `after`, so an EventSource that reconnects resumes where it was.
- * Opening it is rate limited like a call, with the same header fields.
+ * Opening it is rate limited like a call, with the same header fields, and
+ * its request gets the checks of every RPC's (lists, ids, NUL characters),
+ * refused with the same JSON errors before the stream starts.
  */
 export const EVENT_STREAM_PATH = "/v1/events/stream";
 
@@ -93,6 +96,8 @@ export function eventStreamHandler(
       const lastEventId = req.headers["last-event-id"];
       if (typeof lastEventId === "string" && lastEventId.trim() !== "")
         watch.after = lastEventId.trim();
+      // What every RPC's request gets before its handler (WatchEvents' too).
+      checkRequest(WatchEventsRequestSchema, watch);
       events = await opts.open(tenantId, watch, signal);
     } catch (err) {
       const error = toConnectError(err, EVENT_STREAM_PATH);

@@ -5,7 +5,7 @@ import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { loadConfig } from "../../src/config.js";
 import { startHoldfast } from "../../src/server.js";
 import { at, bookingWorld, sleep } from "../support/booking.js";
-import { clientFor } from "../support/clients.js";
+import { clientFor, postJson } from "../support/clients.js";
 import { freshDatabase } from "../support/database.js";
 import { ADMIN_KEY, startTestServer, type TestServer } from "../support/server.js";
 
@@ -235,6 +235,51 @@ describe("GET /v1/events/stream", () => {
     expect(post.headers.get("allow")).toBe("GET");
   });
 
+  it("refuses what ListEvents refuses, with the same JSON error: list sizes before items", async () => {
+    const w = await bookingWorld(server.url);
+    const long = "x".repeat(70);
+    const many = (n: number, value: string) => Array.from({ length: n }, () => value);
+    const cases: [string, Record<string, string[]>][] = [
+      ["21 types", { types: many(21, "booking.held") }],
+      ["21 unknown types", { types: many(21, "booking.exploded") }],
+      ["101 resource ids", { resourceIds: many(101, long) }],
+      ["a resource id no row can have", { resourceIds: [long] }],
+      ["a service id no row can have", { serviceIds: ["svc_1", long] }],
+      ["a NUL character in a type", { types: ["booking.held\u0000"] }],
+      ["a NUL character in a resource id", { resourceIds: ["rsc\u0000"] }],
+    ];
+    const param = { types: "types", resourceIds: "resource_ids", serviceIds: "service_ids" };
+    const mismatches: unknown[] = [];
+    for (const [name, filter] of cases) {
+      const listed = await postJson(
+        server.url,
+        "holdfast.v1.EventService/ListEvents",
+        { filter },
+        w.key,
+      );
+      const query = new URLSearchParams();
+      for (const [list, values] of Object.entries(filter)) {
+        for (const value of values) query.append(param[list as keyof typeof param], value);
+      }
+      const s = await follow(server.url, w.key, `?${query}`);
+      if (s.res.ok) await s.stop();
+      const body = s.res.ok ? "a stream" : await s.res.json();
+      const got = { name, status: s.res.status, body };
+      const want = { name, status: 400, body: listed.body };
+      if (JSON.stringify(got) !== JSON.stringify(want)) mismatches.push({ got, want });
+    }
+    expect(mismatches).toEqual([]);
+    const [count] = jsonViolationsOf(
+      (await (await follow(server.url, w.key, `?types=${many(21, "x").join(",")}`)).res.json()) as {
+        details?: unknown[];
+      },
+    );
+    expect(count).toEqual({
+      field: "filter.types",
+      description: "must list at most 20 items (got 21)",
+    });
+  });
+
   it("ends cleanly when the server stops, and resumes on another instance after Last-Event-ID", async () => {
     const databaseUrl = await freshDatabase();
     const own = await startHoldfast(
@@ -271,3 +316,10 @@ describe("GET /v1/events/stream", () => {
     expect((resumed.events() as Streamed[]).map((e) => e.booking.id)).toEqual([booking?.id]);
   });
 });
+
+/** The field violations of a Connect JSON error body. */
+function jsonViolationsOf(body: { details?: unknown[] }) {
+  return ((body.details ?? []) as { debug?: { fieldViolations?: unknown[] } }[]).flatMap(
+    (d) => d.debug?.fieldViolations ?? [],
+  );
+}
