@@ -51,19 +51,36 @@ const FRAMEWORK_REASON: Partial<Record<Code, Reason>> = {
   [Code.Unavailable]: "UNAVAILABLE",
 };
 
+/** The reasons calls' signals aborted with because their HTTP/2 callers reset them: see callerReset. */
+const resetsByCallers = new WeakSet<object>();
+
+/**
+ * Marks `reason`, the reason a call's signal aborted with, as its HTTP/2
+ * caller's reset of the stream (see callerWentAway). connect-node reads the
+ * reset's code as a Connect code: CANCEL as Canceled, but INTERNAL_ERROR
+ * (what Node clients send when they exit, or destroy a stream with an
+ * error) and PROTOCOL_ERROR as Internal, REFUSED_STREAM as Unavailable...;
+ * whichever code the caller chose, the call ended because it left.
+ */
+export function callerReset(reason: unknown): void {
+  if (typeof reason === "object" && reason !== null) resetsByCallers.add(reason);
+}
+
 /**
  * A call its caller closed before the end (a request body cut off, a server
  * stream read in part, then dropped): connect-node aborts the call's signal
- * with a bare AbortError, Node's streams fail with
+ * with a bare AbortError, or with the Connect error of the HTTP/2 reset the
+ * caller sent (marked by callerReset), Node's streams fail with
  * ERR_STREAM_PREMATURE_CLOSE, an HTTP/1.1 request body with "aborted", and
  * a write to a response whose connection closed with ERR_STREAM_DESTROYED.
- * Nothing is wrong on our side.
+ * Nothing is wrong on our side: such a call counts and logs as Canceled.
  */
 export function callerWentAway(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const code = (err as { code?: unknown }).code;
   return (
     err.name === "AbortError" ||
+    resetsByCallers.has(err) ||
     code === "ERR_STREAM_PREMATURE_CLOSE" ||
     code === "ERR_STREAM_DESTROYED" ||
     (code === "ECONNRESET" && err.message === "aborted")
@@ -152,13 +169,14 @@ export function connectErrorOf(r: Rejection, cause?: unknown): ConnectError {
  */
 export function toConnectError(err: unknown, procedure?: string): ConnectError {
   if (err instanceof Rejection) return connectErrorOf(err);
+  // Before a framework error's own code: a caller's reset may read as Internal.
+  if (callerWentAway(err)) {
+    return connectErrorOf(new Rejection("CANCELLED", "the caller closed the call"), err);
+  }
   if (err instanceof ConnectError) {
     if (err.details.length > 0) return err;
     const reason = FRAMEWORK_REASON[err.code];
     if (reason) return connectErrorOf(new Rejection(reason, err.rawMessage), err);
-  }
-  if (callerWentAway(err)) {
-    return connectErrorOf(new Rejection("CANCELLED", "the caller closed the call"), err);
   }
   const fromDb = rejectionFromDatabase(err);
   if (fromDb) {

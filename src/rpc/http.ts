@@ -54,7 +54,7 @@ import {
 } from "@connectrpc/connect-node";
 import { clipText, Rejection } from "../domain/rejection.js";
 import { log } from "../log.js";
-import { callerWentAway, connectErrorOf } from "./errors.js";
+import { callerReset, callerWentAway, connectErrorOf } from "./errors.js";
 import { explainJsonError, rolledOverTimestamp } from "./json-errors.js";
 import { protocolOf } from "./observe.js";
 
@@ -184,6 +184,7 @@ export function rpcRequestHandler(opts: RpcHandlerOptions): RpcRequestHandler {
         new Rejection("MALFORMED_REQUEST", "the request has no valid Host header"),
       );
     }
+    if ("stream" in req) markCallerResets(req, uReq.signal);
     const checked = await checkRequest(uReq, handler.method, max);
     const refusal = "answer" in checked ? checked.answer : checked.refused;
     if (refusal) await observeRefusal(uReq, handler.method, refusal);
@@ -517,12 +518,14 @@ async function raceTheCall<T>(answer: Promise<T>, signal: AbortSignal): Promise<
   }
 }
 
-/** The call's signal aborted for its deadline, or for its caller's cancel (not for shutdown). */
+/** The call's signal aborted for its deadline, or for its caller's cancel or reset (not for shutdown). */
 function endsTheCall(signal: AbortSignal): boolean {
   const reason: unknown = signal.aborted ? signal.reason : undefined;
   return (
     reason instanceof ConnectError &&
-    (reason.code === Code.DeadlineExceeded || reason.code === Code.Canceled)
+    (reason.code === Code.DeadlineExceeded ||
+      reason.code === Code.Canceled ||
+      callerWentAway(reason))
   );
 }
 
@@ -850,14 +853,37 @@ function failing(r: Rejection): AsyncIterable<Uint8Array> {
   };
 }
 
+/** HTTP/2 streams this server reset itself (cutOff), whose resets are not their callers'. */
+const cutByServer = new WeakSet<object>();
+
 /**
  * Drops a client that does not read: its connection (HTTP/1.1) or its
  * stream (HTTP/2, reset with ENHANCE_YOUR_CALM, which gRPC and Connect
  * clients read as ResourceExhausted).
  */
 export function cutOff(res: NodeResponse): void {
-  if ("stream" in res) res.stream.close(h2constants.NGHTTP2_ENHANCE_YOUR_CALM);
-  else res.destroy();
+  if ("stream" in res) {
+    cutByServer.add(res.stream);
+    res.stream.close(h2constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  } else res.destroy();
+}
+
+/**
+ * Once an HTTP/2 call's stream closes with a reset the caller sent, marks
+ * the reason its signal aborted with (connect-node's reading of the reset's
+ * code, set just before) as the caller's (callerReset): whatever the code,
+ * the call then counts and logs as Canceled, not as a fault of the server.
+ */
+function markCallerResets(req: Http2ServerRequest, signal: AbortSignal): void {
+  req.once("close", () => {
+    const stream = req.stream;
+    if (
+      signal.aborted &&
+      stream.rstCode !== h2constants.NGHTTP2_NO_ERROR &&
+      !cutByServer.has(stream)
+    )
+      callerReset(signal.reason);
+  });
 }
 
 /** Resolves true once `res` drains, false if it has not within `timeoutMs` or the stream ends. */
