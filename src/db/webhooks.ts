@@ -407,6 +407,16 @@ export async function recordAttempt(
 }
 
 /**
+ * Whether recordAttempt failed because the delivery is gone: its webhook
+ * was deleted (taking its deliveries along) while the attempt was in
+ * flight, so the attempt has nothing left to be recorded against.
+ */
+export function deliveryGone(err: unknown): boolean {
+  const e = err as { code?: unknown; table?: unknown } | null;
+  return e?.code === "23503" && e.table === "delivery_attempts";
+}
+
+/**
  * How far webhook delivery is behind, for operators: committed events not
  * yet turned into deliveries, and pending deliveries (those due now, and
  * the longest a due one has waited). Counts stop at `cap`, so asking stays

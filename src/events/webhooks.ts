@@ -10,6 +10,7 @@ import { type Dispatcher, fetch } from "undici";
 import type { Db } from "../db/pool.js";
 import {
   type AttemptResult,
+  deliveryGone,
   dispatchEvents,
   type LeasedDelivery,
   leaseDue,
@@ -94,7 +95,15 @@ export function startWebhookDelivery(
       .then((disabled) => {
         if (disabled) feed.committed();
       })
-      .catch((err: unknown) => log.warn("recording a webhook attempt failed", { err }))
+      .catch((err: unknown) => {
+        // Deleting a webhook is its owner's choice, even mid-attempt.
+        if (deliveryGone(err)) {
+          log.debug("webhook deleted during a delivery attempt, which is not recorded", {
+            webhookId: d.webhookId,
+            deliveryId: d.id,
+          });
+        } else log.warn("recording a webhook attempt failed", { err });
+      })
       .finally(() => {
         inFlight.delete(sending);
         pacer.poke();

@@ -1,6 +1,6 @@
 import { toJson } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { EventService } from "../../gen/holdfast/v1/event_pb.js";
 import {
@@ -9,6 +9,7 @@ import {
   WebhookService,
   WebhookState,
 } from "../../gen/holdfast/v1/webhook_pb.js";
+import { log } from "../../src/log.js";
 import { at, bookingWorld, sleep } from "../support/booking.js";
 import { clientFor, fieldViolations, rejected } from "../support/clients.js";
 import { freshDatabase } from "../support/database.js";
@@ -454,6 +455,44 @@ describe("delivery", () => {
       );
     } finally {
       await receiver.stop();
+    }
+  });
+
+  it("skips quietly recording the attempt of a webhook deleted while it is in flight, and delivers to the others", async () => {
+    const w = await bookingWorld(server.url);
+    // One endpoint answers after 1.5 s (past the 1 s timeout here: a failed
+    // attempt), one after 0.5 s (a delivered one); both are deleted while
+    // their POST is open. A third answers at once and stays.
+    const slow = (ms: number) => () => sleep(ms).then(() => 200);
+    const failing = await webhookReceiver({ secrets: () => [], respond: slow(1_500) });
+    const delivering = await webhookReceiver({ secrets: () => [], respond: slow(500) });
+    const staying = await webhookReceiver({ secrets: () => [] });
+    const warnings = vi.spyOn(log, "warn");
+    try {
+      const deleted = [await endpoint(w, failing.url()), await endpoint(w, delivering.url())];
+      const kept = await endpoint(w, staying.url());
+      await w.bookings.createHold({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(6, 9),
+      });
+      await failing.waitFor((r) => r.length >= 1);
+      await delivering.waitFor((r) => r.length >= 1);
+      for (const e of deleted) await e.webhooks.deleteWebhook({ webhookId: e.id });
+      // Both attempts end (and would be recorded) by now.
+      await sleep(1_500);
+      await w.bookings.createHold({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(6, 11),
+      });
+      expect((await staying.waitFor((r) => r.length >= 2)).length).toBe(2);
+      expect((await attemptsOf(kept.webhooks, kept.id))[0]?.statusCode).toBe(200);
+      expect(warnings.mock.calls.map(([msg]) => msg)).toEqual([]);
+      expect([failing.received.length, delivering.received.length]).toEqual([1, 1]);
+    } finally {
+      warnings.mockRestore();
+      await Promise.all([failing.stop(), delivering.stop(), staying.stop()]);
     }
   });
 

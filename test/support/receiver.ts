@@ -13,11 +13,12 @@ export type Received = {
  * A webhook receiver on loopback that verifies each delivery with the
  * standardwebhooks library (against any of `secrets`) and answers as
  * `respond` says: a status code, or "hang" to never answer (until the
- * sender gives up). It counts the most requests it had open at once.
+ * sender gives up), or a promise of either, to answer late. It counts the
+ * most requests it had open at once.
  */
 export async function webhookReceiver(opts: {
   secrets: () => string[];
-  respond?: (n: number, r: Received) => number | "hang";
+  respond?: (n: number, r: Received) => number | "hang" | Promise<number | "hang">;
 }) {
   const received: Received[] = [];
   const open = new Set<import("node:net").Socket>();
@@ -52,9 +53,9 @@ export async function webhookReceiver(opts: {
         verified,
       };
       received.push(r);
-      const answer = opts.respond?.(received.length, r) ?? 200;
-      if (answer === "hang") return;
-      res.writeHead(answer).end();
+      void Promise.resolve(opts.respond?.(received.length, r) ?? 200).then((answer) => {
+        if (answer !== "hang" && !res.destroyed) res.writeHead(answer).end();
+      });
     });
   };
 
