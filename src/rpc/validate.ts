@@ -14,15 +14,15 @@ import "../zod-messages.js";
  * proto path, e.g. `policy.durations[0]`, whatever the wire format.
  */
 
-/** Parses `message` with `schema`, or throws VALIDATION_ERROR naming every bad field. */
-export function parseRequest<T>(
-  schema: z.ZodType<T>,
-  message: unknown,
-  nul = nulViolations(message),
-): T {
+/**
+ * Parses `message` with `schema`, or throws VALIDATION_ERROR naming every bad
+ * field. NUL characters were refused before any handler ran (checkRequest
+ * in src/rpc/limits.ts).
+ */
+export function parseRequest<T>(schema: z.ZodType<T>, message: unknown): T {
   const result = schema.safeParse(message);
-  if (result.success && nul.length === 0) return result.data;
-  throw invalid([...nul, ...(result.success ? [] : result.error.issues.map(violationOf))]);
+  if (result.success) return result.data;
+  throw invalid(result.error.issues.map(violationOf));
 }
 
 const NUL_MESSAGE = "must not contain a NUL character (U+0000)";
@@ -31,11 +31,9 @@ const NUL_MESSAGE = "must not contain a NUL character (U+0000)";
  * Every text a request carries, checked once for every request: Postgres
  * stores no NUL character in text or JSON, so one would otherwise be refused
  * only at the write, without naming the field. Names the field (a map's or
- * a Struct's key as sent: `metadata.note`, `metadata["a b"]`). `fields`:
- * `message` is a plain object of a message's fields (as parseUpdate has),
- * named under `path`.
+ * a Struct's key as sent: `metadata.note`, `metadata["a b"]`).
  */
-export function nulViolations(message: unknown, path = "", fields = false): FieldViolation[] {
+export function nulViolations(message: unknown): FieldViolation[] {
   // Nearly every request has none: look without naming fields first.
   if (!carriesNul(message)) return [];
   const found: FieldViolation[] = [];
@@ -49,7 +47,7 @@ export function nulViolations(message: unknown, path = "", fields = false): Fiel
       for (const [i, item] of value.entries()) visit(item, `${path}[${i}]`);
       return;
     }
-    const isMessage = "$typeName" in value || value === root;
+    const isMessage = "$typeName" in value;
     for (const [key, v] of Object.entries(value)) {
       if (isMessage) {
         if (key.startsWith("$")) continue;
@@ -68,8 +66,7 @@ export function nulViolations(message: unknown, path = "", fields = false): Fiel
       }
     }
   };
-  const root = fields ? message : undefined;
-  visit(message, path);
+  visit(message, "");
   return found;
 }
 
@@ -374,11 +371,7 @@ export function parseUpdate<Fields extends Record<string, z.ZodType>>(
     shape[key] = schema;
     values[key] = (message as Record<string, unknown>)[key];
   }
-  const parsed = parseRequest(
-    z.object({ [field]: z.object(shape) }),
-    { [field]: values },
-    nulViolations(values, field, true),
-  );
+  const parsed = parseRequest(z.object({ [field]: z.object(shape) }), { [field]: values });
   return parsed[field] as Partial<{ [K in keyof Fields]: z.output<Fields[K]> }>;
 }
 
