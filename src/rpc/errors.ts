@@ -72,8 +72,10 @@ export function callerReset(reason: unknown): void {
  * with a bare AbortError, or with the Connect error of the HTTP/2 reset the
  * caller sent (marked by callerReset), Node's streams fail with
  * ERR_STREAM_PREMATURE_CLOSE, an HTTP/1.1 request body with "aborted", and
- * a write to a response whose connection closed with ERR_STREAM_DESTROYED.
- * Nothing is wrong on our side: such a call counts and logs as Canceled.
+ * a write to a response whose connection closed with ERR_STREAM_DESTROYED
+ * (ERR_HTTP2_STREAM_ERROR on an HTTP/2 stream reset, by the caller or by
+ * the stall guard cutting off a caller that does not read). Nothing is
+ * wrong on our side: such a call counts and logs as Canceled.
  */
 export function callerWentAway(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
@@ -83,6 +85,7 @@ export function callerWentAway(err: unknown): boolean {
     resetsByCallers.has(err) ||
     code === "ERR_STREAM_PREMATURE_CLOSE" ||
     code === "ERR_STREAM_DESTROYED" ||
+    code === "ERR_HTTP2_STREAM_ERROR" ||
     (code === "ECONNRESET" && err.message === "aborted")
   );
 }

@@ -4,20 +4,19 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from "vitest";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { type Event, EventService } from "../../gen/holdfast/v1/event_pb.js";
 import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { pruneEvents } from "../../src/db/outbox.js";
+import { BEGINNING, isAfter, type Position } from "../../src/domain/events.js";
 import {
-  BEGINNING,
   type CursorCipher,
+  cursorCipher,
   decodeCursor,
   encodeCursor,
-  isAfter,
-  type Position,
-} from "../../src/domain/events.js";
-import { cursorCipher } from "../../src/events/cursors.js";
+} from "../../src/events/cursors.js";
+import { log } from "../../src/log.js";
 import { at, bookingWorld, seconds, sleep } from "../support/booking.js";
 import { clientFor, grpcJsErrorInfo, rejected } from "../support/clients.js";
 import { scrape } from "../support/metrics.js";
@@ -729,6 +728,8 @@ describe("a consumer that stops reading", () => {
     call.end(kind.startsWith("gRPC") ? Buffer.alloc(5) : undefined); // gRPC: one empty message
     call.pause();
     await openStreams(1);
+    const errors = vi.spyOn(log, "error");
+    onTestFinished(() => errors.mockRestore());
     await fillOutbox(w);
     // Its stream ends on the server though it never reads: once the
     // connection's windows are full, a write waits, and after twice the lag
@@ -737,6 +738,9 @@ describe("a consumer that stops reading", () => {
     await openStreams(0);
     expect(await closed).toBe(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
     expect(session.destroyed).toBe(false);
+    // Cutting a reader off is not a fault of the server's.
+    await sleep(200);
+    expect(errors.mock.calls.map(([msg]) => msg)).toEqual([]);
     session.destroy();
   });
 });
