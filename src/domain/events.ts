@@ -34,39 +34,6 @@ export function isAfter(a: Position, b: Position): boolean {
   return a.xid > b.xid || (a.xid === b.xid && a.seq > b.seq);
 }
 
-const PREFIX = "ev2_";
-const MAX_POSITION = 2n ** 63n;
-
-/**
- * A tenant's cursor cipher: a keyed permutation of 16-byte blocks
- * (src/events/cursors.ts). A position is enciphered into its cursor, so a
- * cursor tells its holder nothing about the outbox's other events (how many
- * other tenants wrote between two of yours), and another tenant's cursor,
- * or one made up, opens to a position no cursor names.
- */
-export type CursorCipher = { seal(block: Buffer): Buffer; open(block: Buffer): Buffer };
-
-/** Opaque and URL-safe: "ev2_" and 22 characters. */
-export function encodeCursor(p: Position, cipher: CursorCipher): string {
-  const block = Buffer.allocUnsafe(16);
-  block.writeBigUInt64BE(p.xid, 0);
-  block.writeBigUInt64BE(p.seq, 8);
-  return PREFIX + cipher.seal(block).toString("base64url");
-}
-
-export function decodeCursor(cursor: string, cipher: CursorCipher): Position | undefined {
-  const m = /^ev2_([A-Za-z0-9_-]{22})$/.exec(cursor);
-  if (!m) return undefined;
-  const text = m[1] as string;
-  const sealed = Buffer.from(text, "base64url");
-  // Only the form Holdfast writes (base64's unused trailing bits zero).
-  if (sealed.length !== 16 || sealed.toString("base64url") !== text) return undefined;
-  const block = cipher.open(sealed);
-  const p = { xid: block.readBigUInt64BE(0), seq: block.readBigUInt64BE(8) };
-  // Both are stored as 64-bit integers; anything larger was never issued.
-  return p.xid < MAX_POSITION && p.seq < MAX_POSITION ? p : undefined;
-}
-
 /**
  * What bounds the cursors Holdfast has issued, read in one query when a
  * cursor comes back: `head` is the outbox's "now" (the oldest transaction
@@ -77,8 +44,9 @@ export function decodeCursor(cursor: string, cipher: CursorCipher): Position | u
 export type OutboxBounds = { head: Position; lastSeq: bigint; pruned: Position | undefined };
 
 /**
- * The position a cursor names. INVALID_CURSOR for one Holdfast did not
- * issue to this tenant: malformed, another tenant's or made up (it opens
+ * The position a cursor names, as its tenant's cipher opened it (undefined:
+ * not a cursor; see src/events/cursors.ts). INVALID_CURSOR for one Holdfast
+ * did not issue to this tenant: malformed, another tenant's or made up (it opens
  * to a random position, all but surely out of bounds; were it not, it would
  * still read only this tenant's events), ahead of the head, or with a sequence number the outbox
  * has not handed out. Every cursor issued (an event's, or the head itself
@@ -93,12 +61,7 @@ export type OutboxBounds = { head: Position; lastSeq: bigint; pruned: Position |
  * retention cannot pass (a stream from the beginning that ended before its
  * first event names it as its cursor).
  */
-export function cursorPosition(
-  cursor: string,
-  bounds: OutboxBounds,
-  cipher: CursorCipher,
-): Position {
-  const p = decodeCursor(cursor, cipher);
+export function cursorPosition(p: Position | undefined, bounds: OutboxBounds): Position {
   if (!p || isAfter(p, bounds.head) || p.seq > bounds.lastSeq) throw invalidCursor();
   if (bounds.pruned && isAfter(bounds.pruned, p) && isAfter(p, BEGINNING)) {
     throw new Rejection(

@@ -18,18 +18,20 @@ import {
 import type { Queryable } from "../db/pool.js";
 import {
   BEGINNING,
-  type CursorCipher,
   cursorPosition,
-  decodeCursor,
   EVENT_TYPES,
-  encodeCursor,
   invalidCursor,
   isAfter,
   isEventType,
   type Position,
 } from "../domain/events.js";
 import { Rejection } from "../domain/rejection.js";
-import type { EventCursors } from "../events/cursors.js";
+import {
+  type CursorCipher,
+  decodeCursor,
+  type EventCursors,
+  encodeCursor,
+} from "../events/cursors.js";
 import type { EventFeed } from "../events/feed.js";
 import { type Keyring, principalOf } from "./auth.js";
 import { pageSizeOf } from "./paging.js";
@@ -105,8 +107,9 @@ async function positionOf(
 ): Promise<Position> {
   if (cursor === "") return otherwise();
   // Text of any other form, or length, is refused before any query.
-  if (decodeCursor(cursor, cipher) === undefined) throw invalidCursor();
-  return cursorPosition(cursor, await outboxBounds(db), cipher);
+  const p = decodeCursor(cursor, cipher);
+  if (p === undefined) throw invalidCursor();
+  return cursorPosition(p, await outboxBounds(db));
 }
 
 /**
