@@ -65,6 +65,13 @@ const filterSchema = v
     return { types, resourceIds: f?.resourceIds ?? [], serviceIds: f?.serviceIds ?? [] };
   });
 
+/**
+ * WatchEvents' and ListEvents' shared fields. `after` has no length limit of
+ * its own: any text that is not a cursor is INVALID_CURSOR (see positionOf),
+ * however long.
+ */
+const readSchema = z.object({ filter: filterSchema, after: z.string() });
+
 /** An outbox event as its tenant reads it, with the cursor `cipher` (the tenant's) makes. */
 export function eventOf(e: OutboxEvent, cipher: CursorCipher): Event {
   return fromJson(EventSchema, {
@@ -130,12 +137,7 @@ export function eventStreams(
   // Streams open per tenant, each counted from its opening until its end.
   const open = new Map<string, number>();
   return async (tenantId, req, signal) => {
-    const { filter } = v.parseRequest(
-      // `after` has no length limit of its own: any text that is not a
-      // cursor is INVALID_CURSOR (see positionOf), however long.
-      z.object({ filter: filterSchema, after: z.string() }),
-      req,
-    );
+    const { filter } = v.parseRequest(readSchema, req);
     const release = reserve(tenantId, signal);
     try {
       const cipher = cursors.of(tenantId);
@@ -283,7 +285,7 @@ export function eventService(
 
     async listEvents(req, ctx) {
       const tenantId = principalOf(ctx).tenantId;
-      const f = v.parseRequest(z.object({ filter: filterSchema, after: z.string() }), req);
+      const f = v.parseRequest(readSchema, req);
       const limit = pageSizeOf(req.pageSize, EVENT_PAGES);
       const cipher = cursors.of(tenantId);
       const after = await positionOf(db, req.after, cipher, () => Promise.resolve(BEGINNING));
