@@ -35,6 +35,14 @@ import { activeTraceparent } from "../tracing.js";
  * duplicate key committed by another instance, or any error), nothing of it
  * committed, and each of its creates runs again alone, so that each raises
  * or answers as it would have without batching.
+ *
+ * A create whose caller has gone (its `signal` aborted: the deadline passed,
+ * the caller cancelled or the server is stopping) before its write is sent
+ * is not written: it rejects with the signal's reason, so that an answer of
+ * DEADLINE_EXCEEDED or CANCELLED given while it waited in a queue means the
+ * hold was not made. Once sent, a write may commit whatever its caller does.
+ * The signal is read as the write is sent, not listened to: a dropped
+ * create leaves its queue when the write before it ends.
  */
 export class BookingBatches {
   /** Tenants with a create in flight: their lanes. */
@@ -52,13 +60,21 @@ export class BookingBatches {
    * Creates the booking: alone when none of the tenant's writes is in flight
    * or it has several candidates, else in a lane's next batch.
    */
-  create(booking: NewBooking, claim: IdempotencyClaim | undefined): Promise<Outcome> {
+  create(
+    booking: NewBooking,
+    claim: IdempotencyClaim | undefined,
+    signal?: AbortSignal,
+  ): Promise<Outcome> {
     const resource = booking.resources.length === 1 ? booking.resources[0] : undefined;
-    if (!resource) return createBooking(this.db, booking, claim);
+    if (!resource) {
+      if (signal?.aborted) return Promise.reject(signal.reason);
+      return createBooking(this.db, booking, claim);
+    }
     return new Promise((resolve, reject) => {
       const waiting: Waiting = {
         booking,
         claim,
+        signal,
         resolve,
         reject,
         context: context.active(),
@@ -89,12 +105,17 @@ export class BookingBatches {
     return 0;
   }
 
-  #write(tenantId: string, lanes: Lane[], lane: Lane, batch: Waiting[]): void {
-    this.onWrite?.(batch.length);
+  #write(tenantId: string, lanes: Lane[], lane: Lane, taken: Waiting[]): void {
+    const batch = taken.filter(stillWanted);
+    if (batch.length > 0) this.onWrite?.(batch.length);
     const written =
-      batch.length === 1 ? alone(this.db, batch[0] as Waiting) : this.#batch(tenantId, batch);
+      batch.length === 0
+        ? Promise.resolve()
+        : batch.length === 1
+          ? alone(this.db, batch[0] as Waiting)
+          : this.#batch(tenantId, batch);
     void written.then(() => {
-      for (const w of batch) {
+      for (const w of taken) {
         const resource = resourceOf(w);
         const n = (lane.pending.get(resource) ?? 1) - 1;
         if (n === 0) lane.pending.delete(resource);
@@ -124,7 +145,7 @@ export class BookingBatches {
       // for itself (a retry signal reaches its own caller's retry loop).
       // Each is a write of one more.
       await Promise.all(
-        batch.map((w) => {
+        batch.filter(stillWanted).map((w) => {
           this.onWrite?.(1);
           return alone(this.db, w);
         }),
@@ -174,6 +195,8 @@ function busyLaneFor(lanes: Lane[], resource: string, max: number, full: number)
 type Waiting = {
   booking: NewBooking;
   claim: IdempotencyClaim | undefined;
+  /** The caller's call: aborted before the write is sent, the create is dropped (see stillWanted). */
+  signal: AbortSignal | undefined;
   resolve: (o: Outcome) => void;
   reject: (err: unknown) => void;
   /** The caller's trace context: a queued create runs when an earlier one ends, in that one's. */
@@ -181,6 +204,13 @@ type Waiting = {
 };
 
 const resourceOf = (w: Waiting): string => (w.booking.resources[0] as { id: string }).id;
+
+/** Whether the create's caller is still there; if not, it is rejected with its signal's reason. */
+function stillWanted(w: Waiting): boolean {
+  if (!w.signal?.aborted) return true;
+  w.reject(w.signal.reason);
+  return false;
+}
 
 /** One create by itself, settling its caller; never rejects. */
 function alone(db: Queryable, w: Waiting): Promise<void> {

@@ -62,8 +62,12 @@ export type BookingWrites = {
 
 /** The SQL write functions (src/db/functions/05_booking_writes.sql). */
 export type WriteName = "create_booking" | "change_booking" | "reschedule_booking";
-/** How a write's call ended: a change, a refusal, an earlier outcome replayed, a retry (see mustRetry), a failure. */
-export type WriteResult = "written" | "refused" | "replayed" | "retry" | "error";
+/**
+ * How a write's call ended: a change, a refusal, an earlier outcome
+ * replayed, a retry (see mustRetry), not sent because its caller had gone
+ * (its signal aborted: see BookingBatches), a failure.
+ */
+export type WriteResult = "written" | "refused" | "replayed" | "retry" | "abandoned" | "error";
 export type WriteObserver = (write: WriteName, result: WriteResult, seconds: number) => void;
 
 /** A time to book: a slot_id from ListSlots, or a service with start and end (and maybe a resource). */
@@ -118,6 +122,7 @@ export async function book(
   tenantId: string,
   req: NewBookingRequest,
   claim: IdempotencyClaim | undefined,
+  signal?: AbortSignal,
 ): Promise<Written> {
   let near: Near | undefined;
   const outcome = retrying(w, tenantId, claim, async () => {
@@ -132,7 +137,7 @@ export async function book(
       resources = await candidates(w, tenantId, t);
     }
     near = { ...t, resourceId: resources[0]?.id ?? "" };
-    return timed(w, "create_booking", () =>
+    return timed(w, "create_booking", signal, () =>
       w.batches.create(
         {
           tenantId,
@@ -145,6 +150,7 @@ export async function book(
           metadata: req.metadata,
         },
         claim,
+        signal,
       ),
     );
   });
@@ -160,6 +166,7 @@ export async function reschedule(
   tenantId: string,
   req: MoveRequest,
   claim: IdempotencyClaim | undefined,
+  signal?: AbortSignal,
 ): Promise<Written> {
   let near: Near | undefined;
   const outcome = retrying(w, tenantId, claim, async () => {
@@ -182,7 +189,7 @@ export async function reschedule(
     // free times offered when it is refused.
     near = { ...t, resourceId: r.id, rules: { ...rules, version: current.policyVersion } };
     checkTime(rules, r, t);
-    return timed(w, "reschedule_booking", () =>
+    return timed(w, "reschedule_booking", signal, () =>
       rescheduleBooking(
         w.db,
         {
@@ -208,28 +215,39 @@ export function change(
   tenantId: string,
   req: ChangeRequest,
   claim: IdempotencyClaim | undefined,
+  signal?: AbortSignal,
 ): Promise<Written> {
   return retrying(w, tenantId, claim, () =>
-    timed(w, "change_booking", () => changeBooking(w.db, { tenantId, ...req }, claim)),
+    timed(w, "change_booking", signal, () => changeBooking(w.db, { tenantId, ...req }, claim)),
   );
 }
 
-/** Runs one write's SQL call, telling `w.observe` (if any) its time and result. */
+/**
+ * Runs one write's SQL call, telling `w.observe` (if any) its time and
+ * result; not at all if `signal` (the caller's call) has aborted: a write
+ * whose caller has gone is not sent, and rejects with the signal's reason.
+ */
 async function timed(
   w: BookingWrites,
   write: WriteName,
+  signal: AbortSignal | undefined,
   call: () => Promise<Outcome>,
 ): Promise<Outcome> {
   const observe = w.observe;
-  if (!observe) return call();
+  if (!observe) {
+    signal?.throwIfAborted();
+    return call();
+  }
   const started = performance.now();
   let result: WriteResult = "error";
   try {
+    signal?.throwIfAborted();
     const outcome = await call();
     result = outcome.replayed ? "replayed" : outcome.error ? "refused" : "written";
     return outcome;
   } catch (err) {
     if (mustRetry(err)) result = "retry";
+    else if (signal?.aborted && err === signal.reason) result = "abandoned";
     throw err;
   } finally {
     observe(write, result, (performance.now() - started) / 1000);

@@ -168,7 +168,13 @@ export function bookingService(
     const req = { ...f, startMs: f.startTime, endMs: f.endTime };
     const tenantId = principalOf(ctx).tenantId;
     return writes
-      .book(w, tenantId, hold ? { ...req, hold: { ttlMs: f.ttl ?? null } } : req, claimOf(ctx))
+      .book(
+        w,
+        tenantId,
+        hold ? { ...req, hold: { ttlMs: f.ttl ?? null } } : req,
+        claimOf(ctx),
+        ctx.signal,
+      )
       .then((outcome) => answer(ctx, schema, outcome));
   }
 
@@ -181,7 +187,7 @@ export function bookingService(
   ) {
     const tenantId = principalOf(ctx).tenantId;
     return writes
-      .change(w, tenantId, { bookingId, action, ...extra }, claimOf(ctx))
+      .change(w, tenantId, { bookingId, action, ...extra }, claimOf(ctx), ctx.signal)
       .then((outcome) => answer(ctx, schema, outcome));
   }
 
@@ -232,6 +238,7 @@ export function bookingService(
         principalOf(ctx).tenantId,
         { ...f, startMs: f.startTime, endMs: f.endTime },
         claimOf(ctx),
+        ctx.signal,
       );
       return answer(ctx, RescheduleBookingResponseSchema, outcome);
     },

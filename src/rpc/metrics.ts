@@ -118,7 +118,7 @@ export class Metrics {
     });
     this.writes = new Histogram({
       name: "holdfast_booking_write_duration_seconds",
-      help: "Time in the booking write's one SQL call, by write (create_booking, change_booking, reschedule_booking) and result (written, refused, replayed, retry, error).",
+      help: "Time in the booking write's one SQL call, by write (create_booking, change_booking, reschedule_booking) and result (written, refused, replayed, retry, abandoned, error).",
       labelNames: ["write", "result"],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
       registers,

@@ -9,7 +9,9 @@ import { BookingBatches } from "../../src/booking/batches.js";
 import {
   type BookingWrites,
   book,
+  change,
   type NewBookingRequest,
+  reschedule,
   type Written,
 } from "../../src/booking/writes.js";
 import { createBookings, type NewBooking } from "../../src/db/bookings.js";
@@ -587,6 +589,94 @@ describe("lanes", () => {
     } finally {
       await lock.letGo();
     }
+  });
+});
+
+describe("callers that have gone", () => {
+  it("does not write a create whose caller went away while it waited, and writes the rest", async () => {
+    const x = await world(false, 3);
+    const [r0, r1, r2] = x.resourceIds as [string, string, string];
+    const one = bookingWritesOn(pool, 1);
+    const lock = await holdLock(x.tenantId, r0);
+    try {
+      const gone = new AbortController();
+      const reason = new Error("the caller's deadline passed");
+      const first = book(one, x.tenantId, x.hold(MONDAY + 9 * HOUR, r0), undefined);
+      await until(() => one.batches.pending(x.tenantId, r0) === 1);
+      await untilSessionsWait("advisory");
+      // Both wait in the lane behind r0's write; one caller leaves, with a
+      // key, which must not be used up either.
+      const left = book(
+        one,
+        x.tenantId,
+        x.hold(MONDAY + 9 * HOUR, r1),
+        x.claim("left"),
+        gone.signal,
+      );
+      await until(() => one.batches.pending(x.tenantId, r1) === 1);
+      const stays = book(
+        one,
+        x.tenantId,
+        x.hold(MONDAY + 9 * HOUR, r2),
+        undefined,
+        new AbortController().signal,
+      );
+      await until(() => one.batches.pending(x.tenantId, r2) === 1);
+      gone.abort(reason);
+      await lock.letGo();
+      await expect(left).rejects.toBe(reason);
+      expect(bookingOf(await first).resourceId).toBe(r0);
+      expect(bookingOf(await stays).resourceId).toBe(r2);
+      const { rows } = await pool.query<{ resource_id: string }>(
+        "SELECT resource_id FROM bookings WHERE tenant_id = $1 ORDER BY resource_id",
+        [x.tenantId],
+      );
+      expect(rows.map((r) => r.resource_id)).toEqual([r0, r2].sort());
+      const keys = await pool.query("SELECT 1 FROM idempotency_keys WHERE tenant_id = $1", [
+        x.tenantId,
+      ]);
+      expect(keys.rowCount).toBe(0);
+      expect(one.batches.pending(x.tenantId, r1)).toBe(0);
+      // The same key, its caller still there, books the time.
+      const again = await book(one, x.tenantId, x.hold(MONDAY + 9 * HOUR, r1), x.claim("left"));
+      expect(bookingOf(again).resourceId).toBe(r1);
+    } finally {
+      await lock.letGo();
+    }
+  });
+
+  it("does not send a lone write, a change or a move whose caller has already gone", async () => {
+    const x = await world(false, 1);
+    const held = await book(w, x.tenantId, x.hold(MONDAY + 9 * HOUR), undefined);
+    const id = bookingOf(held).id as string;
+    const gone = AbortSignal.abort(new Error("cancelled"));
+    await expect(book(w, x.tenantId, x.hold(MONDAY + 11 * HOUR), undefined, gone)).rejects.toThrow(
+      "cancelled",
+    );
+    await expect(
+      change(w, x.tenantId, { bookingId: id, action: "confirm" }, undefined, gone),
+    ).rejects.toThrow("cancelled");
+    await expect(
+      reschedule(
+        w,
+        x.tenantId,
+        {
+          bookingId: id,
+          slotId: "",
+          serviceId: "",
+          resourceId: "",
+          startMs: MONDAY + 12 * HOUR,
+          endMs: MONDAY + 12 * HOUR + 30 * MINUTE,
+        },
+        undefined,
+        gone,
+      ),
+    ).rejects.toThrow("cancelled");
+    const { rows } = await pool.query<{ status: string; start_time: Date }>(
+      "SELECT status, start_time FROM bookings WHERE tenant_id = $1",
+      [x.tenantId],
+    );
+    expect(rows).toEqual([{ status: "held", start_time: new Date(MONDAY + 9 * HOUR) }]);
   });
 });
 

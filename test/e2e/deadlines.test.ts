@@ -5,6 +5,7 @@ import type * as grpc from "@grpc/grpc-js";
 import pg from "pg";
 import { describe, expect, it, onTestFinished, vi } from "vitest";
 import { ListSlotsRequestSchema } from "../../gen/holdfast/v1/availability_pb.js";
+import { CreateHoldRequestSchema } from "../../gen/holdfast/v1/booking_pb.js";
 import { bookingWorld, DAY, dayStart } from "../support/booking.js";
 import {
   envelope,
@@ -18,6 +19,7 @@ import { scrape } from "../support/metrics.js";
 import { startTestServer } from "../support/server.js";
 
 const LIST_SLOTS = "holdfast.v1.AvailabilityService/ListSlots";
+const CREATE_HOLD = "holdfast.v1.BookingService/CreateHold";
 
 describe("deadlines", { timeout: 30_000 }, async () => {
   // Waits on a lock last long, so that only the caller's deadline ends a call.
@@ -165,6 +167,72 @@ describe("deadlines", { timeout: 30_000 }, async () => {
       count(await scrape(server.url), "grpc", code) - count(before, "grpc", code);
     await vi.waitFor(async () => expect(await grew("Canceled")).toBe(1), { timeout: 5_000 });
     expect(await grew("OK")).toBe(0);
+  });
+
+  it("does not make a hold whose deadline passed while it waited for the resource", async () => {
+    const before = await scrape(server.url);
+    const at = (hour: number) => dayStart(2) + hour * 3_600_000;
+    const hold = (hour: number) => ({
+      serviceId: world.serviceId,
+      resourceId: world.resourceId,
+      startTime: timestampFromMs(at(hour)),
+      endTime: timestampFromMs(at(hour) + 1_800_000),
+    });
+    // The resource's lock, held as a write in flight holds it.
+    const holder = new pg.Client({ connectionString: server.databaseUrl });
+    await holder.connect();
+    onTestFinished(() => holder.end());
+    await holder.query("BEGIN");
+    await holder.query("SELECT pg_advisory_xact_lock(resource_lock_key($1, $2))", [
+      world.tenantId,
+      world.resourceId,
+    ]);
+    const first = world.bookings.createHold(hold(9));
+    await vi.waitFor(
+      async () => {
+        const { rows } = await holder.query(
+          "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+        );
+        expect(rows[0].n).toBe(1);
+      },
+      { timeout: 5_000 },
+    );
+    // Two more for the same resource wait behind that write, and their
+    // deadlines pass there.
+    const [connect, grpcReply] = await Promise.all([
+      postJson(
+        server.url,
+        CREATE_HOLD,
+        {
+          ...json,
+          resourceId: world.resourceId,
+          startTime: new Date(at(10)).toISOString(),
+          endTime: new Date(at(10) + 1_800_000).toISOString(),
+        },
+        world.key,
+        { "connect-timeout-ms": "300" },
+      ),
+      rawGrpc(
+        server.url,
+        CREATE_HOLD,
+        envelope(toBinary(CreateHoldRequestSchema, create(CreateHoldRequestSchema, hold(11)))),
+        { ...auth, "grpc-timeout": "300m" },
+      ),
+    ]);
+    expect(jsonReason(connect)).toBe("DEADLINE_EXCEEDED");
+    expect(grpcReply.reason).toBe("DEADLINE_EXCEEDED");
+    await holder.query("ROLLBACK");
+    const { booking } = await first;
+    // Only the hold whose caller waited for it was made.
+    const made = await world.bookings.listBookings({ pageSize: 10 });
+    expect(made.bookings.map((b) => b.id)).toEqual([booking?.id]);
+    const abandoned =
+      'holdfast_booking_write_duration_seconds_count{write="create_booking",result="abandoned"}';
+    await vi.waitFor(async () =>
+      expect(((await scrape(server.url)).get(abandoned) ?? 0) - (before.get(abandoned) ?? 0)).toBe(
+        2,
+      ),
+    );
   });
 
   it("answers the same call in full without a deadline, once nothing holds it", async () => {
