@@ -484,7 +484,8 @@ AS $function$
            'startTime', ts_json(c.start_time), 'endTime', ts_json(c.end_time), 'status', c.status,
            'resourceId', p_resource, 'timeZone', r.time_zone)
            ORDER BY c.start_time), '[]')
-  FROM (SELECT * FROM active_blocks(p_tenant, p_resource, p_from, p_to, p_now, p_except) LIMIT 20) c
+  FROM (SELECT * FROM active_blocks(p_tenant, p_resource, p_from, p_to, p_now, p_except)
+        ORDER BY start_time LIMIT 20) c
   LEFT JOIN resources r ON r.tenant_id = p_tenant AND r.id = p_resource
 $function$;
 
@@ -571,6 +572,11 @@ BEGIN
     AND b.block_start < p_to AND b.block_start > p_from - interval '72 hours' AND b.block_end > p_from;
   IF v_lapsed THEN
     PERFORM expire_overlapping_holds(p_tenant, p_resource, p_from, p_to, p_now);
+    SELECT count(*) INTO v_active
+    FROM bookings b
+    WHERE b.tenant_id = p_tenant AND b.resource_id = p_resource AND b.status IN ('held', 'confirmed')
+      AND (b.status = 'confirmed' OR b.expire_time > p_now) AND b.id IS DISTINCT FROM p_except
+      AND b.block_start < p_to AND b.block_start > p_from - interval '72 hours' AND b.block_end > p_from;
   END IF;
   RETURN v_active < p_capacity
     OR (p_capacity > 1 AND peak_occupancy(p_tenant, p_resource, p_from, p_to, p_now, p_except, p_capacity) < p_capacity);

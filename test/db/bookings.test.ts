@@ -142,6 +142,63 @@ describe("create_booking and the resource lock", () => {
     expect((await hold(pool, "2031-05-01T12:00Z", "2031-05-01T13:00Z")).response).toBeDefined();
   });
 
+  it("counts a hold confirmed while a write waited to mark it lapsed: a resource of two never takes a third", async () => {
+    await pool.query(
+      "INSERT INTO resources (tenant_id, id, name, kind, time_zone, capacity) VALUES ('ten_a', 'rsc_two', 'R2', 'room', 'UTC', 2)",
+    );
+    const at = (q: pg.Pool | pg.PoolClient) =>
+      q
+        .query(
+          `SELECT create_booking('ten_a', 'svc_1', ARRAY['rsc_two'], 1, ARRAY[1], 1, '2031-06-02T10:00Z', '2031-06-02T10:30Z',
+                                 '0 ms', '0 ms', '0 ms', NULL, $1::interval, '{}', '{}', NULL, NULL, NULL) AS outcome`,
+          ["2 s"],
+        )
+        .then(
+          (r) =>
+            r.rows[0].outcome as {
+              response?: { booking: { id: string } };
+              error?: { reason: string };
+            },
+        );
+    const confirmed = await pool.query(
+      `INSERT INTO bookings (tenant_id, service_id, resource_id, start_time, end_time, block_start, block_end,
+                             status, policy_version, exclusive, create_time, update_time)
+       VALUES ('ten_a', 'svc_1', 'rsc_two', '2031-06-02T10:00Z', '2031-06-02T10:30Z', '2031-06-02T10:00Z',
+               '2031-06-02T10:30Z', 'confirmed', 1, false, now(), now())`,
+    );
+    expect(confirmed.rowCount).toBe(1);
+    const hold = (await at(pool)).response?.booking.id as string;
+    expect(hold).toBeDefined();
+    const confirming = await pool.connect();
+    const other = await pool.connect();
+    try {
+      // The confirm takes the hold's row before it lapses, and commits after.
+      await confirming.query("BEGIN");
+      const outcome = await confirming.query(
+        "SELECT change_booking('ten_a', $1, 'confirm', NULL, NULL, NULL, NULL, NULL) AS o",
+        [hold],
+      );
+      expect(outcome.rows[0].o.response.booking.status).toBe("BOOKING_STATUS_CONFIRMED");
+      await pool.query(
+        "SELECT pg_sleep(extract(epoch FROM expire_time - clock_timestamp()) + 0.05) FROM bookings WHERE id = $1",
+        [hold],
+      );
+      // Another hold for the time: it reads the first as lapsed and waits to mark it.
+      const third = at(other);
+      await waitUntilBlocked(other, poolUrl, third);
+      await confirming.query("COMMIT");
+      expect((await third).error?.reason).toBe("SLOT_UNAVAILABLE");
+    } finally {
+      await confirming.query("ROLLBACK").catch(() => {});
+      confirming.release();
+      other.release();
+    }
+    const live = await pool.query<{ status: string }>(
+      `SELECT status FROM bookings WHERE resource_id = 'rsc_two' AND status IN ('held', 'confirmed') ORDER BY status`,
+    );
+    expect(live.rows.map((r) => r.status)).toEqual(["confirmed", "confirmed"]);
+  });
+
   it("names the clock rule first when a time is both taken and too soon", async () => {
     const past = new Date(Date.now() - 3_600_000).toISOString();
     const pastEnd = new Date(Date.now() - 1_800_000).toISOString();

@@ -78,6 +78,15 @@ $$;
 -- decides when none has lapsed and fewer than p_capacity are active (then
 -- no instant can be full); otherwise the lapsed are marked and the peak is
 -- counted.
+--
+-- A hold this read saw lapsed may meanwhile have been confirmed or extended:
+-- change_booking holds only the booking's row, and decides by the clock when
+-- it took that row, which can be before the hold's expire_time while it
+-- commits after it. Marking the lapsed waits for such a row, and skips it
+-- once it is no longer held, so the active blocks are counted again after
+-- the marking, from a snapshot that has what it waited for. Counted only
+-- from the first read, a hold confirmed that way was left out, and a
+-- resource of capacity 2 took a third booking.
 CREATE FUNCTION room_for_block(
   p_tenant text, p_resource text, p_from timestamptz, p_to timestamptz, p_now timestamptz, p_except text,
   p_capacity integer
@@ -95,6 +104,11 @@ BEGIN
     AND b.block_start < p_to AND b.block_start > p_from - interval '72 hours' AND b.block_end > p_from;
   IF v_lapsed THEN
     PERFORM expire_overlapping_holds(p_tenant, p_resource, p_from, p_to, p_now);
+    SELECT count(*) INTO v_active
+    FROM bookings b
+    WHERE b.tenant_id = p_tenant AND b.resource_id = p_resource AND b.status IN ('held', 'confirmed')
+      AND (b.status = 'confirmed' OR b.expire_time > p_now) AND b.id IS DISTINCT FROM p_except
+      AND b.block_start < p_to AND b.block_start > p_from - interval '72 hours' AND b.block_end > p_from;
   END IF;
   RETURN v_active < p_capacity
     OR (p_capacity > 1 AND peak_occupancy(p_tenant, p_resource, p_from, p_to, p_now, p_except, p_capacity) < p_capacity);
@@ -112,7 +126,8 @@ LANGUAGE sql STABLE AS $$
            'startTime', ts_json(c.start_time), 'endTime', ts_json(c.end_time), 'status', c.status,
            'resourceId', p_resource, 'timeZone', r.time_zone)
            ORDER BY c.start_time), '[]')
-  FROM (SELECT * FROM active_blocks(p_tenant, p_resource, p_from, p_to, p_now, p_except) LIMIT 20) c
+  FROM (SELECT * FROM active_blocks(p_tenant, p_resource, p_from, p_to, p_now, p_except)
+        ORDER BY start_time LIMIT 20) c
   LEFT JOIN resources r ON r.tenant_id = p_tenant AND r.id = p_resource
 $$;
 

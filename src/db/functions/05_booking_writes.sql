@@ -148,7 +148,8 @@ $$;
 -- One state change of one booking: confirm, extend, cancel, complete,
 -- no_show. These never add occupancy, so the booking's row lock is enough:
 -- a concurrent write that expires the hold, or reads it as taken, waits
--- for this one and sees its result.
+-- for this one and sees its result (room_for_block counts again after it
+-- waited).
 CREATE FUNCTION change_booking(
   p_tenant text, p_id text, p_action text, p_ttl interval, p_reason text,
   p_idem_method text, p_idem_key text, p_idem_hash bytea
