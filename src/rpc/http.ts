@@ -403,7 +403,7 @@ async function checkRequest(
     // framework runs.
     let raw: Uint8Array;
     try {
-      raw = await readAll(body, max + ENVELOPE_HEADER_BYTES);
+      raw = await readAll(body, max, ENVELOPE_HEADER_BYTES);
     } catch (err) {
       if (err instanceof Rejection) return refusedAs(req, wire, err);
       throw err;
@@ -552,7 +552,13 @@ function checkGet(query: URLSearchParams, method: DescMethod, max: number): Reje
       `compression "${clipText(compression, 40)}" is not supported: use gzip or identity`,
     );
   }
-  const text = query.get("message") ?? "";
+  const text = query.get("message");
+  if (text === null) {
+    return new Rejection(
+      "MALFORMED_REQUEST",
+      "a Connect GET needs message=<the request> beside its encoding, e.g. ?encoding=json&message={}",
+    );
+  }
   if (text.length > max * 2) return tooLarge(max);
   let bytes: Uint8Array;
   if (query.get("base64") === "1") {
@@ -573,12 +579,17 @@ function checkGet(query: URLSearchParams, method: DescMethod, max: number): Reje
   return parsed instanceof Rejection ? parsed : undefined;
 }
 
-async function readAll(body: AsyncIterable<Uint8Array>, max: number): Promise<Uint8Array> {
+/** The whole body, refused past `max` bytes of message (`framing` bytes more are the envelope's). */
+async function readAll(
+  body: AsyncIterable<Uint8Array>,
+  max: number,
+  framing = 0,
+): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   let size = 0;
   for await (const chunk of body) {
     size += chunk.byteLength;
-    if (size > max) throw tooLarge(max);
+    if (size > max + framing) throw tooLarge(max);
     chunks.push(chunk);
   }
   return Buffer.concat(chunks);
@@ -754,7 +765,9 @@ function unsupportedContentType(contentType: string, method: DescMethod): Reject
     method.methodKind === "server_streaming" && /^application\/json/i.test(contentType.trim());
   const message = watchHint
     ? `${sent} cannot call ${method.parent.typeName}/${method.name}. ${SSE_HINT}`
-    : `${sent} is not a protocol this server speaks: send Content-Type: application/json with a JSON body (Connect), or use a Connect, gRPC or gRPC-Web client`;
+    : /^application\/grpc-web-text/i.test(contentType.trim())
+      ? `${sent}: gRPC-Web's text mode is not served; use its binary mode (grpc-web's mode=grpcweb, Content-Type application/grpc-web+proto) or Connect`
+      : `${sent} is not a protocol this server speaks: send Content-Type: application/json with a JSON body (Connect), or use a Connect, gRPC or gRPC-Web client`;
   return new Rejection("UNSUPPORTED_CONTENT_TYPE", message, {
     metadata: watchHint ? SSE_METADATA : { expected_content_type: "application/json" },
   });

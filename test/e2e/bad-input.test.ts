@@ -117,6 +117,13 @@ describe("bodies that do not decode are MALFORMED_REQUEST on every protocol", ()
         reason: "MALFORMED_REQUEST",
       });
     }
+    // Without its message, a GET is told that, not that a body is not JSON.
+    const bare = await rawConnect(server.url, LIST, undefined, auth(), "?encoding=json");
+    expect([bare.status, bare.reason, bare.message]).toEqual([
+      400,
+      "MALFORMED_REQUEST",
+      "a Connect GET needs message=<the request> beside its encoding, e.g. ?encoding=json&message={}",
+    ]);
   });
 
   it("still serves well-formed gzip and binary requests", async () => {
@@ -475,6 +482,8 @@ describe("bodies over the cap are REQUEST_TOO_LARGE at every size", () => {
     expect([reply.status, jsonReason(reply)]).toEqual([400, "REQUEST_TOO_LARGE"]);
     const grpc = await rawGrpc(server.url, LIST, envelope(Buffer.alloc(size)), auth());
     expect([grpc.code, grpc.reason]).toEqual(["InvalidArgument", "REQUEST_TOO_LARGE"]);
+    // The limit named is the one configured, not it plus the envelope's five bytes.
+    expect(grpc.message).toContain(`limit of ${MAX} bytes`);
   });
 
   it("counts the size after decompression too", async () => {
@@ -703,6 +712,15 @@ describe("errors that teach", () => {
       expect([reply.status, reply.reason]).toEqual([415, "UNSUPPORTED_CONTENT_TYPE"]);
       expect(reply.message).toContain("Content-Type: application/json");
     }
+  });
+
+  it("gRPC-Web's text mode is told to use the binary mode", async () => {
+    const reply = await rawConnect(server.url, LIST, "AAAAAAA=", {
+      ...auth(),
+      "content-type": "application/grpc-web-text",
+    });
+    expect([reply.status, reply.reason]).toEqual([415, "UNSUPPORTED_CONTENT_TYPE"]);
+    expect(reply.message).toContain("application/grpc-web+proto");
   });
 
   it("another HTTP method, or a GET of a write, says how to call instead", async () => {
