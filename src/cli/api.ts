@@ -7,6 +7,7 @@ import { BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
 import { SlotConflictSchema } from "../../gen/holdfast/v1/errors_pb.js";
 import { msOfTimestamp } from "../rpc/convert.js";
 import { CommandFailed, UsageError } from "./failure.js";
+import { type FlagNames, inFlagWords, violationsInFlagWords } from "./flags.js";
 import { localRange, zoneLabel } from "./output.js";
 
 /**
@@ -49,12 +50,17 @@ export function describeSlot(slot: Slot): string {
 /**
  * Turns an error of the API into what a person needs: the stable reason,
  * the server's message, the fields to fix, and for a taken time the free
- * ones nearby. Errors that did not come from the server say where it was
- * looked for. A UsageError raised while talking to the server (arguments
+ * ones nearby, every field named by the flag that gave it (`flags`: the
+ * command's own; the API's field path where no flag gave it). Errors that
+ * did not come from the server say where it was looked for. A UsageError raised while talking to the server (arguments
  * checked mid-command) passes through unchanged, so it still gets the usage
  * and exit code 2.
  */
-export async function explainApiError(err: unknown, api: Api): Promise<CommandFailed | UsageError> {
+export async function explainApiError(
+  err: unknown,
+  api: Api,
+  flags: FlagNames = {},
+): Promise<CommandFailed | UsageError> {
   if (err instanceof UsageError) return err;
   if (!(err instanceof ConnectError)) return new CommandFailed(String(err));
   const info = err.findDetails(ErrorInfoSchema)[0];
@@ -66,12 +72,13 @@ export async function explainApiError(err: unknown, api: Api): Promise<CommandFa
         : err.rawMessage,
     );
   }
-  const lines = [`${info.reason}: ${err.rawMessage}`];
+  const message = inFlagWords(err.rawMessage, flags);
+  const lines = [`${info.reason}: ${message}`];
   for (const bad of err.findDetails(BadRequestSchema)) {
-    for (const v of bad.fieldViolations) {
+    for (const v of violationsInFlagWords(bad.fieldViolations, flags)) {
       // Most messages already say "invalid request: <field>: <description>".
       const line = `${v.field}: ${v.description}`;
-      if (!err.rawMessage.includes(line)) lines.push(`  ${line}`);
+      if (!message.includes(line)) lines.push(`  ${line}`);
     }
   }
   for (const conflict of err.findDetails(SlotConflictSchema)) {

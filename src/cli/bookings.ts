@@ -16,6 +16,7 @@ import { msOfTimestamp } from "../rpc/convert.js";
 import { type Api, connect, explainApiError } from "./api.js";
 import { calendarDate, count, duration, instant, list } from "./arguments.js";
 import { UsageError } from "./failure.js";
+import type { FlagNames } from "./flags.js";
 import { localDate, localRange, printJson, printMessage, printTable, zoneLabel } from "./output.js";
 
 /**
@@ -25,14 +26,21 @@ import { localDate, localRange, printJson, printMessage, printTable, zoneLabel }
 
 type Globals = { json: boolean; url: string };
 
-/** Runs `work` with a client; errors of the API become a readable CommandFailed. */
-async function withApi(cmd: Command, work: (api: Api, globals: Globals) => Promise<void>) {
+/**
+ * Runs `work` with a client; errors of the API become a readable
+ * CommandFailed that names each field by the flag in `flags` that gave it.
+ */
+async function withApi(
+  cmd: Command,
+  flags: FlagNames,
+  work: (api: Api, globals: Globals) => Promise<void>,
+) {
   const globals = cmd.optsWithGlobals<Globals>();
   const api = connect(globals.url);
   try {
     await work(api, globals);
   } catch (err) {
-    throw await explainApiError(err, api);
+    throw await explainApiError(err, api, flags);
   }
 }
 
@@ -77,6 +85,23 @@ function printAnswer<S extends DescMessage>(
  * duration. Exactly one of the two ways.
  */
 type TimeOptions = { slot?: string; start?: number; end?: number; duration?: number };
+
+/**
+ * The flags that gave a hold's or move's time. Its end is `--end`, or the
+ * start plus `--duration`: a refused length names the one given.
+ */
+function timeFlags(o: TimeOptions): FlagNames {
+  return {
+    slot_id: "--slot",
+    start_time: "--start",
+    end_time:
+      o.end !== undefined
+        ? "--end"
+        : o.duration !== undefined
+          ? "--duration"
+          : "--end or --duration",
+  };
+}
 
 function requestedTime(o: TimeOptions, lengthMs?: number) {
   if (o.slot !== undefined) {
@@ -135,7 +160,16 @@ export function bookingCommands(program: Command): void {
       if (o.date !== undefined && (o.from !== undefined || o.to !== undefined)) {
         throw new UsageError("give --date or --from/--to, not both");
       }
-      await withApi(cmd, async (api, globals) => {
+      const range =
+        o.date === undefined ? { from: "--from", to: "--to" } : { from: "--date", to: "--date" };
+      const flags = {
+        service_id: "--service",
+        resource_ids: "--resource",
+        start_time: range.from,
+        end_time: range.to,
+        duration: "--duration",
+      };
+      await withApi(cmd, flags, async (api, globals) => {
         // A local day lies between its midnight at UTC+14 and its end at UTC-12.
         const day = o.date === undefined ? undefined : Date.parse(`${o.date}T00:00:00Z`);
         const from: number = day === undefined ? (o.from ?? Date.now()) : day - 14 * HOUR_MS;
@@ -205,7 +239,16 @@ export function bookingCommands(program: Command): void {
       if (!("slotId" in time) && o.service === undefined) {
         throw new UsageError("give --service with --start, or use --slot");
       }
-      await withApi(cmd, async (api, globals) => {
+      const flags = {
+        ...timeFlags(o),
+        service_id: "--service",
+        resource_id: "--resource",
+        ttl: "--ttl",
+        "attendee.name": "--name",
+        "attendee.email": "--email",
+        "attendee.phone": "--phone",
+      };
+      await withApi(cmd, flags, async (api, globals) => {
         const answer = await api.client.bookings.createHold(
           {
             ...time,
@@ -224,7 +267,7 @@ export function bookingCommands(program: Command): void {
     .description("confirm a held booking")
     .argument("<booking-id>")
     .action(async (bookingId: string, o, cmd: Command) => {
-      await withApi(cmd, async (api, globals) => {
+      await withApi(cmd, { booking_id: "<booking-id>" }, async (api, globals) => {
         const answer = await api.client.bookings.confirmBooking(
           { bookingId },
           { headers: idempotencyHeader(o.idempotencyKey) },
@@ -238,7 +281,8 @@ export function bookingCommands(program: Command): void {
     .argument("<booking-id>")
     .option("--reason <text>", "why, kept with the booking")
     .action(async (bookingId: string, o, cmd: Command) => {
-      await withApi(cmd, async (api, globals) => {
+      const flags = { booking_id: "<booking-id>", reason: "--reason" };
+      await withApi(cmd, flags, async (api, globals) => {
         const answer = await api.client.bookings.cancelBooking(
           { bookingId, reason: o.reason ?? "" },
           { headers: idempotencyHeader(o.idempotencyKey) },
@@ -254,7 +298,8 @@ export function bookingCommands(program: Command): void {
   )
     .option("--resource <resource-id>", "move to this resource of the service")
     .action(async (bookingId: string, o, cmd: Command) => {
-      await withApi(cmd, async (api, globals) => {
+      const flags = { ...timeFlags(o), booking_id: "<booking-id>", resource_id: "--resource" };
+      await withApi(cmd, flags, async (api, globals) => {
         let length: number | undefined;
         if (o.start !== undefined && o.end === undefined && o.duration === undefined) {
           // Only a new start: keep the booking's length.
@@ -284,7 +329,14 @@ export function bookingCommands(program: Command): void {
     .option("--limit <n>", "show at most this many bookings", count(1000), 50)
     .action(async (o, cmd: Command) => {
       const statuses = ((o.status ?? []) as string[]).map(bookingStatus);
-      await withApi(cmd, async (api, globals) => {
+      const flags = {
+        resource_id: "--resource",
+        service_id: "--service",
+        statuses: "--status",
+        start_time_from: "--from",
+        start_time_to: "--to",
+      };
+      await withApi(cmd, flags, async (api, globals) => {
         const bookings: Booking[] = [];
         let pageToken = "";
         do {

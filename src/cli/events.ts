@@ -13,6 +13,14 @@ import { localRange, printJson, zoneLabel } from "./output.js";
 
 const MAX_BACKOFF_MS = 5_000;
 
+/** What a refusal of the stream calls the options `events tail` took. */
+const FLAGS = {
+  "filter.types": "--type",
+  "filter.resource_ids": "--resource",
+  "filter.service_ids": "--service",
+  after: "--after",
+};
+
 /**
  * `holdfast events tail`: follows the event stream (WatchEvents) until
  * Ctrl-C, or until `--limit` events have come (to wait for one). Once it has received events it rides out server restarts and
@@ -72,7 +80,7 @@ export function eventCommands(program: Command): void {
           }
         } catch (err) {
           if (stop.signal.aborted) break;
-          if (!(received > 0 && resumable(err))) throw await explainApiError(err, api);
+          if (!(received > 0 && resumable(err))) throw await explainApiError(err, api, FLAGS);
           process.stderr.write(
             `(stream interrupted: ${ConnectError.from(err).rawMessage}; resuming)\n`,
           );

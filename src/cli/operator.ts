@@ -30,6 +30,7 @@ import {
   type TenantRow,
 } from "../db/tenants.js";
 import { deliveryBacklog } from "../db/webhooks.js";
+import { Rejection } from "../domain/rejection.js";
 import { TENANT_SCOPES } from "../domain/scopes.js";
 import { apiKeyOf, newKeySchema } from "../rpc/key-service.js";
 import { quotasMessage, tenantOf } from "../rpc/tenant-service.js";
@@ -38,6 +39,7 @@ import * as v from "../rpc/validate.js";
 import { list, number } from "./arguments.js";
 import { withDatabase } from "./database.js";
 import { CommandFailed, UsageError } from "./failure.js";
+import { type FlagNames, inFlagWords } from "./flags.js";
 import { printJson, printMessage, printTable } from "./output.js";
 
 /**
@@ -62,7 +64,7 @@ export function operatorCommands(program: Command): void {
     .description("create a tenant and print its first all-scopes API key, once")
     .argument("<name>", "unique name of the tenant")
     .action(async (name: string, _o, cmd: Command) => {
-      const f = v.parseRequest(z.object({ name: v.name }), { name });
+      const f = parseOptions(z.object({ name: v.name }), { name }, { name: "<name>" });
       const made = await withDatabase({ create: false, requireSchema: true }, ({ db }) =>
         createTenant(db, f.name),
       );
@@ -114,11 +116,18 @@ export function operatorCommands(program: Command): void {
         throw new UsageError("--burst is required with --requests-per-second");
       if (given && o.requestsPerSecond === undefined)
         throw new UsageError("--requests-per-second is required with --burst");
-      const f = v.parseRequest(z.object({ rateLimit: v.rateLimit }), {
-        rateLimit: o.default
-          ? undefined
-          : { requestsPerSecond: o.requestsPerSecond, burst: o.burst },
-      });
+      const f = parseOptions(
+        z.object({ rateLimit: v.rateLimit }),
+        {
+          rateLimit: o.default
+            ? undefined
+            : { requestsPerSecond: o.requestsPerSecond, burst: o.burst },
+        },
+        {
+          "rate_limit.requests_per_second": "--requests-per-second",
+          "rate_limit.burst": "--burst",
+        },
+      );
       const { tenant, limit } = await withDatabase(
         { create: false, requireSchema: true },
         async ({ db, config }) => {
@@ -151,16 +160,27 @@ export function operatorCommands(program: Command): void {
     .option("--webhooks <n>", "webhooks", number)
     .option("--api-keys <n>", "API keys not revoked", number)
     .action(async (idOrName: string, o, cmd: Command) => {
-      const f = v.parseRequest(z.object({ quotas: v.quotas }), {
-        quotas: {
-          bookingsPerMonth: o.bookingsPerMonth,
-          activeHolds: o.activeHolds,
-          resources: o.resources,
-          services: o.services,
-          webhooks: o.webhooks,
-          apiKeys: o.apiKeys,
+      const f = parseOptions(
+        z.object({ quotas: v.quotas }),
+        {
+          quotas: {
+            bookingsPerMonth: o.bookingsPerMonth,
+            activeHolds: o.activeHolds,
+            resources: o.resources,
+            services: o.services,
+            webhooks: o.webhooks,
+            apiKeys: o.apiKeys,
+          },
         },
-      });
+        {
+          "quotas.bookings_per_month": "--bookings-per-month",
+          "quotas.active_holds": "--active-holds",
+          "quotas.resources": "--resources",
+          "quotas.services": "--services",
+          "quotas.webhooks": "--webhooks",
+          "quotas.api_keys": "--api-keys",
+        },
+      );
       const tenant = await withDatabase({ create: false, requireSchema: true }, async ({ db }) => {
         const tenant = await tenantNamed(db, idOrName);
         await setQuotas(db, tenant.id, f.quotas);
@@ -243,7 +263,11 @@ export function operatorCommands(program: Command): void {
     )
     .option("--description <text>", "what the key is for", "")
     .action(async (o, cmd: Command) => {
-      const f = v.parseRequest(newKeySchema, { scopes: o.scopes, description: o.description });
+      const f = parseOptions(
+        newKeySchema,
+        { scopes: o.scopes, description: o.description },
+        { scopes: "--scopes", description: "--description" },
+      );
       const made = await withDatabase({ create: false, requireSchema: true }, async ({ db }) => {
         const tenant = await tenantNamed(db, o.tenant);
         return insertKey(db, tenant.id, f.scopes, f.description);
@@ -433,6 +457,22 @@ async function statusOf(q: Queryable, where: string) {
       oldestDue: iso(backlog.oldestDue),
     },
   };
+}
+
+/**
+ * The options checked by the API's own rules, a refusal naming each by the
+ * flag that gave it (`--burst`, not `rate_limit.burst`): bad input, the
+ * usage and exit code 2.
+ */
+function parseOptions<T>(schema: z.ZodType<T>, input: unknown, flags: FlagNames): T {
+  try {
+    return v.parseRequest(schema, input);
+  } catch (err) {
+    if (err instanceof Rejection && err.reason === "VALIDATION_ERROR") {
+      throw new UsageError(inFlagWords(err.message, flags));
+    }
+    throw err;
+  }
 }
 
 async function tenantNamed(q: Queryable, idOrName: string): Promise<TenantRow> {
