@@ -107,16 +107,27 @@ export async function findActiveCalendarFeed(
   return { feed: feed.id === null ? undefined : feed, now };
 }
 
+/**
+ * The tenant's feeds in id order, after `after`: those the key `creatorKeyId`
+ * made, or every one (those with no recorded creator too) when it is
+ * undefined.
+ */
 export async function listCalendarFeeds(
   q: Queryable,
   tenantId: string,
-  opts: { after: string | undefined; limit: number; includeRevoked: boolean },
+  opts: {
+    after: string | undefined;
+    limit: number;
+    includeRevoked: boolean;
+    creatorKeyId: string | undefined;
+  },
 ): Promise<CalendarFeedRow[]> {
   const { rows } = await q.query<CalendarFeedRow>(
     `SELECT ${COLUMNS} FROM calendar_feeds
      WHERE tenant_id = $1 AND ($2::text IS NULL OR id > $2) AND ($3 OR revoke_time IS NULL)
+       AND ($5::text IS NULL OR creator_key_id = $5)
      ORDER BY id LIMIT $4`,
-    [tenantId, opts.after ?? null, opts.includeRevoked, opts.limit],
+    [tenantId, opts.after ?? null, opts.includeRevoked, opts.limit, opts.creatorKeyId ?? null],
   );
   return rows;
 }

@@ -86,6 +86,7 @@ CREATE TABLE calendar_feeds (
   CONSTRAINT calendar_feeds_secret_hash_key UNIQUE (secret_hash),
   CONSTRAINT calendar_feeds_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES tenants(id)
 );
+CREATE INDEX calendar_feeds_by_creator ON public.calendar_feeds USING btree (tenant_id, creator_key_id, id);
 CREATE INDEX calendar_feeds_by_tenant ON public.calendar_feeds USING btree (tenant_id, id);
 
 CREATE TABLE deliveries (

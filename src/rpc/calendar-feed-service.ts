@@ -15,12 +15,16 @@ import type { Db } from "../db/pool.js";
 import { getResource } from "../db/resources.js";
 import { getService } from "../db/services.js";
 import { Rejection, resourceNotFound, serviceNotFound } from "../domain/rejection.js";
+import type { Scope } from "../domain/scopes.js";
 import { principalOf } from "./auth.js";
 import { CALENDAR_FEED_PATH } from "./calendar-feed-http.js";
 import { timestampOfDate } from "./convert.js";
 import { dbOf } from "./idempotency.js";
 import { readPage, writePage } from "./paging.js";
 import * as v from "./validate.js";
+
+/** The scope whose keys list every feed of their tenant, not only their own. */
+export const MANAGES_ALL_FEEDS: Scope = "keys.manage";
 
 export function calendarFeedOf(f: CalendarFeedRow): MessageInitShape<typeof CalendarFeedSchema> {
   return {
@@ -80,11 +84,19 @@ export function calendarFeedService(base: Db): ServiceImpl<typeof CalendarFeedSe
 
     async listCalendarFeeds(req, ctx) {
       v.parseRequest(z.object(v.pageFields), req);
-      const page = readPage(ctx, req, { r: req.includeRevoked });
-      const rows = await listCalendarFeeds(base, principalOf(ctx).tenantId, {
+      const principal = principalOf(ctx);
+      // A feed's record is its creator's business: a key sees the feeds it
+      // made. A key that manages the tenant's keys sees every feed, as it
+      // sees every key, those made before creators were recorded included.
+      const creatorKeyId = principal.scopes.includes(MANAGES_ALL_FEEDS)
+        ? undefined
+        : principal.keyId;
+      const page = readPage(ctx, req, { r: req.includeRevoked, c: creatorKeyId ?? "" });
+      const rows = await listCalendarFeeds(base, principal.tenantId, {
         after: page.after,
         limit: page.size + 1,
         includeRevoked: req.includeRevoked,
+        creatorKeyId,
       });
       const { items, nextPageToken } = writePage(rows, page, (f) => f.id);
       return { feeds: items.map(calendarFeedOf), nextPageToken };

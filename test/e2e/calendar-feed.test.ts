@@ -493,6 +493,66 @@ describe("calendar feeds and the keys that made them", () => {
     expect(await status(urlPath)).toBe(404);
   });
 
+  it("lists to a key the feeds it made; a keys.manage key lists every feed, those with no creator too", async () => {
+    const t = await newTenant(server.url);
+    const tenantKeys = clientFor(KeyService, server.url, t.key);
+    const keyWith = async (scopes: string[]) => (await tenantKeys.createApiKey({ scopes })).apiKey;
+    const { resource } = await clientFor(ResourceService, server.url, t.key).createResource({
+      name: "Room 2",
+      timeZone: BERLIN,
+    });
+    const made = async (apiKey: string) =>
+      (
+        await feedsOf(apiKey).createCalendarFeed({
+          resourceId: resource?.id as string,
+          description: "private",
+        })
+      ).feed?.id as string;
+    const reader = await keyWith(["bookings.read"]);
+    const writer = await keyWith(["bookings.read", "bookings.write", "catalog.read"]);
+    const manager = await keyWith(["bookings.read", "keys.manage"]);
+    const readers = await made(reader);
+    const revokedOwn = await made(reader);
+    await feedsOf(reader).revokeCalendarFeed({ calendarFeedId: revokedOwn });
+    const writers = await made(writer);
+    const full = await made(t.key);
+    const managers = await made(manager);
+    const noCreator = await made(t.key);
+    await db.query("UPDATE calendar_feeds SET creator_key_id = NULL WHERE id = $1", [noCreator]);
+    const listed = async (apiKey: string, includeRevoked = false) => {
+      const ids: string[] = [];
+      let pageToken = "";
+      do {
+        const page = await feedsOf(apiKey).listCalendarFeeds({
+          pageSize: 1,
+          pageToken,
+          includeRevoked,
+        });
+        ids.push(...page.feeds.map((f) => f.id));
+        pageToken = page.nextPageToken;
+      } while (pageToken !== "");
+      return ids.sort();
+    };
+    const sorted = (...ids: string[]) => ids.sort();
+
+    // Reading and writing bookings does not make another key's feeds its business.
+    expect(await listed(reader)).toEqual([readers]);
+    expect(await listed(reader, true)).toEqual(sorted(readers, revokedOwn));
+    expect(await listed(writer)).toEqual([writers]);
+    // A key that manages the tenant's keys sees every feed, as it sees every key.
+    expect(await listed(manager)).toEqual(sorted(readers, writers, full, managers, noCreator));
+    expect(await listed(t.key, true)).toEqual(
+      sorted(readers, revokedOwn, writers, full, managers, noCreator),
+    );
+    // A page token of one key's list does not continue another key's.
+    const { nextPageToken } = await feedsOf(manager).listCalendarFeeds({ pageSize: 1 });
+    await rejected(
+      feedsOf(reader).listCalendarFeeds({ pageSize: 1, pageToken: nextPageToken }),
+      Code.InvalidArgument,
+      "INVALID_PAGE_TOKEN",
+    );
+  });
+
   it(`allows a tenant ${MAX_CALENDAR_FEEDS_PER_TENANT} feeds not revoked, counted exactly under concurrent creates`, async () => {
     const t = await newTenant(server.url);
     const { resource } = await clientFor(ResourceService, server.url, t.key).createResource({

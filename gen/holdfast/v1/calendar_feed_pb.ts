@@ -83,7 +83,8 @@ export type CalendarFeed = Message<"holdfast.v1.CalendarFeed"> & {
    * The API key that made the feed (`env:HOLDFAST_ADMIN_KEY` for the
    * operator key). The feed answers 404, as a revoked one does, once that
    * key is revoked. Empty for feeds made before this was recorded: they
-   * answer until revoked themselves, and any key may revoke them.
+   * answer until revoked themselves, any key may revoke them, and only a
+   * `keys.manage` key lists them.
    *
    * @generated from field: string creator_key_id = 10;
    */
@@ -286,7 +287,10 @@ export const CalendarFeedService: GenService<{
     output: typeof CreateCalendarFeedResponseSchema;
   },
   /**
-   * Lists the tenant's feeds (records only, never their URLs).
+   * Lists the feeds the calling key made (records only, never their URLs).
+   * A key holding `keys.manage` lists every feed of the tenant, as it lists
+   * every key: those made by other keys, by the operator key, and those
+   * made before creators were recorded (which no other key lists).
    *
    * @generated from rpc holdfast.v1.CalendarFeedService.ListCalendarFeeds
    */

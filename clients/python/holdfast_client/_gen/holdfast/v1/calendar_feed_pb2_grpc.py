@@ -55,7 +55,10 @@ class CalendarFeedServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def ListCalendarFeeds(self, request, context):
-        """Lists the tenant's feeds (records only, never their URLs).
+        """Lists the feeds the calling key made (records only, never their URLs).
+        A key holding `keys.manage` lists every feed of the tenant, as it lists
+        every key: those made by other keys, by the operator key, and those
+        made before creators were recorded (which no other key lists).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
