@@ -66,13 +66,24 @@ export async function listResources(
     limit: number;
     includeInactive: boolean;
     kind: ResourceKindName | undefined;
+    /** Only the resources that deliver this service. */
+    serviceId: string | undefined;
   },
 ): Promise<ResourceRow[]> {
   const { rows } = await q.query<ResourceRow>(
     `SELECT ${COLUMNS} FROM resources
      WHERE tenant_id = $1 AND ($2::text IS NULL OR id > $2) AND ($3 OR active) AND ($4::text IS NULL OR kind = $4)
+       AND ($6::text IS NULL OR id IN (SELECT sr.resource_id FROM service_resources sr
+            WHERE sr.tenant_id = $1 AND sr.service_id = $6))
      ORDER BY id LIMIT $5`,
-    [tenantId, opts.after ?? null, opts.includeInactive, opts.kind ?? null, opts.limit],
+    [
+      tenantId,
+      opts.after ?? null,
+      opts.includeInactive,
+      opts.kind ?? null,
+      opts.limit,
+      opts.serviceId ?? null,
+    ],
   );
   return rows;
 }

@@ -6,6 +6,9 @@ import { DAY_MS, formatClockTime, HOUR_MS, MINUTE_MS, parseClockTime } from "./t
  * since local midnight; durations are milliseconds.
  */
 
+/** The most resources a service may name (its `resource_ids`). */
+export const MAX_SERVICE_RESOURCES = 500;
+
 /** A weekday window; weekday 1 = Monday ... 7 = Sunday; end may be 1440 (24:00). */
 export type WeeklyWindow = { weekday: number; start: number; end: number };
 

@@ -6,9 +6,11 @@ import { AvailabilityService } from "../../gen/holdfast/v1/availability_pb.js";
 import { type Booking, BookingService } from "../../gen/holdfast/v1/booking_pb.js";
 import { CatalogService } from "../../gen/holdfast/v1/catalog_pb.js";
 import { ResourceKind, ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
+import { MAX_SERVICE_RESOURCES } from "../domain/catalog.js";
 import { DAY_MS, isCalendarDate, localDateTime, MINUTE_MS } from "../domain/time.js";
 import { ANY_SCOPE, requiredScopeOf } from "../rpc/auth.js";
 import { BOOKING_STATUS, msOfDuration, msOfTimestamp } from "../rpc/convert.js";
+import { MAX_PAGE_SIZE as MAX_RESOURCES_PAGE } from "../rpc/paging.js";
 import "../zod-messages.js";
 import type { McpApi } from "./api.js";
 import {
@@ -167,11 +169,16 @@ async function zoneOf(
   );
 }
 
+/** ListResources pages that hold every resource a service may name. */
+const SERVICE_RESOURCE_PAGES = Math.ceil(MAX_SERVICE_RESOURCES / MAX_RESOURCES_PAGE);
+
 /**
  * The time zone of each resource a search of `serviceId` covers (only
  * `resourceId`, when given), by resource id: from a one-minute ListSlots
  * answer when the key has bookings.read (one call, however many resources),
- * else from the catalog.
+ * else from the catalog: ListResources of the service's resources, a page
+ * of 100 at a time, so at most five calls (a service names at most 500),
+ * never one per resource.
  */
 async function zonesOf(
   api: McpApi,
@@ -189,12 +196,22 @@ async function zonesOf(
     });
     return timeZones;
   }
-  const { service } = await api.catalog.getService({ serviceId });
-  const ids = resourceId ? [resourceId] : (service?.resourceIds ?? []);
+  if (resourceId) {
+    const { resource } = await api.resources.getResource({ resourceId });
+    return { [resourceId]: resource?.timeZone || "UTC" };
+  }
+  // Active ones only, as ListSlots names: the resources a search covers.
   const zones: Record<string, string> = {};
-  for (const rid of ids) {
-    const { resource } = await api.resources.getResource({ resourceId: rid });
-    zones[rid] = resource?.timeZone || "UTC";
+  let pageToken = "";
+  for (let page = 0; page < SERVICE_RESOURCE_PAGES; page++) {
+    const answer = await api.resources.listResources({
+      serviceId,
+      pageSize: MAX_RESOURCES_PAGE,
+      pageToken,
+    });
+    for (const r of answer.resources) zones[r.id] = r.timeZone || "UTC";
+    pageToken = answer.nextPageToken;
+    if (!pageToken) break;
   }
   return zones;
 }

@@ -16,7 +16,12 @@ import {
   type ServiceRow,
   updateService,
 } from "../db/services.js";
-import { checkPolicy, type Policy, weeklyWindowsForDisplay } from "../domain/catalog.js";
+import {
+  checkPolicy,
+  MAX_SERVICE_RESOURCES,
+  type Policy,
+  weeklyWindowsForDisplay,
+} from "../domain/catalog.js";
 import { invalid, Rejection, serviceNotFound } from "../domain/rejection.js";
 import { principalOf } from "./auth.js";
 import { durationOfMs, msOfDuration, timestampOfDate } from "./convert.js";
@@ -52,7 +57,7 @@ const policy = v.message<PolicyMessage>().transform((p, ctx) => {
 
 const resourceIds = z
   .array(v.id)
-  .max(500, "must list at most 500 resources")
+  .max(MAX_SERVICE_RESOURCES, `must list at most ${MAX_SERVICE_RESOURCES} resources`)
   .superRefine((ids, ctx) => {
     ids.forEach((id, i) => {
       if (ids.indexOf(id) !== i)

@@ -204,17 +204,24 @@ export function resourceService(base: Db): ServiceImpl<typeof ResourceService> {
 
     async listResources(req, ctx) {
       const filters = v.parseRequest(
-        z.object({ ...v.pageFields, includeInactive: z.boolean(), kind: z.number() }),
+        z.object({
+          ...v.pageFields,
+          includeInactive: z.boolean(),
+          kind: z.number(),
+          serviceId: v.optionalId,
+        }),
         req,
       );
       const kindName =
         filters.kind === 0 ? undefined : v.parseRequest(z.object({ kind }), req).kind;
-      const page = readPage(ctx, req, { i: filters.includeInactive, k: kindName });
+      const serviceId = filters.serviceId || undefined;
+      const page = readPage(ctx, req, { i: filters.includeInactive, k: kindName, s: serviceId });
       const rows = await listResources(base, principalOf(ctx).tenantId, {
         after: page.after,
         limit: page.size + 1,
         includeInactive: filters.includeInactive,
         kind: kindName,
+        serviceId,
       });
       const { items, nextPageToken } = writePage(rows, page, (r) => r.id);
       return { resources: items.map(resourceOf), nextPageToken };

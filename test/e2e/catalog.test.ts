@@ -176,6 +176,50 @@ describe("resources", () => {
     );
   });
 
+  it("list those of one service, page by page, the deleted ones only when asked", async () => {
+    const made = await Promise.all(
+      ["A", "B", "C", "D"].map(async (name) => {
+        const { resource } = await resources.createResource({ name, timeZone: "Asia/Kolkata" });
+        return resource?.id as string;
+      }),
+    );
+    const [a, b, c, d] = made as [string, string, string, string];
+    const { service } = await catalog.createService({
+      name: "Three rooms",
+      resourceIds: [c, a, b],
+      policy: { durations: [minutes(30)] },
+    });
+    const serviceId = service?.id as string;
+    await resources.deleteResource({ resourceId: b });
+    const of = async (id: string, includeInactive = false) => {
+      const ids: string[] = [];
+      let pageToken = "";
+      do {
+        const page = await resources.listResources({
+          serviceId: id,
+          includeInactive,
+          pageSize: 1,
+          pageToken,
+        });
+        ids.push(...page.resources.map((r) => r.id));
+        pageToken = page.nextPageToken;
+      } while (pageToken);
+      return ids;
+    };
+    expect(await of(serviceId)).toEqual([a, c].sort());
+    expect(await of(serviceId, true)).toEqual([a, b, c].sort());
+    expect(await of(serviceId)).not.toContain(d);
+    // A filter: a service that is not there has no resources, it is not an error.
+    expect(await of("svc_nope")).toEqual([]);
+    // A token is for the filter it was issued with.
+    const { nextPageToken } = await resources.listResources({ serviceId, pageSize: 1 });
+    await rejected(
+      resources.listResources({ pageSize: 1, pageToken: nextPageToken }),
+      Code.InvalidArgument,
+      "INVALID_PAGE_TOKEN",
+    );
+  });
+
   it("keep a weekly schedule, merged and sorted, and clear it", async () => {
     const { resource } = await resources.createResource({
       name: "Dr Lee",

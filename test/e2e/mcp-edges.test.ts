@@ -5,6 +5,7 @@ import { ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
 import { minutes } from "../support/booking.js";
 import { clientFor, newTenant } from "../support/clients.js";
 import { ALL_TOOLS, callTool, clinic, mcpOverHttp } from "../support/mcp.js";
+import { scrape } from "../support/metrics.js";
 import { startTestServer } from "../support/server.js";
 
 /**
@@ -290,5 +291,73 @@ describe("hold_slot's limits and hints", () => {
     });
     expect(close.data.error.reason).toBe("TOO_SOON");
     expect(close.data.error.hint).toContain("notice period");
+  });
+});
+
+describe("a key with catalog.read but not bookings.read", () => {
+  /** RPCs the server has answered, by method name. */
+  const calls = async () => {
+    const counts: Record<string, number> = {};
+    for (const [sample, n] of await scrape(server.url)) {
+      const method = /^holdfast_rpc_requests_total\{.*\bmethod="(\w+)"/.exec(sample)?.[1];
+      if (method) counts[method] = (counts[method] ?? 0) + n;
+    }
+    return counts;
+  };
+
+  it("learns the zones of a service's resources in a few ListResources pages, not a call per resource", async () => {
+    const { key } = await newTenant(server.url);
+    const resources = clientFor(ResourceService, server.url, key);
+    const make = async (name: string, timeZone: string) =>
+      (await resources.createResource({ name, timeZone })).resource?.id as string;
+    // More of them than one page of ListResources holds, among others of the tenant.
+    const rooms = await Promise.all(
+      Array.from({ length: 130 }, (_, i) => make(`Room ${i}`, "Europe/Berlin")),
+    );
+    await Promise.all(Array.from({ length: 30 }, (_, i) => make(`Elsewhere ${i}`, "Asia/Tokyo")));
+    // A resource of the service that was deleted offers no slots: its zone does not count.
+    const gone = await make("Closed room", "Asia/Tokyo");
+    const catalog = clientFor(CatalogService, server.url, key);
+    const { service } = await catalog.createService({
+      name: "Room hire",
+      resourceIds: [...rooms, gone],
+      policy: { durations: [minutes(30)], slotInterval: minutes(30) },
+    });
+    await resources.deleteResource({ resourceId: gone });
+    const { apiKey } = await clientFor(KeyService, server.url, key).createApiKey({
+      scopes: ["bookings.write", "catalog.read"],
+    });
+    const agent = await mcpOverHttp(server.url, apiKey);
+    const day = dateIn("Europe/Berlin", 3);
+
+    const before = await calls();
+    const held = await callTool(agent, "hold_slot", {
+      service_id: service?.id,
+      start_time: `${day}T10:00`,
+      attendee_name: "Ada",
+    });
+    const after = await calls();
+    const made = (method: string) => (after[method] ?? 0) - (before[method] ?? 0);
+    expect(made("GetResource")).toBe(0);
+    expect(made("ListResources")).toBe(2); // 130 resources, 100 a page
+    expect(held.isError, held.text).toBe(false);
+    expect(held.data.booking.local_start_time).toMatch(new RegExp(`^${day}T10:00:00\\+0[12]:00$`));
+
+    // A live resource in another zone makes a service-wide wall-clock time ambiguous.
+    const tokyo = await make("Tokyo room", "Asia/Tokyo");
+    await catalog.updateService({
+      service: { id: service?.id as string, resourceIds: [...rooms, tokyo] },
+      updateMask: { paths: ["resource_ids"] },
+    });
+    const vague = await callTool(agent, "hold_slot", {
+      service_id: service?.id,
+      start_time: `${day}T11:00`,
+    });
+    expect(vague.data.error.field_violations).toEqual([
+      {
+        field: "start_time",
+        description: expect.stringContaining("(Asia/Tokyo, Europe/Berlin)"),
+      },
+    ]);
   });
 });

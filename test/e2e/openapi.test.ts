@@ -554,6 +554,7 @@ describe("the NotFound reasons each operation lists", () => {
       ["KeyService_RevokeApiKey", { apiKeyId: "key_nope" }, "API_KEY_NOT_FOUND"],
       ["KeyService_GetUsage", { tenantId: "ten_nope" }, "TENANT_NOT_FOUND", ADMIN_KEY],
       ["ResourceService_GetResource", { resourceId: "rsc_nope" }, "RESOURCE_NOT_FOUND"],
+      ["ResourceService_ListResources", { serviceId: "svc_nope" }, null],
       [
         "ResourceService_UpdateResource",
         { resource: { id: "rsc_nope", capacity: 2 } },

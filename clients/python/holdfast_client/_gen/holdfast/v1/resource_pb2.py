@@ -17,13 +17,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from holdfast.v1 import options_pb2 as holdfast_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aholdfast/v1/resource.proto\x12\x0bholdfast.v1\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19holdfast/v1/options.proto\"\xa3\x03\n\x08Resource\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12-\n\x04kind\x18\x03 \x01(\x0e\x32\x19.holdfast.v1.ResourceKindR\x04kind\x12\x1b\n\ttime_zone\x18\x04 \x01(\tR\x08timeZone\x12\x1a\n\x08\x63\x61pacity\x18\x05 \x01(\x05R\x08\x63\x61pacity\x12\x33\n\x08metadata\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructR\x08metadata\x12\x16\n\x06\x61\x63tive\x18\x07 \x01(\x08R\x06\x61\x63tive\x12;\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\x12\x44\n\x0fweekly_schedule\x18\n \x01(\x0b\x32\x1b.holdfast.v1.WeeklyScheduleR\x0eweeklySchedule\"E\n\x0eWeeklySchedule\x12\x33\n\x07windows\x18\x01 \x03(\x0b\x32\x19.holdfast.v1.WeeklyWindowR\x07windows\"b\n\x0cWeeklyWindow\x12\x18\n\x07weekday\x18\x01 \x01(\x05R\x07weekday\x12\x1d\n\nstart_time\x18\x02 \x01(\tR\tstartTime\x12\x19\n\x08\x65nd_time\x18\x03 \x01(\tR\x07\x65ndTime\"\x8e\x02\n\x15\x43reateResourceRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12-\n\x04kind\x18\x02 \x01(\x0e\x32\x19.holdfast.v1.ResourceKindR\x04kind\x12\x1b\n\ttime_zone\x18\x03 \x01(\tR\x08timeZone\x12\x1a\n\x08\x63\x61pacity\x18\x04 \x01(\x05R\x08\x63\x61pacity\x12\x33\n\x08metadata\x18\x05 \x01(\x0b\x32\x17.google.protobuf.StructR\x08metadata\x12\x44\n\x0fweekly_schedule\x18\x06 \x01(\x0b\x32\x1b.holdfast.v1.WeeklyScheduleR\x0eweeklySchedule\"K\n\x16\x43reateResourceResponse\x12\x31\n\x08resource\x18\x01 \x01(\x0b\x32\x15.holdfast.v1.ResourceR\x08resource\"5\n\x12GetResourceRequest\x12\x1f\n\x0bresource_id\x18\x01 \x01(\tR\nresourceId\"H\n\x13GetResourceResponse\x12\x31\n\x08resource\x18\x01 \x01(\x0b\x32\x15.holdfast.v1.ResourceR\x08resource\"\xac\x01\n\x14ListResourcesRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12)\n\x10include_inactive\x18\x03 \x01(\x08R\x0fincludeInactive\x12-\n\x04kind\x18\x04 \x01(\x0e\x32\x19.holdfast.v1.ResourceKindR\x04kind\"t\n\x15ListResourcesResponse\x12\x33\n\tresources\x18\x01 \x03(\x0b\x32\x15.holdfast.v1.ResourceR\tresources\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x87\x01\n\x15UpdateResourceRequest\x12\x31\n\x08resource\x18\x01 \x01(\x0b\x32\x15.holdfast.v1.ResourceR\x08resource\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"K\n\x16UpdateResourceResponse\x12\x31\n\x08resource\x18\x01 \x01(\x0b\x32\x15.holdfast.v1.ResourceR\x08resource\"8\n\x15\x44\x65leteResourceRequest\x12\x1f\n\x0bresource_id\x18\x01 \x01(\tR\nresourceId\"K\n\x16\x44\x65leteResourceResponse\x12\x31\n\x08resource\x18\x01 \x01(\x0b\x32\x15.holdfast.v1.ResourceR\x08resource\"\x81\x01\n\x18SetWeeklyScheduleRequest\x12\x1f\n\x0bresource_id\x18\x01 \x01(\tR\nresourceId\x12\x44\n\x0fweekly_schedule\x18\x02 \x01(\x0b\x32\x1b.holdfast.v1.WeeklyScheduleR\x0eweeklySchedule\"N\n\x19SetWeeklyScheduleResponse\x12\x31\n\x08resource\x18\x01 \x01(\x0b\x32\x15.holdfast.v1.ResourceR\x08resource\"\xf5\x01\n\nRecurrence\x12>\n\tfrequency\x18\x01 \x01(\x0e\x32 .holdfast.v1.RecurrenceFrequencyR\tfrequency\x12\x1a\n\x08interval\x18\x02 \x01(\x05R\x08interval\x12\x1a\n\x08weekdays\x18\x03 \x03(\x05R\x08weekdays\x12\x1b\n\tmonth_day\x18\x04 \x01(\x05R\x08monthDay\x12\"\n\rweek_of_month\x18\x05 \x01(\x05R\x0bweekOfMonth\x12\x18\n\x07weekday\x18\x06 \x01(\x05R\x07weekday\x12\x14\n\x05until\x18\x07 \x01(\tR\x05until\"\x83\x03\n\x08Override\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n\x0bresource_id\x18\x02 \x01(\tR\nresourceId\x12-\n\x04kind\x18\x03 \x01(\x0e\x32\x19.holdfast.v1.OverrideKindR\x04kind\x12\x14\n\x05title\x18\x04 \x01(\tR\x05title\x12\x17\n\x07\x61ll_day\x18\x05 \x01(\x08R\x06\x61llDay\x12\x1d\n\nstart_date\x18\x06 \x01(\tR\tstartDate\x12\x19\n\x08\x65nd_date\x18\x07 \x01(\tR\x07\x65ndDate\x12\x1d\n\nstart_time\x18\x08 \x01(\tR\tstartTime\x12\x19\n\x08\x65nd_time\x18\t \x01(\tR\x07\x65ndTime\x12\x37\n\nrecurrence\x18\n \x01(\x0b\x32\x17.holdfast.v1.RecurrenceR\nrecurrence\x12;\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\"\xc3\x02\n\x15\x43reateOverrideRequest\x12\x1f\n\x0bresource_id\x18\x01 \x01(\tR\nresourceId\x12-\n\x04kind\x18\x02 \x01(\x0e\x32\x19.holdfast.v1.OverrideKindR\x04kind\x12\x14\n\x05title\x18\x03 \x01(\tR\x05title\x12\x17\n\x07\x61ll_day\x18\x04 \x01(\x08R\x06\x61llDay\x12\x1d\n\nstart_date\x18\x05 \x01(\tR\tstartDate\x12\x19\n\x08\x65nd_date\x18\x06 \x01(\tR\x07\x65ndDate\x12\x1d\n\nstart_time\x18\x07 \x01(\tR\tstartTime\x12\x19\n\x08\x65nd_time\x18\x08 \x01(\tR\x07\x65ndTime\x12\x37\n\nrecurrence\x18\t \x01(\x0b\x32\x17.holdfast.v1.RecurrenceR\nrecurrence\"K\n\x16\x43reateOverrideResponse\x12\x31\n\x08override\x18\x01 \x01(\x0b\x32\x15.holdfast.v1.OverrideR\x08override\"s\n\x14ListOverridesRequest\x12\x1f\n\x0bresource_id\x18\x01 \x01(\tR\nresourceId\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"t\n\x15ListOverridesResponse\x12\x33\n\toverrides\x18\x01 \x03(\x0b\x32\x15.holdfast.v1.OverrideR\toverrides\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"Y\n\x15\x44\x65leteOverrideRequest\x12\x1f\n\x0bresource_id\x18\x01 \x01(\tR\nresourceId\x12\x1f\n\x0boverride_id\x18\x02 \x01(\tR\noverrideId\"\x18\n\x16\x44\x65leteOverrideResponse*\xb1\x01\n\x0cResourceKind\x12\x1d\n\x19RESOURCE_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14RESOURCE_KIND_PERSON\x10\x01\x12\x16\n\x12RESOURCE_KIND_ROOM\x10\x02\x12\x1b\n\x17RESOURCE_KIND_EQUIPMENT\x10\x03\x12\x1a\n\x16RESOURCE_KIND_LOCATION\x10\x04\x12\x17\n\x13RESOURCE_KIND_OTHER\x10\x05*^\n\x0cOverrideKind\x12\x1d\n\x19OVERRIDE_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13OVERRIDE_KIND_BLOCK\x10\x01\x12\x16\n\x12OVERRIDE_KIND_OPEN\x10\x02*~\n\x13RecurrenceFrequency\x12$\n RECURRENCE_FREQUENCY_UNSPECIFIED\x10\x00\x12\x1f\n\x1bRECURRENCE_FREQUENCY_WEEKLY\x10\x01\x12 \n\x1cRECURRENCE_FREQUENCY_MONTHLY\x10\x02\x32\xf5\x07\n\x0fResourceService\x12m\n\x0e\x43reateResource\x12\".holdfast.v1.CreateResourceRequest\x1a#.holdfast.v1.CreateResourceResponse\"\x12\x8a\xb5\x18\x0e\x63\x61talog.manage\x12\x65\n\x0bGetResource\x12\x1f.holdfast.v1.GetResourceRequest\x1a .holdfast.v1.GetResourceResponse\"\x13\x90\x02\x01\x8a\xb5\x18\x0c\x63\x61talog.read\x12k\n\rListResources\x12!.holdfast.v1.ListResourcesRequest\x1a\".holdfast.v1.ListResourcesResponse\"\x13\x90\x02\x01\x8a\xb5\x18\x0c\x63\x61talog.read\x12m\n\x0eUpdateResource\x12\".holdfast.v1.UpdateResourceRequest\x1a#.holdfast.v1.UpdateResourceResponse\"\x12\x8a\xb5\x18\x0e\x63\x61talog.manage\x12m\n\x0e\x44\x65leteResource\x12\".holdfast.v1.DeleteResourceRequest\x1a#.holdfast.v1.DeleteResourceResponse\"\x12\x8a\xb5\x18\x0e\x63\x61talog.manage\x12v\n\x11SetWeeklySchedule\x12%.holdfast.v1.SetWeeklyScheduleRequest\x1a&.holdfast.v1.SetWeeklyScheduleResponse\"\x12\x8a\xb5\x18\x0e\x63\x61talog.manage\x12m\n\x0e\x43reateOverride\x12\".holdfast.v1.CreateOverrideRequest\x1a#.holdfast.v1.CreateOverrideResponse\"\x12\x8a\xb5\x18\x0e\x63\x61talog.manage\x12k\n\rListOverrides\x12!.holdfast.v1.ListOverridesRequest\x1a\".holdfast.v1.ListOverridesResponse\"\x13\x90\x02\x01\x8a\xb5\x18\x0c\x63\x61talog.read\x12m\n\x0e\x44\x65leteOverride\x12\".holdfast.v1.DeleteOverrideRequest\x1a#.holdfast.v1.DeleteOverrideResponse\"\x12\x8a\xb5\x18\x0e\x63\x61talog.manageb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aholdfast/v1/resource.proto\x12\x0bholdfast.v1\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19holdfast/v1/options.proto\"\xa3\x03\n\x08Resource\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12-\n\x04kind\x18\x03 \x01(\x0e\x32\x19.holdfast.v1.ResourceKindR\x04kind\x12\x1b\n\ttime_zone\x18\x04 \x01(\tR\x08timeZone\x12\x1a\n\x08\x63\x61pacity\x18\x05 \x01(\x05R\x08\x63\x61pacity\x12\x33\n\x08metadata\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructR\x08metadata\x12\x16\n\x06\x61\x63tive\x18\x07 \x01(\x08R\x06\x61\x63tive\x12;\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\x12\x44\n\x0fweekly_schedule\x18\n \x01(\x0b\x32\x1b.holdfast.v1.WeeklyScheduleR\x0eweeklySchedule\"E\n\x0eWeeklySchedule\x12\x33\n\x07windows\x18\x01 \x03(\x0b\x32\x19.holdfast.v1.WeeklyWindowR\x07windows\"b\n\x0cWeeklyWindow\x12\x18\n\x07weekday\x18\x01 \x01(\x05R\x07weekday\x12\x1d\n\nstart_time\x18\x02 \x01(\tR\tstartTime\x12\x19\n\x08\x65nd_time\x18\x03 \x01(\tR\x07\x65ndTime\"\x8e\x02\n\x15\x43reateResourceRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12-\n\x04kind\x18\x02 \x01(\x0e\x32\x19.holdfast.v1.ResourceKindR\x04kind\x12\x1b\n\ttime_zone\x18\x03 \x01(\tR\x08timeZone\x12\x1a\n\x08\x63\x61pacity\x18\x04 \x01(\x05R\x08\x63\x61pacity\x12\x33\n\x08metadata\x18\x05 \x01(\x0b\x32\x17.google.protobuf.StructR\x08metadata\x12\x44\n\x0fweekly_schedule\x18\x06 \x01(\x0b\x32\x1b.holdfast.v1.WeeklyScheduleR\x0eweeklySchedule\"K\n\x16\x43reateResourceResponse\x12\x31\n\x08resource\x18\x01 \x01(\x0b\x32\x15.holdfast.v1.ResourceR\x08resource\"5\n\x12GetResourceRequest\x12\x1f\n\x0bresource_id\x18\x01 \x01(\tR\nresourceId\"H\n\x13GetResourceResponse\x12\x31\n\x08resource\x18\x01 \x01(\x0b\x32\x15.holdfast.v1.ResourceR\x08resource\"\xd1\x01\n\x14ListResourcesRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12)\n\x10include_inactive\x18\x03 \x01(\x08R\x0fincludeInactive\x12-\n\x04kind\x18\x04 \x01(\x0e\x32\x19.holdfast.v1.ResourceKindR\x04kind\x12#\n\nservice_id\x18\x05 \x01(\tB\x04\x98\xb5\x18\x01R\tserviceId\"t\n\x15ListResourcesResponse\x12\x33\n\tresources\x18\x01 \x03(\x0b\x32\x15.holdfast.v1.ResourceR\tresources\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x87\x01\n\x15UpdateResourceRequest\x12\x31\n\x08resource\x18\x01 \x01(\x0b\x32\x15.holdfast.v1.ResourceR\x08resource\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"K\n\x16UpdateResourceResponse\x12\x31\n\x08resource\x18\x01 \x01(\x0b\x32\x15.holdfast.v1.ResourceR\x08resource\"8\n\x15\x44\x65leteResourceRequest\x12\x1f\n\x0bresource_id\x18\x01 \x01(\tR\nresourceId\"K\n\x16\x44\x65leteResourceResponse\x12\x31\n\x08resource\x18\x01 \x01(\x0b\x32\x15.holdfast.v1.ResourceR\x08resource\"\x81\x01\n\x18SetWeeklyScheduleRequest\x12\x1f\n\x0bresource_id\x18\x01 \x01(\tR\nresourceId\x12\x44\n\x0fweekly_schedule\x18\x02 \x01(\x0b\x32\x1b.holdfast.v1.WeeklyScheduleR\x0eweeklySchedule\"N\n\x19SetWeeklyScheduleResponse\x12\x31\n\x08resource\x18\x01 \x01(\x0b\x32\x15.holdfast.v1.ResourceR\x08resource\"\xf5\x01\n\nRecurrence\x12>\n\tfrequency\x18\x01 \x01(\x0e\x32 .holdfast.v1.RecurrenceFrequencyR\tfrequency\x12\x1a\n\x08interval\x18\x02 \x01(\x05R\x08interval\x12\x1a\n\x08weekdays\x18\x03 \x03(\x05R\x08weekdays\x12\x1b\n\tmonth_day\x18\x04 \x01(\x05R\x08monthDay\x12\"\n\rweek_of_month\x18\x05 \x01(\x05R\x0bweekOfMonth\x12\x18\n\x07weekday\x18\x06 \x01(\x05R\x07weekday\x12\x14\n\x05until\x18\x07 \x01(\tR\x05until\"\x83\x03\n\x08Override\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n\x0bresource_id\x18\x02 \x01(\tR\nresourceId\x12-\n\x04kind\x18\x03 \x01(\x0e\x32\x19.holdfast.v1.OverrideKindR\x04kind\x12\x14\n\x05title\x18\x04 \x01(\tR\x05title\x12\x17\n\x07\x61ll_day\x18\x05 \x01(\x08R\x06\x61llDay\x12\x1d\n\nstart_date\x18\x06 \x01(\tR\tstartDate\x12\x19\n\x08\x65nd_date\x18\x07 \x01(\tR\x07\x65ndDate\x12\x1d\n\nstart_time\x18\x08 \x01(\tR\tstartTime\x12\x19\n\x08\x65nd_time\x18\t \x01(\tR\x07\x65ndTime\x12\x37\n\nrecurrence\x18\n \x01(\x0b\x32\x17.holdfast.v1.RecurrenceR\nrecurrence\x12;\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\"\xc3\x02\n\x15\x43reateOverrideRequest\x12\x1f\n\x0bresource_id\x18\x01 \x01(\tR\nresourceId\x12-\n\x04kind\x18\x02 \x01(\x0e\x32\x19.holdfast.v1.OverrideKindR\x04kind\x12\x14\n\x05title\x18\x03 \x01(\tR\x05title\x12\x17\n\x07\x61ll_day\x18\x04 \x01(\x08R\x06\x61llDay\x12\x1d\n\nstart_date\x18\x05 \x01(\tR\tstartDate\x12\x19\n\x08\x65nd_date\x18\x06 \x01(\tR\x07\x65ndDate\x12\x1d\n\nstart_time\x18\x07 \x01(\tR\tstartTime\x12\x19\n\x08\x65nd_time\x18\x08 \x01(\tR\x07\x65ndTime\x12\x37\n\nrecurrence\x18\t \x01(\x0b\x32\x17.holdfast.v1.RecurrenceR\nrecurrence\"K\n\x16\x43reateOverrideResponse\x12\x31\n\x08override\x18\x01 \x01(\x0b\x32\x15.holdfast.v1.OverrideR\x08override\"s\n\x14ListOverridesRequest\x12\x1f\n\x0bresource_id\x18\x01 \x01(\tR\nresourceId\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"t\n\x15ListOverridesResponse\x12\x33\n\toverrides\x18\x01 \x03(\x0b\x32\x15.holdfast.v1.OverrideR\toverrides\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"Y\n\x15\x44\x65leteOverrideRequest\x12\x1f\n\x0bresource_id\x18\x01 \x01(\tR\nresourceId\x12\x1f\n\x0boverride_id\x18\x02 \x01(\tR\noverrideId\"\x18\n\x16\x44\x65leteOverrideResponse*\xb1\x01\n\x0cResourceKind\x12\x1d\n\x19RESOURCE_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14RESOURCE_KIND_PERSON\x10\x01\x12\x16\n\x12RESOURCE_KIND_ROOM\x10\x02\x12\x1b\n\x17RESOURCE_KIND_EQUIPMENT\x10\x03\x12\x1a\n\x16RESOURCE_KIND_LOCATION\x10\x04\x12\x17\n\x13RESOURCE_KIND_OTHER\x10\x05*^\n\x0cOverrideKind\x12\x1d\n\x19OVERRIDE_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13OVERRIDE_KIND_BLOCK\x10\x01\x12\x16\n\x12OVERRIDE_KIND_OPEN\x10\x02*~\n\x13RecurrenceFrequency\x12$\n RECURRENCE_FREQUENCY_UNSPECIFIED\x10\x00\x12\x1f\n\x1bRECURRENCE_FREQUENCY_WEEKLY\x10\x01\x12 \n\x1cRECURRENCE_FREQUENCY_MONTHLY\x10\x02\x32\xf5\x07\n\x0fResourceService\x12m\n\x0e\x43reateResource\x12\".holdfast.v1.CreateResourceRequest\x1a#.holdfast.v1.CreateResourceResponse\"\x12\x8a\xb5\x18\x0e\x63\x61talog.manage\x12\x65\n\x0bGetResource\x12\x1f.holdfast.v1.GetResourceRequest\x1a .holdfast.v1.GetResourceResponse\"\x13\x90\x02\x01\x8a\xb5\x18\x0c\x63\x61talog.read\x12k\n\rListResources\x12!.holdfast.v1.ListResourcesRequest\x1a\".holdfast.v1.ListResourcesResponse\"\x13\x90\x02\x01\x8a\xb5\x18\x0c\x63\x61talog.read\x12m\n\x0eUpdateResource\x12\".holdfast.v1.UpdateResourceRequest\x1a#.holdfast.v1.UpdateResourceResponse\"\x12\x8a\xb5\x18\x0e\x63\x61talog.manage\x12m\n\x0e\x44\x65leteResource\x12\".holdfast.v1.DeleteResourceRequest\x1a#.holdfast.v1.DeleteResourceResponse\"\x12\x8a\xb5\x18\x0e\x63\x61talog.manage\x12v\n\x11SetWeeklySchedule\x12%.holdfast.v1.SetWeeklyScheduleRequest\x1a&.holdfast.v1.SetWeeklyScheduleResponse\"\x12\x8a\xb5\x18\x0e\x63\x61talog.manage\x12m\n\x0e\x43reateOverride\x12\".holdfast.v1.CreateOverrideRequest\x1a#.holdfast.v1.CreateOverrideResponse\"\x12\x8a\xb5\x18\x0e\x63\x61talog.manage\x12k\n\rListOverrides\x12!.holdfast.v1.ListOverridesRequest\x1a\".holdfast.v1.ListOverridesResponse\"\x13\x90\x02\x01\x8a\xb5\x18\x0c\x63\x61talog.read\x12m\n\x0e\x44\x65leteOverride\x12\".holdfast.v1.DeleteOverrideRequest\x1a#.holdfast.v1.DeleteOverrideResponse\"\x12\x8a\xb5\x18\x0e\x63\x61talog.manageb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'holdfast.v1.resource_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
+  _LISTRESOURCESREQUEST.fields_by_name['service_id']._options = None
+  _LISTRESOURCESREQUEST.fields_by_name['service_id']._serialized_options = b'\230\265\030\001'
   _RESOURCESERVICE.methods_by_name['CreateResource']._options = None
   _RESOURCESERVICE.methods_by_name['CreateResource']._serialized_options = b'\212\265\030\016catalog.manage'
   _RESOURCESERVICE.methods_by_name['GetResource']._options = None
@@ -42,12 +44,12 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _RESOURCESERVICE.methods_by_name['ListOverrides']._serialized_options = b'\220\002\001\212\265\030\014catalog.read'
   _RESOURCESERVICE.methods_by_name['DeleteOverride']._options = None
   _RESOURCESERVICE.methods_by_name['DeleteOverride']._serialized_options = b'\212\265\030\016catalog.manage'
-  _RESOURCEKIND._serialized_start=3488
-  _RESOURCEKIND._serialized_end=3665
-  _OVERRIDEKIND._serialized_start=3667
-  _OVERRIDEKIND._serialized_end=3761
-  _RECURRENCEFREQUENCY._serialized_start=3763
-  _RECURRENCEFREQUENCY._serialized_end=3889
+  _RESOURCEKIND._serialized_start=3525
+  _RESOURCEKIND._serialized_end=3702
+  _OVERRIDEKIND._serialized_start=3704
+  _OVERRIDEKIND._serialized_end=3798
+  _RECURRENCEFREQUENCY._serialized_start=3800
+  _RECURRENCEFREQUENCY._serialized_end=3926
   _RESOURCE._serialized_start=168
   _RESOURCE._serialized_end=587
   _WEEKLYSCHEDULE._serialized_start=589
@@ -63,37 +65,37 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _GETRESOURCERESPONSE._serialized_start=1165
   _GETRESOURCERESPONSE._serialized_end=1237
   _LISTRESOURCESREQUEST._serialized_start=1240
-  _LISTRESOURCESREQUEST._serialized_end=1412
-  _LISTRESOURCESRESPONSE._serialized_start=1414
-  _LISTRESOURCESRESPONSE._serialized_end=1530
-  _UPDATERESOURCEREQUEST._serialized_start=1533
-  _UPDATERESOURCEREQUEST._serialized_end=1668
-  _UPDATERESOURCERESPONSE._serialized_start=1670
-  _UPDATERESOURCERESPONSE._serialized_end=1745
-  _DELETERESOURCEREQUEST._serialized_start=1747
-  _DELETERESOURCEREQUEST._serialized_end=1803
-  _DELETERESOURCERESPONSE._serialized_start=1805
-  _DELETERESOURCERESPONSE._serialized_end=1880
-  _SETWEEKLYSCHEDULEREQUEST._serialized_start=1883
-  _SETWEEKLYSCHEDULEREQUEST._serialized_end=2012
-  _SETWEEKLYSCHEDULERESPONSE._serialized_start=2014
-  _SETWEEKLYSCHEDULERESPONSE._serialized_end=2092
-  _RECURRENCE._serialized_start=2095
-  _RECURRENCE._serialized_end=2340
-  _OVERRIDE._serialized_start=2343
-  _OVERRIDE._serialized_end=2730
-  _CREATEOVERRIDEREQUEST._serialized_start=2733
-  _CREATEOVERRIDEREQUEST._serialized_end=3056
-  _CREATEOVERRIDERESPONSE._serialized_start=3058
-  _CREATEOVERRIDERESPONSE._serialized_end=3133
-  _LISTOVERRIDESREQUEST._serialized_start=3135
-  _LISTOVERRIDESREQUEST._serialized_end=3250
-  _LISTOVERRIDESRESPONSE._serialized_start=3252
-  _LISTOVERRIDESRESPONSE._serialized_end=3368
-  _DELETEOVERRIDEREQUEST._serialized_start=3370
-  _DELETEOVERRIDEREQUEST._serialized_end=3459
-  _DELETEOVERRIDERESPONSE._serialized_start=3461
-  _DELETEOVERRIDERESPONSE._serialized_end=3485
-  _RESOURCESERVICE._serialized_start=3892
-  _RESOURCESERVICE._serialized_end=4905
+  _LISTRESOURCESREQUEST._serialized_end=1449
+  _LISTRESOURCESRESPONSE._serialized_start=1451
+  _LISTRESOURCESRESPONSE._serialized_end=1567
+  _UPDATERESOURCEREQUEST._serialized_start=1570
+  _UPDATERESOURCEREQUEST._serialized_end=1705
+  _UPDATERESOURCERESPONSE._serialized_start=1707
+  _UPDATERESOURCERESPONSE._serialized_end=1782
+  _DELETERESOURCEREQUEST._serialized_start=1784
+  _DELETERESOURCEREQUEST._serialized_end=1840
+  _DELETERESOURCERESPONSE._serialized_start=1842
+  _DELETERESOURCERESPONSE._serialized_end=1917
+  _SETWEEKLYSCHEDULEREQUEST._serialized_start=1920
+  _SETWEEKLYSCHEDULEREQUEST._serialized_end=2049
+  _SETWEEKLYSCHEDULERESPONSE._serialized_start=2051
+  _SETWEEKLYSCHEDULERESPONSE._serialized_end=2129
+  _RECURRENCE._serialized_start=2132
+  _RECURRENCE._serialized_end=2377
+  _OVERRIDE._serialized_start=2380
+  _OVERRIDE._serialized_end=2767
+  _CREATEOVERRIDEREQUEST._serialized_start=2770
+  _CREATEOVERRIDEREQUEST._serialized_end=3093
+  _CREATEOVERRIDERESPONSE._serialized_start=3095
+  _CREATEOVERRIDERESPONSE._serialized_end=3170
+  _LISTOVERRIDESREQUEST._serialized_start=3172
+  _LISTOVERRIDESREQUEST._serialized_end=3287
+  _LISTOVERRIDESRESPONSE._serialized_start=3289
+  _LISTOVERRIDESRESPONSE._serialized_end=3405
+  _DELETEOVERRIDEREQUEST._serialized_start=3407
+  _DELETEOVERRIDEREQUEST._serialized_end=3496
+  _DELETEOVERRIDERESPONSE._serialized_start=3498
+  _DELETEOVERRIDERESPONSE._serialized_end=3522
+  _RESOURCESERVICE._serialized_start=3929
+  _RESOURCESERVICE._serialized_end=4942
 # @@protoc_insertion_point(module_scope)
