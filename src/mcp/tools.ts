@@ -6,6 +6,7 @@ import { AvailabilityService } from "../../gen/holdfast/v1/availability_pb.js";
 import { type Booking, BookingService } from "../../gen/holdfast/v1/booking_pb.js";
 import { CatalogService } from "../../gen/holdfast/v1/catalog_pb.js";
 import { ResourceKind, ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
+import { slotFollows } from "../domain/availability.js";
 import { MAX_SERVICE_RESOURCES } from "../domain/catalog.js";
 import { DAY_MS, isCalendarDate, localDateTime, MINUTE_MS } from "../domain/time.js";
 import { ANY_SCOPE, requiredScopeOf } from "../rpc/auth.js";
@@ -309,6 +310,12 @@ type SlotSearch = {
   /** A local date searched: only slots on it, on their own resource's clock, are kept. */
   date?: string;
   api_token: string;
+  /**
+   * Where a page that filled inside a ListSlots page ends: the next starts
+   * after this slot (by start, then resource id), with a ListSlots from its
+   * start (and `api_token`, when set, of that ListSlots).
+   */
+  after?: { start: number; resourceId: string };
 };
 
 function encodeSearch(s: SlotSearch): string {
@@ -321,7 +328,10 @@ function decodeSearch(token: string): SlotSearch {
     if (
       typeof s.service_id === "string" &&
       typeof s.from === "number" &&
-      typeof s.to === "number"
+      typeof s.to === "number" &&
+      typeof s.api_token === "string" &&
+      (s.after === undefined ||
+        (typeof s.after.start === "number" && typeof s.after.resourceId === "string"))
     ) {
       return s;
     }
@@ -351,7 +361,7 @@ const findSlots: ToolDef<z.ZodObject> = {
   rpc: methodOf(AvailabilityService, "listSlots"),
   title: "Find free times",
   description:
-    "Lists free, bookable times of a service, earliest first, each with a slot_id to pass to hold_slot or reschedule_booking. Use it before offering times to the caller. Give `date` for one local day, or a start_time/end_time window (default: the next 7 days). Returns at most `limit` slots (default 10); when `page_token` is in the answer, more follow: call find_slots with only that page_token (and limit) to get them. Times come in UTC and as local wall-clock time of the resource's time zone. An empty list means nothing is free in that range: try a later range or another resource.",
+    "Lists free, bookable times of a service, earliest first, each with a slot_id to pass to hold_slot or reschedule_booking. Use it before offering times to the caller. Give `date` for one local day, or a start_time/end_time window (default: the next 7 days). Returns at most `limit` slots (default 10); when `page_token` is in the answer, more follow: call find_slots with only that page_token (and limit) to get them. Times come in UTC and as local wall-clock time of the resource's time zone. `search_complete` says whether the whole range (or date) was searched: an empty list with search_complete true means nothing is free there, so try a later range or another resource; with search_complete false the call stopped at its bound first, so call find_slots with the page_token to search on before saying nothing is free.",
   input: z.strictObject({
     service_id: id(`The service to book: ${SERVICE_ID_SOURCE}.`).optional(),
     resource_id: id(
@@ -425,55 +435,97 @@ const findSlots: ToolDef<z.ZodObject> = {
           api_token: "",
         };
       }
-      // A local date spans different instants in different zones: the
-      // search covers all of them, and keeps each slot on that date on its
-      // own resource's clock. A call's work is bounded, so pages may come
-      // short: read on until `limit` slots are kept or the range is done.
-      const slots: SlotView[] = [];
-      let apiToken = search.api_token;
-      let timeZones: Record<string, string> = {};
-      for (let round = 0; round < (search.date ? MAX_DATE_ROUNDS : 1); round++) {
-        const answer = await api.availability.listSlots({
-          serviceId: search.service_id,
-          resourceIds: search.resource_id ? [search.resource_id] : [],
-          startTime: timestampFromMs(search.from),
-          endTime: timestampFromMs(search.to),
-          duration: search.duration_ms ? durationFromMs(search.duration_ms) : undefined,
-          pageSize: limit - slots.length,
-          pageToken: apiToken,
-        });
-        timeZones = answer.timeZones;
-        apiToken = answer.nextPageToken;
-        for (const view of answer.slots.map(slotView)) {
-          if (!search.date || view.local_start_time?.slice(0, 10) === search.date) {
-            slots.push(view);
-          }
-        }
-        if (!apiToken || slots.length >= limit) break;
-      }
-      const data: Record<string, unknown> = { slots };
+      const found = await searchSlots(api, search, limit);
+      const { slots, timeZones, next } = found;
+      const data: Record<string, unknown> = { slots, search_complete: next === undefined };
+      const range = search.date
+        ? `${search.date} (local time of each resource)`
+        : `between ${between(search, timeZones)}`;
       let summary =
         slots.length > 0
           ? `${slots.length} free slot(s), earliest ${slots[0]?.local_start_time} ${slots[0]?.time_zone}. Hold one with hold_slot(slot_id).`
-          : apiToken
-            ? "No free time in the first part of the range searched (a call searches a bounded amount)."
+          : next
+            ? `Nothing free found yet, but the search is not finished: this call stopped at its bound (${MAX_SEARCH_ROUNDS} ListSlots pages) before searching all of ${search.date ? "" : "the range "}${range}. Do not tell the caller nothing is free: call find_slots with page_token to search on.`
             : search.date
-              ? `No free time on ${search.date} (local time of each resource): try another day or another resource.`
-              : `No free time between ${between(search, timeZones)}: try a later range or another resource.`;
-      if (apiToken) {
-        data.page_token = encodeSearch({ ...search, api_token: apiToken });
-        summary +=
-          slots.length > 0
-            ? " More slots follow: call find_slots with page_token."
-            : " Call find_slots with page_token to search on.";
+              ? `No free time on ${range}: try another day or another resource.`
+              : `No free time ${range}: try a later range or another resource.`;
+      if (next) {
+        data.page_token = encodeSearch(next);
+        if (slots.length > 0) {
+          summary += " More slots may follow: call find_slots with page_token.";
+        }
       }
       return ok(summary, data);
     });
   },
 };
 
-/** ListSlots calls one find_slots by date may make to fill its page. */
-const MAX_DATE_ROUNDS = 8;
+/** ListSlots calls one find_slots may make to fill its page, and their largest page. */
+const MAX_SEARCH_ROUNDS = 8;
+const MAX_SCAN_PAGE = 5000;
+
+/**
+ * Up to `limit` free slots of a search, earliest first, and where a next
+ * page resumes (undefined once the range is searched to its end).
+ *
+ * A call of ListSlots does bounded work, so a page may come short, even
+ * empty, with a token: the search reads on, at most MAX_SEARCH_ROUNDS
+ * calls. A search by date covers the instants the date spans in every zone
+ * searched and keeps only each resource's slots on that date on its own
+ * clock, so pages also bring slots it drops (a New York resource's
+ * evening of the day before, while Tokyo's day has begun): each round asks
+ * for four times as many as the last, up to MAX_SCAN_PAGE, so a search is
+ * not spent on them. Stopping inside a page, at `limit`, the next page
+ * resumes after the last slot kept (slots are ordered by start, then
+ * resource id), with a new ListSlots from its start.
+ */
+async function searchSlots(
+  api: McpApi,
+  search: SlotSearch,
+  limit: number,
+): Promise<{ slots: SlotView[]; timeZones: Record<string, string>; next?: SlotSearch }> {
+  const slots: SlotView[] = [];
+  const after = search.after;
+  const from = after ? Math.max(search.from, after.start) : search.from;
+  let apiToken = search.api_token;
+  let timeZones: Record<string, string> = {};
+  let pageSize = limit;
+  for (let round = 0; round < MAX_SEARCH_ROUNDS; round++) {
+    const answer = await api.availability.listSlots({
+      serviceId: search.service_id,
+      resourceIds: search.resource_id ? [search.resource_id] : [],
+      startTime: timestampFromMs(from),
+      endTime: timestampFromMs(search.to),
+      duration: search.duration_ms ? durationFromMs(search.duration_ms) : undefined,
+      pageSize: search.date ? pageSize : limit - slots.length,
+      pageToken: apiToken,
+    });
+    timeZones = answer.timeZones;
+    for (const slot of answer.slots) {
+      const at = {
+        start: slot.startTime ? msOfTimestamp(slot.startTime) : 0,
+        resourceId: slot.resourceId,
+      };
+      if (after && !slotFollows({ ...at, end: 0, remaining: 0 }, after)) continue;
+      const view = slotView(slot);
+      if (search.date && view.local_start_time?.slice(0, 10) !== search.date) continue;
+      slots.push(view);
+      if (slots.length === limit && slot !== answer.slots.at(-1)) {
+        // Full inside the page: the next page starts after this slot.
+        return {
+          slots,
+          timeZones,
+          next: { ...search, api_token: "", after: { start: at.start, resourceId: at.resourceId } },
+        };
+      }
+    }
+    apiToken = answer.nextPageToken;
+    if (!apiToken) return { slots, timeZones };
+    if (slots.length === limit) break;
+    pageSize = Math.min(MAX_SCAN_PAGE, pageSize * 4);
+  }
+  return { slots, timeZones, next: { ...search, api_token: apiToken } };
+}
 
 /**
  * The instants a local date covers on the clocks of the resources searched:

@@ -23,34 +23,60 @@ function dateIn(timeZone: string, days: number): string {
   return new Date(Date.now() + days * DAY).toLocaleDateString("en-CA", { timeZone });
 }
 
+/** RPCs the server has answered, by method name. */
+async function calls(): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  for (const [sample, n] of await scrape(server.url)) {
+    const method = /^holdfast_rpc_requests_total\{.*\bmethod="(\w+)"/.exec(sample)?.[1];
+    if (method) counts[method] = (counts[method] ?? 0) + n;
+  }
+  return counts;
+}
+
+/** The ListSlots calls `work` makes. */
+async function listSlotsCalls(work: () => Promise<unknown>): Promise<number> {
+  const before = (await calls()).ListSlots ?? 0;
+  await work();
+  return ((await calls()).ListSlots ?? 0) - before;
+}
+
 /**
  * A tenant with a 30-minute service delivered by a resource in New York
  * (listed first) and one in Tokyo, each open 09:00-17:00 on its own clock.
  */
-async function twoZoneClinic() {
+async function twoZoneClinic({
+  newYorkResources = 1,
+  newYorkHours = ["09:00", "17:00"],
+  gridMinutes = 30,
+}: {
+  newYorkResources?: number;
+  newYorkHours?: [string, string];
+  gridMinutes?: number;
+} = {}) {
   const { key } = await newTenant(server.url);
   const resources = clientFor(ResourceService, server.url, key);
-  const make = async (name: string, timeZone: string) =>
+  const make = async (name: string, timeZone: string, [startTime, endTime] = ["09:00", "17:00"]) =>
     (
       await resources.createResource({
         name,
         timeZone,
         capacity: 1,
         weeklySchedule: {
-          windows: [1, 2, 3, 4, 5, 6, 7].map((weekday) => ({
-            weekday,
-            startTime: "09:00",
-            endTime: "17:00",
-          })),
+          windows: [1, 2, 3, 4, 5, 6, 7].map((weekday) => ({ weekday, startTime, endTime })),
         },
       })
     ).resource?.id as string;
-  const ny = await make("Dr Lee (New York)", "America/New_York");
+  const ny = await make("Dr Lee (New York)", "America/New_York", newYorkHours);
   const tokyo = await make("Dr Sato (Tokyo)", "Asia/Tokyo");
+  const moreInNewYork = await Promise.all(
+    Array.from({ length: newYorkResources - 1 }, (_, i) =>
+      make(`Dr ${i} (New York)`, "America/New_York", newYorkHours),
+    ),
+  );
   const { service } = await clientFor(CatalogService, server.url, key).createService({
     name: "Consultation",
-    resourceIds: [ny, tokyo],
-    policy: { durations: [minutes(30)], slotInterval: minutes(30) },
+    resourceIds: [ny, tokyo, ...moreInNewYork],
+    policy: { durations: [minutes(gridMinutes)], slotInterval: minutes(gridMinutes) },
   });
   const keys = clientFor(KeyService, server.url, key);
   return {
@@ -62,6 +88,15 @@ async function twoZoneClinic() {
       return (await keys.createApiKey({ scopes, description: "mcp edges" })).apiKey;
     },
   };
+}
+
+/** New York's UTC offset on a date, "-05:00" or "-04:00". */
+function nyOffset(date: string): string {
+  const noon = new Date(`${date}T12:00:00Z`);
+  const hour = Number(
+    noon.toLocaleString("en-US", { timeZone: "America/New_York", hour: "2-digit", hour12: false }),
+  );
+  return `-0${12 - hour}:00`;
 }
 
 /** The half-hours from 09:00 to 16:30. */
@@ -107,6 +142,80 @@ describe("a service whose resources are in different time zones", () => {
       }
       expect(paged).toEqual(whole.data.slots.map((s: { slot_id: string }) => s.slot_id));
     }
+  });
+
+  it("find_slots by date finds the date's slots even where the day before of another zone comes first", async () => {
+    // Tokyo's day begins at 10:00 the day before in New York: New York's 14
+    // slots of that evening come first in the search, and are left out.
+    const c = await twoZoneClinic();
+    const day = dateIn("America/New_York", 3);
+    const agent = await mcpOverHttp(server.url, await c.keyWith(["bookings.read"]));
+    let first: Awaited<ReturnType<typeof callTool>> | undefined;
+    const made = await listSlotsCalls(async () => {
+      first = await callTool(agent, "find_slots", { service_id: c.serviceId, date: day, limit: 1 });
+    });
+    expect(first?.isError, first?.text).toBe(false);
+    expect(first?.data.slots.map((s: { local_start_time: string }) => s.local_start_time)).toEqual([
+      `${day}T09:00:00+09:00`,
+    ]);
+    expect(first?.data.search_complete).toBe(false);
+    expect(made).toBeLessThanOrEqual(9); // the zones, then at most 8 pages
+
+    // One at a time, every slot of the date once, earliest first, to the end.
+    const seen: string[] = [];
+    let answer = first;
+    for (let i = 0; i < 40 && answer; i++) {
+      expect(answer.isError, answer.text).toBe(false);
+      seen.push(
+        ...answer.data.slots.map(
+          (s: { local_start_time: string; time_zone: string }) =>
+            `${s.local_start_time} ${s.time_zone}`,
+        ),
+      );
+      if (!answer.data.page_token) break;
+      answer = await callTool(agent, "find_slots", {
+        page_token: answer.data.page_token,
+        limit: 1,
+      });
+    }
+    expect(answer?.data.search_complete).toBe(true);
+    expect(seen).toEqual([
+      ...DAY_GRID.map((t) => `${day}T${t}:00+09:00 Asia/Tokyo`),
+      ...DAY_GRID.map((t) => `${day}T${t}:00${nyOffset(day)} America/New_York`),
+    ]);
+  });
+
+  it("find_slots by date says when it stopped at its bound, and searches on from its page_token", async () => {
+    // 25 New York resources open all day on a one-minute grid: 13,500 of
+    // their slots the evening before come first, more than 8 pages hold.
+    const c = await twoZoneClinic({
+      newYorkResources: 25,
+      newYorkHours: ["00:00", "24:00"],
+      gridMinutes: 1,
+    });
+    const day = dateIn("America/New_York", 3);
+    const agent = await mcpOverHttp(server.url, await c.keyWith(["bookings.read"]));
+    let stopped: Awaited<ReturnType<typeof callTool>> | undefined;
+    const made = await listSlotsCalls(async () => {
+      stopped = await callTool(agent, "find_slots", {
+        service_id: c.serviceId,
+        date: day,
+        limit: 1,
+      });
+    });
+    expect(made).toBe(9); // the zones, then 8 pages: the bound
+    expect(stopped?.isError, stopped?.text).toBe(false);
+    expect(stopped?.data.slots).toEqual([]);
+    expect(stopped?.data.search_complete).toBe(false);
+    expect(stopped?.text).toContain("the search is not finished");
+    expect(stopped?.text).toContain("Do not tell the caller nothing is free");
+    expect(stopped?.text).not.toContain("No free time");
+    const on = await callTool(agent, "find_slots", {
+      page_token: stopped?.data.page_token,
+      limit: 1,
+    });
+    expect(on.isError, on.text).toBe(false);
+    expect(on.data.slots[0].local_start_time).toBe(`${day}T09:00:00+09:00`);
   });
 
   it("refuses a wall-clock time without resource_id, naming the zones; reads it in the resource's zone with one", async () => {
@@ -295,16 +404,6 @@ describe("hold_slot's limits and hints", () => {
 });
 
 describe("a key with catalog.read but not bookings.read", () => {
-  /** RPCs the server has answered, by method name. */
-  const calls = async () => {
-    const counts: Record<string, number> = {};
-    for (const [sample, n] of await scrape(server.url)) {
-      const method = /^holdfast_rpc_requests_total\{.*\bmethod="(\w+)"/.exec(sample)?.[1];
-      if (method) counts[method] = (counts[method] ?? 0) + n;
-    }
-    return counts;
-  };
-
   it("learns the zones of a service's resources in a few ListResources pages, not a call per resource", async () => {
     const { key } = await newTenant(server.url);
     const resources = clientFor(ResourceService, server.url, key);
