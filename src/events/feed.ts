@@ -2,7 +2,7 @@ import { EventEmitter } from "node:events";
 import { currentPosition, type EventFilter, type OutboxEvent, readEvents } from "../db/outbox.js";
 import type { Queryable } from "../db/pool.js";
 import { CHANNEL, notify, type Signals } from "../db/signals.js";
-import type { Position } from "../domain/events.js";
+import { isAfter, type Position } from "../domain/events.js";
 import { Pacer } from "./pacer.js";
 
 const BATCH = 1_000;
@@ -141,6 +141,14 @@ export class Subscription {
   private replay: readonly OutboxEvent[] = [];
   private replayNext = 0;
   private waiting: (() => void) | undefined;
+  /**
+   * The newest event the feed has offered (every tenant's, matching or not):
+   * every event after the feed's position when this subscribed, up to here,
+   * has been offered, and the matching ones queued.
+   */
+  private seen: Position | undefined;
+  /** `next` handed out an event the stream has not yet said it is done with. */
+  private taken = false;
   /** When it fell `capacity` behind (Date.now()), if it has. */
   overflowedAt: number | undefined;
   ended = false;
@@ -153,6 +161,8 @@ export class Subscription {
   ) {}
 
   offer(e: OutboxEvent): void {
+    // The feed offers in (xid, seq) order; never moved back regardless.
+    if (this.seen === undefined || isAfter(e.position, this.seen)) this.seen = e.position;
     if (e.tenantId !== this.tenantId || this.overflowed || !matches(e, this.filter)) return;
     if (this.queue.length >= this.capacity) {
       this.overflowedAt = Date.now();
@@ -180,7 +190,26 @@ export class Subscription {
       });
       this.waiting = undefined;
     }
-    return this.overflowed ? undefined : this.queue.shift();
+    const e = this.overflowed ? undefined : this.queue.shift();
+    this.taken = e !== undefined;
+    return e;
+  }
+
+  /** The stream is done with the event `next` handed out: sent it, or dropped it as a repeat. */
+  done(): void {
+    this.taken = false;
+  }
+
+  /**
+   * How far the stream has got through the live feed, when it has nothing
+   * left to send: every event the feed offered up to the returned position
+   * either did not match or was handed out and done with. Undefined while an
+   * event is queued or taken, after an overflow (the queue was dropped), or
+   * before the feed offered anything.
+   */
+  caughtUp(): Position | undefined {
+    if (this.queue.length > 0 || this.taken || this.overflowed) return undefined;
+    return this.seen;
   }
 
   /** The stream reads `events` from the table and sends them, one by one (see `replayed`). */

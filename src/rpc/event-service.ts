@@ -13,7 +13,6 @@ import {
   type OutboxEvent,
   outboxBounds,
   readEventPage,
-  readEvents,
 } from "../db/outbox.js";
 import type { Queryable } from "../db/pool.js";
 import {
@@ -32,7 +31,7 @@ import {
   type EventCursors,
   encodeCursor,
 } from "../events/cursors.js";
-import type { EventFeed } from "../events/feed.js";
+import type { EventFeed, Subscription } from "../events/feed.js";
 import { type Keyring, principalOf } from "./auth.js";
 import { pageSizeOf } from "./paging.js";
 import * as v from "./validate.js";
@@ -93,17 +92,35 @@ export type StreamLimits = {
 };
 
 /**
+ * A WatchEvents stream: every matching event after its starting point,
+ * replayed from the table and then live, until its signal aborts or the
+ * feed stops.
+ */
+export type EventStream = AsyncIterable<Event> & {
+  /**
+   * The cursor a consumer that has received every event this stream has
+   * yielded so far resumes from: past those events, and past every event the
+   * stream has read and skipped because its filter does not match (other
+   * tenants' too), up to where it has caught up with the outbox. Never past
+   * a matching event it has not yet yielded, or one it is yielding (until
+   * the consumer asks for the next). So a filtered stream's cursor keeps up
+   * with the outbox, as a poller's `next_cursor` does, and never falls
+   * behind what retention deletes while the stream reads on.
+   */
+  cursor(): string;
+};
+
+/**
  * Opens a WatchEvents stream of a tenant, for the RPC and for the
  * Server-Sent Events endpoint alike: checks the request and fixes where the
  * stream starts (a bad filter or cursor is refused before anything is
- * sent), then yields every matching event after that point, replayed from
- * the table and then live, until `signal` aborts or the feed stops.
+ * sent), then returns the stream.
  */
 export type OpenEventStream = (
   tenantId: string,
   req: WatchEventsRequest,
   signal: AbortSignal,
-) => Promise<AsyncIterable<Event>>;
+) => Promise<EventStream>;
 
 /** The position a cursor names (see cursorPosition); `otherwise` when there is none. */
 async function positionOf(
@@ -117,6 +134,28 @@ async function positionOf(
   const p = decodeCursor(cursor, cipher);
   if (p === undefined) throw invalidCursor();
   return cursorPosition(p, await outboxBounds(db));
+}
+
+/** How far a stream has got, for its cursor. */
+class Progress {
+  /**
+   * Every matching event up to here has been yielded, and the consumer has
+   * asked for the next since: the last event sent, or where a catch-up page
+   * that was not full read up to.
+   */
+  cursor: Position;
+  /** The stream's subscription while it follows the live feed. */
+  live: Subscription | undefined;
+
+  constructor(start: Position) {
+    this.cursor = start;
+  }
+
+  /** The cursor, or further where the live feed has nothing left for the stream to send. */
+  reached(): Position {
+    const caughtUp = this.live?.caughtUp();
+    return caughtUp !== undefined && isAfter(caughtUp, this.cursor) ? caughtUp : this.cursor;
+  }
 }
 
 /**
@@ -144,7 +183,10 @@ export function eventStreams(
       const start = await positionOf(db, req.after, cipher, () =>
         req.fromBeginning ? Promise.resolve(BEGINNING) : currentPosition(db),
       );
-      return follow(tenantId, filter, start, signal, cipher, release);
+      const at = new Progress(start);
+      return Object.assign(follow(tenantId, filter, at, signal, cipher, release), {
+        cursor: () => encodeCursor(at.reached(), cipher),
+      });
     } catch (err) {
       release();
       throw err;
@@ -183,13 +225,12 @@ export function eventStreams(
   async function* follow(
     tenantId: string,
     filter: EventFilter,
-    start: Position,
+    at: Progress,
     signal: AbortSignal,
     cipher: CursorCipher,
     release: () => void,
   ): AsyncGenerator<Event> {
     try {
-      let cursor = start;
       // Since when the stream has been behind the live feed, if it is.
       let behindSince: number | undefined;
       const ended = AbortSignal.any([signal, stopping]);
@@ -200,9 +241,9 @@ export function eventStreams(
         try {
           for (;;) {
             if (ended.aborted) break streaming;
-            const page = await readEvents(db, {
+            const { events: page, head } = await readEventPage(db, {
               tenantId,
-              after: cursor,
+              after: at.cursor,
               filter,
               limit: CATCH_UP_PAGE,
             });
@@ -210,18 +251,25 @@ export function eventStreams(
             for (const e of page) {
               yield eventOf(e, cipher);
               live.replayed();
-              cursor = e.position;
+              at.cursor = e.position;
               if (behindSince !== undefined && Date.now() - behindSince > limits.maxLagMs) {
                 throw new Rejection(
                   "CONSUMER_TOO_SLOW",
                   `the stream stayed behind for more than ${limits.maxLagMs} ms; resume from the cursor`,
-                  { metadata: { cursor: encodeCursor(cursor, cipher) } },
+                  { metadata: { cursor: encodeCursor(at.cursor, cipher) } },
                 );
               }
             }
-            if (page.length < CATCH_UP_PAGE) break;
+            if (page.length < CATCH_UP_PAGE) {
+              // Every matching event up to the head this read saw was on the
+              // page: the stream has read past the others, as a short
+              // ListEvents page has. Live events before it are repeats.
+              if (isAfter(head, at.cursor)) at.cursor = head;
+              break;
+            }
           }
           live.replaying([]);
+          at.live = live;
           behindSince = undefined;
           for (;;) {
             const e = await live.next(ended);
@@ -234,19 +282,25 @@ export function eventStreams(
               break;
             }
             if (!e) break streaming;
-            if (!isAfter(e.position, cursor)) continue;
-            yield eventOf(e, cipher);
-            cursor = e.position;
+            if (isAfter(e.position, at.cursor)) {
+              yield eventOf(e, cipher);
+              at.cursor = e.position;
+            }
+            live.done();
           }
         } finally {
+          // However this subscription ends, the stream keeps how far it got
+          // through the feed (no further, if it ends inside a yield).
+          at.cursor = at.reached();
+          at.live = undefined;
           live.close();
         }
       }
       if (stopping.aborted && !signal.aborted) {
         throw new Rejection(
           "UNAVAILABLE",
-          "the server is stopping; resume from the cursor of the last event you processed",
-          { metadata: { cursor: encodeCursor(cursor, cipher) } },
+          "the server is stopping; once you have processed the events received, resume from the cursor",
+          { metadata: { cursor: encodeCursor(at.cursor, cipher) } },
         );
       }
     } finally {

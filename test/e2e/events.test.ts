@@ -6,6 +6,7 @@ import * as protoLoader from "@grpc/proto-loader";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from "vitest";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
 import { type Event, EventService } from "../../gen/holdfast/v1/event_pb.js";
 import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { pruneEvents } from "../../src/db/outbox.js";
@@ -26,8 +27,11 @@ import { ADMIN_KEY, startTestServer, type TestServer } from "../support/server.j
 let server: TestServer;
 
 /** A tenant's event cursor cipher, as every instance makes it (its `event-cursors` secret). */
-async function cursorsOf(tenantId: string): Promise<CursorCipher> {
-  const db = new pg.Client({ connectionString: server.databaseUrl });
+async function cursorsOf(
+  tenantId: string,
+  databaseUrl = server.databaseUrl,
+): Promise<CursorCipher> {
+  const db = new pg.Client({ connectionString: databaseUrl });
   await db.connect();
   try {
     const { rows } = await db.query<{ secret: Buffer }>(
@@ -619,6 +623,105 @@ describe("ListEvents' next_cursor", () => {
         const refused = await streamed(w.key, headers, query);
         expect([refused.status, refused.reason]).toEqual([400, "INVALID_CURSOR"]);
       }
+    }
+  });
+});
+
+describe("a filtered stream's cursor", () => {
+  /** Ages every event of the database past the retention and deletes them, as maintenance does. */
+  async function retireAll(databaseUrl: string): Promise<void> {
+    const db = new pg.Client({ connectionString: databaseUrl });
+    await db.connect();
+    try {
+      await db.query("UPDATE outbox SET occur_time = now() - interval '8 days'");
+      await pruneEvents(db, 7 * 86_400_000, 5_000);
+      const { rows } = await db.query(
+        `SELECT (SELECT count(*) FROM outbox)::int AS kept,
+           (SELECT count(*) FROM outbox_pruned)::int AS marked`,
+      );
+      expect(rows[0]).toEqual({ kept: 0, marked: 1 });
+    } finally {
+      await db.end();
+    }
+  }
+
+  /** The error a stream ended with, once it has ended. */
+  async function endOf(stream: ReturnType<typeof watch>): Promise<ConnectError> {
+    for (let i = 0; i < 500 && stream.failure() === undefined; i++) await sleep(20);
+    return stream.failure() as ConnectError;
+  }
+
+  it("moves past the events it skipped, so it resumes after retention deleted them, missing nothing", async () => {
+    // A server of the test's own, which it stops; polling often, so the feed
+    // reads the skipped events soon after they become readable.
+    const own = await startTestServer({ HOLDFAST_EVENT_POLL_MS: "100" });
+    const w = await bookingWorld(own.url, { resources: 2 });
+    const [watched, other] = w.resourceIds as [string, string];
+    const filter = { resourceIds: [watched] };
+    const events = clientFor(EventService, own.url, w.key);
+    const hold = async (resourceId: string, hour: number) =>
+      (await w.bookings.createHold({ serviceId: w.serviceId, resourceId, ...at(10, hour) })).booking
+        ?.id as string;
+
+    // Following live: one matching event, then only events the filter skips.
+    const live = watch(events, { filter });
+    await sleep(300);
+    const matched = await hold(watched, 9);
+    const [first] = await live.until(1);
+    expect(first?.booking?.id).toBe(matched);
+    for (let h = 10; h < 13; h++) await hold(other, h);
+    let all: Event[] = [];
+    for (let i = 0; i < 250 && all.length < 4; i++) {
+      all = (await events.listEvents({})).events;
+      if (all.length < 4) await sleep(20);
+    }
+    expect(all).toHaveLength(4);
+    // Catching up from the table: from the matching event, past the skipped ones.
+    const catchingUp = watch(events, { after: first?.cursor as string, filter });
+    // Both have read the skipped events (the live feed polls every 100 ms).
+    await sleep(1_000);
+    // Longer than the retention later, every event read so far is deleted.
+    await retireAll(own.databaseUrl);
+
+    await own.close();
+    const cipher = await cursorsOf(w.tenantId, own.databaseUrl);
+    const skippedLast = decodeCursor(all.at(-1)?.cursor as string, cipher) as Position;
+    const cursors: string[] = [];
+    for (const stream of [live, catchingUp]) {
+      const err = await endOf(stream);
+      const info = err?.findDetails(ErrorInfoSchema)[0];
+      expect([err?.code, info?.reason]).toEqual([Code.Unavailable, "UNAVAILABLE"]);
+      const cursor = info?.metadata.cursor as string;
+      // At least as far as the stream read: past the skipped events, not
+      // left at the matching one (which retention deleted after them).
+      expect(isAfter(skippedLast, decodeCursor(cursor, cipher) as Position)).toBe(false);
+      cursors.push(cursor);
+    }
+    expect(live.events.map((e) => e.booking?.id)).toEqual([matched]);
+    expect(catchingUp.events).toEqual([]);
+
+    // Another instance: a match commits while no stream is open, then another live.
+    const next = await startTestServer({}, own.databaseUrl);
+    const nextEvents = clientFor(EventService, next.url, w.key);
+    const bookings = clientFor(BookingService, next.url, w.key);
+    const holdNext = async (resourceId: string, hour: number) =>
+      (await bookings.createHold({ serviceId: w.serviceId, resourceId, ...at(10, hour) })).booking
+        ?.id as string;
+    const meanwhile = await holdNext(watched, 14);
+    const resumed = cursors.map((after) => watch(nextEvents, { after, filter }));
+    for (const cursor of cursors) {
+      // ListEvents takes the same cursor: not CURSOR_EXPIRED either.
+      const page = await nextEvents.listEvents({ after: cursor, filter });
+      expect(page.events.every((e) => e.booking?.id === meanwhile)).toBe(true);
+    }
+    await holdNext(other, 15);
+    const later = await holdNext(watched, 16);
+    for (const stream of resumed) {
+      await stream.until(2);
+      await sleep(300);
+      await stream.stop();
+      expect(stream.failure()).toBeUndefined();
+      expect(stream.events.map((e) => e.booking?.id)).toEqual([meanwhile, later]);
     }
   });
 });

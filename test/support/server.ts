@@ -10,7 +10,9 @@ export type TestServer = Holdfast & { databaseUrl: string };
 
 /**
  * A real Holdfast instance on a free port over a fresh database, closed
- * after the calling file's tests. `env` adds or overrides configuration.
+ * after the calling file's tests (unless a test closed it first, as a
+ * graceful stop does: `close` runs once). `env` adds or overrides
+ * configuration.
  */
 export async function startTestServer(
   env: Record<string, string> = {},
@@ -31,6 +33,12 @@ export async function startTestServer(
     ...env,
   });
   const server = await startHoldfast(config, url, undefined, options);
-  afterAll(() => server.close());
-  return Object.assign(server, { databaseUrl: url });
+  const stop = server.close.bind(server);
+  let closed: Promise<void> | undefined;
+  const close = () => {
+    closed ??= stop();
+    return closed;
+  };
+  afterAll(close);
+  return Object.assign(server, { close, databaseUrl: url });
 }
