@@ -1,7 +1,6 @@
 import { create, toJson } from "@bufbuild/protobuf";
 import { codeToHttpStatus, errorToJson } from "@connectrpc/connect/protocol-connect";
 import {
-  type Event,
   EventSchema,
   EventService,
   type WatchEventsRequest,
@@ -11,7 +10,7 @@ import { Rejection } from "../domain/rejection.js";
 import { log } from "../log.js";
 import { authenticate, type Keyring, requiredScopeOf } from "./auth.js";
 import { toConnectError } from "./errors.js";
-import type { OpenEventStream } from "./event-service.js";
+import type { EventStream, OpenEventStream } from "./event-service.js";
 import { cutOff, drained, type NodeRequest, type NodeResponse } from "./http.js";
 import { checkRequest } from "./limits.js";
 import { localizeBookings, type ZoneLookup } from "./local-times.js";
@@ -82,7 +81,7 @@ export function eventStreamHandler(
     // Last-Event-ID (WatchEvents answers UNAVAILABLE instead).
     const stopped = AbortSignal.any([opts.stoppingSignal, opts.shutdownSignal]);
     const signal = AbortSignal.any([gone.signal, stopped, revocation.signal]);
-    let events: AsyncIterable<Event>;
+    let events: EventStream;
     let tenantId: string;
     // The RateLimit fields, on every answer once the caller is known.
     let limitFields: Record<string, string> = {};
@@ -118,17 +117,40 @@ export function eventStreamHandler(
       // Reverse proxies such as nginx would otherwise hold events back.
       "x-accel-buffering": "no",
     });
+    // The client's last event ID is where it resumes. Each event's is its
+    // cursor; between events, the stream's own cursor moves on past events
+    // its filter skips, and the client is given that too, as an `id` field
+    // in a block without data (`idField`): per the SSE specification such a
+    // block sets the last event ID and dispatches no event, while a comment
+    // can carry nothing. Otherwise a filtered stream that matched nothing for
+    // longer than the retention would resume from a cursor already expired,
+    // and one opened from now that matched nothing would resume from now again,
+    // missing what committed while it reconnected.
+    let lastId: string | undefined;
+    // From receiving an event until asking for the next, the stream's cursor
+    // may be behind the id just written: no other id is sent then.
+    let busy = false;
+    const idField = () => {
+      if (busy) return "";
+      const cursor = events.cursor();
+      if (cursor === lastId) return "";
+      lastId = cursor;
+      return `id: ${cursor}\n`;
+    };
     // The first bytes tell the client the stream is open: every event that
-    // commits from now on (or after its cursor) will follow.
-    let writable = write(`retry: ${RETRY_MS}\n: open\n\n`);
+    // commits from now on (or after its cursor) will follow, and with the
+    // stream's starting cursor as its last event ID, after a reconnect too.
+    let writable = write(`retry: ${RETRY_MS}\n: open\n${idField()}\n`);
     const heartbeat = setInterval(() => {
-      if (writable) writable = write(": heartbeat\n\n");
+      if (writable) writable = write(`: heartbeat\n${idField()}\n`);
     }, opts.heartbeatMs);
     try {
       for await (const event of events) {
+        busy = true;
         await localizeBookings(EventSchema, event, tenantId, opts.zones);
         const data = JSON.stringify(toJson(EventSchema, event));
         writable = write(`id: ${event.cursor}\ndata: ${data}\n\n`);
+        lastId = event.cursor;
         // A client that stops reading fills the socket's buffer: wait for it
         // (the feed meanwhile keeps at most its bounded queue), and cut it
         // off if it stays full, as WatchEvents closes a consumer too slow.
@@ -138,15 +160,21 @@ export function eventStreamHandler(
           cutOff(res);
           return;
         }
+        busy = false;
       }
       if (revocation.signal.aborted) throw revocation.signal.reason;
+      // Ended by the server's stop: the client resumes from how far the
+      // stream got, which may be past its last event.
+      const id = gone.signal.aborted ? "" : idField();
+      if (id !== "") write(`${id}\n`);
     } catch (err) {
       // Mid-stream failures (CONSUMER_TOO_SLOW, the database gone) end the
-      // stream with an `error` event carrying the same JSON as an RPC error;
+      // stream with an `error` event carrying the same JSON as an RPC error
+      // (and the stream's cursor as its id, if it moved on since the last);
       // once the server is stopping, it just ends, as the README promises.
       const error = errorToJson(toConnectError(err, EVENT_STREAM_PATH), undefined);
       if (!gone.signal.aborted && !stopped.aborted) {
-        write(`event: error\ndata: ${JSON.stringify(error)}\n\n`);
+        write(`event: error\n${idField()}data: ${JSON.stringify(error)}\n\n`);
       }
     } finally {
       clearInterval(heartbeat);

@@ -1,8 +1,11 @@
 import { connect } from "node:http2";
+import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
 import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
+import { EventService } from "../../gen/holdfast/v1/event_pb.js";
 import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { loadConfig } from "../../src/config.js";
+import { pruneEvents } from "../../src/db/outbox.js";
 import { startHoldfast } from "../../src/server.js";
 import { at, bookingWorld, sleep } from "../support/booking.js";
 import { clientFor, postJson } from "../support/clients.js";
@@ -83,6 +86,32 @@ async function follow(
     },
     reading,
   };
+}
+
+/**
+ * The last event ID an EventSource would send on reconnecting: the `id` of
+ * the last block that had one, with or without data (a block without data
+ * sets it and dispatches no event).
+ */
+function lastEventId(blocks: Block[]): string | undefined {
+  return blocks.findLast((b) => b.id !== undefined)?.id;
+}
+
+/** Ages every event of the database past the retention and deletes them, as maintenance does. */
+async function retireAll(databaseUrl: string): Promise<void> {
+  const db = new pg.Client({ connectionString: databaseUrl });
+  await db.connect();
+  try {
+    await db.query("UPDATE outbox SET occur_time = now() - interval '8 days'");
+    await pruneEvents(db, 7 * 86_400_000, 5_000);
+    const { rows } = await db.query(
+      `SELECT (SELECT count(*) FROM outbox)::int AS kept,
+         (SELECT count(*) FROM outbox_pruned)::int AS marked`,
+    );
+    expect(rows[0]).toEqual({ kept: 0, marked: 1 });
+  } finally {
+    await db.end();
+  }
 }
 
 type Streamed = {
@@ -188,6 +217,49 @@ describe("GET /v1/events/stream", () => {
     expect(last?.event).toBe("error");
     expect(JSON.stringify(JSON.parse(last?.data as string))).toContain("UNAUTHENTICATED");
     await stream.stop();
+  });
+
+  it("gives the client the stream's cursor as its last event ID once the filter skipped events", async () => {
+    const w = await bookingWorld(server.url, { resources: 2 });
+    const [watched, other] = w.resourceIds as [string, string];
+    const s = await follow(server.url, w.key, `?resource_ids=${watched}`);
+    await s.until(() => s.blocks.some((b) => b.comments.includes("open")));
+    // The opening block names where the stream starts.
+    const opened = s.blocks[0]?.id as string;
+    expect(opened).toMatch(/^ev2_/);
+    const { booking } = await w.bookings.createHold({
+      serviceId: w.serviceId,
+      resourceId: other,
+      ...at(2, 9),
+    });
+    // A heartbeat carries the cursor past the skipped event, in a block with no data.
+    await s.until(() =>
+      s.blocks.some((b) => b.comments.includes("heartbeat") && b.id !== undefined),
+    );
+    const moved = s.blocks.find((b) => b.comments.includes("heartbeat") && b.id !== undefined);
+    expect(moved?.data).toBeUndefined();
+    expect(moved?.id).not.toBe(opened);
+    await sleep(500);
+    await s.stop();
+    expect(s.events()).toEqual([]);
+    // Heartbeats repeat no id the client already has.
+    const ids = s.blocks.flatMap((b) => (b.id === undefined ? [] : [b.id]));
+    expect(new Set(ids).size).toBe(ids.length);
+    // Resuming from it skips the event again, and brings the next match.
+    const resumed = await follow(server.url, w.key, `?resource_ids=${watched}`, {
+      "Last-Event-ID": lastEventId(s.blocks) as string,
+    });
+    await resumed.until(() => resumed.blocks.some((b) => b.comments.includes("open")));
+    await w.bookings.confirmBooking({ bookingId: booking?.id as string });
+    const { booking: match } = await w.bookings.createHold({
+      serviceId: w.serviceId,
+      resourceId: watched,
+      ...at(2, 9),
+    });
+    await resumed.until(() => resumed.events().length >= 1);
+    await sleep(300);
+    await resumed.stop();
+    expect((resumed.events() as Streamed[]).map((e) => e.booking.id)).toEqual([match?.id]);
   });
 
   it("sends heartbeat comments while idle", async () => {
@@ -314,6 +386,73 @@ describe("GET /v1/events/stream", () => {
     await sleep(300);
     await resumed.stop();
     expect((resumed.events() as Streamed[]).map((e) => e.booking.id)).toEqual([booking?.id]);
+  });
+
+  it("resumes a filtered stream after a stop from past the events it skipped, though retention deleted them", async () => {
+    // Heartbeats far apart: the ids come from the opening and the end of the stream.
+    const own = await startTestServer({
+      HOLDFAST_EVENT_POLL_MS: "100",
+      HOLDFAST_STREAM_HEARTBEAT_MS: "60000",
+    });
+    const w = await bookingWorld(own.url, { resources: 2 });
+    const [watched, other] = w.resourceIds as [string, string];
+    const filter = `?resource_ids=${watched}`;
+    const hold = async (url: string, resourceId: string, hour: number) =>
+      (
+        await clientFor(BookingService, url, w.key).createHold({
+          serviceId: w.serviceId,
+          resourceId,
+          ...at(3, hour),
+        })
+      ).booking?.id as string;
+    // One stream gets a matching event, the other (opened after it) none;
+    // then both only read events their filter skips.
+    const matching = await follow(own.url, w.key, filter);
+    await matching.until(() => matching.blocks.some((b) => b.comments.includes("open")));
+    const matched = await hold(own.url, watched, 9);
+    await matching.until(() => matching.events().length === 1);
+    const matchedId = matching.events()[0]?.sseId;
+    const none = await follow(own.url, w.key, filter);
+    await none.until(() => none.blocks.some((b) => b.comments.includes("open")));
+    for (let h = 10; h < 13; h++) await hold(own.url, other, h);
+    const events = clientFor(EventService, own.url, w.key);
+    for (let i = 0; i < 250 && (await events.listEvents({})).events.length < 4; i++)
+      await sleep(20);
+    await sleep(1_000);
+    // Longer than the retention later, every event read so far is deleted.
+    await retireAll(own.databaseUrl);
+    await own.close();
+    for (const s of [matching, none]) {
+      await s.reading;
+      expect(s.failure()).toBeUndefined();
+      expect(s.ended()).toBe(true);
+      expect(s.blocks.filter((b) => b.event !== undefined)).toEqual([]);
+    }
+    expect((matching.events() as Streamed[]).map((e) => e.booking.id)).toEqual([matched]);
+    expect(none.events()).toEqual([]);
+    // The stream that matched has moved its client past its event.
+    expect(lastEventId(matching.blocks)).not.toBe(matchedId);
+
+    // On another instance: a match commits while the clients reconnect, then another.
+    const next = await startTestServer({}, own.databaseUrl);
+    const meanwhile = await hold(next.url, watched, 14);
+    const resumed = [];
+    for (const s of [matching, none]) {
+      const lastId = lastEventId(s.blocks);
+      expect(lastId).toBeDefined();
+      const r = await follow(next.url, w.key, filter, { "Last-Event-ID": lastId as string });
+      expect(r.res.status).toBe(200);
+      await r.until(() => r.blocks.some((b) => b.comments.includes("open")));
+      resumed.push(r);
+    }
+    await hold(next.url, other, 15);
+    const later = await hold(next.url, watched, 16);
+    for (const r of resumed) {
+      await r.until(() => r.events().length >= 2);
+      await sleep(300);
+      await r.stop();
+      expect((r.events() as Streamed[]).map((e) => e.booking.id)).toEqual([meanwhile, later]);
+    }
   });
 });
 
