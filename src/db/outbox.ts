@@ -80,33 +80,39 @@ export async function readEvents(q: Queryable, opts: ReadOptions): Promise<Outbo
 }
 
 /**
- * A tenant's page of events, as readEvents, and the head the same query
- * read them up to (the oldest transaction running in its snapshot, seq 0).
+ * A tenant's page of events, as readEvents, with the outbox's bounds (see
+ * outboxBounds) read by the same statement: its `head` is the one the page
+ * was read up to (the oldest transaction running in its snapshot, seq 0).
  * When fewer than `limit` came back, every matching event between `after`
  * and `head` is among them, so reading on from `head` misses nothing and
  * repeats nothing, and skips the events that did not match. The head must
  * come from the very snapshot that chose the events: one read by a later
- * query could be past events that became readable in between.
+ * query could be past events that became readable in between. So must the
+ * retention marker a cursor is checked against: checked by an earlier
+ * query, it could be passed by a prune that commits before the page is
+ * read, which would then start after deleted events without a word.
  */
 export async function readEventPage(
   q: Queryable,
   opts: ReadOptions & { tenantId: string },
-): Promise<{ events: OutboxEvent[]; head: Position }> {
+): Promise<{ events: OutboxEvent[] } & OutboxBounds> {
   const { where, values } = readQuery(opts, "h.head");
-  type PageRow = { head: string } & { [K in keyof Row]: Row[K] | null };
+  type PageRow = BoundsRow & { [K in keyof Row]: Row[K] | null };
   // One row even when no event matches (the event's columns then null).
   const { rows } = await q.query<PageRow>({
     name: "read_event_page",
-    text: `WITH h AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS head)
-           SELECT h.head::text AS head, e.* FROM h LEFT JOIN LATERAL (
-             SELECT ${COLUMNS} FROM outbox WHERE ${where}) e ON true
+    text: `WITH h AS MATERIALIZED (SELECT ${BOUNDS})
+           SELECT h.head::text AS head, h.last_seq::text AS last_seq,
+             h.pruned_xid::text AS pruned_xid, h.pruned_seq::text AS pruned_seq, e.*
+           FROM h LEFT JOIN LATERAL (SELECT ${COLUMNS} FROM outbox WHERE ${where}) e ON true
            ORDER BY e.xid::xid8, e.seq::bigint`,
     values,
   });
-  const head = { xid: BigInt((rows[0] as PageRow).head), seq: 0n };
   const events: OutboxEvent[] = [];
-  for (const { head: _, ...r } of rows) if (r.xid !== null) events.push(eventOf(r as Row));
-  return { events, head };
+  for (const { head: _, last_seq: _s, pruned_xid: _x, pruned_seq: _q, ...r } of rows) {
+    if (r.xid !== null) events.push(eventOf(r as Row));
+  }
+  return { events, ...boundsOf(rows[0] as BoundsRow) };
 }
 
 /** "Now": events of transactions that have not finished yet come after it, all others before. */
@@ -125,18 +131,33 @@ export async function currentPosition(q: Queryable): Promise<Position> {
  * after the cursor arrived.
  */
 export async function outboxBounds(q: Queryable): Promise<OutboxBounds> {
-  type BoundsRow = { head: string; last_seq: string; xid: string | null; seq: string | null };
   const { rows } = await q.query<BoundsRow>(
-    `SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS head,
-       coalesce(pg_sequence_last_value(pg_get_serial_sequence('outbox', 'seq')), 0)::text AS last_seq,
-       p.xid::text, p.seq::text
-     FROM (SELECT) AS head LEFT JOIN outbox_pruned p ON true`,
+    `SELECT head::text, last_seq::text, pruned_xid::text, pruned_seq::text FROM (SELECT ${BOUNDS}) b`,
   );
-  const r = rows[0] as BoundsRow;
+  return boundsOf(rows[0] as BoundsRow);
+}
+
+/** OutboxBounds' select list (head as xid8, the others as stored). */
+const BOUNDS = `pg_snapshot_xmin(pg_current_snapshot()) AS head,
+  coalesce(pg_sequence_last_value(pg_get_serial_sequence('outbox', 'seq')), 0) AS last_seq,
+  p.xid AS pruned_xid, p.seq AS pruned_seq
+  FROM (SELECT) AS nothing LEFT JOIN outbox_pruned p ON true`;
+
+type BoundsRow = {
+  head: string;
+  last_seq: string;
+  pruned_xid: string | null;
+  pruned_seq: string | null;
+};
+
+function boundsOf(r: BoundsRow): OutboxBounds {
   return {
     head: { xid: BigInt(r.head), seq: 0n },
     lastSeq: BigInt(r.last_seq),
-    pruned: r.xid === null ? undefined : { xid: BigInt(r.xid), seq: BigInt(r.seq as string) },
+    pruned:
+      r.pruned_xid === null
+        ? undefined
+        : { xid: BigInt(r.pruned_xid), seq: BigInt(r.pruned_seq as string) },
   };
 }
 

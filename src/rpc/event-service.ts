@@ -342,13 +342,21 @@ export function eventService(
       const f = v.parseRequest(readSchema, req);
       const limit = pageSizeOf(req.pageSize, EVENT_PAGES);
       const cipher = cursors.of(tenantId);
-      const after = await positionOf(db, req.after, cipher, () => Promise.resolve(BEGINNING));
-      const { events, head } = await readEventPage(db, {
+      // Text that is not a cursor is refused before any query.
+      const after = req.after === "" ? BEGINNING : decodeCursor(req.after, cipher);
+      if (after === undefined) throw invalidCursor();
+      // One statement reads the page and the bounds the cursor is checked
+      // against (see cursorPosition); the page of a cursor refused is
+      // dropped (it holds only this tenant's events). From one snapshot, a
+      // prune cannot pass the cursor between the check and the read.
+      const { events, ...bounds } = await readEventPage(db, {
         tenantId,
         after,
         filter: f.filter,
         limit,
       });
+      if (req.after !== "") cursorPosition(after, bounds);
+      const head = bounds.head;
       // A full page resumes after its last event. A shorter one holds every
       // matching event up to the head its read saw, so the next page starts
       // there: past the events that did not match (other tenants' too), so

@@ -1,6 +1,6 @@
 import type pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
-import { readEventPage } from "../../src/db/outbox.js";
+import { outboxBounds, pruneEvents, readEventPage } from "../../src/db/outbox.js";
 import { BEGINNING, isAfter, type Position } from "../../src/domain/events.js";
 import { seededDatabase } from "../support/database.js";
 
@@ -53,5 +53,32 @@ describe("readEventPage", () => {
     } finally {
       early.release();
     }
+  });
+
+  it("reads the bounds a cursor is checked against in the same statement as the page", async () => {
+    const page = () =>
+      readEventPage(pool, {
+        tenantId: "ten_a",
+        after: BEGINNING,
+        filter: { types: [], resourceIds: [], serviceIds: [] },
+        limit: 1000,
+      });
+    const { rows } = await pool.query<{ seq: string }>(
+      "INSERT INTO outbox (tenant_id, type, payload, occur_time) VALUES ('ten_a', 'booking.held', '{}', now() - interval '8 days') RETURNING seq::text",
+    );
+    const seq = BigInt(rows[0]?.seq as string);
+    let before = await page();
+    for (let i = 0; i < 50 && !before.events.some((e) => e.position.seq === seq); i++) {
+      before = await page();
+    }
+    const old = before.events.find((e) => e.position.seq === seq)?.position as Position;
+    expect(old).toBeDefined();
+    expect(before.lastSeq >= seq).toBe(true);
+    expect(before.pruned === undefined || isAfter(old, before.pruned)).toBe(true);
+    expect(await pruneEvents(pool, 7 * 86_400_000, 5_000)).toBeGreaterThan(0);
+    const after = await page();
+    expect(after.events.some((e) => e.position.seq === seq)).toBe(false);
+    expect(after.pruned).toEqual(old);
+    expect(after).toMatchObject(await outboxBounds(pool).then(({ head: _, ...b }) => b));
   });
 });
