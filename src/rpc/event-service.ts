@@ -241,12 +241,16 @@ export function eventStreams(
         try {
           for (;;) {
             if (ended.aborted) break streaming;
-            const { events: page, head } = await readEventPage(db, {
+            const { events: page, ...bounds } = await readEventPage(db, {
               tenantId,
               after: at.cursor,
               filter,
               limit: CATCH_UP_PAGE,
             });
+            // Retention may have passed the cursor since it was checked (a
+            // slow catch-up from an old cursor): the page would start after
+            // the deleted events without a word. CURSOR_EXPIRED instead.
+            cursorPosition(at.cursor, bounds);
             live.replaying(page);
             for (const e of page) {
               yield eventOf(e, cipher);
@@ -264,7 +268,7 @@ export function eventStreams(
               // Every matching event up to the head this read saw was on the
               // page: the stream has read past the others, as a short
               // ListEvents page has. Live events before it are repeats.
-              if (isAfter(head, at.cursor)) at.cursor = head;
+              if (isAfter(bounds.head, at.cursor)) at.cursor = bounds.head;
               break;
             }
           }

@@ -380,8 +380,12 @@ describe("WatchEvents", () => {
  * 600 events of about 1 KB (or `bytes`) each for `w`'s tenant, written straight to the
  * outbox: far more than a stream's buffer (20) and its connection's windows hold.
  */
-function fillOutbox(w: { tenantId: string; resourceId: string; serviceId: string }, bytes = 1000) {
-  return server.pool.query(
+function fillOutbox(
+  w: { tenantId: string; resourceId: string; serviceId: string },
+  bytes = 1000,
+  on: TestServer = server,
+) {
+  return on.pool.query(
     `INSERT INTO outbox (tenant_id, type, booking_id, resource_id, service_id, payload)
      SELECT $1, 'booking.held', 'bkg_' || g, $2, $3, jsonb_build_object('booking', jsonb_build_object('id', 'bkg_' || g,
               'metadata', jsonb_build_object('padding', repeat('x', $4::int))))
@@ -792,6 +796,62 @@ describe("a consumer that falls behind", () => {
     const all = [...received.map((e) => e.id), ...rest];
     expect(all).toHaveLength(600);
     expect(new Set(all).size).toBe(600);
+  });
+});
+
+describe("a stream that retention overtakes while it catches up", () => {
+  it("ends with CURSOR_EXPIRED instead of skipping the events deleted after its cursor", async () => {
+    // A database of its own: the retention marker set here, over events
+    // aged by hand seconds after they committed, would be ahead of where
+    // other tests' streams start while any older transaction runs on the
+    // Postgres server (as in a parallel run), which retention never sees
+    // (it deletes events a week old).
+    const own = await startTestServer();
+    const w = await bookingWorld(own.url);
+    // 600 events of 14 KB: a page (100) is far more than the stream's
+    // connection holds while its reader pauses.
+    await fillOutbox(w, 14_000, own);
+    const events = clientFor(EventService, own.url, w.key);
+    const stream = events.watchEvents({ fromBeginning: true })[Symbol.asyncIterator]();
+    const received: string[] = [];
+    const first = await stream.next();
+    received.push(first.value?.event?.booking?.id as string);
+    // The reader pauses; meanwhile the first 300 events pass the retention
+    // and are deleted, past the page the stream is sending.
+    await sleep(500);
+    const db = new pg.Client({ connectionString: own.databaseUrl });
+    await db.connect();
+    try {
+      await db.query(
+        `UPDATE outbox SET occur_time = now() - interval '8 days' WHERE seq IN (
+           SELECT seq FROM outbox WHERE tenant_id = $1 ORDER BY xid, seq LIMIT 300)`,
+        [w.tenantId],
+      );
+      await pruneEvents(db, 7 * 86_400_000, 5_000);
+    } finally {
+      await db.end();
+    }
+    let failure: unknown;
+    try {
+      for (;;) {
+        const next = await Promise.race([stream.next(), sleep(5_000).then(() => undefined)]);
+        if (!next || next.done) break;
+        received.push(next.value.event?.booking?.id as string);
+      }
+    } catch (err) {
+      failure = err;
+    } finally {
+      await stream.return?.();
+    }
+    // What came is the events in order, with none left out; then the stream
+    // says that retention deleted the rest of what it had to send.
+    expect(received).toEqual(received.map((_, i) => `bkg_${i + 1}`));
+    expect(received.length).toBeLessThan(300);
+    const err = failure as ConnectError;
+    expect([err?.code, err?.findDetails(ErrorInfoSchema)[0]?.reason]).toEqual([
+      Code.FailedPrecondition,
+      "CURSOR_EXPIRED",
+    ]);
   });
 });
 
