@@ -1,5 +1,5 @@
 import type { JsonObject } from "@bufbuild/protobuf";
-import type { OutboxBounds, Position } from "../domain/events.js";
+import { BEFORE_FIRST, isAfter, type OutboxBounds, type Position } from "../domain/events.js";
 import type { Queryable } from "./pool.js";
 
 /** One committed event, as stored. */
@@ -82,10 +82,12 @@ export async function readEvents(q: Queryable, opts: ReadOptions): Promise<Outbo
 /**
  * A tenant's page of events, as readEvents, with the outbox's bounds (see
  * outboxBounds) read by the same statement: its `head` is the one the page
- * was read up to (the oldest transaction running in its snapshot, seq 0).
- * When fewer than `limit` came back, every matching event between `after`
- * and `head` is among them, so reading on from `head` misses nothing and
- * repeats nothing, and skips the events that did not match. The head must
+ * was read up to (the oldest transaction running in its snapshot, seq 0),
+ * and `own` the tenant's newest event before it. When fewer than `limit`
+ * came back, every matching event between `after` and `head` is among them,
+ * so reading on from `own` (or `head`: for this tenant's events the two
+ * are the same place) misses nothing and repeats nothing, and skips the
+ * events that did not match. The head must
  * come from the very snapshot that chose the events: one read by a later
  * query could be past events that became readable in between. So must the
  * retention marker a cursor is checked against: checked by an earlier
@@ -102,14 +104,22 @@ export async function readEventPage(
   const { rows } = await q.query<PageRow>({
     name: "read_event_page",
     text: `WITH h AS MATERIALIZED (SELECT ${BOUNDS})
-           SELECT h.head::text AS head, h.last_seq::text AS last_seq,
-             h.pruned_xid::text AS pruned_xid, h.pruned_seq::text AS pruned_seq, e.*
+           SELECT ${BOUNDS_COLUMNS}, e.*
            FROM h LEFT JOIN LATERAL (SELECT ${COLUMNS} FROM outbox WHERE ${where}) e ON true
            ORDER BY e.xid::xid8, e.seq::bigint`,
     values,
   });
   const events: OutboxEvent[] = [];
-  for (const { head: _, last_seq: _s, pruned_xid: _x, pruned_seq: _q, ...r } of rows) {
+  for (const row of rows) {
+    const {
+      head: _,
+      last_seq: _s,
+      pruned_xid: _x,
+      pruned_seq: _q,
+      own_xid: _o,
+      own_seq: _p,
+      ...r
+    } = row;
     if (r.xid !== null) events.push(eventOf(r as Row));
   }
   return { events, ...boundsOf(rows[0] as BoundsRow) };
@@ -124,46 +134,70 @@ export async function currentPosition(q: Queryable): Promise<Position> {
 }
 
 /**
- * The outbox's head (as currentPosition), the last sequence number handed
- * out (its identity sequence's, whether or not that event committed; 0 when
- * none was) and the newest position retention has deleted, if any: what a
- * cursor that comes back is checked against. One query, so they are read
- * after the cursor arrived.
+ * A tenant's bounds of the outbox (see OutboxBounds): its head (as
+ * currentPosition), the last sequence number handed out (its identity
+ * sequence's, whether or not that event committed; 0 when none was), the
+ * newest position of the tenant's events retention has deleted, if any, and
+ * the tenant's newest event before the head. What a cursor that comes back
+ * is checked against, and where a stream "from now" starts. One query, so
+ * they are read after the cursor arrived.
  */
-export async function outboxBounds(q: Queryable): Promise<OutboxBounds> {
-  const { rows } = await q.query<BoundsRow>(
-    `SELECT head::text, last_seq::text, pruned_xid::text, pruned_seq::text FROM (SELECT ${BOUNDS}) b`,
-  );
+export async function outboxBounds(q: Queryable, tenantId: string): Promise<OutboxBounds> {
+  const { rows } = await q.query<BoundsRow>({
+    name: "outbox_bounds",
+    text: `SELECT ${BOUNDS_COLUMNS} FROM (SELECT ${BOUNDS}) h`,
+    values: [tenantId],
+  });
   return boundsOf(rows[0] as BoundsRow);
 }
 
-/** OutboxBounds' select list (head as xid8, the others as stored). */
+/** OutboxBounds' select list for the tenant $1 (head as xid8, the others as stored). */
 const BOUNDS = `pg_snapshot_xmin(pg_current_snapshot()) AS head,
   coalesce(pg_sequence_last_value(pg_get_serial_sequence('outbox', 'seq')), 0) AS last_seq,
-  p.xid AS pruned_xid, p.seq AS pruned_seq
-  FROM (SELECT) AS nothing LEFT JOIN outbox_pruned p ON true`;
+  p.xid AS pruned_xid, p.seq AS pruned_seq, o.xid AS own_xid, o.seq AS own_seq
+  FROM (SELECT) AS nothing
+  LEFT JOIN outbox_pruned_tenants p ON p.tenant_id = $1
+  LEFT JOIN LATERAL (
+    SELECT xid, seq FROM outbox
+    WHERE tenant_id = $1 AND xid < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY xid DESC, seq DESC LIMIT 1) o ON true`;
+
+/** BOUNDS' columns as text, from the relation `h`. */
+const BOUNDS_COLUMNS = `h.head::text AS head, h.last_seq::text AS last_seq,
+  h.pruned_xid::text AS pruned_xid, h.pruned_seq::text AS pruned_seq,
+  h.own_xid::text AS own_xid, h.own_seq::text AS own_seq`;
 
 type BoundsRow = {
   head: string;
   last_seq: string;
   pruned_xid: string | null;
   pruned_seq: string | null;
+  own_xid: string | null;
+  own_seq: string | null;
 };
 
 function boundsOf(r: BoundsRow): OutboxBounds {
+  const pruned =
+    r.pruned_xid === null
+      ? undefined
+      : { xid: BigInt(r.pruned_xid), seq: BigInt(r.pruned_seq as string) };
+  const newest =
+    r.own_xid === null ? undefined : { xid: BigInt(r.own_xid), seq: BigInt(r.own_seq as string) };
   return {
     head: { xid: BigInt(r.head), seq: 0n },
     lastSeq: BigInt(r.last_seq),
-    pruned:
-      r.pruned_xid === null
-        ? undefined
-        : { xid: BigInt(r.pruned_xid), seq: BigInt(r.pruned_seq as string) },
+    pruned,
+    // The tenant's newest event, kept or deleted: once retention has
+    // deleted all of them, the newest it deleted, never a place before it
+    // (which would be expired).
+    own: newest && (!pruned || isAfter(newest, pruned)) ? newest : (pruned ?? BEFORE_FIRST),
   };
 }
 
 /**
  * Deletes up to `limit` events older than `retentionMs`, oldest first, and
- * records the newest position deleted. Returns how many were deleted.
+ * records the newest position deleted of each tenant whose events it
+ * deleted. Returns how many were deleted.
  */
 export async function pruneEvents(
   q: Queryable,
@@ -175,12 +209,14 @@ export async function pruneEvents(
        DELETE FROM outbox WHERE seq IN (
          SELECT seq FROM outbox WHERE occur_time < now() - $1 * interval '1 millisecond'
          ORDER BY xid, seq LIMIT $2)
-       RETURNING xid, seq),
-     newest AS (SELECT xid, seq FROM gone ORDER BY xid DESC, seq DESC LIMIT 1),
+       RETURNING tenant_id, xid, seq),
+     newest AS (
+       SELECT DISTINCT ON (tenant_id) tenant_id, xid, seq FROM gone
+       ORDER BY tenant_id, xid DESC, seq DESC),
      saved AS (
-       INSERT INTO outbox_pruned (xid, seq) SELECT xid, seq FROM newest
-       ON CONFLICT (only_row) DO UPDATE SET xid = excluded.xid, seq = excluded.seq
-         WHERE (outbox_pruned.xid, outbox_pruned.seq) < (excluded.xid, excluded.seq))
+       INSERT INTO outbox_pruned_tenants (tenant_id, xid, seq) SELECT tenant_id, xid, seq FROM newest
+       ON CONFLICT (tenant_id) DO UPDATE SET xid = excluded.xid, seq = excluded.seq
+         WHERE (outbox_pruned_tenants.xid, outbox_pruned_tenants.seq) < (excluded.xid, excluded.seq))
      SELECT count(*)::int AS n FROM gone`,
     [retentionMs, limit],
   );

@@ -151,12 +151,11 @@ CREATE INDEX outbox_by_tenant ON public.outbox USING btree (tenant_id, xid, seq)
 CREATE INDEX outbox_by_time ON public.outbox USING btree (occur_time);
 CREATE INDEX outbox_order ON public.outbox USING btree (xid, seq);
 
-CREATE TABLE outbox_pruned (
-  only_row boolean NOT NULL DEFAULT true,
+CREATE TABLE outbox_pruned_tenants (
+  tenant_id text NOT NULL,
   xid xid8 NOT NULL,
   seq bigint NOT NULL,
-  CONSTRAINT outbox_pruned_only_row_check CHECK (only_row),
-  CONSTRAINT outbox_pruned_pkey PRIMARY KEY (only_row)
+  CONSTRAINT outbox_pruned_tenants_pkey PRIMARY KEY (tenant_id)
 );
 
 CREATE TABLE overrides (

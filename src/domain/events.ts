@@ -30,18 +30,37 @@ export type Position = { xid: bigint; seq: bigint };
 
 export const BEGINNING: Position = { xid: 0n, seq: 0n };
 
+/**
+ * Before a tenant's first event: where a tenant without events reads on
+ * from. Unlike BEGINNING it expires once retention deletes events of its
+ * tenant, so a consumer that returns after its first events were deleted
+ * learns it missed them. (No transaction has xid 1.)
+ */
+export const BEFORE_FIRST: Position = { xid: 1n, seq: 0n };
+
 export function isAfter(a: Position, b: Position): boolean {
   return a.xid > b.xid || (a.xid === b.xid && a.seq > b.seq);
 }
 
 /**
- * What bounds the cursors Holdfast has issued, read in one query when a
- * cursor comes back: `head` is the outbox's "now" (the oldest transaction
- * still running; every event readable so far is before it), `lastSeq` the
- * highest sequence number the outbox has handed out (to any event, even one
- * not yet readable), `pruned` the newest position retention deleted.
+ * What bounds the cursors Holdfast has issued to a tenant, read in one
+ * query when a cursor comes back: `head` is the outbox's "now" (the oldest
+ * transaction still running; every event readable so far is before it),
+ * `lastSeq` the highest sequence number the outbox has handed out (to any
+ * event, even one not yet readable), `pruned` the newest position of the
+ * tenant's events retention deleted, `own` the tenant's newest event before
+ * `head` (BEFORE_FIRST if it has none). For the tenant's events, reading on
+ * from `own` is reading on from `head`: every transaction before `head` has
+ * ended, so none of its events can come between. A tenant is given `own`,
+ * never `head`: the head moves whenever any tenant writes, and a tenant
+ * comparing the cursors it was given would learn when others did.
  */
-export type OutboxBounds = { head: Position; lastSeq: bigint; pruned: Position | undefined };
+export type OutboxBounds = {
+  head: Position;
+  lastSeq: bigint;
+  pruned: Position | undefined;
+  own: Position;
+};
 
 /**
  * The position a cursor names, as its tenant's cipher opened it (undefined:
@@ -49,15 +68,17 @@ export type OutboxBounds = { head: Position; lastSeq: bigint; pruned: Position |
  * did not issue to this tenant: malformed, another tenant's or made up (it opens
  * to a random position, all but surely out of bounds; were it not, it would
  * still read only this tenant's events), ahead of the head, or with a sequence number the outbox
- * has not handed out. Every cursor issued (an event's, or the head itself
- * for a stream from now, whose sequence number is 0) is at or before the
+ * has not handed out. Every cursor issued (an event's of its tenant, or
+ * BEFORE_FIRST; an earlier version also issued the head, with sequence
+ * number 0) is at or before the
  * head as it was then, with a sequence number at most the last one handed
  * out then; neither bound ever moves back, so a cursor from any instance
  * compared with bounds read after it arrived is never refused. One beyond
  * the head would silently yield nothing until the outbox caught up; one
  * with an inflated sequence number names a place in its transaction's
  * events that no event has. CURSOR_EXPIRED when retention has deleted
- * events after it, except for BEGINNING: "from the oldest event", which
+ * events of the tenant after it (others' deletions do not matter: the
+ * cursor reads only its tenant's), except for BEGINNING: "from the oldest event", which
  * retention cannot pass (a stream from the beginning that ended before its
  * first event names it as its cursor).
  */

@@ -142,9 +142,11 @@ export class Subscription {
   private replayNext = 0;
   private waiting: (() => void) | undefined;
   /**
-   * The newest event the feed has offered (every tenant's, matching or not):
+   * The newest event of this tenant the feed has offered (matching or not):
    * every event after the feed's position when this subscribed, up to here,
-   * has been offered, and the matching ones queued.
+   * has been offered, and the matching ones queued. Only the tenant's own:
+   * the stream's cursor reaches here, and another tenant's position would
+   * tell when that tenant wrote.
    */
   private seen: Position | undefined;
   /** `next` handed out an event the stream has not yet said it is done with. */
@@ -161,9 +163,10 @@ export class Subscription {
   ) {}
 
   offer(e: OutboxEvent): void {
+    if (e.tenantId !== this.tenantId) return;
     // The feed offers in (xid, seq) order; never moved back regardless.
     if (this.seen === undefined || isAfter(e.position, this.seen)) this.seen = e.position;
-    if (e.tenantId !== this.tenantId || this.overflowed || !matches(e, this.filter)) return;
+    if (this.overflowed || !matches(e, this.filter)) return;
     if (this.queue.length >= this.capacity) {
       this.overflowedAt = Date.now();
       this.queue.length = 0;

@@ -7,13 +7,7 @@ import {
   type EventService,
   type WatchEventsRequest,
 } from "../../gen/holdfast/v1/event_pb.js";
-import {
-  currentPosition,
-  type EventFilter,
-  type OutboxEvent,
-  outboxBounds,
-  readEventPage,
-} from "../db/outbox.js";
+import { type EventFilter, type OutboxEvent, outboxBounds, readEventPage } from "../db/outbox.js";
 import type { Queryable } from "../db/pool.js";
 import {
   BEGINNING,
@@ -99,13 +93,14 @@ export type StreamLimits = {
 export type EventStream = AsyncIterable<Event> & {
   /**
    * The cursor a consumer that has received every event this stream has
-   * yielded so far resumes from: past those events, and past every event the
-   * stream has read and skipped because its filter does not match (other
-   * tenants' too), up to where it has caught up with the outbox. Never past
-   * a matching event it has not yet yielded, or one it is yielding (until
-   * the consumer asks for the next). So a filtered stream's cursor keeps up
-   * with the outbox, as a poller's `next_cursor` does, and never falls
-   * behind what retention deletes while the stream reads on.
+   * yielded so far resumes from: past those events, and past every event of
+   * its tenant the stream has read and skipped because its filter does not
+   * match, up to where it has caught up with the outbox. Never past a
+   * matching event it has not yet yielded, or one it is yielding (until the
+   * consumer asks for the next), and never at another tenant's event (its
+   * moves would tell when others wrote). So a filtered stream's cursor keeps
+   * up with its tenant's events, as a poller's `next_cursor` does, and never
+   * falls behind what retention deletes of them while the stream reads on.
    */
   cursor(): string;
 };
@@ -125,6 +120,7 @@ export type OpenEventStream = (
 /** The position a cursor names (see cursorPosition); `otherwise` when there is none. */
 async function positionOf(
   db: Queryable,
+  tenantId: string,
   cursor: string,
   cipher: CursorCipher,
   otherwise: () => Promise<Position>,
@@ -133,7 +129,7 @@ async function positionOf(
   // Text of any other form, or length, is refused before any query.
   const p = decodeCursor(cursor, cipher);
   if (p === undefined) throw invalidCursor();
-  return cursorPosition(p, await outboxBounds(db));
+  return cursorPosition(p, await outboxBounds(db, tenantId));
 }
 
 /** How far a stream has got, for its cursor. */
@@ -180,8 +176,9 @@ export function eventStreams(
     const release = reserve(tenantId, signal);
     try {
       const cipher = cursors.of(tenantId);
-      const start = await positionOf(db, req.after, cipher, () =>
-        req.fromBeginning ? Promise.resolve(BEGINNING) : currentPosition(db),
+      // "From now" is the tenant's newest event (see OutboxBounds' `own`).
+      const start = await positionOf(db, tenantId, req.after, cipher, async () =>
+        req.fromBeginning ? BEGINNING : (await outboxBounds(db, tenantId)).own,
       );
       const at = new Progress(start);
       return Object.assign(follow(tenantId, filter, at, signal, cipher, release), {
@@ -267,8 +264,9 @@ export function eventStreams(
             if (page.length < CATCH_UP_PAGE) {
               // Every matching event up to the head this read saw was on the
               // page: the stream has read past the others, as a short
-              // ListEvents page has. Live events before it are repeats.
-              if (isAfter(bounds.head, at.cursor)) at.cursor = bounds.head;
+              // ListEvents page has, up to the tenant's newest event. Live
+              // events before it are repeats.
+              if (isAfter(bounds.own, at.cursor)) at.cursor = bounds.own;
               break;
             }
           }
@@ -360,15 +358,16 @@ export function eventService(
         limit,
       });
       if (req.after !== "") cursorPosition(after, bounds);
-      const head = bounds.head;
       // A full page resumes after its last event. A shorter one holds every
       // matching event up to the head its read saw, so the next page starts
-      // there: past the events that did not match (other tenants' too), so
-      // a poller's cursor keeps up with the outbox and never falls behind
-      // what retention deletes, and no page reads the same events again.
+      // at the tenant's newest event before that head: past its events that
+      // did not match, so a filtered poller's cursor keeps up with its
+      // tenant's events and never falls behind what retention deletes of
+      // them, and no page reads the same events again. Never the head
+      // itself: it moves when other tenants write (see OutboxBounds).
       const last = events[events.length - 1];
-      const next = last && events.length === limit ? last.position : head;
-      // (The head never moves back, so `next` is never before `after`; kept safe anyway.)
+      const next = last && events.length === limit ? last.position : bounds.own;
+      // (`own` never moves back, so `next` is never before `after`; kept safe anyway.)
       return {
         events: events.map((e) => eventOf(e, cipher)),
         nextCursor: encodeCursor(isAfter(next, after) ? next : after, cipher),

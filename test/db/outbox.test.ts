@@ -1,7 +1,13 @@
 import type pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
 import { outboxBounds, pruneEvents, readEventPage } from "../../src/db/outbox.js";
-import { BEGINNING, isAfter, type Position } from "../../src/domain/events.js";
+import {
+  BEFORE_FIRST,
+  BEGINNING,
+  cursorPosition,
+  isAfter,
+  type Position,
+} from "../../src/domain/events.js";
 import { seededDatabase } from "../support/database.js";
 
 let pool: pg.Pool;
@@ -79,6 +85,41 @@ describe("readEventPage", () => {
     const after = await page();
     expect(after.events.some((e) => e.position.seq === seq)).toBe(false);
     expect(after.pruned).toEqual(old);
-    expect(after).toMatchObject(await outboxBounds(pool).then(({ head: _, ...b }) => b));
+    expect(after).toMatchObject(await outboxBounds(pool, "ten_a").then(({ head: _, ...b }) => b));
+  });
+
+  it("gives a tenant only positions of its own events: others' writes and deletions move none of its bounds", async () => {
+    await pool.query("INSERT INTO tenants (id, name) VALUES ('ten_quiet', 'q'), ('ten_busy', 'b')");
+    const bounds = () =>
+      outboxBounds(pool, "ten_quiet").then(({ head: _, lastSeq: _s, ...b }) => b);
+    // No events yet: before its first.
+    expect(await bounds()).toEqual({ own: BEFORE_FIRST, pruned: undefined });
+    const { rows } = await pool.query<{ xid: string; seq: string }>(
+      "INSERT INTO outbox (tenant_id, type, payload, occur_time) VALUES ('ten_quiet', 'booking.held', '{}', now() - interval '9 days') RETURNING xid::text, seq::text",
+    );
+    const mine = { xid: BigInt(rows[0]?.xid as string), seq: BigInt(rows[0]?.seq as string) };
+    const quiet = await bounds();
+    expect(quiet).toEqual({ own: mine, pruned: undefined });
+    // Another tenant writes, and retention deletes its old events: nothing of it shows.
+    for (let i = 0; i < 5; i++) {
+      await pool.query(
+        "INSERT INTO outbox (tenant_id, type, payload, occur_time) VALUES ('ten_busy', 'booking.held', '{}', now() - interval '8 days')",
+      );
+    }
+    await pool.query(
+      "INSERT INTO outbox (tenant_id, type, payload) VALUES ('ten_busy', 'booking.held', '{}')",
+    );
+    expect(await bounds()).toEqual(quiet);
+    const pruned = await pool.query<{ tenant_id: string }>(
+      "SELECT 1 FROM outbox WHERE occur_time < now() - interval '7 days'",
+    );
+    expect(await pruneEvents(pool, 7 * 86_400_000, 5_000)).toBe(pruned.rowCount);
+    // Its own old event deleted: that is its marker, and still its newest,
+    // from which it reads on without being told it expired.
+    expect(await bounds()).toEqual({ own: mine, pruned: mine });
+    const on = await outboxBounds(pool, "ten_quiet");
+    expect(cursorPosition(on.own, on)).toEqual(mine);
+    const busy = await outboxBounds(pool, "ten_busy");
+    expect(busy.pruned && isAfter(busy.own, busy.pruned)).toBe(true);
   });
 });

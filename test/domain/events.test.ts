@@ -60,7 +60,12 @@ describe("event cursors", () => {
     const lastSeq = 200_000n;
     const at = (cursor: string, pruned?: { xid: bigint; seq: bigint }) => {
       try {
-        return cursorPosition(decodeCursor(cursor, cipher), { head, lastSeq, pruned });
+        return cursorPosition(decodeCursor(cursor, cipher), {
+          head,
+          lastSeq,
+          pruned,
+          own: BEGINNING,
+        });
       } catch (e) {
         return (e as Rejection).reason;
       }

@@ -1,6 +1,6 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EventFeed } from "../../src/events/feed.js";
+import { EventFeed, Subscription } from "../../src/events/feed.js";
 import { seededDatabase } from "../support/database.js";
 
 let pool: pg.Pool;
@@ -40,5 +40,35 @@ describe("the live feed", () => {
     } finally {
       await feed.stop();
     }
+  });
+});
+
+describe("a subscription's progress", () => {
+  it("reaches only its own tenant's events, matching or not, never another tenant's", () => {
+    const sub = new Subscription(
+      "ten_a",
+      { ...everything, types: ["booking.cancelled"] },
+      10,
+      () => {},
+    );
+    const event = (tenantId: string, seq: bigint, type = "booking.held") => ({
+      position: { xid: 100n, seq },
+      tenantId,
+      eventId: `evt_${seq}`,
+      type,
+      occurTime: new Date(),
+      bookingId: null,
+      resourceId: null,
+      serviceId: null,
+      payload: {},
+    });
+    sub.offer(event("ten_b", 1n));
+    // Another tenant's write tells this one nothing: no progress yet.
+    expect(sub.caughtUp()).toBeUndefined();
+    sub.offer(event("ten_a", 2n));
+    expect(sub.caughtUp()).toEqual({ xid: 100n, seq: 2n });
+    sub.offer(event("ten_b", 3n));
+    expect(sub.caughtUp()).toEqual({ xid: 100n, seq: 2n });
+    sub.close();
   });
 });
