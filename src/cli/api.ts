@@ -8,7 +8,7 @@ import { SlotConflictSchema } from "../../gen/holdfast/v1/errors_pb.js";
 import { msOfTimestamp } from "../rpc/convert.js";
 import { CommandFailed, UsageError } from "./failure.js";
 import { type FlagNames, inFlagWords, violationsInFlagWords } from "./flags.js";
-import { localRange, zoneLabel } from "./output.js";
+import { localRange, terminal, visible, zoneLabel } from "./output.js";
 
 /**
  * The API side of the `holdfast` command: a typed client for the server in
@@ -33,7 +33,7 @@ export function apiSettings(url: string): { url: string; apiKey: string } {
   }
   if (!/^https?:\/\/[^/\s]+\/?$/.test(url)) {
     throw new UsageError(
-      `HOLDFAST_URL (or --url) must look like http://127.0.0.1:8080, not "${url}"`,
+      terminal`HOLDFAST_URL (or --url) must look like http://127.0.0.1:8080, not "${url}"`,
     );
   }
   return { url, apiKey };
@@ -44,7 +44,7 @@ export function describeSlot(slot: Slot): string {
   const zone = slot.timeZone || "UTC";
   const start = slot.startTime ? msOfTimestamp(slot.startTime) : 0;
   const end = slot.endTime ? msOfTimestamp(slot.endTime) : 0;
-  return `${localRange(start, end, zone)}  ${zoneLabel(start, zone)}  ${slot.resourceId}  ${slot.slotId}`;
+  return terminal`${localRange(start, end, zone)}  ${zoneLabel(start, zone)}  ${slot.resourceId}  ${slot.slotId}`;
 }
 
 /**
@@ -62,14 +62,14 @@ export async function explainApiError(
   flags: FlagNames = {},
 ): Promise<CommandFailed | UsageError> {
   if (err instanceof UsageError) return err;
-  if (!(err instanceof ConnectError)) return new CommandFailed(String(err));
+  if (!(err instanceof ConnectError)) return new CommandFailed(visible(String(err)));
   const info = err.findDetails(ErrorInfoSchema)[0];
   if (!info) {
     const unreachable = [Code.Unavailable, Code.Unknown, Code.Canceled, Code.Internal];
     return new CommandFailed(
       unreachable.includes(err.code)
-        ? `cannot reach Holdfast at ${api.url}: ${err.rawMessage}`
-        : err.rawMessage,
+        ? terminal`cannot reach Holdfast at ${api.url}: ${err.rawMessage}`
+        : visible(err.rawMessage),
     );
   }
   const message = inFlagWords(err.rawMessage, flags);
@@ -95,5 +95,6 @@ export async function explainApiError(
     if (conflict.alternatives.length > 0) lines.push("free instead:");
     for (const slot of conflict.alternatives) lines.push(`  ${describeSlot(slot)}`);
   }
-  return new CommandFailed(lines.join("\n"));
+  // The server's words, and every field and name in them, shown line by line.
+  return new CommandFailed(lines.map(visible).join("\n"));
 }

@@ -17,7 +17,15 @@ import { type Api, connect, explainApiError } from "./api.js";
 import { calendarDate, count, duration, instant, list } from "./arguments.js";
 import { UsageError } from "./failure.js";
 import type { FlagNames } from "./flags.js";
-import { localDate, localRange, printJson, printMessage, printTable, zoneLabel } from "./output.js";
+import {
+  localDate,
+  localRange,
+  printJson,
+  printMessage,
+  printTable,
+  terminal,
+  zoneLabel,
+} from "./output.js";
 
 /**
  * The commands a person at a terminal uses to find, hold and manage
@@ -371,7 +379,7 @@ function bookingStatus(name: string): BookingStatus {
   const status = BookingStatus[name.toUpperCase() as keyof typeof BookingStatus];
   if (status === undefined || status === BookingStatus.UNSPECIFIED) {
     throw new UsageError(
-      `unknown status "${name}": use held, confirmed, cancelled, expired, completed or no_show`,
+      terminal`unknown status "${name}": use held, confirmed, cancelled, expired, completed or no_show`,
     );
   }
   return status;

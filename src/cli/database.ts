@@ -4,6 +4,7 @@ import { type Config, loadConfig } from "../config.js";
 import { appliedVersion, latestVersion } from "../db/migrate.js";
 import { createPool, type Db, type Pool, poolDb } from "../db/pool.js";
 import { CommandFailed } from "./failure.js";
+import { terminal } from "./output.js";
 
 /**
  * The database the operator commands work on, found the way `npm start`
@@ -38,7 +39,7 @@ export async function withDatabase<T>(
     } else {
       if (!opts.create && !existsSync(resolve(dataDir, "PG_VERSION"))) {
         throw new CommandFailed(
-          `no database: ${dataDir} does not exist. Start the server once (npm start), run \`holdfast migrate\`, or set DATABASE_URL.`,
+          terminal`no database: ${dataDir} does not exist. Start the server once (npm start), run \`holdfast migrate\`, or set DATABASE_URL.`,
         );
       }
       const started = await embedded.startEmbeddedPostgres({

@@ -9,7 +9,7 @@ import { msOfTimestamp } from "../rpc/convert.js";
 import { connect, explainApiError } from "./api.js";
 import { count, list } from "./arguments.js";
 import { UsageError } from "./failure.js";
-import { localRange, printJson, zoneLabel } from "./output.js";
+import { localRange, printJson, terminal, visible, zoneLabel } from "./output.js";
 
 const MAX_BACKOFF_MS = 5_000;
 
@@ -82,7 +82,7 @@ export function eventCommands(program: Command): void {
           if (stop.signal.aborted) break;
           if (!(received > 0 && resumable(err))) throw await explainApiError(err, api, FLAGS);
           process.stderr.write(
-            `(stream interrupted: ${ConnectError.from(err).rawMessage}; resuming)\n`,
+            terminal`(stream interrupted: ${ConnectError.from(err).rawMessage}; resuming)\n`,
           );
         }
         await sleep(backoffMs, undefined, { signal: stop.signal }).catch(() => {});
@@ -102,20 +102,23 @@ function resumable(err: unknown): boolean {
   );
 }
 
+/** An event on one line; what the server sent (a webhook's `detail` above all) shown with visible(). */
 function eventLine(e: Event): string {
   const occurred = e.occurTime ? new Date(msOfTimestamp(e.occurTime)).toISOString() : "";
   const b = e.booking;
-  if (!b) return [occurred, e.type, e.webhookId, e.detail].join("  ");
+  if (!b) return visible([occurred, e.type, e.webhookId, e.detail].join("  "));
   const zone = b.timeZone || "UTC";
   const start = b.startTime ? msOfTimestamp(b.startTime) : 0;
   const end = b.endTime ? msOfTimestamp(b.endTime) : 0;
-  return [
-    occurred,
-    e.type.padEnd(21),
-    b.id,
-    (BookingStatus[b.status] ?? "").padEnd(9),
-    localRange(start, end, zone),
-    zoneLabel(start, zone),
-    b.resourceId,
-  ].join("  ");
+  return visible(
+    [
+      occurred,
+      e.type.padEnd(21),
+      b.id,
+      (BookingStatus[b.status] ?? "").padEnd(9),
+      localRange(start, end, zone),
+      zoneLabel(start, zone),
+      b.resourceId,
+    ].join("  "),
+  );
 }

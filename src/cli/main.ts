@@ -6,6 +6,7 @@ import { eventCommands } from "./events.js";
 import { CommandFailed, UsageError } from "./failure.js";
 import { mcpCommand } from "./mcp.js";
 import { operatorCommands } from "./operator.js";
+import { visible } from "./output.js";
 
 /**
  * `holdfast`: the command line for people and operators. Exit codes: 0
@@ -36,6 +37,8 @@ Exit codes: 0 done, 1 refused or failed, 2 bad arguments or settings.`,
       .default("http://127.0.0.1:8080"),
   )
   .exitOverride()
+  // Its errors repeat what was typed: shown like every other text not the command's own.
+  .configureOutput({ outputError: (text, write) => write(visibleLines(text)) })
   .showHelpAfterError("(add --help for usage)");
 
 operatorCommands(program);
@@ -55,8 +58,18 @@ function commandPath(cmd: Command): string {
   return names.join(" ");
 }
 
+/**
+ * `text`'s lines, each shown with visible(). A message that puts a name or
+ * the server's words into several lines has shown them itself, where it
+ * knew which line breaks were its own; this catches what is left, so no
+ * escape sequence in an error reaches the terminal.
+ */
+function visibleLines(text: string): string {
+  return text.split("\n").map(visible).join("\n");
+}
+
 function say(text: string): void {
-  process.stderr.write(`${text}\n`);
+  process.stderr.write(`${visibleLines(text)}\n`);
 }
 
 async function run(argv: string[]): Promise<number> {
@@ -68,26 +81,23 @@ async function run(argv: string[]): Promise<number> {
       // commander has already printed the error or the help.
       return err.code === "commander.helpDisplayed" || err.code === "commander.version" ? 0 : 2;
     }
+    // UsageError and CommandFailed say in the command's words what they
+    // put in them; any other error's message is one line, shown in full.
+    const ours = err instanceof UsageError || err instanceof CommandFailed;
+    const message = err instanceof Error ? err.message : String(err);
+    const said = ours ? message : visible(message);
     // Bad input, including what the API's own checks refuse before a write.
     const badInput =
       err instanceof UsageError ||
       err instanceof ConfigError ||
       (err instanceof Rejection && err.reason === "VALIDATION_ERROR");
     if (badInput) {
-      say(`error: ${err.message}`);
+      say(`error: ${said}`);
       say(`usage: ${commandPath(running)} ${running.usage()}`);
       say("(add --help for usage)");
       return 2;
     }
-    if (err instanceof Rejection) {
-      say(`error: ${err.reason}: ${err.message}`);
-      return 1;
-    }
-    if (err instanceof CommandFailed) {
-      say(`error: ${err.message}`);
-      return 1;
-    }
-    say(`error: ${err instanceof Error ? err.message : String(err)}`);
+    say(err instanceof Rejection ? `error: ${err.reason}: ${said}` : `error: ${said}`);
     return 1;
   }
 }

@@ -7,6 +7,7 @@ import { failureOf } from "../mcp/results.js";
 import { holdfastMcpServer } from "../mcp/server.js";
 import { apiSettings } from "./api.js";
 import { CommandFailed } from "./failure.js";
+import { terminal } from "./output.js";
 
 /**
  * `holdfast mcp`: the MCP server over stdio, for desktop MCP clients that
@@ -27,7 +28,7 @@ export function mcpCommand(program: Command): void {
       const api = await apiFor(transport, `Bearer ${apiKey}`).catch((err: unknown) => {
         const f = failureOf(err);
         throw new CommandFailed(
-          `cannot serve MCP for this key at ${url}: ${f.reason}: ${f.message}`,
+          terminal`cannot serve MCP for this key at ${url}: ${f.reason}: ${f.message}`,
         );
       });
       const server = holdfastMcpServer(api);

@@ -40,7 +40,7 @@ import { list, number } from "./arguments.js";
 import { withDatabase } from "./database.js";
 import { CommandFailed, UsageError } from "./failure.js";
 import { type FlagNames, inFlagWords } from "./flags.js";
-import { printJson, printMessage, printTable } from "./output.js";
+import { printJson, printMessage, printTable, terminal, visible } from "./output.js";
 
 /**
  * Commands for whoever runs Holdfast, needing only access to its database
@@ -77,8 +77,8 @@ export function operatorCommands(program: Command): void {
         return;
       }
       process.stdout.write(
-        `Created tenant "${made.tenant.name}" (${made.tenant.id}).\n` +
-          `Its first API key (all tenant scopes; shown once, store it now):\n\n  ${made.secret}\n\n`,
+        terminal`Created tenant "${made.tenant.name}" (${made.tenant.id}).\n` +
+          terminal`Its first API key (all tenant scopes; shown once, store it now):\n\n  ${made.secret}\n\n`,
       );
     });
   tenants
@@ -143,8 +143,10 @@ export function operatorCommands(program: Command): void {
         });
         return;
       }
+      const configured = f.rateLimit ? "" : " (the configured default)";
       process.stdout.write(
-        `Tenant "${tenant.name}" may now make ${limit.perSecond} calls a second, ${limit.burst} at once${f.rateLimit ? "" : " (the configured default)"}.\n`,
+        terminal`Tenant "${tenant.name}" may now make ${limit.perSecond} calls a second, ${limit.burst} at once` +
+          `${configured}.\n`,
       );
     });
   tenants
@@ -191,9 +193,8 @@ export function operatorCommands(program: Command): void {
         return;
       }
       const set = Object.entries(f.quotas).filter(([, n]) => n !== undefined);
-      process.stdout.write(
-        `Tenant "${tenant.name}" quotas: ${set.map(([q, n]) => `${q} ${n}`).join(", ") || "none (unlimited)"}.\n`,
-      );
+      const quotas = set.map(([q, n]) => `${q} ${n}`).join(", ") || "none (unlimited)";
+      process.stdout.write(terminal`Tenant "${tenant.name}" quotas: ${quotas}.\n`);
     });
   tenants
     .command("usage")
@@ -277,8 +278,8 @@ export function operatorCommands(program: Command): void {
         return;
       }
       process.stdout.write(
-        `Created key ${made.key.id} with ${made.key.scopes.join(", ")}.\n` +
-          `Its secret (shown once, store it now):\n\n  ${made.secret}\n\n`,
+        terminal`Created key ${made.key.id} with ${made.key.scopes.join(", ")}.\n` +
+          terminal`Its secret (shown once, store it now):\n\n  ${made.secret}\n\n`,
       );
     });
   keys
@@ -319,11 +320,11 @@ export function operatorCommands(program: Command): void {
         const done = await db.transaction((tx) => revokeKey(tx, tenant.id, keyId));
         // The operator, working on the database, may revoke any key.
         if (!done || !("key" in done))
-          throw new CommandFailed(`no key ${keyId} in tenant "${tenant.name}"`);
+          throw new CommandFailed(terminal`no key ${keyId} in tenant "${tenant.name}"`);
         return done.key;
       });
       if (globalsOf(cmd).json) printMessage(RevokeApiKeyResponseSchema, { key: apiKeyOf(revoked) });
-      else process.stdout.write(`Revoked key ${revoked.id} (${revoked.prefix}...).\n`);
+      else process.stdout.write(terminal`Revoked key ${revoked.id} (${revoked.prefix}...).\n`);
     });
 
   program
@@ -349,8 +350,8 @@ export function operatorCommands(program: Command): void {
       }
       const revoked = rotated.revoked.map((k) => k.id).join(", ") || "none";
       process.stdout.write(
-        `Revoked operator keys: ${revoked}.\n` +
-          `New operator key ${rotated.key.id} (shown once, store it now):\n\n  ${rotated.secret}\n\n`,
+        terminal`Revoked operator keys: ${revoked}.\n` +
+          terminal`New operator key ${rotated.key.id} (shown once, store it now):\n\n  ${rotated.secret}\n\n`,
       );
       if (process.env.HOLDFAST_ADMIN_KEY) {
         process.stderr.write(
@@ -430,7 +431,9 @@ export function operatorCommands(program: Command): void {
             (webhooks.oldestDue ? ` (due since ${webhooks.oldestDue})` : ""),
         ]);
       }
-      for (const [name, value] of lines) process.stdout.write(`${name.padEnd(10)} ${value}\n`);
+      for (const [name, value] of lines) {
+        process.stdout.write(`${name.padEnd(10)} ${visible(value)}\n`);
+      }
     });
 }
 
@@ -469,7 +472,7 @@ function parseOptions<T>(schema: z.ZodType<T>, input: unknown, flags: FlagNames)
     return v.parseRequest(schema, input);
   } catch (err) {
     if (err instanceof Rejection && err.reason === "VALIDATION_ERROR") {
-      throw new UsageError(inFlagWords(err.message, flags));
+      throw new UsageError(visible(inFlagWords(err.message, flags)));
     }
     throw err;
   }
@@ -477,6 +480,6 @@ function parseOptions<T>(schema: z.ZodType<T>, input: unknown, flags: FlagNames)
 
 async function tenantNamed(q: Queryable, idOrName: string): Promise<TenantRow> {
   const tenant = await findTenant(q, idOrName);
-  if (!tenant) throw new CommandFailed(`no tenant with the id or name "${idOrName}"`);
+  if (!tenant) throw new CommandFailed(terminal`no tenant with the id or name "${idOrName}"`);
   return tenant;
 }

@@ -6,15 +6,62 @@ import { Temporal } from "temporal-polyfill";
  * JSON for scripts, and times on the wall clock of the place they happen.
  */
 
+/**
+ * What a terminal acts on, or what changes how a line reads, in text the
+ * command did not write itself (names, descriptions, attendees, the server's
+ * messages): C0 controls (ESC, CR, LF, TAB, BEL, ...), DEL, C1 controls
+ * (U+0080-U+009F), the line and paragraph separators, the bidi marks,
+ * embeddings, overrides and isolates (U+061C, U+200E, U+200F, U+202A-U+202E,
+ * U+2066-U+2069), and the invisible U+200B, U+2060 and U+FEFF. Zero-width
+ * (non-)joiners stay: emoji and scripts such as Persian need them.
+ */
+const UNSAFE =
+  /[\p{Cc}\p{Zl}\p{Zp}\u061c\u200b\u200e\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]/gu;
+
+const SHORT: Readonly<Record<string, string>> = { "\t": "\\t", "\n": "\\n", "\r": "\\r" };
+
+const hex = (c: string, digits: number) =>
+  (c.codePointAt(0) ?? 0).toString(16).padStart(digits, "0");
+
+/**
+ * `text` safe to print to a terminal, every character of UNSAFE written as
+ * in a JavaScript string: `\t`, `\n`, `\r`, `\xHH` for the other controls
+ * up to U+00FF (ESC is `\x1b`), `\uHHHH` above. A backslash already in the
+ * text stays as it is (so this can be applied twice); `--json` gives the
+ * exact text. Every string the command prints that it did not write itself
+ * goes through here, most by printTable and the `terminal` tag.
+ */
+export function visible(text: string): string {
+  return text.replace(
+    UNSAFE,
+    (c) => SHORT[c] ?? (c < "\u0100" ? `\\x${hex(c, 2)}` : `\\u${hex(c, 4)}`),
+  );
+}
+
+/**
+ * A template tag for the command's own sentences: the literal parts are its
+ * own words, and every value put into them is shown with visible(), so a
+ * name cannot end the line or speak to the terminal.
+ */
+export function terminal(words: TemplateStringsArray, ...values: unknown[]): string {
+  return words.reduce((text, word, i) => text + visible(String(values[i - 1])) + word);
+}
+
 export type Column<T> = { header: string; value: (row: T) => string };
 
-/** Rows as an aligned table with a header line; "(none)" when there are no rows. */
+/**
+ * Rows as an aligned table with a header line; "(none)" when there are no
+ * rows. Every cell is shown with visible(): one row is one line.
+ */
 export function printTable<T>(rows: readonly T[], columns: readonly Column<T>[]): void {
   if (rows.length === 0) {
     process.stdout.write("(none)\n");
     return;
   }
-  const cells = [columns.map((c) => c.header), ...rows.map((r) => columns.map((c) => c.value(r)))];
+  const cells = [
+    columns.map((c) => visible(c.header)),
+    ...rows.map((r) => columns.map((c) => visible(c.value(r)))),
+  ];
   const widths = columns.map((_, i) => Math.max(...cells.map((line) => (line[i] ?? "").length)));
   for (const line of cells) {
     const text = line.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join("  ");
@@ -24,7 +71,17 @@ export function printTable<T>(rows: readonly T[], columns: readonly Column<T>[])
 
 /** One JSON document per line, so `--json` output can be piped line by line. */
 export function printJson(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value)}\n`);
+  process.stdout.write(`${jsonText(value)}\n`);
+}
+
+/**
+ * `value` as JSON whose text holds no character of UNSAFE, so it is safe on
+ * a terminal too: JSON.stringify writes C0 controls as `\u00HH`, and the
+ * rest (DEL, C1 controls, separators, bidi) are written the same way here.
+ * They can only be inside strings, so the JSON value is exactly the same.
+ */
+export function jsonText(value: unknown): string {
+  return JSON.stringify(value).replace(UNSAFE, (c) => `\\u${hex(c, 4)}`);
 }
 
 /** A message as the API's JSON shows it, so `--json` output is the same shape as a Connect JSON answer. */

@@ -5,14 +5,17 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Code } from "@connectrpc/connect";
+import pg from "pg";
 import { Temporal } from "temporal-polyfill";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
 import { CatalogService } from "../../gen/holdfast/v1/catalog_pb.js";
 import { EventService } from "../../gen/holdfast/v1/event_pb.js";
+import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { ResourceKind, ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
 import { TenantService } from "../../gen/holdfast/v1/tenant_pb.js";
 import { loadConfig } from "../../src/config.js";
+import { recordWebhookDisabled } from "../../src/db/outbox.js";
 import { startHoldfast } from "../../src/server.js";
 import { clientFor, newTenant, rejected } from "../support/clients.js";
 import { emptyDatabase, freshDatabase } from "../support/database.js";
@@ -54,6 +57,29 @@ async function until(check: () => boolean, what: string): Promise<void> {
 }
 
 const STACK_FRAME = /\n\s+at /;
+
+/**
+ * Text a tenant or the public may set: an OSC title, a screen clear, a
+ * colour, a line break and a fake key row, bidi overrides, a C1 CSI and a
+ * line separator. Ends in "!" so no name check trims it.
+ */
+const HOSTILE =
+  "x\u001b]0;pwned\u0007\u001b[2J\u001b[31mFAKE\nkey_fake  hf_  tenants.manage\u202e\u2066\u009b\u2028!";
+/** HOSTILE as the commands print it. */
+const HOSTILE_SHOWN =
+  "x\\x1b]0;pwned\\x07\\x1b[2J\\x1b[31mFAKE\\nkey_fake  hf_  tenants.manage\\u202e\\u2066\\x9b\\u2028!";
+
+/** What a terminal acts on or reorders a line by, a line break too: none may reach it inside a line. */
+const TERMINAL_CONTROL =
+  /[\p{Cc}\p{Zl}\p{Zp}\u061c\u200b\u200e\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]/u;
+
+/** The lines of `text` (each ended by a line break) that carry a control character. */
+function linesWithControls(text: string): string[] {
+  return text
+    .replace(/\n$/, "")
+    .split("\n")
+    .filter((line) => TERMINAL_CONTROL.test(line));
+}
 
 /** Next Monday (after today) at `hh:mm` New York time, with its offset: "2030-03-04T09:00:00-05:00". */
 function nextMondayInNewYork(hhmm: string): { date: string; at: string } {
@@ -666,6 +692,116 @@ describe("holdfast (command line)", () => {
     }
   }, 300_000);
 
+  it("prints text from tenants, the public and the server with its control characters visible", async () => {
+    const unique = Math.random().toString(36).slice(2);
+    const tenantName = `${HOSTILE} ${unique}`;
+    const tenantShown = `${HOSTILE_SHOWN} ${unique}`;
+    const t = await newTenant(server.url, tenantName);
+    await clientFor(KeyService, server.url, t.key).createApiKey({
+      scopes: ["bookings.read"],
+      description: HOSTILE,
+    });
+    const { resource } = await clientFor(ResourceService, server.url, t.key).createResource({
+      name: "Room",
+      timeZone: "UTC",
+    });
+    const { service } = await clientFor(CatalogService, server.url, t.key).createService({
+      name: "Hire",
+      resourceIds: [resource?.id as string],
+      policy: { durations: [{ seconds: 3600n }] },
+    });
+    // An attendee name as any agent may send it.
+    const attendee = "Bob\u001b[2K\u001b[1A\rEVIL\u202egnp.exe";
+    const startMs = (Math.floor(Date.now() / 3_600_000) + 24 * 7) * 3_600_000;
+    await clientFor(BookingService, server.url, t.key).createHold({
+      serviceId: service?.id as string,
+      resourceId: resource?.id as string,
+      startTime: { seconds: BigInt(startMs / 1000) },
+      endTime: { seconds: BigInt(startMs / 1000 + 3600) },
+      attendee: { name: attendee },
+    });
+    // The one event without a booking carries the server's own words.
+    const db = new pg.Client({ connectionString: server.databaseUrl });
+    await db.connect();
+    await recordWebhookDisabled(db, t.tenantId, "whk_1", HOSTILE).finally(() => db.end());
+    const api = { HOLDFAST_URL: server.url, HOLDFAST_KEY: t.key };
+    const badId = "bkg_\u001b]0;pwned\u0007\nerror: FAKE\u202e";
+
+    const tail = [
+      "events",
+      "tail",
+      "--from-beginning",
+      "--type",
+      "webhook.disabled",
+      "--limit",
+      "1",
+    ];
+    const [keys, keysJson, tenants, usage, bookings, bookingsJson, events, eventsJson] =
+      await Promise.all([
+        holdfast(["keys", "list", "--tenant", t.tenantId], database),
+        holdfast(["--json", "keys", "list", "--tenant", t.tenantId], database),
+        holdfast(["tenants", "list"], database),
+        holdfast(["tenants", "usage", t.tenantId], database),
+        holdfast(["bookings"], api),
+        holdfast(["--json", "bookings"], api),
+        holdfast(tail, api),
+        holdfast(["--json", ...tail], api),
+      ]);
+    const [taken, noKey, notFound] = await Promise.all([
+      holdfast(["tenants", "create", tenantName], database),
+      holdfast(["keys", "revoke", "key_nope", "--tenant", t.tenantId], database),
+      holdfast(["confirm", badId], api),
+    ]);
+    const runs = { keys, keysJson, tenants, usage, bookings, bookingsJson, events, eventsJson };
+    for (const [what, run] of Object.entries(runs)) {
+      expect(run.code, `${what}: ${run.stderr}`).toBe(0);
+      expect(linesWithControls(run.stdout), what).toEqual([]);
+    }
+    for (const [what, run] of Object.entries({ taken, noKey, notFound })) {
+      expect(run.code, `${what}: ${run.stderr}`).toBe(1);
+      expect(linesWithControls(run.stderr), what).toEqual([]);
+      expect(run.stderr, what).not.toMatch(STACK_FRAME);
+    }
+
+    // One row a key, the description in it with its controls shown.
+    const keyLines = keys.stdout.trim().split("\n");
+    expect(keyLines).toHaveLength(3);
+    expect(keys.stdout).toContain(HOSTILE_SHOWN);
+    expect(keyLines.filter((l) => l.includes("tenants.manage"))).toEqual([
+      expect.stringMatching(/^key_\S+ +hf_\S+ +bookings\.read +x\\x1b\]0;pwned/),
+    ]);
+    // JSON is for programs: the text exactly as it was set.
+    const listed = JSON.parse(keysJson.stdout) as { keys: { description: string }[] };
+    expect(listed.keys.map((k) => k.description)).toContain(HOSTILE);
+
+    expect(tenants.stdout).toMatch(new RegExp(`ten_\\S+ +${escapeRegExp(tenantShown)} +\\S+Z\\n`));
+    expect(usage.stdout.split("\n")[0]).toMatch(
+      new RegExp(`^TENANT ${escapeRegExp(tenantShown)} +LIMIT +IN USE$`),
+    );
+
+    const bookingLines = bookings.stdout.trim().split("\n");
+    expect(bookingLines).toHaveLength(2);
+    expect(bookingLines[1]).toContain(" Bob\\x1b[2K\\x1b[1A\\rEVIL\\u202egnp.exe ");
+    const { bookings: exact } = JSON.parse(bookingsJson.stdout) as {
+      bookings: { attendee: { name: string } }[];
+    };
+    expect(exact.map((b) => b.attendee.name)).toEqual([attendee]);
+
+    expect(events.stdout).toMatch(
+      new RegExp(`^\\S+Z  webhook\\.disabled  whk_1  ${escapeRegExp(HOSTILE_SHOWN)}\\n$`),
+    );
+    expect((JSON.parse(eventsJson.stdout) as { detail: string }).detail).toBe(HOSTILE);
+
+    // Refusals that echo what was given: by the database, by the command, by the server.
+    expect(taken.stderr).toBe(
+      `error: TENANT_NAME_TAKEN: a tenant named "${tenantShown}" already exists\n`,
+    );
+    expect(noKey.stderr).toBe(`error: no key key_nope in tenant "${tenantShown}"\n`);
+    expect(notFound.stderr).toBe(
+      'error: BOOKING_NOT_FOUND: no booking with id "bkg_\\x1b]0;pwned\\x07\\nerror: FAKE\\u202e"\n',
+    );
+  }, 300_000);
+
   it("without DATABASE_URL or a running server, runs the embedded Postgres for its own run", async () => {
     const dataDir = await mkdtemp(join(tmpdir(), "holdfast-cli-"));
     afterAll(() => rm(dataDir, { recursive: true, force: true }));
@@ -687,6 +823,10 @@ describe("holdfast (command line)", () => {
     expect(existsSync(join(dataDir, "pg", "postmaster.pid"))).toBe(false);
   }, 300_000);
 });
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
