@@ -82,8 +82,10 @@ async function run(argv: string[]): Promise<number> {
       return err.code === "commander.helpDisplayed" || err.code === "commander.version" ? 0 : 2;
     }
     // UsageError and CommandFailed say in the command's words what they
-    // put in them; any other error's message is one line, shown in full.
-    const ours = err instanceof UsageError || err instanceof CommandFailed;
+    // put in them, and ConfigError names the settings line by line; any
+    // other error's message is one line, shown in full.
+    const ours =
+      err instanceof UsageError || err instanceof CommandFailed || err instanceof ConfigError;
     const message = err instanceof Error ? err.message : String(err);
     const said = ours ? message : visible(message);
     // Bad input, including what the API's own checks refuse before a write.

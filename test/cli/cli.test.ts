@@ -117,7 +117,12 @@ describe("holdfast (command line)", () => {
         database,
         /--scopes \(value 1\): is not a scope/,
       ],
-      [["status"], { DATABASE_URL: "mysql://nope" }, /DATABASE_URL: must be a postgres/],
+      // A line a setting, as the server says them.
+      [
+        ["status"],
+        { DATABASE_URL: "mysql://nope" },
+        /error: invalid configuration:\n {2}DATABASE_URL: must be a postgres/,
+      ],
     ];
     const runs = await Promise.all(cases.map(([args, env]) => holdfast(args, env)));
     runs.forEach((run, i) => {
