@@ -197,7 +197,10 @@ function boundsOf(r: BoundsRow): OutboxBounds {
 /**
  * Deletes up to `limit` events older than `retentionMs`, oldest first, and
  * records the newest position deleted of each tenant whose events it
- * deleted. Returns how many were deleted.
+ * deleted. Returns how many were deleted. Only readable events (of
+ * transactions before the head) are deleted, however old: so no marker is
+ * ever past the head, where a tenant's bounds (`own`) would be too, and a
+ * cursor there would be refused as never issued.
  */
 export async function pruneEvents(
   q: Queryable,
@@ -208,6 +211,7 @@ export async function pruneEvents(
     `WITH gone AS (
        DELETE FROM outbox WHERE seq IN (
          SELECT seq FROM outbox WHERE occur_time < now() - $1 * interval '1 millisecond'
+           AND xid < pg_snapshot_xmin(pg_current_snapshot())
          ORDER BY xid, seq LIMIT $2)
        RETURNING tenant_id, xid, seq),
      newest AS (

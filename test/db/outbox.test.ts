@@ -88,6 +88,34 @@ describe("readEventPage", () => {
     expect(after).toMatchObject(await outboxBounds(pool, "ten_a").then(({ head: _, ...b }) => b));
   });
 
+  it("deletes no event a reader could not yet read, so no tenant's bounds pass the head", async () => {
+    await pool.query("INSERT INTO tenants (id, name) VALUES ('ten_late', 'l')");
+    const open = await pool.connect();
+    try {
+      // An older transaction still running holds the head back...
+      await open.query("BEGIN");
+      await open.query("SELECT pg_current_xact_id()");
+      // ...behind an old event committed after it started.
+      await pool.query(
+        "INSERT INTO outbox (tenant_id, type, payload, occur_time) VALUES ('ten_late', 'booking.held', '{}', now() - interval '9 days')",
+      );
+      await pruneEvents(pool, 7 * 86_400_000, 5_000);
+      const kept = await pool.query("SELECT 1 FROM outbox WHERE tenant_id = 'ten_late'");
+      expect(kept.rowCount).toBe(1);
+      const held = await outboxBounds(pool, "ten_late");
+      expect(held.pruned).toBeUndefined();
+      expect(cursorPosition(held.own, held)).toEqual(BEFORE_FIRST);
+    } finally {
+      await open.query("COMMIT");
+      open.release();
+    }
+    await pruneEvents(pool, 7 * 86_400_000, 5_000);
+    const after = await outboxBounds(pool, "ten_late");
+    expect(after.pruned).toBeDefined();
+    expect(isAfter(after.own, after.head)).toBe(false);
+    expect(cursorPosition(after.own, after)).toEqual(after.pruned);
+  });
+
   it("gives a tenant only positions of its own events: others' writes and deletions move none of its bounds", async () => {
     await pool.query("INSERT INTO tenants (id, name) VALUES ('ten_quiet', 'q'), ('ten_busy', 'b')");
     const bounds = () =>
