@@ -1,7 +1,13 @@
 import { Temporal } from "temporal-polyfill";
 import type { Policy, WeeklyWindow } from "./catalog.js";
 import type { OverrideRule } from "./override-rule.js";
-import { calendarDate, dayNumber, isoWeekday, occurrenceDays } from "./recurrence.js";
+import {
+  calendarDate,
+  fallsOnEveryDay,
+  isoWeekday,
+  occurrenceBounds,
+  occurrenceDays,
+} from "./recurrence.js";
 import { DAY_MS, HOUR_MS, MINUTE_MS } from "./time.js";
 
 /**
@@ -208,8 +214,12 @@ export function fairOrder(
 
 /**
  * The blocks in the way of `range`: each BLOCK override with an occurrence
- * overlapping it, and that occurrence's whole span (occurrences on
- * consecutive days, as of a multi-day block, joined), in override order.
+ * overlapping it, in override order, and the whole stretch of time it
+ * blocks there without a break (its occurrences that touch joined: the days
+ * of a multi-day all-day block, a weekly all-day block's consecutive
+ * weekdays). A block on every day with no last day has a span ending at
+ * Infinity. The work is bounded by the range's days, not by the blocks'
+ * length: a block to the year 9999 costs what a block of a day does.
  */
 export function blocksOverlapping(
   resource: ResourceCalendar,
@@ -217,22 +227,72 @@ export function blocksOverlapping(
 ): { rule: OverrideRule; span: Interval }[] {
   if (range.end <= range.start) return [];
   const local = zoneDays(resource.timeZone);
-  // A day either side, so a span that runs on across midnight is seen
-  // whole; a block without recurrence, over all its days.
-  const firstDay = local.dayOf(range.start) - 1;
-  const lastDay = local.dayOf(range.end - 1) + 1;
+  const firstDay = local.dayOf(range.start);
+  const lastDay = local.dayOf(range.end - 1);
   const found: { rule: OverrideRule; span: Interval }[] = [];
   for (const rule of resource.overrides) {
     if (rule.kind !== "block") continue;
-    const days = rule.recurrence
-      ? { first: firstDay, last: lastDay }
-      : { first: dayNumber(rule.startDate), last: dayNumber(rule.endDate ?? rule.startDate) };
-    const span = merge(occurrences(rule, local, days.first, days.last)).find(
-      (i) => i.start < range.end && i.end > range.start,
-    );
+    const span = stretchOver(rule, local, firstDay, lastDay, range);
     if (span) found.push({ rule, span });
   }
   return found;
+}
+
+/**
+ * The most consecutive days whose occurrences can touch, for an override
+ * that does not cover every day whole (see stretchOver): seven, a weekly
+ * all-day override on every weekday of every second (or later) week.
+ */
+const MAX_RUN_DAYS = 7;
+
+/**
+ * The stretch of time an override covers without a break that overlaps
+ * `range` (on local days firstDay..lastDay), or undefined: its occurrences
+ * that touch, joined, each whole.
+ *
+ * An override on every day (no repetition, or weekly on all seven
+ * weekdays) that is all day (or 00:00-24:00) covers one stretch from its
+ * first day's local midnight to the midnight after its last: that is read
+ * from two midnights, never by walking its days. Any other override's
+ * occurrences touch for at most MAX_RUN_DAYS days in a row (a weekly
+ * all-day one; a timed one's do not touch, and a monthly one's are weeks
+ * apart): its occurrences on the days and a day either side are read, and
+ * one in the way is followed outward day by day while the next touches it.
+ */
+function stretchOver(
+  rule: OverrideRule,
+  local: ZoneDays,
+  firstDay: number,
+  lastDay: number,
+  range: Interval,
+): Interval | undefined {
+  const { first, last } = occurrenceBounds(rule);
+  // An occurrence lies within its own local day: a day's margin either side is plenty.
+  if (first > last || first > lastDay + 1 || last < firstDay - 1) return undefined;
+  const overlaps = (i: Interval) => i.start < range.end && i.end > range.start;
+  const wholeDays =
+    rule.allDay ||
+    rule.startMinute === null ||
+    rule.endMinute === null ||
+    (rule.startMinute === 0 && rule.endMinute === 1440);
+  if (wholeDays && fallsOnEveryDay(rule)) {
+    const end = last === Infinity ? Infinity : local.midnight(last + 1);
+    const stretch = { start: local.midnight(first), end };
+    return overlaps(stretch) ? stretch : undefined;
+  }
+  const span = merge(occurrences(rule, local, firstDay - 1, lastDay + 1)).find(overlaps);
+  if (!span) return undefined;
+  for (let day = firstDay - 2; day >= Math.max(first, firstDay - 1 - MAX_RUN_DAYS); day--) {
+    const before = occurrences(rule, local, day, day)[0];
+    if (!before || before.end < span.start) break;
+    span.start = Math.min(span.start, before.start);
+  }
+  for (let day = lastDay + 2; day <= Math.min(last, lastDay + 1 + MAX_RUN_DAYS); day++) {
+    const after = occurrences(rule, local, day, day)[0];
+    if (!after || after.start > span.end) break;
+    span.end = Math.max(span.end, after.end);
+  }
+  return span;
 }
 
 /** The local calendar day [midnight, next midnight) containing `instant` in `timeZone`. */

@@ -152,7 +152,15 @@ function outsideWorkingHours(
   );
 }
 
-/** SCHEDULE_BLOCKED, naming the block in the way (its title) and its span in local time. */
+/**
+ * SCHEDULE_BLOCKED, naming the block in the way (its title) and the whole
+ * stretch of it that covers the time, in local time (see blocksOverlapping:
+ * the days of a multi-day block joined, the run of a repeating one's
+ * occurrences that covers the time). A stretch with no end, or whose end
+ * RFC 3339 cannot write (after the year 9999, only of an override stored
+ * before dates were bounded), has an empty `block_end`; the message says
+ * "with no end", or names the end as the last day's 24:00.
+ */
 function scheduleBlocked(resource: ResourceSnapshot, time: RequestedTime): Rejection {
   const zone = resource.timeZone;
   const block = blocksOverlapping(calendarOf(resource), {
@@ -162,21 +170,39 @@ function scheduleBlocked(resource: ResourceSnapshot, time: RequestedTime): Rejec
   if (!block)
     return new Rejection("SCHEDULE_BLOCKED", `resource "${resource.id}" has that time blocked`);
   const from = localDateTime(block.span.start, zone);
-  const to = localDateTime(block.span.end, zone);
+  const to = writableLocalTime(block.span.end, zone);
   const title = block.rule.title ? `"${block.rule.title}"` : "a block";
   const wall = (t: string) => `${t.slice(0, 10)} ${t.slice(11, 16)}`;
+  const until =
+    to !== undefined
+      ? `to ${wall(to)} (${zone})`
+      : block.span.end === Infinity
+        ? `(${zone}) with no end`
+        : // Only a whole day ends past 9999-12-31 (at the next local midnight).
+          `to ${localDateTime(block.span.end - 1, zone).slice(0, 10)} 24:00 (${zone})`;
   return new Rejection(
     "SCHEDULE_BLOCKED",
-    `resource "${resource.id}" is blocked for ${title} from ${wall(from)} to ${wall(to)} (${zone})`,
+    `resource "${resource.id}" is blocked for ${title} from ${wall(from)} ${until}`,
     {
       metadata: {
         override_id: block.rule.id,
         block_title: block.rule.title ?? "",
         block_start: from,
-        block_end: to,
+        block_end: to ?? "",
       },
     },
   );
+}
+
+/**
+ * An instant as local RFC 3339 (localDateTime), or undefined when there is
+ * none: Infinity, or a time after 9999-12-31T23:59:59 local, which RFC 3339's
+ * four-digit years cannot write.
+ */
+function writableLocalTime(ms: number, timeZone: string): string | undefined {
+  if (!Number.isFinite(ms)) return undefined;
+  const text = localDateTime(ms, timeZone);
+  return /^\d{4}-/.test(text) ? text : undefined;
 }
 
 export function checkDuration(policy: Policy, durationMs: number, field = "end_time"): void {

@@ -33,19 +33,51 @@ export function isoWeekday(dayNumber: number): number {
 }
 
 /**
+ * The first and last day an override may fall on: startDate, and endDate
+ * or until, whichever comes first (startDate when neither is set and it
+ * does not repeat; Infinity when it repeats with no end).
+ */
+export function occurrenceBounds(
+  rule: Pick<OverrideRule, "startDate" | "endDate" | "recurrence">,
+): {
+  first: number;
+  last: number;
+} {
+  const first = dayNumber(rule.startDate);
+  const recurrence = rule.recurrence;
+  let last = rule.endDate !== null ? dayNumber(rule.endDate) : recurrence ? Infinity : first;
+  if (recurrence?.until) last = Math.min(last, dayNumber(recurrence.until));
+  return { first, last };
+}
+
+/**
+ * Whether the override falls on every day from its first to its last
+ * (occurrenceBounds): it does not repeat, or repeats weekly, every week, on
+ * all seven weekdays.
+ */
+export function fallsOnEveryDay(rule: Pick<OverrideRule, "recurrence">): boolean {
+  const r = rule.recurrence;
+  if (r === null) return true;
+  return (
+    r.frequency === "weekly" &&
+    r.interval === 1 &&
+    [1, 2, 3, 4, 5, 6, 7].every((d) => r.weekdays.includes(d))
+  );
+}
+
+/**
  * The days in [from, to] the override falls on, ascending. Without
  * recurrence: every day from startDate to endDate. With it: the occurrences
- * from startDate on, up to endDate and until, whichever comes first.
+ * from startDate on, up to endDate and until, whichever comes first. The
+ * work is that of the days in [from, to], however long the override.
  */
 export function occurrenceDays(
   rule: Pick<OverrideRule, "startDate" | "endDate" | "recurrence">,
   from: number,
   to: number,
 ): number[] {
-  const first = dayNumber(rule.startDate);
+  const { first, last } = occurrenceBounds(rule);
   const recurrence = rule.recurrence;
-  let last = rule.endDate !== null ? dayNumber(rule.endDate) : recurrence ? Infinity : first;
-  if (recurrence?.until) last = Math.min(last, dayNumber(recurrence.until));
   const lo = Math.max(first, from);
   const hi = Math.min(last, to);
   const days: number[] = [];
