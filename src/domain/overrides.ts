@@ -1,6 +1,6 @@
 import type { OverrideRule } from "./override-rule.js";
 import { type FieldViolation, Rejection } from "./rejection.js";
-import { isCalendarDate, parseClockTime } from "./time.js";
+import { EARLIEST_DATE, isCalendarDate, LATEST_DATE, parseClockTime } from "./time.js";
 
 /** An override as a caller sends it; "" and 0 mean unset, as in protobuf. */
 export type OverrideInput = {
@@ -37,10 +37,12 @@ export function checkOverride(input: OverrideInput): {
 
   const startDateValid = isCalendarDate(input.startDate);
   if (!startDateValid) violate("start_date", 'must be a calendar date "YYYY-MM-DD"');
-  // Dates after a start date that is itself wrong are only checked for their form.
+  else if (!inDateRange(input.startDate)) violate("start_date", DATE_RANGE);
+  // Dates after a start date that is itself wrong are only checked for their form and range.
   const checkLaterDate = (text: string, field: string): string | null => {
     if (text === "") return null;
     if (!isCalendarDate(text)) violate(field, 'must be a calendar date "YYYY-MM-DD", or empty');
+    else if (!inDateRange(text)) violate(field, DATE_RANGE);
     else if (startDateValid && text < input.startDate)
       violate(field, "must not be before start_date");
     return text;
@@ -153,6 +155,13 @@ export function checkOverride(input: OverrideInput): {
     },
     violations,
   };
+}
+
+const DATE_RANGE = `must be a date from ${EARLIEST_DATE} to ${LATEST_DATE}`;
+
+/** Within the dates an override may name (four-digit "YYYY-MM-DD" compare as text). */
+function inDateRange(date: string): boolean {
+  return date >= EARLIEST_DATE && date <= LATEST_DATE;
 }
 
 function isWeekday(n: number): boolean {

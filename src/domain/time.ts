@@ -47,6 +47,22 @@ export function isCalendarDate(text: string): boolean {
   return d <= daysInMonth(y, mo);
 }
 
+/**
+ * The instants the API takes: every Timestamp of a request lies in
+ * [EARLIEST_MS, LATEST_MS), 2000-01-01 to 2200-01-01 UTC.
+ */
+export const EARLIEST_MS = Date.UTC(2000, 0, 1);
+export const LATEST_MS = Date.UTC(2200, 0, 1);
+
+/**
+ * The dates an override may name (start_date, end_date, recurrence.until):
+ * the years of those instants, 2000-01-01 to 2199-12-31. What is stored is
+ * read however far it reaches (overrides added before this bound may run
+ * to 9999-12-31), at the cost of the days asked about, not the days named.
+ */
+export const EARLIEST_DATE = "2000-01-01";
+export const LATEST_DATE = "2199-12-31";
+
 export function daysInMonth(year: number, month: number): number {
   return new Date(Date.UTC(year, month, 0)).getUTCDate();
 }

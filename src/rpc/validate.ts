@@ -4,7 +4,7 @@ import { z } from "zod";
 import { MAX_QUOTA, type Quotas } from "../domain/quota.js";
 import { MAX_RATE, type RateLimit } from "../domain/rate-limit.js";
 import { type FieldViolation, invalid } from "../domain/rejection.js";
-import { canonicalTimeZone } from "../domain/time.js";
+import { canonicalTimeZone, EARLIEST_MS, LATEST_MS } from "../domain/time.js";
 import { msOfDuration, msOfTimestamp } from "./convert.js";
 import "../zod-messages.js";
 
@@ -217,8 +217,6 @@ export function nonFiniteAt(value: unknown): string | undefined {
 }
 
 const MAX_DURATION_SECONDS = 315_576_000_000n;
-const EARLIEST_MS = Date.UTC(2000, 0, 1);
-const LATEST_MS = Date.UTC(2200, 0, 1);
 
 /**
  * Every Timestamp of every request is read here. A binary request's nanos

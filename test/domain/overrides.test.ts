@@ -5,7 +5,15 @@ import {
   MAX_OVERRIDES_PER_RESOURCE,
   type OverrideInput,
 } from "../../src/domain/overrides.js";
+import { dayNumber } from "../../src/domain/recurrence.js";
 import { Rejection } from "../../src/domain/rejection.js";
+import {
+  DAY_MS,
+  EARLIEST_DATE,
+  EARLIEST_MS,
+  LATEST_DATE,
+  LATEST_MS,
+} from "../../src/domain/time.js";
 
 type RecurrenceInput = NonNullable<OverrideInput["recurrence"]>;
 
@@ -300,6 +308,44 @@ describe("checkOverride: violations", () => {
       { field: "recurrence.until", description: "must not be before start_date" },
       { field: "recurrence.month_day", description: "must be 1 to 31" },
     ]);
+  });
+
+  it("bounds every date to the years the API takes times in, 2000 to 2199", () => {
+    const range = "must be a date from 2000-01-01 to 2199-12-31";
+    expect(checkOverride({ ...allDay, endDate: "9999-12-31" }).violations).toEqual([
+      { field: "end_date", description: range },
+    ]);
+    expect(checkOverride({ ...allDay, startDate: "1999-12-31" }).violations).toEqual([
+      { field: "start_date", description: range },
+    ]);
+    expect(
+      checkOverride({ ...allDay, startDate: "2200-01-01", endDate: "2200-01-02" }).violations,
+    ).toEqual([
+      { field: "start_date", description: range },
+      { field: "end_date", description: range },
+    ]);
+    expect(
+      checkOverride({ ...allDay, recurrence: weekly({ until: "2200-01-01" }) }).violations,
+    ).toEqual([{ field: "recurrence.until", description: range }]);
+    // The bounds themselves are fine.
+    expect(
+      checkOverride({
+        ...allDay,
+        startDate: "2000-01-01",
+        endDate: "2199-12-31",
+        recurrence: weekly({ until: "2199-12-31" }),
+      }).violations,
+    ).toEqual([]);
+  });
+
+  it("the date bounds are the days of the instants the API takes", () => {
+    expect(dayNumber(EARLIEST_DATE) * DAY_MS).toBe(EARLIEST_MS);
+    expect((dayNumber(LATEST_DATE) + 1) * DAY_MS).toBe(LATEST_MS);
+  });
+
+  it("a stored override beyond the bounds still reads as its rule (the console reads them so)", () => {
+    const { value } = checkOverride({ ...allDay, endDate: "9999-12-31" });
+    expect(value.endDate).toBe("9999-12-31");
   });
 
   it("an unspecified frequency yields no recurrence in the value", () => {
