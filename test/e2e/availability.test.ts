@@ -1,6 +1,7 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { AvailabilityService, type Slot } from "../../gen/holdfast/v1/availability_pb.js";
@@ -636,6 +637,94 @@ describe("holds follow the same rules", () => {
       override_id: block.override?.id,
       block_title: "Staff training",
     });
+  });
+
+  it("name a block that runs to 9999 (stored before dates were bounded) at once, with its real span", async () => {
+    // Before, each such block was walked day by day, 2.9 million days: one
+    // hold took 20-30 s of the whole event loop, and the any-resource path
+    // paid it once per resource. The test timeout is the structural bound.
+    const c = await clinic({ resources: 3, policy: { durations: [minutes(60)] } });
+    const monday = nextMonday();
+    const date = iso(monday).slice(0, 10);
+    const [r0, r1, r2] = c.resourceIds as [string, string, string];
+
+    // The API takes dates up to 2199-12-31, the last year it takes times in.
+    const far = await rejected(
+      c.resources.createOverride({
+        resourceId: r0,
+        kind: OverrideKind.BLOCK,
+        allDay: true,
+        startDate: date,
+        endDate: "9999-12-31",
+      }),
+      Code.InvalidArgument,
+      "VALIDATION_ERROR",
+    );
+    expect(fieldViolations(far)).toEqual(["end_date"]);
+    expect(far.rawMessage).toContain("end_date: must be a date from 2000-01-01 to 2199-12-31");
+    await c.resources.createOverride({
+      resourceId: r0,
+      kind: OverrideKind.BLOCK,
+      title: "Closed",
+      allDay: true,
+      startDate: date,
+      endDate: "2199-12-31",
+    });
+    // Blocks to 9999 as an older server stored them, on the other two resources.
+    const db = new pg.Client({ connectionString: server.databaseUrl });
+    await db.connect();
+    try {
+      await db.query(
+        `INSERT INTO overrides (tenant_id, resource_id, kind, title, all_day, start_date, end_date)
+         SELECT $1, id, 'block', 'Sabbatical', true, $2::date, '9999-12-31'
+         FROM unnest($3::text[]) AS id`,
+        [c.tenantId, date, [r1, r2]],
+      );
+      await db.query(
+        "UPDATE resources SET revision = revision + 1 WHERE tenant_id = $1 AND id = ANY($2)",
+        [c.tenantId, [r1, r2]],
+      );
+    } finally {
+      await db.end();
+    }
+    // Listing sees the new revisions and reads the catalog afresh; a listing
+    // clips blocks to its range, so it was never slow.
+    const { slots } = await c.slots.listSlots({
+      serviceId: c.serviceId,
+      ...range(monday, monday + DAY),
+    });
+    expect(slots).toEqual([]);
+
+    const tenAm = range(monday + 10 * HOUR, monday + 11 * HOUR);
+    // Any resource: every resource is checked and refused; the first refusal is answered.
+    const anyResource = await rejected(
+      c.bookings.createHold({ serviceId: c.serviceId, ...tenAm }),
+      Code.FailedPrecondition,
+      "SCHEDULE_BLOCKED",
+    );
+    expect(anyResource.rawMessage).toBe(
+      `resource "${r0}" is blocked for "Closed" from ${date} 00:00 to 2200-01-01 00:00 (UTC)`,
+    );
+    expect(anyResource.findDetails(ErrorInfoSchema)[0]?.metadata).toMatchObject({
+      block_start: `${date}T00:00:00+00:00`,
+      block_end: "2200-01-01T00:00:00+00:00",
+    });
+    for (const resourceId of [r1, r2]) {
+      const blocked = await rejected(
+        c.bookings.createHold({ serviceId: c.serviceId, resourceId, ...tenAm }),
+        Code.FailedPrecondition,
+        "SCHEDULE_BLOCKED",
+      );
+      // RFC 3339 cannot write 10000-01-01: the message names the last day's 24:00, block_end is empty.
+      expect(blocked.rawMessage).toBe(
+        `resource "${resourceId}" is blocked for "Sabbatical" from ${date} 00:00 to 9999-12-31 24:00 (UTC)`,
+      );
+      expect(blocked.findDetails(ErrorInfoSchema)[0]?.metadata).toMatchObject({
+        block_title: "Sabbatical",
+        block_start: `${date}T00:00:00+00:00`,
+        block_end: "",
+      });
+    }
   });
 
   it("refuse forged, altered, foreign and stale slot ids", async () => {
