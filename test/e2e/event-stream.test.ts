@@ -1,15 +1,13 @@
 import { connect } from "node:http2";
-import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
 import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
 import { EventService } from "../../gen/holdfast/v1/event_pb.js";
 import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { loadConfig } from "../../src/config.js";
-import { pruneEvents } from "../../src/db/outbox.js";
 import { startHoldfast } from "../../src/server.js";
 import { at, bookingWorld, sleep } from "../support/booking.js";
 import { clientFor, postJson } from "../support/clients.js";
-import { freshDatabase } from "../support/database.js";
+import { freshDatabase, retireAll } from "../support/database.js";
 import { ADMIN_KEY, startTestServer, type TestServer } from "../support/server.js";
 
 let server: TestServer;
@@ -95,23 +93,6 @@ async function follow(
  */
 function lastEventId(blocks: Block[]): string | undefined {
   return blocks.findLast((b) => b.id !== undefined)?.id;
-}
-
-/** Ages every event of the database past the retention and deletes them, as maintenance does. */
-async function retireAll(databaseUrl: string): Promise<void> {
-  const db = new pg.Client({ connectionString: databaseUrl });
-  await db.connect();
-  try {
-    await db.query("UPDATE outbox SET occur_time = now() - interval '8 days'");
-    await pruneEvents(db, 7 * 86_400_000, 5_000);
-    const { rows } = await db.query(
-      `SELECT (SELECT count(*) FROM outbox)::int AS kept,
-         (SELECT count(*) > 0 FROM outbox_pruned_tenants) AS marked`,
-    );
-    expect(rows[0]).toEqual({ kept: 0, marked: true });
-  } finally {
-    await db.end();
-  }
 }
 
 type Streamed = {

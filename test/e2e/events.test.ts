@@ -20,6 +20,7 @@ import {
 import { log } from "../../src/log.js";
 import { at, bookingWorld, seconds, sleep } from "../support/booking.js";
 import { clientFor, grpcJsErrorInfo, rejected } from "../support/clients.js";
+import { retireAll } from "../support/database.js";
 import { scrape } from "../support/metrics.js";
 import { type ServerProcess, spawnServer } from "../support/process.js";
 import { ADMIN_KEY, startTestServer, type TestServer } from "../support/server.js";
@@ -664,23 +665,6 @@ describe("ListEvents' next_cursor", () => {
 });
 
 describe("a filtered stream's cursor", () => {
-  /** Ages every event of the database past the retention and deletes them, as maintenance does. */
-  async function retireAll(databaseUrl: string): Promise<void> {
-    const db = new pg.Client({ connectionString: databaseUrl });
-    await db.connect();
-    try {
-      await db.query("UPDATE outbox SET occur_time = now() - interval '8 days'");
-      await pruneEvents(db, 7 * 86_400_000, 5_000);
-      const { rows } = await db.query(
-        `SELECT (SELECT count(*) FROM outbox)::int AS kept,
-           (SELECT count(*) > 0 FROM outbox_pruned_tenants) AS marked`,
-      );
-      expect(rows[0]).toEqual({ kept: 0, marked: true });
-    } finally {
-      await db.end();
-    }
-  }
-
   /** The error a stream ended with, once it has ended. */
   async function endOf(stream: ReturnType<typeof watch>): Promise<ConnectError> {
     for (let i = 0; i < 500 && stream.failure() === undefined; i++) await sleep(20);

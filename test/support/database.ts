@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
-import { afterAll, inject } from "vitest";
+import { afterAll, expect, inject } from "vitest";
+import { pruneEvents } from "../../src/db/outbox.js";
 import { databaseUrl } from "./urls.js";
 
 /**
@@ -84,5 +85,22 @@ export async function waitUntilBlocked(
     }
   } finally {
     await watcher.end();
+  }
+}
+
+/** Ages every event of the database past the retention and deletes them, as maintenance does. */
+export async function retireAll(databaseUrl: string): Promise<void> {
+  const db = new pg.Client({ connectionString: databaseUrl });
+  await db.connect();
+  try {
+    await db.query("UPDATE outbox SET occur_time = now() - interval '8 days'");
+    await pruneEvents(db, 7 * 86_400_000, 5_000);
+    const { rows } = await db.query(
+      `SELECT (SELECT count(*) FROM outbox)::int AS kept,
+         (SELECT count(*) > 0 FROM outbox_pruned_tenants) AS marked`,
+    );
+    expect(rows[0]).toEqual({ kept: 0, marked: true });
+  } finally {
+    await db.end();
   }
 }
