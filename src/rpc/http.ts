@@ -151,6 +151,7 @@ export function rpcRequestHandler(opts: RpcHandlerOptions): RpcRequestHandler {
   const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
 
   const handle = (req: NodeRequest, res: NodeResponse) => {
+    if ("stream" in req) stopSenderAfterAnswer(req);
     const path = (req.url ?? "").split("?", 1)[0] ?? "";
     const handler = handlers.get(path);
     if (!handler) return writeNoSuchMethod(req, res, path);
@@ -879,6 +880,28 @@ export function cutOff(res: NodeResponse): void {
     cutByServer.add(res.stream);
     res.stream.close(h2constants.NGHTTP2_ENHANCE_YOUR_CALM);
   } else res.destroy();
+}
+
+/**
+ * Asks an HTTP/2 caller still sending when its answer is complete (a body
+ * refused as too large, or for its Content-Type) to stop, with RST_STREAM
+ * NO_ERROR, as RFC 9113 section 8.1 provides. Otherwise the body nobody
+ * reads fills the stream's window and the sender waits on it, its stream
+ * open, until the request timer cancels it. The reset waits for the
+ * answer's last frame: Node's compatibility layer ends every answer with
+ * trailers (empty ones for Connect), which it sends on "wantTrailers"; a
+ * reset submitted on the next turn is queued behind them (one submitted
+ * on "finish", before them, would overtake them and lose the status).
+ */
+function stopSenderAfterAnswer(req: Http2ServerRequest): void {
+  const stream = req.stream;
+  stream.once("wantTrailers", () =>
+    setImmediate(() => {
+      if (!stream.closed && stream.state.remoteClose === 0) {
+        stream.close(h2constants.NGHTTP2_NO_ERROR);
+      }
+    }),
+  );
 }
 
 /**

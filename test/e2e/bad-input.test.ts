@@ -1,3 +1,5 @@
+import http2 from "node:http2";
+import { setTimeout as sleep } from "node:timers/promises";
 import { gzipSync } from "node:zlib";
 import {
   create,
@@ -6,7 +8,9 @@ import {
   type DescMethod,
   toBinary,
 } from "@bufbuild/protobuf";
-import { Code } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import * as grpc from "@grpc/grpc-js";
 import { beforeAll, describe, expect, it } from "vitest";
 import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
 import { CalendarFeedService } from "../../gen/holdfast/v1/calendar_feed_pb.js";
@@ -25,12 +29,15 @@ import {
   clientFor,
   envelope,
   fieldViolations,
+  grpcJsClient,
+  grpcJsReason,
   jsonReason,
   newTenant,
   postJson,
   rawConnect,
   rawGrpc,
   rawGrpcWeb,
+  reasonOfStatusBin,
   rejected,
 } from "../support/clients.js";
 import { ADMIN_KEY, startTestServer, type TestServer } from "../support/server.js";
@@ -752,5 +759,119 @@ describe("errors that teach", () => {
     expect(reply.message).toContain("ListEvents");
     const get = await rawConnect(server.url, WATCH, undefined, auth(), "?encoding=json&message={}");
     expect(get.message).toContain("/v1/events/stream");
+  });
+});
+
+describe("an oversize message over HTTP/2", () => {
+  /**
+   * A raw HTTP/2 call that sends its headers, then up to `total` bytes of
+   * body as fast as the server takes them (a gRPC envelope declaring them
+   * all, or JSON), without ending it: the answer it got, how much it sent
+   * before its stream closed, and the reset's code. A stream the server
+   * neither reads nor closes stalls the sender: after 3 s of that it stops.
+   */
+  async function flood(contentType: string, total: number) {
+    const session = http2.connect(server.url);
+    session.on("error", () => {});
+    try {
+      const stream = session.request({
+        ":method": "POST",
+        ":path": `/${LIST}`,
+        "content-type": contentType,
+        te: "trailers",
+        ...auth(),
+      });
+      stream.on("error", () => {});
+      stream.setMaxListeners(0);
+      const head: Record<string, unknown> = {};
+      stream.on("response", (h) => Object.assign(head, h));
+      stream.on("trailers", (t) => Object.assign(head, t));
+      let body = "";
+      stream.setEncoding("utf8");
+      stream.on("data", (text: string) => {
+        body += text;
+      });
+      const closed = new Promise<"closed">((resolve) =>
+        stream.once("close", () => resolve("closed")),
+      );
+      const stalled = () => sleep(3_000).then(() => "stalled" as const);
+      let sent = 0;
+      if (contentType.startsWith("application/grpc")) {
+        const prefix = Buffer.alloc(5);
+        prefix.writeUInt32BE(total - 5, 1);
+        stream.write(prefix);
+        sent += prefix.byteLength;
+      }
+      const chunk = Buffer.alloc(64 * 1024, 0x20);
+      let state: "sending" | "closed" | "stalled" = "sending";
+      while (state === "sending" && sent < total && !stream.closed) {
+        sent += chunk.byteLength;
+        if (!stream.write(chunk)) {
+          const drained = new Promise<"sending">((r) => stream.once("drain", () => r("sending")));
+          state = await Promise.race([drained, closed, stalled()]);
+        }
+      }
+      if (state !== "stalled") state = await Promise.race([closed, stalled()]);
+      const json = body.startsWith("{") ? (JSON.parse(body) as Record<string, unknown>) : {};
+      return {
+        status: head[":status"],
+        grpcStatus: head["grpc-status"],
+        reason: ((json.details ?? []) as { debug?: { reason?: string } }[])[0]?.debug?.reason,
+        grpcReason: reasonOfStatusBin(head["grpc-status-details-bin"] as string | undefined),
+        state,
+        rstCode: stream.rstCode,
+        sent,
+      };
+    } finally {
+      session.destroy();
+    }
+  }
+
+  it("is answered at once, and the sender is told to stop (RST_STREAM NO_ERROR)", async () => {
+    const total = 16 * MAX;
+    const grpc = await flood("application/grpc+proto", total);
+    expect(grpc).toMatchObject({
+      status: 200,
+      grpcStatus: String(Code.InvalidArgument),
+      grpcReason: "REQUEST_TOO_LARGE",
+      state: "closed",
+      rstCode: http2.constants.NGHTTP2_NO_ERROR,
+    });
+    const json = await flood("application/json", total);
+    expect(json).toMatchObject({
+      status: 400,
+      reason: "REQUEST_TOO_LARGE",
+      state: "closed",
+      rstCode: http2.constants.NGHTTP2_NO_ERROR,
+    });
+    // Stopped after about the limit and a flow-control window, not the 32 MiB.
+    expect(grpc.sent).toBeLessThan(2 * MAX);
+    expect(json.sent).toBeLessThan(2 * MAX);
+  });
+
+  it("still reaches grpc-js and Connect clients with its code and reason", async () => {
+    const pageToken = "x".repeat(3 * MAX);
+    const client = grpcJsClient(server.url, "holdfast/v1/resource.proto", "ResourceService", key);
+    try {
+      const err = (await client.call("ListResources", { pageToken }).catch((e: unknown) => e)) as
+        | grpc.ServiceError
+        | undefined;
+      expect([err?.code, err && grpcJsReason(err)]).toEqual([
+        grpc.status.INVALID_ARGUMENT,
+        "REQUEST_TOO_LARGE",
+      ]);
+    } finally {
+      client.close();
+    }
+    const transports = {
+      grpc: createGrpcTransport({ baseUrl: server.url }),
+      connect: createConnectTransport({ baseUrl: server.url, httpVersion: "2" }),
+    };
+    for (const [name, transport] of Object.entries(transports)) {
+      const resources = createClient(ResourceService, transport);
+      const call = resources.listResources({ pageToken }, { headers: auth() });
+      const err = await rejected(call, Code.InvalidArgument, "REQUEST_TOO_LARGE");
+      expect([name, err.message]).toEqual([name, expect.stringContaining("exceeds the limit")]);
+    }
   });
 });

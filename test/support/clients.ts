@@ -221,7 +221,8 @@ const GRPC_CODE_NAMES: Record<string, string> = {
   ),
 };
 
-function reasonOfStatusBin(bin: string | undefined): string | undefined {
+/** The ErrorInfo reason in a grpc-status-details-bin value, if any. */
+export function reasonOfStatusBin(bin: string | undefined): string | undefined {
   if (!bin) return undefined;
   const status = fromBinary(StatusSchema, Buffer.from(bin, "base64"));
   const info = status.details.find((d) => d.typeUrl.endsWith("google.rpc.ErrorInfo"));
