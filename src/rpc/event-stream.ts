@@ -6,12 +6,12 @@ import {
   type WatchEventsRequest,
   WatchEventsRequestSchema,
 } from "../../gen/holdfast/v1/event_pb.js";
-import { Rejection } from "../domain/rejection.js";
+import { clipText, Rejection } from "../domain/rejection.js";
 import { log } from "../log.js";
 import { authenticate, type Keyring, requiredScopeOf } from "./auth.js";
 import { toConnectError } from "./errors.js";
 import type { EventStream, OpenEventStream } from "./event-service.js";
-import { cutOff, drained, type NodeRequest, type NodeResponse } from "./http.js";
+import { cutOff, drained, type NodeRequest, type NodeResponse, writeConnectError } from "./http.js";
 import { checkRequest } from "./limits.js";
 import { localizeBookings, type ZoneLookup } from "./local-times.js";
 import { rateLimited, rateLimitFields } from "./rate-limit.js";
@@ -67,8 +67,10 @@ export function eventStreamHandler(
 
   async function serve(req: NodeRequest, res: NodeResponse): Promise<void> {
     if (req.method !== "GET") {
-      res.writeHead(405, { allow: "GET", "content-type": "application/json" });
-      res.end(JSON.stringify({ code: "unimplemented", message: `use GET ${EVENT_STREAM_PATH}` }));
+      res.setHeader("allow", "GET");
+      const method = clipText(req.method ?? "", 20);
+      const hint = `${method} cannot follow events: use GET ${EVENT_STREAM_PATH} (Server-Sent Events)`;
+      writeConnectError(res, new Rejection("MALFORMED_REQUEST", hint), 405);
       return;
     }
     // The stream ends when the client goes, the server stops or the key is revoked.

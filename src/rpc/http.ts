@@ -807,8 +807,11 @@ function writeNoSuchMethod(req: NodeRequest, res: NodeResponse, path: string): v
   res.end(trailer);
 }
 
-/** A Connect unary error answer, for what is refused before the framework runs. */
-function writeConnectError(res: NodeResponse, r: Rejection, status?: number): void {
+/**
+ * A Connect unary error answer, for what is refused before the framework
+ * runs, and for the plain HTTP endpoints beside the RPCs (Server-Sent Events).
+ */
+export function writeConnectError(res: NodeResponse, r: Rejection, status?: number): void {
   const error = connectErrorOf(r);
   const body = errorToJsonBytes(error, undefined);
   res.writeHead(status ?? codeToHttpStatus(error.code), {

@@ -286,6 +286,17 @@ describe("GET /v1/events/stream", () => {
     });
     expect(post.status).toBe(405);
     expect(post.headers.get("allow")).toBe("GET");
+    // A JSON error like any refusal: a code, a stable reason, and what to do.
+    const refused = (await post.json()) as {
+      code?: string;
+      message?: string;
+      details?: { type: string; debug?: { reason?: string } }[];
+    };
+    expect(refused).toMatchObject({
+      code: "invalid_argument",
+      message: "POST cannot follow events: use GET /v1/events/stream (Server-Sent Events)",
+      details: [{ type: "google.rpc.ErrorInfo", debug: { reason: "MALFORMED_REQUEST" } }],
+    });
   });
 
   it("refuses what ListEvents refuses, with the same JSON error: list sizes before items", async () => {
