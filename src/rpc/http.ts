@@ -1,3 +1,4 @@
+import { isUtf8 } from "node:buffer";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import {
   type Http2ServerRequest,
@@ -186,7 +187,14 @@ export function rpcRequestHandler(opts: RpcHandlerOptions): RpcRequestHandler {
       );
     }
     if ("stream" in req) markCallerResets(req, uReq.signal);
-    const checked = await checkRequest(uReq, handler.method, max);
+    const checked: Checked = NOT_ASCII.test(req.url ?? "")
+      ? {
+          answer: new Rejection(
+            "MALFORMED_REQUEST",
+            "the request's path or query holds bytes that are not ASCII: percent-encode their UTF-8 (RFC 3986)",
+          ),
+        }
+      : await checkRequest(uReq, handler.method, max);
     const refusal = "answer" in checked ? checked.answer : checked.refused;
     if (refusal) await observeRefusal(uReq, handler.method, refusal);
     if ("answer" in checked) return writeConnectError(res, checked.answer, checked.status);
@@ -222,6 +230,14 @@ export function rpcRequestHandler(opts: RpcHandlerOptions): RpcRequestHandler {
   };
   return Object.assign(handle, { handlers: router.handlers });
 }
+
+/**
+ * A request target is ASCII (RFC 3986). Node's HTTP/1.1 parser refuses
+ * other bytes; over HTTP/2 they reach us as Latin-1 characters, which the
+ * URL would then percent-encode as if the caller had meant them: a Connect
+ * GET's message in UTF-8 (or not UTF-8 at all) read as other text.
+ */
+const NOT_ASCII = /[^\x20-\x7e]/;
 
 type Wire = Readonly<{
   /** How the framework will read the body. */
@@ -371,7 +387,7 @@ async function checkRequest(
   if (declared > max) return refusedAs(req, wire, tooLarge(max));
 
   if (isGet) {
-    const rejection = checkGet(new URL(req.url).searchParams, method, max);
+    const rejection = checkGet(new URL(req.url), method, max);
     return rejection ? refusedAs(req, wire, rejection) : { request: { ...req, header } };
   }
   const body = req.body as AsyncIterable<Uint8Array>;
@@ -538,7 +554,8 @@ function badDeadline(name: string, value: string, expected: string): Rejection {
 }
 
 /** A Connect GET: the message, its encoding and compression are in the query. */
-function checkGet(query: URLSearchParams, method: DescMethod, max: number): Rejection | undefined {
+function checkGet(url: URL, method: DescMethod, max: number): Rejection | undefined {
+  const query = url.searchParams;
   const encoding = query.get("encoding");
   if (encoding !== "json" && encoding !== "proto") {
     return new Rejection(
@@ -572,12 +589,32 @@ function checkGet(query: URLSearchParams, method: DescMethod, max: number): Reje
       return new Rejection("MALFORMED_REQUEST", "message is not valid base64 (base64=1)");
     }
   } else {
+    // URLSearchParams reads percent-escapes that are not UTF-8 as U+FFFD:
+    // a replacement character may stand for bytes the caller sent.
+    if (text.includes("\uFFFD") && !isUtf8Query(url.search)) {
+      return new Rejection(
+        "MALFORMED_REQUEST",
+        "the query is not valid UTF-8: percent-encode the UTF-8 bytes of the message, or send it in base64 (base64=1)",
+      );
+    }
     bytes = new TextEncoder().encode(text);
   }
   const decompressed = compression === "gzip" ? gunzip(bytes, max) : bytes;
   if (decompressed instanceof Rejection) return decompressed;
   const parsed = decode(method, encoding === "proto", decompressed);
   return parsed instanceof Rejection ? parsed : undefined;
+}
+
+/** Whether a URL's query (`?…`, ASCII) decodes to UTF-8 once its percent-escapes are undone. */
+function isUtf8Query(search: string): boolean {
+  try {
+    // decodeURIComponent throws on escapes that are not UTF-8, and on a %
+    // that starts no escape, which URLSearchParams keeps as it is: escaped first.
+    decodeURIComponent(search.replace(/%(?![0-9A-Fa-f]{2})/g, "%25"));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The whole body, refused past `max` bytes of message (`framing` bytes more are the envelope's). */
@@ -729,6 +766,16 @@ function decode(method: DescMethod, binary: boolean, bytes: Uint8Array): JsonVal
         `request is not a valid binary ${method.input.typeName}: ${clipText(messageOf(err), 200)}`,
       );
     }
+  }
+  // JSON text is UTF-8 (RFC 8259); decoding it leniently would hand the
+  // handler U+FFFD for what was sent, and store it (an attendee's name).
+  // Binary strings need no such check: protobuf-es refuses bytes that are
+  // not UTF-8 in a proto3 string field.
+  if (!isUtf8(bytes)) {
+    return new Rejection(
+      "MALFORMED_REQUEST",
+      "request is not valid UTF-8: JSON text must be UTF-8 (RFC 8259)",
+    );
   }
   let json: JsonValue;
   const text = Buffer.from(bytes).toString("utf8");

@@ -12,7 +12,7 @@ import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { beforeAll, describe, expect, it } from "vitest";
-import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
+import { BookingService, CreateHoldRequestSchema } from "../../gen/holdfast/v1/booking_pb.js";
 import { CalendarFeedService } from "../../gen/holdfast/v1/calendar_feed_pb.js";
 import { CatalogService, CreateServiceRequestSchema } from "../../gen/holdfast/v1/catalog_pb.js";
 import {
@@ -151,6 +151,144 @@ describe("bodies that do not decode are MALFORMED_REQUEST on every protocol", ()
       { ...auth(), "grpc-encoding": "gzip" },
     );
     expect(grpc.code).toBe("OK");
+  });
+});
+
+describe("text that is not UTF-8", () => {
+  /** `bytes` with the first "§" (C2 A7) spoilt into FF A7, which is not UTF-8: same length. */
+  const spoilt = (bytes: Uint8Array) => {
+    const out = Buffer.from(bytes);
+    out[out.indexOf(Buffer.from("§"))] = 0xff;
+    return out;
+  };
+
+  it("is MALFORMED_REQUEST in JSON and binary bodies on every protocol, never stored as U+FFFD", async () => {
+    const w = await bookingWorld(server.url);
+    const times = at(1, 9);
+    const iso = (t: { seconds: bigint }) => new Date(Number(t.seconds) * 1000).toISOString();
+    const json = Buffer.from(
+      JSON.stringify({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        startTime: iso(times.startTime),
+        endTime: iso(times.endTime),
+        attendee: { name: "Ada § Lovelace" },
+      }),
+    );
+    const binary = toBinary(
+      CreateHoldRequestSchema,
+      create(CreateHoldRequestSchema, {
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...times,
+        attendee: { name: "Ada § Lovelace" },
+      }),
+    );
+    const bodies = { json: spoilt(json), binary: spoilt(binary) };
+    const auth = { authorization: `Bearer ${w.key}` };
+    const replies = {
+      connectJson: await rawConnect(server.url, HOLD, bodies.json, {
+        ...auth,
+        "content-type": "application/json",
+      }),
+      connectProto: await rawConnect(server.url, HOLD, bodies.binary, {
+        ...auth,
+        "content-type": "application/proto",
+      }),
+      grpcJson: await rawGrpc(server.url, HOLD, envelope(bodies.json), {
+        ...auth,
+        "content-type": "application/grpc+json",
+      }),
+      grpcProto: await rawGrpc(server.url, HOLD, envelope(bodies.binary), auth),
+      grpcWebJson: await rawGrpcWeb(server.url, HOLD, envelope(bodies.json), {
+        ...auth,
+        "content-type": "application/grpc-web+json",
+      }),
+      grpcWebProto: await rawGrpcWeb(server.url, HOLD, envelope(bodies.binary), auth),
+    };
+    for (const [name, reply] of Object.entries(replies)) {
+      expect({ name, code: reply.code, reason: reply.reason }).toEqual({
+        name,
+        code: name.startsWith("connect") ? "invalid_argument" : "InvalidArgument",
+        reason: "MALFORMED_REQUEST",
+      });
+    }
+    expect(replies.connectJson.message).toContain("not valid UTF-8");
+    expect((await w.bookings.listBookings({})).bookings).toEqual([]);
+    // The same body in UTF-8 is a hold, its name as sent.
+    const ok = await rawConnect(server.url, HOLD, json, {
+      ...auth,
+      "content-type": "application/json",
+    });
+    expect(ok.status).toBe(200);
+    const [held] = (await w.bookings.listBookings({})).bookings;
+    expect(held?.attendee?.name).toBe("Ada § Lovelace");
+  });
+
+  it("is MALFORMED_REQUEST in a Connect GET's message: percent-encoded, in base64, or raw over HTTP/2", async () => {
+    const w = await bookingWorld(server.url);
+    const GET_RESOURCE = "holdfast.v1.ResourceService/GetResource";
+    const auth = { authorization: `Bearer ${w.key}` };
+    const message = spoilt(Buffer.from(JSON.stringify({ resourceId: `${w.resourceId}§` })));
+    const percent = [...message].map((b) => `%${b.toString(16).padStart(2, "0")}`).join("");
+    for (const query of [
+      `?encoding=json&message=${percent}`,
+      `?encoding=json&base64=1&message=${message.toString("base64url")}`,
+    ]) {
+      const get = await rawConnect(server.url, GET_RESOURCE, undefined, auth, query);
+      expect({ query, status: get.status, reason: get.reason }).toEqual({
+        query,
+        status: 400,
+        reason: "MALFORMED_REQUEST",
+      });
+    }
+    // Bytes sent as they are over HTTP/2, not percent-encoded: not read as Latin-1.
+    // (Node's HTTP/1.1 parser refuses them before any request exists.)
+    const session = http2.connect(server.url);
+    try {
+      const raw = Buffer.from(JSON.stringify({ resourceId: `${w.resourceId}é` })).toString(
+        "latin1",
+      );
+      const stream = session.request({
+        ":method": "GET",
+        ":path": `/${GET_RESOURCE}?encoding=json&message=${raw}`,
+        ...auth,
+      });
+      const [status, body] = await new Promise<[unknown, string]>((resolve, reject) => {
+        let status: unknown;
+        let body = "";
+        stream.on("response", (h) => {
+          status = h[":status"];
+        });
+        stream.on("data", (chunk: Buffer) => {
+          body += chunk.toString();
+        });
+        stream.on("end", () => resolve([status, body]));
+        stream.on("error", reject);
+      });
+      expect([
+        status,
+        (JSON.parse(body) as { details?: { debug?: { reason?: string } }[] }).details?.[0]?.debug
+          ?.reason,
+      ]).toEqual([400, "MALFORMED_REQUEST"]);
+    } finally {
+      session.close();
+    }
+    // U+FFFD itself, sent in UTF-8, is a character like any other, beside a
+    // % that starts no escape (kept as it is).
+    const replacement = encodeURIComponent(JSON.stringify({ resourceId: `${w.resourceId}\ufffd` }));
+    const get = await rawConnect(
+      server.url,
+      GET_RESOURCE,
+      undefined,
+      auth,
+      `?encoding=json&message=${replacement}&note=100%`,
+    );
+    expect([get.status, get.reason, get.message]).toEqual([
+      404,
+      "RESOURCE_NOT_FOUND",
+      `no resource with id "${w.resourceId}\ufffd"`,
+    ]);
   });
 });
 
