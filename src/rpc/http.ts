@@ -945,13 +945,15 @@ export function cutOff(res: NodeResponse): void {
  */
 function stopSenderAfterAnswer(req: Http2ServerRequest): void {
   const stream = req.stream;
-  stream.once("wantTrailers", () =>
+  stream.once("wantTrailers", () => {
+    // The usual call has sent all of its body by now: nothing to stop.
+    if (req.complete) return;
     setImmediate(() => {
       if (!stream.closed && stream.state.remoteClose === 0) {
         stream.close(h2constants.NGHTTP2_NO_ERROR);
       }
-    }),
-  );
+    });
+  });
 }
 
 /**
