@@ -1,16 +1,16 @@
 import { randomBytes } from "node:crypto";
 import type { JsonObject } from "@bufbuild/protobuf";
 import { checkCalendarFeedRoom } from "../domain/calendar-feed.js";
-import { scopesBeyond } from "../domain/scopes.js";
-import { hashSecret, scopesWithin } from "./keys.js";
+import { hashSecret } from "./keys.js";
 import type { Db, Queryable } from "./pool.js";
 
 /**
  * Calendar feeds: `hfcal_` plus 32 random bytes in the URL; only the
  * secret's SHA-256 is stored, as for API keys. Each records the API key
  * that made it (`creator_key_id`, NULL for feeds made before it was
- * recorded): a feed answers only while that key is not revoked, and only
- * a key holding all of that key's scopes may revoke it.
+ * recorded): a feed answers only while that key is not revoked. A key
+ * sees and revokes the feeds it made; a `keys.manage` key, every feed of
+ * its tenant (src/rpc/calendar-feed-service.ts decides which).
  */
 
 export type CalendarFeedRow = {
@@ -133,47 +133,25 @@ export async function listCalendarFeeds(
 }
 
 /**
- * Revokes a feed for the key `callerKeyId`, which holds `callerScopes`: a
- * key may revoke the feeds it made, those made by a key holding no scope
- * beyond its own (the rule of revokeKey), and those whose creator is not
- * recorded. Revoking a revoked feed returns it unchanged. `beyond` when
- * the feed's creator holds scopes the caller does not (undefined ones: the
- * operator key, which only it may answer for); undefined when there is no
- * such feed.
+ * Revokes the tenant's feed `id`, if it is one of those listCalendarFeeds
+ * gives the same `creatorKeyId`: made by that key, or any feed when it is
+ * undefined. Revoking a revoked feed returns it unchanged. Undefined both
+ * when there is no such feed and when it is another key's, so that a key
+ * learns nothing of feeds it may not see.
  */
 export async function revokeCalendarFeed(
   q: Queryable,
   tenantId: string,
   id: string,
-  caller: { keyId: string; scopes: readonly string[] },
-): Promise<
-  { feed: CalendarFeedRow } | { creatorKeyId: string; beyond: string[] | undefined } | undefined
-> {
+  creatorKeyId: string | undefined,
+): Promise<CalendarFeedRow | undefined> {
   const { rows } = await q.query<CalendarFeedRow>(
-    `UPDATE calendar_feeds f SET revoke_time = coalesce(f.revoke_time, now())
-     WHERE f.tenant_id = $1 AND f.id = $2
-       AND (f.creator_key_id IS NULL OR f.creator_key_id = $3 OR EXISTS (
-         SELECT 1 FROM api_keys k
-         WHERE k.tenant_id = f.tenant_id AND k.id = f.creator_key_id AND ${scopesWithin("k.scopes", "$4")}
-       ))
+    `UPDATE calendar_feeds SET revoke_time = coalesce(revoke_time, now())
+     WHERE tenant_id = $1 AND id = $2 AND ($3::text IS NULL OR creator_key_id = $3)
      RETURNING ${COLUMNS}`,
-    [tenantId, id, caller.keyId, [...caller.scopes]],
+    [tenantId, id, creatorKeyId ?? null],
   );
-  const row = rows[0];
-  if (row) return { feed: row };
-  // Not found, or made by a key holding scopes beyond the caller's: say which.
-  const held = await q.query<{ creator_key_id: string; scopes: string[] | null }>(
-    `SELECT f.creator_key_id, k.scopes FROM calendar_feeds f
-     LEFT JOIN api_keys k ON k.tenant_id = f.tenant_id AND k.id = f.creator_key_id
-     WHERE f.tenant_id = $1 AND f.id = $2`,
-    [tenantId, id],
-  );
-  const creator = held.rows[0];
-  if (!creator) return undefined;
-  return {
-    creatorKeyId: creator.creator_key_id,
-    beyond: creator.scopes ? scopesBeyond(caller.scopes, creator.scopes) : undefined,
-  };
+  return rows[0];
 }
 
 /** A booking as a feed shows it, with the names and zone it is shown in. */

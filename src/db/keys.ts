@@ -78,10 +78,9 @@ export async function listKeys(
 /**
  * SQL: true when the scopes `scopes` (a text[] expression) are all among the
  * text[] parameter `within`, or `within` is NULL. Who may revoke what: a
- * key may revoke a key, or a calendar feed made by a key
- * (src/db/calendar-feeds.ts), holding no scope beyond its own.
+ * key may revoke a key holding no scope beyond its own.
  */
-export function scopesWithin(scopes: string, within: string): string {
+function scopesWithin(scopes: string, within: string): string {
   return `(${within}::text[] IS NULL OR ${scopes} <@ ${within}::text[])`;
 }
 

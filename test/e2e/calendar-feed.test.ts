@@ -12,7 +12,7 @@ import { ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
 import { MAX_CALENDAR_FEEDS_PER_TENANT } from "../../src/domain/calendar-feed.js";
 import { TENANT_SCOPES } from "../../src/domain/scopes.js";
 import { DAY, MINUTE, minutes } from "../support/booking.js";
-import { clientFor, fieldViolations, newTenant, rejected } from "../support/clients.js";
+import { clientFor, newTenant, postJson, rejected } from "../support/clients.js";
 import { ADMIN_KEY, startTestServer, type TestServer } from "../support/server.js";
 
 /**
@@ -438,58 +438,90 @@ describe("calendar feeds and the keys that made them", () => {
     });
     expect(feed?.creatorKeyId).toBe("env:HOLDFAST_ADMIN_KEY");
     expect(await status(urlPath)).toBe(200);
-    // Only the operator key answers for its feeds.
+    // A key of its tenant without keys.manage neither sees nor revokes it.
     const operatorTenant = clientFor(KeyService, server.url, ADMIN_KEY);
-    const { apiKey } = await operatorTenant.createApiKey({ scopes: [...TENANT_SCOPES] });
+    const scopes = TENANT_SCOPES.filter((s) => s !== "keys.manage");
+    const { apiKey } = await operatorTenant.createApiKey({ scopes });
     await rejected(
       feedsOf(apiKey).revokeCalendarFeed({ calendarFeedId: feed?.id }),
-      Code.PermissionDenied,
-      "MISSING_SCOPE",
+      Code.NotFound,
+      "CALENDAR_FEED_NOT_FOUND",
     );
     expect(await status(urlPath)).toBe(200);
     await feedsOf(ADMIN_KEY).revokeCalendarFeed({ calendarFeedId: feed?.id });
     expect(await status(urlPath)).toBe(404);
   });
 
-  it("lets a key revoke only feeds made by keys whose scopes it holds", async () => {
-    const reader = await newKey(["bookings.read"]);
-    const otherReader = await newKey(["bookings.read"]);
-    const full = await feedsOf(key).createCalendarFeed({ resourceId });
-    const err = await rejected(
-      feedsOf(reader.secret).revokeCalendarFeed({ calendarFeedId: full.feed?.id }),
-      Code.PermissionDenied,
-      "MISSING_SCOPE",
+  it("lets a key without keys.manage revoke only the feeds it made: any other is NOT_FOUND, as an unknown id is", async () => {
+    const a = await newKey(["bookings.read"]);
+    const b = await newKey(["bookings.read"]);
+    const manager = await newKey(["bookings.read", "keys.manage"]);
+    const made = await feedsOf(a.secret).createCalendarFeed({ resourceId });
+    const id = made.feed?.id as string;
+    // The whole answer, the id it names aside: B learns nothing of A's feed.
+    const answer = async (calendarFeedId: string) => {
+      const reply = await postJson(
+        server.url,
+        "holdfast.v1.CalendarFeedService/RevokeCalendarFeed",
+        { calendarFeedId },
+        b.secret,
+      );
+      const details = (reply.body.details ?? []) as { type: string; debug?: unknown }[];
+      const body = { ...reply.body, details: details.map((d) => [d.type, d.debug]) };
+      return [reply.status, JSON.stringify(body).replaceAll(calendarFeedId, "<id>")];
+    };
+    const unknownId = `cal_${"0".repeat(id.length - 4)}`;
+    expect(await answer(id)).toEqual(await answer(unknownId));
+    await rejected(
+      feedsOf(b.secret).revokeCalendarFeed({ calendarFeedId: id }),
+      Code.NotFound,
+      "CALENDAR_FEED_NOT_FOUND",
     );
-    expect(fieldViolations(err)).toEqual(["calendar_feed_id"]);
-    expect(err.rawMessage).toContain("catalog.manage");
+    // Nor a feed of a key holding more scopes, or of the operator key.
+    const full = await feedsOf(key).createCalendarFeed({ resourceId });
+    await rejected(
+      feedsOf(b.secret).revokeCalendarFeed({ calendarFeedId: full.feed?.id }),
+      Code.NotFound,
+      "CALENDAR_FEED_NOT_FOUND",
+    );
+    // Both feeds still answer and are not revoked.
+    expect(await status(made.urlPath)).toBe(200);
     expect(await status(full.urlPath)).toBe(200);
+    expect((await feedsOf(a.secret).listCalendarFeeds({})).feeds.map((f) => f.id)).toEqual([id]);
 
-    // Its own, and a feed of a key with no more scopes than it.
-    const own = await feedsOf(reader.secret).createCalendarFeed({ resourceId });
-    const peer = await feedsOf(otherReader.secret).createCalendarFeed({ resourceId });
-    for (const made of [own, peer]) {
-      const { feed } = await feedsOf(reader.secret).revokeCalendarFeed({
-        calendarFeedId: made.feed?.id,
+    // A revokes its own; B's refusal is the same for a revoked feed.
+    const { feed } = await feedsOf(a.secret).revokeCalendarFeed({ calendarFeedId: id });
+    expect(feed?.revokeTime).toBeDefined();
+    expect(await status(made.urlPath)).toBe(404);
+    expect(await answer(id)).toEqual(await answer(unknownId));
+
+    // A keys.manage key revokes any feed of its tenant, as it lists every one.
+    const bs = await feedsOf(b.secret).createCalendarFeed({ resourceId });
+    for (const other of [bs, full]) {
+      const { feed: revoked } = await feedsOf(manager.secret).revokeCalendarFeed({
+        calendarFeedId: other.feed?.id,
       });
-      expect(feed?.revokeTime).toBeDefined();
-      expect(await status(made.urlPath)).toBe(404);
+      expect(revoked?.revokeTime).toBeDefined();
+      expect(await status(other.urlPath)).toBe(404);
     }
-    // The tenant's full key revokes any of the tenant's feeds.
-    const mine = await feedsOf(otherReader.secret).createCalendarFeed({ resourceId });
-    await feedsOf(key).revokeCalendarFeed({ calendarFeedId: mine.feed?.id });
-    await feedsOf(key).revokeCalendarFeed({ calendarFeedId: full.feed?.id });
-    expect(await status(full.urlPath)).toBe(404);
   });
 
-  it("keeps feeds made before creators were recorded: they answer, and any reader may revoke them", async () => {
+  it("keeps feeds made before creators were recorded: they answer, and only a keys.manage key revokes them", async () => {
     const reader = await newKey(["bookings.read"]);
+    const manager = await newKey(["bookings.read", "keys.manage"]);
     const { urlPath, feed } = await feedsOf(key).createCalendarFeed({ resourceId });
     // As the migration leaves a feed made before it.
     await db.query("UPDATE calendar_feeds SET creator_key_id = NULL WHERE id = $1", [feed?.id]);
     const listed = await feedsOf(key).listCalendarFeeds({});
     expect(listed.feeds.find((f) => f.id === feed?.id)?.creatorKeyId).toBe("");
     expect(await status(urlPath)).toBe(200);
-    await feedsOf(reader.secret).revokeCalendarFeed({ calendarFeedId: feed?.id });
+    await rejected(
+      feedsOf(reader.secret).revokeCalendarFeed({ calendarFeedId: feed?.id }),
+      Code.NotFound,
+      "CALENDAR_FEED_NOT_FOUND",
+    );
+    expect(await status(urlPath)).toBe(200);
+    await feedsOf(manager.secret).revokeCalendarFeed({ calendarFeedId: feed?.id });
     expect(await status(urlPath)).toBe(404);
   });
 
