@@ -300,9 +300,10 @@ export const CalendarFeedService: GenService<{
     output: typeof ListCalendarFeedsResponseSchema;
   },
   /**
-   * Revokes a feed at once: its URL answers 404 from then on. A key may
-   * revoke the feeds it made and those made by a key holding no scope beyond
-   * its own, as for RevokeApiKey (MISSING_SCOPE otherwise).
+   * Revokes a feed at once: its URL answers 404 from then on. A key revokes
+   * the feeds ListCalendarFeeds shows it: those it made, or, holding
+   * `keys.manage`, any feed of the tenant. Any other id is
+   * CALENDAR_FEED_NOT_FOUND, as an id that does not exist.
    *
    * @generated from rpc holdfast.v1.CalendarFeedService.RevokeCalendarFeed
    */
