@@ -1,5 +1,3 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import {
   calendarFeedBookings,
   calendarFeedSubject,
@@ -14,7 +12,9 @@ import {
   MAX_FEED_EVENTS,
   renderCalendarFeed,
 } from "../domain/calendar-feed.js";
+import { clipText, Rejection } from "../domain/rejection.js";
 import { log } from "../log.js";
+import { type NodeRequest, type NodeResponse, writeConnectError } from "./http.js";
 import { rateLimited, rateLimitFields } from "./rate-limit.js";
 import type { RateLimiter } from "./rate-limiter.js";
 
@@ -22,7 +22,8 @@ import type { RateLimiter } from "./rate-limiter.js";
  * iCalendar feeds, `GET /v1/feeds/<secret>.ics`, made by
  * CalendarFeedService. A calendar app sends no Authorization header: the
  * secret in the path is the credential, so an unknown or revoked one gets
- * the same bare 404 as a path that never existed.
+ * the same bare 404 as a path that never existed. Another method than GET
+ * or HEAD gets the RPCs' 405 JSON error (MALFORMED_REQUEST).
  *
  * A feed is rate limited as an API key is: each fetch takes a token from
  * the feed's own bucket (at the configured per-key default) and from its
@@ -31,9 +32,6 @@ import type { RateLimiter } from "./rate-limiter.js";
  * Retry-After, which calendar apps honour.
  */
 export const CALENDAR_FEED_PATH = "/v1/feeds/";
-
-type NodeRequest = IncomingMessage | Http2ServerRequest;
-type NodeResponse = ServerResponse | Http2ServerResponse;
 
 const SECRET = /^(hfcal_[A-Za-z0-9_-]{43})(?:\.ics)?$/;
 
@@ -52,8 +50,12 @@ export function calendarFeedHandler(
 
   async function serve(req: NodeRequest, res: NodeResponse): Promise<void> {
     if (req.method !== "GET" && req.method !== "HEAD") {
-      res.writeHead(405, { allow: "GET, HEAD", "content-type": "text/plain; charset=utf-8" });
-      res.end("use GET\n");
+      // Whoever sends another method is a program, not a calendar app: it
+      // gets the edge's JSON error with a reason, as a wrong RPC method does.
+      res.setHeader("allow", "GET, HEAD");
+      const method = clipText(req.method ?? "", 20);
+      const hint = `${method} cannot read a calendar feed: use GET`;
+      writeConnectError(res, new Rejection("MALFORMED_REQUEST", hint), 405);
       return;
     }
     const path = (req.url ?? "").split("?", 1)[0] ?? "";

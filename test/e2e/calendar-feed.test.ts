@@ -346,11 +346,21 @@ describe("calendar feeds", () => {
     );
   });
 
-  it("answers 404 to a secret it never issued and 405 to anything but GET", async () => {
+  it("answers 404 to a secret it never issued and a 405 JSON error to anything but GET", async () => {
     const forged = `/v1/feeds/hfcal_${"A".repeat(43)}.ics`;
     expect((await fetch(`${server.url}${forged}`)).status).toBe(404);
     expect((await fetch(`${server.url}/v1/feeds/whatever`)).status).toBe(404);
-    expect((await fetch(`${server.url}${forged}`, { method: "POST" })).status).toBe(405);
+    // A wrong method gets a JSON error like any refusal: a code, a stable reason, what to do.
+    const post = await fetch(`${server.url}${forged}`, { method: "POST" });
+    expect(post.status).toBe(405);
+    expect(post.headers.get("allow")).toBe("GET, HEAD");
+    expect(post.headers.get("content-type")).toBe("application/json");
+    expect(await post.json()).toMatchObject({
+      code: "invalid_argument",
+      message: "POST cannot read a calendar feed: use GET",
+      details: [{ type: "google.rpc.ErrorInfo", debug: { reason: "MALFORMED_REQUEST" } }],
+    });
+    expect((await fetch(`${server.url}/v1/feeds/whatever`, { method: "DELETE" })).status).toBe(405);
   });
 
   it("refuses a feed of nothing, of both, or of what is not there", async () => {
