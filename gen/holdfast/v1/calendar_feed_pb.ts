@@ -83,8 +83,8 @@ export type CalendarFeed = Message<"holdfast.v1.CalendarFeed"> & {
    * The API key that made the feed (`env:HOLDFAST_ADMIN_KEY` for the
    * operator key). The feed answers 404, as a revoked one does, once that
    * key is revoked. Empty for feeds made before this was recorded: they
-   * answer until revoked themselves, any key may revoke them, and only a
-   * `keys.manage` key lists them.
+   * answer until revoked themselves, and only a `keys.manage` key lists or
+   * revokes them.
    *
    * @generated from field: string creator_key_id = 10;
    */
