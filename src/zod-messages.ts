@@ -1,3 +1,5 @@
+import { toJson } from "@bufbuild/protobuf";
+import { type Timestamp, TimestampSchema, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { z } from "zod";
 
 /**
@@ -9,6 +11,19 @@ import { z } from "zod";
  * gives itself still wins. Imported for its effect by each module that
  * parses with zod.
  */
+
+/**
+ * An instant as every message gives it, here and in SQL (ts_text in
+ * src/db/functions/01_json.sql): RFC 3339 in UTC as protobuf JSON writes a
+ * Timestamp, with no fraction at a whole second and else 3, 6 or 9 digits
+ * ("2030-03-04T09:00:00Z", "2030-03-04T09:00:00.250Z"). So a refusal reads
+ * the same whichever path raised it, and a time from the database keeps
+ * its microseconds (Date.toISOString would cut them to milliseconds).
+ * Only for prose: data fields keep their own formats.
+ */
+export function instantText(t: Timestamp): string {
+  return toJson(TimestampSchema, t) as string;
+}
 
 type Issue = z.core.$ZodRawIssue;
 
@@ -68,7 +83,7 @@ function bound(
   side: "least" | "most",
 ): string {
   const units = UNITS[issue.origin];
-  const n = limit instanceof Date ? limit.toISOString() : limit.toString();
+  const n = limit instanceof Date ? instantText(timestampFromDate(limit)) : limit.toString();
   if (units) {
     const verb = issue.origin === "string" || issue.origin === "file" ? "be" : "list";
     if (side === "least" && Number(limit) === 1 && !issue.exact) return "must not be empty";

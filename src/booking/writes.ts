@@ -1,6 +1,5 @@
 import { performance } from "node:perf_hooks";
 import { fromJson, type JsonObject } from "@bufbuild/protobuf";
-import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { type Booking, BookingSchema, BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
 import {
   type BookingAction,
@@ -29,6 +28,7 @@ import {
   serviceNotFound,
 } from "../domain/rejection.js";
 import { HOUR_MS } from "../domain/time.js";
+import { instantText } from "../zod-messages.js";
 import type { BookingBatches } from "./batches.js";
 import type { SlotFinder } from "./slot-finder.js";
 
@@ -326,7 +326,7 @@ async function resource(w: BookingWrites, tenantId: string, id: string): Promise
  */
 function checkMovable(b: Booking): void {
   if (b.status === BookingStatus.EXPIRED) {
-    const lapsed = b.expireTime ? timestampDate(b.expireTime).toISOString() : "its expiry";
+    const lapsed = b.expireTime ? instantText(b.expireTime) : "its expiry";
     throw new Rejection("HOLD_EXPIRED", `the hold lapsed at ${lapsed}; hold the time again`);
   }
   if (b.status !== BookingStatus.HELD && b.status !== BookingStatus.CONFIRMED) {

@@ -376,6 +376,17 @@ AS $function$
   SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 $function$;
 
+CREATE OR REPLACE FUNCTION public.ts_text(t timestamp with time zone)
+ RETURNS text
+ LANGUAGE sql
+ STABLE
+AS $function$
+  SELECT to_char(t AT TIME ZONE 'UTC', CASE
+    WHEN extract(microseconds FROM t AT TIME ZONE 'UTC')::bigint % 1000000 = 0 THEN 'YYYY-MM-DD"T"HH24:MI:SS"Z"'
+    WHEN extract(microseconds FROM t AT TIME ZONE 'UTC')::bigint % 1000 = 0 THEN 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'
+    ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"' END)
+$function$;
+
 -- Functions from src/db/functions/02_outbox.sql
 
 CREATE OR REPLACE FUNCTION public.emit_booking_event(p_type text, b bookings, p_extra jsonb DEFAULT '{}'::jsonb)
@@ -643,7 +654,7 @@ BEGIN
       v_json := emit_booking_event('booking.cancelled', b);
     ELSIF p_action IN ('complete', 'no_show') AND b.status = 'confirmed' AND b.start_time > v_now THEN
       v_outcome := rejection('NOT_STARTED', format('the booking starts at %s; it can be marked %s once it has started',
-        ts_json(b.start_time), CASE p_action WHEN 'complete' THEN 'completed' ELSE 'a no-show' END));
+        ts_text(b.start_time), CASE p_action WHEN 'complete' THEN 'completed' ELSE 'a no-show' END));
     ELSIF p_action IN ('complete', 'no_show') AND b.status = 'confirmed' THEN
       UPDATE bookings SET status = CASE p_action WHEN 'complete' THEN 'completed' ELSE 'no_show' END, update_time = v_now
       WHERE tenant_id = p_tenant AND id = p_id RETURNING * INTO b;
@@ -654,7 +665,7 @@ BEGIN
        OR (p_action = 'no_show' AND b.status = 'no_show') THEN
       NULL; -- already there: the booking unchanged
     ELSIF b.status = 'expired' THEN
-      v_outcome := rejection('HOLD_EXPIRED', format('the hold lapsed at %s; hold the time again', ts_json(b.expire_time)));
+      v_outcome := rejection('HOLD_EXPIRED', format('the hold lapsed at %s; hold the time again', ts_text(b.expire_time)));
     ELSE
       v_outcome := rejection('INVALID_STATE', format('cannot %s a booking that is %s', replace(p_action, '_', ' '), v_was),
         jsonb_build_object('metadata', jsonb_build_object('status', v_was)));
@@ -870,9 +881,9 @@ BEGIN
       WHERE tenant_id = p_tenant AND id = p_id RETURNING * INTO old;
       PERFORM emit_booking_event('booking.expired', old);
       v_wrote := true;
-      v_outcome := rejection('HOLD_EXPIRED', format('the hold lapsed at %s; hold the time again', ts_json(old.expire_time)));
+      v_outcome := rejection('HOLD_EXPIRED', format('the hold lapsed at %s; hold the time again', ts_text(old.expire_time)));
     ELSIF old.status = 'expired' THEN
-      v_outcome := rejection('HOLD_EXPIRED', format('the hold lapsed at %s; hold the time again', ts_json(old.expire_time)));
+      v_outcome := rejection('HOLD_EXPIRED', format('the hold lapsed at %s; hold the time again', ts_text(old.expire_time)));
     ELSIF old.status NOT IN ('held', 'confirmed') THEN
       v_outcome := rejection('INVALID_STATE', format('cannot reschedule a booking that is %s', old.status),
         jsonb_build_object('metadata', jsonb_build_object('status', old.status)));

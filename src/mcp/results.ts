@@ -7,6 +7,7 @@ import { type Booking, BookingStatus } from "../../gen/holdfast/v1/booking_pb.js
 import { SlotConflictSchema } from "../../gen/holdfast/v1/errors_pb.js";
 import { localDateTime } from "../domain/time.js";
 import { BOOKING_STATUS, msOfTimestamp } from "../rpc/convert.js";
+import { instantText } from "../zod-messages.js";
 
 /**
  * What the MCP tools answer: every answer, success or failure, is a tool
@@ -94,8 +95,8 @@ export function describeBooking(b: Booking, nowMs = Date.now()): string {
     const left = Math.max(0, Math.round((msOfTimestamp(b.expireTime) - nowMs) / 1000));
     const expires = msOfTimestamp(b.expireTime);
     const at = b.timeZone
-      ? `${wall(localDateTime(expires, b.timeZone))} ${b.timeZone}, ${iso(b.expireTime)}`
-      : iso(b.expireTime);
+      ? `${wall(localDateTime(expires, b.timeZone))} ${b.timeZone}, ${instantText(b.expireTime)}`
+      : instantText(b.expireTime);
     text += `; the hold lapses in ${left} s (at ${at}): confirm_booking before then`;
   }
   return `${text}.`;

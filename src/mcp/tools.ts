@@ -12,7 +12,7 @@ import { DAY_MS, isCalendarDate, localDateTime, MINUTE_MS } from "../domain/time
 import { ANY_SCOPE, requiredScopeOf } from "../rpc/auth.js";
 import { BOOKING_STATUS, msOfDuration, msOfTimestamp } from "../rpc/convert.js";
 import { MAX_PAGE_SIZE as MAX_RESOURCES_PAGE } from "../rpc/paging.js";
-import "../zod-messages.js";
+import { instantText } from "../zod-messages.js";
 import type { McpApi } from "./api.js";
 import {
   badArgument,
@@ -349,7 +349,7 @@ function between(search: SlotSearch, timeZones: Record<string, string>): string 
   const zones = new Set(
     search.resource_id ? [timeZones[search.resource_id]] : Object.values(timeZones),
   );
-  const utc = `${new Date(search.from).toISOString()} and ${new Date(search.to).toISOString()}`;
+  const utc = `${instantText(timestampFromMs(search.from))} and ${instantText(timestampFromMs(search.to))}`;
   const [zone] = zones;
   if (zones.size !== 1 || !zone) return utc;
   const local = (ms: number) => localDateTime(ms, zone).slice(0, 16).replace("T", " ");

@@ -205,6 +205,42 @@ describe("holds", () => {
     );
   });
 
+  it("HOLD_EXPIRED reads the same whichever check refuses, its instant as protobuf JSON writes it", async () => {
+    const w = await bookingWorld(server.url);
+    const cases = [
+      ["2020-01-02T03:04:05Z", "2020-01-02T03:04:05Z"],
+      ["2020-01-02T03:04:05.25Z", "2020-01-02T03:04:05.250Z"],
+      ["2020-01-02T03:04:05.123456Z", "2020-01-02T03:04:05.123456Z"],
+    ];
+    for (const [i, [stored, shown]] of cases.entries()) {
+      const { booking } = await w.bookings.createHold({
+        serviceId: w.serviceId,
+        resourceId: w.resourceId,
+        ...at(3, 9 + 2 * i),
+      });
+      const bookingId = booking?.id as string;
+      await server.pool.query("UPDATE bookings SET expire_time = $2 WHERE id = $1", [
+        bookingId,
+        stored,
+      ]);
+      const said = `the hold lapsed at ${shown}; hold the time again`;
+      // A move is refused before its write (src/booking/writes.ts), a confirm
+      // under the lock (src/db/functions/05_booking_writes.sql).
+      const moved = await rejected(
+        w.bookings.rescheduleBooking({ bookingId, ...at(3, 10 + 2 * i) }),
+        Code.FailedPrecondition,
+        "HOLD_EXPIRED",
+      );
+      expect(moved.rawMessage).toBe(said);
+      const confirmed = await rejected(
+        w.bookings.confirmBooking({ bookingId }),
+        Code.FailedPrecondition,
+        "HOLD_EXPIRED",
+      );
+      expect(confirmed.rawMessage).toBe(said);
+    }
+  });
+
   it("extends a live hold, never past max_hold_ttl from now", async () => {
     const w = await bookingWorld(server.url, {
       policy: { durations: [minutes(30)], holdTtl: seconds(60), maxHoldTtl: minutes(3) },
@@ -322,10 +358,15 @@ describe("cancel, complete, no-show", () => {
       Code.FailedPrecondition,
       "INVALID_STATE",
     );
-    await rejected(
+    const notYet = await rejected(
       w.bookings.markNoShow({ bookingId: later?.id as string }),
       Code.FailedPrecondition,
       "NOT_STARTED",
+    );
+    // A whole second reads with no fraction, as protobuf JSON writes it.
+    const starts = new Date(at(2, 9).startMs).toISOString().replace(".000Z", "Z");
+    expect(notYet.rawMessage).toBe(
+      `the booking starts at ${starts}; it can be marked a no-show once it has started`,
     );
     const held = (
       await w.bookings.createHold({

@@ -558,6 +558,12 @@ describe("failures", () => {
     expect(empty.text).toContain(
       `No free time between ${day} 17:00 and ${day} 20:00 America/New_York`,
     );
+    // UTC beside it, as every message gives an instant: no fraction at a whole second.
+    expect(empty.text).toMatch(
+      new RegExp(
+        `20:00 America/New_York \\(${day}T2\\d:00:00Z to \\d{4}-\\d\\d-\\d\\dT0\\d:00:00Z\\)`,
+      ),
+    );
 
     for (const date of ["next monday", "12/02/2026"]) {
       const bad = await callTool(agent, "find_slots", { service_id: c.serviceId, date });

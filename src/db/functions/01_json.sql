@@ -10,6 +10,20 @@ LANGUAGE sql STABLE AS $$
   SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 $$;
 
+-- An instant as every message gives it (ts_text in SQL, instantText in
+-- src/zod-messages.ts): RFC 3339 in UTC as protobuf JSON writes a Timestamp
+-- canonically, with no fraction at a whole second and else 3 or 6 digits
+-- ("2030-03-04T09:00:00Z", "2030-03-04T09:00:00.250Z"), so a refusal reads
+-- the same whichever path raised it. ts_json keeps its fixed six digits: it
+-- writes the stored documents, this only prose.
+CREATE FUNCTION ts_text(t timestamptz) RETURNS text
+LANGUAGE sql STABLE AS $$
+  SELECT to_char(t AT TIME ZONE 'UTC', CASE
+    WHEN extract(microseconds FROM t AT TIME ZONE 'UTC')::bigint % 1000000 = 0 THEN 'YYYY-MM-DD"T"HH24:MI:SS"Z"'
+    WHEN extract(microseconds FROM t AT TIME ZONE 'UTC')::bigint % 1000 = 0 THEN 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'
+    ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"' END)
+$$;
+
 -- A booking as protobuf JSON (holdfast.v1.Booking). The one mapping from
 -- rows: used for responses, stored idempotent outcomes and event payloads.
 -- A hold past its expire_time reads as expired whether or not the sweeper
