@@ -18,8 +18,9 @@ import {
   workingTime,
 } from "../../src/domain/availability.js";
 import type { Policy, WeeklyWindow } from "../../src/domain/catalog.js";
-import type { OverrideRule, Recurrence } from "../../src/domain/override-rule.js";
+import type { OverrideRule } from "../../src/domain/override-rule.js";
 import { parseClockTime } from "../../src/domain/time.js";
+import { override, recurrence } from "../support/overrides.js";
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -87,33 +88,6 @@ function timed(
     endMinute: clock(end),
     ...p,
   });
-}
-
-function override(p: Partial<OverrideRule>): OverrideRule {
-  return {
-    id: "o1",
-    kind: "block",
-    allDay: true,
-    startDate: "2026-03-02",
-    endDate: null,
-    startMinute: null,
-    endMinute: null,
-    recurrence: null,
-    ...p,
-  };
-}
-
-function recurrence(p: Partial<Recurrence>): Recurrence {
-  return {
-    frequency: "weekly",
-    interval: 1,
-    weekdays: [],
-    monthDay: null,
-    weekOfMonth: null,
-    weekday: null,
-    until: null,
-    ...p,
-  };
 }
 
 /** Local midnight of a date, read straight from Temporal (independently of the code under test). */

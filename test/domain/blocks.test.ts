@@ -4,9 +4,10 @@ import { afterEach, describe, expect, it } from "vitest";
 import { blocksOverlapping, type Interval } from "../../src/domain/availability.js";
 import { checkTime, type ResourceSnapshot } from "../../src/domain/booking.js";
 import type { Policy } from "../../src/domain/catalog.js";
-import type { OverrideRule, Recurrence } from "../../src/domain/override-rule.js";
+import type { OverrideRule } from "../../src/domain/override-rule.js";
 import { dayNumber, occurrenceDays } from "../../src/domain/recurrence.js";
 import { Rejection } from "../../src/domain/rejection.js";
+import { override, recurrence } from "../support/overrides.js";
 
 /**
  * The blocks in the way of a time (blocksOverlapping) and the
@@ -38,33 +39,6 @@ function wallTime(date: string, minute: number, timeZone: string): number {
   return Temporal.PlainDate.from(date)
     .toPlainDateTime({ hour: Math.floor(minute / 60), minute: minute % 60 })
     .toZonedDateTime(timeZone, { disambiguation: "compatible" }).epochMilliseconds;
-}
-
-function block(p: Partial<OverrideRule>): OverrideRule {
-  return {
-    id: "o1",
-    kind: "block",
-    allDay: true,
-    startDate: "2026-01-01",
-    endDate: null,
-    startMinute: null,
-    endMinute: null,
-    recurrence: null,
-    ...p,
-  };
-}
-
-function weekly(p: Partial<Recurrence>): Recurrence {
-  return {
-    frequency: "weekly",
-    interval: 1,
-    weekdays: [],
-    monthDay: null,
-    weekOfMonth: null,
-    weekday: null,
-    until: null,
-    ...p,
-  };
 }
 
 const EVERY_DAY = [1, 2, 3, 4, 5, 6, 7];
@@ -106,7 +80,9 @@ describe("blocksOverlapping: a block's length costs nothing", () => {
   it("three blocks to 9999-12-31 are each answered with their whole span", () => {
     // Overrides stored before dates were bounded may run to 9999; three of
     // them on one resource were 2.9 million days each to walk.
-    const rules = ["a", "b", "c"].map((id) => block({ id, endDate: "9999-12-31" }));
+    const rules = ["a", "b", "c"].map((id) =>
+      override({ id, startDate: "2026-01-01", endDate: "9999-12-31" }),
+    );
     const lookups = countZoneLookups();
     const found = blocksOverlapping(calendar(rules, "America/Cancun"), hour("2031-03-04T15:00Z"));
     const work = lookups();
@@ -119,7 +95,7 @@ describe("blocksOverlapping: a block's length costs nothing", () => {
   });
 
   it("a 100-year block costs a few zone lookups, not one a day", () => {
-    const rule = block({ endDate: "2125-12-31" });
+    const rule = override({ startDate: "2026-01-01", endDate: "2125-12-31" });
     // A zone of its own, so the lookups are not already cached by another test.
     const lookups = countZoneLookups();
     const found = blocksOverlapping(
@@ -136,11 +112,12 @@ describe("blocksOverlapping: a block's length costs nothing", () => {
   });
 
   it("a block every day with no end, timed 09:00-17:00, costs the days around the time only", () => {
-    const rule = block({
+    const rule = override({
+      startDate: "2026-01-01",
       allDay: false,
       startMinute: 9 * 60,
       endMinute: 17 * 60,
-      recurrence: weekly({ weekdays: EVERY_DAY }),
+      recurrence: recurrence({ weekdays: EVERY_DAY }),
     });
     const lookups = countZoneLookups();
     const found = blocksOverlapping(calendar([rule], "America/Managua"), hour("2150-06-01T18:00Z"));
@@ -155,8 +132,8 @@ describe("blocksOverlapping: a block's length costs nothing", () => {
 
   it("a block far from the time is not in the way, and costs no lookup of its days", () => {
     const rules = [
-      block({ id: "before", startDate: "2000-01-01", endDate: "2031-03-02" }),
-      block({ id: "after", startDate: "2031-03-06", endDate: "9999-12-31" }),
+      override({ id: "before", startDate: "2000-01-01", endDate: "2031-03-02" }),
+      override({ id: "after", startDate: "2031-03-06", endDate: "9999-12-31" }),
     ];
     const lookups = countZoneLookups();
     expect(blocksOverlapping(calendar(rules, "America/Belize"), hour("2031-03-04T15:00Z"))).toEqual(
@@ -183,14 +160,14 @@ describe("blocksOverlapping: multi-day blocks across daylight-saving changes", (
       31 * DAY - HOUR / 2,
     ],
   ])("%s, all day %s to %s: one span from the first midnight to the midnight after the last", (zone, from, to, asked, length) => {
-    const rule = block({ startDate: from, endDate: to });
+    const rule = override({ startDate: from, endDate: to });
     const span = { start: midnightOf(from, zone), end: midnightOf(nextDate(to), zone) };
     expect(span.end - span.start).toBe(length);
     expect(blocksOverlapping(calendar([rule], zone), hour(asked))).toEqual([{ rule, span }]);
   });
 
   it("a 00:00-24:00 timed block over several days is joined like an all-day one", () => {
-    const rule = block({
+    const rule = override({
       allDay: false,
       startMinute: 0,
       endMinute: 1440,
@@ -203,7 +180,7 @@ describe("blocksOverlapping: multi-day blocks across daylight-saving changes", (
   });
 
   it("a timed block over several days is its hours on the day asked about, on either side of the change", () => {
-    const rule = block({
+    const rule = override({
       allDay: false,
       startMinute: 9 * 60,
       endMinute: 17 * 60,
@@ -229,7 +206,10 @@ describe("blocksOverlapping: repeating blocks name the stretch that covers the t
   const wednesday = hour("2026-03-11T15:00Z");
 
   it("every day, all day, with no end: from its first day on, with no end", () => {
-    const rule = block({ startDate: "2026-03-02", recurrence: weekly({ weekdays: EVERY_DAY }) });
+    const rule = override({
+      startDate: "2026-03-02",
+      recurrence: recurrence({ weekdays: EVERY_DAY }),
+    });
     expect(blocksOverlapping(calendar([rule]), wednesday)).toEqual([
       { rule, span: { start: midnightOf("2026-03-02", NY), end: Infinity } },
     ]);
@@ -241,9 +221,9 @@ describe("blocksOverlapping: repeating blocks name the stretch that covers the t
   });
 
   it("every day, all day, until a date (or to an end date, whichever is first)", () => {
-    const until = block({
+    const until = override({
       startDate: "2026-03-02",
-      recurrence: weekly({ weekdays: EVERY_DAY, until: "2026-03-20" }),
+      recurrence: recurrence({ weekdays: EVERY_DAY, until: "2026-03-20" }),
     });
     const endDate = { ...until, endDate: "2026-03-15" };
     expect(blocksOverlapping(calendar([until]), wednesday)[0]?.span).toEqual({
@@ -258,9 +238,9 @@ describe("blocksOverlapping: repeating blocks name the stretch that covers the t
   });
 
   it("Monday to Friday every week: that week's Monday 00:00 to Saturday 00:00, not a day either side", () => {
-    const rule = block({
+    const rule = override({
       startDate: "2026-03-02",
-      recurrence: weekly({ weekdays: [1, 2, 3, 4, 5] }),
+      recurrence: recurrence({ weekdays: [1, 2, 3, 4, 5] }),
     });
     expect(blocksOverlapping(calendar([rule]), wednesday)[0]?.span).toEqual({
       start: midnightOf("2026-03-09", NY),
@@ -270,9 +250,9 @@ describe("blocksOverlapping: repeating blocks name the stretch that covers the t
   });
 
   it("every day of every second week: that week, Monday to Sunday", () => {
-    const rule = block({
+    const rule = override({
       startDate: "2026-03-02",
-      recurrence: weekly({ weekdays: EVERY_DAY, interval: 2 }),
+      recurrence: recurrence({ weekdays: EVERY_DAY, interval: 2 }),
     });
     // The week of 2026-03-16 is on; its Sunday is the 22nd.
     for (const asked of ["2026-03-16T15:00Z", "2026-03-22T15:00Z"]) {
@@ -285,7 +265,10 @@ describe("blocksOverlapping: repeating blocks name the stretch that covers the t
   });
 
   it("Sunday and Monday every week: joined across the week's turn", () => {
-    const rule = block({ startDate: "2026-03-01", recurrence: weekly({ weekdays: [7, 1] }) });
+    const rule = override({
+      startDate: "2026-03-01",
+      recurrence: recurrence({ weekdays: [7, 1] }),
+    });
     expect(blocksOverlapping(calendar([rule]), hour("2026-03-09T15:00Z"))[0]?.span).toEqual({
       start: midnightOf("2026-03-08", NY),
       end: midnightOf("2026-03-10", NY),
@@ -293,12 +276,12 @@ describe("blocksOverlapping: repeating blocks name the stretch that covers the t
   });
 
   it("timed every day: the occurrence that covers the time", () => {
-    const rule = block({
+    const rule = override({
       allDay: false,
       startMinute: 12 * 60,
       endMinute: 13 * 60,
       startDate: "2026-03-02",
-      recurrence: weekly({ weekdays: EVERY_DAY }),
+      recurrence: recurrence({ weekdays: EVERY_DAY }),
     });
     expect(blocksOverlapping(calendar([rule]), hour("2026-03-11T16:30Z"))[0]?.span).toEqual({
       start: wallTime("2026-03-11", 12 * 60, NY),
@@ -307,9 +290,9 @@ describe("blocksOverlapping: repeating blocks name the stretch that covers the t
   });
 
   it("monthly on the 31st, all day: that day", () => {
-    const rule = block({
+    const rule = override({
       startDate: "2026-01-31",
-      recurrence: weekly({ frequency: "monthly", monthDay: 31 }),
+      recurrence: recurrence({ frequency: "monthly", monthDay: 31 }),
     });
     expect(blocksOverlapping(calendar([rule]), hour("2026-03-31T15:00Z"))[0]?.span).toEqual({
       start: midnightOf("2026-03-31", NY),
@@ -371,13 +354,13 @@ describe("blocksOverlapping matches expanding every day of the block", () => {
     .map(({ start, length, allDay, minutes, repeat }) => {
       const startDate = dateOf(firstDay + start);
       const last = dateOf(firstDay + start + length);
-      const rule = block({
+      const rule = override({
         allDay,
         startMinute: allDay ? null : (minutes[0] as number),
         endMinute: allDay ? null : (minutes[1] as number),
         startDate,
         endDate: repeat ? null : last,
-        recurrence: repeat ? weekly({ ...repeat, until: last }) : null,
+        recurrence: repeat ? recurrence({ ...repeat, until: last }) : null,
       });
       return { rule, first: firstDay + start };
     });
@@ -446,7 +429,14 @@ describe("SCHEDULE_BLOCKED names the block's stretch in well-formed local times"
 
   it("a block to 9999-12-31 ends at that day's 24:00, and block_end is empty (RFC 3339 has no year 10000)", () => {
     const r = refusal(
-      [block({ id: "ovr_far", title: "Sabbatical", endDate: "9999-12-31" })],
+      [
+        override({
+          id: "ovr_far",
+          title: "Sabbatical",
+          startDate: "2026-01-01",
+          endDate: "9999-12-31",
+        }),
+      ],
       "2031-03-04T15:00:00Z",
     );
     expect(r.reason).toBe("SCHEDULE_BLOCKED");
@@ -462,7 +452,10 @@ describe("SCHEDULE_BLOCKED names the block's stretch in well-formed local times"
   });
 
   it("a block to 2199-12-31, the last date an override may name, ends at 2200-01-01 00:00", () => {
-    const r = refusal([block({ title: "Closed", endDate: "2199-12-31" })], "2199-06-01T15:00:00Z");
+    const r = refusal(
+      [override({ title: "Closed", startDate: "2026-01-01", endDate: "2199-12-31" })],
+      "2199-06-01T15:00:00Z",
+    );
     expect(r.message).toBe(
       'resource "rsc_1" is blocked for "Closed" from 2026-01-01 00:00 to 2200-01-01 00:00 (America/New_York)',
     );
@@ -471,7 +464,13 @@ describe("SCHEDULE_BLOCKED names the block's stretch in well-formed local times"
 
   it("a block every day with no end says so, with an empty block_end", () => {
     const r = refusal(
-      [block({ title: "", startDate: "2026-03-02", recurrence: weekly({ weekdays: EVERY_DAY }) })],
+      [
+        override({
+          title: "",
+          startDate: "2026-03-02",
+          recurrence: recurrence({ weekdays: EVERY_DAY }),
+        }),
+      ],
       "2030-03-04T14:30:00Z",
       "Asia/Kolkata",
     );
@@ -487,10 +486,10 @@ describe("SCHEDULE_BLOCKED names the block's stretch in well-formed local times"
   it("a weekly Monday-to-Friday block names that week's run, not a day either side of the time", () => {
     const r = refusal(
       [
-        block({
+        override({
           title: "Site closed",
           startDate: "2026-03-02",
-          recurrence: weekly({ weekdays: [1, 2, 3, 4, 5] }),
+          recurrence: recurrence({ weekdays: [1, 2, 3, 4, 5] }),
         }),
       ],
       "2026-03-11T15:00:00Z",
@@ -507,7 +506,7 @@ describe("SCHEDULE_BLOCKED names the block's stretch in well-formed local times"
   it("a timed block names its hours that day", () => {
     const r = refusal(
       [
-        block({
+        override({
           title: "Staff training",
           allDay: false,
           startMinute: 14 * 60,
