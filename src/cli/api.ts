@@ -6,7 +6,7 @@ import type { Slot } from "../../gen/holdfast/v1/availability_pb.js";
 import { BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
 import { SlotConflictSchema } from "../../gen/holdfast/v1/errors_pb.js";
 import { msOfTimestamp } from "../rpc/convert.js";
-import { CommandFailed, UsageError } from "./failure.js";
+import { badInput, CommandFailed, UsageError } from "./failure.js";
 import { type FlagNames, inFlagWords, violationsInFlagWords } from "./flags.js";
 import { localRange, terminal, visible, zoneLabel } from "./output.js";
 
@@ -53,8 +53,8 @@ export function describeSlot(slot: Slot): string {
  * ones nearby, every field named by the flag that gave it (`flags`: the
  * command's own; the API's field path where no flag gave it). Errors that
  * did not come from the server say where it was looked for. A UsageError raised while talking to the server (arguments
- * checked mid-command) passes through unchanged, so it still gets the usage
- * and exit code 2.
+ * checked mid-command) passes through unchanged, and a refusal of a value
+ * as invalid (badInput) becomes one: both get the usage and exit code 2.
  */
 export async function explainApiError(
   err: unknown,
@@ -63,10 +63,11 @@ export async function explainApiError(
 ): Promise<CommandFailed | UsageError> {
   if (err instanceof UsageError) return err;
   if (!(err instanceof ConnectError)) return new CommandFailed(visible(String(err)));
+  const Failure = badInput(err) ? UsageError : CommandFailed;
   const info = err.findDetails(ErrorInfoSchema)[0];
   if (!info) {
     const unreachable = [Code.Unavailable, Code.Unknown, Code.Canceled, Code.Internal];
-    return new CommandFailed(
+    return new Failure(
       unreachable.includes(err.code)
         ? terminal`cannot reach Holdfast at ${api.url}: ${err.rawMessage}`
         : visible(err.rawMessage),
@@ -96,5 +97,5 @@ export async function explainApiError(
     for (const slot of conflict.alternatives) lines.push(`  ${describeSlot(slot)}`);
   }
   // The server's words, and every field and name in them, shown line by line.
-  return new CommandFailed(lines.map(visible).join("\n"));
+  return new Failure(lines.map(visible).join("\n"));
 }

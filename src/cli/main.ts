@@ -3,16 +3,17 @@ import { ConfigError } from "../config.js";
 import { Rejection } from "../domain/rejection.js";
 import { bookingCommands } from "./bookings.js";
 import { eventCommands } from "./events.js";
-import { CommandFailed, UsageError } from "./failure.js";
+import { badInput, CommandFailed, UsageError } from "./failure.js";
 import { mcpCommand } from "./mcp.js";
 import { operatorCommands } from "./operator.js";
 import { visible } from "./output.js";
 
 /**
  * `holdfast`: the command line for people and operators. Exit codes: 0
- * done, 1 the server or database refused or failed, 2 bad arguments or
- * settings (with the usage). Never a stack trace: every failure is said in
- * words.
+ * done; 2 the command as typed cannot work (bad arguments or settings, or
+ * a value the API refuses as invalid, whoever checked it: see badInput),
+ * with the usage; 1 anything else the server or database refused, or a
+ * failure. Never a stack trace: every failure is said in words.
  */
 const program = new Command("holdfast")
   .description("Holdfast from a terminal: operate it, and find, hold and manage bookings.")
@@ -28,7 +29,8 @@ the server at HOLDFAST_URL with the API key in HOLDFAST_KEY, and show times on
 each resource's local clock. \`mcp\` serves the same API to an MCP client over
 stdio.
 
-Exit codes: 0 done, 1 refused or failed, 2 bad arguments or settings.`,
+Exit codes: 0 done; 2 bad arguments or settings, or a value the server finds
+invalid (fix the command); 1 refused or failed.`,
   )
   .option("--json", "print JSON (one document per line) instead of tables")
   .addOption(
@@ -88,12 +90,9 @@ async function run(argv: string[]): Promise<number> {
       err instanceof UsageError || err instanceof CommandFailed || err instanceof ConfigError;
     const message = err instanceof Error ? err.message : String(err);
     const said = ours ? message : visible(message);
-    // Bad input, including what the API's own checks refuse before a write.
-    const badInput =
-      err instanceof UsageError ||
-      err instanceof ConfigError ||
-      (err instanceof Rejection && err.reason === "VALIDATION_ERROR");
-    if (badInput) {
+    // Bad input, including what the API's own checks refuse (a server's
+    // refusal is a UsageError by then: see explainApiError).
+    if (err instanceof UsageError || err instanceof ConfigError || badInput(err)) {
       say(`error: ${said}`);
       say(`usage: ${commandPath(running)} ${running.usage()}`);
       say("(add --help for usage)");

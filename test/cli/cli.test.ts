@@ -536,11 +536,19 @@ describe("holdfast (command line)", () => {
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain("BOOKING_NOT_FOUND");
 
+    // A value only the server can judge is still a bad argument: exit code 2
+    // and the usage, as for one the command checks itself, with the reason.
     // A field the message already names is not listed under it again.
     const badType = await holdfast(["events", "tail", "--type", "booking.nope"], api);
-    expect(badType.code).toBe(1);
-    expect(badType.stderr).toContain("VALIDATION_ERROR");
+    expect(badType.code, badType.stderr).toBe(2);
+    expect(badType.stderr).toContain("error: VALIDATION_ERROR: ");
+    expect(badType.stderr).toContain("usage: holdfast events tail [options]");
     expect(badType.stderr.split("is not an event type").length - 1, badType.stderr).toBe(1);
+    const badSlot = await holdfast(["hold", "--slot", "slot_forged", "--name", "Eve"], api);
+    expect(badSlot.code, badSlot.stderr).toBe(2);
+    expect(badSlot.stderr).toContain("error: INVALID_SLOT_ID: ");
+    expect(badSlot.stderr).toContain("usage: holdfast hold [options]");
+    expect(badSlot.stderr).not.toMatch(STACK_FRAME);
   }, 300_000);
 
   it("names, in a refusal by the server, the flag the person gave, never the API's field", async () => {
@@ -573,37 +581,46 @@ describe("holdfast (command line)", () => {
     const eleven = nextMondayInNewYork("11:00").at;
     const quarterToTwelve = nextMondayInNewYork("11:45").at;
 
-    const cases: [string[], RegExp][] = [
+    // Exit code 2 for a value refused as invalid (InvalidArgument), 1 for a
+    // refusal of what was asked in the state things are in.
+    const cases: [string[], RegExp, number][] = [
       // The refused length is the --duration the person typed (the API calls it end_time) ...
       [
         ["reschedule", bookingId, "--start", eleven, "--duration", "45m"],
         /INVALID_DURATION: .*\n {2}--duration: the duration must be one of 30 min\n/,
+        1,
       ],
       // ... or the --end.
       [
         ["reschedule", bookingId, "--start", eleven, "--end", quarterToTwelve],
         /INVALID_DURATION: .*\n {2}--end: the duration must be one of 30 min\n/,
+        1,
       ],
       [
         ["hold", "--service", serviceId, "--start", eleven, "--duration", "45m"],
         /\n {2}--duration: the duration must be one of 30 min\n/,
+        1,
       ],
       [
         ["reschedule", bookingId, "--start", nextMondayInNewYork("11:10").at],
         /OFF_GRID: .*\n {2}--start: must be on the 30-minute grid\n/,
+        1,
       ],
       [
         ["reschedule", bookingId, "--slot", "slot_nope"],
         /INVALID_SLOT_ID: --slot is not a slot id this server issued/,
+        2,
       ],
       [
         ["hold", "--service", serviceId, "--start", eleven, "--duration", "30m", "--ttl", "500ms"],
         /VALIDATION_ERROR: invalid request: --ttl: must be at least 1 s\n/,
+        2,
       ],
-      [["confirm", "bkg_nope"], /BOOKING_NOT_FOUND: no booking with id "bkg_nope"\n/],
+      [["confirm", "bkg_nope"], /BOOKING_NOT_FOUND: no booking with id "bkg_nope"\n/, 1],
       [
         ["slots", "--service", "svc_nope"],
         /SERVICE_NOT_FOUND: .*\n {2}--service: no such service\n/,
+        1,
       ],
       [
         [
@@ -616,22 +633,29 @@ describe("holdfast (command line)", () => {
           "2030-06-01T00:00Z",
         ],
         /invalid request: --to: must be at most 62 days after --from\n/,
+        2,
       ],
       [
         ["slots", "--service", serviceId, "--resource", `${resource?.id},rsc_nope`],
         /RESOURCE_NOT_IN_SERVICE: .*\n {2}--resource \(value 2\): is not one of the service's resources\n/,
+        1,
       ],
       [
         ["events", "tail", "--type", "booking.nope"],
         /invalid request: --type \(value 1\): is not an event type/,
+        2,
       ],
-      [["events", "tail", "--after", "junk"], /INVALID_CURSOR: .*\n {2}--after: is not a cursor/],
+      [
+        ["events", "tail", "--after", "junk"],
+        /INVALID_CURSOR: .*\n {2}--after: is not a cursor/,
+        2,
+      ],
     ];
     const runs = await Promise.all(cases.map(([args]) => holdfast(args, api)));
     runs.forEach((run, i) => {
-      const [args, message] = cases[i] as (typeof cases)[number];
+      const [args, message, code] = cases[i] as (typeof cases)[number];
       const said = `holdfast ${args.join(" ")}:\n${run.stderr}`;
-      expect(run.code, said).toBe(1);
+      expect(run.code, said).toBe(code);
       expect(run.stderr, said).toMatch(message);
       expect(run.stderr, said).not.toMatch(
         /(?<![-\w.])(end_time|start_time|slot_id|service_id|resource_ids?|filter\.\w+|(ttl|after)(?=:))/,
