@@ -1,5 +1,6 @@
 import { create, type DescMessage, type MessageInitShape, toJson } from "@bufbuild/protobuf";
 import { Temporal } from "temporal-polyfill";
+import { CONTROL_CHARACTERS } from "../domain/text.js";
 
 /**
  * How the `holdfast` command shows answers: aligned tables for a person,
@@ -9,14 +10,18 @@ import { Temporal } from "temporal-polyfill";
 /**
  * What a terminal acts on, or what changes how a line reads, in text the
  * command did not write itself (names, descriptions, attendees, the server's
- * messages): C0 controls (ESC, CR, LF, TAB, BEL, ...), DEL, C1 controls
- * (U+0080-U+009F), the line and paragraph separators, the bidi marks,
- * embeddings, overrides and isolates (U+061C, U+200E, U+200F, U+202A-U+202E,
- * U+2066-U+2069), and the invisible U+200B, U+2060 and U+FEFF. Zero-width
+ * messages): the characters the API refuses in names (CONTROL_CHARACTERS:
+ * C0 controls such as ESC, CR, LF, TAB, BEL; DEL; C1 controls; the line and
+ * paragraph separators; the bidi embeddings, overrides and isolates), which
+ * older rows, free text and metadata may still hold, and besides those the
+ * bidi marks (U+061C, U+200E, U+200F) and the invisible U+200B, U+2060 and
+ * U+FEFF, which text may rightly hold but a terminal should show. Zero-width
  * (non-)joiners stay: emoji and scripts such as Persian need them.
  */
-const UNSAFE =
-  /[\p{Cc}\p{Zl}\p{Zp}\u061c\u200b\u200e\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]/gu;
+const UNSAFE = new RegExp(
+  `[${CONTROL_CHARACTERS}\\u061c\\u200b\\u200e\\u200f\\u2060\\ufeff]`,
+  "gu",
+);
 
 const SHORT: Readonly<Record<string, string>> = { "\t": "\\t", "\n": "\\n", "\r": "\\r" };
 
