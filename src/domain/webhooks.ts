@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
 import { isIP } from "node:net";
 import ipaddr from "ipaddr.js";
+import { lineProblem } from "./text.js";
 import { DAY_MS, HOUR_MS, MINUTE_MS, parseDuration } from "./time.js";
 
 /**
@@ -11,6 +12,10 @@ import { DAY_MS, HOUR_MS, MINUTE_MS, parseDuration } from "./time.js";
 
 /** Why a URL cannot receive webhooks, or undefined when it can. */
 export function urlProblem(raw: string, allowPrivate: boolean): string | undefined {
+  // The URL parser drops tabs and line breaks and percent-encodes other
+  // controls, but the URL is kept and shown as it was sent.
+  const problem = lineProblem(raw);
+  if (problem) return problem;
   let url: URL;
   try {
     url = new URL(raw);

@@ -23,6 +23,7 @@ import { type BookingAction, getBooking, listBookings } from "../db/bookings.js"
 import type { CatalogCache } from "../db/catalog-cache.js";
 import type { Db } from "../db/pool.js";
 import { bookingNotFound } from "../domain/rejection.js";
+import { lineProblem } from "../domain/text.js";
 import { principalOf } from "./auth.js";
 import { bookingOfJson } from "./booking-json.js";
 import { BOOKING_STATUS } from "./convert.js";
@@ -41,7 +42,11 @@ const attendee = v.message<Attendee>().transform((a, ctx) => {
   const phone = a.phone.trim();
   if (name.length > 200)
     ctx.addIssue({ code: "custom", message: "must be at most 200 characters", path: ["name"] });
-  if (email && (email.length > 254 || !EMAIL.test(email))) {
+  const nameProblem = lineProblem(name);
+  if (nameProblem) ctx.addIssue({ code: "custom", message: nameProblem, path: ["name"] });
+  const emailProblem = lineProblem(email);
+  if (emailProblem) ctx.addIssue({ code: "custom", message: emailProblem, path: ["email"] });
+  else if (email && (email.length > 254 || !EMAIL.test(email))) {
     ctx.addIssue({ code: "custom", message: "is not an email address", path: ["email"] });
   }
   if (phone && !/^\+?[0-9 ().-]{3,32}$/.test(phone)) {
@@ -214,7 +219,7 @@ export function bookingService(
       const f = v.parseRequest(
         z.object({
           bookingId: v.id,
-          reason: z.string().max(500, "must be at most 500 characters"),
+          reason: v.freeText,
         }),
         req,
       );

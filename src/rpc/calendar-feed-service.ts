@@ -47,7 +47,7 @@ const createSchema = z
     serviceId: v.optionalId,
     freeBusy: z.boolean(),
     includeHolds: z.boolean(),
-    description: z.string().max(500, "must be at most 500 characters"),
+    description: v.freeText,
   })
   .superRefine((f, ctx) => {
     if ((f.resourceId === "") === (f.serviceId === "")) {

@@ -42,7 +42,7 @@ export const newKeySchema = z.object({
     )
     .min(1, "must list at least one scope")
     .transform((s) => [...new Set(s)]),
-  description: z.string().max(500, "must be at most 500 characters"),
+  description: v.freeText,
   rateLimit: v.rateLimit,
 });
 

@@ -100,7 +100,7 @@ const overrideSchema = z
   .object({
     resourceId: v.id,
     kind: v.enumValue<OverrideKind>(OverrideKindSchema),
-    title: z.string().trim().max(200, "must be at most 200 characters"),
+    title: v.title,
   })
   .loose()
   .transform((f, ctx) => {

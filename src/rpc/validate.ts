@@ -4,6 +4,7 @@ import { z } from "zod";
 import { MAX_QUOTA, type Quotas } from "../domain/quota.js";
 import { MAX_RATE, type RateLimit } from "../domain/rate-limit.js";
 import { type FieldViolation, invalid } from "../domain/rejection.js";
+import { freeTextProblem, lineProblem } from "../domain/text.js";
 import { canonicalTimeZone, EARLIEST_MS, LATEST_MS } from "../domain/time.js";
 import { msOfDuration, msOfTimestamp } from "./convert.js";
 import "../zod-messages.js";
@@ -138,11 +139,43 @@ export function message<T>() {
   return z.custom<T>().optional();
 }
 
+/**
+ * A one-line value a person reads (a name, a title): no control, line break
+ * or bidi override character (lineProblem in src/domain/text.ts).
+ */
+function checkLine(text: string, ctx: z.core.$RefinementCtx): void {
+  const problem = lineProblem(text);
+  if (problem) ctx.addIssue({ code: "custom", message: problem });
+}
+
+/** A tenant's, resource's or service's name. */
 export const name = z
   .string()
   .trim()
   .min(1, "must not be empty")
-  .max(200, "must be at most 200 characters");
+  .max(200, "must be at most 200 characters")
+  .superRefine(checkLine);
+
+/** An override's title: a name that may be left empty. */
+export const title = z
+  .string()
+  .trim()
+  .max(200, "must be at most 200 characters")
+  .superRefine(checkLine);
+
+/**
+ * Free text: the description of an API key, a calendar feed or a webhook,
+ * a cancellation's reason. It may run over lines (tabs and line breaks are
+ * kept) but holds no other control or bidi override character
+ * (freeTextProblem in src/domain/text.ts).
+ */
+export const freeText = z
+  .string()
+  .max(500, "must be at most 500 characters")
+  .superRefine((text, ctx) => {
+    const problem = freeTextProblem(text);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  });
 
 /** No id Holdfast makes is longer (they are about 32 characters); see also limits.ts. */
 export const MAX_ID_CHARS = 64;

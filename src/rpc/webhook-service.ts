@@ -103,13 +103,12 @@ export function webhookService(
     .array(z.string().refine((t) => t === "*" || isEventType(t), "is not an event type (or *)"))
     .min(1, "must list at least one event type, or *")
     .transform((t) => [...new Set(t)]);
-  const description = z.string().max(500, "must be at most 500 characters");
-  const createSchema = z.object({ url, eventTypes, description });
+  const createSchema = z.object({ url, eventTypes, description: v.freeText });
   const UPDATABLE = ["url", "event_types", "description", "state"] as const;
   const updateFields = {
     url,
     eventTypes,
-    description,
+    description: v.freeText,
     state: v
       .enumValue<WebhookState>(WebhookStateSchema)
       .refine(

@@ -59,7 +59,8 @@ async function until(check: () => boolean, what: string): Promise<void> {
 const STACK_FRAME = /\n\s+at /;
 
 /**
- * Text a tenant or the public may set: an OSC title, a screen clear, a
+ * Text a tenant or the public could set before the API refused it (rows
+ * written then may hold it): an OSC title, a screen clear, a
  * colour, a line break and a fake key row, bidi overrides, a C1 CSI and a
  * line separator. Ends in "!" so no name check trims it.
  */
@@ -725,10 +726,10 @@ describe("holdfast (command line)", () => {
     const unique = Math.random().toString(36).slice(2);
     const tenantName = `${HOSTILE} ${unique}`;
     const tenantShown = `${HOSTILE_SHOWN} ${unique}`;
-    const t = await newTenant(server.url, tenantName);
-    await clientFor(KeyService, server.url, t.key).createApiKey({
+    const t = await newTenant(server.url, `tenant ${unique}`);
+    const { key: hostileKey } = await clientFor(KeyService, server.url, t.key).createApiKey({
       scopes: ["bookings.read"],
-      description: HOSTILE,
+      description: "reader",
     });
     const { resource } = await clientFor(ResourceService, server.url, t.key).createResource({
       name: "Room",
@@ -739,20 +740,35 @@ describe("holdfast (command line)", () => {
       resourceIds: [resource?.id as string],
       policy: { durations: [{ seconds: 3600n }] },
     });
-    // An attendee name as any agent may send it.
+    // An attendee name as any agent could send it before the API refused it.
     const attendee = "Bob\u001b[2K\u001b[1A\rEVIL\u202egnp.exe";
     const startMs = (Math.floor(Date.now() / 3_600_000) + 24 * 7) * 3_600_000;
-    await clientFor(BookingService, server.url, t.key).createHold({
+    const { booking } = await clientFor(BookingService, server.url, t.key).createHold({
       serviceId: service?.id as string,
       resourceId: resource?.id as string,
       startTime: { seconds: BigInt(startMs / 1000) },
       endTime: { seconds: BigInt(startMs / 1000 + 3600) },
-      attendee: { name: attendee },
+      attendee: { name: "Bob" },
     });
-    // The one event without a booking carries the server's own words.
     const db = new pg.Client({ connectionString: server.databaseUrl });
     await db.connect();
-    await recordWebhookDisabled(db, t.tenantId, "whk_1", HOSTILE).finally(() => db.end());
+    try {
+      // The API refuses these now (src/domain/text.ts), but rows written
+      // before it did may hold them.
+      await db.query("UPDATE tenants SET name = $2 WHERE id = $1", [t.tenantId, tenantName]);
+      await db.query("UPDATE api_keys SET description = $2 WHERE id = $1", [
+        hostileKey?.id,
+        HOSTILE,
+      ]);
+      await db.query(
+        "UPDATE bookings SET attendee = jsonb_build_object('name', $2::text) WHERE id = $1",
+        [booking?.id, attendee],
+      );
+      // The one event without a booking carries the server's own words.
+      await recordWebhookDisabled(db, t.tenantId, "whk_1", HOSTILE);
+    } finally {
+      await db.end();
+    }
     const api = { HOLDFAST_URL: server.url, HOLDFAST_KEY: t.key };
     const badId = "bkg_\u001b]0;pwned\u0007\nerror: FAKE\u202e";
 
@@ -787,7 +803,8 @@ describe("holdfast (command line)", () => {
       expect(linesWithControls(run.stdout), what).toEqual([]);
     }
     for (const [what, run] of Object.entries({ taken, noKey, notFound })) {
-      expect(run.code, `${what}: ${run.stderr}`).toBe(1);
+      // The name refused by the command itself is a usage error.
+      expect(run.code, `${what}: ${run.stderr}`).toBe(run === taken ? 2 : 1);
       expect(linesWithControls(run.stderr), what).toEqual([]);
       expect(run.stderr, what).not.toMatch(STACK_FRAME);
     }
@@ -821,9 +838,10 @@ describe("holdfast (command line)", () => {
     );
     expect((JSON.parse(eventsJson.stdout) as { detail: string }).detail).toBe(HOSTILE);
 
-    // Refusals that echo what was given: by the database, by the command, by the server.
-    expect(taken.stderr).toBe(
-      `error: TENANT_NAME_TAKEN: a tenant named "${tenantShown}" already exists\n`,
+    // Refusals: of the name itself by the command, and ones that echo what
+    // was given, by the database and by the server.
+    expect(taken.stderr.split("\n")[0]).toBe(
+      "error: invalid request: <name>: must not contain U+001B (no control, line break or bidi override characters)",
     );
     expect(noKey.stderr).toBe(`error: no key key_nope in tenant "${tenantShown}"\n`);
     expect(notFound.stderr).toBe(

@@ -44,7 +44,12 @@ describe("webhook URLs", () => {
     ["https://[::1]/x", "private"],
     ["https://[fd00::1]/x", "private"],
     ["https://[::ffff:127.0.0.1]/x", "private"],
-  ])("refuse %s", (url, why) => {
+    // The URL parser would drop the line break and percent-encode the rest,
+    // but the URL is kept and shown as it was sent.
+    ["https://example.com/a\nb", "U+000A"],
+    ["https://example.com/\u001b[2J", "U+001B"],
+    ["https://example.com/x?\u202egnp.exe", "U+202E"],
+  ])("refuse %j", (url, why) => {
     expect(urlProblem(url, false)).toContain(why);
   });
 

@@ -179,13 +179,23 @@ export function grpcJsClient(
   };
 }
 
-/** The ErrorInfo a grpc-js error carries in its grpc-status-details-bin trailer. */
-export function grpcJsErrorInfo(err: grpc.ServiceError) {
+/** The google.rpc.Status a grpc-js error carries in its grpc-status-details-bin trailer. */
+export function grpcJsStatus(err: grpc.ServiceError) {
   const bin = err.metadata.get("grpc-status-details-bin")[0];
-  if (!(bin instanceof Buffer)) return undefined;
-  const status = fromBinary(StatusSchema, bin);
-  const info = status.details.find((d) => d.typeUrl.endsWith("google.rpc.ErrorInfo"));
+  return bin instanceof Buffer ? fromBinary(StatusSchema, bin) : undefined;
+}
+
+/** The ErrorInfo of a grpc-js error (grpcJsStatus). */
+export function grpcJsErrorInfo(err: grpc.ServiceError) {
+  const info = grpcJsStatus(err)?.details.find((d) => d.typeUrl.endsWith("google.rpc.ErrorInfo"));
   return info ? fromBinary(ErrorInfoSchema, info.value) : undefined;
+}
+
+/** The field violations of a grpc-js error's google.rpc.BadRequest (grpcJsStatus). */
+export function grpcJsViolations(err: grpc.ServiceError) {
+  return (grpcJsStatus(err)?.details ?? [])
+    .filter((d) => d.typeUrl.endsWith("google.rpc.BadRequest"))
+    .flatMap((d) => fromBinary(BadRequestSchema, d.value).fieldViolations);
 }
 
 export function grpcJsReason(err: grpc.ServiceError): string | undefined {
