@@ -33,6 +33,7 @@ import {
   encodeEnvelope,
   type UniversalHandler,
   type UniversalServerRequest,
+  type UniversalServerResponse,
 } from "@connectrpc/connect/protocol";
 import {
   codeToHttpStatus,
@@ -201,8 +202,8 @@ export function rpcRequestHandler(opts: RpcHandlerOptions): RpcRequestHandler {
     if (handler.method.methodKind === "server_streaming")
       cutOffWhenStalled(res, opts.streamStallMs);
     const uRes = await handler(checked.request);
-    await universalResponseToNodeResponse(uRes, res as never).catch((err: unknown) =>
-      log.debug("rpc response not written", { path, err }),
+    await universalResponseToNodeResponse(withSpecGrpcMessage(uRes), res as never).catch(
+      (err: unknown) => log.debug("rpc response not written", { path, err }),
     );
   };
   /** The observers, around a call that fails with the edge's refusal. */
@@ -822,6 +823,50 @@ function unsupportedContentType(contentType: string, method: DescMethod): Reject
 }
 
 /**
+ * A gRPC answer whose `grpc-message` is percent-encoded as the gRPC spec
+ * asks: only bytes outside printable ASCII, and `%`. connect-es encodes it
+ * with encodeURIComponent (`:` as `%3A`, a space as `%20`), and @grpc/grpc-js,
+ * the client outside backends use, decodes with decodeURI, which leaves the
+ * escapes of reserved characters as they are: its callers read "invalid
+ * request%3A name%3A …". Every decoder reads the spec's form. The headers and
+ * trailers are read as the framework writes them (the trailers once the body
+ * has ended), so they are fixed as they are read; a Connect answer has no
+ * `grpc-message` and passes unchanged.
+ */
+function withSpecGrpcMessage(r: UniversalServerResponse): UniversalServerResponse {
+  return {
+    status: r.status,
+    body: r.body,
+    get header() {
+      return r.header && respecGrpcMessage(r.header);
+    },
+    get trailer() {
+      return r.trailer && respecGrpcMessage(r.trailer);
+    },
+  };
+}
+
+/** Rewrites a `grpc-message` field in place to the spec's percent-encoding (see withSpecGrpcMessage). */
+function respecGrpcMessage(fields: Headers): Headers {
+  const encoded = fields.get("grpc-message");
+  if (encoded?.includes("%")) {
+    let text: string;
+    try {
+      text = decodeURIComponent(encoded);
+    } catch {
+      return fields;
+    }
+    // encodeURIComponent's escapes of printable ASCII other than % go back to the characters.
+    const plain = encodeURIComponent(text).replace(
+      /%(2[0-46-9A-F]|[3-6][0-9A-F]|7[0-9A-E])/g,
+      (e) => String.fromCharCode(Number.parseInt(e.slice(1), 16)),
+    );
+    fields.set("grpc-message", plain);
+  }
+  return fields;
+}
+
+/**
  * The answer to a path that names no RPC, METHOD_NOT_FOUND in the caller's
  * protocol: gRPC's trailers-only answer (HTTP 200, the status in the
  * headers), gRPC-Web's trailer frame, else a Connect JSON error with 404.
@@ -837,7 +882,7 @@ function writeNoSuchMethod(req: NodeRequest, res: NodeResponse, path: string): v
     writeConnectError(res, r, 404);
     return;
   }
-  const status = setTrailerStatus(new Headers(), connectErrorOf(r));
+  const status = respecGrpcMessage(setTrailerStatus(new Headers(), connectErrorOf(r)));
   if (protocol === "grpc") {
     // Headers and no body: Node sends them as the stream's only frame.
     res.statusCode = 200;

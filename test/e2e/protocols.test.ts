@@ -12,6 +12,7 @@ import {
   clientFor,
   grpcJsClient,
   grpcJsReason,
+  grpcJsStatus,
   jsonReason,
   newTenant,
   postJson,
@@ -321,6 +322,41 @@ describe("an outside backend on @grpc/grpc-js with proto-loader", () => {
       expect(grpcJsReason(invalid)).toBe("VALIDATION_ERROR");
     } finally {
       client.close();
+    }
+  });
+
+  it("reads every error message as it was written: grpc-message encoded as the gRPC spec says", async () => {
+    // @grpc/grpc-js decodes grpc-message with decodeURI, which leaves the
+    // escapes of reserved characters (`:` as %3A, `/` as %2F) as they are.
+    const client = grpcJsClient(server.url, "holdfast/v1/resource.proto", "ResourceService", key);
+    try {
+      const invalid = (await client
+        .call("createResource", { name: "x", timeZone: "Mars/Olympus Mons, é 100%" })
+        .catch((e: unknown) => e)) as grpc.ServiceError;
+      expect(grpcJsReason(invalid)).toBe("VALIDATION_ERROR");
+      const written = grpcJsStatus(invalid)?.message ?? "";
+      expect(written).toMatch(/: .*Mars\/Olympus Mons, é 100%/);
+      expect(invalid.details).toBe(written);
+    } finally {
+      client.close();
+    }
+    // The same for the edge's own answer to an unknown procedure.
+    const { Client, credentials } = await import("@grpc/grpc-js");
+    const raw = new Client(new URL(server.url).host, credentials.createInsecure());
+    try {
+      const err = await new Promise<grpc.ServiceError>((resolve, reject) =>
+        raw.makeUnaryRequest(
+          "/holdfast.v1.ResourceService/Explode",
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          Buffer.alloc(0),
+          (e) => (e ? resolve(e) : reject(new Error("answered"))),
+        ),
+      );
+      expect(err.details).toBe(grpcJsStatus(err)?.message);
+      expect(err.details).toContain("no RPC at /holdfast.v1.ResourceService/Explode: see");
+    } finally {
+      raw.close();
     }
   });
 
