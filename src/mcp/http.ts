@@ -1,10 +1,15 @@
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
+import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
 import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
 import { log } from "../log.js";
 import type { NodeRequest, NodeResponse } from "../rpc/http.js";
+import { RATE_LIMIT_HEADER, RATE_LIMIT_POLICY_HEADER } from "../rpc/rate-limit.js";
 import { apiFor } from "./api.js";
 import { failureOf } from "./results.js";
 import { holdfastMcpServer } from "./server.js";
+
+/** Header fields of a rate-limited answer, passed on from the API's refusal. */
+const RATE_LIMIT_FIELDS = [RATE_LIMIT_POLICY_HEADER, RATE_LIMIT_HEADER, "retry-after"];
 
 /** The path of the MCP endpoint, on the API's own port. */
 export const MCP_PATH = "/mcp";
@@ -61,11 +66,18 @@ async function serve(req: NodeRequest, res: NodeResponse, opts: McpHttpOptions):
   try {
     api = await apiFor(opts.transport, authorization);
   } catch (err) {
+    // The API's refusal, with the status the same refusal of an RPC gets:
+    // 401, 403, 429 (with the RateLimit fields and Retry-After), 503...
     const failure = failureOf(err);
-    const code = ConnectError.from(err).code;
-    if (code === Code.Unauthenticated) res.setHeader("www-authenticate", 'Bearer realm="holdfast"');
-    const status = code === Code.Unauthenticated ? 401 : code === Code.Unavailable ? 503 : 500;
-    rpcError(res, status, -32001, `${failure.reason}: ${failure.message}`);
+    const e = ConnectError.from(err);
+    if (e.code === Code.Unauthenticated) {
+      res.setHeader("www-authenticate", 'Bearer realm="holdfast"');
+    }
+    for (const name of RATE_LIMIT_FIELDS) {
+      const value = e.metadata.get(name);
+      if (value) res.setHeader(name, value);
+    }
+    rpcError(res, codeToHttpStatus(e.code), -32001, `${failure.reason}: ${failure.message}`);
     return;
   }
 

@@ -1,5 +1,7 @@
 import { connect } from "node:http2";
 import { describe, expect, it } from "vitest";
+import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
+import { clientFor } from "../support/clients.js";
 import { ALL_TOOLS, callTool, clinic, mcpOverHttp } from "../support/mcp.js";
 import { startTestServer } from "../support/server.js";
 
@@ -484,6 +486,43 @@ describe("failures", () => {
     expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(
       /^UNAUTHENTICATED/,
     );
+  });
+
+  it("refuses a key over its rate limit with 429 and Retry-After, never 500", async () => {
+    const c = await clinic(server.url);
+    const { apiKey } = await clientFor(KeyService, server.url, c.key).createApiKey({
+      scopes: ["bookings.read"],
+      description: "one call a second",
+      rateLimit: { requestsPerSecond: 1, burst: 1 },
+    });
+    // Twelve at once: the key is asked who it is (GetCaller) before any MCP
+    // message, and the in-process retries admit at most a few of them.
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, async (_, id) => {
+        const res = await fetch(`${server.url}/mcp`, {
+          method: "POST",
+          headers: {
+            authorization: `Bearer ${apiKey}`,
+            "content-type": "application/json",
+            accept: "application/json, text/event-stream",
+          },
+          body: JSON.stringify({ jsonrpc: "2.0", id, method: "tools/list" }),
+        });
+        return { res, body: (await res.json()) as { error?: { message: string } } };
+      }),
+    );
+    const statuses = answers.map((a) => a.res.status);
+    expect(
+      statuses.every((s) => s === 200 || s === 429),
+      String(statuses),
+    ).toBe(true);
+    const refused = answers.filter((a) => a.res.status === 429);
+    expect(refused.length).toBeGreaterThan(0);
+    for (const { res, body } of refused) {
+      expect(Number(res.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+      expect(res.headers.get("ratelimit")).toMatch(/"key";r=0;t=\d+/);
+      expect(body.error?.message).toMatch(/^RATE_LIMITED: /);
+    }
   });
 
   it("answers a tool outside the key's scopes with MISSING_SCOPE", async () => {
