@@ -677,12 +677,19 @@ const holdSlot: ToolDef<z.ZodObject> = {
 
 /**
  * The time a hold or a reschedule asks for: a slot id, or a start (UTC or
- * local) with a length (given, or the service's first duration).
+ * local) with a length (given, or else the booking's current length when
+ * moving one, the service's first duration when holding).
+ *
+ * A move names its booking, not its service: `move.current` is that
+ * booking when the key may read it (bookings.read). Without it, neither
+ * the booking's zone nor its length can be learnt, so a wall-clock
+ * start_time (without a resource_id to read it by) and a start_time
+ * without duration_minutes are refused, saying so.
  */
 async function bookingTarget(
   api: McpApi,
   args: Record<string, string | number | undefined>,
-  current?: Booking,
+  move?: { current: Booking | undefined },
 ): Promise<{
   slotId: string;
   serviceId: string;
@@ -697,26 +704,41 @@ async function bookingTarget(
     throw badArgument("slot_id", "give slot_id or start_time, not both");
   // A slot id names its resource and time itself.
   if (slotId) return { slotId, serviceId: "", resourceId: "" };
-  const serviceId = (args.service_id as string | undefined) ?? current?.serviceId;
+  const current = move?.current;
   if (start === undefined) {
     throw badArgument(
       "slot_id",
-      `give slot_id (from find_slots), or start_time${current ? "" : " with service_id"}`,
+      `give slot_id (from find_slots), or start_time${move ? "" : " with service_id"}`,
     );
   }
-  if (!serviceId)
+  const serviceId = (args.service_id as string | undefined) ?? current?.serviceId ?? "";
+  if (!serviceId && !move)
     throw badArgument("service_id", `is required with start_time: ${SERVICE_ID_SOURCE}`);
   const resourceId = (args.resource_id as string | undefined) ?? current?.resourceId ?? "";
-  // A booking staying on its resource already names the zone.
+  const cannotRead = "this API key cannot read the booking (that needs bookings.read)";
   const zone: ZoneFinder =
+    // A booking staying on its resource already names the zone.
     current?.timeZone && resourceId === current.resourceId
       ? async () => current.timeZone
-      : zoneFinder(api, serviceId, resourceId || undefined);
+      : move && !current && !resourceId
+        ? async (field) => {
+            throw badArgument(
+              field,
+              `is a local wall-clock time, and ${cannotRead} to learn its time zone: give the time with a UTC offset or Z${api.caller.scopes.includes("catalog.read") ? ", or resource_id too so that it is read in that resource's zone" : ""}`,
+            );
+          }
+        : zoneFinder(api, serviceId || undefined, resourceId || undefined);
   const startMs = await readTime("start_time", start, zone);
   let durationMs =
     args.duration_minutes === undefined ? undefined : (args.duration_minutes as number) * MINUTE_MS;
   if (durationMs === undefined && current?.startTime && current.endTime) {
     durationMs = msOfTimestamp(current.endTime) - msOfTimestamp(current.startTime);
+  }
+  if (durationMs === undefined && move) {
+    throw badArgument(
+      "duration_minutes",
+      `is required with start_time: ${cannotRead} to learn its current length`,
+    );
   }
   durationMs ??= await firstDuration(api, serviceId);
   return {
@@ -870,7 +892,7 @@ const rescheduleBooking: ToolDef<z.ZodObject> = {
   rpc: methodOf(BookingService, "rescheduleBooking"),
   title: "Move a booking",
   description:
-    "Moves a held or confirmed booking to another time (and optionally another resource of the same service), atomically: the new time is secured before the old one is freed, so a failure leaves the booking as it was. Give slot_id from find_slots, or start_time (the length stays the same unless duration_minutes is given). On SLOT_UNAVAILABLE the failure lists `alternatives`. Safe to retry.",
+    "Moves a held or confirmed booking to another time (and optionally another resource of the same service), atomically: the new time is secured before the old one is freed, so a failure leaves the booking as it was. Give slot_id from find_slots, or start_time (the length stays the same unless duration_minutes is given; an API key that cannot read bookings must give duration_minutes, and the time with a UTC offset or with resource_id). On SLOT_UNAVAILABLE the failure lists `alternatives`. Safe to retry.",
   input: z.strictObject({
     booking_id: bookingIdArg,
     slot_id: slotIdArg.optional(),
@@ -892,7 +914,7 @@ const rescheduleBooking: ToolDef<z.ZodObject> = {
           current = (await api.bookings.getBooking({ bookingId: args.booking_id as string }))
             .booking;
         }
-        const target = await bookingTarget(api, args, current);
+        const target = await bookingTarget(api, args, { current });
         near = nearOf(target);
         const { answer, replayed, unchecked } = await retrySafe(
           api,

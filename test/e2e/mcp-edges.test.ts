@@ -460,3 +460,67 @@ describe("a key with catalog.read but not bookings.read", () => {
     ]);
   });
 });
+
+describe("reschedule_booking by start_time with a key that cannot read bookings", () => {
+  it("asks for what it cannot learn (the length, the zone), never for a service_id", async () => {
+    const c = await clinic(server.url);
+    const day = dateIn("America/New_York", 4);
+    for (const [scopes, hour] of [
+      [["bookings.write"], 10],
+      [["bookings.write", "catalog.read"], 13],
+    ] as const) {
+      // Each key's booking at its own hours, h and h + 1 (+ 2).
+      const at = (h: number) => `${day}T${h}:00:00${nyOffset(day)}`;
+      const agent = await mcpOverHttp(server.url, await c.keyWith([...scopes]));
+      const held = await callTool(agent, "hold_slot", {
+        service_id: c.serviceId,
+        start_time: at(hour),
+        duration_minutes: 30,
+        attendee_name: scopes.join(" "),
+      });
+      expect(held.isError, held.text).toBe(false);
+      const booking_id = held.data.booking.booking_id;
+
+      const noLength = await callTool(agent, "reschedule_booking", {
+        booking_id,
+        start_time: at(hour + 1),
+      });
+      expect(noLength.data.error?.field_violations, noLength.text).toEqual([
+        {
+          field: "duration_minutes",
+          description: expect.stringContaining("needs bookings.read) to learn its current length"),
+        },
+      ]);
+      const noZone = await callTool(agent, "reschedule_booking", {
+        booking_id,
+        start_time: `${day}T${hour + 1}:00`,
+        duration_minutes: 30,
+      });
+      expect(noZone.data.error?.field_violations, noZone.text).toEqual([
+        {
+          field: "start_time",
+          description: expect.stringContaining("needs bookings.read) to learn its time zone"),
+        },
+      ]);
+
+      const moved = await callTool(agent, "reschedule_booking", {
+        booking_id,
+        start_time: at(hour + 1),
+        duration_minutes: 30,
+      });
+      expect(moved.isError, moved.text).toBe(false);
+      expect(moved.data.booking.local_start_time).toBe(at(hour + 1));
+      if (scopes.includes("catalog.read")) {
+        // With resource_id, the wall-clock time is read in that resource's zone.
+        const local = await callTool(agent, "reschedule_booking", {
+          booking_id,
+          start_time: `${day}T${hour + 2}:00`,
+          resource_id: c.resourceId,
+          duration_minutes: 30,
+        });
+        expect(local.isError, local.text).toBe(false);
+        expect(local.data.booking.local_start_time).toBe(at(hour + 2));
+      }
+    }
+  });
+});
