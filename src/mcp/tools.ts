@@ -105,14 +105,23 @@ const SERVICE_ID_SOURCE = "a service_id from list_services, or the one you were 
  */
 type ZoneFinder = (field: string) => Promise<string>;
 
+/**
+ * Whose zones count: "search", the active resources a search of the
+ * service covers (find_slots, hold_slot); "bookings", every resource of
+ * the service, inactive ones too, since bookings made on a resource stay
+ * after it or its service is retired (list_bookings).
+ */
+type ZonesFor = "search" | "bookings";
+
 function zoneFinder(
   api: McpApi,
   serviceId: string | undefined,
   resourceId: string | undefined,
+  zonesFor: ZonesFor = "search",
 ): ZoneFinder {
   let found: Promise<string> | undefined;
   return (field) => {
-    found ??= zoneOf(api, serviceId, resourceId, field);
+    found ??= zoneOf(api, serviceId, resourceId, field, zonesFor);
     return found;
   };
 }
@@ -129,11 +138,9 @@ async function zoneOf(
   serviceId: string | undefined,
   resourceId: string | undefined,
   field: string,
+  zonesFor: ZonesFor,
 ): Promise<string> {
-  const instead =
-    field === "date"
-      ? "give start_time and end_time with a UTC offset or Z instead"
-      : "give the time with a UTC offset or Z";
+  const instead = insteadOfWallClock(field);
   if (!serviceId && !resourceId) {
     throw badArgument(
       field,
@@ -147,20 +154,14 @@ async function zoneOf(
     return resource?.timeZone || "UTC";
   }
   if (serviceId && (readsCatalog || readsSlots)) {
-    const zones = new Set(Object.values(await zonesOf(api, serviceId, resourceId)));
+    const zones = await knownZones(api, serviceId, resourceId, field, zonesFor);
     if (zones.size > 1) {
       throw badArgument(
         field,
         `is a local wall-clock time, and this service's resources are in different time zones (${[...zones].sort().join(", ")}): give resource_id so that it is read in that resource's zone, or ${instead}`,
       );
     }
-    const [zone] = zones;
-    if (zone) return zone;
-    if (readsCatalog) {
-      const { service } = await api.catalog.getService({ serviceId });
-      return service?.timeZone || "UTC";
-    }
-    return "UTC";
+    return [...zones][0] as string;
   }
   throw badArgument(
     field,
@@ -170,23 +171,61 @@ async function zoneOf(
   );
 }
 
+/**
+ * The zones of the resources of `serviceId` (only `resourceId`, when
+ * given) that `zonesFor` counts, at least one: with none to be learnt (an
+ * inactive service, or no active resource, offers no slots to name them),
+ * a wall-clock time has no zone to be read in, and `field` is refused,
+ * never read as UTC.
+ */
+async function knownZones(
+  api: McpApi,
+  serviceId: string,
+  resourceId: string | undefined,
+  field: string,
+  zonesFor: ZonesFor,
+): Promise<Set<string>> {
+  const zones = new Set(Object.values(await zonesOf(api, serviceId, resourceId, zonesFor)));
+  if (zones.size > 0) return zones;
+  const why =
+    zonesFor === "bookings" && !api.caller.scopes.includes("catalog.read")
+      ? "this service (or the resource) takes no bookings now, so no free time names its zone, and this API key cannot read the zones of inactive resources (that needs catalog.read)"
+      : zonesFor === "bookings"
+        ? "this service has no resources"
+        : "this service (or the resource) takes no bookings now: it has no active resource to read it in";
+  throw badArgument(
+    field,
+    `is a local wall-clock time, and no time zone can be learnt (${why}): ${insteadOfWallClock(field)}`,
+  );
+}
+
+/** What to give instead of a wall-clock `field` whose zone cannot be learnt. */
+function insteadOfWallClock(field: string): string {
+  return field === "date"
+    ? "give start_time and end_time with a UTC offset or Z instead"
+    : "give the time with a UTC offset or Z";
+}
+
 /** ListResources pages that hold every resource a service may name. */
 const SERVICE_RESOURCE_PAGES = Math.ceil(MAX_SERVICE_RESOURCES / MAX_RESOURCES_PAGE);
 
 /**
- * The time zone of each resource a search of `serviceId` covers (only
- * `resourceId`, when given), by resource id: from a one-minute ListSlots
- * answer when the key has bookings.read (one call, however many resources),
- * else from the catalog: ListResources of the service's resources, a page
- * of 100 at a time, so at most five calls (a service names at most 500),
- * never one per resource.
+ * The time zone of each resource of `serviceId` that `zonesFor` counts
+ * (only `resourceId`, when given), by resource id: of a search's, from a
+ * one-minute ListSlots answer when the key has bookings.read (one call,
+ * however many resources), else from the catalog: ListResources of the
+ * service's resources (inactive ones too for bookings'), a page of 100 at
+ * a time, so at most five calls (a service names at most 500), never one
+ * per resource.
  */
 async function zonesOf(
   api: McpApi,
   serviceId: string,
   resourceId: string | undefined,
+  zonesFor: ZonesFor,
 ): Promise<Record<string, string>> {
-  if (api.caller.scopes.includes("bookings.read")) {
+  const readsCatalog = api.caller.scopes.includes("catalog.read");
+  if (api.caller.scopes.includes("bookings.read") && !(zonesFor === "bookings" && readsCatalog)) {
     const now = Date.now();
     const { timeZones } = await api.availability.listSlots({
       serviceId,
@@ -201,12 +240,12 @@ async function zonesOf(
     const { resource } = await api.resources.getResource({ resourceId });
     return { [resourceId]: resource?.timeZone || "UTC" };
   }
-  // Active ones only, as ListSlots names: the resources a search covers.
   const zones: Record<string, string> = {};
   let pageToken = "";
   for (let page = 0; page < SERVICE_RESOURCE_PAGES; page++) {
     const answer = await api.resources.listResources({
       serviceId,
+      includeInactive: zonesFor === "bookings",
       pageSize: MAX_RESOURCES_PAGE,
       pageToken,
     });
@@ -538,8 +577,7 @@ async function dateSpan(
   date: string,
 ): Promise<[number, number]> {
   if (!isCalendarDate(date)) throw badArgument("date", `"${date}" ${NOT_A_DATE}`);
-  const zones = new Set(Object.values(await zonesOf(api, serviceId, resourceId)));
-  if (zones.size === 0) zones.add("UTC");
+  const zones = await knownZones(api, serviceId, resourceId, "date", "search");
   let from = Number.POSITIVE_INFINITY;
   let to = Number.NEGATIVE_INFINITY;
   for (const zone of zones) {
@@ -994,6 +1032,7 @@ const listBookings: ToolDef<z.ZodObject> = {
         api,
         args.service_id as string | undefined,
         args.resource_id as string | undefined,
+        "bookings",
       );
       const from =
         args.start_time_from === undefined

@@ -510,7 +510,7 @@ describe("reschedule_booking by start_time with a key that cannot read bookings"
       });
       expect(moved.isError, moved.text).toBe(false);
       expect(moved.data.booking.local_start_time).toBe(at(hour + 1));
-      if (scopes.includes("catalog.read")) {
+      if ((scopes as readonly string[]).includes("catalog.read")) {
         // With resource_id, the wall-clock time is read in that resource's zone.
         const local = await callTool(agent, "reschedule_booking", {
           booking_id,
@@ -522,5 +522,60 @@ describe("reschedule_booking by start_time with a key that cannot read bookings"
         expect(local.data.booking.local_start_time).toBe(at(hour + 2));
       }
     }
+  });
+});
+
+describe("list_bookings with a wall-clock time on a retired service", () => {
+  it("reads it in the zone of the service's resources, inactive or not, or refuses it; never in UTC", async () => {
+    const c = await clinic(server.url, { timeZone: "Asia/Tokyo" });
+    const day = dateIn("Asia/Tokyo", 5);
+    const admin = await mcpOverHttp(server.url, c.key);
+    const held = await callTool(admin, "hold_slot", {
+      service_id: c.serviceId,
+      start_time: `${day}T10:00:00+09:00`,
+      attendee_name: "Kenji",
+    });
+    expect(held.isError, held.text).toBe(false);
+    const reader = await mcpOverHttp(server.url, await c.keyWith(["bookings.read"]));
+    const both = await mcpOverHttp(server.url, await c.keyWith(["bookings.read", "catalog.read"]));
+    // 09:00 to 11:00 in Tokyo; read as UTC, the range would miss the booking.
+    const range = {
+      service_id: c.serviceId,
+      start_time_from: `${day}T09:00`,
+      start_time_to: `${day}T11:00`,
+    };
+    for (const agent of [reader, both]) {
+      const listed = await callTool(agent, "list_bookings", range);
+      expect(listed.data.bookings, listed.text).toHaveLength(1);
+    }
+
+    // Its only resource is deleted, then the service retired; their bookings stay.
+    const catalog = clientFor(CatalogService, server.url, c.key);
+    for (const retire of [
+      () =>
+        clientFor(ResourceService, server.url, c.key).deleteResource({ resourceId: c.resourceId }),
+      () =>
+        catalog.updateService({
+          service: { id: c.serviceId, active: false },
+          updateMask: { paths: ["active"] },
+        }),
+    ]) {
+      await retire();
+      const listed = await callTool(both, "list_bookings", range);
+      expect(listed.data.bookings, listed.text).toHaveLength(1);
+      const refused = await callTool(reader, "list_bookings", range);
+      expect(refused.data.error?.field_violations, refused.text).toEqual([
+        {
+          field: "start_time_from",
+          description: expect.stringMatching(
+            /no time zone can be learnt.*catalog\.read.*UTC offset/,
+          ),
+        },
+      ]);
+    }
+    const searched = await callTool(both, "find_slots", { service_id: c.serviceId, date: day });
+    expect(searched.data.error?.field_violations, searched.text).toEqual([
+      { field: "date", description: expect.stringContaining("no time zone can be learnt") },
+    ]);
   });
 });
