@@ -143,6 +143,8 @@ const BY_METHOD: Record<string, Reason[]> = {
   "BookingService.CompleteBooking": ["INVALID_STATE", "NOT_STARTED"],
   "BookingService.MarkNoShow": ["INVALID_STATE", "NOT_STARTED"],
   "TenantService.CreateTenant": ["TENANT_NAME_TAKEN"],
+  // A `duration` that is not one of the service's (checkDuration).
+  "AvailabilityService.ListSlots": ["INVALID_DURATION"],
   "EventService.WatchEvents": ["CONSUMER_TOO_SLOW", "TOO_MANY_STREAMS"],
 };
 

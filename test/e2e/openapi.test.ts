@@ -205,6 +205,12 @@ describe("a client built from the document", () => {
     );
     expect(slots.body.slots).toHaveLength(3);
     const [first, second] = slots.body.slots;
+    const badLength = await call(
+      "AvailabilityService_ListSlots",
+      { serviceId, startTime: start.toISOString(), endTime: end.toISOString(), duration: "420s" },
+      key,
+    );
+    expect(badLength.reason).toBe("INVALID_DURATION");
 
     const held = await call(
       "BookingService_CreateHold",
