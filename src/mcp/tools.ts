@@ -25,6 +25,7 @@ import {
   PAST_HINT,
   type SlotView,
   slotView,
+  ToolFailure,
 } from "./results.js";
 import { retrySafe } from "./retry-safety.js";
 import { localDayRange, NOT_A_DATE, readTime, TIME_FORMATS } from "./times.js";
@@ -340,44 +341,55 @@ function bookingAnswer(
 
 // ---- find_slots paging: the token carries the whole search, so a follow-up needs nothing else.
 
-type SlotSearch = {
-  service_id: string;
-  resource_id?: string;
-  from: number;
-  to: number;
-  duration_ms?: number;
-  /** A local date searched: only slots on it, on their own resource's clock, are kept. */
-  date?: string;
-  api_token: string;
-  /**
-   * Where a page that filled inside a ListSlots page ends: the next starts
-   * after this slot (by start, then resource id), with a ListSlots from its
-   * start (and `api_token`, when set, of that ListSlots).
-   */
-  after?: { start: number; resourceId: string };
-};
+/** An instant in ms, within what a Date (and a Timestamp) can hold. */
+const tokenInstant = z.number().int().min(-8.64e15).max(8.64e15);
+
+/**
+ * A find_slots page_token, as encodeSearch writes it. A token is the
+ * caller's text: every field is checked, so an edited one is refused as
+ * INVALID_PAGE_TOKEN, never sent on to fail as INTERNAL or to search
+ * something else.
+ */
+const SLOT_SEARCH = z
+  .strictObject({
+    service_id: z.string().min(1).max(200),
+    resource_id: z.string().min(1).max(200).optional(),
+    from: tokenInstant,
+    to: tokenInstant,
+    duration_ms: z.number().int().min(MINUTE_MS).max(DAY_MS).optional(),
+    /** A local date searched: only slots on it, on their own resource's clock, are kept. */
+    date: z.string().refine(isCalendarDate).optional(),
+    api_token: z.string().max(4096),
+    /**
+     * Where a page that filled inside a ListSlots page ends: the next starts
+     * after this slot (by start, then resource id), with a ListSlots from its
+     * start (and `api_token`, when set, of that ListSlots).
+     */
+    after: z
+      .strictObject({ start: tokenInstant, resourceId: z.string().min(1).max(200) })
+      .optional(),
+  })
+  .refine((s) => s.to > s.from);
+
+type SlotSearch = z.infer<typeof SLOT_SEARCH>;
 
 function encodeSearch(s: SlotSearch): string {
   return Buffer.from(JSON.stringify(s)).toString("base64url");
 }
 
 function decodeSearch(token: string): SlotSearch {
+  let parsed: unknown;
   try {
-    const s = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as SlotSearch;
-    if (
-      typeof s.service_id === "string" &&
-      typeof s.from === "number" &&
-      typeof s.to === "number" &&
-      typeof s.api_token === "string" &&
-      (s.after === undefined ||
-        (typeof s.after.start === "number" && typeof s.after.resourceId === "string"))
-    ) {
-      return s;
-    }
+    parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
   } catch {
-    // falls through
+    // refused below
   }
-  throw badArgument("page_token", "is not a page_token from find_slots: search again without it");
+  const search = SLOT_SEARCH.safeParse(parsed);
+  if (search.success) return search.data;
+  const description = "is not a page_token from find_slots: search again without it";
+  throw new ToolFailure("INVALID_PAGE_TOKEN", `page_token: ${description}`, [
+    { field: "page_token", description },
+  ]);
 }
 
 /**

@@ -323,6 +323,45 @@ describe("find_slots with a page_token", () => {
   });
 });
 
+describe("a forged find_slots page_token", () => {
+  it("is refused as INVALID_PAGE_TOKEN, whichever field is wrong, never INTERNAL or an empty answer", async () => {
+    const c = await clinic(server.url);
+    const agent = await mcpOverHttp(server.url, c.key);
+    const first = await callTool(agent, "find_slots", { service_id: c.serviceId, limit: 1 });
+    const token = first.data.page_token as string;
+    const real = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
+    const forge = (fields: Record<string, unknown>) =>
+      Buffer.from(JSON.stringify({ ...real, ...fields })).toString("base64url");
+    const forged = [
+      "garbage",
+      Buffer.from("null").toString("base64url"),
+      forge({ from: 1e300, to: 1e301 }),
+      forge({ from: 1.5 }),
+      forge({ to: real.from }),
+      forge({ duration_ms: "x" }),
+      forge({ duration_ms: -5 }),
+      forge({ date: 5 }),
+      forge({ date: "2030-02-30" }),
+      forge({ resource_id: 5 }),
+      forge({ service_id: "" }),
+      forge({ api_token: 7 }),
+      forge({ after: { start: "x", resourceId: c.resourceId } }),
+      forge({ extra: true }),
+    ];
+    for (const page_token of forged) {
+      const r = await callTool(agent, "find_slots", { page_token });
+      expect(r.data.error, Buffer.from(page_token, "base64url").toString()).toMatchObject({
+        reason: "INVALID_PAGE_TOKEN",
+        field_violations: [{ field: "page_token", description: expect.any(String) }],
+      });
+    }
+    // The token as find_slots wrote it reads on.
+    const next = await callTool(agent, "find_slots", { page_token: forge({}) });
+    expect(next.isError, next.text).toBe(false);
+    expect(next.data.slots[0].start_time > first.data.slots[0].start_time).toBe(true);
+  });
+});
+
 describe("the server's instructions", () => {
   it("name only tools the key has", async () => {
     const c = await clinic(server.url);

@@ -548,7 +548,6 @@ describe("failures", () => {
       ["hold_slot", { slot_id: "abc", nme: "Ada" }, "nme"],
       ["find_slots", { service_id: c.serviceId, date: "tomorrow" }, "date"],
       ["find_slots", { service_id: c.serviceId, limit: 0 }, "limit"],
-      ["find_slots", { page_token: "garbage" }, "page_token"],
       ["find_slots", {}, "service_id"],
       ["list_bookings", { statuses: ["booked"] }, "statuses.0"],
       ["extend_hold", { booking_id: "" }, "booking_id"],
