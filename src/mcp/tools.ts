@@ -650,7 +650,7 @@ const holdSlot: ToolDef<z.ZodObject> = {
   rpc: methodOf(BookingService, "createHold"),
   title: "Hold a time",
   description:
-    "Holds a time for a few minutes while the caller decides; nobody else can take it meanwhile. Give slot_id from find_slots, or service_id with start_time (and optionally resource_id and duration_minutes). The answer says when the hold lapses (hold_seconds_left): call confirm_booking before then, extend_hold if the caller needs longer, cancel_booking if they decline. If the time was just taken (SLOT_UNAVAILABLE) or is not bookable, the failure lists `alternatives` with slot_ids: offer those. Safe to retry: a call with the same arguments as one that went through returns that hold (replayed: true) while it is held, never a second one. So holds for different callers must differ: give each caller's attendee details, or a distinct idempotency_key for each hold.",
+    "Holds a time for a few minutes while the caller decides; nobody else can take it meanwhile. Give slot_id from find_slots alone (it names its service, resource and length), or service_id with start_time (and optionally resource_id and duration_minutes). The answer says when the hold lapses (hold_seconds_left): call confirm_booking before then, extend_hold if the caller needs longer, cancel_booking if they decline. If the time was just taken (SLOT_UNAVAILABLE) or is not bookable, the failure lists `alternatives` with slot_ids: offer those. Safe to retry: a call with the same arguments as one that went through returns that hold (replayed: true) while it is held, never a second one. So holds for different callers must differ: give each caller's attendee details, or a distinct idempotency_key for each hold.",
   input: z.strictObject({
     slot_id: slotIdArg.optional(),
     service_id: id(
@@ -752,8 +752,19 @@ async function bookingTarget(
   const start = args.start_time as string | undefined;
   if (slotId && start !== undefined)
     throw badArgument("slot_id", "give slot_id or start_time, not both");
-  // A slot id names its resource and time itself.
-  if (slotId) return { slotId, serviceId: "", resourceId: "" };
+  if (slotId) {
+    // A slot id names its service, resource, time and length itself: a
+    // different one given beside it would be silently ignored.
+    for (const field of ["service_id", "resource_id", "duration_minutes"]) {
+      if (args[field] !== undefined) {
+        throw badArgument(
+          field,
+          `give slot_id alone (it names its service, resource and length), or ${field} with start_time instead of slot_id`,
+        );
+      }
+    }
+    return { slotId, serviceId: "", resourceId: "" };
+  }
   const current = move?.current;
   if (start === undefined) {
     throw badArgument(

@@ -385,6 +385,42 @@ describe("the server's instructions", () => {
 });
 
 describe("hold_slot's limits and hints", () => {
+  it("refuses service_id, resource_id or duration_minutes beside a slot_id, which names its own", async () => {
+    const c = await clinic(server.url);
+    const other = await twoZoneClinic();
+    const agent = await mcpOverHttp(server.url, c.key);
+    const day = dateIn("America/New_York", 3);
+    const [slot] = (await callTool(agent, "find_slots", { service_id: c.serviceId, date: day }))
+      .data.slots;
+    for (const [field, value] of [
+      ["service_id", other.serviceId],
+      ["resource_id", other.ny],
+      ["duration_minutes", 60],
+    ] as const) {
+      const r = await callTool(agent, "hold_slot", {
+        slot_id: slot.slot_id,
+        [field]: value,
+        attendee_name: "Zoe",
+      });
+      expect(r.data.error?.field_violations, r.text).toEqual([
+        { field, description: expect.stringContaining("give slot_id alone") },
+      ]);
+    }
+    const held = await callTool(agent, "hold_slot", {
+      slot_id: slot.slot_id,
+      attendee_name: "Zoe",
+    });
+    expect(held.isError, held.text).toBe(false);
+    const moved = await callTool(agent, "reschedule_booking", {
+      booking_id: held.data.booking.booking_id,
+      slot_id: slot.slot_id,
+      duration_minutes: 60,
+    });
+    expect(moved.data.error?.field_violations, moved.text).toEqual([
+      { field: "duration_minutes", description: expect.stringContaining("give slot_id alone") },
+    ]);
+  });
+
   it("states the metadata limits in its input schema", async () => {
     const c = await clinic(server.url);
     const { tools } = await (await mcpOverHttp(server.url, c.key)).listTools();
