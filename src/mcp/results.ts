@@ -160,6 +160,8 @@ const HINTS: Record<string, string> = {
   MALFORMED_REQUEST: "Fix the arguments named in `field_violations` and call again.",
   IDEMPOTENCY_KEY_REUSED:
     "This idempotency_key was used with other arguments: use a new key for a new request.",
+  IDEMPOTENCY_KEY_REQUIRED:
+    "Call again with an idempotency_key of your own (new for a new request, the same for a retry).",
   IDEMPOTENCY_KEY_INVALID: "idempotency_key must be 1 to 255 printable ASCII characters.",
   UNAUTHENTICATED:
     "The API key is not valid or was revoked: ask the user to configure a valid key; do not retry.",

@@ -1,10 +1,12 @@
-import { createHash, randomUUID } from "node:crypto";
+import { createHash } from "node:crypto";
 import { ConnectError } from "@connectrpc/connect";
+import { LRUCache } from "lru-cache";
 import { type Booking, BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
 import { canonicalJson } from "../domain/canonical-json.js";
 import { msOfTimestamp } from "../rpc/convert.js";
 import { REPLAYED_HEADER } from "../rpc/idempotency.js";
 import type { McpApi } from "./api.js";
+import { ToolFailure } from "./results.js";
 
 /**
  * Retry safety for tools that write, with or without an idempotency_key.
@@ -30,9 +32,30 @@ import type { McpApi } from "./api.js";
  * cannot tell, so takes the replay as current (safe: it never books twice)
  * but marks it `unchecked`: its status is the earlier call's, and the
  * answer must say that it may have changed rather than state it as fact.
+ *
+ * What "current" means follows what the tool asks for. hold_slot asks for a
+ * hold of that time: its booking is current while it is held or confirmed,
+ * however often it was extended or changed since (a new hold beside it would
+ * be a second booking for one caller). The other tools ask for a change: a
+ * replay is current only while the booking has not changed since.
+ *
+ * A replayed booking that is current is answered as it is now (GetBooking's
+ * copy), not as it was: its status and expiry are stated as fact. The same
+ * holds for a replay under the caller's own idempotency_key.
+ *
+ * The chain never falls back to a key of chance: a retry must land on the
+ * key its first call used. Links a chain has left behind stay behind (a
+ * stored refusal stays a refusal; a booking that changed or ended does not
+ * come back), so each instance remembers where a chain was last seen to go
+ * on and starts there; a walk from the start (another instance, a restart)
+ * follows at most MAX_CHAIN links and then asks the agent for an
+ * idempotency_key of its own rather than risk a second booking.
  */
 
-const MAX_CHAIN = 8;
+const MAX_CHAIN = 32;
+
+/** Where a call's chain was last seen to go on, by the chain's first key. */
+const chainEnds = new LRUCache<string, string>({ max: 10_000 });
 
 type Call<T> = (idempotencyKey: string, onHeader: (h: Headers) => void) => Promise<T>;
 
@@ -50,9 +73,18 @@ export async function retrySafe<T extends { booking?: Booking }>(
   call: Call<T>,
 ): Promise<Guarded<T>> {
   const given = args.idempotency_key;
-  if (typeof given === "string") return once(given, call);
+  if (typeof given === "string") {
+    const outcome = await once(given, call);
+    const b = outcome.answer.booking;
+    if (!outcome.replayed || !b) return outcome;
+    const now = await currentCopy(api, b);
+    return now
+      ? { ...outcome, answer: { ...outcome.answer, booking: now } }
+      : { ...outcome, unchecked: true };
+  }
   const { idempotency_key: _, ...rest } = args;
-  let key = `mcp-${digest(canonicalJson({ key: api.caller.apiKeyId, tool, args: rest }))}`;
+  const first = `mcp-${digest(canonicalJson({ key: api.caller.apiKeyId, tool, args: rest }))}`;
+  let key = chainEnds.get(first) ?? first;
   for (let i = 0; i < MAX_CHAIN; i++) {
     let outcome: Guarded<T>;
     try {
@@ -60,16 +92,21 @@ export async function retrySafe<T extends { booking?: Booking }>(
     } catch (err) {
       if (ConnectError.from(err).metadata.get(REPLAYED_HEADER) !== "true") throw err;
       key = `mcp-${digest(`${key}/refused`)}`;
+      chainEnds.set(first, key);
       continue;
     }
     const b = outcome.answer.booking;
     if (!outcome.replayed || !b) return outcome;
-    const current = await isCurrent(api, b);
-    if (current === "unknown") return { ...outcome, unchecked: true };
-    if (current === "yes") return outcome;
+    const now = await currentCopy(api, b);
+    if (!now) return { ...outcome, unchecked: true };
+    if (isCurrent(tool, b, now)) return { ...outcome, answer: { ...outcome.answer, booking: now } };
     key = `mcp-${digest(`${key}/${b.id}/${b.updateTime ? msOfTimestamp(b.updateTime) : ""}`)}`;
+    chainEnds.set(first, key);
   }
-  return once(randomUUID(), call);
+  throw new ToolFailure(
+    "IDEMPOTENCY_KEY_REQUIRED",
+    `this call was made with the same arguments more than ${MAX_CHAIN} times and each answer is stale or a refusal: pass an idempotency_key of your own`,
+  );
 }
 
 async function once<T>(key: string, call: Call<T>): Promise<Guarded<T>> {
@@ -84,18 +121,26 @@ function digest(text: string): string {
   return createHash("sha256").update(text).digest("base64url");
 }
 
-async function isCurrent(api: McpApi, replayed: Booking): Promise<"yes" | "no" | "unknown"> {
-  if (!api.caller.scopes.includes("bookings.read")) return "unknown";
-  const now = await api.bookings
+/** The booking as it is now, or undefined when this key cannot read it. */
+async function currentCopy(api: McpApi, replayed: Booking): Promise<Booking | undefined> {
+  if (!api.caller.scopes.includes("bookings.read")) return undefined;
+  return api.bookings
     .getBooking({ bookingId: replayed.id })
     .then((r) => r.booking)
     .catch(() => undefined);
-  if (!now) return "unknown";
-  const same =
+}
+
+/** Whether a replayed booking still answers the call (see the rules above). */
+function isCurrent(tool: string, replayed: Booking, now: Booking): boolean {
+  if (tool === "hold_slot") {
+    // A lapsed hold reads as EXPIRED whether or not the sweeper has run.
+    return now.status === BookingStatus.HELD || now.status === BookingStatus.CONFIRMED;
+  }
+  return (
     now.updateTime !== undefined &&
     replayed.updateTime !== undefined &&
     msOfTimestamp(now.updateTime) === msOfTimestamp(replayed.updateTime) &&
-    now.status === replayed.status;
-  const lapsed = now.status === BookingStatus.EXPIRED;
-  return same && !lapsed ? "yes" : "no";
+    now.status === replayed.status &&
+    now.status !== BookingStatus.EXPIRED
+  );
 }

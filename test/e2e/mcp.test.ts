@@ -443,6 +443,79 @@ describe("retry safety", () => {
     expect(now.isError).toBe(false);
   });
 
+  it("a retried hold after an extension or a confirmation returns that booking as it is now, never a second one", async () => {
+    const c = await clinic(server.url, { capacity: 2 });
+    const agent = await mcpOverHttp(server.url, c.key);
+    const args = {
+      service_id: c.serviceId,
+      start_time: `${nyDate(4)}T11:00`,
+      attendee_name: "Ada",
+    };
+    const first = await callTool(agent, "hold_slot", args);
+    const id = first.data.booking.booking_id;
+    const ext = await callTool(agent, "extend_hold", { booking_id: id, minutes: 20 });
+    expect(ext.isError).toBe(false);
+    const extended = await callTool(agent, "get_booking", { booking_id: id });
+    const again = await callTool(agent, "hold_slot", args);
+    expect(again.isError).toBe(false);
+    expect(again.data.booking.booking_id).toBe(id);
+    expect(again.data.replayed).toBe(true);
+    // Stated as it is now: the extended expiry, not the first answer's.
+    expect(again.data.booking.hold_expires_at).toBe(extended.data.booking.hold_expires_at);
+    expect(again.data.booking.hold_expires_at).not.toBe(first.data.booking.hold_expires_at);
+
+    await callTool(agent, "confirm_booking", { booking_id: id });
+    const afterConfirm = await callTool(agent, "hold_slot", args);
+    expect(afterConfirm.data.booking.booking_id).toBe(id);
+    expect(afterConfirm.data.booking.status).toBe(
+      (await callTool(agent, "get_booking", { booking_id: id })).data.booking.status,
+    );
+    expect((await callTool(agent, "list_bookings", {})).data.bookings).toHaveLength(1);
+  });
+
+  it("a hold refused many times over is still retry-safe once it goes through", async () => {
+    const c = await clinic(server.url, { capacity: 2 });
+    const agent = await mcpOverHttp(server.url, c.key);
+    const start = `${nyDate(4)}T12:00`;
+    const blockers = await Promise.all(
+      ["X", "Y"].map(async (attendee_name) =>
+        callTool(agent, "hold_slot", { service_id: c.serviceId, start_time: start, attendee_name }),
+      ),
+    );
+    const args = { service_id: c.serviceId, start_time: start, attendee_name: "Ada" };
+    for (let i = 0; i < 12; i++) {
+      expect((await callTool(agent, "hold_slot", args)).data.error.reason).toBe("SLOT_UNAVAILABLE");
+    }
+    for (const b of blockers) {
+      await callTool(agent, "cancel_booking", { booking_id: b.data.booking.booking_id });
+    }
+    const held = await callTool(agent, "hold_slot", args);
+    expect(held.isError).toBe(false);
+    const retried = await callTool(agent, "hold_slot", args);
+    expect(retried.data.booking.booking_id).toBe(held.data.booking.booking_id);
+    expect(retried.data.replayed).toBe(true);
+  });
+
+  it("a replay under an explicit idempotency_key states the booking's status now", async () => {
+    const c = await clinic(server.url);
+    const agent = await mcpOverHttp(server.url, c.key);
+    const args = {
+      service_id: c.serviceId,
+      start_time: `${nyDate(4)}T13:00`,
+      attendee_name: "Ada",
+      idempotency_key: "call-7",
+    };
+    const one = await callTool(agent, "hold_slot", args);
+    const id = one.data.booking.booking_id;
+    await callTool(agent, "cancel_booking", { booking_id: id });
+    const cancelled = (await callTool(agent, "get_booking", { booking_id: id })).data.booking;
+    const two = await callTool(agent, "hold_slot", args);
+    expect(two.data.booking.booking_id).toBe(id);
+    expect(two.data.replayed).toBe(true);
+    expect(two.data.booking.status).toBe(cancelled.status);
+    expect(two.data.booking.status).not.toBe(one.data.booking.status);
+  });
+
   it("honours an explicit idempotency_key", async () => {
     const c = await clinic(server.url);
     const agent = await mcpOverHttp(server.url, c.key);
