@@ -146,18 +146,6 @@ export async function listDeliveries(
   return rows;
 }
 
-export async function getDelivery(
-  q: Queryable,
-  tenantId: string,
-  id: string,
-): Promise<DeliveryRow | undefined> {
-  const { rows } = await q.query<DeliveryRow>(
-    `SELECT ${DELIVERY_COLUMNS} FROM deliveries d WHERE d.tenant_id = $1 AND d.id = $2`,
-    [tenantId, id],
-  );
-  return rows[0];
-}
-
 /**
  * What became of a retry asked for by hand: scheduled, or why not. A
  * delivery whose attempt is in flight keeps that attempt, and says when
@@ -166,7 +154,8 @@ export async function getDelivery(
  * endpoint stays as it is, and says why the endpoint was disabled.
  */
 export type RetryOutcome =
-  | { outcome: "retried" }
+  | { outcome: "retried"; delivery: DeliveryRow }
+  | { outcome: "webhook_not_found" }
   | { outcome: "not_found" }
   | { outcome: "in_flight"; inFlightUntil: string }
   | { outcome: "webhook_disabled"; disabledReason: string };
@@ -202,7 +191,7 @@ export async function retryDelivery(
       [tenantId, webhookId],
     );
     const w = endpoint.rows[0];
-    if (!w) return { outcome: "not_found" };
+    if (!w) return { outcome: "webhook_not_found" };
     const delivery = await tx.query<{ inFlightUntil: string | null }>(
       `SELECT CASE WHEN lease_until >= now() THEN ts_json(lease_until) END AS "inFlightUntil"
        FROM deliveries WHERE tenant_id = $1 AND webhook_id = $2 AND id = $3 FOR UPDATE`,
@@ -213,27 +202,58 @@ export async function retryDelivery(
     if (w.state === "disabled")
       return { outcome: "webhook_disabled", disabledReason: w.disabledReason };
     if (d.inFlightUntil !== null) return { outcome: "in_flight", inFlightUntil: d.inFlightUntil };
-    await tx.query(
-      `UPDATE deliveries SET status = 'pending', next_attempt_time = now(), lease_until = NULL
-       WHERE tenant_id = $1 AND webhook_id = $2 AND id = $3`,
+    const retried = await tx.query<DeliveryRow>(
+      `UPDATE deliveries d SET status = 'pending', next_attempt_time = now(), lease_until = NULL
+       WHERE d.tenant_id = $1 AND d.webhook_id = $2 AND d.id = $3
+       RETURNING ${DELIVERY_COLUMNS}`,
       [tenantId, webhookId, id],
     );
-    return { outcome: "retried" };
+    return { outcome: "retried", delivery: retried.rows[0] as DeliveryRow };
   });
 }
 
-/** Queues a delivery outside the outbox (webhook.test), in the active span's trace; returns its id. */
-export async function insertDelivery(
-  q: Queryable,
+export type TestEventOutcome =
+  | { outcome: "queued"; delivery: DeliveryRow }
+  | { outcome: "webhook_not_found" }
+  | { outcome: "webhook_disabled"; disabledReason: string };
+
+/**
+ * Queues a delivery outside the outbox (webhook.test), in the active span's
+ * trace. The endpoint's row is locked (FOR SHARE) before its state is read,
+ * as retryDelivery and the dispatcher lock it: a deletion or a disabling
+ * that commits meanwhile is seen, so nothing is queued for an endpoint that
+ * is gone or disabled. The body is made with Postgres's clock (`now`).
+ */
+export async function queueTestEvent(
+  db: Db,
   tenantId: string,
-  d: { webhookId: string; eventId: string; eventType: string; body: string },
-): Promise<string> {
-  const { rows } = await q.query<{ id: string }>(
-    `INSERT INTO deliveries (tenant_id, webhook_id, event_id, event_type, body, next_attempt_time, traceparent)
-     VALUES ($1, $2, $3, $4, $5, now(), $6) RETURNING id`,
-    [tenantId, d.webhookId, d.eventId, d.eventType, d.body, activeTraceparent() ?? null],
-  );
-  return (rows[0] as { id: string }).id;
+  webhookId: string,
+  event: { eventId: string; eventType: string; body: (now: Date) => string },
+): Promise<TestEventOutcome> {
+  return db.transaction(async (tx) => {
+    const endpoint = await tx.query<{ state: WebhookState; disabledReason: string; now: Date }>(
+      `SELECT state, disabled_reason AS "disabledReason", now() AS now FROM webhooks
+       WHERE tenant_id = $1 AND id = $2 FOR SHARE`,
+      [tenantId, webhookId],
+    );
+    const w = endpoint.rows[0];
+    if (!w) return { outcome: "webhook_not_found" };
+    if (w.state === "disabled")
+      return { outcome: "webhook_disabled", disabledReason: w.disabledReason };
+    const { rows } = await tx.query<DeliveryRow>(
+      `INSERT INTO deliveries AS d (tenant_id, webhook_id, event_id, event_type, body, next_attempt_time, traceparent)
+       VALUES ($1, $2, $3, $4, $5, now(), $6) RETURNING ${DELIVERY_COLUMNS}`,
+      [
+        tenantId,
+        webhookId,
+        event.eventId,
+        event.eventType,
+        event.body(w.now),
+        activeTraceparent() ?? null,
+      ],
+    );
+    return { outcome: "queued", delivery: rows[0] as DeliveryRow };
+  });
 }
 
 /**
@@ -365,33 +385,39 @@ export async function recordAttempt(
     return { disabled: false, status: "succeeded" };
   }
   return db.transaction(async (tx) => {
-    await tx.query(insertAttempt, attempt);
     // The endpoint's row first: its lock orders this failure after any
-    // concurrent one that disabled the endpoint, whose state it then sees.
-    // An event counts as failed once its delivery is given up (every retry
-    // used), not at its first failed attempt: a receiver down for a minute
-    // while events pour in must get them all once it is back.
+    // concurrent one that disabled the endpoint, whose state it then sees,
+    // and it is the order DeleteWebhook takes (the endpoint, then by cascade
+    // its deliveries): the attempt's row, inserted first, held a key lock on
+    // the delivery while this waited for the endpoint, and a deletion
+    // waiting for that delivery deadlocked with it. An event counts as failed
+    // once its delivery is given up (every retry used), not at its first
+    // failed attempt: a receiver down for a minute while events pour in must
+    // get them all once it is back.
     const { rows } = await tx.query<{ failures: number; state: string }>(
       `UPDATE webhooks SET consecutive_failures = consecutive_failures + CASE WHEN $3 THEN 1 ELSE 0 END
        WHERE tenant_id = $1 AND id = $2 RETURNING consecutive_failures AS failures, state`,
       [d.tenantId, d.webhookId, next.retryInMs === undefined],
     );
     const w = rows[0];
+    // An endpoint deleted meanwhile took its deliveries with it: nothing to record.
+    if (!w) return { disabled: false, status: "failed" };
+    await tx.query(insertAttempt, attempt);
     const updated = await tx.query<{ status: DeliveryStatus }>(
       `UPDATE deliveries SET status = CASE WHEN $3::bigint IS NULL OR $4 THEN 'failed' ELSE 'pending' END,
          next_attempt_time = CASE WHEN NOT $4 THEN now() + $3::bigint * interval '1 millisecond' END,
          lease_until = NULL
        WHERE tenant_id = $1 AND id = $2 RETURNING status`,
-      [d.tenantId, d.id, next.retryInMs ?? null, w?.state !== "active" && w?.state !== "paused"],
+      [d.tenantId, d.id, next.retryInMs ?? null, w.state !== "active" && w.state !== "paused"],
     );
     const status = updated.rows[0]?.status ?? "failed";
     const reason =
       result.statusCode === 410
         ? "the endpoint answered 410 Gone"
-        : w && w.failures >= next.disableAfter
+        : w.failures >= next.disableAfter
           ? `deliveries of ${w.failures} events in a row failed`
           : undefined;
-    if (!w || w.state !== "active" || reason === undefined) return { disabled: false, status };
+    if (w.state !== "active" || reason === undefined) return { disabled: false, status };
     await tx.query(
       `UPDATE webhooks SET state = 'disabled', disabled_reason = $3, update_time = now() WHERE tenant_id = $1 AND id = $2`,
       [d.tenantId, d.webhookId, reason],

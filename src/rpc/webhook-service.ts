@@ -16,12 +16,11 @@ import {
   type DeliveryRow,
   type DeliveryStatus as DeliveryStatusName,
   deleteWebhook,
-  getDelivery,
   getWebhook,
-  insertDelivery,
   insertWebhook,
   listDeliveries,
   listWebhooks,
+  queueTestEvent,
   retryDelivery,
   rotateSecret,
   updateWebhook,
@@ -204,10 +203,13 @@ export function webhookService(
 
     async retryDelivery(req, ctx) {
       const tenantId = principalOf(ctx).tenantId;
-      await existing(tenantId, req.webhookId, "webhook_id");
-      const db = dbOf(ctx, base);
-      const retry = await retryDelivery(db, tenantId, req.webhookId, req.deliveryId);
+      const retry =
+        req.webhookId === ""
+          ? ({ outcome: "webhook_not_found" } as const)
+          : await retryDelivery(dbOf(ctx, base), tenantId, req.webhookId, req.deliveryId);
       switch (retry.outcome) {
+        case "webhook_not_found":
+          throw webhookNotFound(req.webhookId, "webhook_id");
         case "not_found":
           throw new Rejection(
             "DELIVERY_NOT_FOUND",
@@ -224,30 +226,32 @@ export function webhookService(
           );
       }
       feed.committed();
-      return {
-        delivery: deliveryOf((await getDelivery(db, tenantId, req.deliveryId)) as DeliveryRow),
-      };
+      return { delivery: deliveryOf(retry.delivery) };
     },
 
     async sendTestEvent(req, ctx) {
       const tenantId = principalOf(ctx).tenantId;
-      const w = await existing(tenantId, req.webhookId);
-      if (w.state === "disabled") throw webhookDisabled(w.id, w.disabledReason, "send it again");
-      const eventId = `evt_test_${randomUUID().replaceAll("-", "")}`;
-      const body = deliveryBody("webhook.test", new Date(), {
-        webhookId: w.id,
-        detail: "a test event from Holdfast",
-      });
-      const id = await insertDelivery(dbOf(ctx, base), tenantId, {
-        webhookId: w.id,
-        eventId,
-        eventType: "webhook.test",
-        body,
-      });
+      const webhookId = req.webhookId;
+      const queued =
+        webhookId === ""
+          ? ({ outcome: "webhook_not_found" } as const)
+          : await queueTestEvent(dbOf(ctx, base), tenantId, webhookId, {
+              eventId: `evt_test_${randomUUID().replaceAll("-", "")}`,
+              eventType: "webhook.test",
+              body: (now) =>
+                deliveryBody("webhook.test", now, {
+                  webhookId,
+                  detail: "a test event from Holdfast",
+                }),
+            });
+      switch (queued.outcome) {
+        case "webhook_not_found":
+          throw webhookNotFound(webhookId, "webhook_id");
+        case "webhook_disabled":
+          throw webhookDisabled(webhookId, queued.disabledReason, "send it again");
+      }
       feed.committed();
-      return {
-        delivery: deliveryOf((await getDelivery(dbOf(ctx, base), tenantId, id)) as DeliveryRow),
-      };
+      return { delivery: deliveryOf(queued.delivery) };
     },
   };
 }

@@ -130,8 +130,9 @@ describe("retrying a delivery by hand", () => {
       "UPDATE deliveries SET lease_until = now() - interval '1 second', next_attempt_time = now() + interval '1 hour' WHERE id = $1",
       [id],
     );
-    expect(await retryDelivery(poolDb(pool), "ten_a", "whk_flight", id)).toEqual({
+    expect(await retryDelivery(poolDb(pool), "ten_a", "whk_flight", id)).toMatchObject({
       outcome: "retried",
+      delivery: { id, status: "pending" },
     });
     expect((await leaseDue(pool, 10, 60_000)).map((d) => d.id)).toEqual([id]);
   });

@@ -1,5 +1,5 @@
 import { toJson } from "@bufbuild/protobuf";
-import { Code } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { EventService } from "../../gen/holdfast/v1/event_pb.js";
@@ -126,6 +126,37 @@ describe("managing webhooks", () => {
       );
       expect(fieldViolations(err)).toEqual(["url"]);
     }
+  });
+});
+
+describe("racing a deletion", () => {
+  it("a test event or a retry meeting the webhook's deletion is WEBHOOK_NOT_FOUND or done, never Internal", async () => {
+    const w = await bookingWorld(server.url);
+    const outcome = (call: Promise<unknown>) =>
+      call.then(
+        () => "done",
+        (err: unknown) => {
+          const e = ConnectError.from(err);
+          return e.findDetails(ErrorInfoSchema)[0]?.reason ?? `${Code[e.code]}: ${e.rawMessage}`;
+        },
+      );
+    const seen = new Set<string>();
+    for (let i = 0; i < 40; i++) {
+      const e = await endpoint(w, `https://hooks.example.com/race-${i}`);
+      const sent = await e.webhooks.sendTestEvent({ webhookId: e.id });
+      const deliveryId = sent.delivery?.id as string;
+      const [test, retry, deleted] = await Promise.all([
+        outcome(e.webhooks.sendTestEvent({ webhookId: e.id })),
+        outcome(e.webhooks.retryDelivery({ webhookId: e.id, deliveryId })),
+        outcome(e.webhooks.deleteWebhook({ webhookId: e.id })),
+      ]);
+      seen.add(`test ${test}`).add(`retry ${retry}`).add(`delete ${deleted}`);
+    }
+    expect(
+      [...seen].filter(
+        (s) => !/^(test|retry) (done|WEBHOOK_NOT_FOUND)$|^retry DELIVERY_IN_FLIGHT$|^delete done$/.test(s),
+      ),
+    ).toEqual([]);
   });
 });
 
