@@ -358,7 +358,7 @@ export async function recordAttempt(
   db: Db,
   d: LeasedDelivery,
   result: AttemptResult,
-  next: { retryInMs: number | undefined; disableAfter: number },
+  next: { retryInMs: number | undefined; givesUp: boolean; disableAfter: number },
 ): Promise<{ disabled: boolean; status: DeliveryStatus }> {
   const attempt = [
     d.tenantId,
@@ -397,7 +397,7 @@ export async function recordAttempt(
     const { rows } = await tx.query<{ failures: number; state: string }>(
       `UPDATE webhooks SET consecutive_failures = consecutive_failures + CASE WHEN $3 THEN 1 ELSE 0 END
        WHERE tenant_id = $1 AND id = $2 RETURNING consecutive_failures AS failures, state`,
-      [d.tenantId, d.webhookId, next.retryInMs === undefined],
+      [d.tenantId, d.webhookId, next.retryInMs === undefined && next.givesUp],
     );
     const w = rows[0];
     // An endpoint deleted meanwhile took its deliveries with it: nothing to record.

@@ -149,6 +149,17 @@ export function retryDelay(
   return Math.round(base * (0.8 + 0.4 * random));
 }
 
+/**
+ * Whether a failed attempt gives its delivery up for the first time, so
+ * that its event counts toward disabling the endpoint: the attempt after
+ * the schedule's last retry. Attempts past it are retries asked for by hand
+ * (RetryDelivery) of a delivery already given up, and counted: one event
+ * retried by hand three times is still one event that failed.
+ */
+export function givesUp(scheduleMs: readonly number[], attempt: number): boolean {
+  return attempt === scheduleMs.length + 1;
+}
+
 /** Secrets at rest: AES-256-GCM under the server's key, as iv | tag | ciphertext. */
 export function seal(key: Buffer, plaintext: string): Buffer {
   const iv = randomBytes(12);

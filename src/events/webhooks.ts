@@ -16,7 +16,7 @@ import {
   leaseDue,
   recordAttempt,
 } from "../db/webhooks.js";
-import { retryDelay, signatureHeader, unseal } from "../domain/webhooks.js";
+import { givesUp, retryDelay, signatureHeader, unseal } from "../domain/webhooks.js";
 import { log } from "../log.js";
 import { contextOfTraceparent, inSpan } from "../tracing.js";
 import type { EventFeed } from "./feed.js";
@@ -190,6 +190,7 @@ function deliver(
       { statusCode, latencyMs, error },
       {
         retryInMs: ok ? undefined : retryDelay(s.retryScheduleMs, d.attempt, Math.random()),
+        givesUp: !ok && givesUp(s.retryScheduleMs, d.attempt),
         disableAfter: s.disableAfter,
       },
     );

@@ -4,6 +4,7 @@ import {
   addressProblem,
   DEFAULT_RETRY_SCHEDULE_MS,
   deliveryBody,
+  givesUp,
   newSigningSecret,
   parseRetrySchedule,
   retryDelay,
@@ -191,6 +192,17 @@ describe("retries", () => {
     expect(retryDelay([1000, 5000], 1, 1)).toBe(1200);
     expect(retryDelay([1000, 5000], 2, 0.5)).toBe(5000);
     expect(retryDelay([1000, 5000], 3, 0.5)).toBeUndefined();
+  });
+
+  it("give a delivery up once: at the attempt after the last retry, not at the retries by hand after it", () => {
+    expect([1, 2, 3, 4, 5].map((attempt) => givesUp([1000, 5000], attempt))).toEqual([
+      false,
+      false,
+      true,
+      false,
+      false,
+    ]);
+    expect(givesUp([], 1)).toBe(true);
   });
 });
 

@@ -490,6 +490,35 @@ describe("delivery", () => {
     }
   });
 
+  it("counts an event toward disabling once, however often its given-up delivery is retried by hand", async () => {
+    const w = await bookingWorld(server.url);
+    const receiver = await webhookReceiver({ secrets: () => [], respond: () => 500 });
+    try {
+      const e = await endpoint(w, receiver.url());
+      const sent = await e.webhooks.sendTestEvent({ webhookId: e.id });
+      const deliveryId = sent.delivery?.id as string;
+      const givenUpAfter = async (attempts: number) => {
+        for (let i = 0; i < 400; i++) {
+          const [d] = (await e.webhooks.listDeliveries({ webhookId: e.id })).deliveries;
+          if (d?.status === DeliveryStatus.FAILED && d.attempts.length >= attempts) return;
+          await sleep(50);
+        }
+        throw new Error(`no failed delivery with ${attempts} attempts`);
+      };
+      // The first attempt and the schedule's six retries, then three by hand.
+      await givenUpAfter(7);
+      for (const attempts of [8, 9, 10]) {
+        await e.webhooks.retryDelivery({ webhookId: e.id, deliveryId });
+        await givenUpAfter(attempts);
+      }
+      const { webhook } = await e.webhooks.getWebhook({ webhookId: e.id });
+      expect(webhook?.state).toBe(WebhookState.ACTIVE);
+      expect(webhook?.consecutiveFailures).toBe(1);
+    } finally {
+      await receiver.stop();
+    }
+  });
+
   it("skips quietly recording the attempt of a webhook deleted while it is in flight, and delivers to the others", async () => {
     const w = await bookingWorld(server.url);
     // One endpoint answers after 1.5 s (past the 1 s timeout here: a failed
