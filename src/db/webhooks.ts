@@ -87,7 +87,7 @@ export async function deleteWebhook(q: Queryable, tenantId: string, id: string):
 /**
  * A new secret; the current one keeps signing, next to it, for 24 hours, as
  * do secrets retired earlier until their own 24 hours are up (the newest
- * nine of them at most).
+ * nine of them at most: the eight newest still signing plus the one it retires).
  */
 export async function rotateSecret(
   q: Queryable,
@@ -99,10 +99,10 @@ export async function rotateSecret(
     `UPDATE webhooks SET
        previous_secrets = ARRAY(
          SELECT p.s FROM unnest(previous_secrets, previous_secrets_expire) WITH ORDINALITY AS p(s, e, n)
-         WHERE p.e > now() ORDER BY p.e DESC, p.n DESC LIMIT 9) || secret,
+         WHERE p.e > now() ORDER BY p.e DESC, p.n DESC LIMIT 8) || secret,
        previous_secrets_expire = ARRAY(
          SELECT p.e FROM unnest(previous_secrets, previous_secrets_expire) WITH ORDINALITY AS p(s, e, n)
-         WHERE p.e > now() ORDER BY p.e DESC, p.n DESC LIMIT 9) || (now() + interval '24 hours'),
+         WHERE p.e > now() ORDER BY p.e DESC, p.n DESC LIMIT 8) || (now() + interval '24 hours'),
        secret = $3, update_time = now()
      WHERE tenant_id = $1 AND id = $2
      RETURNING ${COLUMNS}`,

@@ -428,6 +428,35 @@ describe("delivery", () => {
     }
   });
 
+  it("signs with the current secret and at most nine earlier ones, however often it is rotated", async () => {
+    const w = await bookingWorld(server.url);
+    const secrets: string[] = [];
+    let accepted: string[] = [];
+    const receiver = await webhookReceiver({ secrets: () => accepted });
+    try {
+      const e = await endpoint(w, receiver.url());
+      secrets.push(e.secret);
+      for (let i = 0; i < 12; i++) {
+        secrets.push((await e.webhooks.rotateWebhookSecret({ webhookId: e.id })).secret);
+      }
+      await e.webhooks.sendTestEvent({ webhookId: e.id });
+      const [got] = await receiver.waitFor((r) => r.length >= 1);
+      expect(String(got?.headers["webhook-signature"]).split(" ")).toHaveLength(10);
+      // The newest ten verify; the three oldest no longer do.
+      const verifies = async (secret: string) => {
+        accepted = [secret];
+        await e.webhooks.sendTestEvent({ webhookId: e.id });
+        const all = await receiver.waitFor((r) => r.length >= 2 + secrets.indexOf(secret));
+        return all.at(-1)?.verified !== undefined;
+      };
+      const results: boolean[] = [];
+      for (const secret of secrets) results.push(await verifies(secret));
+      expect(results).toEqual([false, false, false, ...Array(10).fill(true)]);
+    } finally {
+      await receiver.stop();
+    }
+  });
+
   it("signs with both secrets for a day after a rotation", async () => {
     const w = await bookingWorld(server.url);
     let accepted: string[] = [];
