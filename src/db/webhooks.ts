@@ -56,7 +56,11 @@ export async function listWebhooks(
   return rows;
 }
 
-/** Changes the given fields. Moving to active (resume, or re-enable) clears the failure count. */
+/**
+ * Changes the given fields. Moving to active (resume, or re-enable) clears
+ * the failure count, and so does leaving DISABLED for PAUSED: the reason
+ * Holdfast disabled it for says nothing once the owner has set the state.
+ */
 export async function updateWebhook(
   q: Queryable,
   tenantId: string,
@@ -66,8 +70,8 @@ export async function updateWebhook(
   const { rows } = await q.query<WebhookRow>(
     `UPDATE webhooks SET url = coalesce($3, url), event_types = coalesce($4::text[], event_types),
        description = coalesce($5, description), state = coalesce($6, state),
-       disabled_reason = CASE WHEN $6 = 'active' THEN '' ELSE disabled_reason END,
-       consecutive_failures = CASE WHEN $6 = 'active' THEN 0 ELSE consecutive_failures END,
+       disabled_reason = CASE WHEN $6 = 'active' OR ($6 IS NOT NULL AND state = 'disabled') THEN '' ELSE disabled_reason END,
+       consecutive_failures = CASE WHEN $6 = 'active' OR ($6 IS NOT NULL AND state = 'disabled') THEN 0 ELSE consecutive_failures END,
        update_time = now()
      WHERE tenant_id = $1 AND id = $2
      RETURNING ${COLUMNS}`,

@@ -25,12 +25,13 @@ export function urlProblem(raw: string, allowPrivate: boolean): string | undefin
   if (raw.length > 2048) return "must be at most 2048 characters";
   if (url.protocol !== "https:" && url.protocol !== "http:") return "must be an http or https URL";
   if (url.username || url.password) return "must not carry credentials";
-  if (url.hash) return "must not have a fragment";
+  // url.hash is "" for an empty fragment ("https://example.com/#"): the raw text says.
+  if (url.hash || raw.includes("#")) return "must not have a fragment";
   if (allowPrivate) return undefined;
   if (url.protocol !== "https:")
     return "must be https (http is allowed only with HOLDFAST_WEBHOOK_ALLOW_PRIVATE)";
-  // A trailing dot ("localhost.") names the same host.
-  const host = url.hostname.replace(/^\[|\]$/g, "").replace(/\.$/, "");
+  // Trailing dots ("localhost.", "localhost..") name the same host.
+  const host = url.hostname.replace(/^\[|\]$/g, "").replace(/\.+$/, "");
   if (
     host === "localhost" ||
     host.endsWith(".localhost") ||

@@ -1,7 +1,7 @@
 import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
 import { clientDb, poolDb } from "../../src/db/pool.js";
-import { dispatchEvents, leaseDue, retryDelivery } from "../../src/db/webhooks.js";
+import { dispatchEvents, leaseDue, retryDelivery, updateWebhook } from "../../src/db/webhooks.js";
 import { seededDatabase, waitUntilBlocked } from "../support/database.js";
 
 let pool: pg.Pool;
@@ -178,5 +178,30 @@ describe("retrying a delivery by hand", () => {
       [id],
     );
     expect(rows[0]).toEqual({ status: "failed", next_attempt_time: null });
+  });
+});
+
+describe("leaving DISABLED", () => {
+  it("clears the reason and the failure count, whether to ACTIVE or to PAUSED", async () => {
+    for (const [id, state] of [
+      ["whk_back_active", "active"],
+      ["whk_back_paused", "paused"],
+    ] as const) {
+      await pool.query(
+        `INSERT INTO webhooks (tenant_id, id, url, event_types, secret, state, disabled_reason, consecutive_failures)
+         VALUES ('ten_a', $1, 'http://x', '{*}', '\\x00', 'disabled', 'the endpoint answered 410 Gone', 3)`,
+        [id],
+      );
+      const row = await updateWebhook(pool, "ten_a", id, { state });
+      expect(row).toMatchObject({ state, disabledReason: "", consecutiveFailures: 0 });
+    }
+    // Pausing an active endpoint keeps its count: it is not a re-enabling.
+    await pool.query(
+      "INSERT INTO webhooks (tenant_id, id, url, event_types, secret, consecutive_failures) VALUES ('ten_a', 'whk_counting', 'http://x', '{*}', '\\x00', 2)",
+    );
+    expect(await updateWebhook(pool, "ten_a", "whk_counting", { state: "paused" })).toMatchObject({
+      state: "paused",
+      consecutiveFailures: 2,
+    });
   });
 });

@@ -29,6 +29,7 @@ describe("webhook URLs", () => {
     ["http://example.com/x", "must be https"],
     ["https://user:pw@example.com/x", "credentials"],
     ["https://example.com/x#frag", "fragment"],
+    ["https://example.com/#", "fragment"],
     ["https://localhost/x", "local host name"],
     ["https://printer.local/x", "local host name"],
     // A trailing dot names the same host.
@@ -36,6 +37,8 @@ describe("webhook URLs", () => {
     ["https://foo.localhost.:18443/x", "local host name"],
     ["https://metadata.google.internal./x", "local host name"],
     ["https://x.local./x", "local host name"],
+    ["https://localhost../x", "local host name"],
+    ["https://foo.internal../", "local host name"],
     ["https://127.0.0.1/x", "private"],
     ["https://10.1.2.3/x", "private"],
     ["https://172.20.0.1/x", "private"],
