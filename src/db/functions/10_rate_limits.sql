@@ -148,7 +148,7 @@ BEGIN
       SET tokens = l.tokens + granted - 1, expire_time = greatest(l.expire_time, excluded.expire_time);
     END IF;
     remaining := remaining || greatest(floor(levels[i] + 1e-6), 0)::integer;
-    reset_ms := reset_ms || greatest(extract(epoch FROM (tats[i] - t0))::double precision, 0) * 1000;
+    reset_ms := reset_ms || greatest(extract(epoch FROM (greatest(tats[i], t0) - t0))::double precision, 0) * 1000;
   END LOOP;
   RETURN NEXT;
 END
