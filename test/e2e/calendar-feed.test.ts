@@ -325,7 +325,13 @@ describe("calendar feeds", () => {
       expect(e.attendees).toEqual([]);
     }
     expect(cal.byUid(ids.afterChange)).toMatchObject({ startMs: at.afterChange, zone: NEW_YORK });
-    for (const secret of ["Grace", "grace@example.com", "555", "Consultation", "patient ill"]) {
+    for (const secret of [
+      "Grace",
+      "grace@example.com",
+      "555 0100",
+      "Consultation",
+      "patient ill",
+    ]) {
       expect(cal.text).not.toContain(secret);
     }
   });
