@@ -10,6 +10,7 @@ import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
 import { type Event, EventService } from "../../gen/holdfast/v1/event_pb.js";
 import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { pruneEvents } from "../../src/db/outbox.js";
+import { CHANNEL, notify } from "../../src/db/signals.js";
 import { BEGINNING, isAfter, type Position } from "../../src/domain/events.js";
 import {
   type CursorCipher,
@@ -775,16 +776,30 @@ describe("a consumer that falls behind", () => {
     const failed = new Promise<grpc.ServiceError>((resolve) => call.on("error", resolve));
     // grpc-js may report the status before it hands over messages it buffered while paused.
     const closed = new Promise<void>((resolve) => call.on("close", () => resolve()));
+    onTestFinished(() => {
+      call.cancel();
+      client.close();
+    });
     await sleep(300);
     call.pause();
     await fillOutbox(w);
+    // Wake the feed as a writer's commit does, rather than leave it to the
+    // next poll (up to a second away), and wait until the stream is behind.
+    await notify(server.pool, CHANNEL.outbox);
+    await vi.waitFor(
+      async () =>
+        expect((await scrape(server.url)).get("holdfast_event_stream_lag_events")).toBeGreaterThan(
+          0,
+        ),
+      { timeout: 5_000, interval: 50 },
+    );
     // Longer than the lag allowed, and shorter than the twice as long after
     // which a client that does not read is cut off: it gets the answer.
     await sleep(1_500);
     call.resume();
-    const err = await failed;
+    const err = await Promise.race([failed, sleep(10_000).then(() => undefined)]);
+    if (!err) expect.fail("the stream was not closed though it stayed behind past the lag allowed");
     await closed;
-    client.close();
     expect(err.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     const info = grpcJsErrorInfo(err);
     expect(info?.reason).toBe("CONSUMER_TOO_SLOW");
