@@ -257,7 +257,10 @@ describe("a service whose resources are in different time zones", () => {
 });
 
 describe("a replayed write that the key cannot check", () => {
-  it("says the status is the earlier call's and may have changed, not that the time is held", async () => {
+  it.each([
+    ["a key derived from the call", {}],
+    ["the agent's own idempotency_key", { idempotency_key: "ada-at-three" }],
+  ])("says the status is the earlier call's and may have changed, not that the time is held (%s)", async (_, own) => {
     const c = await clinic(server.url);
     const writer = await mcpOverHttp(server.url, await c.keyWith(["bookings.write"]));
     const day = new Date(Date.now() + 3 * DAY).toISOString().slice(0, 10);
@@ -266,6 +269,7 @@ describe("a replayed write that the key cannot check", () => {
       start_time: `${day}T15:00:00Z`,
       duration_minutes: 30,
       attendee_name: "Ada",
+      ...own,
     };
     const held = await callTool(writer, "hold_slot", args);
     expect(held.isError, held.text).toBe(false);

@@ -108,3 +108,33 @@ describe("/mcp on two instances of one database", () => {
     );
   });
 });
+
+describe("a call refused more than 32 times over", () => {
+  it("is walked from its start by another process, which asks for an idempotency_key rather than risk a second hold", async () => {
+    const c = await clinic(first.url);
+    const web = await mcpOverHttp(first.url, c.key);
+    const day = nyDate(5);
+    const blocker = await callTool(web, "hold_slot", {
+      service_id: c.serviceId,
+      start_time: `${day}T09:00`,
+      attendee_name: "X",
+    });
+    expect(blocker.isError, blocker.text).toBe(false);
+    const args = { service_id: c.serviceId, start_time: `${day}T09:00`, attendee_name: "Ada" };
+    // Each refusal is stored under its link of the chain; this instance
+    // remembers where the chain goes on, so it keeps trying anew.
+    for (let i = 0; i < 33; i++) {
+      expect((await callTool(web, "hold_slot", args)).data.error.reason).toBe("SLOT_UNAVAILABLE");
+    }
+    // Another process knows none of that: it walks from the first link,
+    // finds 32 stored refusals, and stops there.
+    const stdio = await mcpOverStdio(first.url, c.key);
+    const walked = await callTool(stdio, "hold_slot", args);
+    expect(walked.data.error.reason).toBe("IDEMPOTENCY_KEY_REQUIRED");
+    // With a key of its own the call is made: once the time is free, it holds.
+    await callTool(web, "cancel_booking", { booking_id: blocker.data.booking.booking_id });
+    const keyed = await callTool(stdio, "hold_slot", { ...args, idempotency_key: "ada-9am" });
+    expect(keyed.isError, keyed.text).toBe(false);
+    expect(keyed.data.booking.status).toBe("held");
+  });
+});
