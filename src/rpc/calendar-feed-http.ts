@@ -3,6 +3,7 @@ import {
   calendarFeedSubject,
   findActiveCalendarFeed,
 } from "../db/calendar-feeds.js";
+import { rejectionFromDatabase } from "../db/errors.js";
 import type { Queryable } from "../db/pool.js";
 import {
   FEED_AHEAD_MS,
@@ -22,14 +23,17 @@ import type { RateLimiter } from "./rate-limiter.js";
  * iCalendar feeds, `GET /v1/feeds/<secret>.ics`, made by
  * CalendarFeedService. A calendar app sends no Authorization header: the
  * secret in the path is the credential, so an unknown or revoked one gets
- * the same bare 404 as a path that never existed. Another method than GET
- * or HEAD gets the RPCs' 405 JSON error (MALFORMED_REQUEST).
+ * the same bare 404 as a path that never existed. Every other error is
+ * the RPCs' JSON error with its reason, written by writeConnectError:
+ * another method than GET or HEAD is 405 MALFORMED_REQUEST, a refusal of
+ * the rate limit 429 RATE_LIMITED, and a failure 503 UNAVAILABLE (the
+ * database unreachable, busy or past a time limit) or 500 INTERNAL.
  *
  * A feed is rate limited as an API key is: each fetch takes a token from
  * the feed's own bucket (at the configured per-key default) and from its
  * tenant's, before any of the feed's bookings are read. Every answer for a
- * live feed carries the RateLimit fields; a refusal is 429 with
- * Retry-After, which calendar apps honour.
+ * live feed carries the RateLimit fields; a refusal has Retry-After too,
+ * which calendar apps honour.
  */
 export const CALENDAR_FEED_PATH = "/v1/feeds/";
 
@@ -41,10 +45,14 @@ export function calendarFeedHandler(
 ): (req: NodeRequest, res: NodeResponse) => void {
   return (req, res) => {
     serve(req, res).catch((err: unknown) => {
-      // Never the URL: it holds the feed's secret.
-      log.error("calendar feed failed", { err });
-      if (!res.headersSent) plain(res, 500, "internal error\n");
-      else res.end();
+      // Mapped as an RPC's failure is (toConnectError), and logged without
+      // the URL: it holds the feed's secret.
+      const fromDb = rejectionFromDatabase(err);
+      if (fromDb?.reason === "UNAVAILABLE")
+        log.warn("calendar feed: database unavailable", { err });
+      else log.error("calendar feed failed", { err });
+      if (res.headersSent) res.end();
+      else writeConnectError(res, fromDb ?? new Rejection("INTERNAL", "internal error"));
     });
   };
 
@@ -69,7 +77,8 @@ export function calendarFeedHandler(
     const check = await limiter.take(feed.tenant_id, feed.id);
     const limitFields = Object.fromEntries(rateLimitFields(check));
     if (!check.allowed) {
-      plain(res, 429, `${rateLimited(check, "calendar feed").message}\n`, limitFields);
+      for (const [name, value] of Object.entries(limitFields)) res.setHeader(name, value);
+      writeConnectError(res, rateLimited(check, "calendar feed"));
       return;
     }
     const subject = await calendarFeedSubject(db, feed);

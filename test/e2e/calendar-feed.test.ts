@@ -3,12 +3,13 @@ import { Code, type ConnectError } from "@connectrpc/connect";
 import ICAL from "ical.js";
 import pg from "pg";
 import { Temporal } from "temporal-polyfill";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
 import { CalendarFeedService } from "../../gen/holdfast/v1/calendar_feed_pb.js";
 import { CatalogService } from "../../gen/holdfast/v1/catalog_pb.js";
 import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
+import { TenantService } from "../../gen/holdfast/v1/tenant_pb.js";
 import { MAX_CALENDAR_FEEDS_PER_TENANT } from "../../src/domain/calendar-feed.js";
 import { TENANT_SCOPES } from "../../src/domain/scopes.js";
 import { DAY, MINUTE, minutes } from "../support/booking.js";
@@ -652,5 +653,116 @@ describe("calendar feeds and the keys that made them", () => {
     await create();
     await rejected(create(), Code.ResourceExhausted, "LIMIT_REACHED");
     await feedsOf(key).createCalendarFeed({ resourceId });
+  });
+});
+
+describe("a calendar feed's errors", () => {
+  /**
+   * A server of its own, whose database waits at most 200 ms for a lock,
+   * so that a feed can be made to fail for real: a table it reads locked
+   * (UNAVAILABLE), or missing (INTERNAL).
+   */
+  let own: TestServer;
+  let feed: string;
+  let tenant: { tenantId: string; key: string };
+  beforeAll(async () => {
+    own = await startTestServer({ HOLDFAST_DB_LOCK_TIMEOUT_MS: "200" });
+    tenant = await newTenant(own.url);
+    const { resource } = await clientFor(ResourceService, own.url, tenant.key).createResource({
+      name: "Room",
+      timeZone: "UTC",
+    });
+    feed = (
+      await clientFor(CalendarFeedService, own.url, tenant.key).createCalendarFeed({
+        resourceId: resource?.id as string,
+      })
+    ).urlPath;
+  });
+
+  /** Runs `work` on a connection of its own to the server's database. */
+  async function onDatabase(work: (db: pg.Client) => Promise<void>): Promise<void> {
+    const db = new pg.Client({ connectionString: own.databaseUrl });
+    await db.connect();
+    try {
+      await work(db);
+    } finally {
+      await db.end();
+    }
+  }
+
+  /** The JSON error body of a feed's answer, checked to be one. */
+  async function jsonError(res: Response) {
+    expect(res.headers.get("content-type")).toBe("application/json");
+    return (await res.json()) as {
+      code: string;
+      message: string;
+      details: { type: string; debug: { reason: string; metadata?: Record<string, string> } }[];
+    };
+  }
+
+  it("answers a failure of the database as the RPCs do: 503 UNAVAILABLE while it is locked, 500 INTERNAL while it is broken", async () => {
+    expect((await fetch(`${own.url}${feed}`)).status).toBe(200);
+
+    // The table the feed's lookup reads, locked by another session: the
+    // lookup gives up after the lock timeout.
+    await onDatabase(async (db) => {
+      await db.query("BEGIN");
+      await db.query("LOCK TABLE calendar_feeds IN ACCESS EXCLUSIVE MODE");
+      const res = await fetch(`${own.url}${feed}`);
+      expect(res.status).toBe(503);
+      expect(await jsonError(res)).toMatchObject({
+        code: "unavailable",
+        details: [{ type: "google.rpc.ErrorInfo", debug: { reason: "UNAVAILABLE" } }],
+      });
+      await db.query("ROLLBACK");
+    });
+    expect((await fetch(`${own.url}${feed}`)).status).toBe(200);
+
+    // The table gone: an error nothing maps, which never reaches the caller.
+    await onDatabase(async (db) => {
+      await db.query("ALTER TABLE calendar_feeds RENAME TO calendar_feeds_away");
+      try {
+        const res = await fetch(`${own.url}${feed}`);
+        expect(res.status).toBe(500);
+        const body = await jsonError(res);
+        expect(body).toMatchObject({
+          code: "internal",
+          message: "internal error",
+          details: [{ type: "google.rpc.ErrorInfo", debug: { reason: "INTERNAL" } }],
+        });
+        expect(JSON.stringify(body)).not.toContain("calendar_feeds");
+      } finally {
+        await db.query("ALTER TABLE calendar_feeds_away RENAME TO calendar_feeds");
+      }
+    });
+    expect((await fetch(`${own.url}${feed}`)).status).toBe(200);
+  });
+
+  it("refuses a fetch over the rate limit with 429 RATE_LIMITED as JSON, keeping Retry-After and the RateLimit fields", async () => {
+    await clientFor(TenantService, own.url, ADMIN_KEY).setTenantRateLimit({
+      tenantId: tenant.tenantId,
+      rateLimit: { requestsPerSecond: 1, burst: 1 },
+    });
+    // The new limit applies within a second: fetched until one is refused.
+    let res = await fetch(`${own.url}${feed}`);
+    await vi.waitFor(
+      async () => {
+        if (res.status === 200) res = await fetch(`${own.url}${feed}`);
+        expect(res.status).toBe(429);
+      },
+      { timeout: 10_000, interval: 20 },
+    );
+    expect(res.headers.get("retry-after")).toBe("1");
+    expect(res.headers.get("ratelimit")).toMatch(/"tenant";r=0;t=\d+/);
+    const body = await jsonError(res);
+    expect(body).toMatchObject({
+      code: "resource_exhausted",
+      details: [
+        { type: "google.rpc.ErrorInfo", debug: { reason: "RATE_LIMITED" } },
+        { type: "google.rpc.RetryInfo" },
+      ],
+    });
+    expect(body.message).toMatch(/^over the tenant's rate limit: retry in \d+ ms$/);
+    expect(body.details[0]?.debug.metadata).toMatchObject({ policy: "tenant" });
   });
 });

@@ -377,9 +377,18 @@ describe("a calendar feed", () => {
       expect(a.res.headers.get("ratelimit-policy")).toBe('"tenant";q=2;w=1, "key";q=2;w=1');
     }
     const refusal = refusedFeeds[0];
-    expect(refusal?.body).toMatch(
-      /^over the (calendar feed|tenant)'s rate limit: retry in \d+ ms\n$/,
-    );
+    // The RPCs' JSON error, RATE_LIMITED, as test/e2e/calendar-feed.test.ts checks in full.
+    expect(refusal?.res.headers.get("content-type")).toBe("application/json");
+    expect(JSON.parse(refusal?.body ?? "")).toMatchObject({
+      code: "resource_exhausted",
+      message: expect.stringMatching(
+        /^over the (calendar feed|tenant)'s rate limit: retry in \d+ ms$/,
+      ),
+      details: [
+        { type: "google.rpc.ErrorInfo", debug: { reason: "RATE_LIMITED" } },
+        { type: "google.rpc.RetryInfo" },
+      ],
+    });
     expect(refusal?.res.headers.get("retry-after")).toBe("1");
     expect(refusal?.res.headers.get("ratelimit")).toMatch(/"tenant";r=0;t=\d+/);
     // An unknown feed is a bare 404, never limited.
