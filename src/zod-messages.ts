@@ -13,13 +13,16 @@ import { z } from "zod";
  */
 
 /**
- * An instant as every message gives it, here and in SQL (ts_text in
- * src/db/functions/01_json.sql): RFC 3339 in UTC as protobuf JSON writes a
- * Timestamp, with no fraction at a whole second and else 3, 6 or 9 digits
- * ("2030-03-04T09:00:00Z", "2030-03-04T09:00:00.250Z"). So a refusal reads
- * the same whichever path raised it, and a time from the database keeps
- * its microseconds (Date.toISOString would cut them to milliseconds).
- * Only for prose: data fields keep their own formats.
+ * An instant as every refusal gives it, in its message and in its ErrorInfo
+ * metadata, here and in SQL (ts_text in src/db/functions/01_json.sql;
+ * checkCapacity's metadata writes the same for its milliseconds): RFC 3339
+ * in UTC as protobuf JSON writes a Timestamp, with no fraction at a whole
+ * second and else 3, 6 or 9 digits ("2030-03-04T09:00:00Z",
+ * "2030-03-04T09:00:00.250Z"). So a refusal reads the same whichever path
+ * raised it, its metadata reads as the API's Timestamps do, and a time from
+ * the database keeps its microseconds (Date.toISOString would cut them to
+ * milliseconds). Other data (responses, events, webhook bodies) keep their
+ * own formats.
  */
 export function instantText(t: Timestamp): string {
   return toJson(TimestampSchema, t) as string;

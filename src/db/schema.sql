@@ -527,10 +527,10 @@ AS $function$
     WHEN p_start < p_now + p_min_notice THEN rejection('TOO_SOON',
       CASE WHEN p_min_notice = interval '0' THEN 'the requested time has already begun'
            ELSE format('bookings must start at least %s min from now', extract(epoch FROM p_min_notice)::bigint / 60) END,
-      jsonb_build_object('metadata', jsonb_build_object('earliest_start', ts_json(p_now + p_min_notice))))
+      jsonb_build_object('metadata', jsonb_build_object('earliest_start', ts_text(p_now + p_min_notice))))
     WHEN p_max_advance IS NOT NULL AND p_start > p_now + p_max_advance THEN rejection('TOO_FAR_AHEAD',
       format('bookings can start at most %s min from now', extract(epoch FROM p_max_advance)::bigint / 60),
-      jsonb_build_object('metadata', jsonb_build_object('latest_start', ts_json(p_now + p_max_advance))))
+      jsonb_build_object('metadata', jsonb_build_object('latest_start', ts_text(p_now + p_max_advance))))
   END
 $function$;
 

@@ -197,7 +197,7 @@ export async function retryDelivery(
     const w = endpoint.rows[0];
     if (!w) return { outcome: "webhook_not_found" };
     const delivery = await tx.query<{ inFlightUntil: string | null }>(
-      `SELECT CASE WHEN lease_until >= now() THEN ts_json(lease_until) END AS "inFlightUntil"
+      `SELECT CASE WHEN lease_until >= now() THEN ts_text(lease_until) END AS "inFlightUntil"
        FROM deliveries WHERE tenant_id = $1 AND webhook_id = $2 AND id = $3 FOR UPDATE`,
       [tenantId, webhookId, id],
     );

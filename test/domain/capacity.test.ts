@@ -62,8 +62,8 @@ describe("checkCapacity", () => {
       'resource "rsc_a" has 2 bookings at once from 2030-03-04 09:30 to 2030-03-04 10:00 (America/New_York), more than a capacity of 1; its live bookings need at least 2',
     );
     expect(r.details.metadata).toEqual({
-      start_time: "2030-03-04T14:30:00.000Z",
-      end_time: "2030-03-04T15:00:00.000Z",
+      start_time: "2030-03-04T14:30:00Z",
+      end_time: "2030-03-04T15:00:00Z",
       local_start_time: "2030-03-04T09:30:00-05:00",
       local_end_time: "2030-03-04T10:00:00-05:00",
       time_zone: "America/New_York",

@@ -326,8 +326,8 @@ describe("lowering a resource's capacity", () => {
     const toOne = await rejected(lower(1), Code.FailedPrecondition, "CAPACITY_BELOW_BOOKINGS");
     const day = new Date(at(2, 0).startMs).toISOString().slice(0, 10);
     expect(toOne.findDetails(ErrorInfoSchema)[0]?.metadata).toEqual({
-      start_time: `${day}T10:30:00.000Z`,
-      end_time: `${day}T11:15:00.000Z`,
+      start_time: `${day}T10:30:00Z`,
+      end_time: `${day}T11:15:00Z`,
       local_start_time: `${day}T10:30:00+00:00`,
       local_end_time: `${day}T11:15:00+00:00`,
       time_zone: "UTC",
@@ -338,8 +338,8 @@ describe("lowering a resource's capacity", () => {
     expect(fieldViolations(toOne)).toEqual(["resource.capacity"]);
     const toTwo = await rejected(lower(2), Code.FailedPrecondition, "CAPACITY_BELOW_BOOKINGS");
     expect(toTwo.findDetails(ErrorInfoSchema)[0]?.metadata).toMatchObject({
-      start_time: `${day}T10:45:00.000Z`,
-      end_time: `${day}T11:00:00.000Z`,
+      start_time: `${day}T10:45:00Z`,
+      end_time: `${day}T11:00:00Z`,
       bookings: "3",
     });
     expect(await capacityOf(w)).toBe(3);

@@ -10,12 +10,13 @@ LANGUAGE sql STABLE AS $$
   SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 $$;
 
--- An instant as every message gives it (ts_text in SQL, instantText in
--- src/zod-messages.ts): RFC 3339 in UTC as protobuf JSON writes a Timestamp
--- canonically, with no fraction at a whole second and else 3 or 6 digits
--- ("2030-03-04T09:00:00Z", "2030-03-04T09:00:00.250Z"), so a refusal reads
--- the same whichever path raised it. ts_json keeps its fixed six digits: it
--- writes the stored documents, this only prose.
+-- An instant as every refusal gives it, in its message and in its ErrorInfo
+-- metadata (ts_text in SQL, instantText in src/zod-messages.ts): RFC 3339
+-- in UTC as protobuf JSON writes a Timestamp canonically, with no fraction
+-- at a whole second and else 3 or 6 digits ("2030-03-04T09:00:00Z",
+-- "2030-03-04T09:00:00.250Z"), so a refusal reads the same whichever path
+-- raised it, and its metadata as the API's Timestamps do. ts_json keeps its
+-- fixed six digits: it writes the stored documents.
 CREATE FUNCTION ts_text(t timestamptz) RETURNS text
 LANGUAGE sql STABLE AS $$
   SELECT to_char(t AT TIME ZONE 'UTC', CASE
