@@ -7,6 +7,7 @@ import type { Policy } from "../../src/domain/catalog.js";
 import type { OverrideRule } from "../../src/domain/override-rule.js";
 import { dayNumber, occurrenceDays } from "../../src/domain/recurrence.js";
 import { Rejection } from "../../src/domain/rejection.js";
+import { thirtyMinutePolicy } from "../support/booking-writes.js";
 import { override, recurrence } from "../support/overrides.js";
 
 /**
@@ -396,13 +397,8 @@ describe("SCHEDULE_BLOCKED names the block's stretch in well-formed local times"
   const rules = {
     timeZone: "UTC",
     policy: {
+      ...thirtyMinutePolicy,
       durationsMs: [HOUR],
-      slotIntervalMs: null,
-      bufferBeforeMs: 0,
-      bufferAfterMs: 0,
-      minNoticeMs: 0,
-      maxAdvanceMs: null,
-      businessHours: [],
       holdTtlMs: 60_000,
       maxHoldTtlMs: 60_000,
     } satisfies Policy,
