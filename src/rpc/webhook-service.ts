@@ -83,6 +83,21 @@ const deliveryStatus = z.number().transform((s, ctx) => {
   return z.NEVER;
 });
 
+/**
+ * The states an owner may set: ACTIVE or PAUSED. Only Holdfast disables an
+ * endpoint, so DISABLED is refused like UNSPECIFIED or a number the enum
+ * lacks, with a message that names only what may be set.
+ */
+const settableState = z.number().transform((s, ctx): WebhookStateName => {
+  if (s === WebhookState.ACTIVE || s === WebhookState.PAUSED)
+    return STATE.nameOf(s) as WebhookStateName;
+  ctx.addIssue({
+    code: "custom",
+    message: `must be WEBHOOK_STATE_ACTIVE or WEBHOOK_STATE_PAUSED${s === WebhookState.DISABLED ? " (only Holdfast disables an endpoint)" : ""}`,
+  });
+  return z.NEVER;
+});
+
 function webhookNotFound(id: string, field = "webhook_id"): Rejection {
   return new Rejection("WEBHOOK_NOT_FOUND", `no webhook with id "${id}"`, {
     fieldViolations: [{ field, description: "no such webhook" }],
@@ -108,13 +123,7 @@ export function webhookService(
     url,
     eventTypes,
     description: v.freeText,
-    state: v
-      .enumValue<WebhookState>(WebhookStateSchema)
-      .refine(
-        (s) => s !== WebhookState.DISABLED,
-        "can be ACTIVE or PAUSED; DISABLED is set by Holdfast",
-      )
-      .transform((s) => STATE.nameOf(s) as WebhookStateName),
+    state: settableState,
   };
 
   async function existing(tenantId: string, id: string, field = "webhook_id"): Promise<WebhookRow> {

@@ -1,7 +1,7 @@
 import { toJson } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { BadRequestSchema, ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { EventService } from "../../gen/holdfast/v1/event_pb.js";
 import {
   DeliveryStatus,
@@ -107,6 +107,28 @@ describe("managing webhooks", () => {
       Code.InvalidArgument,
       "VALIDATION_ERROR",
     );
+  });
+
+  it("refuses a state other than ACTIVE or PAUSED, naming only those two", async () => {
+    const w = await bookingWorld(server.url);
+    const { webhooks, id } = await endpoint(w, "https://hooks.example.com/states");
+    // UNSPECIFIED (named by the mask), a number the enum lacks, and DISABLED,
+    // which only Holdfast sets.
+    for (const state of [WebhookState.UNSPECIFIED, 7 as WebhookState, WebhookState.DISABLED]) {
+      const err = await rejected(
+        webhooks.updateWebhook({ webhook: { id, state }, updateMask: { paths: ["state"] } }),
+        Code.InvalidArgument,
+        "VALIDATION_ERROR",
+      );
+      const violations = err
+        .findDetails(BadRequestSchema)
+        .flatMap((b) => b.fieldViolations.map((v) => [v.field, v.description]));
+      expect(violations).toHaveLength(1);
+      expect(violations[0]?.[0]).toBe("webhook.state");
+      expect(violations[0]?.[1]).toMatch(/^must be WEBHOOK_STATE_ACTIVE or WEBHOOK_STATE_PAUSED\b/);
+      expect(violations[0]?.[1]).not.toContain("DISABLED");
+    }
+    expect((await webhooks.getWebhook({ webhookId: id })).webhook?.state).toBe(WebhookState.ACTIVE);
   });
 
   it("refuses private and loopback addresses unless HOLDFAST_WEBHOOK_ALLOW_PRIVATE is set", async () => {
