@@ -166,7 +166,9 @@ export type RetryOutcome =
 
 /**
  * Schedules another attempt now, whatever the delivery's status, unless
- * its endpoint is disabled, or an attempt of it is in flight.
+ * its endpoint is disabled, or an attempt of it is in flight. The attempt
+ * is by hand: it uses none of the delivery's automatic retries (leaseDue
+ * counts it apart), so a delivery still retrying keeps every retry it had.
  *
  * Nothing is sent to a disabled endpoint: the delivery would wait, pending
  * and in silence, for the endpoint to be re-enabled (a paused endpoint's
@@ -207,7 +209,8 @@ export async function retryDelivery(
       return { outcome: "webhook_disabled", disabledReason: w.disabledReason };
     if (d.inFlightUntil !== null) return { outcome: "in_flight", inFlightUntil: d.inFlightUntil };
     const retried = await tx.query<DeliveryRow>(
-      `UPDATE deliveries d SET status = 'pending', next_attempt_time = now(), lease_until = NULL
+      `UPDATE deliveries d SET status = 'pending', next_attempt_time = now(), lease_until = NULL,
+         retry_by_hand = true
        WHERE d.tenant_id = $1 AND d.webhook_id = $2 AND d.id = $3
        RETURNING ${DELIVERY_COLUMNS}`,
       [tenantId, webhookId, id],
@@ -308,7 +311,12 @@ export type LeasedDelivery = {
   eventId: string;
   eventType: string;
   body: string;
+  /** This attempt's number among all of the delivery's, by hand or not. */
   attempt: number;
+  /** The delivery's automatic attempts so far, this one included unless it was asked for by hand. */
+  automaticAttempts: number;
+  /** Whether the delivery was given up before (its event counted toward disabling). */
+  givenUp: boolean;
   url: string;
   secret: Buffer;
   /** Retired secrets still signing. */
@@ -322,7 +330,8 @@ export type LeasedDelivery = {
  * (a paused endpoint's deliveries wait for it to resume). SKIP LOCKED lets
  * workers in every instance share the queue without sending anything twice
  * while they are healthy; a worker that dies loses its lease and another
- * takes the delivery over.
+ * takes the delivery over. An attempt asked for by hand (RetryDelivery) is
+ * counted apart from the automatic ones.
  */
 export async function leaseDue(
   q: Queryable,
@@ -336,11 +345,13 @@ export async function leaseDue(
        WHERE d.status = 'pending' AND d.next_attempt_time <= now() AND (d.lease_until IS NULL OR d.lease_until < now())
        ORDER BY d.next_attempt_time LIMIT $1
        FOR UPDATE OF d SKIP LOCKED)
-     UPDATE deliveries d SET lease_until = now() + $2 * interval '1 millisecond', attempt_count = d.attempt_count + 1
+     UPDATE deliveries d SET lease_until = now() + $2 * interval '1 millisecond', attempt_count = d.attempt_count + 1,
+       attempts_by_hand = d.attempts_by_hand + CASE WHEN d.retry_by_hand THEN 1 ELSE 0 END, retry_by_hand = false
      FROM due, webhooks w
      WHERE d.tenant_id = due.tenant_id AND d.id = due.id AND w.tenant_id = d.tenant_id AND w.id = d.webhook_id
      RETURNING d.tenant_id AS "tenantId", d.id, d.webhook_id AS "webhookId", d.event_id AS "eventId",
-               d.event_type AS "eventType", d.body, d.attempt_count AS attempt, d.traceparent, w.url, w.secret,
+               d.event_type AS "eventType", d.body, d.attempt_count AS attempt,
+               d.attempt_count - d.attempts_by_hand AS "automaticAttempts", d.given_up AS "givenUp", d.traceparent, w.url, w.secret,
                ARRAY(SELECT p.s FROM unnest(w.previous_secrets, w.previous_secrets_expire) AS p(s, e)
                      WHERE p.e > now()) AS "previousSecrets"`,
     [limit, leaseMs],
@@ -353,8 +364,8 @@ export type AttemptResult = { statusCode: number; latencyMs: number; error: stri
 /**
  * Records an attempt and what follows from it, in one transaction: success
  * ends the delivery and resets the endpoint's failure count; a failure
- * schedules the next attempt (or gives up); a delivery given up counts
- * towards disabling the endpoint, and 410 Gone or too many given-up
+ * schedules the next attempt (or gives up); a delivery given up for the
+ * first time is marked so (given_up) and counts towards disabling the endpoint, and 410 Gone or too many given-up
  * events in a row disable it, recording webhook.disabled. Returns
  * whether the endpoint was disabled, and the delivery's status after it.
  */
@@ -388,6 +399,7 @@ export async function recordAttempt(
     });
     return { disabled: false, status: "succeeded" };
   }
+  const gaveUp = next.retryInMs === undefined && next.givesUp;
   return db.transaction(async (tx) => {
     // The endpoint's row first: its lock orders this failure after any
     // concurrent one that disabled the endpoint, whose state it then sees,
@@ -401,7 +413,7 @@ export async function recordAttempt(
     const { rows } = await tx.query<{ failures: number; state: string }>(
       `UPDATE webhooks SET consecutive_failures = consecutive_failures + CASE WHEN $3 THEN 1 ELSE 0 END
        WHERE tenant_id = $1 AND id = $2 RETURNING consecutive_failures AS failures, state`,
-      [d.tenantId, d.webhookId, next.retryInMs === undefined && next.givesUp],
+      [d.tenantId, d.webhookId, gaveUp],
     );
     const w = rows[0];
     // An endpoint deleted meanwhile took its deliveries with it: nothing to record.
@@ -410,9 +422,15 @@ export async function recordAttempt(
     const updated = await tx.query<{ status: DeliveryStatus }>(
       `UPDATE deliveries SET status = CASE WHEN $3::bigint IS NULL OR $4 THEN 'failed' ELSE 'pending' END,
          next_attempt_time = CASE WHEN NOT $4 THEN now() + $3::bigint * interval '1 millisecond' END,
-         lease_until = NULL
+         lease_until = NULL, given_up = given_up OR $5
        WHERE tenant_id = $1 AND id = $2 RETURNING status`,
-      [d.tenantId, d.id, next.retryInMs ?? null, w.state !== "active" && w.state !== "paused"],
+      [
+        d.tenantId,
+        d.id,
+        next.retryInMs ?? null,
+        w.state !== "active" && w.state !== "paused",
+        gaveUp,
+      ],
     );
     const status = updated.rows[0]?.status ?? "failed";
     const reason =

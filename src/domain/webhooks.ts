@@ -151,14 +151,26 @@ export function retryDelay(
 }
 
 /**
- * Whether a failed attempt gives its delivery up for the first time, so
- * that its event counts toward disabling the endpoint: the attempt after
- * the schedule's last retry. Attempts past it are retries asked for by hand
- * (RetryDelivery) of a delivery already given up, and counted: one event
- * retried by hand three times is still one event that failed.
+ * What follows a failed attempt: the wait before the next automatic attempt,
+ * or undefined when the delivery's automatic attempts are used up; and
+ * whether this gives the delivery up for the first time, so that its event
+ * counts toward disabling the endpoint (once: a delivery given up before,
+ * retried by hand and failing again, is the same one event that failed).
+ *
+ * Retries by hand (RetryDelivery) are not on the schedule: `automatic`
+ * counts the delivery's automatic attempts so far (this one included unless
+ * it was asked for by hand). A failed retry by hand of a delivery still
+ * retrying waits, from now, as long as the automatic attempt it stood in
+ * front of did; one asked for before the first automatic attempt waits the
+ * schedule's first wait.
  */
-export function givesUp(scheduleMs: readonly number[], attempt: number): boolean {
-  return attempt === scheduleMs.length + 1;
+export function afterFailure(
+  scheduleMs: readonly number[],
+  delivery: { automaticAttempts: number; givenUp: boolean },
+  random: number,
+): { retryInMs: number | undefined; givesUp: boolean } {
+  const retryInMs = retryDelay(scheduleMs, Math.max(delivery.automaticAttempts, 1), random);
+  return { retryInMs, givesUp: retryInMs === undefined && !delivery.givenUp };
 }
 
 /** Secrets at rest: AES-256-GCM under the server's key, as iv | tag | ciphertext. */

@@ -16,7 +16,7 @@ import {
   leaseDue,
   recordAttempt,
 } from "../db/webhooks.js";
-import { givesUp, retryDelay, signatureHeader, unseal } from "../domain/webhooks.js";
+import { afterFailure, signatureHeader, unseal } from "../domain/webhooks.js";
 import { log } from "../log.js";
 import { contextOfTraceparent, inSpan } from "../tracing.js";
 import type { EventFeed } from "./feed.js";
@@ -189,8 +189,9 @@ function deliver(
       d,
       { statusCode, latencyMs, error },
       {
-        retryInMs: ok ? undefined : retryDelay(s.retryScheduleMs, d.attempt, Math.random()),
-        givesUp: !ok && givesUp(s.retryScheduleMs, d.attempt),
+        ...(ok
+          ? { retryInMs: undefined, givesUp: false }
+          : afterFailure(s.retryScheduleMs, d, Math.random())),
         disableAfter: s.disableAfter,
       },
     );

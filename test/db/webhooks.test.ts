@@ -1,7 +1,13 @@
 import pg from "pg";
 import { beforeAll, describe, expect, it } from "vitest";
 import { clientDb, poolDb } from "../../src/db/pool.js";
-import { dispatchEvents, leaseDue, retryDelivery, updateWebhook } from "../../src/db/webhooks.js";
+import {
+  dispatchEvents,
+  leaseDue,
+  recordAttempt,
+  retryDelivery,
+  updateWebhook,
+} from "../../src/db/webhooks.js";
 import { seededDatabase, waitUntilBlocked } from "../support/database.js";
 
 let pool: pg.Pool;
@@ -178,6 +184,46 @@ describe("retrying a delivery by hand", () => {
       [id],
     );
     expect(rows[0]).toEqual({ status: "failed", next_attempt_time: null });
+  });
+});
+
+describe("retries by hand and the automatic ones", () => {
+  it("counts a retry by hand apart: the automatic attempts so far stay as they were", async () => {
+    await pool.query(
+      `INSERT INTO webhooks (tenant_id, id, url, event_types, secret)
+       VALUES ('ten_a', 'whk_byhand', 'http://x', '{booking.never}', '\\x00')`,
+    );
+    const { rows } = await pool.query(
+      `INSERT INTO deliveries (tenant_id, webhook_id, event_id, event_type, body, next_attempt_time)
+       VALUES ('ten_a', 'whk_byhand', 'evt_byhand', 'webhook.test', '{}', now()) RETURNING id`,
+    );
+    const id = rows[0].id as string;
+    const failed = { statusCode: 500, latencyMs: 1, error: "answered 500" };
+    const fail = (d: Parameters<typeof recordAttempt>[1]) =>
+      recordAttempt(poolDb(pool), d, failed, {
+        retryInMs: 3_600_000,
+        givesUp: false,
+        disableAfter: 3,
+      });
+    const lease = async () => {
+      const leased = (await leaseDue(pool, 10, 60_000)).filter((d) => d.id === id);
+      expect(leased).toHaveLength(1);
+      return leased[0] as Parameters<typeof recordAttempt>[1];
+    };
+    // The first, automatic, attempt.
+    const first = await lease();
+    expect(first).toMatchObject({ attempt: 1, automaticAttempts: 1, givenUp: false });
+    await fail(first);
+    // Two retries by hand: attempts 2 and 3, neither of them automatic.
+    for (const attempt of [2, 3]) {
+      await retryDelivery(poolDb(pool), "ten_a", "whk_byhand", id);
+      const byHand = await lease();
+      expect(byHand).toMatchObject({ attempt, automaticAttempts: 1 });
+      await fail(byHand);
+    }
+    // The scheduled retry, when due, is the second automatic attempt.
+    await pool.query("UPDATE deliveries SET next_attempt_time = now() WHERE id = $1", [id]);
+    expect(await lease()).toMatchObject({ attempt: 4, automaticAttempts: 2 });
   });
 });
 

@@ -2,9 +2,9 @@ import { Webhook } from "standardwebhooks";
 import { describe, expect, it } from "vitest";
 import {
   addressProblem,
+  afterFailure,
   DEFAULT_RETRY_SCHEDULE_MS,
   deliveryBody,
-  givesUp,
   newSigningSecret,
   parseRetrySchedule,
   retryDelay,
@@ -197,15 +197,33 @@ describe("retries", () => {
     expect(retryDelay([1000, 5000], 3, 0.5)).toBeUndefined();
   });
 
-  it("give a delivery up once: at the attempt after the last retry, not at the retries by hand after it", () => {
-    expect([1, 2, 3, 4, 5].map((attempt) => givesUp([1000, 5000], attempt))).toEqual([
-      false,
-      false,
-      true,
-      false,
-      false,
+  it("give a delivery up once: when its automatic attempts are used up, not at the retries by hand after it", () => {
+    const schedule = [1000, 5000];
+    const failed = (automaticAttempts: number, givenUp = false) =>
+      afterFailure(schedule, { automaticAttempts, givenUp }, 0.5);
+    // The first attempt and the two retries, then the delivery is given up.
+    expect([1, 2, 3].map((n) => failed(n))).toEqual([
+      { retryInMs: 1000, givesUp: false },
+      { retryInMs: 5000, givesUp: false },
+      { retryInMs: undefined, givesUp: true },
     ]);
-    expect(givesUp([], 1)).toBe(true);
+    // Retries by hand of a delivery given up fail it again, and count no more.
+    expect(failed(3, true)).toEqual({ retryInMs: undefined, givesUp: false });
+  });
+
+  it("leave the schedule to the automatic attempts: a retry by hand that fails uses none of it", () => {
+    const schedule = [1000, 5000];
+    // Retried by hand after its first automatic attempt failed (one automatic
+    // attempt so far, however many by hand): the second is still to come.
+    expect(afterFailure(schedule, { automaticAttempts: 1, givenUp: false }, 0.5)).toEqual({
+      retryInMs: 1000,
+      givesUp: false,
+    });
+    // Retried by hand before any automatic attempt: the first is still to come.
+    expect(afterFailure(schedule, { automaticAttempts: 0, givenUp: false }, 0.5)).toEqual({
+      retryInMs: 1000,
+      givesUp: false,
+    });
   });
 });
 

@@ -570,6 +570,63 @@ describe("delivery", () => {
     }
   });
 
+  it("keeps every automatic retry of a delivery retried by hand while it is still retrying", async () => {
+    // One retry, an hour after the first attempt: retries by hand come in between.
+    const hourly = await startTestServer(
+      {
+        HOLDFAST_WEBHOOK_ALLOW_PRIVATE: "true",
+        HOLDFAST_WEBHOOK_RETRY_SCHEDULE: "1h",
+        HOLDFAST_WEBHOOK_DISABLE_AFTER: "3",
+      },
+      await freshDatabase(),
+    );
+    const w = await bookingWorld(hourly.url);
+    const receiver = await webhookReceiver({ secrets: () => [], respond: () => 500 });
+    try {
+      const webhooks = clientFor(WebhookService, hourly.url, w.key);
+      const created = await webhooks.createWebhook({ url: receiver.url(), eventTypes: ["*"] });
+      const webhookId = created.webhook?.id as string;
+      const sent = await webhooks.sendTestEvent({ webhookId });
+      const deliveryId = sent.delivery?.id as string;
+      /** The delivery once its `n`th attempt is recorded (with what followed from it). */
+      const afterAttempt = async (n: number) => {
+        let d = (await webhooks.listDeliveries({ webhookId })).deliveries[0];
+        for (let i = 0; i < 400 && (d?.attempts.length ?? 0) < n; i++) {
+          await sleep(25);
+          d = (await webhooks.listDeliveries({ webhookId })).deliveries[0];
+        }
+        expect(d?.attempts).toHaveLength(n);
+        return d;
+      };
+      const failures = async () =>
+        (await webhooks.getWebhook({ webhookId })).webhook?.consecutiveFailures;
+      const first = await afterAttempt(1);
+      expect(first?.status).toBe(DeliveryStatus.PENDING);
+      // Three retries by hand, each failing: the hourly retry is still to come.
+      for (const n of [2, 3, 4]) {
+        await webhooks.retryDelivery({ webhookId, deliveryId });
+        const d = await afterAttempt(n);
+        expect(d?.status).toBe(DeliveryStatus.PENDING);
+        expect(d?.nextAttemptTime).toBeDefined();
+        expect(await failures()).toBe(0);
+      }
+      // The automatic retry, made due now, fails: the delivery is given up,
+      // and its event counts once toward disabling.
+      await hourly.pool.query("UPDATE deliveries SET next_attempt_time = now() WHERE id = $1", [
+        deliveryId,
+      ]);
+      expect((await afterAttempt(5))?.status).toBe(DeliveryStatus.FAILED);
+      expect(await failures()).toBe(1);
+      // A retry by hand of the delivery given up fails it again, and counts no more.
+      await webhooks.retryDelivery({ webhookId, deliveryId });
+      expect((await afterAttempt(6))?.status).toBe(DeliveryStatus.FAILED);
+      expect(await failures()).toBe(1);
+      expect(receiver.received).toHaveLength(6);
+    } finally {
+      await receiver.stop();
+    }
+  });
+
   it("skips quietly recording the attempt of a webhook deleted while it is in flight, and delivers to the others", async () => {
     const w = await bookingWorld(server.url);
     // One endpoint answers after 1.5 s (past the 1 s timeout here: a failed
