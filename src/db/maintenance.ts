@@ -3,6 +3,7 @@ import { expireLapsedHolds } from "./bookings.js";
 import { pruneKeys } from "./idempotency.js";
 import { pruneEvents } from "./outbox.js";
 import type { Queryable } from "./pool.js";
+import { pruneDeliveries } from "./webhooks.js";
 
 const BATCH = 500;
 const PRUNE_EVERY_MS = 60_000;
@@ -14,8 +15,8 @@ const PRUNE_SLICE_MS = 1_000;
  * Background upkeep that every instance runs: marking lapsed holds EXPIRED
  * (which only records the transition and emits booking.expired; a lapsed
  * hold stops blocking at its expire_time whether or not this has run),
- * dropping idempotency keys older than a day and events older than the
- * retention. Safe in many instances at once: the sweep skips rows another
+ * dropping idempotency keys older than a day, and events and ended webhook
+ * deliveries (with their attempts) older than the retention. Safe in many instances at once: the sweep skips rows another
  * instance holds.
  */
 export function startMaintenance(
@@ -42,6 +43,7 @@ export function startMaintenance(
         for (const prune of [
           () => pruneKeys(db, PRUNE_BATCH),
           () => pruneEvents(db, opts.eventRetentionMs, PRUNE_BATCH),
+          () => pruneDeliveries(db, opts.eventRetentionMs, PRUNE_BATCH),
         ]) {
           let n: number;
           do n = await prune();

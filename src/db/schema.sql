@@ -112,6 +112,7 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_by_webhook ON public.deliveries USING btree (tenant_id, webhook_id, id DESC);
 CREATE INDEX deliveries_due ON public.deliveries USING btree (next_attempt_time) WHERE (status = 'pending'::text);
+CREATE INDEX deliveries_ended ON public.deliveries USING btree (create_time) WHERE (status <> 'pending'::text);
 
 CREATE TABLE delivery_attempts (
   tenant_id text NOT NULL,

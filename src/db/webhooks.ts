@@ -455,6 +455,36 @@ export async function recordAttempt(
 }
 
 /**
+ * Deletes up to `limit` ended deliveries (succeeded or failed), with their
+ * attempts (by cascade), created longer than `retentionMs` ago, oldest
+ * first: they go with the events retention deletes. A pending delivery
+ * (still retrying, retried by hand, or waiting for its paused endpoint) is
+ * never deleted, however old: the lock (SKIP LOCKED) leaves alone one that
+ * RetryDelivery is making pending, and a row that changed meanwhile is read
+ * again and checked anew. Returns how many were deleted.
+ */
+export async function pruneDeliveries(
+  q: Queryable,
+  retentionMs: number,
+  limit: number,
+): Promise<number> {
+  const { rows } = await q.query<{ n: number }>(
+    `WITH old AS (
+       SELECT tenant_id, id FROM deliveries
+       WHERE status <> 'pending' AND create_time < now() - $1 * interval '1 millisecond'
+       ORDER BY create_time LIMIT $2
+       FOR UPDATE SKIP LOCKED),
+     gone AS (
+       DELETE FROM deliveries d USING old
+       WHERE d.tenant_id = old.tenant_id AND d.id = old.id AND d.status <> 'pending'
+       RETURNING 1)
+     SELECT count(*)::int AS n FROM gone`,
+    [retentionMs, limit],
+  );
+  return rows[0]?.n ?? 0;
+}
+
+/**
  * Whether recordAttempt failed because the delivery is gone: its webhook
  * was deleted (taking its deliveries along) while the attempt was in
  * flight, so the attempt has nothing left to be recorded against.

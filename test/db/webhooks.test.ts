@@ -1,9 +1,11 @@
 import pg from "pg";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
+import { startMaintenance } from "../../src/db/maintenance.js";
 import { clientDb, poolDb } from "../../src/db/pool.js";
 import {
   dispatchEvents,
   leaseDue,
+  pruneDeliveries,
   recordAttempt,
   retryDelivery,
   updateWebhook,
@@ -224,6 +226,91 @@ describe("retries by hand and the automatic ones", () => {
     // The scheduled retry, when due, is the second automatic attempt.
     await pool.query("UPDATE deliveries SET next_attempt_time = now() WHERE id = $1", [id]);
     expect(await lease()).toMatchObject({ attempt: 4, automaticAttempts: 2 });
+  });
+});
+
+describe("pruning deliveries", () => {
+  const DAY = 86_400_000;
+  beforeAll(async () => {
+    await pool.query(
+      "INSERT INTO webhooks (tenant_id, id, url, event_types, secret) VALUES ('ten_a', 'whk_prune', 'http://x', '{booking.never}', '\\x00')",
+    );
+  });
+  /** A delivery of endpoint whk_prune created `days` ago, with one attempt. */
+  async function deliveryAged(status: string, days: number): Promise<string> {
+    const { rows } = await pool.query(
+      `INSERT INTO deliveries (tenant_id, webhook_id, event_id, event_type, body, status, next_attempt_time, create_time)
+       VALUES ('ten_a', 'whk_prune', 'evt_' || gen_random_uuid(), 'webhook.test', '{}', $1,
+               CASE WHEN $1 = 'pending' THEN now() + interval '1 hour' END, now() - $2 * interval '1 day')
+       RETURNING id`,
+      [status, days],
+    );
+    const id = rows[0].id as string;
+    await pool.query(
+      `INSERT INTO delivery_attempts (tenant_id, delivery_id, attempt, attempt_time, status_code, latency_ms)
+       VALUES ('ten_a', $1, 1, now() - $2 * interval '1 day', 500, 1)`,
+      [id, days],
+    );
+    return id;
+  }
+  const kept = async (ids: string[]) =>
+    (await pool.query("SELECT id FROM deliveries WHERE id = ANY ($1) ORDER BY id", [ids])).rows.map(
+      (r) => r.id as string,
+    );
+
+  it("deletes ended deliveries older than the retention, with their attempts, a batch at a time; never a pending one", async () => {
+    const old = [
+      await deliveryAged("succeeded", 9),
+      await deliveryAged("failed", 8),
+      await deliveryAged("succeeded", 8),
+    ];
+    const retrying = await deliveryAged("pending", 30);
+    const recent = [await deliveryAged("succeeded", 1), await deliveryAged("failed", 6)];
+    // Oldest first, at most a batch.
+    expect(await pruneDeliveries(pool, 7 * DAY, 1)).toBe(1);
+    expect(await kept([old[0] as string])).toEqual([]);
+    expect(await pruneDeliveries(pool, 7 * DAY, 100)).toBe(2);
+    expect(await pruneDeliveries(pool, 7 * DAY, 100)).toBe(0);
+    expect(await kept([...old, retrying, ...recent])).toEqual([retrying, ...recent].sort());
+    const { rows } = await pool.query(
+      "SELECT count(*)::int AS n FROM delivery_attempts WHERE delivery_id = ANY ($1)",
+      [old],
+    );
+    expect(rows[0].n).toBe(0);
+  });
+
+  it("leaves alone a delivery that a retry by hand makes pending while it prunes", async () => {
+    const id = await deliveryAged("failed", 8);
+    const retrier = await pool.connect();
+    try {
+      // The retry has made it pending, not yet committed.
+      await retrier.query("BEGIN");
+      expect(await retryDelivery(clientDb(retrier), "ten_a", "whk_prune", id)).toMatchObject({
+        outcome: "retried",
+      });
+      expect(await pruneDeliveries(pool, 7 * DAY, 100)).toBe(0);
+      await retrier.query("COMMIT");
+    } finally {
+      await retrier.query("ROLLBACK");
+      retrier.release();
+    }
+    expect(await pruneDeliveries(pool, 7 * DAY, 100)).toBe(0);
+    expect(await kept([id])).toEqual([id]);
+    const { rows } = await pool.query("SELECT status FROM deliveries WHERE id = $1", [id]);
+    expect(rows[0].status).toBe("pending");
+    await pool.query("UPDATE deliveries SET status = 'failed' WHERE id = $1", [id]);
+  });
+
+  it("is part of the maintenance loop", async () => {
+    const old = await deliveryAged("succeeded", 8);
+    const retrying = await deliveryAged("pending", 8);
+    const maintenance = startMaintenance(pool, { sweepIntervalMs: 50, eventRetentionMs: 7 * DAY });
+    try {
+      await vi.waitFor(async () => expect(await kept([old])).toEqual([]), { timeout: 10_000 });
+    } finally {
+      await maintenance.stop();
+    }
+    expect(await kept([retrying])).toEqual([retrying]);
   });
 });
 

@@ -16,3 +16,6 @@ ALTER TABLE deliveries
 -- endpoint was disabled, was not recorded: count none of them again.
 UPDATE deliveries SET given_up = true WHERE status = 'failed';
 
+-- Retention deletes ended deliveries (with their attempts) as old as the
+-- events it deletes, oldest first; a pending one waits for its attempts.
+CREATE INDEX deliveries_ended ON deliveries (create_time) WHERE status <> 'pending';
