@@ -6,6 +6,7 @@ import {
   dispatchEvents,
   leaseDue,
   pruneDeliveries,
+  queueTestEvent,
   recordAttempt,
   retryDelivery,
   updateWebhook,
@@ -311,6 +312,51 @@ describe("pruning deliveries", () => {
       await maintenance.stop();
     }
     expect(await kept([retrying])).toEqual([retrying]);
+  });
+});
+
+describe("sending a test event", () => {
+  it("queues nothing for an endpoint whose disabling commits while it runs", async () => {
+    await pool.query(
+      "INSERT INTO webhooks (tenant_id, id, url, event_types, secret) VALUES ('ten_a', 'whk_test_off', 'http://x', '{*}', '\\x00')",
+    );
+    const disabling = await pool.connect();
+    try {
+      // What recordAttempt does when an endpoint answers 410 Gone, not yet committed.
+      await disabling.query("BEGIN");
+      await disabling.query(
+        "UPDATE webhooks SET state = 'disabled', disabled_reason = 'gone' WHERE id = 'whk_test_off'",
+      );
+      await disabling.query(
+        "UPDATE deliveries SET status = 'failed' WHERE webhook_id = 'whk_test_off' AND status = 'pending'",
+      );
+      // A test event that read the endpoint as active and committed after
+      // the disabling would wait, pending, for a re-enabling. It must wait
+      // for the disabling and see it.
+      const sender = await pool.connect();
+      try {
+        await sender.query("BEGIN");
+        const queued = queueTestEvent(clientDb(sender), "ten_a", "whk_test_off", {
+          eventId: "evt_test_off",
+          eventType: "webhook.test",
+          body: () => "{}",
+        });
+        await waitUntilBlocked(sender, poolUrl, queued);
+        await disabling.query("COMMIT");
+        expect(await queued).toEqual({ outcome: "webhook_disabled", disabledReason: "gone" });
+        await sender.query("COMMIT");
+      } finally {
+        await sender.query("ROLLBACK");
+        sender.release();
+      }
+    } finally {
+      await disabling.query("ROLLBACK");
+      disabling.release();
+    }
+    const { rows } = await pool.query(
+      "SELECT id FROM deliveries WHERE webhook_id = 'whk_test_off'",
+    );
+    expect(rows).toEqual([]);
   });
 });
 

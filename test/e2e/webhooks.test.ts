@@ -183,6 +183,58 @@ describe("racing a deletion", () => {
   });
 });
 
+describe("racing a disabling", () => {
+  it("a test event meeting the endpoint's disabling (by a failure, or UpdateWebhook's changes of state) is WEBHOOK_DISABLED or done, never Internal, and leaves nothing pending", async () => {
+    const w = await bookingWorld(server.url);
+    // Every answer disables the endpoint (410 Gone) while test events keep
+    // coming, and UpdateWebhook pauses it and re-enables it meanwhile.
+    const receiver = await webhookReceiver({ secrets: () => [], respond: () => 410 });
+    const outcome = (call: Promise<unknown>) =>
+      call.then(
+        () => "done",
+        (err: unknown) => {
+          const e = ConnectError.from(err);
+          return e.findDetails(ErrorInfoSchema)[0]?.reason ?? `${Code[e.code]}: ${e.rawMessage}`;
+        },
+      );
+    try {
+      const seen = new Set<string>();
+      for (let i = 0; i < 5; i++) {
+        const e = await endpoint(w, receiver.url());
+        const disabled = () =>
+          e.webhooks
+            .getWebhook({ webhookId: e.id })
+            .then((r) => r.webhook?.state === WebhookState.DISABLED);
+        for (let round = 0; round < 20; round++) {
+          const state = round % 3 === 1 ? WebhookState.PAUSED : WebhookState.ACTIVE;
+          const [a, b, update] = await Promise.all([
+            outcome(e.webhooks.sendTestEvent({ webhookId: e.id })),
+            outcome(e.webhooks.sendTestEvent({ webhookId: e.id })),
+            outcome(e.webhooks.updateWebhook({ webhook: { id: e.id, state } })),
+          ]);
+          seen.add(`test ${a}`).add(`test ${b}`).add(`update ${update}`);
+        }
+        // Re-enabled last: its queued test events go, and the first 410
+        // disables it again.
+        await e.webhooks.updateWebhook({ webhook: { id: e.id, state: WebhookState.ACTIVE } });
+        await e.webhooks.sendTestEvent({ webhookId: e.id }).catch(() => {});
+        await vi.waitFor(async () => expect(await disabled()).toBe(true), { timeout: 10_000 });
+        // Nothing waits, pending and in silence, for a re-enabling.
+        const left = (
+          await e.webhooks.listDeliveries({ webhookId: e.id, status: DeliveryStatus.PENDING })
+        ).deliveries;
+        expect(left).toEqual([]);
+      }
+      expect(
+        [...seen].filter((s) => !/^(test (done|WEBHOOK_DISABLED)|update done)$/.test(s)),
+      ).toEqual([]);
+      expect(seen.has("test WEBHOOK_DISABLED")).toBe(true);
+    } finally {
+      await receiver.stop();
+    }
+  });
+});
+
 describe("where deliveries may go", () => {
   it("dials the address the name resolves to when it connects", async () => {
     const w = await bookingWorld(server.url);
