@@ -1004,6 +1004,7 @@ DECLARE
   levels double precision[] := '{}';
   v_want integer;
   v_credit double precision;
+  v_held integer;
   t0 timestamptz;
   b timestamptz;
 BEGIN
@@ -1023,6 +1024,13 @@ BEGIN
     UPDATE rate_leases l SET tokens = greatest(l.tokens - p_release, 0)
     WHERE l.bucket = ANY (names) AND l.instance = p_instance;
   END IF;
+
+  -- What this instance still holds of the tenant's tokens for its other
+  -- keys: with it, the new lease may hold no more than a lease of the
+  -- tenant's size (it holds granted - 1 once this call spends its token).
+  SELECT coalesce(sum(l.tokens), 0) INTO v_held FROM rate_leases l
+  WHERE l.bucket = names[1] AND l.instance = p_instance AND l.expire_time > t0;
+  v_want := least(v_want, greatest(1, least(p_lease_max, bursts[1] / 16) - v_held));
 
   FOR i IN 1..2 LOOP
     -- Unspent tokens go back, as if never taken.
@@ -1064,7 +1072,9 @@ BEGIN
       INSERT INTO rate_leases AS l (bucket, instance, tokens, expire_time)
       VALUES (names[i], p_instance, granted - 1, t0 + make_interval(secs => p_lease_ms / 1000.0 + 10))
       ON CONFLICT (bucket, instance) DO UPDATE
-      SET tokens = l.tokens + granted - 1, expire_time = greatest(l.expire_time, excluded.expire_time);
+      -- Tokens of a row past its expiry can no longer be spent: not held.
+      SET tokens = CASE WHEN l.expire_time > t0 THEN l.tokens ELSE 0 END + granted - 1,
+        expire_time = greatest(l.expire_time, excluded.expire_time);
     END IF;
     remaining := remaining || greatest(floor(levels[i] + 1e-6), 0)::integer;
     reset_ms := reset_ms || greatest(extract(epoch FROM (greatest(tats[i], t0) - t0))::double precision, 0) * 1000;

@@ -8,6 +8,7 @@ import { CalendarFeedService } from "../../gen/holdfast/v1/calendar_feed_pb.js";
 import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
 import { TenantService } from "../../gen/holdfast/v1/tenant_pb.js";
+import { insertKey } from "../../src/db/keys.js";
 import {
   clientFor,
   fieldViolations,
@@ -142,6 +143,37 @@ describe("the shared budget of two instances", () => {
     // Past the burst, calls are refused again: 40 calls need 40 s of refill.
     const past = await floodOne(two, t.key, 40);
     expect(past.limited).toBeGreaterThan(0);
+  });
+
+  it("holds a tenant with many keys to one burst plus the rate plus two leases per instance", async () => {
+    // A burst of 320 makes leases of 20. Sixteen keys, each with a call for
+    // every token of one lease, on one instance or the other: were each
+    // key's lease held apart from the others, the instances would end up
+    // holding (and lending against) 16 * 19 tokens, spent long since.
+    const t = await limitedTenant(1, 320);
+    const lease = 20;
+    const started = Date.now();
+    const keys = await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        const { secret } = await insertKey(one.pool, t.tenantId, ["bookings.read"], "agent");
+        return secret;
+      }),
+    );
+    const users = keys.slice(0, 16);
+    const first = await Promise.all(
+      users.map((key, i) => floodOne(i % 2 === 0 ? one : two, key, lease)),
+    );
+    // Within the burst: all admitted.
+    expect(first.reduce((n, f) => n + f.admitted, 0)).toBe(320);
+    // Then four more keys hammer both instances with twice the burst again.
+    const second = await Promise.all(keys.slice(16).map((key) => flood(key, 160)));
+    const elapsedSeconds = (Date.now() - started) / 1000;
+    const admitted = 320 + second.reduce((n, f) => n + f.admitted, 0);
+    for (const f of second) expect(f.other).toEqual([]);
+    // docs/limits.md: a tenant admits at most b + r * T + 2 * N * L, N = 2
+    // instances, L = 20 (a sixteenth of the tenant's burst), however many keys.
+    expect(admitted).toBeLessThanOrEqual(320 + Math.ceil(elapsedSeconds) + 2 * 2 * lease);
+    expect(second.reduce((n, f) => n + f.limited, 0)).toBeGreaterThan(0);
   });
 
   it("takes tokens in leases: calls spend them without asking Postgres", async () => {

@@ -49,7 +49,13 @@ $$;
 -- Leases a few tokens from the tenant's and the key's buckets at once, for
 -- the instance p_instance to spend from memory: a lease is a sixteenth of
 -- the smaller burst (1 for small bursts), at most p_lease_max; fewer when
--- the buckets hold fewer. The buckets are locked in a fixed order (tenant,
+-- the buckets hold fewer. An instance holds one lease per key, but all of
+-- them draw on the one tenant bucket: so what it holds of the tenant's
+-- tokens, over all its keys, is kept within one lease of the tenant's own
+-- size (a sixteenth of its burst) too, and a key leased past that takes one
+-- token per call. Otherwise the tokens held and lent (below) would grow
+-- with the number of keys, and so would what a tenant is admitted beyond
+-- its limit. The buckets are locked in a fixed order (tenant,
 -- then key, so two calls never wait on each other the other way round);
 -- the clock is read once both are held. A lease refused by either bucket
 -- takes from neither.
@@ -65,7 +71,9 @@ $$;
 -- the tenant's other keys) are credit: one token is admitted against them,
 -- driving the bucket below zero by at most that much. So tokens stranded
 -- in one lease never make a caller within its limit refused elsewhere, and
--- the deployment admits at most those tokens beyond burst + rate * time.
+-- the deployment admits at most those tokens beyond burst + rate * time;
+-- since no instance holds more than a lease of any bucket, that is at most
+-- a lease per instance, however many keys the tenant has.
 --
 -- Returns the tokens granted (0: refused, with retry_ms until one would
 -- be), the limits in force, and per bucket {tenant, key} the tokens left
@@ -85,6 +93,7 @@ DECLARE
   levels double precision[] := '{}';
   v_want integer;
   v_credit double precision;
+  v_held integer;
   t0 timestamptz;
   b timestamptz;
 BEGIN
@@ -104,6 +113,13 @@ BEGIN
     UPDATE rate_leases l SET tokens = greatest(l.tokens - p_release, 0)
     WHERE l.bucket = ANY (names) AND l.instance = p_instance;
   END IF;
+
+  -- What this instance still holds of the tenant's tokens for its other
+  -- keys: with it, the new lease may hold no more than a lease of the
+  -- tenant's size (it holds granted - 1 once this call spends its token).
+  SELECT coalesce(sum(l.tokens), 0) INTO v_held FROM rate_leases l
+  WHERE l.bucket = names[1] AND l.instance = p_instance AND l.expire_time > t0;
+  v_want := least(v_want, greatest(1, least(p_lease_max, bursts[1] / 16) - v_held));
 
   FOR i IN 1..2 LOOP
     -- Unspent tokens go back, as if never taken.
@@ -145,7 +161,9 @@ BEGIN
       INSERT INTO rate_leases AS l (bucket, instance, tokens, expire_time)
       VALUES (names[i], p_instance, granted - 1, t0 + make_interval(secs => p_lease_ms / 1000.0 + 10))
       ON CONFLICT (bucket, instance) DO UPDATE
-      SET tokens = l.tokens + granted - 1, expire_time = greatest(l.expire_time, excluded.expire_time);
+      -- Tokens of a row past its expiry can no longer be spent: not held.
+      SET tokens = CASE WHEN l.expire_time > t0 THEN l.tokens ELSE 0 END + granted - 1,
+        expire_time = greatest(l.expire_time, excluded.expire_time);
     END IF;
     remaining := remaining || greatest(floor(levels[i] + 1e-6), 0)::integer;
     reset_ms := reset_ms || greatest(extract(epoch FROM (greatest(tats[i], t0) - t0))::double precision, 0) * 1000;
