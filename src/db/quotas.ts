@@ -31,6 +31,20 @@ export async function quotaRefusal(
 }
 
 /**
+ * Takes the tenant's lock for `quota` (when it has that quota), held until
+ * commit: for a write that adds one only in some cases, which must read
+ * whether it does under the lock (see quota_lock in
+ * src/db/functions/11_quotas.sql), then call quotaRefusal if it does.
+ */
+export async function lockQuota(
+  tx: Queryable,
+  tenantId: string,
+  quota: CatalogQuota,
+): Promise<void> {
+  await tx.query("SELECT quota_lock($1, $2)", [tenantId, quota]);
+}
+
+/**
  * Replaces a tenant's quotas (missing ones become unlimited); false if there
  * is no such tenant. Its booking tallies go: writes made while it had no
  * booking quota are not in them, so the next write counts exactly and

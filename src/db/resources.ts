@@ -46,13 +46,19 @@ export async function insertResource(
   return rows[0] as ResourceRow;
 }
 
+/**
+ * The resource; with `lock`, its row is locked until the transaction ends
+ * (as strongly as updateResource locks it), so what is read is what an
+ * update in the same transaction changes.
+ */
 export async function getResource(
   q: Queryable,
   tenantId: string,
   id: string,
+  opts: { lock?: boolean } = {},
 ): Promise<ResourceRow | undefined> {
   const { rows } = await q.query<ResourceRow>(
-    `SELECT ${COLUMNS} FROM resources WHERE tenant_id = $1 AND id = $2`,
+    `SELECT ${COLUMNS} FROM resources WHERE tenant_id = $1 AND id = $2${opts.lock ? " FOR NO KEY UPDATE" : ""}`,
     [tenantId, id],
   );
   return rows[0];

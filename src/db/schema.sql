@@ -1138,6 +1138,17 @@ AS $function$
   FROM tenants t WHERE t.id = p_tenant
 $function$;
 
+CREATE OR REPLACE FUNCTION public.quota_lock(p_tenant text, p_group text)
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+  IF quota_limits(p_tenant)->>p_group IS NOT NULL THEN
+    PERFORM pg_advisory_xact_lock(hashtextextended('quota/' || p_tenant || '/' || p_group || '/0', 0));
+  END IF;
+END
+$function$;
+
 CREATE OR REPLACE FUNCTION public.quota_rejection(p_tenant text, p_group text, p_quotas text[], p_now timestamp with time zone)
  RETURNS jsonb
  LANGUAGE plpgsql
@@ -1167,7 +1178,7 @@ BEGIN
   END IF;
 
   IF p_group <> 'bookings' THEN
-    PERFORM pg_advisory_xact_lock(hashtextextended(v_lock || '/0', 0));
+    PERFORM quota_lock(p_tenant, p_group);
     v_usage := quota_usage(p_tenant, v_set[1], p_now);
     v_limit := (v_limits->>v_set[1])::bigint;
     IF v_usage >= v_limit THEN

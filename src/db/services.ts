@@ -71,6 +71,22 @@ export async function getService(
   return rows[0];
 }
 
+/**
+ * Locks the service's row until the transaction ends and says whether it is
+ * active (undefined: no such service): read after any write to it commits.
+ */
+export async function lockService(
+  tx: Queryable,
+  tenantId: string,
+  id: string,
+): Promise<{ active: boolean } | undefined> {
+  const { rows } = await tx.query<{ active: boolean }>(
+    "SELECT active FROM services WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+    [tenantId, id],
+  );
+  return rows[0];
+}
+
 export async function listServices(
   q: Queryable,
   tenantId: string,

@@ -13,6 +13,7 @@ import {
   insertService,
   listPolicyVersions,
   listServices,
+  lockService,
   type ServiceRow,
   updateService,
 } from "../db/services.js";
@@ -27,7 +28,7 @@ import { principalOf } from "./auth.js";
 import { durationOfMs, msOfDuration, timestampOfDate } from "./convert.js";
 import { dbOf } from "./idempotency.js";
 import { numberedKey, readPage, writePage } from "./paging.js";
-import { withinQuota } from "./quota.js";
+import { quotaForRevival, withinQuota } from "./quota.js";
 import * as v from "./validate.js";
 
 /** A policy message, checked against the domain's rules, with defaults filled in. */
@@ -176,14 +177,19 @@ export function catalogService(base: Db): ServiceImpl<typeof CatalogService> {
       const changes = v.parseUpdate("service", updateFields, target, paths);
       const db = dbOf(ctx, base);
       const tenantId = principalOf(ctx).tenantId;
-      // Bringing an inactive service back adds one to the services quota.
-      const revives =
-        changes.active === true && (await getService(db, tenantId, target.id))?.active === false;
-      const row = revives
-        ? await withinQuota(db, tenantId, "services", (tx) =>
-            updateService(tx, tenantId, target.id, changes),
-          )
-        : await updateService(db, tenantId, target.id, changes);
+      const row = await db.transaction(async (tx) => {
+        // Bringing an inactive service back adds one to the services quota:
+        // whether it is inactive is read under the quota's lock.
+        if (changes.active === true) {
+          await quotaForRevival(
+            tx,
+            tenantId,
+            "services",
+            async () => (await lockService(tx, tenantId, target.id))?.active === false,
+          );
+        }
+        return updateService(tx, tenantId, target.id, changes);
+      });
       if (!row) throw serviceNotFound(target.id, "service.id");
       return { service: serviceOf(row) };
     },

@@ -42,7 +42,7 @@ import { timestampOfDate } from "./convert.js";
 import { enumNames } from "./enum-names.js";
 import { dbOf } from "./idempotency.js";
 import { readPage, writePage } from "./paging.js";
-import { withinQuota } from "./quota.js";
+import { quotaForRevival, withinQuota } from "./quota.js";
 import * as v from "./validate.js";
 
 const KIND = enumNames<ResourceKind, ResourceKindName>(ResourceKindSchema);
@@ -239,7 +239,18 @@ export function resourceService(base: Db): ServiceImpl<typeof ResourceService> {
         // every booking write of the resource takes, so none can be added
         // between the check and the change.
         if (changes.capacity !== undefined) await lockResource(tx, tenantId, target.id);
-        const current = await getResource(tx, tenantId, target.id);
+        // Bringing a deleted resource back adds one to the resources quota:
+        // whether it is deleted is read under the quota's lock.
+        if (changes.active === true) {
+          await quotaForRevival(
+            tx,
+            tenantId,
+            "resources",
+            async () =>
+              (await getResource(tx, tenantId, target.id, { lock: true }))?.active === false,
+          );
+        }
+        const current = await getResource(tx, tenantId, target.id, { lock: true });
         if (!current) return undefined;
         if (changes.capacity !== undefined && changes.capacity < current.capacity) {
           checkCapacity(
@@ -251,12 +262,7 @@ export function resourceService(base: Db): ServiceImpl<typeof ResourceService> {
         if (changes.capacity !== undefined && changes.capacity !== current.capacity) {
           await markExclusive(tx, tenantId, target.id, changes.capacity);
         }
-        // Bringing a deleted resource back adds one to the resources quota.
-        return changes.active === true && !current.active
-          ? withinQuota(tx, tenantId, "resources", (q) =>
-              updateResource(q, tenantId, target.id, changes),
-            )
-          : updateResource(tx, tenantId, target.id, changes);
+        return updateResource(tx, tenantId, target.id, changes);
       });
       if (!row) throw resourceNotFound(target.id, "resource.id");
       return { resource: resourceOf(row) };

@@ -260,6 +260,107 @@ describe("catalog and key quotas", () => {
   });
 });
 
+/** How a call ended: "ok", or its code and reason. */
+async function outcome(call: Promise<unknown>): Promise<string> {
+  try {
+    await call;
+    return "ok";
+  } catch (err) {
+    const ce = ConnectError.from(err);
+    return `${Code[ce.code]} ${ce.findDetails(ErrorInfoSchema)[0]?.reason}`;
+  }
+}
+
+describe("bringing a row back races the quota", () => {
+  // Each round: two of two in use, then at once, over both instances,
+  // X deleted, X brought back and a new one created. Bringing X back must
+  // decide whether it adds one under the quota's lock: read before it, X
+  // may still look active (its deletion not yet committed), the update
+  // then skips the check and lands after the deletion, and the new one,
+  // counted without X, makes three.
+  const ROUNDS = 60;
+  // Bringing X back and creating one, each this many times at once.
+  const TRIES = 4;
+  const ends = new Set(["ok", "ResourceExhausted LIMIT_REACHED"]);
+
+  it("never leaves more active services than the quota", async () => {
+    const w = await bookingWorld(one.url);
+    await setQuotas(w.tenantId, { services: 2 });
+    const catalog = [one, two].map((s) => clientFor(CatalogService, s.url, w.key));
+    const [c1, c2] = catalog as [(typeof catalog)[0], (typeof catalog)[0]];
+    const policy = { durations: [{ seconds: 1800n, nanos: 0 }] };
+    const { service } = await c1.createService({ name: "X", resourceIds: [w.resourceId], policy });
+    const x = service?.id as string;
+    const active = (v: boolean) => ({
+      service: { id: x, active: v },
+      updateMask: { paths: ["active"] },
+    });
+    for (let round = 0; round < ROUNDS; round++) {
+      await one.pool.query("UPDATE services SET active = id = ANY ($2) WHERE tenant_id = $1", [
+        w.tenantId,
+        [w.serviceId, x],
+      ]);
+      const ended = await Promise.all([
+        outcome(c1.updateService(active(false))),
+        ...Array.from({ length: TRIES }, (_, i) => [
+          outcome((i % 2 ? c1 : c2).updateService(active(true))),
+          outcome(
+            (i % 2 ? c2 : c1).createService({
+              name: `Y${round}.${i}`,
+              resourceIds: [w.resourceId],
+              policy,
+            }),
+          ),
+        ]).flat(),
+      ]);
+      for (const e of ended) expect(ends.has(e), e).toBe(true);
+      const { rows } = await one.pool.query(
+        "SELECT count(*)::int AS n FROM services WHERE tenant_id = $1 AND active",
+        [w.tenantId],
+      );
+      expect(rows[0].n, `round ${round}: ${ended.join(", ")}`).toBeLessThanOrEqual(2);
+    }
+  });
+
+  it("never leaves more active resources than the quota", async () => {
+    const w = await bookingWorld(one.url, { resources: 2 });
+    await setQuotas(w.tenantId, { resources: 2 });
+    const clients = [one, two].map((s) => clientFor(ResourceService, s.url, w.key));
+    const [r1, r2] = clients as [(typeof clients)[0], (typeof clients)[0]];
+    const x = w.resourceIds[1] as string;
+    for (let round = 0; round < ROUNDS; round++) {
+      await one.pool.query("UPDATE resources SET active = id = ANY ($2) WHERE tenant_id = $1", [
+        w.tenantId,
+        w.resourceIds,
+      ]);
+      const ended = await Promise.all([
+        outcome(r1.deleteResource({ resourceId: x })),
+        ...Array.from({ length: TRIES }, (_, i) => [
+          outcome(
+            (i % 2 ? r1 : r2).updateResource({
+              resource: { id: x, active: true },
+              updateMask: { paths: ["active"] },
+            }),
+          ),
+          outcome(
+            (i % 2 ? r2 : r1).createResource({
+              name: `Y${round}.${i}`,
+              timeZone: "UTC",
+              capacity: 1,
+            }),
+          ),
+        ]).flat(),
+      ]);
+      for (const e of ended) expect(ends.has(e), e).toBe(true);
+      const { rows } = await one.pool.query(
+        "SELECT count(*)::int AS n FROM resources WHERE tenant_id = $1 AND active",
+        [w.tenantId],
+      );
+      expect(rows[0].n, `round ${round}: ${ended.join(", ")}`).toBeLessThanOrEqual(2);
+    }
+  });
+});
+
 describe("setting quotas", () => {
   it("refuses zero, negative, absurd and fractional quotas, naming the fields", async () => {
     const t = await newTenant(one.url);

@@ -60,6 +60,21 @@ LANGUAGE sql IMMUTABLE AS $$
   FROM unnest(p_set) AS q
 $$;
 
+-- Takes the tenant's lock of a catalog group (one quota: resources,
+-- services, webhooks or api_keys), the one quota_rejection takes, when the
+-- tenant has that quota; held until commit. For a write that adds one only
+-- in some cases (bringing an inactive row back): it takes this lock first,
+-- then reads whether it adds one, so no other write of the group can add
+-- one in between, and calls quota_rejection only if it does.
+CREATE FUNCTION quota_lock(p_tenant text, p_group text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF quota_limits(p_tenant)->>p_group IS NOT NULL THEN
+    PERFORM pg_advisory_xact_lock(hashtextextended('quota/' || p_tenant || '/' || p_group || '/0', 0));
+  END IF;
+END
+$$;
+
 -- Before writing one more of what `p_quotas` count (all of one group, e.g.
 -- {active_holds, bookings_per_month}): NULL if there is room, else a
 -- LIMIT_REACHED rejection naming the first quota used up. Nothing is locked
@@ -114,7 +129,7 @@ BEGIN
   END IF;
 
   IF p_group <> 'bookings' THEN
-    PERFORM pg_advisory_xact_lock(hashtextextended(v_lock || '/0', 0));
+    PERFORM quota_lock(p_tenant, p_group);
     v_usage := quota_usage(p_tenant, v_set[1], p_now);
     v_limit := (v_limits->>v_set[1])::bigint;
     IF v_usage >= v_limit THEN
