@@ -52,6 +52,22 @@ export async function insertKey(
   return { secret, key: rows[0] as KeyRow };
 }
 
+/** A key's own rate limit; undefined when it has none (it runs at the configured default). */
+export async function ownRateLimit(
+  q: Queryable,
+  tenantId: string,
+  id: string,
+): Promise<RateLimit | undefined> {
+  const { rows } = await q.query<Pick<KeyRow, "rate_per_second" | "rate_burst">>(
+    "SELECT rate_per_second, rate_burst FROM api_keys WHERE tenant_id = $1 AND id = $2",
+    [tenantId, id],
+  );
+  const r = rows[0];
+  return r && r.rate_per_second !== null && r.rate_burst !== null
+    ? { perSecond: r.rate_per_second, burst: r.rate_burst }
+    : undefined;
+}
+
 /** The active key with this secret hash, if any. */
 export async function findActiveKey(q: Queryable, secretHash: Buffer): Promise<KeyRow | undefined> {
   const { rows } = await q.query<KeyRow>(

@@ -40,6 +40,32 @@ export function keyLimitExcess(key: RateLimit, tenant: RateLimit): ("perSecond" 
 }
 
 /**
+ * The limit a key gets when another key creates it. Like scopes, a key
+ * cannot grant more than it holds: when the creating key has a limit of
+ * its own, a requested limit above it is refused (`over` names the fields
+ * that are), and a key created without one gets the creator's (within the
+ * tenant's), so a key held to 1 call a second cannot mint one that calls at
+ * the tenant's rate. A creator without a limit of its own (it runs at the
+ * configured default, as a tenant's first key does) is not held to less
+ * than its tenant: what it creates is as asked, within the tenant's limit.
+ */
+export function grantedKeyLimit(
+  requested: RateLimit | undefined,
+  creator: RateLimit | undefined,
+  tenant: RateLimit,
+): { limit: RateLimit | undefined; over: ("perSecond" | "burst")[] } {
+  if (!creator) return { limit: requested, over: [] };
+  if (requested) return { limit: requested, over: keyLimitExcess(requested, creator) };
+  return {
+    limit: {
+      perSecond: Math.min(creator.perSecond, tenant.perSecond),
+      burst: Math.min(creator.burst, tenant.burst),
+    },
+    over: [],
+  };
+}
+
+/**
  * The window the RateLimit-Policy field states for a bucket: q = burst
  * requests per w seconds. A token bucket has no window; burst/rate seconds
  * (rounded up, so the rate stated is never above the real one) is the time

@@ -2,12 +2,12 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { z } from "zod";
 import type { ApiKeySchema, KeyService } from "../../gen/holdfast/v1/key_pb.js";
-import { insertKey, type KeyRow, listKeys, revokeKey } from "../db/keys.js";
+import { insertKey, type KeyRow, listKeys, ownRateLimit, revokeKey } from "../db/keys.js";
 import type { Db } from "../db/pool.js";
 import { quotaUsage } from "../db/quotas.js";
 import { type RateDefaults, rateRemaining, tenantRateLimit } from "../db/rate-limits.js";
 import { getTenant, tenantNotFound } from "../db/tenants.js";
-import { keyLimitExcess } from "../domain/rate-limit.js";
+import { grantedKeyLimit, keyLimitExcess } from "../domain/rate-limit.js";
 import { invalid, Rejection } from "../domain/rejection.js";
 import { isTenantScope, OPERATOR_SCOPE, scopesBeyond, TENANT_SCOPES } from "../domain/scopes.js";
 import { type Keyring, principalOf } from "./auth.js";
@@ -46,6 +46,11 @@ export const newKeySchema = z.object({
   rateLimit: v.rateLimit,
 });
 
+/** The request field of a rate limit's part. */
+function rateLimitField(part: "perSecond" | "burst"): string {
+  return part === "burst" ? "rate_limit.burst" : "rate_limit.requests_per_second";
+}
+
 export function keyService(
   base: Db,
   keyring: Keyring,
@@ -68,20 +73,38 @@ export function keyService(
         );
       }
       const db = dbOf(ctx, base);
+      const tenant = await tenantRateLimit(db, principal.tenantId, rateDefaults);
       if (f.rateLimit) {
-        const tenant = await tenantRateLimit(db, principal.tenantId, rateDefaults);
         const over = keyLimitExcess(f.rateLimit, tenant);
         if (over.length > 0) {
           throw invalid(
             over.map((field) => ({
-              field: field === "burst" ? "rate_limit.burst" : "rate_limit.requests_per_second",
+              field: rateLimitField(field),
               description: `must not exceed the tenant's (${field === "burst" ? tenant.burst : tenant.perSecond})`,
             })),
           );
         }
       }
+      // Nor can a key grant a rate limit above its own.
+      const creator = await ownRateLimit(db, principal.tenantId, principal.keyId);
+      const granted = grantedKeyLimit(f.rateLimit, creator, tenant);
+      if (creator && granted.over.length > 0) {
+        const held = granted.over.map((field) =>
+          field === "burst" ? `burst ${creator.burst}` : `${creator.perSecond}/s`,
+        );
+        throw new Rejection(
+          "MISSING_SCOPE",
+          `a key cannot grant a rate limit above its own: ${held.join(", ")}`,
+          {
+            fieldViolations: granted.over.map((field) => ({
+              field: rateLimitField(field),
+              description: `must not exceed the calling key's (${field === "burst" ? creator.burst : creator.perSecond})`,
+            })),
+          },
+        );
+      }
       const { secret, key } = await withinQuota(db, principal.tenantId, "api_keys", (tx) =>
-        insertKey(tx, principal.tenantId, f.scopes, f.description, f.rateLimit),
+        insertKey(tx, principal.tenantId, f.scopes, f.description, granted.limit),
       );
       return { apiKey: secret, key: apiKeyOf(key) };
     },

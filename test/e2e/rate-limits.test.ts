@@ -519,6 +519,47 @@ describe("setting limits", () => {
     );
   });
 
+  it("caps a created key's limit by its creator's: a slow key cannot mint a fast one", async () => {
+    const t = await limitedTenant(100, 100);
+    const first = clientFor(KeyService, one.url, t.key);
+    // The tenant's first key has no limit of its own: it grants up to the tenant's.
+    const roomy = await first.createApiKey({
+      scopes: ["bookings.read"],
+      description: "",
+      rateLimit: { requestsPerSecond: 100, burst: 100 },
+    });
+    expect(roomy.key?.rateLimit).toMatchObject({ requestsPerSecond: 100, burst: 100 });
+    const slow = await first.createApiKey({
+      scopes: ["keys.manage", "bookings.read"],
+      description: "slow agent",
+      rateLimit: { requestsPerSecond: 1, burst: 5 },
+    });
+    const keys = clientFor(KeyService, two.url, slow.apiKey);
+    const err = await rejected(
+      keys.createApiKey({
+        scopes: ["bookings.read"],
+        description: "",
+        rateLimit: { requestsPerSecond: 100, burst: 5 },
+      }),
+      Code.PermissionDenied,
+      "MISSING_SCOPE",
+    );
+    expect(fieldViolations(err)).toEqual(["rate_limit.requests_per_second"]);
+    // A key it creates without a limit gets its own, and is held to it.
+    const minted = await keys.createApiKey({ scopes: ["bookings.read"], description: "" });
+    expect(minted.key?.rateLimit).toMatchObject({ requestsPerSecond: 1, burst: 5 });
+    const flooded = await flood(minted.apiKey, 20);
+    expect(flooded.other).toEqual([]);
+    expect(flooded.limited).toBeGreaterThan(0);
+    // Up to its own limit, it may grant.
+    const same = await keys.createApiKey({
+      scopes: ["bookings.read"],
+      description: "",
+      rateLimit: { requestsPerSecond: 1, burst: 2 },
+    });
+    expect(same.key?.rateLimit).toMatchObject({ requestsPerSecond: 1, burst: 2 });
+  });
+
   it("refuses a key limit above its tenant's", async () => {
     const t = await limitedTenant(10, 20);
     const keys = clientFor(KeyService, one.url, t.key);
