@@ -101,8 +101,10 @@ export type CreateApiKeyRequest = Message<"holdfast.v1.CreateApiKeyRequest"> & {
   description: string;
 
   /**
-   * The key's rate limit; unset for the configured default. Neither its
-   * rate nor its burst may exceed the tenant's limit.
+   * The key's rate limit. Neither its rate nor its burst may exceed the
+   * tenant's limit, nor, when the calling key has a limit of its own, the
+   * calling key's (PermissionDenied, MISSING_SCOPE). Unset: the calling
+   * key's own limit, or the configured default when it has none.
    *
    * @generated from field: holdfast.v1.RateLimit rate_limit = 3;
    */
