@@ -381,9 +381,13 @@ class ZoneDays {
   }
 
   /**
-   * The instant of a minute (0..1440) of a local day. A minute skipped by a
-   * spring-forward change moves forward; a repeated one takes its earlier
-   * occurrence; 1440 is the next day's midnight.
+   * The instant of a minute (0..1440) of a local day: the first instant at
+   * which the clock reads that minute or later. So a minute skipped by a
+   * spring-forward change is the moment of the change (a window 01:00-02:30
+   * on New York's spring-forward day ends when the clock jumps to 03:00, one
+   * 02:30-05:00 starts then, and a block 02:30-03:30 covers 03:00-03:30); a
+   * repeated minute takes its earlier occurrence; 1440 is the next day's
+   * midnight.
    */
   wallTime(day: number, minute: number): number {
     const midnight = this.midnight(day);
@@ -394,13 +398,18 @@ class ZoneDays {
     // two changes within two days since 1970), so its minutes need no lookup.
     if (nextMidnight - midnight === DAY_MS) return midnight + minute * MINUTE_MS;
     const { year, month, day: dayOfMonth } = calendarDate(day);
-    return new Temporal.PlainDateTime(
+    const local = new Temporal.PlainDateTime(
       year,
       month,
       dayOfMonth,
       Math.floor(minute / 60),
       minute % 60,
-    ).toZonedDateTime(this.timeZone, { disambiguation: "compatible" }).epochMilliseconds;
+    );
+    const earlier = local.toZonedDateTime(this.timeZone, { disambiguation: "earlier" });
+    if (earlier.toPlainDateTime().equals(local)) return earlier.epochMilliseconds;
+    // Skipped: "earlier" reads it with the offset before the change, an
+    // instant before the change, so the next transition is the jump itself.
+    return (earlier.getTimeZoneTransition("next") ?? earlier).epochMilliseconds;
   }
 }
 

@@ -428,6 +428,31 @@ describe("workingTime across DST", () => {
     ]);
   });
 
+  it("an edge inside the spring-forward gap is the moment of the jump, where the clock first reads it or later", () => {
+    const day = localDate("2026-03-08", NY);
+    const until = calendar({ weeklySchedule: [win(7, "01:00", "02:30")] });
+    expect(workingTime(until, service(), day).open).toEqual([
+      span("2026-03-08T01:00:00-05:00", "2026-03-08T03:00:00-04:00"),
+    ]);
+    const from = calendar({ weeklySchedule: [win(7, "02:30", "05:00")] });
+    expect(workingTime(from, service(), day).open).toEqual([
+      span("2026-03-08T03:00:00-04:00", "2026-03-08T05:00:00-04:00"),
+    ]);
+    // A block 02:30-03:30 is the half hour from the jump, not empty.
+    const blocked = calendar({ overrides: [timed("block", "2026-03-08", "02:30", "03:30")] });
+    expect(workingTime(blocked, service(), day).blocked).toEqual([
+      span("2026-03-08T03:00:00-04:00", "2026-03-08T03:30:00-04:00"),
+    ]);
+    // Lord Howe jumps 02:00 to 02:30: a window from 02:15 starts at the jump.
+    const lordHowe = calendar({
+      timeZone: "Australia/Lord_Howe",
+      weeklySchedule: [win(7, "02:15", "04:00")],
+    });
+    expect(
+      workingTime(lordHowe, service(), localDate("2026-10-04", "Australia/Lord_Howe")).open,
+    ).toEqual([span("2026-10-04T02:30:00+11:00", "2026-10-04T04:00:00+11:00")]);
+  });
+
   it("a 01:00-02:00 window lasts two real hours on New York's fall-back day, covering both 1 AMs", () => {
     const resource = calendar({ weeklySchedule: [win(7, "01:00", "02:00")] });
     expect(workingTime(resource, service(), localDate("2026-11-01", NY)).open).toEqual([
