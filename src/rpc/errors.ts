@@ -17,6 +17,7 @@ import {
 } from "../domain/rejection.js";
 import { log } from "../log.js";
 import { BOOKING_STATUS, localTimesOf, slotOf, timestampOfMs } from "./convert.js";
+import { callSite } from "./observe.js";
 
 export const ERROR_DOMAIN = "holdfast";
 
@@ -170,7 +171,10 @@ export function connectErrorOf(r: Rejection, cause?: unknown): ConnectError {
  * errors get one from their code, and anything else becomes a bare Internal
  * error whose cause is logged but never sent.
  */
-export function toConnectError(err: unknown, procedure?: string): ConnectError {
+export function toConnectError(
+  err: unknown,
+  at?: { procedure: string; requestId?: string },
+): ConnectError {
   if (err instanceof Rejection) return connectErrorOf(err);
   // Before a framework error's own code: a caller's reset may read as Internal.
   if (callerWentAway(err)) {
@@ -183,30 +187,31 @@ export function toConnectError(err: unknown, procedure?: string): ConnectError {
   }
   const fromDb = rejectionFromDatabase(err);
   if (fromDb) {
-    if (fromDb.reason === "UNAVAILABLE") log.warn("database unavailable", { procedure, err });
+    if (fromDb.reason === "UNAVAILABLE") log.warn("database unavailable", { ...at, err });
     return connectErrorOf(fromDb, err);
   }
-  log.error("internal error", { procedure, err });
-  return connectErrorOf(new Rejection("INTERNAL", "internal error"));
+  log.error("internal error", { ...at, err });
+  // The cause stays on the server (the call's log line shows it), never sent.
+  return connectErrorOf(new Rejection("INTERNAL", "internal error"), err);
 }
 
 export const errorInterceptor: Interceptor = (next) => async (req) => {
   try {
     const res = await next(req);
     if (!res.stream) return res;
-    return { ...res, message: mapStreamErrors(res.message, req.url) };
+    return { ...res, message: mapStreamErrors(res.message, callSite(req)) };
   } catch (err) {
-    throw toConnectError(err, req.url);
+    throw toConnectError(err, callSite(req));
   }
 };
 
 async function* mapStreamErrors<T>(
   messages: AsyncIterable<T>,
-  procedure: string,
+  at: ReturnType<typeof callSite>,
 ): AsyncIterable<T> {
   try {
     yield* messages;
   } catch (err) {
-    throw toConnectError(err, procedure);
+    throw toConnectError(err, at);
   }
 }

@@ -101,7 +101,7 @@ export function eventStreamHandler(
       checkRequest(WatchEventsRequestSchema, watch);
       events = await opts.open(tenantId, watch, signal);
     } catch (err) {
-      const error = toConnectError(err, EVENT_STREAM_PATH);
+      const error = toConnectError(err, { procedure: EVENT_STREAM_PATH });
       res.writeHead(codeToHttpStatus(error.code), {
         ...limitFields,
         "content-type": "application/json",
@@ -174,7 +174,7 @@ export function eventStreamHandler(
       // stream with an `error` event carrying the same JSON as an RPC error
       // (and the stream's cursor as its id, if it moved on since the last);
       // once the server is stopping, it just ends, as the README promises.
-      const error = errorToJson(toConnectError(err, EVENT_STREAM_PATH), undefined);
+      const error = errorToJson(toConnectError(err, { procedure: EVENT_STREAM_PATH }), undefined);
       if (!gone.signal.aborted && !stopped.aborted) {
         write(`event: error\n${idField()}data: ${JSON.stringify(error)}\n\n`);
       }

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { performance } from "node:perf_hooks";
 import type { DescMethod } from "@bufbuild/protobuf";
-import type { Interceptor } from "@connectrpc/connect";
+import { Code, type Interceptor } from "@connectrpc/connect";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { WriteName, WriteResult } from "../booking/writes.js";
 import { type Backlog, readBacklog } from "../db/backlog.js";
@@ -10,7 +10,14 @@ import type { Pool } from "../db/pool.js";
 import type { EventFeed } from "../events/feed.js";
 import type { AttemptReport } from "../events/webhooks.js";
 import { log } from "../log.js";
-import { codeOf, observing, protocolOf, reasonOf } from "./observe.js";
+import {
+  codeOf,
+  connectCodeOf,
+  observing,
+  protocolOf,
+  reasonOf,
+  serverAtFault,
+} from "./observe.js";
 
 export const METRICS_PATH = "/metrics";
 
@@ -107,7 +114,7 @@ export class Metrics {
     });
     this.rejections = new Counter({
       name: "holdfast_booking_rejections_total",
-      help: "BookingService calls refused, by method and stable reason (conflicts: SLOT_UNAVAILABLE).",
+      help: "BookingService calls refused, by method and stable reason (conflicts: SLOT_UNAVAILABLE); server faults and calls the caller cancelled are not refusals.",
       labelNames: ["method", "reason"],
       registers,
     });
@@ -296,7 +303,11 @@ export class Metrics {
       if (!s.booking) return;
       if (err === undefined) {
         if (s.operation) s.operation.count++;
-      } else this.rejections.inc({ method: s.labels.method, reason: reasonOf(err) });
+      } else if (!serverAtFault(err) && connectCodeOf(err) !== Code.Canceled) {
+        // Refusals only: a server fault or a caller that hung up is not one
+        // (holdfast_rpc_requests_total counts those by code).
+        this.rejections.inc({ method: s.labels.method, reason: reasonOf(err) });
+      }
     };
   });
 

@@ -1,4 +1,4 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 
 /** The protocol of a call, from its content type: grpc, grpc-web or connect. */
@@ -21,6 +21,14 @@ export function codeOf(err: unknown): string {
   return code === undefined ? "OK" : (Code[code] ?? "Unknown");
 }
 
+/** Codes of calls that failed by the server's fault, whose log line shows the error. */
+const SERVER_FAULT = new Set(["Internal", "Unknown", "Unavailable"]);
+
+/** Whether a call failed by the server's fault (Internal, Unknown, Unavailable). */
+export function serverAtFault(err: unknown): boolean {
+  return SERVER_FAULT.has(codeOf(err));
+}
+
 /** The stable reason an error carries in its ErrorInfo detail. */
 export function reasonOf(err: unknown): string {
   if (!(err instanceof ConnectError)) return "INTERNAL";
@@ -28,6 +36,23 @@ export function reasonOf(err: unknown): string {
 }
 
 type Request = Parameters<Parameters<Interceptor>[0]>[0];
+
+/** The call's request id, once the request log has given it one (see request-log.ts). */
+export const requestIdKey = createContextKey<string | undefined>(undefined, {
+  description: "the request id of the call's log line",
+});
+
+/**
+ * Where a call is, for logs: its procedure (service/method, never the URL,
+ * whose query holds a Connect GET's whole message) and its request id.
+ */
+export function callSite(req: Request): { procedure: string; requestId?: string } {
+  const requestId = req.contextValues.get(requestIdKey);
+  return {
+    procedure: `${req.service.typeName}/${req.method.name}`,
+    ...(requestId === undefined ? {} : { requestId }),
+  };
+}
 
 /**
  * An interceptor that calls `finished(err)` once a call is over: when a

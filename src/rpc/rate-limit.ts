@@ -8,6 +8,7 @@ import {
 import { Rejection } from "../domain/rejection.js";
 import { callerIn } from "./auth.js";
 import { toConnectError } from "./errors.js";
+import { callSite } from "./observe.js";
 import type { RateLimiter } from "./rate-limiter.js";
 
 export const RATE_LIMIT_POLICY_HEADER = "ratelimit-policy";
@@ -37,7 +38,7 @@ export function rateLimitInterceptor(limiter: RateLimiter): Interceptor {
       for (const [k, v] of fields) res.header.set(k, v);
       return res;
     } catch (err) {
-      const ce = toConnectError(err, req.url);
+      const ce = toConnectError(err, callSite(req));
       for (const [k, v] of fields) ce.metadata.set(k, v);
       throw ce;
     }

@@ -2,9 +2,15 @@ import { randomUUID } from "node:crypto";
 import type { Interceptor } from "@connectrpc/connect";
 import { log, logs } from "../log.js";
 import { callerIn } from "./auth.js";
-import { codeOf, observing, protocolOf, reasonOf } from "./observe.js";
-
-const SERVER_FAULT = new Set(["Internal", "Unknown", "Unavailable"]);
+import {
+  callSite,
+  codeOf,
+  observing,
+  protocolOf,
+  reasonOf,
+  requestIdKey,
+  serverAtFault,
+} from "./observe.js";
 
 /** A caller's own request id is kept when it is short and plain; else one is made. */
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -30,20 +36,20 @@ function requestLines(level: "info" | "debug"): Interceptor {
   return observing((req) => {
     const given = req.header.get("x-request-id");
     const requestId = given && REQUEST_ID.test(given) ? given : randomUUID();
+    req.contextValues.set(requestIdKey, requestId);
     const started = process.hrtime.bigint();
     return (err) => {
       const caller = callerIn(req.contextValues);
       const code = codeOf(err);
       log[level]("rpc", {
-        requestId,
-        procedure: `${req.service.typeName}/${req.method.name}`,
+        ...callSite(req),
         protocol: protocolOf(req.header.get("content-type")),
         code,
         ...(err === undefined ? {} : { reason: reasonOf(err) }),
         durationMs: Number(process.hrtime.bigint() - started) / 1e6,
         tenant: caller?.tenantId,
         keyId: caller?.keyId,
-        ...(SERVER_FAULT.has(code) ? { err } : {}),
+        ...(serverAtFault(err) ? { err } : {}),
       });
     };
   });

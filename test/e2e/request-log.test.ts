@@ -1,6 +1,7 @@
 import * as http2 from "node:http2";
 import { createConnection } from "node:net";
 import { Code } from "@connectrpc/connect";
+import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
 import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
@@ -8,6 +9,7 @@ import { WebhookService } from "../../gen/holdfast/v1/webhook_pb.js";
 import { at, bookingWorld, sleep } from "../support/booking.js";
 import { clientFor, postJson, rejected } from "../support/clients.js";
 import { freshDatabase } from "../support/database.js";
+import { scrape } from "../support/metrics.js";
 import { spawnServer } from "../support/process.js";
 import { webhookReceiver } from "../support/receiver.js";
 import { ADMIN_KEY } from "../support/server.js";
@@ -181,5 +183,78 @@ describe("callers that break off, or send no Host", { timeout: 60_000 }, async (
     ).toBe(200);
     await server.stop();
     expect(server.stderr()).not.toContain("internal error");
+  });
+});
+
+describe("the server's own failures", { timeout: 60_000 }, async () => {
+  const databaseUrl = await freshDatabase();
+  const server = await spawnServer({
+    DATABASE_URL: databaseUrl,
+    PORT: "0",
+    HOLDFAST_ADMIN_KEY: ADMIN_KEY,
+    HOLDFAST_DB_LOCK_TIMEOUT_MS: "200",
+    HOLDFAST_LOG_LEVEL: "info",
+  });
+  afterAll(() => server.stop());
+
+  it("are logged with the call's procedure and request id, never its URL, and the call's line has the cause", async () => {
+    const w = await bookingWorld(server.url);
+    // A Connect GET carries its whole message in the URL: here, an email.
+    const email = "ada.lovelace.1815@example.com";
+    const get = (requestId: string) =>
+      fetch(
+        `${server.url}/holdfast.v1.BookingService/ListBookings?encoding=json&message=${encodeURIComponent(
+          JSON.stringify({ metadata: { callerEmail: email } }),
+        )}`,
+        { headers: { authorization: `Bearer ${w.key}`, "x-request-id": requestId } },
+      );
+    const db = new pg.Client({ connectionString: databaseUrl });
+    await db.connect();
+    try {
+      // Unavailable: the bookings table is locked past the lock timeout.
+      await db.query("BEGIN");
+      await db.query("LOCK TABLE bookings IN ACCESS EXCLUSIVE MODE");
+      expect((await get("req-locked-out")).status).toBe(503);
+      await db.query("ROLLBACK");
+      // Internal: the table is gone.
+      await db.query("ALTER TABLE bookings RENAME TO bookings_away");
+      expect((await get("req-broken")).status).toBe(500);
+    } finally {
+      await db.query("ROLLBACK").catch(() => {});
+      await db.query("ALTER TABLE IF EXISTS bookings_away RENAME TO bookings");
+      await db.end();
+    }
+    // A refusal is counted as one; neither failure was a refusal.
+    await rejected(
+      clientFor(BookingService, server.url, w.key).getBooking({ bookingId: "bkg_none" }),
+      Code.NotFound,
+      "BOOKING_NOT_FOUND",
+    );
+    const counted = [...(await scrape(server.url)).keys()].filter((k) =>
+      k.startsWith("holdfast_booking_rejections_total{"),
+    );
+    expect(counted).toEqual([
+      'holdfast_booking_rejections_total{method="GetBooking",reason="BOOKING_NOT_FOUND"}',
+    ]);
+    await server.stop();
+    const lines = server
+      .stderr()
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const procedure = "holdfast.v1.BookingService/ListBookings";
+    for (const [requestId, msg, code] of [
+      ["req-locked-out", "database unavailable", "Unavailable"],
+      ["req-broken", "internal error", "Internal"],
+    ]) {
+      const fault = lines.find((l) => l.msg === msg && l.requestId === requestId);
+      expect(fault, `${msg} for ${requestId}`).toMatchObject({ procedure });
+      const rpc = lines.find((l) => l.msg === "rpc" && l.requestId === requestId);
+      expect(rpc).toMatchObject({ procedure, code });
+      // The call's own line says what went wrong, not only "internal error".
+      expect(JSON.stringify(rpc?.err)).toMatch(code === "Internal" ? /bookings/ : /lock/);
+    }
+    expect(server.stderr()).not.toContain(email);
+    expect(server.stderr()).not.toContain(encodeURIComponent(email));
   });
 });
