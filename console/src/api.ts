@@ -96,3 +96,13 @@ export function problemOf(err: unknown): Problem {
     alternatives: e.findDetails(SlotConflictSchema).flatMap((c) => c.alternatives),
   };
 }
+
+/**
+ * The cursor an error that ended an event stream says to resume from
+ * (ErrorInfo metadata `cursor`: UNAVAILABLE when the server stops,
+ * CONSUMER_TOO_SLOW), if it carries one.
+ */
+export function resumeCursorOf(err: ConnectError): string | undefined {
+  const cursor = err.findDetails(ErrorInfoSchema)[0]?.metadata.cursor;
+  return cursor ? cursor : undefined;
+}

@@ -3,7 +3,7 @@ import { BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
 import type { EventFilter, Event as HoldfastEvent } from "../../gen/holdfast/v1/event_pb.js";
 import { ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
 import { EVENT_TYPES } from "../../src/domain/events.js";
-import { api, can, problemOf } from "./api.js";
+import { api, can, problemOf, resumeCursorOf } from "./api.js";
 import { h, replace } from "./dom.js";
 import { listAll, MAX_LISTED } from "./paging.js";
 import { msOf, wallTime } from "./time.js";
@@ -13,6 +13,8 @@ import { problemView } from "./ui.js";
  * The event log: the filtered history, read page by page with ListEvents,
  * then the live events of WatchEvents resumed from the cursor the last page
  * ended at, so the seam between them neither repeats nor skips an event.
+ * After a break it resumes from the cursor the error that ended the stream
+ * carries, else from its last event.
  * The filters go to the server; changing one starts over.
  */
 
@@ -91,6 +93,10 @@ export function eventsPage(root: HTMLElement): () => void {
         if (signal.aborted) return;
         const e = ConnectError.from(err);
         if (e.code === Code.Unauthenticated || e.code === Code.PermissionDenied) throw err;
+        // A stream the server ended (stopping, or this page too slow) says
+        // where to resume: past the events its filter skipped too, which
+        // retention may delete before the page reconnects.
+        after = resumeCursorOf(e) ?? after;
         // Retention deleted events after the cursor: read the history again.
         if (e.code === Code.FailedPrecondition) {
           setTimeout(start, 0);

@@ -1,12 +1,13 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Event } from "../../gen/holdfast/v1/event_pb.js";
 import { EventService } from "../../gen/holdfast/v1/event_pb.js";
-import { api, can } from "./api.js";
+import { api, can, resumeCursorOf } from "./api.js";
 
 /**
  * One WatchEvents stream for the whole console (Connect JSON, server
  * streaming over fetch). It starts at the present, resumes from its cursor
- * after a break, and hands every event to whoever listens.
+ * after a break (the one the error that ended the stream carries, else its
+ * last event's), and hands every event to whoever listens.
  */
 
 export type LiveState = "off" | "connecting" | "live" | "retrying";
@@ -62,6 +63,8 @@ async function follow(signal: AbortSignal): Promise<void> {
     } catch (err) {
       if (signal.aborted) return;
       const e = ConnectError.from(err);
+      // Ended by the server (stopping, or this page too slow): resume where it says.
+      cursor = resumeCursorOf(e) ?? cursor;
       // A cursor too old to resume from: start again from the present.
       if (e.code === Code.FailedPrecondition || e.code === Code.InvalidArgument) cursor = "";
       if (e.code === Code.Unauthenticated || e.code === Code.PermissionDenied) {

@@ -23,9 +23,14 @@ const FLAGS = {
 
 /**
  * `holdfast events tail`: follows the event stream (WatchEvents) until
- * Ctrl-C, or until `--limit` events have come (to wait for one). Once it has received events it rides out server restarts and
- * CONSUMER_TOO_SLOW by resuming after the last event it printed, so nothing
- * is skipped or printed twice.
+ * Ctrl-C, or until `--limit` events have come (to wait for one). It rides
+ * out server restarts and CONSUMER_TOO_SLOW by resuming from the cursor the
+ * error that ended the stream carries (ErrorInfo metadata `cursor`): past
+ * the last event it printed and past the events its filter skipped since,
+ * so nothing is skipped or printed twice, a tail that printed nothing resumes
+ * too, and retention deleting the skipped events meanwhile does not make
+ * its cursor expire. A stream broken without one resumes after the last
+ * event printed (or from where it started, unless that was "now").
  */
 export function eventCommands(program: Command): void {
   const events = program.command("events").description("booking events");
@@ -80,7 +85,15 @@ export function eventCommands(program: Command): void {
           }
         } catch (err) {
           if (stop.signal.aborted) break;
-          if (!(received > 0 && resumable(err))) throw await explainApiError(err, api, FLAGS);
+          const resumeFrom = cursorOf(err);
+          if (resumeFrom !== undefined) {
+            after = resumeFrom;
+            fromBeginning = false;
+          }
+          // Started from now and given no cursor since: resuming would start
+          // from a later now, skipping what committed meanwhile.
+          const placed = after !== "" || fromBeginning;
+          if (!(placed && resumable(err))) throw await explainApiError(err, api, FLAGS);
           process.stderr.write(
             terminal`(stream interrupted: ${ConnectError.from(err).rawMessage}; resuming)\n`,
           );
@@ -100,6 +113,12 @@ function resumable(err: unknown): boolean {
     reason === undefined &&
     [Code.Unavailable, Code.Canceled, Code.Unknown, Code.Internal].includes(ce.code)
   );
+}
+
+/** The cursor an error that ended a stream says to resume from (ErrorInfo metadata), if any. */
+function cursorOf(err: unknown): string | undefined {
+  const cursor = ConnectError.from(err).findDetails(ErrorInfoSchema)[0]?.metadata.cursor;
+  return cursor === undefined || cursor === "" ? undefined : cursor;
 }
 
 /** An event on one line; what the server sent (a webhook's `detail` above all) shown with visible(). */
