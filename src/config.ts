@@ -159,7 +159,11 @@ export type Config = {
    * and then reads again gets CONSUMER_TOO_SLOW with its cursor first.
    */
   streamStallMs: number;
-  /** How often an idle Server-Sent Events stream sends a comment, so proxies keep it open. */
+  /**
+   * After this long without a message, an event stream sends its cursor if
+   * that has moved (a heartbeat); an idle Server-Sent Events stream also sends
+   * a comment this often, so proxies keep it open.
+   */
   streamHeartbeatMs: number;
   /** Event streams (WatchEvents and Server-Sent Events) a tenant may have open on one instance. */
   streamsPerTenant: number;

@@ -185,6 +185,7 @@ export async function startHoldfast(
         buffer: config.streamBuffer,
         maxLagMs: config.streamMaxLagMs,
         perTenant: config.streamsPerTenant,
+        heartbeatMs: config.streamHeartbeatMs,
       },
       stopping.signal,
       eventCursors,

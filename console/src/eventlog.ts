@@ -14,7 +14,7 @@ import { problemView } from "./ui.js";
  * then the live events of WatchEvents resumed from the cursor the last page
  * ended at, so the seam between them neither repeats nor skips an event.
  * After a break it resumes from the cursor the error that ended the stream
- * carries, else from its last event.
+ * carries, else from the last the stream sent (an event's or a heartbeat's).
  * The filters go to the server; changing one starts over.
  */
 
@@ -83,7 +83,12 @@ export function eventsPage(root: HTMLElement): () => void {
       try {
         state = "live";
         render();
-        for await (const { event } of api.events.watchEvents({ after, filter }, { signal })) {
+        for await (const { event, cursor } of api.events.watchEvents(
+          { after, filter },
+          { signal },
+        )) {
+          // A heartbeat's cursor (no event) is past events the filter skipped.
+          if (cursor) after = cursor;
           if (!event) continue;
           after = event.cursor;
           add([event], "live");

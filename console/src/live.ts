@@ -6,8 +6,9 @@ import { api, can, resumeCursorOf } from "./api.js";
 /**
  * One WatchEvents stream for the whole console (Connect JSON, server
  * streaming over fetch). It starts at the present, resumes from its cursor
- * after a break (the one the error that ended the stream carries, else its
- * last event's), and hands every event to whoever listens.
+ * after a break (the one the error that ended the stream carries, else the
+ * last one it sent, an event's or a heartbeat's), and hands every event to
+ * whoever listens.
  */
 
 export type LiveState = "off" | "connecting" | "live" | "retrying";
@@ -55,7 +56,10 @@ async function follow(signal: AbortSignal): Promise<void> {
     try {
       const stream = api.events.watchEvents(cursor ? { after: cursor } : {}, { signal });
       setState("live");
-      for await (const { event } of stream) {
+      for await (const message of stream) {
+        // A heartbeat carries a cursor and no event.
+        if (message.cursor) cursor = message.cursor;
+        const event = message.event;
         if (!event) continue;
         cursor = event.cursor;
         for (const fn of listeners) fn(event);

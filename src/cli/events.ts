@@ -29,8 +29,9 @@ const FLAGS = {
  * the last event it printed and past the events its filter skipped since,
  * so nothing is skipped or printed twice, a tail that printed nothing resumes
  * too, and retention deleting the skipped events meanwhile does not make
- * its cursor expire. A stream broken without one resumes after the last
- * event printed (or from where it started, unless that was "now").
+ * its cursor expire. A stream broken without one resumes from the last
+ * cursor the stream sent, an event's or a heartbeat's (or from where it
+ * started, unless that was "now" and no cursor came yet).
  */
 export function eventCommands(program: Command): void {
   const events = program.command("events").description("booking events");
@@ -70,7 +71,13 @@ export function eventCommands(program: Command): void {
             { after, fromBeginning, filter },
             { signal: stop.signal },
           );
-          for await (const { event } of stream) {
+          for await (const { event, cursor } of stream) {
+            // A heartbeat's cursor is past events the filter skipped: resume
+            // from there if the connection drops without an error to say.
+            if (cursor !== "") {
+              after = cursor;
+              fromBeginning = false;
+            }
             if (!event) continue;
             if (globals.json) printJson(toJson(EventSchema, event));
             else process.stdout.write(`${eventLine(event)}\n`);

@@ -83,7 +83,15 @@ export type StreamLimits = {
   maxLagMs: number;
   /** Streams a tenant may have open on this instance; one more is TOO_MANY_STREAMS. */
   perTenant: number;
+  /**
+   * How long a stream may stay silent before it sends its cursor, when that
+   * has moved on past what it last sent (a heartbeat; see `messages`).
+   */
+  heartbeatMs: number;
 };
+
+/** What a WatchEvents stream sends: an event with its cursor, or a heartbeat's cursor alone. */
+export type StreamMessage = { event?: Event; cursor: string };
 
 /**
  * A WatchEvents stream: every matching event after its starting point,
@@ -103,6 +111,16 @@ export type EventStream = AsyncIterable<Event> & {
    * falls behind what retention deletes of them while the stream reads on.
    */
   cursor(): string;
+  /**
+   * The events, each with its cursor, and between them heartbeats: after
+   * `heartbeatMs` without a message, the stream's cursor alone if it has
+   * moved on since the last cursor sent (or the request named none: a
+   * stream from now sends where it starts). So a consumer whose filter
+   * skips everything for longer than the retention, and whose connection
+   * then drops without an error to carry a cursor, resumes from past the
+   * skipped events rather than from an expired cursor.
+   */
+  messages(): AsyncGenerator<StreamMessage>;
 };
 
 /**
@@ -181,8 +199,13 @@ export function eventStreams(
         req.fromBeginning ? BEGINNING : (await outboxBounds(db, tenantId)).own,
       );
       const at = new Progress(start);
-      return Object.assign(follow(tenantId, filter, at, signal, cipher, release), {
-        cursor: () => encodeCursor(at.reached(), cipher),
+      const events = follow(tenantId, filter, at, signal, cipher, release);
+      const cursor = () => encodeCursor(at.reached(), cipher);
+      // A consumer that named where to start has a cursor already.
+      const given = req.after !== "" || req.fromBeginning ? encodeCursor(start, cipher) : undefined;
+      return Object.assign(events, {
+        cursor,
+        messages: () => heartbeating(events, cursor, limits.heartbeatMs, given),
       });
     } catch (err) {
       release();
@@ -312,6 +335,54 @@ export function eventStreams(
 }
 
 /**
+ * `events` with their cursors, and `cursor()` alone whenever the stream has
+ * been silent for `everyMs` and it differs from the last cursor sent
+ * (`sent`). It is read only while the next event has been asked for, when
+ * the stream's cursor may be past the events sent but never past one not
+ * yet sent (see EventStream's `cursor`).
+ */
+async function* heartbeating(
+  events: AsyncIterator<Event>,
+  cursor: () => string,
+  everyMs: number,
+  sent: string | undefined,
+): AsyncGenerator<StreamMessage> {
+  let next: Promise<IteratorResult<Event>> | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    for (;;) {
+      next ??= events.next();
+      const silent = new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), everyMs);
+      });
+      const got = await Promise.race([next, silent]);
+      clearTimeout(timer);
+      if (got === undefined) {
+        const at = cursor();
+        if (at !== sent) {
+          sent = at;
+          yield { cursor: at };
+        }
+        continue;
+      }
+      next = undefined;
+      if (got.done) return;
+      sent = got.value.cursor;
+      yield { event: got.value, cursor: sent };
+    }
+  } finally {
+    clearTimeout(timer);
+    if (next === undefined) await events.return?.();
+    else {
+      // Still waiting for an event: the stream ends when its signal aborts
+      // (the call's, which ends with this); its end is queued behind that.
+      next.catch(() => {});
+      events.return?.().catch(() => {});
+    }
+  }
+}
+
+/**
  * EventService: booking events from the outbox, for push (WatchEvents) and
  * pull (ListEvents) consumers. From any cursor, every later event arrives
  * exactly once, in commit-safe order (see src/domain/events.ts).
@@ -329,7 +400,7 @@ export function eventService(
       try {
         const signal = AbortSignal.any([ctx.signal, revocation.signal]);
         const events = await open(principalOf(ctx).tenantId, req, signal);
-        for await (const event of events) yield { event };
+        for await (const message of events.messages()) yield message;
         // The stream ended because a signal aborted: the call's deadline
         // passed (or the caller left), or the key was revoked. Say so; ending
         // with OK would tell the consumer there is nothing more to read.

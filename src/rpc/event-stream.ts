@@ -25,7 +25,8 @@ import type { RateLimiter } from "./rate-limiter.js";
  * expect its framing; `/v1/` is the API's version, as in `holdfast.v1`.
  * The query takes WatchEventsRequest's fields by their proto names, and
  * `Last-Event-ID` (every event's SSE id is its cursor) takes the place of
- * `after`, so an EventSource that reconnects resumes where it was.
+ * `after`, so an EventSource that reconnects resumes where it was; between
+ * events, `heartbeat` events carry the stream's cursor as their id.
  * Opening it is rate limited like a call, with the same header fields, and
  * its request gets the checks of every RPC's (lists, ids, NUL characters),
  * refused with the same JSON errors before the stream starts.
@@ -38,7 +39,10 @@ export type EventStreamOptions = {
   limiter: RateLimiter;
   open: OpenEventStream;
   zones: ZoneLookup;
-  /** An idle stream sends a comment this often, so proxies keep it open. */
+  /**
+   * An idle stream sends a `: heartbeat` comment this often, so proxies keep
+   * it open; in a `heartbeat` event with its cursor when that has moved on.
+   */
   heartbeatMs: number;
   /** How long a client may leave the stream full (not reading) before it is cut off. */
   stallMs: number;
@@ -85,6 +89,7 @@ export function eventStreamHandler(
     const signal = AbortSignal.any([gone.signal, stopped, revocation.signal]);
     let events: EventStream;
     let tenantId: string;
+    let watch: WatchEventsRequest;
     // The RateLimit fields, on every answer once the caller is known.
     let limitFields: Record<string, string> = {};
     try {
@@ -93,7 +98,7 @@ export function eventStreamHandler(
       const check = await opts.limiter.take(caller.tenantId, caller.keyId);
       limitFields = Object.fromEntries(rateLimitFields(check));
       if (!check.allowed) throw rateLimited(check);
-      const watch = requestOf(new URL(req.url ?? "", "http://holdfast").searchParams);
+      watch = requestOf(new URL(req.url ?? "", "http://holdfast").searchParams);
       const lastEventId = req.headers["last-event-id"];
       if (typeof lastEventId === "string" && lastEventId.trim() !== "")
         watch.after = lastEventId.trim();
@@ -121,14 +126,21 @@ export function eventStreamHandler(
     });
     // The client's last event ID is where it resumes. Each event's is its
     // cursor; between events, the stream's own cursor moves on past events
-    // its filter skips, and the client is given that too, as an `id` field
-    // in a block without data (`idField`): per the SSE specification such a
-    // block sets the last event ID and dispatches no event, while a comment
-    // can carry nothing. Otherwise a filtered stream that matched nothing for
+    // its filter skips, and the client is given that too, in a `heartbeat`
+    // event (`cursorEvent`): the cursor as its `id` and, as data,
+    // `{"cursor": …}`. Otherwise a filtered stream that matched nothing for
     // longer than the retention would resume from a cursor already expired,
-    // and one opened from now that matched nothing would resume from now again,
-    // missing what committed while it reconnected.
-    let lastId: string | undefined;
+    // and one opened from now that matched nothing would resume from now
+    // again, missing what committed while it reconnected. A block with an
+    // `id` and no data would set the last event ID by the SSE specification,
+    // but common parsers (eventsource-parser, under many EventSource
+    // libraries) drop it, id and all, and a comment carries nothing; an
+    // EventSource's `onmessage` does not see a named event, which still sets
+    // its last event ID.
+    // A client that named where to start (`after`, Last-Event-ID or
+    // `from_beginning`) has that id already; one from now is sent where the
+    // stream starts.
+    let lastId = watch.after !== "" || watch.fromBeginning ? events.cursor() : undefined;
     // From receiving an event until asking for the next, the stream's cursor
     // may be behind the id just written: no other id is sent then.
     let busy = false;
@@ -139,12 +151,21 @@ export function eventStreamHandler(
       lastId = cursor;
       return `id: ${cursor}\n`;
     };
+    /** A `heartbeat` event's fields, when the stream's cursor is one to send. */
+    const cursorEvent = () => {
+      const id = idField();
+      return id === ""
+        ? ""
+        : `event: heartbeat\n${id}data: ${JSON.stringify({ cursor: lastId })}\n`;
+    };
     // The first bytes tell the client the stream is open: every event that
-    // commits from now on (or after its cursor) will follow, and with the
-    // stream's starting cursor as its last event ID, after a reconnect too.
-    let writable = write(`retry: ${RETRY_MS}\n: open\n${idField()}\n`);
+    // commits from now on (or after its cursor) will follow, and, from now,
+    // with the stream's starting cursor as its last event ID, after a
+    // reconnect too.
+    let writable = write(`retry: ${RETRY_MS}\n: open\n${cursorEvent()}\n`);
+    // Sent even when the cursor has not moved, so proxies keep an idle stream open.
     const heartbeat = setInterval(() => {
-      if (writable) writable = write(`: heartbeat\n${idField()}\n`);
+      if (writable) writable = write(`: heartbeat\n${cursorEvent()}\n`);
     }, opts.heartbeatMs);
     try {
       for await (const event of events) {
@@ -167,8 +188,8 @@ export function eventStreamHandler(
       if (revocation.signal.aborted) throw revocation.signal.reason;
       // Ended by the server's stop: the client resumes from how far the
       // stream got, which may be past its last event.
-      const id = gone.signal.aborted ? "" : idField();
-      if (id !== "") write(`${id}\n`);
+      const block = gone.signal.aborted ? "" : cursorEvent();
+      if (block !== "") write(`${block}\n`);
     } catch (err) {
       // Mid-stream failures (CONSUMER_TOO_SLOW, the database gone) end the
       // stream with an `error` event carrying the same JSON as an RPC error

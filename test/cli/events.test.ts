@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { createServer } from "node:net";
+import { createConnection, createServer, type Socket } from "node:net";
 import { describe, expect, it, vi } from "vitest";
 import { EventService } from "../../gen/holdfast/v1/event_pb.js";
 import { at, bookingWorld } from "../support/booking.js";
@@ -7,7 +7,7 @@ import { clientFor } from "../support/clients.js";
 import { freshDatabase, retireAll } from "../support/database.js";
 import { scrape } from "../support/metrics.js";
 import { type ServerProcess, spawnServer } from "../support/process.js";
-import { ADMIN_KEY } from "../support/server.js";
+import { ADMIN_KEY, startTestServer } from "../support/server.js";
 
 /**
  * `holdfast events tail` as its own process, against a server process that
@@ -43,6 +43,56 @@ function freePort(): Promise<number> {
       probe.close(() => resolve(typeof address === "object" && address ? address.port : 0));
     });
   });
+}
+
+/**
+ * A TCP relay in front of a server that keeps what the server sent, and can
+ * drop every connection (no answer, no error: as a network fails) and refuse
+ * new ones until restored.
+ */
+async function relay(targetUrl: string) {
+  const target = new URL(targetUrl);
+  const sockets = new Set<Socket>();
+  let received = "";
+  let down = false;
+  const server = createServer((client) => {
+    if (down) {
+      client.destroy();
+      return;
+    }
+    const upstream = createConnection({ host: target.hostname, port: Number(target.port) });
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on("error", () => {});
+      s.on("close", () => {
+        sockets.delete(s);
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    upstream.on("data", (d: Buffer) => {
+      received += d.toString("latin1");
+    });
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    received: () => received,
+    drop() {
+      down = true;
+      for (const s of sockets) s.destroy();
+    },
+    restore() {
+      down = false;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
 }
 
 /** Waits for an observable state, failing with what the commands said if it never comes. */
@@ -125,6 +175,68 @@ describe("holdfast events tail", () => {
     } finally {
       for (const tail of tails) tail.kill("SIGKILL");
       await server.stop();
+    }
+  }, 300_000);
+
+  it("resumes from the cursor of the stream's heartbeat after a dropped connection, past events its filter skipped, though retention deleted them", async () => {
+    const server = await startTestServer({ HOLDFAST_STREAM_HEARTBEAT_MS: "200" });
+    const w = await bookingWorld(server.url, { resources: 2 });
+    const [watched, other] = w.resourceIds as [string, string];
+    const events = clientFor(EventService, server.url, w.key);
+    const hold = async (resourceId: string, hour: number) =>
+      (await w.bookings.createHold({ serviceId: w.serviceId, resourceId, ...at(5, hour) })).booking
+        ?.id as string;
+    const { nextCursor } = await events.listEvents({});
+    // Each tail through a relay of its own: one from now, one after a cursor.
+    const relays = [await relay(server.url), await relay(server.url)];
+    const args = [
+      ["events", "tail", "--resource", watched],
+      ["events", "tail", "--resource", watched, "--after", nextCursor],
+    ];
+    const tails = relays.map((r, i) =>
+      start(args[i] as string[], { HOLDFAST_URL: r.url, HOLDFAST_KEY: w.key }),
+    );
+    try {
+      // Only events their filter skips.
+      await until(async () =>
+        expect((await scrape(server.url)).get("holdfast_event_streams")).toBe(2),
+      );
+      for (let h = 9; h < 12; h++) await hold(other, h);
+      let skippedLast = "";
+      await until(async () => {
+        const all = (await events.listEvents({})).events;
+        expect(all).toHaveLength(3);
+        skippedLast = all.at(-1)?.cursor as string;
+      });
+      // The cursor past them reaches each tail in a heartbeat (it is no event's it is sent).
+      await until(() => {
+        for (const r of relays) expect(r.received()).toContain(skippedLast);
+      });
+      // The connections drop: no error carries a cursor. Meanwhile,
+      // longer than the retention later, the skipped events are deleted.
+      for (const r of relays) r.drop();
+      await retireAll(server.databaseUrl);
+      for (const r of relays) r.restore();
+      const match = await hold(watched, 13);
+      await until(() => {
+        // Before heartbeats, the tail from now had no cursor and gave up,
+        // and the other resumed from its --after: CURSOR_EXPIRED.
+        for (const tail of tails) {
+          expect(tail.output().code, tail.output().stderr).toBeNull();
+          expect(tail.output().stdout).toContain(match);
+        }
+      });
+      for (const tail of tails) {
+        expect(tail.output().stdout.trim().split("\n")).toHaveLength(1);
+        expect(tail.output().stderr).toMatch(/stream interrupted: .*; resuming/);
+        tail.kill("SIGINT");
+      }
+      await until(() => {
+        for (const tail of tails) expect(tail.output().code).toBe(0);
+      });
+    } finally {
+      for (const tail of tails) tail.kill("SIGKILL");
+      for (const r of relays) await r.close();
     }
   }, 300_000);
 });

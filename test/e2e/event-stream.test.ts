@@ -1,5 +1,6 @@
 import { connect } from "node:http2";
-import { beforeAll, describe, expect, it } from "vitest";
+import { EventSource } from "eventsource";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
 import { EventService } from "../../gen/holdfast/v1/event_pb.js";
 import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
@@ -14,6 +15,8 @@ let server: TestServer;
 beforeAll(async () => {
   server = await startTestServer({ HOLDFAST_STREAM_HEARTBEAT_MS: "200" });
 });
+
+const soon = { timeout: 15_000, interval: 20 };
 
 /** One Server-Sent Events block: its fields, and its comment lines. */
 type Block = { id?: string; event?: string; data?: string; retry?: string; comments: string[] };
@@ -208,17 +211,20 @@ describe("GET /v1/events/stream", () => {
     // The opening block names where the stream starts.
     const opened = s.blocks[0]?.id as string;
     expect(opened).toMatch(/^ev2_/);
+    expect(s.blocks[0]?.event).toBe("heartbeat");
     const { booking } = await w.bookings.createHold({
       serviceId: w.serviceId,
       resourceId: other,
       ...at(2, 9),
     });
-    // A heartbeat carries the cursor past the skipped event, in a block with no data.
+    // A heartbeat carries the cursor past the skipped event, as a `heartbeat`
+    // event: the cursor as its id, and as its data.
     await s.until(() =>
       s.blocks.some((b) => b.comments.includes("heartbeat") && b.id !== undefined),
     );
     const moved = s.blocks.find((b) => b.comments.includes("heartbeat") && b.id !== undefined);
-    expect(moved?.data).toBeUndefined();
+    expect(moved?.event).toBe("heartbeat");
+    expect(JSON.parse(moved?.data as string)).toEqual({ cursor: moved?.id });
     expect(moved?.id).not.toBe(opened);
     await sleep(500);
     await s.stop();
@@ -241,6 +247,38 @@ describe("GET /v1/events/stream", () => {
     await sleep(300);
     await resumed.stop();
     expect((resumed.events() as Streamed[]).map((e) => e.booking.id)).toEqual([match?.id]);
+  });
+
+  it("sends the cursor in `heartbeat` events, which an EventSource library keeps as its last event ID", async () => {
+    // The `eventsource` package (on eventsource-parser), which drops a block
+    // with an id and no data, id and all.
+    const w = await bookingWorld(server.url, { resources: 2 });
+    const [watched, other] = w.resourceIds as [string, string];
+    const source = new EventSource(`${server.url}/v1/events/stream?resource_ids=${watched}`, {
+      fetch: (input, init) =>
+        fetch(input, { ...init, headers: { ...init?.headers, authorization: `Bearer ${w.key}` } }),
+    });
+    // Each event's id is what the library keeps, and sends as Last-Event-ID when it reconnects.
+    const heartbeats: { id: string; cursor: string }[] = [];
+    const messages: unknown[] = [];
+    source.addEventListener("heartbeat", (e) => {
+      const { cursor } = JSON.parse(e.data) as { cursor: string };
+      heartbeats.push({ id: e.lastEventId, cursor });
+    });
+    source.onmessage = (e) => messages.push(e.data);
+    try {
+      // Where the stream starts, and then past the event the filter skips.
+      await vi.waitFor(() => expect(heartbeats.length).toBeGreaterThan(0), soon);
+      await w.bookings.createHold({ serviceId: w.serviceId, resourceId: other, ...at(2, 11) });
+      const { events } = await clientFor(EventService, server.url, w.key).listEvents({});
+      const skipped = events.at(-1)?.cursor as string;
+      await vi.waitFor(() => expect(heartbeats.at(-1)?.cursor).toBe(skipped), soon);
+      for (const h of heartbeats) expect(h.id).toBe(h.cursor);
+      expect(heartbeats[0]?.cursor).not.toBe(skipped);
+      expect(messages).toEqual([]);
+    } finally {
+      source.close();
+    }
   });
 
   it("sends heartbeat comments while idle", async () => {
@@ -361,7 +399,7 @@ describe("GET /v1/events/stream", () => {
     expect(s.ended()).toBe(true);
     // No `event: error` block (an EventSource would report an error): the
     // stream just ends, and the client reconnects after the retry hint.
-    expect(s.blocks.filter((b) => b.event !== undefined)).toEqual([]);
+    expect(s.blocks.filter((b) => b.event === "error")).toEqual([]);
 
     // To any instance, with the id of the last event it saw.
     const next = await startTestServer({}, databaseUrl);
@@ -418,7 +456,7 @@ describe("GET /v1/events/stream", () => {
       await s.reading;
       expect(s.failure()).toBeUndefined();
       expect(s.ended()).toBe(true);
-      expect(s.blocks.filter((b) => b.event !== undefined)).toEqual([]);
+      expect(s.blocks.filter((b) => b.event === "error")).toEqual([]);
     }
     expect((matching.events() as Streamed[]).map((e) => e.booking.id)).toEqual([matched]);
     expect(none.events()).toEqual([]);

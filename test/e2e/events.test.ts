@@ -1,4 +1,7 @@
+import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import http2 from "node:http2";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Code, type ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
@@ -1117,4 +1120,154 @@ describe("across instances", () => {
       expect(there.events).toHaveLength(1);
     },
   );
+});
+
+describe("heartbeats", () => {
+  /** Reads a stream in the background, keeping every message: events and heartbeats. */
+  function messages(
+    client: ReturnType<typeof clientFor<typeof EventService>>,
+    req: Parameters<typeof client.watchEvents>[0],
+  ) {
+    const abort = new AbortController();
+    const got: { event?: Event; cursor: string }[] = [];
+    let failure: unknown;
+    const done = (async () => {
+      try {
+        for await (const { event, cursor } of client.watchEvents(req, { signal: abort.signal }))
+          got.push(event ? { event, cursor } : { cursor });
+      } catch (err) {
+        if (!abort.signal.aborted) failure = err;
+      }
+    })();
+    return {
+      got,
+      failure: () => failure,
+      async stop() {
+        abort.abort();
+        await done;
+      },
+    };
+  }
+  const soon = { timeout: 15_000, interval: 20 };
+
+  it("carry a filtered stream's cursor past the events it skipped, so it resumes after a drop and retention without CURSOR_EXPIRED", async () => {
+    const own = await startTestServer({ HOLDFAST_STREAM_HEARTBEAT_MS: "200" });
+    const w = await bookingWorld(own.url, { resources: 2 });
+    const [watched, other] = w.resourceIds as [string, string];
+    const filter = { resourceIds: [watched] };
+    const events = clientFor(EventService, own.url, w.key);
+    const hold = async (resourceId: string, hour: number) =>
+      (await w.bookings.createHold({ serviceId: w.serviceId, resourceId, ...at(11, hour) })).booking
+        ?.id as string;
+    const protocols = ["grpc", "connect"] as const;
+    const streams = protocols.map((p) =>
+      messages(clientFor(EventService, own.url, w.key, p), { filter }),
+    );
+    // A stream from now is told where it starts, before any event.
+    await vi.waitFor(() => {
+      for (const s of streams) expect(s.got.length).toBeGreaterThan(0);
+    }, soon);
+    const started = streams.map((s) => s.got[0] as { event?: Event; cursor: string });
+    for (const m of started) {
+      expect(m.event).toBeUndefined();
+      expect(m.cursor).toMatch(/^ev2_/);
+    }
+
+    // Only events the filter skips.
+    for (let h = 9; h < 12; h++) await hold(other, h);
+    let all: Event[] = [];
+    await vi.waitFor(async () => {
+      all = (await events.listEvents({})).events;
+      expect(all).toHaveLength(3);
+    }, soon);
+    const skippedLast = all.at(-1)?.cursor as string;
+    // Once the stream has read past them, a heartbeat carries its cursor there.
+    await vi.waitFor(() => {
+      for (const s of streams) expect(s.got.at(-1)?.cursor).toBe(skippedLast);
+    }, soon);
+    for (const s of streams) {
+      expect(s.got.every((m) => m.event === undefined)).toBe(true);
+      // A heartbeat is sent only when the cursor has moved on.
+      const cursors = s.got.map((m) => m.cursor);
+      expect(new Set(cursors).size).toBe(cursors.length);
+      expect(s.failure()).toBeUndefined();
+      // The connection drops: no error carries a cursor.
+      await s.stop();
+    }
+
+    // Longer than the retention later, the skipped events are deleted.
+    await retireAll(own.databaseUrl);
+    // Where the streams started is now expired; the heartbeat's cursor is not.
+    await rejected(
+      events.listEvents({ after: started[0]?.cursor as string, filter }),
+      Code.FailedPrecondition,
+      "CURSOR_EXPIRED",
+    );
+    expect((await events.listEvents({ after: skippedLast, filter })).events).toEqual([]);
+    const resumed = protocols.map((p) =>
+      messages(clientFor(EventService, own.url, w.key, p), { after: skippedLast, filter }),
+    );
+    await hold(other, 12);
+    const match = await hold(watched, 13);
+    await vi.waitFor(() => {
+      for (const r of resumed) {
+        expect(r.failure()).toBeUndefined();
+        expect(r.got.some((m) => m.event)).toBe(true);
+      }
+    }, soon);
+    for (const r of resumed) {
+      await r.stop();
+      const sent = r.got.filter((m) => m.event);
+      expect(sent.map((m) => m.event?.booking?.id)).toEqual([match]);
+      // An event's message carries its cursor in both places.
+      expect(sent.map((m) => m.cursor)).toEqual(sent.map((m) => m.event?.cursor));
+    }
+  });
+
+  it("are read by an older client as messages without an event", async () => {
+    // grpc-js with the proto as it was before heartbeats (no `cursor`
+    // field in WatchEventsResponse), loaded at run time.
+    const own = await startTestServer({ HOLDFAST_STREAM_HEARTBEAT_MS: "200" });
+    const w = await bookingWorld(own.url);
+    const before = await mkdtemp(join(tmpdir(), "holdfast-proto-"));
+    onTestFinished(() => rm(before, { recursive: true, force: true }));
+    await cp("proto", before, { recursive: true });
+    const file = join(before, "holdfast/v1/event.proto");
+    const text = await readFile(file, "utf8");
+    expect(text).toContain("  string cursor = 2;\n}");
+    await writeFile(file, text.replace("  string cursor = 2;\n}", "}"));
+    const definition = protoLoader.loadSync("holdfast/v1/event.proto", {
+      includeDirs: [before],
+      longs: String,
+    });
+    const pkg = grpc.loadPackageDefinition(definition) as unknown as {
+      holdfast: { v1: { EventService: grpc.ServiceClientConstructor } };
+    };
+    const client = new pkg.holdfast.v1.EventService(
+      new URL(own.url).host,
+      grpc.credentials.createInsecure(),
+    );
+    onTestFinished(() => client.close());
+    const metadata = new grpc.Metadata();
+    metadata.set("authorization", `Bearer ${w.key}`);
+    const watchEvents = client.watchEvents as (
+      req: object,
+      md: grpc.Metadata,
+    ) => grpc.ClientReadableStream<unknown>;
+    const call = watchEvents.call(client, {}, metadata);
+    const got: { event?: { booking: { id: string } } }[] = [];
+    call.on("data", (m: { event?: { booking: { id: string } } }) => got.push(m));
+    call.on("error", () => {});
+    onTestFinished(() => call.cancel());
+    await vi.waitFor(() => expect(got.length).toBeGreaterThan(0), soon);
+    // A stream from now first sends where it starts: to this client, an empty message.
+    expect(got[0]).toEqual({});
+    const { booking } = await w.bookings.createHold({
+      serviceId: w.serviceId,
+      resourceId: w.resourceId,
+      ...at(11, 9),
+    });
+    await vi.waitFor(() => expect(got.some((m) => m.event)).toBe(true), soon);
+    expect(got.find((m) => m.event)?.event?.booking.id).toBe(booking?.id);
+  });
 });

@@ -48,6 +48,8 @@ with Client(target, api_key) as hf:
     events, cursor = [], ""
     stream = hf.events.watch_events(event_pb2.WatchEventsRequest(from_beginning=True), timeout=20)
     for response in stream:
+        if not response.HasField("event"):
+            continue  # a heartbeat: only a cursor
         events.append(response.event.type)
         cursor = response.event.cursor
         if len(events) == 2:
@@ -55,6 +57,8 @@ with Client(target, api_key) as hf:
             break
     stream = hf.events.watch_events(event_pb2.WatchEventsRequest(after=cursor), timeout=20)
     for response in stream:
+        if not response.HasField("event"):
+            continue
         events.append(response.event.type)
         stream.cancel()
         break

@@ -72,12 +72,14 @@ const signal = giveUp.signal;
 const events: string[] = [];
 let cursor = "";
 for await (const { event } of hf.events.watchEvents({ fromBeginning: true }, { signal })) {
-  events.push(event?.type ?? "");
-  cursor = event?.cursor ?? "";
+  if (!event) continue; // a heartbeat: only a cursor
+  events.push(event.type);
+  cursor = event.cursor;
   if (events.length === 2) break;
 }
 for await (const { event } of hf.events.watchEvents({ after: cursor }, { signal })) {
-  events.push(event?.type ?? "");
+  if (!event) continue;
+  events.push(event.type);
   break;
 }
 // Ends what the streams left open, so the process can exit.
