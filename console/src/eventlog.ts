@@ -84,7 +84,7 @@ export function eventsPage(root: HTMLElement): () => void {
         state = "live";
         render();
         for await (const { event, cursor } of api.events.watchEvents(
-          { after, filter },
+          { after, filter, heartbeats: true },
           { signal },
         )) {
           // A heartbeat's cursor (no event) is past events the filter skipped.

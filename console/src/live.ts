@@ -54,7 +54,10 @@ async function follow(signal: AbortSignal): Promise<void> {
   while (!signal.aborted) {
     setState(cursor ? "retrying" : "connecting");
     try {
-      const stream = api.events.watchEvents(cursor ? { after: cursor } : {}, { signal });
+      const stream = api.events.watchEvents(
+        { ...(cursor ? { after: cursor } : {}), heartbeats: true },
+        { signal },
+      );
       setState("live");
       for await (const message of stream) {
         // A heartbeat carries a cursor and no event.

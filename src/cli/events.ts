@@ -68,7 +68,7 @@ export function eventCommands(program: Command): void {
       while (!stop.signal.aborted) {
         try {
           const stream = api.client.events.watchEvents(
-            { after, fromBeginning, filter },
+            { after, fromBeginning, filter, heartbeats: true },
             { signal: stop.signal },
           );
           for await (const { event, cursor } of stream) {

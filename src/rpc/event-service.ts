@@ -400,7 +400,10 @@ export function eventService(
       try {
         const signal = AbortSignal.any([ctx.signal, revocation.signal]);
         const events = await open(principalOf(ctx).tenantId, req, signal);
-        for await (const message of events.messages()) yield message;
+        for await (const message of events.messages()) {
+          // Heartbeats only to a consumer that asked for them.
+          if (message.event || req.heartbeats) yield message;
+        }
         // The stream ended because a signal aborted: the call's deadline
         // passed (or the caller left), or the key was revoked. Say so; ending
         // with OK would tell the consumer there is nothing more to read.

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file holdfast/v1/event.proto.
  */
 export const file_holdfast_v1_event: GenFile = /*@__PURE__*/
-  fileDesc("Chdob2xkZmFzdC92MS9ldmVudC5wcm90bxILaG9sZGZhc3QudjEiugIKBUV2ZW50EgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSLgoKb2NjdXJfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJQoHYm9va2luZxgEIAEoCzIULmhvbGRmYXN0LnYxLkJvb2tpbmcSDgoGY3Vyc29yGAUgASgJEjcKE3ByZXZpb3VzX3N0YXJ0X3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEXByZXZpb3VzX2VuZF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIcChRwcmV2aW91c19yZXNvdXJjZV9pZBgIIAEoCRISCgp3ZWJob29rX2lkGAkgASgJEg4KBmRldGFpbBgKIAEoCSJTCgtFdmVudEZpbHRlchINCgV0eXBlcxgBIAMoCRIaCgxyZXNvdXJjZV9pZHMYAiADKAlCBJi1GAESGQoLc2VydmljZV9pZHMYAyADKAlCBJi1GAEiZQoSV2F0Y2hFdmVudHNSZXF1ZXN0Eg0KBWFmdGVyGAEgASgJEigKBmZpbHRlchgCIAEoCzIYLmhvbGRmYXN0LnYxLkV2ZW50RmlsdGVyEhYKDmZyb21fYmVnaW5uaW5nGAMgASgIIkgKE1dhdGNoRXZlbnRzUmVzcG9uc2USIQoFZXZlbnQYASABKAsyEi5ob2xkZmFzdC52MS5FdmVudBIOCgZjdXJzb3IYAiABKAkiXwoRTGlzdEV2ZW50c1JlcXVlc3QSDQoFYWZ0ZXIYASABKAkSKAoGZmlsdGVyGAIgASgLMhguaG9sZGZhc3QudjEuRXZlbnRGaWx0ZXISEQoJcGFnZV9zaXplGAMgASgFIk0KEkxpc3RFdmVudHNSZXNwb25zZRIiCgZldmVudHMYASADKAsyEi5ob2xkZmFzdC52MS5FdmVudBITCgtuZXh0X2N1cnNvchgCIAEoCTLZAQoMRXZlbnRTZXJ2aWNlEmYKC1dhdGNoRXZlbnRzEh8uaG9sZGZhc3QudjEuV2F0Y2hFdmVudHNSZXF1ZXN0GiAuaG9sZGZhc3QudjEuV2F0Y2hFdmVudHNSZXNwb25zZSISkAIBirUYC2V2ZW50cy5yZWFkMAESYQoKTGlzdEV2ZW50cxIeLmhvbGRmYXN0LnYxLkxpc3RFdmVudHNSZXF1ZXN0Gh8uaG9sZGZhc3QudjEuTGlzdEV2ZW50c1Jlc3BvbnNlIhKQAgGKtRgLZXZlbnRzLnJlYWRiBnByb3RvMw", [file_google_protobuf_timestamp, file_holdfast_v1_booking, file_holdfast_v1_options]);
+  fileDesc("Chdob2xkZmFzdC92MS9ldmVudC5wcm90bxILaG9sZGZhc3QudjEiugIKBUV2ZW50EgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSLgoKb2NjdXJfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJQoHYm9va2luZxgEIAEoCzIULmhvbGRmYXN0LnYxLkJvb2tpbmcSDgoGY3Vyc29yGAUgASgJEjcKE3ByZXZpb3VzX3N0YXJ0X3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEXByZXZpb3VzX2VuZF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIcChRwcmV2aW91c19yZXNvdXJjZV9pZBgIIAEoCRISCgp3ZWJob29rX2lkGAkgASgJEg4KBmRldGFpbBgKIAEoCSJTCgtFdmVudEZpbHRlchINCgV0eXBlcxgBIAMoCRIaCgxyZXNvdXJjZV9pZHMYAiADKAlCBJi1GAESGQoLc2VydmljZV9pZHMYAyADKAlCBJi1GAEieQoSV2F0Y2hFdmVudHNSZXF1ZXN0Eg0KBWFmdGVyGAEgASgJEigKBmZpbHRlchgCIAEoCzIYLmhvbGRmYXN0LnYxLkV2ZW50RmlsdGVyEhYKDmZyb21fYmVnaW5uaW5nGAMgASgIEhIKCmhlYXJ0YmVhdHMYBCABKAgiSAoTV2F0Y2hFdmVudHNSZXNwb25zZRIhCgVldmVudBgBIAEoCzISLmhvbGRmYXN0LnYxLkV2ZW50Eg4KBmN1cnNvchgCIAEoCSJfChFMaXN0RXZlbnRzUmVxdWVzdBINCgVhZnRlchgBIAEoCRIoCgZmaWx0ZXIYAiABKAsyGC5ob2xkZmFzdC52MS5FdmVudEZpbHRlchIRCglwYWdlX3NpemUYAyABKAUiTQoSTGlzdEV2ZW50c1Jlc3BvbnNlEiIKBmV2ZW50cxgBIAMoCzISLmhvbGRmYXN0LnYxLkV2ZW50EhMKC25leHRfY3Vyc29yGAIgASgJMtkBCgxFdmVudFNlcnZpY2USZgoLV2F0Y2hFdmVudHMSHy5ob2xkZmFzdC52MS5XYXRjaEV2ZW50c1JlcXVlc3QaIC5ob2xkZmFzdC52MS5XYXRjaEV2ZW50c1Jlc3BvbnNlIhKQAgGKtRgLZXZlbnRzLnJlYWQwARJhCgpMaXN0RXZlbnRzEh4uaG9sZGZhc3QudjEuTGlzdEV2ZW50c1JlcXVlc3QaHy5ob2xkZmFzdC52MS5MaXN0RXZlbnRzUmVzcG9uc2UiEpACAYq1GAtldmVudHMucmVhZGIGcHJvdG8z", [file_google_protobuf_timestamp, file_holdfast_v1_booking, file_holdfast_v1_options]);
 
 /**
  * @generated from message holdfast.v1.Event
@@ -155,6 +155,15 @@ export type WatchEventsRequest = Message<"holdfast.v1.WatchEventsRequest"> & {
    * @generated from field: bool from_beginning = 3;
    */
   fromBeginning: boolean;
+
+  /**
+   * Also send heartbeats: messages with only a cursor (see
+   * WatchEventsResponse). Off by default, so a consumer that reads every
+   * message's event never meets a message without one.
+   *
+   * @generated from field: bool heartbeats = 4;
+   */
+  heartbeats: boolean;
 };
 
 /**
@@ -165,9 +174,9 @@ export const WatchEventsRequestSchema: GenMessage<WatchEventsRequest> = /*@__PUR
   messageDesc(file_holdfast_v1_event, 2);
 
 /**
- * One message of a WatchEvents stream: an event, or a heartbeat that
- * carries only a cursor. Skip a message without an event, but keep its
- * cursor.
+ * One message of a WatchEvents stream: an event, or, when the request
+ * asked for heartbeats, a heartbeat that carries only a cursor. Skip a
+ * message without an event, but keep its cursor.
  *
  * @generated from message holdfast.v1.WatchEventsResponse
  */

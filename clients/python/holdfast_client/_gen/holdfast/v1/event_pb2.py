@@ -16,7 +16,7 @@ from holdfast.v1 import booking_pb2 as holdfast_dot_v1_dot_booking__pb2
 from holdfast.v1 import options_pb2 as holdfast_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17holdfast/v1/event.proto\x12\x0bholdfast.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19holdfast/v1/booking.proto\x1a\x19holdfast/v1/options.proto\"\xab\x03\n\x05\x45vent\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04type\x18\x02 \x01(\tR\x04type\x12\x39\n\noccur_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\toccurTime\x12.\n\x07\x62ooking\x18\x04 \x01(\x0b\x32\x14.holdfast.v1.BookingR\x07\x62ooking\x12\x16\n\x06\x63ursor\x18\x05 \x01(\tR\x06\x63ursor\x12J\n\x13previous_start_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x11previousStartTime\x12\x46\n\x11previous_end_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0fpreviousEndTime\x12\x30\n\x14previous_resource_id\x18\x08 \x01(\tR\x12previousResourceId\x12\x1d\n\nwebhook_id\x18\t \x01(\tR\twebhookId\x12\x16\n\x06\x64\x65tail\x18\n \x01(\tR\x06\x64\x65tail\"s\n\x0b\x45ventFilter\x12\x14\n\x05types\x18\x01 \x03(\tR\x05types\x12\'\n\x0cresource_ids\x18\x02 \x03(\tB\x04\x98\xb5\x18\x01R\x0bresourceIds\x12%\n\x0bservice_ids\x18\x03 \x03(\tB\x04\x98\xb5\x18\x01R\nserviceIds\"\x83\x01\n\x12WatchEventsRequest\x12\x14\n\x05\x61\x66ter\x18\x01 \x01(\tR\x05\x61\x66ter\x12\x30\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x18.holdfast.v1.EventFilterR\x06\x66ilter\x12%\n\x0e\x66rom_beginning\x18\x03 \x01(\x08R\rfromBeginning\"W\n\x13WatchEventsResponse\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.holdfast.v1.EventR\x05\x65vent\x12\x16\n\x06\x63ursor\x18\x02 \x01(\tR\x06\x63ursor\"x\n\x11ListEventsRequest\x12\x14\n\x05\x61\x66ter\x18\x01 \x01(\tR\x05\x61\x66ter\x12\x30\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x18.holdfast.v1.EventFilterR\x06\x66ilter\x12\x1b\n\tpage_size\x18\x03 \x01(\x05R\x08pageSize\"a\n\x12ListEventsResponse\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.holdfast.v1.EventR\x06\x65vents\x12\x1f\n\x0bnext_cursor\x18\x02 \x01(\tR\nnextCursor2\xd9\x01\n\x0c\x45ventService\x12\x66\n\x0bWatchEvents\x12\x1f.holdfast.v1.WatchEventsRequest\x1a .holdfast.v1.WatchEventsResponse\"\x12\x90\x02\x01\x8a\xb5\x18\x0b\x65vents.read0\x01\x12\x61\n\nListEvents\x12\x1e.holdfast.v1.ListEventsRequest\x1a\x1f.holdfast.v1.ListEventsResponse\"\x12\x90\x02\x01\x8a\xb5\x18\x0b\x65vents.readb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17holdfast/v1/event.proto\x12\x0bholdfast.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19holdfast/v1/booking.proto\x1a\x19holdfast/v1/options.proto\"\xab\x03\n\x05\x45vent\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04type\x18\x02 \x01(\tR\x04type\x12\x39\n\noccur_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\toccurTime\x12.\n\x07\x62ooking\x18\x04 \x01(\x0b\x32\x14.holdfast.v1.BookingR\x07\x62ooking\x12\x16\n\x06\x63ursor\x18\x05 \x01(\tR\x06\x63ursor\x12J\n\x13previous_start_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x11previousStartTime\x12\x46\n\x11previous_end_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0fpreviousEndTime\x12\x30\n\x14previous_resource_id\x18\x08 \x01(\tR\x12previousResourceId\x12\x1d\n\nwebhook_id\x18\t \x01(\tR\twebhookId\x12\x16\n\x06\x64\x65tail\x18\n \x01(\tR\x06\x64\x65tail\"s\n\x0b\x45ventFilter\x12\x14\n\x05types\x18\x01 \x03(\tR\x05types\x12\'\n\x0cresource_ids\x18\x02 \x03(\tB\x04\x98\xb5\x18\x01R\x0bresourceIds\x12%\n\x0bservice_ids\x18\x03 \x03(\tB\x04\x98\xb5\x18\x01R\nserviceIds\"\xa3\x01\n\x12WatchEventsRequest\x12\x14\n\x05\x61\x66ter\x18\x01 \x01(\tR\x05\x61\x66ter\x12\x30\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x18.holdfast.v1.EventFilterR\x06\x66ilter\x12%\n\x0e\x66rom_beginning\x18\x03 \x01(\x08R\rfromBeginning\x12\x1e\n\nheartbeats\x18\x04 \x01(\x08R\nheartbeats\"W\n\x13WatchEventsResponse\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x12.holdfast.v1.EventR\x05\x65vent\x12\x16\n\x06\x63ursor\x18\x02 \x01(\tR\x06\x63ursor\"x\n\x11ListEventsRequest\x12\x14\n\x05\x61\x66ter\x18\x01 \x01(\tR\x05\x61\x66ter\x12\x30\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x18.holdfast.v1.EventFilterR\x06\x66ilter\x12\x1b\n\tpage_size\x18\x03 \x01(\x05R\x08pageSize\"a\n\x12ListEventsResponse\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.holdfast.v1.EventR\x06\x65vents\x12\x1f\n\x0bnext_cursor\x18\x02 \x01(\tR\nnextCursor2\xd9\x01\n\x0c\x45ventService\x12\x66\n\x0bWatchEvents\x12\x1f.holdfast.v1.WatchEventsRequest\x1a .holdfast.v1.WatchEventsResponse\"\x12\x90\x02\x01\x8a\xb5\x18\x0b\x65vents.read0\x01\x12\x61\n\nListEvents\x12\x1e.holdfast.v1.ListEventsRequest\x1a\x1f.holdfast.v1.ListEventsResponse\"\x12\x90\x02\x01\x8a\xb5\x18\x0b\x65vents.readb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'holdfast.v1.event_pb2', globals())
@@ -36,13 +36,13 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _EVENTFILTER._serialized_start=557
   _EVENTFILTER._serialized_end=672
   _WATCHEVENTSREQUEST._serialized_start=675
-  _WATCHEVENTSREQUEST._serialized_end=806
-  _WATCHEVENTSRESPONSE._serialized_start=808
-  _WATCHEVENTSRESPONSE._serialized_end=895
-  _LISTEVENTSREQUEST._serialized_start=897
-  _LISTEVENTSREQUEST._serialized_end=1017
-  _LISTEVENTSRESPONSE._serialized_start=1019
-  _LISTEVENTSRESPONSE._serialized_end=1116
-  _EVENTSERVICE._serialized_start=1119
-  _EVENTSERVICE._serialized_end=1336
+  _WATCHEVENTSREQUEST._serialized_end=838
+  _WATCHEVENTSRESPONSE._serialized_start=840
+  _WATCHEVENTSRESPONSE._serialized_end=927
+  _LISTEVENTSREQUEST._serialized_start=929
+  _LISTEVENTSREQUEST._serialized_end=1049
+  _LISTEVENTSRESPONSE._serialized_start=1051
+  _LISTEVENTSRESPONSE._serialized_end=1148
+  _EVENTSERVICE._serialized_start=1151
+  _EVENTSERVICE._serialized_end=1368
 # @@protoc_insertion_point(module_scope)
