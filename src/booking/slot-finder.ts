@@ -61,6 +61,9 @@ const MAX_REUSE_TENANTS = 1_000;
 
 type Reusable = { madeAt: number; offers: Promise<OfferedSlot[]> };
 
+/** A refused time to offer alternatives for; `moving`: the booking a refused move was of. */
+type Requested = { resourceId: string; startMs: number; durationMs: number; moving?: string };
+
 /**
  * Free slots of a service, as ListSlots, SLOT_UNAVAILABLE alternatives and
  * the fair pick of a resource all need them: one round trip for the
@@ -114,7 +117,8 @@ export class SlotFinder {
    * `rules` (the service's current policy unless given). Cached copies the
    * database shows to be stale are reloaded before the slots are computed.
    * The bookings read cover `around` as well, for callers that need more of
-   * them than the slots do.
+   * them than the slots do. The booking `exceptId` (one being moved) is
+   * left out of them, as its move leaves it out.
    */
   async free(
     tenantId: string,
@@ -124,6 +128,7 @@ export class SlotFinder {
     durationMs: number,
     rules: ServiceRules = { policy: service.policy, timeZone: service.timeZone },
     around?: Interval,
+    exceptId?: string,
   ): Promise<{ slots: FreeSlot[]; occupancy: Occupancy; resources: ResourceSnapshot[] }> {
     const from = Math.min(
       range.start - rules.policy.bufferBeforeMs,
@@ -131,7 +136,7 @@ export class SlotFinder {
     );
     const to = Math.max(range.end + durationMs + rules.policy.bufferAfterMs, around?.end ?? 0);
     const ids = resources.map((r) => r.id);
-    const occupancy = await loadOccupancy(this.db, tenantId, service.id, ids, from, to);
+    const occupancy = await loadOccupancy(this.db, tenantId, service.id, ids, from, to, exceptId);
     if (occupancy.serviceRevision !== undefined && occupancy.serviceRevision !== service.revision) {
       // The caller decided with a stale copy of the service: it starts over.
       this.catalog.forget(tenantId);
@@ -159,16 +164,18 @@ export class SlotFinder {
   /**
    * Up to three free slots near a taken time, the same resource first, as
    * offers with ids; under `rules` (a version of the service's policy) when
-   * given, else its current policy.
+   * given, else its current policy. For a refused move, `requested.moving`
+   * names the booking: its own blocks do not count as taken, so the times
+   * offered are those it could move to.
    */
   alternatives(
     tenantId: string,
     service: ServiceSnapshot,
-    requested: { resourceId: string; startMs: number; durationMs: number },
+    requested: Requested,
     rules?: { version: number } & ServiceRules,
   ): Promise<OfferedSlot[]> {
     const version = rules?.version ?? service.policyVersion;
-    const key = `${service.id}/${service.policyVersion}/${version}/${requested.resourceId}/${requested.startMs}/${requested.durationMs}`;
+    const key = `${service.id}/${service.policyVersion}/${version}/${requested.resourceId}/${requested.startMs}/${requested.durationMs}/${requested.moving ?? ""}`;
     const now = performance.now();
     let recent = this.recentAlternatives.get(tenantId);
     const reusable = recent?.get(key);
@@ -193,7 +200,7 @@ export class SlotFinder {
   private async findAlternatives(
     tenantId: string,
     service: ServiceSnapshot,
-    requested: { resourceId: string; startMs: number; durationMs: number },
+    requested: Requested,
     rules: ServiceRules | undefined,
   ): Promise<OfferedSlot[]> {
     const resourceList = await this.resourcesOf(tenantId, service, []);
@@ -213,6 +220,8 @@ export class SlotFinder {
         range,
         requested.durationMs,
         rules,
+        undefined,
+        requested.moving,
       );
       const near = nearestAlternatives(
         slots,

@@ -111,6 +111,8 @@ type Near = {
   endMs: number;
   /** The rules the write was checked under, when not the service's current ones (a move's). */
   rules?: { version: number } & ServiceRules;
+  /** The booking being moved (a move's): the times offered leave it out, as the move does. */
+  moving?: string;
 };
 
 /** A write is retried when something changed between checking and writing (see mustRetry). */
@@ -185,9 +187,15 @@ export async function reschedule(
       throw new Error(`policy version ${current.policyVersion} of ${current.serviceId} is missing`);
     const r = await resource(w, tenantId, t.resourceId || current.resourceId);
     checkResource(t.service, r);
-    // A move is checked under the booking's own policy version: so are the
-    // free times offered when it is refused.
-    near = { ...t, resourceId: r.id, rules: { ...rules, version: current.policyVersion } };
+    // A move is checked under the booking's own policy version, and does
+    // not conflict with the booking itself: so are the free times offered
+    // when it is refused.
+    near = {
+      ...t,
+      resourceId: r.id,
+      rules: { ...rules, version: current.policyVersion },
+      moving: current.id,
+    };
     checkTime(rules, r, t);
     return timed(w, "reschedule_booking", signal, () =>
       rescheduleBooking(
@@ -438,6 +446,7 @@ function alternativesNear(w: BookingWrites, tenantId: string, near: Near): Promi
         resourceId: near.resourceId,
         startMs: near.startMs,
         durationMs: near.endMs - near.startMs,
+        moving: near.moving,
       },
       near.rules,
     )

@@ -225,7 +225,8 @@ export type Occupancy = {
  * database, in one round trip: now(), the blocks of HELD-unexpired and
  * CONFIRMED bookings of the resources overlapping [from, to), and the
  * revisions of the service and resources, to tell whether cached copies
- * are current.
+ * are current. The booking `exceptId` (one being moved) is left out, as
+ * its move leaves it out.
  */
 export async function loadOccupancy(
   q: Queryable,
@@ -234,6 +235,7 @@ export async function loadOccupancy(
   resourceIds: readonly string[],
   from: number,
   to: number,
+  exceptId?: string,
 ): Promise<Occupancy> {
   // One call of slot_occupancy (src/db/functions/07_slot_occupancy.sql),
   // whose plan each connection makes once; the blocks come as JSON, per
@@ -247,8 +249,8 @@ export async function loadOccupancy(
     busy: ([number[], number[], number[]] | [null, null, null])[] | null;
   }>({
     name: "slot_occupancy",
-    text: "SELECT * FROM slot_occupancy($1, $2, $3::text[], $4, $5)",
-    values: [tenantId, serviceId, ids, new Date(from), new Date(to)],
+    text: "SELECT * FROM slot_occupancy($1, $2, $3::text[], $4, $5, $6)",
+    values: [tenantId, serviceId, ids, new Date(from), new Date(to), exceptId ?? null],
   });
   const row = rows[0];
   if (!row) throw new Error("occupancy query returned no row");

@@ -967,7 +967,7 @@ $function$;
 
 -- Functions from src/db/functions/07_slot_occupancy.sql
 
-CREATE OR REPLACE FUNCTION public.slot_occupancy(p_tenant text, p_service text, p_resources text[], p_from timestamp with time zone, p_to timestamp with time zone, OUT now_ms double precision, OUT service_revision integer, OUT revisions jsonb, OUT busy json)
+CREATE OR REPLACE FUNCTION public.slot_occupancy(p_tenant text, p_service text, p_resources text[], p_from timestamp with time zone, p_to timestamp with time zone, p_except text DEFAULT NULL::text, OUT now_ms double precision, OUT service_revision integer, OUT revisions jsonb, OUT busy json)
  RETURNS record
  LANGUAGE plpgsql
  STABLE
@@ -985,6 +985,7 @@ BEGIN
             FROM bookings b
             WHERE b.tenant_id = p_tenant AND b.resource_id = requested.id AND b.status IN ('held', 'confirmed')
               AND (b.status = 'confirmed' OR b.expire_time > now())
+              AND b.id IS DISTINCT FROM p_except
               AND b.block_start < p_to AND b.block_start > p_from - interval '72 hours' AND b.block_end > p_from
           ) ORDER BY requested.n)
           FROM unnest(p_resources) WITH ORDINALITY requested(id, n))

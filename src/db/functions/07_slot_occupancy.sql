@@ -5,7 +5,10 @@
 -- blocks nothing from its expire_time on, whether or not the sweeper has
 -- marked it. The blocks come per resource, in the order of p_resources, as
 -- [[block starts], [block ends], [booking starts]] in whole milliseconds
--- after p_from ([null, null, null] for a resource without any).
+-- after p_from ([null, null, null] for a resource without any). The booking
+-- p_except (null, the default: none) is left out, as the move of it leaves
+-- it out (reschedule_booking): the free times offered when a move is
+-- refused are the times it could move to, overlaps of its own time included.
 --
 -- Measured against the shapes it replaced (20 resources x 200 bookings):
 -- one index scan per resource costs less than one scan of all of them
@@ -19,6 +22,7 @@
 -- planning cost as much as the rest.
 CREATE FUNCTION slot_occupancy(
   p_tenant text, p_service text, p_resources text[], p_from timestamptz, p_to timestamptz,
+  p_except text DEFAULT NULL,
   OUT now_ms double precision, OUT service_revision integer, OUT revisions jsonb, OUT busy json
 )
 LANGUAGE plpgsql STABLE
@@ -36,6 +40,7 @@ BEGIN
             FROM bookings b
             WHERE b.tenant_id = p_tenant AND b.resource_id = requested.id AND b.status IN ('held', 'confirmed')
               AND (b.status = 'confirmed' OR b.expire_time > now())
+              AND b.id IS DISTINCT FROM p_except
               AND b.block_start < p_to AND b.block_start > p_from - interval '72 hours' AND b.block_end > p_from
           ) ORDER BY requested.n)
           FROM unnest(p_resources) WITH ORDINALITY requested(id, n))
