@@ -61,8 +61,11 @@ const MAX_REUSE_TENANTS = 1_000;
 
 type Reusable = { madeAt: number; offers: Promise<OfferedSlot[]> };
 
+/** A booking being moved: its id, and where it is now. */
+export type Moving = { id: string; resourceId: string; startMs: number; endMs: number };
+
 /** A refused time to offer alternatives for; `moving`: the booking a refused move was of. */
-type Requested = { resourceId: string; startMs: number; durationMs: number; moving?: string };
+type Requested = { resourceId: string; startMs: number; durationMs: number; moving?: Moving };
 
 /**
  * Free slots of a service, as ListSlots, SLOT_UNAVAILABLE alternatives and
@@ -166,7 +169,7 @@ export class SlotFinder {
    * offers with ids; under `rules` (a version of the service's policy) when
    * given, else its current policy. For a refused move, `requested.moving`
    * names the booking: its own blocks do not count as taken, so the times
-   * offered are those it could move to.
+   * offered are those it could move to, and where it is now is not offered.
    */
   alternatives(
     tenantId: string,
@@ -175,7 +178,7 @@ export class SlotFinder {
     rules?: { version: number } & ServiceRules,
   ): Promise<OfferedSlot[]> {
     const version = rules?.version ?? service.policyVersion;
-    const key = `${service.id}/${service.policyVersion}/${version}/${requested.resourceId}/${requested.startMs}/${requested.durationMs}/${requested.moving ?? ""}`;
+    const key = `${service.id}/${service.policyVersion}/${version}/${requested.resourceId}/${requested.startMs}/${requested.durationMs}/${requested.moving?.id ?? ""}`;
     const now = performance.now();
     let recent = this.recentAlternatives.get(tenantId);
     const reusable = recent?.get(key);
@@ -204,6 +207,7 @@ export class SlotFinder {
     rules: ServiceRules | undefined,
   ): Promise<OfferedSlot[]> {
     const resourceList = await this.resourcesOf(tenantId, service, []);
+    const { moving } = requested;
     const { policy } = rules ?? service;
     const nearest = async (afterMs: number) => {
       const range = alternativesRange(
@@ -221,10 +225,19 @@ export class SlotFinder {
         requested.durationMs,
         rules,
         undefined,
-        requested.moving,
+        moving?.id,
       );
+      // Where the booking is now is no time to move it to.
+      const open = moving
+        ? slots.filter(
+            (s) =>
+              s.resourceId !== moving.resourceId ||
+              s.start !== moving.startMs ||
+              s.end !== moving.endMs,
+          )
+        : slots;
       const near = nearestAlternatives(
-        slots,
+        open,
         { resourceId: requested.resourceId, start: requested.startMs },
         ALTERNATIVES_OFFERED,
       );

@@ -1,5 +1,6 @@
 import { performance } from "node:perf_hooks";
 import { fromJson, type JsonObject } from "@bufbuild/protobuf";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { type Booking, BookingSchema, BookingStatus } from "../../gen/holdfast/v1/booking_pb.js";
 import {
   type BookingAction,
@@ -30,7 +31,7 @@ import {
 import { HOUR_MS } from "../domain/time.js";
 import { instantText } from "../zod-messages.js";
 import type { BookingBatches } from "./batches.js";
-import type { SlotFinder } from "./slot-finder.js";
+import type { Moving, SlotFinder } from "./slot-finder.js";
 
 /**
  * The booking writes, between a validated request and the one SQL call
@@ -112,7 +113,7 @@ type Near = {
   /** The rules the write was checked under, when not the service's current ones (a move's). */
   rules?: { version: number } & ServiceRules;
   /** The booking being moved (a move's): the times offered leave it out, as the move does. */
-  moving?: string;
+  moving?: Moving;
 };
 
 /** A write is retried when something changed between checking and writing (see mustRetry). */
@@ -194,7 +195,12 @@ export async function reschedule(
       ...t,
       resourceId: r.id,
       rules: { ...rules, version: current.policyVersion },
-      moving: current.id,
+      moving: {
+        id: current.id,
+        resourceId: current.resourceId,
+        startMs: current.startTime ? timestampMs(current.startTime) : 0,
+        endMs: current.endTime ? timestampMs(current.endTime) : 0,
+      },
     };
     checkTime(rules, r, t);
     return timed(w, "reschedule_booking", signal, () =>

@@ -100,9 +100,9 @@ describe("alternatives to a refused RescheduleBooking", () => {
       "SLOT_UNAVAILABLE",
     );
     const offered = refused.findDetails(SlotConflictSchema)[0]?.alternatives ?? [];
-    // 10:30 is the nearest: free but for C itself. Then 10:00 (C's own
-    // time) and 09:30, nearer than 12:30 after D.
-    expect(offered.map(clock)).toEqual(["10:30", "10:00", "09:30"]);
+    // 10:30 is the nearest: free but for C itself. Then 09:30 and 12:30
+    // after D; never 10:00, where C is now.
+    expect(offered.map(clock)).toEqual(["10:30", "09:30", "12:30"]);
     expect(offered.every((s) => s.resourceId === r.resourceId && s.slotId !== "")).toBe(true);
     await moveToEach(r, r.first, offered, 10);
   });
@@ -120,7 +120,8 @@ describe("alternatives to a refused RescheduleBooking", () => {
       "OUTSIDE_WORKING_HOURS",
     );
     const offered = refused.findDetails(SlotConflictSchema)[0]?.alternatives ?? [];
-    expect(offered.map(clock)).toEqual(["09:00", "09:30", "11:30"]);
+    // 09:30 overlaps C; 09:00, where C is now, is no move.
+    expect(offered.map(clock)).toEqual(["09:30", "11:30", "12:00"]);
     await moveToEach(r, r.first, offered, 9);
   });
 
@@ -151,8 +152,8 @@ describe("alternatives to a refused RescheduleBooking", () => {
     const holdAfter = await offeredBy(hold);
     expect({ holdFirst, moveAfter, moveFirst, holdAfter }).toEqual({
       holdFirst: ["12:30", "09:00", "13:00"],
-      moveAfter: ["10:30", "10:00", "09:30"],
-      moveFirst: ["10:30", "10:00", "09:30"],
+      moveAfter: ["10:30", "09:30", "12:30"],
+      moveFirst: ["10:30", "09:30", "12:30"],
       holdAfter: ["12:30", "09:00", "13:00"],
     });
   });
