@@ -11,6 +11,7 @@ import {
   trace,
 } from "@opentelemetry/api";
 import { ConfigError } from "./config.js";
+import { clipText } from "./domain/rejection.js";
 import { log } from "./log.js";
 
 /**
@@ -129,10 +130,19 @@ export async function startTracing(settings: TracingSettings | undefined): Promi
     resource,
     spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter())],
   });
+  // An export runs on a timer that may have started inside a call: its
+  // failure is logged outside any span (not with that call's trace id), and
+  // clipped, as a collector's answer echoed in it is the collector's text.
+  const report = (message: string, args: unknown[]) =>
+    context.with(ROOT_CONTEXT, () =>
+      log.warn(`tracing: ${clipText(message, 500)}`, {
+        detail: args.map((a) => clipText(String(a), 500)),
+      }),
+    );
   diag.setLogger(
     {
-      error: (message, ...args) => log.warn(`tracing: ${message}`, { detail: args.map(String) }),
-      warn: (message, ...args) => log.warn(`tracing: ${message}`, { detail: args.map(String) }),
+      error: (message, ...args) => report(message, args),
+      warn: (message, ...args) => report(message, args),
       info: () => {},
       debug: () => {},
       verbose: () => {},

@@ -1,5 +1,7 @@
 import { randomBytes } from "node:crypto";
-import { afterAll, describe, expect, it } from "vitest";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { WebhookService } from "../../gen/holdfast/v1/webhook_pb.js";
 import { at, bookingWorld } from "../support/booking.js";
 import { clientFor, postJson } from "../support/clients.js";
@@ -252,5 +254,48 @@ describe("tracing off: no OTEL variables", { timeout: 180_000 }, async () => {
     expect(hold).toBeDefined();
     expect(lines.some((l) => "trace_id" in l || "span_id" in l)).toBe(false);
     expect(server.stderr()).not.toContain("tracing:");
+  });
+});
+
+describe("a collector that refuses the export", { timeout: 60_000 }, async () => {
+  // It answers 401 with a long body, as a collector may echo what it was sent.
+  const echo = "unauthorized: ".padEnd(20_000, "x");
+  const collector = createServer((req, res) => {
+    req.resume();
+    req.on("end", () => res.writeHead(401, { "content-type": "text/plain" }).end(echo));
+  });
+  await new Promise<void>((resolve) => collector.listen(0, "127.0.0.1", resolve));
+  const server = await spawnServer({
+    ...(await env()),
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(collector.address() as AddressInfo).port}`,
+    OTEL_BSP_SCHEDULE_DELAY: "100",
+  });
+  afterAll(async () => {
+    await server.stop();
+    collector.close();
+  });
+
+  it("is logged outside any call's trace, its answer clipped", async () => {
+    const caller = callerTrace();
+    const w = await bookingWorld(server.url);
+    await postJson(
+      server.url,
+      "holdfast.v1.BookingService/CreateHold",
+      holdJson(w, at(2, 9).startMs),
+      w.key,
+      { traceparent: caller.traceparent },
+    );
+    let failures: Record<string, unknown>[] = [];
+    await vi.waitFor(
+      () => {
+        failures = logLines(server.stderr()).filter((l) => String(l.msg).startsWith("tracing:"));
+        expect(failures.length).toBeGreaterThan(0);
+      },
+      { timeout: 20_000, interval: 100 },
+    );
+    for (const l of failures) {
+      expect(l.trace_id).toBeUndefined();
+      expect(JSON.stringify(l).length).toBeLessThan(4_000);
+    }
   });
 });
