@@ -61,7 +61,7 @@ import { pageTokensInterceptor } from "./rpc/paging.js";
 import { rateLimitInterceptor } from "./rpc/rate-limit.js";
 import { RateLimiter } from "./rpc/rate-limiter.js";
 import { registerReflection } from "./rpc/reflection.js";
-import { requestLogInterceptor } from "./rpc/request-log.js";
+import { httpLines, requestLogInterceptor } from "./rpc/request-log.js";
 import { resourceService } from "./rpc/resource-service.js";
 import { tenantService } from "./rpc/tenant-service.js";
 import { tracingInterceptor } from "./rpc/tracing.js";
@@ -275,12 +275,15 @@ export async function startHoldfast(
     // Paths outside the RPC router: WatchEvents as Server-Sent Events, MCP,
     // the OpenAPI document with its reference page, calendar feeds, the
     // console, HTTP health and metrics.
+    const logged = httpLines(config.requestLogLevel);
     const route: NodeHandler = (req, res) => {
       const path = (req.url ?? "").split("?", 1)[0] ?? "";
-      if (path === EVENT_STREAM_PATH) eventStream(req, res);
+      if (path === EVENT_STREAM_PATH) logged(req, res, path, () => eventStream(req, res));
       else if (path === MCP_PATH) mcp(req, res);
       else if (isApiDocsPath(path)) apiDocsHandler(req, res);
-      else if (path.startsWith(CALENDAR_FEED_PATH)) calendarFeed(req, res);
+      else if (path.startsWith(CALENDAR_FEED_PATH))
+        // The rest of the path is the feed's secret: never logged.
+        logged(req, res, `${CALENDAR_FEED_PATH}…`, () => calendarFeed(req, res));
       else if (path === CONSOLE_PATH || path.startsWith(`${CONSOLE_PATH}/`))
         operatorConsole(req, res);
       else if (HEALTH_PATHS.has(path)) health(req, res);

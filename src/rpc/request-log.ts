@@ -1,7 +1,9 @@
 import { randomUUID } from "node:crypto";
 import type { Interceptor } from "@connectrpc/connect";
+import { clipText } from "../domain/rejection.js";
 import { log, logs } from "../log.js";
 import { callerIn } from "./auth.js";
+import type { NodeRequest, NodeResponse } from "./http.js";
 import {
   callSite,
   codeOf,
@@ -53,4 +55,33 @@ function requestLines(level: "info" | "debug"): Interceptor {
       });
     };
   });
+}
+
+/**
+ * One line per request on the paths outside the RPC router that callers
+ * use (Server-Sent Events, calendar feeds), at `level` as the RPCs' lines:
+ * `"msg":"http"`, request id, method, `path` as given by the caller of this
+ * (a feed's is written without its secret), HTTP status and duration, once
+ * the answer has ended. So a stream's refusal, or a run of guessed feed
+ * URLs, shows in the log as a refused RPC does.
+ */
+export function httpLines(
+  level: "info" | "debug",
+): (req: NodeRequest, res: NodeResponse, path: string, handle: () => void) => void {
+  return (req, res, path, handle) => {
+    if (!logs(level)) return handle();
+    const given = req.headers["x-request-id"];
+    const requestId = typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
+    const started = process.hrtime.bigint();
+    res.once("close", () =>
+      log[level]("http", {
+        requestId,
+        method: clipText(req.method ?? "", 20),
+        path,
+        status: res.statusCode,
+        durationMs: Number(process.hrtime.bigint() - started) / 1e6,
+      }),
+    );
+    handle();
+  };
 }

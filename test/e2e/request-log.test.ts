@@ -4,6 +4,7 @@ import { Code } from "@connectrpc/connect";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { BookingService } from "../../gen/holdfast/v1/booking_pb.js";
+import { CalendarFeedService } from "../../gen/holdfast/v1/calendar_feed_pb.js";
 import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { WebhookService } from "../../gen/holdfast/v1/webhook_pb.js";
 import { at, bookingWorld, sleep } from "../support/booking.js";
@@ -256,5 +257,44 @@ describe("the server's own failures", { timeout: 60_000 }, async () => {
     }
     expect(server.stderr()).not.toContain(email);
     expect(server.stderr()).not.toContain(encodeURIComponent(email));
+  });
+});
+
+describe("requests outside the RPCs", { timeout: 60_000 }, async () => {
+  const server = await spawnServer({
+    DATABASE_URL: await freshDatabase(),
+    PORT: "0",
+    HOLDFAST_ADMIN_KEY: ADMIN_KEY,
+    HOLDFAST_LOG_LEVEL: "info",
+  });
+  afterAll(() => server.stop());
+
+  it("write one line each: calendar feeds without their secret, Server-Sent Events with their status", async () => {
+    const w = await bookingWorld(server.url);
+    const { urlPath } = await clientFor(CalendarFeedService, server.url, w.key).createCalendarFeed({
+      resourceId: w.resourceId,
+    });
+    const get = (path: string, headers: Record<string, string> = {}) =>
+      fetch(`${server.url}${path}`, { headers }).then(async (r) => {
+        await r.body?.cancel();
+        return r.status;
+      });
+    const guessed = `/v1/feeds/hfcal_${"A".repeat(43)}.ics`;
+    expect(await get(urlPath, { "x-request-id": "feed-1" })).toBe(200);
+    expect(await get(guessed, { "x-request-id": "feed-2" })).toBe(404);
+    expect(await get("/v1/events/stream", { "x-request-id": "sse-1" })).toBe(401);
+    await server.stop();
+    const lines = server
+      .stderr()
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l.msg === "http");
+    const line = (id: string) => lines.find((l) => l.requestId === id);
+    expect(line("feed-1")).toMatchObject({ method: "GET", path: "/v1/feeds/…", status: 200 });
+    expect(line("feed-2")).toMatchObject({ method: "GET", path: "/v1/feeds/…", status: 404 });
+    expect(line("sse-1")).toMatchObject({ method: "GET", path: "/v1/events/stream", status: 401 });
+    const secret = urlPath.slice("/v1/feeds/".length, -".ics".length);
+    expect(server.stderr()).not.toContain(secret);
   });
 });
