@@ -926,7 +926,7 @@ export function rawHttpError(err: NodeJS.ErrnoException): string {
           "Request Header Fields Too Large",
           new Rejection(
             "REQUEST_TOO_LARGE",
-            "the request line and headers exceed 16 KiB: send a large message as a POST body, not in a GET's URL",
+            "the request line and headers exceed 16 KiB: shorten the headers (an Idempotency-Key is at most 255 characters), and send a large message as a POST body, not in a GET's URL",
           ),
         ]
       : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
