@@ -1,7 +1,5 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Code } from "@connectrpc/connect";
@@ -19,6 +17,7 @@ import { recordWebhookDisabled } from "../../src/db/outbox.js";
 import { startHoldfast } from "../../src/server.js";
 import { clientFor, newTenant, rejected } from "../support/clients.js";
 import { emptyDatabase, freshDatabase } from "../support/database.js";
+import { type CommandRun, freePort, startCli } from "../support/process.js";
 import { ADMIN_KEY, startTestServer, type TestServer } from "../support/server.js";
 
 /**
@@ -26,28 +25,8 @@ import { ADMIN_KEY, startTestServer, type TestServer } from "../support/server.j
  * against a real server and database.
  */
 
-type Run = { code: number | null; stdout: string; stderr: string };
-
-function start(args: string[], env: Record<string, string>): ChildProcess & { output: () => Run } {
-  const child = spawn(process.execPath, ["bin/holdfast.js", ...args], {
-    env: { PATH: process.env.PATH ?? "", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const run: Run = { code: null, stdout: "", stderr: "" };
-  child.stdout?.on("data", (d: Buffer) => {
-    run.stdout += d.toString();
-  });
-  child.stderr?.on("data", (d: Buffer) => {
-    run.stderr += d.toString();
-  });
-  child.once("exit", (code) => {
-    run.code = code;
-  });
-  return Object.assign(child, { output: () => run });
-}
-
-function holdfast(args: string[], env: Record<string, string>): Promise<Run> {
-  const child = start(args, env);
+function holdfast(args: string[], env: Record<string, string>): Promise<CommandRun> {
+  const child = startCli(args, env);
   return new Promise((resolve) => child.once("close", () => resolve(child.output())));
 }
 
@@ -696,7 +675,7 @@ describe("holdfast (command line)", () => {
     };
     // Start after the current end of the stream, so no event is missed however fast it connects.
     const { nextCursor } = await clientFor(EventService, instance.url, key).listEvents({});
-    const tail = start(["events", "tail", "--after", nextCursor], {
+    const tail = startCli(["events", "tail", "--after", nextCursor], {
       HOLDFAST_URL: instance.url,
       HOLDFAST_KEY: key,
     });
@@ -873,15 +852,4 @@ describe("holdfast (command line)", () => {
 
 function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const address = probe.address();
-      probe.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
 }

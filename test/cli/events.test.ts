@@ -1,12 +1,16 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { describe, expect, it, vi } from "vitest";
 import { EventService } from "../../gen/holdfast/v1/event_pb.js";
 import { at, bookingWorld } from "../support/booking.js";
 import { clientFor } from "../support/clients.js";
 import { freshDatabase, retireAll } from "../support/database.js";
 import { scrape } from "../support/metrics.js";
-import { type ServerProcess, spawnServer } from "../support/process.js";
+import {
+  type CommandRun,
+  freePort,
+  type ServerProcess,
+  spawnServer,
+  startCli,
+} from "../support/process.js";
 import { relay } from "../support/relay.js";
 import { ADMIN_KEY, startTestServer } from "../support/server.js";
 
@@ -14,37 +18,6 @@ import { ADMIN_KEY, startTestServer } from "../support/server.js";
  * `holdfast events tail` as its own process, against a server process that
  * stops and starts again on the same port while the command runs.
  */
-
-type Run = { code: number | null; stdout: string; stderr: string };
-
-function start(args: string[], env: Record<string, string>): ChildProcess & { output: () => Run } {
-  const child = spawn(process.execPath, ["bin/holdfast.js", ...args], {
-    env: { PATH: process.env.PATH ?? "", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const run: Run = { code: null, stdout: "", stderr: "" };
-  child.stdout?.on("data", (d: Buffer) => {
-    run.stdout += d.toString();
-  });
-  child.stderr?.on("data", (d: Buffer) => {
-    run.stderr += d.toString();
-  });
-  child.once("exit", (code) => {
-    run.code = code;
-  });
-  return Object.assign(child, { output: () => run });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const address = probe.address();
-      probe.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}
 
 /** Waits for an observable state, failing with what the commands said if it never comes. */
 const until = (check: () => void) => vi.waitFor(check, { timeout: 60_000, interval: 50 });
@@ -58,7 +31,7 @@ describe("holdfast events tail", () => {
       HOLDFAST_ADMIN_KEY: ADMIN_KEY,
     };
     let server: ServerProcess = await spawnServer(env);
-    const tails: ReturnType<typeof start>[] = [];
+    const tails: ReturnType<typeof startCli>[] = [];
     try {
       const w = await bookingWorld(server.url, { resources: 2 });
       const [watched, other] = w.resourceIds as [string, string];
@@ -68,11 +41,11 @@ describe("holdfast events tail", () => {
       const { nextCursor } = await clientFor(EventService, server.url, w.key).listEvents({});
       const cli = { HOLDFAST_URL: server.url, HOLDFAST_KEY: w.key };
       // One tail gets a matching event before the stop, the other none at all.
-      const byResource = start(
+      const byResource = startCli(
         ["events", "tail", "--resource", watched, "--after", nextCursor],
         cli,
       );
-      const confirmed = start(
+      const confirmed = startCli(
         ["events", "tail", "--type", "booking.confirmed", "--after", nextCursor],
         cli,
       );
@@ -107,7 +80,7 @@ describe("holdfast events tail", () => {
         expect(byResource.output().stdout).toContain(meanwhile);
         expect(confirmed.output().stdout).toContain("booking.confirmed");
       });
-      const lines = (run: Run) => run.stdout.trim().split("\n");
+      const lines = (run: CommandRun) => run.stdout.trim().split("\n");
       expect(lines(byResource.output())).toHaveLength(2);
       expect(lines(byResource.output())[0]).toContain(matched);
       expect(lines(confirmed.output())).toHaveLength(1);
@@ -145,7 +118,7 @@ describe("holdfast events tail", () => {
       ["events", "tail", "--resource", watched, "--after", nextCursor],
     ];
     const tails = relays.map((r, i) =>
-      start(args[i] as string[], { HOLDFAST_URL: r.url, HOLDFAST_KEY: w.key }),
+      startCli(args[i] as string[], { HOLDFAST_URL: r.url, HOLDFAST_KEY: w.key }),
     );
     try {
       // Only events their filter skips.

@@ -1,4 +1,3 @@
-import { createServer } from "node:net";
 import type { Browser, Page } from "playwright-core";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { EventService } from "../../gen/holdfast/v1/event_pb.js";
@@ -9,6 +8,7 @@ import { launchChromium, signedIn } from "../support/browser.js";
 import { clientFor } from "../support/clients.js";
 import { freshDatabase, retireAll } from "../support/database.js";
 import { scrape } from "../support/metrics.js";
+import { freePort } from "../support/process.js";
 import { relay } from "../support/relay.js";
 import { ADMIN_KEY, startTestServer } from "../support/server.js";
 
@@ -22,17 +22,6 @@ let browser: Browser;
 beforeAll(async () => {
   browser = await launchChromium();
 }, 60_000);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const address = probe.address();
-      probe.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}
 
 /** The event log's rows, newest first: the booking each is about, and where it came from. */
 const shown = (page: Page) =>

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
+import { createServer } from "node:net";
 
 export type ServerProcess = {
   child: ChildProcess;
@@ -172,4 +173,42 @@ export function runCommand(
     stderr += d.toString();
   });
   return new Promise((resolve) => child.once("close", (code) => resolve({ code, stdout, stderr })));
+}
+
+/**
+ * `holdfast <args>` (bin/holdfast.js) as its own process, with exactly `env`
+ * and PATH; `output()` is what it has said so far, and its exit code once it
+ * has exited.
+ */
+export function startCli(
+  args: string[],
+  env: Record<string, string>,
+): ChildProcess & { output: () => CommandRun } {
+  const child = spawn(process.execPath, ["bin/holdfast.js", ...args], {
+    env: { PATH: process.env.PATH ?? "", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const run: CommandRun = { code: null, stdout: "", stderr: "" };
+  child.stdout?.on("data", (d: Buffer) => {
+    run.stdout += d.toString();
+  });
+  child.stderr?.on("data", (d: Buffer) => {
+    run.stderr += d.toString();
+  });
+  child.once("exit", (code) => {
+    run.code = code;
+  });
+  return Object.assign(child, { output: () => run });
+}
+
+/** A port free on 127.0.0.1 a moment ago: for a server that must come back on the same one. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const address = probe.address();
+      probe.close(() => resolve(typeof address === "object" && address ? address.port : 0));
+    });
+  });
 }
