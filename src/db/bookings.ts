@@ -34,7 +34,8 @@ export async function createBooking(
   const { rows } = await traced(q).query<{ outcome: Outcome }>({
     name: "create_booking",
     text: `SELECT create_booking($1, $2, $3::text[], $4, $5::integer[], $6, $7, $8, $9::interval, $10::interval,
-                                 $11::interval, $12::interval, $13::interval, $14::jsonb, $15::jsonb, $16, $17, $18) AS outcome`,
+                                 $11::interval, $12::interval, $13::interval, $14::jsonb, $15::jsonb, $16, $17, $18,
+                                 $19) AS outcome`,
     values: [b.tenantId, ...perRequest(b, claim)],
   });
   return (rows[0] as { outcome: Outcome }).outcome;
@@ -64,6 +65,7 @@ function perRequest(b: NewBooking, claim: IdempotencyClaim | undefined) {
     claim?.method ?? null,
     claim?.key ?? null,
     claim?.hash ?? null,
+    claim?.apiKeyId ?? null,
   ] as const;
 }
 
@@ -96,7 +98,7 @@ export async function createBookings(
     text: `SELECT create_bookings($1, $2::text[], $3::text[], $4::integer[], $5::integer[], $6::integer[],
                                   $7::timestamptz[], $8::timestamptz[], $9::interval[], $10::interval[],
                                   $11::interval[], $12::interval[], $13::interval[], $14::jsonb, $15::jsonb,
-                                  $16::text[], $17::text[], $18::bytea[], $19::text[])
+                                  $16::text[], $17::text[], $18::bytea[], $19::text[], $20::text[])
                   AS outcomes`,
     values: [
       tenantId,
@@ -110,6 +112,7 @@ export async function createBookings(
       JSON.stringify(column(13)),
       ...[14, 15, 16].map(column),
       batch.some((c) => c.traceparent) ? batch.map((c) => c.traceparent ?? null) : null,
+      column(17),
     ],
   });
   return (rows[0] as { outcomes: Outcome[] }).outcomes;
@@ -130,7 +133,7 @@ export async function changeBooking(
 ): Promise<Outcome> {
   const { rows } = await traced(q).query<{ outcome: Outcome }>({
     name: "change_booking",
-    text: "SELECT change_booking($1, $2, $3, $4::interval, $5, $6, $7, $8) AS outcome",
+    text: "SELECT change_booking($1, $2, $3, $4::interval, $5, $6, $7, $8, $9) AS outcome",
     values: [
       change.tenantId,
       change.bookingId,
@@ -140,6 +143,7 @@ export async function changeBooking(
       claim?.method ?? null,
       claim?.key ?? null,
       claim?.hash ?? null,
+      claim?.apiKeyId ?? null,
     ],
   });
   return (rows[0] as { outcome: Outcome }).outcome;
@@ -294,7 +298,7 @@ export async function rescheduleBooking(
   const { rows } = await traced(q).query<{ outcome: Outcome }>({
     name: "reschedule_booking",
     text: `SELECT reschedule_booking($1, $2, $3, $4, $5, $6, $7, $8, $9::interval, $10::interval, $11::interval,
-                                     $12::interval, $13, $14, $15) AS outcome`,
+                                     $12::interval, $13, $14, $15, $16) AS outcome`,
     values: [
       m.tenantId,
       m.bookingId,
@@ -311,6 +315,7 @@ export async function rescheduleBooking(
       claim?.method ?? null,
       claim?.key ?? null,
       claim?.hash ?? null,
+      claim?.apiKeyId ?? null,
     ],
   });
   return (rows[0] as { outcome: Outcome }).outcome;

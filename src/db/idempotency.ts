@@ -33,14 +33,23 @@ export type StoredRejection = {
   metadata?: Record<string, string>;
 };
 
-/** The key a request came with, scoped to its tenant and method, and the request's fingerprint. */
-export type IdempotencyClaim = { tenantId: string; method: string; key: string; hash: Buffer };
+/**
+ * The key a request came with, scoped to its tenant, the API key that sent
+ * it (`Principal.keyId`) and the method, and the request's fingerprint.
+ */
+export type IdempotencyClaim = {
+  tenantId: string;
+  apiKeyId: string;
+  method: string;
+  key: string;
+  hash: Buffer;
+};
 
 /** Claims the key in the caller's open transaction; the stored outcome if it was used before. */
 export async function claimKey(tx: Queryable, c: IdempotencyClaim): Promise<Outcome | undefined> {
   const { rows } = await tx.query<{ outcome: Outcome | null }>(
-    "SELECT claim_idempotency_key($1, $2, $3, $4) AS outcome",
-    [c.tenantId, c.method, c.key, c.hash],
+    "SELECT claim_idempotency_key($1, $2, $3, $4, $5) AS outcome",
+    [c.tenantId, c.apiKeyId, c.method, c.key, c.hash],
   );
   return rows[0]?.outcome ?? undefined;
 }
@@ -50,8 +59,9 @@ export async function finishKey(
   c: IdempotencyClaim,
   outcome: Outcome,
 ): Promise<void> {
-  await tx.query("SELECT finish_idempotency_key($1, $2, $3, $4::jsonb)", [
+  await tx.query("SELECT finish_idempotency_key($1, $2, $3, $4, $5::jsonb)", [
     c.tenantId,
+    c.apiKeyId,
     c.method,
     c.key,
     outcome,
@@ -64,8 +74,8 @@ export async function storedOutcome(
   c: IdempotencyClaim,
 ): Promise<Outcome | undefined> {
   const { rows } = await q.query<{ outcome: Outcome | null }>(
-    "SELECT idempotent_replay($1, $2, $3, $4) AS outcome",
-    [c.tenantId, c.method, c.key, c.hash],
+    "SELECT idempotent_replay($1, $2, $3, $4, $5) AS outcome",
+    [c.tenantId, c.apiKeyId, c.method, c.key, c.hash],
   );
   return rows[0]?.outcome ?? undefined;
 }
@@ -82,8 +92,8 @@ export async function keepOutcome(
   outcome: Outcome,
 ): Promise<Outcome | undefined> {
   const { rows } = await q.query<{ outcome: Outcome | null }>(
-    "SELECT keep_idempotent_outcome($1, $2, $3, $4, $5::jsonb, false) AS outcome",
-    [c.tenantId, c.method, c.key, c.hash, outcome],
+    "SELECT keep_idempotent_outcome($1, $2, $3, $4, $5, $6::jsonb, false) AS outcome",
+    [c.tenantId, c.apiKeyId, c.method, c.key, c.hash, outcome],
   );
   return rows[0]?.outcome ?? undefined;
 }

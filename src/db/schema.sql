@@ -133,7 +133,8 @@ CREATE TABLE idempotency_keys (
   request_hash bytea NOT NULL,
   outcome jsonb,
   create_time timestamp with time zone NOT NULL DEFAULT now(),
-  CONSTRAINT idempotency_keys_pkey PRIMARY KEY (tenant_id, method, key)
+  api_key_id text NOT NULL,
+  CONSTRAINT idempotency_keys_pkey PRIMARY KEY (tenant_id, api_key_id, method, key)
 );
 CREATE INDEX idempotency_keys_by_age ON public.idempotency_keys USING btree (create_time);
 
@@ -408,32 +409,38 @@ $function$;
 
 -- Functions from src/db/functions/03_idempotency.sql
 
-CREATE OR REPLACE FUNCTION public.claim_idempotency_key(p_tenant text, p_method text, p_key text, p_hash bytea)
+CREATE OR REPLACE FUNCTION public.claim_idempotency_key(p_tenant text, p_api_key text, p_method text, p_key text, p_hash bytea)
  RETURNS jsonb
  LANGUAGE plpgsql
 AS $function$
+DECLARE
+  v_stored jsonb;
 BEGIN
-  INSERT INTO idempotency_keys AS i (tenant_id, method, key, request_hash)
-  VALUES (p_tenant, p_method, p_key, p_hash)
-  ON CONFLICT (tenant_id, method, key) DO UPDATE
+  v_stored := idempotent_replay(p_tenant, p_api_key, p_method, p_key, p_hash);
+  IF v_stored IS NOT NULL THEN
+    RETURN v_stored;
+  END IF;
+  INSERT INTO idempotency_keys AS i (tenant_id, api_key_id, method, key, request_hash)
+  VALUES (p_tenant, p_api_key, p_method, p_key, p_hash)
+  ON CONFLICT (tenant_id, api_key_id, method, key) DO UPDATE
     SET request_hash = excluded.request_hash, outcome = NULL, create_time = now()
     WHERE i.create_time < now() - interval '24 hours';
   IF FOUND THEN
     RETURN NULL;
   END IF;
-  RETURN idempotent_replay(p_tenant, p_method, p_key, p_hash);
+  RETURN idempotent_replay(p_tenant, p_api_key, p_method, p_key, p_hash);
 END
 $function$;
 
-CREATE OR REPLACE FUNCTION public.finish_idempotency_key(p_tenant text, p_method text, p_key text, p_outcome jsonb)
+CREATE OR REPLACE FUNCTION public.finish_idempotency_key(p_tenant text, p_api_key text, p_method text, p_key text, p_outcome jsonb)
  RETURNS void
  LANGUAGE sql
 AS $function$
   UPDATE idempotency_keys SET outcome = p_outcome
-  WHERE tenant_id = p_tenant AND method = p_method AND key = p_key
+  WHERE tenant_id = p_tenant AND api_key_id = p_api_key AND method = p_method AND key = p_key
 $function$;
 
-CREATE OR REPLACE FUNCTION public.idempotent_replay(p_tenant text, p_method text, p_key text, p_hash bytea)
+CREATE OR REPLACE FUNCTION public.idempotent_replay(p_tenant text, p_api_key text, p_method text, p_key text, p_hash bytea)
  RETURNS jsonb
  LANGUAGE plpgsql
  STABLE
@@ -442,8 +449,11 @@ DECLARE
   k idempotency_keys;
 BEGIN
   SELECT * INTO k FROM idempotency_keys
-  WHERE tenant_id = p_tenant AND method = p_method AND key = p_key
-    AND create_time >= now() - interval '24 hours' AND outcome IS NOT NULL;
+  WHERE tenant_id = p_tenant AND api_key_id IN (p_api_key, '') AND method = p_method AND key = p_key
+    AND create_time >= now() - interval '24 hours' AND outcome IS NOT NULL
+  -- The API key's own row before one stored without an API key.
+  ORDER BY api_key_id = ''
+  LIMIT 1;
   IF NOT FOUND THEN
     RETURN NULL;
   END IF;
@@ -455,14 +465,23 @@ BEGIN
 END
 $function$;
 
-CREATE OR REPLACE FUNCTION public.keep_idempotent_outcome(p_tenant text, p_method text, p_key text, p_hash bytea, p_outcome jsonb, p_wrote boolean)
+CREATE OR REPLACE FUNCTION public.keep_idempotent_outcome(p_tenant text, p_api_key text, p_method text, p_key text, p_hash bytea, p_outcome jsonb, p_wrote boolean)
  RETURNS jsonb
  LANGUAGE plpgsql
 AS $function$
+DECLARE
+  v_stored jsonb;
 BEGIN
-  INSERT INTO idempotency_keys AS i (tenant_id, method, key, request_hash, outcome)
-  VALUES (p_tenant, p_method, p_key, p_hash, p_outcome)
-  ON CONFLICT (tenant_id, method, key) DO UPDATE
+  -- A caller that wrote nothing may not have looked the key up first.
+  IF NOT p_wrote THEN
+    v_stored := idempotent_replay(p_tenant, p_api_key, p_method, p_key, p_hash);
+    IF v_stored IS NOT NULL THEN
+      RETURN v_stored;
+    END IF;
+  END IF;
+  INSERT INTO idempotency_keys AS i (tenant_id, api_key_id, method, key, request_hash, outcome)
+  VALUES (p_tenant, p_api_key, p_method, p_key, p_hash, p_outcome)
+  ON CONFLICT (tenant_id, api_key_id, method, key) DO UPDATE
     SET request_hash = excluded.request_hash, outcome = excluded.outcome, create_time = now()
     WHERE i.create_time < now() - interval '24 hours';
   IF FOUND THEN
@@ -471,7 +490,7 @@ BEGIN
   IF p_wrote THEN
     RAISE EXCEPTION 'a request with the same Idempotency-Key committed first' USING ERRCODE = 'HF003';
   END IF;
-  RETURN idempotent_replay(p_tenant, p_method, p_key, p_hash);
+  RETURN idempotent_replay(p_tenant, p_api_key, p_method, p_key, p_hash);
 END
 $function$;
 
@@ -600,7 +619,7 @@ $function$;
 
 -- Functions from src/db/functions/05_booking_writes.sql
 
-CREATE OR REPLACE FUNCTION public.change_booking(p_tenant text, p_id text, p_action text, p_ttl interval, p_reason text, p_idem_method text, p_idem_key text, p_idem_hash bytea)
+CREATE OR REPLACE FUNCTION public.change_booking(p_tenant text, p_id text, p_action text, p_ttl interval, p_reason text, p_idem_method text, p_idem_key text, p_idem_hash bytea, p_idem_api_key text DEFAULT NULL::text)
  RETURNS jsonb
  LANGUAGE plpgsql
  SET plan_cache_mode TO 'force_generic_plan'
@@ -616,7 +635,7 @@ DECLARE
   b bookings;
 BEGIN
   IF p_idem_key IS NOT NULL THEN
-    v_outcome := idempotent_replay(p_tenant, p_idem_method, p_idem_key, p_idem_hash);
+    v_outcome := idempotent_replay(p_tenant, p_idem_api_key, p_idem_method, p_idem_key, p_idem_hash);
     IF v_outcome IS NOT NULL THEN
       RETURN v_outcome;
     END IF;
@@ -680,7 +699,7 @@ BEGIN
   END IF;
 
   IF p_idem_key IS NOT NULL THEN
-    v_stored := keep_idempotent_outcome(p_tenant, p_idem_method, p_idem_key, p_idem_hash, v_outcome,
+    v_stored := keep_idempotent_outcome(p_tenant, p_idem_api_key, p_idem_method, p_idem_key, p_idem_hash, v_outcome,
       v_json IS NOT NULL);
     IF v_stored IS NOT NULL THEN
       RETURN v_stored;
@@ -690,7 +709,7 @@ BEGIN
 END
 $function$;
 
-CREATE OR REPLACE FUNCTION public.create_booking(p_tenant text, p_service text, p_resources text[], p_service_revision integer, p_resource_revisions integer[], p_policy_version integer, p_start timestamp with time zone, p_end timestamp with time zone, p_buffer_before interval, p_buffer_after interval, p_min_notice interval, p_max_advance interval, p_hold_ttl interval, p_attendee jsonb, p_metadata jsonb, p_idem_method text, p_idem_key text, p_idem_hash bytea)
+CREATE OR REPLACE FUNCTION public.create_booking(p_tenant text, p_service text, p_resources text[], p_service_revision integer, p_resource_revisions integer[], p_policy_version integer, p_start timestamp with time zone, p_end timestamp with time zone, p_buffer_before interval, p_buffer_after interval, p_min_notice interval, p_max_advance interval, p_hold_ttl interval, p_attendee jsonb, p_metadata jsonb, p_idem_method text, p_idem_key text, p_idem_hash bytea, p_idem_api_key text DEFAULT NULL::text)
  RETURNS jsonb
  LANGUAGE plpgsql
  SET plan_cache_mode TO 'force_generic_plan'
@@ -709,7 +728,7 @@ DECLARE
   b bookings;
 BEGIN
   IF p_idem_key IS NOT NULL THEN
-    v_outcome := idempotent_replay(p_tenant, p_idem_method, p_idem_key, p_idem_hash);
+    v_outcome := idempotent_replay(p_tenant, p_idem_api_key, p_idem_method, p_idem_key, p_idem_hash);
     IF v_outcome IS NOT NULL THEN
       RETURN v_outcome;
     END IF;
@@ -797,7 +816,7 @@ BEGIN
   END IF;
 
   IF p_idem_key IS NOT NULL THEN
-    v_stored := keep_idempotent_outcome(p_tenant, p_idem_method, p_idem_key, p_idem_hash, v_outcome,
+    v_stored := keep_idempotent_outcome(p_tenant, p_idem_api_key, p_idem_method, p_idem_key, p_idem_hash, v_outcome,
       b.id IS NOT NULL);
     IF v_stored IS NOT NULL THEN
       RETURN v_stored;
@@ -833,7 +852,7 @@ BEGIN
 END
 $function$;
 
-CREATE OR REPLACE FUNCTION public.reschedule_booking(p_tenant text, p_id text, p_from_resource text, p_resource text, p_service_revision integer, p_resource_revision integer, p_start timestamp with time zone, p_end timestamp with time zone, p_buffer_before interval, p_buffer_after interval, p_min_notice interval, p_max_advance interval, p_idem_method text, p_idem_key text, p_idem_hash bytea)
+CREATE OR REPLACE FUNCTION public.reschedule_booking(p_tenant text, p_id text, p_from_resource text, p_resource text, p_service_revision integer, p_resource_revision integer, p_start timestamp with time zone, p_end timestamp with time zone, p_buffer_before interval, p_buffer_after interval, p_min_notice interval, p_max_advance interval, p_idem_method text, p_idem_key text, p_idem_hash bytea, p_idem_api_key text DEFAULT NULL::text)
  RETURNS jsonb
  LANGUAGE plpgsql
  SET plan_cache_mode TO 'force_generic_plan'
@@ -851,7 +870,7 @@ DECLARE
   v_stored jsonb;
 BEGIN
   IF p_idem_key IS NOT NULL THEN
-    v_outcome := idempotent_replay(p_tenant, p_idem_method, p_idem_key, p_idem_hash);
+    v_outcome := idempotent_replay(p_tenant, p_idem_api_key, p_idem_method, p_idem_key, p_idem_hash);
     IF v_outcome IS NOT NULL THEN
       RETURN v_outcome;
     END IF;
@@ -914,7 +933,7 @@ BEGIN
   END IF;
 
   IF p_idem_key IS NOT NULL THEN
-    v_stored := keep_idempotent_outcome(p_tenant, p_idem_method, p_idem_key, p_idem_hash, v_outcome,
+    v_stored := keep_idempotent_outcome(p_tenant, p_idem_api_key, p_idem_method, p_idem_key, p_idem_hash, v_outcome,
       v_wrote);
     IF v_stored IS NOT NULL THEN
       RETURN v_stored;
@@ -926,7 +945,7 @@ $function$;
 
 -- Functions from src/db/functions/06_booking_batches.sql
 
-CREATE OR REPLACE FUNCTION public.create_bookings(p_tenant text, p_resources text[], p_services text[], p_service_revisions integer[], p_resource_revisions integer[], p_policy_versions integer[], p_starts timestamp with time zone[], p_ends timestamp with time zone[], p_buffers_before interval[], p_buffers_after interval[], p_min_notices interval[], p_max_advances interval[], p_hold_ttls interval[], p_attendees jsonb, p_metadata jsonb, p_idem_methods text[], p_idem_keys text[], p_idem_hashes bytea[], p_traceparents text[])
+CREATE OR REPLACE FUNCTION public.create_bookings(p_tenant text, p_resources text[], p_services text[], p_service_revisions integer[], p_resource_revisions integer[], p_policy_versions integer[], p_starts timestamp with time zone[], p_ends timestamp with time zone[], p_buffers_before interval[], p_buffers_after interval[], p_min_notices interval[], p_max_advances interval[], p_hold_ttls interval[], p_attendees jsonb, p_metadata jsonb, p_idem_methods text[], p_idem_keys text[], p_idem_hashes bytea[], p_traceparents text[], p_idem_api_keys text[] DEFAULT NULL::text[])
  RETURNS jsonb
  LANGUAGE plpgsql
 AS $function$
@@ -959,7 +978,7 @@ BEGIN
       p_tenant, p_services[i], ARRAY[p_resources[i]], p_service_revisions[i], ARRAY[p_resource_revisions[i]],
       p_policy_versions[i], p_starts[i], p_ends[i], p_buffers_before[i], p_buffers_after[i],
       p_min_notices[i], p_max_advances[i], p_hold_ttls[i], p_attendees->(i - 1), p_metadata->(i - 1),
-      p_idem_methods[i], p_idem_keys[i], p_idem_hashes[i]));
+      p_idem_methods[i], p_idem_keys[i], p_idem_hashes[i], p_idem_api_keys[i]));
   END LOOP;
   RETURN to_jsonb(v_outcomes);
 END

@@ -33,7 +33,9 @@ import { answerOfJson } from "./booking-json.js";
  * in the proto). Same key and same request: the stored first outcome, with
  * `Idempotent-Replayed: true`. Same key, different request:
  * IDEMPOTENCY_KEY_REUSED. A concurrent duplicate waits for the first and
- * replays it. Keys are scoped to tenant and method and kept 24 hours.
+ * replays it. Keys are scoped to tenant, API key and method and kept 24
+ * hours: what one API key was answered depends on what it made and may do,
+ * so no other key of the tenant is given it.
  *
  * Most mutations run inside one transaction that claims the key, runs the
  * handler on that transaction (see `dbOf`) and stores the outcome before
@@ -173,8 +175,10 @@ function claimFor(
     // validation refuses it, naming the field, as it does without a key.
     canonical = toBinary(input, req);
   }
+  const principal = principalOf(ctx);
   return {
-    tenantId: principalOf(ctx).tenantId,
+    tenantId: principal.tenantId,
+    apiKeyId: principal.keyId,
     method,
     key,
     hash: createHash("sha256").update(canonical).digest(),

@@ -73,6 +73,7 @@ async function world(mondayHours = false, resources = 1) {
   });
   const claim = (key: string, body = key): IdempotencyClaim => ({
     tenantId,
+    apiKeyId: "key_test",
     method: "holdfast.v1.BookingService/CreateHold",
     key,
     hash: Buffer.from(body.padEnd(32, "-")),
@@ -388,7 +389,7 @@ describe("a batch of creates on one resource", () => {
       await other.query("BEGIN");
       await other.query(
         `SELECT create_booking($1, $2, ARRAY[$3], 1, ARRAY[1], 1, $4, $5, '0 ms', '0 ms', '0 ms', NULL,
-                               '120 s', '{}', '{}', $6, 'shared', '\\x01'::bytea)`,
+                               '120 s', '{}', '{}', $6, 'shared', '\\x01'::bytea, $7)`,
         [
           x.tenantId,
           x.serviceId,
@@ -396,6 +397,7 @@ describe("a batch of creates on one resource", () => {
           new Date(MONDAY),
           new Date(MONDAY + 30 * MINUTE),
           x.claim("shared").method,
+          x.claim("shared").apiKeyId,
         ],
       );
       const answers = batched(

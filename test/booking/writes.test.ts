@@ -99,7 +99,13 @@ async function holdAt(serviceId: string, resourceId: string | undefined, startMs
 const bookingOf = (o: Written) => (o.response as { booking: JsonObject }).booking;
 
 function claim(key: string, body: string): IdempotencyClaim {
-  return { tenantId, method: "test/Write", key, hash: Buffer.from(body.padEnd(32, "-")) };
+  return {
+    tenantId,
+    apiKeyId: "key_test",
+    method: "test/Write",
+    key,
+    hash: Buffer.from(body.padEnd(32, "-")),
+  };
 }
 
 async function refusal(p: Promise<unknown>): Promise<Rejection> {

@@ -218,7 +218,7 @@ describe("idempotency keys in the booking functions", () => {
       .query(
         `SELECT create_booking('ten_a', 'svc_1', ARRAY[$1], 1, ARRAY[1], 1, $2::timestamptz,
                                $2::timestamptz + interval '1 hour', '0 ms', '0 ms', '0 ms', NULL, '120 s',
-                               '{}', '{}', 'CreateHold', 'key-1', $3::bytea) AS outcome`,
+                               '{}', '{}', 'CreateHold', 'key-1', $3::bytea, 'key_a') AS outcome`,
         [resource, start, hash],
       )
       .then((r) => r.rows[0].outcome as { response?: unknown; error?: { reason: string } });

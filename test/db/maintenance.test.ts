@@ -12,8 +12,8 @@ describe("maintenance", () => {
   it("prunes a backlog of expired keys and events faster than one batch a minute", async () => {
     // 12,000 of each, past their retention: more than two batches.
     await pool.query(`
-      INSERT INTO idempotency_keys (tenant_id, method, key, request_hash, outcome, create_time)
-      SELECT 'ten_a', 'm', 'k' || g, '\\x00', '{}', now() - interval '2 days' FROM generate_series(1, 12000) g;
+      INSERT INTO idempotency_keys (tenant_id, api_key_id, method, key, request_hash, outcome, create_time)
+      SELECT 'ten_a', 'key_a', 'm', 'k' || g, '\\x00', '{}', now() - interval '2 days' FROM generate_series(1, 12000) g;
       INSERT INTO outbox (tenant_id, type, payload, occur_time)
       SELECT 'ten_a', 'booking.held', '{}', now() - interval '8 days' FROM generate_series(1, 12000);
     `);

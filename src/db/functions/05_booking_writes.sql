@@ -10,6 +10,12 @@
 -- was about a quarter of a hold's Postgres CPU (docs/benchmarks.md). The
 -- generic plans use the same indexes (checked with EXPLAIN (GENERIC_PLAN)):
 -- each query names the tenant and the resource or booking by equality.
+--
+-- The p_idem_* arguments are the call's Idempotency-Key (03_idempotency.sql):
+-- the method, the key, the request's hash and the API key that sent it,
+-- which scopes the key with the tenant and method. All NULL without a key;
+-- p_idem_api_key comes last, with a default, so direct calls without a key
+-- can leave it out.
 
 -- CreateHold (p_hold_ttl set) and CreateBooking (p_hold_ttl NULL), in one
 -- call. The caller has checked the clock-free rules against the service and
@@ -30,7 +36,7 @@ CREATE FUNCTION create_booking(
   p_min_notice interval, p_max_advance interval,
   p_hold_ttl interval,
   p_attendee jsonb, p_metadata jsonb,
-  p_idem_method text, p_idem_key text, p_idem_hash bytea
+  p_idem_method text, p_idem_key text, p_idem_hash bytea, p_idem_api_key text DEFAULT NULL
 ) RETURNS jsonb
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
@@ -47,7 +53,7 @@ DECLARE
   b bookings;
 BEGIN
   IF p_idem_key IS NOT NULL THEN
-    v_outcome := idempotent_replay(p_tenant, p_idem_method, p_idem_key, p_idem_hash);
+    v_outcome := idempotent_replay(p_tenant, p_idem_api_key, p_idem_method, p_idem_key, p_idem_hash);
     IF v_outcome IS NOT NULL THEN
       RETURN v_outcome;
     END IF;
@@ -135,7 +141,7 @@ BEGIN
   END IF;
 
   IF p_idem_key IS NOT NULL THEN
-    v_stored := keep_idempotent_outcome(p_tenant, p_idem_method, p_idem_key, p_idem_hash, v_outcome,
+    v_stored := keep_idempotent_outcome(p_tenant, p_idem_api_key, p_idem_method, p_idem_key, p_idem_hash, v_outcome,
       b.id IS NOT NULL);
     IF v_stored IS NOT NULL THEN
       RETURN v_stored;
@@ -152,7 +158,7 @@ $$;
 -- waited).
 CREATE FUNCTION change_booking(
   p_tenant text, p_id text, p_action text, p_ttl interval, p_reason text,
-  p_idem_method text, p_idem_key text, p_idem_hash bytea
+  p_idem_method text, p_idem_key text, p_idem_hash bytea, p_idem_api_key text DEFAULT NULL
 ) RETURNS jsonb
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
@@ -166,7 +172,7 @@ DECLARE
   b bookings;
 BEGIN
   IF p_idem_key IS NOT NULL THEN
-    v_outcome := idempotent_replay(p_tenant, p_idem_method, p_idem_key, p_idem_hash);
+    v_outcome := idempotent_replay(p_tenant, p_idem_api_key, p_idem_method, p_idem_key, p_idem_hash);
     IF v_outcome IS NOT NULL THEN
       RETURN v_outcome;
     END IF;
@@ -230,7 +236,7 @@ BEGIN
   END IF;
 
   IF p_idem_key IS NOT NULL THEN
-    v_stored := keep_idempotent_outcome(p_tenant, p_idem_method, p_idem_key, p_idem_hash, v_outcome,
+    v_stored := keep_idempotent_outcome(p_tenant, p_idem_api_key, p_idem_method, p_idem_key, p_idem_hash, v_outcome,
       v_json IS NOT NULL);
     IF v_stored IS NOT NULL THEN
       RETURN v_stored;
@@ -254,7 +260,7 @@ CREATE FUNCTION reschedule_booking(
   p_start timestamptz, p_end timestamptz,
   p_buffer_before interval, p_buffer_after interval,
   p_min_notice interval, p_max_advance interval,
-  p_idem_method text, p_idem_key text, p_idem_hash bytea
+  p_idem_method text, p_idem_key text, p_idem_hash bytea, p_idem_api_key text DEFAULT NULL
 ) RETURNS jsonb
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
@@ -270,7 +276,7 @@ DECLARE
   v_stored jsonb;
 BEGIN
   IF p_idem_key IS NOT NULL THEN
-    v_outcome := idempotent_replay(p_tenant, p_idem_method, p_idem_key, p_idem_hash);
+    v_outcome := idempotent_replay(p_tenant, p_idem_api_key, p_idem_method, p_idem_key, p_idem_hash);
     IF v_outcome IS NOT NULL THEN
       RETURN v_outcome;
     END IF;
@@ -333,7 +339,7 @@ BEGIN
   END IF;
 
   IF p_idem_key IS NOT NULL THEN
-    v_stored := keep_idempotent_outcome(p_tenant, p_idem_method, p_idem_key, p_idem_hash, v_outcome,
+    v_stored := keep_idempotent_outcome(p_tenant, p_idem_api_key, p_idem_method, p_idem_key, p_idem_hash, v_outcome,
       v_wrote);
     IF v_stored IS NOT NULL THEN
       RETURN v_stored;

@@ -20,8 +20,10 @@
 -- ends then parse character by character.) p_traceparents (NULL when no
 -- caller is traced) holds each request's caller's traceparent, set as
 -- holdfast.traceparent before the request runs, so that its events record
--- their own caller's trace (outbox.traceparent, 0010_trace_context.sql). A
--- refusal is an outcome, so it never disturbs the others. What
+-- their own caller's trace (outbox.traceparent, 0010_trace_context.sql).
+-- p_idem_api_keys holds each request's p_idem_api_key, the API key its
+-- Idempotency-Key is scoped to. A refusal is an outcome, so it never
+-- disturbs the others. What
 -- create_booking raises (HF001 stale catalog, HF003 a duplicate key
 -- committed elsewhere, a constraint) rolls the whole batch back: the caller
 -- then runs each request alone, where it raises or answers exactly as it
@@ -37,7 +39,7 @@ CREATE FUNCTION create_bookings(
   p_hold_ttls interval[],
   p_attendees jsonb, p_metadata jsonb,
   p_idem_methods text[], p_idem_keys text[], p_idem_hashes bytea[],
-  p_traceparents text[]
+  p_traceparents text[], p_idem_api_keys text[] DEFAULT NULL
 ) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -69,7 +71,7 @@ BEGIN
       p_tenant, p_services[i], ARRAY[p_resources[i]], p_service_revisions[i], ARRAY[p_resource_revisions[i]],
       p_policy_versions[i], p_starts[i], p_ends[i], p_buffers_before[i], p_buffers_after[i],
       p_min_notices[i], p_max_advances[i], p_hold_ttls[i], p_attendees->(i - 1), p_metadata->(i - 1),
-      p_idem_methods[i], p_idem_keys[i], p_idem_hashes[i]));
+      p_idem_methods[i], p_idem_keys[i], p_idem_hashes[i], p_idem_api_keys[i]));
   END LOOP;
   RETURN to_jsonb(v_outcomes);
 END
