@@ -6,7 +6,7 @@ import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
 import { TenantService } from "../../gen/holdfast/v1/tenant_pb.js";
 import { at, bookingWorld } from "../support/booking.js";
-import { clientFor, newTenant, rejected } from "../support/clients.js";
+import { clientFor, keyed, newTenant, rejected } from "../support/clients.js";
 import { ADMIN_KEY, startTestServer, type TestServer } from "../support/server.js";
 
 /**
@@ -20,20 +20,6 @@ let server: TestServer;
 beforeAll(async () => {
   server = await startTestServer();
 });
-
-/** Call options sending an Idempotency-Key and recording whether the answer was a replay. */
-function keyed(key: string) {
-  const seen = { replayed: false };
-  return {
-    seen,
-    options: {
-      headers: { "Idempotency-Key": key },
-      onHeader: (h: Headers) => {
-        seen.replayed = h.get("idempotent-replayed") === "true";
-      },
-    },
-  };
-}
 
 describe("Idempotency-Keys of one tenant's API keys", () => {
   let owner: string;

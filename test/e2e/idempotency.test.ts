@@ -5,27 +5,13 @@ import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
 import { TenantService } from "../../gen/holdfast/v1/tenant_pb.js";
 import { at, bookingWorld } from "../support/booking.js";
-import { clientFor, jsonReason, postJson, rejected } from "../support/clients.js";
+import { clientFor, jsonReason, keyed, postJson, rejected } from "../support/clients.js";
 import { ADMIN_KEY, startTestServer, type TestServer } from "../support/server.js";
 
 let server: TestServer;
 beforeAll(async () => {
   server = await startTestServer();
 });
-
-/** Call options sending an Idempotency-Key and recording whether the answer was a replay. */
-function keyed(key: string) {
-  const seen = { replayed: false };
-  return {
-    seen,
-    options: {
-      headers: { "Idempotency-Key": key },
-      onHeader: (h: Headers) => {
-        seen.replayed = h.get("idempotent-replayed") === "true";
-      },
-    },
-  };
-}
 
 describe("booking writes", () => {
   it("replay the first response for the same key and request, marked as replayed", async () => {

@@ -380,3 +380,17 @@ export async function rawConnect(
     size: Buffer.byteLength(text) + headerSize(fields),
   };
 }
+
+/** Call options sending an Idempotency-Key and recording whether the answer was a replay. */
+export function keyed(key: string) {
+  const seen = { replayed: false };
+  return {
+    seen,
+    options: {
+      headers: { "Idempotency-Key": key },
+      onHeader: (h: Headers) => {
+        seen.replayed = h.get("idempotent-replayed") === "true";
+      },
+    },
+  };
+}
