@@ -10,7 +10,7 @@ import {
 } from "../../gen/holdfast/v1/booking_pb.js";
 import { SlotConflictSchema } from "../../gen/holdfast/v1/errors_pb.js";
 import { at, type BookingWorld, bookingWorld } from "../support/booking.js";
-import { clientFor, rejected } from "../support/clients.js";
+import { clientFor, keyed, rejected } from "../support/clients.js";
 import { scrape } from "../support/metrics.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 
@@ -57,20 +57,6 @@ async function batched<T>(
   } finally {
     await holder.end();
   }
-}
-
-/** Call options with an Idempotency-Key, recording whether the answer was a replay. */
-function keyed(key: string) {
-  const seen = { replayed: false };
-  return {
-    seen,
-    options: {
-      headers: { "Idempotency-Key": key },
-      onHeader: (h: Headers) => {
-        seen.replayed = h.get("idempotent-replayed") === "true";
-      },
-    },
-  };
 }
 
 const reasonOf = (e: unknown) =>
