@@ -339,6 +339,11 @@ export async function startHoldfast(
           // Their sessions too: a cut call's statement must not go on, nor commit, without it.
           const ended = await endBusySessions(pool, healthPool).catch(() => 0);
           log.warn("calls still running after the grace period were cut", { sessions: ended });
+        } else {
+          // The last answers (a stream's closing error and its cursor) may
+          // still be on their way out: destroying a connection now could
+          // drop them, or reset it so the client throws them away.
+          await listener.disconnected(CONNECTIONS_CLOSE_MS);
         }
         listener.destroy();
         metricsListener?.destroy();
@@ -377,12 +382,20 @@ export type Listener = {
   stopAccepting(): void;
   /** Resolves true once no call is in flight, or false after `ms`. */
   drained(ms: number): Promise<boolean>;
+  /**
+   * Resolves once every connection has closed, as each does once stopping
+   * and its calls are done (after what it was sent has been written), or
+   * after `ms`.
+   */
+  disconnected(ms: number): Promise<void>;
   /** Closes every connection that is left. */
   destroy(): void;
 };
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 const FIRST_BYTES_TIMEOUT_MS = 5_000;
+/** How long a stop waits, once its calls are done, for their connections to close on their own. */
+const CONNECTIONS_CLOSE_MS = 2_000;
 /** What one connection may hold, and for how long. */
 export type ConnectionLimits = {
   /** An HTTP/1.1 connection's keep-alive, and an HTTP/2 connection's with no call open. */
@@ -418,6 +431,7 @@ export async function bindPort(
   const sessions = new Set<Http2Session>();
   const inFlight = new Set<ServerResponse | Http2ServerResponse>();
   let onIdle: (() => void) | undefined;
+  let onDisconnected: (() => void) | undefined;
 
   const http1 = createHttp1Server(
     { keepAliveTimeout: limits.idleMs, requestTimeout: limits.requestMs },
@@ -516,7 +530,10 @@ export async function bindPort(
 
   const net: NetServer = createNetServer({ noDelay: true, pauseOnConnect: true }, (socket) => {
     sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
+    socket.once("close", () => {
+      sockets.delete(socket);
+      if (sockets.size === 0) onDisconnected?.();
+    });
     socket.on("error", () => socket.destroy());
     if (handler) dispatch(socket);
     else waiting.push(socket);
@@ -568,6 +585,16 @@ export async function bindPort(
         onIdle = () => {
           clearTimeout(timer);
           resolve(true);
+        };
+      });
+    },
+    disconnected(ms) {
+      if (sockets.size === 0) return Promise.resolve();
+      return new Promise((resolve) => {
+        const timer = setTimeout(resolve, ms);
+        onDisconnected = () => {
+          clearTimeout(timer);
+          resolve();
         };
       });
     },

@@ -2,9 +2,10 @@ import { existsSync } from "node:fs";
 import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import pg from "pg";
-import { describe, expect, it, onTestFinished } from "vitest";
+import { describe, expect, it, onTestFinished, vi } from "vitest";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import {
   Health,
@@ -15,8 +16,9 @@ import { type Event, EventService } from "../../gen/holdfast/v1/event_pb.js";
 import { loadConfig } from "../../src/config.js";
 import { startHoldfast } from "../../src/server.js";
 import { at, bookingWorld, sleep } from "../support/booking.js";
-import { clientFor } from "../support/clients.js";
+import { bearer, clientFor } from "../support/clients.js";
 import { freshDatabase } from "../support/database.js";
+import { scrape } from "../support/metrics.js";
 import { descendants, spawnRaw, spawnServer, stillRunningAfter } from "../support/process.js";
 import { ADMIN_KEY, startTestServer } from "../support/server.js";
 
@@ -182,6 +184,47 @@ describe("stopping", { timeout: 120_000 }, () => {
     for (const seen of outcomes) {
       expect(seen).toEqual(["SERVING", "NOT_SERVING", "Unavailable UNAVAILABLE"]);
     }
+  });
+
+  it("delivers every stream's closing error and cursor, to clients that keep writing to the connection too", async () => {
+    // A client pinging every millisecond has bytes in flight whenever the
+    // stop ends: destroying its connection then resets it, and the client
+    // drops the closing error it had been sent (http/2 CANCEL instead).
+    const databaseUrl = await freshDatabase();
+    const outcomes = new Map<string, number>();
+    for (let round = 0; round < 5; round++) {
+      const server = await startTestServer({}, databaseUrl);
+      const w = await bookingWorld(server.url);
+      // Each on a connection of its own: 40 clients, 40 connections.
+      const streams = Array.from({ length: 40 }, async () => {
+        const client = createClient(
+          EventService,
+          createGrpcTransport({
+            baseUrl: server.url,
+            pingIntervalMs: 1,
+            interceptors: [bearer(w.key)],
+          }),
+        );
+        try {
+          for await (const _ of client.watchEvents({})) {
+          }
+          return "ended with OK";
+        } catch (err) {
+          const e = ConnectError.from(err);
+          const info = e.findDetails(ErrorInfoSchema)[0];
+          return `${Code[e.code]} ${info?.reason} ${info?.metadata.cursor ? "with" : "without"} a cursor`;
+        }
+      });
+      await vi.waitFor(
+        async () => expect((await scrape(server.url)).get("holdfast_event_streams")).toBe(40),
+        { timeout: 30_000, interval: 50 },
+      );
+      await server.close();
+      for (const outcome of await Promise.all(streams)) {
+        outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+      }
+    }
+    expect(Object.fromEntries(outcomes)).toEqual({ "Unavailable UNAVAILABLE with a cursor": 200 });
   });
 
   it("when asked to stop while starting: finishes starting, stops everything and exits 0", async () => {

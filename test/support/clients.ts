@@ -22,7 +22,8 @@ import { ADMIN_KEY } from "./server.js";
 
 export type Protocol = "grpc" | "connect" | "grpc-web" | "connect-binary";
 
-function bearer(key: string | undefined): Interceptor {
+/** Sends `key` as the bearer token of every call. */
+export function bearer(key: string | undefined): Interceptor {
   return (next) => (req) => {
     if (key !== undefined) req.header.set("authorization", `Bearer ${key}`);
     return next(req);
