@@ -196,22 +196,30 @@ export async function startHoldfast(
     const batches = new BookingBatches(db, config.writeLanes, metrics?.bookingBatch);
     const readiness = readinessProbe(healthPool, schemaVersion, stopping.signal);
     const health = healthHttpHandler(readiness);
+    // Duplicates of a request still running wait for it as long as for a lock.
+    const keyWaits = { waitMs: config.dbTimeouts.lockMs };
     const routes = (router: ConnectRouter) => {
       router.service(
         TenantService,
-        idempotent(TenantService, tenantService(db, config.rateLimits), pool),
+        idempotent(TenantService, tenantService(db, config.rateLimits), pool, keyWaits),
       );
       router.service(
         KeyService,
-        idempotent(KeyService, keyService(db, keyring, config.rateLimits), pool),
+        idempotent(KeyService, keyService(db, keyring, config.rateLimits), pool, keyWaits),
       );
-      router.service(ResourceService, idempotent(ResourceService, resourceService(db), pool));
-      router.service(CatalogService, idempotent(CatalogService, catalogService(db), pool));
+      router.service(
+        ResourceService,
+        idempotent(ResourceService, resourceService(db), pool, keyWaits),
+      );
+      router.service(
+        CatalogService,
+        idempotent(CatalogService, catalogService(db), pool, keyWaits),
+      );
       router.service(AvailabilityService, availabilityService(catalogCache, slotFinder));
       router.service(EventService, eventService(pool, openEventStream, keyring, eventCursors));
       router.service(
         WebhookService,
-        idempotent(WebhookService, webhookService(db, feed, webhookSettings), pool),
+        idempotent(WebhookService, webhookService(db, feed, webhookSettings), pool, keyWaits),
       );
       router.service(
         BookingService,
@@ -219,14 +227,12 @@ export async function startHoldfast(
           BookingService,
           bookingService(db, catalogCache, slotFinder, feed, metrics?.bookingWrite, batches),
           pool,
-          {
-            storesOwnOutcomes: true,
-          },
+          { ...keyWaits, storesOwnOutcomes: true },
         ),
       );
       router.service(
         CalendarFeedService,
-        idempotent(CalendarFeedService, calendarFeedService(db), pool),
+        idempotent(CalendarFeedService, calendarFeedService(db), pool, keyWaits),
       );
       registerHealth(
         router,

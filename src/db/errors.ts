@@ -28,6 +28,11 @@ export const SQLSTATE_RETRY: ReadonlyMap<string, string> = new Map([
   ["HF004", "the tenant came near a quota; the retry checks it alone (11_quotas.sql)"],
 ]);
 
+/** A lock wait ran out of its lock_timeout (the statement was cancelled and its transaction aborted). */
+export function isLockTimeout(err: unknown): boolean {
+  return (err as { code?: string })?.code === SQLSTATE.lockNotAvailable;
+}
+
 export function mustRetry(err: unknown): boolean {
   return SQLSTATE_RETRY.has((err as { code?: string })?.code ?? "");
 }

@@ -1,5 +1,6 @@
 import type { JsonObject } from "@bufbuild/protobuf";
 import type { Rejection } from "../domain/rejection.js";
+import { isLockTimeout } from "./errors.js";
 import type { Queryable } from "./pool.js";
 
 /**
@@ -45,13 +46,32 @@ export type IdempotencyClaim = {
   hash: Buffer;
 };
 
-/** Claims the key in the caller's open transaction; the stored outcome if it was used before. */
-export async function claimKey(tx: Queryable, c: IdempotencyClaim): Promise<Outcome | undefined> {
-  const { rows } = await tx.query<{ outcome: Outcome | null }>(
-    "SELECT claim_idempotency_key($1, $2, $3, $4, $5) AS outcome",
-    [c.tenantId, c.apiKeyId, c.method, c.key, c.hash],
-  );
-  return rows[0]?.outcome ?? undefined;
+/**
+ * Claims the key in the caller's open transaction; the stored outcome if it
+ * was used before. A request with the same key still running is waited for
+ * `waitMs` at most; past that, KeyInUse, and the transaction is aborted.
+ */
+export async function claimKey(
+  tx: Queryable,
+  c: IdempotencyClaim,
+  waitMs: number,
+): Promise<Outcome | undefined> {
+  try {
+    const { rows } = await tx.query<{ outcome: Outcome | null }>(
+      "SELECT claim_idempotency_key($1, $2, $3, $4, $5, $6) AS outcome",
+      [c.tenantId, c.apiKeyId, c.method, c.key, c.hash, waitMs],
+    );
+    return rows[0]?.outcome ?? undefined;
+  } catch (err) {
+    throw isLockTimeout(err) ? new KeyInUse() : err;
+  }
+}
+
+/** A request with the same key (tenant, API key, method) is still running. */
+export class KeyInUse extends Error {
+  constructor() {
+    super("a request with the same Idempotency-Key is still running");
+  }
 }
 
 export async function finishKey(

@@ -19,6 +19,7 @@ import {
   finishKey,
   type IdempotencyClaim,
   isStoredRejection,
+  KeyInUse,
   type Outcome,
   outcomeOfRejection,
 } from "../db/idempotency.js";
@@ -101,8 +102,9 @@ export function idempotent<S extends DescService>(
   service: S,
   impl: ServiceImpl<S>,
   pool: Pool,
-  opts: { storesOwnOutcomes: boolean } = { storesOwnOutcomes: false },
+  opts: { waitMs: number; storesOwnOutcomes?: boolean },
 ): ServiceImpl<S> {
+  const keysInUse = new KeysInUse(opts.waitMs);
   const wrapped: Record<string, unknown> = { ...impl };
   for (const method of service.methods) {
     if (
@@ -118,11 +120,11 @@ export function idempotent<S extends DescService>(
       if (!claim) return handler(req, ctx);
       ctx.values.set(claimKeyOf, claim);
       if (opts.storesOwnOutcomes) return handler(req, ctx);
-      const done = await inTransaction(
-        pool,
-        async (tx): Promise<{ outcome: Outcome } | { response: Message }> => {
-          const prior = await claimKey(tx, claim);
+      const done = await keysInUse.exclusively(claim, ctx.signal, (claimed) =>
+        inTransaction(pool, async (tx): Promise<{ outcome: Outcome } | { response: Message }> => {
+          const prior = await claimKey(tx, claim, CLAIM_WAIT_MS);
           if (prior) return { outcome: prior };
+          claimed();
           // The handler's writes can be undone without losing the claim: a
           // rejection must leave nothing behind (nor an aborted transaction,
           // when the database raised it).
@@ -141,7 +143,7 @@ export function idempotent<S extends DescService>(
             await finishKey(tx, claim, outcome);
             return { outcome };
           }
-        },
+        }),
       );
       return "response" in done ? done.response : answer(ctx, method.output, done.outcome);
     };
@@ -150,6 +152,95 @@ export function idempotent<S extends DescService>(
 }
 
 type UnaryHandler = (req: Message, ctx: HandlerContext) => Promise<Message>;
+
+/**
+ * How long a claim waits in Postgres for a request with the same key that
+ * is still running, before it gives its connection back and waits without
+ * one (KeysInUse). Most requests finish well within it.
+ */
+const CLAIM_WAIT_MS = 50;
+/** The first and the longest pause between two claims of a key in use on another instance. */
+const FIRST_PAUSE_MS = 10;
+const LONGEST_PAUSE_MS = 200;
+
+/**
+ * Duplicates of a request still running wait for it without holding a
+ * connection of the pool: any number of them would otherwise take every
+ * connection (each waiting on the key's row for the lock timeout) and stall
+ * the other tenants' calls. A duplicate whose claim found the key in use
+ * claims again when the request holding it here ends, or after a pause
+ * growing to LONGEST_PAUSE_MS when it runs on another instance, for
+ * `waitMs` in all (the lock timeout it would have waited in Postgres);
+ * then it is answered UNAVAILABLE, and nothing of it ran.
+ */
+class KeysInUse {
+  /** Keys claimed by a request running here, each with what wakes its waiting duplicates. */
+  private readonly running = new Map<string, Set<() => void>>();
+
+  constructor(private readonly waitMs: number) {}
+
+  /**
+   * Runs `work`, a transaction that claims the key first and calls
+   * `claimed` once it holds it, again for as long as the claim finds the
+   * key in use (KeyInUse).
+   */
+  async exclusively<T>(
+    claim: IdempotencyClaim,
+    signal: AbortSignal,
+    work: (claimed: () => void) => Promise<T>,
+  ): Promise<T> {
+    const id = JSON.stringify([claim.tenantId, claim.apiKeyId, claim.method, claim.key]);
+    const giveUpAt = Date.now() + this.waitMs;
+    for (let pause = FIRST_PAUSE_MS; ; pause = Math.min(pause * 2, LONGEST_PAUSE_MS)) {
+      let holding = false;
+      try {
+        return await work(() => {
+          holding = true;
+          this.running.set(id, new Set());
+        });
+      } catch (err) {
+        if (!(err instanceof KeyInUse)) throw err;
+        const left = giveUpAt - Date.now();
+        if (left <= 0) {
+          throw new Rejection(
+            "UNAVAILABLE",
+            "a request with the same Idempotency-Key is still running; retry shortly",
+          );
+        }
+        await this.endOf(id, left, pause, signal);
+      } finally {
+        if (holding) {
+          const waiting = this.running.get(id);
+          this.running.delete(id);
+          for (const wake of waiting ?? []) wake();
+        }
+      }
+    }
+  }
+
+  /**
+   * Until the request holding `id` here ends (`left` at most), or `pause`
+   * when none here holds it; rejects when the call ends first.
+   */
+  private endOf(id: string, left: number, pause: number, signal: AbortSignal): Promise<void> {
+    const waiting = this.running.get(id);
+    return new Promise((resolve, reject) => {
+      const settle = (err?: unknown) => {
+        clearTimeout(timer);
+        waiting?.delete(woken);
+        signal.removeEventListener("abort", aborted);
+        if (err === undefined) resolve();
+        else reject(err);
+      };
+      const woken = () => settle();
+      const aborted = () => settle(signal.reason);
+      const timer = setTimeout(woken, waiting ? left : Math.min(pause, left));
+      waiting?.add(woken);
+      if (signal.aborted) aborted();
+      else signal.addEventListener("abort", aborted, { once: true });
+    });
+  }
+}
 
 /** The claim for this call's Idempotency-Key header, if it sent one. */
 function claimFor(

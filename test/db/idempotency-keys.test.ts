@@ -4,6 +4,7 @@ import {
   claimKey,
   finishKey,
   type IdempotencyClaim,
+  KeyInUse,
   keepOutcome,
   storedOutcome,
 } from "../../src/db/idempotency.js";
@@ -35,7 +36,7 @@ async function store(c: IdempotencyClaim, response: Record<string, string>) {
   const tx = await pool.connect();
   try {
     await tx.query("BEGIN");
-    const prior = await claimKey(tx, c);
+    const prior = await claimKey(tx, c, 1_000);
     if (!prior) await finishKey(tx, c, { response });
     await tx.query("COMMIT");
     return prior;
@@ -79,6 +80,33 @@ describe("idempotency keys", () => {
     expect(b.replayed).toBeUndefined();
     expect(b.response?.booking.id).not.toBe(a.response?.booking.id);
     expect(await hold(claim("key_a", "hold-1"), 10)).toEqual({ ...a, replayed: true });
+  });
+
+  it("in use by a request still running are waited for as long as asked, then KeyInUse; the caller's work keeps its lock timeout", async () => {
+    const busy = claim("key_a", "busy");
+    const [first, second] = [await pool.connect(), await pool.connect()];
+    try {
+      await first.query("BEGIN");
+      expect(await claimKey(first, busy, 1_000)).toBeUndefined();
+      await second.query("BEGIN; SET LOCAL lock_timeout = '7s'");
+      await expect(claimKey(second, busy, 50)).rejects.toBeInstanceOf(KeyInUse);
+      await second.query("ROLLBACK");
+      await finishKey(first, busy, { response: { who: "first" } });
+      await first.query("COMMIT");
+      await second.query("BEGIN; SET LOCAL lock_timeout = '7s'");
+      expect(await claimKey(second, busy, 50)).toEqual({
+        response: { who: "first" },
+        replayed: true,
+      });
+      // A key of its own: claimed, and the rest of the transaction waits for
+      // locks as long as it did before the claim.
+      expect(await claimKey(second, claim("key_a", "free"), 50)).toBeUndefined();
+      expect((await second.query("SHOW lock_timeout")).rows[0].lock_timeout).toBe("7s");
+      await second.query("ROLLBACK");
+    } finally {
+      first.release();
+      second.release();
+    }
   });
 
   it("stored before keys were scoped by API key answer every key of the tenant", async () => {

@@ -75,23 +75,37 @@ $$;
 -- claim the key at the start of the transaction, finish it at the end.
 -- NULL: the caller owns the key and does the work; otherwise what the key
 -- already answered. A duplicate sent while the first is still running
--- waits on the key's row until the first commits, then replays it.
-CREATE FUNCTION claim_idempotency_key(p_tenant text, p_api_key text, p_method text, p_key text, p_hash bytea)
-RETURNS jsonb
+-- waits on the key's row until the first commits, then replays it; but
+-- for p_wait_ms at most (lock_timeout, SQLSTATE 55P03): the caller then
+-- gives its connection back and waits for the first without one
+-- (src/rpc/idempotency.ts), so duplicates of a slow request cannot take
+-- every connection of the pool. Without p_wait_ms (a caller from before
+-- it), the session's lock_timeout.
+CREATE FUNCTION claim_idempotency_key(
+  p_tenant text, p_api_key text, p_method text, p_key text, p_hash bytea, p_wait_ms int DEFAULT NULL
+) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
   v_stored jsonb;
+  v_lock_timeout text := current_setting('lock_timeout');
+  v_claimed boolean;
 BEGIN
   v_stored := idempotent_replay(p_tenant, p_api_key, p_method, p_key, p_hash);
   IF v_stored IS NOT NULL THEN
     RETURN v_stored;
+  END IF;
+  IF p_wait_ms IS NOT NULL THEN
+    PERFORM set_config('lock_timeout', p_wait_ms || 'ms', true);
   END IF;
   INSERT INTO idempotency_keys AS i (tenant_id, api_key_id, method, key, request_hash)
   VALUES (p_tenant, p_api_key, p_method, p_key, p_hash)
   ON CONFLICT (tenant_id, api_key_id, method, key) DO UPDATE
     SET request_hash = excluded.request_hash, outcome = NULL, create_time = now()
     WHERE i.create_time < now() - interval '24 hours';
-  IF FOUND THEN
+  v_claimed := FOUND;
+  -- The rest of the transaction, the caller's work, keeps the session's limit.
+  PERFORM set_config('lock_timeout', v_lock_timeout, true);
+  IF v_claimed THEN
     RETURN NULL;
   END IF;
   RETURN idempotent_replay(p_tenant, p_api_key, p_method, p_key, p_hash);
