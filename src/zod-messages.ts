@@ -1,6 +1,7 @@
 import { toJson } from "@bufbuild/protobuf";
-import { type Timestamp, TimestampSchema, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { type Timestamp, TimestampSchema } from "@bufbuild/protobuf/wkt";
 import { z } from "zod";
+import { msInstantText } from "./domain/time.js";
 
 /**
  * zod's own messages in the house style of every other message Holdfast
@@ -86,7 +87,7 @@ function bound(
   side: "least" | "most",
 ): string {
   const units = UNITS[issue.origin];
-  const n = limit instanceof Date ? instantText(timestampFromDate(limit)) : limit.toString();
+  const n = limit instanceof Date ? msInstantText(limit.getTime()) : limit.toString();
   if (units) {
     const verb = issue.origin === "string" || issue.origin === "file" ? "be" : "list";
     if (side === "least" && Number(limit) === 1 && !issue.exact) return "must not be empty";

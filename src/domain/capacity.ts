@@ -1,6 +1,6 @@
 import { type Interval, occupancySteps } from "./availability.js";
 import { Rejection } from "./rejection.js";
-import { localDateTime } from "./time.js";
+import { localDateTime, msInstantText } from "./time.js";
 
 /**
  * Whether a resource's capacity may be set to a new value: never below
@@ -75,8 +75,8 @@ export function checkCapacity(
         },
       ],
       metadata: {
-        start_time: instantText(over.start),
-        end_time: instantText(over.end),
+        start_time: msInstantText(over.start),
+        end_time: msInstantText(over.end),
         local_start_time: from,
         local_end_time: to,
         time_zone: zone,
@@ -85,14 +85,4 @@ export function checkCapacity(
       },
     },
   );
-}
-
-/**
- * An instant of ErrorInfo metadata, written as every instant in a refusal
- * is (instantText in src/zod-messages.ts, ts_text in SQL): RFC 3339 in UTC
- * as protobuf JSON writes a Timestamp, with no fraction at a whole second
- * and else 3 digits for a time in milliseconds ("2030-03-04T09:00:00Z").
- */
-function instantText(ms: number): string {
-  return new Date(ms).toISOString().replace(/\.000Z$/, "Z");
 }

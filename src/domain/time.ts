@@ -195,3 +195,14 @@ export function instantOfWallClock(
   const text = (t: Temporal.PlainDateTime) => t.toString({ smallestUnit: "minute" });
   return { skipped: { from: text(from), to: text(to) } };
 }
+
+/**
+ * An instant in milliseconds written as every instant in a refusal is
+ * (ts_text in SQL, instantText in src/zod-messages.ts for a Timestamp): RFC
+ * 3339 in UTC as protobuf JSON writes a Timestamp, with no fraction at a
+ * whole second and else 3 digits ("2030-03-04T09:00:00Z",
+ * "2030-03-04T09:00:00.250Z").
+ */
+export function msInstantText(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.000Z$/, "Z");
+}

@@ -1,16 +1,21 @@
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import fc from "fast-check";
 import { Temporal } from "temporal-polyfill";
 import { describe, expect, it } from "vitest";
 import {
   canonicalTimeZone,
+  EARLIEST_MS,
   formatClockTime,
   instantOfWallClock,
   isCalendarDate,
+  LATEST_MS,
   localDateTime,
+  msInstantText,
   parseClockTime,
   parseDuration,
   utcOffsetMs,
 } from "../../src/domain/time.js";
+import { instantText } from "../../src/zod-messages.js";
 
 describe("canonicalTimeZone", () => {
   it.each([
@@ -210,5 +215,17 @@ describe("instantOfWallClock", () => {
     expect(instantOfWallClock(wall("2011-12-30T12:00"), "Pacific/Apia")).toEqual({
       skipped: { from: "2011-12-30T00:00", to: "2011-12-31T00:00" },
     });
+  });
+});
+
+describe("msInstantText", () => {
+  it("writes an instant in milliseconds as protobuf JSON writes its Timestamp (instantText)", () => {
+    expect(msInstantText(Date.UTC(2030, 2, 4, 9))).toBe("2030-03-04T09:00:00Z");
+    expect(msInstantText(Date.UTC(2030, 2, 4, 9, 0, 0, 250))).toBe("2030-03-04T09:00:00.250Z");
+    fc.assert(
+      fc.property(fc.integer({ min: EARLIEST_MS, max: LATEST_MS - 1 }), (ms) => {
+        expect(msInstantText(ms)).toBe(instantText(timestampFromMs(ms)));
+      }),
+    );
   });
 });
