@@ -242,8 +242,12 @@ export async function startHoldfast(
       );
       registerReflection(router, [...API_SERVICES, Health]);
     };
+    // A line per request on the paths outside the RPCs (see route below),
+    // and for a path that names no RPC.
+    const logged = httpLines(config.requestLogLevel);
     const rpc = rpcRequestHandler({
       routes,
+      unrouted: logged,
       observers: [
         ...(metrics ? [metrics.interceptor] : []),
         ...(tracingOn() ? [tracingInterceptor] : []),
@@ -281,7 +285,6 @@ export async function startHoldfast(
     // Paths outside the RPC router: WatchEvents as Server-Sent Events, MCP,
     // the OpenAPI document with its reference page, calendar feeds, the
     // console, HTTP health and metrics.
-    const logged = httpLines(config.requestLogLevel);
     const route: NodeHandler = (req, res) => {
       const path = (req.url ?? "").split("?", 1)[0] ?? "";
       if (path === EVENT_STREAM_PATH) logged(req, res, path, () => eventStream(req, res));

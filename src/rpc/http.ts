@@ -78,6 +78,12 @@ export type RpcHandlerOptions = {
    */
   streamStallMs: number;
   shutdownSignal?: AbortSignal;
+  /**
+   * Wraps the answer to a path that names no RPC (METHOD_NOT_FOUND), which
+   * no interceptor sees: the request log's `httpLines`, given the path
+   * clipped to 200 characters.
+   */
+  unrouted?: (req: NodeRequest, res: NodeResponse, path: string, answer: () => void) => void;
 };
 
 export type NodeRequest = IncomingMessage | Http2ServerRequest;
@@ -156,7 +162,10 @@ export function rpcRequestHandler(opts: RpcHandlerOptions): RpcRequestHandler {
     if ("stream" in req) stopSenderAfterAnswer(req);
     const path = (req.url ?? "").split("?", 1)[0] ?? "";
     const handler = handlers.get(path);
-    if (!handler) return writeNoSuchMethod(req, res, path);
+    if (!handler) {
+      const answer = () => writeNoSuchMethod(req, res, path);
+      return opts.unrouted ? opts.unrouted(req, res, clipText(path, 200), answer) : answer();
+    }
     serve(req, res, path, handler).catch((err: unknown) => {
       if (callerWentAway(err) || req.destroyed || res.destroyed) {
         // The caller closed the connection or stream while we read it.

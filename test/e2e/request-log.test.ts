@@ -269,7 +269,7 @@ describe("requests outside the RPCs", { timeout: 60_000 }, async () => {
   });
   afterAll(() => server.stop());
 
-  it("write one line each: calendar feeds without their secret, Server-Sent Events with their status", async () => {
+  it("write one line each: calendar feeds without their secret, Server-Sent Events with their status, paths that name no RPC", async () => {
     const w = await bookingWorld(server.url);
     const { urlPath } = await clientFor(CalendarFeedService, server.url, w.key).createCalendarFeed({
       resourceId: w.resourceId,
@@ -283,6 +283,13 @@ describe("requests outside the RPCs", { timeout: 60_000 }, async () => {
     expect(await get(urlPath, { "x-request-id": "feed-1" })).toBe(200);
     expect(await get(guessed, { "x-request-id": "feed-2" })).toBe(404);
     expect(await get("/v1/events/stream", { "x-request-id": "sse-1" })).toBe(401);
+    const unknown = `/holdfast.v1.BookingService/${"Nope".repeat(100)}`;
+    const posted = await fetch(`${server.url}${unknown}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-request-id": "unknown-1" },
+      body: "{}",
+    });
+    expect(posted.status).toBe(404);
     await server.stop();
     const lines = server
       .stderr()
@@ -294,6 +301,10 @@ describe("requests outside the RPCs", { timeout: 60_000 }, async () => {
     expect(line("feed-1")).toMatchObject({ method: "GET", path: "/v1/feeds/…", status: 200 });
     expect(line("feed-2")).toMatchObject({ method: "GET", path: "/v1/feeds/…", status: 404 });
     expect(line("sse-1")).toMatchObject({ method: "GET", path: "/v1/events/stream", status: 401 });
+    // A path that names no RPC, clipped.
+    expect(line("unknown-1")).toMatchObject({ method: "POST", status: 404 });
+    expect(line("unknown-1")?.path).toMatch(/^\/holdfast\.v1\.BookingService\/(Nope)+/);
+    expect((line("unknown-1")?.path as string).length).toBeLessThanOrEqual(201);
     const secret = urlPath.slice("/v1/feeds/".length, -".ics".length);
     expect(server.stderr()).not.toContain(secret);
   });
