@@ -8,7 +8,7 @@ import {
   occurrenceBounds,
   occurrenceDays,
 } from "./recurrence.js";
-import { DAY_MS, HOUR_MS, MINUTE_MS } from "./time.js";
+import { DAY_MS, HOUR_MS, MINUTE_MS, utcOffsetMs } from "./time.js";
 
 /**
  * When a resource can be booked for a service: one implementation of every
@@ -283,7 +283,7 @@ function stretchOver(
   const span = merge(occurrences(rule, local, firstDay - 1, lastDay + 1)).find(overlaps);
   if (!span) return undefined;
   for (let day = firstDay - 2; day >= Math.max(first, firstDay - 1 - MAX_RUN_DAYS); day--) {
-    const before = occurrences(rule, local, day, day)[0];
+    const before = occurrences(rule, local, day, day).at(-1);
     if (!before || before.end < span.start) break;
     span.start = Math.min(span.start, before.start);
   }
@@ -342,7 +342,7 @@ class ZoneDays {
     const nextMidnight = this.midnight(day + 1);
     const starts: number[] = [];
     if (nextMidnight - midnight === DAY_MS) {
-      // One offset all day (see wallTime): wall time is elapsed time.
+      // One offset all day (see wallSpans): wall time is elapsed time.
       const first = Math.max(0, Math.ceil((from - midnight) / stepMs));
       for (let t = midnight + first * stepMs; t < nextMidnight; t += stepMs) starts.push(t);
       return starts;
@@ -381,35 +381,46 @@ class ZoneDays {
   }
 
   /**
-   * The instant of a minute (0..1440) of a local day: the first instant at
-   * which the clock reads that minute or later. So a minute skipped by a
-   * spring-forward change is the moment of the change (a window 01:00-02:30
-   * on New York's spring-forward day ends when the clock jumps to 03:00, one
-   * 02:30-05:00 starts then, and a block 02:30-03:30 covers 03:00-03:30); a
-   * repeated minute takes its earlier occurrence; 1440 is the next day's
-   * midnight.
+   * The instants of a local day at which the clock reads a minute in
+   * [startMinute, endMinute) (0..1440, 1440 the day's end): one interval,
+   * or on a day the clock changes, one on each side of the change. So a
+   * window 01:00-02:30 on New York's spring-forward day ends when the clock
+   * jumps to 03:00, one 02:30-05:00 starts then, and a block 02:30-03:30
+   * covers 03:00-03:30 (the wall times skipped are in neither side); on
+   * fall-back a window 01:30-02:00 covers 01:30-02:00 twice, once per
+   * occurrence, and not the 01:00-01:30 between them.
    */
-  wallTime(day: number, minute: number): number {
+  wallSpans(day: number, startMinute: number, endMinute: number): Interval[] {
     const midnight = this.midnight(day);
-    if (minute === 0) return midnight;
     const nextMidnight = this.midnight(day + 1);
-    if (minute === 1440) return nextMidnight;
     // A day of exactly 24 hours keeps one offset throughout (no zone has had
     // two changes within two days since 1970), so its minutes need no lookup.
-    if (nextMidnight - midnight === DAY_MS) return midnight + minute * MINUTE_MS;
-    const { year, month, day: dayOfMonth } = calendarDate(day);
-    const local = new Temporal.PlainDateTime(
-      year,
-      month,
-      dayOfMonth,
-      Math.floor(minute / 60),
-      minute % 60,
-    );
-    const earlier = local.toZonedDateTime(this.timeZone, { disambiguation: "earlier" });
-    if (earlier.toPlainDateTime().equals(local)) return earlier.epochMilliseconds;
-    // Skipped: "earlier" reads it with the offset before the change, an
-    // instant before the change, so the next transition is the jump itself.
-    return (earlier.getTimeZoneTransition("next") ?? earlier).epochMilliseconds;
+    if (nextMidnight - midnight === DAY_MS) {
+      const start = midnight + startMinute * MINUTE_MS;
+      const end = midnight + endMinute * MINUTE_MS;
+      return end > start ? [{ start, end }] : [];
+    }
+    const change = Temporal.Instant.fromEpochMilliseconds(midnight)
+      .toZonedDateTimeISO(this.timeZone)
+      .getTimeZoneTransition("next")?.epochMilliseconds;
+    const sides =
+      change !== undefined && change < nextMidnight
+        ? [
+            { start: midnight, end: change },
+            { start: change, end: nextMidnight },
+          ]
+        : [{ start: midnight, end: nextMidnight }];
+    // On each side the clock reads instant + offset: wall minutes as if in UTC.
+    const wallStart = day * DAY_MS + startMinute * MINUTE_MS;
+    const wallEnd = day * DAY_MS + endMinute * MINUTE_MS;
+    const spans: Interval[] = [];
+    for (const side of sides) {
+      const offset = utcOffsetMs(side.start, this.timeZone);
+      const start = Math.max(side.start, wallStart - offset);
+      const end = Math.min(side.end, wallEnd - offset);
+      if (end > start) spans.push({ start, end });
+    }
+    return spans;
   }
 }
 
@@ -475,12 +486,17 @@ function layers(
   return { available, blocked, open: subtract(available, blocked) };
 }
 
-/** The times an override covers on local days firstDay..lastDay, one interval per day it occurs. */
-function occurrences(rule: OverrideRule, local: ZoneDays, firstDay: number, lastDay: number) {
-  return occurrenceDays(rule, firstDay, lastDay).map((day) =>
+/** The times an override covers on local days firstDay..lastDay, by day (two on a day the clock changes; see wallSpans). */
+function occurrences(
+  rule: OverrideRule,
+  local: ZoneDays,
+  firstDay: number,
+  lastDay: number,
+): Interval[] {
+  return occurrenceDays(rule, firstDay, lastDay).flatMap((day) =>
     rule.allDay || rule.startMinute === null || rule.endMinute === null
-      ? { start: local.midnight(day), end: local.midnight(day + 1) }
-      : { start: local.wallTime(day, rule.startMinute), end: local.wallTime(day, rule.endMinute) },
+      ? [{ start: local.midnight(day), end: local.midnight(day + 1) }]
+      : local.wallSpans(day, rule.startMinute, rule.endMinute),
   );
 }
 
@@ -496,7 +512,7 @@ function weeklyIntervals(
     const weekday = isoWeekday(day);
     for (const w of windows) {
       if (w.weekday === weekday) {
-        intervals.push({ start: zone.wallTime(day, w.start), end: zone.wallTime(day, w.end) });
+        intervals.push(...zone.wallSpans(day, w.start, w.end));
       }
     }
   }

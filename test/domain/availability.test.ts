@@ -473,6 +473,80 @@ describe("workingTime across DST", () => {
     );
   });
 
+  it("a window starting in the repeated hour on fall-back covers its wall times twice, and not the times between", () => {
+    const resource = calendar({
+      weeklySchedule: [win(7, "01:30", "02:00")],
+      overrides: [timed("block", "2026-11-01", "01:45", "02:00")],
+    });
+    expect(workingTime(resource, service(), localDate("2026-11-01", NY))).toEqual({
+      open: [
+        span("2026-11-01T01:30:00-04:00", "2026-11-01T01:45:00-04:00"),
+        span("2026-11-01T01:30:00-05:00", "2026-11-01T01:45:00-05:00"),
+      ],
+      blocked: [
+        span("2026-11-01T01:45:00-04:00", "2026-11-01T02:00:00-04:00"),
+        span("2026-11-01T01:45:00-05:00", "2026-11-01T02:00:00-05:00"),
+      ],
+    });
+  });
+
+  it("a window or a timed block covers exactly the instants whose wall clock reads within it, on days the clock changes", () => {
+    // Days of a change in 2026 (spring forward and fall back), and one without.
+    const days: [string, string][] = [
+      [NY, "2026-03-08"],
+      [NY, "2026-11-01"],
+      ["Europe/London", "2026-03-29"],
+      ["Europe/London", "2026-10-25"],
+      ["Australia/Lord_Howe", "2026-10-04"],
+      ["Australia/Lord_Howe", "2026-04-05"],
+      ["America/Santiago", "2026-09-06"],
+      ["America/Santiago", "2026-04-04"],
+      [NY, "2026-06-01"],
+    ];
+    const QUARTER = 15 * MIN;
+    /** The quarter hours of the day whose clock reading is in [start, end) minutes, joined. */
+    const byClock = (day: Interval, timeZone: string, start: number, end: number) => {
+      const covered: Interval[] = [];
+      for (let t = day.start; t < day.end; t += QUARTER) {
+        const wall = Temporal.Instant.fromEpochMilliseconds(t).toZonedDateTimeISO(timeZone);
+        const minute = wall.hour * 60 + wall.minute;
+        if (minute < start || minute >= end) continue;
+        const last = covered.at(-1);
+        if (last && last.end === t) last.end = t + QUARTER;
+        else covered.push({ start: t, end: t + QUARTER });
+      }
+      return covered;
+    };
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...days),
+        fc.integer({ min: 0, max: 95 }),
+        fc.integer({ min: 1, max: 96 }),
+        ([timeZone, date], a, b) => {
+          const [start, end] = [Math.min(a, b) * 15, Math.max(a, b) * 15];
+          fc.pre(start < end);
+          const day = localDate(date, timeZone);
+          const weekday = Temporal.PlainDate.from(date).dayOfWeek;
+          const hhmm = (m: number) =>
+            `${String(Math.floor(m / 60)).padStart(2, "0")}:${String(m % 60).padStart(2, "0")}`;
+          const expected = byClock(day, timeZone, start, end);
+          const windowed = calendar({
+            timeZone,
+            weeklySchedule: [win(weekday, hhmm(start), hhmm(end))],
+          });
+          expect(workingTime(windowed, service(), day).open).toEqual(expected);
+          const blocked = calendar({
+            timeZone,
+            weeklySchedule: [win(weekday, "00:00", "24:00")],
+            overrides: [timed("block", date, hhmm(start), hhmm(end))],
+          });
+          expect(workingTime(blocked, service(), day).blocked).toEqual(expected);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
   it("a 00:00-24:00 Sunday is 23 hours on London's spring-forward day", () => {
     const resource = calendar({
       timeZone: "Europe/London",
