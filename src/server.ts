@@ -43,7 +43,11 @@ import { apiDocsHandler, isApiDocsPath } from "./rpc/api-docs.js";
 import { authInterceptor, Keyring } from "./rpc/auth.js";
 import { availabilityService } from "./rpc/availability-service.js";
 import { bookingService } from "./rpc/booking-service.js";
-import { CALENDAR_FEED_PATH, calendarFeedHandler } from "./rpc/calendar-feed-http.js";
+import {
+  CALENDAR_FEED_PATH,
+  calendarFeedHandler,
+  withoutFeedSecrets,
+} from "./rpc/calendar-feed-http.js";
 import { calendarFeedService } from "./rpc/calendar-feed-service.js";
 import { catalogService } from "./rpc/catalog-service.js";
 import { corsHandler } from "./rpc/cors.js";
@@ -247,7 +251,7 @@ export async function startHoldfast(
     const logged = httpLines(config.requestLogLevel);
     const rpc = rpcRequestHandler({
       routes,
-      unrouted: logged,
+      unrouted: (req, res, path, answer) => logged(req, res, withoutFeedSecrets(path), answer),
       observers: [
         ...(metrics ? [metrics.interceptor] : []),
         ...(tracingOn() ? [tracingInterceptor] : []),

@@ -39,6 +39,15 @@ export const CALENDAR_FEED_PATH = "/v1/feeds/";
 
 const SECRET = /^(hfcal_[A-Za-z0-9_-]{43})(?:\.ics)?$/;
 
+/**
+ * `path` with whatever looks like a feed's secret cut to its prefix, for a
+ * log line about a path that is not quite a feed's (`//v1/feeds/hfcal_…`,
+ * `/V1/feeds/…`): it may still hold a live one.
+ */
+export function withoutFeedSecrets(path: string): string {
+  return path.replace(/hfcal_[A-Za-z0-9_-]*/g, "hfcal_…");
+}
+
 export function calendarFeedHandler(
   db: Queryable,
   limiter: RateLimiter,

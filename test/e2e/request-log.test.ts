@@ -290,6 +290,9 @@ describe("requests outside the RPCs", { timeout: 60_000 }, async () => {
       body: "{}",
     });
     expect(posted.status).toBe(404);
+    // Not quite a feed's path (HOLDFAST_URL ending in "/", a capital V): the secret is still live.
+    expect(await get(`/${urlPath}`, { "x-request-id": "feed-3" })).toBe(404);
+    expect(await get(urlPath.replace("/v1/", "/V1/"), { "x-request-id": "feed-4" })).toBe(404);
     await server.stop();
     const lines = server
       .stderr()
@@ -301,6 +304,8 @@ describe("requests outside the RPCs", { timeout: 60_000 }, async () => {
     expect(line("feed-1")).toMatchObject({ method: "GET", path: "/v1/feeds/…", status: 200 });
     expect(line("feed-2")).toMatchObject({ method: "GET", path: "/v1/feeds/…", status: 404 });
     expect(line("sse-1")).toMatchObject({ method: "GET", path: "/v1/events/stream", status: 401 });
+    expect(line("feed-3")?.path).toBe("//v1/feeds/hfcal_….ics");
+    expect(line("feed-4")?.path).toBe("/V1/feeds/hfcal_….ics");
     // A path that names no RPC, clipped.
     expect(line("unknown-1")).toMatchObject({ method: "POST", status: 404 });
     expect(line("unknown-1")?.path).toMatch(/^\/holdfast\.v1\.BookingService\/(Nope)+/);
