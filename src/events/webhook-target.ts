@@ -41,7 +41,7 @@ function guardedLookup(resolve: Resolve, allowPrivate: boolean): LookupFunction 
             const range = addressProblem(a.address);
             if (range) {
               throw new RefusedTarget(
-                `refused: ${hostname} resolves to ${a.address}, a non-public address (${range})`,
+                `refused: ${hostname} resolves to a non-public address (${range})`,
               );
             }
           }
