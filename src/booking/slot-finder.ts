@@ -53,13 +53,13 @@ export function alternativesRange(
 }
 /**
  * When many callers lose the same slot at once, the first computes the
- * alternatives and the rest reuse them for this long, unless a booking of
- * the tenant changes through this instance meanwhile.
+ * alternatives and those that ask while it is still computing share its
+ * answer (unless a booking of the tenant changes through this instance
+ * meanwhile). Nothing is kept once it is answered: a later caller reads
+ * afresh, so what it is offered reflects every booking and rule committed
+ * before it asked, on any instance.
  */
-const ALTERNATIVES_REUSE_MS = 250;
-const MAX_REUSE_TENANTS = 1_000;
-
-type Reusable = { madeAt: number; offers: Promise<OfferedSlot[]> };
+const MAX_SHARING_TENANTS = 1_000;
 
 /** A booking being moved: its id, and where it is now. */
 export type Moving = { id: string; resourceId: string; startMs: number; endMs: number };
@@ -76,7 +76,8 @@ type Requested = { resourceId: string; startMs: number; durationMs: number; movi
 export class SlotFinder {
   private readonly signer: SlotSigner;
   /** Recent alternatives, per tenant, by the request they answered. */
-  private readonly recentAlternatives = new Map<string, Map<string, Reusable>>();
+  /** Alternatives being computed, by tenant, then by what was asked (see alternatives). */
+  private readonly computing = new Map<string, Map<string, Promise<OfferedSlot[]>>>();
 
   constructor(
     private readonly db: Queryable,
@@ -179,25 +180,30 @@ export class SlotFinder {
   ): Promise<OfferedSlot[]> {
     const version = rules?.version ?? service.policyVersion;
     const key = `${service.id}/${service.policyVersion}/${version}/${requested.resourceId}/${requested.startMs}/${requested.durationMs}/${requested.moving?.id ?? ""}`;
-    const now = performance.now();
-    let recent = this.recentAlternatives.get(tenantId);
-    const reusable = recent?.get(key);
-    if (reusable && now - reusable.madeAt < ALTERNATIVES_REUSE_MS) return reusable.offers;
-    if (!recent) {
-      if (this.recentAlternatives.size >= MAX_REUSE_TENANTS) this.recentAlternatives.clear();
-      recent = new Map();
-      this.recentAlternatives.set(tenantId, recent);
+    let ongoing = this.computing.get(tenantId);
+    const shared = ongoing?.get(key);
+    if (shared) return shared;
+    if (!ongoing) {
+      if (this.computing.size >= MAX_SHARING_TENANTS) this.computing.clear();
+      ongoing = new Map();
+      this.computing.set(tenantId, ongoing);
     }
-    for (const [k, r] of recent) if (now - r.madeAt >= ALTERNATIVES_REUSE_MS) recent.delete(k);
+    const tenantOngoing = ongoing;
     const offers = this.findAlternatives(tenantId, service, requested, rules);
-    recent.set(key, { madeAt: now, offers });
-    offers.catch(() => recent.delete(key));
+    tenantOngoing.set(key, offers);
+    const done = () => {
+      if (tenantOngoing.get(key) === offers) tenantOngoing.delete(key);
+      if (tenantOngoing.size === 0 && this.computing.get(tenantId) === tenantOngoing) {
+        this.computing.delete(tenantId);
+      }
+    };
+    offers.then(done, done);
     return offers;
   }
 
-  /** A booking of the tenant changed: alternatives computed before may be wrong now. */
+  /** A booking of the tenant changed: alternatives being computed may be wrong now. */
   bookingsChanged(tenantId: string): void {
-    this.recentAlternatives.delete(tenantId);
+    this.computing.delete(tenantId);
   }
 
   private async findAlternatives(
