@@ -296,6 +296,51 @@ describe("holds", () => {
   });
 });
 
+describe("changes that change nothing", () => {
+  it("a move to where the booking already is returns it unchanged and records no event", async () => {
+    const w = await bookingWorld(server.url);
+    const { booking } = await w.bookings.createHold({
+      serviceId: w.serviceId,
+      resourceId: w.resourceId,
+      ...at(2, 11),
+    });
+    const id = booking?.id as string;
+    const { startTime, endTime } = at(2, 11);
+    const moved = await w.bookings.rescheduleBooking({ bookingId: id, startTime, endTime });
+    expect(moved.booking).toEqual(booking);
+    const again = await w.bookings.rescheduleBooking({
+      bookingId: id,
+      resourceId: w.resourceId,
+      startTime,
+      endTime,
+    });
+    expect(again.booking).toEqual(booking);
+    expect(await outboxTypes(id)).toEqual(["booking.held"]);
+    // A real move still moves it, and says so.
+    await w.bookings.rescheduleBooking({ bookingId: id, ...at(2, 12) });
+    expect(await outboxTypes(id)).toEqual(["booking.held", "booking.rescheduled"]);
+  });
+
+  it("cancelling a lapsed hold returns it unchanged, EXPIRED: its time is free already", async () => {
+    const w = await bookingWorld(server.url);
+    const { booking } = await w.bookings.createHold({
+      serviceId: w.serviceId,
+      resourceId: w.resourceId,
+      ...at(1, 15),
+      ttl: seconds(1),
+    });
+    const bookingId = booking?.id as string;
+    await sleep(1_200);
+    // Not yet marked by the sweeper, or already: the same answer.
+    for (let i = 0; i < 2; i++) {
+      const { booking: cancelled } = await w.bookings.cancelBooking({ bookingId, reason: "no" });
+      expect(cancelled?.status).toBe(BookingStatus.EXPIRED);
+      expect(cancelled?.cancelReason).toBe("");
+    }
+    expect(await outboxTypes(bookingId)).toEqual(["booking.held", "booking.expired"]);
+  });
+});
+
 describe("cancel, complete, no-show", () => {
   it("cancelling frees the time at once; a cancelled booking cannot be confirmed", async () => {
     const w = await bookingWorld(server.url);

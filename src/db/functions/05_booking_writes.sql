@@ -220,10 +220,10 @@ BEGIN
       WHERE tenant_id = p_tenant AND id = p_id RETURNING * INTO b;
       v_json := emit_booking_event(CASE p_action WHEN 'complete' THEN 'booking.completed' ELSE 'booking.no_show' END, b);
     ELSIF (p_action = 'confirm' AND b.status = 'confirmed')
-       OR (p_action = 'cancel' AND b.status = 'cancelled')
+       OR (p_action = 'cancel' AND b.status IN ('cancelled', 'expired'))
        OR (p_action = 'complete' AND b.status = 'completed')
        OR (p_action = 'no_show' AND b.status = 'no_show') THEN
-      NULL; -- already there: the booking unchanged
+      NULL; -- already there (a lapsed hold has released its time too): the booking unchanged
     ELSIF b.status = 'expired' THEN
       v_outcome := rejection('HOLD_EXPIRED', format('the hold lapsed at %s; hold the time again', ts_text(b.expire_time)));
     ELSE
@@ -316,6 +316,9 @@ BEGIN
     ELSIF old.status NOT IN ('held', 'confirmed') THEN
       v_outcome := rejection('INVALID_STATE', format('cannot reschedule a booking that is %s', old.status),
         jsonb_build_object('metadata', jsonb_build_object('status', old.status)));
+    ELSIF p_resource = old.resource_id AND p_start = old.start_time AND p_end = old.end_time THEN
+      -- Where it is already: the booking unchanged, and no event.
+      v_outcome := jsonb_build_object('response', jsonb_build_object('booking', booking_json(old)));
     ELSIF notice_rejection(p_start, v_now, p_min_notice, p_max_advance) IS NOT NULL THEN
       v_outcome := notice_rejection(p_start, v_now, p_min_notice, p_max_advance);
     ELSE
