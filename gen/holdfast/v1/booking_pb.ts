@@ -788,7 +788,8 @@ export const BookingService: GenService<{
     output: typeof ExtendHoldResponseSchema;
   },
   /**
-   * HELD or CONFIRMED -> CANCELLED; the time is free at once.
+   * HELD or CONFIRMED -> CANCELLED; the time is free at once. A cancelled
+   * booking, or a hold that has lapsed (EXPIRED), is returned unchanged.
    *
    * @generated from rpc holdfast.v1.BookingService.CancelBooking
    */
@@ -819,7 +820,8 @@ export const BookingService: GenService<{
   },
   /**
    * Moves a HELD or CONFIRMED booking to a new time (and maybe resource),
-   * atomically: the new time is secured before the old one is released.
+   * atomically: the new time is secured before the old one is released. A
+   * move to where it already is returns it unchanged and records no event.
    *
    * @generated from rpc holdfast.v1.BookingService.RescheduleBooking
    */

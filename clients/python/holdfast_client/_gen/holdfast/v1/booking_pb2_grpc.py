@@ -110,7 +110,8 @@ class BookingServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def CancelBooking(self, request, context):
-        """HELD or CONFIRMED -> CANCELLED; the time is free at once.
+        """HELD or CONFIRMED -> CANCELLED; the time is free at once. A cancelled
+        booking, or a hold that has lapsed (EXPIRED), is returned unchanged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -132,7 +133,8 @@ class BookingServiceServicer(object):
 
     def RescheduleBooking(self, request, context):
         """Moves a HELD or CONFIRMED booking to a new time (and maybe resource),
-        atomically: the new time is secured before the old one is released.
+        atomically: the new time is secured before the old one is released. A
+        move to where it already is returns it unchanged and records no event.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
