@@ -137,15 +137,26 @@ const bookingId = z.object({ bookingId: v.id });
 const statusFilter = z
   .array(v.enumValue<BookingStatus>(BookingStatusSchema))
   .transform((s) => s.map((x) => BOOKING_STATUS.nameOf(x) as string));
-const listSchema = z.object({
-  ...v.pageFields,
-  resourceId: v.optionalId,
-  serviceId: v.optionalId,
-  statuses: statusFilter,
-  startTimeFrom: v.optionalTimestampMs,
-  startTimeTo: v.optionalTimestampMs,
-  metadata: z.record(z.string().max(200), z.string().max(1000)),
-});
+const listSchema = z
+  .object({
+    ...v.pageFields,
+    resourceId: v.optionalId,
+    serviceId: v.optionalId,
+    statuses: statusFilter,
+    startTimeFrom: v.optionalTimestampMs,
+    startTimeTo: v.optionalTimestampMs,
+    metadata: z.record(z.string().max(200), z.string().max(1000)),
+  })
+  // A window that holds no instant is a mistake, as ListSlots says of its own.
+  .refine(
+    (f) => f.startTimeFrom === null || f.startTimeTo === null || f.startTimeTo > f.startTimeFrom,
+    {
+      message: "must be after start_time_from",
+      path: ["startTimeTo"],
+      when: (p) =>
+        !p.issues.some((i) => i.path?.[0] === "startTimeFrom" || i.path?.[0] === "startTimeTo"),
+    },
+  );
 
 export function bookingService(
   base: Db,

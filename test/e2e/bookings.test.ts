@@ -735,6 +735,26 @@ describe("rules and reasons", () => {
 });
 
 describe("reading bookings", () => {
+  it("refuses a start window that holds no instant, as ListSlots does", async () => {
+    const w = await bookingWorld(server.url);
+    const { startTime, endTime } = at(1, 9);
+    for (const [from, to] of [
+      [endTime, startTime],
+      [startTime, startTime],
+    ]) {
+      const err = await rejected(
+        w.bookings.listBookings({ startTimeFrom: from, startTimeTo: to }),
+        Code.InvalidArgument,
+        "VALIDATION_ERROR",
+      );
+      expect(err.rawMessage).toContain("start_time_to: must be after start_time_from");
+    }
+    // Either end alone, or a window with room, lists.
+    await w.bookings.listBookings({ startTimeFrom: endTime });
+    await w.bookings.listBookings({ startTimeTo: startTime });
+    await w.bookings.listBookings({ startTimeFrom: startTime, startTimeTo: endTime });
+  });
+
   it("lists with filters by resource, service, status, start window and metadata, paged", async () => {
     const w = await bookingWorld(server.url, { resources: 2 });
     const [r1, r2] = w.resourceIds as [string, string];

@@ -639,7 +639,8 @@ export type ListBookingsRequest = Message<"holdfast.v1.ListBookingsRequest"> & {
   startTimeFrom?: Timestamp | undefined;
 
   /**
-   * start_time < start_time_to, when set.
+   * start_time < start_time_to, when set. With both set it must be after
+   * start_time_from (VALIDATION_ERROR otherwise).
    *
    * @generated from field: google.protobuf.Timestamp start_time_to = 7;
    */
