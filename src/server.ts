@@ -23,6 +23,7 @@ import { TenantService } from "../gen/holdfast/v1/tenant_pb.js";
 import { WebhookService } from "../gen/holdfast/v1/webhook_pb.js";
 import { BookingBatches } from "./booking/batches.js";
 import { SlotFinder } from "./booking/slot-finder.js";
+import { TenantWrites } from "./booking/tenant-writes.js";
 import { type Config, StartError } from "./config.js";
 import { CONSOLE_PATH, consoleHandler } from "./console/serve.js";
 import { CatalogCache } from "./db/catalog-cache.js";
@@ -68,6 +69,7 @@ import { registerReflection } from "./rpc/reflection.js";
 import { httpLines, requestLogInterceptor } from "./rpc/request-log.js";
 import { resourceService } from "./rpc/resource-service.js";
 import { tenantService } from "./rpc/tenant-service.js";
+import { tenantWritesInterceptor } from "./rpc/tenant-writes.js";
 import { tracingInterceptor } from "./rpc/tracing.js";
 import { webhookService } from "./rpc/webhook-service.js";
 import { tracingOn } from "./tracing.js";
@@ -198,6 +200,8 @@ export async function startHoldfast(
     const limiter = new RateLimiter(pool, config.rateLimits, options.rateLeaseMs);
     const metrics = config.metrics ? new Metrics(pool, feed) : undefined;
     const batches = new BookingBatches(db, config.writeLanes, metrics?.bookingBatch);
+    // A tenant's other writes take turns too, as many at once as its creates' lanes.
+    const turns = new TenantWrites(config.writeLanes, config.dbTimeouts.lockMs);
     const readiness = readinessProbe(healthPool, schemaVersion, stopping.signal);
     const health = healthHttpHandler(readiness);
     // Duplicates of a request still running wait for it as long as for a lock.
@@ -229,7 +233,7 @@ export async function startHoldfast(
         BookingService,
         idempotent(
           BookingService,
-          bookingService(db, catalogCache, slotFinder, feed, metrics?.bookingWrite, batches),
+          bookingService(db, catalogCache, slotFinder, feed, metrics?.bookingWrite, batches, turns),
           pool,
           { ...keyWaits, storesOwnOutcomes: true },
         ),
@@ -262,6 +266,7 @@ export async function startHoldfast(
         authInterceptor(keyring),
         pageTokensInterceptor(pageSecret),
         rateLimitInterceptor(limiter),
+        tenantWritesInterceptor(turns),
         requestChecksInterceptor,
         localTimesInterceptor(zones),
       ],

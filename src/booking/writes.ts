@@ -32,6 +32,7 @@ import { HOUR_MS } from "../domain/time.js";
 import { instantText } from "../zod-messages.js";
 import type { BookingBatches } from "./batches.js";
 import type { Moving, SlotFinder } from "./slot-finder.js";
+import type { TenantWrites } from "./tenant-writes.js";
 
 /**
  * The booking writes, between a validated request and the one SQL call
@@ -55,6 +56,11 @@ export type BookingWrites = {
   finder: SlotFinder;
   /** Creates on one resource, batched while another write of it is in flight (on `db`). */
   batches: BookingBatches;
+  /**
+   * The tenant's turns for its other writes (see TenantWrites), taken here
+   * by a create among several candidate resources, which no lane takes.
+   */
+  turns?: TenantWrites;
   /** Told after every write that reached the database (wakes the event readers). */
   committed?: () => void;
   /** Told how long each write's SQL call took and how it ended (the metrics). */
@@ -140,7 +146,7 @@ export async function book(
       resources = await candidates(w, tenantId, t);
     }
     near = { ...t, resourceId: resources[0]?.id ?? "" };
-    return timed(w, "create_booking", signal, () =>
+    const create = () =>
       w.batches.create(
         {
           tenantId,
@@ -154,7 +160,9 @@ export async function book(
         },
         claim,
         signal,
-      ),
+      );
+    return timed(w, "create_booking", signal, () =>
+      resources.length === 1 || !w.turns ? create() : w.turns.run(tenantId, signal, create),
     );
   });
   return withAlternatives(w, tenantId, outcome, () => near);

@@ -17,6 +17,7 @@ import {
 } from "../../gen/holdfast/v1/booking_pb.js";
 import type { BookingBatches } from "../booking/batches.js";
 import type { SlotFinder } from "../booking/slot-finder.js";
+import type { TenantWrites } from "../booking/tenant-writes.js";
 import type { BookingWrites, WriteObserver } from "../booking/writes.js";
 import * as writes from "../booking/writes.js";
 import { type BookingAction, getBooking, listBookings } from "../db/bookings.js";
@@ -165,12 +166,14 @@ export function bookingService(
   feed: { committed(): void },
   observe: WriteObserver | undefined,
   batches: BookingBatches,
+  turns?: TenantWrites,
 ): ServiceImpl<typeof BookingService> {
   const w: BookingWrites = {
     db: base,
     catalog,
     finder,
     batches,
+    turns,
     committed: () => feed.committed(),
     observe,
   };

@@ -111,8 +111,13 @@ describe("duplicates of a request still running", { timeout: 120_000 }, () => {
 
   it("are answered UNAVAILABLE after the lock timeout, having done nothing", async () => {
     const databaseUrl = await freshDatabase();
+    // Lanes for every duplicate: each waits for the key, none for a turn of its tenant's writes.
     const server = await startTestServer(
-      { HOLDFAST_DB_POOL_SIZE: "4", HOLDFAST_DB_LOCK_TIMEOUT_MS: "1000" },
+      {
+        HOLDFAST_DB_POOL_SIZE: "4",
+        HOLDFAST_DB_LOCK_TIMEOUT_MS: "1000",
+        HOLDFAST_WRITE_LANES: "16",
+      },
       databaseUrl,
     );
     const w = await bookingWorld(server.url);
