@@ -84,6 +84,7 @@ const schema = z
     HOLDFAST_STREAM_MAX_LAG_MS: positiveInt.max(3_600_000).default(30_000),
     HOLDFAST_STREAM_HEARTBEAT_MS: positiveInt.max(600_000).default(15_000),
     HOLDFAST_STREAMS_PER_TENANT: positiveInt.max(100_000).default(100),
+    HOLDFAST_STREAMS_MAX: positiveInt.max(1_000_000).default(1_000),
     HOLDFAST_WEBHOOK_ALLOW_PRIVATE: boolean.default(false),
     HOLDFAST_WEBHOOK_TIMEOUT_MS: positiveInt.max(120_000).default(10_000),
     HOLDFAST_WEBHOOK_RETRY_SCHEDULE: z
@@ -167,6 +168,8 @@ export type Config = {
   streamHeartbeatMs: number;
   /** Event streams (WatchEvents and Server-Sent Events) a tenant may have open on one instance. */
   streamsPerTenant: number;
+  /** Event streams one instance serves at once, all tenants together. */
+  streamsMax: number;
   /** How often the outbox is read without a notification, as a safety net. */
   eventPollMs: number;
   webhookAllowPrivate: boolean;
@@ -232,6 +235,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     streamStallMs: 2 * c.HOLDFAST_STREAM_MAX_LAG_MS,
     streamHeartbeatMs: c.HOLDFAST_STREAM_HEARTBEAT_MS,
     streamsPerTenant: c.HOLDFAST_STREAMS_PER_TENANT,
+    streamsMax: c.HOLDFAST_STREAMS_MAX,
     eventPollMs: c.HOLDFAST_EVENT_POLL_MS,
     webhookAllowPrivate: c.HOLDFAST_WEBHOOK_ALLOW_PRIVATE,
     webhookTimeoutMs: c.HOLDFAST_WEBHOOK_TIMEOUT_MS,

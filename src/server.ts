@@ -191,6 +191,7 @@ export async function startHoldfast(
         buffer: config.streamBuffer,
         maxLagMs: config.streamMaxLagMs,
         perTenant: config.streamsPerTenant,
+        total: config.streamsMax,
         heartbeatMs: config.streamHeartbeatMs,
       },
       stopping.signal,

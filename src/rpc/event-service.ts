@@ -84,6 +84,12 @@ export type StreamLimits = {
   /** Streams a tenant may have open on this instance; one more is TOO_MANY_STREAMS. */
   perTenant: number;
   /**
+   * Streams this instance serves at once, all tenants together; one more is
+   * TOO_MANY_STREAMS too: each holds what it has yet to write, up to the
+   * lag it is allowed, so their number bounds the instance's memory.
+   */
+  total: number;
+  /**
    * How long a stream may stay silent before it sends its cursor, when that
    * has moved on past what it last sent (a heartbeat; see `messages`).
    */
@@ -189,6 +195,7 @@ export function eventStreams(
 ): OpenEventStream {
   // Streams open per tenant, each counted from its opening until its end.
   const open = new Map<string, number>();
+  let openInAll = 0;
   return async (tenantId, req, signal) => {
     const { filter } = v.parseRequest(readSchema, req);
     const release = reserve(tenantId, signal);
@@ -227,11 +234,20 @@ export function eventStreams(
         { metadata: { limit: String(limits.perTenant) } },
       );
     }
+    if (openInAll >= limits.total) {
+      throw new Rejection(
+        "TOO_MANY_STREAMS",
+        `this instance has ${openInAll} event streams open, as many as it serves (HOLDFAST_STREAMS_MAX); retry later or on another instance, or poll with ListEvents`,
+        { metadata: { limit: String(limits.total), scope: "instance" } },
+      );
+    }
     open.set(tenantId, count + 1);
+    openInAll++;
     let released = false;
     const release = () => {
       if (released) return;
       released = true;
+      openInAll--;
       signal.removeEventListener("abort", release);
       const left = (open.get(tenantId) ?? 1) - 1;
       if (left > 0) open.set(tenantId, left);

@@ -1277,3 +1277,47 @@ describe("heartbeats", () => {
     expect(got.map((m) => m.event?.booking.id)).toEqual([booking?.id]);
   });
 });
+
+describe("streams per instance", () => {
+  it("refuses a stream past HOLDFAST_STREAMS_MAX, whichever tenant asks, until one ends", async () => {
+    const capped = await startTestServer({ HOLDFAST_STREAMS_MAX: "2" });
+    const [a, b, c] = [
+      await bookingWorld(capped.url),
+      await bookingWorld(capped.url),
+      await bookingWorld(capped.url),
+    ];
+    const first = watch(clientFor(EventService, capped.url, a.key), {});
+    const second = watch(clientFor(EventService, capped.url, b.key), {});
+    await sleep(300);
+    const refused = (async () => {
+      for await (const _ of clientFor(EventService, capped.url, c.key).watchEvents(
+        {},
+        { timeoutMs: 5000 },
+      )) {
+        // Nothing may come: the stream must be refused.
+      }
+    })();
+    const err = await rejected(refused, Code.ResourceExhausted, "TOO_MANY_STREAMS");
+    expect(err.findDetails(ErrorInfoSchema)[0]?.metadata).toMatchObject({
+      limit: "2",
+      scope: "instance",
+    });
+    const sse = await fetch(`${capped.url}/v1/events/stream`, {
+      headers: { authorization: `Bearer ${c.key}` },
+    });
+    expect(sse.status).toBe(429);
+    await sse.body?.cancel();
+    await first.stop();
+    await vi.waitFor(
+      async () => {
+        const again = watch(clientFor(EventService, capped.url, c.key), {});
+        await sleep(200);
+        const failure = again.failure();
+        await again.stop();
+        expect(failure).toBeUndefined();
+      },
+      { timeout: 5_000, interval: 200 },
+    );
+    await second.stop();
+  });
+});
