@@ -57,9 +57,12 @@ export async function claimKey(
   waitMs: number,
 ): Promise<Outcome | undefined> {
   try {
+    // The wait is a setting of the transaction, set before the claim runs
+    // (a volatile subquery is evaluated first): see 03_idempotency.sql.
     const { rows } = await tx.query<{ outcome: Outcome | null }>(
-      "SELECT claim_idempotency_key($1, $2, $3, $4, $5, $6) AS outcome",
-      [c.tenantId, c.apiKeyId, c.method, c.key, c.hash, waitMs],
+      `SELECT claim_idempotency_key($1, $2, $3, $4, $5) AS outcome
+         FROM (SELECT set_config('holdfast.claim_wait_ms', $6, true)) AS wait`,
+      [c.tenantId, c.apiKeyId, c.method, c.key, c.hash, String(waitMs)],
     );
     return rows[0]?.outcome ?? undefined;
   } catch (err) {

@@ -409,21 +409,22 @@ $function$;
 
 -- Functions from src/db/functions/03_idempotency.sql
 
-CREATE OR REPLACE FUNCTION public.claim_idempotency_key(p_tenant text, p_api_key text, p_method text, p_key text, p_hash bytea, p_wait_ms integer DEFAULT NULL::integer)
+CREATE OR REPLACE FUNCTION public.claim_idempotency_key(p_tenant text, p_api_key text, p_method text, p_key text, p_hash bytea)
  RETURNS jsonb
  LANGUAGE plpgsql
 AS $function$
 DECLARE
   v_stored jsonb;
   v_lock_timeout text := current_setting('lock_timeout');
+  v_wait text := nullif(current_setting('holdfast.claim_wait_ms', true), '');
   v_claimed boolean;
 BEGIN
   v_stored := idempotent_replay(p_tenant, p_api_key, p_method, p_key, p_hash);
   IF v_stored IS NOT NULL THEN
     RETURN v_stored;
   END IF;
-  IF p_wait_ms IS NOT NULL THEN
-    PERFORM set_config('lock_timeout', p_wait_ms || 'ms', true);
+  IF v_wait IS NOT NULL THEN
+    PERFORM set_config('lock_timeout', v_wait || 'ms', true);
   END IF;
   INSERT INTO idempotency_keys AS i (tenant_id, api_key_id, method, key, request_hash)
   VALUES (p_tenant, p_api_key, p_method, p_key, p_hash)

@@ -82,32 +82,37 @@ describe("idempotency keys", () => {
     expect(await hold(claim("key_a", "hold-1"), 10)).toEqual({ ...a, replayed: true });
   });
 
-  it("in use by a request still running are waited for as long as asked, then KeyInUse; the caller's work keeps its lock timeout", async () => {
-    const busy = claim("key_a", "busy");
-    const [first, second] = [await pool.connect(), await pool.connect()];
-    try {
-      await first.query("BEGIN");
-      expect(await claimKey(first, busy, 1_000)).toBeUndefined();
-      await second.query("BEGIN; SET LOCAL lock_timeout = '7s'");
-      await expect(claimKey(second, busy, 50)).rejects.toBeInstanceOf(KeyInUse);
-      await second.query("ROLLBACK");
-      await finishKey(first, busy, { response: { who: "first" } });
-      await first.query("COMMIT");
-      await second.query("BEGIN; SET LOCAL lock_timeout = '7s'");
-      expect(await claimKey(second, busy, 50)).toEqual({
-        response: { who: "first" },
-        replayed: true,
-      });
-      // A key of its own: claimed, and the rest of the transaction waits for
-      // locks as long as it did before the claim.
-      expect(await claimKey(second, claim("key_a", "free"), 50)).toBeUndefined();
-      expect((await second.query("SHOW lock_timeout")).rows[0].lock_timeout).toBe("7s");
-      await second.query("ROLLBACK");
-    } finally {
-      first.release();
-      second.release();
-    }
-  });
+  it(
+    "in use by a request still running are waited for as long as asked, then KeyInUse; the caller's work keeps its lock timeout",
+    { timeout: 10_000 },
+    async () => {
+      const busy = claim("key_a", "busy");
+      const [first, second] = [await pool.connect(), await pool.connect()];
+      try {
+        await first.query("BEGIN");
+        expect(await claimKey(first, busy, 1_000)).toBeUndefined();
+        // The session would wait an hour: the claim waits as long as asked.
+        await second.query("BEGIN; SET LOCAL lock_timeout = '1h'");
+        await expect(claimKey(second, busy, 50)).rejects.toBeInstanceOf(KeyInUse);
+        await second.query("ROLLBACK");
+        await finishKey(first, busy, { response: { who: "first" } });
+        await first.query("COMMIT");
+        await second.query("BEGIN; SET LOCAL lock_timeout = '1h'");
+        expect(await claimKey(second, busy, 50)).toEqual({
+          response: { who: "first" },
+          replayed: true,
+        });
+        // A key of its own: claimed, and the rest of the transaction waits for
+        // locks as long as it did before the claim.
+        expect(await claimKey(second, claim("key_a", "free"), 50)).toBeUndefined();
+        expect((await second.query("SHOW lock_timeout")).rows[0].lock_timeout).toBe("1h");
+        await second.query("ROLLBACK");
+      } finally {
+        first.release();
+        second.release();
+      }
+    },
+  );
 
   it("stored before keys were scoped by API key answer every key of the tenant", async () => {
     const legacy = claim("", "old");

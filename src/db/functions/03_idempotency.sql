@@ -75,27 +75,31 @@ $$;
 -- claim the key at the start of the transaction, finish it at the end.
 -- NULL: the caller owns the key and does the work; otherwise what the key
 -- already answered. A duplicate sent while the first is still running
--- waits on the key's row until the first commits, then replays it; but
--- for p_wait_ms at most (lock_timeout, SQLSTATE 55P03): the caller then
--- gives its connection back and waits for the first without one
+-- waits on the key's row until the first commits, then replays it; but for
+-- the transaction's setting holdfast.claim_wait_ms at most, when the caller
+-- set it (lock_timeout, SQLSTATE 55P03): the caller then gives its
+-- connection back and waits for the first without one
 -- (src/rpc/idempotency.ts), so duplicates of a slow request cannot take
--- every connection of the pool. Without p_wait_ms (a caller from before
--- it), the session's lock_timeout.
-CREATE FUNCTION claim_idempotency_key(
-  p_tenant text, p_api_key text, p_method text, p_key text, p_hash bytea, p_wait_ms int DEFAULT NULL
-) RETURNS jsonb
+-- every connection of the pool. A setting rather than an argument: an
+-- instance of the previous release, which calls with five arguments and
+-- re-creates the functions of its own files when it starts, keeps working
+-- beside this one, and this one with its function (waiting the session's
+-- lock_timeout instead).
+CREATE FUNCTION claim_idempotency_key(p_tenant text, p_api_key text, p_method text, p_key text, p_hash bytea)
+RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
   v_stored jsonb;
   v_lock_timeout text := current_setting('lock_timeout');
+  v_wait text := nullif(current_setting('holdfast.claim_wait_ms', true), '');
   v_claimed boolean;
 BEGIN
   v_stored := idempotent_replay(p_tenant, p_api_key, p_method, p_key, p_hash);
   IF v_stored IS NOT NULL THEN
     RETURN v_stored;
   END IF;
-  IF p_wait_ms IS NOT NULL THEN
-    PERFORM set_config('lock_timeout', p_wait_ms || 'ms', true);
+  IF v_wait IS NOT NULL THEN
+    PERFORM set_config('lock_timeout', v_wait || 'ms', true);
   END IF;
   INSERT INTO idempotency_keys AS i (tenant_id, api_key_id, method, key, request_hash)
   VALUES (p_tenant, p_api_key, p_method, p_key, p_hash)
