@@ -402,9 +402,10 @@ export type Listener = {
   /** Resolves true once no call is in flight, or false after `ms`. */
   drained(ms: number): Promise<boolean>;
   /**
-   * Resolves once every connection has closed, as each does once stopping
-   * and its calls are done (after what it was sent has been written), or
-   * after `ms`.
+   * Once no call is in flight: refuses any further request (503, as nobody
+   * would wait for it), closes idle connections, and resolves once every
+   * connection has closed, as each does once its answers have been written,
+   * or after `ms`.
    */
   disconnected(ms: number): Promise<void>;
   /** Closes every connection that is left. */
@@ -446,7 +447,12 @@ export async function bindPort(
   let handler: NodeHandler | undefined;
   const waiting: Socket[] = [];
   let accepting = true;
+  // Set once the stop's calls are done (disconnected): a request then is
+  // one nobody waits for, and is refused.
+  let closing = false;
   const sockets = new Set<Socket>();
+  /** Connections whose first bytes have not yet said which protocol they speak. */
+  const unsniffed = new Set<Socket>();
   const sessions = new Set<Http2Session>();
   const inFlight = new Set<ServerResponse | Http2ServerResponse>();
   let onIdle: (() => void) | undefined;
@@ -498,6 +504,15 @@ export async function bindPort(
     req: IncomingMessage | Http2ServerRequest,
     res: ServerResponse | Http2ServerResponse,
   ): void {
+    if (closing) {
+      // After the stop's drain: not waited for, so not begun.
+      if (res instanceof ServerResponse) res.setHeader("connection", "close");
+      res.writeHead(503, { "content-type": "application/json" });
+      res.end(
+        '{"code":"unavailable","message":"the server is stopping; send the request to another instance"}',
+      );
+      return;
+    }
     inFlight.add(res);
     // HTTP/2 has no requestTimeout of Node's: a request whose body has not
     // all arrived in time is cancelled, as HTTP/1.1's would be.
@@ -529,6 +544,7 @@ export async function bindPort(
       const couldBeH2 = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
       if (couldBeH2 && seen.length < H2_PREFACE.length) return;
       socket.off("data", sniff);
+      unsniffed.delete(socket);
       socket.setTimeout(0);
       socket.pause();
       socket.unshift(seen);
@@ -549,8 +565,10 @@ export async function bindPort(
 
   const net: NetServer = createNetServer({ noDelay: true, pauseOnConnect: true }, (socket) => {
     sockets.add(socket);
+    unsniffed.add(socket);
     socket.once("close", () => {
       sockets.delete(socket);
+      unsniffed.delete(socket);
       if (sockets.size === 0) onDisconnected?.();
     });
     socket.on("error", () => socket.destroy());
@@ -608,6 +626,12 @@ export async function bindPort(
       });
     },
     disconnected(ms) {
+      closing = true;
+      // What is idle now goes, a stream's connection too (its answer began
+      // before the stop, so it did not say `Connection: close`), and so does
+      // one that has not yet said what it speaks.
+      http1.closeIdleConnections();
+      for (const socket of unsniffed) socket.destroy();
       if (sockets.size === 0) return Promise.resolve();
       return new Promise((resolve) => {
         const timer = setTimeout(resolve, ms);

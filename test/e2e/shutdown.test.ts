@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
 import { chmod, mkdtemp, rm } from "node:fs/promises";
+import { connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -225,6 +226,55 @@ describe("stopping", { timeout: 120_000 }, () => {
       }
     }
     expect(Object.fromEntries(outcomes)).toEqual({ "Unavailable UNAVAILABLE with a cursor": 200 });
+  });
+
+  it("serves no request that arrives once its calls are done: not on a stream's kept-alive connection, nor on one that had said nothing", async () => {
+    const databaseUrl = await freshDatabase();
+    const server = await startTestServer({}, databaseUrl);
+    const w = await bookingWorld(server.url);
+    const rename = (name: string) =>
+      JSON.stringify({ resource: { id: w.resourceId, name }, updateMask: "name" });
+    const request = (body: string) =>
+      `POST /holdfast.v1.ResourceService/UpdateResource HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nauthorization: Bearer ${w.key}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    /** A raw HTTP/1.1 connection and what it has been sent. */
+    const open = async () => {
+      const socket = netConnect(server.port, "127.0.0.1");
+      let got = "";
+      socket.on("data", (d) => {
+        got += d.toString();
+      });
+      socket.on("error", () => {});
+      await new Promise((r) => socket.once("connect", r));
+      return { socket, got: () => got };
+    };
+    // A Server-Sent Events stream, kept alive, and a connection that has said nothing yet.
+    const sse = await open();
+    sse.socket.write(
+      `GET /v1/events/stream HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${w.key}\r\n\r\n`,
+    );
+    const silent = await open();
+    await vi.waitFor(
+      async () => expect((await scrape(server.url)).get("holdfast_event_streams")).toBe(1),
+      { timeout: 10_000 },
+    );
+    const closed = server.close();
+    // The stream ends with the stop (its last chunk); then each sends a write.
+    await vi.waitFor(() => expect(sse.got()).toMatch(/\r\n0\r\n\r\n$/), { timeout: 10_000 });
+    await sleep(100);
+    for (const [i, c] of [sse, silent].entries()) {
+      if (!c.socket.destroyed) c.socket.write(request(rename(`late ${i}`)));
+    }
+    await closed;
+    for (const c of [sse, silent]) {
+      expect(c.got()).not.toMatch(/HTTP\/1\.1 200 OK[^]*HTTP\/1\.1 200 OK/);
+      expect(c.got()).not.toContain("late");
+      c.socket.destroy();
+    }
+    const db = new pg.Client({ connectionString: databaseUrl });
+    await db.connect();
+    const { rows } = await db.query("SELECT name FROM resources WHERE id = $1", [w.resourceId]);
+    await db.end();
+    expect(rows[0].name).toBe("R0");
   });
 
   it("when asked to stop while starting: finishes starting, stops everything and exits 0", async () => {
