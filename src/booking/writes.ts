@@ -195,22 +195,24 @@ export async function reschedule(
     if (!rules)
       throw new Error(`policy version ${current.policyVersion} of ${current.serviceId} is missing`);
     const r = await resource(w, tenantId, t.resourceId || current.resourceId);
-    checkResource(t.service, r);
     // A move is checked under the booking's own policy version, and does
     // not conflict with the booking itself: so are the free times offered
     // when it is refused.
-    near = {
-      ...t,
-      resourceId: r.id,
-      rules: { ...rules, version: current.policyVersion },
-      moving: {
-        id: current.id,
-        resourceId: current.resourceId,
-        startMs: current.startTime ? timestampMs(current.startTime) : 0,
-        endMs: current.endTime ? timestampMs(current.endTime) : 0,
-      },
+    const moving: Moving = {
+      id: current.id,
+      resourceId: current.resourceId,
+      startMs: current.startTime ? timestampMs(current.startTime) : 0,
+      endMs: current.endTime ? timestampMs(current.endTime) : 0,
     };
-    checkTime(rules, r, t);
+    near = { ...t, resourceId: r.id, rules: { ...rules, version: current.policyVersion }, moving };
+    // A move to where it is changes nothing, whatever the rules say now:
+    // the write returns it unchanged.
+    const stays =
+      r.id === moving.resourceId && t.startMs === moving.startMs && t.endMs === moving.endMs;
+    if (!stays) {
+      checkResource(t.service, r);
+      checkTime(rules, r, t);
+    }
     return timed(w, "reschedule_booking", signal, () =>
       rescheduleBooking(
         w.db,

@@ -315,7 +315,12 @@ describe("changes that change nothing", () => {
       endTime,
     });
     expect(again.booking).toEqual(booking);
+    // Whatever the rules say now: the resource no longer works that day.
+    await w.resources.setWeeklySchedule({ resourceId: w.resourceId, weeklySchedule: {} });
+    const closed = await w.bookings.rescheduleBooking({ bookingId: id, startTime, endTime });
+    expect(closed.booking).toEqual(booking);
     expect(await outboxTypes(id)).toEqual(["booking.held"]);
+    await w.resources.setWeeklySchedule({ resourceId: w.resourceId });
     // A real move still moves it, and says so.
     await w.bookings.rescheduleBooking({ bookingId: id, ...at(2, 12) });
     expect(await outboxTypes(id)).toEqual(["booking.held", "booking.rescheduled"]);
