@@ -56,7 +56,7 @@ import { errorInterceptor } from "./rpc/errors.js";
 import { eventService, eventStreams } from "./rpc/event-service.js";
 import { EVENT_STREAM_PATH, eventStreamHandler } from "./rpc/event-stream.js";
 import { HEALTH_PATHS, healthHttpHandler, readinessProbe, registerHealth } from "./rpc/health.js";
-import { rawHttpError, rpcRequestHandler } from "./rpc/http.js";
+import { cutOff, rawHttpError, rpcRequestHandler } from "./rpc/http.js";
 import { idempotent } from "./rpc/idempotency.js";
 import { keyService } from "./rpc/key-service.js";
 import { requestChecksInterceptor } from "./rpc/limits.js";
@@ -328,7 +328,7 @@ export async function startHoldfast(
       { ...webhookSettings, onAttempt: metrics?.webhookAttempt },
       (d) => localizeDeliveryBody(d.body, d.tenantId, zones),
     );
-    listener.serve(handler);
+    listener.serve(handler, { stallMs: config.streamStallMs });
     // Its own port: health and metrics only, for the operator's network.
     metricsListener?.serve((req, res) => {
       const path = (req.url ?? "").split("?", 1)[0] ?? "";
@@ -395,8 +395,11 @@ type NodeHandler = (
 /** The one port every protocol is served on; see bindPort. */
 export type Listener = {
   port: number;
-  /** Hands connections to `handler`, those that arrived while starting included. */
-  serve(handler: NodeHandler): void;
+  /**
+   * Hands connections to `handler`, those that arrived while starting
+   * included; `limits` replaces those bindPort was given where it says.
+   */
+  serve(handler: NodeHandler, limits?: Partial<Pick<ConnectionLimits, "stallMs">>): void;
   /** Refuses new connections and asks clients of open ones to go elsewhere. */
   stopAccepting(): void;
   /** Resolves true once no call is in flight, or false after `ms`. */
@@ -424,9 +427,20 @@ export type ConnectionLimits = {
   requestMs: number;
   /** Calls open at once on one HTTP/2 connection (gRPC's usual 100). */
   streams: number;
+  /**
+   * How long an answer may wait on a client that does not read it: a write
+   * not yet taken (or the end, once given) is cut off after this long
+   * (streams' own stall limit, twice HOLDFAST_STREAM_MAX_LAG_MS).
+   */
+  stallMs: number;
 };
 
-const CONNECTION_LIMITS: ConnectionLimits = { idleMs: 65_000, requestMs: 300_000, streams: 100 };
+const CONNECTION_LIMITS: ConnectionLimits = {
+  idleMs: 65_000,
+  requestMs: 300_000,
+  streams: 100,
+  stallMs: 60_000,
+};
 
 /**
  * Binds HOST:PORT before anything else is done, so that a port in use
@@ -442,8 +456,9 @@ export async function bindPort(
   host: string,
   port: number,
   what = "PORT",
-  limits = CONNECTION_LIMITS,
+  bound: ConnectionLimits = CONNECTION_LIMITS,
 ): Promise<Listener> {
+  let limits = bound;
   let handler: NodeHandler | undefined;
   const waiting: Socket[] = [];
   let accepting = true;
@@ -527,6 +542,7 @@ export async function bindPort(
       inFlight.delete(res);
       if (inFlight.size === 0) onIdle?.();
     });
+    boundWriteOut(res, limits.stallMs);
     // An HTTP/1.1 connection kept alive would bring further calls while
     // stopping: this answer is its last.
     if (!accepting && res instanceof ServerResponse) res.setHeader("connection", "close");
@@ -597,7 +613,8 @@ export async function bindPort(
 
   return {
     port: typeof address === "object" && address ? address.port : port,
-    serve(h) {
+    serve(h, replaced) {
+      limits = { ...limits, ...replaced };
       handler = h;
       for (const socket of waiting.splice(0)) dispatch(socket);
     },
@@ -645,5 +662,70 @@ export async function bindPort(
       for (const session of sessions) session.destroy();
       for (const socket of sockets) socket.destroy();
     },
+  };
+}
+
+/**
+ * Gives an answer `ms` to be taken by its client whenever it holds bytes the
+ * client has not read: from a write that did not flush (Node asks for
+ * "drain"), or from its end, until it drains, finishes or closes. Past
+ * that, it is cut off (HTTP/1.1: the connection is closed; HTTP/2: the
+ * stream is reset with ENHANCE_YOUR_CALM) and what it held is freed.
+ * Without this a client that sends a call and never reads its answer keeps
+ * that answer (up to a page of events, 2 MB) in server memory as long as it
+ * keeps the connection open; streams have the same limit of their own.
+ *
+ * connect-node waits for a write's "drain" before it ends the answer, and a
+ * response closed under that wait emits neither "drain" nor "error": the
+ * call would stay suspended for good. The error fails the write, as for a
+ * stream cut off (see cutOffWhenStalled in rpc/http.ts).
+ */
+function boundWriteOut(res: ServerResponse | Http2ServerResponse, ms: number): void {
+  let timer: NodeJS.Timeout | undefined;
+  let waiting = false;
+  let closed = false;
+  const start = () => {
+    if (closed || timer) return;
+    timer = setTimeout(() => {
+      if (!closed) cutOff(res);
+    }, ms);
+    timer.unref();
+  };
+  const stop = () => {
+    clearTimeout(timer);
+    timer = undefined;
+  };
+  res.on("drain", () => {
+    waiting = false;
+    if (!res.writableEnded) stop();
+  });
+  // HTTP/1.1: the end is in the socket's hands. (An HTTP/2 answer's
+  // "finish" only comes with its "close".)
+  res.once("finish", () => {
+    closed = true;
+    stop();
+  });
+  res.once("close", () => {
+    closed = true;
+    stop();
+    if (waiting && res.listenerCount("error") > 0) {
+      res.emit("error", new Error("the answer was cut off: its client did not read it"));
+    }
+  });
+  const write = res.write.bind(res) as (...args: unknown[]) => boolean;
+  (res as { write: (...args: unknown[]) => boolean }).write = (...args) => {
+    const flushed = write(...args);
+    if (!flushed) {
+      waiting = true;
+      start();
+    }
+    return flushed;
+  };
+  const end = res.end.bind(res) as (...args: unknown[]) => typeof res;
+  (res as { end: (...args: unknown[]) => typeof res }).end = (...args) => {
+    const ended = end(...args);
+    stop();
+    start();
+    return ended;
   };
 }
