@@ -36,7 +36,11 @@ import * as v from "./validate.js";
  * at most about 2 MB with the largest metadata.
  */
 const CATCH_UP_PAGE = 100;
-const EVENT_PAGES = { defaultSize: 100, maxSize: 1000 };
+/**
+ * ListEvents' pages: at most the catch-up page, so one answer is at most
+ * about 2 MB too (a larger `page_size` is lowered to it, as on every list).
+ */
+const EVENT_PAGES = { defaultSize: 100, maxSize: CATCH_UP_PAGE };
 
 const filterSchema = v
   .message<{ types: string[]; resourceIds: string[]; serviceIds: string[] }>()

@@ -159,7 +159,7 @@ describe("page_size", () => {
         "invalid request: page_size: must not be negative (0 for the default)",
       );
     }
-    // ListEvents lowers to its own maximum, 1000: both events of the tenant come back.
+    // ListEvents lowers to its own maximum, 100: both events of the tenant come back.
     await expect
       .poll(
         async () =>
