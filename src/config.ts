@@ -54,6 +54,7 @@ const schema = z
     HOLDFAST_KEY_CACHE_TTL_MS: positiveInt.max(3_600_000).default(30_000),
     HOLDFAST_SHUTDOWN_GRACE_MS: positiveInt.max(600_000).default(5_000),
     HOLDFAST_MAX_REQUEST_BYTES: positiveInt.max(16 * 1024 * 1024).default(256 * 1024),
+    HOLDFAST_MAX_CONNECTIONS: positiveInt.max(1_000_000).default(1000),
     HOLDFAST_METRICS: boolean.default(true),
     HOLDFAST_CORS_ORIGINS: z
       .string()
@@ -139,6 +140,12 @@ export type Config = {
   /** How long a stop waits for calls in flight before it cuts them. */
   shutdownGraceMs: number;
   maxRequestBytes: number;
+  /**
+   * Connections open at once on the port; more are closed as they arrive,
+   * so what requests still arriving hold is bounded (at most this many
+   * times maxRequestBytes).
+   */
+  maxConnections: number;
   logLevel: "debug" | "info" | "warn" | "error";
   /** The level of the one line logged per RPC. */
   requestLogLevel: "info" | "debug";
@@ -222,6 +229,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     keyCache: { size: c.HOLDFAST_KEY_CACHE_SIZE, ttlMs: c.HOLDFAST_KEY_CACHE_TTL_MS },
     shutdownGraceMs: c.HOLDFAST_SHUTDOWN_GRACE_MS,
     maxRequestBytes: c.HOLDFAST_MAX_REQUEST_BYTES,
+    maxConnections: c.HOLDFAST_MAX_CONNECTIONS,
     logLevel: c.HOLDFAST_LOG_LEVEL,
     metrics: c.HOLDFAST_METRICS,
     corsOrigins: c.HOLDFAST_CORS_ORIGINS,

@@ -328,7 +328,10 @@ export async function startHoldfast(
       { ...webhookSettings, onAttempt: metrics?.webhookAttempt },
       (d) => localizeDeliveryBody(d.body, d.tenantId, zones),
     );
-    listener.serve(handler, { stallMs: config.streamStallMs });
+    listener.serve(handler, {
+      stallMs: config.streamStallMs,
+      connections: config.maxConnections,
+    });
     // Its own port: health and metrics only, for the operator's network.
     metricsListener?.serve((req, res) => {
       const path = (req.url ?? "").split("?", 1)[0] ?? "";
@@ -399,7 +402,10 @@ export type Listener = {
    * Hands connections to `handler`, those that arrived while starting
    * included; `limits` replaces those bindPort was given where it says.
    */
-  serve(handler: NodeHandler, limits?: Partial<Pick<ConnectionLimits, "stallMs">>): void;
+  serve(
+    handler: NodeHandler,
+    limits?: Partial<Pick<ConnectionLimits, "stallMs" | "connections">>,
+  ): void;
   /** Refuses new connections and asks clients of open ones to go elsewhere. */
   stopAccepting(): void;
   /** Resolves true once no call is in flight, or false after `ms`. */
@@ -433,6 +439,12 @@ export type ConnectionLimits = {
    * (streams' own stall limit, twice HOLDFAST_STREAM_MAX_LAG_MS).
    */
   stallMs: number;
+  /**
+   * Connections open at once on the port (HOLDFAST_MAX_CONNECTIONS); more
+   * are closed as they arrive, so what requests still arriving hold is
+   * bounded.
+   */
+  connections: number;
 };
 
 const CONNECTION_LIMITS: ConnectionLimits = {
@@ -440,6 +452,7 @@ const CONNECTION_LIMITS: ConnectionLimits = {
   requestMs: 300_000,
   streams: 100,
   stallMs: 60_000,
+  connections: 1000,
 };
 
 /**
@@ -591,6 +604,20 @@ export async function bindPort(
     if (handler) dispatch(socket);
     else waiting.push(socket);
   });
+  net.maxConnections = limits.connections;
+  // Node closes a connection beyond the cap as it arrives; say so now and
+  // then (not once each: a flood would flood the log too).
+  let refused = 0;
+  net.on("drop", () => {
+    if (refused++ > 0) return;
+    setTimeout(() => {
+      log.warn("connections refused: HOLDFAST_MAX_CONNECTIONS are open", {
+        max: limits.connections,
+        refused,
+      });
+      refused = 0;
+    }, 10_000).unref();
+  });
 
   await new Promise<void>((resolve, reject) => {
     net.once("error", (err: NodeJS.ErrnoException) => {
@@ -615,6 +642,7 @@ export async function bindPort(
     port: typeof address === "object" && address ? address.port : port,
     serve(h, replaced) {
       limits = { ...limits, ...replaced };
+      net.maxConnections = limits.connections;
       handler = h;
       for (const socket of waiting.splice(0)) dispatch(socket);
     },

@@ -21,6 +21,7 @@ beforeAll(async () => {
     requestMs: 600,
     streams: 3,
     stallMs: 400,
+    connections: 100,
   });
   url = `http://127.0.0.1:${listener.port}`;
   listener.serve((req, res) => {
@@ -207,6 +208,65 @@ describe("HTTP/1.1 connections", () => {
       expect(closed).toBe(true);
     } finally {
       socket.destroy();
+    }
+  });
+});
+
+describe("connections beyond the cap", () => {
+  it("are closed as they arrive, and those open are served", async () => {
+    const capped = await bindPort("127.0.0.1", 0, "PORT", {
+      idleMs: 5_000,
+      requestMs: 5_000,
+      streams: 3,
+      stallMs: 400,
+      connections: 100,
+    });
+    const arrived: string[] = [];
+    capped.serve(
+      (req, res) => {
+        arrived.push(req.url ?? "");
+        req.resume();
+        req.on("end", () => res.end("ok"));
+      },
+      { connections: 2 },
+    );
+    const open = (path: string, body: string) => {
+      const socket = createConnection(capped.port, "127.0.0.1");
+      socket.on("error", () => {});
+      socket.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n${body}`);
+      return socket;
+    };
+    // Two requests whose bodies are still arriving hold both places.
+    const holding = [open("/a", "part"), open("/b", "part")];
+    try {
+      await expect.poll(() => arrived.length).toBe(2);
+      const third = open("/c", "0123456789");
+      let answer = "";
+      third.on("data", (chunk: Buffer) => {
+        answer += chunk.toString();
+      });
+      await new Promise((resolve) => third.once("close", resolve));
+      expect(answer).toBe("");
+      expect(arrived).not.toContain("/c");
+      // The connections open are still served.
+      const first = holding[0] as Socket;
+      let reply = "";
+      first.on("data", (chunk: Buffer) => {
+        reply += chunk.toString();
+      });
+      first.write("tail..");
+      await expect.poll(() => reply).toContain("ok");
+      // A place freed is taken again (once the server has seen it freed).
+      first.destroy();
+      const again = () =>
+        fetch(`http://127.0.0.1:${capped.port}/d`, { method: "POST", body: "hi" })
+          .then((res) => res.text())
+          .catch(() => "refused");
+      await expect.poll(again).toBe("ok");
+    } finally {
+      for (const s of holding) s.destroy();
+      capped.stopAccepting();
+      capped.destroy();
     }
   });
 });
