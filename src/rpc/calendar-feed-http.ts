@@ -11,7 +11,7 @@ import {
   type FeedBooking,
   feedStatuses,
   MAX_FEED_EVENTS,
-  renderCalendarFeed,
+  renderCalendarFeedInTurns,
 } from "../domain/calendar-feed.js";
 import { clipText, Rejection } from "../domain/rejection.js";
 import { log } from "../log.js";
@@ -118,7 +118,7 @@ export function calendarFeedHandler(
       resourceName: r.resource_name,
       timeZone: r.time_zone,
     }));
-    const text = renderCalendarFeed(
+    const text = await renderCalendarFeedInTurns(
       { ...subject, ...window, truncated: rows.length > MAX_FEED_EVENTS },
       bookings,
       options,

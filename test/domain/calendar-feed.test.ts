@@ -1,11 +1,15 @@
 import ICAL from "ical.js";
+import { foldLines as libraryFoldLines } from "ical-generator";
 import { describe, expect, it } from "vitest";
 import {
+  FEED_EVENTS_PER_TURN,
   type FeedBooking,
   feedStatuses,
+  foldLines,
   MAX_FEED_EVENTS,
   paramValue,
   renderCalendarFeed,
+  renderCalendarFeedInTurns,
   textValue,
   vtimezone,
 } from "../../src/domain/calendar-feed.js";
@@ -76,6 +80,59 @@ describe("calendar feed text", () => {
   it("encodes TEXT values per RFC 5545, leaving out controls no value may hold", () => {
     expect(textValue("a\\b;c,d\r\ne\rf\ng")).toBe("a\\\\b\\;c\\,d\\ne\\nf\\ng");
     expect(textValue("a\tb\u0000c\u001bd\u007fe\u0085f")).toBe("a\tbcdef");
+  });
+
+  it("folds lines at 75 octets where ical-generator does, never inside a character", () => {
+    const long = "Zoë Ångström 王小明 🙂 ".repeat(12);
+    const texts = [
+      `SUMMARY:${long}\r\nDESCRIPTION:${"a".repeat(74)}\r\nX:${"é".repeat(37)}x\r\n`,
+      `${"a".repeat(73)}🙂🙂\r\n${"b".repeat(75)}\r\n${"\ud83d".repeat(30)}`,
+      "",
+    ];
+    for (const text of texts) {
+      const folded = foldLines(text);
+      expect(folded).toBe(libraryFoldLines(text));
+      expect(folded.replace(/\r\n /g, "")).toBe(text);
+      for (const line of folded.split("\r\n")) {
+        expect(Buffer.byteLength(line)).toBeLessThanOrEqual(75);
+      }
+    }
+  });
+
+  it("renders in turns the same text, letting other work run between them", async () => {
+    const zone = "Europe/Berlin";
+    const name = "Zoë Ångström 王小明 🙂 ".repeat(12).slice(0, 200);
+    const start = Date.UTC(2030, 0, 1, 8);
+    const bookings = Array.from({ length: MAX_FEED_EVENTS }, (_, i) => ({
+      ...booking(`b${i}`, start + i * HOUR, zone),
+      attendee: { name, email: `p${i}@example.com` },
+    }));
+    const cal = {
+      name: "Room",
+      timeZone: zone,
+      fromMs: start - 31 * 24 * HOUR,
+      toMs: start + 366 * 24 * HOUR,
+      truncated: false,
+    };
+    const options = { freeBusy: false, includeHolds: false };
+    let turns = 0;
+    const count = () => {
+      turns++;
+      ticker = setImmediate(count);
+    };
+    let ticker = setImmediate(count);
+    const text = await renderCalendarFeedInTurns(cal, bookings, options).finally(() =>
+      clearImmediate(ticker),
+    );
+    // One turn at least per FEED_EVENTS_PER_TURN events: the event loop
+    // was never held for the whole feed.
+    expect(turns).toBeGreaterThanOrEqual(MAX_FEED_EVENTS / FEED_EVENTS_PER_TURN - 1);
+    expect(text).toBe(renderCalendarFeed(cal, bookings, options));
+    const events = new ICAL.Component(ICAL.parse(text)).getAllSubcomponents("vevent");
+    expect(events.map((v) => new ICAL.Event(v).uid)).toEqual(bookings.map((b) => b.id));
+    for (const v of events) {
+      expect(String(v.getFirstProperty("attendee")?.getParameter("cn"))).toBe(name);
+    }
   });
 
   it("says when the cap cut the feed short", () => {

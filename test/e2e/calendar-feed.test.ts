@@ -10,7 +10,7 @@ import { CatalogService } from "../../gen/holdfast/v1/catalog_pb.js";
 import { KeyService } from "../../gen/holdfast/v1/key_pb.js";
 import { ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
 import { TenantService } from "../../gen/holdfast/v1/tenant_pb.js";
-import { MAX_CALENDAR_FEEDS_PER_TENANT } from "../../src/domain/calendar-feed.js";
+import { MAX_CALENDAR_FEEDS_PER_TENANT, MAX_FEED_EVENTS } from "../../src/domain/calendar-feed.js";
 import { TENANT_SCOPES } from "../../src/domain/scopes.js";
 import { DAY, MINUTE, minutes } from "../support/booking.js";
 import { clientFor, newTenant, postJson, rejected } from "../support/clients.js";
@@ -348,6 +348,70 @@ describe("calendar feeds", () => {
       startMs: at.inBerlin,
     });
     expect(cal.byUid(ids.afterChange)).toMatchObject({ zone: NEW_YORK, startMs: at.afterChange });
+  });
+
+  it(`shows the first ${MAX_FEED_EVENTS} bookings of a busier resource, each whole, in valid folded lines`, async () => {
+    // Long names with characters of two, three and four UTF-8 octets: every
+    // event runs over several folded lines.
+    const name = "Zoë Ångström-Łukasiewicz 王小明 🙂 ".repeat(8).slice(0, 200);
+    const resources = clientFor(ResourceService, server.url, key);
+    const id = (await resources.createResource({ name: "Dr. Cy", timeZone: BERLIN })).resource
+      ?.id as string;
+    const { service } = await clientFor(CatalogService, server.url, key).createService({
+      name: "Check-up",
+      resourceIds: [id],
+      policy: { durations: [minutes(30)], slotInterval: minutes(30) },
+    });
+    const firstMs = nineAm(BERLIN, Date.now(), 2);
+    const { booking } = await clientFor(BookingService, server.url, key).createBooking({
+      serviceId: service?.id as string,
+      resourceId: id,
+      startTime: timestampFromMs(firstMs),
+      endTime: timestampFromMs(firstMs + 30 * MINUTE),
+      attendee: { name, email: "zoe@example.com" },
+    });
+    // The rest as copies of that one, an hour apart: one more than a feed shows.
+    const db = new pg.Client({ connectionString: server.databaseUrl });
+    await db.connect();
+    try {
+      await db.query(
+        `INSERT INTO bookings (tenant_id, service_id, resource_id, start_time, end_time, block_start,
+                               block_end, status, expire_time, attendee, metadata, policy_version,
+                               cancel_reason, exclusive, create_time, update_time)
+         SELECT tenant_id, service_id, resource_id, start_time + g * interval '1 hour',
+                end_time + g * interval '1 hour', block_start + g * interval '1 hour',
+                block_end + g * interval '1 hour', status, expire_time, attendee, metadata,
+                policy_version, cancel_reason, exclusive, create_time, update_time
+         FROM bookings, generate_series(1, $2::int) g
+         WHERE id = $1`,
+        [booking?.id, MAX_FEED_EVENTS],
+      );
+    } finally {
+      await db.end();
+    }
+    const { urlPath } = await feeds.createCalendarFeed({ resourceId: id });
+    const raw = await (await fetch(`${server.url}${urlPath}`)).text();
+    // Every content line ends with CRLF and holds at most 75 octets.
+    expect(raw.endsWith("END:VCALENDAR\r\n")).toBe(true);
+    const lines = raw.slice(0, -2).split("\r\n");
+    expect(lines.filter((l) => Buffer.byteLength(l) > 75)).toEqual([]);
+    expect(lines.filter((l) => l.includes("\n") || l.includes("\r"))).toEqual([]);
+    const cal = await readFeed(urlPath);
+    expect(cal.events).toHaveLength(MAX_FEED_EVENTS);
+    expect(cal.text).toContain(`X-WR-CALDESC:The first ${MAX_FEED_EVENTS} bookings`);
+    expect(cal.zones).toEqual([BERLIN]);
+    // The earliest, in order, none of them cut or mangled.
+    expect(cal.events[0]?.uid).toBe(booking?.id);
+    expect(new Set(cal.events.map((e) => e.uid)).size).toBe(MAX_FEED_EVENTS);
+    cal.events.forEach((e, i) => {
+      expect(e.startMs).toBe(firstMs + i * 60 * MINUTE);
+      expect(e.endMs).toBe(e.startMs + 30 * MINUTE);
+      expect(e.zone).toBe(BERLIN);
+      expect(e.summary).toBe(`Check-up, ${name.trim()}`);
+      expect(e.attendeeNames).toEqual([name]);
+      expect(e.attendees).toEqual(["mailto:zoe@example.com"]);
+      expect(e.description).toContain(`Attendee: ${name}, zoe@example.com`);
+    });
   });
 
   it("stops answering once revoked, and never lists a feed's URL", async () => {
