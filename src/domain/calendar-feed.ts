@@ -125,7 +125,7 @@ export function renderCalendarFeed(
 }
 
 /** Events rendered between two turns of the event loop by renderCalendarFeedInTurns. */
-export const FEED_EVENTS_PER_TURN = 200;
+export const FEED_EVENTS_PER_TURN = 100;
 
 /**
  * renderCalendarFeed's text, giving the event loop a turn after every

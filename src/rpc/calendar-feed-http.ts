@@ -1,4 +1,5 @@
 import {
+  type CalendarFeedRow,
   calendarFeedBookings,
   calendarFeedSubject,
   findActiveCalendarFeed,
@@ -52,6 +53,7 @@ export function calendarFeedHandler(
   db: Queryable,
   limiter: RateLimiter,
 ): (req: NodeRequest, res: NodeResponse) => void {
+  const renders = new RenderSlots();
   return (req, res) => {
     serve(req, res).catch((err: unknown) => {
       // Mapped as an RPC's failure is (toConnectError), and logged without
@@ -95,7 +97,36 @@ export function calendarFeedHandler(
       plain(res, 404, "no such calendar feed\n", limitFields);
       return;
     }
-    const nowMs = found.now.getTime();
+    // Answers ended (a client gone while its fetch waited) get no render.
+    let closed = false;
+    res.once("close", () => {
+      closed = true;
+    });
+    if (!(await renders.acquire())) {
+      // Calendar apps fetch again later; what waits ahead is already
+      // seconds of rendering.
+      res.setHeader("retry-after", "10");
+      for (const [name, value] of Object.entries(limitFields)) res.setHeader(name, value);
+      const hint = "too many calendar feeds are being read at once: retry in a few seconds";
+      writeConnectError(res, new Rejection("UNAVAILABLE", hint));
+      return;
+    }
+    try {
+      if (!closed) await answer(req, res, feed, found.now, subject, limitFields);
+    } finally {
+      renders.release();
+    }
+  }
+
+  async function answer(
+    req: NodeRequest,
+    res: NodeResponse,
+    feed: CalendarFeedRow,
+    now: Date,
+    subject: { name: string; timeZone: string },
+    limitFields: Record<string, string>,
+  ): Promise<void> {
+    const nowMs = now.getTime();
     const window = { fromMs: nowMs - FEED_PAST_MS, toMs: nowMs + FEED_AHEAD_MS };
     const options = { freeBusy: feed.free_busy, includeHolds: feed.include_holds };
     const rows = await calendarFeedBookings(db, feed, {
@@ -133,6 +164,45 @@ export function calendarFeedHandler(
     });
     if (req.method === "HEAD") res.end();
     else res.end(text);
+  }
+}
+
+/**
+ * Feeds read and rendered at once; other fetches wait their turn. However
+ * many arrive together, only this many renders take turns on the event
+ * loop with every other request (renderCalendarFeedInTurns), and only this
+ * many feeds' rows and text are held in memory.
+ */
+export const MAX_CONCURRENT_FEED_RENDERS = 2;
+/** Fetches that may wait for a turn; beyond them a fetch is 503 UNAVAILABLE. */
+export const MAX_WAITING_FEED_RENDERS = 200;
+
+/** Feed renders under way, and those waiting for one to end, first come first served. */
+export class RenderSlots {
+  #running = 0;
+  readonly #waiting: (() => void)[] = [];
+
+  constructor(
+    readonly slots = MAX_CONCURRENT_FEED_RENDERS,
+    readonly queue = MAX_WAITING_FEED_RENDERS,
+  ) {}
+
+  /** True once the caller may render (it then calls release); false at once when the queue is full. */
+  async acquire(): Promise<boolean> {
+    if (this.#running < this.slots) {
+      this.#running++;
+      return true;
+    }
+    if (this.#waiting.length >= this.queue) return false;
+    // The slot is handed over by release, never freed in between.
+    await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    return true;
+  }
+
+  release(): void {
+    const next = this.#waiting.shift();
+    if (next) next();
+    else this.#running--;
   }
 }
 
