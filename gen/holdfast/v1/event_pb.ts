@@ -229,8 +229,9 @@ export type ListEventsRequest = Message<"holdfast.v1.ListEventsRequest"> & {
   filter?: EventFilter | undefined;
 
   /**
-   * Events per page: 0 gives the default, 100; a value above the maximum,
-   * 1000, is lowered to it (a negative one is refused).
+   * Events per page: 0 gives the default and maximum, 100 (about 2 MB with
+   * the largest metadata); a larger value is lowered to it (a negative one
+   * is refused).
    *
    * @generated from field: int32 page_size = 3;
    */
