@@ -5,7 +5,7 @@ import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
 import { bookingWorld } from "../support/booking.js";
 import { clientFor, keyed, newTenant } from "../support/clients.js";
-import { freshDatabase } from "../support/database.js";
+import { freshDatabase, lockWaiters } from "../support/database.js";
 import { startTestServer } from "../support/server.js";
 
 /**
@@ -26,25 +26,11 @@ async function holdResourceRow(databaseUrl: string, resourceId: string) {
 }
 
 /** Until a session of the servers waits for a lock (the first request, behind the row). */
-function untilOneWaits(databaseUrl: string) {
-  return vi.waitFor(
-    async () => {
-      const watcher = new pg.Client({ connectionString: databaseUrl });
-      await watcher.connect();
-      try {
-        const { rows } = await watcher.query(
-          `SELECT count(*)::int AS n FROM pg_stat_activity
-            WHERE datname = current_database() AND application_name = 'holdfast'
-              AND wait_event_type = 'Lock'`,
-        );
-        expect(rows[0].n).toBeGreaterThan(0);
-      } finally {
-        await watcher.end();
-      }
-    },
-    { timeout: 30_000, interval: 20 },
-  );
-}
+const untilOneWaits = (databaseUrl: string) =>
+  vi.waitFor(async () => expect(await lockWaiters(databaseUrl)).toBeGreaterThan(0), {
+    timeout: 30_000,
+    interval: 20,
+  });
 
 type Settled = { value?: unknown; error?: ConnectError; replayed: boolean };
 

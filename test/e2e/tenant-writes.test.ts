@@ -3,7 +3,7 @@ import { describe, expect, it, onTestFinished, vi } from "vitest";
 import { ResourceService } from "../../gen/holdfast/v1/resource_pb.js";
 import { at, bookingWorld } from "../support/booking.js";
 import { clientFor } from "../support/clients.js";
-import { freshDatabase } from "../support/database.js";
+import { freshDatabase, lockWaiters } from "../support/database.js";
 import { startTestServer } from "../support/server.js";
 
 /**
@@ -13,25 +13,11 @@ import { startTestServer } from "../support/server.js";
  */
 
 /** Until `n` sessions of the servers wait for a lock. */
-function untilWaiting(databaseUrl: string, n: number) {
-  return vi.waitFor(
-    async () => {
-      const watcher = new pg.Client({ connectionString: databaseUrl });
-      await watcher.connect();
-      try {
-        const { rows } = await watcher.query(
-          `SELECT count(*)::int AS n FROM pg_stat_activity
-            WHERE datname = current_database() AND application_name = 'holdfast'
-              AND wait_event_type = 'Lock'`,
-        );
-        expect(rows[0].n).toBe(n);
-      } finally {
-        await watcher.end();
-      }
-    },
-    { timeout: 30_000, interval: 20 },
-  );
-}
+const untilWaiting = (databaseUrl: string, n: number) =>
+  vi.waitFor(async () => expect(await lockWaiters(databaseUrl)).toBe(n), {
+    timeout: 30_000,
+    interval: 20,
+  });
 
 describe("a tenant's writes waiting for a lock", { timeout: 120_000 }, () => {
   it("take at most its write lanes' connections; other tenants' reads and writes go on, and its own finish once the lock is free", async () => {

@@ -104,3 +104,19 @@ export async function retireAll(databaseUrl: string): Promise<void> {
     await db.end();
   }
 }
+
+/** How many sessions of Holdfast servers (application_name holdfast) wait for a lock now. */
+export async function lockWaiters(databaseUrl: string): Promise<number> {
+  const watcher = new pg.Client({ connectionString: databaseUrl });
+  await watcher.connect();
+  try {
+    const { rows } = await watcher.query(
+      `SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE datname = current_database() AND application_name = 'holdfast'
+          AND wait_event_type = 'Lock'`,
+    );
+    return rows[0].n;
+  } finally {
+    await watcher.end();
+  }
+}
