@@ -1,4 +1,5 @@
 import { Rejection } from "../domain/rejection.js";
+import { Turns } from "../turns.js";
 
 /**
  * How many of one tenant's writes run at once in this instance, besides its
@@ -14,8 +15,8 @@ import { Rejection } from "../domain/rejection.js";
  * and are then answered UNAVAILABLE, having done nothing.
  */
 export class TenantWrites {
-  /** Tenants with a write running: how many, and those waiting for a turn. */
-  readonly #tenants = new Map<string, { running: number; waiting: Turn[] }>();
+  /** Tenants with a write running or waiting: their turns. */
+  readonly #tenants = new Map<string, Turns>();
 
   constructor(
     private readonly lanes: number,
@@ -28,63 +29,34 @@ export class TenantWrites {
     signal: AbortSignal | undefined,
     write: () => Promise<T>,
   ): Promise<T> {
-    await this.#turn(tenantId, signal);
+    let turns = this.#tenants.get(tenantId);
+    if (!turns) {
+      turns = new Turns(this.lanes);
+      this.#tenants.set(tenantId, turns);
+    }
+    try {
+      await turns.acquire({
+        signal,
+        waitMs: this.waitMs,
+        late: () =>
+          new Rejection(
+            "UNAVAILABLE",
+            `${this.lanes} other writes of this tenant kept waiting (a lock held for long); retry shortly`,
+          ),
+      });
+    } catch (err) {
+      this.#forgetIfIdle(tenantId, turns);
+      throw err;
+    }
     try {
       return await write();
     } finally {
-      this.#done(tenantId);
+      turns.release();
+      this.#forgetIfIdle(tenantId, turns);
     }
   }
 
-  #turn(tenantId: string, signal: AbortSignal | undefined): Promise<void> {
-    let tenant = this.#tenants.get(tenantId);
-    if (!tenant) {
-      tenant = { running: 0, waiting: [] };
-      this.#tenants.set(tenantId, tenant);
-    }
-    if (tenant.running < this.lanes) {
-      tenant.running++;
-      return Promise.resolve();
-    }
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    const queue = tenant.waiting;
-    return new Promise((resolve, reject) => {
-      const leave = (err: unknown) => {
-        const at = queue.indexOf(turn);
-        if (at >= 0) queue.splice(at, 1);
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", aborted);
-        reject(err);
-      };
-      const aborted = () => leave(signal?.reason);
-      const timer = setTimeout(
-        () =>
-          leave(
-            new Rejection(
-              "UNAVAILABLE",
-              `${this.lanes} other writes of this tenant kept waiting (a lock held for long); retry shortly`,
-            ),
-          ),
-        this.waitMs,
-      );
-      const turn: Turn = () => {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", aborted);
-        resolve();
-      };
-      queue.push(turn);
-      signal?.addEventListener("abort", aborted, { once: true });
-    });
-  }
-
-  #done(tenantId: string): void {
-    const tenant = this.#tenants.get(tenantId);
-    if (!tenant) return;
-    const next = tenant.waiting.shift();
-    // The lane passes straight to the next in line.
-    if (next) next();
-    else if (--tenant.running === 0) this.#tenants.delete(tenantId);
+  #forgetIfIdle(tenantId: string, turns: Turns): void {
+    if (turns.idle && this.#tenants.get(tenantId) === turns) this.#tenants.delete(tenantId);
   }
 }
-
-type Turn = () => void;

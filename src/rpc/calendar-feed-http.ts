@@ -16,6 +16,7 @@ import {
 } from "../domain/calendar-feed.js";
 import { clipText, Rejection } from "../domain/rejection.js";
 import { log } from "../log.js";
+import { Turns } from "../turns.js";
 import { type NodeRequest, type NodeResponse, writeConnectError } from "./http.js";
 import { rateLimited, rateLimitFields } from "./rate-limit.js";
 import type { RateLimiter } from "./rate-limiter.js";
@@ -53,7 +54,7 @@ export function calendarFeedHandler(
   db: Queryable,
   limiter: RateLimiter,
 ): (req: NodeRequest, res: NodeResponse) => void {
-  const renders = new RenderSlots();
+  const renders = new Turns(MAX_CONCURRENT_FEED_RENDERS, MAX_WAITING_FEED_RENDERS);
   return (req, res) => {
     serve(req, res).catch((err: unknown) => {
       // Mapped as an RPC's failure is (toConnectError), and logged without
@@ -176,35 +177,6 @@ export function calendarFeedHandler(
 export const MAX_CONCURRENT_FEED_RENDERS = 2;
 /** Fetches that may wait for a turn; beyond them a fetch is 503 UNAVAILABLE. */
 export const MAX_WAITING_FEED_RENDERS = 200;
-
-/** Feed renders under way, and those waiting for one to end, first come first served. */
-export class RenderSlots {
-  #running = 0;
-  readonly #waiting: (() => void)[] = [];
-
-  constructor(
-    readonly slots = MAX_CONCURRENT_FEED_RENDERS,
-    readonly queue = MAX_WAITING_FEED_RENDERS,
-  ) {}
-
-  /** True once the caller may render (it then calls release); false at once when the queue is full. */
-  async acquire(): Promise<boolean> {
-    if (this.#running < this.slots) {
-      this.#running++;
-      return true;
-    }
-    if (this.#waiting.length >= this.queue) return false;
-    // The slot is handed over by release, never freed in between.
-    await new Promise<void>((resolve) => this.#waiting.push(resolve));
-    return true;
-  }
-
-  release(): void {
-    const next = this.#waiting.shift();
-    if (next) next();
-    else this.#running--;
-  }
-}
 
 function plain(
   res: NodeResponse,

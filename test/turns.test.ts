@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { RenderSlots } from "../../src/rpc/calendar-feed-http.js";
+import { Turns } from "../src/turns.js";
 
 /** Whether `p` has settled by the time the microtasks queued now have run, and with what. */
 async function settled<T>(p: Promise<T>): Promise<{ value: T } | "pending"> {
@@ -11,9 +11,9 @@ async function settled<T>(p: Promise<T>): Promise<{ value: T } | "pending"> {
   return first === pending ? "pending" : { value: first as T };
 }
 
-describe("calendar feed render slots", () => {
+describe("Turns (as the calendar feeds render: two at once, two waiting)", () => {
   it("lets two render at once, queues the rest first come first served, and turns away a full queue", async () => {
-    const slots = new RenderSlots(2, 2);
+    const slots = new Turns(2, 2);
     expect(await slots.acquire()).toBe(true);
     expect(await slots.acquire()).toBe(true);
     const third = slots.acquire();
