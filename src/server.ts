@@ -267,8 +267,9 @@ export async function startHoldfast(
         authInterceptor(keyring),
         pageTokensInterceptor(pageSecret),
         rateLimitInterceptor(limiter),
-        tenantWritesInterceptor(turns),
+        // Pure checks first: a request they refuse waits for no turn.
         requestChecksInterceptor,
+        tenantWritesInterceptor(turns),
         localTimesInterceptor(zones),
       ],
       maxRequestBytes: config.maxRequestBytes,

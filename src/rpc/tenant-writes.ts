@@ -13,7 +13,8 @@ const IN_WRITE_LANES: ReadonlySet<unknown> = new Set([
 /**
  * Every other unary call that writes (not NO_SIDE_EFFECTS) takes a turn of
  * its tenant's (TenantWrites) before its handler runs: after
- * authentication and the rate limit, so a refused call waits for nothing.
+ * authentication, the rate limit and the request checks, so a refused call
+ * waits for nothing.
  */
 export function tenantWritesInterceptor(writes: TenantWrites): Interceptor {
   return (next) => (req) => {
